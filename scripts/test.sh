@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite: quality gates (ruff, mypy --strict) then pytest with branch coverage.
+# Installs what is missing first, so it runs on a fresh clone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+bash scripts/services.sh
+.venv/bin/ruff format --check src tests benchmarks
+.venv/bin/ruff check src tests benchmarks
+.venv/bin/mypy
+.venv/bin/python -m pytest --cov --cov-report=term "$@"

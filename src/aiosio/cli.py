@@ -1,0 +1,78 @@
+"""The ``aiosio`` command: ``aiosio serve [module:app]``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import ssl
+import sys
+from typing import Any
+
+__all__ = ["load_app", "main"]
+
+DEFAULT_APP = "aiosio.demo:echo"
+
+
+def load_app(target: str) -> Any:
+    """Import ``module:attribute`` (``attribute`` may be dotted) and return the object."""
+    module_name, sep, attribute = target.partition(":")
+    if not sep or not module_name or not attribute:
+        raise SystemExit(
+            f"aiosio: expected module:app (for example myproject.realtime:sio), got {target!r}"
+        )
+    sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SystemExit(f"aiosio: cannot import module {module_name!r}: {exc}") from exc
+    obj: Any = module
+    for part in attribute.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise SystemExit(
+                f"aiosio: module {module_name!r} has no attribute {attribute!r}"
+            ) from None
+    return obj
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from aiosio.transports.native import run
+
+    app = load_app(args.app)
+    context = None
+    if args.certfile:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.certfile, args.keyfile)
+    run(app, host=args.host, port=args.port, ssl=context, use_uvloop=not args.no_uvloop)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="aiosio", description=__doc__)
+    parser.add_argument(
+        "--log-level", default=os.environ.get("AIOSIO_LOG_LEVEL", "info"), help="default: info"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the native server for an app")
+    serve.add_argument(
+        "app",
+        nargs="?",
+        default=DEFAULT_APP,
+        help=f"module:attribute of an EngineServer or Server (default: {DEFAULT_APP}, an echo)",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
+    serve.add_argument("--port", type=int, default=3000, help="default: 3000")
+    serve.add_argument("--certfile", help="TLS certificate chain (PEM) to serve https/wss")
+    serve.add_argument("--keyfile", help="TLS private key (PEM)")
+    serve.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.command == "serve":
+        return _serve(args)
+    parser.error(f"unknown command {args.command!r}")  # pragma: no cover - argparse exits first
+    return 2  # pragma: no cover

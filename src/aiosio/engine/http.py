@@ -1,0 +1,115 @@
+"""The seam between the Engine.IO server and the HTTP servers that carry it.
+
+Both the native server (:mod:`aiosio.transports.native`) and the ASGI application
+(:mod:`aiosio.transports.asgi`) turn what arrives into an :class:`HttpRequest`, hand it to the
+engine, and write back the :class:`HttpResponse` or run the WebSocket it accepted through a
+:class:`WebSocketChannel`. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+from urllib.parse import parse_qsl
+
+__all__ = [
+    "HttpApp",
+    "HttpRequest",
+    "HttpResponse",
+    "WebSocketAccept",
+    "WebSocketChannel",
+    "WebSocketHandler",
+]
+
+
+@dataclass(slots=True, eq=False)
+class HttpRequest:
+    """What the engine needs to know of one HTTP request. Header names are lowercase; repeated
+    headers are joined with ``", "`` as Node.js does for most of them."""
+
+    method: str
+    path: str
+    query_string: str
+    headers: dict[str, str]
+    body: bytes = b""
+    client: tuple[str, int] | None = None
+    secure: bool = False
+    root_path: str = ""
+    http_version: str = "1.1"
+    _query: dict[str, str] | None = field(default=None, repr=False)
+
+    @property
+    def query(self) -> dict[str, str]:
+        """The query parameters; for a repeated name the last value wins, as with the
+        reference's ``Object.fromEntries(url.searchParams)``."""
+        if self._query is None:
+            self._query = dict(parse_qsl(self.query_string, keep_blank_values=True))
+        return self._query
+
+    @property
+    def url(self) -> str:
+        return f"{self.path}?{self.query_string}" if self.query_string else self.path
+
+    @property
+    def remote_address(self) -> str | None:
+        return self.client[0] if self.client else None
+
+
+@dataclass(slots=True)
+class HttpResponse:
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+
+class WebSocketChannel(Protocol):
+    """The sending half of an accepted WebSocket, provided by the HTTP server."""
+
+    def send(self, data: str | bytes) -> None:
+        """Queue one message; never blocks."""
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake (or drop the connection if it cannot be done)."""
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes queued for the peer and not yet written to the socket."""
+
+
+class WebSocketHandler(Protocol):
+    """The receiving half, provided by the engine for each accepted WebSocket."""
+
+    def on_message(self, data: str | bytes) -> None: ...
+
+    def on_close(self, code: int | None, error: str | None) -> None:
+        """The connection ended: ``code`` from the peer's close frame, ``error`` when it broke."""
+
+
+@dataclass(slots=True)
+class WebSocketAccept:
+    """The engine accepts a WebSocket: the server completes the handshake with ``headers``
+    added to the 101 response, then calls ``bind`` with its channel to get the handler."""
+
+    headers: list[tuple[str, str]]
+    bind: Callable[[WebSocketChannel], WebSocketHandler]
+    per_message_deflate: bool = False
+    max_message_size: int = 1_000_000
+
+
+class HttpApp(Protocol):
+    """What the HTTP servers serve: the Engine.IO server, or the Socket.IO server around it."""
+
+    @property
+    def max_body_size(self) -> int:
+        """Request bodies larger than this are refused with 413 before being buffered."""
+
+    def handles(self, path: str) -> bool:
+        """True for the paths this app answers; other paths get a 404 that names the right one."""
+
+    async def handle_request(self, request: HttpRequest) -> HttpResponse: ...
+
+    async def handle_websocket(self, request: HttpRequest) -> WebSocketAccept | HttpResponse: ...
+
+    def not_found(self, request: HttpRequest) -> HttpResponse:
+        """The answer for a path this app does not serve."""

@@ -1,0 +1,537 @@
+"""The server side of one Engine.IO session, as a sans-I/O state machine.
+
+The I/O layer feeds it what happened (a long-poll GET arrived, a POST body, a WebSocket message,
+a timer fired) with the current time, and acts on the events it returns (answer the waiting GET
+with these bytes, write these messages to the WebSocket, close the probe, deliver a message to the
+application). It never reads a clock, never touches a socket and never starts a task: timers are
+deadlines (:attr:`EngineSession.deadline`) that the I/O layer schedules.
+
+Behaviour follows the reference ``engine.io`` 6.x ``Socket`` and its transports
+(``docs/engine.io-protocol/v4-current.md``: "Handshake", "Heartbeat", "Upgrade", "Message").
+
+States and their transitions, all in :meth:`EngineSession._set_state`::
+
+    POLLING ──ws with sid──▶ PROBING ──2probe──▶ UPGRADING ──5──▶ WEBSOCKET
+       ▲                        │                   │
+       └──── probe failed ◀─────┴───────────────────┘
+    POLLING / PROBING / UPGRADING ──close()──▶ CLOSING ──buffer drained, close sent──▶ CLOSED
+    any ──transport lost, ping timeout, parse error──▶ CLOSED
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import NewType
+
+from aiosio.protocol.engineio import (
+    Packet,
+    PacketType,
+    PayloadError,
+    decode_packet,
+    decode_payload,
+    encode_packet,
+    encode_payload,
+)
+from aiosio.protocol.errors import LocalProtocolError, RemoteProtocolError
+
+__all__ = [
+    "Closed",
+    "EngineConfig",
+    "EngineSession",
+    "Event",
+    "MessageReceived",
+    "PollRejected",
+    "PollResponse",
+    "ProbeClose",
+    "ProbeSend",
+    "SessionId",
+    "State",
+    "TransportKind",
+    "UpgradeStarted",
+    "Upgraded",
+    "WebSocketClose",
+    "WebSocketSend",
+]
+
+SessionId = NewType("SessionId", str)
+
+
+class TransportKind(enum.Enum):
+    POLLING = "polling"
+    WEBSOCKET = "websocket"
+
+
+class State(enum.Enum):
+    POLLING = "polling"  # open on HTTP long-polling
+    PROBING = "probing"  # a WebSocket is attached for an upgrade; waiting for "2probe"
+    UPGRADING = "upgrading"  # "3probe" answered; waiting for "5" on the WebSocket
+    WEBSOCKET = "websocket"  # open on WebSocket (direct, or after the upgrade)
+    CLOSING = "closing"  # close() called on polling; the close packet waits for a GET
+    CLOSED = "closed"
+
+
+_OPEN_POLLING = frozenset({State.POLLING, State.PROBING, State.UPGRADING})
+_TRANSITIONS: dict[State, frozenset[State]] = {
+    State.POLLING: frozenset({State.PROBING, State.CLOSING, State.CLOSED}),
+    State.PROBING: frozenset({State.POLLING, State.UPGRADING, State.CLOSING, State.CLOSED}),
+    State.UPGRADING: frozenset({State.POLLING, State.WEBSOCKET, State.CLOSING, State.CLOSED}),
+    State.WEBSOCKET: frozenset({State.CLOSED}),
+    State.CLOSING: frozenset({State.CLOSED}),
+    State.CLOSED: frozenset(),
+}
+
+
+# -- events returned to the I/O layer ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    """A message for the application."""
+
+    data: str | bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PollResponse:
+    """Answer the waiting long-poll GET with this body (status 200)."""
+
+    body: bytes
+    content_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class PollRejected:
+    """Answer the GET just received with HTTP 400: another one is already waiting."""
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketSend:
+    """Write these messages, in order, to the session's WebSocket."""
+
+    messages: tuple[str | bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketClose:
+    """Close the session's WebSocket (normal closure)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeSend:
+    """Write this message to the WebSocket being probed for the upgrade."""
+
+    message: str | bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeClose:
+    """The upgrade failed: close the probe WebSocket; the session stays on polling."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpgradeStarted:
+    """The probe was answered; the client is switching transports."""
+
+
+@dataclass(frozen=True, slots=True)
+class Upgraded:
+    """The probe WebSocket is now the session's transport; the polling transport is gone."""
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """The session is over. ``reason`` is one of the reference reasons."""
+
+    reason: str
+    description: str | None = None
+
+
+Event = (
+    MessageReceived
+    | PollResponse
+    | PollRejected
+    | WebSocketSend
+    | WebSocketClose
+    | ProbeSend
+    | ProbeClose
+    | UpgradeStarted
+    | Upgraded
+    | Closed
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Session settings, in seconds and bytes."""
+
+    ping_interval: float = 25.0
+    ping_timeout: float = 20.0
+    upgrade_timeout: float = 10.0
+    max_payload: int = 1_000_000
+    upgrades: Sequence[str] = ("websocket",)
+    close_timeout: float = 30.0
+    max_payload_packets: int = 10_000
+
+    def handshake(self, sid: str, transport: TransportKind) -> str:
+        """The OPEN packet's JSON, keys in the reference order."""
+        return json.dumps(
+            {
+                "sid": sid,
+                "upgrades": list(self.upgrades) if transport is TransportKind.POLLING else [],
+                "pingInterval": round(self.ping_interval * 1000),
+                "pingTimeout": round(self.ping_timeout * 1000),
+                "maxPayload": self.max_payload,
+            },
+            separators=(",", ":"),
+        )
+
+
+_CLOSE = Packet(PacketType.CLOSE)
+_NOOP = Packet(PacketType.NOOP)
+_PONG_PROBE = Packet(PacketType.PONG, "probe")
+
+
+@dataclass(eq=False)
+class EngineSession:
+    """One Engine.IO session on the server. See the module docstring for the state diagram."""
+
+    sid: SessionId
+    protocol: int
+    transport: TransportKind
+    config: EngineConfig
+    now: float
+    supports_binary: bool = True
+    state: State = field(init=False)
+    # Packets waiting for a GET (polling) or for the upgrade to complete.
+    _buffer: list[Packet] = field(init=False, default_factory=list)
+    _poll_waiting: bool = field(init=False, default=False)
+    _ping_at: float | None = field(init=False, default=None)
+    _heartbeat_deadline: float | None = field(init=False, default=None)
+    _upgrade_deadline: float | None = field(init=False, default=None)
+    _close_deadline: float | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        polling = self.transport is TransportKind.POLLING
+        self.state = State.POLLING if polling else State.WEBSOCKET
+        self._buffer.append(
+            Packet(PacketType.OPEN, self.config.handshake(self.sid, self.transport))
+        )
+        if self.protocol == 3:
+            # Revision 3: the client pings, the server answers and expects the next ping in time.
+            self._heartbeat_deadline = self.now + self.config.ping_interval + self.config.ping_timeout
+        else:
+            self._ping_at = self.now + self.config.ping_interval
+
+    # -- introspection ----------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self.state is not State.CLOSED and self.state is not State.CLOSING
+
+    @property
+    def deadline(self) -> float | None:
+        """The earliest time at which :meth:`handle_timeout` has something to do."""
+        best: float | None = None
+        for t in (
+            self._ping_at,
+            self._heartbeat_deadline,
+            self._upgrade_deadline,
+            self._close_deadline,
+        ):
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
+
+    @property
+    def upgrade_possible(self) -> bool:
+        """A WebSocket may be attached for an upgrade (the reference's upgrading/upgraded checks)."""
+        return self.state is State.POLLING
+
+    # -- state ------------------------------------------------------------------------------------
+
+    def _set_state(self, new: State) -> None:
+        if new not in _TRANSITIONS[self.state]:
+            raise LocalProtocolError(
+                f"engine session {self.sid}: no transition from {self.state.value} to {new.value}"
+            )
+        self.state = new
+
+    # -- outbound ---------------------------------------------------------------------------------
+
+    def send(self, data: str | bytes) -> list[Event]:
+        """Queue a message for the client. Dropped silently once the session is closing, as in
+        the reference (``sendPacket`` ignores packets after ``close()``)."""
+        if not self.is_open:
+            return []
+        return self._send_packet(Packet(PacketType.MESSAGE, data))
+
+    def _send_packet(self, packet: Packet) -> list[Event]:
+        if self.state is State.WEBSOCKET:
+            return [WebSocketSend((encode_packet(packet, self.protocol, self.supports_binary),))]
+        self._buffer.append(packet)
+        return self._flush_poll()
+
+    def _flush_poll(self) -> list[Event]:
+        if not self._poll_waiting or not self._buffer:
+            return []
+        return [self._answer_poll(self._take_buffer())]
+
+    def _take_buffer(self) -> list[Packet]:
+        packets, self._buffer = self._buffer, []
+        return packets
+
+    def _answer_poll(self, packets: list[Packet]) -> PollResponse:
+        self._poll_waiting = False
+        body, content_type = encode_payload(packets, self.protocol, self.supports_binary)
+        return PollResponse(body, content_type)
+
+    def initial_messages(self) -> list[Event]:
+        """For a session opened directly on WebSocket: the OPEN packet to write first."""
+        if self.state is not State.WEBSOCKET:
+            raise LocalProtocolError("initial_messages() is for sessions opened on websocket")
+        packets = self._take_buffer()
+        return [WebSocketSend(tuple(encode_packet(p, self.protocol) for p in packets))]
+
+    # -- polling transport ------------------------------------------------------------------------
+
+    def receive_poll_request(self, now: float) -> list[Event]:
+        """A long-poll GET arrived. Either answered at once (a PollResponse in the result) or
+        left waiting until data arrives; a second concurrent GET closes the session."""
+        self.now = now
+        if self.state not in _OPEN_POLLING and self.state is not State.CLOSING:
+            return [PollRejected()]
+        if self._poll_waiting:
+            # Reference: "overlap from client" is a transport error; the new GET gets 400.
+            return [PollRejected(), *self._terminate("transport error", "overlap from client")]
+        self._poll_waiting = True
+        if self.state is State.CLOSING:
+            if self._buffer:
+                return [self._answer_poll(self._take_buffer())]
+            # The orderly close: an empty send carries the close packet (polling.ts onPollRequest).
+            events: list[Event] = [self._answer_poll([_NOOP, _CLOSE])]
+            return events + self._terminate("forced close", None, close_transport=False)
+        if self._buffer:
+            return [self._answer_poll(self._take_buffer())]
+        if self.state is State.UPGRADING:
+            # Force a polling cycle so the client can pause polling and send "5" (socket.ts check()).
+            return [self._answer_poll([_NOOP])]
+        return []
+
+    def poll_aborted(self, now: float) -> list[Event]:
+        """The client closed the connection of its waiting GET."""
+        self.now = now
+        if not self._poll_waiting or self.state is State.CLOSED:
+            return []
+        self._poll_waiting = False
+        return self._terminate("transport error", "poll connection closed prematurely")
+
+    def receive_poll_data(self, body: bytes, binary: bool, now: float) -> list[Event]:
+        """A POST body arrived on the polling transport."""
+        self.now = now
+        if self.state is State.CLOSED or self.state is State.WEBSOCKET:
+            return []
+        try:
+            packets = decode_payload(
+                body, self.protocol, binary=binary, max_packets=self.config.max_payload_packets
+            )
+        except PayloadError as exc:
+            events = self._receive_packets(exc.decoded)
+            if self.state is State.CLOSED:
+                return events
+            return events + self._terminate("parse error", str(exc))
+        return self._receive_packets(packets, polling=True)
+
+    # -- WebSocket transport ----------------------------------------------------------------------
+
+    def receive_message(self, raw: str | bytes, now: float) -> list[Event]:
+        """A message arrived on the session's own WebSocket."""
+        self.now = now
+        if self.state is not State.WEBSOCKET:
+            return []
+        try:
+            packet = decode_packet(raw, self.protocol)
+        except RemoteProtocolError as exc:
+            return self._terminate("parse error", str(exc))
+        return self._receive_packets((packet,))
+
+    def websocket_closed(self, now: float, error: str | None = None) -> list[Event]:
+        """The session's WebSocket closed (``error`` when it broke rather than closed)."""
+        self.now = now
+        if self.state is not State.WEBSOCKET:
+            return []
+        if error is not None:
+            return self._terminate("transport error", error, close_transport=False)
+        return self._terminate("transport close", None, close_transport=False)
+
+    # -- upgrade ----------------------------------------------------------------------------------
+
+    def attach_probe(self, now: float) -> list[Event]:
+        """A WebSocket carrying this session's sid was accepted for an upgrade."""
+        self.now = now
+        if self.state is not State.POLLING:
+            raise LocalProtocolError(f"cannot probe a session in state {self.state.value}")
+        self._set_state(State.PROBING)
+        self._upgrade_deadline = now + self.config.upgrade_timeout
+        return []
+
+    def receive_probe_message(self, raw: str | bytes, now: float) -> list[Event]:
+        """A message arrived on the WebSocket being probed."""
+        self.now = now
+        if self.state is not State.PROBING and self.state is not State.UPGRADING:
+            return []
+        try:
+            packet = decode_packet(raw, self.protocol)
+        except RemoteProtocolError:
+            return self._fail_probe("invalid packet during upgrade")
+        if packet.type is PacketType.PING and packet.data == "probe":
+            events: list[Event] = [ProbeSend(encode_packet(_PONG_PROBE, self.protocol))]
+            if self.state is State.PROBING:
+                self._set_state(State.UPGRADING)
+                events.append(UpgradeStarted())
+            if self._poll_waiting and not self._buffer:
+                events.append(self._answer_poll([_NOOP]))
+            return events
+        if packet.type is PacketType.UPGRADE:
+            return self._complete_upgrade()
+        return self._fail_probe(f"unexpected packet {packet.type.name} during upgrade")
+
+    def probe_closed(self, now: float) -> list[Event]:
+        """The probe WebSocket closed before the upgrade completed."""
+        self.now = now
+        if self.state is not State.PROBING and self.state is not State.UPGRADING:
+            return []
+        self._upgrade_deadline = None
+        self._set_state(State.POLLING)
+        return []
+
+    def _fail_probe(self, reason: str) -> list[Event]:
+        self._upgrade_deadline = None
+        self._set_state(State.POLLING)
+        return [ProbeClose(reason)]
+
+    def _complete_upgrade(self) -> list[Event]:
+        self._upgrade_deadline = None
+        events: list[Event] = []
+        if self._poll_waiting:
+            # The discarded polling transport closes its waiting GET (polling.ts doClose).
+            events.append(self._answer_poll([_CLOSE]))
+        self._set_state(State.WEBSOCKET)
+        self.transport = TransportKind.WEBSOCKET
+        events.append(Upgraded())
+        if self._buffer:
+            packets = self._take_buffer()
+            events.append(
+                WebSocketSend(
+                    tuple(encode_packet(p, self.protocol, self.supports_binary) for p in packets)
+                )
+            )
+        return events
+
+    # -- packets ----------------------------------------------------------------------------------
+
+    def _receive_packets(self, packets: Sequence[Packet], polling: bool = False) -> list[Event]:
+        events: list[Event] = []
+        for packet in packets:
+            if not self.is_open:
+                break  # "packet received with closed socket"
+            ptype = packet.type
+            if ptype is PacketType.MESSAGE:
+                events.append(MessageReceived(packet.data))
+            elif ptype is PacketType.PONG:
+                if self.protocol == 3:
+                    events += self._terminate("transport error", "invalid heartbeat direction")
+                else:
+                    self._heartbeat_deadline = None
+                    self._ping_at = self.now + self.config.ping_interval
+            elif ptype is PacketType.PING:
+                if self.protocol != 3:
+                    events += self._terminate("transport error", "invalid heartbeat direction")
+                else:
+                    self._heartbeat_deadline = (
+                        self.now + self.config.ping_interval + self.config.ping_timeout
+                    )
+                    events += self._send_packet(Packet(PacketType.PONG, packet.data))
+            elif ptype is PacketType.CLOSE:
+                if polling:
+                    # polling.ts onData: a close packet closes the transport; a waiting GET gets noop.
+                    close_events: list[Event] = []
+                    if self._poll_waiting:
+                        close_events.append(self._answer_poll([_NOOP]))
+                    events += close_events
+                    events += self._terminate("transport close", None, close_transport=False)
+                    break
+                # Over WebSocket the reference ignores it; the WebSocket close follows.
+            # OPEN, UPGRADE and NOOP from the client are ignored, as in the reference.
+        return events
+
+    # -- timers -----------------------------------------------------------------------------------
+
+    def handle_timeout(self, now: float) -> list[Event]:
+        """Run whatever deadline has passed."""
+        self.now = now
+        events: list[Event] = []
+        if self._close_deadline is not None and now >= self._close_deadline:
+            self._close_deadline = None
+            return self._terminate("forced close", None)
+        if self._upgrade_deadline is not None and now >= self._upgrade_deadline:
+            events += self._fail_probe("client did not complete upgrade")
+        if self._heartbeat_deadline is not None and now >= self._heartbeat_deadline:
+            return events + self._terminate("ping timeout", None)
+        if self._ping_at is not None and now >= self._ping_at and self.is_open:
+            self._ping_at = None
+            self._heartbeat_deadline = now + self.config.ping_timeout
+            events += self._send_packet(Packet(PacketType.PING))
+        return events
+
+    # -- closing ----------------------------------------------------------------------------------
+
+    def close(self, now: float) -> list[Event]:
+        """Server-initiated close (``socket.close()``): reason ``forced close``."""
+        self.now = now
+        if not self.is_open:
+            return []
+        events: list[Event] = []
+        if self.state is State.PROBING or self.state is State.UPGRADING:
+            events += self._fail_probe("session closed")
+        if self.state is State.WEBSOCKET:
+            return events + self._terminate("forced close", None)
+        if self._poll_waiting and not self._buffer:
+            events.append(self._answer_poll([_CLOSE]))
+            return events + self._terminate("forced close", None, close_transport=False)
+        self._set_state(State.CLOSING)
+        self._ping_at = None
+        self._heartbeat_deadline = None
+        self._close_deadline = now + self.config.close_timeout
+        return events + self._flush_poll()
+
+    def discard(self, now: float, reason: str = "forced close") -> list[Event]:
+        """Close at once without waiting for the client (server shutdown)."""
+        self.now = now
+        if self.state is State.CLOSED:
+            return []
+        return self._terminate(reason, None)
+
+    def _terminate(
+        self, reason: str, description: str | None, *, close_transport: bool = True
+    ) -> list[Event]:
+        """Enter CLOSED; close the transports still open; report :class:`Closed` last."""
+        events: list[Event] = []
+        if self.state is State.PROBING or self.state is State.UPGRADING:
+            events.append(ProbeClose("session closed"))
+        if close_transport:
+            if self.state is State.WEBSOCKET:
+                events.append(WebSocketClose())
+            elif self._poll_waiting:
+                events.append(self._answer_poll([_CLOSE]))
+        self._poll_waiting = False
+        self._set_state(State.CLOSED)
+        self._buffer = []
+        self._ping_at = self._heartbeat_deadline = None
+        self._upgrade_deadline = self._close_deadline = None
+        events.append(Closed(reason, description))
+        return events

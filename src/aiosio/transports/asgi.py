@@ -1,0 +1,263 @@
+"""The ASGI application: serve the engine from uvicorn, Hypercorn or any ASGI server, alone or in
+front of another ASGI app (FastAPI, Starlette), mounted at the root or under a sub-path.
+
+The scope is read as the ASGI specification writes it (no WSGI environ in between). Under a mount,
+``root_path`` is the mount point and ``path`` the full path; the engine sees the path relative to
+the mount, so ``path="/socket.io/"`` keeps working behind ``app.mount("/rt", sio.asgi())``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from aiosio.engine.http import HttpApp, HttpRequest, HttpResponse
+
+__all__ = ["AsgiApp"]
+
+logger = logging.getLogger("aiosio.server.asgi")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def _request_from_scope(scope: Scope, body: bytes = b"") -> HttpRequest:
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers", ()):
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        if name in headers:
+            headers[name] += ("; " if name == "cookie" else ", ") + value
+        else:
+            headers[name] = value
+    root_path: str = scope.get("root_path", "") or ""
+    path: str = scope.get("path", "/") or "/"
+    if root_path and path.startswith(root_path):
+        path = path[len(root_path) :] or "/"
+    client = scope.get("client")
+    return HttpRequest(
+        method=scope.get("method", "GET"),
+        path=path,
+        query_string=scope.get("query_string", b"").decode("latin-1"),
+        headers=headers,
+        body=body,
+        client=(str(client[0]), int(client[1])) if client else None,
+        secure=scope.get("scheme") in ("https", "wss"),
+        root_path=root_path,
+        http_version=scope.get("http_version", "1.1"),
+    )
+
+
+async def _send_response(send: Send, response: HttpResponse) -> None:
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
+    if not any(k.lower() == b"content-length" for k, _ in headers):
+        headers.append((b"content-length", str(len(response.body)).encode()))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+class _AsgiWebSocket:
+    """The channel of an ASGI WebSocket: ``send`` queues, one writer task drains the queue."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._queue: asyncio.Queue[Message | None] = asyncio.Queue()
+        self._buffered = 0
+        self._closed = False
+        self.writer = asyncio.get_running_loop().create_task(self._write())
+
+    def send(self, data: str | bytes) -> None:
+        if self._closed:
+            return
+        if isinstance(data, str):
+            self._buffered += len(data)
+            self._queue.put_nowait({"type": "websocket.send", "text": data})
+        else:
+            self._buffered += len(data)
+            self._queue.put_nowait({"type": "websocket.send", "bytes": data})
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put_nowait({"type": "websocket.close", "code": code, "reason": reason})
+        self._queue.put_nowait(None)
+
+    @property
+    def buffered_amount(self) -> int:
+        return self._buffered
+
+    async def _write(self) -> None:
+        while True:
+            message = await self._queue.get()
+            if message is None:
+                return
+            data = message.get("text") or message.get("bytes") or b""
+            try:
+                await self._send(message)
+            except Exception:  # the connection is gone; the receive loop reports it
+                return
+            finally:
+                self._buffered -= len(data)
+
+
+class AsgiApp:
+    """An ASGI 3 application serving ``app`` and, for every other path, ``other_app``."""
+
+    def __init__(self, app: HttpApp, other_app: ASGIApp | None = None) -> None:
+        self.app = app
+        self.other_app = other_app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
+        request = _request_from_scope(scope)
+        if kind not in ("http", "websocket") or not self.app.handles(request.path):
+            if self.other_app is not None:
+                await self.other_app(scope, receive, send)
+            elif kind == "http":
+                await _send_response(send, self.app.not_found(request))
+            elif kind == "websocket":
+                await receive()
+                await send({"type": "websocket.close", "code": 1008, "reason": "not found"})
+            return
+        if kind == "http":
+            await self._http(scope, request, receive, send)
+        else:
+            await self._websocket(scope, request, receive, send)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.other_app is not None:
+            # The other app owns the lifespan protocol; shut our sessions down when it ends.
+            try:
+                await self.other_app(scope, receive, send)
+            finally:
+                await self._shutdown()
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self._shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _shutdown(self) -> None:
+        shutdown = getattr(self.app, "shutdown", None)
+        if shutdown is not None:
+            result = shutdown()
+            if asyncio.iscoroutine(result):
+                await result
+
+    async def _http(self, scope: Scope, request: HttpRequest, receive: Receive, send: Send) -> None:
+        limit = self.app.max_body_size
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            await _send_response(send, _too_large(limit))
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = request.method not in ("GET", "HEAD", "OPTIONS")
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await _send_response(send, _too_large(limit))
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        request.body = b"".join(chunks)
+        handler = asyncio.ensure_future(self.app.handle_request(request))
+        watcher = asyncio.ensure_future(_wait_disconnect(receive))
+        try:
+            await asyncio.wait({handler, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not handler.done():
+                handler.cancel()  # the client went away while its long-poll waited
+                with contextlib.suppress(asyncio.CancelledError):
+                    await handler
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        if handler.cancelled():
+            return
+        response = handler.result()
+        await _send_response(send, response)
+
+    async def _websocket(
+        self, scope: Scope, request: HttpRequest, receive: Receive, send: Send
+    ) -> None:
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        decision = await self.app.handle_websocket(request)
+        if isinstance(decision, HttpResponse):
+            if "websocket.http.response" in scope.get("extensions", {}) or {}:
+                headers = [
+                    (k.encode("latin-1"), v.encode("latin-1")) for k, v in decision.headers
+                ]
+                await send(
+                    {
+                        "type": "websocket.http.response.start",
+                        "status": decision.status,
+                        "headers": headers,
+                    }
+                )
+                await send({"type": "websocket.http.response.body", "body": decision.body})
+            else:
+                await send({"type": "websocket.close", "code": 1008})
+            return
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in decision.headers]
+        await send({"type": "websocket.accept", "headers": headers})
+        channel = _AsgiWebSocket(send)
+        handler = decision.bind(channel)
+        limit = decision.max_message_size
+        code: int | None = None
+        error: str | None = None
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "websocket.receive":
+                    data = message.get("text")
+                    if data is None:
+                        data = message.get("bytes") or b""
+                    if len(data) > limit:
+                        error = f"message of {len(data)} bytes exceeds max_http_buffer_size={limit}"
+                        code = 1009
+                        channel.close(1009, "message too big")
+                        break
+                    handler.on_message(data)
+                elif message["type"] == "websocket.disconnect":
+                    code = message.get("code", 1005)
+                    break
+        except Exception as exc:  # the ASGI server lost the connection
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            handler.on_close(code, error)
+            channel.close()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(channel.writer, 5.0)
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def _too_large(limit: int) -> HttpResponse:
+    logger.info("refused a request body over max_http_buffer_size=%d", limit)
+    return HttpResponse(413, [("Content-Type", "text/plain")], b"Payload Too Large\n")

@@ -1,0 +1,566 @@
+"""The native server: HTTP/1.1 and WebSocket on asyncio protocol objects.
+
+One :class:`HttpConnection` (an ``asyncio.Protocol``) per TCP connection, no task per connection:
+bytes go into ``httptools``' parser; a complete request becomes one short task that asks the app
+for a response (a long-poll GET waits there). A WebSocket upgrade switches the same protocol
+object to the sans-I/O codec of :mod:`aiosio.protocol.websocket`; incoming messages are handed to
+the engine synchronously from ``data_received``.
+
+Limits, each an option of :func:`serve`: header count and size (431), a deadline for the request
+head (408), request bodies over the app's ``max_body_size`` (413, before buffering), an idle
+keep-alive timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl as ssl_module
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, cast
+
+import httptools
+
+from aiosio.engine.http import HttpApp, HttpRequest, HttpResponse, WebSocketAccept, WebSocketHandler
+from aiosio.protocol import websocket as ws
+
+__all__ = ["HttpConnection", "NativeServer", "ServerLimits", "run", "serve"]
+
+logger = logging.getLogger("aiosio.server.http")
+
+_REASONS = {s.value: s.phrase for s in HTTPStatus}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerLimits:
+    """Bounds on what one client may make the server hold."""
+
+    max_header_count: int = 100
+    max_header_size: int = 16 * 1024  # request line and headers, like Node's default
+    header_timeout: float = 10.0  # seconds to send the request head
+    keep_alive_timeout: float = 5.0  # idle keep-alive connections are closed after this
+    websocket_close_timeout: float = 5.0  # wait for the peer's close frame before dropping
+
+
+def _encode_response(response: HttpResponse, keep_alive: bool) -> bytes:
+    status = response.status
+    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
+    has_length = False
+    for name, value in response.headers:
+        if name.lower() == "content-length":
+            has_length = True
+        lines.append(f"{name}: {value}")
+    if not has_length:
+        lines.append(f"Content-Length: {len(response.body)}")
+    if not keep_alive:
+        lines.append("Connection: close")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return head + response.body
+
+
+class _NativeWebSocket:
+    """A WebSocket on an :class:`HttpConnection`; the channel the engine writes to."""
+
+    __slots__ = ("_closing_timer", "_conn", "_handler", "_plain", "codec")
+
+    def __init__(self, conn: HttpConnection, codec: ws.WebSocketProtocol, plain: bool) -> None:
+        self._conn = conn
+        self.codec = codec
+        self._handler: WebSocketHandler | None = None
+        self._plain = plain  # no extension: frames can be written directly
+        self._closing_timer: asyncio.TimerHandle | None = None
+
+    # channel ------------------------------------------------------------------------------------
+
+    def send(self, data: str | bytes) -> None:
+        transport = self._conn.transport
+        if transport is None or self.codec.state is not ws.State.OPEN:
+            return
+        if self._plain:
+            if isinstance(data, str):
+                transport.write(ws.encode_frame(ws.Opcode.TEXT, data.encode("utf-8")))
+            else:
+                transport.write(ws.encode_frame(ws.Opcode.BINARY, data))
+            return
+        if isinstance(data, str):
+            self.codec.send_text(data)
+        else:
+            self.codec.send_binary(data)
+        transport.write(self.codec.data_to_send())
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        transport = self._conn.transport
+        if transport is None or self.codec.state is not ws.State.OPEN:
+            return
+        self.codec.send_close(code, reason)
+        transport.write(self.codec.data_to_send())
+        loop = asyncio.get_running_loop()
+        self._closing_timer = loop.call_later(
+            self._conn.limits.websocket_close_timeout, self._conn.abort
+        )
+
+    @property
+    def buffered_amount(self) -> int:
+        transport = self._conn.transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+    # from the connection ------------------------------------------------------------------------
+
+    def receive(self, data: bytes) -> None:
+        events = self.codec.receive_data(data)
+        handler = self._handler
+        for event in events:
+            if isinstance(event, ws.TextMessage | ws.BinaryMessage):
+                if handler is not None:
+                    handler.on_message(event.data)
+            elif isinstance(event, ws.CloseReceived):
+                self._finish(event.code, None)
+            elif isinstance(event, ws.ProtocolViolation):
+                logger.info("websocket from %s closed: %s", self._conn.peer, event.reason)
+                self._finish(int(event.code), event.reason)
+            # PingReceived is answered by the codec; PongReceived needs nothing.
+        transport = self._conn.transport
+        if transport is not None:
+            pending = self.codec.data_to_send()
+            if pending:
+                transport.write(pending)
+            if self.codec.close_expected:
+                transport.close()
+
+    def _finish(self, code: int | None, error: str | None) -> None:
+        handler, self._handler = self._handler, None
+        if self._closing_timer is not None:
+            self._closing_timer.cancel()
+            self._closing_timer = None
+        if handler is not None:
+            handler.on_close(code, error)
+
+    def connection_lost(self) -> None:
+        self.codec.receive_eof()
+        self._finish(1006, None)
+
+
+class HttpConnection(asyncio.Protocol):
+    """One TCP connection: HTTP/1.1 requests in order, then maybe a WebSocket."""
+
+    def __init__(self, server: NativeServer) -> None:
+        self.server = server
+        self.app = server.app
+        self.limits = server.limits
+        self.loop = server.loop
+        self.transport: asyncio.Transport | None = None
+        self.peer: str = "?"
+        self._client: tuple[str, int] | None = None
+        self._secure = False
+        self._parser = httptools.HttpRequestParser(self)
+        self._timer: asyncio.TimerHandle | None = None
+        # the request being parsed
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_size = 0
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._refused = False
+        # requests parsed and waiting for their turn; the one running
+        self._queue: list[tuple[HttpRequest, bool]] = []  # (request, keep-alive)
+        self._task: asyncio.Task[None] | None = None
+        self._upgrade: HttpRequest | None = None
+        self._upgrade_buffer = bytearray()
+        self._websocket: _NativeWebSocket | None = None
+
+    # asyncio.Protocol ---------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self._client = (str(peer[0]), int(peer[1]))
+            self.peer = f"{peer[0]}:{peer[1]}"
+        self._secure = transport.get_extra_info("sslcontext") is not None
+        self.server.connections.add(self)
+        self._arm(self.limits.header_timeout, self._head_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        self.transport = None
+        self._disarm()
+        if self._websocket is not None:
+            self._websocket.connection_lost()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self._queue.clear()
+
+    def data_received(self, data: bytes) -> None:
+        if self._websocket is not None:
+            self._websocket.receive(data)
+            return
+        if self._upgrade is not None:
+            self._upgrade_buffer += data  # the engine is deciding on the upgrade
+            if len(self._upgrade_buffer) > self.app.max_body_size + 64 * 1024:
+                self.abort()
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            offset = upgrade.args[0] if upgrade.args else len(data)
+            self._upgrade_buffer += data[offset:]
+        except httptools.HttpParserError as exc:
+            if not self._refused:
+                self._refuse(400, f"malformed HTTP request: {exc}")
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    # httptools callbacks ------------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._head_size = 0
+        self._body = []
+        self._body_size = 0
+        if self._timer is None:
+            self._arm(self.limits.header_timeout, self._head_timeout)
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._head_size += len(url)
+        if self._head_size > self.limits.max_header_size:
+            self._refuse(414, "request line too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4
+        self._headers.append((name, value))
+        if len(self._headers) > self.limits.max_header_count:
+            self._refuse(
+                431, f"more than max_header_count={self.limits.max_header_count} headers"
+            )
+        elif self._head_size > self.limits.max_header_size:
+            self._refuse(431, f"request head over max_header_size={self.limits.max_header_size}")
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        length = self._content_length()
+        if length is not None and length > self.app.max_body_size:
+            self._refuse(
+                413,
+                f"request body of {length} bytes exceeds max_http_buffer_size="
+                f"{self.app.max_body_size}",
+            )
+
+    def on_body(self, body: bytes) -> None:
+        if self._refused:
+            return
+        self._body_size += len(body)
+        if self._body_size > self.app.max_body_size:
+            self._refuse(
+                413,
+                f"request body over max_http_buffer_size={self.app.max_body_size}",
+            )
+            return
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._refused:
+            return
+        request = self._build_request()
+        if self._parser.should_upgrade():
+            self._upgrade = request
+        # Read keep-alive now: the parser forgets the message's flags once it is complete.
+        self._queue.append((request, self._parser.should_keep_alive()))
+        self._next()
+
+    # request handling ---------------------------------------------------------------------------
+
+    def _content_length(self) -> int | None:
+        for name, value in self._headers:
+            if name.lower() == b"content-length":
+                try:
+                    return int(value)
+                except ValueError:
+                    return None
+        return None
+
+    def _build_request(self) -> HttpRequest:
+        url = httptools.parse_url(self._url)
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in self._headers:
+            name = raw_name.decode("latin-1").lower()
+            value = raw_value.decode("latin-1")
+            if name in headers:
+                headers[name] = headers[name] + (
+                    "; " if name == "cookie" else ", "
+                ) + value
+            else:
+                headers[name] = value
+        return HttpRequest(
+            method=self._parser.get_method().decode("ascii", "replace"),
+            path=(url.path or b"/").decode("latin-1"),
+            query_string=(url.query or b"").decode("latin-1"),
+            headers=headers,
+            body=b"".join(self._body),
+            client=self._client,
+            secure=self._secure,
+            http_version=self._parser.get_http_version(),
+        )
+
+    def _next(self) -> None:
+        if self._task is not None or not self._queue or self.transport is None:
+            return
+        request, keep_alive = self._queue.pop(0)
+        self._task = self.loop.create_task(self._handle(request, keep_alive))
+
+    async def _handle(self, request: HttpRequest, keep_alive: bool) -> None:
+        try:
+            if request is self._upgrade:
+                await self._handle_upgrade(request, keep_alive)
+                return
+            if not self.app.handles(request.path):
+                response = self.app.not_found(request)
+            else:
+                response = await self.app.handle_request(request)
+        except asyncio.CancelledError:
+            return
+        except Exception:
+            logger.exception("error while answering %s %s", request.method, request.url)
+            response = HttpResponse(500, [("Content-Type", "text/plain")], b"Internal Server Error")
+        finally:
+            self._task = None
+        self._write_response(response, keep_alive)
+        self._next()
+
+    def _write_response(self, response: HttpResponse, keep_alive: bool) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        keep_alive = keep_alive and not self._refused
+        transport.write(_encode_response(response, keep_alive))
+        if not keep_alive:
+            transport.close()
+        elif not self._queue and self._task is None:
+            self._arm(self.limits.keep_alive_timeout, self._idle_timeout)
+
+    async def _handle_upgrade(self, request: HttpRequest, keep_alive: bool) -> None:
+        transport = self.transport
+        assert transport is not None
+        try:
+            accept_key = ws.check_client_handshake(request.method, request.headers)
+        except ws.HandshakeError as exc:
+            self._upgrade = None
+            logger.info("refused websocket handshake from %s: %s", self.peer, exc)
+            extra = [("Sec-WebSocket-Version", "13")] if exc.status == 426 else []
+            response = HttpResponse(
+                exc.status, [*extra, ("Content-Type", "text/plain")], f"{exc}\n".encode()
+            )
+            self._refused = True
+            self._write_response(response, keep_alive)
+            return
+        if not self.app.handles(request.path):
+            decision: WebSocketAccept | HttpResponse = self.app.not_found(request)
+        else:
+            try:
+                decision = await self.app.handle_websocket(request)
+            except Exception:
+                logger.exception("error while deciding on a websocket upgrade")
+                decision = HttpResponse(500, [], b"")
+        if self.transport is None:
+            return
+        if isinstance(decision, HttpResponse):
+            self._upgrade = None
+            self._refused = True
+            self._write_response(decision, keep_alive)
+            return
+        extension, params = ws.negotiate_deflate(
+            request.headers.get("sec-websocket-extensions"), decision.per_message_deflate
+        )
+        lines = [
+            "HTTP/1.1 101 Switching Protocols",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Accept: {accept_key}",
+        ]
+        if extension:
+            lines.append(f"Sec-WebSocket-Extensions: {extension}")
+        lines.extend(f"{name}: {value}" for name, value in decision.headers)
+        transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        codec = ws.WebSocketProtocol(
+            ws.Side.SERVER, max_message_size=decision.max_message_size, deflate=params
+        )
+        channel = _NativeWebSocket(self, codec, plain=params is None)
+        self._websocket = channel
+        self._upgrade = None
+        channel._handler = decision.bind(channel)
+        pending, self._upgrade_buffer = bytes(self._upgrade_buffer), bytearray()
+        if pending:
+            channel.receive(pending)
+
+    # refusals and timers ------------------------------------------------------------------------
+
+    def _refuse(self, status: int, reason: str) -> None:
+        """Answer with ``status`` and close: the request is not read any further."""
+        if self._refused:
+            return
+        self._refused = True
+        logger.info("refused request from %s with %d: %s", self.peer, status, reason)
+        transport = self.transport
+        if transport is None:
+            return
+        response = HttpResponse(status, [("Content-Type", "text/plain")], f"{reason}\n".encode())
+        transport.write(_encode_response(response, keep_alive=False))
+        transport.close()
+
+    def _arm(self, delay: float, callback: Callable[[], None]) -> None:
+        self._disarm()
+        self._timer = self.loop.call_later(delay, callback)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _head_timeout(self) -> None:
+        self._timer = None
+        if self._task is None and not self._queue and self._websocket is None:
+            self._refuse(408, f"request head not received within {self.limits.header_timeout}s")
+
+    def _idle_timeout(self) -> None:
+        self._timer = None
+        if self._task is None and not self._queue and self._websocket is None:
+            if self.transport is not None:
+                self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def close_idle(self) -> bool:
+        """Close the connection if no request is in flight; True if it was closed."""
+        if self._task is None and not self._queue and self._websocket is None:
+            if self.transport is not None:
+                self.transport.close()
+            return True
+        return False
+
+
+class NativeServer:
+    """A listening native server; created by :func:`serve`."""
+
+    def __init__(
+        self, app: HttpApp, loop: asyncio.AbstractEventLoop, limits: ServerLimits
+    ) -> None:
+        self.app = app
+        self.loop = loop
+        self.limits = limits
+        self.connections: set[HttpConnection] = set()
+        self._server: asyncio.base_events.Server | None = None
+
+    @property
+    def sockets(self) -> list[Any]:
+        return list(self._server.sockets) if self._server is not None else []
+
+    @property
+    def port(self) -> int:
+        return int(self.sockets[0].getsockname()[1])
+
+    async def start(
+        self, host: str | None, port: int, ssl: ssl_module.SSLContext | None, backlog: int
+    ) -> None:
+        self._server = await self.loop.create_server(
+            lambda: HttpConnection(self), host, port, ssl=ssl, backlog=backlog
+        )
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Stop listening, let the app close its sessions, then close the connections: idle ones
+        at once, the others when their request completes or ``timeout`` passes."""
+        if self._server is not None:
+            self._server.close()
+        shutdown = getattr(self.app, "shutdown", None)
+        if shutdown is not None:
+            result = shutdown()
+            if asyncio.iscoroutine(result):
+                await result
+        deadline = self.loop.time() + timeout
+        while self.connections and self.loop.time() < deadline:
+            for conn in list(self.connections):
+                conn.close_idle()
+            if not self.connections:
+                break
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.abort()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+
+    async def __aenter__(self) -> NativeServer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+async def serve(
+    app: HttpApp | Any,
+    host: str | None = "127.0.0.1",
+    port: int = 3000,
+    *,
+    ssl: ssl_module.SSLContext | None = None,
+    limits: ServerLimits | None = None,
+    backlog: int = 1024,
+) -> NativeServer:
+    """Start serving ``app`` (an :class:`~aiosio.EngineServer` or :class:`~aiosio.Server`) and
+    return the running server; ``await server.close()`` stops it gracefully."""
+    http_app = getattr(app, "http_app", app)
+    server = NativeServer(http_app, asyncio.get_running_loop(), limits or ServerLimits())
+    await server.start(host, port, ssl, backlog)
+    return server
+
+
+def run(
+    app: HttpApp | Any,
+    host: str | None = "127.0.0.1",
+    port: int = 3000,
+    *,
+    ssl: ssl_module.SSLContext | None = None,
+    limits: ServerLimits | None = None,
+    use_uvloop: bool | None = None,
+    on_started: Callable[[NativeServer], Awaitable[None] | None] | None = None,
+) -> None:
+    """Run the native server until SIGINT or SIGTERM, then shut down gracefully.
+
+    uvloop is used when installed (``use_uvloop=False`` to opt out)."""
+
+    async def main() -> None:
+        server = await serve(app, host, port, ssl=ssl, limits=limits)
+        scheme = "https" if ssl else "http"
+        shown = f"[{host}]" if host and ":" in host else host or "0.0.0.0"
+        logger.warning("aiosio listening on %s://%s:%d", scheme, shown, server.port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        if on_started is not None:
+            result = on_started(server)
+            if asyncio.iscoroutine(result):
+                await result
+        await stop.wait()
+        logger.warning("shutting down")
+        await server.close()
+
+    factory = None
+    if use_uvloop is not False:
+        try:
+            import uvloop
+
+            factory = uvloop.new_event_loop
+        except ImportError:
+            if use_uvloop:
+                raise
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main())
