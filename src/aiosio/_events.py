@@ -75,8 +75,6 @@ class EventEmitter:
         def done(t: asyncio.Task[Any]) -> None:
             self._tasks.discard(t)
             if not t.cancelled() and t.exception() is not None:
-                self._logger.error(
-                    "handler of event %r raised", event, exc_info=t.exception()
-                )
+                self._logger.error("handler of event %r raised", event, exc_info=t.exception())
 
         task.add_done_callback(done)

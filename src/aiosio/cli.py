@@ -72,7 +72,5 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if args.command == "serve":
-        return _serve(args)
-    parser.error(f"unknown command {args.command!r}")  # pragma: no cover - argparse exits first
-    return 2  # pragma: no cover
+    assert args.command == "serve"  # argparse refuses anything else
+    return _serve(args)

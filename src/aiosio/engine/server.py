@@ -22,7 +22,7 @@ import re
 import secrets
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, assert_never
 
 from aiosio._events import EventEmitter
@@ -48,8 +48,8 @@ from aiosio.protocol.session import (
     SessionId,
     State,
     TransportKind,
-    UpgradeStarted,
     Upgraded,
+    UpgradeStarted,
     WebSocketClose,
     WebSocketSend,
 )
@@ -76,6 +76,14 @@ ERROR_MESSAGES: dict[int, str] = {
     4: "Forbidden",
     5: "Unsupported protocol version",
 }
+
+_RECENTLY_CLOSED_MAX = 4096
+
+_PROXY_UPGRADE_HINT = (
+    "a proxy in front of the server probably drops them (nginx needs 'proxy_http_version 1.1; "
+    'proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade";\'), or the '
+    "ASGI server has no WebSocket support (pip install websockets); the client stays on polling"
+)
 
 # RFC 7230 field-value characters, as the reference's checkInvalidHeaderChar (tab, 32-126, 128-255).
 _INVALID_HEADER_CHAR = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
@@ -236,7 +244,7 @@ class EngineSocket(EventEmitter):
                 if ws is not None:
                     ws.close()
             elif isinstance(event, Closed):
-                self.server._forget(self)
+                self.server._forget(self, event.reason)
                 self.emit("close", event.reason, event.description)
             else:
                 assert_never(event)
@@ -348,7 +356,9 @@ class EngineServer(EventEmitter):
                 f"max_http_buffer_size must be a positive int, got {max_http_buffer_size!r}"
             )
         if isinstance(transports, str):
-            raise TypeError(f"transports must be a sequence of names, got the string {transports!r}")
+            raise TypeError(
+                f"transports must be a sequence of names, got the string {transports!r}"
+            )
         unknown = [t for t in transports if t not in TRANSPORTS]
         if unknown or not transports:
             raise ValueError(
@@ -378,9 +388,7 @@ class EngineServer(EventEmitter):
             self.compression_threshold = None
         else:
             self.compression_threshold = int(http_compression)
-        upgrades = (
-            ("websocket",) if allow_upgrades and "websocket" in self.transports else ()
-        )
+        upgrades = ("websocket",) if allow_upgrades and "websocket" in self.transports else ()
         self.config = EngineConfig(
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
@@ -390,6 +398,7 @@ class EngineServer(EventEmitter):
             max_payload_packets=max_payload_packets,
         )
         self.clients: dict[str, EngineSocket] = {}
+        self._recently_closed: dict[str, tuple[str, float]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer_wheel: TimerWheel | None = None
 
@@ -465,10 +474,15 @@ class EngineServer(EventEmitter):
             self._loop = asyncio.get_running_loop()
         return self._loop.time()
 
-    def _forget(self, socket: EngineSocket) -> None:
+    def _forget(self, socket: EngineSocket, reason: str) -> None:
         if self.clients.get(socket.id) is socket:
             del self.clients[socket.id]
         self._timers.schedule(socket, None)
+        # Remember why recent sessions ended, so a late request for one says so (bounded).
+        ended = self._recently_closed
+        ended[socket.id] = (reason, self._now())
+        if len(ended) > _RECENTLY_CLOSED_MAX:
+            del ended[next(iter(ended))]
 
     # -- HTTP -------------------------------------------------------------------------------------
 
@@ -535,13 +549,6 @@ class EngineServer(EventEmitter):
                 )
         try:
             socket = await self._verify(request, upgrade=True)
-            if request.query.get("transport") != "websocket":
-                raise _Rejection(
-                    BAD_REQUEST,
-                    f"a WebSocket upgrade request asked for transport={request.query['transport']!r}",
-                    "WebSocket requests must carry transport=websocket",
-                    name="TRANSPORT_MISMATCH",
-                )
             if socket is None:
                 return await self._websocket_handshake(request)
         except _Rejection as rejection:
@@ -613,6 +620,13 @@ class EngineServer(EventEmitter):
                 "?EIO=4&transport=polling or transport=websocket",
                 transport=transport,
             )
+        if upgrade and transport != "websocket":
+            raise _Rejection(
+                BAD_REQUEST,
+                f"a WebSocket upgrade request asked for transport={transport!r}",
+                "WebSocket requests must carry transport=websocket",
+                name="TRANSPORT_MISMATCH",
+            )
         origin = request.headers.get("origin")
         if origin is not None and _INVALID_HEADER_CHAR.search(origin):
             raise _Rejection(
@@ -626,15 +640,37 @@ class EngineServer(EventEmitter):
         if sid:
             socket = self.clients.get(sid)
             if socket is None:
+                ended = self._recently_closed.get(sid)
+                if ended is not None:
+                    reason, at = ended
+                    raise _Rejection(
+                        UNKNOWN_SID,
+                        f"session {sid} ended {self._now() - at:.1f}s ago on this server "
+                        f"({reason})",
+                        "the client must open a new session; socket.io clients reconnect by "
+                        "themselves",
+                        sid=sid,
+                        closeReason=reason,
+                    )
                 raise _Rejection(
                     UNKNOWN_SID,
-                    f"session {sid[:64]!r} is not open on this server: it ended (closed or "
-                    "timed out) or it was opened on another server",
+                    f"session {sid[:64]!r} is not open on this server: it was opened on another "
+                    "server or process, or before this server restarted",
                     "with several servers or workers, enable sticky sessions (nginx ip_hash or a "
                     "cookie, or aiosio serve --workers) or connect with transports=['websocket']",
                     sid=sid[:64],
                 )
             previous = socket.transport
+            if not upgrade and transport == "websocket":
+                raise _Rejection(
+                    BAD_REQUEST,
+                    f"the WebSocket request of session {sid} arrived as plain HTTP, without the "
+                    "'Upgrade: websocket' and 'Connection: Upgrade' headers",
+                    _PROXY_UPGRADE_HINT,
+                    name="TRANSPORT_MISMATCH",
+                    transport=transport,
+                    previousTransport=previous,
+                )
             if not upgrade and previous != transport:
                 raise _Rejection(
                     BAD_REQUEST,
@@ -659,9 +695,7 @@ class EngineServer(EventEmitter):
                 BAD_REQUEST,
                 "a transport=websocket request arrived as plain HTTP, without the "
                 "'Upgrade: websocket' and 'Connection: Upgrade' headers",
-                "a proxy in front of the server probably drops them; nginx needs "
-                "'proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; "
-                'proxy_set_header Connection "upgrade";\'',
+                _PROXY_UPGRADE_HINT,
                 name="TRANSPORT_HANDSHAKE_ERROR",
             )
         if self.allow_request is not None:
@@ -730,9 +764,7 @@ class EngineServer(EventEmitter):
             self.emit("connection", socket)
             return _SessionWebSocket(socket, probe=False)
 
-        return WebSocketAccept(
-            headers, bind, self.per_message_deflate, self.config.max_payload
-        )
+        return WebSocketAccept(headers, bind, self.per_message_deflate, self.config.max_payload)
 
     def _accept_probe(self, request: HttpRequest, socket: EngineSocket) -> WebSocketAccept:
         headers: list[tuple[str, str]] = []
@@ -746,9 +778,7 @@ class EngineServer(EventEmitter):
             socket._apply(socket._core.attach_probe(self._now()))
             return _SessionWebSocket(socket, probe=True)
 
-        return WebSocketAccept(
-            headers, bind, self.per_message_deflate, self.config.max_payload
-        )
+        return WebSocketAccept(headers, bind, self.per_message_deflate, self.config.max_payload)
 
     # -- responses --------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import asyncio
 import math
 from typing import Protocol
 
-__all__ = ["TimerWheel", "Timed"]
+__all__ = ["Timed", "TimerWheel"]
 
 
 class Timed(Protocol):

@@ -118,14 +118,14 @@ def decode_packet(raw: str | bytes, protocol: int) -> Packet:
     if first == "b":
         if protocol == 4:
             return Packet(PacketType.MESSAGE, _b64decode(raw[1:]))
-        ptype = _TYPE_BY_CHAR.get(raw[1:2])
-        if ptype is None:
+        b64_type = _TYPE_BY_CHAR.get(raw[1:2])
+        if b64_type is None:
             raise RemoteProtocolError(f"unknown packet type {raw[1:2]!r} in base64 packet")
-        return Packet(ptype, _b64decode(raw[2:]))
-    ptype = _TYPE_BY_CHAR.get(first)
-    if ptype is None:
+        return Packet(b64_type, _b64decode(raw[2:]))
+    text_type = _TYPE_BY_CHAR.get(first)
+    if text_type is None:
         raise RemoteProtocolError(f"unknown packet type {first!r}")
-    return Packet(ptype, raw[1:])
+    return Packet(text_type, raw[1:])
 
 
 def encode_packet(packet: Packet, protocol: int, supports_binary: bool = True) -> str | bytes:

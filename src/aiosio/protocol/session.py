@@ -223,7 +223,9 @@ class EngineSession:
         )
         if self.protocol == 3:
             # Revision 3: the client pings, the server answers and expects the next ping in time.
-            self._heartbeat_deadline = self.now + self.config.ping_interval + self.config.ping_timeout
+            self._heartbeat_deadline = (
+                self.now + self.config.ping_interval + self.config.ping_timeout
+            )
         else:
             self._ping_at = self.now + self.config.ping_interval
 
@@ -232,6 +234,10 @@ class EngineSession:
     @property
     def is_open(self) -> bool:
         return self.state is not State.CLOSED and self.state is not State.CLOSING
+
+    @property
+    def is_closed(self) -> bool:
+        return self.state is State.CLOSED
 
     @property
     def deadline(self) -> float | None:
@@ -249,7 +255,7 @@ class EngineSession:
 
     @property
     def upgrade_possible(self) -> bool:
-        """A WebSocket may be attached for an upgrade (the reference's upgrading/upgraded checks)."""
+        """A WebSocket may be attached for an upgrade (the reference's upgraded/upgrading check)."""
         return self.state is State.POLLING
 
     # -- state ------------------------------------------------------------------------------------
@@ -318,7 +324,7 @@ class EngineSession:
         if self._buffer:
             return [self._answer_poll(self._take_buffer())]
         if self.state is State.UPGRADING:
-            # Force a polling cycle so the client can pause polling and send "5" (socket.ts check()).
+            # Force a polling cycle so the client can pause polling and send "5" (socket.ts check).
             return [self._answer_poll([_NOOP])]
         return []
 
@@ -340,8 +346,8 @@ class EngineSession:
                 body, self.protocol, binary=binary, max_packets=self.config.max_payload_packets
             )
         except PayloadError as exc:
-            events = self._receive_packets(exc.decoded)
-            if self.state is State.CLOSED:
+            events = self._receive_packets(exc.decoded, polling=True)
+            if self.is_closed:
                 return events
             return events + self._terminate("parse error", str(exc))
         return self._receive_packets(packets, polling=True)
@@ -456,16 +462,13 @@ class EngineSession:
                         self.now + self.config.ping_interval + self.config.ping_timeout
                     )
                     events += self._send_packet(Packet(PacketType.PONG, packet.data))
-            elif ptype is PacketType.CLOSE:
-                if polling:
-                    # polling.ts onData: a close packet closes the transport; a waiting GET gets noop.
-                    close_events: list[Event] = []
-                    if self._poll_waiting:
-                        close_events.append(self._answer_poll([_NOOP]))
-                    events += close_events
-                    events += self._terminate("transport close", None, close_transport=False)
-                    break
-                # Over WebSocket the reference ignores it; the WebSocket close follows.
+            elif ptype is PacketType.CLOSE and polling:
+                # polling.ts onData: a close packet closes the transport; a waiting GET gets noop.
+                # Over WebSocket the reference ignores it: the WebSocket close follows.
+                if self._poll_waiting:
+                    events.append(self._answer_poll([_NOOP]))
+                events += self._terminate("transport close", None, close_transport=False)
+                break
             # OPEN, UPGRADE and NOOP from the client are ignored, as in the reference.
         return events
 

@@ -101,7 +101,7 @@ class _AsgiWebSocket:
             data = message.get("text") or message.get("bytes") or b""
             try:
                 await self._send(message)
-            except Exception:  # the connection is gone; the receive loop reports it
+            except Exception:  # noqa: BLE001 - the connection is gone; the receive loop reports it
                 return
             finally:
                 self._buffered -= len(data)
@@ -205,9 +205,7 @@ class AsgiApp:
         decision = await self.app.handle_websocket(request)
         if isinstance(decision, HttpResponse):
             if "websocket.http.response" in scope.get("extensions", {}) or {}:
-                headers = [
-                    (k.encode("latin-1"), v.encode("latin-1")) for k, v in decision.headers
-                ]
+                headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in decision.headers]
                 await send(
                     {
                         "type": "websocket.http.response.start",
@@ -242,7 +240,7 @@ class AsgiApp:
                 elif message["type"] == "websocket.disconnect":
                     code = message.get("code", 1005)
                     break
-        except Exception as exc:  # the ASGI server lost the connection
+        except Exception as exc:  # noqa: BLE001 - whatever the ASGI server raised, the socket is gone
             error = f"{type(exc).__name__}: {exc}"
         finally:
             handler.on_close(code, error)

@@ -237,9 +237,7 @@ class HttpConnection(asyncio.Protocol):
         self._head_size += len(name) + len(value) + 4
         self._headers.append((name, value))
         if len(self._headers) > self.limits.max_header_count:
-            self._refuse(
-                431, f"more than max_header_count={self.limits.max_header_count} headers"
-            )
+            self._refuse(431, f"more than max_header_count={self.limits.max_header_count} headers")
         elif self._head_size > self.limits.max_header_size:
             self._refuse(431, f"request head over max_header_size={self.limits.max_header_size}")
 
@@ -293,9 +291,7 @@ class HttpConnection(asyncio.Protocol):
             name = raw_name.decode("latin-1").lower()
             value = raw_value.decode("latin-1")
             if name in headers:
-                headers[name] = headers[name] + (
-                    "; " if name == "cookie" else ", "
-                ) + value
+                headers[name] = headers[name] + ("; " if name == "cookie" else ", ") + value
             else:
                 headers[name] = value
         return HttpRequest(
@@ -353,9 +349,10 @@ class HttpConnection(asyncio.Protocol):
         except ws.HandshakeError as exc:
             self._upgrade = None
             logger.info("refused websocket handshake from %s: %s", self.peer, exc)
-            extra = [("Sec-WebSocket-Version", "13")] if exc.status == 426 else []
             response = HttpResponse(
-                exc.status, [*extra, ("Content-Type", "text/plain")], f"{exc}\n".encode()
+                exc.status,
+                [*exc.headers, ("Content-Type", "text/plain")],
+                f"{exc.reason}\n".encode(),
             )
             self._refused = True
             self._write_response(response, keep_alive)
@@ -430,9 +427,9 @@ class HttpConnection(asyncio.Protocol):
 
     def _idle_timeout(self) -> None:
         self._timer = None
-        if self._task is None and not self._queue and self._websocket is None:
-            if self.transport is not None:
-                self.transport.close()
+        idle = self._task is None and not self._queue and self._websocket is None
+        if idle and self.transport is not None:
+            self.transport.close()
 
     def abort(self) -> None:
         if self.transport is not None:
@@ -450,9 +447,7 @@ class HttpConnection(asyncio.Protocol):
 class NativeServer:
     """A listening native server; created by :func:`serve`."""
 
-    def __init__(
-        self, app: HttpApp, loop: asyncio.AbstractEventLoop, limits: ServerLimits
-    ) -> None:
+    def __init__(self, app: HttpApp, loop: asyncio.AbstractEventLoop, limits: ServerLimits) -> None:
         self.app = app
         self.loop = loop
         self.limits = limits
@@ -474,9 +469,9 @@ class NativeServer:
             lambda: HttpConnection(self), host, port, ssl=ssl, backlog=backlog
         )
 
-    async def close(self, timeout: float = 10.0) -> None:
+    async def close(self, grace: float = 10.0) -> None:
         """Stop listening, let the app close its sessions, then close the connections: idle ones
-        at once, the others when their request completes or ``timeout`` passes."""
+        at once, the others when their request completes or ``grace`` seconds pass."""
         if self._server is not None:
             self._server.close()
         shutdown = getattr(self.app, "shutdown", None)
@@ -484,7 +479,7 @@ class NativeServer:
             result = shutdown()
             if asyncio.iscoroutine(result):
                 await result
-        deadline = self.loop.time() + timeout
+        deadline = self.loop.time() + grace
         while self.connections and self.loop.time() < deadline:
             for conn in list(self.connections):
                 conn.close_idle()

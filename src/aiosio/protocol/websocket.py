@@ -1,0 +1,1095 @@
+"""Sans-I/O WebSocket codec: RFC 6455 framing and handshake, RFC 7692 permessage-deflate.
+
+Nothing here touches a socket, a clock or a task. The I/O layer feeds the bytes it read to
+:meth:`WebSocketProtocol.receive_data`, acts on the returned events, and writes whatever
+:meth:`WebSocketProtocol.data_to_send` returns. The same class serves both sides
+(:class:`Side`): the server requires masked frames and sends unmasked ones, the client the
+reverse (RFC 6455 section 5.1).
+
+Peer misbehaviour never raises. It becomes a :class:`ProtocolViolation` event, a close frame with
+the matching code is queued, and every later byte is ignored; the I/O layer flushes and closes the
+TCP connection (RFC 6455 section 7.1.7, "Fail the WebSocket Connection"). Only misuse of the API by
+our own code raises: :class:`InvalidState` (sending in the wrong state) and :class:`ValueError`
+(an argument the protocol cannot carry, such as a 200-byte ping).
+
+Limits are checked before anything is buffered: a frame header announcing a message larger than
+``max_message_size`` fails the connection before one byte of its payload is kept.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+import os
+import struct
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Final, Literal, TypeAlias
+
+from aiosio.protocol.errors import LocalProtocolError, RemoteProtocolError
+
+__all__ = [
+    "GUID",
+    "BinaryMessage",
+    "CloseCode",
+    "CloseReceived",
+    "DeflateParams",
+    "Event",
+    "HandshakeError",
+    "InvalidState",
+    "Opcode",
+    "PingReceived",
+    "PongReceived",
+    "ProtocolViolation",
+    "Side",
+    "State",
+    "TextMessage",
+    "WebSocketProtocol",
+    "accept_deflate_response",
+    "accept_key",
+    "check_client_handshake",
+    "check_server_handshake",
+    "client_deflate_offer",
+    "encode_frame",
+    "negotiate_deflate",
+    "new_client_key",
+]
+
+
+class Opcode(enum.IntEnum):
+    """Frame opcodes (RFC 6455 section 5.2); 0x3-0x7 and 0xB-0xF are reserved."""
+
+    CONTINUATION = 0x0
+    TEXT = 0x1
+    BINARY = 0x2
+    CLOSE = 0x8
+    PING = 0x9
+    PONG = 0xA
+
+
+class Side(enum.Enum):
+    """Which end of the connection this codec plays; decides masking (RFC 6455 section 5.3)."""
+
+    SERVER = "server"
+    CLIENT = "client"
+
+
+class State(enum.Enum):
+    """Connection state; transitions happen only in :class:`WebSocketProtocol`'s ``_to_*``."""
+
+    OPEN = "open"
+    #: A close frame was sent (by us, or as the echo of the peer's): no more data may be sent.
+    CLOSING = "closing"
+    #: The TCP stream ended (:meth:`WebSocketProtocol.receive_eof`).
+    CLOSED = "closed"
+
+
+class CloseCode(enum.IntEnum):
+    """Status codes of RFC 6455 section 7.4.1."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    UNSUPPORTED_DATA = 1003
+    NO_STATUS = 1005
+    ABNORMAL = 1006
+    INVALID_DATA = 1007
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    MANDATORY_EXTENSION = 1010
+    INTERNAL_ERROR = 1011
+
+
+def _valid_close_code(code: int) -> bool:
+    """Whether ``code`` may appear in a close frame (RFC 6455 section 7.4).
+
+    1004 is reserved, 1005/1006/1015 must never be sent; 1012-1014 are registered with IANA
+    (service restart, try again later, bad gateway) and sent by browsers and proxies; 3000-4999
+    belong to libraries and applications.
+    """
+    return (1000 <= code <= 1014 and code not in (1004, 1005, 1006)) or 3000 <= code <= 4999
+
+
+class InvalidState(LocalProtocolError):
+    """Our own code called the codec in a state that does not allow it.
+
+    Raised by the ``send_*`` methods after a close frame was sent or the stream ended, and by
+    :meth:`WebSocketProtocol.send_frame` while an extension is active. Never raised for anything
+    the peer sent.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Opening handshake (RFC 6455 section 4)
+
+GUID: Final = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+_MAX_ECHOED = 64
+
+
+class HandshakeError(RemoteProtocolError):
+    """The opening handshake is not acceptable; ``str(err)`` says what was expected and got.
+
+    ``status`` is, on the server side, the HTTP status to answer with (400, 405 for a method other
+    than GET, 426 for an unsupported version), and on the client side the status the server
+    answered with. ``headers`` are response headers the server should add (``Allow`` for 405,
+    ``Sec-WebSocket-Version`` for 426, RFC 6455 section 4.4).
+    """
+
+    def __init__(
+        self, reason: str, status: int = 400, headers: tuple[tuple[str, str], ...] = ()
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.headers = headers
+
+
+def _shorten(value: str) -> str:
+    """Bound a peer-supplied value echoed into an error message."""
+    return value if len(value) <= _MAX_ECHOED else value[:_MAX_ECHOED] + "..."
+
+
+def accept_key(key: str) -> str:
+    """The ``Sec-WebSocket-Accept`` value for ``key`` (RFC 6455 section 4.2.2, step 5.4)."""
+    digest = hashlib.sha1((key + GUID).encode(), usedforsecurity=False).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def new_client_key() -> str:
+    """A fresh ``Sec-WebSocket-Key``: 16 random bytes, base64 (RFC 6455 section 4.1)."""
+    return base64.b64encode(os.urandom(16)).decode("ascii")
+
+
+def _require_token(
+    headers: Mapping[str, str], name: str, display: str, token: str, status: int
+) -> None:
+    """Check that the comma-separated header ``name`` holds ``token`` (case-insensitive)."""
+    value = headers.get(name)
+    if value is None:
+        raise HandshakeError(
+            f"missing '{display}: {token}' header (got no '{display}' header)", status
+        )
+    if token not in (part.strip().lower() for part in value.split(",")):
+        raise HandshakeError(
+            f"missing '{display}: {token}' header (got '{display}: {_shorten(value)}')", status
+        )
+
+
+def check_client_handshake(method: str, headers: Mapping[str, str]) -> str:
+    """Validate a client's upgrade request; return the ``Sec-WebSocket-Accept`` value.
+
+    ``headers`` maps lowercase header names to values (repeated headers joined with commas).
+    Follows RFC 6455 section 4.2.1. Raises :class:`HandshakeError` with the status to answer.
+    """
+    if method != "GET":
+        raise HandshakeError(
+            f"expected method 'GET' for a websocket upgrade (got '{_shorten(method)}')",
+            405,
+            (("Allow", "GET"),),
+        )
+    _require_token(headers, "upgrade", "Upgrade", "websocket", 400)
+    _require_token(headers, "connection", "Connection", "upgrade", 400)
+    version = headers.get("sec-websocket-version")
+    if version is None or version.strip() != "13":
+        got = "none" if version is None else f"'{_shorten(version)}'"
+        raise HandshakeError(
+            f"unsupported 'Sec-WebSocket-Version' (expected '13', got {got})",
+            426,
+            (("Sec-WebSocket-Version", "13"),),
+        )
+    key = headers.get("sec-websocket-key")
+    if key is None:
+        raise HandshakeError("missing 'Sec-WebSocket-Key' header")
+    key = key.strip()
+    try:
+        raw = base64.b64decode(key, validate=True)
+    except ValueError:  # binascii.Error, or a non-ASCII str
+        raw = b""
+    if len(raw) != 16:
+        raise HandshakeError(
+            "invalid 'Sec-WebSocket-Key' header (expected base64 of 16 bytes, "
+            f"got '{_shorten(key)}')"
+        )
+    return accept_key(key)
+
+
+def check_server_handshake(status: int, headers: Mapping[str, str], key: str) -> None:
+    """Validate the server's answer to our upgrade request (RFC 6455 section 4.1, client side).
+
+    ``key`` is the ``Sec-WebSocket-Key`` we sent. Raises :class:`HandshakeError` whose
+    ``status`` is the status the server answered with.
+    """
+    if status != 101:
+        raise HandshakeError(f"expected status 101 for a websocket upgrade (got {status})", status)
+    _require_token(headers, "upgrade", "Upgrade", "websocket", status)
+    _require_token(headers, "connection", "Connection", "upgrade", status)
+    expected = accept_key(key)
+    got = headers.get("sec-websocket-accept")
+    if got is None:
+        raise HandshakeError(
+            f"missing 'Sec-WebSocket-Accept' header (expected '{expected}')", status
+        )
+    if got.strip() != expected:
+        raise HandshakeError(
+            f"invalid 'Sec-WebSocket-Accept' header (expected '{expected}', got '{_shorten(got)}')",
+            status,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# permessage-deflate negotiation (RFC 7692 section 7)
+
+_EXTENSION: Final = "permessage-deflate"
+_MAX_EXTENSIONS_HEADER: Final = 4096
+_MAX_EXTENSION_OFFERS: Final = 32
+# RFC 7692 section 7.1.2.1: "a decimal integer value without leading zeros between 8 to 15".
+_WINDOW_BITS: Final = {str(bits): bits for bits in range(8, 16)}
+_SERVER_NCT: Final = "server_no_context_takeover"
+_CLIENT_NCT: Final = "client_no_context_takeover"
+_SERVER_BITS: Final = "server_max_window_bits"
+_CLIENT_BITS: Final = "client_max_window_bits"
+
+
+@dataclass(frozen=True, slots=True)
+class DeflateParams:
+    """Negotiated permessage-deflate parameters, named from the RFC (server/client) viewpoint.
+
+    Both ends build their :class:`WebSocketProtocol` from the same value; the protocol picks the
+    ``server_*`` or ``client_*`` half for its compressor according to its :class:`Side`.
+    """
+
+    server_no_context_takeover: bool = False
+    client_no_context_takeover: bool = False
+    server_max_window_bits: int = 15
+    client_max_window_bits: int = 15
+
+
+def _parse_deflate_params(params: list[str], *, response: bool) -> dict[str, int | None] | str:
+    """Parse ``name[=value]`` extension parameters; return them, or what is wrong as a string.
+
+    ``client_max_window_bits`` may come without a value in an offer, never in a response.
+    Values may be quoted (RFC 7692 section 7.1: "quoted-string ... MUST conform to the token").
+    """
+    seen: dict[str, int | None] = {}
+    for param in params:
+        name, eq, value = param.partition("=")
+        name = name.strip().lower()
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        if name in seen:
+            return f"duplicate parameter '{_shorten(name)}'"
+        if name in (_SERVER_NCT, _CLIENT_NCT):
+            if eq:
+                return f"parameter '{name}' takes no value (got '{_shorten(value)}')"
+            seen[name] = None
+        elif name in (_SERVER_BITS, _CLIENT_BITS):
+            if not eq:
+                if name == _SERVER_BITS or response:
+                    return f"parameter '{name}' requires a value"
+                seen[name] = None
+                continue
+            bits = _WINDOW_BITS.get(value)
+            if bits is None:
+                return f"invalid '{name}' value (expected 8 to 15, got '{_shorten(value)}')"
+            seen[name] = bits
+        else:
+            return f"unknown parameter '{_shorten(name)}'"
+    return seen
+
+
+def negotiate_deflate(offer: str | None, enabled: bool) -> tuple[str | None, DeflateParams | None]:
+    """Server side: accept the first acceptable permessage-deflate offer.
+
+    ``offer`` is the request's ``Sec-WebSocket-Extensions`` value. Returns the response header
+    value and the negotiated parameters, or ``(None, None)`` when disabled, when nothing is
+    acceptable, or when the header is absurdly large (more than 4096 characters or 32 offers:
+    declined outright so the work stays bounded).
+
+    Offers are split on commas without honouring quoted strings; a quoted comma in some other
+    extension's parameter only makes that element unparsable, and it is skipped.
+    """
+    if not enabled or not offer or len(offer) > _MAX_EXTENSIONS_HEADER:
+        return None, None
+    if offer.count(",") >= _MAX_EXTENSION_OFFERS:
+        return None, None
+    for extension in offer.split(","):
+        name, *raw_params = extension.split(";")
+        if name.strip().lower() != _EXTENSION:
+            continue
+        params = _parse_deflate_params(raw_params, response=False)
+        if isinstance(params, str):
+            continue  # RFC 7692 section 5: decline this offer, consider the next one
+        response = [_EXTENSION]
+        # RFC 7692 section 7.1.1.1: a server accepting server_no_context_takeover must echo it.
+        if _SERVER_NCT in params:
+            response.append(_SERVER_NCT)
+        # Section 7.1.1.2: echoing client_no_context_takeover lets us drop the inflater state
+        # between messages too.
+        if _CLIENT_NCT in params:
+            response.append(_CLIENT_NCT)
+        server_bits = params.get(_SERVER_BITS) or 15
+        if _SERVER_BITS in params:  # section 7.1.2.1: the response must carry it
+            response.append(f"{_SERVER_BITS}={server_bits}")
+        # Section 7.1.2.2: without a value the client only says it understands the parameter;
+        # we leave its window at 15. With a value we echo it.
+        client_bits = params.get(_CLIENT_BITS) or 15
+        if params.get(_CLIENT_BITS) is not None:
+            response.append(f"{_CLIENT_BITS}={client_bits}")
+        return "; ".join(response), DeflateParams(
+            server_no_context_takeover=_SERVER_NCT in params,
+            client_no_context_takeover=_CLIENT_NCT in params,
+            server_max_window_bits=server_bits,
+            client_max_window_bits=client_bits,
+        )
+    return None, None
+
+
+def client_deflate_offer() -> str:
+    """Client side: the ``Sec-WebSocket-Extensions`` value we offer."""
+    return f"{_EXTENSION}; {_CLIENT_BITS}"
+
+
+def accept_deflate_response(header: str | None) -> DeflateParams | None:
+    """Client side: check the server's ``Sec-WebSocket-Extensions`` answer to our offer.
+
+    Returns ``None`` when the server declined compression. Raises :class:`HandshakeError` when
+    the answer names an extension we did not offer or parameters RFC 7692 forbids; the client
+    must then fail the connection (RFC 6455 section 4.1, RFC 7692 section 5).
+    """
+    if header is None or not header.strip():
+        return None
+    if len(header) > _MAX_EXTENSIONS_HEADER:
+        raise HandshakeError(
+            "invalid 'Sec-WebSocket-Extensions' header (expected at most "
+            f"{_MAX_EXTENSIONS_HEADER} characters, got {len(header)})",
+            101,
+        )
+    extensions = [ext for ext in header.split(",") if ext.strip()]
+    if len(extensions) != 1:
+        raise HandshakeError(
+            "invalid 'Sec-WebSocket-Extensions' header (expected one 'permessage-deflate', "
+            f"got '{_shorten(header)}')",
+            101,
+        )
+    name, *raw_params = extensions[0].split(";")
+    if name.strip().lower() != _EXTENSION:
+        raise HandshakeError(
+            f"unexpected extension '{_shorten(name.strip())}' (offered only '{_EXTENSION}')", 101
+        )
+    params = _parse_deflate_params(raw_params, response=True)
+    if isinstance(params, str):
+        raise HandshakeError(f"invalid permessage-deflate response: {params}", 101)
+    return DeflateParams(
+        server_no_context_takeover=_SERVER_NCT in params,
+        client_no_context_takeover=_CLIENT_NCT in params,
+        server_max_window_bits=params.get(_SERVER_BITS) or 15,
+        client_max_window_bits=params.get(_CLIENT_BITS) or 15,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Framing (RFC 6455 section 5.2)
+
+_FIN: Final = 0x80
+_RSV1: Final = 0x40
+_RSV23: Final = 0x30
+_MASK_BIT: Final = 0x80
+_PACK_16: Final = struct.Struct("!BBH").pack
+_PACK_64: Final = struct.Struct("!BBQ").pack
+_UNPACK_64: Final = struct.Struct("!Q").unpack_from
+# RFC 7692 section 7.2.1: the sender strips this empty stored block; the receiver appends it.
+_DEFLATE_TAIL: Final = b"\x00\x00\xff\xff"
+_MAX_CONTROL_PAYLOAD: Final = 125
+_OPCODE_NAMES: Final = {op.value: op.name.lower() for op in Opcode}
+_PROTOCOL_ERROR: Final = CloseCode.PROTOCOL_ERROR
+
+
+def _apply_mask(
+    data: bytes, key: bytes, _from_bytes: Callable[[bytes, Literal["little"]], int] = int.from_bytes
+) -> bytes:
+    """XOR ``data`` with the repeated 4-byte ``key`` (RFC 6455 section 5.3).
+
+    One big-integer XOR over the whole payload: a handful of C-level passes instead of a Python
+    loop per byte. Byte order is irrelevant to XOR as long as both sides use the same one.
+    ``_from_bytes`` is bound as a default to save attribute lookups on the hot path.
+    """
+    n = len(data)
+    mask = (key * ((n >> 2) + 1))[:n]
+    return (_from_bytes(data, "little") ^ _from_bytes(mask, "little")).to_bytes(n, "little")
+
+
+def encode_frame(
+    opcode: Opcode, payload: bytes, *, fin: bool = True, rsv1: bool = False, mask: bool = False
+) -> bytes:
+    """Encode one frame (RFC 6455 section 5.2).
+
+    With ``mask=False`` (server frames) the result depends on the arguments only, so one frame can
+    be encoded once and written to many connections. With ``mask=True`` (client frames) a fresh
+    key comes from ``os.urandom`` (section 10.3: masks must be unpredictable).
+
+    Raises :class:`ValueError` for a control frame that is fragmented, compressed or longer than
+    125 bytes (section 5.5).
+    """
+    n = len(payload)
+    if opcode & 0x8 and (n > _MAX_CONTROL_PAYLOAD or not fin or rsv1):
+        raise ValueError(
+            f"invalid {_OPCODE_NAMES.get(opcode, 'control')} frame (expected fin, no rsv1 and at "
+            f"most {_MAX_CONTROL_PAYLOAD} bytes, got fin={fin}, rsv1={rsv1}, {n} bytes)"
+        )
+    b0 = (_FIN if fin else 0) | (_RSV1 if rsv1 else 0) | opcode
+    mask_bit = _MASK_BIT if mask else 0
+    if n < 126:
+        header = bytes((b0, mask_bit | n))
+    elif n < 0x10000:
+        header = _PACK_16(b0, mask_bit | 126, n)
+    else:
+        header = _PACK_64(b0, mask_bit | 127, n)
+    if mask:
+        key = os.urandom(4)
+        return b"".join((header, key, _apply_mask(payload, key)))
+    return header + payload
+
+
+def _close_payload(code: int, reason: str) -> bytes:
+    """The payload of the close frame that fails the connection with ``code`` and ``reason``."""
+    encoded = reason.encode()
+    if len(encoded) > _MAX_CONTROL_PAYLOAD - 2:
+        # Our own violation reasons: cut on a character boundary to fit section 5.5.
+        encoded = encoded[: _MAX_CONTROL_PAYLOAD - 2].decode(errors="ignore").encode()
+    return code.to_bytes(2, "big") + encoded
+
+
+def _deflate_bound(size: int) -> int:
+    """The most bytes any deflate stream may take for ``size`` bytes of input.
+
+    zlib's conservative ``deflateBound`` (deflate.c) plus a few empty blocks for sync flushes:
+    lets a message of exactly ``max_message_size`` bytes through even when the peer compressed
+    incompressible data, while still bounding what we buffer.
+    """
+    return size + ((size + 7) >> 3) + ((size + 63) >> 6) + 64
+
+
+# ---------------------------------------------------------------------------------------------
+# Events
+
+
+@dataclass(frozen=True, slots=True)
+class TextMessage:
+    """A complete text message, decoded from UTF-8."""
+
+    data: str
+
+
+@dataclass(frozen=True, slots=True)
+class BinaryMessage:
+    """A complete binary message."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PingReceived:
+    """A ping; the codec has already queued the pong (unless a close frame was sent)."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PongReceived:
+    """A pong (solicited or not, RFC 6455 section 5.5.3)."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CloseReceived:
+    """The peer's close frame; 1005 when it carried no status code.
+
+    The codec has already echoed the code if we had not sent a close frame (section 5.5.1).
+    """
+
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolViolation:
+    """The peer broke the protocol; the codec has queued a close frame with ``code``.
+
+    (Unless a close frame had been sent already: only one may be sent.) Every later byte is
+    ignored; the I/O layer should flush :meth:`WebSocketProtocol.data_to_send` and close TCP.
+    """
+
+    code: CloseCode
+    reason: str
+
+
+Event: TypeAlias = (
+    TextMessage | BinaryMessage | PingReceived | PongReceived | CloseReceived | ProtocolViolation
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# The protocol
+
+
+class WebSocketProtocol:
+    """One WebSocket connection after the opening handshake, as a byte-in, byte-out machine.
+
+    ``max_message_size`` bounds a message's size (after decompression), ``None`` for no limit;
+    ``max_fragments`` bounds the frames of one fragmented message; ``deflate`` is the result of
+    :func:`negotiate_deflate` / :func:`accept_deflate_response`; messages of at least
+    ``compress_threshold`` bytes are sent compressed when deflate is active.
+    """
+
+    __slots__ = (
+        "_close_received",
+        "_close_sent",
+        "_compress_threshold",
+        "_compressor",
+        "_decompressor",
+        "_deflate",
+        "_discard",
+        "_failed",
+        "_frame_b0",
+        "_frame_key",
+        "_frame_need",
+        "_frame_parts",
+        "_head",
+        "_local_bits",
+        "_local_no_context",
+        "_mask_expected",
+        "_mask_out",
+        "_max_compressed",
+        "_max_fragments",
+        "_max_size",
+        "_msg_compressed",
+        "_msg_frames",
+        "_msg_inflated",
+        "_msg_opcode",
+        "_msg_parts",
+        "_msg_size",
+        "_out",
+        "_remote_bits",
+        "_remote_no_context",
+        "side",
+        "state",
+    )
+
+    def __init__(
+        self,
+        side: Side,
+        *,
+        max_message_size: int | None = 1_000_000,
+        deflate: DeflateParams | None = None,
+        max_fragments: int = 1024,
+        compress_threshold: int = 1024,
+    ) -> None:
+        if max_message_size is not None and max_message_size < 0:
+            raise ValueError(f"max_message_size must be >= 0 or None (got {max_message_size})")
+        if max_fragments < 1:
+            raise ValueError(f"max_fragments must be >= 1 (got {max_fragments})")
+        if compress_threshold < 0:
+            raise ValueError(f"compress_threshold must be >= 0 (got {compress_threshold})")
+        self.side = side
+        self.state = State.OPEN
+        self._max_size = max_message_size
+        self._max_compressed = 0 if max_message_size is None else _deflate_bound(max_message_size)
+        self._max_fragments = max_fragments
+        self._compress_threshold = compress_threshold
+        # Section 5.1: clients mask every frame, servers none.
+        self._mask_out = side is Side.CLIENT
+        self._mask_expected = _MASK_BIT if side is Side.SERVER else 0
+        self._deflate = deflate
+        if deflate is None or side is Side.SERVER:
+            params = deflate or DeflateParams()
+            self._local_bits = params.server_max_window_bits
+            self._local_no_context = params.server_no_context_takeover
+            self._remote_bits = params.client_max_window_bits
+            self._remote_no_context = params.client_no_context_takeover
+        else:
+            self._local_bits = deflate.client_max_window_bits
+            self._local_no_context = deflate.client_no_context_takeover
+            self._remote_bits = deflate.server_max_window_bits
+            self._remote_no_context = deflate.server_no_context_takeover
+        # zlib states are created lazily (about 300 KiB each at 15 bits) and dropped between
+        # messages under no_context_takeover.
+        self._compressor: zlib._Compress | None = None
+        self._decompressor: zlib._Decompress | None = None
+        self._out: list[bytes] = []
+        self._discard = False  # set after a violation, a received close, or EOF
+        self._close_sent = False
+        self._close_received = False
+        self._failed = False
+        # Bytes of an incomplete frame header (< 14).
+        self._head = b""
+        # The frame whose payload is arriving: first byte, mask key, bytes still due, parts.
+        self._frame_b0 = 0
+        self._frame_key: bytes | None = None
+        self._frame_need = 0
+        self._frame_parts: list[bytes] = []
+        # The message being assembled from fragments (opcode 0: none).
+        self._msg_opcode = 0
+        self._msg_compressed = False
+        self._msg_parts: list[bytes] = []
+        self._msg_size = 0
+        self._msg_inflated = 0
+        self._msg_frames = 0
+
+    # -- state transitions (the only places that assign ``state``) ----------------------------
+
+    def _to_closing(self, payload: bytes) -> None:
+        """Queue our close frame: OPEN -> CLOSING. Only one close frame is ever sent."""
+        self._out.append(encode_frame(Opcode.CLOSE, payload, mask=self._mask_out))
+        self._close_sent = True
+        self._compressor = None  # nothing more will be sent
+        self.state = State.CLOSING
+
+    def _to_closed(self) -> None:
+        """The stream ended: any state -> CLOSED; incoming data is ignored from now on."""
+        self.state = State.CLOSED
+        self._stop_reading()
+
+    def _stop_reading(self) -> None:
+        self._discard = True
+        self._head = b""
+        self._frame_parts = []
+        self._frame_need = 0
+        self._msg_parts = []
+        self._decompressor = None
+
+    # -- receiving ----------------------------------------------------------------------------
+
+    @property
+    def close_expected(self) -> bool:
+        """Whether the closing handshake is over and TCP should be closed after flushing.
+
+        True once we both sent and received a close frame, once we failed the connection after a
+        violation, and after EOF. RFC 6455 section 7.1.1: the server closes TCP first; a client
+        should give it a moment before closing itself.
+        """
+        return (
+            self._close_sent and (self._close_received or self._failed)
+        ) or self.state is State.CLOSED
+
+    def receive_eof(self) -> None:
+        """The peer closed the TCP stream; the connection is CLOSED."""
+        self._to_closed()
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Parse ``data``; return the events it completes. Never raises for the peer's bytes."""
+        if self._discard:
+            return []
+        events: list[Event] = []
+        need = self._frame_need
+        if need:
+            # The payload of a frame whose header arrived earlier.
+            if len(data) < need:
+                if data:
+                    self._frame_parts.append(data)
+                    self._frame_need = need - len(data)
+                return events
+            parts = self._frame_parts
+            parts.append(data[:need])
+            self._frame_parts = []
+            self._frame_need = 0
+            payload = b"".join(parts)
+            key = self._frame_key
+            if key is not None:
+                payload = _apply_mask(payload, key)
+            if not self._on_frame(self._frame_b0, payload, events):
+                return events
+            data = data[need:]
+        elif self._head:
+            data = self._head + data
+            self._head = b""
+        self._parse(data, events)
+        return events
+
+    def _parse(self, data: bytes, events: list[Event]) -> None:
+        """Parse whole frames from ``data``; keep a partial header or start a partial payload."""
+        pos = 0
+        end = len(data)
+        mask_expected = self._mask_expected
+        while end - pos >= 2:
+            b0 = data[pos]
+            b1 = data[pos + 1]
+            # Fast path: a whole TEXT or BINARY message in one frame, correctly masked, while no
+            # fragmented message is open is always valid; anything else gets the full check.
+            if not (
+                (b0 == 0x81 or b0 == 0x82)
+                and (b1 & _MASK_BIT) == mask_expected
+                and not self._msg_opcode
+            ):
+                violation = self._check_header(b0, b1)
+                if violation is not None:
+                    self._fail(*violation, events)
+                    return
+            length = b1 & 0x7F
+            start = pos + 2
+            if length == 126:
+                start += 2
+                if start > end:
+                    break
+                length = (data[pos + 2] << 8) | data[pos + 3]
+            elif length == 127:
+                start += 8
+                if start > end:
+                    break
+                (length,) = _UNPACK_64(data, pos + 2)
+                if length >> 63:
+                    self._fail(
+                        CloseCode.PROTOCOL_ERROR,
+                        "64-bit payload length has its most significant bit set",
+                        events,
+                    )
+                    return
+            limit = self._max_size
+            if not b0 & 0x08 and limit is not None:
+                # Section 10.4: refuse an oversized message before buffering any of it. Deflate
+                # may expand incompressible data a little; the decompressed size is checked by
+                # _inflate.
+                total = self._msg_size + length
+                if self._msg_compressed if b0 & 0x0F == 0 else b0 & _RSV1:
+                    limit = self._max_compressed
+                if total > limit:
+                    self._fail(
+                        CloseCode.MESSAGE_TOO_BIG,
+                        f"message of at least {total} bytes exceeds "
+                        f"max_message_size={self._max_size}",
+                        events,
+                    )
+                    return
+            if b1 & _MASK_BIT:
+                start += 4
+                if start > end:
+                    break
+                key: bytes | None = data[start - 4 : start]
+            else:
+                key = None
+            stop = start + length
+            if stop > end:
+                # Payload incomplete: keep what is here and the rest arrives in receive_data.
+                self._frame_b0 = b0
+                self._frame_key = key
+                self._frame_need = stop - end
+                self._frame_parts = [data[start:]] if start < end else []
+                return
+            payload = data[start:stop]
+            if key is not None:
+                payload = _apply_mask(payload, key)
+            pos = stop
+            if b0 == 0x81:
+                try:
+                    events.append(TextMessage(payload.decode()))
+                except UnicodeDecodeError as exc:
+                    self._fail(CloseCode.INVALID_DATA, "text message " + _utf8_reason(exc), events)
+                    return
+            elif b0 == 0x82:
+                events.append(BinaryMessage(payload))
+            elif not self._on_frame(b0, payload, events):
+                return
+        if pos < end:
+            self._head = data[pos:]
+
+    def _check_header(self, b0: int, b1: int) -> tuple[CloseCode, str] | None:
+        """Check the first two header bytes; return the close code and reason if they are bad.
+
+        Everything decidable from two bytes is decided here, so a bad frame is refused at the
+        same point however its bytes were split.
+        """
+        opcode = b0 & 0x0F
+        if b0 & _RSV23:
+            return (
+                _PROTOCOL_ERROR,
+                "reserved bits RSV2/RSV3 set (no negotiated extension uses them)",
+            )
+        if b0 & _RSV1 and self._deflate is None:
+            return _PROTOCOL_ERROR, "reserved bit RSV1 set without a negotiated extension"
+        if (b1 & _MASK_BIT) != self._mask_expected:
+            if self._mask_expected:
+                return _PROTOCOL_ERROR, "unmasked frame from the client (expected masked frames)"
+            return _PROTOCOL_ERROR, "masked frame from the server (expected unmasked frames)"
+        if opcode & 0x8:
+            if opcode > Opcode.PONG:
+                return _PROTOCOL_ERROR, f"unknown opcode {opcode:#x}"
+            name = _OPCODE_NAMES[opcode]
+            # RFC 7692 section 6: RSV1 only marks the first frame of a compressed data message.
+            if b0 & _RSV1:
+                return _PROTOCOL_ERROR, f"reserved bit RSV1 set on a {name} frame"
+            # Section 5.5: control frames are never fragmented and carry at most 125 bytes.
+            if not b0 & _FIN:
+                return (
+                    _PROTOCOL_ERROR,
+                    f"fragmented {name} frame (control frames must have FIN set)",
+                )
+            if b1 & 0x7F > _MAX_CONTROL_PAYLOAD:
+                return _PROTOCOL_ERROR, f"{name} frame payload exceeds {_MAX_CONTROL_PAYLOAD} bytes"
+        elif opcode == Opcode.CONTINUATION:
+            if b0 & _RSV1:
+                return _PROTOCOL_ERROR, "reserved bit RSV1 set on a continuation frame"
+            # Section 5.4: fragments follow a TEXT or BINARY frame without FIN.
+            if not self._msg_opcode:
+                return _PROTOCOL_ERROR, "continuation frame without a message in progress"
+            if self._msg_frames >= self._max_fragments:
+                return (
+                    CloseCode.MESSAGE_TOO_BIG,
+                    f"message in more than {self._max_fragments} fragments exceeds "
+                    f"max_fragments={self._max_fragments}",
+                )
+        elif opcode > Opcode.BINARY:
+            return _PROTOCOL_ERROR, f"unknown opcode {opcode:#x}"
+        elif self._msg_opcode:
+            return (
+                _PROTOCOL_ERROR,
+                f"{_OPCODE_NAMES[opcode]} frame while a fragmented message is in progress "
+                "(expected a continuation frame)",
+            )
+        return None
+
+    def _fail(self, code: CloseCode, reason: str, events: list[Event]) -> bool:
+        """Fail the connection (section 7.1.7): report, queue a close frame, ignore the rest."""
+        events.append(ProtocolViolation(code, reason))
+        self._failed = True
+        self._stop_reading()
+        if self.state is State.OPEN:
+            self._to_closing(_close_payload(code, reason))
+        return False
+
+    def _on_frame(self, b0: int, payload: bytes, events: list[Event]) -> bool:
+        """Handle one complete, unmasked frame; return False when reading must stop."""
+        opcode = b0 & 0x0F
+        if opcode & 0x8:
+            return self._on_control(opcode, payload, events)
+        fin = b0 & _FIN
+        if opcode:
+            if fin and not b0 & _RSV1:
+                # The common case: a whole uncompressed message in one frame.
+                if opcode == Opcode.TEXT:
+                    try:
+                        events.append(TextMessage(payload.decode()))
+                    except UnicodeDecodeError as exc:
+                        return self._fail(
+                            CloseCode.INVALID_DATA, "text message " + _utf8_reason(exc), events
+                        )
+                else:
+                    events.append(BinaryMessage(payload))
+                return True
+            self._msg_opcode = opcode
+            self._msg_compressed = bool(b0 & _RSV1)
+        self._msg_frames += 1
+        self._msg_size += len(payload)
+        if self._msg_compressed:
+            if not self._inflate(payload, fin, events):
+                return False
+        else:
+            self._msg_parts.append(payload)
+        if fin:
+            return self._deliver(events)
+        return True
+
+    def _inflate(self, payload: bytes, fin: int, events: list[Event]) -> bool:
+        """Decompress one frame of a compressed message, never past ``max_message_size``."""
+        inflater = self._decompressor
+        if inflater is None:
+            inflater = self._decompressor = zlib.decompressobj(wbits=-self._remote_bits)
+        if fin:
+            payload += _DEFLATE_TAIL
+        limit = self._max_size
+        try:
+            if limit is None:
+                out = inflater.decompress(payload)
+            else:
+                # One byte over the room left is enough to know the message is too big.
+                out = inflater.decompress(payload, limit - self._msg_inflated + 1)
+        except zlib.error:
+            return self._fail(
+                CloseCode.INVALID_DATA, "invalid permessage-deflate compressed data", events
+            )
+        self._msg_inflated += len(out)
+        if limit is not None and self._msg_inflated > limit:
+            return self._fail(
+                CloseCode.MESSAGE_TOO_BIG,
+                f"message of at least {self._msg_inflated} bytes exceeds max_message_size={limit}",
+                events,
+            )
+        self._msg_parts.append(out)
+        # RFC 7692 section 7.2.3.4: a sender may end a message with a BFINAL block, which ends
+        # the deflate stream; the next message then starts a new one.
+        if fin and (self._remote_no_context or inflater.eof):
+            self._decompressor = None
+        return True
+
+    def _deliver(self, events: list[Event]) -> bool:
+        """Emit the message assembled from fragments and reset the assembly state."""
+        data = b"".join(self._msg_parts)
+        opcode = self._msg_opcode
+        self._msg_parts = []
+        self._msg_opcode = 0
+        self._msg_compressed = False
+        self._msg_size = 0
+        self._msg_inflated = 0
+        self._msg_frames = 0
+        if opcode == Opcode.TEXT:
+            try:
+                events.append(TextMessage(data.decode()))
+            except UnicodeDecodeError as exc:
+                return self._fail(
+                    CloseCode.INVALID_DATA, "text message " + _utf8_reason(exc), events
+                )
+        else:
+            events.append(BinaryMessage(data))
+        return True
+
+    def _on_control(self, opcode: int, payload: bytes, events: list[Event]) -> bool:
+        if opcode == Opcode.PING:
+            events.append(PingReceived(payload))
+            if self.state is State.OPEN:  # section 5.5.2; nothing but close after our close
+                self._out.append(encode_frame(Opcode.PONG, payload, mask=self._mask_out))
+            return True
+        if opcode == Opcode.PONG:
+            events.append(PongReceived(payload))
+            return True
+        # CLOSE, section 5.5.1: no payload, or a 2-byte code and a UTF-8 reason.
+        if not payload:
+            code = int(CloseCode.NO_STATUS)
+            reason = ""
+        elif len(payload) == 1:
+            return self._fail(
+                CloseCode.PROTOCOL_ERROR,
+                "close frame payload of 1 byte (expected 0 or at least 2 bytes)",
+                events,
+            )
+        else:
+            code = (payload[0] << 8) | payload[1]
+            if not _valid_close_code(code):
+                return self._fail(
+                    CloseCode.PROTOCOL_ERROR,
+                    f"invalid close code {code} (expected 1000-1003, 1007-1014 or 3000-4999)",
+                    events,
+                )
+            try:
+                reason = payload[2:].decode()
+            except UnicodeDecodeError as exc:
+                return self._fail(
+                    CloseCode.INVALID_DATA, "close reason " + _utf8_reason(exc), events
+                )
+        events.append(CloseReceived(code, reason))
+        self._close_received = True
+        self._stop_reading()
+        if self.state is State.OPEN:
+            self._to_closing(payload[:2])  # echo the code, or nothing for 1005
+        return False
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def _check_open(self, what: str) -> None:
+        if self.state is not State.OPEN:
+            raise InvalidState(
+                f"cannot send {what}: the connection is {self.state.name} (expected OPEN)"
+            )
+
+    def _send_data(self, opcode: Opcode, payload: bytes) -> None:
+        # Compression is optional per message (RFC 7692 section 6); zlib cannot compress a raw
+        # stream with an 8-bit window, so a peer that asked for one gets uncompressed messages.
+        if (
+            self._deflate is not None
+            and len(payload) >= self._compress_threshold
+            and self._local_bits > 8
+        ):
+            deflater = self._compressor
+            if deflater is None:
+                deflater = zlib.compressobj(wbits=-self._local_bits)
+            # Section 7.2.1: sync flush, then drop the 00 00 ff ff it ends with.
+            compressed = (deflater.compress(payload) + deflater.flush(zlib.Z_SYNC_FLUSH))[:-4]
+            self._compressor = None if self._local_no_context else deflater
+            # Section 7.2.3.6: an empty message compresses to a single 0x00 byte.
+            self._out.append(
+                encode_frame(opcode, compressed or b"\x00", rsv1=True, mask=self._mask_out)
+            )
+        else:
+            self._out.append(encode_frame(opcode, payload, mask=self._mask_out))
+
+    def send_text(self, data: str) -> None:
+        """Queue a text message. Raises :class:`InvalidState` unless OPEN."""
+        self._check_open("a text message")
+        self._send_data(Opcode.TEXT, data.encode())
+
+    def send_binary(self, data: bytes) -> None:
+        """Queue a binary message. Raises :class:`InvalidState` unless OPEN."""
+        self._check_open("a binary message")
+        self._send_data(Opcode.BINARY, data)
+
+    def send_ping(self, data: bytes = b"") -> None:
+        """Queue a ping. Raises :class:`InvalidState` unless OPEN, ValueError over 125 bytes."""
+        self._check_open("a ping")
+        self._out.append(encode_frame(Opcode.PING, data, mask=self._mask_out))
+
+    def send_pong(self, data: bytes = b"") -> None:
+        """Queue an unsolicited pong (pings are answered automatically)."""
+        self._check_open("a pong")
+        self._out.append(encode_frame(Opcode.PONG, data, mask=self._mask_out))
+
+    def send_close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake; ``code`` 1005 sends a close frame without a status.
+
+        Raises :class:`InvalidState` if a close frame was already sent, :class:`ValueError` for
+        a code that may not be sent or a reason longer than 123 bytes in UTF-8.
+        """
+        self._check_open("a close frame")
+        encoded = reason.encode()
+        if code == CloseCode.NO_STATUS:
+            if reason:
+                raise ValueError(f"close code 1005 carries no reason (got '{_shorten(reason)}')")
+            payload = b""
+        elif not _valid_close_code(code):
+            raise ValueError(
+                f"invalid close code {code} (expected 1000-1003, 1007-1014 or 3000-4999)"
+            )
+        elif len(encoded) > _MAX_CONTROL_PAYLOAD - 2:
+            raise ValueError(
+                f"close reason of {len(encoded)} bytes exceeds {_MAX_CONTROL_PAYLOAD - 2} bytes"
+            )
+        else:
+            payload = code.to_bytes(2, "big") + encoded
+        self._to_closing(payload)
+
+    def send_frame(self, frame: bytes) -> None:
+        """Queue a frame pre-encoded with :func:`encode_frame` (the broadcast path).
+
+        Raises :class:`InvalidState` unless OPEN or while an extension is active (a shared frame
+        cannot take part in this connection's compression context), and :class:`ValueError` if
+        ``frame`` sets reserved bits or its mask bit does not match this side.
+        """
+        self._check_open("a frame")
+        if self._deflate is not None:
+            raise InvalidState(
+                "cannot send a pre-encoded frame: permessage-deflate is active "
+                "(expected no extension)"
+            )
+        if (
+            len(frame) < 2
+            or frame[0] & 0x70
+            or (frame[1] & _MASK_BIT) != (_MASK_BIT if self._mask_out else 0)
+        ):
+            raise ValueError(
+                f"invalid pre-encoded frame for the {self.side.value} side (expected no reserved "
+                f"bits and {'a' if self._mask_out else 'no'} mask)"
+            )
+        self._out.append(frame)
+
+    def data_to_send(self) -> bytes:
+        """Return and forget everything queued since the last call (``b""`` if nothing)."""
+        out = self._out
+        if not out:
+            return b""
+        self._out = []
+        return out[0] if len(out) == 1 else b"".join(out)
+
+
+def _utf8_reason(exc: UnicodeDecodeError) -> str:
+    return f"is not valid utf-8 (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
