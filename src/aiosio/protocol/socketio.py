@@ -1,0 +1,319 @@
+"""Socket.IO packets: protocol 5 (socket.io 3.x/4.x) and 4 (socket.io 2.x, over Engine.IO 3).
+
+Sans-I/O, like the reference ``socket.io-parser`` 4.x (``docs/socket.io-protocol/v5-current.md``,
+"Packet format"): ``<type>[<attachments>-][<namespace>,][<ack id>][JSON payload]``, followed by the
+binary attachments for BINARY_EVENT / BINARY_ACK, each in an Engine.IO message of its own, with
+``{"_placeholder":true,"num":N}`` standing in the JSON for each.
+
+The decoder is stricter than the reference where the reference is unsafe (HARDENING.md 1 to 7):
+bounded attachments (each placeholder index an int in range), bounded namespace length, ack id
+digits and JSON depth; payload types per packet type; reserved event names refused. Every rule
+broken raises :class:`~aiosio.protocol.errors.RemoteProtocolError` and leaves no partial state.
+
+JSON goes through orjson; where orjson refuses something JavaScript's ``JSON.parse`` /
+``JSON.stringify`` accepts (lone surrogates, integers beyond 64 bits), the standard library
+takes over instead of failing the connection.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from aiosio.protocol.errors import RemoteProtocolError
+
+__all__ = [
+    "RESERVED_EVENTS",
+    "Decoder",
+    "Limits",
+    "Packet",
+    "PacketType",
+    "dumps",
+    "encode",
+    "has_binary",
+    "loads",
+]
+
+RESERVED_EVENTS = frozenset(
+    {
+        "connect",
+        "connect_error",
+        "disconnect",
+        "disconnecting",
+        "newListener",
+        "removeListener",
+        "error",
+    }
+)
+
+
+class PacketType(enum.IntEnum):
+    CONNECT = 0
+    DISCONNECT = 1
+    EVENT = 2
+    ACK = 3
+    CONNECT_ERROR = 4
+    BINARY_EVENT = 5
+    BINARY_ACK = 6
+
+
+@dataclass(frozen=True, slots=True)
+class Packet:
+    """One Socket.IO packet. ``data`` is ``None`` when the packet has no payload; binary
+    attachments appear in ``data`` as ``bytes`` (the decoder puts them back in place)."""
+
+    type: PacketType
+    nsp: str = "/"
+    data: Any = None
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """Bounds on what a peer may send; each is an option of the server and the client."""
+
+    max_attachments: int = 10
+    max_depth: int = 32
+    max_namespace_length: int = 256
+    max_ack_id: int = 2**53 - 1  # JavaScript's Number.MAX_SAFE_INTEGER
+
+
+_DEFAULT_LIMITS = Limits()
+_OPT = orjson.OPT_NON_STR_KEYS
+
+
+def dumps(value: Any) -> str:
+    """``JSON.stringify`` as a JavaScript peer expects it."""
+    try:
+        return orjson.dumps(value, option=_OPT).decode()
+    except TypeError:
+        # Lone surrogates and integers beyond 64 bits: the standard library writes what
+        # JSON.stringify would (escaped surrogates; big integers as digits).
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=True)
+
+
+def loads(text: str) -> Any:
+    """``JSON.parse``; raises ValueError for invalid JSON."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        if "\\ud" not in text and "\\uD" not in text:
+            raise
+    # Escaped lone surrogates are valid for JSON.parse; orjson refuses them.
+    return json.loads(text)
+
+
+def has_binary(value: Any, depth: int = 0) -> bool:
+    """True when ``value`` holds bytes anywhere (the reference's ``hasBinary``)."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return True
+    if depth > 64:
+        return False
+    if isinstance(value, list | tuple):
+        return any(has_binary(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return any(has_binary(v, depth + 1) for v in value.values())
+    return False
+
+
+def _deconstruct(value: Any, buffers: list[bytes]) -> Any:
+    if isinstance(value, bytes | bytearray | memoryview):
+        buffers.append(bytes(value))
+        return {"_placeholder": True, "num": len(buffers) - 1}
+    if isinstance(value, list | tuple):
+        return [_deconstruct(v, buffers) for v in value]
+    if isinstance(value, dict):
+        return {k: _deconstruct(v, buffers) for k, v in value.items()}
+    return value
+
+
+def encode(packet: Packet) -> list[str | bytes]:
+    """Encode a packet into Engine.IO messages: the text header packet, then attachments."""
+    ptype = packet.type
+    data = packet.data
+    buffers: list[bytes] = []
+    if ptype in (PacketType.EVENT, PacketType.ACK) and has_binary(data):
+        ptype = PacketType.BINARY_EVENT if ptype is PacketType.EVENT else PacketType.BINARY_ACK
+        data = _deconstruct(data, buffers)
+    parts = [str(int(ptype))]
+    if ptype is PacketType.BINARY_EVENT or ptype is PacketType.BINARY_ACK:
+        parts.append(f"{len(buffers)}-")
+    if packet.nsp and packet.nsp != "/":
+        parts.append(packet.nsp + ",")
+    if packet.id is not None:
+        parts.append(str(packet.id))
+    if data is not None:
+        parts.append(dumps(data))
+    out: list[str | bytes] = ["".join(parts)]
+    out.extend(buffers)
+    return out
+
+
+class Decoder:
+    """Decodes the Engine.IO messages of one connection into packets.
+
+    :meth:`feed` returns a complete :class:`Packet`, or ``None`` while a binary packet still waits
+    for attachments. Any violation raises :class:`RemoteProtocolError` and resets the decoder.
+    """
+
+    __slots__ = ("_attachments", "_expected", "_header", "limits")
+
+    def __init__(self, limits: Limits = _DEFAULT_LIMITS) -> None:
+        self.limits = limits
+        self._header: Packet | None = None
+        self._expected = 0
+        self._attachments: list[bytes] = []
+
+    @property
+    def pending(self) -> bool:
+        """True while a binary packet waits for attachments."""
+        return self._header is not None
+
+    def reset(self) -> None:
+        """Drop a partially received binary packet."""
+        self._header = None
+        self._expected = 0
+        self._attachments = []
+
+    def feed(self, message: str | bytes) -> Packet | None:
+        if isinstance(message, str):
+            if self._header is not None:
+                self.reset()
+                raise RemoteProtocolError("got a text packet while waiting for binary attachments")
+            packet, attachments = self._decode_string(message)
+            if attachments is None:
+                return packet
+            if attachments == 0:
+                return self._reconstruct(packet, [])
+            self._header = packet
+            self._expected = attachments
+            return None
+        if self._header is None:
+            raise RemoteProtocolError("got a binary attachment that no packet announced")
+        self._attachments.append(bytes(message))
+        if len(self._attachments) < self._expected:
+            return None
+        header, buffers = self._header, self._attachments
+        self.reset()
+        return self._reconstruct(header, buffers)
+
+    def _reconstruct(self, header: Packet, buffers: list[bytes]) -> Packet:
+        data = _replace_placeholders(header.data, buffers, self.limits.max_depth)
+        ptype = PacketType.EVENT if header.type is PacketType.BINARY_EVENT else PacketType.ACK
+        return Packet(ptype, header.nsp, data, header.id)
+
+    def _decode_string(self, text: str) -> tuple[Packet, int | None]:
+        limits = self.limits
+        if not text or not "0" <= text[0] <= "6":
+            raise RemoteProtocolError(f"unknown packet type {text[:1]!r}")
+        ptype = PacketType(ord(text[0]) - 48)
+        i = 1
+        size = len(text)
+        attachments: int | None = None
+        if ptype is PacketType.BINARY_EVENT or ptype is PacketType.BINARY_ACK:
+            dash = text.find("-", 1, 8)
+            digits = text[1:dash] if dash > 0 else ""
+            if not digits.isdigit() or not digits.isascii():
+                raise RemoteProtocolError(f"illegal attachments count {text[1:8]!r}")
+            attachments = int(digits)
+            if attachments < 1 or attachments > limits.max_attachments:
+                raise RemoteProtocolError(
+                    f"attachments count {attachments} is outside 1..{limits.max_attachments}"
+                )
+            i = dash + 1
+        nsp = "/"
+        if i < size and text[i] == "/":
+            comma = text.find(",", i, i + limits.max_namespace_length + 1)
+            if comma < 0:
+                rest = text[i:]
+                if len(rest) > limits.max_namespace_length:
+                    raise RemoteProtocolError(
+                        f"namespace longer than max_namespace_length={limits.max_namespace_length}"
+                    )
+                nsp, i = rest, size
+            else:
+                nsp, i = text[i:comma], comma + 1
+        ack_id: int | None = None
+        start = i
+        while i < size and "0" <= text[i] <= "9":
+            i += 1
+            if i - start > 16:
+                raise RemoteProtocolError("ack id has more than 16 digits")
+        if i > start:
+            ack_id = int(text[start:i])
+            if ack_id > limits.max_ack_id:
+                raise RemoteProtocolError(f"ack id {ack_id} exceeds {limits.max_ack_id}")
+        data: Any = None
+        if i < size:
+            try:
+                data = loads(text[i:])
+            except (ValueError, RecursionError):
+                raise RemoteProtocolError("invalid JSON payload") from None
+            _check_depth(data, text, limits.max_depth)
+            _check_payload(ptype, data)
+        elif (
+            ptype in (PacketType.EVENT, PacketType.BINARY_EVENT, PacketType.ACK)
+            or ptype is PacketType.BINARY_ACK
+            or ptype is PacketType.CONNECT_ERROR
+        ):
+            raise RemoteProtocolError(f"{ptype.name} packet without payload")
+        return Packet(ptype, nsp, data, ack_id), attachments
+
+
+def _check_payload(ptype: PacketType, data: Any) -> None:
+    if ptype is PacketType.CONNECT:
+        if not isinstance(data, dict):
+            raise RemoteProtocolError("CONNECT payload must be an object")
+    elif ptype is PacketType.DISCONNECT:
+        raise RemoteProtocolError("DISCONNECT packet must have no payload")
+    elif ptype is PacketType.CONNECT_ERROR:
+        if not isinstance(data, str | dict):
+            raise RemoteProtocolError("CONNECT_ERROR payload must be a string or an object")
+    elif ptype is PacketType.EVENT or ptype is PacketType.BINARY_EVENT:
+        if not isinstance(data, list) or not data:
+            raise RemoteProtocolError("EVENT payload must be a non-empty array")
+        name = data[0]
+        if isinstance(name, str):
+            if name in RESERVED_EVENTS:
+                raise RemoteProtocolError(f"event name {name!r} is reserved")
+        elif isinstance(name, bool) or not isinstance(name, int | float):
+            raise RemoteProtocolError("event name must be a string or a number")
+    elif not isinstance(data, list):  # ACK / BINARY_ACK
+        raise RemoteProtocolError(f"{ptype.name} payload must be an array")
+
+
+def _check_depth(data: Any, text: str, max_depth: int) -> None:
+    """Refuse values nested deeper than ``max_depth``. Free for small payloads: a text with
+    fewer opening brackets than the limit cannot be that deep."""
+    if text.count("[") + text.count("{") <= max_depth:
+        return
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > max_depth:
+            raise RemoteProtocolError(f"payload nested deeper than max_depth={max_depth}")
+        if isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value if isinstance(v, list | dict))
+        elif isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values() if isinstance(v, list | dict))
+
+
+def _replace_placeholders(value: Any, buffers: list[bytes], max_depth: int, depth: int = 0) -> Any:
+    if depth > max_depth:
+        raise RemoteProtocolError(f"payload nested deeper than max_depth={max_depth}")
+    if isinstance(value, dict):
+        if value.get("_placeholder") is True:
+            num = value.get("num")
+            if type(num) is not int or not 0 <= num < len(buffers):
+                raise RemoteProtocolError(f"illegal attachment placeholder index {num!r}")
+            return buffers[num]
+        return {
+            k: _replace_placeholders(v, buffers, max_depth, depth + 1) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_replace_placeholders(v, buffers, max_depth, depth + 1) for v in value]
+    return value
