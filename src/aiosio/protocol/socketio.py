@@ -255,11 +255,7 @@ class Decoder:
                 raise RemoteProtocolError("invalid JSON payload") from None
             _check_depth(data, text, limits.max_depth)
             _check_payload(ptype, data)
-        elif (
-            ptype in (PacketType.EVENT, PacketType.BINARY_EVENT, PacketType.ACK)
-            or ptype is PacketType.BINARY_ACK
-            or ptype is PacketType.CONNECT_ERROR
-        ):
+        elif ptype is not PacketType.CONNECT and ptype is not PacketType.DISCONNECT:
             raise RemoteProtocolError(f"{ptype.name} packet without payload")
         return Packet(ptype, nsp, data, ack_id), attachments
 
