@@ -4,19 +4,35 @@ from __future__ import annotations
 
 from aiosio.engine.http import HttpRequest, HttpResponse
 from aiosio.engine.server import ConnectionRejected, Cookie, EngineServer, EngineSocket
+from aiosio.errors import AckTimeout, ConnectionRefused, Disconnected
 from aiosio.protocol.cors import Cors
+from aiosio.protocol.socketio import Limits
+from aiosio.server.broadcast import BroadcastOperator
+from aiosio.server.namespace import Namespace
+from aiosio.server.server import Recovery, Server
+from aiosio.server.socket import Handshake, Socket
 from aiosio.transports.native import NativeServer, ServerLimits, run, serve
 
 __all__ = [
+    "AckTimeout",
+    "BroadcastOperator",
+    "ConnectionRefused",
     "ConnectionRejected",
     "Cookie",
     "Cors",
+    "Disconnected",
     "EngineServer",
     "EngineSocket",
+    "Handshake",
     "HttpRequest",
     "HttpResponse",
+    "Limits",
+    "Namespace",
     "NativeServer",
+    "Recovery",
+    "Server",
     "ServerLimits",
+    "Socket",
     "__version__",
     "run",
     "serve",

@@ -35,6 +35,7 @@ from aiosio.engine.http import (
 )
 from aiosio.engine.timers import TimerWheel
 from aiosio.protocol.cors import Cors, is_preflight
+from aiosio.protocol.engineio import Packet, PacketType, encode_packet
 from aiosio.protocol.session import (
     Closed,
     EngineConfig,
@@ -53,8 +54,16 @@ from aiosio.protocol.session import (
     WebSocketClose,
     WebSocketSend,
 )
+from aiosio.protocol.websocket import Opcode, encode_frame
 
-__all__ = ["ConnectionRejected", "Cookie", "EngineServer", "EngineSocket", "ErrorCode"]
+__all__ = [
+    "ConnectionRejected",
+    "Cookie",
+    "EngineServer",
+    "EngineSocket",
+    "ErrorCode",
+    "PreparedMessage",
+]
 
 logger = logging.getLogger("aiosio.engine")
 
@@ -153,6 +162,28 @@ class _Rejection(Exception):
 AllowRequest = Callable[[HttpRequest], Awaitable[None] | None]
 
 
+class PreparedMessage:
+    """An Engine.IO message encoded once for many recipients, with its WebSocket frame built
+    once per protocol revision on first use."""
+
+    __slots__ = ("_frames", "data")
+
+    def __init__(self, data: str | bytes) -> None:
+        self.data = data
+        self._frames: dict[int, bytes] = {}
+
+    def frame(self, protocol: int) -> bytes:
+        frame = self._frames.get(protocol)
+        if frame is None:
+            encoded = encode_packet(Packet(PacketType.MESSAGE, self.data), protocol)
+            if isinstance(encoded, str):
+                frame = encode_frame(Opcode.TEXT, encoded.encode())
+            else:
+                frame = encode_frame(Opcode.BINARY, encoded)
+            self._frames[protocol] = frame
+        return frame
+
+
 class EngineSocket(EventEmitter):
     """One client session. Events: ``message`` (data), ``close`` (reason, description),
     ``upgrading``, ``upgrade``, ``heartbeat``."""
@@ -201,6 +232,25 @@ class EngineSocket(EventEmitter):
     def send(self, data: str | bytes) -> None:
         """Send a message; non-blocking. Ignored once the session is closing."""
         self._apply(self._core.send(data))
+
+    def send_prepared(self, message: PreparedMessage) -> None:
+        """Send a message prepared once for many sessions (broadcast): on a WebSocket served
+        by the native server, the same frame bytes are written for every recipient."""
+        ws = self._ws
+        if ws is not None and self._core.state is State.WEBSOCKET:
+            send_frame = getattr(ws, "send_frame", None)
+            if send_frame is not None:
+                send_frame(message.frame(self._core.protocol), message.data)
+                return
+        self._apply(self._core.send(message.data))
+
+    @property
+    def writable(self) -> bool:
+        """The transport can take a packet now (what ``volatile`` packets need): a long-poll
+        GET is waiting, or the WebSocket has nothing queued."""
+        if self._core.state is State.WEBSOCKET:
+            return self._ws is not None and self._ws.buffered_amount == 0
+        return self._core.poll_waiting
 
     def close(self) -> None:
         """Close the session (reason ``forced close``) once the buffered packets are sent."""

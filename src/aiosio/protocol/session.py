@@ -236,6 +236,11 @@ class EngineSession:
         return self.state is not State.CLOSED and self.state is not State.CLOSING
 
     @property
+    def poll_waiting(self) -> bool:
+        """A long-poll GET is waiting for data."""
+        return self._poll_waiting
+
+    @property
     def is_closed(self) -> bool:
         return self.state is State.CLOSED
 

@@ -92,6 +92,17 @@ class _NativeWebSocket:
             self.codec.send_binary(data)
         transport.write(self.codec.data_to_send())
 
+    def send_frame(self, frame: bytes, data: str | bytes) -> None:
+        """Write a frame built once for many connections; ``data`` is the message it carries,
+        sent through the codec instead when an extension (deflate) is active."""
+        transport = self._conn.transport
+        if transport is None or self.codec.state is not ws.State.OPEN:
+            return
+        if self._plain:
+            transport.write(frame)
+        else:
+            self.send(data)
+
     def close(self, code: int = 1000, reason: str = "") -> None:
         transport = self._conn.transport
         if transport is None or self.codec.state is not ws.State.OPEN:

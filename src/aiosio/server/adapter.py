@@ -1,0 +1,397 @@
+"""The Adapter interface and the in-memory adapter (one process).
+
+An adapter owns the room membership of one namespace and carries broadcasts to the sockets in
+it; a cluster adapter (Redis) also carries them to other servers. It talks to the namespace only
+through :class:`NamespaceView`, never through server internals, and to sockets through
+:class:`LocalSocket`.
+
+The in-memory adapter follows ``socket.io-adapter``'s ``InMemoryAdapter`` and, with connection
+state recovery, ``SessionAwareAdapter``: a broadcast is encoded once, prepared once per Engine.IO
+message, and the same prepared messages are handed to every recipient.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NewType, Protocol
+
+from aiosio.engine.server import PreparedMessage
+from aiosio.protocol.socketio import Packet, PacketType, encode
+
+__all__ = [
+    "Adapter",
+    "BroadcastFlags",
+    "BroadcastOptions",
+    "InMemoryAdapter",
+    "LocalSocket",
+    "NamespaceView",
+    "PersistedSession",
+    "Room",
+    "SocketId",
+]
+
+logger = logging.getLogger("aiosio.adapter")
+
+SocketId = NewType("SocketId", str)
+Room = str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BroadcastFlags:
+    volatile: bool = False
+    compress: bool = True
+    local: bool = False
+    timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BroadcastOptions:
+    """Who receives a broadcast: members of any of ``rooms`` (everyone when empty), minus the
+    members of any of ``except_rooms``."""
+
+    rooms: frozenset[Room] = frozenset()
+    except_rooms: frozenset[Room] = frozenset()
+    flags: BroadcastFlags = field(default_factory=BroadcastFlags)
+
+
+@dataclass(slots=True)
+class PersistedSession:
+    """What connection state recovery keeps of a socket that lost its connection."""
+
+    sid: SocketId
+    pid: str
+    rooms: list[Room]
+    data: Any
+    disconnected_at: float = 0.0
+    missed_packets: list[list[Any]] = field(default_factory=list)
+
+
+class LocalSocket(Protocol):
+    """What an adapter may do with a socket of this process."""
+
+    @property
+    def id(self) -> SocketId: ...
+
+    def _deliver(
+        self, packet: Packet, messages: Sequence[PreparedMessage], flags: BroadcastFlags
+    ) -> None: ...
+
+    def _expect_ack(self, ack_id: int, callback: Callable[[list[Any]], None]) -> None: ...
+
+    def _forget_ack(self, ack_id: int) -> None: ...
+
+    def join(self, *rooms: Room) -> None: ...
+
+    def leave(self, room: Room) -> None: ...
+
+    def disconnect(self, close: bool = False) -> None: ...
+
+
+class NamespaceView(Protocol):
+    """What an adapter may know of its namespace."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def sockets(self) -> Mapping[SocketId, LocalSocket]: ...
+
+    def _next_ack_id(self) -> int: ...
+
+    def _on_server_side_emit(
+        self, args: list[Any], reply: Callable[[list[Any]], None] | None
+    ) -> None: ...
+
+
+class Adapter(ABC):
+    """The interface every adapter implements (in-memory, Redis, ...)."""
+
+    def __init__(self, nsp: NamespaceView) -> None:
+        self.nsp = nsp
+        self.rooms: dict[Room, dict[SocketId, None]] = {}
+        self.sids: dict[SocketId, dict[Room, None]] = {}
+
+    # -- membership (local) -------------------------------------------------------------------
+
+    def add_all(self, sid: SocketId, rooms: Iterable[Room]) -> None:
+        own = self.sids.setdefault(sid, {})
+        for room in rooms:
+            own[room] = None
+            members = self.rooms.get(room)
+            if members is None:
+                members = self.rooms[room] = {}
+            members[sid] = None
+
+    def delete(self, sid: SocketId, room: Room) -> None:
+        own = self.sids.get(sid)
+        if own is not None:
+            own.pop(room, None)
+        members = self.rooms.get(room)
+        if members is not None:
+            members.pop(sid, None)
+            if not members:
+                del self.rooms[room]
+
+    def delete_all(self, sid: SocketId) -> None:
+        own = self.sids.pop(sid, None)
+        if not own:
+            return
+        for room in own:
+            members = self.rooms.get(room)
+            if members is not None:
+                members.pop(sid, None)
+                if not members:
+                    del self.rooms[room]
+
+    def socket_rooms(self, sid: SocketId) -> set[Room]:
+        return set(self.sids.get(sid, ()))
+
+    def local_targets(self, opts: BroadcastOptions) -> list[LocalSocket]:
+        """The local sockets a broadcast reaches, in the reference's order (``apply``)."""
+        connected = self.nsp.sockets
+        excluded: set[SocketId] = set()
+        for room in opts.except_rooms:
+            excluded.update(self.rooms.get(room, ()))
+        targets: list[LocalSocket] = []
+        if opts.rooms:
+            seen: set[SocketId] = set()
+            for room in opts.rooms:
+                for sid in self.rooms.get(room, ()):
+                    if sid in seen or sid in excluded:
+                        continue
+                    seen.add(sid)
+                    socket = connected.get(sid)
+                    if socket is not None:
+                        targets.append(socket)
+        else:
+            for sid in self.sids:
+                if sid in excluded:
+                    continue
+                socket = connected.get(sid)
+                if socket is not None:
+                    targets.append(socket)
+        return targets
+
+    # -- operations (cluster-wide in cluster adapters) ----------------------------------------
+
+    def broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
+        """Send ``packet`` to every target: encoded once, prepared once."""
+        packet = self._before_broadcast(packet, opts)
+        messages = prepare(packet)
+        for socket in self.local_targets(opts):
+            socket._deliver(packet, messages, opts.flags)
+
+    def _before_broadcast(self, packet: Packet, opts: BroadcastOptions) -> Packet:
+        return packet
+
+    async def broadcast_with_ack(
+        self, packet: Packet, opts: BroadcastOptions
+    ) -> tuple[list[Any], list[SocketId]]:
+        """Broadcast with an ack id; returns (replies, ids of the sockets that did not answer
+        within ``opts.flags.timeout``). Each reply is the first argument of the client's ack,
+        in arrival order."""
+        import asyncio
+
+        targets = self.local_targets(opts)
+        replies: list[Any] = []
+        pending: dict[SocketId, LocalSocket] = {s.id: s for s in targets}
+        done = asyncio.get_running_loop().create_future()
+        ack_id = packet.id
+        assert ack_id is not None
+
+        def on_reply(sid: SocketId) -> Callable[[list[Any]], None]:
+            def reply(args: list[Any]) -> None:
+                if pending.pop(sid, None) is None:
+                    return
+                replies.append(args[0] if args else None)
+                if not pending and not done.done():
+                    done.set_result(None)
+
+            return reply
+
+        messages = prepare(packet)
+        for socket in targets:
+            socket._expect_ack(ack_id, on_reply(socket.id))
+            socket._deliver(packet, messages, opts.flags)
+        if not pending:
+            return replies, []
+        try:
+            await asyncio.wait_for(asyncio.shield(done), opts.flags.timeout)
+        except TimeoutError:
+            for socket in pending.values():
+                socket._forget_ack(ack_id)
+        return replies, list(pending)
+
+    async def fetch_sockets(self, opts: BroadcastOptions) -> list[Any]:
+        return list(self.local_targets(opts))
+
+    def add_sockets(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None:
+        for socket in self.local_targets(opts):
+            socket.join(*rooms)
+
+    def del_sockets(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None:
+        for socket in self.local_targets(opts):
+            for room in rooms:
+                socket.leave(room)
+
+    def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
+        for socket in self.local_targets(opts):
+            socket.disconnect(close)
+
+    @abstractmethod
+    def server_side_emit(self, args: list[Any]) -> None:
+        """Send an event to the other servers of the cluster."""
+
+    @abstractmethod
+    async def server_side_emit_with_ack(self, args: list[Any], timeout: float | None) -> list[Any]:
+        """Send an event to the other servers and gather one reply per server."""
+
+    def server_count(self) -> Awaitable[int] | int:
+        return 1
+
+    # -- connection state recovery ------------------------------------------------------------
+
+    def persist_session(self, session: PersistedSession) -> None:  # noqa: B027 - optional hook
+        """Keep a disconnected socket's state (only adapters with recovery do)."""
+
+    def restore_session(self, pid: str, offset: str) -> PersistedSession | None:
+        """The state of a recoverable session and the packets it missed, or ``None``."""
+        return None
+
+    def close(self) -> Awaitable[None] | None:
+        return None
+
+
+def prepare(packet: Packet) -> list[PreparedMessage]:
+    """Encode a Socket.IO packet once into the Engine.IO messages every recipient gets."""
+    return [PreparedMessage(part) for part in encode(packet)]
+
+
+class InMemoryAdapter(Adapter):
+    """The default adapter: one server, no cluster."""
+
+    def server_side_emit(self, args: list[Any]) -> None:
+        logger.debug("server_side_emit(%r): no other server with the in-memory adapter", args[:1])
+
+    async def server_side_emit_with_ack(self, args: list[Any], timeout: float | None) -> list[Any]:
+        # No other server: every server (none) has answered.
+        return []
+
+
+_YEAST_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_"
+
+
+def _yeast_encode(num: int) -> str:
+    out = ""
+    while True:
+        out = _YEAST_ALPHABET[num % 64] + out
+        num //= 64
+        if num <= 0:
+            return out
+
+
+class _Offsets:
+    """Offsets as the reference's ``yeast()``: the time in ms in base 64, with ``.N`` added for
+    more than one in the same millisecond."""
+
+    def __init__(self) -> None:
+        self._prev = ""
+        self._seed = 0
+
+    def next(self, now_ms: int) -> str:
+        encoded = _yeast_encode(now_ms)
+        if encoded != self._prev:
+            self._seed = 0
+            self._prev = encoded
+            return encoded
+        seed = self._seed
+        self._seed += 1
+        return f"{encoded}.{_yeast_encode(seed)}"
+
+
+@dataclass(slots=True)
+class _StoredPacket:
+    offset: str
+    rooms: frozenset[Room]
+    except_rooms: frozenset[Room]
+    data: list[Any]
+    emitted_at: float
+
+
+class RecoveryAdapter(InMemoryAdapter):
+    """In-memory adapter with connection state recovery (``SessionAwareAdapter``): keeps the
+    sessions of disconnected sockets and the packets they may miss, for
+    ``max_disconnection_duration`` seconds."""
+
+    def __init__(self, nsp: NamespaceView, max_disconnection_duration: float) -> None:
+        super().__init__(nsp)
+        self.max_disconnection_duration = max_disconnection_duration
+        self._sessions: dict[str, PersistedSession] = {}
+        self._packets: list[_StoredPacket] = []
+        self._offsets = _Offsets()
+        self._clock: Callable[[], float] = time.time
+
+    def _before_broadcast(self, packet: Packet, opts: BroadcastOptions) -> Packet:
+        if packet.type is not PacketType.EVENT or packet.id is not None or opts.flags.volatile:
+            return packet
+        now = self._clock()
+        offset = self._offsets.next(int(now * 1000))
+        data = [*packet.data, offset]
+        self._packets.append(_StoredPacket(offset, opts.rooms, opts.except_rooms, data, now))
+        self._sweep_packets(now)
+        return Packet(packet.type, packet.nsp, data, packet.id)
+
+    def persist_session(self, session: PersistedSession) -> None:
+        session.disconnected_at = self._clock()
+        self._sweep_sessions(session.disconnected_at)
+        self._sessions[session.pid] = session
+
+    def restore_session(self, pid: str, offset: str) -> PersistedSession | None:
+        session = self._sessions.get(pid)
+        if session is None:
+            return None
+        now = self._clock()
+        if session.disconnected_at + self.max_disconnection_duration < now:
+            del self._sessions[pid]
+            return None
+        index = next((i for i, p in enumerate(self._packets) if p.offset == offset), None)
+        if index is None:
+            return None
+        rooms = set(session.rooms)
+        missed = [
+            p.data
+            for p in self._packets[index + 1 :]
+            if (not p.rooms or not rooms.isdisjoint(p.rooms)) and rooms.isdisjoint(p.except_rooms)
+        ]
+        return PersistedSession(
+            sid=session.sid,
+            pid=session.pid,
+            rooms=list(session.rooms),
+            data=session.data,
+            disconnected_at=session.disconnected_at,
+            missed_packets=missed,
+        )
+
+    def _sweep_packets(self, now: float) -> None:
+        limit = now - self.max_disconnection_duration
+        packets = self._packets
+        drop = 0
+        while drop < len(packets) and packets[drop].emitted_at < limit:
+            drop += 1
+        if drop:
+            del packets[:drop]
+
+    def _sweep_sessions(self, now: float) -> None:
+        limit = now - self.max_disconnection_duration
+        expired = [pid for pid, s in self._sessions.items() if s.disconnected_at < limit]
+        for pid in expired:
+            del self._sessions[pid]
+
+
+def new_pid() -> str:
+    return secrets.token_urlsafe(15)

@@ -1,0 +1,138 @@
+"""Broadcast operators: ``sio.to("room").except_("other").volatile.emit(...)``.
+
+Immutable like the reference's ``BroadcastOperator``: every modifier returns a new operator, so
+``room = sio.to("a")`` can be reused safely.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from aiosio.errors import AckTimeout
+from aiosio.protocol.socketio import Packet, PacketType
+from aiosio.server.adapter import Adapter, BroadcastFlags, BroadcastOptions, Room
+
+__all__ = ["BroadcastOperator"]
+
+
+def _rooms(rooms: tuple[Room | list[Room] | set[Room] | tuple[Room, ...], ...]) -> set[Room]:
+    out: set[Room] = set()
+    for room in rooms:
+        if isinstance(room, str):
+            out.add(room)
+        else:
+            out.update(room)
+    return out
+
+
+class BroadcastOperator:
+    """Targets and flags of a broadcast; ``emit`` sends it."""
+
+    __slots__ = ("_adapter", "_except", "_flags", "_rooms")
+
+    def __init__(
+        self,
+        adapter: Adapter,
+        rooms: frozenset[Room] = frozenset(),
+        except_rooms: frozenset[Room] = frozenset(),
+        flags: BroadcastFlags | None = None,
+    ) -> None:
+        self._adapter = adapter
+        self._rooms = rooms
+        self._except = except_rooms
+        self._flags = flags or BroadcastFlags()
+
+    def _with(self, **changes: Any) -> BroadcastOperator:
+        return BroadcastOperator(
+            self._adapter,
+            changes.get("rooms", self._rooms),
+            changes.get("except_rooms", self._except),
+            changes.get("flags", self._flags),
+        )
+
+    def to(self, *rooms: Room | list[Room] | set[Room] | tuple[Room, ...]) -> BroadcastOperator:
+        """Add rooms to target (members of any of them receive the event)."""
+        return self._with(rooms=self._rooms | _rooms(rooms))
+
+    in_ = to
+
+    def except_(
+        self, *rooms: Room | list[Room] | set[Room] | tuple[Room, ...]
+    ) -> BroadcastOperator:
+        """Exclude the members of these rooms."""
+        return self._with(except_rooms=self._except | _rooms(rooms))
+
+    @property
+    def volatile(self) -> BroadcastOperator:
+        """Drop the event for clients whose transport cannot take it now."""
+        return self._with(flags=replace(self._flags, volatile=True))
+
+    @property
+    def local(self) -> BroadcastOperator:
+        """Only this server's clients (with a cluster adapter)."""
+        return self._with(flags=replace(self._flags, local=True))
+
+    def compress(self, value: bool) -> BroadcastOperator:
+        return self._with(flags=replace(self._flags, compress=value))
+
+    def timeout(self, seconds: float) -> BroadcastOperator:
+        """How long ``emit_with_ack`` waits for every client."""
+        return self._with(flags=replace(self._flags, timeout=seconds))
+
+    @property
+    def options(self) -> BroadcastOptions:
+        return BroadcastOptions(rooms=self._rooms, except_rooms=self._except, flags=self._flags)
+
+    def emit(self, event: str, *args: Any) -> None:
+        """Send an event to every target; the packet is encoded and framed once."""
+        from aiosio.server.socket import _check_event_name
+
+        _check_event_name(event)
+        nsp = self._adapter.nsp.name
+        self._adapter.broadcast(Packet(PacketType.EVENT, nsp, [event, *args]), self.options)
+
+    def send(self, *args: Any) -> None:
+        self.emit("message", *args)
+
+    async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
+        """Broadcast and wait for every client's acknowledgement: returns one reply per client
+        (the first argument of its ack), in arrival order. Needs ``.timeout(seconds)``; when
+        some clients do not answer in time, raises :class:`AckTimeout` whose ``replies`` holds
+        the replies that arrived and ``missing`` the ids of the sockets that did not answer."""
+        from aiosio.server.socket import _check_event_name
+
+        _check_event_name(event)
+        if self._flags.timeout is None:
+            raise TypeError(
+                "a broadcast with acknowledgements needs a timeout: "
+                "sio.timeout(5).emit_with_ack(...)"
+            )
+        adapter = self._adapter
+        ack_id = adapter.nsp._next_ack_id()
+        packet = Packet(PacketType.EVENT, adapter.nsp.name, [event, *args], ack_id)
+        replies, missing = await adapter.broadcast_with_ack(packet, self.options)
+        if missing:
+            raise AckTimeout(
+                f"{len(missing)} of {len(missing) + len(replies)} clients did not acknowledge "
+                f"{event!r} within {self._flags.timeout}s",
+                replies=replies,
+                missing=list(missing),
+            )
+        return replies
+
+    async def fetch_sockets(self) -> list[Any]:
+        """The sockets this operator targets (local Socket objects with the in-memory adapter,
+        remote socket proxies with a cluster adapter)."""
+        return await self._adapter.fetch_sockets(self.options)
+
+    def sockets_join(self, *rooms: Room) -> None:
+        """Make the targeted sockets join ``rooms``."""
+        self._adapter.add_sockets(self.options, list(rooms))
+
+    def sockets_leave(self, *rooms: Room) -> None:
+        self._adapter.del_sockets(self.options, list(rooms))
+
+    def disconnect_sockets(self, close: bool = False) -> None:
+        """Disconnect the targeted sockets (``close`` closes their whole connection)."""
+        self._adapter.disconnect_sockets(self.options, close)

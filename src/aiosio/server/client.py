@@ -1,0 +1,191 @@
+"""One Engine.IO connection seen from the Socket.IO layer (``client.ts``): decodes packets,
+routes them to the namespace sockets multiplexed on the connection, writes packets out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
+
+from aiosio._eager import run_eager
+from aiosio.engine.server import EngineSocket, PreparedMessage
+from aiosio.protocol.errors import RemoteProtocolError
+from aiosio.protocol.socketio import Decoder, Packet, PacketType, encode
+
+if TYPE_CHECKING:
+    from aiosio.server.server import Server
+    from aiosio.server.socket import Socket
+
+__all__ = ["Client"]
+
+logger = logging.getLogger("aiosio.server")
+
+
+class Client:
+    """The Socket.IO side of one Engine.IO session."""
+
+    def __init__(self, server: Server, conn: EngineSocket) -> None:
+        self.server = server
+        self.conn = conn
+        self.decoder = Decoder(server.limits)
+        self.sockets: dict[str, Socket] = {}  # by namespace name, accepted sockets only
+        self._closed = False
+        self._connect_timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            server.connect_timeout, self._connect_timeout
+        )
+        conn.on("message", self._on_data)
+        conn.on("close", self._on_close)
+        if conn.protocol == 3:
+            # socket.io 2.x clients are connected to "/" implicitly.
+            self._connect("/", {})
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def write(self, packet: Packet, *, volatile: bool = False) -> None:
+        conn = self.conn
+        if conn.ready_state != "open":
+            return
+        if volatile and not conn.writable:
+            return
+        for part in encode(packet):
+            conn.send(part)
+
+    def write_prepared(self, messages: Sequence[PreparedMessage], *, volatile: bool) -> None:
+        conn = self.conn
+        if conn.ready_state != "open":
+            return
+        if volatile and not conn.writable:
+            return
+        for message in messages:
+            conn.send_prepared(message)
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def _on_data(self, data: str | bytes) -> None:
+        try:
+            packet = self.decoder.feed(data)
+        except RemoteProtocolError as exc:
+            self._protocol_error(exc)
+            return
+        if packet is not None:
+            self._on_packet(packet)
+
+    def _protocol_error(self, exc: RemoteProtocolError) -> None:
+        logger.warning(
+            "closing the connection of %s (session %s): invalid Socket.IO packet: %s",
+            self.conn.remote_address or "?",
+            self.conn.id,
+            exc,
+        )
+        self._close("parse error", str(exc))
+
+    def _on_packet(self, packet: Packet) -> None:
+        nsp = packet.nsp
+        auth: dict[str, Any] = packet.data if isinstance(packet.data, dict) else {}
+        if self.conn.protocol == 3 and packet.type is PacketType.CONNECT:
+            nsp, auth = _parse_v4_namespace(nsp)
+        socket = self.sockets.get(nsp)
+        if socket is None and packet.type is PacketType.CONNECT:
+            self._connect(nsp, auth)
+        elif (
+            socket is not None
+            and packet.type is not PacketType.CONNECT
+            and packet.type is not PacketType.CONNECT_ERROR
+        ):
+            socket._on_packet(packet)
+        else:
+            logger.warning(
+                "closing the connection of %s (session %s): %s packet for namespace %r in the "
+                "wrong state (%s)",
+                self.conn.remote_address or "?",
+                self.conn.id,
+                packet.type.name,
+                nsp,
+                "already connected" if socket is not None else "not connected to it",
+            )
+            self._close("forced server close", None)
+
+    def _connect(self, name: str, auth: dict[str, Any]) -> None:
+        server = self.server
+        nsp = server._nsps.get(name)
+        if nsp is not None:
+            run_eager(nsp._add(self, auth), _ignore, self._connect_failed)
+            return
+        run_eager(self._connect_dynamic(name, auth), _ignore, self._connect_failed)
+
+    async def _connect_dynamic(self, name: str, auth: dict[str, Any]) -> None:
+        nsp = await self.server._check_namespace(name, auth)
+        if nsp is None:
+            logger.info(
+                "refused a connection to unknown namespace %r from %s: the server has no such "
+                "namespace (sio.of(%r) creates it)",
+                name,
+                self.conn.remote_address or "?",
+                name,
+            )
+            self.write(Packet(PacketType.CONNECT_ERROR, name, {"message": "Invalid namespace"}))
+            return
+        await nsp._add(self, auth)
+
+    def _connect_failed(self, exc: BaseException) -> None:
+        logger.error("connecting a namespace failed", exc_info=exc)
+
+    def accepted(self, socket: Socket) -> None:
+        self.sockets[socket.nsp.name] = socket
+        if self._connect_timer is not None:
+            self._connect_timer.cancel()
+            self._connect_timer = None
+
+    def remove(self, socket: Socket) -> None:
+        if self.sockets.get(socket.nsp.name) is socket:
+            del self.sockets[socket.nsp.name]
+
+    # -- closing --------------------------------------------------------------------------------
+
+    def _connect_timeout(self) -> None:
+        self._connect_timer = None
+        if not self.sockets and not self._closed:
+            logger.info(
+                "closing the connection of %s (session %s): no namespace connected within "
+                "connect_timeout=%ss",
+                self.conn.remote_address or "?",
+                self.conn.id,
+                self.server.connect_timeout,
+            )
+            self._close("forced server close", None)
+
+    def disconnect_all(self) -> None:
+        """``socket.disconnect(close=True)``: every namespace, then the connection."""
+        for socket in list(self.sockets.values()):
+            socket.disconnect()
+        self._close("forced server close", None)
+
+    def _close(self, reason: str, description: Any) -> None:
+        if self.conn.ready_state == "open":
+            self.conn.close()
+        self._on_close(reason, description)
+
+    def _on_close(self, reason: str, description: Any = None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._connect_timer is not None:
+            self._connect_timer.cancel()
+            self._connect_timer = None
+        self.conn.off("message", self._on_data)
+        for socket in list(self.sockets.values()):
+            socket._on_close(reason, description)
+        self.sockets.clear()
+        self.decoder.reset()
+
+
+def _ignore(_value: Any) -> None:
+    return None
+
+
+def _parse_v4_namespace(nsp: str) -> tuple[str, dict[str, Any]]:
+    """Protocol 4 (socket.io 2.x) puts the auth query in the namespace: ``/admin?token=x``."""
+    parts = urlsplit(nsp)
+    return parts.path or "/", dict(parse_qsl(parts.query, keep_blank_values=True))

@@ -1,0 +1,263 @@
+"""The Socket.IO server (``index.ts``): namespaces over an Engine.IO server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, overload
+
+from aiosio.engine.http import HttpRequest, HttpResponse, WebSocketAccept
+from aiosio.engine.server import AllowRequest, Cookie, EngineServer, EngineSocket
+from aiosio.protocol.cors import Cors
+from aiosio.protocol.socketio import Limits
+from aiosio.server.adapter import Adapter, InMemoryAdapter, NamespaceView, RecoveryAdapter
+from aiosio.server.broadcast import BroadcastOperator
+from aiosio.server.client import Client
+from aiosio.server.namespace import DynamicNamespace, Namespace, NamespaceMatcher
+
+__all__ = ["Recovery", "Server"]
+
+logger = logging.getLogger("aiosio.server")
+
+AdapterFactory = Callable[[NamespaceView], Adapter]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Recovery:
+    """Connection state recovery: a client that lost its connection for less than
+    ``max_disconnection_duration`` seconds gets its id, rooms and data back and the events it
+    missed; ``skip_middlewares`` skips the connection middlewares for it."""
+
+    max_disconnection_duration: float = 120.0
+    skip_middlewares: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_disconnection_duration <= 0:
+            raise ValueError(
+                "max_disconnection_duration must be a positive number of seconds, "
+                f"got {self.max_disconnection_duration!r}"
+            )
+
+
+class Server:
+    """A Socket.IO server. Serve it with ``aiosio.run(sio)`` (native) or ``sio.asgi()``."""
+
+    def __init__(
+        self,
+        *,
+        path: str = "/socket.io/",
+        ping_interval: float = 25.0,
+        ping_timeout: float = 20.0,
+        upgrade_timeout: float = 10.0,
+        max_http_buffer_size: int = 1_000_000,
+        transports: Sequence[str] = ("polling", "websocket"),
+        allow_upgrades: bool = True,
+        allow_eio3: bool = False,
+        allow_request: AllowRequest | None = None,
+        cookie: bool | str | Cookie | None = None,
+        http_compression: bool | int = True,
+        per_message_deflate: bool = False,
+        cors: Cors | None = None,
+        connect_timeout: float = 45.0,
+        connection_state_recovery: Recovery | None = None,
+        adapter: AdapterFactory | None = None,
+        limits: Limits | None = None,
+        proxy_header: str | None = None,
+    ) -> None:
+        if connect_timeout <= 0:
+            raise ValueError(f"connect_timeout must be positive seconds, got {connect_timeout!r}")
+        if connection_state_recovery is not None and not isinstance(
+            connection_state_recovery, Recovery
+        ):
+            raise TypeError(
+                "connection_state_recovery must be aiosio.Recovery(...), got "
+                f"{type(connection_state_recovery).__name__}"
+            )
+        self.engine = EngineServer(
+            path=path,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            upgrade_timeout=upgrade_timeout,
+            max_http_buffer_size=max_http_buffer_size,
+            transports=transports,
+            allow_upgrades=allow_upgrades,
+            allow_eio3=allow_eio3,
+            allow_request=allow_request,
+            cookie=cookie,
+            http_compression=http_compression,
+            per_message_deflate=per_message_deflate,
+            cors=cors,
+        )
+        self.connect_timeout = connect_timeout
+        self.connection_state_recovery = connection_state_recovery
+        self.limits = limits or Limits()
+        self.proxy_header = proxy_header
+        self._adapter_factory = adapter
+        self._nsps: dict[str, Namespace] = {}
+        self._dynamic: list[DynamicNamespace] = []
+        self.sockets: Namespace = self.of("/")
+        self.engine.on("connection", self._on_engine_connection)
+
+    # -- namespaces -----------------------------------------------------------------------------
+
+    @overload
+    def of(self, name: str) -> Namespace: ...
+    @overload
+    def of(self, name: re.Pattern[str] | NamespaceMatcher) -> DynamicNamespace: ...
+    def of(self, name: str | re.Pattern[str] | NamespaceMatcher) -> Namespace | DynamicNamespace:
+        """The namespace ``name`` (created if needed), or a dynamic namespace family for a
+        compiled regex or a callable ``(name, auth) -> bool``."""
+        if isinstance(name, str):
+            if not name.startswith("/"):
+                name = "/" + name
+            nsp = self._nsps.get(name)
+            if nsp is None:
+                for family in self._dynamic:
+                    if isinstance(family.matcher, re.Pattern) and family.matcher.search(name):
+                        nsp = family.create_child(name)
+                        break
+                else:
+                    nsp = Namespace(self, name)
+                self._nsps[name] = nsp
+            return nsp
+        family = DynamicNamespace(self, name)
+        self._dynamic.append(family)
+        return family
+
+    async def _check_namespace(self, name: str, auth: dict[str, Any]) -> Namespace | None:
+        for family in self._dynamic:
+            try:
+                allowed = await family.matches(name, auth)
+            except Exception:
+                logger.exception("dynamic namespace matcher raised for %r", name)
+                continue
+            if allowed:
+                existing = self._nsps.get(name)
+                if existing is not None:
+                    return existing
+                child = family.create_child(name)
+                self._nsps[name] = child
+                return child
+        return None
+
+    def _make_adapter(self, nsp: NamespaceView) -> Adapter:
+        if self._adapter_factory is not None:
+            return self._adapter_factory(nsp)
+        recovery = self.connection_state_recovery
+        if recovery is not None:
+            return RecoveryAdapter(nsp, recovery.max_disconnection_duration)
+        return InMemoryAdapter(nsp)
+
+    # -- the main namespace's API ---------------------------------------------------------------
+
+    def on(self, event: str, handler: Callable[..., Any] | None = None) -> Any:
+        """Handlers of the main namespace ``/`` (see :meth:`Namespace.on`)."""
+        return self.sockets.on(event, handler)
+
+    def event(self, handler: Callable[..., Any]) -> Callable[..., Any]:
+        return self.sockets.event(handler)
+
+    def use(self, middleware: Any) -> Any:
+        """Connection middleware of the main namespace."""
+        return self.sockets.use(middleware)
+
+    def emit(self, event: str, *args: Any) -> None:
+        self.sockets.emit(event, *args)
+
+    def send(self, *args: Any) -> None:
+        self.sockets.send(*args)
+
+    def to(self, *rooms: Any) -> BroadcastOperator:
+        return self.sockets.to(*rooms)
+
+    in_ = to
+
+    def except_(self, *rooms: Any) -> BroadcastOperator:
+        return self.sockets.except_(*rooms)
+
+    @property
+    def volatile(self) -> BroadcastOperator:
+        return self.sockets.volatile
+
+    @property
+    def local(self) -> BroadcastOperator:
+        return self.sockets.local
+
+    def compress(self, value: bool) -> BroadcastOperator:
+        return self.sockets.compress(value)
+
+    def timeout(self, seconds: float) -> BroadcastOperator:
+        return self.sockets.timeout(seconds)
+
+    async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
+        return await self.sockets.emit_with_ack(event, *args)
+
+    async def fetch_sockets(self) -> list[Any]:
+        return await self.sockets.fetch_sockets()
+
+    def sockets_join(self, *rooms: str) -> None:
+        self.sockets.sockets_join(*rooms)
+
+    def sockets_leave(self, *rooms: str) -> None:
+        self.sockets.sockets_leave(*rooms)
+
+    def disconnect_sockets(self, close: bool = False) -> None:
+        self.sockets.disconnect_sockets(close)
+
+    def server_side_emit(self, event: str, *args: Any) -> None:
+        self.sockets.server_side_emit(event, *args)
+
+    async def server_side_emit_with_ack(
+        self, event: str, *args: Any, timeout: float = 5.0
+    ) -> list[Any]:
+        return await self.sockets.server_side_emit_with_ack(event, *args, timeout=timeout)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def _on_engine_connection(self, conn: EngineSocket) -> None:
+        Client(self, conn)
+
+    async def close(self) -> None:
+        """Disconnect every socket (``server shutting down``) and close every session."""
+        for nsp in list(self._nsps.values()):
+            for socket in list(nsp.sockets.values()):
+                socket._on_close("server shutting down", None)
+            result = nsp.adapter.close()
+            if asyncio.iscoroutine(result):
+                await result
+        self.engine.close()
+
+    async def shutdown(self) -> None:
+        """Called by the HTTP servers when they stop."""
+        await self.close()
+
+    # -- HTTP app (what the native server and the ASGI app serve) -------------------------------
+
+    @property
+    def path(self) -> str:
+        return self.engine.path
+
+    @property
+    def max_body_size(self) -> int:
+        return self.engine.max_body_size
+
+    def handles(self, path: str) -> bool:
+        return self.engine.handles(path)
+
+    async def handle_request(self, request: HttpRequest) -> HttpResponse:
+        return await self.engine.handle_request(request)
+
+    async def handle_websocket(self, request: HttpRequest) -> WebSocketAccept | HttpResponse:
+        return await self.engine.handle_websocket(request)
+
+    def not_found(self, request: HttpRequest) -> HttpResponse:
+        return self.engine.not_found(request)
+
+    def asgi(self, other_app: Any = None) -> Any:
+        """This server as an ASGI application; other paths go to ``other_app`` if given."""
+        from aiosio.transports.asgi import AsgiApp
+
+        return AsgiApp(self, other_app)
