@@ -12,7 +12,7 @@ from typing import Any
 
 __all__ = ["load_app", "main"]
 
-DEFAULT_APP = "aiosio.demo:echo"
+DEFAULT_APP = "aiosio.demo:sio"
 
 
 def load_app(target: str) -> Any:
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         "app",
         nargs="?",
         default=DEFAULT_APP,
-        help=f"module:attribute of an EngineServer or Server (default: {DEFAULT_APP}, an echo)",
+        help=f"module:attribute of an EngineServer or Server (default: {DEFAULT_APP}, a demo)",
     )
     serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
     serve.add_argument("--port", type=int, default=3000, help="default: 3000")

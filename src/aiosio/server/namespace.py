@@ -8,7 +8,7 @@ import inspect
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from aiosio.errors import ConnectionRefused
 from aiosio.protocol.socketio import Packet, PacketType
@@ -25,6 +25,8 @@ from aiosio.server.socket import Socket
 if TYPE_CHECKING:
     from aiosio.server.client import Client
     from aiosio.server.server import Server
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = ["Namespace", "NamespaceMatcher"]
 
@@ -69,12 +71,16 @@ class Namespace:
 
     # -- registration ---------------------------------------------------------------------------
 
-    def on(self, event: str, handler: Handler | None = None) -> Any:
+    @overload
+    def on(self, event: str) -> Callable[[F], F]: ...
+    @overload
+    def on(self, event: str, handler: F) -> F: ...
+    def on(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
         """Register the handler of ``event`` (one per event): ``connection`` / ``connect``
         (socket), ``disconnecting`` / ``disconnect`` (socket, reason, description), or a client
         event (socket, *args)."""
 
-        def register(fn: Handler) -> Handler:
+        def register(fn: F) -> F:
             if event == "connect":
                 self._handlers["connection"] = fn
             else:
@@ -85,7 +91,7 @@ class Namespace:
 
     def event(self, handler: Handler) -> Handler:
         """Register ``handler`` for the event named like the function."""
-        return self.on(handler.__name__, handler)  # type: ignore[no-any-return]
+        return self.on(handler.__name__, handler)
 
     def use(self, middleware: Middleware) -> Middleware:
         """Connection middleware ``fn(socket)``, sync or async, run in registration order before
@@ -234,7 +240,9 @@ class Namespace:
         socket = Socket(self, client, auth, sid=session.sid, pid=session.pid)
         socket.recovered = True
         socket.data = session.data
-        self.adapter.add_all(socket.id, session.rooms)
+        # Rooms are joined once the socket is accepted (a socket joins no room before every
+        # middleware accepted it), in _do_connect.
+        socket._restored_rooms = [room for room in session.rooms if room != socket.id]
         # The reference writes the missed packets before the CONNECT packet.
         for data in session.missed_packets:
             socket._write(Packet(PacketType.EVENT, self.name, data), BroadcastFlags())
@@ -268,6 +276,8 @@ class Namespace:
 
     def _do_connect(self, client: Client, socket: Socket) -> None:
         self.sockets[socket.id] = socket
+        if socket._restored_rooms:
+            self.adapter.add_all(socket.id, socket._restored_rooms)
         socket._on_connect()
         client.accepted(socket)
         handler = self._handlers.get("connection")
@@ -302,8 +312,12 @@ class DynamicNamespace:
         self._handlers: dict[str, Handler] = {}
         self._middlewares: list[Middleware] = []
 
-    def on(self, event: str, handler: Handler | None = None) -> Any:
-        def register(fn: Handler) -> Handler:
+    @overload
+    def on(self, event: str) -> Callable[[F], F]: ...
+    @overload
+    def on(self, event: str, handler: F) -> F: ...
+    def on(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
+        def register(fn: F) -> F:
             self._handlers["connection" if event == "connect" else event] = fn
             return fn
 

@@ -7,7 +7,7 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 from aiosio.engine.http import HttpRequest, HttpResponse, WebSocketAccept
 from aiosio.engine.server import AllowRequest, Cookie, EngineServer, EngineSocket
@@ -17,6 +17,8 @@ from aiosio.server.adapter import Adapter, InMemoryAdapter, NamespaceView, Recov
 from aiosio.server.broadcast import BroadcastOperator
 from aiosio.server.client import Client
 from aiosio.server.namespace import DynamicNamespace, Namespace, NamespaceMatcher
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = ["Recovery", "Server"]
 
@@ -153,8 +155,14 @@ class Server:
 
     # -- the main namespace's API ---------------------------------------------------------------
 
-    def on(self, event: str, handler: Callable[..., Any] | None = None) -> Any:
+    @overload
+    def on(self, event: str) -> Callable[[F], F]: ...
+    @overload
+    def on(self, event: str, handler: F) -> F: ...
+    def on(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
         """Handlers of the main namespace ``/`` (see :meth:`Namespace.on`)."""
+        if handler is None:
+            return self.sockets.on(event)
         return self.sockets.on(event, handler)
 
     def event(self, handler: Callable[..., Any]) -> Callable[..., Any]:

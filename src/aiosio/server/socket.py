@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from aiosio._eager import run_eager
 from aiosio.engine.server import EngineSocket, PreparedMessage
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from aiosio.server.broadcast import BroadcastOperator
     from aiosio.server.client import Client
     from aiosio.server.namespace import Namespace
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = ["Handshake", "Socket"]
 
@@ -84,6 +86,7 @@ class Socket:
         self._ack_failures: dict[int, Callable[[BaseException], None]] = {}
         self._flags = BroadcastFlags()
         self._cleaned = False
+        self._restored_rooms: list[Room] = []
 
     def __repr__(self) -> str:
         return f"<aiosio.Socket {self.id} nsp={self.nsp.name!r} connected={self.connected}>"
@@ -106,10 +109,14 @@ class Socket:
 
     # -- handlers ---------------------------------------------------------------------------------
 
-    def on(self, event: str, handler: Handler | None = None) -> Any:
+    @overload
+    def on(self, event: str) -> Callable[[F], F]: ...
+    @overload
+    def on(self, event: str, handler: F) -> F: ...
+    def on(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
         """Register a handler for one event of this socket (called with the arguments only)."""
 
-        def register(fn: Handler) -> Handler:
+        def register(fn: F) -> F:
             self._handlers.setdefault(event, []).append(fn)
             return fn
 
