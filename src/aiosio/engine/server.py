@@ -155,8 +155,11 @@ class _Rejection(Exception):
         self.code = code
         self.cause = cause
         self.hint = hint
+        # What the HTTP body says: the reference's errorContext.message, else the code's message.
         self.message = message or ERROR_MESSAGES[code]
         self.context = context
+        if message is not None:
+            self.context.setdefault("message", message)
 
 
 AllowRequest = Callable[[HttpRequest], Awaitable[None] | None]
@@ -541,7 +544,10 @@ class EngineServer(EventEmitter):
         origin = request.headers.get("origin")
         cors_headers: list[tuple[str, str]] = []
         if self.cors is not None:
-            allowed = await self._origin_allowed(origin)
+            try:
+                allowed = await self._origin_allowed(origin)
+            except Exception as exc:  # noqa: BLE001 - the user's origin callable failed
+                return self._reject(request, _cors_failure(exc), websocket=False)
             if is_preflight(request.method, request.headers):
                 headers = self.cors.preflight_headers(
                     origin, allowed, request.headers.get("access-control-request-headers")
@@ -583,7 +589,10 @@ class EngineServer(EventEmitter):
         session) or answer it with an HTTP error."""
         origin = request.headers.get("origin")
         if self.cors is not None and origin is not None:
-            allowed = await self._origin_allowed(origin)
+            try:
+                allowed = await self._origin_allowed(origin)
+            except Exception as exc:  # noqa: BLE001 - the user's origin callable failed
+                return self._reject(request, _cors_failure(exc), websocket=True)
             if self._refuses_origin(request, origin, allowed):
                 return self._reject(
                     request,
@@ -755,6 +764,8 @@ class EngineServer(EventEmitter):
                     await result
             except Exception as exc:  # the hook refuses by raising
                 message = str(exc) or ERROR_MESSAGES[FORBIDDEN]
+                # Reference: connection_error has message "Forbidden" and context {message};
+                # the HTTP body carries the hook's message.
                 raise _Rejection(
                     FORBIDDEN,
                     f"allow_request refused the request: {message}",
@@ -870,7 +881,7 @@ class EngineServer(EventEmitter):
         error = ConnectionRejected(
             request=request,
             code=rejection.code,
-            message=rejection.message,
+            message=ERROR_MESSAGES[rejection.code],
             context=rejection.context,
             cause=rejection.cause,
             hint=rejection.hint,
@@ -886,17 +897,27 @@ class EngineServer(EventEmitter):
         )
         self.emit("connection_error", error)
         if websocket:
-            # The reference writes a bare 400 with the message as an HTML body on upgrades.
-            body = rejection.message.encode()
-            status = 403 if rejection.code == FORBIDDEN else 400
+            # The reference's abortUpgrade: 400 with the message as an HTML body. A refused
+            # Origin (our own check against cross-site WebSocket hijacking) says 403.
+            refused_origin = rejection.context.get("name") == "ORIGIN_NOT_ALLOWED"
             return HttpResponse(
-                status,
+                403 if refused_origin else 400,
                 [("Connection", "close"), ("Content-type", "text/html")],
-                body,
+                rejection.message.encode(),
             )
         status = 403 if rejection.code == FORBIDDEN else 400
         body = _json_error(rejection.code, rejection.message)
         return HttpResponse(status, [("Content-Type", "application/json")], body)
+
+
+def _cors_failure(exc: Exception) -> _Rejection:
+    logger.error("the cors origins callable raised", exc_info=exc)
+    return _Rejection(
+        BAD_REQUEST,
+        f"the cors origins callable raised {type(exc).__name__}: {exc}",
+        "fix the function given to aiosio.Cors(origins=...); it must return True or False",
+        name="MIDDLEWARE_FAILURE",
+    )
 
 
 def _json_error(code: int, message: str) -> bytes:

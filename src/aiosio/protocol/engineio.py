@@ -216,7 +216,10 @@ def _decode_v3_text_payload(text: str, max_packets: int) -> list[Packet]:
         colon = _find_colon(text, units, wide, pos, size)
         if colon < 0:
             raise PayloadError("payload ends inside a length prefix", packets)
-        digits = _slice(text, units, wide, pos, colon)
+        try:
+            digits = _slice(text, units, wide, pos, colon)
+        except UnicodeDecodeError:
+            raise PayloadError("invalid length prefix in payload", packets) from None
         if not digits or not digits.isdigit() or not digits.isascii():
             raise PayloadError(f"invalid length prefix {digits[:16]!r} in payload", packets)
         if len(digits) > _MAX_V3_LENGTH_DIGITS:

@@ -76,7 +76,10 @@ class State(enum.Enum):
 _OPEN_POLLING = frozenset({State.POLLING, State.PROBING, State.UPGRADING})
 _TRANSITIONS: dict[State, frozenset[State]] = {
     State.POLLING: frozenset({State.PROBING, State.CLOSING, State.CLOSED}),
-    State.PROBING: frozenset({State.POLLING, State.UPGRADING, State.CLOSING, State.CLOSED}),
+    # "5" may arrive before "2probe": the reference upgrades all the same.
+    State.PROBING: frozenset(
+        {State.POLLING, State.UPGRADING, State.WEBSOCKET, State.CLOSING, State.CLOSED}
+    ),
     State.UPGRADING: frozenset({State.POLLING, State.WEBSOCKET, State.CLOSING, State.CLOSED}),
     State.WEBSOCKET: frozenset({State.CLOSED}),
     State.CLOSING: frozenset({State.CLOSED}),
@@ -448,9 +451,17 @@ class EngineSession:
     def _receive_packets(self, packets: Sequence[Packet], polling: bool = False) -> list[Event]:
         events: list[Event] = []
         for packet in packets:
+            ptype = packet.type
+            if ptype is PacketType.CLOSE and polling and self.state is not State.CLOSED:
+                # polling.ts onData: a close packet closes the transport, whatever the socket's
+                # state (also while CLOSING); a waiting GET gets noop. Over WebSocket the
+                # reference ignores it: the WebSocket close follows.
+                if self._poll_waiting:
+                    events.append(self._answer_poll([_NOOP]))
+                events += self._terminate("transport close", None, close_transport=False)
+                break
             if not self.is_open:
                 break  # "packet received with closed socket"
-            ptype = packet.type
             if ptype is PacketType.MESSAGE:
                 events.append(MessageReceived(packet.data))
             elif ptype is PacketType.PONG:
@@ -467,14 +478,8 @@ class EngineSession:
                         self.now + self.config.ping_interval + self.config.ping_timeout
                     )
                     events += self._send_packet(Packet(PacketType.PONG, packet.data))
-            elif ptype is PacketType.CLOSE and polling:
-                # polling.ts onData: a close packet closes the transport; a waiting GET gets noop.
-                # Over WebSocket the reference ignores it: the WebSocket close follows.
-                if self._poll_waiting:
-                    events.append(self._answer_poll([_NOOP]))
-                events += self._terminate("transport close", None, close_transport=False)
-                break
-            # OPEN, UPGRADE and NOOP from the client are ignored, as in the reference.
+            # OPEN, UPGRADE, NOOP (and CLOSE over WebSocket) from the client are ignored, as in
+            # the reference.
         return events
 
     # -- timers -----------------------------------------------------------------------------------

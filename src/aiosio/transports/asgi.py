@@ -231,8 +231,9 @@ class AsgiApp:
                     data = message.get("text")
                     if data is None:
                         data = message.get("bytes") or b""
-                    if len(data) > limit:
-                        error = f"message of {len(data)} bytes exceeds max_http_buffer_size={limit}"
+                    size = _byte_size(data)
+                    if size > limit:
+                        error = f"message of {size} bytes exceeds max_http_buffer_size={limit}"
                         code = 1009
                         channel.close(1009, "message too big")
                         break
@@ -254,6 +255,13 @@ async def _wait_disconnect(receive: Receive) -> None:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
+
+
+def _byte_size(data: str | bytes) -> int:
+    """A message's size on the wire: UTF-8 bytes for text, as the reference's ws maxPayload."""
+    if isinstance(data, bytes):
+        return len(data)
+    return len(data) if data.isascii() else len(data.encode("utf-8", "surrogatepass"))
 
 
 def _too_large(limit: int) -> HttpResponse:

@@ -46,20 +46,24 @@ class ServerLimits:
     websocket_close_timeout: float = 5.0  # wait for the peer's close frame before dropping
 
 
-def _encode_response(response: HttpResponse, keep_alive: bool) -> bytes:
+def _encode_response(response: HttpResponse, keep_alive: bool, head_only: bool = False) -> bytes:
     status = response.status
     lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
-    has_length = False
+    has_length = has_connection = False
     for name, value in response.headers:
-        if name.lower() == "content-length":
+        lowered = name.lower()
+        if lowered == "content-length":
             has_length = True
+        elif lowered == "connection":
+            has_connection = True
         lines.append(f"{name}: {value}")
     if not has_length:
         lines.append(f"Content-Length: {len(response.body)}")
-    if not keep_alive:
+    if not keep_alive and not has_connection:
         lines.append("Connection: close")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    return head + response.body
+    # A response to HEAD has no content (RFC 9110 9.3.2), only the length it would have.
+    return head if head_only else head + response.body
 
 
 class _NativeWebSocket:
@@ -254,6 +258,8 @@ class HttpConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        if self._refused:
+            return
         length = self._content_length()
         if length is not None and length > self.app.max_body_size:
             self._refuse(
@@ -261,6 +267,12 @@ class HttpConnection(asyncio.Protocol):
                 f"request body of {length} bytes exceeds max_http_buffer_size="
                 f"{self.app.max_body_size}",
             )
+        elif self.transport is not None and any(
+            name.lower() == b"expect" and value.lower() == b"100-continue"
+            for name, value in self._headers
+        ):
+            # RFC 9110 10.1.1: curl waits a second for this before sending a body over 1 KiB.
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
         if self._refused:
@@ -338,15 +350,17 @@ class HttpConnection(asyncio.Protocol):
             response = HttpResponse(500, [("Content-Type", "text/plain")], b"Internal Server Error")
         finally:
             self._task = None
-        self._write_response(response, keep_alive)
+        self._write_response(response, keep_alive, request.method == "HEAD")
         self._next()
 
-    def _write_response(self, response: HttpResponse, keep_alive: bool) -> None:
+    def _write_response(
+        self, response: HttpResponse, keep_alive: bool, head_only: bool = False
+    ) -> None:
         transport = self.transport
         if transport is None:
             return
         keep_alive = keep_alive and not self._refused
-        transport.write(_encode_response(response, keep_alive))
+        transport.write(_encode_response(response, keep_alive, head_only))
         if not keep_alive:
             transport.close()
         elif not self._queue and self._task is None:
