@@ -235,6 +235,25 @@ class EngineSocket(EventEmitter):
     def send(self, data: str | bytes) -> None:
         """Send a message; non-blocking. Ignored once the session is closing."""
         self._apply(self._core.send(data))
+        self._check_backlog()
+
+    def _check_backlog(self) -> None:
+        """A client that does not read (no GET for a long time, a stalled WebSocket) must not
+        make the server hold unbounded data: past ``max_outbound_buffer`` bytes it is closed."""
+        limit = self.server.max_outbound_buffer
+        ws = self._ws
+        queued = ws.buffered_amount if ws is not None else self._core.buffered_size
+        if queued <= limit:
+            return
+        logger.warning(
+            "closing session %s of %s: %d bytes wait for a client that does not read them "
+            "(max_outbound_buffer=%d); it is too slow or stalled",
+            self.id,
+            self.remote_address or "?",
+            queued,
+            limit,
+        )
+        self._apply(self._core.discard(self.server._now(), "transport error"))
 
     def send_prepared(self, message: PreparedMessage) -> None:
         """Send a message prepared once for many sessions (broadcast): on a WebSocket served
@@ -244,8 +263,11 @@ class EngineSocket(EventEmitter):
             send_frame = getattr(ws, "send_frame", None)
             if send_frame is not None:
                 send_frame(message.frame(self._core.protocol), message.data)
+                if ws.buffered_amount > self.server.max_outbound_buffer:
+                    self._check_backlog()
                 return
         self._apply(self._core.send(message.data))
+        self._check_backlog()
 
     @property
     def writable(self) -> bool:
@@ -399,6 +421,7 @@ class EngineServer(EventEmitter):
         per_message_deflate: bool = False,
         cors: Cors | None = None,
         max_payload_packets: int = 10_000,
+        max_outbound_buffer: int = 16_000_000,
     ) -> None:
         super().__init__()
         _check_positive("ping_interval", ping_interval)
@@ -425,6 +448,11 @@ class EngineServer(EventEmitter):
         self.allow_eio3 = allow_eio3
         self.allow_request = allow_request
         self.max_http_buffer_size = max_http_buffer_size
+        if not isinstance(max_outbound_buffer, int) or max_outbound_buffer <= 0:
+            raise TypeError(
+                f"max_outbound_buffer must be a positive int, got {max_outbound_buffer!r}"
+            )
+        self.max_outbound_buffer = max_outbound_buffer
         self.per_message_deflate = per_message_deflate
         self.cors = cors
         if cookie is True:
@@ -852,7 +880,7 @@ class EngineServer(EventEmitter):
         if ";MSIE" in ua or "Trident/" in ua:
             headers.append(("X-XSS-Protection", "0"))
         headers.append(("cache-control", "no-store"))
-        if "sid" not in request.query:
+        if not request.query.get("sid"):
             if self.cookie is not None:
                 sid = _sid_from_open_packet(open_body)
                 if sid is not None:

@@ -213,6 +213,7 @@ class EngineSession:
     # Packets waiting for a GET (polling) or for the upgrade to complete.
     _buffer: list[Packet] = field(init=False, default_factory=list)
     _poll_waiting: bool = field(init=False, default=False)
+    _buffered_size: int = field(init=False, default=0)
     _ping_at: float | None = field(init=False, default=None)
     _heartbeat_deadline: float | None = field(init=False, default=None)
     _upgrade_deadline: float | None = field(init=False, default=None)
@@ -237,6 +238,11 @@ class EngineSession:
     @property
     def is_open(self) -> bool:
         return self.state is not State.CLOSED and self.state is not State.CLOSING
+
+    @property
+    def buffered_size(self) -> int:
+        """Approximate bytes of the messages waiting for a GET (or for the upgrade)."""
+        return self._buffered_size
 
     @property
     def poll_waiting(self) -> bool:
@@ -288,6 +294,7 @@ class EngineSession:
         if self.state is State.WEBSOCKET:
             return [WebSocketSend((encode_packet(packet, self.protocol, self.supports_binary),))]
         self._buffer.append(packet)
+        self._buffered_size += len(packet.data)
         return self._flush_poll()
 
     def _flush_poll(self) -> list[Event]:
@@ -296,6 +303,7 @@ class EngineSession:
         return [self._answer_poll(self._take_buffer())]
 
     def _take_buffer(self) -> list[Packet]:
+        self._buffered_size = 0
         packets, self._buffer = self._buffer, []
         return packets
 
@@ -544,6 +552,7 @@ class EngineSession:
         self._poll_waiting = False
         self._set_state(State.CLOSED)
         self._buffer = []
+        self._buffered_size = 0
         self._ping_at = self._heartbeat_deadline = None
         self._upgrade_deadline = self._close_deadline = None
         events.append(Closed(reason, description))

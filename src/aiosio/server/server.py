@@ -68,6 +68,7 @@ class Server:
         adapter: AdapterFactory | None = None,
         limits: Limits | None = None,
         proxy_header: str | None = None,
+        max_outbound_buffer: int = 16_000_000,
     ) -> None:
         if connect_timeout <= 0:
             raise ValueError(f"connect_timeout must be positive seconds, got {connect_timeout!r}")
@@ -92,6 +93,7 @@ class Server:
             http_compression=http_compression,
             per_message_deflate=per_message_deflate,
             cors=cors,
+            max_outbound_buffer=max_outbound_buffer,
         )
         self.connect_timeout = connect_timeout
         self.connection_state_recovery = connection_state_recovery
