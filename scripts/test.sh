@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 bash scripts/services.sh
-.venv/bin/ruff format --check src tests benchmarks
-.venv/bin/ruff check src tests benchmarks
+.venv/bin/ruff format --check .
+.venv/bin/ruff check .
 .venv/bin/mypy
 .venv/bin/python -m pytest --cov --cov-report=term "$@"
