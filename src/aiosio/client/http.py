@@ -1,0 +1,573 @@
+"""The client's network edge: HTTP/1.1 requests and WebSocket connections on asyncio streams.
+
+Why our own and not aiohttp or httpx: every failure must say at which stage it happened (name
+resolution, TCP, TLS, HTTP status, WebSocket handshake) with the exchange that shows it, which
+``aiosio doctor --verbose`` prints like ``curl -v``; the WebSocket codec and its limits are the
+server's own sans-I/O codec (:mod:`aiosio.protocol.websocket`), so the client applies the same
+parser limits as the server; and the HTTP parsing is ``httptools`` (llhttp), as fast as it gets
+in Python. Connections are kept alive, so long-polling costs no new TCP or TLS handshake per
+request. Not supported: HTTP proxies (``HTTPS_PROXY``); connect directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl as ssl_module
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from http.cookies import SimpleCookie
+
+import httptools
+
+from aiosio.client.errors import ConnectError, Stage
+from aiosio.protocol import websocket as ws
+
+__all__ = ["CookieJar", "HttpConnection", "HttpResult", "WebSocketConnection", "open_stream"]
+
+logger = logging.getLogger("aiosio.client.http")
+
+USER_AGENT = "aiosio"
+_MAX_HEAD = 64 * 1024
+
+
+@dataclass(slots=True)
+class HttpResult:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+
+class CookieJar:
+    """Cookies set by the server, sent back on every request of the session: what makes
+    cookie-based sticky sessions (``io=<sid>``, load balancer cookies) work."""
+
+    def __init__(self) -> None:
+        self.cookies: dict[str, str] = {}
+
+    def update(self, headers: list[tuple[str, str]]) -> None:
+        for name, value in headers:
+            if name.lower() != "set-cookie":
+                continue
+            jar: SimpleCookie = SimpleCookie()
+            with contextlib.suppress(Exception):
+                jar.load(value)
+            for key, morsel in jar.items():
+                if morsel["max-age"] == "0":
+                    self.cookies.pop(key, None)
+                else:
+                    self.cookies[key] = morsel.value
+
+    def header(self) -> str | None:
+        if not self.cookies:
+            return None
+        return "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+
+
+Trace = Callable[[str, str], None]  # (direction ">" / "<" / "*", text), like curl -v
+
+
+async def open_stream(
+    host: str,
+    port: int,
+    *,
+    secure: bool,
+    ssl_context: ssl_module.SSLContext | None,
+    timeout: float,
+    url: str,
+    trace: Trace | None = None,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Resolve, connect and (for https/wss) TLS-handshake, each failure tagged with its stage."""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(timeout):
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except TimeoutError:
+        raise ConnectError(
+            Stage.TIMEOUT, f"resolving {host} took more than {timeout}s", url=url
+        ) from None
+    except socket.gaierror as exc:
+        raise ConnectError(
+            Stage.RESOLVE,
+            f"cannot resolve host {host!r}: {exc.strerror}",
+            hint="check the host name in the URL (and DNS on this machine)",
+            description=exc,
+            url=url,
+        ) from exc
+    if trace:
+        trace("*", f"resolved {host} to {', '.join(sorted({str(i[4][0]) for i in infos}))}")
+    last: OSError | None = None
+    for family, _type, proto, _name, address in infos:
+        try:
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_connection(
+                    str(address[0]), int(address[1]), family=family, proto=proto
+                )
+        except TimeoutError:
+            raise ConnectError(
+                Stage.TIMEOUT,
+                f"TCP connect to {address[0]}:{port} took more than {timeout}s",
+                hint="a firewall may drop the packets, or the host is down",
+                url=url,
+            ) from None
+        except OSError as exc:
+            last = exc
+            continue
+        if trace:
+            trace("*", f"connected to {address[0]} port {port}")
+        if not secure:
+            return reader, writer
+        context = ssl_context or ssl_module.create_default_context()
+        try:
+            async with asyncio.timeout(timeout):
+                await writer.start_tls(context, server_hostname=host)
+        except TimeoutError:
+            writer.close()
+            raise ConnectError(
+                Stage.TIMEOUT, f"TLS handshake with {host} took more than {timeout}s", url=url
+            ) from None
+        except ssl_module.SSLCertVerificationError as exc:
+            writer.close()
+            raise ConnectError(
+                Stage.TLS,
+                f"certificate verification failed: {exc.verify_message}",
+                hint=_tls_hint(exc),
+                description=exc,
+                url=url,
+            ) from exc
+        except (ssl_module.SSLError, OSError) as exc:
+            writer.close()
+            raise ConnectError(
+                Stage.TLS,
+                f"TLS handshake failed: {exc}",
+                hint="is the server speaking TLS on this port? (http:// vs https://)",
+                description=exc,
+                url=url,
+            ) from exc
+        if trace:
+            cipher = writer.get_extra_info("cipher") or ("?", "?")
+            trace("*", f"TLS connection using {cipher[1]} / {cipher[0]}")
+        return reader, writer
+    assert last is not None
+    refused = isinstance(last, ConnectionRefusedError)
+    raise ConnectError(
+        Stage.TCP,
+        f"cannot connect to {host}:{port}: {last.strerror or last}",
+        hint="nothing listens on that port: is the server running, and on this host and port?"
+        if refused
+        else "the host is unreachable from here (network, firewall, or wrong address)",
+        description=last,
+        url=url,
+    ) from last
+
+
+def _tls_hint(exc: ssl_module.SSLCertVerificationError) -> str:
+    message = (exc.verify_message or "").lower()
+    if "self-signed" in message or "self signed" in message:
+        return (
+            "the server's certificate is self-signed: pass ssl=ssl.create_default_context("
+            "cafile='cert.pem') to trust it (or ssl=False to disable verification, for tests "
+            "only)"
+        )
+    if "hostname" in message or "ip address mismatch" in message:
+        return "the certificate is for another host name: connect with the name it was issued for"
+    if "expired" in message:
+        return "the server's certificate has expired: renew it"
+    if "local issuer" in message:
+        return "the certificate's issuer is not trusted here: pass ssl= a context with its CA"
+    return "the server's certificate is not trusted: pass ssl= a context that trusts it"
+
+
+class _ResponseReader:
+    """Feeds httptools and collects one response."""
+
+    def __init__(self, head_only: bool = False) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.headers: list[tuple[str, str]] = []
+        self.body: list[bytes] = []
+        self.done = False
+        self.headers_done = False
+        self.head_only = head_only
+        self.size = 0
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.done = True
+
+
+class HttpConnection:
+    """One keep-alive HTTP/1.1 connection to a host; requests are sent one at a time."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        secure: bool,
+        ssl_context: ssl_module.SSLContext | None,
+        timeout: float,
+        max_body: int,
+        trace: Trace | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.secure = secure
+        self.ssl_context = ssl_context
+        self.timeout = timeout
+        self.max_body = max_body
+        self.trace = trace
+        self._stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def authority(self) -> str:
+        default = 443 if self.secure else 80
+        return self.host if self.port == default else f"{self.host}:{self.port}"
+
+    async def request(
+        self,
+        method: str,
+        target: str,
+        headers: Mapping[str, str],
+        body: bytes = b"",
+        *,
+        url: str,
+    ) -> HttpResult:
+        async with self._lock:
+            fresh = self._stream is None
+            if fresh:
+                self._stream = await open_stream(
+                    self.host,
+                    self.port,
+                    secure=self.secure,
+                    ssl_context=self.ssl_context,
+                    timeout=self.timeout,
+                    url=url,
+                    trace=self.trace,
+                )
+            try:
+                return await self._exchange(method, target, headers, body)
+            except (ConnectionError, asyncio.IncompleteReadError) as exc:
+                self.close()
+                if fresh:
+                    raise ConnectError(
+                        Stage.HTTP,
+                        f"the connection closed before an HTTP answer: {exc}",
+                        hint="the server closed the connection: is it an HTTP server?",
+                        description=exc,
+                        url=url,
+                    ) from exc
+            # A kept-alive connection the server had closed: retry once on a new one.
+            self._stream = await open_stream(
+                self.host,
+                self.port,
+                secure=self.secure,
+                ssl_context=self.ssl_context,
+                timeout=self.timeout,
+                url=url,
+                trace=self.trace,
+            )
+            try:
+                return await self._exchange(method, target, headers, body)
+            except (ConnectionError, asyncio.IncompleteReadError) as exc:
+                self.close()
+                raise ConnectError(
+                    Stage.TRANSPORT,
+                    f"the connection closed before an HTTP answer: {exc}",
+                    description=exc,
+                    url=url,
+                ) from exc
+
+    async def _exchange(
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes
+    ) -> HttpResult:
+        assert self._stream is not None
+        reader, writer = self._stream
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {self.authority}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        if body or method == "POST":
+            lines.append(f"Content-Length: {len(body)}")
+        head = "\r\n".join(lines) + "\r\n\r\n"
+        if self.trace:
+            for line in lines:
+                self.trace(">", line)
+        writer.write(head.encode("latin-1") + body)
+        await writer.drain()
+        response = _ResponseReader(head_only=method == "HEAD")
+        while not response.done:
+            chunk = await reader.read(65536)
+            if not chunk:
+                if response.headers_done and not response.done:
+                    # A body delimited by the connection's end.
+                    with contextlib.suppress(httptools.HttpParserError):
+                        response.parser.feed_data(b"")
+                    break
+                raise ConnectionResetError("connection closed by the server")
+            try:
+                response.parser.feed_data(chunk)
+            except httptools.HttpParserError as exc:
+                self.close()
+                raise ConnectError(
+                    Stage.PROTOCOL,
+                    f"the answer is not valid HTTP: {exc}",
+                    hint="something that is not an HTTP server listens on this port",
+                    description=exc,
+                ) from exc
+            response.size += len(chunk)
+            if response.size > self.max_body + _MAX_HEAD:
+                self.close()
+                raise ConnectError(
+                    Stage.PROTOCOL,
+                    f"the HTTP answer is larger than {self.max_body} bytes",
+                    hint="raise max_http_buffer_size on the client if this is expected",
+                )
+        status = response.parser.get_status_code()
+        result = HttpResult(status, response.headers, b"".join(response.body))
+        if self.trace:
+            self.trace("<", f"HTTP/1.1 {status}")
+            for name, value in result.headers:
+                self.trace("<", f"{name}: {value}")
+            preview = result.body[:300]
+            if preview:
+                self.trace("<", preview.decode("utf-8", "replace"))
+        if not response.parser.should_keep_alive():
+            self.close()
+        return result
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream[1].close()
+            self._stream = None
+
+
+class WebSocketConnection:
+    """A client WebSocket: the handshake over :func:`open_stream`, then the shared sans-I/O
+    codec; a reader task delivers messages to ``on_message`` and the end to ``on_close``."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        codec: ws.WebSocketProtocol,
+        leftover: bytes,
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self.codec = codec
+        self._leftover = leftover
+        self.on_message: Callable[[str | bytes], None] = lambda data: None
+        self.on_close: Callable[[int | None, str | None], None] = lambda code, error: None
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @classmethod
+    async def connect(
+        cls,
+        host: str,
+        port: int,
+        target: str,
+        headers: Mapping[str, str],
+        *,
+        secure: bool,
+        ssl_context: ssl_module.SSLContext | None,
+        timeout: float,
+        max_message_size: int,
+        url: str,
+        trace: Trace | None = None,
+    ) -> tuple[WebSocketConnection | None, HttpResult]:
+        """Open a WebSocket; ``(None, answer)`` when the server answered the handshake with
+        something else than 101 (the answer says what)."""
+        reader, writer = await open_stream(
+            host,
+            port,
+            secure=secure,
+            ssl_context=ssl_context,
+            timeout=timeout,
+            url=url,
+            trace=trace,
+        )
+        key = ws.new_client_key()
+        default = 443 if secure else 80
+        authority = host if port == default else f"{host}:{port}"
+        lines = [
+            f"GET {target} HTTP/1.1",
+            f"Host: {authority}",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Key: {key}",
+            "Sec-WebSocket-Version: 13",
+            f"Sec-WebSocket-Extensions: {ws.client_deflate_offer()}",
+        ]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        if trace:
+            for line in lines:
+                trace(">", line)
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        response = _ResponseReader()
+        buffer = b""
+        leftover = b""
+        try:
+            async with asyncio.timeout(timeout):
+                while not response.headers_done:
+                    chunk = await reader.read(65536)
+                    if not chunk:
+                        raise ConnectionResetError("connection closed during the handshake")
+                    buffer += chunk
+                    try:
+                        response.parser.feed_data(chunk)
+                    except httptools.HttpParserUpgrade as upgrade:
+                        offset = upgrade.args[0] if upgrade.args else len(chunk)
+                        leftover = chunk[offset:]
+                    if len(buffer) > _MAX_HEAD and not response.headers_done:
+                        raise ConnectError(Stage.WEBSOCKET, "handshake answer too large", url=url)
+                status = response.parser.get_status_code()
+                if status != 101:
+                    # Read the (small) body of a refusal for the user to see.
+                    while not response.done and len(buffer) < _MAX_HEAD:
+                        chunk = await reader.read(65536)
+                        if not chunk:
+                            break
+                        buffer += chunk
+                        with contextlib.suppress(httptools.HttpParserError):
+                            response.parser.feed_data(chunk)
+        except TimeoutError:
+            writer.close()
+            raise ConnectError(
+                Stage.TIMEOUT, f"no WebSocket handshake answer within {timeout}s", url=url
+            ) from None
+        except httptools.HttpParserError as exc:
+            writer.close()
+            raise ConnectError(
+                Stage.PROTOCOL,
+                f"the answer to the WebSocket handshake is not HTTP: {exc}",
+                description=exc,
+                url=url,
+            ) from exc
+        except ConnectionError as exc:
+            writer.close()
+            raise ConnectError(
+                Stage.WEBSOCKET,
+                f"the server closed the connection during the WebSocket handshake: {exc}",
+                hint="the server or a proxy refused the upgrade without an answer",
+                description=exc,
+                url=url,
+            ) from exc
+        result = HttpResult(
+            response.parser.get_status_code(), response.headers, b"".join(response.body)
+        )
+        if trace:
+            trace("<", f"HTTP/1.1 {result.status}")
+            for name, value in result.headers:
+                trace("<", f"{name}: {value}")
+        if result.status != 101:
+            writer.close()
+            return None, result
+        lowered = {k.lower(): v for k, v in result.headers}
+        try:
+            ws.check_server_handshake(101, lowered, key)
+            params = ws.accept_deflate_response(lowered.get("sec-websocket-extensions"))
+        except ws.HandshakeError as exc:
+            writer.close()
+            raise ConnectError(
+                Stage.WEBSOCKET,
+                f"invalid WebSocket handshake answer: {exc.reason}",
+                hint="a proxy may be mangling the upgrade",
+                description=exc,
+                url=url,
+            ) from exc
+        codec = ws.WebSocketProtocol(
+            ws.Side.CLIENT, max_message_size=max_message_size, deflate=params
+        )
+        return cls(reader, writer, codec, leftover), result
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self) -> None:
+        code: int | None = None
+        error: str | None = None
+        try:
+            data = self._leftover
+            while True:
+                if data:
+                    for event in self.codec.receive_data(data):
+                        if isinstance(event, ws.TextMessage | ws.BinaryMessage):
+                            self.on_message(event.data)
+                        elif isinstance(event, ws.CloseReceived):
+                            code = event.code
+                        elif isinstance(event, ws.ProtocolViolation):
+                            code, error = int(event.code), event.reason
+                    pending = self.codec.data_to_send()
+                    if pending:
+                        self._writer.write(pending)
+                    if self.codec.close_expected or code is not None:
+                        break
+                data = await self._reader.read(65536)
+                if not data:
+                    code = code or 1006
+                    break
+        except (ConnectionError, OSError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self._finish(code, error)
+
+    def _finish(self, code: int | None, error: str | None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(Exception):
+            self._writer.close()
+        self.on_close(code, error)
+
+    def send(self, data: str | bytes) -> None:
+        if self._closed or self.codec.state is not ws.State.OPEN:
+            return
+        if isinstance(data, str):
+            self.codec.send_text(data)
+        else:
+            self.codec.send_binary(data)
+        self._writer.write(self.codec.data_to_send())
+
+    @property
+    def buffered_amount(self) -> int:
+        transport = self._writer.transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+    def close(self, code: int = 1000) -> None:
+        if self._closed:
+            return
+        if self.codec.state is ws.State.OPEN:
+            self.codec.send_close(code)
+            with contextlib.suppress(Exception):
+                self._writer.write(self.codec.data_to_send())
+        loop = asyncio.get_running_loop()
+        loop.call_later(1.0, self._abort)
+
+    def _abort(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self._finish(1006, None)
+
+
+def new_trace(logger_: logging.Logger) -> Trace:
+    def trace(direction: str, text: str) -> None:
+        logger_.debug("%s %s", direction, text)
+
+    return trace
