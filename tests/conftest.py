@@ -42,7 +42,7 @@ class _Uvicorn:
             port=self.port,
             log_level="warning",
             lifespan="on",
-            ws="websockets",
+            ws="websockets-sansio",
         )
         self.server = uvicorn.Server(config)
         self.task: asyncio.Task[None] | None = None

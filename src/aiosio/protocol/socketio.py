@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,8 +93,29 @@ def dumps(value: Any) -> str:
         return orjson.dumps(value, option=_OPT).decode()
     except TypeError:
         # Lone surrogates and integers beyond 64 bits: the standard library writes what
-        # JSON.stringify would (escaped surrogates; big integers as digits).
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=True)
+        # JSON.stringify would (escaped surrogates; big integers as digits; NaN as null).
+        return json.dumps(_finite(value), separators=(",", ":"), ensure_ascii=True)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return number
 
 
 def loads(text: str) -> Any:
@@ -103,8 +125,9 @@ def loads(text: str) -> Any:
     except orjson.JSONDecodeError:
         if "\\ud" not in text and "\\uD" not in text:
             raise
-    # Escaped lone surrogates are valid for JSON.parse; orjson refuses them.
-    return json.loads(text)
+    # Escaped lone surrogates are valid for JSON.parse; orjson refuses them. The fallback is as
+    # strict as orjson otherwise (no NaN/Infinity literals).
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 def has_binary(value: Any, depth: int = 0) -> bool:

@@ -148,6 +148,10 @@ class Adapter(ABC):
                 if not members:
                     del self.rooms[room]
 
+    def is_socket_id(self, room: Room) -> bool:
+        """True when ``room`` is a socket's own room (no other socket may join it)."""
+        return room in self.sids
+
     def socket_rooms(self, sid: SocketId) -> set[Room]:
         return set(self.sids.get(sid, ()))
 
@@ -332,6 +336,7 @@ class RecoveryAdapter(InMemoryAdapter):
         super().__init__(nsp)
         self.max_disconnection_duration = max_disconnection_duration
         self._sessions: dict[str, PersistedSession] = {}
+        self._session_sids: dict[SocketId, str] = {}  # socket id -> pid of kept sessions
         self._packets: list[_StoredPacket] = []
         self._offsets = _Offsets()
         self._clock: Callable[[], float] = time.time
@@ -346,10 +351,15 @@ class RecoveryAdapter(InMemoryAdapter):
         self._sweep_packets(now)
         return Packet(packet.type, packet.nsp, data, packet.id)
 
+    def is_socket_id(self, room: Room) -> bool:
+        # The id of a socket that may come back is still its own.
+        return room in self.sids or room in self._session_sids
+
     def persist_session(self, session: PersistedSession) -> None:
         session.disconnected_at = self._clock()
         self._sweep_sessions(session.disconnected_at)
         self._sessions[session.pid] = session
+        self._session_sids[session.sid] = session.pid
 
     def restore_session(self, pid: str, offset: str) -> PersistedSession | None:
         session = self._sessions.get(pid)
@@ -358,6 +368,7 @@ class RecoveryAdapter(InMemoryAdapter):
         now = self._clock()
         if session.disconnected_at + self.max_disconnection_duration < now:
             del self._sessions[pid]
+            self._session_sids.pop(session.sid, None)
             return None
         index = next((i for i, p in enumerate(self._packets) if p.offset == offset), None)
         if index is None:
@@ -390,7 +401,9 @@ class RecoveryAdapter(InMemoryAdapter):
         limit = now - self.max_disconnection_duration
         expired = [pid for pid, s in self._sessions.items() if s.disconnected_at < limit]
         for pid in expired:
-            del self._sessions[pid]
+            session = self._sessions.pop(pid)
+            if self._session_sids.get(session.sid) == pid:
+                del self._session_sids[session.sid]
 
 
 def new_pid() -> str:

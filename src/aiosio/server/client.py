@@ -163,9 +163,11 @@ class Client:
         self._close("forced server close", None)
 
     def _close(self, reason: str, description: Any) -> None:
+        # Sockets learn the reason first: closing the engine fires its own "close" event
+        # ("forced close"), which then finds this client closed.
+        self._on_close(reason, description)
         if self.conn.ready_state == "open":
             self.conn.close()
-        self._on_close(reason, description)
 
     def _on_close(self, reason: str, description: Any = None) -> None:
         if self._closed:

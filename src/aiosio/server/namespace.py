@@ -36,6 +36,8 @@ Handler = Callable[..., Any]
 Middleware = Callable[[Socket], Awaitable[None] | None]
 NamespaceMatcher = Callable[[str, dict[str, Any]], bool | Awaitable[bool]]
 
+LIFECYCLE = frozenset({"connect", "connection", "disconnecting", "disconnect"})
+
 RECOVERABLE = frozenset(
     {
         "transport error",
@@ -58,6 +60,7 @@ class Namespace:
         self.name = name
         self.sockets: dict[SocketId, Socket] = {}
         self._handlers: dict[str, Handler] = {}
+        self._lifecycle: dict[str, Handler] = {}
         self._middlewares: list[Middleware] = []
         self._ack_counter = 0
         self.adapter: Adapter = server._make_adapter(self)
@@ -81,8 +84,10 @@ class Namespace:
         event (socket, *args)."""
 
         def register(fn: F) -> F:
-            if event == "connect":
-                self._handlers["connection"] = fn
+            if event in LIFECYCLE:
+                # Kept apart from event handlers: a client event named "connection" must never
+                # run the connection handler.
+                self._lifecycle["connection" if event == "connect" else event] = fn
             else:
                 self._handlers[event] = fn
             return fn
@@ -280,7 +285,7 @@ class Namespace:
             self.adapter.add_all(socket.id, socket._restored_rooms)
         socket._on_connect()
         client.accepted(socket)
-        handler = self._handlers.get("connection")
+        handler = self._lifecycle.get("connection")
         if handler is not None:
             socket._call_safely(handler, (socket,))
 
@@ -310,6 +315,7 @@ class DynamicNamespace:
         self.matcher = matcher
         self.children: dict[str, Namespace] = {}
         self._handlers: dict[str, Handler] = {}
+        self._lifecycle: dict[str, Handler] = {}
         self._middlewares: list[Middleware] = []
 
     @overload
@@ -318,7 +324,10 @@ class DynamicNamespace:
     def on(self, event: str, handler: F) -> F: ...
     def on(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
         def register(fn: F) -> F:
-            self._handlers["connection" if event == "connect" else event] = fn
+            if event in LIFECYCLE:
+                self._lifecycle["connection" if event == "connect" else event] = fn
+            else:
+                self._handlers[event] = fn
             return fn
 
         return register if handler is None else register(handler)
@@ -338,6 +347,7 @@ class DynamicNamespace:
     def create_child(self, name: str) -> Namespace:
         child = Namespace(self.server, name)
         child._handlers = dict(self._handlers)
+        child._lifecycle = dict(self._lifecycle)
         child._middlewares = list(self._middlewares)
         self.children[name] = child
         return child

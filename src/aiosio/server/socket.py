@@ -275,8 +275,9 @@ class Socket:
         """Join rooms. Another socket's id is not a room one may join."""
         if self._cleaned:
             return
+        adapter = self.nsp.adapter
         for room in rooms:
-            if room != self.id and room in self.nsp.sockets:
+            if room != self.id and adapter.is_socket_id(room):
                 raise ValueError(f"room {room!r} is the id of another socket")
         self.nsp.adapter.add_all(self.id, rooms)
 
@@ -456,7 +457,7 @@ class Socket:
         self._cleaned = True
 
     def _emit_local(self, event: str, *args: Any) -> None:
-        handler = self.nsp._handlers.get(event)
+        handler = self.nsp._lifecycle.get(event)
         if handler is not None:
             self._call_safely(handler, (self, *args))
         for own in tuple(self._handlers.get(event, ())):

@@ -1,0 +1,314 @@
+"""The client Manager: one Engine.IO connection shared by namespace sockets, and reconnection
+exactly like socket.io-client 4.x (``manager.ts``).
+
+Reconnection delays follow the reference's ``Backoff``: ``delay * 2**attempt``, jitter applied
+before the cap at ``delay_max``, truncated to whole milliseconds. Manager events:
+``open``, ``close`` (reason, description), ``error`` (ConnectError), ``ping``, ``packet``,
+``reconnect_attempt`` (attempt, from 1), ``reconnect_error`` (error), ``reconnect_failed``,
+``reconnect`` (attempts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiosio._events import EventEmitter
+from aiosio.client.engine import EngineClient, EngineOptions
+from aiosio.client.errors import ConnectError, Stage
+from aiosio.client.http import Trace
+from aiosio.protocol.errors import RemoteProtocolError
+from aiosio.protocol.socketio import Decoder, Limits, Packet, encode
+
+if TYPE_CHECKING:
+    from aiosio.client.socket import Client
+
+__all__ = ["Backoff", "Manager", "ManagerOptions"]
+
+logger = logging.getLogger("aiosio.client.manager")
+
+
+class Backoff:
+    """socket.io-client's ``Backoff`` (contrib/backo2.ts), in seconds."""
+
+    def __init__(
+        self,
+        minimum: float,
+        maximum: float,
+        jitter: float,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.ms = minimum * 1000 or 100
+        self.max = maximum * 1000 or 10000
+        self.jitter = jitter if 0 < jitter <= 1 else 0
+        self.attempts = 0
+        self._rand = rand
+
+    def duration(self) -> float:
+        """The next delay in seconds (whole milliseconds, as the reference's ``| 0``)."""
+        ms = self.ms * math.pow(2, self.attempts)
+        self.attempts += 1
+        if self.jitter:
+            rand = self._rand()
+            deviation = math.floor(rand * self.jitter * ms)
+            ms = ms - deviation if (math.floor(rand * 10) & 1) == 0 else ms + deviation
+        return int(min(ms, self.max)) / 1000
+
+    def reset(self) -> None:
+        self.attempts = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class ManagerOptions:
+    path: str = "/socket.io/"
+    query: dict[str, str] = field(default_factory=dict)
+    extra_headers: dict[str, str] = field(default_factory=dict)
+    transports: Sequence[str] = ("polling", "websocket")
+    upgrade: bool = True
+    timeout: float | None = 20.0
+    reconnection: bool = True
+    reconnection_attempts: int | None = None
+    reconnection_delay: float = 1.0
+    reconnection_delay_max: float = 5.0
+    randomization_factor: float = 0.5
+    limits: Limits = field(default_factory=Limits)
+    max_http_buffer_size: int = 100_000_000
+    trace: Trace | None = None
+
+
+class Manager(EventEmitter):
+    """One Engine.IO connection to a server and the namespace sockets multiplexed on it."""
+
+    _logger = logging.getLogger("aiosio.client")
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        secure: bool,
+        options: ManagerOptions,
+        ssl: Any = None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        super().__init__()
+        self.host = host
+        self.port = port
+        self.secure = secure
+        self.options = options
+        self.ssl = ssl
+        self.engine: EngineClient | None = None
+        self.ready_state = "closed"  # opening, open, closed
+        self.reconnecting = False
+        self.skip_reconnect = False
+        self.sockets: dict[str, Client] = {}
+        self.backoff = Backoff(
+            options.reconnection_delay,
+            options.reconnection_delay_max,
+            options.randomization_factor,
+            rand,
+        )
+        self._decoder = Decoder(options.limits)
+        self._reconnect_timer: asyncio.TimerHandle | None = None
+        self._open_task: asyncio.Task[None] | None = None
+        self._closing: list[EngineClient] = []
+
+    @property
+    def uri(self) -> str:
+        scheme = "https" if self.secure else "http"
+        return f"{scheme}://{self.host}:{self.port}"
+
+    # -- opening --------------------------------------------------------------------------------
+
+    def open(self, callback: Callable[[ConnectError | None], None] | None = None) -> None:
+        """Open the Engine.IO connection (no-op when opening or open)."""
+        if self.ready_state in ("opening", "open"):
+            return
+        logger.debug("opening %s", self.uri)
+        self.ready_state = "opening"
+        self.skip_reconnect = False
+        self._open_task = asyncio.get_running_loop().create_task(self._open(callback))
+
+    async def _open(self, callback: Callable[[ConnectError | None], None] | None) -> None:
+        o = self.options
+        engine = EngineClient(
+            EngineOptions(
+                host=self.host,
+                port=self.port,
+                secure=self.secure,
+                path=o.path,
+                query=dict(o.query),
+                extra_headers=dict(o.extra_headers),
+                transports=o.transports,
+                upgrade=o.upgrade,
+                ssl=self.ssl,
+                request_timeout=o.timeout or 20.0,
+                max_payload=o.max_http_buffer_size,
+                trace=o.trace,
+            )
+        )
+        self.engine = engine
+        try:
+            if o.timeout is None:
+                await engine.open()
+            else:
+                logger.debug("connect attempt will timeout after %s", o.timeout)
+                async with asyncio.timeout(o.timeout):
+                    await engine.open()
+        except TimeoutError:
+            error = ConnectError(
+                Stage.TIMEOUT,
+                f"no Engine.IO handshake within timeout={o.timeout}s",
+                hint="the server is slow or unreachable; raise `timeout` if it is just slow",
+                description="timeout",
+                url=self.uri,
+            )
+            self._on_open_error(error, callback)
+            return
+        except ConnectError as error:
+            self._on_open_error(error, callback)
+            return
+        except asyncio.CancelledError:
+            self.ready_state = "closed"
+            raise
+        logger.debug("open")
+        self._decoder.reset()
+        self.ready_state = "open"
+        engine.on_message = self._on_data
+        engine.on_close = self._on_close
+        engine.on_ping = lambda: self.emit("ping")
+        engine.on_upgrade = lambda name: logger.debug("upgraded to %s", name)
+        self.emit("open")
+        for socket in list(self.sockets.values()):
+            if socket.active:
+                socket._on_open()
+        if callback is not None:
+            callback(None)
+
+    def _on_open_error(
+        self, error: ConnectError, callback: Callable[[ConnectError | None], None] | None
+    ) -> None:
+        logger.debug("connect error: %s", error)
+        self.ready_state = "closed"
+        self.engine = None
+        self.emit("error", error)
+        for socket in list(self.sockets.values()):
+            socket._on_error(error)
+        if callback is not None:
+            callback(error)
+        elif not self.reconnecting and self.options.reconnection and self.backoff.attempts == 0:
+            self.reconnect()
+
+    # -- data -----------------------------------------------------------------------------------
+
+    def _on_data(self, data: str | bytes) -> None:
+        try:
+            packet = self._decoder.feed(data)
+        except RemoteProtocolError as exc:
+            logger.warning("invalid packet from the server: %s", exc)
+            if self.engine is not None:
+                self.engine.close()
+            self._on_close("parse error", exc)
+            return
+        if packet is None:
+            return
+        self.emit("packet", packet)
+        socket = self.sockets.get(packet.nsp)
+        if socket is not None:
+            socket._on_packet(packet)
+
+    def write(self, packet: Packet) -> None:
+        engine = self.engine
+        if engine is None:
+            return
+        for part in encode(packet):
+            engine.send(part)
+
+    # -- closing and reconnecting ---------------------------------------------------------------
+
+    def _on_close(self, reason: str, description: Any = None) -> None:
+        logger.debug("closed due to %s", reason)
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            engine.on_close = lambda reason, description: None
+            engine.on_message = lambda data: None
+            engine.close()
+            self._closing.append(engine)
+        self.backoff.reset()
+        self.ready_state = "closed"
+        self._decoder.reset()
+        self.emit("close", reason, description)
+        for socket in list(self.sockets.values()):
+            socket._on_close(reason, description)
+        if self.options.reconnection and not self.skip_reconnect:
+            self.reconnect()
+
+    def reconnect(self) -> None:
+        if self.reconnecting or self.skip_reconnect:
+            return
+        limit = self.options.reconnection_attempts
+        if limit is not None and self.backoff.attempts >= limit:
+            logger.info("reconnect failed after %d attempts", self.backoff.attempts)
+            self.backoff.reset()
+            self.emit("reconnect_failed")
+            self.reconnecting = False
+            return
+        delay = self.backoff.duration()
+        logger.debug("will wait %dms before reconnect attempt", int(delay * 1000))
+        self.reconnecting = True
+        self._reconnect_timer = asyncio.get_running_loop().call_later(delay, self._attempt)
+
+    def _attempt(self) -> None:
+        self._reconnect_timer = None
+        if self.skip_reconnect:
+            return
+        logger.debug("attempting reconnect")
+        self.emit("reconnect_attempt", self.backoff.attempts)
+        if self._stopped():  # a reconnect_attempt listener may have disconnected
+            return
+
+        def done(error: ConnectError | None) -> None:
+            if error is not None:
+                logger.debug("reconnect attempt error")
+                self.reconnecting = False
+                self.reconnect()
+                self.emit("reconnect_error", error)
+            else:
+                logger.debug("reconnect success")
+                attempts = self.backoff.attempts
+                self.reconnecting = False
+                self.backoff.reset()
+                self.emit("reconnect", attempts)
+
+        self.open(done)
+
+    def _stopped(self) -> bool:
+        return self.skip_reconnect
+
+    def _destroy(self, socket: Client) -> None:
+        """A socket disconnected for good: close the connection when no socket is active."""
+        if any(s.active for s in self.sockets.values()):
+            return
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection and stop reconnecting."""
+        logger.debug("disconnect")
+        self.skip_reconnect = True
+        self.reconnecting = False
+        if self._reconnect_timer is not None:
+            self._reconnect_timer.cancel()
+            self._reconnect_timer = None
+        if self._open_task is not None and not self._open_task.done():
+            self._open_task.cancel()
+        self._on_close("forced close", None)
+
+    async def wait_closed(self) -> None:
+        """Wait until the closed connections' last requests (the close packet) are done."""
+        closing, self._closing = self._closing, []
+        for engine in closing:
+            await engine.wait_closed()

@@ -1,0 +1,563 @@
+"""``aiosio.Client``: a connection to one namespace of a Socket.IO server (socket.io-client's
+``Socket``), over a :class:`~aiosio.client.manager.Manager` shared with the other namespaces of
+the same server unless ``force_new``/``multiplex=False``.
+
+Events: ``connect``, ``connect_error`` (:class:`aiosio.ConnectError`), ``disconnect`` (reason,
+description) and the server's events (handlers get the arguments; a return value answers the
+server's acknowledgement). ``client.io`` is the manager, for ``reconnect_attempt``,
+``reconnect_error``, ``reconnect_failed`` and ``reconnect``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import ssl as ssl_module
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+from urllib.parse import parse_qsl, urlsplit
+
+from aiosio._eager import run_eager
+from aiosio.client.errors import ConnectError, Stage
+from aiosio.client.http import new_trace
+from aiosio.client.manager import Manager, ManagerOptions
+from aiosio.errors import AckTimeout, Disconnected
+from aiosio.protocol.socketio import RESERVED_EVENTS, Limits, Packet, PacketType
+
+__all__ = ["Client"]
+
+logger = logging.getLogger("aiosio.client.socket")
+
+F = TypeVar("F", bound=Callable[..., Any])
+Auth = Mapping[str, Any] | Callable[[], Mapping[str, Any] | Awaitable[Mapping[str, Any]]] | None
+
+_managers: dict[tuple[str, str, int, str], Manager] = {}
+
+
+@dataclass(slots=True)
+class _Queued:
+    """A packet of the ``retries`` queue: one in flight at a time, in order."""
+
+    args: list[Any]
+    future: asyncio.Future[list[Any]] | None
+    tries: int = 0
+    pending: bool = False
+
+
+class Client:
+    """A Socket.IO client for one namespace (the URL's path; ``/`` by default)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        auth: Auth = None,
+        path: str = "/socket.io/",
+        query: Mapping[str, str] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        transports: Sequence[str] = ("polling", "websocket"),
+        upgrade: bool = True,
+        timeout: float | None = 20.0,
+        ssl: ssl_module.SSLContext | bool | None = None,
+        reconnection: bool = True,
+        reconnection_attempts: int | None = None,
+        reconnection_delay: float = 1.0,
+        reconnection_delay_max: float = 5.0,
+        randomization_factor: float = 0.5,
+        retries: int = 0,
+        ack_timeout: float | None = None,
+        force_new: bool = False,
+        multiplex: bool = True,
+        limits: Limits | None = None,
+        max_http_buffer_size: int = 100_000_000,
+    ) -> None:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https", "ws", "wss"):
+            raise ValueError(f"url must start with http://, https://, ws:// or wss://, got {url!r}")
+        if isinstance(transports, str):
+            raise TypeError(f"transports must be a sequence of names, got {transports!r}")
+        secure = scheme in ("https", "wss")
+        host = parts.hostname or "localhost"
+        port = parts.port or (443 if secure else 80)
+        self.namespace = parts.path.rstrip("/") or "/" if parts.path not in ("", "/") else "/"
+        merged_query = dict(query or {})
+        merged_query.update(dict(parse_qsl(parts.query)))
+        context: ssl_module.SSLContext | None
+        if ssl is False:
+            context = ssl_module.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl_module.CERT_NONE
+        elif isinstance(ssl, ssl_module.SSLContext):
+            context = ssl
+        else:
+            context = None
+        if not path.startswith("/"):
+            path = "/" + path
+        if not path.endswith("/"):
+            path += "/"
+        trace_logger = logging.getLogger("aiosio.client.trace")
+        options = ManagerOptions(
+            path=path,
+            query=merged_query,
+            extra_headers=dict(extra_headers or {}),
+            transports=tuple(transports),
+            upgrade=upgrade,
+            timeout=timeout,
+            reconnection=reconnection,
+            reconnection_attempts=reconnection_attempts,
+            reconnection_delay=reconnection_delay,
+            reconnection_delay_max=reconnection_delay_max,
+            randomization_factor=randomization_factor,
+            limits=limits or Limits(),
+            max_http_buffer_size=max_http_buffer_size,
+            trace=new_trace(trace_logger) if trace_logger.isEnabledFor(logging.DEBUG) else None,
+        )
+        key = (scheme.replace("ws", "http"), host, port, path)
+        cached = _managers.get(key)
+        reuse = (
+            multiplex
+            and not force_new
+            and cached is not None
+            and self.namespace not in cached.sockets
+        )
+        if reuse:
+            assert cached is not None
+            self.io = cached
+        else:
+            self.io = Manager(host, port, secure, options, ssl=context)
+            if multiplex and not force_new:
+                _managers[key] = self.io
+        self.io.sockets[self.namespace] = self
+        self.auth = auth
+        self.retries = retries
+        self.ack_timeout = ack_timeout
+        self.id: str | None = None
+        self.connected = False
+        self.recovered = False
+        self.active = False
+        self._pid: str | None = None
+        self._last_offset: str | None = None
+        self._handlers: dict[str, list[Callable[..., Any]]] = {}
+        self._any: list[Callable[..., Any]] = []
+        self._any_outgoing: list[Callable[..., Any]] = []
+        self._send_buffer: list[Packet] = []
+        self._receive_buffer: list[Packet] = []
+        self._ack_counter = 0
+        self._acks: dict[int, Callable[[list[Any] | BaseException], None]] = {}
+        self._queue: list[_Queued] = []
+        self._volatile = False
+        self._timeout: float | None = None
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def __repr__(self) -> str:
+        return f"<aiosio.Client {self.io.uri}{self.namespace} connected={self.connected}>"
+
+    # -- handlers -------------------------------------------------------------------------------
+
+    @overload
+    def on(self, event: str) -> Callable[[F], F]: ...
+    @overload
+    def on(self, event: str, handler: F) -> F: ...
+    def on(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
+        """Register a handler: ``connect``, ``connect_error``, ``disconnect`` or a server
+        event (its return value answers the server's acknowledgement)."""
+
+        def register(fn: F) -> F:
+            self._handlers.setdefault(event, []).append(fn)
+            return fn
+
+        return register if handler is None else register(handler)
+
+    def off(self, event: str, handler: Callable[..., Any] | None = None) -> None:
+        if handler is None:
+            self._handlers.pop(event, None)
+        elif handler in self._handlers.get(event, ()):
+            self._handlers[event].remove(handler)
+
+    def on_any(self, handler: Callable[..., Any]) -> Callable[..., Any]:
+        self._any.append(handler)
+        return handler
+
+    def on_any_outgoing(self, handler: Callable[..., Any]) -> Callable[..., Any]:
+        self._any_outgoing.append(handler)
+        return handler
+
+    def _emit_local(self, event: str, *args: Any) -> None:
+        for handler in tuple(self._handlers.get(event, ())):
+            self._call(handler, args, None)
+
+    def _call(
+        self,
+        handler: Callable[..., Any],
+        args: Sequence[Any],
+        answer: Callable[[Any], None] | None,
+    ) -> None:
+        def failed(exc: BaseException) -> None:
+            logger.error("handler %r raised", handler, exc_info=exc)
+
+        try:
+            result = handler(*args)
+        except Exception as exc:  # noqa: BLE001 - the user's handler; logged, never fatal
+            failed(exc)
+            return
+        if inspect.iscoroutine(result):
+            run_eager(result, answer or _ignore, failed)
+        elif answer is not None:
+            answer(result)
+
+    # -- connecting -----------------------------------------------------------------------------
+
+    async def connect(self, *, wait: bool = True) -> None:
+        """Connect (and keep reconnecting as configured). With ``wait``, return once connected,
+        or raise the :class:`ConnectError` of the first failed attempt (reconnection then goes
+        on in the background unless ``disconnect()`` is called)."""
+        if self.connected:
+            return
+        self.active = True
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if wait:
+            self._waiters.append(waiter)
+        if not self.io.reconnecting:
+            self.io.open()
+        if self.io.ready_state == "open":
+            self._on_open()
+        if wait:
+            await waiter
+
+    def _settle(self, error: ConnectError | None) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if waiter.done():
+                continue
+            if error is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(error)
+
+    def _on_open(self) -> None:
+        logger.debug("transport is open - connecting")
+        auth = self.auth
+        if callable(auth):
+            try:
+                result = auth()
+            except Exception as exc:  # noqa: BLE001 - the user's auth callable
+                self._auth_failed(exc)
+                return
+            if inspect.isawaitable(result):
+                run_eager(_await(result), self._send_connect, self._auth_failed)
+                return
+            self._send_connect(result)
+        else:
+            self._send_connect(auth)
+
+    def _auth_failed(self, exc: BaseException) -> None:
+        error = ConnectError(
+            Stage.NAMESPACE,
+            f"the auth callable raised {type(exc).__name__}: {exc}",
+            hint="fix the function given as auth=",
+            description=exc,
+        )
+        self._emit_local("connect_error", error)
+        self._settle(error)
+
+    def _send_connect(self, auth: Mapping[str, Any] | None) -> None:
+        data: dict[str, Any] | None = dict(auth) if auth else None
+        if self._pid is not None:
+            data = {"pid": self._pid, "offset": self._last_offset, **(data or {})}
+            if data["offset"] is None:
+                del data["offset"]
+        self.io.write(Packet(PacketType.CONNECT, self.namespace, data))
+
+    def _on_error(self, error: ConnectError) -> None:
+        if not self.connected:
+            self._emit_local("connect_error", error)
+            self._settle(error)
+
+    def _on_packet(self, packet: Packet) -> None:
+        ptype = packet.type
+        if ptype is PacketType.CONNECT:
+            data = packet.data
+            if isinstance(data, dict) and isinstance(data.get("sid"), str):
+                pid = data.get("pid")
+                self._on_connect(data["sid"], pid if isinstance(pid, str) else None)
+            else:
+                error = ConnectError(
+                    Stage.PROTOCOL,
+                    "the server speaks socket.io 2.x (its CONNECT has no sid)",
+                    hint="a v2 server needs a 2.x client; upgrade the server to socket.io 4.x",
+                )
+                self._emit_local("connect_error", error)
+                self._settle(error)
+        elif ptype is PacketType.EVENT:
+            self._on_event(packet)
+        elif ptype is PacketType.ACK:
+            callback = self._acks.pop(packet.id, None) if packet.id is not None else None
+            if callback is not None:
+                callback(packet.data)
+        elif ptype is PacketType.DISCONNECT:
+            self._destroy()
+            self._on_close("io server disconnect", None)
+        elif ptype is PacketType.CONNECT_ERROR:
+            self._destroy()
+            data = packet.data
+            message = data.get("message", "") if isinstance(data, dict) else str(data)
+            extra = data.get("data") if isinstance(data, dict) else None
+            hint = (
+                "the server has no such namespace: check the URL's path (the namespace) and "
+                "sio.of(...) on the server"
+                if message == "Invalid namespace"
+                else "refused by the server's middleware; check the auth you send"
+            )
+            error = ConnectError(Stage.NAMESPACE, message, hint=hint, data=extra)
+            self._emit_local("connect_error", error)
+            self._settle(error)
+
+    def _on_connect(self, sid: str, pid: str | None) -> None:
+        logger.debug("socket connected with id %s", sid)
+        self.id = sid
+        self.recovered = pid is not None and pid == self._pid
+        self._pid = pid
+        self.connected = True
+        received, self._receive_buffer = self._receive_buffer, []
+        for packet in received:
+            self._dispatch(packet)
+        sent, self._send_buffer = self._send_buffer, []
+        for packet in sent:
+            self._notify_outgoing(packet.data)
+            self.io.write(packet)
+        self._drain_queue(force=True)
+        self._emit_local("connect")
+        self._settle(None)
+
+    def _on_event(self, packet: Packet) -> None:
+        if self.connected:
+            self._dispatch(packet)
+        else:
+            self._receive_buffer.append(packet)
+
+    def _dispatch(self, packet: Packet) -> None:
+        args: list[Any] = list(packet.data)
+        if self._pid is not None and len(args) > 1 and isinstance(args[-1], str):
+            # Connection state recovery: the server appends the event's offset; remember it and
+            # keep it from the handlers (socket.io-client passes it on; we do not).
+            self._last_offset = args.pop()
+        event = args[0]
+        name = event if isinstance(event, str) else str(event)
+        for handler in tuple(self._any):
+            self._call(handler, args, None)
+        answered = False
+        ack_id = packet.id
+
+        def answer(value: Any) -> None:
+            nonlocal answered
+            if ack_id is None or answered:
+                return
+            answered = True
+            if value is None:
+                ack_args: list[Any] = []
+            elif isinstance(value, tuple):
+                ack_args = list(value)
+            else:
+                ack_args = [value]
+            self.io.write(Packet(PacketType.ACK, self.namespace, ack_args, ack_id))
+
+        for handler in tuple(self._handlers.get(name, ())):
+            self._call(handler, args[1:], answer)
+
+    # -- emitting -------------------------------------------------------------------------------
+
+    @property
+    def volatile(self) -> Client:
+        """The next emit is dropped instead of buffered when it cannot be sent now."""
+        self._volatile = True
+        return self
+
+    def timeout(self, seconds: float) -> Client:
+        """The next ``emit_with_ack`` raises :class:`AckTimeout` after ``seconds``."""
+        self._timeout = seconds
+        return self
+
+    def emit(self, event: str, *args: Any) -> None:
+        """Send an event; buffered while disconnected (unless ``volatile``)."""
+        _check(event)
+        volatile, self._volatile = self._volatile, False
+        if self.retries and not volatile:
+            self._enqueue([event, *args], None)
+            return
+        self._send(Packet(PacketType.EVENT, self.namespace, [event, *args]), volatile)
+
+    def send(self, *args: Any) -> None:
+        self.emit("message", *args)
+
+    def _send(self, packet: Packet, volatile: bool) -> None:
+        engine = self.io.engine
+        writable = engine is not None and engine.writable
+        connected = self.connected and engine is not None and not engine.ping_expired()
+        if volatile and not writable:
+            logger.debug("discard packet as the transport is not currently writable")
+        elif connected:
+            self._notify_outgoing(packet.data)
+            self.io.write(packet)
+        else:
+            self._send_buffer.append(packet)
+
+    def _notify_outgoing(self, data: list[Any]) -> None:
+        for handler in tuple(self._any_outgoing):
+            self._call(handler, data, None)
+
+    async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:
+        """Send an event and return the first argument of the server's acknowledgement.
+
+        Raises :class:`AckTimeout` after ``timeout`` seconds (or ``client.timeout(s)``, or the
+        ``ack_timeout`` option), :class:`Disconnected` if the connection drops first.
+        """
+        replies = await self.emit_with_ack_all(event, *args, timeout=timeout)
+        return replies[0] if replies else None
+
+    async def emit_with_ack_all(
+        self, event: str, *args: Any, timeout: float | None = None
+    ) -> list[Any]:
+        """Like :meth:`emit_with_ack`, returning every argument of the acknowledgement."""
+        _check(event)
+        limit = timeout if timeout is not None else self._timeout
+        self._timeout = None
+        if limit is None:
+            limit = self.ack_timeout
+        volatile, self._volatile = self._volatile, False
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        if self.retries and not volatile:
+            self._enqueue([event, *args], future)
+            return await future
+        ack_id = self._register(future)
+        packet = Packet(PacketType.EVENT, self.namespace, [event, *args], ack_id)
+        self._send(packet, volatile)
+        try:
+            if limit is None:
+                return await future
+            return await asyncio.wait_for(future, limit)
+        except TimeoutError:
+            self._acks.pop(ack_id, None)
+            self._send_buffer = [p for p in self._send_buffer if p.id != ack_id]
+            raise AckTimeout(f"{event!r} was not acknowledged within {limit}s") from None
+
+    def _register(self, future: asyncio.Future[list[Any]]) -> int:
+        ack_id = self._ack_counter
+        self._ack_counter += 1
+
+        def settle(value: list[Any] | BaseException) -> None:
+            if future.done():
+                return
+            if isinstance(value, BaseException):
+                future.set_exception(value)
+            else:
+                future.set_result(value)
+
+        self._acks[ack_id] = settle
+        return ack_id
+
+    # retries: at-least-once delivery, one packet in flight, in order ----------------------------
+
+    def _enqueue(self, args: list[Any], future: asyncio.Future[list[Any]] | None) -> None:
+        self._queue.append(_Queued(args, future))
+        self._drain_queue()
+
+    def _drain_queue(self, force: bool = False) -> None:
+        if not self.connected or not self._queue:
+            return
+        head = self._queue[0]
+        if head.pending and not force:
+            return
+        head.pending = True
+        head.tries += 1
+        attempt: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        ack_id = self._register(attempt)
+        self._send(Packet(PacketType.EVENT, self.namespace, head.args, ack_id), False)
+        limit = self.ack_timeout
+        handle = (
+            asyncio.get_running_loop().call_later(limit, self._retry_timeout, head, ack_id)
+            if limit is not None
+            else None
+        )
+
+        def done(result: asyncio.Future[list[Any]]) -> None:
+            if handle is not None:
+                handle.cancel()
+            if not self._queue or self._queue[0] is not head:
+                return
+            error = result.exception()
+            if error is not None:
+                if head.tries > self.retries:
+                    self._queue.pop(0)
+                    if head.future is not None and not head.future.done():
+                        head.future.set_exception(error)
+                head.pending = False
+                self._drain_queue()
+                return
+            self._queue.pop(0)
+            if head.future is not None and not head.future.done():
+                head.future.set_result(result.result())
+            head.pending = False
+            self._drain_queue()
+
+        attempt.add_done_callback(done)
+
+    def _retry_timeout(self, head: _Queued, ack_id: int) -> None:
+        callback = self._acks.pop(ack_id, None)
+        if callback is not None:
+            callback(
+                AckTimeout(f"{head.args[0]!r} was not acknowledged within {self.ack_timeout}s")
+            )
+
+    # -- disconnecting --------------------------------------------------------------------------
+
+    def _on_close(self, reason: str, description: Any) -> None:
+        was_connected = self.connected
+        self.connected = False
+        self.id = None
+        if was_connected or self.active:
+            logger.debug("close (%s)", reason)
+            self._emit_local("disconnect", reason, description)
+        acks, self._acks = self._acks, {}
+        unsent = {p.id for p in self._send_buffer if p.id is not None}
+        for ack_id, callback in acks.items():
+            if ack_id in unsent:
+                self._acks[ack_id] = callback  # sent on reconnection
+            else:
+                callback(Disconnected(f"disconnected ({reason}) before the acknowledgement"))
+
+    def _destroy(self) -> None:
+        self.active = False
+        self.io._destroy(self)
+
+    async def disconnect(self) -> None:
+        """Disconnect (reason ``io client disconnect``); no reconnection follows."""
+        if self.connected:
+            logger.debug("performing disconnect (%s)", self.namespace)
+            self.io.write(Packet(PacketType.DISCONNECT, self.namespace))
+        self.active = False
+        self._settle(ConnectError(Stage.TRANSPORT, "disconnect() was called"))
+        was_connected = self.connected
+        self.io._destroy(self)
+        if was_connected:
+            self._on_close("io client disconnect", None)
+        await self.io.wait_closed()
+
+    close = disconnect
+
+
+def _check(event: str) -> None:
+    if not isinstance(event, str):
+        raise TypeError(f"event name must be a string, got {type(event).__name__}")
+    if event in RESERVED_EVENTS:
+        raise ValueError(f"{event!r} is a reserved event name")
+
+
+def _ignore(_value: Any) -> None:
+    return None
+
+
+async def _await(value: Awaitable[Mapping[str, Any]]) -> Mapping[str, Any]:
+    return await value
