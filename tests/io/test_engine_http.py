@@ -78,17 +78,21 @@ async def test_seed_001_http_400(
 
 
 async def _refuse_async(request: aiosio.HttpRequest) -> None:
-    raise Exception("why")
+    raise aiosio.ConnectionRefused("why")
 
 
-def _refuse_sync(request: aiosio.HttpRequest) -> None:
-    raise PermissionError
+def _refuse_sync(request: aiosio.HttpRequest) -> bool:
+    return False
+
+
+def _buggy_hook(request: aiosio.HttpRequest) -> None:
+    raise ZeroDivisionError("internal detail")
 
 
 @pytest.mark.parametrize(
     ("hook", "message"),
-    [(_refuse_async, "why"), (_refuse_sync, "Forbidden")],
-    ids=["async-with-message", "sync-without-message"],
+    [(_refuse_async, "why"), (_refuse_sync, "Forbidden"), (_buggy_hook, "Forbidden")],
+    ids=["async-with-message", "sync-returns-false", "bug-in-hook-leaks-nothing"],
 )
 async def test_seed_001_allow_request_forbidden(serve: Any, hook: Any, message: str) -> None:
     # Reference: allowRequest(req, cb) with cb(message, false) -> abortRequest(res, FORBIDDEN,
@@ -484,10 +488,13 @@ def test_unknown_option_is_a_type_error() -> None:
 @pytest.mark.parametrize(
     ("options", "error", "message"),
     [
-        ({"ping_interval": 0}, TypeError, "ping_interval must be a positive number of seconds, "),
-        ({"ping_timeout": -1}, TypeError, "ping_timeout must be a positive number of seconds"),
-        ({"ping_timeout": "20"}, TypeError, "ping_timeout must be a positive number"),
-        ({"upgrade_timeout": True}, TypeError, "upgrade_timeout must be a positive number"),
+        ({"ping_interval": 0}, ValueError, "ping_interval must be a positive number of seconds, "),
+        ({"ping_timeout": -1}, ValueError, "ping_timeout must be a positive number of seconds"),
+        ({"ping_timeout": "20"}, TypeError, "ping_timeout must be a number of seconds, got str"),
+        ({"upgrade_timeout": True}, TypeError, "upgrade_timeout must be a number of seconds"),
+        ({"cookie": 123}, TypeError, "cookie must be True, a cookie name or aiosio.Cookie"),
+        ({"allow_upgrades": "yes"}, TypeError, "allow_upgrades and allow_eio3 must be True or"),
+        ({"http_compression": -1}, ValueError, "http_compression must be True, False or a"),
         ({"max_http_buffer_size": 0}, TypeError, "max_http_buffer_size must be a positive int"),
         ({"max_http_buffer_size": 1.5}, TypeError, "max_http_buffer_size must be a positive int"),
         ({"transports": "polling"}, TypeError, "transports must be a sequence of names"),

@@ -162,7 +162,7 @@ class _Rejection(Exception):
             self.context.setdefault("message", message)
 
 
-AllowRequest = Callable[[HttpRequest], Awaitable[None] | None]
+AllowRequest = Callable[[HttpRequest], Awaitable[bool | None] | bool | None]
 
 
 class PreparedMessage:
@@ -461,14 +461,25 @@ class EngineServer(EventEmitter):
             self.cookie = Cookie(name=cookie)
         elif isinstance(cookie, Cookie):
             self.cookie = cookie
-        else:
+        elif cookie is None or cookie is False:
             self.cookie = None
+        else:
+            raise TypeError(
+                f"cookie must be True, a cookie name or aiosio.Cookie(...), got {cookie!r}"
+            )
+        if not isinstance(allow_upgrades, bool) or not isinstance(allow_eio3, bool):
+            raise TypeError("allow_upgrades and allow_eio3 must be True or False")
         if http_compression is True:
             self.compression_threshold: int | None = 1024
         elif http_compression is False:
             self.compression_threshold = None
+        elif isinstance(http_compression, int) and http_compression >= 0:
+            self.compression_threshold = http_compression
         else:
-            self.compression_threshold = int(http_compression)
+            raise ValueError(
+                "http_compression must be True, False or a threshold in bytes (>= 0), got "
+                f"{http_compression!r}"
+            )
         upgrades = ("websocket",) if allow_upgrades and "websocket" in self.transports else ()
         self.config = EngineConfig(
             ping_interval=ping_interval,
@@ -786,21 +797,44 @@ class EngineServer(EventEmitter):
                 name="TRANSPORT_HANDSHAKE_ERROR",
             )
         if self.allow_request is not None:
-            try:
-                result = self.allow_request(request)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception as exc:  # the hook refuses by raising
-                message = str(exc) or ERROR_MESSAGES[FORBIDDEN]
-                # Reference: connection_error has message "Forbidden" and context {message};
-                # the HTTP body carries the hook's message.
-                raise _Rejection(
-                    FORBIDDEN,
-                    f"allow_request refused the request: {message}",
-                    "this is the server's own allow_request hook; check what it requires",
-                    message=message,
-                ) from exc
+            await self._run_allow_request(request)
         return None
+
+    async def _run_allow_request(self, request: HttpRequest) -> None:
+        """The hook refuses with ``aiosio.ConnectionRefused(message)`` (the message goes to the
+        client, as the reference's ``callback(message, false)``) or by returning ``False``.
+        Any other exception is a bug in the hook: logged, and answered with a bare Forbidden
+        so that no internal detail reaches the client."""
+        from aiosio.errors import ConnectionRefused
+
+        assert self.allow_request is not None
+        try:
+            result: object = self.allow_request(request)
+            if inspect.isawaitable(result):
+                result = await result
+        except ConnectionRefused as exc:
+            message = exc.message or ERROR_MESSAGES[FORBIDDEN]
+            # Reference: connection_error has message "Forbidden" and context {message}; the
+            # HTTP body carries the hook's message.
+            raise _Rejection(
+                FORBIDDEN,
+                f"allow_request refused the request: {message}",
+                "this is the server's own allow_request hook; check what it requires",
+                message=message,
+            ) from exc
+        except Exception as exc:
+            logger.exception("the allow_request hook raised %s", type(exc).__name__)
+            raise _Rejection(
+                FORBIDDEN,
+                f"the allow_request hook raised {type(exc).__name__}: {exc}",
+                "fix the hook; refuse on purpose with raise aiosio.ConnectionRefused(message)",
+            ) from exc
+        if result is False:
+            raise _Rejection(
+                FORBIDDEN,
+                "allow_request returned False",
+                "this is the server's own allow_request hook; check what it requires",
+            )
 
     def _protocol_of(self, request: HttpRequest) -> int:
         """The handshake's protocol revision; anything but 4 (or 3 with allow_eio3) is code 5."""
@@ -1003,5 +1037,7 @@ def normalize_path(path: str) -> str:
 
 
 def _check_positive(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise TypeError(f"{name} must be a positive number of seconds, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
