@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from aiosio._debug import configure_debug
+from aiosio.client.errors import ConnectError, Stage
+from aiosio.client.socket import Client
+from aiosio.client.sync import SyncClient
 from aiosio.engine.http import HttpRequest, HttpResponse
 from aiosio.engine.server import ConnectionRejected, Cookie, EngineServer, EngineSocket
 from aiosio.errors import AckTimeout, ConnectionRefused, Disconnected
@@ -16,6 +20,8 @@ from aiosio.transports.native import NativeServer, ServerLimits, run, serve
 __all__ = [
     "AckTimeout",
     "BroadcastOperator",
+    "Client",
+    "ConnectError",
     "ConnectionRefused",
     "ConnectionRejected",
     "Cookie",
@@ -33,9 +39,13 @@ __all__ = [
     "Server",
     "ServerLimits",
     "Socket",
+    "Stage",
+    "SyncClient",
     "__version__",
     "run",
     "serve",
 ]
 
 __version__ = "0.1.0"
+
+configure_debug()

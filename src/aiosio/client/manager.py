@@ -243,7 +243,8 @@ class Manager(EventEmitter):
         self._decoder.reset()
         self.emit("close", reason, description)
         for socket in list(self.sockets.values()):
-            socket._on_close(reason, description)
+            if socket.active:  # a socket that disconnected for good no longer listens
+                socket._on_close(reason, description)
         if self.options.reconnection and not self.skip_reconnect:
             self.reconnect()
 
