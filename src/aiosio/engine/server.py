@@ -274,7 +274,11 @@ class EngineSocket(EventEmitter):
         """The transport can take a packet now (what ``volatile`` packets need): a long-poll
         GET is waiting, or the WebSocket has nothing queued."""
         if self._core.state is State.WEBSOCKET:
-            return self._ws is not None and self._ws.buffered_amount == 0
+            ws = self._ws
+            if ws is None:
+                return False
+            writable = getattr(ws, "writable", None)
+            return bool(writable) if writable is not None else ws.buffered_amount == 0
         return self._core.poll_waiting
 
     def close(self) -> None:

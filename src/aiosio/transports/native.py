@@ -69,7 +69,7 @@ def _encode_response(response: HttpResponse, keep_alive: bool, head_only: bool =
 class _NativeWebSocket:
     """A WebSocket on an :class:`HttpConnection`; the channel the engine writes to."""
 
-    __slots__ = ("_closing_timer", "_conn", "_handler", "_plain", "codec")
+    __slots__ = ("_closing_timer", "_conn", "_handler", "_plain", "_sending", "codec")
 
     def __init__(self, conn: HttpConnection, codec: ws.WebSocketProtocol, plain: bool) -> None:
         self._conn = conn
@@ -77,13 +77,32 @@ class _NativeWebSocket:
         self._handler: WebSocketHandler | None = None
         self._plain = plain  # no extension: frames can be written directly
         self._closing_timer: asyncio.TimerHandle | None = None
+        self._sending = False  # a write happened in this turn of the loop
 
     # channel ------------------------------------------------------------------------------------
+
+    def _mark_sending(self) -> None:
+        # Like the reference's ws transport, not writable until the write's callback: here,
+        # until the loop's next turn (what volatile packets check).
+        if not self._sending:
+            self._sending = True
+            self._conn.loop.call_soon(self._sent)
+
+    def _sent(self) -> None:
+        self._sending = False
+
+    @property
+    def writable(self) -> bool:
+        transport = self._conn.transport
+        return (
+            transport is not None and not self._sending and transport.get_write_buffer_size() == 0
+        )
 
     def send(self, data: str | bytes) -> None:
         transport = self._conn.transport
         if transport is None or self.codec.state is not ws.State.OPEN:
             return
+        self._mark_sending()
         if self._plain:
             if isinstance(data, str):
                 transport.write(ws.encode_frame(ws.Opcode.TEXT, data.encode("utf-8")))
@@ -102,6 +121,7 @@ class _NativeWebSocket:
         transport = self._conn.transport
         if transport is None or self.codec.state is not ws.State.OPEN:
             return
+        self._mark_sending()
         if self._plain:
             transport.write(frame)
         else:
