@@ -34,7 +34,7 @@ def free_port() -> int:
 
 
 class _Uvicorn:
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, **options: Any) -> None:
         self.port = free_port()
         config = uvicorn.Config(
             app,
@@ -43,6 +43,7 @@ class _Uvicorn:
             log_level="warning",
             lifespan="on",
             ws="websockets-sansio",
+            **options,
         )
         self.server = uvicorn.Server(config)
         self.task: asyncio.Task[None] | None = None
