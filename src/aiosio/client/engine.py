@@ -230,18 +230,7 @@ class EngineClient:
     async def _open_websocket(self) -> None:
         url = self.url("websocket")
         o = self.options
-        conn, result = await WebSocketConnection.connect(
-            o.host,
-            o.port,
-            self._target("websocket"),
-            self._headers(),
-            secure=o.secure,
-            ssl_context=o.ssl,
-            timeout=o.request_timeout,
-            max_message_size=o.max_payload,
-            url=url,
-            trace=o.trace,
-        )
+        conn, result = await self._connect_websocket(url)
         if conn is None:
             raise self._websocket_refused(result, url)
         first: asyncio.Future[str | bytes] = asyncio.get_running_loop().create_future()
@@ -294,6 +283,21 @@ class EngineClient:
         self.transport = "websocket"
         self._on_handshake(packet, url)
         self._after_open()
+
+    async def _connect_websocket(self, url: str) -> tuple[WebSocketConnection | None, HttpResult]:
+        o = self.options
+        return await WebSocketConnection.connect(
+            o.host,
+            o.port,
+            self._target("websocket"),
+            self._headers(),
+            secure=o.secure,
+            ssl_context=o.ssl,
+            timeout=o.request_timeout,
+            max_message_size=o.max_payload,
+            url=url,
+            trace=o.trace,
+        )
 
     def _websocket_refused(self, result: HttpResult, url: str) -> ConnectError:
         message, hint = hint_for_http(
@@ -518,18 +522,7 @@ class EngineClient:
         url = self.url("websocket")
         o = self.options
         try:
-            conn, result = await WebSocketConnection.connect(
-                o.host,
-                o.port,
-                self._target("websocket"),
-                self._headers(),
-                secure=o.secure,
-                ssl_context=o.ssl,
-                timeout=o.request_timeout,
-                max_message_size=o.max_payload,
-                url=url,
-                trace=o.trace,
-            )
+            conn, result = await self._connect_websocket(url)
         except ConnectError as exc:
             logger.info("websocket upgrade failed, staying on polling: %s", exc)
             return

@@ -159,9 +159,10 @@ async def open_stream(
         return reader, writer
     assert last is not None
     refused = isinstance(last, ConnectionRefusedError)
+    reason = "connection refused" if refused else (last.strerror or str(last))
     raise ConnectError(
         Stage.TCP,
-        f"cannot connect to {host}:{port}: {last.strerror or last}",
+        f"cannot connect to {host}:{port}: {reason}",
         hint="nothing listens on that port: is the server running, and on this host and port?"
         if refused
         else "the host is unreachable from here (network, firewall, or wrong address)",
@@ -251,49 +252,33 @@ class HttpConnection:
         url: str,
     ) -> HttpResult:
         async with self._lock:
-            fresh = self._stream is None
-            if fresh:
-                self._stream = await open_stream(
-                    self.host,
-                    self.port,
-                    secure=self.secure,
-                    ssl_context=self.ssl_context,
-                    timeout=self.timeout,
-                    url=url,
-                    trace=self.trace,
-                )
-            try:
-                return await self._exchange(method, target, headers, body)
-            except (ConnectionError, asyncio.IncompleteReadError) as exc:
-                self.close()
-                if fresh:
+            # A kept-alive connection the server closed meanwhile is retried once on a new one.
+            reused = self._stream is not None
+            for attempt in (1, 2):
+                if self._stream is None:
+                    self._stream = await open_stream(
+                        self.host,
+                        self.port,
+                        secure=self.secure,
+                        ssl_context=self.ssl_context,
+                        timeout=self.timeout,
+                        url=url,
+                        trace=self.trace,
+                    )
+                try:
+                    return await self._exchange(method, target, headers, body)
+                except (ConnectionError, asyncio.IncompleteReadError) as exc:
+                    self.close()
+                    if reused and attempt == 1:
+                        continue
                     raise ConnectError(
-                        Stage.HTTP,
+                        Stage.TRANSPORT if reused else Stage.HTTP,
                         f"the connection closed before an HTTP answer: {exc}",
                         hint="the server closed the connection: is it an HTTP server?",
                         description=exc,
                         url=url,
                     ) from exc
-            # A kept-alive connection the server had closed: retry once on a new one.
-            self._stream = await open_stream(
-                self.host,
-                self.port,
-                secure=self.secure,
-                ssl_context=self.ssl_context,
-                timeout=self.timeout,
-                url=url,
-                trace=self.trace,
-            )
-            try:
-                return await self._exchange(method, target, headers, body)
-            except (ConnectionError, asyncio.IncompleteReadError) as exc:
-                self.close()
-                raise ConnectError(
-                    Stage.TRANSPORT,
-                    f"the connection closed before an HTTP answer: {exc}",
-                    description=exc,
-                    url=url,
-                ) from exc
+            raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     async def _exchange(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes
