@@ -50,29 +50,15 @@ RECOVERABLE = frozenset(
 )
 
 
-class Namespace:
-    """A namespace. ``@nsp.on("connection")`` receives each socket once it is accepted;
-    ``@nsp.on("event")`` handles an event from any of its sockets (socket first, then the
-    arguments; the return value answers the acknowledgement)."""
+class _Registry:
+    """Handlers and connection middlewares, shared by namespaces and dynamic namespace
+    families. Lifecycle handlers are kept apart from event handlers: a client event named
+    "connection" must never run the connection handler."""
 
-    def __init__(self, server: Server, name: str) -> None:
-        self.server = server
-        self.name = name
-        self.sockets: dict[SocketId, Socket] = {}
+    def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
         self._lifecycle: dict[str, Handler] = {}
         self._middlewares: list[Middleware] = []
-        self._ack_counter = 0
-        self.adapter: Adapter = server._make_adapter(self)
-
-    def __repr__(self) -> str:
-        return f"<aiosio.Namespace {self.name!r} sockets={len(self.sockets)}>"
-
-    @property
-    def recovery_enabled(self) -> bool:
-        return self.server.connection_state_recovery is not None
-
-    # -- registration ---------------------------------------------------------------------------
 
     @overload
     def on(self, event: str) -> Callable[[F], F]: ...
@@ -85,8 +71,6 @@ class Namespace:
 
         def register(fn: F) -> F:
             if event in LIFECYCLE:
-                # Kept apart from event handlers: a client event named "connection" must never
-                # run the connection handler.
                 self._lifecycle["connection" if event == "connect" else event] = fn
             else:
                 self._handlers[event] = fn
@@ -103,6 +87,29 @@ class Namespace:
         the socket is accepted; raise :class:`aiosio.ConnectionRefused` to refuse it."""
         self._middlewares.append(middleware)
         return middleware
+
+
+class Namespace(_Registry):
+    """A namespace. ``@nsp.on("connection")`` receives each socket once it is accepted;
+    ``@nsp.on("event")`` handles an event from any of its sockets (socket first, then the
+    arguments; the return value answers the acknowledgement)."""
+
+    def __init__(self, server: Server, name: str) -> None:
+        self.server = server
+        self.name = name
+        super().__init__()
+        self.sockets: dict[SocketId, Socket] = {}
+        self._ack_counter = 0
+        self.adapter: Adapter = server._make_adapter(self)
+
+    def __repr__(self) -> str:
+        return f"<aiosio.Namespace {self.name!r} sockets={len(self.sockets)}>"
+
+    @property
+    def recovery_enabled(self) -> bool:
+        return self.server.connection_state_recovery is not None
+
+    # -- registration ---------------------------------------------------------------------------
 
     # -- broadcasting -----------------------------------------------------------------------------
 
@@ -305,7 +312,7 @@ class Namespace:
             del self.sockets[socket.id]
 
 
-class DynamicNamespace:
+class DynamicNamespace(_Registry):
     """A family of namespaces created on first connection (``sio.of(regex)`` or a callable).
     Children get the handlers and middlewares registered here (those registered before the
     child was created, as the reference)."""
@@ -313,28 +320,8 @@ class DynamicNamespace:
     def __init__(self, server: Server, matcher: re.Pattern[str] | NamespaceMatcher) -> None:
         self.server = server
         self.matcher = matcher
+        super().__init__()
         self.children: dict[str, Namespace] = {}
-        self._handlers: dict[str, Handler] = {}
-        self._lifecycle: dict[str, Handler] = {}
-        self._middlewares: list[Middleware] = []
-
-    @overload
-    def on(self, event: str) -> Callable[[F], F]: ...
-    @overload
-    def on(self, event: str, handler: F) -> F: ...
-    def on(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
-        def register(fn: F) -> F:
-            if event in LIFECYCLE:
-                self._lifecycle["connection" if event == "connect" else event] = fn
-            else:
-                self._handlers[event] = fn
-            return fn
-
-        return register if handler is None else register(handler)
-
-    def use(self, middleware: Middleware) -> Middleware:
-        self._middlewares.append(middleware)
-        return middleware
 
     async def matches(self, name: str, auth: dict[str, Any]) -> bool:
         if isinstance(self.matcher, re.Pattern):
