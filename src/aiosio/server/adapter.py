@@ -125,28 +125,35 @@ class Adapter(ABC):
             members = self.rooms.get(room)
             if members is None:
                 members = self.rooms[room] = {}
+                self._room_created(room)
             members[sid] = None
 
     def delete(self, sid: SocketId, room: Room) -> None:
         own = self.sids.get(sid)
         if own is not None:
             own.pop(room, None)
-        members = self.rooms.get(room)
-        if members is not None:
-            members.pop(sid, None)
-            if not members:
-                del self.rooms[room]
+        self._leave(sid, room)
 
     def delete_all(self, sid: SocketId) -> None:
         own = self.sids.pop(sid, None)
         if not own:
             return
         for room in own:
-            members = self.rooms.get(room)
-            if members is not None:
-                members.pop(sid, None)
-                if not members:
-                    del self.rooms[room]
+            self._leave(sid, room)
+
+    def _leave(self, sid: SocketId, room: Room) -> None:
+        members = self.rooms.get(room)
+        if members is not None:
+            members.pop(sid, None)
+            if not members:
+                del self.rooms[room]
+                self._room_deleted(room)
+
+    def _room_created(self, room: Room) -> None:  # noqa: B027 - optional hook
+        """Hook: a room got its first member here (sharded Redis subscribes to it)."""
+
+    def _room_deleted(self, room: Room) -> None:  # noqa: B027 - optional hook
+        """Hook: a room lost its last member here."""
 
     def is_socket_id(self, room: Room) -> bool:
         """True when ``room`` is a socket's own room (no other socket may join it)."""
@@ -181,10 +188,10 @@ class Adapter(ABC):
                     targets.append(socket)
         return targets
 
-    # -- operations (cluster-wide in cluster adapters) ----------------------------------------
+    # -- local operations (what every server does for its own sockets) -----------------------
 
-    def broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
-        """Send ``packet`` to every target: encoded once, prepared once."""
+    def local_broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
+        """Send ``packet`` to this server's targets: encoded once, prepared once."""
         packet = self._before_broadcast(packet, opts)
         messages = prepare(packet)
         for socket in self.local_targets(opts):
@@ -193,59 +200,87 @@ class Adapter(ABC):
     def _before_broadcast(self, packet: Packet, opts: BroadcastOptions) -> Packet:
         return packet
 
-    async def broadcast_with_ack(
-        self, packet: Packet, opts: BroadcastOptions
-    ) -> tuple[list[Any], list[SocketId]]:
-        """Broadcast with an ack id; returns (replies, ids of the sockets that did not answer
-        within ``opts.flags.timeout``). Each reply is the first argument of the client's ack,
-        in arrival order."""
-        import asyncio
-
-        targets = self.local_targets(opts)
-        replies: list[Any] = []
-        pending: dict[SocketId, LocalSocket] = {s.id: s for s in targets}
-        done = asyncio.get_running_loop().create_future()
+    def local_broadcast_with_ack(
+        self, packet: Packet, opts: BroadcastOptions, on_reply: Callable[[SocketId, Any], None]
+    ) -> list[SocketId]:
+        """Broadcast to this server's targets with an ack id; ``on_reply(sid, first_arg)`` is
+        called once per socket that answers. Returns the ids of the targets."""
         ack_id = packet.id
         assert ack_id is not None
-
-        def on_reply(sid: SocketId) -> Callable[[list[Any]], None]:
-            def reply(args: list[Any]) -> None:
-                if pending.pop(sid, None) is None:
-                    return
-                replies.append(args[0] if args else None)
-                if not pending and not done.done():
-                    done.set_result(None)
-
-            return reply
-
+        targets = self.local_targets(opts)
         messages = prepare(packet)
         for socket in targets:
-            socket._expect_ack(ack_id, on_reply(socket.id))
+            socket._expect_ack(ack_id, _first_arg_to(on_reply, socket.id))
             socket._deliver(packet, messages, opts.flags)
+        return [s.id for s in targets]
+
+    def forget_acks(self, ack_id: int, sids: Iterable[SocketId]) -> None:
+        connected = self.nsp.sockets
+        for sid in sids:
+            socket = connected.get(sid)
+            if socket is not None:
+                socket._forget_ack(ack_id)
+
+    def local_add_sockets(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None:
+        for socket in self.local_targets(opts):
+            socket.join(*rooms)
+
+    def local_del_sockets(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None:
+        for socket in self.local_targets(opts):
+            for room in rooms:
+                socket.leave(room)
+
+    def local_disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
+        for socket in self.local_targets(opts):
+            socket.disconnect(close)
+
+    # -- operations (cluster-wide in cluster adapters) ----------------------------------------
+
+    def broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
+        """Send ``packet`` to every target."""
+        self.local_broadcast(packet, opts)
+
+    async def broadcast_with_ack(
+        self, packet: Packet, opts: BroadcastOptions
+    ) -> tuple[list[Any], list[str]]:
+        """Broadcast with an ack id; returns (replies, what did not answer within
+        ``opts.flags.timeout``: socket ids). Each reply is the first argument of the client's
+        ack, in arrival order."""
+        import asyncio
+
+        replies: list[Any] = []
+        pending: set[SocketId] = set()
+        done = asyncio.get_running_loop().create_future()
+
+        def on_reply(sid: SocketId, value: Any) -> None:
+            if sid not in pending:
+                return
+            pending.discard(sid)
+            replies.append(value)
+            if not pending and not done.done():
+                done.set_result(None)
+
+        pending.update(self.local_broadcast_with_ack(packet, opts, on_reply))
         if not pending:
             return replies, []
         try:
             await asyncio.wait_for(asyncio.shield(done), opts.flags.timeout)
         except TimeoutError:
-            for socket in pending.values():
-                socket._forget_ack(ack_id)
+            assert packet.id is not None
+            self.forget_acks(packet.id, pending)
         return replies, list(pending)
 
     async def fetch_sockets(self, opts: BroadcastOptions) -> list[Any]:
         return list(self.local_targets(opts))
 
     def add_sockets(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None:
-        for socket in self.local_targets(opts):
-            socket.join(*rooms)
+        self.local_add_sockets(opts, rooms)
 
     def del_sockets(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None:
-        for socket in self.local_targets(opts):
-            for room in rooms:
-                socket.leave(room)
+        self.local_del_sockets(opts, rooms)
 
     def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
-        for socket in self.local_targets(opts):
-            socket.disconnect(close)
+        self.local_disconnect_sockets(opts, close)
 
     @abstractmethod
     def server_side_emit(self, args: list[Any]) -> None:
@@ -269,6 +304,15 @@ class Adapter(ABC):
 
     def close(self) -> Awaitable[None] | None:
         return None
+
+
+def _first_arg_to(
+    on_reply: Callable[[SocketId, Any], None], sid: SocketId
+) -> Callable[[list[Any]], None]:
+    def reply(args: list[Any]) -> None:
+        on_reply(sid, args[0] if args else None)
+
+    return reply
 
 
 def prepare(packet: Packet) -> list[PreparedMessage]:
