@@ -6,6 +6,7 @@ from aiosio._debug import configure_debug
 from aiosio.client.errors import ConnectError, Stage
 from aiosio.client.socket import Client
 from aiosio.client.sync import SyncClient
+from aiosio.emitter import Emitter
 from aiosio.engine.http import HttpRequest, HttpResponse
 from aiosio.engine.server import ConnectionRejected, Cookie, EngineServer, EngineSocket
 from aiosio.errors import AckTimeout, ConnectionRefused, Disconnected
@@ -27,6 +28,7 @@ __all__ = [
     "Cookie",
     "Cors",
     "Disconnected",
+    "Emitter",
     "EngineServer",
     "EngineSocket",
     "Handshake",

@@ -230,6 +230,15 @@ class Server:
     def _on_engine_connection(self, conn: EngineSocket) -> None:
         Client(self, conn)
 
+    async def startup(self) -> None:
+        """Called by the HTTP servers when they start: a cluster adapter connects now."""
+        ready = getattr(self._adapter_factory, "ready", None)
+        if ready is not None and not await ready():
+            logger.error(
+                "the adapter is not connected (%s); this server runs alone until it is",
+                getattr(getattr(self._adapter_factory, "health", None), "last_error", None),
+            )
+
     async def close(self) -> None:
         """Disconnect every socket (``server shutting down``) and close every session."""
         for nsp in list(self._nsps.values()):
@@ -239,6 +248,11 @@ class Server:
             if asyncio.iscoroutine(result):
                 await result
         self.engine.close()
+        closer = getattr(self._adapter_factory, "close", None)
+        if closer is not None:
+            result = closer()
+            if asyncio.iscoroutine(result):
+                await result
 
     async def shutdown(self) -> None:
         """Called by the HTTP servers when they stop."""

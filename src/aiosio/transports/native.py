@@ -510,6 +510,9 @@ class NativeServer:
     async def start(
         self, host: str | None, port: int, ssl: ssl_module.SSLContext | None, backlog: int
     ) -> None:
+        startup = getattr(self.app, "startup", None)
+        if startup is not None:
+            await startup()
         self._server = await self.loop.create_server(
             lambda: HttpConnection(self), host, port, ssl=ssl, backlog=backlog
         )

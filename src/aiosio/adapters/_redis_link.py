@@ -1,0 +1,369 @@
+"""One Redis connection pair per server: a publisher and a subscriber that does not die quietly.
+
+The subscriber runs in one task that reconnects with bounded, resetting backoff after Redis
+restarts, ``CLIENT KILL``, idle timeouts and network stalls, and subscribes again to every channel
+and pattern. Publishes go through one ordered, bounded queue drained by one task; what cannot be
+published (Redis down, queue full) is counted and logged, never dropped silently. The health of
+both sides is :attr:`RedisLink.health`. Nothing starts before it is first needed inside a running
+event loop, so a server can be created before a fork.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+__all__ = ["RedisHealth", "RedisLink", "decode", "encode_json", "encode_msgpack"]
+
+logger = logging.getLogger("aiosio.adapter.redis")
+
+Handler = Callable[[str, bytes], None]
+
+
+@dataclass(slots=True)
+class RedisHealth:
+    """What an operator needs to know about the cluster link."""
+
+    connected: bool = False
+    reconnects: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+    disconnected_since: float | None = None
+    outage_seconds: float = 0.0
+    messages_received: int = 0
+    published: int = 0
+    dropped_publishes: int = 0
+    queued_publishes: int = 0
+    last_message_at: float | None = None
+    subscriptions: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "connected": self.connected,
+            "reconnects": self.reconnects,
+            "last_error": self.last_error,
+            "outage_seconds": round(self.outage_seconds, 3),
+            "messages_received": self.messages_received,
+            "published": self.published,
+            "dropped_publishes": self.dropped_publishes,
+            "queued_publishes": self.queued_publishes,
+            "subscriptions": self.subscriptions,
+        }
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code == -1:
+        # msgpack timestamp (a JavaScript Date): what a Node server would send its clients.
+        ts = msgpack.Timestamp.from_bytes(data)
+        seconds = ts.seconds + ts.nanoseconds / 1e9
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + (
+            f".{ts.nanoseconds // 1_000_000:03d}Z"
+        )
+    return [code, data]
+
+
+def encode_msgpack(value: Any) -> bytes:
+    """msgpack as notepack.io (Node) writes and reads it."""
+    return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray | memoryview):
+        # What JSON.stringify makes of a Node Buffer.
+        return {"type": "Buffer", "data": list(bytes(value))}
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def encode_json(value: Any) -> bytes:
+    return json.dumps(
+        value, separators=(",", ":"), ensure_ascii=False, default=_json_default
+    ).encode()
+
+
+def decode(data: bytes, max_size: int) -> Any:
+    """JSON when the first byte is ``{`` (what the Node adapter does), else msgpack. Raises
+    ValueError for anything malformed or over ``max_size`` bytes."""
+    if len(data) > max_size:
+        raise ValueError(f"message of {len(data)} bytes exceeds max_message_size={max_size}")
+    if data[:1] == b"{":
+        return json.loads(data)
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=_ext_hook)
+    except Exception as exc:  # msgpack raises several types for malformed input
+        raise ValueError(f"invalid msgpack message: {exc}") from exc
+
+
+class RedisLink:
+    """The Redis connections of one server, shared by its namespaces."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        max_queue: int = 10_000,
+        backoff_min: float = 0.1,
+        backoff_max: float = 5.0,
+    ) -> None:
+        self.client = client
+        self.health = RedisHealth()
+        self._channels: dict[str, Handler] = {}
+        self._patterns: dict[str, Handler] = {}
+        self._shard_channels: dict[str, Handler] = {}
+        self._pubsub: Any = None
+        self._listener: asyncio.Task[None] | None = None
+        self._sender: asyncio.Task[None] | None = None
+        self._queue: asyncio.Queue[tuple[str, bytes, bool]] | None = None
+        self._max_queue = max_queue
+        self._backoff_min = backoff_min
+        self._backoff_max = backoff_max
+        self._ready: asyncio.Event | None = None
+        self._closed = False
+        self._pending_ops: list[tuple[str, str]] = []
+        self._dropped_logged_at = 0.0
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def ensure_started(self) -> bool:
+        """Start the tasks if an event loop runs (never before: safe to create before a fork)."""
+        if self._listener is not None or self._closed:
+            return self._listener is not None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        self._ready = asyncio.Event()
+        self._queue = asyncio.Queue(self._max_queue)
+        self._listener = loop.create_task(self._listen(), name="aiosio-redis-listener")
+        self._sender = loop.create_task(self._send(), name="aiosio-redis-publisher")
+        return True
+
+    async def ready(self, timeout: float = 5.0) -> bool:
+        """Wait until the subscriptions are active; False when Redis is not reachable."""
+        self.ensure_started()
+        assert self._ready is not None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._ready.wait()
+        return self._ready.is_set()
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in (self._listener, self._sender):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()
+        with contextlib.suppress(Exception):
+            await self.client.aclose()
+
+    def _is_closed(self) -> bool:
+        return self._closed
+
+    # -- subscriptions --------------------------------------------------------------------------
+
+    def subscribe(self, channel: str, handler: Handler) -> None:
+        self._channels[channel] = handler
+        self._apply("subscribe", channel)
+
+    def psubscribe(self, pattern: str, handler: Handler) -> None:
+        self._patterns[pattern] = handler
+        self._apply("psubscribe", pattern)
+
+    def ssubscribe(self, channel: str, handler: Handler) -> None:
+        self._shard_channels[channel] = handler
+        self._apply("ssubscribe", channel)
+
+    def sunsubscribe(self, channel: str) -> None:
+        if self._shard_channels.pop(channel, None) is not None:
+            self._apply("sunsubscribe", channel)
+
+    def _apply(self, op: str, name: str) -> None:
+        self.health.subscriptions = (
+            len(self._channels) + len(self._patterns) + len(self._shard_channels)
+        )
+        if self._pubsub is None or not self.health.connected:
+            return  # done on (re)connection
+        self._pending_ops.append((op, name))
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop().create_task(self._flush_ops())
+
+    async def _flush_ops(self) -> None:
+        ops, self._pending_ops = self._pending_ops, []
+        pubsub = self._pubsub
+        if pubsub is None:
+            return
+        for op, name in ops:
+            try:
+                await getattr(pubsub, op)(name)
+            except Exception as exc:  # noqa: BLE001 - the listener reconnects and resubscribes
+                logger.warning("redis %s %s failed: %s", op, name, exc)
+
+    async def _subscribe_all(self, pubsub: Any) -> None:
+        if self._channels:
+            await pubsub.subscribe(*self._channels)
+        if self._patterns:
+            await pubsub.psubscribe(*self._patterns)
+        if self._shard_channels:
+            await pubsub.ssubscribe(*self._shard_channels)
+
+    async def _listen(self) -> None:
+        delay = self._backoff_min
+        while not self._closed:
+            started = time.monotonic()
+            try:
+                self._pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+                await self._subscribe_all(self._pubsub)
+                self._on_connected()
+                assert self._ready is not None
+                self._ready.set()
+                await self._read(self._pubsub)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure means: reconnect
+                self._on_lost(exc)
+            finally:
+                pubsub, self._pubsub = self._pubsub, None
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()
+            if self._is_closed():
+                return
+            if time.monotonic() - started > 10 * self._backoff_max:
+                delay = self._backoff_min  # it had been up for a while: start over
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._backoff_max)
+
+    async def _read(self, pubsub: Any) -> None:
+        while True:
+            message = await pubsub.get_message(timeout=30.0)
+            if message is None:
+                # Idle: check the connection is alive (detects half-open links and stalls).
+                await asyncio.wait_for(self.client.ping(), 10.0)
+                continue
+            self._dispatch(message)
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        data = message.get("data")
+        channel = message.get("channel")
+        if not isinstance(data, bytes) or channel is None:
+            return
+        name = channel.decode() if isinstance(channel, bytes) else str(channel)
+        handler: Handler | None
+        if kind == "pmessage":
+            pattern = message.get("pattern")
+            key = pattern.decode() if isinstance(pattern, bytes) else str(pattern)
+            handler = self._patterns.get(key)
+        elif kind == "smessage":
+            handler = self._shard_channels.get(name)
+        else:
+            handler = self._channels.get(name)
+        if handler is None:
+            return
+        self.health.messages_received += 1
+        self.health.last_message_at = time.time()
+        try:
+            handler(name, data)
+        except Exception:
+            logger.exception("handling a message on %s failed", name)
+
+    def _on_connected(self) -> None:
+        health = self.health
+        if health.disconnected_since is not None:
+            outage = time.time() - health.disconnected_since
+            health.outage_seconds += outage
+            logger.warning(
+                "redis subscription restored after %.1fs (reconnect #%d): messages published by "
+                "other servers during the outage were not received",
+                outage,
+                health.reconnects,
+            )
+            health.disconnected_since = None
+        health.connected = True
+
+    def _on_lost(self, exc: BaseException) -> None:
+        health = self.health
+        if health.connected or health.disconnected_since is None:
+            health.reconnects += 1 if health.connected else 0
+            health.disconnected_since = health.disconnected_since or time.time()
+            logger.error(
+                "redis subscription lost (%s: %s): reconnecting; broadcasts from other servers "
+                "are missed until it is back",
+                type(exc).__name__,
+                exc,
+            )
+        health.connected = False
+        health.last_error = f"{type(exc).__name__}: {exc}"
+        health.last_error_at = time.time()
+
+    # -- publishing -----------------------------------------------------------------------------
+
+    def publish(self, channel: str, data: bytes, *, sharded: bool = False) -> None:
+        """Queue a message; published in order by one task."""
+        if not self.ensure_started():
+            self._drop(channel, "no event loop is running")
+            return
+        assert self._queue is not None
+        try:
+            self._queue.put_nowait((channel, data, sharded))
+        except asyncio.QueueFull:
+            self._drop(channel, f"{self._max_queue} messages wait already (Redis is down?)")
+            return
+        self.health.queued_publishes = self._queue.qsize()
+
+    async def _send(self) -> None:
+        assert self._queue is not None
+        queue = self._queue
+        while True:
+            channel, data, sharded = await queue.get()
+            try:
+                if sharded:
+                    await self.client.spublish(channel, data)
+                else:
+                    await self.client.publish(channel, data)
+                self.health.published += 1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - counted and reported
+                self.health.last_error = f"{type(exc).__name__}: {exc}"
+                self._drop(channel, f"{type(exc).__name__}: {exc}")
+            self.health.queued_publishes = queue.qsize()
+
+    def _drop(self, channel: str, why: str) -> None:
+        self.health.dropped_publishes += 1
+        now = time.monotonic()
+        if now - self._dropped_logged_at > 5.0:
+            self._dropped_logged_at = now
+            logger.error(
+                "could not publish to redis channel %s (%s): %d messages lost so far; other "
+                "servers do not see them",
+                channel,
+                why,
+                self.health.dropped_publishes,
+            )
+
+    async def numsub(self, channel: str, *, sharded: bool = False) -> int:
+        """Subscribers of a channel (the server count of a namespace)."""
+        try:
+            if sharded:
+                result = await self.client.pubsub_shardnumsub(channel)
+            else:
+                result = await self.client.pubsub_numsub(channel)
+        except Exception as exc:  # noqa: BLE001 - no cluster view: this server alone
+            logger.warning("redis PUBSUB NUMSUB %s failed: %s", channel, exc)
+            return 1
+        if not result:
+            return 0
+        return int(result[0][1])
