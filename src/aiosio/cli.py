@@ -41,6 +41,15 @@ def load_app(target: str) -> Any:
 def _serve(args: argparse.Namespace) -> int:
     from aiosio.transports.native import run
 
+    if args.workers > 1:
+        from aiosio.workers import serve_workers
+
+        if args.certfile:
+            raise SystemExit(
+                "aiosio: --workers with TLS is not supported; terminate TLS in a proxy"
+            )
+        serve_workers(args.app, args.host, args.port, args.workers, args.redis)
+        return 0
     app = load_app(args.app)
     context = None
     if args.certfile:
@@ -68,9 +77,28 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--certfile", help="TLS certificate chain (PEM) to serve https/wss")
     serve.add_argument("--keyfile", help="TLS private key (PEM)")
     serve.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes behind the port, with sticky sessions (default: 1)",
+    )
+    serve.add_argument(
+        "--redis", help="with --workers: connect the workers through this Redis URL instead"
+    )
+    worker = commands.add_parser("_worker", help=argparse.SUPPRESS)
+    worker.add_argument("app")
+    worker.add_argument("--index", type=int, required=True)
+    worker.add_argument("--workers", type=int, required=True)
+    worker.add_argument("--dir", required=True)
+    worker.add_argument("--redis")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    assert args.command == "serve"  # argparse refuses anything else
+    if args.command == "_worker":
+        from aiosio.workers import worker_main
+
+        worker_main(args.app, args.index, args.workers, args.dir, args.redis)
+        return 0
     return _serve(args)

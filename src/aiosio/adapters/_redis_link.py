@@ -17,11 +17,11 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import msgpack
 
-__all__ = ["RedisHealth", "RedisLink", "decode", "encode_json", "encode_msgpack"]
+__all__ = ["Link", "RedisHealth", "RedisLink", "decode", "encode_json", "encode_msgpack"]
 
 logger = logging.getLogger("aiosio.adapter.redis")
 
@@ -100,6 +100,22 @@ def decode(data: bytes, max_size: int) -> Any:
         return msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=_ext_hook)
     except Exception as exc:  # msgpack raises several types for malformed input
         raise ValueError(f"invalid msgpack message: {exc}") from exc
+
+
+class Link(Protocol):
+    """What the Redis adapter needs of its transport (Redis, or the --workers bus)."""
+
+    health: RedisHealth
+
+    def ensure_started(self) -> bool: ...
+    async def ready(self, timeout: float = 5.0) -> bool: ...
+    def subscribe(self, channel: str, handler: Handler) -> None: ...
+    def psubscribe(self, pattern: str, handler: Handler) -> None: ...
+    def ssubscribe(self, channel: str, handler: Handler) -> None: ...
+    def sunsubscribe(self, channel: str) -> None: ...
+    def publish(self, channel: str, data: bytes, *, sharded: bool = False) -> None: ...
+    async def numsub(self, channel: str, *, sharded: bool = False) -> int: ...
+    async def close(self) -> None: ...
 
 
 class RedisLink:

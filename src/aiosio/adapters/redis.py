@@ -23,7 +23,14 @@ import string
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from aiosio.adapters._redis_link import RedisHealth, RedisLink, decode, encode_json, encode_msgpack
+from aiosio.adapters._redis_link import (
+    Link,
+    RedisHealth,
+    RedisLink,
+    decode,
+    encode_json,
+    encode_msgpack,
+)
 from aiosio.errors import AckTimeout
 from aiosio.protocol.socketio import Packet, PacketType, has_binary
 from aiosio.server.adapter import (
@@ -74,17 +81,21 @@ class RedisAdapter:
         requests_timeout: float = 5.0,
         publish_on_specific_response_channel: bool = False,
         max_message_size: int = 10_000_000,
+        link: Link | None = None,
     ) -> None:
         if subscription_mode not in ("static", "dynamic", "dynamic-private"):
             raise ValueError(
                 "subscription_mode must be 'static', 'dynamic' or 'dynamic-private', got "
                 f"{subscription_mode!r}"
             )
-        if isinstance(client, str):
-            import redis.asyncio as redis_asyncio
+        if link is not None:
+            self.link: Link = link  # another transport with the same interface (--workers)
+        else:
+            if isinstance(client, str):
+                import redis.asyncio as redis_asyncio
 
-            client = redis_asyncio.Redis.from_url(client)
-        self.link = RedisLink(client)
+                client = redis_asyncio.Redis.from_url(client)
+            self.link = RedisLink(client)
         self.key = key
         self.sharded = sharded
         self.subscription_mode = subscription_mode

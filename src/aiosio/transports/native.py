@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable
@@ -206,6 +207,9 @@ class HttpConnection(asyncio.Protocol):
         self._upgrade: HttpRequest | None = None
         self._upgrade_buffer = bytearray()
         self._websocket: _NativeWebSocket | None = None
+        # --workers: the raw bytes of a request until it is known to belong to this process
+        self._in_message = False
+        self._raw: bytearray | None = None
 
     # asyncio.Protocol ---------------------------------------------------------------------------
 
@@ -239,6 +243,13 @@ class HttpConnection(asyncio.Protocol):
             if len(self._upgrade_buffer) > self.app.max_body_size + 64 * 1024:
                 self.abort()
             return
+        if self.server.handoff is not None:
+            if not self._in_message:
+                self._raw = bytearray(data)
+            elif self._raw is not None:
+                self._raw += data
+                if len(self._raw) > 64 * 1024:
+                    self._raw = None  # too big to hand over: answered here
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -254,6 +265,7 @@ class HttpConnection(asyncio.Protocol):
     # httptools callbacks ------------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._in_message = True
         self._url = b""
         self._headers = []
         self._head_size = 0
@@ -280,6 +292,12 @@ class HttpConnection(asyncio.Protocol):
         self._disarm()
         if self._refused:
             return
+        if self._raw is not None:
+            raw, self._raw = self._raw, None
+            handoff = self.server.handoff
+            if handoff is not None and handoff.foreign_url(self._url):
+                self._hand_back(handoff, bytes(raw))
+                return
         length = self._content_length()
         if length is not None and length > self.app.max_body_size:
             self._refuse(
@@ -307,6 +325,7 @@ class HttpConnection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self._in_message = False
         if self._refused:
             return
         request = self._build_request()
@@ -441,6 +460,22 @@ class HttpConnection(asyncio.Protocol):
         if pending:
             channel.receive(pending)
 
+    def _hand_back(self, handoff: Any, raw: bytes) -> None:
+        """A kept-alive connection whose request belongs to another worker's session: give the
+        connection back to the master (which routes it again) instead of answering."""
+        transport = self.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if transport is None or sock is None:
+            return
+        self._refused = True  # ignore the rest of what the parser has
+        transport.pause_reading()
+        duplicate = os.dup(sock.fileno())
+        try:
+            handoff.give_back(duplicate, raw)
+        finally:
+            os.close(duplicate)
+        transport.abort()
+
     # refusals and timers ------------------------------------------------------------------------
 
     def _refuse(self, status: int, reason: str) -> None:
@@ -498,6 +533,7 @@ class NativeServer:
         self.limits = limits
         self.connections: set[HttpConnection] = set()
         self._server: asyncio.base_events.Server | None = None
+        self.handoff: Any = None  # set in --workers mode (aiosio.workers)
 
     @property
     def sockets(self) -> list[Any]:

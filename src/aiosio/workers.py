@@ -1,0 +1,477 @@
+"""``aiosio serve module:sio --workers N``: N worker processes behind one port, sticky.
+
+Long-polling needs every request of a session to reach the process that owns it. The master
+process owns the listening socket: it reads the request line of each new connection, finds the
+session id (``sid=``) and passes the connection itself (its file descriptor, with the bytes
+already read) to the worker that owns the session; a handshake goes to the next worker in turn.
+Each worker's session ids start with its own letter, so the owner of a session is known from
+its id alone. A kept-alive connection whose next request belongs to another worker (two browser
+tabs share connections) is handed back to the master at the request boundary and routed again.
+
+The master is also the workers' message bus: a cluster adapter with the sharded Redis adapter's
+message format runs over it, so broadcasts, rooms, acknowledgements and ``fetch_sockets`` span
+every worker. With ``--redis URL`` the workers use Redis instead (and join other servers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import secrets
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+
+from aiosio.adapters._redis_link import RedisHealth
+
+__all__ = ["BusLink", "serve_workers", "worker_main"]
+
+logger = logging.getLogger("aiosio.workers")
+
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_SID = re.compile(rb"[?&]sid=([A-Za-z0-9_-]+)")
+_MAX_HEAD = 64 * 1024
+
+
+def worker_of(sid: bytes | str, workers: int) -> int | None:
+    """The worker that owns a session id (its first character), or None."""
+    if not sid:
+        return None
+    first = sid[0] if isinstance(sid, str) else chr(sid[0])
+    index = ALPHABET.find(first)
+    return index if 0 <= index < workers else None
+
+
+def sid_in(head: bytes) -> bytes | None:
+    line_end = head.find(b"\r\n")
+    match = _SID.search(head[: line_end if line_end >= 0 else len(head)])
+    return match.group(1) if match else None
+
+
+# -- the bus (master side) ------------------------------------------------------------------------
+
+
+class _Bus:
+    """Channels and subscribers across the workers; messages framed as msgpack arrays."""
+
+    def __init__(self) -> None:
+        self.subscribers: dict[str, set[asyncio.StreamWriter]] = {}
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        mine: set[str] = set()
+        try:
+            while True:
+                frame = await _read_frame(reader)
+                op = frame[0]
+                if op == "sub":
+                    self.subscribers.setdefault(frame[1], set()).add(writer)
+                    mine.add(frame[1])
+                elif op == "unsub":
+                    self.subscribers.get(frame[1], set()).discard(writer)
+                    mine.discard(frame[1])
+                elif op == "pub":
+                    for target in list(self.subscribers.get(frame[1], ())):
+                        _write_frame(target, ["msg", frame[1], frame[2]])
+                elif op == "numsub":
+                    _write_frame(
+                        writer, ["numsub", frame[1], len(self.subscribers.get(frame[2], ()))]
+                    )
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        except asyncio.CancelledError:
+            return  # shutting down: the stream callback must not see a cancelled task
+        finally:
+            for channel in mine:
+                self.subscribers.get(channel, set()).discard(writer)
+            writer.close()
+
+
+def _write_frame(writer: asyncio.StreamWriter, frame: list[Any]) -> None:
+    data = msgpack.packb(frame, use_bin_type=True)
+    writer.write(struct.pack(">I", len(data)) + data)
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> list[Any]:
+    size = struct.unpack(">I", await reader.readexactly(4))[0]
+    frame = msgpack.unpackb(await reader.readexactly(size), raw=False)
+    if not isinstance(frame, list) or not frame:
+        raise ConnectionError("invalid bus frame")
+    return frame
+
+
+class BusLink:
+    """The RedisLink interface over the master's bus: what the sharded adapter needs."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.health = RedisHealth()
+        self._handlers: dict[str, Callable[[str, bytes], None]] = {}
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._numsub: dict[int, asyncio.Future[int]] = {}
+        self._next = 0
+        self._ready: asyncio.Event | None = None
+        self._backlog: list[list[Any]] = []
+
+    def ensure_started(self) -> bool:
+        if self._reader_task is not None:
+            return True
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        self._ready = asyncio.Event()
+        self._reader_task = loop.create_task(self._run())
+        return True
+
+    async def _run(self) -> None:
+        reader, self._writer = await asyncio.open_unix_connection(self.path)
+        for channel in self._handlers:
+            _write_frame(self._writer, ["sub", channel])
+        for frame in self._backlog:
+            _write_frame(self._writer, frame)
+        self._backlog = []
+        self.health.connected = True
+        assert self._ready is not None
+        self._ready.set()
+        try:
+            while True:
+                frame = await _read_frame(reader)
+                if frame[0] == "msg":
+                    handler = self._handlers.get(frame[1])
+                    if handler is not None:
+                        self.health.messages_received += 1
+                        handler(frame[1], frame[2])
+                elif frame[0] == "numsub":
+                    future = self._numsub.pop(frame[1], None)
+                    if future is not None and not future.done():
+                        future.set_result(int(frame[2]))
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            self.health.connected = False
+            self.health.last_error = f"the master process went away: {exc}"
+            logger.error("lost the connection to the master process: %s", exc)  # noqa: TRY400
+
+    async def ready(self, timeout: float = 5.0) -> bool:
+        self.ensure_started()
+        assert self._ready is not None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._ready.wait()
+        return self._ready.is_set()
+
+    def _send(self, frame: list[Any]) -> None:
+        if self._writer is None:
+            self._backlog.append(frame)
+            self.ensure_started()
+        else:
+            _write_frame(self._writer, frame)
+
+    def subscribe(self, channel: str, handler: Callable[[str, bytes], None]) -> None:
+        self.ssubscribe(channel, handler)
+
+    def psubscribe(self, pattern: str, handler: Callable[[str, bytes], None]) -> None:
+        raise TypeError("the worker bus has no pattern subscriptions: use the sharded protocol")
+
+    def ssubscribe(self, channel: str, handler: Callable[[str, bytes], None]) -> None:
+        self._handlers[channel] = handler
+        if self._writer is not None:
+            _write_frame(self._writer, ["sub", channel])
+
+    def sunsubscribe(self, channel: str) -> None:
+        if self._handlers.pop(channel, None) is not None and self._writer is not None:
+            _write_frame(self._writer, ["unsub", channel])
+
+    def publish(self, channel: str, data: bytes, *, sharded: bool = False) -> None:
+        self.health.published += 1
+        self._send(["pub", channel, data])
+
+    async def numsub(self, channel: str, *, sharded: bool = False) -> int:
+        self._next += 1
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._numsub[self._next] = future
+        self._send(["numsub", self._next, channel])
+        try:
+            async with asyncio.timeout(5.0):
+                return await future
+        except TimeoutError:
+            return 1
+
+    async def close(self) -> None:
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+        if self._writer is not None:
+            self._writer.close()
+
+
+# -- the master ---------------------------------------------------------------------------------
+
+
+class _Master:
+    def __init__(self, workers: int, directory: str) -> None:
+        self.workers = workers
+        self.directory = directory
+        self.handoff: list[socket.socket] = []
+        self.next_worker = 0
+        self.loop = asyncio.get_running_loop()
+
+    def fd_path(self, index: int) -> str:
+        return os.path.join(self.directory, f"fd-{index}.sock")
+
+    def bus_path(self) -> str:
+        return os.path.join(self.directory, "bus.sock")
+
+    async def connect_workers(self, deadline: float) -> None:
+        for index in range(self.workers):
+            while True:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                try:
+                    sock.connect(self.fd_path(index))
+                    break
+                except OSError:
+                    sock.close()
+                    if self.loop.time() > deadline:
+                        raise RuntimeError(f"worker {index} did not start") from None
+                    await asyncio.sleep(0.05)
+            sock.setblocking(False)
+            self.handoff.append(sock)
+            self.loop.add_reader(sock, self._handed_back, sock)
+
+    def route(self, conn: socket.socket, head: bytes) -> None:
+        sid = sid_in(head)
+        index = worker_of(sid, self.workers) if sid else None
+        if index is None:
+            index = self.next_worker
+            self.next_worker = (self.next_worker + 1) % self.workers
+        try:
+            socket.send_fds(self.handoff[index], [head], [conn.fileno()])
+        except OSError as exc:
+            logger.error("could not pass a connection to worker %d: %s", index, exc)  # noqa: TRY400
+        finally:
+            conn.close()
+
+    def _handed_back(self, sock: socket.socket) -> None:
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(sock, _MAX_HEAD + 1024, 1)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.loop.remove_reader(sock)
+            return
+        if not fds:
+            if not data:
+                self.loop.remove_reader(sock)
+            return
+        conn = socket.socket(fileno=fds[0])
+        self.route(conn, data)
+
+    async def accept(self, listener: socket.socket) -> None:
+        while True:
+            conn, _ = await self.loop.sock_accept(listener)
+            self.loop.create_task(self._first_bytes(conn))
+
+    async def _first_bytes(self, conn: socket.socket) -> None:
+        conn.setblocking(False)
+        head = b""
+        try:
+            async with asyncio.timeout(10.0):
+                while b"\r\n" not in head and len(head) < _MAX_HEAD:
+                    chunk = await self.loop.sock_recv(conn, 65536)
+                    if not chunk:
+                        conn.close()
+                        return
+                    head += chunk
+        except (TimeoutError, OSError):
+            conn.close()
+            return
+        self.route(conn, head)
+
+
+async def _master(
+    target: str, host: str, port: int, workers: int, redis_url: str | None, python: str
+) -> None:
+    directory = tempfile.mkdtemp(prefix="aiosio-workers-")
+    master = _Master(workers, directory)
+    bus = _Bus()
+    bus_server = await asyncio.start_unix_server(bus.serve, master.bus_path())
+    listener = socket.create_server((host, port), reuse_port=False, backlog=2048)
+    listener.setblocking(False)
+    procs = []
+    for index in range(workers):
+        command = [
+            python,
+            "-m",
+            "aiosio",
+            "_worker",
+            target,
+            "--index",
+            str(index),
+            "--workers",
+            str(workers),
+            "--dir",
+            directory,
+        ]
+        if redis_url:
+            command += ["--redis", redis_url]
+        procs.append(subprocess.Popen(command))  # noqa: ASYNC220, S603 - our own interpreter
+    try:
+        await master.connect_workers(master.loop.time() + 30)
+        logger.warning(
+            "aiosio listening on http://%s:%d with %d workers (sticky sessions)",
+            host,
+            listener.getsockname()[1],
+            workers,
+        )
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                master.loop.add_signal_handler(sig, stop.set)
+        accept = master.loop.create_task(master.accept(listener))
+        watcher = master.loop.create_task(_watch(procs, stop))
+        await stop.wait()
+        accept.cancel()
+        watcher.cancel()
+    finally:
+        listener.close()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        bus_server.close()
+        with contextlib.suppress(OSError):
+            for name in os.listdir(directory):
+                os.unlink(os.path.join(directory, name))
+            os.rmdir(directory)
+
+
+async def _watch(procs: list[subprocess.Popen[bytes]], stop: asyncio.Event) -> None:
+    while True:
+        await asyncio.sleep(0.5)
+        for index, proc in enumerate(procs):
+            if proc.poll() is not None:
+                logger.error("worker %d exited with %s; stopping", index, proc.returncode)
+                stop.set()
+                return
+
+
+def serve_workers(
+    target: str, host: str, port: int, workers: int, redis_url: str | None = None
+) -> None:
+    """Run ``workers`` processes of ``module:app`` behind ``host:port`` (blocking)."""
+    if not 1 <= workers <= len(ALPHABET):
+        raise ValueError(f"workers must be between 1 and {len(ALPHABET)}, got {workers}")
+    asyncio.run(_master(target, host, port, workers, redis_url, sys.executable))
+
+
+# -- a worker -----------------------------------------------------------------------------------
+
+
+def worker_main(target: str, index: int, workers: int, directory: str, redis: str | None) -> None:
+    """Entry point of one worker process (``python -m aiosio _worker``)."""
+    from aiosio.adapters.redis import RedisAdapter
+    from aiosio.cli import load_app
+    from aiosio.server.server import Server
+    from aiosio.transports.native import NativeServer, ServerLimits
+
+    app = load_app(target)
+    engine = getattr(app, "engine", app)
+    prefix = ALPHABET[index]
+
+    def generate_id(request: Any) -> str:
+        return prefix + secrets.token_urlsafe(15)[1:]
+
+    engine.generate_id = generate_id
+    if isinstance(app, Server):
+        if redis:
+            factory = RedisAdapter(redis)
+        else:
+            bus = BusLink(os.path.join(directory, "bus.sock"))
+            factory = RedisAdapter(link=bus, sharded=True, subscription_mode="static")
+        app._adapter_factory = factory
+        for nsp in app._nsps.values():
+            nsp.adapter = factory(nsp)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        http_app = getattr(app, "http_app", app)
+        server = NativeServer(http_app, loop, ServerLimits())
+        handoff = _WorkerHandoff(loop, server, index, workers)
+        server.handoff = handoff
+        startup = getattr(http_app, "startup", None)
+        if startup is not None:
+            await startup()
+        path = os.path.join(directory, f"fd-{index}.sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        listener.bind(path)
+        listener.listen(1)
+        listener.setblocking(False)
+        channel, _ = await loop.sock_accept(listener)
+        channel.setblocking(False)
+        handoff.channel = channel
+        loop.add_reader(channel, handoff.receive)
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await server.close()
+
+    asyncio.run(main())
+
+
+class _WorkerHandoff:
+    """Receives connections from the master; gives back those of other workers' sessions."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, server: Any, index: int, workers: int
+    ) -> None:
+        self.loop = loop
+        self.server = server
+        self.index = index
+        self.workers = workers
+        self.channel: socket.socket | None = None
+
+    def receive(self) -> None:
+        assert self.channel is not None
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(self.channel, _MAX_HEAD + 1024, 1)
+        except (BlockingIOError, InterruptedError):
+            return
+        if not fds:
+            return
+        conn = socket.socket(fileno=fds[0])
+        self.loop.create_task(self._adopt(conn, data))
+
+    async def _adopt(self, conn: socket.socket, data: bytes) -> None:
+        from aiosio.transports.native import HttpConnection
+
+        conn.setblocking(False)
+        _transport, protocol = await self.loop.connect_accepted_socket(
+            lambda: HttpConnection(self.server), conn
+        )
+        if data:
+            protocol.data_received(data)
+
+    def foreign_url(self, url: bytes) -> bool:
+        match = _SID.search(url)
+        owner = worker_of(match.group(1), self.workers) if match else None
+        return owner is not None and owner != self.index
+
+    def give_back(self, fd: int, data: bytes) -> None:
+        assert self.channel is not None
+        try:
+            socket.send_fds(self.channel, [data], [fd])
+        except OSError as exc:
+            logger.error("could not hand a connection back to the master: %s", exc)  # noqa: TRY400
