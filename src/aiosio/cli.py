@@ -59,6 +59,50 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from aiosio.doctor.checks import DoctorOptions, diagnose
+
+    trace = None
+    if args.verbose:
+
+        def trace(direction: str, text: str) -> None:
+            sys.stderr.write(f"{direction} {text}\n")
+
+    headers = {}
+    for header in args.header or ():
+        name, _, value = header.partition(":")
+        headers[name.strip()] = value.strip()
+    try:
+        auth = json.loads(args.auth) if args.auth else None
+    except ValueError as exc:
+        raise SystemExit(f"aiosio doctor: --auth must be JSON: {exc}") from exc
+    options = DoctorOptions(
+        url=args.url,
+        path=args.path,
+        namespace=args.namespace,
+        auth=auth,
+        origin=args.origin,
+        credentials=args.credentials,
+        headers=headers,
+        transport=args.transport,
+        soak=args.soak,
+        probe_payload=args.probe_payload,
+        insecure=args.insecure,
+        ca=args.ca,
+        timeout=args.timeout,
+        trace=trace,
+    )
+    report = asyncio.run(diagnose(options))
+    if args.json:
+        sys.stdout.write(report.as_json() + "\n")
+    else:
+        report.render()
+    return 0 if report.ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aiosio", description=__doc__)
     parser.add_argument(
@@ -86,6 +130,30 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument(
         "--redis", help="with --workers: connect the workers through this Redis URL instead"
     )
+    doctor = commands.add_parser(
+        "doctor", help="diagnose a Socket.IO deployment (any server: Node, Python, aiosio)"
+    )
+    doctor.add_argument("url", help="the server's URL, e.g. https://example.com (path = namespace)")
+    doctor.add_argument("--path", help="the Socket.IO path (default /socket.io/)")
+    doctor.add_argument("--namespace", help="the namespace to connect (default: the URL's path)")
+    doctor.add_argument("--auth", help="the auth payload, as JSON")
+    doctor.add_argument("--origin", help="the page's origin, to check CORS as a browser would")
+    doctor.add_argument("--credentials", action="store_true", help="the page sends credentials")
+    doctor.add_argument("--header", action="append", help="an extra request header 'Name: value'")
+    doctor.add_argument("--transport", choices=("polling", "websocket"), help="check only this one")
+    doctor.add_argument(
+        "--soak", type=float, default=0.0, help="hold an idle connection this long (seconds)"
+    )
+    doctor.add_argument(
+        "--probe-payload", action="store_true", help="find the largest accepted message"
+    )
+    doctor.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+    doctor.add_argument("--ca", help="a CA file to verify the server's certificate with")
+    doctor.add_argument("--timeout", type=float, default=10.0, help="per step (seconds)")
+    doctor.add_argument("--json", action="store_true", help="the report as JSON")
+    doctor.add_argument(
+        "--verbose", action="store_true", help="show every request and response, like curl -v"
+    )
     worker = commands.add_parser("_worker", help=argparse.SUPPRESS)
     worker.add_argument("app")
     worker.add_argument("--index", type=int, required=True)
@@ -96,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if args.command == "doctor":
+        return _doctor(args)
     if args.command == "_worker":
         from aiosio.workers import worker_main
 
