@@ -200,6 +200,8 @@ class EngineSocket(EventEmitter):
         self._poll_future: asyncio.Future[PollResponse] | None = None
         self._ws: WebSocketChannel | None = None
         self._probe: WebSocketChannel | None = None
+        self._on_message: Callable[[str | bytes], None] | None = None
+        self._deadline: float | None = None
 
     # -- public -----------------------------------------------------------------------------------
 
@@ -234,6 +236,14 @@ class EngineSocket(EventEmitter):
 
     def send(self, data: str | bytes) -> None:
         """Send a message; non-blocking. Ignored once the session is closing."""
+        ws = self._ws
+        if ws is not None:
+            message = self._core.websocket_data(data)
+            if message is not None:
+                ws.send(message)
+                if ws.buffered_amount > self.server.max_outbound_buffer:
+                    self._check_backlog()
+                return
         self._apply(self._core.send(data))
         self._check_backlog()
 
@@ -288,12 +298,21 @@ class EngineSocket(EventEmitter):
     # -- engine side ------------------------------------------------------------------------------
 
     def on_timer(self, now: float) -> None:
+        self._deadline = None  # the wheel forgot it
         self._apply(self._core.handle_timeout(now))
+
+    def on_message(self, handler: Callable[[str | bytes], None]) -> None:
+        """Set the one receiver of this session's messages (the Socket.IO layer's fast path;
+        ``on("message", ...)`` handlers are not called then)."""
+        self._on_message = handler
 
     def _apply(self, events: Iterable[Event]) -> None:
         for event in events:
             if isinstance(event, MessageReceived):
-                self.emit("message", event.data)
+                if self._on_message is not None:
+                    self._on_message(event.data)
+                else:
+                    self.emit("message", event.data)
             elif isinstance(event, WebSocketSend):
                 ws = self._ws
                 if ws is not None:
@@ -327,7 +346,10 @@ class EngineSocket(EventEmitter):
                 self.emit("close", event.reason, event.description)
             else:
                 assert_never(event)
-        self.server._timers.schedule(self, self._core.deadline)
+        deadline = self._core.deadline
+        if deadline != self._deadline:
+            self._deadline = deadline
+            self.server._timers.schedule(self, deadline)
 
     async def _poll(self, request: HttpRequest) -> HttpResponse:
         future: asyncio.Future[PollResponse] = asyncio.get_running_loop().create_future()
@@ -373,6 +395,15 @@ class _SessionWebSocket:
 
     def on_message(self, data: str | bytes) -> None:
         socket = self._socket
+        if not self._probe:
+            message = socket._core.message_data(data)
+            if message is not None:
+                handler = socket._on_message
+                if handler is not None:
+                    handler(message)
+                else:
+                    socket.emit("message", message)
+                return
         now = socket.server._now()
         if self._probe and socket._probe is not None:
             socket._apply(socket._core.receive_probe_message(data, now))

@@ -370,6 +370,28 @@ class EngineSession:
 
     # -- WebSocket transport ----------------------------------------------------------------------
 
+    def message_data(self, raw: str | bytes) -> str | bytes | None:
+        """The hot path: the data of a plain MESSAGE packet received on the session's own
+        WebSocket (revision 4 text ``4...`` or binary), or ``None`` when the packet needs
+        :meth:`receive_message` (heartbeats, anything else). Same outcome as
+        ``receive_message`` returning one ``MessageReceived``, without the event objects."""
+        if self.state is not State.WEBSOCKET or self.protocol != 4:
+            return None
+        if isinstance(raw, str):
+            return raw[1:] if raw[:1] == "4" else None
+        return raw
+
+    def websocket_data(self, data: str | bytes) -> str | bytes | None:
+        """The hot path for sending: the WebSocket message for ``data`` when the session runs
+        on WebSocket (what :meth:`send` would put in one ``WebSocketSend``), else ``None``."""
+        if self.state is not State.WEBSOCKET:
+            return None
+        if isinstance(data, str):
+            return "4" + data
+        if self.protocol == 4:
+            return data
+        return b"\x04" + data
+
     def receive_message(self, raw: str | bytes, now: float) -> list[Event]:
         """A message arrived on the session's own WebSocket."""
         self.now = now

@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +85,9 @@ class Limits:
 
 
 _DEFAULT_LIMITS = Limits()
+_DIGITS = re.compile(r"[0-9]+")
+_PLAIN = (str, int, float, bool, type(None))
+_BINARY = (bytes, bytearray, memoryview)
 _OPT = orjson.OPT_NON_STR_KEYS
 
 
@@ -132,15 +136,19 @@ def loads(text: str) -> Any:
 
 def has_binary(value: Any, depth: int = 0) -> bool:
     """True when ``value`` holds bytes anywhere (the reference's ``hasBinary``)."""
-    if isinstance(value, bytes | bytearray | memoryview):
+    if type(value) in _PLAIN:
+        return False
+    if isinstance(value, _BINARY):
         return True
     if depth > 64:
         return False
     if isinstance(value, list | tuple):
-        return any(has_binary(v, depth + 1) for v in value)
-    if isinstance(value, dict):
-        return any(has_binary(v, depth + 1) for v in value.values())
-    return False
+        items: Any = value
+    elif isinstance(value, dict):
+        items = value.values()
+    else:
+        return False
+    return any(type(item) not in _PLAIN and has_binary(item, depth + 1) for item in items)
 
 
 def _deconstruct(value: Any, buffers: list[bytes]) -> Any:
@@ -154,6 +162,9 @@ def _deconstruct(value: Any, buffers: list[bytes]) -> Any:
     return value
 
 
+_TYPE_DIGIT = {t: str(t.value) for t in PacketType}
+
+
 def encode(packet: Packet) -> list[str | bytes]:
     """Encode a packet into Engine.IO messages: the text header packet, then attachments."""
     ptype = packet.type
@@ -162,18 +173,19 @@ def encode(packet: Packet) -> list[str | bytes]:
     if ptype in (PacketType.EVENT, PacketType.ACK) and has_binary(data):
         ptype = PacketType.BINARY_EVENT if ptype is PacketType.EVENT else PacketType.BINARY_ACK
         data = _deconstruct(data, buffers)
-    parts = [str(int(ptype))]
-    if ptype is PacketType.BINARY_EVENT or ptype is PacketType.BINARY_ACK:
-        parts.append(f"{len(buffers)}-")
-    if packet.nsp and packet.nsp != "/":
-        parts.append(packet.nsp + ",")
+    head = _TYPE_DIGIT[ptype]
+    if buffers:
+        head += f"{len(buffers)}-"
+    nsp = packet.nsp
+    if nsp and nsp != "/":
+        head += nsp + ","
     if packet.id is not None:
-        parts.append(str(packet.id))
+        head += str(packet.id)
     if data is not None:
-        parts.append(dumps(data))
-    out: list[str | bytes] = ["".join(parts)]
-    out.extend(buffers)
-    return out
+        head += dumps(data)
+    if not buffers:
+        return [head]
+    return [head, *buffers]
 
 
 class Decoder:
@@ -262,8 +274,9 @@ class Decoder:
                 nsp, i = text[i:comma], comma + 1
         ack_id: int | None = None
         start = i
-        while i < size and "0" <= text[i] <= "9":
-            i += 1
+        match = _DIGITS.match(text, i)
+        if match is not None:
+            i = match.end()
             if i - start > 16:
                 raise RemoteProtocolError("ack id has more than 16 digits")
         if i > start:
@@ -308,7 +321,7 @@ def _check_payload(ptype: PacketType, data: Any) -> None:
 def _check_depth(data: Any, text: str, max_depth: int) -> None:
     """Refuse values nested deeper than ``max_depth``. Free for small payloads: a text with
     fewer opening brackets than the limit cannot be that deep."""
-    if text.count("[") + text.count("{") <= max_depth:
+    if len(text) <= 2 * max_depth or text.count("[") + text.count("{") <= max_depth:
         return
     stack: list[tuple[Any, int]] = [(data, 1)]
     while stack:

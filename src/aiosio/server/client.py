@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 from aiosio._eager import run_eager
 from aiosio.engine.server import EngineSocket, PreparedMessage
 from aiosio.protocol.errors import RemoteProtocolError
-from aiosio.protocol.socketio import Decoder, Packet, PacketType, encode
+from aiosio.protocol.socketio import Decoder, Packet, PacketType, dumps, encode, has_binary
 
 if TYPE_CHECKING:
     from aiosio.server.server import Server
@@ -35,7 +35,7 @@ class Client:
         self._connect_timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
             server.connect_timeout, self._connect_timeout
         )
-        conn.on("message", self._on_data)
+        conn.on_message(self._on_data)
         conn.on("close", self._on_close)
         if conn.protocol == 3:
             # socket.io 2.x clients are connected to "/" implicitly.
@@ -51,6 +51,16 @@ class Client:
             return
         for part in encode(packet):
             conn.send(part)
+
+    def write_ack(self, nsp: str, ack_id: int, args: list[Any]) -> None:
+        """An ACK packet, encoded without building a Packet when it holds no binary."""
+        if has_binary(args):
+            self.write(Packet(PacketType.ACK, nsp, args, ack_id))
+            return
+        conn = self.conn
+        if conn.ready_state == "open":
+            prefix = "3" if nsp == "/" else f"3{nsp},"
+            conn.send(f"{prefix}{ack_id}{dumps(args)}")
 
     def write_prepared(self, messages: Sequence[PreparedMessage], *, volatile: bool) -> None:
         conn = self.conn
@@ -176,7 +186,7 @@ class Client:
         if self._connect_timer is not None:
             self._connect_timer.cancel()
             self._connect_timer = None
-        self.conn.off("message", self._on_data)
+        self.conn.on_message(_ignore)
         for socket in list(self.sockets.values()):
             socket._on_close(reason, description)
         self.sockets.clear()

@@ -367,7 +367,45 @@ class Socket:
     def _dispatch(self, event: Any, args: list[Any], ack_id: int | None) -> None:
         if not self.connected:
             return
-        name = str(event) if not isinstance(event, str) else event
+        name = event if type(event) is str else str(event)
+        handler = self.nsp._handlers.get(name)
+        if handler is not None and name not in self._handlers:
+            # The hot path: one namespace handler, no per-socket handler.
+            try:
+                result = handler(self, *args)
+            except Exception:
+                logger.exception("handler of event %r on %s raised", name, self.nsp.name)
+                return
+            if ack_id is None:
+                if inspect.iscoroutine(result):
+                    run_eager(result, _ignore, self._handler_failed(name))
+                return
+            if inspect.iscoroutine(result):
+                run_eager(result, functools.partial(self._ack, ack_id), self._handler_failed(name))
+            else:
+                self._ack(ack_id, result)
+            return
+        self._dispatch_all(name, args, ack_id)
+
+    def _handler_failed(self, name: str) -> Callable[[BaseException], None]:
+        def failed(exc: BaseException) -> None:
+            logger.error("handler of event %r on %s raised", name, self.nsp.name, exc_info=exc)
+
+        return failed
+
+    def _ack(self, ack_id: int, value: Any) -> None:
+        """Answer the client's acknowledgement ``ack_id`` with a handler's return value."""
+        if self.client.conn.ready_state != "open":
+            return
+        if value is None:
+            ack_args: list[Any] = []
+        elif type(value) is tuple:
+            ack_args = list(value)  # several values answer with several arguments
+        else:
+            ack_args = [value]
+        self.client.write_ack(self.nsp.name, ack_id, ack_args)
+
+    def _dispatch_all(self, name: str, args: list[Any], ack_id: int | None) -> None:
         answered = False
 
         def answer(value: Any) -> None:
@@ -462,6 +500,10 @@ class Socket:
             self._call_safely(handler, (self, *args))
         for own in tuple(self._handlers.get(event, ())):
             self._call_safely(own, args)
+
+
+def _ignore(_value: Any) -> None:
+    return None
 
 
 def _check_event_name(event: Any) -> None:

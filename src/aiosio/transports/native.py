@@ -67,6 +67,15 @@ def _encode_response(response: HttpResponse, keep_alive: bool, head_only: bool =
     return head if head_only else head + response.body
 
 
+_SENDING: list[_NativeWebSocket] = []
+
+
+def _sent() -> None:
+    for channel in _SENDING:
+        channel._sending = False
+    _SENDING.clear()
+
+
 class _NativeWebSocket:
     """A WebSocket on an :class:`HttpConnection`; the channel the engine writes to."""
 
@@ -84,13 +93,13 @@ class _NativeWebSocket:
 
     def _mark_sending(self) -> None:
         # Like the reference's ws transport, not writable until the write's callback: here,
-        # until the loop's next turn (what volatile packets check).
+        # until the loop's next turn (what volatile packets check). One callback per turn of
+        # the loop for all connections, not one per send.
         if not self._sending:
             self._sending = True
-            self._conn.loop.call_soon(self._sent)
-
-    def _sent(self) -> None:
-        self._sending = False
+            if not _SENDING:
+                self._conn.loop.call_soon(_sent)
+            _SENDING.append(self)
 
     @property
     def writable(self) -> bool:
