@@ -71,15 +71,28 @@ _SENDING: list[_NativeWebSocket] = []
 
 
 def _sent() -> None:
-    for channel in _SENDING:
-        channel._sending = False
+    """End of a turn of the loop: write what each WebSocket queued in it, in one write (one
+    system call) per connection, and make them writable again."""
+    channels = list(_SENDING)
     _SENDING.clear()
+    for channel in channels:
+        channel._sending = False
+        channel._flush()
 
 
 class _NativeWebSocket:
     """A WebSocket on an :class:`HttpConnection`; the channel the engine writes to."""
 
-    __slots__ = ("_closing_timer", "_conn", "_handler", "_plain", "_sending", "codec")
+    __slots__ = (
+        "_closing_timer",
+        "_conn",
+        "_handler",
+        "_out",
+        "_out_size",
+        "_plain",
+        "_sending",
+        "codec",
+    )
 
     def __init__(self, conn: HttpConnection, codec: ws.WebSocketProtocol, plain: bool) -> None:
         self._conn = conn
@@ -88,18 +101,33 @@ class _NativeWebSocket:
         self._plain = plain  # no extension: frames can be written directly
         self._closing_timer: asyncio.TimerHandle | None = None
         self._sending = False  # a write happened in this turn of the loop
+        self._out: list[bytes] = []  # frames queued in this turn, written at its end
+        self._out_size = 0
 
     # channel ------------------------------------------------------------------------------------
 
-    def _mark_sending(self) -> None:
-        # Like the reference's ws transport, not writable until the write's callback: here,
-        # until the loop's next turn (what volatile packets check). One callback per turn of
-        # the loop for all connections, not one per send.
+    def _queue(self, frame: bytes) -> None:
+        # Frames are written at the end of the loop's turn, together: several messages to one
+        # client in the same turn (a burst of acks, successive broadcasts) cost one system call.
+        # Like the reference's ws transport, the channel is not writable until then (what
+        # volatile packets check). One callback per turn for all connections.
+        self._out.append(frame)
+        self._out_size += len(frame)
         if not self._sending:
             self._sending = True
             if not _SENDING:
                 self._conn.loop.call_soon(_sent)
             _SENDING.append(self)
+
+    def _flush(self) -> None:
+        out = self._out
+        if not out:
+            return
+        transport = self._conn.transport
+        if transport is not None:
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
+        self._out = []
+        self._out_size = 0
 
     @property
     def writable(self) -> bool:
@@ -109,31 +137,27 @@ class _NativeWebSocket:
         )
 
     def send(self, data: str | bytes) -> None:
-        transport = self._conn.transport
-        if transport is None or self.codec.state is not ws.State.OPEN:
+        if self._conn.transport is None or self.codec.state is not ws.State.OPEN:
             return
-        self._mark_sending()
         if self._plain:
             if isinstance(data, str):
-                transport.write(ws.encode_frame(ws.Opcode.TEXT, data.encode("utf-8")))
+                self._queue(ws.encode_frame(ws.Opcode.TEXT, data.encode("utf-8")))
             else:
-                transport.write(ws.encode_frame(ws.Opcode.BINARY, data))
+                self._queue(ws.encode_frame(ws.Opcode.BINARY, data))
             return
         if isinstance(data, str):
             self.codec.send_text(data)
         else:
             self.codec.send_binary(data)
-        transport.write(self.codec.data_to_send())
+        self._queue(self.codec.data_to_send())
 
     def send_frame(self, frame: bytes, data: str | bytes) -> None:
         """Write a frame built once for many connections; ``data`` is the message it carries,
         sent through the codec instead when an extension (deflate) is active."""
-        transport = self._conn.transport
-        if transport is None or self.codec.state is not ws.State.OPEN:
+        if self._conn.transport is None or self.codec.state is not ws.State.OPEN:
             return
-        self._mark_sending()
         if self._plain:
-            transport.write(frame)
+            self._queue(frame)
         else:
             self.send(data)
 
@@ -141,6 +165,7 @@ class _NativeWebSocket:
         transport = self._conn.transport
         if transport is None or self.codec.state is not ws.State.OPEN:
             return
+        self._flush()
         self.codec.send_close(code, reason)
         transport.write(self.codec.data_to_send())
         loop = asyncio.get_running_loop()
@@ -151,7 +176,7 @@ class _NativeWebSocket:
     @property
     def buffered_amount(self) -> int:
         transport = self._conn.transport
-        return transport.get_write_buffer_size() if transport is not None else 0
+        return self._out_size + (transport.get_write_buffer_size() if transport is not None else 0)
 
     # from the connection ------------------------------------------------------------------------
 
@@ -172,8 +197,10 @@ class _NativeWebSocket:
         if transport is not None:
             pending = self.codec.data_to_send()
             if pending:
+                self._flush()  # keep the order of what was queued before
                 transport.write(pending)
             if self.codec.close_expected:
+                self._flush()
                 transport.close()
 
     def _finish(self, code: int | None, error: str | None) -> None:
