@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -63,48 +64,70 @@ async def _send_response(send: Send, response: HttpResponse) -> None:
 
 
 class _AsgiWebSocket:
-    """The channel of an ASGI WebSocket: ``send`` queues, one writer task drains the queue."""
+    """The channel of an ASGI WebSocket. ``send`` queues; what a received message causes (an
+    acknowledgement, an answer) is sent by the receive loop itself right after it, with no task
+    switch; what other connections send (broadcasts) wakes one writer task."""
 
     def __init__(self, send: Send) -> None:
         self._send = send
-        self._queue: asyncio.Queue[Message | None] = asyncio.Queue()
+        self._pending: deque[Message] = deque()
         self._buffered = 0
         self._closed = False
+        self._busy = False
+        self.receiving = False  # the receive loop is handling a message: it drains after it
+        self._wake = asyncio.Event()
+        self._done = False
         self.writer = asyncio.get_running_loop().create_task(self._write())
 
     def send(self, data: str | bytes) -> None:
         if self._closed:
             return
+        self._buffered += len(data)
         if isinstance(data, str):
-            self._buffered += len(data)
-            self._queue.put_nowait({"type": "websocket.send", "text": data})
+            self._pending.append({"type": "websocket.send", "text": data})
         else:
-            self._buffered += len(data)
-            self._queue.put_nowait({"type": "websocket.send", "bytes": data})
+            self._pending.append({"type": "websocket.send", "bytes": data})
+        if not self.receiving:
+            self._wake.set()
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         if self._closed:
             return
         self._closed = True
-        self._queue.put_nowait({"type": "websocket.close", "code": code, "reason": reason})
-        self._queue.put_nowait(None)
+        self._pending.append({"type": "websocket.close", "code": code, "reason": reason})
+        self._done = True
+        self._wake.set()
 
     @property
     def buffered_amount(self) -> int:
         return self._buffered
 
+    async def drain(self) -> None:
+        """Send what is queued, in order (one drainer at a time)."""
+        if self._busy:
+            return
+        self._busy = True
+        try:
+            while self._pending:
+                message = self._pending.popleft()
+                data = message.get("text") or message.get("bytes") or b""
+                try:
+                    await self._send(message)
+                finally:
+                    self._buffered -= len(data)
+        finally:
+            self._busy = False
+
     async def _write(self) -> None:
         while True:
-            message = await self._queue.get()
-            if message is None:
-                return
-            data = message.get("text") or message.get("bytes") or b""
+            await self._wake.wait()
+            self._wake.clear()
             try:
-                await self._send(message)
+                await self.drain()
             except Exception:  # noqa: BLE001 - the connection is gone; the receive loop reports it
                 return
-            finally:
-                self._buffered -= len(data)
+            if self._done and not self._pending:
+                return
 
 
 class AsgiApp:
@@ -240,7 +263,13 @@ class AsgiApp:
                         code = 1009
                         channel.close(1009, "message too big")
                         break
-                    handler.on_message(data)
+                    channel.receiving = True
+                    try:
+                        handler.on_message(data)
+                    finally:
+                        channel.receiving = False
+                    if channel._pending:
+                        await channel.drain()
                 elif message["type"] == "websocket.disconnect":
                     code = message.get("code", 1005)
                     break
