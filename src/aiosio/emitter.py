@@ -102,19 +102,36 @@ class Emitter:
     async def _request(self, request: dict[str, Any]) -> None:
         await self.client.publish(f"{self.key}-request#{self.nsp}#", encode_json(request))
 
+    async def _cluster(self, kind: int, data: dict[str, Any]) -> None:
+        # The sharded adapter's cluster message, on the namespace's main shard channel.
+        message = {"type": kind, "data": data, "uid": EMITTER_UID, "nsp": self.nsp}
+        await self.client.spublish(f"{self.key}#{self.nsp}#", encode_json(message))
+
     def _opts(self) -> dict[str, Any]:
         return {"rooms": sorted(self._rooms), "except": sorted(self._except)}
 
     async def sockets_join(self, *rooms: str) -> None:
+        if self.sharded:
+            await self._cluster(4, {"opts": {**self._opts(), "flags": {}}, "rooms": list(rooms)})
+            return
         await self._request({"type": 2, "opts": self._opts(), "rooms": list(rooms)})
 
     async def sockets_leave(self, *rooms: str) -> None:
+        if self.sharded:
+            await self._cluster(5, {"opts": {**self._opts(), "flags": {}}, "rooms": list(rooms)})
+            return
         await self._request({"type": 3, "opts": self._opts(), "rooms": list(rooms)})
 
     async def disconnect_sockets(self, close: bool = False) -> None:
+        if self.sharded:
+            await self._cluster(6, {"opts": {**self._opts(), "flags": {}}, "close": close})
+            return
         await self._request({"type": 4, "opts": self._opts(), "close": close})
 
     async def server_side_emit(self, event: str, *args: Any) -> None:
+        if self.sharded:
+            await self._cluster(9, {"packet": [event, *args]})
+            return
         await self._request({"uid": EMITTER_UID, "type": 6, "data": [event, *args]})
 
     async def close(self) -> None:

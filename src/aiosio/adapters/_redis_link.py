@@ -95,7 +95,10 @@ def decode(data: bytes, max_size: int) -> Any:
     if len(data) > max_size:
         raise ValueError(f"message of {len(data)} bytes exceeds max_message_size={max_size}")
     if data[:1] == b"{":
-        return json.loads(data)
+        try:
+            return json.loads(data)
+        except RecursionError as exc:
+            raise ValueError("JSON message nested too deeply") from exc
     try:
         return msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=_ext_hook)
     except Exception as exc:  # msgpack raises several types for malformed input
@@ -143,7 +146,12 @@ class RedisLink:
         self._backoff_max = backoff_max
         self._ready: asyncio.Event | None = None
         self._closed = False
-        self._pending_ops: list[tuple[str, str]] = []
+        self._sync_lock = asyncio.Lock()
+        self._active: dict[str, set[str]] = {
+            "subscribe": set(),
+            "psubscribe": set(),
+            "ssubscribe": set(),
+        }
         self._dropped_logged_at = 0.0
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -209,42 +217,50 @@ class RedisLink:
         self.health.subscriptions = (
             len(self._channels) + len(self._patterns) + len(self._shard_channels)
         )
-        if self._pubsub is None or not self.health.connected:
+        if self._pubsub is None:
             return  # done on (re)connection
-        self._pending_ops.append((op, name))
         with contextlib.suppress(RuntimeError):
-            asyncio.get_running_loop().create_task(self._flush_ops())
+            asyncio.get_running_loop().create_task(self._sync(self._pubsub))
 
-    async def _flush_ops(self) -> None:
-        ops, self._pending_ops = self._pending_ops, []
-        pubsub = self._pubsub
-        if pubsub is None:
-            return
-        for op, name in ops:
+    async def _sync(self, pubsub: Any, *, strict: bool = False) -> None:
+        """Make the subscriptions of ``pubsub`` what the registry says (one at a time, so a
+        channel added while the link (re)subscribes is not lost). ``strict``: a failure is
+        raised (the listener reconnects) rather than logged."""
+        async with self._sync_lock:
+            if pubsub is not self._pubsub:
+                return
             try:
-                await getattr(pubsub, op)(name)
-            except Exception as exc:  # noqa: BLE001 - the listener reconnects and resubscribes
-                logger.warning("redis %s %s failed: %s", op, name, exc)
-
-    async def _subscribe_all(self, pubsub: Any) -> None:
-        if self._channels:
-            await pubsub.subscribe(*self._channels)
-        if self._patterns:
-            await pubsub.psubscribe(*self._patterns)
-        if self._shard_channels:
-            await pubsub.ssubscribe(*self._shard_channels)
+                for kind, wanted in (
+                    ("subscribe", set(self._channels)),
+                    ("psubscribe", set(self._patterns)),
+                    ("ssubscribe", set(self._shard_channels)),
+                ):
+                    active = self._active[kind]
+                    added, removed = wanted - active, active - wanted
+                    if added:
+                        await getattr(pubsub, kind)(*sorted(added))
+                    if removed:
+                        await getattr(
+                            pubsub, "un" + kind if kind != "ssubscribe" else "sunsubscribe"
+                        )(*sorted(removed))
+                    self._active[kind] = wanted
+            except Exception as exc:
+                if strict:
+                    raise
+                logger.warning("redis subscription update failed: %s", exc)
 
     async def _listen(self) -> None:
         delay = self._backoff_min
         while not self._closed:
             started = time.monotonic()
             try:
-                self._pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-                await self._subscribe_all(self._pubsub)
+                self._pubsub = pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+                self._active = {"subscribe": set(), "psubscribe": set(), "ssubscribe": set()}
+                await self._sync(pubsub, strict=True)
                 self._on_connected()
                 assert self._ready is not None
                 self._ready.set()
-                await self._read(self._pubsub)
+                await self._read(pubsub)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - every failure means: reconnect
@@ -262,13 +278,24 @@ class RedisLink:
             delay = min(delay * 2, self._backoff_max)
 
     async def _read(self, pubsub: Any) -> None:
+        last = time.monotonic()
+        pinged = False
         while True:
-            message = await pubsub.get_message(timeout=30.0)
-            if message is None:
-                # Idle: check the connection is alive (detects half-open links and stalls).
-                await asyncio.wait_for(self.client.ping(), 10.0)
+            message = await pubsub.get_message(timeout=5.0)
+            now = time.monotonic()
+            if message is not None:
+                last, pinged = now, False
+                self._dispatch(message)
                 continue
-            self._dispatch(message)
+            if now - last < 30.0:
+                continue  # an ignored subscribe confirmation, or a short quiet spell
+            if pinged:
+                raise ConnectionError("no answer to PING on the subscriber connection in 30s")
+            # Idle for 30 s: PING on the subscriber's own connection (detects half-open links
+            # and stalls); the pong arrives as a message.
+            await pubsub.ping()
+            pinged = True
+            last = now - 25.0
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
@@ -298,6 +325,7 @@ class RedisLink:
     def _on_connected(self) -> None:
         health = self.health
         if health.disconnected_since is not None:
+            health.reconnects += 1
             outage = time.time() - health.disconnected_since
             health.outage_seconds += outage
             logger.warning(
@@ -312,7 +340,6 @@ class RedisLink:
     def _on_lost(self, exc: BaseException) -> None:
         health = self.health
         if health.connected or health.disconnected_since is None:
-            health.reconnects += 1 if health.connected else 0
             health.disconnected_since = health.disconnected_since or time.time()
             logger.error(
                 "redis subscription lost (%s: %s): reconnecting; broadcasts from other servers "

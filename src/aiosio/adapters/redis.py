@@ -265,6 +265,25 @@ class _RedisNamespaceAdapter(InMemoryAdapter):
             logger.warning("dropped an invalid message from redis: %s", exc)
             return None
 
+    def _invalid(self, channel: str, why: str) -> None:
+        logger.warning("dropped a message of the wrong shape on %s: %s", channel, why)
+
+    async def _gather_existing(self, request_id: str, timeout: float) -> list[Any]:
+        pending = self._pending[request_id]
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(pending.done), timeout)
+        finally:
+            self._pending.pop(request_id, None)
+        if len(pending.responses) < pending.expected:
+            logger.warning(
+                "only %d of %d servers answered within %ss",
+                len(pending.responses),
+                pending.expected,
+                timeout,
+            )
+        return pending.responses
+
     async def _wait_acks(
         self, request_id: str, request: _AckRequest, timeout: float | None
     ) -> _AckRequest:
@@ -390,19 +409,27 @@ class _ClassicAdapter(_RedisNamespaceAdapter):
         if room and room not in self.rooms:
             return  # a room with no member here: not even decoded
         message = self._decode(data)
+        if message is None:
+            return
         if not isinstance(message, list) or len(message) != 3:
+            self._invalid(channel, "a broadcast must be [uid, packet, opts]")
             return
         uid, packet, opts = message
-        if uid == self.uid or not isinstance(packet, dict):
+        if uid == self.uid:
+            return
+        if not isinstance(packet, dict):
+            self._invalid(channel, "the packet is not an object")
             return
         if (packet.get("nsp") or "/") != self.nsp.name:
             return
         args = packet.get("data")
         if not isinstance(args, list) or not args:
+            self._invalid(channel, "packet.data must be a non-empty array")
             return
         try:
             options = _opts_from_wire(opts)
-        except ValueError:
+        except (TypeError, ValueError) as exc:
+            self._invalid(channel, str(exc))
             return
         self.local_broadcast(Packet(PacketType.EVENT, self.nsp.name, args), options)
 
@@ -423,7 +450,10 @@ class _ClassicAdapter(_RedisNamespaceAdapter):
 
     def _on_request(self, channel: str, data: bytes) -> None:
         request = self._decode(data)
+        if request is None:
+            return
         if not isinstance(request, dict):
+            self._invalid(channel, "a request must be an object")
             return
         kind = request.get("type")
         own = request.get("uid") == self.uid
@@ -462,7 +492,7 @@ class _ClassicAdapter(_RedisNamespaceAdapter):
             elif kind == BROADCAST and request_id not in self._acks:
                 self._on_remote_ack_broadcast(request)
         except (ValueError, TypeError, KeyError) as exc:
-            logger.warning("dropped an invalid request from redis (type %r): %s", kind, exc)
+            self._invalid(channel, f"request of type {kind!r}: {exc}")
 
     def _on_remote_membership(self, request: dict[str, Any]) -> None:
         kind = request["type"]
@@ -513,10 +543,14 @@ class _ClassicAdapter(_RedisNamespaceAdapter):
 
     def _on_response(self, channel: str, data: bytes) -> None:
         response = self._decode(data)
+        if response is None:
+            return
         if not isinstance(response, dict):
+            self._invalid(channel, "a response must be an object")
             return
         request_id = response.get("requestId")
         if not isinstance(request_id, str):
+            self._invalid(channel, "a response needs a requestId")
             return
         kind = response.get("type")
         ack = self._acks.get(request_id)
@@ -583,22 +617,6 @@ class _ClassicAdapter(_RedisNamespaceAdapter):
         )
         responses = await self._gather_existing(request_id, self.factory.requests_timeout)
         return local + self._remote_sockets(responses)
-
-    async def _gather_existing(self, request_id: str, timeout: float) -> list[Any]:
-        pending = self._pending[request_id]
-        try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(pending.done), timeout)
-        finally:
-            self._pending.pop(request_id, None)
-        if len(pending.responses) < pending.expected:
-            logger.warning(
-                "only %d of %d servers answered within %ss",
-                len(pending.responses),
-                pending.expected,
-                timeout,
-            )
-        return pending.responses
 
     def _membership(self, kind: int, opts: BroadcastOptions, **fields: Any) -> None:
         wire = _opts_to_wire(opts)
@@ -704,13 +722,17 @@ class _ShardedAdapter(_RedisNamespaceAdapter):
 
     def _on_message(self, channel: str, data: bytes) -> None:
         message = self._decode(data)
+        if message is None:
+            return
         if not isinstance(message, dict):
+            self._invalid(channel, "a cluster message must be an object")
             return
         if message.get("uid") == self.uid or message.get("nsp") != self.nsp.name:
             return
         kind = message.get("type")
         body = message.get("data")
         if not isinstance(body, dict):
+            self._invalid(channel, f"message of type {kind!r} without a data object")
             return
         sender = str(message.get("uid"))
         try:
@@ -746,11 +768,12 @@ class _ShardedAdapter(_RedisNamespaceAdapter):
             elif kind == M_SERVER_SIDE_EMIT:
                 self._on_server_side_emit(sender, body)
         except (ValueError, TypeError, KeyError) as exc:
-            logger.warning("dropped an invalid cluster message (type %r): %s", kind, exc)
+            self._invalid(channel, f"message of type {kind!r}: {exc}")
 
     def _on_broadcast(self, sender: str, body: dict[str, Any]) -> None:
         packet = body.get("packet")
         if not isinstance(packet, dict) or not isinstance(packet.get("data"), list):
+            self._invalid(self.channel, "a broadcast needs packet.data as an array")
             return
         opts = _opts_from_wire(body.get("opts"))
         request_id = body.get("requestId")
@@ -845,13 +868,7 @@ class _ShardedAdapter(_RedisNamespaceAdapter):
         return local + self._remote_sockets(responses)
 
     async def _collect(self, request_id: str, timeout: float) -> list[Any]:
-        pending = self._pending[request_id]
-        try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(pending.done), timeout)
-        finally:
-            self._pending.pop(request_id, None)
-        return pending.responses
+        return await self._gather_existing(request_id, timeout)
 
     def add_sockets(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None:
         if not opts.flags.local:

@@ -112,6 +112,7 @@ class EngineClient:
         self._poll_task: asyncio.Task[None] | None = None
         self._post_done: asyncio.Event = asyncio.Event()
         self._post_done.set()
+        self._closing_ws: list[WebSocketConnection] = []
 
     # -- URLs -----------------------------------------------------------------------------------
 
@@ -254,10 +255,15 @@ class EngineClient:
         conn.on_close = closed_early
         conn.start()
         try:
-            async with asyncio.timeout(o.request_timeout):
+            # Half the connect timeout: a plain WebSocket server that says nothing is named as
+            # such before the connection attempt as a whole times out.
+            async with asyncio.timeout(o.request_timeout / 2):
                 raw = await first
-        except TimeoutError:
+        except BaseException as exc:
             conn.close()
+            self._closing_ws.append(conn)
+            if not isinstance(exc, TimeoutError):
+                raise
             raise ConnectError(
                 Stage.PROTOCOL,
                 "the WebSocket opened but no Engine.IO handshake came",
@@ -563,15 +569,20 @@ class EngineClient:
         # the POST in flight, then switch.
         self._upgrading = True
         self._paused = True
-        if self._poll_task is not None:
-            with contextlib.suppress(Exception):
+        try:
+            if self._poll_task is not None:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(o.request_timeout):
+                        await asyncio.shield(self._poll_task)
+            with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(o.request_timeout):
-                    await asyncio.shield(self._poll_task)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(o.request_timeout):
-                await self._post_done.wait()
-        if self.state != "open":
+                    await self._post_done.wait()
+        finally:
+            if self.state not in ("open", "closing"):
+                self._upgrading = False
+        if self.state not in ("open", "closing"):
             conn.close()
+            self._closing_ws.append(conn)
             return
         self._ws = conn
         conn.on_message = self._on_ws_message
@@ -590,7 +601,7 @@ class EngineClient:
         if self.state not in ("opening", "open"):
             return
         self.state = "closing"
-        if self.transport == "polling" and (self._buffer or self._writing):
+        if self._upgrading or (self.transport == "polling" and (self._buffer or self._writing)):
             self._spawn(self._close_after_drain())
             return
         self._do_close()
@@ -598,10 +609,17 @@ class EngineClient:
     async def _close_after_drain(self) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.options.request_timeout):
+                # As the reference: a close during the upgrade waits for it to end, then the
+                # buffered packets go out on the new transport before the close.
+                while self._upgrading:
+                    await asyncio.sleep(0.01)
+                if self.transport == "websocket":
+                    self._flush()
                 while self._buffer or self._writing:
                     self._flush()
+                    if not self._writing:
+                        break  # nothing could be sent (an upgrade is under way)
                     await self._post_done.wait()
-                    await asyncio.sleep(0)
         self._do_close()
 
     def _do_close(self) -> None:
@@ -648,6 +666,7 @@ class EngineClient:
             self._post_conn = None
         if self._ws is not None:
             self._ws.close()
+            self._closing_ws.append(self._ws)
             self._ws = None
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
@@ -657,10 +676,18 @@ class EngineClient:
         return task
 
     async def wait_closed(self) -> None:
-        """Wait for the background requests of a closed session to finish (tests, shutdown)."""
-        tasks = [t for t in self._tasks if not t.done()]
-        if tasks:
-            await asyncio.wait(tasks, timeout=self.options.request_timeout)
+        """Wait for the background requests of a closed session (the close packet) and its
+        WebSockets' closing handshakes to finish (tests, shutdown)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.request_timeout
+        while loop.time() < deadline:
+            tasks = [t for t in self._tasks if not t.done() and t is not asyncio.current_task()]
+            if not tasks:
+                break
+            await asyncio.wait(tasks, timeout=max(deadline - loop.time(), 0))
+        closing, self._closing_ws = self._closing_ws, []
+        for conn in closing:
+            await conn.wait_closed(max(deadline - loop.time(), 0.1))
 
 
 def _poll_error(kind: str, result: HttpResult) -> ConnectError:

@@ -109,6 +109,12 @@ def hint_for_http(
             "'/socket.io/'), and a proxy must forward that path; a namespace is not a path "
             "(io('https://host/admin') connects to namespace /admin at /socket.io/)",
         )
+    if status == 426:
+        return (
+            "HTTP 426 Upgrade Required",
+            "the server wants a WebSocket on every request: a plain WebSocket server, not a "
+            "Socket.IO server; the Socket.IO client cannot talk to it",
+        )
     if status in (301, 302, 307, 308):
         return (
             f"HTTP {status} redirect",

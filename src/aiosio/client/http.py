@@ -445,6 +445,9 @@ class WebSocketConnection:
                 description=exc,
                 url=url,
             ) from exc
+        except asyncio.CancelledError:
+            writer.close()
+            raise
         except ConnectionError as exc:
             writer.close()
             raise ConnectError(
@@ -544,6 +547,17 @@ class WebSocketConnection:
                 self._writer.write(self.codec.data_to_send())
         loop = asyncio.get_running_loop()
         loop.call_later(1.0, self._abort)
+
+    async def wait_closed(self, timeout: float = 2.0) -> None:
+        """Wait for the closing handshake (or the abort that ends it)."""
+        task = self._task
+        if task is not None and not task.done():
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(task), timeout)
+        if not self._closed:
+            self._abort()
+        with contextlib.suppress(Exception):
+            await self._writer.wait_closed()
 
     def _abort(self) -> None:
         if self._task is not None and not self._task.done():

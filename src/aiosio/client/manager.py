@@ -51,8 +51,13 @@ class Backoff:
 
     def duration(self) -> float:
         """The next delay in seconds (whole milliseconds, as the reference's ``| 0``)."""
-        ms = self.ms * math.pow(2, self.attempts)
+        attempts = self.attempts
         self.attempts += 1
+        if attempts > 64 or self.ms * 2.0**attempts > 2 * self.max:
+            # Far past the cap: jitter (at most half) cannot bring it under (and 2**attempts
+            # would overflow after a long outage); the reference returns the cap too.
+            return int(self.max) / 1000
+        ms = self.ms * 2.0**attempts
         if self.jitter:
             rand = self._rand()
             deviation = math.floor(rand * self.jitter * ms)
@@ -241,6 +246,13 @@ class Manager(EventEmitter):
         self.backoff.reset()
         self.ready_state = "closed"
         self._decoder.reset()
+        if isinstance(description, ConnectError):
+            # A transport error after the handshake (e.g. "Session ID unknown" on the next
+            # request): for sockets that never connected it is their connect_error.
+            self.emit("error", description)
+            for socket in list(self.sockets.values()):
+                if socket.active and not socket.connected:
+                    socket._on_error(description)
         self.emit("close", reason, description)
         for socket in list(self.sockets.values()):
             if socket.active:  # a socket that disconnected for good no longer listens

@@ -33,7 +33,7 @@ logger = logging.getLogger("aiosio.client.socket")
 F = TypeVar("F", bound=Callable[..., Any])
 Auth = Mapping[str, Any] | Callable[[], Mapping[str, Any] | Awaitable[Mapping[str, Any]]] | None
 
-_managers: dict[tuple[str, str, int, str], Manager] = {}
+_managers: dict[tuple[int, str, str, int, str], Manager] = {}
 
 
 @dataclass(slots=True)
@@ -115,7 +115,11 @@ class Client:
             max_http_buffer_size=max_http_buffer_size,
             trace=new_trace(trace_logger) if trace_logger.isEnabledFor(logging.DEBUG) else None,
         )
-        key = (scheme.replace("ws", "http"), host, port, path)
+        try:
+            loop_id = id(asyncio.get_running_loop())
+        except RuntimeError:
+            loop_id = 0
+        key = (loop_id, scheme.replace("ws", "http"), host, port, path)
         cached = _managers.get(key)
         reuse = (
             multiplex
@@ -128,7 +132,7 @@ class Client:
             self.io = cached
         else:
             self.io = Manager(host, port, secure, options, ssl=context)
-            if multiplex and not force_new:
+            if multiplex and not force_new and cached is None:
                 _managers[key] = self.io
         self.io.sockets[self.namespace] = self
         self.auth = auth
@@ -340,7 +344,12 @@ class Client:
 
     def _dispatch(self, packet: Packet) -> None:
         args: list[Any] = list(packet.data)
-        if self._pid is not None and len(args) > 1 and isinstance(args[-1], str):
+        if (
+            self._pid is not None
+            and packet.id is None  # events with an ack carry no offset
+            and len(args) > 1
+            and isinstance(args[-1], str)
+        ):
             # Connection state recovery: the server appends the event's offset; remember it and
             # keep it from the handlers (socket.io-client passes it on; we do not).
             self._last_offset = args.pop()

@@ -167,7 +167,7 @@ class Namespace(_Registry):
         self.adapter.server_side_emit([event, *args])
 
     async def server_side_emit_with_ack(
-        self, event: str, *args: Any, timeout: float = 5.0
+        self, event: str, *args: Any, timeout: float | None = None
     ) -> list[Any]:
         """Like :meth:`server_side_emit`, and gather one reply per other server."""
         _check_server_side_event(event)

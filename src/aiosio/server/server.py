@@ -221,7 +221,7 @@ class Server:
         self.sockets.server_side_emit(event, *args)
 
     async def server_side_emit_with_ack(
-        self, event: str, *args: Any, timeout: float = 5.0
+        self, event: str, *args: Any, timeout: float | None = None
     ) -> list[Any]:
         return await self.sockets.server_side_emit_with_ack(event, *args, timeout=timeout)
 
