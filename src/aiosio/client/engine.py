@@ -113,6 +113,8 @@ class EngineClient:
         self._post_done: asyncio.Event = asyncio.Event()
         self._post_done.set()
         self._closing_ws: list[WebSocketConnection] = []
+        self._upgrade_settled = asyncio.Event()
+        self._upgrade_settled.set()
 
     # -- URLs -----------------------------------------------------------------------------------
 
@@ -568,6 +570,7 @@ class EngineClient:
         # Pause polling: wait for the GET in flight (the server answers it with a noop) and for
         # the POST in flight, then switch.
         self._upgrading = True
+        self._upgrade_settled.clear()
         self._paused = True
         try:
             if self._poll_task is not None:
@@ -580,6 +583,7 @@ class EngineClient:
         finally:
             if self.state not in ("open", "closing"):
                 self._upgrading = False
+                self._upgrade_settled.set()
         if self.state not in ("open", "closing"):
             conn.close()
             self._closing_ws.append(conn)
@@ -590,6 +594,7 @@ class EngineClient:
         self.transport = "websocket"
         conn.send("5")
         self._upgrading = False
+        self._upgrade_settled.set()
         self._close_polling()
         self.on_upgrade("websocket")
         self._flush()
@@ -611,8 +616,7 @@ class EngineClient:
             async with asyncio.timeout(self.options.request_timeout):
                 # As the reference: a close during the upgrade waits for it to end, then the
                 # buffered packets go out on the new transport before the close.
-                while self._upgrading:
-                    await asyncio.sleep(0.01)
+                await self._upgrade_settled.wait()
                 if self.transport == "websocket":
                     self._flush()
                 while self._buffer or self._writing:
