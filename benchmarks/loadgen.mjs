@@ -1,0 +1,500 @@
+// The load generator: raw Engine.IO 4 / Socket.IO 5 frames over the `ws` package (no socket.io
+// client in the way), one process, driven by run.py over stdin/stdout.
+//
+//   node loadgen.mjs '<json params>'
+//
+// params: {port, mode: "echo"|"broadcast"|"idle"|"connects", ...} (see run.py SCENARIOS).
+//
+// Conversation with run.py (one JSON object per line on stdout, one word per line on stdin):
+//   -> {"ev":"ready"}            set up (connected, warmed up); waits for "start"
+//   <- start                     run.py reads the server's CPU time, then starts the window
+//   -> {"ev":"mark","name":..}   something run.py samples at (idle: "held", all connected)
+//   -> {"ev":"end"}              the measured window is over; waits for "stop"
+//   <- stop                      run.py has read the server's CPU time and memory
+//   -> {"ev":"result", ...}      counts, latencies, this process's own CPU time; then exits
+//
+// The hot paths never JSON.parse: ack ids and broadcast sequence numbers are read from the bytes.
+// This process's CPU share (process.cpuUsage over the window / wall time) is reported: near 1.0
+// (one full core) it would be the limit, not the server.
+import http from "node:http";
+import readline from "node:readline";
+import WebSocket from "ws";
+
+const P = JSON.parse(process.argv[2]);
+const HOST = "127.0.0.1";
+const BASE = `/socket.io/?EIO=4`;
+const now = () => performance.now();
+const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
+
+const stdinLines = [];
+let stdinWaiter = null;
+readline.createInterface({ input: process.stdin }).on("line", (line) => {
+  if (stdinWaiter) {
+    const w = stdinWaiter;
+    stdinWaiter = null;
+    w(line.trim());
+  } else stdinLines.push(line.trim());
+});
+const waitFor = async (word) => {
+  for (;;) {
+    const line = stdinLines.length ? stdinLines.shift() : await new Promise((r) => (stdinWaiter = r));
+    if (line === word) return;
+  }
+};
+
+const fail = (msg) => {
+  out({ ev: "error", error: msg });
+  process.exit(2);
+};
+const deadline = setTimeout(() => fail(`timed out after ${P.timeout ?? 300} s`), (P.timeout ?? 300) * 1000);
+deadline.unref();
+
+// ---------------------------------------------------------------------------------------------
+// One Socket.IO client on the websocket transport.
+
+const C_0 = 0x30, C_2 = 0x32, C_3 = 0x33, C_4 = 0x34, C_5 = 0x35, C_6 = 0x36, C_DASH = 0x2d;
+const C_OPEN_BRACKET = 0x5b, C_BAR = 0x7c;
+
+class Client {
+  constructor() {
+    this.ws = null;
+    this.onEvent = null; // (buf) for "42..." frames
+    this.onAck = null; // (id) for "43<id>..." and completed "46..." binary acks
+    this.binaryLeft = 0; // attachments still expected for the binary ack in progress
+    this.binaryId = -1;
+    this.closed = false;
+  }
+
+  // Resolves once the namespace "/" is joined ("40{...}" received).
+  connect(query = "") {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(`ws://${HOST}:${P.port}${BASE}&transport=websocket${query}`, {
+        perMessageDeflate: false,
+      });
+      this.ws = ws;
+      let joined = false;
+      ws.on("message", (data, isBinary) => {
+        if (isBinary) return this.binary();
+        const b0 = data[0];
+        if (b0 === C_4) {
+          const b1 = data[1];
+          if (b1 === C_2) return this.onEvent?.(data);
+          if (b1 === C_3) return this.onAck?.(readInt(data, 2));
+          if (b1 === C_6) return this.binaryAck(data);
+          if (b1 === C_0 && !joined) {
+            joined = true;
+            return resolve(this);
+          }
+          if (b1 === C_4) return reject(new Error(`connect_error ${data}`));
+        } else if (b0 === C_0) {
+          ws.send("40");
+        } else if (b0 === C_2) {
+          ws.send("3");
+        }
+      });
+      ws.on("error", (err) => {
+        if (!joined) reject(err);
+      });
+      ws.on("close", () => {
+        this.closed = true;
+        if (!joined) reject(new Error("closed before the namespace was joined"));
+      });
+    });
+  }
+
+  binaryAck(data) {
+    // 46<attachments>-<id>[...]
+    let i = 2;
+    let n = 0;
+    while (data[i] !== C_DASH) n = n * 10 + (data[i++] - C_0);
+    this.binaryLeft = n;
+    this.binaryId = readInt(data, i + 1);
+  }
+
+  binary() {
+    if (this.binaryLeft > 0 && --this.binaryLeft === 0) this.onAck?.(this.binaryId);
+  }
+}
+
+function readInt(buf, i) {
+  let n = 0;
+  for (let c = buf[i]; c >= C_0 && c <= 0x39; c = buf[++i]) n = n * 10 + (c - C_0);
+  return n;
+}
+
+// Opens `count` clients, `concurrency` at a time.
+async function openClients(count, concurrency) {
+  const clients = new Array(count);
+  const joinOrder = []; // the order the server accepted them: the order it broadcasts in
+  let next = 0;
+  let errors = 0;
+  const worker = async () => {
+    while (next < count) {
+      const i = next++;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          clients[i] = await new Client().connect();
+          joinOrder.push(clients[i]);
+          break;
+        } catch (err) {
+          errors++;
+          if (attempt >= 2) throw new Error(`client ${i}: ${err.message}`);
+        }
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
+  return { clients, errors, joinOrder };
+}
+
+function closeAll(clients) {
+  for (const c of clients) if (c?.ws) c.ws.terminate();
+}
+
+function summary(latencies) {
+  if (latencies.length === 0) return { p50_ms: null, p99_ms: null, max_ms: null };
+  const a = Float64Array.from(latencies).sort();
+  const q = (p) => a[Math.min(a.length - 1, Math.floor(p * a.length))];
+  return { p50_ms: q(0.5), p99_ms: q(0.99), max_ms: a[a.length - 1] };
+}
+
+// The measured window: cpu and wall time between "start" and the end of `body`.
+async function window(body) {
+  out({ ev: "ready" });
+  await waitFor("start");
+  const cpu0 = process.cpuUsage();
+  const t0 = now();
+  const extra = await body();
+  const seconds = (now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  const lgCpu = (cpu.user + cpu.system) / 1e6;
+  out({ ev: "end" });
+  await waitFor("stop");
+  return { seconds, lg_cpu_s: lgCpu, lg_cpu_share: lgCpu / seconds, ...extra };
+}
+
+// ---------------------------------------------------------------------------------------------
+// echo: `clients` clients, each keeping `inflight` acked "echo" events in flight.
+
+async function echo() {
+  const { clients, errors } = await openClients(P.clients, 50);
+  const size = P.size;
+  let send;
+  if (P.binary) {
+    const payload = Buffer.alloc(size, 0x61);
+    send = (c, id) => {
+      c.ws.send(`451-${id}["echo",{"_placeholder":true,"num":0}]`);
+      c.ws.send(payload);
+    };
+  } else {
+    const payload = "x".repeat(size);
+    send = (c, id) => c.ws.send(`42${id}["echo","${payload}"]`);
+  }
+  let record = false;
+  let running = false;
+  let inflightTotal = 0;
+  let drained = null;
+  let latencies = [];
+  let ops = 0;
+  for (const c of clients) {
+    c.nextId = 0;
+    c.sent = new Map();
+    c.onAck = (id) => {
+      const t = c.sent.get(id);
+      if (t === undefined) return;
+      c.sent.delete(id);
+      inflightTotal--;
+      if (record) {
+        latencies.push(now() - t);
+        ops++;
+      }
+      if (running) fire(c);
+      else if (inflightTotal === 0 && drained) drained();
+    };
+  }
+  // The frames a client sends while handling one read go out in one write (cork until the
+  // handlers of that read are done): the same bytes on the wire, fewer syscalls in this process.
+  const corked = [];
+  const uncork = () => {
+    for (const c of corked) c.ws._socket.uncork();
+    corked.length = 0;
+  };
+  const fire = (c) => {
+    const id = c.nextId++;
+    c.sent.set(id, now());
+    inflightTotal++;
+    if (P.cork !== false) {
+      if (corked.length === 0) process.nextTick(uncork);
+      if (!corked.includes(c)) {
+        c.ws._socket.cork();
+        corked.push(c);
+      }
+    }
+    send(c, id);
+  };
+  const phase = (seconds) =>
+    new Promise((resolve) => {
+      running = true;
+      drained = resolve;
+      for (const c of clients) for (let k = 0; k < P.inflight; k++) fire(c);
+      setTimeout(() => {
+        running = false;
+        if (inflightTotal === 0) resolve();
+      }, seconds * 1000);
+    });
+  if (P.warmup > 0) await phase(P.warmup);
+  const result = await window(async () => {
+    record = true;
+    await phase(P.duration);
+    record = false;
+    return { ops, connect_errors: errors, ...summary(latencies) };
+  });
+  latencies = null;
+  closeAll(clients);
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// broadcast: `clients` clients; one of them emits "bcast" `broadcasts` times (at most `window`
+// not yet delivered) and the server sends each to all. An op is one delivery; latency is from the
+// emit to each delivery.
+//
+// Reading a frame costs this process more than writing it costs a good server (a read per socket
+// through Node's streams), so during the window only `sample` receivers spread over the server's
+// order (and the last one in it) read; the others are paused and their frames wait in the kernel
+// (a few KiB per socket, far below the socket buffer: the server's work is the same). A broadcast
+// is complete when every sampled receiver has it. After the window every paused receiver resumes
+// and must receive every broadcast: `undelivered` counts what is missing.
+
+async function broadcast() {
+  const { clients, errors, joinOrder } = await openClients(P.clients, 100);
+  const n = clients.length;
+  const total = P.broadcasts;
+  const sample = P.sample > 0 && P.sample < n ? P.sample : n;
+  const step = n / sample;
+  const measured = new Set();
+  for (let k = 0; k < sample; k++) measured.add(joinOrder[Math.floor(k * step)]);
+  measured.add(joinOrder[n - 1]);
+  const sender = joinOrder[0];
+  const sentAt = new Float64Array(total);
+  const counts = new Int32Array(total);
+  const latencies = [];
+  const pad = "x".repeat(Math.max(0, P.size - 8));
+  let nextSeq = 0;
+  let completed = 0;
+  let done = null;
+  const emit = () => {
+    const seq = nextSeq++;
+    sentAt[seq] = now();
+    sender.ws.send(`42["bcast","${seq}|${pad}"]`);
+  };
+  // 42["bcast","<seq>|...
+  const PREFIX = Buffer.from('42["bcast","');
+  const seqOf = (data) => {
+    if (data.compare(PREFIX, 0, PREFIX.length, 0, PREFIX.length) !== 0) return -1;
+    let i = PREFIX.length;
+    let seq = 0;
+    for (let ch = data[i]; ch !== C_BAR; ch = data[++i]) seq = seq * 10 + (ch - C_0);
+    return seq;
+  };
+  for (const c of clients) {
+    c.got = 0;
+    if (measured.has(c)) {
+      c.onEvent = (data) => {
+        const seq = seqOf(data);
+        if (seq < 0) return;
+        c.got++;
+        latencies.push(now() - sentAt[seq]);
+        if (++counts[seq] === measured.size) {
+          completed++;
+          if (nextSeq < total) emit();
+          else if (completed === total) done();
+        }
+      };
+    } else {
+      c.onEvent = (data) => {
+        if (seqOf(data) >= 0) c.got++;
+      };
+      // Not even read into Node's stream buffer (pausing the stream alone would still read)
+      c.ws.pause();
+      const handle = c.ws._socket._handle;
+      handle.reading = false;
+      handle.readStop();
+    }
+  }
+  const result = await window(async () => {
+    await new Promise((resolve) => {
+      done = resolve;
+      for (let k = 0; k < Math.min(P.window, total); k++) emit();
+    });
+    return {
+      ops: n * total,
+      broadcasts: total,
+      sampled: measured.size,
+      connect_errors: errors,
+      ...summary(latencies),
+    };
+  });
+  // Outside the window: every receiver must have every broadcast.
+  for (const c of clients) {
+    if (!c.ws.isPaused) continue;
+    c.ws.resume();
+    const handle = c.ws._socket._handle;
+    if (handle && !handle.reading) {
+      handle.reading = true;
+      handle.readStart();
+    }
+  }
+  const until = now() + 30000;
+  while (clients.some((c) => c.got < total) && now() < until) await new Promise((r) => setTimeout(r, 20));
+  result.undelivered = clients.reduce((sum, c) => sum + Math.max(0, total - c.got), 0);
+  closeAll(clients);
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// idle: `conns` connections joined to "/" and held `hold` seconds; run.py reads the server's
+// memory at "held" and at the end. An op is one connection (its CPU includes the handshake).
+
+async function idle() {
+  let clients = [];
+  const result = await window(async () => {
+    const t0 = now();
+    const opened = await openClients(P.conns, P.concurrency);
+    clients = opened.clients;
+    const connectSeconds = (now() - t0) / 1000;
+    out({ ev: "mark", name: "held" });
+    await new Promise((r) => setTimeout(r, P.hold * 1000));
+    const dropped = clients.filter((c) => c.closed).length;
+    return {
+      ops: clients.length,
+      connect_seconds: connectSeconds,
+      connects_per_s: clients.length / connectSeconds,
+      dropped,
+      connect_errors: opened.errors,
+      p50_ms: null,
+      p99_ms: null,
+    };
+  });
+  closeAll(clients);
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// connects: `cycles` cycles of connect, join "/", close, `concurrency` at a time, over the
+// websocket transport directly or over polling then the upgrade (2probe/3probe/5).
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
+
+function request(method, path, body) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: HOST,
+        port: P.port,
+        method,
+        path,
+        agent,
+        headers: body === undefined ? {} : { "content-type": "text/plain;charset=UTF-8" },
+      },
+      (res) => {
+        const chunks = [];
+        res.on("data", (d) => chunks.push(d));
+        res.on("end", () => {
+          const text = Buffer.concat(chunks).toString();
+          if (res.statusCode !== 200) reject(new Error(`${method} ${res.statusCode} ${text}`));
+          else resolve(text);
+        });
+        res.on("error", reject);
+      },
+    );
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+function wsCycle() {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://${HOST}:${P.port}${BASE}&transport=websocket`, {
+      perMessageDeflate: false,
+    });
+    let joined = false;
+    ws.on("message", (data) => {
+      if (data[0] === C_0) ws.send("40");
+      else if (data[0] === C_4 && data[1] === C_0) {
+        joined = true;
+        ws.close(1000);
+      }
+    });
+    ws.on("error", reject);
+    ws.on("close", () => (joined ? resolve() : reject(new Error("closed before joining"))));
+  });
+}
+
+async function pollingCycle() {
+  const open = await request("GET", `${BASE}&transport=polling`);
+  if (open[0] !== "0") throw new Error(`unexpected handshake ${open.slice(0, 80)}`);
+  const sid = JSON.parse(open.slice(1)).sid;
+  const q = `${BASE}&transport=polling&sid=${encodeURIComponent(sid)}`;
+  await request("POST", q, "40");
+  for (let polls = 0; ; polls++) {
+    const body = await request("GET", q);
+    if (body.split("\x1e").some((p) => p.startsWith("40"))) break;
+    if (polls > 5) throw new Error(`no namespace connect: ${body.slice(0, 80)}`);
+  }
+  await new Promise((resolve, reject) => {
+    const ws = new WebSocket(
+      `ws://${HOST}:${P.port}${BASE}&transport=websocket&sid=${encodeURIComponent(sid)}`,
+      { perMessageDeflate: false },
+    );
+    let upgraded = false;
+    ws.on("open", () => ws.send("2probe"));
+    ws.on("message", (data) => {
+      if (data.toString() === "3probe") {
+        ws.send("5");
+        upgraded = true;
+        ws.close(1000);
+      }
+    });
+    ws.on("error", reject);
+    ws.on("close", () => (upgraded ? resolve() : reject(new Error("closed before the upgrade"))));
+  });
+}
+
+async function connects() {
+  const cycle = P.transport === "polling" ? pollingCycle : wsCycle;
+  for (let i = 0; i < 5; i++) await cycle(); // warm
+  return window(async () => {
+    const latencies = [];
+    let next = 0;
+    let errors = 0;
+    let lastError = null;
+    const worker = async () => {
+      while (next < P.cycles) {
+        next++;
+        const t = now();
+        try {
+          await cycle();
+          latencies.push(now() - t);
+        } catch (err) {
+          errors++;
+          lastError = err.message;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: P.concurrency }, worker));
+    return { ops: latencies.length, errors, last_error: lastError, ...summary(latencies) };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const modes = { echo, broadcast, idle, connects };
+try {
+  const result = await modes[P.mode]();
+  out({ ev: "result", ...result });
+  agent.destroy();
+  process.exit(0);
+} catch (err) {
+  fail(err.stack || String(err));
+}

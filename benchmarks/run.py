@@ -1,0 +1,784 @@
+"""Runs the benchmark scenarios against aiosio and its peers; ``benchmarks/run.sh`` installs the
+peers first and calls this with the project's .venv.
+
+Each run starts a fresh server pinned to core 0 (``taskset -c 0``) and the Node load generator
+(loadgen.mjs) pinned to core 1, then measures one window: the server's CPU time (utime + stime of
+its process tree from /proc, clock ticks) and memory (VmRSS) are read when the window opens and
+closes, the load generator reports operations, latencies and its own CPU time. Tables print the
+median of the runs per server, and the ratio of aiosio's native server to each one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import queue
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+MAIN_PY = ROOT / ".venv" / "bin" / "python"
+PEERS_PY = HERE / ".venv-peers" / "bin" / "python"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SERVER_CORE, LOADGEN_CORE = "0", "1"
+REFERENCE = "aiosio-native"
+
+
+@dataclass(frozen=True)
+class ServerKind:
+    name: str
+    command: tuple[str, ...]
+
+
+SERVERS = {
+    s.name: s
+    for s in (
+        ServerKind("aiosio-native", (str(MAIN_PY), str(HERE / "servers" / "aiosio_native.py"))),
+        ServerKind("aiosio-asgi", (str(MAIN_PY), str(HERE / "servers" / "aiosio_asgi.py"))),
+        ServerKind("psio-uvicorn", (str(PEERS_PY), str(HERE / "servers" / "psio_uvicorn.py"))),
+        ServerKind("psio-aiohttp", (str(PEERS_PY), str(HERE / "servers" / "psio_aiohttp.py"))),
+        ServerKind("node", ("node", str(HERE / "servers" / "node_server.mjs"))),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    description: str
+    op: str  # what one operation is, plural
+    full: dict[str, Any]
+    quick: dict[str, Any] | None  # None: left out of --quick
+    runs: int  # runs per server by default (medians); --runs overrides
+
+
+def _echo(**kw: Any) -> dict[str, Any]:
+    return {"mode": "echo", "clients": 50, "inflight": 10, "size": 64, "duration": 10,
+            "warmup": 0.5} | kw  # fmt: skip
+
+
+def _bcast(**kw: Any) -> dict[str, Any]:
+    return {"mode": "broadcast", "clients": 1000, "broadcasts": 200, "window": 4, "size": 64,
+            "sample": 100} | kw  # fmt: skip
+
+
+# The reference scenarios run 3 times per server (idle, whose figure is memory and which spends
+# 10 s holding, twice); the larger ones once, so that the default run stays under 15 minutes on 2
+# cores. --runs N runs every scenario N times.
+SCENARIOS: dict[str, Scenario] = {
+    "echo": Scenario(
+        "50 clients each keeping 10 acked `echo` events of 64 B in flight, 10 s",
+        "acks",
+        _echo(),
+        _echo(clients=20, duration=2, warmup=0.5),
+        3,
+    ),
+    "echo-1k": Scenario(
+        "as echo with 1 KiB strings, 2 s",
+        "acks",
+        _echo(size=1024, duration=2, warmup=0.5),
+        _echo(clients=20, size=1024, duration=1, warmup=0),
+        1,
+    ),
+    "echo-64k": Scenario(
+        "as echo with 64 KiB strings, 2 s",
+        "acks",
+        _echo(size=65536, duration=2, warmup=0.5),
+        _echo(clients=20, inflight=4, size=65536, duration=1, warmup=0),
+        1,
+    ),
+    "echo-binary": Scenario(
+        "as echo with a 1 KiB binary attachment each way (451-/461- and a binary frame), 2 s",
+        "acks",
+        _echo(size=1024, binary=True, duration=2, warmup=0.5),
+        _echo(clients=20, size=1024, binary=True, duration=1, warmup=0),
+        1,
+    ),
+    "broadcast": Scenario(
+        "1000 clients; one emits `bcast` 200 times (64 B; at most 4 not yet delivered to all) "
+        "and the server sends each to all",
+        "deliveries",
+        _bcast(),
+        _bcast(clients=300, broadcasts=50),
+        3,
+    ),
+    "broadcast-5k": Scenario(
+        "as broadcast with 5000 clients, 10 broadcasts",
+        "deliveries",
+        _bcast(clients=5000, broadcasts=10),
+        None,
+        1,
+    ),
+    "idle": Scenario(
+        "5000 WebSocket connections joined to / and held 10 s",
+        "conns",
+        {"mode": "idle", "conns": 5000, "hold": 10, "concurrency": 100},
+        {"mode": "idle", "conns": 1000, "hold": 1, "concurrency": 100},
+        2,
+    ),
+    "idle-10k": Scenario(
+        "10000 WebSocket connections joined to / and held 1 s",
+        "conns",
+        {"mode": "idle", "conns": 10000, "hold": 1, "concurrency": 100},
+        None,
+        1,
+    ),
+    "connects-ws": Scenario(
+        "2000 cycles of connect (websocket), join /, close; 50 at a time",
+        "cycles",
+        {"mode": "connects", "transport": "websocket", "cycles": 2000, "concurrency": 50},
+        {"mode": "connects", "transport": "websocket", "cycles": 300, "concurrency": 50},
+        3,
+    ),
+    "connects-polling": Scenario(
+        "2000 cycles of polling handshake, join /, upgrade to websocket (2probe/3probe/5), close; "
+        "50 at a time",
+        "cycles",
+        {"mode": "connects", "transport": "polling", "cycles": 2000, "concurrency": 50},
+        {"mode": "connects", "transport": "polling", "cycles": 300, "concurrency": 50},
+        3,
+    ),
+}
+
+
+# -- /proc --------------------------------------------------------------------------------------
+
+
+def _stat_fields(pid: int) -> list[str]:
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2 :].split()
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                children.setdefault(int(_stat_fields(int(entry))[1]), []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo.extend(children.get(p, ()))
+    return found
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(utime, stime) of ``pid`` and its live descendants, in seconds."""
+    user = system = 0
+    for p in _descendants(pid):
+        with contextlib.suppress(OSError):
+            fields = _stat_fields(p)
+            user += int(fields[11])
+            system += int(fields[12])
+    return user / CLK_TCK, system / CLK_TCK
+
+
+def sched_seconds(pid: int) -> tuple[float, float]:
+    """(time on a CPU, time runnable but waiting for one) of every thread of ``pid`` and of its
+    descendants, from /proc/<tid>/schedstat. Waiting time shows a process that had work but no
+    CPU: the machine's other load, not the process's own limit."""
+    run = wait = 0
+    for p in _descendants(pid):
+        with contextlib.suppress(OSError):
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with contextlib.suppress(OSError, ValueError):
+                    fields = Path(f"/proc/{p}/task/{tid}/schedstat").read_text().split()
+                    run += int(fields[0])
+                    wait += int(fields[1])
+    return run / 1e9, wait / 1e9
+
+
+def main_thread_sched(pid: int) -> tuple[float, float]:
+    """(on a CPU, runnable but waiting) of the main thread alone: Node's event loop."""
+    try:
+        fields = Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()
+    except OSError:
+        return 0.0, 0.0
+    return int(fields[0]) / 1e9, int(fields[1]) / 1e9
+
+
+def machine_busy_seconds() -> float:
+    """CPU time spent by everything on the machine (all CPUs), from /proc/stat."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+@dataclass(frozen=True)
+class Sample:
+    """What run.py reads when the measured window opens and when it closes."""
+
+    wall: float
+    server_cpu: tuple[float, float]  # user, system
+    server_sched: tuple[float, float]
+    server_loop: tuple[float, float]
+    loadgen_sched: tuple[float, float]
+    loadgen_loop: tuple[float, float]
+    machine_busy: float
+
+    @classmethod
+    def take(cls, server: int, loadgen: int) -> Sample:
+        return cls(
+            wall=time.perf_counter(),
+            server_cpu=cpu_seconds(server),
+            server_sched=sched_seconds(server),
+            server_loop=main_thread_sched(server),
+            loadgen_sched=sched_seconds(loadgen),
+            loadgen_loop=main_thread_sched(loadgen),
+            machine_busy=machine_busy_seconds(),
+        )
+
+
+def rss_bytes(pid: int) -> int:
+    total = 0
+    for p in _descendants(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+    return total
+
+
+# -- processes ----------------------------------------------------------------------------------
+
+
+class Lines:
+    """Lines of a child's stdout, read on a thread, with a timeout per line."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.queue: queue.Queue[str | None] = queue.Queue()
+        assert proc.stdout is not None
+        stream = proc.stdout
+
+        def pump() -> None:
+            for line in stream:
+                self.queue.put(line)
+            self.queue.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+
+    def next(self, timeout: float) -> str:
+        try:
+            line = self.queue.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no output for {timeout:.0f} s") from None
+        if line is None:
+            raise EOFError("the process exited")
+        return line
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+
+
+def tail(path: Path, n: int = 800) -> str:
+    try:
+        return path.read_text(errors="replace")[-n:].strip()
+    except OSError:
+        return ""
+
+
+@dataclass
+class Window:
+    """What one run observed: the load generator's result and the samples around its window."""
+
+    result: dict[str, Any]
+    before: Sample
+    after: Sample
+    rss_base: int
+    rss_end: int
+    rss_marks: dict[str, int]
+
+
+def _drive(
+    loadgen: subprocess.Popen[str], pid: int, params: dict[str, Any], timeout: float
+) -> Window:
+    lines = Lines(loadgen)
+    assert loadgen.stdin is not None
+    marks: dict[str, int] = {}
+    before = after = None
+    rss_base = rss_bytes(pid)
+    rss_end = 0
+    while True:
+        msg = json.loads(lines.next(timeout))
+        ev = msg["ev"]
+        if ev == "ready":
+            if params["mode"] == "idle":  # nothing connected yet: the baseline
+                rss_base = rss_bytes(pid)
+            before = Sample.take(pid, loadgen.pid)
+            loadgen.stdin.write("start\n")
+            loadgen.stdin.flush()
+        elif ev == "mark":
+            marks[msg["name"]] = rss_bytes(pid)
+        elif ev == "end":
+            after = Sample.take(pid, loadgen.pid)
+            rss_end = rss_bytes(pid)
+            loadgen.stdin.write("stop\n")
+            loadgen.stdin.flush()
+        elif ev == "error":
+            raise RuntimeError(f"load generator: {msg['error']}")
+        elif ev == "result":
+            if before is None or after is None:
+                raise RuntimeError("the load generator ended without a measured window")
+            return Window(msg, before, after, rss_base, rss_end, marks)
+
+
+def one_run(kind: ServerKind, params: dict[str, Any], logdir: Path) -> dict[str, Any]:
+    port = free_port()
+    server_log = logdir / f"{kind.name}.server.log"
+    lg_log = logdir / f"{kind.name}.loadgen.log"
+    timeout = 240
+    with server_log.open("a") as slog, lg_log.open("a") as llog:
+        server = subprocess.Popen(
+            ["taskset", "-c", SERVER_CORE, *kind.command, str(port)],
+            stdout=subprocess.PIPE,
+            stderr=slog,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            cwd=HERE,
+        )
+        loadgen: subprocess.Popen[str] | None = None
+        try:
+            out = Lines(server)
+            line = out.next(30)
+            while not line.startswith("READY "):
+                line = out.next(30)
+            pid = int(line.split()[1])
+            time.sleep(0.1)  # let the freshly started process settle
+            loadgen = subprocess.Popen(
+                ["taskset", "-c", LOADGEN_CORE, "node", str(HERE / "loadgen.mjs"),
+                 json.dumps({**params, "port": port, "timeout": timeout})],
+                stdout=subprocess.PIPE,
+                stdin=subprocess.PIPE,
+                stderr=llog,
+                text=True,
+                cwd=HERE,
+            )  # fmt: skip
+            w = _drive(loadgen, pid, params, timeout)
+            alive = server.poll() is None
+        except (TimeoutError, EOFError, RuntimeError, ValueError) as exc:
+            detail = tail(server_log) or tail(lg_log)
+            raise RuntimeError(f"{exc}\n{detail}") from exc
+        finally:
+            if loadgen is not None:
+                stop(loadgen)
+            stop(server)
+    if not alive:
+        raise RuntimeError(f"the server exited during the run\n{tail(server_log)}")
+
+    msg, before, after, rss_base, rss_end, marks = (
+        w.result, w.before, w.after, w.rss_base, w.rss_end, w.rss_marks
+    )  # fmt: skip
+    ops = msg["ops"]
+    wall = after.wall - before.wall
+    user = after.server_cpu[0] - before.server_cpu[0]
+    system = after.server_cpu[1] - before.server_cpu[1]
+    cpu = user + system
+    server_run = after.server_sched[0] - before.server_sched[0]
+    server_loop = [a - b for a, b in zip(after.server_loop, before.server_loop, strict=True)]
+    lg_run = after.loadgen_sched[0] - before.loadgen_sched[0]
+    loop_run = after.loadgen_loop[0] - before.loadgen_loop[0]
+    loop_wait = after.loadgen_loop[1] - before.loadgen_loop[1]
+    busy = after.machine_busy - before.machine_busy
+    result: dict[str, Any] = {
+        "ops": ops,
+        "seconds": msg["seconds"],
+        "ops_per_s": ops / msg["seconds"] if msg["seconds"] else 0.0,
+        "server_cpu_s": cpu,
+        "cpu_us_per_op": cpu / ops * 1e6 if ops else None,
+        "server_cpu_share": cpu / wall,
+        # the kernel's part of it (syscalls, and loopback TCP work done in the server's context)
+        "server_sys_share": system / cpu if cpu else None,
+        # the server's event loop running, or runnable and waiting for its core
+        "server_loop_busy": sum(server_loop) / wall,
+        "lg_cpu_share": msg["lg_cpu_share"],
+        # the load generator's event loop: running, or runnable and waiting for its core; near
+        # 100 % it had no idle time and would be the limit
+        "lg_loop_busy": (loop_run + loop_wait) / wall,
+        "lg_loop_wait": loop_wait / wall,
+        # CPU used by anything else on the machine, in cores (the other sessions, the kernel)
+        "other_load": max(0.0, busy - server_run - lg_run) / wall,
+        "p50_ms": msg.get("p50_ms"),
+        "p99_ms": msg.get("p99_ms"),
+        "rss_base_mib": rss_base / 2**20,
+        "rss_end_mib": rss_end / 2**20,
+    }
+    if params["mode"] == "idle":
+        held = max(marks.get("held", 0), rss_end)
+        result["kib_per_conn"] = (held - rss_base) / 1024 / ops if ops else None
+        result["connects_per_s"] = msg["connects_per_s"]
+    for key in ("errors", "connect_errors", "last_error", "undelivered", "dropped"):
+        if msg.get(key):
+            result[key] = msg[key]
+    return result
+
+
+# -- reporting ----------------------------------------------------------------------------------
+
+METRICS = (
+    "ops_per_s", "cpu_us_per_op", "p50_ms", "p99_ms", "rss_end_mib", "kib_per_conn",
+    "server_cpu_share", "server_sys_share", "server_loop_busy", "lg_cpu_share", "lg_loop_busy",
+    "lg_loop_wait", "other_load", "connects_per_s",
+)  # fmt: skip
+
+
+def median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    med: dict[str, Any] = {}
+    for key in METRICS:
+        values = [r[key] for r in runs if r.get(key) is not None]
+        if values:
+            med[key] = statistics.median(values)
+    return med
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+def _pct(m: dict[str, Any], key: str) -> str:
+    return f"{m[key]:.0%}" if key in m else "-"
+
+
+def versus(ref: dict[str, Any], other: dict[str, Any], key: str) -> float | None:
+    """aiosio-native's ``key`` over ``other``'s: the median of the ratios of runs made side by
+    side (run i of each, one right after the other), which a drift in the machine's speed over
+    the session affects far less than the ratio of the medians; that when the runs don't pair."""
+    a, b = ref.get("runs", []), other.get("runs", [])
+    if a and len(a) == len(b) and all(r.get(key) and o.get(key) for r, o in zip(a, b, strict=True)):
+        return statistics.median(r[key] / o[key] for r, o in zip(a, b, strict=True))
+    ma, mb = ref.get("median", {}).get(key), other.get("median", {}).get(key)
+    return ma / mb if ma and mb else None
+
+
+def table(name: str, per_server: dict[str, dict[str, Any]], quick: bool, runs: int) -> str:
+    spec = SCENARIOS[name]
+    desc, op = spec.description, spec.op
+    if quick and spec.quick is not None:
+        shown = {k: v for k, v in spec.quick.items() if k != "mode"}
+        desc = f"--quick: {', '.join(f'{k} {v}' for k, v in shown.items())}"
+    idle = spec.full["mode"] == "idle"
+    ref = per_server.get(REFERENCE, {})
+    head = [
+        "server", "conns/s" if idle else f"{op}/s", "CPU µs/op", "p50 ms", "p99 ms",
+        "KiB/conn" if idle else "RSS MiB", "server CPU / busy", "loadgen CPU / busy",
+        "other load",
+        "native CPU/op ÷ this", "native ops/s ÷ this",
+    ]  # fmt: skip
+    rows = [head, ["---"] * len(head)]
+    rate = "connects_per_s" if idle else "ops_per_s"
+    for server, data in per_server.items():
+        if "median" not in data:
+            if "error" in data:
+                reason = "failed: " + data["error"].splitlines()[0][:80].replace("|", "/")
+            else:
+                reason = "not run (past the time budget)"
+            rows.append([server, reason] + [""] * (len(head) - 2))
+            continue
+        m = data["median"]
+        cpu_ratio, thr_ratio = versus(ref, data, "cpu_us_per_op"), versus(ref, data, rate)
+        rows.append(
+            [
+                server,
+                _num(m.get(rate), 0),
+                _num(m.get("cpu_us_per_op"), 1),
+                _num(m.get("p50_ms"), 2),
+                _num(m.get("p99_ms"), 2),
+                _num(m.get("kib_per_conn") if idle else m.get("rss_end_mib"), 1),
+                f"{_pct(m, 'server_cpu_share')} / {_pct(m, 'server_loop_busy')}",
+                f"{_pct(m, 'lg_cpu_share')} / {_pct(m, 'lg_loop_busy')}",
+                f"{m['other_load']:.2f}" if "other_load" in m else "-",
+                "-" if cpu_ratio is None else f"{cpu_ratio:.2f}",
+                "-" if thr_ratio is None else f"{thr_ratio:.2f}",
+            ]
+        )
+    lines = [f"### {name}: {desc}", "", f"({runs} run{'s' if runs > 1 else ''} per server)", ""]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    for server, data in per_server.items():
+        if data.get("not_run"):
+            lines.append(f"\n{server}: {data['not_run']} run(s) not made, past the time budget")
+        for i, run in enumerate(data["runs"]):
+            trouble = {k: run[k] for k in PROBLEMS if run.get(k)}
+            if trouble:
+                lines.append(
+                    f"\n{server} run {i + 1}: " + ", ".join(f"{k} {v}" for k, v in trouble.items())
+                )
+    return "\n".join(lines)
+
+
+# Reported under a table when a run had any: failed cycles, connections that needed a retry,
+# broadcasts missing at a receiver, idle connections the server closed.
+PROBLEMS = ("errors", "last_error", "connect_errors", "undelivered", "dropped")
+
+
+LEGEND = """\
+Columns: medians of the runs. *CPU µs/op* is the server's CPU time (user + system, its whole
+process tree) over the measured window divided by the operations in it: the figure that matters.
+*p50/p99* are per operation (ack round trip; emit-to-delivery for broadcasts; whole cycle for
+connects). *CPU* is CPU time over the window's wall time (100 % = one core; for the load generator
+its own process.cpuUsage, all threads). *busy* is the share of the window the process's main
+thread (the event loop) was running or runnable and waiting for its core (/proc/<pid>/task/<pid>/
+schedstat): well under 100 % it had idle time, so it was not the limit; near 100 % it was. Busy
+above CPU means other load took the core from it. *other load*: CPU (in cores) used by everything
+else on the machine during the window. *native ÷ this*: aiosio-native's CPU per op over this
+server's (< 1: aiosio uses less CPU) and aiosio-native's throughput over this server's (> 1: aiosio
+is faster), each the median of the ratios of runs made side by side (run i of aiosio-native, run i
+of this server). idle: *conns/s* is the rate the connections were opened, *CPU µs/op* is per
+connection (handshake included), *KiB/conn* is (RSS holding them - RSS before) / connections.
+"""
+
+
+def _version(cmd: list[str]) -> str:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+
+
+def _src_diff() -> str | None:
+    try:
+        diff = subprocess.run(
+            ["git", "-C", str(ROOT), "diff", "HEAD", "--", "src"],
+            capture_output=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return hashlib.sha256(diff).hexdigest()[:12] if diff else None
+
+
+def machine() -> dict[str, Any]:
+    model = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    versions = (
+        "import importlib.metadata as m, sys\n"
+        "for p in sys.argv[1:]:\n"
+        "    try: print(p, m.version(p))\n"
+        "    except m.PackageNotFoundError: pass\n"
+    )
+    pkgs = {}
+    for py, names in (
+        (MAIN_PY, ["aiosio", "uvicorn", "uvloop", "httptools", "websockets", "orjson"]),
+        (PEERS_PY, ["python-socketio", "python-engineio", "aiohttp", "uvicorn", "websockets"]),
+    ):
+        label = "main" if py == MAIN_PY else "peers"
+        for line in _version([str(py), "-c", versions, *names]).splitlines():
+            name, _, ver = line.partition(" ")
+            pkgs[f"{name} ({label})"] = ver
+    node_pkgs = {}
+    for name in ("socket.io", "engine.io", "ws"):
+        with contextlib.suppress(OSError, ValueError):
+            node_pkgs[name] = json.loads(
+                (HERE / "node_modules" / name / "package.json").read_text()
+            )["version"]
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "kernel": platform.release(),
+        "python": _version(
+            [str(MAIN_PY), "-c", "import platform; print(platform.python_version())"]
+        ),
+        "node": _version(["node", "--version"]),
+        "python_packages": pkgs,
+        "node_packages": node_pkgs,
+        "commit": _version(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
+        # uncommitted changes under src/ (a hash of the diff names the state measured)
+        "src_diff": _src_diff(),
+    }
+
+
+def update_doc(doc: Path, report: str) -> None:
+    begin, end = "<!-- results:begin -->", "<!-- results:end -->"
+    text = doc.read_text() if doc.exists() else f"{begin}\n{end}\n"
+    if begin not in text or end not in text:
+        text += f"\n{begin}\n{end}\n"
+    before, rest = text.split(begin, 1)
+    after = rest.split(end, 1)[1]
+    doc.write_text(f"{before}{begin}\n{report}\n{end}{after}")
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short smoke run (about 2 minutes)")
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        help=f"one of {', '.join(SCENARIOS)} (repeatable, or comma-separated); default: all",
+    )
+    parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        help="runs per server and scenario (default: 3 for the reference scenarios, 1 for the "
+        "larger ones; --quick: 1)",
+    )
+    parser.add_argument("--update-doc", action="store_true", help="write docs/performance.md")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        help="minutes after which no new run starts (default: 14, --quick 2.5; 0: none); "
+        "what was not run is said under its table",
+    )
+    args = parser.parse_args()
+
+    names = [n for s in args.scenario or [] for n in s.split(",") if n] or [
+        n for n, spec in SCENARIOS.items() if not args.quick or spec.quick is not None
+    ]
+    servers = [s for s in args.servers.split(",") if s]
+    for n in names:
+        if n not in SCENARIOS:
+            parser.error(f"unknown scenario {n!r}")
+    for s in servers:
+        if s not in SERVERS:
+            parser.error(f"unknown server {s!r}")
+    if shutil.which("taskset") is None:
+        print("taskset not found (util-linux)", file=sys.stderr)
+        return 1
+    if (os.cpu_count() or 1) < 2:
+        print("needs 2 cores: the server and the load generator each get one", file=sys.stderr)
+        return 1
+
+    command = "bash benchmarks/run.sh " + " ".join(sys.argv[1:])
+    logdir = HERE / "results" / "logs"
+    logdir.mkdir(parents=True, exist_ok=True)
+    for old in logdir.glob("*.log"):
+        old.unlink()
+    info = machine()
+    print(f"machine: {info['nproc']} x {info['cpu']}, Python {info['python']}, "
+          f"Node {info['node']}; server on core {SERVER_CORE}, load generator on core "
+          f"{LOADGEN_CORE}", flush=True)  # fmt: skip
+    budget = args.budget if args.budget is not None else (2.5 if args.quick else 14.0)
+    started = time.time()
+    results: dict[str, Any] = {}
+    reports = []
+    for name in names:
+        spec = SCENARIOS[name]
+        desc, op = spec.description, spec.op
+        params = spec.quick if args.quick and spec.quick is not None else spec.full
+        runs = args.runs or (1 if args.quick else spec.runs)
+        per_server: dict[str, dict[str, Any]] = {server: {"runs": []} for server in servers}
+        # The runs interleave the servers, so that a change in the machine's other load falls on
+        # all of them alike.
+        for i in range(runs):
+            for server in servers:
+                data = per_server[server]
+                if "error" in data:
+                    continue
+                if budget and time.time() - started > budget * 60:
+                    data["not_run"] = data.get("not_run", 0) + 1
+                    print(f"  {name} {server} run {i + 1}: not run (past the time budget)")
+                    continue
+                t = time.perf_counter()
+                try:
+                    r = one_run(SERVERS[server], params, logdir)
+                except RuntimeError as exc:
+                    data["error"] = str(exc)
+                    print(f"  {name} {server} run {i + 1}: FAILED {exc}", flush=True)
+                    continue
+                data["runs"].append(r)
+                rate = r.get("connects_per_s") or r["ops_per_s"]
+                unit = "conns" if "connects_per_s" in r else op
+                print(f"  {name} {server} run {i + 1}: {rate:,.0f} {unit}/s, "
+                      f"{r['cpu_us_per_op'] or 0:.1f} µs CPU/op, server "
+                      f"{r['server_cpu_share']:.0%} (busy {r['server_loop_busy']:.0%}), "
+                      f"loadgen {r['lg_cpu_share']:.0%} "
+                      f"(busy {r['lg_loop_busy']:.0%}), other load "
+                      f"{r['other_load']:.2f} ({time.perf_counter() - t:.1f} s)",
+                      flush=True)  # fmt: skip
+        for data in per_server.values():
+            if data["runs"] and "error" not in data:
+                data["median"] = median(data["runs"])
+        if REFERENCE in per_server:
+            rate = "connects_per_s" if params["mode"] == "idle" else "ops_per_s"
+            for data in per_server.values():
+                if "median" in data:
+                    data["native_vs_this"] = {
+                        "cpu_us_per_op": versus(per_server[REFERENCE], data, "cpu_us_per_op"),
+                        "throughput": versus(per_server[REFERENCE], data, rate),
+                    }
+        results[name] = {
+            "description": desc,
+            "op": op,
+            "params": params,
+            "runs": runs,
+            "servers": per_server,
+        }
+        report = table(name, per_server, args.quick, runs)
+        reports.append(report)
+        print("\n" + report + "\n", flush=True)
+    elapsed = time.time() - started
+
+    header = (
+        f"Command: `{command}` ({'quick' if args.quick else 'full'} sizes; took "
+        f"{elapsed / 60:.1f} min)\n\n"
+        f"Machine: {info['nproc']} cores, {info['cpu']}, Linux {info['kernel']}; Python "
+        f"{info['python']}, Node {info['node']}; aiosio at {info['commit']}"
+        f"{f' with uncommitted changes in src/ (diff {d})' if (d := info['src_diff']) else ''}"
+        "\n\n"
+        "Versions: "
+        + ", ".join(f"{k} {v}" for k, v in {**info["python_packages"]}.items())
+        + "; "
+        + ", ".join(f"{k} {v}" for k, v in info["node_packages"].items())
+        + "\n"
+    )
+    others = [
+        r["other_load"] for v in results.values() for d in v["servers"].values() for r in d["runs"]
+    ]
+    if others:
+        header += (
+            f"\nOther load on the machine during the measured windows: median "
+            f"{statistics.median(others):.2f} cores, max {max(others):.2f}\n"
+        )
+    full_report = header + "\n" + LEGEND + "\n" + "\n\n".join(reports) + "\n"
+    out = {
+        "command": command,
+        "quick": args.quick,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "elapsed_s": elapsed,
+        "machine": info,
+        "scenarios": results,
+    }
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "latest.json").write_text(json.dumps(out, indent=2) + "\n")
+    (HERE / "results" / "latest.md").write_text(full_report)
+    if args.update_doc:
+        update_doc(ROOT / "docs" / "performance.md", full_report)
+    print(f"wrote benchmarks/results/latest.json and latest.md ({elapsed / 60:.1f} min)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
