@@ -161,6 +161,15 @@ def assert_violation(
 # -- the module stays sans-I/O -----------------------------------------------------------------
 
 
+def test_speedups_import_loads_no_io() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, websockets.speedups; print('asyncio' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_module_imports_no_io() -> None:
     tree = ast.parse(Path(ws_module.__file__).read_text())
     imported: set[str] = set()
@@ -181,6 +190,9 @@ def test_module_imports_no_io() -> None:
         "struct",
         "typing",
         "zlib",
+        # only websockets.speedups.apply_mask, a C function (no I/O: importing it loads no
+        # asyncio, checked below)
+        "websockets",
     }, imported
 
 

@@ -408,7 +408,7 @@ _OPCODE_NAMES: Final = {op.value: op.name.lower() for op in Opcode}
 _PROTOCOL_ERROR: Final = CloseCode.PROTOCOL_ERROR
 
 
-def _apply_mask(
+def _py_apply_mask(
     data: bytes, key: bytes, _from_bytes: Callable[[bytes, Literal["little"]], int] = int.from_bytes
 ) -> bytes:
     """XOR ``data`` with the repeated 4-byte ``key`` (RFC 6455 section 5.3).
@@ -420,6 +420,16 @@ def _apply_mask(
     n = len(data)
     mask = (key * ((n >> 2) + 1))[:n]
     return (_from_bytes(data, "little") ^ _from_bytes(mask, "little")).to_bytes(n, "little")
+
+
+try:
+    # websockets' C unmasking (a pure function, no I/O) when installed (the `speed` extra):
+    # several times faster on large frames.
+    from websockets.speedups import apply_mask as _c_apply_mask
+except ImportError:  # pragma: no cover - depends on the environment
+    _apply_mask = _py_apply_mask
+else:
+    _apply_mask = _c_apply_mask  # type: ignore[assignment]
 
 
 def encode_frame(
