@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything aiosio needs on a fresh machine: a virtual environment with the package and
-# its test tools (.venv), and the npm packages the interop tests drive (tests/js/node_modules).
+# its test tools (.venv), the npm packages the interop tests drive (tests/js/node_modules), and, as
+# root, Debian's nginx and chromium for the fault lab (tests/lab).
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,4 +25,24 @@ if command -v npm >/dev/null 2>&1; then
 else
   echo "install.sh: npm not found; the interop tests need Node 20 and npm" >&2
   exit 1
+fi
+
+# The fault lab (tests/lab) runs Debian's nginx in front of the servers and Debian's chromium
+# (driven by playwright-core from tests/js, which downloads no browser).
+missing=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    # The package lists are refreshed only when installing from them fails (none, or stale).
+    if ! apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1; then
+      apt-get update -qq
+      apt-get install -y -qq "${missing[@]}"
+    fi
+  else
+    echo "install.sh: ${missing[*]} not installed and not root: the fault lab (tests/lab)" \
+      "will fail; install them with apt-get install -y ${missing[*]}" >&2
+  fi
 fi

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 import socket
 import ssl as ssl_module
@@ -23,6 +24,8 @@ from aiosio.doctor.findings import Finding, Report, Verdict
 from aiosio.protocol.engineio import PacketType, PayloadError, decode_payload
 
 __all__ = ["DoctorOptions", "diagnose"]
+
+_V3_HANDSHAKE = re.compile(rb"^[0-9]{1,6}:0\{")
 
 
 @dataclass(slots=True, kw_only=True)
@@ -53,6 +56,7 @@ class _Target:
         self.host = parts.hostname or "localhost"
         self.port = parts.port or (443 if self.secure else 80)
         url_path = parts.path or "/"
+        self.url_path = url_path
         if options.path:
             self.path = _norm(options.path)
             self.namespace = options.namespace or (url_path.rstrip("/") or "/")
@@ -73,6 +77,7 @@ class _Target:
                 context.verify_mode = ssl_module.CERT_NONE
             self.ssl = context
         self.options = options
+        self.cors_checked = False
 
     @property
     def origin_url(self) -> str:
@@ -128,9 +133,16 @@ async def _request(
     conn = connection or target.connection()
     url_path = (path or target.path) + ("?" + query if query else "")
     try:
-        return await conn.request(
-            method, url_path, target.headers(headers), body, url=target.origin_url + url_path
-        )
+        async with asyncio.timeout(target.options.timeout):
+            return await conn.request(
+                method, url_path, target.headers(headers), body, url=target.origin_url + url_path
+            )
+    except TimeoutError:
+        raise ConnectError(
+            Stage.TIMEOUT,
+            f"{method} {url_path} got no answer within {target.options.timeout}s",
+            url=target.origin_url + url_path,
+        ) from None
     finally:
         if connection is None:
             conn.close()
@@ -264,6 +276,26 @@ async def check_handshake(target: _Target, report: Report) -> dict[str, Any] | N
     rtt = (time.perf_counter() - started) * 1000
     handshake = _handshake_of(result)
     evidence = [f"GET {target.path}?{query} -> {_describe(result)}"]
+    if handshake is None and result.status == 403 and target.options.origin:
+        # Refused for the Origin? Try again without it, as a non-browser client would.
+        origin, target.options.origin = target.options.origin, None
+        try:
+            plain = await _try(target, "GET", f"EIO=4&transport=polling&t={_t()}")
+        finally:
+            target.options.origin = origin
+        handshake = _handshake_of(plain) if plain is not None else None
+        if handshake is not None:
+            report.add(
+                Finding(
+                    "cors.origin_refused",
+                    Verdict.FAIL,
+                    f"the server refuses the origin {origin} (403); without an Origin it answers",
+                    evidence,
+                    f"add {origin} to the server's CORS origins",
+                )
+            )
+            target.cors_checked = True
+            return handshake
     if handshake is not None:
         report.add(
             Finding(
@@ -317,7 +349,7 @@ async def _explain_handshake_failure(
             )
         )
         return
-    if result.status == 200 and (body.startswith(b"96:0{") or body[:3].isdigit()):
+    if result.status == 200 and _V3_HANDSHAKE.match(body):
         report.add(
             Finding(
                 "version.v2_server",
@@ -377,6 +409,17 @@ async def _explain_handshake_failure(
             )
         )
         return
+    if result.status in (502, 503, 504):
+        report.add(
+            Finding(
+                "proxy.upstream_down",
+                Verdict.FAIL,
+                f"a proxy answers {result.status}: the Socket.IO server behind it is unreachable",
+                evidence,
+                "start the Socket.IO server, or fix the proxy's upstream address",
+            )
+        )
+        return
     if "html" in content_type:
         report.add(
             Finding(
@@ -386,17 +429,6 @@ async def _explain_handshake_failure(
                 evidence,
                 "a web server or an SPA fallback serves this path; route the Socket.IO path to "
                 "the Socket.IO server",
-            )
-        )
-        return
-    if result.status in (502, 503, 504):
-        report.add(
-            Finding(
-                "proxy.upstream_down",
-                Verdict.FAIL,
-                f"a proxy answers {result.status}: the Socket.IO server behind it is unreachable",
-                evidence,
-                "start the Socket.IO server, or fix the proxy's upstream address",
             )
         )
         return
@@ -433,7 +465,8 @@ async def _try(
 async def _probe_alternatives(target: _Target, evidence: list[str]) -> list[str]:
     candidates = []
     stripped = target.path.rstrip("/")
-    for path in (stripped, "/socket.io/", "/socket.io", "/engine.io/", "/"):
+    url_path = _norm(target.url_path) if target.url_path.strip("/") else ""
+    for path in (url_path, stripped, "/socket.io/", "/socket.io", "/engine.io/", "/"):
         if path and path != target.path and path not in candidates:
             candidates.append(path)
     found = []
@@ -802,10 +835,12 @@ async def check_sticky(target: _Target, report: Report) -> None:
         sid = handshake["sid"]
         body = b"40" + (json.dumps(target.options.auth).encode() if target.options.auth else b"")
         for index in range(requests):
-            # a fresh TCP connection each time, as a load balancer sees different connections
+            # A fresh TCP connection each time, as a load balancer sees different connections.
+            # None of them waits: the CONNECT, the GET its answer comes in, then noop POSTs.
             total += 1
-            method = "POST" if index == 0 else "GET"
-            answer = await _try_post_or_get(target, method, sid, body)
+            method = "GET" if index == 1 else "POST"
+            payload = body if index == 0 else b"6"
+            answer = await _try_post_or_get(target, method, sid, payload)
             if (
                 answer is not None
                 and answer.status == 400
@@ -1092,7 +1127,7 @@ async def diagnose(options: DoctorOptions) -> Report:
             return report
         if handshake is not None:
             check_settings(handshake, report)
-            if options.origin:
+            if options.origin and not target.cors_checked:
                 await check_cors(target, report)
     primary = report.primary
     fatal = ("path.", "server.", "version.", "proxy.", "handshake.")
@@ -1105,6 +1140,6 @@ async def diagnose(options: DoctorOptions) -> Report:
         await check_namespace(target, report)
         if options.probe_payload:
             await check_payload(target, handshake, report)
-        if options.soak > 0:
-            await check_soak(target, handshake, report)
+    if options.soak > 0:
+        await check_soak(target, handshake or {}, report)
     return report

@@ -202,6 +202,7 @@ class EngineSocket(EventEmitter):
         self._probe: WebSocketChannel | None = None
         self._on_message: Callable[[str | bytes], None] | None = None
         self._deadline: float | None = None
+        self._opened_at = session.now
 
     # -- public -----------------------------------------------------------------------------------
 
@@ -421,6 +422,17 @@ class _SessionWebSocket:
                 socket._apply(socket._core.probe_closed(now))
             return
         socket._ws = None
+        if code == 1006 and error is None and socket._core.state is State.WEBSOCKET:
+            age = now - socket._opened_at
+            logger.info(
+                "session %s of %s: the WebSocket dropped without a close frame after %.1fs; if "
+                "this happens at a regular interval, a proxy's idle timeout (nginx "
+                "proxy_read_timeout, HAProxy timeout tunnel) is shorter than ping_interval=%gs",
+                socket.id,
+                socket.remote_address or "?",
+                age,
+                socket.server.config.ping_interval,
+            )
         socket._apply(socket._core.websocket_closed(now, error))
 
 
@@ -526,6 +538,7 @@ class EngineServer(EventEmitter):
         )
         self.clients: dict[str, EngineSocket] = {}
         self._recently_closed: dict[str, tuple[str, float]] = {}
+        self._cross_origins: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer_wheel: TimerWheel | None = None
 
@@ -642,6 +655,8 @@ class EngineServer(EventEmitter):
                     websocket=False,
                 )
             cors_headers = self.cors.response_headers(origin, allowed)
+        elif origin is not None:
+            self._note_cross_origin(request, origin)
         try:
             socket = await self._verify(request, upgrade=False)
             if socket is None:
@@ -718,6 +733,24 @@ class EngineServer(EventEmitter):
         if self.cors.needs_callback():
             return await self.cors.call_origin(origin)
         return bool(self.cors.match_origin(origin))
+
+    def _note_cross_origin(self, request: HttpRequest, origin: str) -> None:
+        """Without CORS configured, a page of another origin cannot read the answers: say so
+        once per origin (what the browser reports only in its console)."""
+        host = request.headers.get("host")
+        if host and origin in (f"http://{host}", f"https://{host}"):
+            return
+        if origin in self._cross_origins or len(self._cross_origins) >= 100:
+            return
+        self._cross_origins.add(origin)
+        logger.warning(
+            "a request from origin %r reached %s, which has no CORS configured: browsers block "
+            "the page from reading the answers (long-polling fails); add "
+            "cors=aiosio.Cors(origins=[%r]) if this page should connect",
+            origin,
+            self.path,
+            origin,
+        )
 
     def _refuses_origin(self, request: HttpRequest, origin: str | None, allowed: bool) -> bool:
         """An Origin the CORS rule does not allow is refused, except the server's own origin (a
