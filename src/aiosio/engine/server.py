@@ -229,7 +229,7 @@ class EngineSocket(EventEmitter):
 
     @property
     def upgraded(self) -> bool:
-        return self._core.state is State.WEBSOCKET and self.transport == "websocket"
+        return self._core.state is State.WEBSOCKET
 
     @property
     def remote_address(self) -> str | None:
@@ -368,7 +368,7 @@ class EngineSocket(EventEmitter):
                 self._poll_future = None
                 self._apply(self._core.poll_aborted(self.server._now()))
             raise
-        return self.server._poll_response(request, result)
+        return self.server._poll_response(request, result, self.id)
 
     def _post(self, request: HttpRequest) -> HttpResponse:
         content_type = request.headers.get("content-type", "")
@@ -974,7 +974,7 @@ class EngineServer(EventEmitter):
     # -- responses --------------------------------------------------------------------------------
 
     def _polling_headers(
-        self, request: HttpRequest, headers: list[tuple[str, str]], open_body: bytes = b""
+        self, request: HttpRequest, headers: list[tuple[str, str]], sid: str | None = None
     ) -> list[tuple[str, str]]:
         """Headers of every polling response (polling.ts ``headers()``); the handshake response
         also gets the session cookie and the ``initial_headers`` hook."""
@@ -983,15 +983,13 @@ class EngineServer(EventEmitter):
             headers.append(("X-XSS-Protection", "0"))
         headers.append(("cache-control", "no-store"))
         if not request.query.get("sid"):
-            if self.cookie is not None:
-                sid = _sid_from_open_packet(open_body)
-                if sid is not None:
-                    headers.append(("Set-Cookie", self.cookie.serialize(sid)))
+            if self.cookie is not None and sid is not None:
+                headers.append(("Set-Cookie", self.cookie.serialize(sid)))
             self.emit("initial_headers", headers, request)
         self.emit("headers", headers, request)
         return headers
 
-    def _poll_response(self, request: HttpRequest, result: PollResponse) -> HttpResponse:
+    def _poll_response(self, request: HttpRequest, result: PollResponse, sid: str) -> HttpResponse:
         body = result.body
         headers: list[tuple[str, str]] = [("Content-Type", result.content_type)]
         if self.compression_threshold is not None and len(body) >= self.compression_threshold:
@@ -1003,7 +1001,7 @@ class EngineServer(EventEmitter):
                 body = zlib.compress(body)
                 headers.append(("Content-Encoding", "deflate"))
         headers.insert(1, ("Content-Length", str(len(body))))
-        return HttpResponse(200, self._polling_headers(request, headers, result.body), body)
+        return HttpResponse(200, self._polling_headers(request, headers, sid), body)
 
     def _reject(
         self, request: HttpRequest, rejection: _Rejection, *, websocket: bool
@@ -1058,15 +1056,6 @@ def _json_error(code: int, message: str) -> bytes:
 
 def _short(url: str, limit: int = 200) -> str:
     return url if len(url) <= limit else url[:limit] + "..."
-
-
-def _sid_from_open_packet(body: bytes) -> str | None:
-    # The handshake response starts with the OPEN packet: 0{"sid":"..."} (v4) or 96:0{...} (v3).
-    start = body.find(b'{"sid":"')
-    if start < 0:
-        return None
-    end = body.find(b'"', start + 8)
-    return body[start + 8 : end].decode() if end > 0 else None
 
 
 def _pick_encoding(accept: str) -> str | None:

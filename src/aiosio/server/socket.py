@@ -409,20 +409,14 @@ class Socket:
         answered = False
 
         def answer(value: Any) -> None:
+            # Several handlers may return: the first answers the acknowledgement, once.
             nonlocal answered
-            if ack_id is None or answered or self.client.conn.ready_state != "open":
+            if ack_id is None or answered:
                 return
             answered = True
-            if value is None:
-                ack_args: list[Any] = []
-            elif isinstance(value, tuple):
-                ack_args = list(value)  # several values answer with several arguments
-            else:
-                ack_args = [value]
-            self._write(Packet(PacketType.ACK, self.nsp.name, ack_args, ack_id), BroadcastFlags())
+            self._ack(ack_id, value)
 
-        def failed(exc: BaseException) -> None:
-            logger.error("handler of event %r on %s raised", name, self.nsp.name, exc_info=exc)
+        failed = self._handler_failed(name)
 
         handled = False
         handler = self.nsp._handlers.get(name)
