@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import shutil
+import socket
 import ssl
 import subprocess
 from pathlib import Path
@@ -815,6 +816,102 @@ async def test_tls(serve_native: Any, tmp_path: Path) -> None:
     # the failed TLS handshake did not disturb the server
     async with httpx.AsyncClient(timeout=TIMEOUT, verify=trusting) as c:
         await handshake(c, base)
+
+
+def _tls_server_lines(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "aiosio.server.http" and r.levelno == level and "TLS handshake" in r.message
+    ]
+
+
+async def _tls_line(
+    caplog: pytest.LogCaptureFixture, *fragments: str, level: int = logging.WARNING
+) -> str:
+    """The line the server logs for a failed handshake (it comes after the client gave up)."""
+    for _ in range(250):
+        for line in _tls_server_lines(caplog, level):
+            if all(fragment in line for fragment in fragments):
+                return line
+        await asyncio.sleep(0.02)
+    pytest.fail(f"no TLS warning with {fragments}: {[r.getMessage() for r in caplog.records]}")
+
+
+def _blocking_tls_client(port: int, context: ssl.SSLContext) -> str:
+    """A client that sends a TLS alert when it refuses the certificate (like curl, browsers)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        try:
+            with context.wrap_socket(raw, server_hostname="127.0.0.1"):
+                return "connected"
+        except ssl.SSLError as exc:
+            return str(exc)
+
+
+async def test_tls_failures_are_logged_with_cause_and_fix(
+    serve_native: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """asyncio's TLS server drops failed handshakes silently; ours names the cause and the fix,
+    once per client host and cause, and keeps serving."""
+    caplog.set_level(logging.DEBUG, logger="aiosio.server.http")
+    cert, key = _self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    base = await serve_native(recorder().engine, ssl=context)
+    port = int(base.rsplit(":", 1)[1])
+
+    # A client that refuses the self-signed certificate with an alert.
+    verifying = ssl.create_default_context()
+    answer = await asyncio.to_thread(_blocking_tls_client, port, verifying)
+    assert "CERTIFICATE_VERIFY_FAILED" in answer
+    line = await _tls_line(caplog, "rejected this server's certificate", "ALERT_UNKNOWN_CA")
+    assert "NODE_EXTRA_CA_CERTS" in line
+    assert "127.0.0.1:" in line
+
+    # A plain HTTP request on the TLS port.
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /engine.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n")
+    await reader.read()  # the server closes it
+    writer.close()
+    await _tls_line(caplog, "plain HTTP request arrived on this TLS port", "use https://")
+
+    # A client that closes without an alert (asyncio's, Node's), twice: said once at INFO (a
+    # health check looks the same), then DEBUG.
+    for _ in range(2):
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await asyncio.open_connection("127.0.0.1", port, ssl=verifying)
+    await _tls_line(
+        caplog, "closed the connection during the TLS handshake", "certificate", level=logging.INFO
+    )
+    await asyncio.sleep(0.1)
+    closed = [
+        line for line in _tls_server_lines(caplog, logging.INFO) if "closed the connection" in line
+    ]
+    assert len(closed) == 1, closed
+    assert any("closed the connection" in m for m in _tls_server_lines(caplog, logging.DEBUG))
+
+    # The server still serves a client that trusts it, with the request in the first flight.
+    trusting = ssl.create_default_context(cafile=str(cert))
+    async with httpx.AsyncClient(timeout=TIMEOUT, verify=trusting) as c:
+        await handshake(c, base)
+
+
+async def test_tls_close_ends_handshakes_under_way(tmp_path: Path) -> None:
+    """A client that connects and never says hello does not hold up the server's close."""
+    cert, key = _self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server = await aiosio.serve(recorder().engine, "127.0.0.1", 0, ssl=context)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    for _ in range(100):
+        if server.handshakes:
+            break
+        await asyncio.sleep(0.01)
+    assert len(server.handshakes) == 1
+    await asyncio.wait_for(server.close(grace=0.1), 5)
+    assert not server.handshakes
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    writer.close()
 
 
 # -- graceful shutdown (native) --------------------------------------------------------------------

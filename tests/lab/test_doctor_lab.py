@@ -41,6 +41,16 @@ class ServerLog:
             if record.name.startswith("aiosio") and record.levelno >= logging.INFO
         ]
 
+    async def wait_for(self, *fragments: str, timeout: float = 5.0) -> str:
+        """Like :meth:`find`, for a line logged by a task that ends after the client is done."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            for line in self.lines():
+                if all(fragment in line for fragment in fragments):
+                    return line
+            await asyncio.sleep(0.02)
+        return self.find(*fragments)
+
     def find(self, *fragments: str) -> str:
         """The first line holding every fragment; fails with the whole log otherwise."""
         for line in self.lines():
@@ -321,18 +331,37 @@ async def test_self_signed_tls(lab: Lab, kind: str) -> None:
     assert (await doctor(url, ca=str(cert))).ok
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GAP (server, item 4): a client that rejects the server's certificate (TLS alert "
-    "unknown ca) leaves no line in the aiosio server's log, not even at DEBUG; the server could "
-    "log the failed TLS handshake with the peer and the alert, and name the fix (a certificate "
-    "the clients trust)",
-)
 async def test_self_signed_tls_server_log(lab: Lab, server_log: ServerLog) -> None:
     cert, key = lab.self_signed()
     url = await lab.aiosio(ServerSpec(tls=(cert, key)))
     await doctor(url)
-    server_log.find("TLS", "certificate")
+    await server_log.wait_for(
+        "TLS handshake with 127.0.0.1:",
+        "rejected this server's certificate",
+        "a CA the clients trust",
+    )
+
+
+async def test_https_against_plain_http(lab: Lab, kind: str, server_log: ServerLog) -> None:
+    """https:// in the client's URL, a plain HTTP server on the port."""
+    url = await lab.server(kind)
+    report = await doctor(url.replace("http://", "https://"))
+    assert_primary(report, "tls.not_tls")
+    assert report.primary is not None
+    assert "use http://" in (report.primary.fix or "")
+    if kind == "aiosio":
+        await server_log.wait_for("a TLS handshake from", "plain HTTP port", "use http://")
+
+
+async def test_http_against_tls(lab: Lab, kind: str, server_log: ServerLog) -> None:
+    """http:// in the client's URL, a TLS server on the port."""
+    cert, key = lab.self_signed()
+    url = await lab.server(kind, ServerSpec(tls=(cert, key)))
+    report = await doctor(url.replace("https://", "http://"))
+    assert_primary(report, "tls.expected")
+    assert [f.id for f in report.findings if f.verdict.name == "FAIL"] == ["tls.expected"]
+    if kind == "aiosio":
+        await server_log.wait_for("plain HTTP request arrived on this TLS port", "use https://")
 
 
 # -- not a Socket.IO server ------------------------------------------------------------------------

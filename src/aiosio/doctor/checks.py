@@ -231,6 +231,12 @@ def _network_finding(target: _Target, error: ConnectError) -> Finding:
         elif "expired" in message:
             ident = "tls.expired"
             fix = "renew the server's certificate"
+        elif "wrong version number" in message or "record layer failure" in message:
+            ident = "tls.not_tls"
+            fix = (
+                f"{where} does not speak TLS (an HTTP server answers there): use http:// and "
+                "ws://, or serve TLS on it (aiosio serve --certfile --keyfile, or a TLS proxy)"
+            )
         else:
             ident = "tls.failed"
             fix = error.hint or "check the server's TLS configuration"
@@ -254,6 +260,26 @@ def _network_finding(target: _Target, error: ConnectError) -> Finding:
     )
 
 
+async def _speaks_tls(target: _Target) -> bool:
+    """Whether a TLS handshake (certificate not checked) succeeds on the target's port."""
+    context = ssl_module.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl_module.CERT_NONE
+    try:
+        _reader, writer = await open_stream(
+            target.host,
+            target.port,
+            secure=True,
+            ssl_context=context,
+            timeout=target.options.timeout,
+            url=target.origin_url,
+        )
+    except ConnectError:
+        return False
+    writer.close()
+    return True
+
+
 # -- the Engine.IO handshake -----------------------------------------------------------------------
 
 
@@ -263,6 +289,17 @@ async def check_handshake(target: _Target, report: Report) -> dict[str, Any] | N
     try:
         result = await _request(target, "GET", query)
     except ConnectError as error:
+        if not target.secure and await _speaks_tls(target):
+            report.add(
+                Finding(
+                    "tls.expected",
+                    Verdict.FAIL,
+                    f"{target.host}:{target.port} speaks TLS, and the URL says http://",
+                    [str(error), "a TLS handshake on the same port succeeds"],
+                    "use https:// (the client then uses wss:// for the WebSocket)",
+                )
+            )
+            return None
         report.add(
             Finding(
                 "handshake.no_http",
@@ -1130,7 +1167,7 @@ async def diagnose(options: DoctorOptions) -> Report:
             if options.origin and not target.cors_checked:
                 await check_cors(target, report)
     primary = report.primary
-    fatal = ("path.", "server.", "version.", "proxy.", "handshake.")
+    fatal = ("path.", "server.", "version.", "proxy.", "handshake.", "tls.")
     if handshake is None and primary is not None and primary.id.startswith(fatal):
         return report
     if options.transport != "polling":

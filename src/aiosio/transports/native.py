@@ -292,8 +292,15 @@ class HttpConnection(asyncio.Protocol):
             offset = upgrade.args[0] if upgrade.args else len(data)
             self._upgrade_buffer += data[offset:]
         except httptools.HttpParserError as exc:
-            if not self._refused:
-                self._refuse(400, f"malformed HTTP request: {exc}")
+            if self._refused:
+                return
+            if data[:1] == b"\x16" and not self._secure:  # a TLS record: a ClientHello
+                # Answered like Node does (a 400 in plain text): TLS clients then report
+                # "wrong version number", the recognised sign of https:// against http://.
+                self.server.plain_port_got_tls(self.peer)
+                self._refuse(400, "this port serves plain HTTP, not TLS", log=False)
+                return
+            self._refuse(400, f"malformed HTTP request: {exc}")
 
     def eof_received(self) -> bool | None:
         return None
@@ -514,12 +521,13 @@ class HttpConnection(asyncio.Protocol):
 
     # refusals and timers ------------------------------------------------------------------------
 
-    def _refuse(self, status: int, reason: str) -> None:
+    def _refuse(self, status: int, reason: str, *, log: bool = True) -> None:
         """Answer with ``status`` and close: the request is not read any further."""
         if self._refused:
             return
         self._refused = True
-        logger.info("refused request from %s with %d: %s", self.peer, status, reason)
+        if log:
+            logger.info("refused request from %s with %d: %s", self.peer, status, reason)
         transport = self.transport
         if transport is None:
             return
@@ -560,6 +568,117 @@ class HttpConnection(asyncio.Protocol):
         return False
 
 
+_TRUSTED_CERTIFICATE = (
+    "serve a certificate from a CA the clients trust (with the full chain) for the host name in "
+    "their URL, or give the clients the CA (Node: the `ca` option or NODE_EXTRA_CA_CERTS; "
+    "aiosio: Client(ssl=ssl.create_default_context(cafile=...)); `aiosio doctor --ca FILE` "
+    "to check)"
+)
+
+
+def _tls_failure(exc: BaseException) -> tuple[int, str]:
+    """The log level and the words for a TLS handshake that failed: the cause and the fix."""
+    reason = str(getattr(exc, "reason", None) or exc).upper()
+    if "ALERT" in reason and ("CERTIFICATE" in reason or "UNKNOWN_CA" in reason):
+        return logging.WARNING, (
+            "the client rejected this server's certificate (%s): it is self-signed, signed by a "
+            "CA the client does not trust, expired, or not issued for the host name in the "
+            "client's URL; " + _TRUSTED_CERTIFICATE
+        )
+    if "HTTP_REQUEST" in reason:
+        return logging.WARNING, (
+            "a plain HTTP request arrived on this TLS port (%s): the client's URL says http:// or "
+            "ws://; use https:// or wss:// (or terminate TLS in a proxy and serve plain HTTP here)"
+        )
+    if "VERSION" in reason or "PROTOCOL" in reason or "CIPHER" in reason:
+        return logging.WARNING, (
+            "the client and this server share no TLS version or cipher (%s): update the client "
+            "or widen the server's SSLContext (minimum_version, ciphers)"
+        )
+    if isinstance(exc, TimeoutError) or "TAKING LONGER" in reason:
+        return logging.INFO, "the client did not complete the TLS handshake in time (%s)"
+    # Node and Python clients that refuse the certificate close without a TLS alert; a TCP
+    # health check or a port scan closes the same way. Said once per client host, at INFO.
+    return logging.INFO, (
+        "the client closed the connection during the TLS handshake (%s): a client that rejected "
+        "this server's certificate (Node and Python clients close without a TLS alert), or a "
+        "TCP health check; if clients fail to connect, " + _TRUSTED_CERTIFICATE
+    )
+
+
+class _TlsAccept(asyncio.Protocol):
+    """Accepts a TCP connection and runs the TLS handshake itself with ``loop.start_tls``.
+
+    asyncio's own TLS server drops a failed handshake without a word (an ``SSLError`` is an
+    ``OSError``, logged only in the loop's debug mode), and a client that refuses the certificate
+    is one of the failures users lose days to. Here the failure reaches the log with the peer, the
+    TLS alert and the fix. The same object holds the plaintext that arrives between the end of
+    the handshake and the :class:`HttpConnection` taking over.
+    """
+
+    __slots__ = ("_conn", "_context", "_eof", "_lost", "_peer", "_pending", "_server", "_task")
+
+    def __init__(self, server: NativeServer, context: ssl_module.SSLContext) -> None:
+        self._server = server
+        self._context = context
+        self._task: asyncio.Task[None] | None = None
+        self._pending = bytearray()
+        self._eof = False
+        self._lost = False
+        self._peer = "?"
+        self._conn: HttpConnection | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        tcp = cast(asyncio.Transport, transport)
+        tcp.pause_reading()  # start_tls reads the ClientHello; nothing is read before it
+        peer = tcp.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self._peer = f"{peer[0]}:{peer[1]}"
+        self._task = self._server.loop.create_task(self._handshake(tcp))
+        self._server.handshakes.add(self._task)
+        self._task.add_done_callback(self._server.handshakes.discard)
+
+    def data_received(self, data: bytes) -> None:
+        self._pending += data
+
+    def eof_received(self) -> bool | None:
+        self._eof = True
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        if self._conn is not None:  # scheduled before the connection took over
+            self._conn.connection_lost(exc)
+
+    async def _handshake(self, tcp: asyncio.Transport) -> None:
+        server = self._server
+        try:
+            tls = await server.loop.start_tls(
+                tcp,
+                self,
+                self._context,
+                server_side=True,
+                ssl_handshake_timeout=server.limits.header_timeout,
+            )
+        except asyncio.CancelledError:
+            tcp.abort()
+            raise
+        except (OSError, TimeoutError, ValueError) as exc:  # ssl.SSLError is an OSError
+            tcp.abort()
+            server.tls_failed(self._peer, exc)
+            return
+        if tls is None or self._lost:
+            return
+        conn = self._conn = HttpConnection(server)
+        tls.set_protocol(conn)
+        conn.connection_made(tls)
+        if self._pending:
+            conn.data_received(bytes(self._pending))
+        if self._eof and conn.transport is not None:
+            conn.eof_received()
+            tls.close()
+
+
 class NativeServer:
     """A listening native server; created by :func:`serve`."""
 
@@ -570,6 +689,8 @@ class NativeServer:
         self.connections: set[HttpConnection] = set()
         self._server: asyncio.base_events.Server | None = None
         self.handoff: Any = None  # set in --workers mode (aiosio.workers)
+        self.handshakes: set[asyncio.Task[None]] = set()  # TLS handshakes under way
+        self._tls_logged: set[tuple[str, str]] = set()  # (client host, cause) said once
 
     @property
     def sockets(self) -> list[Any]:
@@ -585,9 +706,41 @@ class NativeServer:
         startup = getattr(self.app, "startup", None)
         if startup is not None:
             await startup()
-        self._server = await self.loop.create_server(
-            lambda: HttpConnection(self), host, port, ssl=ssl, backlog=backlog
+        if ssl is None:
+            self._server = await self.loop.create_server(
+                lambda: HttpConnection(self), host, port, backlog=backlog
+            )
+        else:
+            self._server = await self.loop.create_server(
+                lambda: _TlsAccept(self, ssl), host, port, backlog=backlog
+            )
+
+    def plain_port_got_tls(self, peer: str) -> None:
+        """A TLS ClientHello on a port that serves plain HTTP: https:// against http://."""
+        key = (peer.rpartition(":")[0], "tls on plain")
+        level = logging.WARNING
+        if key in self._tls_logged or len(self._tls_logged) >= 1000:
+            level = logging.DEBUG
+        else:
+            self._tls_logged.add(key)
+        logger.log(
+            level,
+            "a TLS handshake from %s arrived on this plain HTTP port: the client's URL says "
+            "https:// or wss://; use http:// or ws://, or serve TLS here (aiosio serve "
+            "--certfile FILE --keyfile FILE, or a TLS-terminating proxy in front)",
+            peer,
         )
+
+    def tls_failed(self, peer: str, exc: BaseException) -> None:
+        """Log a failed TLS handshake: once per client host and cause at its level, then DEBUG."""
+        level, message = _tls_failure(exc)
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        key = (peer.rpartition(":")[0], message)
+        if key in self._tls_logged or len(self._tls_logged) >= 1000:
+            level = logging.DEBUG
+        else:
+            self._tls_logged.add(key)
+        logger.log(level, "TLS handshake with %s failed: " + message, peer, detail)
 
     async def close(self, grace: float = 10.0) -> None:
         """Stop listening, let the app close its sessions, then close the connections: idle ones
@@ -608,6 +761,8 @@ class NativeServer:
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
             conn.abort()
+        for task in list(self.handshakes):
+            task.cancel()
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
