@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from websockets.asyncio.server import ServerConnection
@@ -295,6 +296,41 @@ class Lab:
         server = await ws_serve(echo, "127.0.0.1", 0)
         self._closers.append(lambda: _close_ws(server))
         port = next(iter(server.sockets)).getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def slow_link(self, upstream: str, delay: float) -> str:
+        """A TCP relay in front of ``upstream`` that holds every chunk ``delay`` seconds each
+        way: a long network path (or a slow proxy) between the client and the server."""
+        target = urlsplit(upstream)
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(Exception):
+                while chunk := await reader.read(65536):
+                    await asyncio.sleep(delay)
+                    writer.write(chunk)
+                    await writer.drain()
+            writer.close()
+
+        async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            up_reader, up_writer = await asyncio.open_connection(target.hostname, target.port)
+            for task in (
+                asyncio.create_task(pump(reader, up_writer)),
+                asyncio.create_task(pump(up_reader, writer)),
+            ):
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+
+        server = await asyncio.start_server(relay, "127.0.0.1", 0)
+
+        async def close() -> None:
+            server.close()
+            for task in list(tasks):
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        self._closers.append(close)
+        port = server.sockets[0].getsockname()[1]
         return f"http://127.0.0.1:{port}"
 
     async def html_site(self) -> str:

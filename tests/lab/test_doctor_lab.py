@@ -79,9 +79,25 @@ async def test_correct_deployment(lab: Lab, kind: str, server_log: ServerLog) ->
     assert report.primary is None
     ids = {finding.id for finding in report.findings}
     assert {"handshake.ok", "cors.ok", "websocket.ok", "websocket.upgrade_ok"} <= ids
-    assert {"sticky.ok", "namespace.ok"} <= ids
+    assert {"sticky.ok", "namespace.ok", "latency.ok"} <= ids
+    latency = next(finding for finding in report.findings if finding.id == "latency.ok")
+    assert len(latency.data["ping_ms"]) == 5
+    assert latency.data["handshake_ms"] > 0
     if kind == "aiosio":
         assert not [line for line in server_log.lines() if "refused" in line], server_log.lines()
+
+
+async def test_slow_path_against_ping_timeout(lab: Lab, kind: str) -> None:
+    """A path whose round trip reaches half the pingTimeout: heartbeats will time out. The ping
+    is measured (the upgrade probe), not guessed from the handshake."""
+    upstream = await lab.server(kind, ServerSpec(ping_timeout=0.06))
+    url = await lab.slow_link(upstream, delay=0.02)  # 40 ms there and back, per exchange
+    report = await doctor(url)
+    slow = [finding for finding in report.findings if finding.id == "latency.slow"]
+    assert slow, rendered(report)
+    assert slow[0].verdict is Verdict.WARN
+    assert min(slow[0].data["ping_ms"]) >= 40
+    assert "raise pingTimeout" in (slow[0].fix or "")
 
 
 # -- nginx in front ----------------------------------------------------------------------------

@@ -45,6 +45,7 @@ class DoctorOptions:
     timeout: float = 10.0
     sticky_sessions: int = 6
     sticky_requests: int = 3
+    ping_samples: int = 5
     trace: Trace | None = None
 
 
@@ -78,6 +79,8 @@ class _Target:
             self.ssl = context
         self.options = options
         self.cors_checked = False
+        self.handshake_rtt = 0.0  # ms
+        self.ping_rtts: list[float] = []  # ms, one per upgraded session
 
     @property
     def origin_url(self) -> str:
@@ -311,6 +314,7 @@ async def check_handshake(target: _Target, report: Report) -> dict[str, Any] | N
         )
         return None
     rtt = (time.perf_counter() - started) * 1000
+    target.handshake_rtt = rtt
     handshake = _handshake_of(result)
     evidence = [f"GET {target.path}?{query} -> {_describe(result)}"]
     if handshake is None and result.status == 403 and target.options.origin:
@@ -806,53 +810,121 @@ async def check_websocket(
     )
 
 
-async def _check_upgrade(target: _Target, report: Report) -> None:
-    """A polling session, then the WebSocket probe with its sid: what real clients do."""
+async def _probe(target: _Target) -> tuple[str, float | None, str]:
+    """One polling session upgraded the way real clients do it: the WebSocket with its sid, the
+    probe ping (``2probe``) and its pong (``3probe``), the upgrade, a close.
+
+    The outcome (``"ok"``, ``"refused"``, ``"unanswered"``, ``"no session"``), the round trip of
+    the probe ping in ms, and what shows a failure."""
     result = await _try(target, "GET", f"EIO=4&transport=polling&t={_t()}")
     handshake = _handshake_of(result) if result is not None else None
     if handshake is None:
-        return
+        return "no session", None, ""
     sid = handshake["sid"]
     conn, answer, error = await _websocket(target, f"EIO=4&transport=websocket&sid={sid}")
     if conn is None:
+        return "refused", None, str(error) if error else _describe(answer) if answer else "?"
+    messages: asyncio.Queue[str | bytes] = asyncio.Queue()
+    conn.on_message = messages.put_nowait
+    conn.start()
+    started = time.perf_counter()
+    conn.send("2probe")
+    reply: str | bytes = ""
+    try:
+        async with asyncio.timeout(target.options.timeout):
+            reply = await messages.get()
+            while reply == "6":  # a noop for the waiting poll
+                reply = await messages.get()
+    except TimeoutError:
+        pass
+    rtt = (time.perf_counter() - started) * 1000
+    if reply != "3probe":
+        conn.close()
+        return "unanswered", None, f"sent 2probe, got {str(reply)[:60]!r}"
+    conn.send("5")
+    conn.send("1")  # close the session: the doctor leaves nothing behind
+    await asyncio.sleep(0.02)
+    conn.close()
+    return "ok", rtt, ""
+
+
+async def _check_upgrade(target: _Target, report: Report) -> None:
+    """A polling session, then the WebSocket probe with its sid: what real clients do."""
+    outcome, rtt, shown = await _probe(target)
+    if outcome == "ok":
+        assert rtt is not None
+        target.ping_rtts.append(rtt)
+        report.add(
+            Finding("websocket.upgrade_ok", Verdict.OK, "polling sessions upgrade to WebSocket")
+        )
+    elif outcome == "refused":
         report.add(
             Finding(
                 "websocket.upgrade_refused",
                 Verdict.WARN,
                 "the upgrade of a polling session to WebSocket fails",
-                [str(error) if error else _describe(answer) if answer else "?"],
+                [shown],
                 "with several servers, the WebSocket request must reach the server of the "
                 "session (sticky sessions)",
             )
         )
-        return
-    messages: asyncio.Queue[str | bytes] = asyncio.Queue()
-    conn.on_message = messages.put_nowait
-    conn.start()
-    conn.send("2probe")
-    try:
-        async with asyncio.timeout(target.options.timeout):
-            reply = await messages.get()
-    except TimeoutError:
-        reply = ""
-    if reply == "3probe":
-        conn.send("5")
-        await asyncio.sleep(0.05)
-        conn.close()
-        report.add(
-            Finding("websocket.upgrade_ok", Verdict.OK, "polling sessions upgrade to WebSocket")
-        )
-    else:
-        conn.close()
+    elif outcome == "unanswered":
         report.add(
             Finding(
                 "websocket.probe_failed",
                 Verdict.WARN,
                 "the WebSocket upgrade probe is not answered",
-                [f"sent 2probe, got {str(reply)[:60]!r}"],
+                [shown],
                 "the WebSocket reached another server than the session's: sticky sessions",
             )
         )
+
+
+# -- latency ---------------------------------------------------------------------------------------
+
+
+async def check_latency(target: _Target, handshake: dict[str, Any], report: Report) -> None:
+    """Round trips of the handshake and of a ping. An Engine.IO 4 client may not ping (the
+    server does), except the probe ping of an upgrade: so each sample is one upgraded session."""
+    samples = target.ping_rtts
+    for _ in range(20):  # the first failure stops it; the upgrade check already said why
+        if len(samples) >= target.options.ping_samples:
+            break
+        _outcome, rtt, _shown = await _probe(target)
+        if rtt is None:
+            break
+        samples.append(rtt)
+    handshake_ms = target.handshake_rtt
+    if not samples:
+        return
+    ordered = sorted(samples)
+    median = ordered[len(ordered) // 2]
+    worst = ordered[-1]
+    timeout_ms = float(handshake.get("pingTimeout", 20000))
+    slow = worst >= timeout_ms / 2
+    text = (
+        f"a ping takes {median:.1f} ms there and back (median of {len(samples)}, max "
+        f"{worst:.1f}); the handshake {handshake_ms:.1f} ms"
+    )
+    report.add(
+        Finding(
+            "latency.slow" if slow else "latency.ok",
+            Verdict.WARN if slow else Verdict.OK,
+            text
+            + (f": half the server's pingTimeout ({timeout_ms:.0f} ms) or more" if slow else ""),
+            [f"2probe -> 3probe over the WebSocket of an upgraded session, {len(samples)} times"],
+            "heartbeats will time out on this path: raise pingTimeout on the server, or find "
+            "what delays the packets (a buffering proxy, an overloaded server)"
+            if slow
+            else None,
+            data={
+                "ping_ms": [round(x, 2) for x in samples],
+                "ping_median_ms": round(median, 2),
+                "ping_max_ms": round(worst, 2),
+                "handshake_ms": round(handshake_ms, 2),
+            },
+        )
+    )
 
 
 # -- sticky sessions -------------------------------------------------------------------------------
@@ -1172,6 +1244,8 @@ async def diagnose(options: DoctorOptions) -> Report:
         return report
     if options.transport != "polling":
         await check_websocket(target, handshake, report)
+        if handshake is not None and target.ping_rtts:
+            await check_latency(target, handshake, report)
     if handshake is not None:
         await check_sticky(target, report)
         await check_namespace(target, report)
