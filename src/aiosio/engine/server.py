@@ -169,11 +169,12 @@ class PreparedMessage:
     """An Engine.IO message encoded once for many recipients, with its WebSocket frame built
     once per protocol revision on first use."""
 
-    __slots__ = ("_frames", "data")
+    __slots__ = ("_frames", "data", "frame4")
 
     def __init__(self, data: str | bytes) -> None:
         self.data = data
         self._frames: dict[int, bytes] = {}
+        self.frame4 = self.frame(4)  # the frame of nearly every recipient, built once
 
     def frame(self, protocol: int) -> bytes:
         frame = self._frames.get(protocol)
@@ -199,6 +200,8 @@ class EngineSocket(EventEmitter):
         self._timer_bucket: int | None = None
         self._poll_future: asyncio.Future[PollResponse] | None = None
         self._ws: WebSocketChannel | None = None
+        # the channel's send_frame (broadcast fast path) when it has one; set with _ws
+        self._send_frame: Callable[[bytes, str | bytes], int] | None = None
         self._probe: WebSocketChannel | None = None
         self._on_message: Callable[[str | bytes], None] | None = None
         self._deadline: float | None = None
@@ -269,16 +272,20 @@ class EngineSocket(EventEmitter):
     def send_prepared(self, message: PreparedMessage) -> None:
         """Send a message prepared once for many sessions (broadcast): on a WebSocket served
         by the native server, the same frame bytes are written for every recipient."""
-        ws = self._ws
-        if ws is not None and self._core.state is State.WEBSOCKET:
-            send_frame = getattr(ws, "send_frame", None)
-            if send_frame is not None:
-                send_frame(message.frame(self._core.protocol), message.data)
-                if ws.buffered_amount > self.server.max_outbound_buffer:
-                    self._check_backlog()
-                return
-        self._apply(self._core.send(message.data))
+        send_frame = self._send_frame
+        core = self._core
+        if send_frame is not None and core.state is State.WEBSOCKET:
+            protocol = core.protocol
+            frame = message.frame4 if protocol == 4 else message.frame(protocol)
+            if send_frame(frame, message.data) > self.server.max_outbound_buffer:
+                self._check_backlog()
+            return
+        self._apply(core.send(message.data))
         self._check_backlog()
+
+    def _set_ws(self, channel: WebSocketChannel | None) -> None:
+        self._ws = channel
+        self._send_frame = getattr(channel, "send_frame", None)
 
     @property
     def writable(self) -> bool:
@@ -336,10 +343,12 @@ class EngineSocket(EventEmitter):
             elif isinstance(event, UpgradeStarted):
                 self.emit("upgrading")
             elif isinstance(event, Upgraded):
-                self._ws, self._probe = self._probe, None
+                self._set_ws(self._probe)
+                self._probe = None
                 self.emit("upgrade")
             elif isinstance(event, WebSocketClose):
-                ws, self._ws = self._ws, None
+                ws = self._ws
+                self._set_ws(None)
                 if ws is not None:
                     ws.close()
             elif isinstance(event, Closed):
@@ -421,7 +430,7 @@ class _SessionWebSocket:
                 socket._probe = None
                 socket._apply(socket._core.probe_closed(now))
             return
-        socket._ws = None
+        socket._set_ws(None)
         if code == 1006 and error is None and socket._core.state is State.WEBSOCKET:
             age = now - socket._opened_at
             logger.info(
@@ -950,7 +959,7 @@ class EngineServer(EventEmitter):
         self.emit("headers", headers, request)
 
         def bind(channel: WebSocketChannel) -> WebSocketHandler:
-            socket._ws = channel
+            socket._set_ws(channel)
             socket._apply(socket._core.initial_messages())
             self.emit("connection", socket)
             return _SessionWebSocket(socket, probe=False)

@@ -179,13 +179,15 @@ class Adapter(ABC):
                     socket = connected.get(sid)
                     if socket is not None:
                         targets.append(socket)
-        else:
+        elif excluded:
             for sid in self.sids:
-                if sid in excluded:
-                    continue
-                socket = connected.get(sid)
-                if socket is not None:
-                    targets.append(socket)
+                if sid not in excluded:
+                    socket = connected.get(sid)
+                    if socket is not None:
+                        targets.append(socket)
+        else:  # everyone: the broadcast hot path
+            get = connected.get
+            targets = [socket for socket in map(get, self.sids) if socket is not None]
         return targets
 
     # -- local operations (what every server does for its own sockets) -----------------------
@@ -194,8 +196,9 @@ class Adapter(ABC):
         """Send ``packet`` to this server's targets: encoded once, prepared once."""
         packet = self._before_broadcast(packet, opts)
         messages = prepare(packet)
+        flags = opts.flags
         for socket in self.local_targets(opts):
-            socket._deliver(packet, messages, opts.flags)
+            socket._deliver(packet, messages, flags)
 
     def _before_broadcast(self, packet: Packet, opts: BroadcastOptions) -> Packet:
         return packet

@@ -75,9 +75,15 @@ def _sent() -> None:
     system call) per connection, and make them writable again."""
     channels = list(_SENDING)
     _SENDING.clear()
-    for channel in channels:
+    for channel in channels:  # _flush, inlined: once per connection and turn
         channel._sending = False
-        channel._flush()
+        out = channel._out
+        if out:
+            transport = channel._conn.transport
+            if transport is not None:
+                transport.write(out[0] if len(out) == 1 else b"".join(out))
+            channel._out = []
+            channel._out_size = 0
 
 
 class _NativeWebSocket:
@@ -151,15 +157,25 @@ class _NativeWebSocket:
             self.codec.send_binary(data)
         self._queue(self.codec.data_to_send())
 
-    def send_frame(self, frame: bytes, data: str | bytes) -> None:
+    def send_frame(self, frame: bytes, data: str | bytes) -> int:
         """Write a frame built once for many connections; ``data`` is the message it carries,
-        sent through the codec instead when an extension (deflate) is active."""
-        if self._conn.transport is None or self.codec.state is not ws.State.OPEN:
-            return
-        if self._plain:
-            self._queue(frame)
-        else:
+        sent through the codec instead when an extension (deflate) is active. Returns the bytes
+        now waiting for the peer (:attr:`buffered_amount`). The broadcast hot path: one call per
+        recipient, :meth:`_queue` inlined."""
+        transport = self._conn.transport
+        if transport is None or self.codec.state is not ws.State.OPEN:
+            return 0
+        if not self._plain:
             self.send(data)
+            return self.buffered_amount
+        self._out.append(frame)
+        size = self._out_size = self._out_size + len(frame)
+        if not self._sending:
+            self._sending = True
+            if not _SENDING:
+                self._conn.loop.call_soon(_sent)
+            _SENDING.append(self)
+        return size + transport.get_write_buffer_size()
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         transport = self._conn.transport
