@@ -3,12 +3,14 @@
 //
 //   node loadgen.mjs '<json params>'
 //
-// params: {port, mode: "echo"|"broadcast"|"idle"|"connects", ...} (see run.py SCENARIOS).
+// params: {port, mode: "echo"|"broadcast"|"idle"|"churn"|"connects", ...} (see run.py SCENARIOS).
 //
 // Conversation with run.py (one JSON object per line on stdout, one word per line on stdin):
 //   -> {"ev":"ready"}            set up (connected, warmed up); waits for "start"
 //   <- start                     run.py reads the server's CPU time, then starts the window
-//   -> {"ev":"mark","name":..}   something run.py samples at (idle: "held", all connected)
+//   -> {"ev":"mark","name":..}   something run.py samples at (idle: "held", all connected;
+//                                churn: "held<r>" and "left<r>" for each round r from 1)
+//   <- marked                    run.py has sampled (churn waits for it; idle holds anyway)
 //   -> {"ev":"end"}              the measured window is over; waits for "stop"
 //   <- stop                      run.py has read the server's CPU time and memory
 //   -> {"ev":"result", ...}      counts, latencies, this process's own CPU time; then exits
@@ -381,6 +383,67 @@ async function idle() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// churn: `rounds` rounds of: open `conns` connections joined to "/" (`concurrency` at a time),
+// mark "held<r>", close them all (`leave`: "close", a close handshake like connects; "terminate",
+// the socket destroyed without a close frame), wait until every one is closed and `settle` more
+// seconds for the server to let them go, mark "left<r>". At each mark run.py reads the server's
+// memory and descriptors, and the next step waits until it has. An op is one connection's cycle
+// (connect, join, hold, leave).
+
+async function churn() {
+  let clients = [];
+  const result = await window(async () => {
+    let ops = 0;
+    let connectSeconds = 0;
+    let errors = 0;
+    let dropped = 0;
+    let unclosed = 0;
+    const sleep = (s) => new Promise((resolve) => setTimeout(resolve, s * 1000));
+    for (let r = 1; r <= P.rounds; r++) {
+      const t0 = now();
+      const opened = await openClients(P.conns, P.concurrency);
+      clients = opened.clients;
+      connectSeconds += (now() - t0) / 1000;
+      errors += opened.errors;
+      ops += clients.length;
+      out({ ev: "mark", name: `held${r}` });
+      await waitFor("marked");
+      dropped += clients.filter((c) => c.closed).length;
+      const closed = clients.map((c) =>
+        c.closed ? null : new Promise((resolve) => c.ws.once("close", resolve)),
+      );
+      for (const c of clients) {
+        if (c.closed) continue;
+        if (P.leave === "terminate") c.ws.terminate();
+        else c.ws.close(1000);
+      }
+      // ws gives up on a close handshake the server does not finish after 30 s (and destroys the
+      // socket): a server that leaves them open shows in `unclosed`, and the window gets longer.
+      if ((await Promise.race([Promise.all(closed).then(() => true), sleep(35)])) !== true) {
+        unclosed += clients.filter((c) => !c.closed).length;
+        closeAll(clients);
+      }
+      clients = [];
+      await sleep(P.settle);
+      out({ ev: "mark", name: `left${r}` });
+      await waitFor("marked");
+    }
+    return {
+      ops,
+      connect_seconds: connectSeconds,
+      connects_per_s: ops / connectSeconds,
+      dropped,
+      unclosed,
+      connect_errors: errors,
+      p50_ms: null,
+      p99_ms: null,
+    };
+  });
+  closeAll(clients);
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
 // connects: `cycles` cycles of connect, join "/", close, `concurrency` at a time, over the
 // websocket transport directly or over polling then the upgrade (2probe/3probe/5).
 
@@ -489,7 +552,7 @@ async function connects() {
 
 // ---------------------------------------------------------------------------------------------
 
-const modes = { echo, broadcast, idle, connects };
+const modes = { echo, broadcast, idle, churn, connects };
 try {
   const result = await modes[P.mode]();
   out({ ev: "result", ...result });

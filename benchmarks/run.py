@@ -36,6 +36,9 @@ PEERS_PY = HERE / ".venv-peers" / "bin" / "python"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SERVER_CORE, LOADGEN_CORE = "0", "1"
 REFERENCE = "aiosio-native"
+# The modes whose operations are connections: the memory read before the window is the baseline
+# (nothing connected yet), and the rate shown is connections opened per second.
+CONNS_MODES = ("idle", "churn")
 
 
 @dataclass(frozen=True)
@@ -75,9 +78,15 @@ def _bcast(**kw: Any) -> dict[str, Any]:
             "sample": 100} | kw  # fmt: skip
 
 
+def _churn(**kw: Any) -> dict[str, Any]:
+    return {"mode": "churn", "conns": 5000, "rounds": 3, "settle": 2, "concurrency": 100,
+            "leave": "close"} | kw  # fmt: skip
+
+
 # The reference scenarios run 3 times per server (idle, whose figure is memory and which spends
-# 10 s holding, twice); the larger ones once, so that the default run stays under 15 minutes on 2
-# cores. --runs N runs every scenario N times.
+# 10 s holding, twice); the larger ones, and those that put a reference figure at other sizes
+# (broadcast-100, idle-1k) or over time (churn), once, so that the default run stays under 18
+# minutes on 2 cores. --runs N runs every scenario N times.
 SCENARIOS: dict[str, Scenario] = {
     "echo": Scenario(
         "50 clients each keeping 10 acked `echo` events of 64 B in flight, 10 s",
@@ -107,6 +116,13 @@ SCENARIOS: dict[str, Scenario] = {
         _echo(clients=20, size=1024, binary=True, duration=1, warmup=0),
         1,
     ),
+    "broadcast-100": Scenario(
+        "as broadcast with 100 clients (all of them read), 4000 broadcasts",
+        "deliveries",
+        _bcast(clients=100, broadcasts=4000),
+        _bcast(clients=100, broadcasts=500),
+        1,
+    ),
     "broadcast": Scenario(
         "1000 clients; one emits `bcast` 200 times (64 B; at most 4 not yet delivered to all) "
         "and the server sends each to all",
@@ -122,6 +138,13 @@ SCENARIOS: dict[str, Scenario] = {
         None,
         1,
     ),
+    "idle-1k": Scenario(
+        "1000 WebSocket connections joined to / and held 1 s",
+        "conns",
+        {"mode": "idle", "conns": 1000, "hold": 1, "concurrency": 100},
+        None,  # idle --quick is this
+        1,
+    ),
     "idle": Scenario(
         "5000 WebSocket connections joined to / and held 10 s",
         "conns",
@@ -134,6 +157,14 @@ SCENARIOS: dict[str, Scenario] = {
         "conns",
         {"mode": "idle", "conns": 10000, "hold": 1, "concurrency": 100},
         None,
+        1,
+    ),
+    "churn": Scenario(
+        "3 rounds of: 5000 WebSocket connections joined to /, then closed (close handshake), "
+        "then 2 s for the server to let them go",
+        "cycles",
+        _churn(),
+        _churn(conns=1000, rounds=2, settle=1),
         1,
     ),
     "connects-ws": Scenario(
@@ -253,6 +284,15 @@ def rss_bytes(pid: int) -> int:
     return total
 
 
+def fd_count(pid: int) -> int:
+    """Open file descriptors of ``pid`` and its descendants: sockets the server still holds."""
+    total = 0
+    for p in _descendants(pid):
+        with contextlib.suppress(OSError):
+            total += len(os.listdir(f"/proc/{p}/fd"))
+    return total
+
+
 # -- processes ----------------------------------------------------------------------------------
 
 
@@ -311,6 +351,8 @@ class Window:
     rss_base: int
     rss_end: int
     rss_marks: dict[str, int]
+    fds_base: int
+    fds_marks: dict[str, int]
 
 
 def _drive(
@@ -319,20 +361,26 @@ def _drive(
     lines = Lines(loadgen)
     assert loadgen.stdin is not None
     marks: dict[str, int] = {}
+    fds: dict[str, int] = {}
     before = after = None
     rss_base = rss_bytes(pid)
+    fds_base = fd_count(pid)
     rss_end = 0
     while True:
         msg = json.loads(lines.next(timeout))
         ev = msg["ev"]
         if ev == "ready":
-            if params["mode"] == "idle":  # nothing connected yet: the baseline
+            if params["mode"] in CONNS_MODES:  # nothing connected yet: the baseline
                 rss_base = rss_bytes(pid)
+                fds_base = fd_count(pid)
             before = Sample.take(pid, loadgen.pid)
             loadgen.stdin.write("start\n")
             loadgen.stdin.flush()
         elif ev == "mark":
             marks[msg["name"]] = rss_bytes(pid)
+            fds[msg["name"]] = fd_count(pid)
+            loadgen.stdin.write("marked\n")
+            loadgen.stdin.flush()
         elif ev == "end":
             after = Sample.take(pid, loadgen.pid)
             rss_end = rss_bytes(pid)
@@ -343,7 +391,7 @@ def _drive(
         elif ev == "result":
             if before is None or after is None:
                 raise RuntimeError("the load generator ended without a measured window")
-            return Window(msg, before, after, rss_base, rss_end, marks)
+            return Window(msg, before, after, rss_base, rss_end, marks, fds_base, fds)
 
 
 def one_run(kind: ServerKind, params: dict[str, Any], logdir: Path) -> dict[str, Any]:
@@ -430,7 +478,21 @@ def one_run(kind: ServerKind, params: dict[str, Any], logdir: Path) -> dict[str,
         held = max(marks.get("held", 0), rss_end)
         result["kib_per_conn"] = (held - rss_base) / 1024 / ops if ops else None
         result["connects_per_s"] = msg["connects_per_s"]
-    for key in ("errors", "connect_errors", "last_error", "undelivered", "dropped"):
+    if params["mode"] == "churn":
+        # memory per connection held in the first round; then the memory the server still has,
+        # over the baseline, once each round's connections have left
+        rounds, conns = params["rounds"], params["conns"]
+        over = {name: (rss - rss_base) / 2**20 for name, rss in marks.items()}
+        result["kib_per_conn"] = over["held1"] * 1024 / conns
+        result["left_first_mib"] = over["left1"]
+        result["left_last_mib"] = over[f"left{rounds}"]
+        result["rss_over_base_mib"] = over
+        result["fds_over_base"] = {name: n - w.fds_base for name, n in w.fds_marks.items()}
+        # descriptors (sockets) the server still had open after the last round left
+        if (fds_left := w.fds_marks[f"left{rounds}"] - w.fds_base) > 0:
+            result["fds_left"] = fds_left
+        result["connects_per_s"] = msg["connects_per_s"]
+    for key in ("errors", "connect_errors", "last_error", "undelivered", "dropped", "unclosed"):
         if msg.get(key):
             result[key] = msg[key]
     return result
@@ -441,7 +503,7 @@ def one_run(kind: ServerKind, params: dict[str, Any], logdir: Path) -> dict[str,
 METRICS = (
     "ops_per_s", "cpu_us_per_op", "p50_ms", "p99_ms", "rss_end_mib", "kib_per_conn",
     "server_cpu_share", "server_sys_share", "server_loop_busy", "lg_cpu_share", "lg_loop_busy",
-    "lg_loop_wait", "other_load", "connects_per_s",
+    "lg_loop_wait", "other_load", "connects_per_s", "left_first_mib", "left_last_mib",
 )  # fmt: skip
 
 
@@ -483,16 +545,20 @@ def table(name: str, per_server: dict[str, dict[str, Any]], quick: bool, runs: i
     if quick and spec.quick is not None:
         shown = {k: v for k, v in spec.quick.items() if k != "mode"}
         desc = f"--quick: {', '.join(f'{k} {v}' for k, v in shown.items())}"
-    idle = spec.full["mode"] == "idle"
+    mode = spec.full["mode"]
+    conns = mode in CONNS_MODES
+    churn = mode == "churn"
+    rounds = (spec.quick if quick and spec.quick is not None else spec.full).get("rounds", 0)
     ref = per_server.get(REFERENCE, {})
     head = [
-        "server", "conns/s" if idle else f"{op}/s", "CPU µs/op", "p50 ms", "p99 ms",
-        "KiB/conn" if idle else "RSS MiB", "server CPU / busy", "loadgen CPU / busy",
-        "other load",
+        "server", "conns/s" if conns else f"{op}/s", "CPU µs/op", "p50 ms", "p99 ms",
+        "KiB/conn" if conns else "RSS MiB",
+        *(["left 1: MiB over base", f"left {rounds}: MiB over base"] if churn else []),
+        "server CPU / busy", "loadgen CPU / busy", "other load",
         "native CPU/op ÷ this", "native ops/s ÷ this",
     ]  # fmt: skip
     rows = [head, ["---"] * len(head)]
-    rate = "connects_per_s" if idle else "ops_per_s"
+    rate = "connects_per_s" if conns else "ops_per_s"
     for server, data in per_server.items():
         if "median" not in data:
             if "error" in data:
@@ -510,7 +576,12 @@ def table(name: str, per_server: dict[str, dict[str, Any]], quick: bool, runs: i
                 _num(m.get("cpu_us_per_op"), 1),
                 _num(m.get("p50_ms"), 2),
                 _num(m.get("p99_ms"), 2),
-                _num(m.get("kib_per_conn") if idle else m.get("rss_end_mib"), 1),
+                _num(m.get("kib_per_conn") if conns else m.get("rss_end_mib"), 1),
+                *(
+                    [_num(m.get("left_first_mib"), 1), _num(m.get("left_last_mib"), 1)]
+                    if churn
+                    else []
+                ),
                 f"{_pct(m, 'server_cpu_share')} / {_pct(m, 'server_loop_busy')}",
                 f"{_pct(m, 'lg_cpu_share')} / {_pct(m, 'lg_loop_busy')}",
                 f"{m['other_load']:.2f}" if "other_load" in m else "-",
@@ -520,6 +591,15 @@ def table(name: str, per_server: dict[str, dict[str, Any]], quick: bool, runs: i
         )
     lines = [f"### {name}: {desc}", "", f"({runs} run{'s' if runs > 1 else ''} per server)", ""]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
+    if churn:
+        # the whole series, per run: does the memory go back down when they leave, and does what
+        # stays grow from round to round?
+        lines += ["", "RSS over the baseline at each mark, MiB:", ""]
+        for server, data in per_server.items():
+            for i, run in enumerate(data["runs"]):
+                over = run.get("rss_over_base_mib", {})
+                series = ", ".join(f"{k} {v:+.1f}" for k, v in over.items())
+                lines.append(f"- {server} run {i + 1}: {series}")
     for server, data in per_server.items():
         if data.get("not_run"):
             lines.append(f"\n{server}: {data['not_run']} run(s) not made, past the time budget")
@@ -533,8 +613,11 @@ def table(name: str, per_server: dict[str, dict[str, Any]], quick: bool, runs: i
 
 
 # Reported under a table when a run had any: failed cycles, connections that needed a retry,
-# broadcasts missing at a receiver, idle connections the server closed.
-PROBLEMS = ("errors", "last_error", "connect_errors", "undelivered", "dropped")
+# broadcasts missing at a receiver, idle connections the server closed, churn connections whose
+# close handshake the server did not finish, descriptors the server still had after churn.
+PROBLEMS = (
+    "errors", "last_error", "connect_errors", "undelivered", "dropped", "unclosed", "fds_left",
+)  # fmt: skip
 
 
 LEGEND = """\
@@ -551,6 +634,11 @@ server's (< 1: aiosio uses less CPU) and aiosio-native's throughput over this se
 is faster), each the median of the ratios of runs made side by side (run i of aiosio-native, run i
 of this server). idle: *conns/s* is the rate the connections were opened, *CPU µs/op* is per
 connection (handshake included), *KiB/conn* is (RSS holding them - RSS before) / connections.
+churn: as idle for the first round (*CPU µs/op* is per connection cycle: open, join, hold,
+close), and *left r: MiB over base* is the RSS once round r's connections have all closed and the
+settle time has passed, minus the RSS before the first round: near 0 the memory went back; the
+same after the last round as after the first, it does not grow with churn. Under the table, the
+RSS over base at each mark (held r: all of round r connected; left r: all of them gone).
 """
 
 
@@ -649,7 +737,7 @@ def main() -> int:
     parser.add_argument(
         "--budget",
         type=float,
-        help="minutes after which no new run starts (default: 14, --quick 2.5; 0: none); "
+        help="minutes after which no new run starts (default: 17, --quick 2.5; 0: none); "
         "what was not run is said under its table",
     )
     args = parser.parse_args()
@@ -680,7 +768,7 @@ def main() -> int:
     print(f"machine: {info['nproc']} x {info['cpu']}, Python {info['python']}, "
           f"Node {info['node']}; server on core {SERVER_CORE}, load generator on core "
           f"{LOADGEN_CORE}", flush=True)  # fmt: skip
-    budget = args.budget if args.budget is not None else (2.5 if args.quick else 14.0)
+    budget = args.budget if args.budget is not None else (2.5 if args.quick else 17.0)
     started = time.time()
     results: dict[str, Any] = {}
     reports = []
@@ -722,7 +810,7 @@ def main() -> int:
             if data["runs"] and "error" not in data:
                 data["median"] = median(data["runs"])
         if REFERENCE in per_server:
-            rate = "connects_per_s" if params["mode"] == "idle" else "ops_per_s"
+            rate = "connects_per_s" if params["mode"] in CONNS_MODES else "ops_per_s"
             for data in per_server.values():
                 if "median" in data:
                     data["native_vs_this"] = {
