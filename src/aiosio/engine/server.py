@@ -354,6 +354,11 @@ class EngineSocket(EventEmitter):
             elif isinstance(event, Closed):
                 self.server._forget(self, event.reason)
                 self.emit("close", event.reason, event.description)
+                # Listeners (the Socket.IO client's bound methods) point back here: drop them
+                # so that a closed session is freed by reference counting, without waiting for
+                # the garbage collector (a server with many short sessions would grow).
+                self._handlers.clear()
+                self._on_message = None
             else:
                 assert_never(event)
         deadline = self._core.deadline

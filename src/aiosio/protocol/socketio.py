@@ -86,6 +86,7 @@ class Limits:
 
 _DEFAULT_LIMITS = Limits()
 _DIGITS = re.compile(r"[0-9]+")
+_TYPE_BY_CHAR = {str(t.value): t for t in PacketType}  # an enum call costs more than a lookup
 _PLAIN = (str, int, float, bool, type(None))
 _BINARY = (bytes, bytearray, memoryview)
 _OPT = orjson.OPT_NON_STR_KEYS
@@ -137,6 +138,11 @@ def loads(text: str) -> Any:
 def has_binary(value: Any, depth: int = 0) -> bool:
     """True when ``value`` holds bytes anywhere (the reference's ``hasBinary``)."""
     if type(value) in _PLAIN:
+        return False
+    if type(value) is list and depth <= 64:  # the arguments of every emit: no generator
+        for item in value:  # noqa: SIM110 - a loop, not a generator, on the hot path
+            if type(item) not in _PLAIN and has_binary(item, depth + 1):
+                return True
         return False
     if isinstance(value, _BINARY):
         return True
@@ -243,9 +249,9 @@ class Decoder:
 
     def _decode_string(self, text: str) -> tuple[Packet, int | None]:
         limits = self.limits
-        if not text or not "0" <= text[0] <= "6":
+        ptype = _TYPE_BY_CHAR.get(text[:1])
+        if ptype is None:
             raise RemoteProtocolError(f"unknown packet type {text[:1]!r}")
-        ptype = PacketType(ord(text[0]) - 48)
         i = 1
         size = len(text)
         attachments: int | None = None

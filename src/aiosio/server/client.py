@@ -92,6 +92,12 @@ class Client:
         self._close("parse error", str(exc))
 
     def _on_packet(self, packet: Packet) -> None:
+        ptype = packet.type
+        if ptype is not PacketType.CONNECT and ptype is not PacketType.CONNECT_ERROR:
+            socket = self.sockets.get(packet.nsp)
+            if socket is not None:  # the hot path: an event or an ack of a connected socket
+                socket._on_packet(packet)
+                return
         nsp = packet.nsp
         auth: dict[str, Any] = packet.data if isinstance(packet.data, dict) else {}
         if self.conn.protocol == 3 and packet.type is PacketType.CONNECT:

@@ -248,6 +248,7 @@ class AsgiApp:
         channel = _AsgiWebSocket(send)
         handler = decision.bind(channel)
         limit = decision.max_message_size
+        quarter = limit // 4  # a text of fewer characters is under the limit in UTF-8 too
         code: int | None = None
         error: str | None = None
         try:
@@ -257,8 +258,7 @@ class AsgiApp:
                     data = message.get("text")
                     if data is None:
                         data = message.get("bytes") or b""
-                    size = _byte_size(data)
-                    if size > limit:
+                    if len(data) > quarter and (size := _byte_size(data)) > limit:
                         error = f"message of {size} bytes exceeds max_http_buffer_size={limit}"
                         code = 1009
                         channel.close(1009, "message too big")

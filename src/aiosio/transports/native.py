@@ -70,6 +70,16 @@ def _encode_response(response: HttpResponse, keep_alive: bool, head_only: bool =
 _SENDING: list[_NativeWebSocket] = []
 
 
+class _NoParser:
+    """The parser of a closed connection: bytes that still arrive are dropped."""
+
+    def feed_data(self, data: bytes) -> None:
+        return None
+
+
+_NO_PARSER = _NoParser()
+
+
 def _sent() -> None:
     """End of a turn of the loop: write what each WebSocket queued in it, in one write (one
     system call) per connection, and make them writable again."""
@@ -280,11 +290,15 @@ class HttpConnection(asyncio.Protocol):
         self.server.connections.discard(self)
         self.transport = None
         self._disarm()
-        if self._websocket is not None:
-            self._websocket.connection_lost()
+        websocket, self._websocket = self._websocket, None
+        if websocket is not None:
+            websocket.connection_lost()
         if self._task is not None and not self._task.done():
             self._task.cancel()
         self._queue.clear()
+        # The parser calls back into this object: without this cycle a closed connection is
+        # freed at once by reference counting, not at the garbage collector's next full pass.
+        self._parser = _NO_PARSER
 
     def data_received(self, data: bytes) -> None:
         if self._websocket is not None:
