@@ -254,7 +254,7 @@ class HttpConnection(asyncio.Protocol):
         self.peer: str = "?"
         self._client: tuple[str, int] | None = None
         self._secure = False
-        self._parser = httptools.HttpRequestParser(self)
+        self._parser: Any = httptools.HttpRequestParser(self)
         self._timer: asyncio.TimerHandle | None = None
         # the request being parsed
         self._url = b""
