@@ -1,4 +1,5 @@
-"""aiosio's ASGI app under uvicorn (uvloop, httptools, websockets; one process, no access log).
+"""aiosio's ASGI app under uvicorn (uvloop, httptools, uvicorn's default WebSocket implementation:
+websockets-sansio; one process, no access log).
 
 Prints ``READY <pid> <port>`` once listening. Run with the project's .venv."""
 
@@ -37,7 +38,7 @@ if __name__ == "__main__":
         port=int(sys.argv[1]),
         loop="uvloop",
         http="httptools",
-        ws="websockets",
+        ws="auto",  # uvicorn 0.54: websockets-sansio (the legacy "websockets" is deprecated)
         log_level="warning",
         access_log=False,
         lifespan="off",

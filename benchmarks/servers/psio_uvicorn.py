@@ -1,6 +1,6 @@
-"""python-socketio (AsyncServer, ASGI) under uvicorn (uvloop, httptools, websockets; one process,
-no access log), the same settings as aiosio_asgi.py. Prints ``READY <pid> <port>`` once listening.
-Run with benchmarks/.venv-peers."""
+"""python-socketio (AsyncServer, ASGI) under uvicorn (uvloop, httptools, websockets-sansio; one
+process, no access log), the same settings as aiosio_asgi.py. Prints ``READY <pid> <port>`` once
+listening. Run with benchmarks/.venv-peers."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ if __name__ == "__main__":
         port=int(sys.argv[1]),
         loop="uvloop",
         http="httptools",
-        ws="websockets",
+        ws="auto",  # uvicorn 0.54: websockets-sansio (the legacy "websockets" is deprecated)
         log_level="warning",
         access_log=False,
         lifespan="off",

@@ -63,10 +63,13 @@ class PacketType(enum.IntEnum):
     BINARY_ACK = 6
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Packet:
     """One Socket.IO packet. ``data`` is ``None`` when the packet has no payload; binary
-    attachments appear in ``data`` as ``bytes`` (the decoder puts them back in place)."""
+    attachments appear in ``data`` as ``bytes`` (the decoder puts them back in place).
+
+    Not frozen: one is built per received message, and a frozen dataclass costs three times
+    as much to construct. Treat it as a value all the same."""
 
     type: PacketType
     nsp: str = "/"
@@ -87,6 +90,8 @@ class Limits:
 _DEFAULT_LIMITS = Limits()
 _DIGITS = re.compile(r"[0-9]+")
 _TYPE_BY_CHAR = {str(t.value): t for t in PacketType}  # an enum call costs more than a lookup
+# The message nearly every packet is: an EVENT or ACK on "/", maybe an ack id, then the array.
+_HOT = re.compile(r"([23])([0-9]{1,16})?(?=\[)")
 _PLAIN = (str, int, float, bool, type(None))
 _BINARY = (bytes, bytearray, memoryview)
 _OPT = orjson.OPT_NON_STR_KEYS
@@ -249,6 +254,9 @@ class Decoder:
 
     def _decode_string(self, text: str) -> tuple[Packet, int | None]:
         limits = self.limits
+        hot = _HOT.match(text)
+        if hot is not None:
+            return _decode_hot(hot, text, limits), None
         ptype = _TYPE_BY_CHAR.get(text[:1])
         if ptype is None:
             raise RemoteProtocolError(f"unknown packet type {text[:1]!r}")
@@ -300,6 +308,28 @@ class Decoder:
         elif ptype is not PacketType.CONNECT and ptype is not PacketType.DISCONNECT:
             raise RemoteProtocolError(f"{ptype.name} packet without payload")
         return Packet(ptype, nsp, data, ack_id), attachments
+
+
+def _decode_hot(hot: re.Match[str], text: str, limits: Limits) -> Packet:
+    """An EVENT or ACK on "/" (what ``_HOT`` matched): the checks of ``_decode_string`` in the
+    order they apply to this shape."""
+    digits = hot.group(2)
+    ack_id = None
+    if digits is not None:
+        ack_id = int(digits)
+        if ack_id > limits.max_ack_id:
+            raise RemoteProtocolError(f"ack id {ack_id} exceeds {limits.max_ack_id}")
+    try:
+        data = loads(text[hot.end() :])
+    except (ValueError, RecursionError):
+        raise RemoteProtocolError("invalid JSON payload") from None
+    _check_depth(data, text, limits.max_depth)
+    if hot.group(1) == "2":
+        _check_payload(PacketType.EVENT, data)
+        return Packet(PacketType.EVENT, "/", data, ack_id)
+    if type(data) is not list:
+        raise RemoteProtocolError("ACK payload must be an array")
+    return Packet(PacketType.ACK, "/", data, ack_id)
 
 
 def _check_payload(ptype: PacketType, data: Any) -> None:

@@ -397,9 +397,8 @@ class Socket:
         return failed
 
     def _ack(self, ack_id: int, value: Any) -> None:
-        """Answer the client's acknowledgement ``ack_id`` with a handler's return value."""
-        if self.client.conn.ready_state != "open":
-            return
+        """Answer the client's acknowledgement ``ack_id`` with a handler's return value (dropped
+        when the session is closing: ``write_ack`` checks)."""
         if value is None:
             ack_args: list[Any] = []
         elif type(value) is tuple:
