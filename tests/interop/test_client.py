@@ -14,6 +14,7 @@ import base64
 import contextlib
 import gc
 import json
+import logging
 import math
 import os
 import sys
@@ -1223,3 +1224,35 @@ async def test_two_sync_clients_of_one_server() -> None:
             await server.close()
     assert result.get("error") is None, repr(result.get("error"))
     assert result == {"main": "main", "admin": "admin"}
+
+
+async def test_polling_disconnect_sends_close_before_dropping_the_poll(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Over polling, the close packet reaches the server while the waiting GET is still open
+    (as the reference client does): the server closes the session for "transport close" and
+    logs nothing. Dropping the GET first made it close for "transport error" and then refuse
+    the close packet with "Session ID unknown" at WARNING, on every disconnect."""
+    caplog.set_level(logging.INFO, logger="aiosio")
+    sio = aiosio.Server()
+    reasons: list[str] = []
+    sio.engine.on("connection", lambda conn: conn.on("close", lambda r, d=None: reasons.append(r)))
+    server = await aiosio.serve(sio, "127.0.0.1", 0)
+    try:
+        for _ in range(3):
+            client = aiosio.Client(
+                f"http://127.0.0.1:{server.port}", transports=["polling"], reconnection=False
+            )
+            await client.connect()
+            await asyncio.sleep(0.05)  # the client's GET is waiting on the server
+            await client.disconnect()
+        await until(lambda: len(reasons) == 3, what="three sessions closed")
+    finally:
+        await server.close()
+    assert reasons == ["transport close"] * 3
+    server_lines = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name.startswith(("aiosio.server", "aiosio.engine")) and r.levelno >= logging.WARNING
+    ]
+    assert server_lines == []

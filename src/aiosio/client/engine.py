@@ -39,6 +39,9 @@ __all__ = ["EngineClient", "EngineOptions"]
 
 logger = logging.getLogger("aiosio.client.engine")
 
+# How long a closing client waits for the server to take its close packet over polling.
+_CLOSE_POST_TIMEOUT = 5.0
+
 
 @dataclass(slots=True, kw_only=True)
 class EngineOptions:
@@ -628,11 +631,18 @@ class EngineClient:
 
     def _do_close(self) -> None:
         if self.transport == "polling" and self._post_conn is not None:
-            # The polling transport tells the server with a close packet.
+            # The polling transport tells the server with a close packet. The waiting GET stays
+            # open until the server has it (as the reference client does): dropping it first
+            # makes the server close the session for an aborted poll ("transport error") and
+            # then refuse the close packet of a session it no longer knows.
             conn, self._post_conn = self._post_conn, None
+            waiting = (self._get_conn, self._poll_task)
+            self._get_conn = self._poll_task = None
             url = self.url("polling")
             body, _ = encode_payload([Packet(PacketType.CLOSE)], 4)
-            self._spawn(_post_and_close(conn, self._target_from(url), self._headers(), body, url))
+            self._spawn(
+                _post_and_close(conn, self._target_from(url), self._headers(), body, url, waiting)
+            )
         self._close("forced close", None)
 
     def _close(self, reason: str, description: Any) -> None:
@@ -709,11 +719,23 @@ def _poll_error(kind: str, result: HttpResult) -> ConnectError:
 
 
 async def _post_and_close(
-    conn: HttpConnection, target: str, headers: dict[str, str], body: bytes, url: str
+    conn: HttpConnection,
+    target: str,
+    headers: dict[str, str],
+    body: bytes,
+    url: str,
+    waiting: tuple[HttpConnection | None, asyncio.Task[None] | None] = (None, None),
 ) -> None:
+    """POST the close packet, then close its connection and the waiting poll's."""
     try:
-        await conn.request("POST", target, headers, body, url=url)
-    except ConnectError:
+        async with asyncio.timeout(_CLOSE_POST_TIMEOUT):
+            await conn.request("POST", target, headers, body, url=url)
+    except (ConnectError, TimeoutError):
         pass  # the session is over either way
     finally:
         conn.close()
+        get_conn, poll = waiting
+        if poll is not None and not poll.done():
+            poll.cancel()
+        if get_conn is not None:
+            get_conn.close()
