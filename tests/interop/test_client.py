@@ -20,6 +20,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -1256,3 +1257,36 @@ async def test_polling_disconnect_sends_close_before_dropping_the_poll(
         if r.name.startswith(("aiosio.server", "aiosio.engine")) and r.levelno >= logging.WARNING
     ]
     assert server_lines == []
+
+
+async def test_managers_go_with_their_event_loop() -> None:
+    """Clients to one server share a Manager per event loop (multiplexing). A program that runs
+    many loops (asyncio.run in a loop, a SyncClient per task) must not keep every Manager it
+    ever made: the cache holds them only as long as their loop lives."""
+    from aiosio.client import socket as client_socket
+
+    server = await aiosio.serve(aiosio.Server(), "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.port}"
+    managers: list[weakref.ref[Any]] = []
+    loops: list[weakref.ref[Any]] = []
+
+    async def one() -> None:
+        client = aiosio.Client(url, transports=["websocket"], reconnection=False)
+        managers.append(weakref.ref(client.io))
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        await client.connect()
+        await client.disconnect()
+
+    def several_loops() -> None:
+        for _ in range(3):
+            asyncio.run(one())
+
+    try:
+        await asyncio.to_thread(several_loops)
+    finally:
+        await server.close()
+    gc.collect()
+    assert len(managers) == 3
+    assert [ref() for ref in managers] == [None, None, None]
+    assert [ref() for ref in loops] == [None, None, None]
+    assert not any(ref() in client_socket._managers for ref in loops)

@@ -136,7 +136,13 @@ class Manager(EventEmitter):
         logger.debug("opening %s", self.uri)
         self.ready_state = "opening"
         self.skip_reconnect = False
-        self._open_task = asyncio.get_running_loop().create_task(self._open(callback))
+        task = self._open_task = asyncio.get_running_loop().create_task(self._open(callback))
+        task.add_done_callback(self._opened)
+
+    def _opened(self, task: asyncio.Task[None]) -> None:
+        # A finished task keeps its loop alive; the manager outlives it (multiplexing cache).
+        if self._open_task is task:
+            self._open_task = None
 
     async def _open(self, callback: Callable[[ConnectError | None], None] | None) -> None:
         o = self.options

@@ -14,6 +14,7 @@ import asyncio
 import inspect
 import logging
 import ssl as ssl_module
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
@@ -33,7 +34,13 @@ logger = logging.getLogger("aiosio.client.socket")
 F = TypeVar("F", bound=Callable[..., Any])
 Auth = Mapping[str, Any] | Callable[[], Mapping[str, Any] | Awaitable[Mapping[str, Any]]] | None
 
-_managers: dict[tuple[int, str, str, int, str], Manager] = {}
+# The managers clients to one server share (multiplexing, as the reference's ``io()`` cache),
+# per event loop: they go with their loop (a program that runs many loops, or many SyncClients,
+# would otherwise keep every Manager it ever made, and a new loop could reuse a dead loop's id).
+_managers: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[str, str, int, str], Manager]
+] = weakref.WeakKeyDictionary()
+_NO_LOOP: dict[tuple[str, str, int, str], Manager] = {}  # clients made outside a running loop
 
 
 @dataclass(slots=True)
@@ -116,11 +123,11 @@ class Client:
             trace=new_trace(trace_logger) if trace_logger.isEnabledFor(logging.DEBUG) else None,
         )
         try:
-            loop_id = id(asyncio.get_running_loop())
+            managers = _managers.setdefault(asyncio.get_running_loop(), {})
         except RuntimeError:
-            loop_id = 0
-        key = (loop_id, scheme.replace("ws", "http"), host, port, path)
-        cached = _managers.get(key)
+            managers = _NO_LOOP
+        key = (scheme.replace("ws", "http"), host, port, path)
+        cached = managers.get(key)
         reuse = (
             multiplex
             and not force_new
@@ -133,7 +140,7 @@ class Client:
         else:
             self.io = Manager(host, port, secure, options, ssl=context)
             if multiplex and not force_new and cached is None:
-                _managers[key] = self.io
+                managers[key] = self.io
         self.io.sockets[self.namespace] = self
         self.auth = auth
         self.retries = retries
