@@ -1273,8 +1273,12 @@ async def test_managers_go_with_their_event_loop() -> None:
     async def one() -> None:
         client = aiosio.Client(url, transports=["websocket"], reconnection=False)
         managers.append(weakref.ref(client.io))
-        loops.append(weakref.ref(asyncio.get_running_loop()))
+        loop = asyncio.get_running_loop()
+        loops.append(weakref.ref(loop))
+        connected = loop.create_future()  # a handler holding something of its loop
+        client.on("connect", lambda: connected.done() or connected.set_result(None))
         await client.connect()
+        await connected
         await client.disconnect()
 
     def several_loops() -> None:

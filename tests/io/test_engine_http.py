@@ -896,6 +896,50 @@ async def test_tls_failures_are_logged_with_cause_and_fix(
         await handshake(c, base)
 
 
+async def test_tls_under_uvloop_with_concurrent_handshakes(tmp_path: Path) -> None:
+    """uvloop starts reading right after connection_made, whatever it paused: a ClientHello read
+    before start_tls took over must reach the handshake (it was lost, and the handshake hung
+    until its timeout). The server runs on uvloop in a thread; 200 clients connect at once."""
+    uvloop = pytest.importorskip("uvloop")
+    cert, key = _self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    started: asyncio.Future[tuple[asyncio.AbstractEventLoop, asyncio.Event, int]] = (
+        asyncio.get_running_loop().create_future()
+    )
+    caller = asyncio.get_running_loop()
+
+    async def server_main() -> None:
+        stop = asyncio.Event()
+        server = await aiosio.serve(recorder().engine, "127.0.0.1", 0, ssl=context)
+        caller.call_soon_threadsafe(
+            started.set_result, (asyncio.get_running_loop(), stop, server.port)
+        )
+        await stop.wait()
+        await server.close(grace=0.1)
+
+    thread = asyncio.ensure_future(asyncio.to_thread(uvloop.run, server_main()))
+    loop, stop, port = await asyncio.wait_for(started, 10)
+    trusting = ssl.create_default_context(cafile=str(cert))
+
+    async def one() -> str:
+        try:
+            _reader, writer = await asyncio.wait_for(
+                asyncio.open_connection("127.0.0.1", port, ssl=trusting), 5
+            )
+        except (OSError, TimeoutError) as exc:
+            return type(exc).__name__
+        writer.close()
+        return "ok"
+
+    try:
+        results = await asyncio.gather(*(one() for _ in range(200)))
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        await asyncio.wait_for(thread, 10)
+    assert results.count("ok") == 200, {r: results.count(r) for r in set(results)}
+
+
 async def test_tls_close_ends_handshakes_under_way(tmp_path: Path) -> None:
     """A client that connects and never says hello does not hold up the server's close."""
     cert, key = _self_signed(tmp_path)

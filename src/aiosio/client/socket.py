@@ -35,12 +35,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 Auth = Mapping[str, Any] | Callable[[], Mapping[str, Any] | Awaitable[Mapping[str, Any]]] | None
 
 # The managers clients to one server share (multiplexing, as the reference's ``io()`` cache),
-# per event loop: they go with their loop (a program that runs many loops, or many SyncClients,
-# would otherwise keep every Manager it ever made, and a new loop could reuse a dead loop's id).
-_managers: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[str, str, int, str], Manager]
-] = weakref.WeakKeyDictionary()
-_NO_LOOP: dict[tuple[str, str, int, str], Manager] = {}  # clients made outside a running loop
+# per event loop, held weakly both ways: a Manager stays while a client uses it, a loop's entry
+# while the loop lives (a program that runs many loops, or many SyncClients, kept every Manager
+# it ever made when this was a plain dict keyed by id(loop), and a new loop could take a dead
+# loop's id).
+_ManagerCache = weakref.WeakValueDictionary[tuple[str, str, int, str], Manager]
+_managers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ManagerCache] = (
+    weakref.WeakKeyDictionary()
+)
+_NO_LOOP: _ManagerCache = weakref.WeakValueDictionary()  # clients made outside a running loop
 
 
 @dataclass(slots=True)
@@ -123,7 +126,7 @@ class Client:
             trace=new_trace(trace_logger) if trace_logger.isEnabledFor(logging.DEBUG) else None,
         )
         try:
-            managers = _managers.setdefault(asyncio.get_running_loop(), {})
+            managers = _managers.setdefault(asyncio.get_running_loop(), _ManagerCache())
         except RuntimeError:
             managers = _NO_LOOP
         key = (scheme.replace("ws", "http"), host, port, path)

@@ -292,7 +292,9 @@ async def check_handshake(target: _Target, report: Report) -> dict[str, Any] | N
     try:
         result = await _request(target, "GET", query)
     except ConnectError as error:
-        if not target.secure and await _speaks_tls(target):
+        # A TLS server closes an HTTP request at once; one that did not answer in time is
+        # something else (and probing it would wait a second timeout).
+        if not target.secure and error.stage is not Stage.TIMEOUT and await _speaks_tls(target):
             report.add(
                 Finding(
                     "tls.expected",

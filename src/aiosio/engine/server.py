@@ -174,7 +174,9 @@ class PreparedMessage:
     def __init__(self, data: str | bytes) -> None:
         self.data = data
         self._frames: dict[int, bytes] = {}
-        self.frame4 = self.frame(4)  # the frame of nearly every recipient, built once
+        # the frame of nearly every recipient: built by the first, then an attribute read (not
+        # at all when no recipient is a WebSocket the server frames itself)
+        self.frame4: bytes | None = None
 
     def frame(self, protocol: int) -> bytes:
         frame = self._frames.get(protocol)
@@ -185,6 +187,8 @@ class PreparedMessage:
             else:
                 frame = encode_frame(Opcode.BINARY, encoded)
             self._frames[protocol] = frame
+            if protocol == 4:
+                self.frame4 = frame
         return frame
 
 
@@ -276,7 +280,9 @@ class EngineSocket(EventEmitter):
         core = self._core
         if send_frame is not None and core.state is State.WEBSOCKET:
             protocol = core.protocol
-            frame = message.frame4 if protocol == 4 else message.frame(protocol)
+            frame = message.frame4 if protocol == 4 else None
+            if frame is None:
+                frame = message.frame(protocol)
             if send_frame(frame, message.data) > self.server.max_outbound_buffer:
                 self._check_backlog()
             return

@@ -615,12 +615,26 @@ def _tls_failure(exc: BaseException) -> tuple[int, str]:
             "CA the client does not trust, expired, or not issued for the host name in the "
             "client's URL; " + _TRUSTED_CERTIFICATE
         )
-    if "HTTP_REQUEST" in reason:
+    if "HTTP_REQUEST" in reason or "HTTPS_PROXY_REQUEST" in reason:
         return logging.WARNING, (
             "a plain HTTP request arrived on this TLS port (%s): the client's URL says http:// or "
             "ws://; use https:// or wss:// (or terminate TLS in a proxy and serve plain HTTP here)"
         )
-    if "VERSION" in reason or "PROTOCOL" in reason or "CIPHER" in reason:
+    if "WRONG_VERSION_NUMBER" in reason:
+        return logging.WARNING, (
+            "the client does not speak TLS on this TLS port (%s): plain HTTP, HTTP/2 without TLS, "
+            "a PROXY protocol header or another protocol; use https:// or wss://, or point "
+            "plain-text clients and proxies at a plain port"
+        )
+    if "CERTIFICATE_VERIFY_FAILED" in reason or "PEER_DID_NOT_RETURN_A_CERTIFICATE" in reason:
+        return logging.WARNING, (
+            "the client's certificate was refused (%s): this server's SSLContext requires client "
+            "certificates (verify_mode); give the client a certificate its CA file trusts"
+        )
+    if any(
+        word in reason
+        for word in ("UNSUPPORTED_PROTOCOL", "VERSION_TOO_LOW", "PROTOCOL_VERSION", "NO_SHARED")
+    ):
         return logging.WARNING, (
             "the client and this server share no TLS version or cipher (%s): update the client "
             "or widen the server's SSLContext (minimum_version, ciphers)"
@@ -642,17 +656,31 @@ class _TlsAccept(asyncio.Protocol):
     asyncio's own TLS server drops a failed handshake without a word (an ``SSLError`` is an
     ``OSError``, logged only in the loop's debug mode), and a client that refuses the certificate
     is one of the failures users lose days to. Here the failure reaches the log with the peer, the
-    TLS alert and the fix. The same object holds the plaintext that arrives between the end of
-    the handshake and the :class:`HttpConnection` taking over.
+    TLS alert and the fix. The same object holds the bytes that arrive before the handshake starts
+    (uvloop reads right after ``connection_made``, whatever it paused) and the plaintext that
+    arrives between the end of the handshake and the :class:`HttpConnection` taking over.
     """
 
-    __slots__ = ("_conn", "_context", "_eof", "_lost", "_peer", "_pending", "_server", "_task")
+    __slots__ = (
+        "_conn",
+        "_context",
+        "_early",
+        "_eof",
+        "_lost",
+        "_peer",
+        "_pending",
+        "_server",
+        "_started",
+        "_task",
+    )
 
     def __init__(self, server: NativeServer, context: ssl_module.SSLContext) -> None:
         self._server = server
         self._context = context
         self._task: asyncio.Task[None] | None = None
-        self._pending = bytearray()
+        self._started = False  # start_tls has taken the TCP transport
+        self._early = bytearray()  # TLS records read before that: the start of the ClientHello
+        self._pending = bytearray()  # plaintext after the handshake, before the takeover
         self._eof = False
         self._lost = False
         self._peer = "?"
@@ -660,7 +688,7 @@ class _TlsAccept(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         tcp = cast(asyncio.Transport, transport)
-        tcp.pause_reading()  # start_tls reads the ClientHello; nothing is read before it
+        tcp.pause_reading()  # the stdlib loop honours it; uvloop starts reading regardless
         peer = tcp.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self._peer = f"{peer[0]}:{peer[1]}"
@@ -669,7 +697,10 @@ class _TlsAccept(asyncio.Protocol):
         self._task.add_done_callback(self._server.handshakes.discard)
 
     def data_received(self, data: bytes) -> None:
-        self._pending += data
+        if self._started:
+            self._pending += data
+        else:
+            self._early += data
 
     def eof_received(self) -> bool | None:
         self._eof = True
@@ -682,6 +713,12 @@ class _TlsAccept(asyncio.Protocol):
 
     async def _handshake(self, tcp: asyncio.Transport) -> None:
         server = self._server
+        self._started = True
+        if self._early:
+            # start_tls installs its protocol before its first await; this runs after that and
+            # before the protocol starts the handshake, which then reads these bytes first.
+            server.loop.call_soon(_feed, tcp, bytes(self._early))
+            self._early = bytearray()
         try:
             tls = await server.loop.start_tls(
                 tcp,
@@ -702,11 +739,27 @@ class _TlsAccept(asyncio.Protocol):
         conn = self._conn = HttpConnection(server)
         tls.set_protocol(conn)
         conn.connection_made(tls)
-        if self._pending:
-            conn.data_received(bytes(self._pending))
-        if self._eof and conn.transport is not None:
-            conn.eof_received()
-            tls.close()
+        try:
+            if self._pending:
+                conn.data_received(bytes(self._pending))
+            if self._eof and conn.transport is not None:
+                conn.eof_received()
+                tls.close()
+        except Exception:
+            logger.exception("the first request of %s failed", self._peer)
+            tls.abort()
+
+
+def _feed(tcp: asyncio.Transport, data: bytes) -> None:
+    """Hand bytes read before start_tls to the TLS protocol it installed (a BufferedProtocol)."""
+    protocol = tcp.get_protocol()
+    view = memoryview(data)
+    while view:
+        buffer = protocol.get_buffer(len(view))  # type: ignore[attr-defined]
+        size = min(len(buffer), len(view))
+        buffer[:size] = view[:size]
+        protocol.buffer_updated(size)  # type: ignore[attr-defined]
+        view = view[size:]
 
 
 class NativeServer:
