@@ -226,6 +226,10 @@ class Decoder:
         self._attachments = []
 
     def feed(self, message: str | bytes) -> Packet | None:
+        if type(message) is str and self._header is None:
+            hot = _HOT.match(message)
+            if hot is not None:  # nearly every packet: an event or an ack on "/"
+                return _decode_hot(hot, message, self.limits)
         if isinstance(message, str):
             if self._header is not None:
                 self.reset()
@@ -323,9 +327,13 @@ def _decode_hot(hot: re.Match[str], text: str, limits: Limits) -> Packet:
         data = loads(text[hot.end() :])
     except (ValueError, RecursionError):
         raise RemoteProtocolError("invalid JSON payload") from None
-    _check_depth(data, text, limits.max_depth)
+    max_depth = limits.max_depth
+    if len(text) > 2 * max_depth:  # _check_depth's own first test, without the call
+        _check_depth(data, text, max_depth)
     if hot.group(1) == "2":
-        _check_payload(PacketType.EVENT, data)
+        name = data[0] if type(data) is list and data else None
+        if type(name) is not str or name in RESERVED_EVENTS:
+            _check_payload(PacketType.EVENT, data)  # refuses it, or accepts a numeric name
         return Packet(PacketType.EVENT, "/", data, ack_id)
     if type(data) is not list:
         raise RemoteProtocolError("ACK payload must be an array")

@@ -96,7 +96,10 @@ class Client:
         if ptype is not PacketType.CONNECT and ptype is not PacketType.CONNECT_ERROR:
             socket = self.sockets.get(packet.nsp)
             if socket is not None:  # the hot path: an event or an ack of a connected socket
-                socket._on_packet(packet)
+                if ptype is PacketType.EVENT:
+                    socket._on_event(packet)
+                else:
+                    socket._on_packet(packet)
                 return
         nsp = packet.nsp
         auth: dict[str, Any] = packet.data if isinstance(packet.data, dict) else {}

@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from aiosio._eager import run_eager
@@ -332,8 +333,9 @@ class Socket:
     def _on_event(self, packet: Packet) -> None:
         args: list[Any] = packet.data
         event = args[0]
-        for handler in tuple(self._any):
-            self._call_safely(handler, args)
+        if self._any:
+            for handler in tuple(self._any):
+                self._call_safely(handler, args)
         if not self._middlewares:
             self._dispatch(event, args[1:], packet.id)
             return
@@ -380,10 +382,10 @@ class Socket:
                 logger.exception("handler of event %r on %s raised", name, self.nsp.name)
                 return
             if ack_id is None:
-                if inspect.iscoroutine(result):
+                if isinstance(result, CoroutineType):
                     run_eager(result, _ignore, self._handler_failed(name))
                 return
-            if inspect.iscoroutine(result):
+            if isinstance(result, CoroutineType):
                 run_eager(result, functools.partial(self._ack, ack_id), self._handler_failed(name))
             else:
                 self._ack(ack_id, result)

@@ -268,7 +268,15 @@ class AsgiApp:
                         handler.on_message(data)
                     finally:
                         channel.receiving = False
-                    if channel._pending:
+                    pending = channel._pending
+                    if len(pending) == 1 and not channel._busy:
+                        # The usual answer, an ack: sent here, without drain()'s coroutine.
+                        reply = pending.popleft()
+                        try:
+                            await send(reply)
+                        finally:
+                            channel._buffered -= len(reply.get("text") or reply.get("bytes") or b"")
+                    elif pending:
                         await channel.drain()
                 elif message["type"] == "websocket.disconnect":
                     code = message.get("code", 1005)
