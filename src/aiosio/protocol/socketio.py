@@ -257,10 +257,8 @@ class Decoder:
         return Packet(ptype, header.nsp, data, header.id)
 
     def _decode_string(self, text: str) -> tuple[Packet, int | None]:
+        """Any text packet (``feed`` has tried the ``_HOT`` shape first)."""
         limits = self.limits
-        hot = _HOT.match(text)
-        if hot is not None:
-            return _decode_hot(hot, text, limits), None
         ptype = _TYPE_BY_CHAR.get(text[:1])
         if ptype is None:
             raise RemoteProtocolError(f"unknown packet type {text[:1]!r}")

@@ -63,9 +63,8 @@ class Client:
             conn.send(f"{prefix}{ack_id}{dumps(args)}")
 
     def write_prepared(self, messages: Sequence[PreparedMessage], *, volatile: bool) -> None:
+        """A broadcast's messages; dropped by the engine socket once the session is closing."""
         conn = self.conn
-        if conn.ready_state != "open":
-            return
         if volatile and not conn.writable:
             return
         for message in messages:
@@ -96,10 +95,7 @@ class Client:
         if ptype is not PacketType.CONNECT and ptype is not PacketType.CONNECT_ERROR:
             socket = self.sockets.get(packet.nsp)
             if socket is not None:  # the hot path: an event or an ack of a connected socket
-                if ptype is PacketType.EVENT:
-                    socket._on_event(packet)
-                else:
-                    socket._on_packet(packet)
+                socket._on_packet(packet)
                 return
         nsp = packet.nsp
         auth: dict[str, Any] = packet.data if isinstance(packet.data, dict) else {}

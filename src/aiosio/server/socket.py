@@ -221,10 +221,7 @@ class Socket:
         """Adapter entry point: write a broadcast prepared once for every recipient."""
         if self._any_outgoing:
             self._notify_outgoing(packet.data)
-        if len(messages) == 1 and not flags.volatile:  # the hot path: one text message
-            self.client.conn.send_prepared(messages[0])
-        else:
-            self.client.write_prepared(messages, volatile=flags.volatile)
+        self.client.write_prepared(messages, volatile=flags.volatile)
 
     def _notify_outgoing(self, data: list[Any]) -> None:
         for handler in tuple(self._any_outgoing):

@@ -110,11 +110,10 @@ class _AsgiWebSocket:
         try:
             while self._pending:
                 message = self._pending.popleft()
-                data = message.get("text") or message.get("bytes") or b""
                 try:
                     await self._send(message)
                 finally:
-                    self._buffered -= len(data)
+                    self._buffered -= _size(message)
         finally:
             self._busy = False
 
@@ -270,13 +269,16 @@ class AsgiApp:
                         channel.receiving = False
                     pending = channel._pending
                     if len(pending) == 1 and not channel._busy:
-                        # The usual answer, an ack: sent here, without drain()'s coroutine.
+                        # The usual answer, an ack: sent here without drain()'s coroutine, busy
+                        # like drain() so that the writer task cannot send a later one first.
                         reply = pending.popleft()
+                        channel._busy = True
                         try:
                             await send(reply)
                         finally:
-                            channel._buffered -= len(reply.get("text") or reply.get("bytes") or b"")
-                    elif pending:
+                            channel._busy = False
+                            channel._buffered -= _size(reply)
+                    if pending:  # several, or queued while that one was sent
                         await channel.drain()
                 elif message["type"] == "websocket.disconnect":
                     code = message.get("code", 1005)
@@ -295,6 +297,11 @@ async def _wait_disconnect(receive: Receive) -> None:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
+
+
+def _size(message: Message) -> int:
+    """The payload size of a queued ``websocket.send`` (what ``buffered_amount`` counts)."""
+    return len(message.get("text") or message.get("bytes") or b"")
 
 
 def _byte_size(data: str | bytes) -> int:

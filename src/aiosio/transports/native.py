@@ -773,7 +773,7 @@ class NativeServer:
         self._server: asyncio.base_events.Server | None = None
         self.handoff: Any = None  # set in --workers mode (aiosio.workers)
         self.handshakes: set[asyncio.Task[None]] = set()  # TLS handshakes under way
-        self._tls_logged: set[tuple[str, str]] = set()  # (client host, cause) said once
+        self._logged: set[tuple[str, str]] = set()  # (client host, message) said once
 
     @property
     def sockets(self) -> list[Any]:
@@ -800,30 +800,29 @@ class NativeServer:
 
     def plain_port_got_tls(self, peer: str) -> None:
         """A TLS ClientHello on a port that serves plain HTTP: https:// against http://."""
-        key = (peer.rpartition(":")[0], "tls on plain")
-        level = logging.WARNING
-        if key in self._tls_logged or len(self._tls_logged) >= 1000:
-            level = logging.DEBUG
-        else:
-            self._tls_logged.add(key)
-        logger.log(
-            level,
+        self._log_once(
+            peer,
+            logging.WARNING,
             "a TLS handshake from %s arrived on this plain HTTP port: the client's URL says "
             "https:// or wss://; use http:// or ws://, or serve TLS here (aiosio serve "
             "--certfile FILE --keyfile FILE, or a TLS-terminating proxy in front)",
-            peer,
         )
 
     def tls_failed(self, peer: str, exc: BaseException) -> None:
-        """Log a failed TLS handshake: once per client host and cause at its level, then DEBUG."""
+        """Log a failed TLS handshake with its cause and fix."""
         level, message = _tls_failure(exc)
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        self._log_once(peer, level, "TLS handshake with %s failed: " + message, detail)
+
+    def _log_once(self, peer: str, level: int, message: str, *args: object) -> None:
+        """Log ``message`` (its first %s is the peer) at ``level`` once per client host and
+        message, then at DEBUG: a misconfigured client retrying must not flood the log."""
         key = (peer.rpartition(":")[0], message)
-        if key in self._tls_logged or len(self._tls_logged) >= 1000:
+        if key in self._logged or len(self._logged) >= 1000:
             level = logging.DEBUG
         else:
-            self._tls_logged.add(key)
-        logger.log(level, "TLS handshake with %s failed: " + message, peer, detail)
+            self._logged.add(key)
+        logger.log(level, message, peer, *args)
 
     async def close(self, grace: float = 10.0) -> None:
         """Stop listening, let the app close its sessions, then close the connections: idle ones
