@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 import weakref
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from websockets.asyncio.client import connect
 
 import aiosio
 from aiosio.engine.server import EngineSocket
@@ -76,3 +78,105 @@ async def test_closed_sessions_are_freed_without_the_garbage_collector(
         assert tracked.alive() == [], f"still alive without gc: {tracked.alive()}"
     finally:
         await server.close()
+
+
+# The server for the test below, in a process of its own so that only its memory is measured: a
+# line on stdin makes it print its open sessions and CPython's small-object arenas in use.
+_ARENA_SERVER = r"""
+import asyncio, gc, os, re, sys, tempfile
+import uvloop
+import aiosio
+
+def arenas():
+    gc.collect()
+    with tempfile.TemporaryFile() as out:
+        saved = os.dup(2)
+        os.dup2(out.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        out.seek(0)
+        stats = out.read().decode()
+    return int(re.search(r"# arenas allocated current\s*=\s*(\d+)", stats)[1])
+
+async def main():
+    sio = aiosio.Server()
+    server = await aiosio.serve(sio, "127.0.0.1", 0)
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    def measure():
+        if not sys.stdin.readline():
+            done.set()
+        else:
+            print(len(sio.engine.clients), arenas(), flush=True)
+    loop.add_reader(sys.stdin.fileno(), measure)
+    print(server.port, flush=True)
+    await done.wait()
+    await server.close()
+
+with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+    runner.run(main())
+"""
+
+
+async def test_memory_of_closed_connections_goes_back_to_the_operating_system() -> None:
+    """After 3000 WebSocket sessions open and close, nearly all of CPython's small-object arenas
+    they took are released. Each long-lived object allocated while they came and went would keep
+    a 1 MiB arena resident: the record of ended sessions kept a str, a tuple and a float per
+    session (all the arenas stayed), and uvloop's free lists, when first filled by the wave of
+    disconnects, kept 500 handles spread over them (about 80 % stayed)."""
+    count = 3000
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _ARENA_SERVER,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+
+    async def measure() -> tuple[int, int]:
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        proc.stdin.write(b"\n")
+        sessions, arenas = (await proc.stdout.readline()).split()
+        return int(sessions), int(arenas)
+
+    async def open_session() -> Any:
+        ws = await connect(url, open_timeout=10, close_timeout=5, compression=None)
+        assert str(await ws.recv()).startswith("0{")
+        await ws.send("40")
+        assert str(await ws.recv()).startswith("40{")
+        return ws
+
+    try:
+        async with asyncio.timeout(120):
+            port = int(await proc.stdout.readline())
+            url = f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
+            _, base = await measure()
+            sockets: list[Any] = []
+            for _ in range(0, count, 100):
+                sockets += await asyncio.gather(*(open_session() for _ in range(100)))
+            sessions, held = await measure()
+            assert sessions == count
+            await asyncio.gather(*(ws.close() for ws in sockets))
+            del sockets
+            while (left := await measure())[0]:
+                await asyncio.sleep(0.05)
+        taken = held - base
+        kept = left[1] - base
+        assert taken > 10, f"{count} sessions took only {taken} arenas: nothing measured"
+        # Measured: 2 or 3 of 27 stay (a few objects that live on, and the allocator keeps one
+        # empty arena); without either fix, 21 to 28 did.
+        assert kept <= taken // 3, f"{kept} of the {taken} arenas stayed after the sessions left"
+    finally:
+        if proc.returncode is None:
+            proc.stdin.close()
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, assert_never
 
 from aiosio._events import EventEmitter
+from aiosio.engine.ended import EndedSessions
 from aiosio.engine.http import (
     HttpRequest,
     HttpResponse,
@@ -557,7 +558,7 @@ class EngineServer(EventEmitter):
             max_payload_packets=max_payload_packets,
         )
         self.clients: dict[str, EngineSocket] = {}
-        self._recently_closed: dict[str, tuple[str, float]] = {}
+        self._recently_closed = EndedSessions(_RECENTLY_CLOSED_MAX)
         self._cross_origins: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer_wheel: TimerWheel | None = None
@@ -639,10 +640,7 @@ class EngineServer(EventEmitter):
             del self.clients[socket.id]
         self._timers.schedule(socket, None)
         # Remember why recent sessions ended, so a late request for one says so (bounded).
-        ended = self._recently_closed
-        ended[socket.id] = (reason, self._now())
-        if len(ended) > _RECENTLY_CLOSED_MAX:
-            del ended[next(iter(ended))]
+        self._recently_closed.add(socket.id, reason, self._now())
 
     # -- HTTP -------------------------------------------------------------------------------------
 

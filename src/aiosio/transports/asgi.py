@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from aiosio._memory import prime_loop_free_lists
 from aiosio.engine.http import HttpApp, HttpRequest, HttpResponse
 
 __all__ = ["AsgiApp"]
@@ -167,6 +168,7 @@ class AsgiApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                prime_loop_free_lists(asyncio.get_running_loop())
                 startup = getattr(self.app, "startup", None)
                 if startup is not None:
                     await startup()

@@ -26,6 +26,7 @@ from typing import Any, cast
 
 import httptools
 
+from aiosio._memory import prime_loop_free_lists
 from aiosio.engine.http import HttpApp, HttpRequest, HttpResponse, WebSocketAccept, WebSocketHandler
 from aiosio.protocol import websocket as ws
 
@@ -786,6 +787,7 @@ class NativeServer:
     async def start(
         self, host: str | None, port: int, ssl: ssl_module.SSLContext | None, backlog: int
     ) -> None:
+        prime_loop_free_lists(self.loop)
         startup = getattr(self.app, "startup", None)
         if startup is not None:
             await startup()
