@@ -13,9 +13,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _eio import eventually
 from websockets.asyncio.client import connect
 
 import aiosio
+from aiosio import _memory
 from aiosio.engine.server import EngineSocket
 from aiosio.server.socket import Socket
 from aiosio.transports.native import HttpConnection
@@ -180,3 +182,58 @@ async def test_memory_of_closed_connections_goes_back_to_the_operating_system() 
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
+
+
+needs_malloc_trim = pytest.mark.skipif(
+    _memory._malloc_trim is None, reason="the C library has no malloc_trim (not glibc)"
+)
+
+
+@needs_malloc_trim
+async def test_the_heap_is_trimmed_once_after_a_wave_of_closes() -> None:
+    connections: set[int] = set()
+    trimmer = _memory.HeapTrimmer(asyncio.get_running_loop(), connections, wave=10, delay=0.05)
+    for i in range(20):
+        connections.add(i)
+        trimmer.opened()
+    for i in range(9):  # below the wave: nothing to give back
+        connections.discard(i)
+        trimmer.closed()
+    await asyncio.sleep(0.2)
+    assert trimmer.trims == 0
+    connections.discard(9)  # the 10th close since the peak of 20
+    trimmer.closed()
+    await eventually(lambda: trimmer.trims == 1)
+    # The peak is now the 10 still open: a few more closes are not a new wave.
+    for i in range(10, 15):
+        connections.discard(i)
+        trimmer.closed()
+    await asyncio.sleep(0.2)
+    assert trimmer.trims == 1
+
+
+async def test_a_wave_of_zero_turns_the_trimmer_off() -> None:
+    connections = set(range(100))
+    trimmer = _memory.HeapTrimmer(asyncio.get_running_loop(), connections, wave=0, delay=0.01)
+    trimmer.opened()
+    connections.clear()
+    trimmer.closed()
+    await asyncio.sleep(0.1)
+    assert trimmer.trims == 0
+
+
+@needs_malloc_trim
+async def test_the_native_server_trims_its_heap_when_its_connections_have_left() -> None:
+    sio = aiosio.Server()
+    server = await aiosio.serve(sio, "127.0.0.1", 0, limits=aiosio.ServerLimits(trim_heap_after=40))
+    server.heap._delay = 0.05
+    try:
+        url = f"ws://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=websocket"
+        sockets = [await connect(url, compression=None) for _ in range(50)]
+        for ws in sockets:
+            assert str(await ws.recv()).startswith("0{")
+        assert server.heap.trims == 0
+        await asyncio.gather(*(ws.close() for ws in sockets))
+        await eventually(lambda: server.heap.trims == 1)
+    finally:
+        await server.close()

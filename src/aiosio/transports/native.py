@@ -26,7 +26,7 @@ from typing import Any, cast
 
 import httptools
 
-from aiosio._memory import prime_loop_free_lists
+from aiosio._memory import HeapTrimmer, prime_loop_free_lists
 from aiosio.engine.http import HttpApp, HttpRequest, HttpResponse, WebSocketAccept, WebSocketHandler
 from aiosio.protocol import websocket as ws
 
@@ -46,6 +46,9 @@ class ServerLimits:
     header_timeout: float = 10.0  # seconds to send the request head
     keep_alive_timeout: float = 5.0  # idle keep-alive connections are closed after this
     websocket_close_timeout: float = 5.0  # wait for the peer's close frame before dropping
+    # Once this many connections have closed since the most there were, the C heap's free
+    # memory is given back to the operating system when the closes stop (0: never; glibc only).
+    trim_heap_after: int = 1000
 
 
 def _encode_response(response: HttpResponse, keep_alive: bool, head_only: bool = False) -> bytes:
@@ -285,10 +288,12 @@ class HttpConnection(asyncio.Protocol):
             self.peer = f"{peer[0]}:{peer[1]}"
         self._secure = transport.get_extra_info("sslcontext") is not None
         self.server.connections.add(self)
+        self.server.heap.opened()
         self._arm(self.limits.header_timeout, self._head_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
+        self.server.heap.closed()
         self.transport = None
         self._disarm()
         websocket, self._websocket = self._websocket, None
@@ -771,6 +776,7 @@ class NativeServer:
         self.loop = loop
         self.limits = limits
         self.connections: set[HttpConnection] = set()
+        self.heap = HeapTrimmer(loop, self.connections, limits.trim_heap_after)
         self._server: asyncio.base_events.Server | None = None
         self.handoff: Any = None  # set in --workers mode (aiosio.workers)
         self.handshakes: set[asyncio.Task[None]] = set()  # TLS handshakes under way
