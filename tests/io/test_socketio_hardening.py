@@ -12,10 +12,13 @@ Every test runs against the native server and uvicorn (the ``serve`` fixture).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
+import os
 import re
+import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -779,3 +782,68 @@ async def test_raising_handlers_are_logged_and_keep_the_client(
     assert sid not in watch.disconnects
     assert not client.closed.is_set()
     assert watch.leaks == []
+
+
+# -- a client that stops reading (HARDENING: slow clients) ---------------------------------------
+
+
+async def _stalled_client(base: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A WebSocket client connected to "/" that then reads nothing: a small receive buffer, so
+    that what the server sends waits in the server."""
+    host, port = base.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        f"GET {PATH}?EIO=4&transport=websocket HTTP/1.1\r\nHost: {host}\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    async with asyncio.timeout(TIMEOUT):
+        received = await reader.readuntil(b"\r\n\r\n")
+        assert received.startswith(b"HTTP/1.1 101"), received
+        writer.write(b"\x81\x82\x00\x00\x00\x0040")  # "40", masked with a zero key
+        while b"40{" not in received:
+            received += await reader.read(4096)
+    return reader, writer
+
+
+@pytest.mark.parametrize("path", ["broadcast", "emit"])
+async def test_a_client_that_stops_reading_is_closed_past_the_outbound_limit(
+    serve: Any, clients: Callable[..., Any], caplog: pytest.LogCaptureFixture, path: str
+) -> None:
+    """The server holds at most ``max_outbound_buffer`` bytes for a client that reads nothing,
+    then closes its session with the cause in the log, while a client that reads gets every
+    message. Both ways of sending: a broadcast (one frame built for every recipient, the native
+    server's fast path) and an emit to each socket."""
+    sio = aiosio.Server(max_outbound_buffer=256 * 1024)
+    watch = Watch(sio)
+    base = await serve(sio)
+    good = await clients(base)
+    good_sid = await good.connect()
+    _, writer = await _stalled_client(base)
+    await eventually(lambda: len(watch.sockets) == 2)
+    payload = "x" * 16 * 1024
+    sent = 0
+    with caplog.at_level(logging.WARNING, logger="aiosio"):
+        # At most 2000 messages of 16 KiB (32 MB): far past the socket buffers and the limit.
+        while sent < 2000 and not watch.disconnects:
+            if path == "broadcast":
+                sio.emit("big", sent, payload)
+            else:
+                for socket_ in list(watch.sockets.values()):
+                    socket_.emit("big", sent, payload)
+            sent += 1
+            await asyncio.sleep(0)  # a turn of the loop: the frames are written
+        await eventually(lambda: len(watch.disconnects) == 1)
+    ((gone, (reason, _)),) = watch.disconnects.items()
+    assert gone != good_sid
+    assert reason == "transport error"
+    assert any("does not read" in r.getMessage() for r in caplog.records), caplog.text
+    for seq in range(sent):
+        frame = await good.next()
+        assert frame == f'42["big",{seq},"{payload}"]', str(frame)[:40]
+    writer.close()
