@@ -205,8 +205,11 @@ class EngineSocket(EventEmitter):
         self._timer_bucket: int | None = None
         self._poll_future: asyncio.Future[PollResponse] | None = None
         self._ws: WebSocketChannel | None = None
-        # the channel's send_frame (broadcast fast path) when it has one; set with _ws
+        # The broadcast fast path reads only this object: the channel's send_frame while the
+        # session is open on a WebSocket that has one (set with _ws, dropped when the session
+        # closes), and whether the session speaks Engine.IO 4 (fixed at the handshake).
         self._send_frame: Callable[[bytes, str | bytes], int] | None = None
+        self._v4 = session.protocol == 4
         self._probe: WebSocketChannel | None = None
         self._on_message: Callable[[str | bytes], None] | None = None
         self._deadline: float | None = None
@@ -278,19 +281,18 @@ class EngineSocket(EventEmitter):
         """Send a message prepared once for many sessions (broadcast): on a WebSocket served
         by the native server, the same frame bytes are written for every recipient."""
         send_frame = self._send_frame
-        core = self._core
-        if send_frame is not None and core.state is State.WEBSOCKET:
-            protocol = core.protocol
-            frame = message.frame4 if protocol == 4 else None
+        if send_frame is not None:
+            frame = message.frame4 if self._v4 else None
             if frame is None:
-                frame = message.frame(protocol)
+                frame = message.frame(self._core.protocol)
             if send_frame(frame, message.data) > self.server.max_outbound_buffer:
                 self._check_backlog()
             return
-        self._apply(core.send(message.data))
+        self._apply(self._core.send(message.data))
         self._check_backlog()
 
     def _set_ws(self, channel: WebSocketChannel | None) -> None:
+        # Set when the session's state becomes WEBSOCKET (a direct WebSocket, or Upgraded).
         self._ws = channel
         self._send_frame = getattr(channel, "send_frame", None)
 
@@ -359,6 +361,7 @@ class EngineSocket(EventEmitter):
                 if ws is not None:
                     ws.close()
             elif isinstance(event, Closed):
+                self._send_frame = None  # the state is no longer WEBSOCKET
                 self.server._forget(self, event.reason)
                 self.emit("close", event.reason, event.description)
                 # Listeners (the Socket.IO client's bound methods) point back here: drop them

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from aiosio._eager import run_eager
-from aiosio.engine.server import EngineSocket, PreparedMessage
+from aiosio.engine.server import EngineSocket
 from aiosio.protocol.errors import RemoteProtocolError
 from aiosio.protocol.socketio import Decoder, Packet, PacketType, dumps, encode, has_binary
 
@@ -61,14 +60,6 @@ class Client:
         if conn.ready_state == "open":
             prefix = "3" if nsp == "/" else f"3{nsp},"
             conn.send(f"{prefix}{ack_id}{dumps(args)}")
-
-    def write_prepared(self, messages: Sequence[PreparedMessage], *, volatile: bool) -> None:
-        """A broadcast's messages; dropped by the engine socket once the session is closing."""
-        conn = self.conn
-        if volatile and not conn.writable:
-            return
-        for message in messages:
-            conn.send_prepared(message)
 
     # -- reading --------------------------------------------------------------------------------
 

@@ -73,6 +73,7 @@ class Socket:
     ) -> None:
         self.nsp = nsp
         self.client = client
+        self._conn = client.conn  # what a broadcast writes to, without the Client in between
         self.id = sid
         self.pid = pid
         self.connected = False
@@ -218,10 +219,15 @@ class Socket:
     def _deliver(
         self, packet: Packet, messages: Sequence[PreparedMessage], flags: BroadcastFlags
     ) -> None:
-        """Adapter entry point: write a broadcast prepared once for every recipient."""
+        """Adapter entry point: write a broadcast prepared once for every recipient. Straight to
+        the engine socket: with thousands of recipients each object read is a cache miss."""
         if self._any_outgoing:
             self._notify_outgoing(packet.data)
-        self.client.write_prepared(messages, volatile=flags.volatile)
+        conn = self._conn
+        if flags.volatile and not conn.writable:
+            return
+        for message in messages:
+            conn.send_prepared(message)
 
     def _notify_outgoing(self, data: list[Any]) -> None:
         for handler in tuple(self._any_outgoing):

@@ -96,6 +96,7 @@ def _sent() -> None:
             transport = channel._conn.transport
             if transport is not None:
                 transport.write(out[0] if len(out) == 1 else b"".join(out))
+                channel._backlog = transport.get_write_buffer_size()
             channel._out = []
             channel._out_size = 0
 
@@ -104,9 +105,11 @@ class _NativeWebSocket:
     """A WebSocket on an :class:`HttpConnection`; the channel the engine writes to."""
 
     __slots__ = (
+        "_backlog",
         "_closing_timer",
         "_conn",
         "_handler",
+        "_open",
         "_out",
         "_out_size",
         "_plain",
@@ -123,6 +126,13 @@ class _NativeWebSocket:
         self._sending = False  # a write happened in this turn of the loop
         self._out: list[bytes] = []  # frames queued in this turn, written at its end
         self._out_size = 0
+        # What send_frame, the broadcast hot path, reads instead of the connection, the codec
+        # and the transport (each one more object, and with thousands of recipients one more
+        # cache miss, per recipient): frames may be sent (the connection is up and the codec
+        # open), and the transport's buffer after the last write (an upper bound: it only
+        # drains until the next write; the exact figure is read before acting on it).
+        self._open = conn.transport is not None and codec.state is ws.State.OPEN
+        self._backlog = 0
 
     # channel ------------------------------------------------------------------------------------
 
@@ -146,6 +156,7 @@ class _NativeWebSocket:
         transport = self._conn.transport
         if transport is not None:
             transport.write(out[0] if len(out) == 1 else b"".join(out))
+            self._backlog = transport.get_write_buffer_size()
         self._out = []
         self._out_size = 0
 
@@ -174,10 +185,10 @@ class _NativeWebSocket:
     def send_frame(self, frame: bytes, data: str | bytes) -> int:
         """Write a frame built once for many connections; ``data`` is the message it carries,
         sent through the codec instead when an extension (deflate) is active. Returns the bytes
-        now waiting for the peer (:attr:`buffered_amount`). The broadcast hot path: one call per
-        recipient, :meth:`_queue` inlined."""
-        transport = self._conn.transport
-        if transport is None or self.codec.state is not ws.State.OPEN:
+        waiting for the peer, or more (:attr:`buffered_amount` is exact). The broadcast hot path:
+        one call per recipient, :meth:`_queue` inlined, no object but this one and its queue
+        read."""
+        if not self._open:
             return 0
         if not self._plain:
             self.send(data)
@@ -189,7 +200,7 @@ class _NativeWebSocket:
             if not _SENDING:
                 self._conn.loop.call_soon(_sent)
             _SENDING.append(self)
-        return size + transport.get_write_buffer_size()
+        return size + self._backlog
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         transport = self._conn.transport
@@ -197,6 +208,7 @@ class _NativeWebSocket:
             return
         self._flush()
         self.codec.send_close(code, reason)
+        self._open = False
         transport.write(self.codec.data_to_send())
         loop = asyncio.get_running_loop()
         self._closing_timer = loop.call_later(
@@ -212,6 +224,8 @@ class _NativeWebSocket:
 
     def receive(self, data: bytes) -> None:
         events = self.codec.receive_data(data)
+        if self.codec.state is not ws.State.OPEN:
+            self._open = False
         handler = self._handler
         for event in events:
             if isinstance(event, ws.TextMessage | ws.BinaryMessage):
@@ -242,6 +256,7 @@ class _NativeWebSocket:
             handler.on_close(code, error)
 
     def connection_lost(self) -> None:
+        self._open = False
         self.codec.receive_eof()
         self._finish(1006, None)
 
