@@ -5,7 +5,10 @@ Each run starts a fresh server pinned to core 0 (``taskset -c 0``) and the Node 
 (loadgen.mjs) pinned to core 1, then measures one window: the server's CPU time (utime + stime of
 its process tree from /proc, clock ticks) and memory (VmRSS) are read when the window opens and
 closes, the load generator reports operations, latencies and its own CPU time. Tables print the
-median of the runs per server, and the ratio of aiosio's native server to each one.
+median of the runs per server, and the ratio of aiosio's native server to each one. The floor
+(servers/floor.py: uvloop and raw WebSocket, no Socket.IO layer) is a reference line, not a peer:
+no ratio against it; in the echo and broadcast scenarios it splits aiosio-native's CPU per
+operation into what writing the frames costs anyway and aiosio's own part.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import argparse
 import contextlib
 import hashlib
 import json
+import operator
 import os
 import platform
 import queue
@@ -25,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +41,7 @@ PEERS_PY = HERE / ".venv-peers" / "bin" / "python"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SERVER_CORE, LOADGEN_CORE = "0", "1"
 REFERENCE = "aiosio-native"
+FLOOR = "floor"
 # The modes whose operations are connections: the memory read before the window is the baseline
 # (nothing connected yet), and the rate shown is connections opened per second.
 CONNS_MODES = ("idle", "churn")
@@ -45,6 +51,8 @@ CONNS_MODES = ("idle", "churn")
 class ServerKind:
     name: str
     command: tuple[str, ...]
+    label: str = ""  # shown in the tables instead of the name
+    scenarios: tuple[str, ...] | None = None  # those it runs in without --servers (None: all)
 
 
 SERVERS = {
@@ -55,6 +63,22 @@ SERVERS = {
         ServerKind("psio-uvicorn", (str(PEERS_PY), str(HERE / "servers" / "psio_uvicorn.py"))),
         ServerKind("psio-aiohttp", (str(PEERS_PY), str(HERE / "servers" / "psio_aiohttp.py"))),
         ServerKind("node", ("node", str(HERE / "servers" / "node_server.mjs"))),
+        # The reference line: what writing the frames costs with no Socket.IO layer (it speaks
+        # every websocket scenario; named in --servers it runs in them all, polling refused).
+        ServerKind(
+            FLOOR,
+            (str(MAIN_PY), str(HERE / "servers" / "floor.py")),
+            "floor: uvloop, raw WebSocket, canned handshake, no Socket.IO layer",
+            (
+                "echo",
+                "echo-1k",
+                "echo-64k",
+                "echo-binary",
+                "broadcast-100",
+                "broadcast",
+                "broadcast-5k",
+            ),
+        ),
     )
 }
 
@@ -132,9 +156,11 @@ SCENARIOS: dict[str, Scenario] = {
         3,
     ),
     "broadcast-5k": Scenario(
-        "as broadcast with 5000 clients, 10 broadcasts",
+        "as broadcast with 5000 clients, 60 broadcasts",
         "deliveries",
-        _bcast(clients=5000, broadcasts=10),
+        # 300 000 deliveries: with 10 (a window under 0.5 s) the CPU time, read in 10 ms ticks,
+        # moved the figure per delivery by 0.2 µs a tick.
+        _bcast(clients=5000, broadcasts=60),
         None,
         1,
     ),
@@ -457,6 +483,7 @@ def one_run(kind: ServerKind, params: dict[str, Any], logdir: Path) -> dict[str,
         "ops_per_s": ops / msg["seconds"] if msg["seconds"] else 0.0,
         "server_cpu_s": cpu,
         "cpu_us_per_op": cpu / ops * 1e6 if ops else None,
+        "sys_us_per_op": system / ops * 1e6 if ops else None,
         "server_cpu_share": cpu / wall,
         # the kernel's part of it (syscalls, and loopback TCP work done in the server's context)
         "server_sys_share": system / cpu if cpu else None,
@@ -501,9 +528,10 @@ def one_run(kind: ServerKind, params: dict[str, Any], logdir: Path) -> dict[str,
 # -- reporting ----------------------------------------------------------------------------------
 
 METRICS = (
-    "ops_per_s", "cpu_us_per_op", "p50_ms", "p99_ms", "rss_end_mib", "kib_per_conn",
-    "server_cpu_share", "server_sys_share", "server_loop_busy", "lg_cpu_share", "lg_loop_busy",
-    "lg_loop_wait", "other_load", "connects_per_s", "left_first_mib", "left_last_mib",
+    "ops_per_s", "cpu_us_per_op", "sys_us_per_op", "p50_ms", "p99_ms", "rss_end_mib",
+    "kib_per_conn", "server_cpu_share", "server_sys_share", "server_loop_busy", "lg_cpu_share",
+    "lg_loop_busy", "lg_loop_wait", "other_load", "connects_per_s", "left_first_mib",
+    "left_last_mib",
 )  # fmt: skip
 
 
@@ -528,15 +556,47 @@ def _pct(m: dict[str, Any], key: str) -> str:
     return f"{m[key]:.0%}" if key in m else "-"
 
 
-def versus(ref: dict[str, Any], other: dict[str, Any], key: str) -> float | None:
-    """aiosio-native's ``key`` over ``other``'s: the median of the ratios of runs made side by
-    side (run i of each, one right after the other), which a drift in the machine's speed over
-    the session affects far less than the ratio of the medians; that when the runs don't pair."""
+def versus(
+    ref: dict[str, Any],
+    other: dict[str, Any],
+    key: str,
+    combine: Callable[[float, float], float] = operator.truediv,
+) -> float | None:
+    """aiosio-native's ``key`` over ``other``'s (or ``combine`` of the two): the median of the
+    ratios of runs made side by side (run i of each, one right after the other), which a drift in
+    the machine's speed over the session affects far less than the ratio of the medians; that
+    when the runs don't pair."""
     a, b = ref.get("runs", []), other.get("runs", [])
     if a and len(a) == len(b) and all(r.get(key) and o.get(key) for r, o in zip(a, b, strict=True)):
-        return statistics.median(r[key] / o[key] for r, o in zip(a, b, strict=True))
+        return statistics.median(combine(r[key], o[key]) for r, o in zip(a, b, strict=True))
     ma, mb = ref.get("median", {}).get(key), other.get("median", {}).get(key)
-    return ma / mb if ma and mb else None
+    return combine(ma, mb) if ma and mb else None
+
+
+def floor_split(per_server: dict[str, dict[str, Any]]) -> dict[str, float] | None:
+    """aiosio-native's CPU per op = the floor's (writing the frames: uvloop and the kernel) +
+    aiosio's own (the difference, paired like the ratios), each with its system part."""
+    ref, floor = per_server.get(REFERENCE, {}), per_server.get(FLOOR, {})
+    if "median" not in ref or "median" not in floor:
+        return None
+    own = versus(ref, floor, "cpu_us_per_op", operator.sub)
+    if own is None:
+        return None
+    return {
+        "native_us": ref["median"]["cpu_us_per_op"],
+        "native_sys_us": ref["median"].get("sys_us_per_op", 0.0),
+        "floor_us": floor["median"]["cpu_us_per_op"],
+        "floor_sys_us": floor["median"].get("sys_us_per_op", 0.0),
+        "own_us": own,
+    }
+
+
+def split_text(split: dict[str, float]) -> str:
+    return (
+        f"aiosio-native {split['native_us']:.2f} µs (system {split['native_sys_us']:.2f}), "
+        f"floor {split['floor_us']:.2f} (system {split['floor_sys_us']:.2f}), aiosio's own "
+        f"{split['own_us']:.2f}"
+    )
 
 
 def table(name: str, per_server: dict[str, dict[str, Any]], quick: bool, runs: int) -> str:
@@ -565,13 +625,15 @@ def table(name: str, per_server: dict[str, dict[str, Any]], quick: bool, runs: i
                 reason = "failed: " + data["error"].splitlines()[0][:80].replace("|", "/")
             else:
                 reason = "not run (past the time budget)"
-            rows.append([server, reason] + [""] * (len(head) - 2))
+            rows.append([SERVERS[server].label or server, reason] + [""] * (len(head) - 2))
             continue
         m = data["median"]
-        cpu_ratio, thr_ratio = versus(ref, data, "cpu_us_per_op"), versus(ref, data, rate)
+        cpu_ratio = thr_ratio = None  # none against the floor: a reference line, not a peer
+        if server != FLOOR:
+            cpu_ratio, thr_ratio = versus(ref, data, "cpu_us_per_op"), versus(ref, data, rate)
         rows.append(
             [
-                server,
+                SERVERS[server].label or server,
                 _num(m.get(rate), 0),
                 _num(m.get("cpu_us_per_op"), 1),
                 _num(m.get("p50_ms"), 2),
@@ -591,6 +653,9 @@ def table(name: str, per_server: dict[str, dict[str, Any]], quick: bool, runs: i
         )
     lines = [f"### {name}: {desc}", "", f"({runs} run{'s' if runs > 1 else ''} per server)", ""]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
+    if split := floor_split(per_server):
+        one = {"deliveries": "delivery"}.get(op, op.removesuffix("s"))
+        lines += ["", f"CPU per {one}: {split_text(split)}"]
     if churn:
         # the whole series, per run: does the memory go back down when they leave, and does what
         # stays grow from round to round?
@@ -639,6 +704,12 @@ close), and *left r: MiB over base* is the RSS once round r's connections have a
 settle time has passed, minus the RSS before the first round: near 0 the memory went back; the
 same after the last round as after the first, it does not grow with churn. Under the table, the
 RSS over base at each mark (held r: all of round r connected; left r: all of them gone).
+*floor* (benchmarks/servers/floor.py): uvloop and a raw WebSocket answering with canned Engine.IO
+and Socket.IO strings, no Socket.IO layer, writing as aiosio's native server does (a broadcast's
+frame built once, each connection's frames of a loop turn in one write): what writing the frames
+costs anyway (uvloop and the kernel). A reference line, not a peer: no ratio against it. Under the
+echo and broadcast tables, aiosio-native's CPU per operation = the floor's + aiosio's own (the
+difference, paired by run like the ratios), with the system (kernel) part of each.
 """
 
 
@@ -726,7 +797,11 @@ def main() -> int:
         action="append",
         help=f"one of {', '.join(SCENARIOS)} (repeatable, or comma-separated); default: all",
     )
-    parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated")
+    parser.add_argument(
+        "--servers",
+        help=f"comma-separated, of {', '.join(SERVERS)}; default: all (the floor in the echo and "
+        "broadcast scenarios)",
+    )
     parser.add_argument(
         "--runs",
         type=int,
@@ -745,7 +820,7 @@ def main() -> int:
     names = [n for s in args.scenario or [] for n in s.split(",") if n] or [
         n for n, spec in SCENARIOS.items() if not args.quick or spec.quick is not None
     ]
-    servers = [s for s in args.servers.split(",") if s]
+    servers = [s for s in (args.servers or "").split(",") if s]
     for n in names:
         if n not in SCENARIOS:
             parser.error(f"unknown scenario {n!r}")
@@ -777,11 +852,14 @@ def main() -> int:
         desc, op = spec.description, spec.op
         params = spec.quick if args.quick and spec.quick is not None else spec.full
         runs = args.runs or (1 if args.quick else spec.runs)
-        per_server: dict[str, dict[str, Any]] = {server: {"runs": []} for server in servers}
+        chosen = servers or [
+            s for s, kind in SERVERS.items() if kind.scenarios is None or name in kind.scenarios
+        ]
+        per_server: dict[str, dict[str, Any]] = {server: {"runs": []} for server in chosen}
         # The runs interleave the servers, so that a change in the machine's other load falls on
         # all of them alike.
         for i in range(runs):
-            for server in servers:
+            for server in chosen:
                 data = per_server[server]
                 if "error" in data:
                     continue
@@ -811,8 +889,8 @@ def main() -> int:
                 data["median"] = median(data["runs"])
         if REFERENCE in per_server:
             rate = "connects_per_s" if params["mode"] in CONNS_MODES else "ops_per_s"
-            for data in per_server.values():
-                if "median" in data:
+            for server, data in per_server.items():
+                if "median" in data and server != FLOOR:
                     data["native_vs_this"] = {
                         "cpu_us_per_op": versus(per_server[REFERENCE], data, "cpu_us_per_op"),
                         "throughput": versus(per_server[REFERENCE], data, rate),
@@ -824,7 +902,25 @@ def main() -> int:
             "runs": runs,
             "servers": per_server,
         }
+        if split := floor_split(per_server):
+            results[name]["floor_split"] = split
         report = table(name, per_server, args.quick, runs)
+        reports.append(report)
+        print("\n" + report + "\n", flush=True)
+    # The broadcast sizes side by side: is aiosio's own part flat while the floor grows?
+    splits = [
+        (v["params"]["clients"], v["floor_split"])
+        for v in results.values()
+        if v["params"]["mode"] == "broadcast" and "floor_split" in v
+    ]
+    if splits:
+        report = (
+            "### broadcast: CPU per delivery by audience\n\n"
+            "aiosio's own = aiosio-native - floor (the write of the frame to each socket, uvloop "
+            "and the kernel)\n\n"
+        ) + "\n".join(
+            f"- {clients} recipients: {split_text(split)}" for clients, split in sorted(splits)
+        )
         reports.append(report)
         print("\n" + report + "\n", flush=True)
     elapsed = time.time() - started
