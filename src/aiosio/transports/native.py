@@ -93,8 +93,8 @@ def _sent() -> None:
         channel._sending = False
         out = channel._out
         if out:
-            transport = channel._conn.transport
-            if transport is not None:
+            if channel._open:
+                transport = channel._transport
                 transport.write(out[0] if len(out) == 1 else b"".join(out))
                 channel._backlog = transport.get_write_buffer_size()
             channel._out = []
@@ -114,6 +114,7 @@ class _NativeWebSocket:
         "_out_size",
         "_plain",
         "_sending",
+        "_transport",
         "codec",
     )
 
@@ -126,13 +127,15 @@ class _NativeWebSocket:
         self._sending = False  # a write happened in this turn of the loop
         self._out: list[bytes] = []  # frames queued in this turn, written at its end
         self._out_size = 0
-        # What send_frame, the broadcast hot path, reads instead of the connection, the codec
-        # and the transport (each one more object, and with thousands of recipients one more
-        # cache miss, per recipient): frames may be sent (the connection is up and the codec
-        # open), and the transport's buffer after the last write (an upper bound: it only
-        # drains until the next write; the exact figure is read before acting on it).
+        # What the broadcast hot path (send_frame, and _sent at the end of the turn) reads
+        # instead of the connection and the codec (each one more object, and with thousands of
+        # recipients one more cache miss, per recipient): frames may be sent (the connection is
+        # up and the codec open), the transport, and the transport's buffer after the last write
+        # (an upper bound: it only drains until the next write; the exact figure is read before
+        # acting on it).
         self._open = conn.transport is not None and codec.state is ws.State.OPEN
         self._backlog = 0
+        self._transport = cast(asyncio.Transport, conn.transport)  # written to while _open
 
     # channel ------------------------------------------------------------------------------------
 
