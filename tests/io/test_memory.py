@@ -1,7 +1,7 @@
-"""A closed connection is freed at once by reference counting: no object of a session is left
-in a reference cycle for the garbage collector's next full pass. A server with many short
-sessions would otherwise hold thousands of dead sessions between passes (the churn benchmark
-showed 30 objects per connection waiting for it)."""
+"""A closed connection is freed at once by reference counting: no object of a session (or of a
+client's HTTP request) is left in a reference cycle for the garbage collector's next full pass.
+A server with many short sessions would otherwise hold thousands of dead sessions between passes
+(the churn benchmark showed 30 objects per connection waiting for it)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from websockets.asyncio.client import connect
 
 import aiosio
 from aiosio import _memory
+from aiosio.client.http import _ResponseReader
 from aiosio.engine.server import EngineSocket
 from aiosio.server.socket import Socket
 from aiosio.transports.native import HttpConnection
@@ -38,7 +39,7 @@ class _Tracked:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.refs: list[weakref.ref[Any]] = []
-        for cls in (EngineSocket, Socket, HttpConnection):
+        for cls in (EngineSocket, Socket, HttpConnection, _ResponseReader):
             original = cls.__init__
 
             def init(self_: Any, *args: Any, __original: Any = original, **kwargs: Any) -> None:
@@ -253,3 +254,25 @@ async def test_the_native_server_trims_its_heap_when_its_connections_have_left()
         await eventually(lambda: server.heap.trims == 1)
     finally:
         await server.close()
+
+
+@needs_malloc_trim
+async def test_the_asgi_app_trims_the_heap_when_its_websockets_have_left() -> None:
+    from conftest import _Uvicorn
+
+    sio = aiosio.Server()
+    app = sio.asgi(trim_heap_after=40)
+    runner = _Uvicorn(app)
+    await runner.start()
+    try:
+        url = f"ws://127.0.0.1:{runner.port}/socket.io/?EIO=4&transport=websocket"
+        sockets = [await connect(url, compression=None) for _ in range(50)]
+        for ws in sockets:
+            assert str(await ws.recv()).startswith("0{")
+        assert app._heap is not None
+        app._heap._delay = 0.05
+        assert app._heap.trims == 0
+        await asyncio.gather(*(ws.close() for ws in sockets))
+        await eventually(lambda: app._heap.trims == 1)
+    finally:
+        await runner.close()

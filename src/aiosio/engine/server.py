@@ -592,11 +592,12 @@ class EngineServer(EventEmitter):
     def max_body_size(self) -> int:
         return self.max_http_buffer_size
 
-    def asgi(self, other_app: Any = None) -> Any:
-        """This server as an ASGI application; other paths go to ``other_app`` if given."""
+    def asgi(self, other_app: Any = None, *, trim_heap_after: int = 1000) -> Any:
+        """This server as an ASGI application; other paths go to ``other_app`` if given.
+        ``trim_heap_after``: see :class:`~aiosio.transports.asgi.AsgiApp`."""
         from aiosio.transports.asgi import AsgiApp
 
-        return AsgiApp(self, other_app)
+        return AsgiApp(self, other_app, trim_heap_after=trim_heap_after)
 
     async def shutdown(self) -> None:
         """Called by the HTTP servers when they stop: close every session."""

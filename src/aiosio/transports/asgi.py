@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from aiosio._memory import prime_loop_free_lists
+from aiosio._memory import HeapTrimmer, prime_loop_free_lists
 from aiosio.engine.http import HttpApp, HttpRequest, HttpResponse
 
 __all__ = ["AsgiApp"]
@@ -131,11 +131,20 @@ class _AsgiWebSocket:
 
 
 class AsgiApp:
-    """An ASGI 3 application serving ``app`` and, for every other path, ``other_app``."""
+    """An ASGI 3 application serving ``app`` and, for every other path, ``other_app``.
 
-    def __init__(self, app: HttpApp, other_app: ASGIApp | None = None) -> None:
+    Once ``trim_heap_after`` WebSockets have closed since the most there were open, the memory
+    they held is given back to the operating system when the closes stop, as the native server
+    does (:class:`aiosio._memory.HeapTrimmer`; 0: never)."""
+
+    def __init__(
+        self, app: HttpApp, other_app: ASGIApp | None = None, *, trim_heap_after: int = 1000
+    ) -> None:
         self.app = app
         self.other_app = other_app
+        self.trim_heap_after = trim_heap_after
+        self._websockets: set[_AsgiWebSocket] = set()
+        self._heap: HeapTrimmer | None = None  # made with the first WebSocket (it needs the loop)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -247,6 +256,12 @@ class AsgiApp:
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in decision.headers]
         await send({"type": "websocket.accept", "headers": headers})
         channel = _AsgiWebSocket(send)
+        heap = self._heap
+        if heap is None:
+            loop = asyncio.get_running_loop()
+            heap = self._heap = HeapTrimmer(loop, self._websockets, self.trim_heap_after)
+        self._websockets.add(channel)
+        heap.opened()
         handler = decision.bind(channel)
         limit = decision.max_message_size
         quarter = limit // 4  # a text of fewer characters is under the limit in UTF-8 too
@@ -288,6 +303,8 @@ class AsgiApp:
         except Exception as exc:  # noqa: BLE001 - whatever the ASGI server raised, the socket is gone
             error = f"{type(exc).__name__}: {exc}"
         finally:
+            self._websockets.discard(channel)
+            heap.closed()
             handler.on_close(code, error)
             channel.close()
             with contextlib.suppress(asyncio.CancelledError, Exception):
