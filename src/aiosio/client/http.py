@@ -189,10 +189,11 @@ def _tls_hint(exc: ssl_module.SSLCertVerificationError) -> str:
 
 
 class _ResponseReader:
-    """Feeds httptools and collects one response."""
+    """Collects one response from httptools' callbacks. The parser is the caller's (it refers to
+    this object): a reference back would make a cycle per request, freed only by the garbage
+    collector."""
 
     def __init__(self, head_only: bool = False) -> None:
-        self.parser = httptools.HttpResponseParser(self)
         self.headers: list[tuple[str, str]] = []
         self.body: list[bytes] = []
         self.done = False
@@ -296,17 +297,18 @@ class HttpConnection:
         writer.write(head.encode("latin-1") + body)
         await writer.drain()
         response = _ResponseReader(head_only=method == "HEAD")
+        parser = httptools.HttpResponseParser(response)
         while not response.done:
             chunk = await reader.read(65536)
             if not chunk:
                 if response.headers_done and not response.done:
                     # A body delimited by the connection's end.
                     with contextlib.suppress(httptools.HttpParserError):
-                        response.parser.feed_data(b"")
+                        parser.feed_data(b"")
                     break
                 raise ConnectionResetError("connection closed by the server")
             try:
-                response.parser.feed_data(chunk)
+                parser.feed_data(chunk)
             except httptools.HttpParserError as exc:
                 self.close()
                 raise ConnectError(
@@ -323,7 +325,7 @@ class HttpConnection:
                     f"the HTTP answer is larger than {self.max_body} bytes",
                     hint="raise max_http_buffer_size on the client if this is expected",
                 )
-        status = response.parser.get_status_code()
+        status = parser.get_status_code()
         result = HttpResult(status, response.headers, b"".join(response.body))
         if self.trace:
             self.trace("<", f"HTTP/1.1 {status}")
@@ -332,7 +334,7 @@ class HttpConnection:
             preview = result.body[:300]
             if preview:
                 self.trace("<", preview.decode("utf-8", "replace"))
-        if not response.parser.should_keep_alive():
+        if not parser.should_keep_alive():
             self.close()
         return result
 
@@ -406,6 +408,7 @@ class WebSocketConnection:
                 trace(">", line)
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         response = _ResponseReader()
+        parser = httptools.HttpResponseParser(response)
         buffer = b""
         leftover = b""
         try:
@@ -416,13 +419,13 @@ class WebSocketConnection:
                         raise ConnectionResetError("connection closed during the handshake")
                     buffer += chunk
                     try:
-                        response.parser.feed_data(chunk)
+                        parser.feed_data(chunk)
                     except httptools.HttpParserUpgrade as upgrade:
                         offset = upgrade.args[0] if upgrade.args else len(chunk)
                         leftover = chunk[offset:]
                     if len(buffer) > _MAX_HEAD and not response.headers_done:
                         raise ConnectError(Stage.WEBSOCKET, "handshake answer too large", url=url)
-                status = response.parser.get_status_code()
+                status = parser.get_status_code()
                 if status != 101:
                     # Read the (small) body of a refusal for the user to see.
                     while not response.done and len(buffer) < _MAX_HEAD:
@@ -431,7 +434,7 @@ class WebSocketConnection:
                             break
                         buffer += chunk
                         with contextlib.suppress(httptools.HttpParserError):
-                            response.parser.feed_data(chunk)
+                            parser.feed_data(chunk)
         except TimeoutError:
             writer.close()
             raise ConnectError(
@@ -457,9 +460,7 @@ class WebSocketConnection:
                 description=exc,
                 url=url,
             ) from exc
-        result = HttpResult(
-            response.parser.get_status_code(), response.headers, b"".join(response.body)
-        )
+        result = HttpResult(parser.get_status_code(), response.headers, b"".join(response.body))
         if trace:
             trace("<", f"HTTP/1.1 {result.status}")
             for name, value in result.headers:
