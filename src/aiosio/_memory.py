@@ -4,7 +4,8 @@ CPython's small-object allocator gives a 1 MiB arena back only once every object
 so one long-lived object allocated while thousands of connections come and go keeps a whole arena
 of their freed memory resident. The server avoids creating such objects (the record of ended
 sessions is kept in flat buffers, :mod:`aiosio.engine.ended`); this module deals with the ones
-uvloop creates, and with the C heap, which glibc does not give back by itself.
+it cannot avoid, in uvloop's free lists and CPython's, and with the C heap, which glibc does not
+give back by itself.
 docs/performance.md, "Memory after churn", has the measurements.
 """
 
