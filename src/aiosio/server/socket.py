@@ -98,7 +98,7 @@ class Socket:
     @property
     def conn(self) -> EngineSocket:
         """The Engine.IO session under this socket (transport name, upgrade events)."""
-        return self.client.conn
+        return self._conn
 
     @property
     def disconnected(self) -> bool:
@@ -312,7 +312,7 @@ class Socket:
         self.connected = True
         self.join(self.id)
         data: dict[str, Any] | None
-        if self.client.conn.protocol == 3:
+        if self._conn.protocol == 3:
             data = None
         elif self.pid is not None:
             data = {"sid": self.id, "pid": self.pid}

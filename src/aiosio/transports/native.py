@@ -127,12 +127,12 @@ class _NativeWebSocket:
         self._sending = False  # a write happened in this turn of the loop
         self._out: list[bytes] = []  # frames queued in this turn, written at its end
         self._out_size = 0
-        # What the broadcast hot path (send_frame, and _sent at the end of the turn) reads
-        # instead of the connection and the codec (each one more object, and with thousands of
-        # recipients one more cache miss, per recipient): frames may be sent (the connection is
-        # up and the codec open), the transport, and the transport's buffer after the last write
-        # (an upper bound: it only drains until the next write; the exact figure is read before
-        # acting on it).
+        # What sending reads instead of the connection and the codec (each one more object, and
+        # on the broadcast hot path, with thousands of recipients, one more cache miss per
+        # recipient): frames may be sent (the connection is up and the codec open; cleared where
+        # either changes: close, receive, connection_lost), the transport, and the transport's
+        # buffer after the last write (an upper bound: it only drains until the next write; the
+        # exact figure is read before acting on it).
         self._open = conn.transport is not None and codec.state is ws.State.OPEN
         self._backlog = 0
         self._transport = cast(asyncio.Transport, conn.transport)  # written to while _open
@@ -171,7 +171,7 @@ class _NativeWebSocket:
         )
 
     def send(self, data: str | bytes) -> None:
-        if self._conn.transport is None or self.codec.state is not ws.State.OPEN:
+        if not self._open:
             return
         if self._plain:
             if isinstance(data, str):
@@ -206,9 +206,9 @@ class _NativeWebSocket:
         return size + self._backlog
 
     def close(self, code: int = 1000, reason: str = "") -> None:
-        transport = self._conn.transport
-        if transport is None or self.codec.state is not ws.State.OPEN:
+        if not self._open:
             return
+        transport = self._transport
         self._flush()
         self.codec.send_close(code, reason)
         self._open = False
