@@ -30,6 +30,11 @@ class Client:
         self.conn = conn
         self.decoder = Decoder(server.limits)
         self.sockets: dict[str, Socket] = {}  # by namespace name, accepted sockets only
+        # Namespaces whose CONNECT is being handled (matcher, middlewares): one socket per
+        # namespace per connection, so a second CONNECT for one of these, or for a connected
+        # namespace, is a protocol error.
+        self._connecting: set[str] = set()
+        self._refusal_logged = False
         self._closed = False
         self._connect_timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
             server.connect_timeout, self._connect_timeout
@@ -93,7 +98,8 @@ class Client:
         if self.conn.protocol == 3 and packet.type is PacketType.CONNECT:
             nsp, auth = _parse_v4_namespace(nsp)
         socket = self.sockets.get(nsp)
-        if socket is None and packet.type is PacketType.CONNECT:
+        connecting = nsp in self._connecting
+        if socket is None and not connecting and packet.type is PacketType.CONNECT:
             self._connect(nsp, auth)
         elif (
             socket is not None
@@ -102,6 +108,16 @@ class Client:
         ):
             socket._on_packet(packet)
         else:
+            # As the reference, a packet a namespace cannot take in its state closes the
+            # connection; and one socket per namespace per connection: a CONNECT while one is
+            # being handled is refused the same way (the reference would create a socket for
+            # each, only the last reachable, all kept until the connection closes).
+            if socket is not None:
+                state = "already connected"
+            elif connecting:
+                state = "its connection is already in progress; a client sends one CONNECT"
+            else:
+                state = "not connected to it"
             logger.warning(
                 "closing the connection of %s (session %s): %s packet for namespace %r in the "
                 "wrong state (%s)",
@@ -109,31 +125,58 @@ class Client:
                 self.conn.id,
                 packet.type.name,
                 nsp,
-                "already connected" if socket is not None else "not connected to it",
+                state,
             )
             self._close("forced server close", None)
 
     def _connect(self, name: str, auth: dict[str, Any]) -> None:
-        server = self.server
-        nsp = server._nsps.get(name)
-        if nsp is not None:
-            run_eager(nsp._add(self, auth), _ignore, self._connect_failed)
+        limit = self.server.max_namespaces_per_connection
+        count = len(self.sockets) + len(self._connecting)
+        if count >= limit:
+            self._refuse_over_limit(name, count, limit)
             return
-        run_eager(self._connect_dynamic(name, auth), _ignore, self._connect_failed)
+        self._connecting.add(name)
+        run_eager(self._connect_namespace(name, auth), _ignore, self._connect_failed)
 
-    async def _connect_dynamic(self, name: str, auth: dict[str, Any]) -> None:
-        nsp = await self.server._check_namespace(name, auth)
-        if nsp is None:
-            logger.info(
-                "refused a connection to unknown namespace %r from %s: the server has no such "
-                "namespace (sio.of(%r) creates it)",
-                name,
-                self.conn.remote_address or "?",
-                name,
-            )
-            self.write(Packet(PacketType.CONNECT_ERROR, name, {"message": "Invalid namespace"}))
-            return
-        await nsp._add(self, auth)
+    async def _connect_namespace(self, name: str, auth: dict[str, Any]) -> None:
+        try:
+            nsp = self.server._nsps.get(name)
+            if nsp is None:
+                nsp = await self.server._check_namespace(name, auth)
+            if nsp is None:
+                logger.info(
+                    "refused a connection to unknown namespace %r from %s: the server has no "
+                    "such namespace (sio.of(%r) creates it)",
+                    name,
+                    self.conn.remote_address or "?",
+                    name,
+                )
+                self.write(Packet(PacketType.CONNECT_ERROR, name, {"message": "Invalid namespace"}))
+                return
+            await nsp._add(self, auth)
+        finally:
+            self._connecting.discard(name)
+
+    def _refuse_over_limit(self, name: str, count: int, limit: int) -> None:
+        message = (
+            f"too many namespaces on one connection: {count} connected, the server allows {limit}"
+        )
+        # Once per connection: a client looping over CONNECTs must not flood the log.
+        log = logger.debug if self._refusal_logged else logger.warning
+        self._refusal_logged = True
+        log(
+            "refused a connection to namespace %r from %s (session %s): the connection already "
+            "has %d namespaces connected or connecting (max_namespaces_per_connection=%d); a "
+            "client that needs more should disconnect the ones it no longer uses, or raise "
+            "Server(max_namespaces_per_connection=...)",
+            name,
+            self.conn.remote_address or "?",
+            self.conn.id,
+            count,
+            limit,
+        )
+        payload: Any = message if self.conn.protocol == 3 else {"message": message}
+        self.write(Packet(PacketType.CONNECT_ERROR, name, payload))
 
     def _connect_failed(self, exc: BaseException) -> None:
         logger.error("connecting a namespace failed", exc_info=exc)

@@ -100,6 +100,9 @@ class Namespace(_Registry):
         super().__init__()
         self.sockets: dict[SocketId, Socket] = {}
         self._ack_counter = 0
+        self._connecting = 0  # CONNECTs being handled (middlewares running)
+        # The dynamic namespace that created this one, when it removes its empty children.
+        self._removed_when_empty: DynamicNamespace | None = None
         self.adapter: Adapter = server._make_adapter(self)
 
     def __repr__(self) -> str:
@@ -207,6 +210,14 @@ class Namespace(_Registry):
     async def _add(self, client: Client, auth: dict[str, Any]) -> None:
         """A client asked to connect: restore or create its socket, run the middlewares, accept
         or refuse (namespace.ts ``_add``)."""
+        self._connecting += 1
+        try:
+            await self._connect_socket(client, auth)
+        finally:
+            self._connecting -= 1
+            self._remove_if_empty()
+
+    async def _connect_socket(self, client: Client, auth: dict[str, Any]) -> None:
         socket = self._create_socket(client, auth)
         recovery = self.server.connection_state_recovery
         if not (recovery is not None and recovery.skip_middlewares and socket.recovered):
@@ -310,6 +321,16 @@ class Namespace(_Registry):
     def _remove(self, socket: Socket) -> None:
         if self.sockets.get(socket.id) is socket:
             del self.sockets[socket.id]
+        self._remove_if_empty()
+
+    def _remove_if_empty(self) -> None:
+        """With ``cleanup_empty_child_namespaces``, a child namespace goes when its last socket
+        has left and no connection to it is in progress (parent-namespace.ts ``createChild``)."""
+        parent = self._removed_when_empty
+        if parent is None or self.sockets or self._connecting:
+            return
+        self._removed_when_empty = None
+        parent._remove_child(self)
 
 
 class DynamicNamespace(_Registry):
@@ -336,12 +357,35 @@ class DynamicNamespace(_Registry):
         child._handlers = dict(self._handlers)
         child._lifecycle = dict(self._lifecycle)
         child._middlewares = list(self._middlewares)
+        if self.server.cleanup_empty_child_namespaces:
+            child._removed_when_empty = self
         self.children[name] = child
         return child
+
+    def _remove_child(self, child: Namespace) -> None:
+        logger.debug("removing the empty child namespace %s", child.name)
+        if self.children.get(child.name) is child:
+            del self.children[child.name]
+        self.server._forget_namespace(child)
+        result = child.adapter.close()
+        if inspect.iscoroutine(result):
+            from aiosio._eager import run_eager
+
+            run_eager(
+                result,
+                _ignore,
+                lambda exc: logger.error(
+                    "closing the adapter of the empty namespace %s failed", child.name, exc_info=exc
+                ),
+            )
 
     def emit(self, event: str, *args: Any) -> None:
         for child in list(self.children.values()):
             child.emit(event, *args)
+
+
+def _ignore(_value: Any) -> None:
+    return None
 
 
 def _check_server_side_event(event: str) -> None:

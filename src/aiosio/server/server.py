@@ -45,7 +45,24 @@ class Recovery:
 
 
 class Server:
-    """A Socket.IO server. Serve it with ``aiosio.run(sio)`` (native) or ``sio.asgi()``."""
+    """A Socket.IO server. Serve it with ``aiosio.run(sio)`` (native) or ``sio.asgi()``.
+
+    What one connection may create is bounded, and nothing it created outlives it: when the
+    connection closes, every socket it opened, in every namespace, is disconnected and removed.
+
+    - One socket per namespace per connection: a CONNECT packet for a namespace the connection
+      is connected to, or is being connected to (its middlewares still running), closes the
+      connection as a protocol error (``forced server close``), as the reference does for a
+      connected namespace.
+    - ``max_namespaces_per_connection`` (100): namespaces one connection may be connected or
+      connecting to at once; beyond it the CONNECT is refused with ``connect_error`` ("too many
+      namespaces on one connection ...") and a warning names the option, once per connection.
+    - ``cleanup_empty_child_namespaces`` (False, as the reference): a child namespace of a
+      dynamic namespace (``sio.of(regex)`` or a callable) is removed, and its adapter closed,
+      when its last socket leaves. Turn it on when clients choose the names: otherwise each name
+      a client connects to stays on the server. Handlers attached to one child (rather than to
+      the parent) go with it.
+    """
 
     def __init__(
         self,
@@ -69,9 +86,16 @@ class Server:
         limits: Limits | None = None,
         proxy_header: str | None = None,
         max_outbound_buffer: int = 16_000_000,
+        max_namespaces_per_connection: int = 100,
+        cleanup_empty_child_namespaces: bool = False,
     ) -> None:
         if connect_timeout <= 0:
             raise ValueError(f"connect_timeout must be positive seconds, got {connect_timeout!r}")
+        if max_namespaces_per_connection < 1:
+            raise ValueError(
+                "max_namespaces_per_connection must be at least 1 (the main namespace), got "
+                f"{max_namespaces_per_connection!r}"
+            )
         if connection_state_recovery is not None and not isinstance(
             connection_state_recovery, Recovery
         ):
@@ -96,6 +120,8 @@ class Server:
             max_outbound_buffer=max_outbound_buffer,
         )
         self.connect_timeout = connect_timeout
+        self.max_namespaces_per_connection = max_namespaces_per_connection
+        self.cleanup_empty_child_namespaces = cleanup_empty_child_namespaces
         self.connection_state_recovery = connection_state_recovery
         self.limits = limits or Limits()
         self.proxy_header = proxy_header
@@ -146,6 +172,11 @@ class Server:
                 self._nsps[name] = child
                 return child
         return None
+
+    def _forget_namespace(self, nsp: Namespace) -> None:
+        """An empty child namespace is removed (``cleanup_empty_child_namespaces``)."""
+        if self._nsps.get(nsp.name) is nsp:
+            del self._nsps[nsp.name]
 
     def _make_adapter(self, nsp: NamespaceView) -> Adapter:
         if self._adapter_factory is not None:
@@ -244,6 +275,9 @@ class Server:
         for nsp in list(self._nsps.values()):
             for socket in list(nsp.sockets.values()):
                 socket._on_close("server shutting down", None)
+        # Empty child namespaces removed meanwhile (cleanup_empty_child_namespaces) closed
+        # their adapter as they went.
+        for nsp in list(self._nsps.values()):
             result = nsp.adapter.close()
             if asyncio.iscoroutine(result):
                 await result

@@ -1,0 +1,345 @@
+"""What one connection may create at the Socket.IO layer, and that nothing it created outlives it
+(issue 12, section 3): repeated CONNECT packets, namespaces per connection, dynamic child
+namespaces, handler return values and emit arguments that cannot be encoded.
+
+Raw clients write Engine.IO/Socket.IO frames by hand over real sockets on 127.0.0.1 (a WebSocket
+written byte by byte, so that several frames arrive in one read, and polling POSTs); every test
+runs against the native server and uvicorn (the ``serve`` fixture), and fails if anything reaches
+the event loop's exception handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import os
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from _eio import TIMEOUT, eventually, host_port, url
+
+import aiosio
+
+PATH = "/socket.io/"
+
+
+@pytest.fixture(autouse=True)
+async def loop_errors() -> AsyncIterator[list[dict[str, Any]]]:
+    """Fails the test if anything reached the event loop's exception handler (HARDENING 14)."""
+    loop = asyncio.get_running_loop()
+    seen: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: seen.append(context))
+    yield seen
+    loop.set_exception_handler(previous)
+    assert seen == [], seen
+
+
+# -- a WebSocket written by hand -------------------------------------------------------------------
+
+
+def frame(data: str) -> bytes:
+    """A masked text frame (zero mask key: the payload goes as is)."""
+    payload = data.encode()
+    size = len(payload)
+    if size < 126:
+        head = bytes([0x81, 0x80 | size])
+    elif size < 1 << 16:
+        head = bytes([0x81, 0x80 | 126]) + size.to_bytes(2, "big")
+    else:
+        head = bytes([0x81, 0x80 | 127]) + size.to_bytes(8, "big")
+    return head + b"\x00\x00\x00\x00" + payload
+
+
+class RawWebSocket:
+    """A Socket.IO client over a WebSocket whose bytes the test writes: several frames can go out
+    in one write, so the server reads them at once. Pings are answered."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.texts: asyncio.Queue[str] = asyncio.Queue()
+        self.closed = asyncio.Event()
+        self._task = asyncio.create_task(self._read())
+
+    @classmethod
+    async def open(cls, base: str) -> RawWebSocket:
+        host, port = host_port(base)
+        reader, writer = await asyncio.open_connection(host, port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            f"GET {PATH}?EIO=4&transport=websocket HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        async with asyncio.timeout(TIMEOUT):
+            head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+        ws = cls(reader, writer)
+        opening = await ws.next()
+        assert opening.startswith("0{"), opening
+        return ws
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                first, second = await self.reader.readexactly(2)
+                size = second & 0x7F
+                if size == 126:
+                    size = int.from_bytes(await self.reader.readexactly(2), "big")
+                elif size == 127:
+                    size = int.from_bytes(await self.reader.readexactly(8), "big")
+                payload = await self.reader.readexactly(size)
+                opcode = first & 0x0F
+                if opcode == 0x8:
+                    return
+                if opcode == 0x1:
+                    text = payload.decode()
+                    if text == "2":
+                        self.writer.write(frame("3"))
+                    else:
+                        self.texts.put_nowait(text)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        finally:
+            self.closed.set()
+
+    def send(self, *texts: str) -> None:
+        """Write every text frame at once."""
+        self.writer.write(b"".join(frame(text) for text in texts))
+
+    async def next(self) -> str:
+        async with asyncio.timeout(TIMEOUT):
+            return await self.texts.get()
+
+    async def wait_closed(self) -> None:
+        async with asyncio.timeout(TIMEOUT):
+            await self.closed.wait()
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await self.writer.wait_closed()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
+@pytest.fixture
+async def raw_ws() -> AsyncIterator[Any]:
+    opened: list[RawWebSocket] = []
+
+    async def open_ws(base: str) -> RawWebSocket:
+        ws = await RawWebSocket.open(base)
+        opened.append(ws)
+        return ws
+
+    yield open_ws
+    for ws in opened:
+        await ws.close()
+
+
+# -- polling by hand ------------------------------------------------------------------------------
+
+
+async def polling_session(client: httpx.AsyncClient, base: str) -> str:
+    response = await client.get(url(base, PATH, EIO="4", transport="polling"))
+    assert response.status_code == 200, response.text
+    return str(json.loads(response.text[1:])["sid"])
+
+
+async def polling_post(client: httpx.AsyncClient, base: str, sid: str, *packets: str) -> int:
+    response = await client.post(
+        url(base, PATH, EIO="4", transport="polling", sid=sid),
+        content="\x1e".join(packets).encode(),
+        headers={"Content-Type": "text/plain;charset=UTF-8"},
+    )
+    return response.status_code
+
+
+async def polling_get(client: httpx.AsyncClient, base: str, sid: str) -> list[str]:
+    response = await client.get(url(base, PATH, EIO="4", transport="polling", sid=sid))
+    return response.text.split("\x1e") if response.status_code == 200 else []
+
+
+def count_sockets(sio: aiosio.Server, *names: str) -> int:
+    return sum(len(sio.of(name).sockets) for name in names)
+
+
+# -- 1. several CONNECT packets for one namespace on one connection -------------------------------
+
+
+async def _slow_middleware(_socket: aiosio.Socket) -> None:
+    await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("middleware", ["none", "async"])
+async def test_repeated_connect_in_one_read_leaves_no_socket(
+    serve: Any, raw_ws: Any, caplog: pytest.LogCaptureFixture, middleware: str
+) -> None:
+    """``40`` five times in one read: one socket at most, the connection closed as a protocol
+    error (a second CONNECT for a namespace connected or being connected), and once the client
+    has gone the namespace holds no socket of it."""
+    sio = aiosio.Server()
+    if middleware == "async":
+        sio.use(_slow_middleware)
+    connections: list[str] = []
+    sio.on("connection", lambda socket: connections.append(socket.id))
+    base = await serve(sio)
+    caplog.set_level(logging.WARNING, logger="aiosio.server")
+    ws = await raw_ws(base)
+    ws.send(*["40"] * 5)
+    await ws.wait_closed()  # the server closes the connection
+    await ws.close()
+    await eventually(lambda: count_sockets(sio, "/") == 0)
+    await asyncio.sleep(0.1)  # what was pending has finished by now
+    assert count_sockets(sio, "/") == 0
+    assert len(await sio.fetch_sockets()) == 0
+    assert len(connections) <= 1
+    assert any("CONNECT packet for namespace '/'" in r.getMessage() for r in caplog.records)
+    # the server still serves, and a well-behaved client connects
+    good = await raw_ws(base)
+    good.send("40")
+    assert (await good.next()).startswith('40{"sid":')
+    assert count_sockets(sio, "/") == 1
+
+
+async def test_repeated_connect_in_one_polling_post_leaves_no_socket(serve: Any) -> None:
+    """2,000 CONNECT packets for one namespace in one POST (and as many for a second namespace
+    before them): the session is closed at the duplicate, and nothing stays in either
+    namespace."""
+    sio = aiosio.Server()
+    connections: list[str] = []
+    sio.on("connection", lambda socket: connections.append(socket.id))
+    sio.of("/other").on("connection", lambda socket: connections.append(socket.id))
+    base = await serve(sio)
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+        sid = await polling_session(client, base)
+        await polling_post(client, base, sid, "40/other,", *["40"] * 2000)
+        await eventually(lambda: count_sockets(sio, "/", "/other") == 0)
+        # the session is closed: the next poll is refused, or answered with the close packet
+        packets = await polling_get(client, base, sid)
+        assert packets == [] or packets[-1] == "1", packets
+    await asyncio.sleep(0.1)
+    assert count_sockets(sio, "/", "/other") == 0
+    assert len(connections) <= 2
+
+
+async def test_every_namespace_of_a_connection_is_closed_with_it(serve: Any, raw_ws: Any) -> None:
+    """A connection on several namespaces, one of them still waiting for its middleware: when
+    the client goes, none of its sockets stays anywhere."""
+    sio = aiosio.Server()
+    gate = asyncio.Event()
+
+    async def held(_socket: aiosio.Socket) -> None:
+        await gate.wait()
+
+    sio.of("/held").use(held)
+    sio.of("/a")
+    sio.of("/b")
+    base = await serve(sio)
+    ws = await raw_ws(base)
+    ws.send("40", "40/a,", "40/b,", "40/held,")
+    replies = {(await ws.next()).split("{")[0] for _ in range(3)}
+    assert replies == {"40", "40/a,", "40/b,"}
+    assert count_sockets(sio, "/", "/a", "/b") == 3
+    await ws.close()
+    await eventually(lambda: count_sockets(sio, "/", "/a", "/b", "/held") == 0)
+    gate.set()
+    await asyncio.sleep(0.1)
+    assert count_sockets(sio, "/", "/a", "/b", "/held") == 0
+
+
+# -- 2. namespaces per connection, dynamic child namespaces ---------------------------------------
+
+
+async def test_namespaces_per_connection_are_bounded(
+    serve: Any, raw_ws: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At ``max_namespaces_per_connection`` namespaces connected (or connecting) on one
+    connection, one more is refused with CONNECT_ERROR and a logged line naming the option; the
+    connection and its namespaces carry on, and leaving one makes room for another."""
+    sio = aiosio.Server(max_namespaces_per_connection=3)
+    sio.of(re.compile(r"^/n\d+$"))
+    base = await serve(sio)
+    caplog.set_level(logging.WARNING, logger="aiosio.server")
+    ws = await raw_ws(base)
+    ws.send("40/n1,", "40/n2,", "40/n3,")
+    for _ in range(3):
+        assert (await ws.next()).startswith("40/n")
+    ws.send("40/n4,")
+    refusal = await ws.next()
+    assert refusal.startswith("44/n4,"), refusal
+    message = json.loads(refusal[len("44/n4,") :])["message"]
+    assert message == "too many namespaces on one connection: 3 connected, the server allows 3"
+    logged = [r.getMessage() for r in caplog.records if "max_namespaces_per_connection" in r.msg]
+    assert len(logged) == 1, logged
+    assert "max_namespaces_per_connection=3" in logged[0]
+    ws.send("41/n1,", "40/n4,")
+    assert (await ws.next()).startswith('40/n4,{"sid":')
+    assert not ws.closed.is_set()
+
+
+def test_max_namespaces_per_connection_must_be_positive() -> None:
+    with pytest.raises(ValueError, match=r"max_namespaces_per_connection must be .* got 0"):
+        aiosio.Server(max_namespaces_per_connection=0)
+
+
+@pytest.mark.parametrize("family", ["regex", "callable"])
+async def test_empty_child_namespaces_are_removed_when_asked(
+    serve: Any, raw_ws: Any, family: str
+) -> None:
+    """``cleanup_empty_child_namespaces=True``: a child namespace created by a client goes away
+    (and its adapter is closed) when its last socket leaves, whether the socket disconnects, its
+    connection closes, or a middleware refuses it; a later connection creates it again."""
+    sio = aiosio.Server(cleanup_empty_child_namespaces=True)
+    parent = sio.of(re.compile(r"^/dyn-\d+$") if family == "regex" else _dyn_matcher)
+
+    @parent.use
+    def refuse_odd(socket: aiosio.Socket) -> None:
+        if int(socket.nsp.name.rsplit("-", 1)[1]) % 2:
+            raise aiosio.ConnectionRefused("odd")
+
+    base = await serve(sio)
+    ws = await raw_ws(base)
+    ws.send(*[f"40/dyn-{i}," for i in range(20)])
+    replies = sorted([await ws.next() for _ in range(20)])
+    assert sum(r.startswith("44/dyn-") for r in replies) == 10
+    assert sum(r.startswith("40/dyn-") for r in replies) == 10
+    assert len(parent.children) == 10  # the refused ones are gone already
+    first = parent.children["/dyn-0"]
+    ws.send("41/dyn-0,")
+    await eventually(lambda: "/dyn-0" not in parent.children)
+    assert len(parent.children) == 9
+    await ws.close()
+    await eventually(lambda: not parent.children)
+    # a new connection creates the child again, a fresh one
+    again = await raw_ws(base)
+    again.send("40/dyn-0,")
+    assert (await again.next()).startswith('40/dyn-0,{"sid":')
+    assert parent.children["/dyn-0"] is not first
+    assert len(sio.of("/dyn-0").sockets) == 1
+
+
+def _dyn_matcher(name: str, _auth: dict[str, Any]) -> bool:
+    return re.fullmatch(r"/dyn-\d+", name) is not None
+
+
+async def test_empty_child_namespaces_stay_by_default(serve: Any, raw_ws: Any) -> None:
+    """The reference's default: children stay when empty (the handlers a program attached to
+    one stay with it)."""
+    sio = aiosio.Server()
+    parent = sio.of(re.compile(r"^/dyn-\d+$"))
+    base = await serve(sio)
+    ws = await raw_ws(base)
+    ws.send("40/dyn-1,")
+    assert (await ws.next()).startswith("40/dyn-1,")
+    await ws.close()
+    await eventually(lambda: len(sio.of("/dyn-1").sockets) == 0)
+    assert list(parent.children) == ["/dyn-1"]
