@@ -28,7 +28,8 @@ def run_eager(
     on_result: Callable[[T], None],
     on_error: Callable[[BaseException], None],
 ) -> None:
-    """Run ``coro``; ``on_result`` or ``on_error`` is called when it finishes."""
+    """Run ``coro``; ``on_result`` or ``on_error`` is called when it finishes (``on_error``
+    also when ``on_result`` raises)."""
     loop = asyncio.get_running_loop()
     if _EAGER:
         task: asyncio.Task[T] = asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
@@ -56,5 +57,10 @@ def _report(
     exc = task.exception()
     if exc is not None:
         on_error(exc)
-    else:
+        return
+    try:
         on_result(task.result())
+    except Exception as error:  # noqa: BLE001 - reported as the coroutine's own failure
+        # Called from a done callback: an exception here would reach the loop's exception
+        # handler (or, when the coroutine finished eagerly, the caller's I/O callback).
+        on_error(error)

@@ -343,3 +343,130 @@ async def test_empty_child_namespaces_stay_by_default(serve: Any, raw_ws: Any) -
     await ws.close()
     await eventually(lambda: len(sio.of("/dyn-1").sockets) == 0)
     assert list(parent.children) == ["/dyn-1"]
+
+
+# -- 3. values that cannot be encoded -------------------------------------------------------------
+
+
+class Point:
+    def __init__(self, x: int) -> None:
+        self.x = x
+
+
+async def test_a_return_value_that_cannot_be_encoded_is_the_handlers_error(
+    serve: Any, raw_ws: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A handler returning a set or a custom object, sync or async: one error logged per event,
+    naming the event and the type, the acknowledgement not answered (as when a handler raises),
+    the connection kept, and nothing reaching the loop's exception handler."""
+    sio = aiosio.Server()
+
+    @sio.on("sync_set")
+    def sync_set(_socket: aiosio.Socket) -> Any:
+        return {1, 2}
+
+    @sio.on("async_object")
+    async def async_object(_socket: aiosio.Socket) -> Any:
+        await asyncio.sleep(0)
+        return {"where": [Point(1)]}
+
+    @sio.on("several")
+    def several(_socket: aiosio.Socket) -> Any:
+        return "fine", frozenset({1})
+
+    sio.on("echo", lambda _socket, value: value)
+    base = await serve(sio)
+    caplog.set_level(logging.ERROR, logger="aiosio.server")
+    ws = await raw_ws(base)
+    ws.send("40")
+    assert (await ws.next()).startswith('40{"sid":')
+    ws.send('421["sync_set"]', '422["async_object"]', '423["several"]', '424["echo","after"]')
+    assert await ws.next() == '434["after"]'  # nothing for 1, 2 and 3
+    await eventually(lambda: len(caplog.records) >= 3)
+    await asyncio.sleep(0.1)
+    ws.send('425["echo","later"]')
+    assert await ws.next() == '435["later"]'
+    assert ws.texts.empty()
+    assert not ws.closed.is_set()
+    messages = sorted(r.getMessage() for r in caplog.records)
+    assert len(messages) == 3, messages
+    assert messages[0].startswith(
+        "handler of event 'async_object' on /: return value['where'][0] is a Point, which JSON "
+        "cannot carry"
+    ), messages[0]
+    assert messages[0].endswith(
+        "its acknowledgement 2 is not answered (the client's ack times out)"
+    )
+    assert messages[1].startswith(
+        "handler of event 'several' on /: return value[1] is a frozenset"
+    ), messages[1]
+    assert messages[2].startswith(
+        "handler of event 'sync_set' on /: return value is a set, which JSON cannot carry; send "
+        "dict, list, str, int, float, bool, None or bytes"
+    ), messages[2]
+
+
+async def test_emit_arguments_that_cannot_be_encoded_raise_at_the_call(
+    serve: Any, raw_ws: Any
+) -> None:
+    """Every way to emit raises a TypeError at the call naming the argument and its type, on a
+    connected socket as on a disconnected one, and sends nothing; the connection carries on."""
+    sio = aiosio.Server()
+    sockets: list[aiosio.Socket] = []
+    sio.on("connection", sockets.append)
+    base = await serve(sio)
+    ws = await raw_ws(base)
+    ws.send("40")
+    assert (await ws.next()).startswith('40{"sid":')
+    socket = sockets[0]
+    bad = {"tags": {"a"}}
+    expected = r"args\[1\]\['tags'\] is a set, which JSON cannot carry"
+    with pytest.raises(TypeError, match=r"^socket\.emit\('news'\): " + expected):
+        socket.emit("news", 1, bad)
+    with pytest.raises(TypeError, match=r"^socket\.emit_with_ack\('news'\): " + expected):
+        await socket.timeout(1).emit_with_ack("news", 1, bad)
+    with pytest.raises(TypeError, match=r"^emit\('news'\): " + expected):
+        sio.emit("news", 1, bad)
+    with pytest.raises(TypeError, match=r"^emit\('news'\): " + expected):
+        sio.to("nobody").emit("news", 1, bad)
+    with pytest.raises(TypeError, match=r"^emit\('news'\): " + expected):
+        socket.broadcast.emit("news", 1, bad)
+    with pytest.raises(TypeError, match=r"^emit_with_ack\('news'\): " + expected):
+        await sio.timeout(1).emit_with_ack("news", 1, bad)
+    with pytest.raises(TypeError, match=r"args\[0\] is a Point"):
+        socket.emit("news", Point(1))
+    loop: list[Any] = [1]
+    loop.append(loop)
+    with pytest.raises(TypeError, match=r"args\[0\]\[1\] contains itself"):
+        socket.emit("news", loop)
+    socket.emit("news", "fine")
+    assert await ws.next() == '42["news","fine"]'
+    await ws.close()
+    await eventually(lambda: not socket.connected)
+    with pytest.raises(TypeError, match=r"^socket\.emit\('news'\): " + expected):
+        socket.emit("news", 1, bad)
+
+
+async def test_client_emit_arguments_that_cannot_be_encoded_raise_at_the_call(
+    serve: Any,
+) -> None:
+    """The client too: connected, or buffering while not connected yet (where the packet would
+    only be encoded once connected)."""
+    sio = aiosio.Server()
+    received: list[Any] = []
+    sio.on("news", lambda _socket, value: received.append(value))
+    base = await serve(sio)
+    client = aiosio.Client(base)
+    try:
+        expected = r"^emit\('news'\): args\[0\] is a set, which JSON cannot carry"
+        with pytest.raises(TypeError, match=expected):
+            client.emit("news", {1})  # not connected: buffered
+        await client.connect()
+        with pytest.raises(TypeError, match=expected):
+            client.emit("news", {1})
+        with pytest.raises(TypeError, match=r"^emit_with_ack\('news'\): args\[0\] is a set"):
+            await client.emit_with_ack("news", {1}, timeout=1)
+        client.emit("news", "fine")
+        await eventually(lambda: received == ["fine"])
+    finally:
+        await client.disconnect()

@@ -21,11 +21,12 @@ from typing import Any, TypeVar, overload
 from urllib.parse import parse_qsl, urlsplit
 
 from aiosio._eager import run_eager
+from aiosio._encodable import ENCODE_ERRORS, args_paths, check_encodable, raise_encoding_error
 from aiosio.client.errors import ConnectError, Stage
 from aiosio.client.http import new_trace
 from aiosio.client.manager import Manager, ManagerOptions
 from aiosio.errors import AckTimeout, Disconnected
-from aiosio.protocol.socketio import RESERVED_EVENTS, Limits, Packet, PacketType
+from aiosio.protocol.socketio import RESERVED_EVENTS, Limits, Packet, PacketType, encode
 
 __all__ = ["Client"]
 
@@ -403,10 +404,14 @@ class Client:
         """Send an event; buffered while disconnected (unless ``volatile``)."""
         _check(event)
         volatile, self._volatile = self._volatile, False
-        if self.retries and not volatile:
-            self._enqueue([event, *args], None)
-            return
-        self._send(Packet(PacketType.EVENT, self.namespace, [event, *args]), volatile)
+        try:
+            if self.retries and not volatile:
+                check_encodable(f"emit({event!r})", args_paths(args))  # kept to be sent later
+                self._enqueue([event, *args], None)
+                return
+            self._send(Packet(PacketType.EVENT, self.namespace, [event, *args]), volatile)
+        except ENCODE_ERRORS as exc:
+            raise_encoding_error(f"emit({event!r})", args_paths(args), exc)
 
     def send(self, *args: Any) -> None:
         self.emit("message", *args)
@@ -415,11 +420,15 @@ class Client:
         engine = self.io.engine
         writable = engine is not None and engine.writable
         connected = self.connected and engine is not None and not engine.ping_expired()
-        if volatile and not writable:
-            logger.debug("discard packet as the transport is not currently writable")
-        elif connected:
+        if connected and (writable or not volatile):
             self._notify_outgoing(packet.data)
             self.io.write(packet)
+            return
+        # Dropped or kept for later, it is encoded now all the same: a value that cannot be
+        # encoded raises at the emit, not when the buffer is sent.
+        encode(packet)
+        if volatile and not writable:
+            logger.debug("discard packet as the transport is not currently writable")
         else:
             self._send_buffer.append(packet)
 
@@ -448,11 +457,16 @@ class Client:
         volatile, self._volatile = self._volatile, False
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         if self.retries and not volatile:
+            check_encodable(f"emit_with_ack({event!r})", args_paths(args))  # sent later
             self._enqueue([event, *args], future)
             return await future
         ack_id = self._register(future)
         packet = Packet(PacketType.EVENT, self.namespace, [event, *args], ack_id)
-        self._send(packet, volatile)
+        try:
+            self._send(packet, volatile)
+        except ENCODE_ERRORS as exc:
+            self._acks.pop(ack_id, None)
+            raise_encoding_error(f"emit_with_ack({event!r})", args_paths(args), exc)
         try:
             if limit is None:
                 return await future

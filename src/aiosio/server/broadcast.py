@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from aiosio._encodable import ENCODE_ERRORS, args_paths, check_encodable, raise_encoding_error
 from aiosio.errors import AckTimeout
 from aiosio.protocol.socketio import Packet, PacketType
 from aiosio.server.adapter import Adapter, BroadcastFlags, BroadcastOptions, Room
@@ -90,7 +91,10 @@ class BroadcastOperator:
 
         _check_event_name(event)
         nsp = self._adapter.nsp.name
-        self._adapter.broadcast(Packet(PacketType.EVENT, nsp, [event, *args]), self.options)
+        try:
+            self._adapter.broadcast(Packet(PacketType.EVENT, nsp, [event, *args]), self.options)
+        except ENCODE_ERRORS as exc:
+            raise_encoding_error(f"emit({event!r})", args_paths(args), exc)
 
     def send(self, *args: Any) -> None:
         self.emit("message", *args)
@@ -111,6 +115,9 @@ class BroadcastOperator:
         adapter = self._adapter
         ack_id = adapter.nsp._next_ack_id()
         packet = Packet(PacketType.EVENT, adapter.nsp.name, [event, *args], ack_id)
+        # Encoded before anything is sent or awaited: a value that cannot be encoded raises
+        # here, whatever the adapter (a cluster adapter may publish before encoding locally).
+        check_encodable(f"emit_with_ack({event!r})", args_paths(args))
         replies, missing = await adapter.broadcast_with_ack(packet, self.options)
         if missing:
             raise AckTimeout(

@@ -48,23 +48,28 @@ class Client:
     # -- writing --------------------------------------------------------------------------------
 
     def write(self, packet: Packet, *, volatile: bool = False) -> None:
+        """Encode and send ``packet``. Encoded first, whatever the state of the connection: a
+        value that cannot be encoded raises here, at the emit, on every connection alike."""
+        parts = encode(packet)
         conn = self.conn
         if conn.ready_state != "open":
             return
         if volatile and not conn.writable:
             return
-        for part in encode(packet):
+        for part in parts:
             conn.send(part)
 
     def write_ack(self, nsp: str, ack_id: int, args: list[Any]) -> None:
-        """An ACK packet, encoded without building a Packet when it holds no binary."""
+        """An ACK packet, encoded without building a Packet when it holds no binary (encoded
+        first, like :meth:`write`)."""
         if has_binary(args):
             self.write(Packet(PacketType.ACK, nsp, args, ack_id))
             return
+        prefix = "3" if nsp == "/" else f"3{nsp},"
+        message = f"{prefix}{ack_id}{dumps(args)}"
         conn = self.conn
         if conn.ready_state == "open":
-            prefix = "3" if nsp == "/" else f"3{nsp},"
-            conn.send(f"{prefix}{ack_id}{dumps(args)}")
+            conn.send(message)
 
     # -- reading --------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from types import CoroutineType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from aiosio._eager import run_eager
+from aiosio._encodable import ENCODE_ERRORS, args_paths, encoding_error, raise_encoding_error
 from aiosio.engine.server import EngineSocket, PreparedMessage
 from aiosio.errors import AckTimeout, Disconnected
 from aiosio.protocol.socketio import RESERVED_EVENTS, Packet, PacketType
@@ -161,14 +162,17 @@ class Socket:
         _check_event_name(event)
         flags, self._flags = self._flags, BroadcastFlags()
         packet = Packet(PacketType.EVENT, self.nsp.name, [event, *args])
-        if self.nsp.recovery_enabled:
-            # With recovery, events go through the adapter so they get an offset.
-            self.nsp.adapter.broadcast(
-                packet, BroadcastOptions(rooms=frozenset({self.id}), flags=flags)
-            )
-            return
-        self._notify_outgoing(packet.data)
-        self._write(packet, flags)
+        try:
+            if self.nsp.recovery_enabled:
+                # With recovery, events go through the adapter so they get an offset.
+                self.nsp.adapter.broadcast(
+                    packet, BroadcastOptions(rooms=frozenset({self.id}), flags=flags)
+                )
+                return
+            self._notify_outgoing(packet.data)
+            self._write(packet, flags)
+        except ENCODE_ERRORS as exc:
+            raise_encoding_error(f"socket.emit({event!r})", args_paths(args), exc)
 
     def send(self, *args: Any) -> None:
         """``emit("message", *args)``."""
@@ -199,9 +203,12 @@ class Socket:
         self._acks[ack_id] = resolve
         self._ack_failures[ack_id] = fail
         packet = Packet(PacketType.EVENT, self.nsp.name, [event, *args], ack_id)
-        self._notify_outgoing(packet.data)
-        self._write(packet, flags)
         try:
+            self._notify_outgoing(packet.data)
+            try:
+                self._write(packet, flags)
+            except ENCODE_ERRORS as exc:
+                raise_encoding_error(f"socket.emit_with_ack({event!r})", args_paths(args), exc)
             if flags.timeout is None:
                 return await future
             return await asyncio.wait_for(future, flags.timeout)
@@ -389,9 +396,11 @@ class Socket:
                     run_eager(result, _ignore, self._handler_failed(name))
                 return
             if isinstance(result, CoroutineType):
-                run_eager(result, functools.partial(self._ack, ack_id), self._handler_failed(name))
+                run_eager(
+                    result, functools.partial(self._ack, name, ack_id), self._handler_failed(name)
+                )
             else:
-                self._ack(ack_id, result)
+                self._ack(name, ack_id, result)
             return
         self._dispatch_all(name, args, ack_id)
 
@@ -401,16 +410,32 @@ class Socket:
 
         return failed
 
-    def _ack(self, ack_id: int, value: Any) -> None:
-        """Answer the client's acknowledgement ``ack_id`` with a handler's return value (dropped
-        when the session is closing: ``write_ack`` checks)."""
+    def _ack(self, name: str, ack_id: int, value: Any) -> None:
+        """Answer the client's acknowledgement ``ack_id`` with the return value of the handler
+        of ``name`` (dropped when the session is closing: ``write_ack`` checks).
+
+        A value that cannot be encoded is the handler's error: logged once, with the event and
+        what failed, and the acknowledgement is not answered, as when a handler raises (the
+        protocol has no error answer to an ack; the client's ack times out)."""
         if value is None:
             ack_args: list[Any] = []
         elif type(value) is tuple:
             ack_args = list(value)  # several values answer with several arguments
         else:
             ack_args = [value]
-        self.client.write_ack(self.nsp.name, ack_id, ack_args)
+        try:
+            self.client.write_ack(self.nsp.name, ack_id, ack_args)
+        except ENCODE_ERRORS as exc:
+            if type(value) is tuple:
+                paths = [(f"return value[{i}]", item) for i, item in enumerate(value)]
+            else:
+                paths = [("return value", value)]
+            error = encoding_error(f"handler of event {name!r} on {self.nsp.name}", paths, exc)
+            logger.error(  # noqa: TRY400 - the message says it all; a traceback shows our encoder
+                "%s; its acknowledgement %d is not answered (the client's ack times out)",
+                error,
+                ack_id,
+            )
 
     def _dispatch_all(self, name: str, args: list[Any], ack_id: int | None) -> None:
         answered = False
@@ -421,7 +446,7 @@ class Socket:
             if ack_id is None or answered:
                 return
             answered = True
-            self._ack(ack_id, value)
+            self._ack(name, ack_id, value)
 
         failed = self._handler_failed(name)
 
