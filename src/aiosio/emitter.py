@@ -36,7 +36,9 @@ class Emitter:
         _flags: dict[str, Any] | None = None,
     ) -> None:
         if isinstance(client, str):
-            import redis.asyncio as redis_asyncio
+            from aiosio._extras import import_extra
+
+            redis_asyncio = import_extra("redis.asyncio", extra="redis", feature="Emitter(url)")
 
             client = redis_asyncio.Redis.from_url(client)
         self.client = client

@@ -92,7 +92,11 @@ class RedisAdapter:
             self.link: Link = link  # another transport with the same interface (--workers)
         else:
             if isinstance(client, str):
-                import redis.asyncio as redis_asyncio
+                from aiosio._extras import import_extra
+
+                redis_asyncio = import_extra(
+                    "redis.asyncio", extra="redis", feature="RedisAdapter(url)"
+                )
 
                 client = redis_asyncio.Redis.from_url(client)
             self.link = RedisLink(client)
