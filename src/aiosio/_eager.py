@@ -27,9 +27,10 @@ def run_eager(
     coro: Coroutine[Any, Any, T],
     on_result: Callable[[T], None],
     on_error: Callable[[BaseException], None],
-) -> None:
+) -> asyncio.Task[T] | None:
     """Run ``coro``; ``on_result`` or ``on_error`` is called when it finishes (``on_error``
-    also when ``on_result`` raises)."""
+    also when ``on_result`` raises). Returns the task while it runs on, ``None`` when it has
+    already finished (eagerly)."""
     loop = asyncio.get_running_loop()
     if _EAGER:
         task: asyncio.Task[T] = asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
@@ -37,7 +38,7 @@ def run_eager(
         task = loop.create_task(coro)
     if task.done():
         _report(task, on_result, on_error)
-        return
+        return None
     _tasks.add(task)
 
     def done(t: asyncio.Task[T]) -> None:
@@ -45,6 +46,7 @@ def run_eager(
         _report(t, on_result, on_error)
 
     task.add_done_callback(done)
+    return task
 
 
 def _report(

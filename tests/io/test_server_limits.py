@@ -470,3 +470,158 @@ async def test_client_emit_arguments_that_cannot_be_encoded_raise_at_the_call(
         await eventually(lambda: received == ["fine"])
     finally:
         await client.disconnect()
+
+
+# -- 4. handlers running per connection -----------------------------------------------------------
+
+
+class Slow:
+    """An async handler of "slow" that waits for ``gate``; counts what runs at once."""
+
+    def __init__(self, sio: aiosio.Server) -> None:
+        self.gate = asyncio.Event()
+        self.running = 0
+        self.peak = 0
+        self.started: list[int] = []
+        self.finished: list[int] = []
+        self.sockets: list[aiosio.Socket] = []
+        sio.on("connection", self.sockets.append)
+        sio.on("slow", self.slow)
+        sio.on("fast", lambda _socket, i: self.started.append(i))
+
+    async def slow(self, _socket: aiosio.Socket, i: int) -> int:
+        self.started.append(i)
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        try:
+            await self.gate.wait()
+        finally:
+            self.running -= 1
+        self.finished.append(i)
+        return i
+
+
+async def test_handlers_per_connection_are_bounded_over_websocket(
+    serve: Any, raw_ws: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """60 slow events in one write with max_handlers_per_connection=5: 5 handlers run, the
+    connection is not read from (its engine socket paused) and the rest wait, in order; once
+    the handlers end every event runs and is answered; nothing is dropped. Another client is
+    served all along."""
+    sio = aiosio.Server(max_handlers_per_connection=5)
+    slow = Slow(sio)
+    base = await serve(sio)
+    caplog.set_level(logging.INFO, logger="aiosio.server")
+    ws = await raw_ws(base)
+    ws.send("40")
+    assert (await ws.next()).startswith('40{"sid":')
+    ws.send(*[f'42{i}["slow",{i}]' for i in range(60)], '42["fast",-1]')
+    await eventually(lambda: len(slow.started) == 5)
+    conn = slow.sockets[0].conn
+    assert conn.reading_paused
+    other = await raw_ws(base)
+    other.send("40")
+    assert (await other.next()).startswith('40{"sid":')
+    other.send('421["slow",100]')
+    await eventually(lambda: len(slow.started) == 6)  # the other connection's own handler
+    await asyncio.sleep(0.2)
+    assert len(slow.started) == 6
+    assert slow.peak == 6
+    assert -1 not in slow.started  # behind the slow ones, in order
+    logged = [r.getMessage() for r in caplog.records if "max_handlers_per_connection" in r.msg]
+    assert len(logged) == 1, logged
+    assert "max_handlers_per_connection=5" in logged[0]
+    slow.gate.set()
+    replies = [await ws.next() for _ in range(60)]
+    assert replies == [f"43{i}[{i}]" for i in range(60)]
+    assert await other.next() == "431[100]"
+    await eventually(lambda: -1 in slow.started)
+    assert slow.started[:5] == [0, 1, 2, 3, 4]
+    assert sorted(slow.finished) == [*range(60), 100]
+    await eventually(lambda: not conn.reading_paused)
+    ws.send('4260["slow",60]')
+    assert await ws.next() == "4360[60]"
+
+
+async def test_handlers_per_connection_are_bounded_over_polling(serve: Any) -> None:
+    """Over polling: the POST that finds the connection at its bound waits for a handler to end
+    before its packets are taken, so the client's next POST waits too."""
+    sio = aiosio.Server(max_handlers_per_connection=3)
+    slow = Slow(sio)
+    base = await serve(sio)
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+        sid = await polling_session(client, base)
+        assert await polling_post(client, base, sid, "40") == 200
+        assert (await polling_get(client, base, sid))[0].startswith('40{"sid":')
+        events = [f'42{i}["slow",{i}]' for i in range(10)]
+        assert await polling_post(client, base, sid, *events) == 200
+        await eventually(lambda: len(slow.started) == 3)
+        held = asyncio.ensure_future(polling_post(client, base, sid, '42["fast",-1]'))
+        await asyncio.sleep(0.2)
+        assert not held.done()
+        assert len(slow.started) == 3
+        slow.gate.set()
+        assert await asyncio.wait_for(held, TIMEOUT) == 200
+        await eventually(lambda: -1 in slow.started)
+        answers: list[str] = []
+        while len(answers) < 10:
+            answers += await polling_get(client, base, sid)
+        assert answers == [f"43{i}[{i}]" for i in range(10)]
+
+
+async def test_a_departed_clients_waiting_events_are_dropped_and_running_ones_finish(
+    serve: Any, raw_ws: Any
+) -> None:
+    """When the connection closes, the events no handler had started yet are dropped, and the
+    handlers already running are not cancelled: they run to their end. (A paused connection
+    does not read, so the server learns that its client left from the heartbeat: a ping that
+    finds the socket closed, or no pong within ping_timeout.)"""
+    sio = aiosio.Server(max_handlers_per_connection=4, ping_interval=0.2, ping_timeout=0.5)
+    slow = Slow(sio)
+    base = await serve(sio)
+    ws = await raw_ws(base)
+    ws.send("40")
+    assert (await ws.next()).startswith('40{"sid":')
+    ws.send(*[f'42["slow",{i}]' for i in range(40)])
+    await eventually(lambda: len(slow.started) == 4)
+    socket = slow.sockets[0]
+    await ws.close()
+    await eventually(lambda: not socket.connected)
+    slow.gate.set()
+    await eventually(lambda: len(slow.finished) == 4)
+    await asyncio.sleep(0.1)
+    assert slow.started == [0, 1, 2, 3]
+    assert slow.finished == [0, 1, 2, 3]
+
+
+def test_max_handlers_per_connection_must_be_positive() -> None:
+    with pytest.raises(ValueError, match=r"max_handlers_per_connection must be .* got 0"):
+        aiosio.Server(max_handlers_per_connection=0)
+
+
+async def test_a_paused_connection_is_not_read_from(serve: Any, raw_ws: Any) -> None:
+    """At the bound the server stops reading from the connection itself (backpressure in the
+    network), rather than reading on into memory: what the client writes then stays in its own
+    buffer. Once the handlers end, every message is read and handled."""
+    sio = aiosio.Server(max_handlers_per_connection=2)
+    slow = Slow(sio)
+    blobs: list[int] = []
+    sio.on("blob", lambda _socket, i, _data: blobs.append(i))
+    base = await serve(sio)
+    ws = await raw_ws(base)
+    ws.send("40")
+    assert (await ws.next()).startswith('40{"sid":')
+    ws.send('42["slow",0]', '42["slow",1]')
+    await eventually(lambda: len(slow.started) == 2)
+    data = "x" * 60_000
+    transport = ws.writer.transport
+    sent = 0
+    while transport.get_write_buffer_size() < 1_000_000:  # the kernel's buffers are full
+        assert sent < 500, "the server read on: 30 MB taken while at its bound"
+        ws.send(f'42["blob",{sent},"{data}"]')
+        sent += 1
+        await asyncio.sleep(0.001)
+    assert blobs == []
+    slow.gate.set()
+    await eventually(lambda: len(blobs) == sent, timeout=30)
+    assert blobs == list(range(sent))

@@ -76,6 +76,13 @@ class WebSocketChannel(Protocol):
     def buffered_amount(self) -> int:
         """Bytes queued for the peer and not yet written to the socket."""
 
+    def pause_reading(self) -> None:
+        """Stop delivering the peer's messages (and reading them from the network) until
+        :meth:`resume_reading`: backpressure from the application."""
+
+    def resume_reading(self) -> None:
+        """Deliver the peer's messages again."""
+
 
 class WebSocketHandler(Protocol):
     """The receiving half, provided by the engine for each accepted WebSocket."""

@@ -212,6 +212,7 @@ class EngineSocket(EventEmitter):
         self._v4 = session.protocol == 4
         self._probe: WebSocketChannel | None = None
         self._on_message: Callable[[str | bytes], None] | None = None
+        self._read_gate: asyncio.Future[None] | None = None  # set while reading is paused
         self._deadline: float | None = None
         self._opened_at = session.now
 
@@ -295,6 +296,35 @@ class EngineSocket(EventEmitter):
         # Set when the session's state becomes WEBSOCKET (a direct WebSocket, or Upgraded).
         self._ws = channel
         self._send_frame = getattr(channel, "send_frame", None)
+        if channel is not None and self._read_gate is not None:
+            channel.pause_reading()
+
+    def pause_reading(self) -> None:
+        """Stop taking the client's messages until :meth:`resume_reading` (backpressure from
+        the application): a WebSocket stops reading from its connection; over polling, a POST
+        waits before its packets are delivered, and so does the client's next one. What the
+        client sends meanwhile, pongs included, waits in the network: a session paused for
+        longer than ``ping_timeout`` ends with ``ping timeout``. Sending is not affected."""
+        if self._read_gate is not None or self._core.state is State.CLOSED:
+            return
+        self._read_gate = asyncio.get_running_loop().create_future()
+        if self._ws is not None:
+            self._ws.pause_reading()
+
+    @property
+    def reading_paused(self) -> bool:
+        """:meth:`pause_reading` is in effect."""
+        return self._read_gate is not None
+
+    def resume_reading(self) -> None:
+        """Take the client's messages again (see :meth:`pause_reading`)."""
+        gate, self._read_gate = self._read_gate, None
+        if gate is None:
+            return
+        if not gate.done():
+            gate.set_result(None)
+        if self._ws is not None:
+            self._ws.resume_reading()
 
     @property
     def writable(self) -> bool:
@@ -362,6 +392,7 @@ class EngineSocket(EventEmitter):
                     ws.close()
             elif isinstance(event, Closed):
                 self._send_frame = None  # the state is no longer WEBSOCKET
+                self.resume_reading()  # a POST held by pause_reading gets its answer
                 self.server._forget(self, event.reason)
                 self.emit("close", event.reason, event.description)
                 # Listeners (the Socket.IO client's bound methods) point back here: drop them
@@ -686,6 +717,9 @@ class EngineServer(EventEmitter):
             elif request.method == "GET":
                 response = await socket._poll(request)
             elif request.method == "POST":
+                gate = socket._read_gate
+                if gate is not None:
+                    await asyncio.shield(gate)  # pause_reading: the client waits
                 response = socket._post(request)
             else:
                 response = HttpResponse(500, [], b"")

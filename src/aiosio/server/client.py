@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -33,8 +34,15 @@ class Client:
         # Namespaces whose CONNECT is being handled (matcher, middlewares): one socket per
         # namespace per connection, so a second CONNECT for one of these, or for a connected
         # namespace, is a protocol error.
-        self._connecting: set[str] = set()
+        self._connecting: set[str] | None = None  # created when needed: memory per connection
         self._refusal_logged = False
+        # Handlers running for this connection; past max_handlers_per_connection the
+        # connection is not read from (its engine socket paused) and what was already read
+        # waits in _backlog (set while paused), in order, until handlers end. Acks already
+        # read go through: they are what handlers waiting on emit_with_ack need to end.
+        self._running = 0
+        self._pause_logged = False
+        self._backlog: deque[Packet] | None = None  # while paused
         self._closed = False
         self._connect_timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
             server.connect_timeout, self._connect_timeout
@@ -80,6 +88,9 @@ class Client:
             self._protocol_error(exc)
             return
         if packet is not None:
+            if self._backlog is not None and packet.type is not PacketType.ACK:
+                self._backlog.append(packet)
+                return
             self._on_packet(packet)
 
     def _protocol_error(self, exc: RemoteProtocolError) -> None:
@@ -103,7 +114,7 @@ class Client:
         if self.conn.protocol == 3 and packet.type is PacketType.CONNECT:
             nsp, auth = _parse_v4_namespace(nsp)
         socket = self.sockets.get(nsp)
-        connecting = nsp in self._connecting
+        connecting = self._connecting is not None and nsp in self._connecting
         if socket is None and not connecting and packet.type is PacketType.CONNECT:
             self._connect(nsp, auth)
         elif (
@@ -136,10 +147,12 @@ class Client:
 
     def _connect(self, name: str, auth: dict[str, Any]) -> None:
         limit = self.server.max_namespaces_per_connection
-        count = len(self.sockets) + len(self._connecting)
+        count = len(self.sockets) + (len(self._connecting) if self._connecting else 0)
         if count >= limit:
             self._refuse_over_limit(name, count, limit)
             return
+        if self._connecting is None:
+            self._connecting = set()
         self._connecting.add(name)
         run_eager(self._connect_namespace(name, auth), _ignore, self._connect_failed)
 
@@ -160,7 +173,10 @@ class Client:
                 return
             await nsp._add(self, auth)
         finally:
-            self._connecting.discard(name)
+            if self._connecting is not None:
+                self._connecting.discard(name)
+                if not self._connecting:
+                    self._connecting = None
 
     def _refuse_over_limit(self, name: str, count: int, limit: int) -> None:
         message = (
@@ -195,6 +211,40 @@ class Client:
     def remove(self, socket: Socket) -> None:
         if self.sockets.get(socket.nsp.name) is socket:
             del self.sockets[socket.nsp.name]
+
+    # -- handlers running for this connection ----------------------------------------------------
+
+    def handler_started(self, task: asyncio.Task[Any]) -> None:
+        """A handler's coroutine runs on (it suspended): it counts until it ends."""
+        self._running += 1
+        task.add_done_callback(self._handler_ended)
+        limit = self.server.max_handlers_per_connection
+        if self._running >= limit and self._backlog is None and not self._closed:
+            self._backlog = deque()  # paused: what is read meanwhile waits there
+            if not self._pause_logged:
+                self._pause_logged = True
+                logger.info(
+                    "not reading from %s (session %s) until one of its %d running handlers "
+                    "ends (max_handlers_per_connection=%d): it sends events faster than its "
+                    "handlers finish; raise the option if handlers are meant to run that long",
+                    self.conn.remote_address or "?",
+                    self.conn.id,
+                    self._running,
+                    limit,
+                )
+            self.conn.pause_reading()
+
+    def _handler_ended(self, _task: asyncio.Task[Any]) -> None:
+        self._running -= 1
+        backlog = self._backlog
+        if backlog is None or self._closed:
+            return
+        limit = self.server.max_handlers_per_connection
+        while backlog and self._running < limit and not self._closed:
+            self._on_packet(backlog.popleft())
+        if not backlog and self._running < limit and not self._closed:
+            self._backlog = None
+            self.conn.resume_reading()
 
     # -- closing --------------------------------------------------------------------------------
 
@@ -231,6 +281,7 @@ class Client:
             self._connect_timer.cancel()
             self._connect_timer = None
         self.conn.on_message(_ignore)
+        self._backlog = None  # events read but not started yet: dropped with the connection
         for socket in list(self.sockets.values()):
             socket._on_close(reason, description)
         self.sockets.clear()

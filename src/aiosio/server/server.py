@@ -62,6 +62,17 @@ class Server:
       when its last socket leaves. Turn it on when clients choose the names: otherwise each name
       a client connects to stays on the server. Handlers attached to one child (rather than to
       the parent) go with it.
+    - ``max_handlers_per_connection`` (100): handlers (event handlers, per-packet middlewares,
+      ``on_any`` listeners) that one connection's packets have started and that are still
+      running, suspended in an ``await``. At the bound the server stops reading from that
+      client, as backpressure, until one ends: over a WebSocket the transport stops reading,
+      over polling the next POST waits; what was already read waits in order and nothing is
+      dropped. Pings and acknowledgements wait behind them too, so a connection held at the
+      bound for longer than ``ping_timeout`` ends with ``ping timeout``.
+    - When a connection closes, the events it sent that no handler has started yet are
+      dropped; handlers already running are not cancelled, they run to their end (as the
+      reference: a handler may be storing what the client sent). ``socket.connected`` says
+      whether the client is still there; ``emit_with_ack`` raises :class:`Disconnected`.
     """
 
     def __init__(
@@ -88,6 +99,7 @@ class Server:
         max_outbound_buffer: int = 16_000_000,
         max_namespaces_per_connection: int = 100,
         cleanup_empty_child_namespaces: bool = False,
+        max_handlers_per_connection: int = 100,
     ) -> None:
         if connect_timeout <= 0:
             raise ValueError(f"connect_timeout must be positive seconds, got {connect_timeout!r}")
@@ -95,6 +107,11 @@ class Server:
             raise ValueError(
                 "max_namespaces_per_connection must be at least 1 (the main namespace), got "
                 f"{max_namespaces_per_connection!r}"
+            )
+        if max_handlers_per_connection < 1:
+            raise ValueError(
+                "max_handlers_per_connection must be at least 1, got "
+                f"{max_handlers_per_connection!r}"
             )
         if connection_state_recovery is not None and not isinstance(
             connection_state_recovery, Recovery
@@ -122,6 +139,7 @@ class Server:
         self.connect_timeout = connect_timeout
         self.max_namespaces_per_connection = max_namespaces_per_connection
         self.cleanup_empty_child_namespaces = cleanup_empty_child_namespaces
+        self.max_handlers_per_connection = max_handlers_per_connection
         self.connection_state_recovery = connection_state_recovery
         self.limits = limits or Limits()
         self.proxy_header = proxy_header

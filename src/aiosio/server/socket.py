@@ -7,7 +7,7 @@ import functools
 import inspect
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -362,7 +362,7 @@ class Socket:
                 return
             if inspect.iscoroutine(result):
                 resume = functools.partial(self._resume_middlewares, event, args, ack_id, i)
-                run_eager(result, resume, self._emit_error)
+                self._run(result, resume, self._emit_error)
                 return
         self._dispatch(event, args, ack_id)
 
@@ -393,10 +393,10 @@ class Socket:
                 return
             if ack_id is None:
                 if isinstance(result, CoroutineType):
-                    run_eager(result, _ignore, self._handler_failed(name))
+                    self._run(result, _ignore, self._handler_failed(name))
                 return
             if isinstance(result, CoroutineType):
-                run_eager(
+                self._run(
                     result, functools.partial(self._ack, name, ack_id), self._handler_failed(name)
                 )
             else:
@@ -461,8 +461,8 @@ class Socket:
         if not handled and ack_id is not None:
             logger.debug("no handler for event %r with ack on %s", name, self.nsp.name)
 
-    @staticmethod
     def _invoke(
+        self,
         handler: Handler,
         args: tuple[Any, ...],
         answer: Callable[[Any], None],
@@ -474,7 +474,7 @@ class Socket:
             failed(exc)
             return
         if inspect.iscoroutine(result):
-            run_eager(result, answer, failed)
+            self._run(result, answer, failed)
         else:
             answer(result)
 
@@ -485,13 +485,25 @@ class Socket:
             logger.exception("listener %r of socket %s raised", handler, self.id)
             return
         if inspect.iscoroutine(result):
-            run_eager(
+            self._run(
                 result,
-                lambda _r: None,
+                _ignore,
                 lambda exc: logger.error(
                     "listener %r of socket %s raised", handler, self.id, exc_info=exc
                 ),
             )
+
+    def _run(
+        self,
+        coro: Coroutine[Any, Any, Any],
+        on_result: Callable[[Any], None],
+        on_error: Callable[[BaseException], None],
+    ) -> None:
+        """Run a handler's coroutine; until it ends it counts against the connection's
+        ``max_handlers_per_connection``."""
+        task = run_eager(coro, on_result, on_error)
+        if task is not None:
+            self.client.handler_started(task)
 
     def _expect_ack(self, ack_id: int, callback: Callable[[list[Any]], None]) -> None:
         self._acks[ack_id] = callback

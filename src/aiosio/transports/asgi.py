@@ -76,6 +76,7 @@ class _AsgiWebSocket:
         self._closed = False
         self._busy = False
         self.receiving = False  # the receive loop is handling a message: it drains after it
+        self.paused: asyncio.Future[None] | None = None  # pause_reading: receive() waits
         self._wake = asyncio.Event()
         self._done = False
         self.writer = asyncio.get_running_loop().create_task(self._write())
@@ -98,10 +99,22 @@ class _AsgiWebSocket:
         self._pending.append({"type": "websocket.close", "code": code, "reason": reason})
         self._done = True
         self._wake.set()
+        self.resume_reading()  # the receive loop goes on to see the disconnect
 
     @property
     def buffered_amount(self) -> int:
         return self._buffered
+
+    def pause_reading(self) -> None:
+        """The engine's backpressure: the receive loop stops calling ``receive()`` (uvicorn
+        then stops reading from the socket) until :meth:`resume_reading`."""
+        if self.paused is None and not self._closed:
+            self.paused = asyncio.get_running_loop().create_future()
+
+    def resume_reading(self) -> None:
+        paused, self.paused = self.paused, None
+        if paused is not None and not paused.done():
+            paused.set_result(None)
 
     async def drain(self) -> None:
         """Send what is queued, in order (one drainer at a time)."""
@@ -269,6 +282,8 @@ class AsgiApp:
         error: str | None = None
         try:
             while True:
+                if channel.paused is not None:
+                    await channel.paused
                 message = await receive()
                 if message["type"] == "websocket.receive":
                     data = message.get("text")

@@ -223,6 +223,18 @@ class _NativeWebSocket:
         transport = self._conn.transport
         return self._out_size + (transport.get_write_buffer_size() if transport is not None else 0)
 
+    def pause_reading(self) -> None:
+        """The engine's backpressure: the connection is not read from (the frames of the chunk
+        being read are still delivered) until :meth:`resume_reading`."""
+        transport = self._conn.transport
+        if transport is not None:
+            transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        transport = self._conn.transport
+        if transport is not None:
+            transport.resume_reading()
+
     # from the connection ------------------------------------------------------------------------
 
     def receive(self, data: bytes) -> None:
