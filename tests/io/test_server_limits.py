@@ -625,3 +625,47 @@ async def test_a_paused_connection_is_not_read_from(serve: Any, raw_ws: Any) -> 
     slow.gate.set()
     await eventually(lambda: len(blobs) == sent, timeout=30)
     assert blobs == list(range(sent))
+
+
+async def test_a_client_handler_return_value_that_cannot_be_encoded_is_its_error(
+    serve: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The client's handlers too: logged once with the event and the type, the server's ack not
+    answered, the connection kept, nothing in the loop's exception handler."""
+    sio = aiosio.Server()
+    sockets: list[aiosio.Socket] = []
+    sio.on("connection", sockets.append)
+    base = await serve(sio)
+    client = aiosio.Client(base)
+
+    @client.on("ask")
+    def ask() -> Any:
+        return {1}
+
+    @client.on("ask_later")
+    async def ask_later() -> Any:
+        await asyncio.sleep(0)
+        return [Point(2)]
+
+    client.on("fine", lambda: "yes")
+    caplog.set_level(logging.ERROR, logger="aiosio.client")
+    try:
+        await client.connect()
+        await eventually(lambda: len(sockets) == 1)
+        socket = sockets[0]
+        with pytest.raises(aiosio.AckTimeout):
+            await socket.timeout(0.3).emit_with_ack("ask")
+        with pytest.raises(aiosio.AckTimeout):
+            await socket.timeout(0.3).emit_with_ack("ask_later")
+        assert await socket.timeout(TIMEOUT).emit_with_ack("fine") == "yes"
+        messages = sorted(r.getMessage() for r in caplog.records)
+        messages = [m for m in messages if "return value" in m]
+        assert len(messages) == 2, messages
+        assert messages[0].startswith(
+            "handler of event 'ask' on /: return value is a set, which JSON cannot carry"
+        ), messages[0]
+        assert messages[1].startswith(
+            "handler of event 'ask_later' on /: return value[0] is a Point"
+        ), messages[1]
+    finally:
+        await client.disconnect()

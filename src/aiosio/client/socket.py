@@ -21,7 +21,13 @@ from typing import Any, TypeVar, overload
 from urllib.parse import parse_qsl, urlsplit
 
 from aiosio._eager import run_eager
-from aiosio._encodable import ENCODE_ERRORS, args_paths, check_encodable, raise_encoding_error
+from aiosio._encodable import (
+    ENCODE_ERRORS,
+    args_paths,
+    check_encodable,
+    encoding_error,
+    raise_encoding_error,
+)
 from aiosio.client.errors import ConnectError, Stage
 from aiosio.client.http import new_trace
 from aiosio.client.manager import Manager, ManagerOptions
@@ -382,7 +388,17 @@ class Client:
                 ack_args = list(value)
             else:
                 ack_args = [value]
-            self.io.write(Packet(PacketType.ACK, self.namespace, ack_args, ack_id))
+            try:
+                self.io.write(Packet(PacketType.ACK, self.namespace, ack_args, ack_id))
+            except ENCODE_ERRORS as exc:
+                # The handler's error, as on the server: logged, the ack not answered.
+                paths = [(f"return value[{i}]", v) for i, v in enumerate(ack_args)]
+                if not isinstance(value, tuple):
+                    paths = [("return value", value)]
+                error = encoding_error(f"handler of event {name!r} on {self.namespace}", paths, exc)
+                logger.error(  # noqa: TRY400 - the message says it all
+                    "%s; its acknowledgement %d is not answered", error, ack_id
+                )
 
         for handler in tuple(self._handlers.get(name, ())):
             self._call(handler, args[1:], answer)
