@@ -23,6 +23,7 @@ import math
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 
@@ -38,6 +39,7 @@ __all__ = [
     "encode",
     "has_binary",
     "loads",
+    "split_v4_namespace",
 ]
 
 RESERVED_EVENTS = frozenset(
@@ -391,3 +393,18 @@ def _replace_placeholders(value: Any, buffers: list[bytes], max_depth: int, dept
     if isinstance(value, list):
         return [_replace_placeholders(v, buffers, max_depth, depth + 1) for v in value]
     return value
+
+
+def split_v4_namespace(nsp: str) -> tuple[str, dict[str, str]]:
+    """The namespace and the query of a protocol 4 (socket.io 2.x) CONNECT, which carries the
+    query in its namespace: ``/admin?token=x`` is ``("/admin", {"token": "x"})``.
+
+    Split as Node's ``url.parse(nsp, true)`` splits a path (what the reference server does with
+    it): a ``#`` starts a fragment, which is dropped; the path ends at the first ``?``; the query
+    is form-encoded. Slashes never name a host (``//admin`` is the namespace ``//admin``). Total:
+    whatever the peer sent, it returns (``//[`` is a namespace like any other, which no server
+    declares), never raises.
+    """
+    head = nsp.partition("#")[0]
+    path, _, query = head.partition("?")
+    return path or "/", dict(parse_qsl(query, keep_blank_values=True))

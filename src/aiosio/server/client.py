@@ -7,12 +7,19 @@ import asyncio
 import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlsplit
 
 from aiosio._eager import run_eager
 from aiosio.engine.server import EngineSocket
 from aiosio.protocol.errors import RemoteProtocolError
-from aiosio.protocol.socketio import Decoder, Packet, PacketType, dumps, encode, has_binary
+from aiosio.protocol.socketio import (
+    Decoder,
+    Packet,
+    PacketType,
+    dumps,
+    encode,
+    has_binary,
+    split_v4_namespace,
+)
 
 if TYPE_CHECKING:
     from aiosio.server.server import Server
@@ -112,7 +119,7 @@ class Client:
         nsp = packet.nsp
         auth: dict[str, Any] = packet.data if isinstance(packet.data, dict) else {}
         if self.conn.protocol == 3 and packet.type is PacketType.CONNECT:
-            nsp, auth = _parse_v4_namespace(nsp)
+            nsp, auth = split_v4_namespace(nsp)
         socket = self.sockets.get(nsp)
         connecting = self._connecting is not None and nsp in self._connecting
         if socket is None and not connecting and packet.type is PacketType.CONNECT:
@@ -290,9 +297,3 @@ class Client:
 
 def _ignore(_value: Any) -> None:
     return None
-
-
-def _parse_v4_namespace(nsp: str) -> tuple[str, dict[str, Any]]:
-    """Protocol 4 (socket.io 2.x) puts the auth query in the namespace: ``/admin?token=x``."""
-    parts = urlsplit(nsp)
-    return parts.path or "/", dict(parse_qsl(parts.query, keep_blank_values=True))
