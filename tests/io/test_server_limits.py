@@ -669,3 +669,26 @@ async def test_a_client_handler_return_value_that_cannot_be_encoded_is_its_error
         ), messages[1]
     finally:
         await client.disconnect()
+
+
+def test_many_children_kept_when_empty_are_reported_once(caplog: pytest.LogCaptureFixture) -> None:
+    """Without cleanup_empty_child_namespaces, a dynamic namespace whose clients choose the names
+    grows with every name: at 1,000 children one warning names the option."""
+    sio = aiosio.Server()
+    parent = sio.of(re.compile(r"^/doc-\d+$"))
+    caplog.set_level(logging.WARNING, logger="aiosio.server")
+    for i in range(1500):
+        sio.of(f"/doc-{i}")
+    assert len(parent.children) == 1500
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [
+        "the dynamic namespace re.compile('^/doc-\\\\d+$') has 1000 child namespaces, and they "
+        "stay when empty: each name a client connects to is kept; set "
+        "Server(cleanup_empty_child_namespaces=True) if clients choose the names"
+    ], messages
+    quiet = aiosio.Server(cleanup_empty_child_namespaces=True)
+    quiet.of(re.compile(r"^/doc-\d+$"))
+    caplog.clear()
+    for i in range(1500):
+        quiet.of(f"/doc-{i}")
+    assert caplog.records == []

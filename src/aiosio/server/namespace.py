@@ -36,6 +36,9 @@ Handler = Callable[..., Any]
 Middleware = Callable[[Socket], Awaitable[None] | None]
 NamespaceMatcher = Callable[[str, dict[str, Any]], bool | Awaitable[bool]]
 
+# Children of one dynamic namespace past which, if they stay when empty, a warning says so once.
+MANY_CHILDREN = 1000
+
 LIFECYCLE = frozenset({"connect", "connection", "disconnecting", "disconnect"})
 
 RECOVERABLE = frozenset(
@@ -360,6 +363,14 @@ class DynamicNamespace(_Registry):
         if self.server.cleanup_empty_child_namespaces:
             child._removed_when_empty = self
         self.children[name] = child
+        if len(self.children) == MANY_CHILDREN and not self.server.cleanup_empty_child_namespaces:
+            logger.warning(
+                "the dynamic namespace %s has %d child namespaces, and they stay when empty: "
+                "each name a client connects to is kept; set "
+                "Server(cleanup_empty_child_namespaces=True) if clients choose the names",
+                _describe(self.matcher),
+                MANY_CHILDREN,
+            )
         return child
 
     def _remove_child(self, child: Namespace) -> None:
@@ -386,6 +397,12 @@ class DynamicNamespace(_Registry):
 
 def _ignore(_value: Any) -> None:
     return None
+
+
+def _describe(matcher: re.Pattern[str] | NamespaceMatcher) -> str:
+    if isinstance(matcher, re.Pattern):
+        return f"re.compile({matcher.pattern!r})"
+    return getattr(matcher, "__qualname__", repr(matcher))
 
 
 def _check_server_side_event(event: str) -> None:
