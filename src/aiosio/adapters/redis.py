@@ -9,7 +9,11 @@ Wire-compatible with ``@socket.io/redis-adapter`` 8.x in both of its modes:
   messages ``{type, data, uid, nsp}`` on ``<key>#<nsp>#``, dynamic room channels, responses on
   ``<key>#<nsp>#<uid>#``.
 
-Messages from Redis are size-capped and validated before use; nothing is ever unpickled.
+Messages from Redis are size-capped and validated before use; nothing is ever unpickled. What
+another server asks to deliver is checked by the rules a client's packets are decoded with
+(:func:`~aiosio.protocol.socketio.check_event`: no reserved or non-string event name, no forged
+attachment placeholder, bounded depth and attachments) before it reaches any socket or handler;
+a message that breaks one is dropped and logged with the reason.
 Connection state recovery is not shared across a Redis cluster (neither is it in Node).
 """
 
@@ -32,7 +36,8 @@ from aiosio.adapters._redis_link import (
     encode_msgpack,
 )
 from aiosio.errors import AckTimeout
-from aiosio.protocol.socketio import Packet, PacketType, has_binary
+from aiosio.protocol.errors import RemoteProtocolError
+from aiosio.protocol.socketio import Limits, Packet, PacketType, check_event, has_binary
 from aiosio.server.adapter import (
     BroadcastFlags,
     BroadcastOptions,
@@ -69,6 +74,9 @@ class RedisAdapter:
     adapter's protocol (Redis 7); ``subscription_mode`` is its ``"static"``, ``"dynamic"`` or
     ``"dynamic-private"``. ``health`` tells whether the link is up, how often it reconnected, the
     last error and how many messages could not be published.
+
+    ``limits`` are the bounds applied to what other servers ask this one to deliver, as to what
+    clients send (give it the server's ``limits`` if you changed them).
     """
 
     def __init__(
@@ -81,6 +89,7 @@ class RedisAdapter:
         requests_timeout: float = 5.0,
         publish_on_specific_response_channel: bool = False,
         max_message_size: int = 10_000_000,
+        limits: Limits | None = None,
         link: Link | None = None,
     ) -> None:
         if subscription_mode not in ("static", "dynamic", "dynamic-private"):
@@ -106,6 +115,7 @@ class RedisAdapter:
         self.requests_timeout = requests_timeout
         self.publish_on_specific_response_channel = publish_on_specific_response_channel
         self.max_message_size = max_message_size
+        self.limits = limits or Limits()
         self.adapters: list[_RedisNamespaceAdapter] = []
 
     def __call__(self, nsp: NamespaceView) -> _RedisNamespaceAdapter:
@@ -156,6 +166,36 @@ class RemoteSocket:
 
     def disconnect(self, close: bool = False) -> None:
         self._adapter.disconnect_sockets(self._opts(), close)
+
+
+# What Namespace.server_side_emit refuses to send, refused on receipt too: these names are the
+# server's own events.
+_SERVER_SIDE_RESERVED = frozenset(
+    {"connect", "connection", "new_namespace", "disconnect", "disconnecting"}
+)
+# Server-side arguments go to Python handlers, not to clients: only the name rules apply.
+_NO_LIMITS = Limits(max_attachments=2**31, max_depth=2**31)
+
+
+def _check_delivery(args: list[Any], limits: Limits, *, server: bool) -> None:
+    if server and args and isinstance(args[0], str) and args[0] in _SERVER_SIDE_RESERVED:
+        raise RemoteProtocolError(f"server-side event name {args[0]!r} is reserved")
+    check_event(args, limits)
+
+
+def _not_an_event(packet: dict[str, Any]) -> bool:
+    """A broadcast's packet type is EVENT (2), or BINARY_EVENT (5) from a peer that encoded
+    first; anything else (a DISCONNECT, a CONNECT_ERROR) is never delivered: logged, True."""
+    kind = packet.get("type", 2)
+    if kind in (2, 5) and type(kind) is int:
+        return False
+    logger.warning(
+        "dropped a broadcast of packet type %r from another server (expected 2, an EVENT); "
+        "nothing was delivered (the server or emitter that published it sends what no "
+        "socket.io server may: fix it there)",
+        kind,
+    )
+    return True
 
 
 def _opts_to_wire(opts: BroadcastOptions, *, timeout: bool = False) -> dict[str, Any]:
@@ -271,6 +311,25 @@ class _RedisNamespaceAdapter(InMemoryAdapter):
 
     def _invalid(self, channel: str, why: str) -> None:
         logger.warning("dropped a message of the wrong shape on %s: %s", channel, why)
+
+    def _refused(
+        self, channel: str, sender: Any, what: str, args: list[Any], *, server: bool
+    ) -> bool:
+        """Check what another server asks to deliver to sockets (``server``: to server-side
+        handlers); log the reason and return True when it must be dropped."""
+        try:
+            _check_delivery(args, _NO_LIMITS if server else self.factory.limits, server=server)
+        except RemoteProtocolError as exc:
+            logger.warning(
+                "dropped a %s from server %r on %s: %s; nothing was delivered (the server or "
+                "emitter that published it sends what no socket.io server may: fix it there)",
+                what,
+                str(sender)[:40],
+                channel,
+                exc,
+            )
+            return True
+        return False
 
     async def _gather_existing(self, request_id: str, timeout: float) -> list[Any]:
         pending = self._pending[request_id]
@@ -430,6 +489,8 @@ class _ClassicAdapter(_RedisNamespaceAdapter):
         if not isinstance(args, list) or not args:
             self._invalid(channel, "packet.data must be a non-empty array")
             return
+        if _not_an_event(packet) or self._refused(channel, uid, "broadcast", args, server=False):
+            return
         try:
             options = _opts_from_wire(opts)
         except (TypeError, ValueError) as exc:
@@ -478,6 +539,10 @@ class _ClassicAdapter(_RedisNamespaceAdapter):
             elif kind == SERVER_SIDE_EMIT and not own:
                 args = request.get("data")
                 if isinstance(args, list) and args:
+                    if self._refused(
+                        channel, request.get("uid"), "server-side emit", args, server=True
+                    ):
+                        return
                     reply = None
                     if request_id is not None:
                         reply = self._server_side_reply(
@@ -494,7 +559,7 @@ class _ClassicAdapter(_RedisNamespaceAdapter):
                         )
                     self.nsp._on_server_side_emit(args, reply)
             elif kind == BROADCAST and request_id not in self._acks:
-                self._on_remote_ack_broadcast(request)
+                self._on_remote_ack_broadcast(channel, request)
         except (ValueError, TypeError, KeyError) as exc:
             self._invalid(channel, f"request of type {kind!r}: {exc}")
 
@@ -520,10 +585,14 @@ class _ClassicAdapter(_RedisNamespaceAdapter):
         if "opts" not in request and request.get("requestId") is not None:
             self._respond(request, {"requestId": request["requestId"]})
 
-    def _on_remote_ack_broadcast(self, request: dict[str, Any]) -> None:
+    def _on_remote_ack_broadcast(self, channel: str, request: dict[str, Any]) -> None:
         packet = request.get("packet")
         request_id = request.get("requestId")
         if not isinstance(packet, dict) or not isinstance(packet.get("data"), list):
+            return
+        if _not_an_event(packet) or self._refused(
+            channel, request.get("uid"), "broadcast", packet["data"], server=False
+        ):
             return
         opts = _opts_from_wire(request.get("opts") or {})
         respond_binary = self._respond
@@ -748,7 +817,7 @@ class _ShardedAdapter(_RedisNamespaceAdapter):
             ):
                 self._on_response(kind, body)
             elif kind == M_BROADCAST:
-                self._on_broadcast(sender, body)
+                self._on_broadcast(channel, sender, body)
             elif kind == M_SOCKETS_JOIN:
                 self.local_add_sockets(
                     _opts_from_wire(body["opts"]), [str(r) for r in body["rooms"]]
@@ -770,14 +839,18 @@ class _ShardedAdapter(_RedisNamespaceAdapter):
                     {"requestId": body["requestId"], "sockets": sockets},
                 )
             elif kind == M_SERVER_SIDE_EMIT:
-                self._on_server_side_emit(sender, body)
+                self._on_server_side_emit(channel, sender, body)
         except (ValueError, TypeError, KeyError) as exc:
             self._invalid(channel, f"message of type {kind!r}: {exc}")
 
-    def _on_broadcast(self, sender: str, body: dict[str, Any]) -> None:
+    def _on_broadcast(self, channel: str, sender: str, body: dict[str, Any]) -> None:
         packet = body.get("packet")
         if not isinstance(packet, dict) or not isinstance(packet.get("data"), list):
-            self._invalid(self.channel, "a broadcast needs packet.data as an array")
+            self._invalid(channel, "a broadcast needs packet.data as an array")
+            return
+        if _not_an_event(packet) or self._refused(
+            channel, sender, "broadcast", packet["data"], server=False
+        ):
             return
         opts = _opts_from_wire(body.get("opts"))
         request_id = body.get("requestId")
@@ -797,9 +870,11 @@ class _ShardedAdapter(_RedisNamespaceAdapter):
             sender, M_BROADCAST_CLIENT_COUNT, {"requestId": request_id, "clientCount": count}
         )
 
-    def _on_server_side_emit(self, sender: str, body: dict[str, Any]) -> None:
+    def _on_server_side_emit(self, channel: str, sender: str, body: dict[str, Any]) -> None:
         args = body.get("packet")
         if not isinstance(args, list) or not args:
+            return
+        if self._refused(channel, sender, "server-side emit", args, server=True):
             return
         request_id = body.get("requestId")
         reply = None

@@ -35,6 +35,7 @@ __all__ = [
     "Limits",
     "Packet",
     "PacketType",
+    "check_event",
     "dumps",
     "encode",
     "has_binary",
@@ -408,3 +409,58 @@ def split_v4_namespace(nsp: str) -> tuple[str, dict[str, str]]:
     head = nsp.partition("#")[0]
     path, _, query = head.partition("?")
     return path or "/", dict(parse_qsl(query, keep_blank_values=True))
+
+
+_VALUE_TYPES = (str, int, float, bool, type(None), bytes, list, dict)
+
+
+def check_event(data: Any, limits: Limits = _DEFAULT_LIMITS) -> None:
+    """Check the arguments of an EVENT that arrive as values rather than text (from another
+    server of the cluster, in msgpack or JSON) by the rules a client's packet is decoded with
+    (HARDENING.md 1, 3, 4, 7): a non-empty list whose first element, the event name, is a string
+    that is not reserved or a number; at most ``limits.max_attachments`` binary values; nested no
+    deeper than ``limits.max_depth``; no attachment placeholder objects (the encoder writes its
+    own: a forged one would make the client put an attachment in the wrong place, or fail); only
+    JSON values and bytes, with string or number object keys.
+
+    Raises :class:`RemoteProtocolError` naming the first rule broken.
+    """
+    if not isinstance(data, list) or not data:
+        raise RemoteProtocolError(f"EVENT payload must be a non-empty array (got {_kind(data)})")
+    _check_payload(PacketType.EVENT, data)
+    max_depth = limits.max_depth
+    attachments = 0
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        kind = type(value)
+        if kind is list or kind is dict:
+            if depth > max_depth:
+                raise RemoteProtocolError(f"payload nested deeper than max_depth={max_depth}")
+            if kind is dict:
+                if value.get("_placeholder") is True:
+                    raise RemoteProtocolError(
+                        "attachment placeholder object in the arguments (only the encoder "
+                        "writes placeholders)"
+                    )
+                for key in value:
+                    if type(key) not in (str, int, float):
+                        raise RemoteProtocolError(
+                            f"object key of type {type(key).__name__} (expected a string)"
+                        )
+                value = value.values()
+            stack.extend((item, depth + 1) for item in value)
+        elif kind is bytes:
+            attachments += 1
+            if attachments > limits.max_attachments:
+                raise RemoteProtocolError(
+                    f"more than max_attachments={limits.max_attachments} binary values"
+                )
+        elif kind not in _VALUE_TYPES:
+            raise RemoteProtocolError(f"value of type {kind.__name__} (expected JSON or bytes)")
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "an empty array"
+    return type(value).__name__

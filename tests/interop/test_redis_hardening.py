@@ -1,0 +1,240 @@
+"""The Redis adapter against a misbehaving cluster, on the real Redis of 127.0.0.1:6379.
+
+* What another server publishes is checked by the rules a client's packets are decoded with
+  before it reaches any socket or handler: a crafted message (published here with redis-py, in
+  the adapter's wire format, msgpack and JSON) reaches no client, the log names the reason, and a
+  valid broadcast right after it still arrives. The client is the official socket.io-client 4.8
+  (``tests/js/sio_client.mjs``), on both servers (native and uvicorn).
+* The publisher connection dropped while Redis stays up (``CLIENT KILL``, Redis's idle
+  ``timeout``): the publish is retried once the link is back, so a routine reconnection loses
+  nothing, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import msgpack
+import pytest
+import redis
+import redis.asyncio as redis_asyncio
+
+import aiosio
+from aiosio.adapters.redis import RedisAdapter
+from conftest import ServeFn, run_node
+
+pytestmark = pytest.mark.interop
+
+REDIS_URL = "redis://127.0.0.1:6379"
+LOGGER = "aiosio.adapter.redis"
+
+
+def _redis_reachable() -> str | None:
+    try:
+        client = redis.Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except redis.RedisError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+_unreachable = _redis_reachable()
+if _unreachable is not None:
+    pytest.skip(
+        f"Redis is not reachable on 127.0.0.1:6379 ({_unreachable}); start it with "
+        "scripts/services.sh",
+        allow_module_level=True,
+    )
+
+
+async def until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout}s: {what}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def raw() -> AsyncIterator[redis_asyncio.Redis]:
+    client = redis_asyncio.Redis.from_url(REDIS_URL)
+    yield client
+    await client.aclose()
+
+
+def warnings_matching(caplog: pytest.LogCaptureFixture, pattern: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == LOGGER and r.levelno >= logging.WARNING and re.search(pattern, r.getMessage())
+    ]
+
+
+# -- messages from other servers --------------------------------------------------------------
+
+NO_OPTS = {"rooms": [], "except": [], "flags": {}}
+DEEP: Any = "x"
+for _ in range(40):
+    DEEP = [DEEP]
+
+# (label, packet type, arguments, what the log line says)
+CRAFTED: list[tuple[str, int, list[Any], str]] = [
+    (
+        "disconnect",
+        2,
+        ["disconnect", "io server disconnect"],
+        "event name 'disconnect' is reserved",
+    ),
+    ("connect", 2, ["connect", {"sid": "x"}], "event name 'connect' is reserved"),
+    ("connect_error", 2, ["connect_error", "x"], "event name 'connect_error' is reserved"),
+    ("object name", 2, [{"a": 1}, "x"], "event name must be a string or a number"),
+    ("null name", 2, [None, "x"], "event name must be a string or a number"),
+    ("boolean name", 2, [True, "x"], "event name must be a string or a number"),
+    ("list name", 2, [["x"], "x"], "event name must be a string or a number"),
+    (
+        "forged placeholder",
+        2,
+        ["ev", {"_placeholder": True, "num": 0}],
+        "attachment placeholder object",
+    ),
+    ("too deep", 2, ["ev", DEEP], "nested deeper than max_depth=32"),
+    ("disconnect packet", 1, ["ev"], "packet type 1"),
+]
+CRAFTED_BINARY: list[tuple[str, int, list[Any], str]] = [
+    ("too many attachments", 2, ["ev", *[b"\x00"] * 11], "max_attachments=10"),
+    ("bytes as a key", 2, ["ev", {b"k": 1}], "object key of type bytes"),
+]
+
+
+def classic_broadcast(args: list[Any], packet_type: int = 2) -> bytes:
+    return msgpack.packb(["intruder", {"type": packet_type, "data": args, "nsp": "/"}, NO_OPTS])
+
+
+def classic_ack_broadcast(args: list[Any], encoding: str, packet_type: int = 2) -> bytes:
+    request = {
+        "uid": "intruder",
+        "requestId": uuid.uuid4().hex[:6],
+        "type": 7,
+        "packet": {"type": packet_type, "data": args, "nsp": "/"},
+        "opts": {**NO_OPTS, "flags": {"timeout": 1000}},
+    }
+    return json.dumps(request).encode() if encoding == "json" else msgpack.packb(request)
+
+
+def sharded_broadcast(
+    args: list[Any], encoding: str, packet_type: int = 2, *, ack: bool = False
+) -> bytes:
+    data: dict[str, Any] = {"packet": {"type": packet_type, "data": args}, "opts": NO_OPTS}
+    if ack:
+        data["requestId"] = uuid.uuid4().hex
+    message = {"type": 3, "data": data, "uid": "intruder", "nsp": "/"}
+    return json.dumps(message).encode() if encoding == "json" else msgpack.packb(message)
+
+
+@pytest.mark.parametrize("mode", ["classic", "sharded"])
+async def test_crafted_messages_from_other_servers_reach_no_client(
+    mode: str,
+    serve: ServeFn,
+    raw: redis_asyncio.Redis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    key = f"t{uuid.uuid4().hex[:12]}"
+    sharded = mode == "sharded"
+    factory = RedisAdapter(REDIS_URL, key=key, sharded=sharded)
+    sio = aiosio.Server(adapter=factory)
+    connections: list[Any] = []
+    server_side: list[list[Any]] = []
+    sio.on("connection", lambda *args: connections.append(args))
+    sio.on("sse", lambda *args: server_side.append(list(args)))
+    main = f"{key}#/#"
+    sent: list[str] = []
+
+    async def publish(channel: str, data: bytes) -> None:
+        if sharded:
+            await raw.spublish(channel, data)
+        else:
+            await raw.publish(channel, data)
+
+    async def attack() -> None:
+        crafted = [(case, ["msgpack", "json"]) for case in CRAFTED]
+        crafted += [(case, ["msgpack"]) for case in CRAFTED_BINARY]  # JSON has no bytes
+        for (label, packet_type, args, _reason), encodings in crafted:
+            for encoding in encodings:
+                if sharded:
+                    for ack in (False, True):
+                        await publish(main, sharded_broadcast(args, encoding, packet_type, ack=ack))
+                        sent.append(f"{label}/{encoding}/ack={ack}")
+                else:
+                    if encoding == "msgpack":
+                        await publish(main, classic_broadcast(args, packet_type))
+                        sent.append(f"{label}/broadcast")
+                    await publish(
+                        f"{key}-request#/#", classic_ack_broadcast(args, encoding, packet_type)
+                    )
+                    sent.append(f"{label}/{encoding}/ack")
+        # Server-side events named like the server's own: never run its connection handler.
+        for name in ("connection", "connect", "disconnect", "new_namespace"):
+            if sharded:
+                message = {"type": 9, "data": {"packet": [name, "x"]}, "uid": "e", "nsp": "/"}
+                await publish(main, json.dumps(message).encode())
+            else:
+                request = {"uid": "intruder", "type": 6, "data": [name, "x"]}
+                await publish(f"{key}-request#/#", json.dumps(request).encode())
+        # Then valid messages from the same publisher, delivered in order after the others.
+        valid = [("after", [1, {"k": "v"}]), ("after-bin", [b"\x01\x02"]), ("cmd", [])]
+        for event, rest in valid:
+            args = [event, *rest] if event != "cmd" else ["cmd", {"do": "disconnect"}]
+            if sharded:
+                await publish(main, sharded_broadcast(args, "msgpack"))
+            else:
+                await publish(main, classic_broadcast(args))
+        server_side_valid = ["sse", "ok"]
+        if sharded:
+            message = {"type": 9, "data": {"packet": server_side_valid}, "uid": "e", "nsp": "/"}
+            await publish(main, json.dumps(message).encode())
+        else:
+            request = {"uid": "intruder", "type": 6, "data": server_side_valid}
+            await publish(f"{key}-request#/#", json.dumps(request).encode())
+
+    tasks: list[asyncio.Task[None]] = []
+    sio.on("ready", lambda *_args: tasks.append(asyncio.ensure_future(attack())))
+    url = await serve(sio)
+    assert await factory.ready()
+    try:
+        lines = await run_node(
+            "sio_client.mjs", "--url", url, "--reconnection", "false", timeout=30
+        )
+        for task in tasks:
+            await task
+        await until(lambda: server_side == [["ok"]], 5, "the valid server-side event")
+    finally:
+        await factory.close()
+
+    events = [(line["event"], line["args"]) for line in lines if line["type"] == "event"]
+    assert events == [
+        ("after", [1, {"k": "v"}]),
+        ("after-bin", [{"$bin": "AQI="}]),
+        ("cmd", [{"do": "disconnect"}]),
+    ], lines
+    disconnects = [line["reason"] for line in lines if line["type"] == "disconnect"]
+    assert disconnects == ["io client disconnect"], lines
+    assert len(connections) == 1  # the client's; no server-side "connection" ran
+    for _label, _type, _args, reason in CRAFTED + CRAFTED_BINARY:
+        assert warnings_matching(caplog, re.escape(reason)), (reason, caplog.text[-3000:])
+    for name in ("connection", "connect", "disconnect", "new_namespace"):
+        assert warnings_matching(caplog, f"server-side event name '{name}' is reserved"), name
+    # One line per message dropped, each naming the cause and who should fix it.
+    dropped = warnings_matching(caplog, r"^dropped a (broadcast|server-side emit)")
+    assert len(dropped) == len(sent) + 4, (len(dropped), len(sent))
+    assert all("fix it there" in line for line in dropped)
