@@ -7,8 +7,8 @@ object to the sans-I/O codec of :mod:`aiosio.protocol.websocket`; incoming messa
 the engine synchronously from ``data_received``.
 
 Limits, each an option of :func:`serve`: header count and size (431), a deadline for the request
-head (408), request bodies over the app's ``max_body_size`` (413, before buffering), an idle
-keep-alive timeout.
+head and one for its body (408), request bodies over the app's ``max_body_size`` (413, before
+buffering), an idle keep-alive timeout.
 """
 
 from __future__ import annotations
@@ -44,11 +44,23 @@ class ServerLimits:
     max_header_count: int = 100
     max_header_size: int = 16 * 1024  # request line and headers, like Node's default
     header_timeout: float = 10.0  # seconds to send the request head
+    # Seconds to send a request body once its head has arrived (Content-Length or chunked): a
+    # body that stops arriving is answered with 408 and its connection closed. At the default
+    # and the default max_http_buffer_size (1 MB), a client must send 34 KB/s.
+    body_timeout: float = 30.0
     keep_alive_timeout: float = 5.0  # idle keep-alive connections are closed after this
     websocket_close_timeout: float = 5.0  # wait for the peer's close frame before dropping
     # Once this many connections have closed since the most there were, the C heap's free
     # memory is given back to the operating system when the closes stop (0: never; glibc only).
     trim_heap_after: int = 1000
+
+    def __post_init__(self) -> None:
+        for name in ("header_timeout", "body_timeout", "keep_alive_timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+                raise ValueError(
+                    f"ServerLimits({name}=...) must be a positive number of seconds, got {value!r}"
+                )
 
 
 def _encode_response(response: HttpResponse, keep_alive: bool, head_only: bool = False) -> bytes:
@@ -289,7 +301,8 @@ class HttpConnection(asyncio.Protocol):
         self._client: tuple[str, int] | None = None
         self._secure = False
         self._parser: Any = httptools.HttpRequestParser(self)
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None  # head deadline or keep-alive idle
+        self._body_timer: asyncio.TimerHandle | None = None  # the body being read: its deadline
         # the request being parsed
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
@@ -326,6 +339,7 @@ class HttpConnection(asyncio.Protocol):
         self.server.heap.closed()
         self.transport = None
         self._disarm()
+        self._disarm_body()
         websocket, self._websocket = self._websocket, None
         if websocket is not None:
             websocket.connection_lost()
@@ -420,6 +434,8 @@ class HttpConnection(asyncio.Protocol):
         ):
             # RFC 9110 10.1.1: curl waits a second for this before sending a body over 1 KiB.
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if not self._refused and (length or self._chunked()):
+            self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_timeout)
 
     def on_body(self, body: bytes) -> None:
         if self._refused:
@@ -435,6 +451,7 @@ class HttpConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self._in_message = False
+        self._disarm_body()
         if self._refused:
             return
         request = self._build_request()
@@ -454,6 +471,9 @@ class HttpConnection(asyncio.Protocol):
                 except ValueError:
                     return None
         return None
+
+    def _chunked(self) -> bool:
+        return any(name.lower() == b"transfer-encoding" for name, _ in self._headers)
 
     def _build_request(self) -> HttpRequest:
         url = httptools.parse_url(self._url)
@@ -592,6 +612,7 @@ class HttpConnection(asyncio.Protocol):
         if self._refused:
             return
         self._refused = True
+        self._disarm_body()
         if log:
             logger.info("refused request from %s with %d: %s", self.peer, status, reason)
         transport = self.transport
@@ -609,6 +630,39 @@ class HttpConnection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def _disarm_body(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_timeout(self) -> None:
+        """The body being read did not arrive within ``body_timeout``: a stalled or slow client
+        would hold this connection and the body read so far. Answered with 408 and closed."""
+        self._body_timer = None
+        if not self._in_message or self._refused or self.transport is None:
+            return
+        limit = self.limits.body_timeout
+        length = self._content_length()
+        received = (
+            f"{self._body_size} of {length} announced bytes"
+            if length is not None
+            else f"{self._body_size} bytes of a chunked body"
+        )
+        self.server._log_once(
+            self.peer,
+            logging.WARNING,
+            "request body from %s not complete within body_timeout=%ss: %s arrived; the client "
+            "stalled, or its link is too slow for the body (raise ServerLimits(body_timeout=...) "
+            "for slow links); connection closed",
+            limit,
+            received,
+        )
+        if self._task is None and not self._queue:
+            self._refuse(408, f"request body not complete within {limit}s: {received}", log=False)
+        else:  # a 408 now would answer the request still in flight: close without it
+            self._refused = True
+            self.transport.close()
 
     def _head_timeout(self) -> None:
         self._timer = None
