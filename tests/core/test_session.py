@@ -30,6 +30,7 @@ from aiosio.protocol.engineio import (
     Packet,
     PacketType,
     decode_packet,
+    decode_payload,
     encode_packet,
     encode_payload,
 )
@@ -870,13 +871,14 @@ def test_close_after_upgrade() -> None:
     assert session.close(5.0) == [WebSocketClose(), Closed("forced close")]
 
 
-def test_close_during_the_probe_closes_the_probe() -> None:
+def test_close_during_the_probe_with_a_waiting_get_closes_both() -> None:
+    # A waiting GET means the client has not paused polling: the close goes there, and the
+    # probe closes with the session (socket.ts _maybeUpgrade onClose). The other upgrade states
+    # are in test_close_during_upgrade.py.
     session = opened()
     session.receive_poll_request(1.0)
     session.attach_probe(2.0)
-    events = session.close(3.0)
-    assert isinstance(events[0], ProbeClose)
-    assert events[1:] == [text("1"), Closed("forced close")]
+    assert session.close(3.0) == [text("1"), ProbeClose("session closed"), Closed("forced close")]
 
 
 def test_close_is_idempotent() -> None:
@@ -1038,6 +1040,7 @@ def _post_bodies(draw: st.DrawFn, protocol: int) -> tuple[bytes, bool]:
 
 
 _ONLY_WHEN_CLOSED = (PollRejected,)
+_PROBE_ATTACHED = (State.PROBING, State.UPGRADING, State.CLOSING_UPGRADE)
 
 
 class SessionMachine(RuleBasedStateMachine):
@@ -1050,6 +1053,8 @@ class SessionMachine(RuleBasedStateMachine):
         self.now = 0.0
         self.waiting = False  # a GET of ours waits for its answer
         self.closed_events = 0
+        self.sent = 0  # messages the session took (send() while open)
+        self.delivered = 0  # messages written in a GET's answer or on the WebSocket
 
     @initialize(
         protocol=st.sampled_from([3, 4]),
@@ -1075,18 +1080,37 @@ class SessionMachine(RuleBasedStateMachine):
             assert len(closed) == 1, events
             assert events[-1] is closed[0], events
             self.closed_events += 1
+        protocol = session.protocol
+        told_closed = False  # the client is told: a close packet, or the WebSocket closes
+        for event in events:
+            if isinstance(event, PollResponse):
+                binary = event.content_type == BINARY_CONTENT_TYPE
+                packets = decode_payload(event.body, protocol, binary=binary)
+                self.delivered += sum(p.type is PacketType.MESSAGE for p in packets)
+                told_closed |= any(p.type is PacketType.CLOSE for p in packets)
+            elif isinstance(event, WebSocketSend):
+                for message in event.messages:
+                    self.delivered += decode_packet(message, protocol).type is PacketType.MESSAGE
+            elif isinstance(event, WebSocketClose):
+                told_closed = True
+        if told_closed:
+            # The one rule of a close: whatever was sent before reaches the client first.
+            assert self.delivered == self.sent, (self.sent, self.delivered, events)
         responses = [e for e in events if isinstance(e, PollResponse)]
         if responses:
             assert len(responses) == 1, events
             assert self.waiting, f"a PollResponse without a waiting GET: {events}"
             self.waiting = False
         for event in events:
-            if isinstance(event, ProbeSend | UpgradeStarted):
+            if isinstance(event, ProbeSend):
+                assert state_of(session) in (State.UPGRADING, State.CLOSING_UPGRADE)
+            elif isinstance(event, UpgradeStarted):
                 assert state_of(session) is State.UPGRADING
             elif isinstance(event, Upgraded):
                 assert not self.waiting
             elif isinstance(event, WebSocketSend):
-                assert state_of(session) is State.WEBSOCKET
+                # CLOSED: a close during the upgrade, written on the WebSocket that won it
+                assert state_of(session) in (State.WEBSOCKET, State.CLOSED)
                 assert event.messages
                 for message in event.messages:
                     assert isinstance(message, str | bytes)
@@ -1106,10 +1130,13 @@ class SessionMachine(RuleBasedStateMachine):
             assert not self.waiting
         assert session.poll_waiting == self.waiting
         assert session.is_closed == (state_of(session) is State.CLOSED)
-        assert session.is_open == (state_of(session) not in (State.CLOSING, State.CLOSED))
+        assert session.is_open == (
+            state_of(session) not in (State.CLOSING, State.CLOSING_UPGRADE, State.CLOSED)
+        )
 
     @rule(data=st.one_of(st.text(max_size=5), st.binary(max_size=5)))
     def send(self, data: str | bytes) -> None:
+        self.sent += self.session.is_open
         self.check(self.session.send(data))
 
     @rule()
@@ -1158,14 +1185,14 @@ class SessionMachine(RuleBasedStateMachine):
             with pytest.raises(LocalProtocolError):
                 self.session.attach_probe(self.now)
 
-    @precondition(lambda self: self.session.state in (State.PROBING, State.UPGRADING))
+    @precondition(lambda self: self.session.state in _PROBE_ATTACHED)
     @rule()
     def probe_progress(self) -> None:
         """The next step of a well-behaved client: "2probe", then "5"."""
         raw = "2probe" if state_of(self.session) is State.PROBING else "5"
         self.check(self.session.receive_probe_message(raw, self.now))
 
-    @precondition(lambda self: self.session.state in (State.PROBING, State.UPGRADING))
+    @precondition(lambda self: self.session.state in _PROBE_ATTACHED)
     @rule(raw=st.none() | _probe_messages)
     def probe_message(self, raw: str | bytes | None) -> None:
         """Anything on the probe, or (None) the probe closing."""
@@ -1190,7 +1217,7 @@ class SessionMachine(RuleBasedStateMachine):
         if state_of(self.session) is not State.WEBSOCKET:
             assert self.session.receive_message(raw, self.now) == []
             assert self.session.websocket_closed(self.now) == []
-        if state_of(self.session) not in (State.PROBING, State.UPGRADING):
+        if state_of(self.session) not in _PROBE_ATTACHED:
             assert self.session.receive_probe_message(raw, self.now) == []
             assert self.session.probe_closed(self.now) == []
 

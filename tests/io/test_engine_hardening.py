@@ -419,7 +419,11 @@ async def test_long_poll_dropped_by_the_client_closes_the_session(serve: Any) ->
     await assert_serving(base)
 
 
-async def test_server_close_during_an_upgrade(serve: Any) -> None:
+@pytest.mark.parametrize("client_step", ["upgrade", "poll"])
+async def test_server_close_during_an_upgrade(serve: Any, client_step: str) -> None:
+    # The probe survives the close: a client that has "3probe" pauses polling, so the WebSocket
+    # may be its only transport left. What was sent before the close goes first, on the
+    # transport the client uses next (tests/core/test_close_during_upgrade.py has every state).
     rec = recorder()
     base = await serve(rec.engine)
     async with client() as c:
@@ -427,15 +431,23 @@ async def test_server_close_during_an_upgrade(serve: Any) -> None:
         async with ws_connect(base, sid=sid) as probe:
             await probe.send("2probe")
             assert await recv(probe) == "3probe"
+            rec.sockets[sid].send("bye")
             rec.sockets[sid].close()
-            with pytest.raises(ConnectionClosed):
-                await recv(probe)
-            with pytest.raises(ConnectionClosed):
-                await probe.send("5")  # too late: the probe is closed
-        response = await poll(c, base, sid)  # the orderly close: noop + close packet
-        assert decode_payload(response.text) == ["6", "1"]
+            if client_step == "upgrade":
+                await probe.send("5")
+                assert await recv(probe) == "4bye"
+                with pytest.raises(ConnectionClosed):
+                    await recv(probe)
+                assert rec.upgrades == [sid]
+            else:
+                response = await poll(c, base, sid)
+                assert decode_payload(response.text) == ["4bye"]
+                response = await poll(c, base, sid)  # the orderly close: noop + close packet
+                assert decode_payload(response.text) == ["6", "1"]
+                with pytest.raises(ConnectionClosed):
+                    await recv(probe)  # closed with the session
+                assert not rec.upgrades
         assert await rec.closed(sid) == ("forced close", None)
-        assert not rec.upgrades
     assert rec.engine.clients_count == 0
     await assert_serving(base)
 

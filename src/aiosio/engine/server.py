@@ -235,7 +235,7 @@ class EngineSocket(EventEmitter):
         state = self._core.state
         if state is State.CLOSED:
             return "closed"
-        if state is State.CLOSING:
+        if state is State.CLOSING or state is State.CLOSING_UPGRADE:
             return "closing"
         return "open"
 

@@ -14,8 +14,18 @@ States and their transitions, all in :meth:`EngineSession._set_state`::
     POLLING ──ws with sid──▶ PROBING ──2probe──▶ UPGRADING ──5──▶ WEBSOCKET
        ▲                        │                   │
        └──── probe failed ◀─────┴───────────────────┘
-    POLLING / PROBING / UPGRADING ──close()──▶ CLOSING ──buffer drained, close sent──▶ CLOSED
+    POLLING ──close()──▶ CLOSING ──buffer drained, close sent──▶ CLOSED
+    PROBING / UPGRADING ──close()──▶ CLOSING_UPGRADE ──5: buffer, close on the WebSocket──▶ CLOSED
+                                           │ (a GET takes the buffer, the next one the close)
+                                           └── probe failed ──▶ CLOSING
     any ──transport lost, ping timeout, parse error──▶ CLOSED
+
+One rule for every close the server asks for (``close()``): what was sent before it reaches the
+client before the close, on the transport in use or on the one that wins a pending upgrade (the
+reference's ``close()`` waits for ``drain``; its upgrade flushes the write buffer on the new
+transport, then closes it when the socket is closing). A close never abandons a probe the client
+may already have switched to: the client pauses polling once it has "3probe", so only the
+WebSocket can still carry the packets and the close.
 """
 
 from __future__ import annotations
@@ -70,19 +80,29 @@ class State(enum.Enum):
     UPGRADING = "upgrading"  # "3probe" answered; waiting for "5" on the WebSocket
     WEBSOCKET = "websocket"  # open on WebSocket (direct, or after the upgrade)
     CLOSING = "closing"  # close() called on polling; the close packet waits for a GET
+    # close() called while a WebSocket probe is attached: the buffer and the close go on the
+    # next GET, or on the WebSocket if the client completes the upgrade ("5")
+    CLOSING_UPGRADE = "closing during upgrade"
     CLOSED = "closed"
 
 
 _OPEN_POLLING = frozenset({State.POLLING, State.PROBING, State.UPGRADING})
+_PROBE_ATTACHED = frozenset({State.PROBING, State.UPGRADING, State.CLOSING_UPGRADE})
+_CLOSING = frozenset({State.CLOSING, State.CLOSING_UPGRADE})
 _TRANSITIONS: dict[State, frozenset[State]] = {
     State.POLLING: frozenset({State.PROBING, State.CLOSING, State.CLOSED}),
     # "5" may arrive before "2probe": the reference upgrades all the same.
     State.PROBING: frozenset(
-        {State.POLLING, State.UPGRADING, State.WEBSOCKET, State.CLOSING, State.CLOSED}
+        {State.POLLING, State.UPGRADING, State.WEBSOCKET, State.CLOSING_UPGRADE, State.CLOSED}
     ),
-    State.UPGRADING: frozenset({State.POLLING, State.WEBSOCKET, State.CLOSING, State.CLOSED}),
+    State.UPGRADING: frozenset(
+        {State.POLLING, State.WEBSOCKET, State.CLOSING_UPGRADE, State.CLOSED}
+    ),
     State.WEBSOCKET: frozenset({State.CLOSED}),
     State.CLOSING: frozenset({State.CLOSED}),
+    # The probe fails (back to a plain polling close), or "5" arrives: the session is on the
+    # WebSocket for the time it takes to write the buffer and close it.
+    State.CLOSING_UPGRADE: frozenset({State.CLOSING, State.WEBSOCKET, State.CLOSED}),
     State.CLOSED: frozenset(),
 }
 
@@ -237,7 +257,7 @@ class EngineSession:
 
     @property
     def is_open(self) -> bool:
-        return self.state is not State.CLOSED and self.state is not State.CLOSING
+        return self.state is not State.CLOSED and self.state not in _CLOSING
 
     @property
     def buffered_size(self) -> int:
@@ -325,16 +345,17 @@ class EngineSession:
         """A long-poll GET arrived. Either answered at once (a PollResponse in the result) or
         left waiting until data arrives; a second concurrent GET closes the session."""
         self.now = now
-        if self.state not in _OPEN_POLLING and self.state is not State.CLOSING:
+        if self.state not in _OPEN_POLLING and self.state not in _CLOSING:
             return [PollRejected()]
         if self._poll_waiting:
             # Reference: "overlap from client" is a transport error; the new GET gets 400.
             return [PollRejected(), *self._terminate("transport error", "overlap from client")]
         self._poll_waiting = True
-        if self.state is State.CLOSING:
+        if self.state in _CLOSING:
             if self._buffer:
                 return [self._answer_poll(self._take_buffer())]
             # The orderly close: an empty send carries the close packet (polling.ts onPollRequest).
+            # A probe still attached (CLOSING_UPGRADE) is closed by _terminate.
             events: list[Event] = [self._answer_poll([_NOOP, _CLOSE])]
             return events + self._terminate("forced close", None, close_transport=False)
         if self._buffer:
@@ -426,7 +447,7 @@ class EngineSession:
     def receive_probe_message(self, raw: str | bytes, now: float) -> list[Event]:
         """A message arrived on the WebSocket being probed."""
         self.now = now
-        if self.state is not State.PROBING and self.state is not State.UPGRADING:
+        if self.state not in _PROBE_ATTACHED:
             return []
         try:
             packet = decode_packet(raw, self.protocol)
@@ -447,19 +468,24 @@ class EngineSession:
     def probe_closed(self, now: float) -> list[Event]:
         """The probe WebSocket closed before the upgrade completed."""
         self.now = now
-        if self.state is not State.PROBING and self.state is not State.UPGRADING:
+        if self.state not in _PROBE_ATTACHED:
             return []
         self._upgrade_deadline = None
-        self._set_state(State.POLLING)
+        self._set_state(self._without_probe())
         return []
+
+    def _without_probe(self) -> State:
+        """The state once the probe is gone: polling, or a polling close if one is pending."""
+        return State.CLOSING if self.state is State.CLOSING_UPGRADE else State.POLLING
 
     def _fail_probe(self, reason: str) -> list[Event]:
         self._upgrade_deadline = None
-        self._set_state(State.POLLING)
+        self._set_state(self._without_probe())
         return [ProbeClose(reason)]
 
     def _complete_upgrade(self) -> list[Event]:
         self._upgrade_deadline = None
+        closing = self.state is State.CLOSING_UPGRADE
         events: list[Event] = []
         if self._poll_waiting:
             # The discarded polling transport closes its waiting GET (polling.ts doClose).
@@ -474,6 +500,9 @@ class EngineSession:
                     tuple(encode_packet(p, self.protocol, self.supports_binary) for p in packets)
                 )
             )
+        if closing:
+            # socket.ts, on "upgrade": flush(), then a closing socket closes the new transport.
+            return events + self._terminate("forced close", None)
         return events
 
     # -- packets ----------------------------------------------------------------------------------
@@ -534,23 +563,29 @@ class EngineSession:
     # -- closing ----------------------------------------------------------------------------------
 
     def close(self, now: float) -> list[Event]:
-        """Server-initiated close (``socket.close()``): reason ``forced close``."""
+        """Server-initiated close (``socket.close()``): reason ``forced close``.
+
+        Everything sent before reaches the client first (socket.ts ``close()`` waits for
+        ``drain``): on a WebSocket the messages are already written; on polling the buffer
+        goes on the next GET and the close on the one after; during an upgrade, on the next GET
+        or, if the client completes the upgrade, on the WebSocket, then the WebSocket closes.
+        Without a GET within ``close_timeout`` the session ends all the same."""
         self.now = now
         if not self.is_open:
             return []
-        events: list[Event] = []
-        if self.state is State.PROBING or self.state is State.UPGRADING:
-            events += self._fail_probe("session closed")
         if self.state is State.WEBSOCKET:
-            return events + self._terminate("forced close", None)
+            return self._terminate("forced close", None)
         if self._poll_waiting and not self._buffer:
-            events.append(self._answer_poll([_CLOSE]))
+            # polling doClose, writable: the close packet now; a probe is closed with the
+            # session (socket.ts _maybeUpgrade onClose).
+            events: list[Event] = [self._answer_poll([_CLOSE])]
             return events + self._terminate("forced close", None, close_transport=False)
-        self._set_state(State.CLOSING)
+        # The upgrade deadline stays: a probe that fails leaves a polling close (CLOSING).
+        self._set_state(State.CLOSING if self.state is State.POLLING else State.CLOSING_UPGRADE)
         self._ping_at = None
         self._heartbeat_deadline = None
         self._close_deadline = now + self.config.close_timeout
-        return events + self._flush_poll()
+        return self._flush_poll()
 
     def discard(self, now: float, reason: str = "forced close") -> list[Event]:
         """Close at once without waiting for the client (server shutdown)."""
@@ -564,7 +599,7 @@ class EngineSession:
     ) -> list[Event]:
         """Enter CLOSED; close the transports still open; report :class:`Closed` last."""
         events: list[Event] = []
-        if self.state is State.PROBING or self.state is State.UPGRADING:
+        if self.state in _PROBE_ATTACHED:
             events.append(ProbeClose("session closed"))
         if close_transport:
             if self.state is State.WEBSOCKET:
