@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import re
+import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -28,7 +29,7 @@ import redis.asyncio as redis_asyncio
 
 import aiosio
 from aiosio.adapters.redis import RedisAdapter
-from conftest import ServeFn, run_node
+from conftest import ServeFn, free_port, run_node
 
 pytestmark = pytest.mark.interop
 
@@ -238,3 +239,184 @@ async def test_crafted_messages_from_other_servers_reach_no_client(
     dropped = warnings_matching(caplog, r"^dropped a (broadcast|server-side emit)")
     assert len(dropped) == len(sent) + 4, (len(dropped), len(sent))
     assert all("fix it there" in line for line in dropped)
+
+
+# -- the publisher connection dropped while Redis stays up ---------------------------------------
+
+
+class PrivateRedis:
+    """A redis-server of this test on a free port: its settings (``timeout``) and its clients
+    are the test's own, whatever else runs on the machine."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}"
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.skip("redis-server is not installed")
+        self.proc = await asyncio.create_subprocess_exec(
+            binary,
+            *("--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
+            *("--appendonly", "no", "--daemonize", "no"),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        client = redis_asyncio.Redis.from_url(self.url)
+        try:
+            deadline = time.monotonic() + 5
+            while True:
+                try:
+                    await client.ping()
+                    return
+                except redis.ConnectionError:
+                    if time.monotonic() > deadline or self.proc.returncode is not None:
+                        raise
+                    await asyncio.sleep(0.02)
+        finally:
+            await client.aclose()
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+@pytest.fixture
+async def private_redis() -> AsyncIterator[PrivateRedis]:
+    server = PrivateRedis()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+async def publisher_ids(control: redis_asyncio.Redis, name: str) -> list[str]:
+    """The ids of the connections named ``name`` that are not subscribed: the publishers."""
+    return [
+        c["id"]
+        for c in await control.client_list()
+        if c.get("name") == name and c["sub"] == c["psub"] == c["ssub"] == "0"
+    ]
+
+
+@pytest.mark.parametrize("drop", ["client-kill", "idle-timeout"])
+@pytest.mark.parametrize("mode", ["classic", "sharded"])
+async def test_publisher_connection_lost_loses_nothing(
+    mode: str,
+    drop: str,
+    private_redis: PrivateRedis,
+    serve: ServeFn,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Server A broadcasts; a client of server B receives. A's publisher connection is closed
+    by Redis (``CLIENT KILL ID``, or the idle ``timeout``) while Redis stays up: every broadcast
+    after it still reaches B's client, in order, and the log says it was retried."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    key = f"t{uuid.uuid4().hex[:12]}"
+    sharded = mode == "sharded"
+    name = f"pub-{uuid.uuid4().hex[:8]}"
+    client_a = redis_asyncio.Redis.from_url(private_redis.url, client_name=name)
+    factory_a = RedisAdapter(client_a, key=key, sharded=sharded)
+    factory_b = RedisAdapter(private_redis.url, key=key, sharded=sharded)
+    server_a = aiosio.Server(adapter=factory_a)
+    server_b = aiosio.Server(adapter=factory_b)
+    control = redis_asyncio.Redis.from_url(private_redis.url)
+    received: list[int] = []
+    client = aiosio.Client(await serve(server_b), reconnection=False)
+    client.on("n", received.append)
+    try:
+        assert await factory_a.ready()
+        assert await factory_b.ready()
+        await client.connect()
+        server_a.emit("n", 0)  # the publisher connection opens
+        await until(lambda: received == [0], 5, "the first broadcast")
+        assert await publisher_ids(control, name)
+
+        if drop == "client-kill":
+            for ident in await publisher_ids(control, name):
+                await control.client_kill_filter(_id=ident)
+        else:
+            await control.config_set("timeout", 1)
+            # Idle past the timeout: Redis closes the publisher (not the subscriber: Redis
+            # exempts subscribed connections).
+            deadline = time.monotonic() + 10
+            while await publisher_ids(control, name):
+                if time.monotonic() > deadline:
+                    pytest.fail("Redis did not close the idle publisher connection within 10s")
+                await asyncio.sleep(0.1)
+        assert not await publisher_ids(control, name)
+        lost_before = factory_a.health.dropped_publishes
+
+        for n in range(1, 21):
+            server_a.emit("n", n)
+        await until(lambda: received[-1:] == [20], 10, "the last broadcast")
+        assert received == list(range(21))  # nothing lost, in order
+        assert factory_a.health.dropped_publishes == lost_before == 0
+        assert factory_a.health.retried_publishes >= 1
+        assert not warnings_matching(caplog, "could not publish")
+        retried = [
+            r.getMessage()
+            for r in caplog.records
+            if r.name == LOGGER and "publisher connection had been lost" in r.getMessage()
+        ]
+        assert retried
+        assert "nothing was lost" in retried[0]
+    finally:
+        await client.disconnect()
+        await factory_a.close()
+        await factory_b.close()
+        await control.aclose()
+
+
+async def test_publish_bounds_while_redis_is_down(
+    private_redis: PrivateRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis down: what waits for it is bounded by max_publish_queue (beyond it, dropped at
+    once) and by publish_retry_timeout (then dropped); each drop is counted and logged with the
+    option that bounds it."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    factory = RedisAdapter(
+        private_redis.url,
+        key=f"t{uuid.uuid4().hex[:12]}",
+        publish_retry_timeout=0.5,
+        max_publish_queue=2,
+    )
+    sio = aiosio.Server(adapter=factory)
+    try:
+        assert await factory.ready()
+        await private_redis.stop()
+        await until(lambda: not factory.health.connected, 5, "the link down")
+        for n in range(5):  # no await between them: two wait in the queue, three do not fit
+            sio.emit("n", n)
+        assert factory.health.dropped_publishes == 3
+        assert warnings_matching(caplog, r"could not publish .*max_publish_queue=2 messages wait")
+        await until(lambda: factory.health.dropped_publishes == 5, 10, "the queued two dropped")
+        assert factory.health.queued_publishes == 0
+        assert factory.health.published == 0
+    finally:
+        await factory.close()
+    # The drops past the deadline are counted; the log line (rate-limited) names both bounds.
+    assert warnings_matching(caplog, r"publish_retry_timeout=0.5s and max_publish_queue=2")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"max_publish_queue": 0},
+            "max_publish_queue must be at least 1 message, got 0: it bounds the broadcasts "
+            "waiting for Redis",
+        ),
+        (
+            {"publish_retry_timeout": -1.0},
+            "publish_retry_timeout must be 0 or more seconds, got -1.0: it bounds how long a "
+            "broadcast waits for the Redis connection to come back",
+        ),
+    ],
+)
+def test_publish_bounds_are_checked(options: dict[str, Any], message: str) -> None:
+    client = redis_asyncio.Redis.from_url(REDIS_URL)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        RedisAdapter(client, **options)

@@ -2,10 +2,13 @@
 
 The subscriber runs in one task that reconnects with bounded, resetting backoff after Redis
 restarts, ``CLIENT KILL``, idle timeouts and network stalls, and subscribes again to every channel
-and pattern. Publishes go through one ordered, bounded queue drained by one task; what cannot be
-published (Redis down, queue full) is counted and logged, never dropped silently. The health of
-both sides is :attr:`RedisLink.health`. Nothing starts before it is first needed inside a running
-event loop, so a server can be created before a fork.
+and pattern. Publishes go through one ordered, bounded queue drained by one task. A publish that
+fails because the connection was lost (``CLIENT KILL``, Redis's idle ``timeout``, a restart) is
+retried, in order, until ``retry_timeout`` seconds after it was queued: the client reconnects at
+the next command, so a routine reconnection loses nothing. What cannot be published (Redis down
+past the deadline, queue full, a command error) is counted and logged, never dropped silently.
+The health of both sides is :attr:`RedisLink.health`. Nothing starts before it is first needed
+inside a running event loop, so a server can be created before a fork.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class RedisHealth:
     messages_received: int = 0
     published: int = 0
     dropped_publishes: int = 0
+    retried_publishes: int = 0
     queued_publishes: int = 0
     last_message_at: float | None = None
     subscriptions: int = 0
@@ -55,6 +59,7 @@ class RedisHealth:
             "messages_received": self.messages_received,
             "published": self.published,
             "dropped_publishes": self.dropped_publishes,
+            "retried_publishes": self.retried_publishes,
             "queued_publishes": self.queued_publishes,
             "subscriptions": self.subscriptions,
         }
@@ -129,9 +134,20 @@ class RedisLink:
         client: Any,
         *,
         max_queue: int = 10_000,
+        retry_timeout: float = 2.0,
         backoff_min: float = 0.1,
         backoff_max: float = 5.0,
     ) -> None:
+        if max_queue < 1:
+            raise ValueError(
+                f"max_publish_queue must be at least 1 message, got {max_queue}: it bounds the "
+                "broadcasts waiting for Redis"
+            )
+        if not retry_timeout >= 0:
+            raise ValueError(
+                f"publish_retry_timeout must be 0 or more seconds, got {retry_timeout}: it bounds "
+                "how long a broadcast waits for the Redis connection to come back"
+            )
         self.client = client
         self.health = RedisHealth()
         self._channels: dict[str, Handler] = {}
@@ -140,8 +156,9 @@ class RedisLink:
         self._pubsub: Any = None
         self._listener: asyncio.Task[None] | None = None
         self._sender: asyncio.Task[None] | None = None
-        self._queue: asyncio.Queue[tuple[str, bytes, bool]] | None = None
+        self._queue: asyncio.Queue[tuple[str, bytes, bool, float]] | None = None
         self._max_queue = max_queue
+        self._retry_timeout = retry_timeout
         self._backoff_min = backoff_min
         self._backoff_max = backoff_max
         self._ready: asyncio.Event | None = None
@@ -360,9 +377,12 @@ class RedisLink:
             return
         assert self._queue is not None
         try:
-            self._queue.put_nowait((channel, data, sharded))
+            self._queue.put_nowait((channel, data, sharded, time.monotonic()))
         except asyncio.QueueFull:
-            self._drop(channel, f"{self._max_queue} messages wait already (Redis is down?)")
+            self._drop(
+                channel,
+                f"max_publish_queue={self._max_queue} messages wait already for Redis",
+            )
             return
         self.health.queued_publishes = self._queue.qsize()
 
@@ -370,19 +390,59 @@ class RedisLink:
         assert self._queue is not None
         queue = self._queue
         while True:
-            channel, data, sharded = await queue.get()
+            channel, data, sharded, queued_at = await queue.get()
+            await self._publish_one(channel, data, sharded, queued_at)
+            self.health.queued_publishes = queue.qsize()
+
+    async def _publish_one(
+        self, channel: str, data: bytes, sharded: bool, queued_at: float
+    ) -> None:
+        """Publish one message; on a lost connection try again (the client reconnects) until
+        ``retry_timeout`` after it was queued. The queue waits meanwhile: order is kept."""
+        deadline = queued_at + self._retry_timeout
+        attempts = 0
+        delay = 0.0
+        first_error: str | None = None
+        while True:
+            attempts += 1
+            # No attempt waits forever on a stalled connection; one that times out is not
+            # retried (it may have been published: no duplicate).
+            budget = max(deadline - time.monotonic(), 1.0)
             try:
-                if sharded:
-                    await self.client.spublish(channel, data)
-                else:
-                    await self.client.publish(channel, data)
-                self.health.published += 1
+                async with asyncio.timeout(budget):
+                    if sharded:
+                        await self.client.spublish(channel, data)
+                    else:
+                        await self.client.publish(channel, data)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - counted and reported
-                self.health.last_error = f"{type(exc).__name__}: {exc}"
-                self._drop(channel, f"{type(exc).__name__}: {exc}")
-            self.health.queued_publishes = queue.qsize()
+            except Exception as exc:  # noqa: BLE001 - retried, or counted and reported
+                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                self.health.last_error = error
+                first_error = first_error or error
+                left = deadline - time.monotonic()
+                if isinstance(exc, TimeoutError):
+                    left = 0.0  # the attempt's own deadline: not retried
+                if not _connection_lost(exc) or left <= 0:
+                    if attempts > 1:
+                        error += f" after {attempts} attempts over {self._retry_timeout}s"
+                    self._drop(channel, error)
+                    return
+                await asyncio.sleep(min(delay, left))
+                delay = min(max(delay * 2, self._backoff_min), self._backoff_max)
+                continue
+            self.health.published += 1
+            if attempts > 1:
+                self.health.retried_publishes += 1
+                logger.info(
+                    "published to redis channel %s at attempt %d, %.2fs after it was queued: the "
+                    "publisher connection had been lost (%s) and was reopened; nothing was lost",
+                    channel,
+                    attempts,
+                    time.monotonic() - queued_at,
+                    first_error,
+                )
+            return
 
     def _drop(self, channel: str, why: str) -> None:
         self.health.dropped_publishes += 1
@@ -391,10 +451,14 @@ class RedisLink:
             self._dropped_logged_at = now
             logger.error(
                 "could not publish to redis channel %s (%s): %d messages lost so far; other "
-                "servers do not see them",
+                "servers do not see them; check that Redis is reachable (RedisAdapter's "
+                "publish_retry_timeout=%ss and max_publish_queue=%d bound how long and how many "
+                "broadcasts wait for it)",
                 channel,
                 why,
                 self.health.dropped_publishes,
+                self._retry_timeout,
+                self._max_queue,
             )
 
     async def numsub(self, channel: str, *, sharded: bool = False) -> int:
@@ -410,3 +474,14 @@ class RedisLink:
         if not result:
             return 0
         return int(result[0][1])
+
+
+def _connection_lost(exc: BaseException | None) -> bool:
+    """Whether ``exc`` says the connection failed (worth a retry on a new one) rather than the
+    command: OS errors, and the redis client's ``ConnectionError`` and ``TimeoutError`` (which
+    do not derive from the builtins; matched by name so this module needs no redis import)."""
+    if exc is None:
+        return False
+    if isinstance(exc, OSError):
+        return True
+    return any(cls.__name__ in ("ConnectionError", "TimeoutError") for cls in type(exc).__mro__)

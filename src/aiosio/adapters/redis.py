@@ -75,6 +75,11 @@ class RedisAdapter:
     ``"dynamic-private"``. ``health`` tells whether the link is up, how often it reconnected, the
     last error and how many messages could not be published.
 
+    Broadcasts are published in order by one task; one whose publish fails because the
+    connection was lost (``CLIENT KILL``, Redis's idle ``timeout``, a restart) is retried until
+    ``publish_retry_timeout`` seconds after it was sent, and at most ``max_publish_queue`` wait;
+    past either bound a broadcast is dropped, counted in ``health`` and logged.
+
     ``limits`` are the bounds applied to what other servers ask this one to deliver, as to what
     clients send (give it the server's ``limits`` if you changed them).
     """
@@ -89,6 +94,8 @@ class RedisAdapter:
         requests_timeout: float = 5.0,
         publish_on_specific_response_channel: bool = False,
         max_message_size: int = 10_000_000,
+        publish_retry_timeout: float = 2.0,
+        max_publish_queue: int = 10_000,
         limits: Limits | None = None,
         link: Link | None = None,
     ) -> None:
@@ -108,7 +115,9 @@ class RedisAdapter:
                 )
 
                 client = redis_asyncio.Redis.from_url(client)
-            self.link = RedisLink(client)
+            self.link = RedisLink(
+                client, max_queue=max_publish_queue, retry_timeout=publish_retry_timeout
+            )
         self.key = key
         self.sharded = sharded
         self.subscription_mode = subscription_mode
