@@ -10,7 +10,11 @@ reach the event loop's exception handler, and every test ends with a fresh clien
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import logging
+import os
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,6 +24,7 @@ from _eio import (
     TIMEOUT,
     RawConnection,
     assert_serving,
+    eventually,
     handshake,
     recorder,
     request_bytes,
@@ -122,3 +127,182 @@ def test_body_timeout_has_a_default_and_must_be_positive() -> None:
         with pytest.raises(ValueError, match=r"ServerLimits\(body_timeout=\.\.\.\) must be a") as e:
             aiosio.ServerLimits(body_timeout=bad)
         assert repr(bad) in str(e.value)
+
+
+def test_max_pipelined_requests_has_a_default_and_must_be_positive() -> None:
+    assert aiosio.ServerLimits().max_pipelined_requests == 16
+    aiosio.ServerLimits(max_pipelined_requests=1)
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match=r"max_pipelined_requests=\.\.\.\) must be an integer"):
+            aiosio.ServerLimits(max_pipelined_requests=bad)
+
+
+# -- a client that does not read what it is sent ---------------------------------------------------
+
+
+async def open_slow_reader(base: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, int]:
+    """A connection whose receive buffer is small, so that what the server writes and the client
+    does not read stays in the server's own buffers instead of the kernel's."""
+    host, port = base.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    return reader, writer, sock.getsockname()[1]
+
+
+def connection_of(server: aiosio.NativeServer, port: int) -> aiosio.HttpConnection:
+    """The server's side of the client connection from ``port``, its kernel send buffer made
+    small too (the kernel would otherwise take megabytes before the server's own buffer grows)."""
+    (conn,) = [c for c in server.connections if c.peer == f"127.0.0.1:{port}"]
+    assert conn.transport is not None
+    conn.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    return conn
+
+
+class Peak:
+    """Samples a connection's public counters every few milliseconds and keeps the largest."""
+
+    def __init__(self, conn: aiosio.HttpConnection) -> None:
+        self.conn = conn
+        self.buffered = 0
+        self.queued = 0
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            self.buffered = max(self.buffered, self.conn.buffered_bytes)
+            self.queued = max(self.queued, self.conn.queued_requests)
+            await asyncio.sleep(0.002)
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
+async def write_all(writer: asyncio.StreamWriter, data: bytes) -> None:
+    for i in range(0, len(data), 65536):
+        writer.write(data[i : i + 65536])
+        await writer.drain()
+
+
+async def read_until_count(reader: asyncio.StreamReader, marker: bytes, count: int) -> bytes:
+    seen = b""
+    async with asyncio.timeout(60):
+        while seen.count(marker) < count:
+            chunk = await reader.read(1 << 20)
+            assert chunk, (seen.count(marker), count)
+            seen += chunk
+    return seen
+
+
+async def test_pipelined_requests_whose_responses_are_not_read_are_bounded() -> None:
+    # 300,000 pipelined requests written without reading the responses cost +256 MB: every one
+    # was parsed and queued, and every response buffered. Now the server stops reading from the
+    # connection while its requests wait or its responses are not read.
+    server = await native(aiosio.EngineServer(), max_pipelined_requests=8)
+    base = base_of(server)
+    request = request_bytes("GET", "/elsewhere", base)  # a 404, answered without a log line
+    count = 10_000
+    reader, writer, port = await open_slow_reader(base)
+    try:
+        await eventually(lambda: len(server.connections) == 1)
+        conn = connection_of(server, port)
+        peak = Peak(conn)
+        writing = asyncio.create_task(write_all(writer, request * count))
+        await eventually(lambda: not conn.reading, timeout=30)  # the responses pile up
+        await asyncio.sleep(0.2)  # and the server stays put
+        assert not conn.reading
+        await peak.stop()
+        # at most the bound, plus the requests that complete in the slice being parsed
+        assert peak.queued <= 8 + 4096 // len(request) + 1, peak.queued
+        # the transport's high-water mark (64 KiB) and what one read of requests answers
+        assert peak.buffered < 512 * 1024, peak.buffered
+        await assert_serving(base)  # another client is served meanwhile
+        # the client reads at last: every request is answered, in order, none dropped
+        answers = await read_until_count(reader, b"HTTP/1.1 404 ", count)
+        assert answers.count(b"HTTP/1.1 404 ") == count
+        await asyncio.wait_for(writing, TIMEOUT)
+        assert conn.reading
+    finally:
+        writer.close()
+        await server.close()
+
+
+async def test_posts_queued_behind_a_waiting_long_poll_are_bounded() -> None:
+    # 150 POSTs of 900 KB pipelined behind a long-poll that waits: +129 MB. Now the bodies read
+    # ahead are bounded by the pipeline (max_http_buffer_size of bodies, or the request count).
+    limit = 100_000
+    rec = recorder(max_http_buffer_size=limit)
+    server = await native(rec.engine)
+    base = base_of(server)
+    async with httpx.AsyncClient(timeout=TIMEOUT) as c:
+        sid, _, _ = await handshake(c, base)
+    target = f"/engine.io/?EIO=4&transport=polling&sid={sid}"
+    body = b"4" + b"x" * (limit * 9 // 10)
+    posts = 40
+    pipeline = (
+        request_bytes("GET", target, base)
+        + (request_bytes("POST", target, base, [("Content-Length", str(len(body)))]) + body) * posts
+    )
+    reader, writer, port = await open_slow_reader(base)
+    try:
+        await eventually(lambda: len(server.connections) == 1)
+        conn = connection_of(server, port)
+        peak = Peak(conn)
+        writing = asyncio.create_task(write_all(writer, pipeline))
+        await eventually(lambda: not conn.reading, timeout=30)
+        await asyncio.sleep(0.2)
+        await peak.stop()
+        assert conn.queued_requests <= 2
+        # the body being read, one or two queued and the slice being parsed
+        assert peak.buffered <= 3 * limit + 4096, peak.buffered
+        await assert_serving(base)
+        rec.sockets[sid].send("go")  # the long-poll ends: the POSTs are read and answered
+        answers = await read_until_count(reader, b"HTTP/1.1 200 ", 1 + posts)
+        assert answers.count(b"\r\n\r\nok") == posts
+        await asyncio.wait_for(writing, TIMEOUT)
+        await eventually(lambda: len(rec.messages) == posts)
+    finally:
+        writer.close()
+        await server.close()
+
+
+async def test_a_ping_flood_whose_pongs_are_not_read_is_bounded() -> None:
+    # 100 MB of WebSocket pings whose pongs the client never read: +81 MB. Control frames get
+    # the same backpressure as responses: the server stops reading while its pongs wait.
+    server = await native(aiosio.EngineServer())
+    base = base_of(server)
+    reader, writer, port = await open_slow_reader(base)
+    try:
+        await eventually(lambda: len(server.connections) == 1)
+        conn = connection_of(server, port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        upgrade = [
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", key),
+            ("Sec-WebSocket-Version", "13"),
+        ]
+        writer.write(request_bytes("GET", "/engine.io/?EIO=4&transport=websocket", base, upgrade))
+        async with asyncio.timeout(TIMEOUT):
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101 ")
+        ping = bytes([0x89, 0x80 | 125]) + b"\x00" * 4 + b"p" * 125  # masked, zero key
+        peak = Peak(conn)
+        flood = asyncio.create_task(write_all(writer, ping * (8 * 1024 * 1024 // len(ping))))
+        await eventually(lambda: not conn.reading, timeout=30)
+        await asyncio.sleep(0.2)
+        await peak.stop()
+        assert not conn.reading
+        assert not flood.done()  # the client is held back, not the server filled
+        # the high-water mark and the pongs of one read (at most 256 KiB)
+        assert peak.buffered < 512 * 1024, peak.buffered
+        await assert_serving(base)
+        flood.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flood
+    finally:
+        writer.transport.abort()
+        await server.close()

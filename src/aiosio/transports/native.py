@@ -49,12 +49,24 @@ class ServerLimits:
     # and the default max_http_buffer_size (1 MB), a client must send 34 KB/s.
     body_timeout: float = 30.0
     keep_alive_timeout: float = 5.0  # idle keep-alive connections are closed after this
+    # Requests read from one connection and waiting for their turn (HTTP/1.1 pipelining): at
+    # this many, or when their bodies reach the app's max_http_buffer_size, the connection is
+    # not read from until the request being answered is done. The server also stops reading
+    # from a connection while the client does not read its responses (the transport's write
+    # buffer is over its high-water mark), WebSocket pongs and other replies included.
+    max_pipelined_requests: int = 16
     websocket_close_timeout: float = 5.0  # wait for the peer's close frame before dropping
     # Once this many connections have closed since the most there were, the C heap's free
     # memory is given back to the operating system when the closes stop (0: never; glibc only).
     trim_heap_after: int = 1000
 
     def __post_init__(self) -> None:
+        count = self.max_pipelined_requests
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise ValueError(
+                f"ServerLimits(max_pipelined_requests=...) must be an integer of at least 1, "
+                f"got {count!r}"
+            )
         for name in ("header_timeout", "body_timeout", "keep_alive_timeout"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
@@ -94,6 +106,15 @@ class _NoParser:
 
 
 _NO_PARSER = _NoParser()
+
+# Why a connection is not read from (HttpConnection._paused); it is read again when none holds.
+_PAUSED_BY_WRITES = 1  # the client does not read what is written to it (pause_writing)
+_PAUSED_BY_QUEUE = 2  # max_pipelined_requests requests wait for their turn
+_PAUSED_BY_APP = 4  # the engine's backpressure (handlers running): WebSocket.pause_reading
+
+# Input is parsed in slices of this size, so that parsing stops soon after the pipeline is full
+# (a 256 KiB read of minimal requests holds thousands of them).
+_SLICE = 4096
 
 
 def _sent() -> None:
@@ -238,14 +259,10 @@ class _NativeWebSocket:
     def pause_reading(self) -> None:
         """The engine's backpressure: the connection is not read from (the frames of the chunk
         being read are still delivered) until :meth:`resume_reading`."""
-        transport = self._conn.transport
-        if transport is not None:
-            transport.pause_reading()
+        self._conn._pause(_PAUSED_BY_APP)
 
     def resume_reading(self) -> None:
-        transport = self._conn.transport
-        if transport is not None:
-            transport.resume_reading()
+        self._conn._resume(_PAUSED_BY_APP)
 
     # from the connection ------------------------------------------------------------------------
 
@@ -312,7 +329,13 @@ class HttpConnection(asyncio.Protocol):
         self._refused = False
         # requests parsed and waiting for their turn; the one running
         self._queue: list[tuple[HttpRequest, bool]] = []  # (request, keep-alive)
+        self._queued_bytes = 0  # the bodies of the requests in _queue
         self._task: asyncio.Task[None] | None = None
+        # backpressure: why the transport is not read from (_PAUSED_BY_*), the client's
+        # responses are not consumed (pause_writing), input read but not parsed yet
+        self._paused = 0
+        self._writing_paused = False
+        self._held = b""
         self._upgrade: HttpRequest | None = None
         self._upgrade_buffer = bytearray()
         self._websocket: _NativeWebSocket | None = None
@@ -346,6 +369,7 @@ class HttpConnection(asyncio.Protocol):
         if self._task is not None and not self._task.done():
             self._task.cancel()
         self._queue.clear()
+        self._held = b""
         # The parser calls back into this object: without this cycle a closed connection is
         # freed at once by reference counting, not at the garbage collector's next full pass.
         self._parser = _NO_PARSER
@@ -366,21 +390,98 @@ class HttpConnection(asyncio.Protocol):
                 self._raw += data
                 if len(self._raw) > 64 * 1024:
                     self._raw = None  # too big to hand over: answered here
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade as upgrade:
-            offset = upgrade.args[0] if upgrade.args else len(data)
-            self._upgrade_buffer += data[offset:]
-        except httptools.HttpParserError as exc:
-            if self._refused:
+        if self._held:  # read before the pause took effect
+            self._held += data
+            return
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
+        """Parse ``data``; when the pipeline fills up, keep the rest and stop reading."""
+        start, end = 0, len(data)
+        while start < end:
+            if self._pipeline_full():
+                self._held = data[start:]
+                self._pause(_PAUSED_BY_QUEUE)
                 return
-            if data[:1] == b"\x16" and not self._secure:  # a TLS record: a ClientHello
-                # Answered like Node does (a 400 in plain text): TLS clients then report
-                # "wrong version number", the recognised sign of https:// against http://.
-                self.server.plain_port_got_tls(self.peer)
-                self._refuse(400, "this port serves plain HTTP, not TLS", log=False)
+            piece = data[start : start + _SLICE] if start or end > _SLICE else data
+            start += len(piece)
+            try:
+                self._parser.feed_data(piece)
+            except httptools.HttpParserUpgrade as upgrade:
+                offset = upgrade.args[0] if upgrade.args else len(piece)
+                self._upgrade_buffer += piece[offset:] + data[start:]
                 return
-            self._refuse(400, f"malformed HTTP request: {exc}")
+            except httptools.HttpParserError as exc:
+                if self._refused:
+                    return
+                if data[:1] == b"\x16" and not self._secure:  # a TLS record: a ClientHello
+                    # Answered like Node does (a 400 in plain text): TLS clients then report
+                    # "wrong version number", the recognised sign of https:// against http://.
+                    self.server.plain_port_got_tls(self.peer)
+                    self._refuse(400, "this port serves plain HTTP, not TLS", log=False)
+                    return
+                self._refuse(400, f"malformed HTTP request: {exc}")
+                return
+            if self._refused or self._upgrade is not None or self._websocket is not None:
+                return  # what follows is not read, or goes to the upgrade
+
+    def _pipeline_full(self) -> bool:
+        queue = self._queue
+        return bool(queue) and (
+            len(queue) >= self.limits.max_pipelined_requests
+            or self._queued_bytes >= self.app.max_body_size
+        )
+
+    # backpressure -------------------------------------------------------------------------------
+
+    def _pause(self, reason: int) -> None:
+        """Stop reading from the connection for ``reason`` (one of ``_PAUSED_BY_*``)."""
+        transport = self.transport
+        if not self._paused and transport is not None and not transport.is_closing():
+            transport.pause_reading()
+        self._paused |= reason
+
+    def _resume(self, reason: int) -> None:
+        """``reason`` no longer holds; read again if no other does."""
+        if not self._paused & reason:
+            return
+        self._paused &= ~reason
+        transport = self.transport
+        if not self._paused and transport is not None and not transport.is_closing():
+            transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        # asyncio.Protocol: the transport's write buffer is over its high-water mark. The client
+        # does not read what it asked for: read nothing more from it (the next request, the next
+        # ping) until it does, and answer no queued request meanwhile.
+        self._writing_paused = True
+        self._pause(_PAUSED_BY_WRITES)
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._resume(_PAUSED_BY_WRITES)
+        self._next()
+
+    @property
+    def reading(self) -> bool:
+        """The server reads from this connection (False while backpressure holds it)."""
+        return self.transport is not None and not self._paused
+
+    @property
+    def queued_requests(self) -> int:
+        """Requests read and waiting for their turn (pipelined behind the one answered)."""
+        return len(self._queue)
+
+    @property
+    def buffered_bytes(self) -> int:
+        """What the server holds for this connection: the queued requests' bodies, the body
+        being read, input not parsed yet, and output the client has not read yet."""
+        held = self._queued_bytes + self._body_size + len(self._held) + len(self._upgrade_buffer)
+        websocket = self._websocket
+        if websocket is not None:
+            return held + websocket.buffered_amount
+        transport = self.transport
+        return held + (transport.get_write_buffer_size() if transport is not None else 0)
 
     def eof_received(self) -> bool | None:
         return None
@@ -459,6 +560,9 @@ class HttpConnection(asyncio.Protocol):
             self._upgrade = request
         # Read keep-alive now: the parser forgets the message's flags once it is complete.
         self._queue.append((request, self._parser.should_keep_alive()))
+        self._queued_bytes += len(request.body)
+        self._body = []
+        self._body_size = 0
         self._next()
 
     # request handling ---------------------------------------------------------------------------
@@ -499,8 +603,16 @@ class HttpConnection(asyncio.Protocol):
     def _next(self) -> None:
         if self._task is not None or not self._queue or self.transport is None:
             return
+        if self._writing_paused:
+            return  # resume_writing calls again
         request, keep_alive = self._queue.pop(0)
+        self._queued_bytes -= len(request.body)
         self._task = self.loop.create_task(self._handle(request, keep_alive))
+        if self._paused & _PAUSED_BY_QUEUE and not self._pipeline_full():
+            held, self._held = self._held, b""
+            self._feed(held)
+            if not self._held:
+                self._resume(_PAUSED_BY_QUEUE)
 
     async def _handle(self, request: HttpRequest, keep_alive: bool) -> None:
         try:
