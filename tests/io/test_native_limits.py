@@ -270,6 +270,32 @@ async def test_posts_queued_behind_a_waiting_long_poll_are_bounded() -> None:
         await server.close()
 
 
+async def test_pipelined_requests_stop_at_max_pipelined_requests() -> None:
+    # Requests of more than one parsing slice each: the bound is exact.
+    rec = recorder()
+    server = await native(rec.engine, max_pipelined_requests=3)
+    base = base_of(server)
+    async with httpx.AsyncClient(timeout=TIMEOUT) as c:
+        sid, _, _ = await handshake(c, base)
+    big = request_bytes("GET", "/elsewhere", base, [("X-Pad", "p" * 5000)])
+    poll = request_bytes("GET", f"/engine.io/?EIO=4&transport=polling&sid={sid}", base)
+    try:
+        async with await RawConnection.open(base) as raw:
+            await eventually(lambda: len(server.connections) == 1)
+            (conn,) = server.connections
+            await raw.send(poll + big * 10)  # behind a long-poll that waits
+            await eventually(lambda: not conn.reading)
+            await asyncio.sleep(0.1)
+            assert conn.queued_requests == 3
+            rec.sockets[sid].send("go")
+            assert (await raw.response()).body == b"4go"
+            statuses = [(await raw.response()).status for _ in range(10)]
+            assert statuses == [404] * 10
+            assert conn.reading
+    finally:
+        await server.close()
+
+
 async def test_a_ping_flood_whose_pongs_are_not_read_is_bounded() -> None:
     # 100 MB of WebSocket pings whose pongs the client never read: +81 MB. Control frames get
     # the same backpressure as responses: the server stops reading while its pongs wait.
