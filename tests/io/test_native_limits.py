@@ -332,3 +332,56 @@ async def test_a_ping_flood_whose_pongs_are_not_read_is_bounded() -> None:
     finally:
         writer.transport.abort()
         await server.close()
+
+
+# -- HEAD ----------------------------------------------------------------------------------------
+
+
+async def read_head(conn: RawConnection) -> tuple[int, dict[str, str]]:
+    """The status and headers of a response to HEAD: it ends with its head."""
+    async with asyncio.timeout(TIMEOUT):
+        head = (await conn.reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+    lines = head.split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:] if line)
+    return int(lines[0].split(" ")[1]), headers
+
+
+async def test_head_on_the_handshake_url_opens_no_session_and_ends_its_response(
+    serve: Any,
+) -> None:
+    # The reference (engine.io's verify) refuses a handshake that is not a GET: 400 "Bad
+    # handshake method", so HEAD opens no session. The answer to HEAD has no body and no
+    # Content-Length (RFC 9110 8.6: only the length GET would have, and a GET would get a 200
+    # handshake of another length); the next response on the connection follows it at once.
+    rec = recorder()
+    base = await serve(rec.engine)
+    handshake_url = "/engine.io/?EIO=4&transport=polling"
+    async with await RawConnection.open(base) as conn:
+        await conn.send(request_bytes("HEAD", handshake_url, base))
+        status, headers = await read_head(conn)
+        assert status == 400
+        assert "content-length" not in headers
+        assert "transfer-encoding" not in headers
+        assert rec.engine.clients_count == 0
+        await conn.send(request_bytes("GET", handshake_url, base))
+        response = await conn.response()
+        assert response.status == 200
+        assert response.body.startswith(b'0{"sid":')
+        sid = response.body[9:29].decode()
+        # HEAD on a session's URL: the reference's 500 without a body; the session lives on
+        await conn.send(request_bytes("HEAD", f"{handshake_url}&sid={sid}", base))
+        status, headers = await read_head(conn)
+        assert status == 500
+        assert headers.get("content-length", "0") == "0"
+        rec.sockets[sid].send("still here")
+        await conn.send(request_bytes("GET", f"{handshake_url}&sid={sid}", base))
+        assert (await conn.response()).body == b"4still here"
+        # and a path the server does not serve
+        await conn.send(request_bytes("HEAD", "/elsewhere", base))
+        status, headers = await read_head(conn)
+        assert status == 404
+        assert "content-length" not in headers
+        await conn.send(request_bytes("GET", "/engine.io/?transport=udp", base))
+        assert (await conn.response()).status == 400
+    assert rec.engine.clients_count == 1
+    await assert_serving(base)

@@ -56,12 +56,13 @@ def _request_from_scope(scope: Scope, body: bytes = b"") -> HttpRequest:
     )
 
 
-async def _send_response(send: Send, response: HttpResponse) -> None:
+async def _send_response(send: Send, response: HttpResponse, head: bool = False) -> None:
     headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
-    if not any(k.lower() == b"content-length" for k, _ in headers):
+    # To HEAD: no body, and no length but the one the app gave (RFC 9110 8.6), as natively.
+    if not head and not any(k.lower() == b"content-length" for k, _ in headers):
         headers.append((b"content-length", str(len(response.body)).encode()))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    await send({"type": "http.response.body", "body": response.body})
+    await send({"type": "http.response.body", "body": b"" if head else response.body})
 
 
 class _AsgiWebSocket:
@@ -169,7 +170,7 @@ class AsgiApp:
             if self.other_app is not None:
                 await self.other_app(scope, receive, send)
             elif kind == "http":
-                await _send_response(send, self.app.not_found(request))
+                await _send_response(send, self.app.not_found(request), request.method == "HEAD")
             elif kind == "websocket":
                 await receive()
                 await send({"type": "websocket.close", "code": 1008, "reason": "not found"})
@@ -243,7 +244,7 @@ class AsgiApp:
         if handler.cancelled():
             return
         response = handler.result()
-        await _send_response(send, response)
+        await _send_response(send, response, request.method == "HEAD")
 
     async def _websocket(
         self, scope: Scope, request: HttpRequest, receive: Receive, send: Send

@@ -86,7 +86,10 @@ def _encode_response(response: HttpResponse, keep_alive: bool, head_only: bool =
         elif lowered == "connection":
             has_connection = True
         lines.append(f"{name}: {value}")
-    if not has_length:
+    if not has_length and not head_only:
+        # A response to HEAD states no length unless the app gave the one GET would have
+        # (RFC 9110 8.6): the length of this response's body would be wrong for a handshake
+        # refused because of its method (the reference's Node server sends none either).
         lines.append(f"Content-Length: {len(response.body)}")
     if not keep_alive and not has_connection:
         lines.append("Connection: close")
