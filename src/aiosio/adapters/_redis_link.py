@@ -77,8 +77,22 @@ def _ext_hook(code: int, data: bytes) -> Any:
 
 
 def encode_msgpack(value: Any) -> bytes:
-    """msgpack as notepack.io (Node) writes and reads it."""
-    return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+    """msgpack as notepack.io (Node) writes and reads it. A lone surrogate (valid in a
+    JavaScript string, not in UTF-8) is written as U+FFFD, as Node's UTF-8 encoder does."""
+    try:
+        return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+    except UnicodeEncodeError:
+        return msgpack.packb(_well_formed(value), use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def _well_formed(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    if isinstance(value, list | tuple):
+        return [_well_formed(v) for v in value]
+    if isinstance(value, dict):
+        return {_well_formed(k): _well_formed(v) for k, v in value.items()}
+    return value
 
 
 def _json_default(value: Any) -> Any:
@@ -89,9 +103,14 @@ def _json_default(value: Any) -> Any:
 
 
 def encode_json(value: Any) -> bytes:
-    return json.dumps(
-        value, separators=(",", ":"), ensure_ascii=False, default=_json_default
-    ).encode()
+    """JSON as ``JSON.stringify`` writes it; a lone surrogate is escaped (``\\ud800``)."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(
+            value, separators=(",", ":"), ensure_ascii=True, default=_json_default
+        ).encode()
 
 
 def decode(data: bytes, max_size: int) -> Any:

@@ -252,6 +252,11 @@ class HttpConnection:
         *,
         url: str,
     ) -> HttpResult:
+        """Send one request and read its answer, whatever the peer sends back.
+
+        Raises :class:`ConnectError` (with its stage) for every failure: no connection, a
+        connection closed before a whole answer, an answer that is not HTTP/1.1 or too large.
+        """
         async with self._lock:
             # A kept-alive connection the server closed meanwhile is retried once on a new one.
             reused = self._stream is not None
@@ -315,6 +320,17 @@ class HttpConnection:
                     Stage.PROTOCOL,
                     f"the answer is not valid HTTP: {exc}",
                     hint="something that is not an HTTP server listens on this port",
+                    description=exc,
+                ) from exc
+            except httptools.HttpParserUpgrade as exc:
+                # httptools' upgrade signal is no HttpParserError: a 101 answer to a plain
+                # request escaped as an undocumented exception.
+                self.close()
+                raise ConnectError(
+                    Stage.PROTOCOL,
+                    f"the server switched protocols (status {parser.get_status_code()}) in "
+                    f"answer to a plain HTTP {method} request",
+                    hint="something that is not an Engine.IO server answers on this path",
                     description=exc,
                 ) from exc
             response.size += len(chunk)
