@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 
-__all__ = ["configure_debug"]
+__all__ = ["configure_debug", "configure_default_logging"]
 
 _LOGGERS = (
     "aiosio.engine",
@@ -49,3 +49,22 @@ def configure_debug(value: str | None = None) -> list[str]:
                 logger.propagate = False
             enabled.append(name)
     return enabled
+
+
+def configure_default_logging() -> bool:
+    """Show aiosio's INFO lines on stderr when the application has not configured logging.
+
+    Python's default shows WARNING and above, through a last-resort handler, so a server started
+    with ``aiosio.run()`` would not say where it listens. If neither the root logger nor the
+    ``aiosio`` logger has a handler, give ``aiosio`` one (and the INFO level if it has none);
+    otherwise leave logging as the application set it. Returns whether it did anything.
+    """
+    own = logging.getLogger("aiosio")
+    if own.handlers or logging.getLogger().handlers:
+        return False
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    own.addHandler(handler)
+    if own.level == logging.NOTSET:
+        own.setLevel(logging.INFO)
+    return True

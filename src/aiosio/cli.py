@@ -1,22 +1,33 @@
-"""The ``aiosio`` command: ``aiosio serve [module:app]``."""
+"""The ``aiosio`` command: ``aiosio serve [module:app]``, ``aiosio doctor URL``."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import logging
 import os
 import ssl
 import sys
+import types
 from typing import Any
 
 __all__ = ["load_app", "main"]
 
 DEFAULT_APP = "aiosio.demo:sio"
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+DESCRIPTION = """\
+Socket.IO for asyncio. 'aiosio serve' runs a Server (with no argument, a demo on
+http://127.0.0.1:3000/socket.io/); 'aiosio doctor URL' diagnoses any Socket.IO deployment.
+'aiosio COMMAND --help' describes each command."""
+
+logger = logging.getLogger("aiosio.cli")
 
 
 def load_app(target: str) -> Any:
-    """Import ``module:attribute`` (``attribute`` may be dotted) and return the object."""
+    """Import ``module:attribute`` (``attribute`` may be dotted) and return the object, which must
+    be an ``aiosio.Server`` or an ``aiosio.EngineServer``; exit with a message saying what was
+    found otherwise."""
     module_name, sep, attribute = target.partition(":")
     if not sep or not module_name or not attribute:
         raise SystemExit(
@@ -35,7 +46,60 @@ def load_app(target: str) -> Any:
             raise SystemExit(
                 f"aiosio: module {module_name!r} has no attribute {attribute!r}"
             ) from None
+    _check_app(obj, target)
     return obj
+
+
+def _check_app(obj: Any, target: str) -> None:
+    """Refuse, before listening, an object the native server cannot serve."""
+    from aiosio.engine.server import EngineServer
+    from aiosio.server.server import Server
+    from aiosio.transports.asgi import AsgiApp
+
+    if isinstance(obj, Server | EngineServer):
+        return
+    expected = "expected an aiosio.Server or an aiosio.EngineServer"
+    module_name = target.partition(":")[0]
+    if isinstance(obj, AsgiApp) or _is_asgi_callable(obj):
+        raise SystemExit(
+            f"aiosio: {target} is an ASGI application ({type(obj).__name__}), {expected}: "
+            f"give aiosio serve the Server itself (the object you called .asgi() on), or run the "
+            f'ASGI application under uvicorn: pip install "aiosio[asgi]", then uvicorn {target}'
+        )
+    if isinstance(obj, types.ModuleType):
+        found = f"the module {obj.__name__}"
+    elif inspect.isclass(obj):
+        found = f"the class {obj.__qualname__}"
+    elif callable(obj):
+        found = f"the function {getattr(obj, '__qualname__', type(obj).__name__)}"
+    else:
+        found = f"a {type(obj).__name__} object"
+    raise SystemExit(
+        f"aiosio: {target} is {found}, {expected}: name the server object in the module "
+        f"(for example {module_name}:sio, where sio = aiosio.Server())"
+    )
+
+
+def _is_asgi_callable(obj: Any) -> bool:
+    """An ASGI application: an async callable of (scope, receive, send)."""
+    if inspect.isclass(obj) or not callable(obj):
+        return False
+    call = obj if inspect.isfunction(obj) or inspect.ismethod(obj) else type(obj).__call__
+    if not inspect.iscoroutinefunction(call):
+        return False
+    try:
+        parameters = inspect.signature(obj).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return False
+    return len(parameters) == 3
+
+
+def _uvloop_installed() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -48,14 +112,22 @@ def _serve(args: argparse.Namespace) -> int:
             raise SystemExit(
                 "aiosio: --workers with TLS is not supported; terminate TLS in a proxy"
             )
+        load_app(args.app)  # the workers load it again; refuse a wrong target before starting them
         serve_workers(args.app, args.host, args.port, args.workers, args.redis)
         return 0
     app = load_app(args.app)
+    use_uvloop: bool | None = False if args.no_uvloop else None
+    if use_uvloop is None and not _uvloop_installed():
+        logger.info(
+            "uvloop is not installed: running on asyncio's default event loop "
+            '(pip install "aiosio[speed]" for uvloop)'
+        )
+        use_uvloop = False
     context = None
     if args.certfile:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(args.certfile, args.keyfile)
-    run(app, host=args.host, port=args.port, ssl=context, use_uvloop=not args.no_uvloop)
+    run(app, host=args.host, port=args.port, ssl=context, use_uvloop=use_uvloop)
     return 0
 
 
@@ -103,24 +175,62 @@ def _doctor(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="aiosio", description=__doc__)
+def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """The options accepted before and after the command (``aiosio serve --log-level debug``).
+
+    On a command's parser their default is SUPPRESS, so that an option given before the command is
+    not overwritten by the command's default."""
+    from aiosio import __version__
+
     parser.add_argument(
-        "--log-level", default=os.environ.get("AIOSIO_LOG_LEVEL", "info"), help="default: info"
+        "--log-level",
+        type=str.lower,
+        choices=LOG_LEVELS,
+        default=os.environ.get("AIOSIO_LOG_LEVEL", "info").lower()
+        if defaults
+        else argparse.SUPPRESS,
+        help="the level of the log lines on stderr (default: info, or $AIOSIO_LOG_LEVEL)",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the native server for an app")
+    parser.add_argument("--version", action="version", version=f"aiosio {__version__}")
+
+
+def _worker_parser() -> argparse.ArgumentParser:
+    """``aiosio _worker``: one worker process of ``--workers`` (started by the master only)."""
+    worker = argparse.ArgumentParser(prog="aiosio _worker")
+    _global_options(worker, defaults=True)
+    worker.add_argument("app")
+    worker.add_argument("--index", type=int, required=True)
+    worker.add_argument("--workers", type=int, required=True)
+    worker.add_argument("--dir", required=True)
+    worker.add_argument("--redis")
+    return worker
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aiosio", description=DESCRIPTION)
+    _global_options(parser, defaults=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="run a Socket.IO server on the native server (with no app: a demo)",
+        description="Run module:app (an aiosio.Server or aiosio.EngineServer) on the native "
+        "server until Ctrl-C or SIGTERM. With no app, a demo: echo answers with its arguments, "
+        "chat broadcasts, join joins a room.",
+    )
+    _global_options(serve, defaults=False)
     serve.add_argument(
         "app",
         nargs="?",
         default=DEFAULT_APP,
-        help=f"module:attribute of an EngineServer or Server (default: {DEFAULT_APP}, a demo)",
+        help=f"module:attribute of a Server or EngineServer (default: {DEFAULT_APP}, the demo)",
     )
     serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
     serve.add_argument("--port", type=int, default=3000, help="default: 3000")
     serve.add_argument("--certfile", help="TLS certificate chain (PEM) to serve https/wss")
     serve.add_argument("--keyfile", help="TLS private key (PEM)")
-    serve.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
+    serve.add_argument(
+        "--no-uvloop", action="store_true", help="use asyncio's default loop even with uvloop"
+    )
     serve.add_argument(
         "--workers",
         type=int,
@@ -131,8 +241,12 @@ def main(argv: list[str] | None = None) -> int:
         "--redis", help="with --workers: connect the workers through this Redis URL instead"
     )
     doctor = commands.add_parser(
-        "doctor", help="diagnose a Socket.IO deployment (any server: Node, Python, aiosio)"
+        "doctor",
+        help="diagnose a Socket.IO deployment (any server: Node, Python, aiosio)",
+        description="Check a Socket.IO deployment step by step (DNS, TCP, TLS, the handshake, "
+        "CORS, WebSocket, sticky sessions, the namespace); exit 0 only when it works.",
     )
+    _global_options(doctor, defaults=False)
     doctor.add_argument("url", help="the server's URL, e.g. https://example.com (path = namespace)")
     doctor.add_argument("--path", help="the Socket.IO path (default /socket.io/)")
     doctor.add_argument("--namespace", help="the namespace to connect (default: the URL's path)")
@@ -154,13 +268,23 @@ def main(argv: list[str] | None = None) -> int:
     doctor.add_argument(
         "--verbose", action="store_true", help="show every request and response, like curl -v"
     )
-    worker = commands.add_parser("_worker", help=argparse.SUPPRESS)
-    worker.add_argument("app")
-    worker.add_argument("--index", type=int, required=True)
-    worker.add_argument("--workers", type=int, required=True)
-    worker.add_argument("--dir", required=True)
-    worker.add_argument("--redis")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``aiosio`` command with ``argv`` (default: ``sys.argv[1:]``); returns the exit
+    status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["_worker"]:
+        args = _worker_parser().parse_args(argv[1:])
+        args.command = "_worker"
+    else:
+        args = _parser().parse_args(argv)
+    if args.log_level not in LOG_LEVELS:  # from $AIOSIO_LOG_LEVEL, which argparse does not check
+        raise SystemExit(
+            f"aiosio: AIOSIO_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, "
+            f"got {args.log_level!r}"
+        )
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -169,7 +169,7 @@ class Client:
             if nsp is None:
                 nsp = await self.server._check_namespace(name, auth)
             if nsp is None:
-                logger.info(
+                logger.warning(
                     "refused a connection to unknown namespace %r from %s: the server has no "
                     "such namespace (sio.of(%r) creates it)",
                     name,

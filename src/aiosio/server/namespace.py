@@ -286,7 +286,7 @@ class Namespace(_Registry):
                 type(exc).__name__,
                 exc_info=exc,
             )
-        logger.info(
+        logger.warning(
             "namespace %s refused %s from %s: %s",
             self.name,
             socket.id,

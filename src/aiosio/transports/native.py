@@ -1094,11 +1094,13 @@ def run(
 
     uvloop is used when installed (``use_uvloop=False`` to opt out)."""
 
+    from aiosio._debug import configure_default_logging
+
     async def main() -> None:
         server = await serve(app, host, port, ssl=ssl, limits=limits)
         scheme = "https" if ssl else "http"
         shown = f"[{host}]" if host and ":" in host else host or "0.0.0.0"
-        logger.warning("aiosio listening on %s://%s:%d", scheme, shown, server.port)
+        logger.info("aiosio listening on %s://%s:%d", scheme, shown, server.port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -1109,9 +1111,10 @@ def run(
             if asyncio.iscoroutine(result):
                 await result
         await stop.wait()
-        logger.warning("shutting down")
+        logger.info("shutting down")
         await server.close()
 
+    configure_default_logging()  # "listening" and refused clients show unless logging is set up
     factory = None
     if use_uvloop is not False:
         try:
@@ -1120,6 +1123,8 @@ def run(
             factory = uvloop.new_event_loop
         except ImportError:
             if use_uvloop:
-                raise
+                raise ImportError(  # noqa: B904 - the ImportError above stays its __context__
+                    'use_uvloop=True needs uvloop, not installed: pip install "aiosio[speed]"'
+                )
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(main())
