@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import logging
 import os
 import socket
+import tracemalloc
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -117,6 +119,43 @@ async def test_a_body_sent_in_pieces_within_the_deadline_is_delivered() -> None:
             await conn.send(request_bytes("GET", "/engine.io/?transport=udp", base))
             assert (await conn.response()).status == 400
         await rec.message(sid, "x" * 99)
+    finally:
+        await server.close()
+
+
+async def test_a_chunked_body_of_tiny_chunks_costs_about_its_size() -> None:
+    # HARDENING 8: the bound on a body is a bound on memory. Each chunk was kept as its own
+    # bytes object: 2-byte chunks cost 21 times the body (21 MB per connection at the default
+    # max_http_buffer_size of 1 MB).
+    rec = recorder()
+    server = await native(rec.engine)
+    base = base_of(server)
+    try:
+        async with httpx.AsyncClient(timeout=TIMEOUT) as c:
+            sid, _, _ = await handshake(c, base)
+        target = f"/engine.io/?EIO=4&transport=polling&sid={sid}"
+        async with await RawConnection.open(base) as raw:
+            await eventually(lambda: len(server.connections) == 1)
+            (conn,) = server.connections
+            size = 1 + 2 * 100_000
+            gc.collect()
+            tracemalloc.start()
+            try:
+                before = tracemalloc.get_traced_memory()[0]
+                await raw.send(
+                    request_bytes("POST", target, base, [("Transfer-Encoding", "chunked")])
+                    + b"1\r\n4\r\n"
+                    + b"2\r\nxx\r\n" * 100_000
+                )
+                await eventually(lambda: conn.buffered_bytes >= size)
+                grown = tracemalloc.get_traced_memory()[0] - before
+            finally:
+                tracemalloc.stop()
+            assert grown < 3 * size, grown
+            await raw.send(b"0\r\n\r\n")
+            response = await raw.response()
+            assert (response.status, response.body) == (200, b"ok")
+        await rec.message(sid, "x" * (size - 1))
     finally:
         await server.close()
 
