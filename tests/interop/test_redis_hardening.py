@@ -17,6 +17,7 @@ import json
 import logging
 import re
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -420,3 +421,35 @@ def test_publish_bounds_are_checked(options: dict[str, Any], message: str) -> No
     client = redis_asyncio.Redis.from_url(REDIS_URL)
     with pytest.raises(ValueError, match=re.escape(message)):
         RedisAdapter(client, **options)
+
+
+def test_nothing_starts_before_the_event_loop(caplog: pytest.LogCaptureFixture) -> None:
+    """HARDENING 20: a server created before a fork (no event loop yet) opens no Redis
+    connection and starts nothing; a broadcast then is dropped and logged, not kept for a child
+    to send twice; the link starts in the loop that first needs it."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    name = f"prefork-{uuid.uuid4().hex[:8]}"
+    factory = RedisAdapter(
+        redis_asyncio.Redis.from_url(REDIS_URL, client_name=name), key=f"t{uuid.uuid4().hex[:12]}"
+    )
+    sio = aiosio.Server(adapter=factory)
+    threads = threading.active_count()
+    sio.emit("early", 1)
+    assert factory.health.dropped_publishes == 1
+    assert warnings_matching(caplog, r"could not publish .*no event loop is running")
+    control = redis.Redis.from_url(REDIS_URL)
+    try:
+        assert [c for c in control.client_list() if c.get("name") == name] == []
+    finally:
+        control.close()
+    assert threading.active_count() == threads
+
+    async def in_the_loop() -> None:
+        try:
+            assert await factory.ready()
+            sio.emit("later", 2)
+            await until(lambda: factory.health.published == 1, 5, "the publish")
+        finally:
+            await factory.close()
+
+    asyncio.run(in_the_loop())
