@@ -738,3 +738,17 @@ def test_redis_encoders_take_lone_surrogates() -> None:
     # JSON.parse of the escapes: the lone ones stay, the pair is one character.
     decoded = ["ev", "a\ud800b", {"\udfff": ["\U0001f600"]}]
     assert redis_decode(encode_json({"x": value}), 1000) == {"x": decoded}
+
+
+@FUZZ
+@given(
+    head=st.sampled_from(["", '"\\ud800",', '"\\uDFFF",', "1,", "NaN,"]),
+    depth=st.integers(0, 3000),
+    tail=tails,
+)
+def test_socketio_loads(head: str, depth: int, tail: str) -> None:
+    """``JSON.parse``: ValueError only, even nested past Python's recursion limit in the
+    fallback that takes escaped lone surrogates (it raised RecursionError)."""
+    text = "[" + head + "[" * depth + tail + "]" * depth + "]"
+    with contextlib.suppress(ValueError):
+        socketio.loads(text)

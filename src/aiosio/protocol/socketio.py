@@ -132,15 +132,19 @@ def _finite_float(text: str) -> float:
 
 
 def loads(text: str) -> Any:
-    """``JSON.parse``; raises ValueError for invalid JSON."""
+    """``JSON.parse``; raises ValueError for invalid JSON, or JSON nested too deeply to parse."""
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
         if "\\ud" not in text and "\\uD" not in text:
             raise
     # Escaped lone surrogates are valid for JSON.parse; orjson refuses them. The fallback is as
-    # strict as orjson otherwise (no NaN/Infinity literals).
-    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    # strict as orjson otherwise (no NaN/Infinity literals), and its recursion ends as orjson's
+    # depth limit does: in a ValueError.
+    try:
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to parse") from None
 
 
 def has_binary(value: Any, depth: int = 0) -> bool:
