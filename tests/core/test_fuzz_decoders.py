@@ -752,3 +752,65 @@ def test_socketio_loads(head: str, depth: int, tail: str) -> None:
     text = "[" + head + "[" * depth + tail + "]" * depth + "]"
     with contextlib.suppress(ValueError):
         socketio.loads(text)
+
+
+# -- check_event at its bounds: the same verdicts as the decoder of a client's packets -----------
+
+
+def _nested(levels: int) -> list[Any]:
+    """``["ev", [[...]]]``: ``levels`` arrays in all, the event's own included."""
+    value: Any = "x"
+    for _ in range(levels - 1):
+        value = [value]
+    return ["ev", value] if levels > 1 else ["ev"]
+
+
+@pytest.mark.parametrize("levels", [1, 31, 32, 33])
+def test_check_event_depth_bound(levels: int) -> None:
+    data = _nested(levels)
+    refused = levels > 32
+    if refused:
+        with pytest.raises(RemoteProtocolError, match=r"^payload nested deeper than max_depth=32$"):
+            socketio.check_event(data)
+    else:
+        socketio.check_event(data)
+    # The decoder of a client's packet says the same of the same value.
+    try:
+        socketio.Decoder().feed("2" + json.dumps(data))
+    except RemoteProtocolError:
+        assert refused
+    else:
+        assert not refused
+
+
+@pytest.mark.parametrize("count", [10, 11])
+def test_check_event_attachments_bound(count: int) -> None:
+    data = ["ev", *[b"\x00"] * count]
+    if count <= 10:
+        socketio.check_event(data)
+        return
+    with pytest.raises(RemoteProtocolError, match=r"^more than max_attachments=10 binary values$"):
+        socketio.check_event(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (["disconnect"], "event name 'disconnect' is reserved"),
+        ([None], "event name must be a string or a number"),
+        ([], "EVENT payload must be a non-empty array (got an empty array)"),
+        ({"a": 1}, "EVENT payload must be a non-empty array (got dict)"),
+        (
+            ["ev", {"_placeholder": True, "num": 0}],
+            "attachment placeholder object in the arguments",
+        ),
+        (["ev", {b"k": 1}], "object key of type bytes (expected a string)"),
+        (["ev", {1, 2}], "value of type set (expected JSON or bytes)"),
+    ],
+)
+def test_check_event_messages(data: Any, message: str) -> None:
+    with pytest.raises(RemoteProtocolError) as caught:
+        socketio.check_event(data)
+    assert str(caught.value).startswith(message)
+    socketio.check_event(["ev", {"_placeholder": False, "num": 0}, 1, 2.5, None, b"x"])
+    socketio.check_event([7, "numeric names pass, as from clients"])
