@@ -168,6 +168,12 @@ def test_body_timeout_has_a_default_and_must_be_positive() -> None:
         assert repr(bad) in str(e.value)
 
 
+def test_send_timeout_has_a_default_and_must_be_positive() -> None:
+    assert aiosio.ServerLimits().send_timeout == 30.0
+    with pytest.raises(ValueError, match=r"ServerLimits\(send_timeout=\.\.\.\) must be a pos"):
+        aiosio.ServerLimits(send_timeout=0)
+
+
 def test_max_pipelined_requests_has_a_default_and_must_be_positive() -> None:
     assert aiosio.ServerLimits().max_pipelined_requests == 16
     aiosio.ServerLimits(max_pipelined_requests=1)
@@ -331,6 +337,91 @@ async def test_pipelined_requests_stop_at_max_pipelined_requests() -> None:
             statuses = [(await raw.response()).status for _ in range(10)]
             assert statuses == [404] * 10
             assert conn.reading
+    finally:
+        await server.close()
+
+
+async def test_a_client_that_reads_none_of_its_responses_is_dropped_at_send_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Backpressure bounds what one connection holds; send_timeout bounds how long: 10,000
+    # connections that read nothing would each hold a write buffer and their kernel buffers.
+    server = await native(aiosio.EngineServer(), send_timeout=0.5)
+    base = base_of(server)
+    request = request_bytes("GET", "/elsewhere", base)
+    _reader, writer, port = await open_slow_reader(base)
+    try:
+        await eventually(lambda: len(server.connections) == 1)
+        conn = connection_of(server, port)
+        with caplog.at_level(logging.INFO, "aiosio.server.http"):
+            writer.write(request * 10_000)
+            await eventually(lambda: not conn.reading)
+            await eventually(lambda: not server.connections, timeout=10)
+        (record,) = [r for r in caplog.records if "send_timeout" in r.getMessage()]
+        assert record.levelno == logging.WARNING
+        message = record.getMessage()
+        assert f"client 127.0.0.1:{port} read none of the " in message
+        assert "send_timeout=0.5s" in message
+        assert "ServerLimits(send_timeout=...)" in message
+        await assert_serving(base)
+    finally:
+        writer.transport.abort()
+        await server.close()
+
+
+async def test_a_slow_client_that_reads_is_not_dropped_at_send_timeout() -> None:
+    server = await native(aiosio.EngineServer(), send_timeout=1.0)
+    base = base_of(server)
+    request = request_bytes("GET", "/elsewhere", base)
+    count = 3000
+    reader, writer, port = await open_slow_reader(base)
+    try:
+        await eventually(lambda: len(server.connections) == 1)
+        conn = connection_of(server, port)
+        writer.write(request * count)
+        await eventually(lambda: not conn.reading)
+        seen = b""
+        async with asyncio.timeout(60):
+            while seen.count(b"HTTP/1.1 404 ") < count:  # 8 KiB every 20 ms
+                chunk = await reader.read(8192)
+                assert chunk, seen.count(b"HTTP/1.1 404 ")
+                seen += chunk
+                await asyncio.sleep(0.02)
+        assert seen.count(b"HTTP/1.1 404 ") == count
+        assert server.connections == {conn}
+    finally:
+        writer.close()
+        await server.close()
+
+
+async def test_a_head_trickled_behind_a_long_poll_is_cut_at_the_deadline() -> None:
+    # HARDENING 13: the head deadline held only when no request was in flight; behind a
+    # long-poll a head could be trickled until the poll ended (up to ping_interval).
+    rec = recorder()
+    server = await native(rec.engine, header_timeout=0.3)
+    base = base_of(server)
+    try:
+        async with httpx.AsyncClient(timeout=TIMEOUT) as c:
+            sid, _, _ = await handshake(c, base)
+        poll = request_bytes("GET", f"/engine.io/?EIO=4&transport=polling&sid={sid}", base)
+        async with await RawConnection.open(base) as conn:
+            await conn.send(poll + b"GET /elsewhere HTTP/1.1\r\nHost: x\r\n")
+
+            async def trickle() -> None:
+                with contextlib.suppress(ConnectionError):
+                    for i in range(100):  # a header every 50 ms: 5 s in all
+                        await conn.send(b"X-Slow-%d: v\r\n" % i)
+                        await asyncio.sleep(0.05)
+
+            trickling = asyncio.create_task(trickle())
+            try:
+                assert await conn.at_eof(3.0)
+            finally:
+                trickling.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await trickling
+        await rec.closed(sid)  # the poll's connection went with it
+        await assert_serving(base)
     finally:
         await server.close()
 

@@ -55,6 +55,11 @@ class ServerLimits:
     # from a connection while the client does not read its responses (the transport's write
     # buffer is over its high-water mark), WebSocket pongs and other replies included.
     max_pipelined_requests: int = 16
+    # Seconds an HTTP connection may go with its responses over the write buffer's high-water
+    # mark and none of them read (a client that stopped reading, or reads nothing on purpose):
+    # it is then dropped. A slow client that reads is not (the deadline restarts as it reads).
+    # WebSockets are bounded by the engine instead (max_outbound_buffer, the heartbeat).
+    send_timeout: float = 30.0
     websocket_close_timeout: float = 5.0  # wait for the peer's close frame before dropping
     # Once this many connections have closed since the most there were, the C heap's free
     # memory is given back to the operating system when the closes stop (0: never; glibc only).
@@ -67,7 +72,7 @@ class ServerLimits:
                 f"ServerLimits(max_pipelined_requests=...) must be an integer of at least 1, "
                 f"got {count!r}"
             )
-        for name in ("header_timeout", "body_timeout", "keep_alive_timeout"):
+        for name in ("header_timeout", "body_timeout", "keep_alive_timeout", "send_timeout"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
                 raise ValueError(
@@ -340,6 +345,8 @@ class HttpConnection(asyncio.Protocol):
         # responses are not consumed (pause_writing), input read but not parsed yet
         self._paused = 0
         self._writing_paused = False
+        self._stall_timer: asyncio.TimerHandle | None = None  # send_timeout while paused
+        self._stall_waiting = 0  # what waited for the client when the deadline was set
         self._held = b""
         self._upgrade: HttpRequest | None = None
         self._upgrade_buffer = bytearray()
@@ -368,6 +375,7 @@ class HttpConnection(asyncio.Protocol):
         self.transport = None
         self._disarm()
         self._disarm_body()
+        self._disarm_stall()
         websocket, self._websocket = self._websocket, None
         if websocket is not None:
             websocket.connection_lost()
@@ -461,11 +469,48 @@ class HttpConnection(asyncio.Protocol):
         # ping) until it does, and answer no queued request meanwhile.
         self._writing_paused = True
         self._pause(_PAUSED_BY_WRITES)
+        self._watch_stall()
 
     def resume_writing(self) -> None:
         self._writing_paused = False
+        self._disarm_stall()
         self._resume(_PAUSED_BY_WRITES)
         self._next()
+
+    def _watch_stall(self) -> None:
+        transport = self.transport
+        if transport is None or self._websocket is not None:
+            return
+        self._disarm_stall()
+        self._stall_waiting = transport.get_write_buffer_size()
+        self._stall_timer = self.loop.call_later(self.limits.send_timeout, self._stalled)
+
+    def _disarm_stall(self) -> None:
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+
+    def _stalled(self) -> None:
+        """``send_timeout`` passed with responses waiting for the client: if it read some, it
+        is slow and gets another period; if it read none, it is dropped with what waits."""
+        self._stall_timer = None
+        transport = self.transport
+        if transport is None or not self._writing_paused or self._websocket is not None:
+            return
+        waiting = transport.get_write_buffer_size()
+        if waiting < self._stall_waiting:
+            self._watch_stall()
+            return
+        self.server._log_once(
+            self.peer,
+            logging.WARNING,
+            "client %s read none of the %d bytes of responses waiting for it in "
+            "send_timeout=%ss; connection dropped (a client that stopped reading; for clients "
+            "that pause longer, raise ServerLimits(send_timeout=...))",
+            waiting,
+            self.limits.send_timeout,
+        )
+        transport.abort()
 
     @property
     def reading(self) -> bool:
@@ -645,7 +690,10 @@ class HttpConnection(asyncio.Protocol):
         if transport is None:
             return
         keep_alive = keep_alive and not self._refused
-        transport.write(_encode_response(response, keep_alive, head_only))
+        data = _encode_response(response, keep_alive, head_only)
+        if self._writing_paused:
+            self._stall_waiting += len(data)  # written now: not a sign the client read nothing
+        transport.write(data)
         if not keep_alive:
             transport.close()
         elif not self._queue and self._task is None:
@@ -783,8 +831,22 @@ class HttpConnection(asyncio.Protocol):
 
     def _head_timeout(self) -> None:
         self._timer = None
-        if self._task is None and not self._queue and self._websocket is None:
-            self._refuse(408, f"request head not received within {self.limits.header_timeout}s")
+        if self._websocket is not None or self._refused:
+            return
+        limit = self.limits.header_timeout
+        if self._task is None and not self._queue:
+            self._refuse(408, f"request head not received within {limit}s")
+        elif self._in_message and self.transport is not None:
+            # The next request's head, trickled behind one still answered: a 408 now would
+            # answer that one. The deadline holds all the same (HARDENING 13).
+            logger.info(
+                "closed connection from %s: a pipelined request head not received within "
+                "header_timeout=%ss",
+                self.peer,
+                limit,
+            )
+            self._refused = True
+            self.transport.close()
 
     def _idle_timeout(self) -> None:
         self._timer = None
