@@ -453,3 +453,37 @@ def test_nothing_starts_before_the_event_loop(caplog: pytest.LogCaptureFixture) 
             await factory.close()
 
     asyncio.run(in_the_loop())
+
+
+@pytest.mark.parametrize("mode", ["classic", "sharded"])
+async def test_broadcast_past_the_limits_is_reported_where_it_is_sent(
+    mode: str, serve: ServeFn, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Eleven binary values (max_attachments=10): the other servers drop the broadcast, and the
+    sending server says so once, naming the limit and the fix; 10 go through."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    key = f"t{uuid.uuid4().hex[:12]}"
+    factory_a = RedisAdapter(REDIS_URL, key=key, sharded=mode == "sharded")
+    factory_b = RedisAdapter(REDIS_URL, key=key, sharded=mode == "sharded")
+    server_a = aiosio.Server(adapter=factory_a)
+    server_b = aiosio.Server(adapter=factory_b)
+    received: list[int] = []
+    client = aiosio.Client(await serve(server_b), reconnection=False)
+    client.on("n", lambda *args: received.append(len(args)))
+    try:
+        assert await factory_a.ready()
+        assert await factory_b.ready()
+        await client.connect()
+        server_a.emit("n", *[b"\x00"] * 11)
+        server_a.emit("n", *[b"\x00"] * 11)
+        server_a.emit("n", *[b"\x00"] * 10)
+        await until(lambda: received == [10], 5, "the broadcast within the limits")
+    finally:
+        await client.disconnect()
+        await factory_a.close()
+        await factory_b.close()
+    sent = warnings_matching(caplog, r"^a broadcast on / reaches this server's clients")
+    assert len(sent) == 1
+    assert "more than max_attachments=10 binary values" in sent[0]
+    assert "RedisAdapter(limits=aiosio.Limits(...))" in sent[0]
+    assert len(warnings_matching(caplog, r"^dropped a broadcast from server")) == 2

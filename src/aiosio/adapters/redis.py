@@ -81,7 +81,9 @@ class RedisAdapter:
     past either bound a broadcast is dropped, counted in ``health`` and logged.
 
     ``limits`` are the bounds applied to what other servers ask this one to deliver, as to what
-    clients send (give it the server's ``limits`` if you changed them).
+    clients send (give it the server's ``limits`` if you changed them). A broadcast past them
+    still reaches the clients of the server that sends it; the other aiosio servers drop it, and
+    the sender logs a warning once per reason.
     """
 
     def __init__(
@@ -310,6 +312,7 @@ class _RedisNamespaceAdapter(InMemoryAdapter):
         self.max_size = factory.max_message_size
         self._pending: dict[str, _Pending] = {}
         self._acks: dict[str, _AckRequest] = {}
+        self._outgoing_warned: set[str] = set()
 
     def _decode(self, data: bytes) -> Any:
         try:
@@ -320,6 +323,25 @@ class _RedisNamespaceAdapter(InMemoryAdapter):
 
     def _invalid(self, channel: str, why: str) -> None:
         logger.warning("dropped a message of the wrong shape on %s: %s", channel, why)
+
+    def _check_outgoing(self, args: Any) -> None:
+        """A broadcast other aiosio servers will refuse (past the limits they apply to what
+        they receive) still reaches this server's clients: say so here, where it is sent, once
+        per reason."""
+        try:
+            check_event(args, self.factory.limits)
+        except RemoteProtocolError as exc:
+            reason = str(exc)
+            if reason in self._outgoing_warned or len(self._outgoing_warned) >= 16:
+                return
+            self._outgoing_warned.add(reason)
+            logger.warning(
+                "a broadcast on %s reaches this server's clients, but the other aiosio servers "
+                "of the cluster drop it: %s; keep broadcasts within the limits, or give every "
+                "server the same larger RedisAdapter(limits=aiosio.Limits(...))",
+                self.nsp.name,
+                reason,
+            )
 
     def _refused(
         self, channel: str, sender: Any, what: str, args: list[Any], *, server: bool
@@ -463,6 +485,7 @@ class _ClassicAdapter(_RedisNamespaceAdapter):
 
     def broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
         if not opts.flags.local:
+            self._check_outgoing(packet.data)
             message = [
                 self.uid,
                 {"type": 2, "data": packet.data, "nsp": self.nsp.name},
@@ -664,6 +687,7 @@ class _ClassicAdapter(_RedisNamespaceAdapter):
         if opts.flags.local:
             return await super().broadcast_with_ack(packet, opts)
         expected = await self.server_count()
+        self._check_outgoing(packet.data)
 
         def publish(request_id: str) -> None:
             self._publish_request(
@@ -919,6 +943,7 @@ class _ShardedAdapter(_RedisNamespaceAdapter):
 
     def broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
         if not opts.flags.local:
+            self._check_outgoing(packet.data)
             data = {"packet": {"type": 2, "data": packet.data}, "opts": _opts_to_wire(opts)}
             self._publish(M_BROADCAST, data, self._compute_channel(M_BROADCAST, data, opts))
         self.local_broadcast(packet, opts)
@@ -929,6 +954,7 @@ class _ShardedAdapter(_RedisNamespaceAdapter):
         if opts.flags.local:
             return await super().broadcast_with_ack(packet, opts)
         expected = await self.server_count()
+        self._check_outgoing(packet.data)
 
         def publish(request_id: str) -> None:
             self._publish(
