@@ -338,7 +338,8 @@ class HttpConnection(asyncio.Protocol):
         self._body_size = 0
         self._refused = False
         # requests parsed and waiting for their turn; the one running
-        self._queue: list[tuple[HttpRequest, bool]] = []  # (request, keep-alive)
+        # (request, keep-alive); a refusal (the response) waits its turn here too, as the last
+        self._queue: list[tuple[HttpRequest | HttpResponse, bool]] = []
         self._queued_bytes = 0  # the bodies of the requests in _queue
         self._task: asyncio.Task[None] | None = None
         # backpressure: why the transport is not read from (_PAUSED_BY_*), the client's
@@ -391,6 +392,8 @@ class HttpConnection(asyncio.Protocol):
         if self._websocket is not None:
             self._websocket.receive(data)
             return
+        if self._refused:
+            return  # refused: nothing more is read; the refusal waits its turn or is sent
         if self._upgrade is not None:
             self._upgrade_buffer += data  # the engine is deciding on the upgrade
             if len(self._upgrade_buffer) > self.app.max_body_size + 64 * 1024:
@@ -656,6 +659,10 @@ class HttpConnection(asyncio.Protocol):
         if self._writing_paused:
             return  # resume_writing calls again
         request, keep_alive = self._queue.pop(0)
+        if isinstance(request, HttpResponse):  # a refusal, after the responses before it
+            self.transport.write(_encode_response(request, keep_alive=False))
+            self.transport.close()
+            return
         self._queued_bytes -= len(request.body)
         self._task = self.loop.create_task(self._handle(request, keep_alive))
         if self._paused & _PAUSED_BY_QUEUE and not self._pipeline_full():
@@ -689,7 +696,8 @@ class HttpConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
-        keep_alive = keep_alive and not self._refused
+        # A refusal still queued is written after this response; it closes the connection.
+        keep_alive = keep_alive and not (self._refused and not self._queue)
         data = _encode_response(response, keep_alive, head_only)
         if self._writing_paused:
             self._stall_waiting += len(data)  # written now: not a sign the client read nothing
@@ -773,17 +781,23 @@ class HttpConnection(asyncio.Protocol):
     # refusals and timers ------------------------------------------------------------------------
 
     def _refuse(self, status: int, reason: str, *, log: bool = True) -> None:
-        """Answer with ``status`` and close: the request is not read any further."""
+        """Answer with ``status`` and close: the connection is not read any further. Behind
+        requests still to answer (pipelined, a long-poll), the refusal waits its turn: written
+        now, it would be read as the answer to the first of them."""
         if self._refused:
             return
         self._refused = True
         self._disarm_body()
+        self._disarm()
         if log:
             logger.info("refused request from %s with %d: %s", self.peer, status, reason)
         transport = self.transport
         if transport is None:
             return
         response = HttpResponse(status, [("Content-Type", "text/plain")], f"{reason}\n".encode())
+        if self._task is not None or self._queue:
+            self._queue.append((response, False))
+            return
         transport.write(_encode_response(response, keep_alive=False))
         transport.close()
 
@@ -823,30 +837,17 @@ class HttpConnection(asyncio.Protocol):
             limit,
             received,
         )
-        if self._task is None and not self._queue:
-            self._refuse(408, f"request body not complete within {limit}s: {received}", log=False)
-        else:  # a 408 now would answer the request still in flight: close without it
-            self._refused = True
-            self.transport.close()
+        self._refuse(408, f"request body not complete within {limit}s: {received}", log=False)
 
     def _head_timeout(self) -> None:
         self._timer = None
         if self._websocket is not None or self._refused:
             return
         limit = self.limits.header_timeout
-        if self._task is None and not self._queue:
+        if (self._task is None and not self._queue) or self._in_message:
+            # Behind a request still answered (a long-poll), the head being trickled is cut
+            # all the same: nothing more is read, and the 408 follows the answers before it.
             self._refuse(408, f"request head not received within {limit}s")
-        elif self._in_message and self.transport is not None:
-            # The next request's head, trickled behind one still answered: a 408 now would
-            # answer that one. The deadline holds all the same (HARDENING 13).
-            logger.info(
-                "closed connection from %s: a pipelined request head not received within "
-                "header_timeout=%ss",
-                self.peer,
-                limit,
-            )
-            self._refused = True
-            self.transport.close()
 
     def _idle_timeout(self) -> None:
         self._timer = None
