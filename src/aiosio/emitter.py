@@ -4,6 +4,10 @@ adapter deliver what it publishes.
 
 ``sharded=True`` publishes with ``SPUBLISH`` in the sharded adapter's message format (the Node
 emitter has no sharded mode; Node servers on the sharded adapter accept these messages).
+
+A publish that fails because the connection was lost (``CLIENT KILL``, Redis's idle ``timeout``)
+is sent again once, on a new connection, so a routine reconnection loses nothing; any other
+failure raises from the call.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from aiosio.adapters._redis_link import encode_json, encode_msgpack
+from aiosio.adapters._redis_link import connection_lost, encode_json, encode_msgpack
 from aiosio.protocol.socketio import RESERVED_EVENTS
 
 __all__ = ["Emitter"]
@@ -91,7 +95,7 @@ class Emitter:
                 "opts": {"rooms": rooms, "except": sorted(self._except), "flags": self._flags},
             }
             message = {"type": 3, "data": data, "uid": EMITTER_UID, "nsp": self.nsp}
-            await self.client.spublish(f"{self.key}#{self.nsp}#", encode_msgpack(message))
+            await self._publish(f"{self.key}#{self.nsp}#", encode_msgpack(message), sharded=True)
             return
         # The Node emitter's key order: rooms, flags, except.
         opts = {"rooms": rooms, "flags": self._flags, "except": sorted(self._except)}
@@ -99,15 +103,24 @@ class Emitter:
         channel = f"{self.key}#{self.nsp}#"
         if len(rooms) == 1:
             channel += f"{rooms[0]}#"
-        await self.client.publish(channel, encode_msgpack(payload))
+        await self._publish(channel, encode_msgpack(payload))
 
     async def _request(self, request: dict[str, Any]) -> None:
-        await self.client.publish(f"{self.key}-request#{self.nsp}#", encode_json(request))
+        await self._publish(f"{self.key}-request#{self.nsp}#", encode_json(request))
 
     async def _cluster(self, kind: int, data: dict[str, Any]) -> None:
         # The sharded adapter's cluster message, on the namespace's main shard channel.
         message = {"type": kind, "data": data, "uid": EMITTER_UID, "nsp": self.nsp}
-        await self.client.spublish(f"{self.key}#{self.nsp}#", encode_json(message))
+        await self._publish(f"{self.key}#{self.nsp}#", encode_json(message), sharded=True)
+
+    async def _publish(self, channel: str, data: bytes, *, sharded: bool = False) -> None:
+        publish = self.client.spublish if sharded else self.client.publish
+        try:
+            await publish(channel, data)
+        except Exception as exc:
+            if not connection_lost(exc):
+                raise
+            await publish(channel, data)  # the client reconnects: once more, then it raises
 
     def _opts(self) -> dict[str, Any]:
         return {"rooms": sorted(self._rooms), "except": sorted(self._except)}

@@ -487,3 +487,41 @@ async def test_broadcast_past_the_limits_is_reported_where_it_is_sent(
     assert "more than max_attachments=10 binary values" in sent[0]
     assert "RedisAdapter(limits=aiosio.Limits(...))" in sent[0]
     assert len(warnings_matching(caplog, r"^dropped a broadcast from server")) == 2
+
+
+@pytest.mark.parametrize("mode", ["classic", "sharded"])
+async def test_emitter_connection_killed_loses_nothing(
+    mode: str, private_redis: PrivateRedis, serve: ServeFn
+) -> None:
+    """aiosio.Emitter (another process's publisher): its connection killed between two emits,
+    the second still reaches the client, with no error at the call."""
+    key = f"t{uuid.uuid4().hex[:12]}"
+    sharded = mode == "sharded"
+    name = f"emitter-{uuid.uuid4().hex[:8]}"
+    emitter = aiosio.Emitter(
+        redis_asyncio.Redis.from_url(private_redis.url, client_name=name),
+        key=key,
+        sharded=sharded,
+    )
+    factory = RedisAdapter(private_redis.url, key=key, sharded=sharded)
+    server = aiosio.Server(adapter=factory)
+    control = redis_asyncio.Redis.from_url(private_redis.url)
+    received: list[int] = []
+    client = aiosio.Client(await serve(server), reconnection=False)
+    client.on("n", received.append)
+    try:
+        assert await factory.ready()
+        await client.connect()
+        await emitter.emit("n", 1)
+        await until(lambda: received == [1], 5, "the first emit")
+        ids = await publisher_ids(control, name)
+        assert ids
+        for ident in ids:
+            await control.client_kill_filter(_id=ident)
+        await emitter.emit("n", 2)
+        await until(lambda: received == [1, 2], 5, "the emit after the kill")
+    finally:
+        await client.disconnect()
+        await emitter.close()
+        await factory.close()
+        await control.aclose()

@@ -24,7 +24,15 @@ from typing import Any, Protocol
 
 import msgpack
 
-__all__ = ["Link", "RedisHealth", "RedisLink", "decode", "encode_json", "encode_msgpack"]
+__all__ = [
+    "Link",
+    "RedisHealth",
+    "RedisLink",
+    "connection_lost",
+    "decode",
+    "encode_json",
+    "encode_msgpack",
+]
 
 logger = logging.getLogger("aiosio.adapter.redis")
 
@@ -442,7 +450,7 @@ class RedisLink:
                 left = deadline - time.monotonic()
                 if isinstance(exc, TimeoutError):
                     left = 0.0  # the attempt's own deadline: not retried
-                if not _connection_lost(exc) or left <= 0:
+                if not connection_lost(exc) or left <= 0:
                     if attempts > 1:
                         error += f" after {attempts} attempts over {self._retry_timeout}s"
                     self._drop(channel, error)
@@ -495,7 +503,7 @@ class RedisLink:
         return int(result[0][1])
 
 
-def _connection_lost(exc: BaseException | None) -> bool:
+def connection_lost(exc: BaseException | None) -> bool:
     """Whether ``exc`` says the connection failed (worth a retry on a new one) rather than the
     command: OS errors, and the redis client's ``ConnectionError`` and ``TimeoutError`` (which
     do not derive from the builtins; matched by name so this module needs no redis import)."""
