@@ -461,6 +461,51 @@ async def test_a_refusal_behind_a_long_poll_is_answered_in_turn(refusal: str) ->
         await server.close()
 
 
+async def test_bytes_sent_while_an_upgrade_is_decided_are_bounded() -> None:
+    # HARDENING 8: frames written right behind the upgrade request wait while the engine decides
+    # (an async allow_request); past max_http_buffer_size and a 64 KiB margin the connection is
+    # dropped instead of buffering them.
+    gate = asyncio.Event()
+
+    async def allow_request(request: Any) -> bool:
+        await gate.wait()
+        return True
+
+    limit = 10_000
+    server = await native(
+        aiosio.EngineServer(allow_request=allow_request, max_http_buffer_size=limit)
+    )
+    base = base_of(server)
+    try:
+        key = base64.b64encode(os.urandom(16)).decode()
+        upgrade = [
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", key),
+            ("Sec-WebSocket-Version", "13"),
+        ]
+        async with await RawConnection.open(base) as conn:
+            await eventually(lambda: len(server.connections) == 1)
+            (server_side,) = server.connections
+            peak = Peak(server_side)
+            await conn.send(
+                request_bytes("GET", "/engine.io/?EIO=4&transport=websocket", base, upgrade)
+            )
+            frame = bytes([0x81, 0x80 | 125]) + b"\x00" * 4 + b"4" * 125
+            with contextlib.suppress(ConnectionError):
+                for _ in range(100):  # 1.3 MB in all
+                    await conn.send(frame * 100)
+            assert await conn.at_eof()
+            await peak.stop()
+            assert peak.buffered <= limit + 64 * 1024 + 256 * 1024, peak.buffered
+        await eventually(lambda: not server.connections)
+        gate.set()
+        await assert_serving(base)
+    finally:
+        gate.set()
+        await server.close()
+
+
 async def test_a_ping_flood_whose_pongs_are_not_read_is_bounded() -> None:
     # 100 MB of WebSocket pings whose pongs the client never read: +81 MB. Control frames get
     # the same backpressure as responses: the server stops reading while its pongs wait.
