@@ -45,7 +45,7 @@ from hypothesis import strategies as st
 from aiosio.adapters._redis_link import decode as redis_decode
 from aiosio.adapters._redis_link import encode_json, encode_msgpack
 from aiosio.client.errors import ConnectError
-from aiosio.client.http import HttpConnection, HttpResult
+from aiosio.client.http import HttpConnection, HttpResult, WebSocketConnection
 from aiosio.engine.ended import EndedSessions
 from aiosio.protocol import engineio, socketio
 from aiosio.protocol import websocket as ws
@@ -814,3 +814,79 @@ def test_check_event_messages(data: Any, message: str) -> None:
     assert str(caught.value).startswith(message)
     socketio.check_event(["ev", {"_placeholder": False, "num": 0}, 1, 2.5, None, b"x"])
     socketio.check_event([7, "numeric names pass, as from clients"])
+
+
+@st.composite
+def websocket_answers(draw: st.DrawFn) -> tuple[bytes, bool]:
+    """An answer to the client's WebSocket handshake; ``True`` to put the right accept key in."""
+    status = draw(
+        st.sampled_from(
+            [b"HTTP/1.1 101 Switching Protocols\r\n", b"HTTP/1.1 400 Bad Request\r\n", b""]
+        )
+    )
+    headers = b"".join(
+        draw(
+            st.lists(
+                st.sampled_from(
+                    [
+                        b"Upgrade: websocket\r\n",
+                        b"Connection: Upgrade\r\n",
+                        b"Sec-WebSocket-Extensions: permessage-deflate\r\n",
+                        b"Sec-WebSocket-Extensions: permessage-deflate; x\r\n",
+                        b"Sec-WebSocket-Accept: wrong\r\n",
+                        b"Content-Length: 5\r\n",
+                        b"Transfer-Encoding: chunked\r\n",
+                    ]
+                ),
+                max_size=4,
+            )
+        )
+    )
+    tail = draw(st.sampled_from([b"\r\n", b"\r\n\x81\x02hi", b"\r\nhello", b""]) | raw_bytes)
+    answer = status + headers + tail
+    if draw(st.integers(0, 2)) == 0:
+        answer = mutate(answer, draw)
+    return answer, draw(st.booleans())
+
+
+async def _ws_exchange(answer: bytes, accept: bool) -> str:
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            key = head.split(b"Sec-WebSocket-Key: ")[1].split(b"\r\n")[0].decode()
+            line = f"Sec-WebSocket-Accept: {ws.accept_key(key)}\r\n".encode()
+            writer.write(answer.replace(b"\r\n", b"\r\n" + line, 1) if accept else answer)
+            await writer.drain()
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(reply, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        connection, _result = await WebSocketConnection.connect(
+            "127.0.0.1",
+            port,
+            "/socket.io/?EIO=4&transport=websocket",
+            {},
+            secure=False,
+            ssl_context=None,
+            timeout=5.0,
+            max_message_size=1000,
+            url=f"ws://127.0.0.1:{port}/",
+        )
+    except ConnectError:
+        return "error"
+    finally:
+        server.close()
+        await server.wait_closed()
+    if connection is None:
+        return "refused"
+    connection.close()
+    return "open"
+
+
+@FEW
+@given(case=websocket_answers())
+def test_client_websocket_handshake_answer(case: tuple[bytes, bool]) -> None:
+    outcome = asyncio.run(asyncio.wait_for(_ws_exchange(*case), 10))
+    assert outcome in ("error", "refused", "open")
