@@ -461,6 +461,49 @@ async def test_a_refusal_behind_a_long_poll_is_answered_in_turn(refusal: str) ->
         await server.close()
 
 
+async def open_websocket(
+    server: aiosio.NativeServer,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, aiosio.HttpConnection]:
+    """A raw WebSocket on the engine path, from a client with a small receive buffer."""
+    base = base_of(server)
+    reader, writer, port = await open_slow_reader(base)
+    await eventually(lambda: any(c.peer == f"127.0.0.1:{port}" for c in server.connections))
+    conn = connection_of(server, port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    upgrade = [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Key", key),
+        ("Sec-WebSocket-Version", "13"),
+    ]
+    writer.write(request_bytes("GET", "/engine.io/?EIO=4&transport=websocket", base, upgrade))
+    async with asyncio.timeout(TIMEOUT):
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101 ")
+    return reader, writer, conn
+
+
+async def test_a_websocket_slow_to_take_what_it_is_sent_is_still_read() -> None:
+    # Messages the application sends are bounded by the engine (max_outbound_buffer): a
+    # client with a backlog over the write buffer's high-water mark is still read (its pongs to
+    # the heartbeat, its messages); only its own pings' pongs pause it.
+    rec = recorder()
+    server = await native(rec.engine)
+    try:
+        _reader, writer, conn = await open_websocket(server)
+        await eventually(lambda: len(rec.sockets) == 1)
+        ((sid, socket_),) = rec.sockets.items()
+        for _ in range(20):
+            socket_.send("x" * 50_000)  # 1 MB the client does not read
+        await eventually(lambda: conn.buffered_bytes > 256 * 1024)
+        payload = b"4hello"
+        writer.write(bytes([0x81, 0x80 | len(payload)]) + b"\x00" * 4 + payload)
+        await rec.message(sid, "hello")
+        assert conn.reading
+        writer.transport.abort()
+    finally:
+        await server.close()
+
+
 async def test_bytes_sent_while_an_upgrade_is_decided_are_bounded() -> None:
     # HARDENING 8: frames written right behind the upgrade request wait while the engine decides
     # (an async allow_request); past max_http_buffer_size and a 64 KiB margin the connection is
@@ -511,20 +554,8 @@ async def test_a_ping_flood_whose_pongs_are_not_read_is_bounded() -> None:
     # the same backpressure as responses: the server stops reading while its pongs wait.
     server = await native(aiosio.EngineServer())
     base = base_of(server)
-    reader, writer, port = await open_slow_reader(base)
+    _reader, writer, conn = await open_websocket(server)
     try:
-        await eventually(lambda: len(server.connections) == 1)
-        conn = connection_of(server, port)
-        key = base64.b64encode(os.urandom(16)).decode()
-        upgrade = [
-            ("Upgrade", "websocket"),
-            ("Connection", "Upgrade"),
-            ("Sec-WebSocket-Key", key),
-            ("Sec-WebSocket-Version", "13"),
-        ]
-        writer.write(request_bytes("GET", "/engine.io/?EIO=4&transport=websocket", base, upgrade))
-        async with asyncio.timeout(TIMEOUT):
-            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101 ")
         ping = bytes([0x89, 0x80 | 125]) + b"\x00" * 4 + b"p" * 125  # masked, zero key
         peak = Peak(conn)
         flood = asyncio.create_task(write_all(writer, ping * (8 * 1024 * 1024 // len(ping))))

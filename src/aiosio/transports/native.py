@@ -53,7 +53,8 @@ class ServerLimits:
     # this many, or when their bodies reach the app's max_http_buffer_size, the connection is
     # not read from until the request being answered is done. The server also stops reading
     # from a connection while the client does not read its responses (the transport's write
-    # buffer is over its high-water mark), WebSocket pongs and other replies included.
+    # buffer is over its high-water mark), and from a WebSocket while it does not read the
+    # pongs to its pings.
     max_pipelined_requests: int = 16
     # Seconds an HTTP connection may go with its responses over the write buffer's high-water
     # mark and none of them read (a client that stopped reading, or reads nothing on purpose):
@@ -116,7 +117,7 @@ class _NoParser:
 _NO_PARSER = _NoParser()
 
 # Why a connection is not read from (HttpConnection._paused); it is read again when none holds.
-_PAUSED_BY_WRITES = 1  # the client does not read what is written to it (pause_writing)
+_PAUSED_BY_WRITES = 1  # the client does not read its responses, or its pongs (pause_writing)
 _PAUSED_BY_QUEUE = 2  # max_pipelined_requests requests wait for their turn
 _PAUSED_BY_APP = 4  # the engine's backpressure (handlers running): WebSocket.pause_reading
 
@@ -295,6 +296,13 @@ class _NativeWebSocket:
             if pending:
                 self._flush()  # keep the order of what was queued before
                 transport.write(pending)
+                conn = self._conn
+                if conn._writing_paused:
+                    # Replies to the peer's own frames (pongs) it does not read: read no more
+                    # of its frames until it does (a ping flood grew the buffer without bound).
+                    # What the application sends is bounded by the engine instead
+                    # (max_outbound_buffer): a client slow to take broadcasts is still read.
+                    conn._pause(_PAUSED_BY_WRITES)
             if self.codec.close_expected:
                 self._flush()
                 transport.close()
@@ -471,7 +479,8 @@ class HttpConnection(asyncio.Protocol):
         # does not read what it asked for: read nothing more from it (the next request, the next
         # ping) until it does, and answer no queued request meanwhile.
         self._writing_paused = True
-        self._pause(_PAUSED_BY_WRITES)
+        if self._websocket is None:
+            self._pause(_PAUSED_BY_WRITES)  # a WebSocket pauses only for its control replies
         self._watch_stall()
 
     def resume_writing(self) -> None:
