@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -525,3 +526,115 @@ async def test_emitter_connection_killed_loses_nothing(
         await emitter.close()
         await factory.close()
         await control.aclose()
+
+
+# -- a stalled subscriber connection ---------------------------------------------------------------
+
+
+class StallingProxy:
+    """A TCP proxy to Redis whose connections can be stalled: nothing more is forwarded either
+    way and nothing is closed (a half-open link, a stuck middlebox). New connections are
+    forwarded normally."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.server: asyncio.Server | None = None
+        self.stalled: set[int] = set()
+        self.count = 0
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        return f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    def stall(self) -> None:
+        self.stalled.update(range(self.count))
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ident = self.count
+        self.count += 1
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        self.writers += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError):
+                while data := await src.read(65536):
+                    if ident in self.stalled:
+                        continue  # swallowed: the peer waits forever
+                    dst.write(data)
+                    await dst.drain()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def close(self) -> None:
+        for writer in self.writers:
+            writer.close()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+@pytest.mark.parametrize("mode", ["classic", "sharded"])
+async def test_stalled_subscriber_is_replaced(
+    mode: str,
+    private_redis: PrivateRedis,
+    serve: ServeFn,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Server B's Redis connections stall (no FIN, no data): after health_check_interval
+    without a message its subscriber PINGs, gets no answer, reconnects, and B's client receives
+    server A's broadcasts again."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    key = f"t{uuid.uuid4().hex[:12]}"
+    sharded = mode == "sharded"
+    proxy = StallingProxy(private_redis.port)
+    factory_a = RedisAdapter(private_redis.url, key=key, sharded=sharded)
+    factory_b = RedisAdapter(
+        await proxy.start(), key=key, sharded=sharded, health_check_interval=0.4
+    )
+    server_a = aiosio.Server(adapter=factory_a)
+    server_b = aiosio.Server(adapter=factory_b)
+    received: list[str] = []
+    client = aiosio.Client(await serve(server_b), reconnection=False)
+    client.on("n", received.append)
+    try:
+        assert await factory_a.ready()
+        assert await factory_b.ready()
+        await client.connect()
+        server_a.emit("n", "before")
+        await until(lambda: received == ["before"], 5, "the first broadcast")
+
+        proxy.stall()
+        await until(lambda: factory_b.health.reconnects >= 1, 10, "B's subscriber replaced")
+        probes = 0
+
+        def arrived() -> bool:
+            nonlocal probes
+            if "after" in received:
+                return True
+            probes += 1
+            if probes % 10 == 1:
+                server_a.emit("n", "after")
+            return False
+
+        await until(arrived, 10, "a broadcast after the stall")
+        assert factory_b.health.connected
+        lost = [
+            r.getMessage()
+            for r in caplog.records
+            if r.name == LOGGER and "redis subscription lost" in r.getMessage()
+        ]
+        assert lost
+        assert "no answer to PING on the subscriber connection within 0.1s" in lost[0]
+        assert "health_check_interval" in lost[0]
+    finally:
+        await client.disconnect()
+        await factory_a.close()
+        await factory_b.close()
+        await proxy.close()
+
+
+def test_health_check_interval_is_checked() -> None:
+    client = redis_asyncio.Redis.from_url(REDIS_URL)
+    with pytest.raises(ValueError, match=r"^health_check_interval must be more than 0 seconds"):
+        RedisAdapter(client, health_check_interval=0)

@@ -162,6 +162,7 @@ class RedisLink:
         *,
         max_queue: int = 10_000,
         retry_timeout: float = 2.0,
+        health_check_interval: float = 30.0,
         backoff_min: float = 0.1,
         backoff_max: float = 5.0,
     ) -> None:
@@ -175,8 +176,17 @@ class RedisLink:
                 f"publish_retry_timeout must be 0 or more seconds, got {retry_timeout}: it bounds "
                 "how long a broadcast waits for the Redis connection to come back"
             )
+        if not health_check_interval > 0:
+            raise ValueError(
+                "health_check_interval must be more than 0 seconds, got "
+                f"{health_check_interval}: the subscriber PINGs Redis after this long without a "
+                "message"
+            )
         self.client = client
         self.health = RedisHealth()
+        self._idle = health_check_interval
+        # The answer to that PING is awaited this long; the subscriber polls at this pace.
+        self._answer = min(5.0, health_check_interval / 4)
         self._channels: dict[str, Handler] = {}
         self._patterns: dict[str, Handler] = {}
         self._shard_channels: dict[str, Handler] = {}
@@ -322,24 +332,29 @@ class RedisLink:
             delay = min(delay * 2, self._backoff_max)
 
     async def _read(self, pubsub: Any) -> None:
+        idle, answer = self._idle, self._answer
         last = time.monotonic()
         pinged = False
         while True:
-            message = await pubsub.get_message(timeout=5.0)
+            message = await pubsub.get_message(timeout=answer)
             now = time.monotonic()
             if message is not None:
                 last, pinged = now, False
                 self._dispatch(message)
                 continue
-            if now - last < 30.0:
+            if now - last < idle:
                 continue  # an ignored subscribe confirmation, or a short quiet spell
             if pinged:
-                raise ConnectionError("no answer to PING on the subscriber connection in 30s")
-            # Idle for 30 s: PING on the subscriber's own connection (detects half-open links
-            # and stalls); the pong arrives as a message.
+                raise ConnectionError(
+                    f"no answer to PING on the subscriber connection within {answer:g}s after "
+                    f"{idle:g}s without a message (health_check_interval): a stalled or "
+                    "half-open connection"
+                )
+            # Idle for health_check_interval: PING on the subscriber's own connection (detects
+            # half-open links and stalls); the pong arrives as a message.
             await pubsub.ping()
             pinged = True
-            last = now - 25.0
+            last = now - idle + answer
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message.get("type")

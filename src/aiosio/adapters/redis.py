@@ -78,7 +78,10 @@ class RedisAdapter:
     Broadcasts are published in order by one task; one whose publish fails because the
     connection was lost (``CLIENT KILL``, Redis's idle ``timeout``, a restart) is retried until
     ``publish_retry_timeout`` seconds after it was sent, and at most ``max_publish_queue`` wait;
-    past either bound a broadcast is dropped, counted in ``health`` and logged.
+    past either bound a broadcast is dropped, counted in ``health`` and logged. The subscriber
+    PINGs Redis after ``health_check_interval`` seconds without a message and reconnects when no
+    answer comes within 5 s (a quarter of the interval if that is shorter): a stalled or half-open
+    connection is replaced.
 
     ``limits`` are the bounds applied to what other servers ask this one to deliver, as to what
     clients send (give it the server's ``limits`` if you changed them). A broadcast past them
@@ -98,6 +101,7 @@ class RedisAdapter:
         max_message_size: int = 10_000_000,
         publish_retry_timeout: float = 2.0,
         max_publish_queue: int = 10_000,
+        health_check_interval: float = 30.0,
         limits: Limits | None = None,
         link: Link | None = None,
     ) -> None:
@@ -118,7 +122,10 @@ class RedisAdapter:
 
                 client = redis_asyncio.Redis.from_url(client)
             self.link = RedisLink(
-                client, max_queue=max_publish_queue, retry_timeout=publish_retry_timeout
+                client,
+                max_queue=max_publish_queue,
+                retry_timeout=publish_retry_timeout,
+                health_check_interval=health_check_interval,
             )
         self.key = key
         self.sharded = sharded
