@@ -638,3 +638,29 @@ def test_health_check_interval_is_checked() -> None:
     client = redis_asyncio.Redis.from_url(REDIS_URL)
     with pytest.raises(ValueError, match=r"^health_check_interval must be more than 0 seconds"):
         RedisAdapter(client, health_check_interval=0)
+
+
+async def test_close_publishes_what_is_queued(serve: ServeFn) -> None:
+    """Broadcasts sent right before the adapter is closed are published first, in order."""
+    key = f"t{uuid.uuid4().hex[:12]}"
+    factory_a = RedisAdapter(REDIS_URL, key=key)
+    factory_b = RedisAdapter(REDIS_URL, key=key)
+    server_a = aiosio.Server(adapter=factory_a)
+    server_b = aiosio.Server(adapter=factory_b)
+    received: list[int] = []
+    client = aiosio.Client(await serve(server_b), reconnection=False)
+    client.on("n", received.append)
+    try:
+        assert await factory_a.ready()
+        assert await factory_b.ready()
+        await client.connect()
+        for n in range(50):
+            server_a.emit("n", n)
+        await factory_a.close()
+        assert factory_a.health.dropped_publishes == 0
+        await until(lambda: received[-1:] == [49], 5, "the last broadcast")
+        assert received == list(range(50))
+    finally:
+        await client.disconnect()
+        await factory_a.close()
+        await factory_b.close()

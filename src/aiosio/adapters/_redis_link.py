@@ -234,7 +234,23 @@ class RedisLink:
         return self._ready.is_set()
 
     async def close(self) -> None:
+        """Stop. What is queued is published first, for at most ``retry_timeout`` seconds (one
+        at least); what is left then is counted as dropped and logged."""
         self._closed = True
+        queue, sender = self._queue, self._sender
+        if queue is not None and sender is not None and not sender.done():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(self._retry_timeout, 1.0)):
+                    await queue.join()
+            left = queue.qsize()
+            if left:
+                self.health.dropped_publishes += left
+                logger.error(
+                    "closing the redis link with %d messages not published within %ss: other "
+                    "servers do not see them; check that Redis is reachable",
+                    left,
+                    max(self._retry_timeout, 1.0),
+                )
         for task in (self._listener, self._sender):
             if task is not None:
                 task.cancel()
@@ -433,7 +449,10 @@ class RedisLink:
         queue = self._queue
         while True:
             channel, data, sharded, queued_at = await queue.get()
-            await self._publish_one(channel, data, sharded, queued_at)
+            try:
+                await self._publish_one(channel, data, sharded, queued_at)
+            finally:
+                queue.task_done()
             self.health.queued_publishes = queue.qsize()
 
     async def _publish_one(
