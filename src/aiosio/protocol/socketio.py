@@ -91,6 +91,7 @@ class Limits:
 
 
 _DEFAULT_LIMITS = Limits()
+_MAX_QUERY_KEYS = 1000
 _DIGITS = re.compile(r"[0-9]+")
 _TYPE_BY_CHAR = {str(t.value): t for t in PacketType}  # an enum call costs more than a lookup
 # The message nearly every packet is: an EVENT or ACK on "/", maybe an ack id, then the array.
@@ -211,12 +212,18 @@ class Decoder:
 
     :meth:`feed` returns a complete :class:`Packet`, or ``None`` while a binary packet still waits
     for attachments. Any violation raises :class:`RemoteProtocolError` and resets the decoder.
+
+    ``protocol`` 4 (socket.io 2.x clients) carries the CONNECT's query in its namespace
+    (``/admin?token=...``, see :func:`split_v4_namespace`): there ``max_namespace_length`` bounds
+    the namespace before the ``?``, and the query is bounded by the message's size only, as a
+    token may be long.
     """
 
-    __slots__ = ("_attachments", "_expected", "_header", "limits")
+    __slots__ = ("_attachments", "_expected", "_header", "_query_in_connect", "limits")
 
-    def __init__(self, limits: Limits = _DEFAULT_LIMITS) -> None:
+    def __init__(self, limits: Limits = _DEFAULT_LIMITS, *, protocol: int = 5) -> None:
         self.limits = limits
+        self._query_in_connect = protocol == 4
         self._header: Packet | None = None
         self._expected = 0
         self._attachments: list[bytes] = []
@@ -284,7 +291,15 @@ class Decoder:
                 )
             i = dash + 1
         nsp = "/"
-        if i < size and text[i] == "/":
+        if i < size and text[i] == "/" and ptype is PacketType.CONNECT and self._query_in_connect:
+            comma = text.find(",", i)
+            nsp = text[i:comma] if comma >= 0 else text[i:]
+            i = comma + 1 if comma >= 0 else size
+            if len(nsp.partition("?")[0]) > limits.max_namespace_length:
+                raise RemoteProtocolError(
+                    f"namespace longer than max_namespace_length={limits.max_namespace_length}"
+                )
+        elif i < size and text[i] == "/":
             comma = text.find(",", i, i + limits.max_namespace_length + 1)
             if comma < 0:
                 rest = text[i:]
@@ -406,13 +421,15 @@ def split_v4_namespace(nsp: str) -> tuple[str, dict[str, str]]:
 
     Split as Node's ``url.parse(nsp, true)`` splits a path (what the reference server does with
     it): a ``#`` starts a fragment, which is dropped; the path ends at the first ``?``; the query
-    is form-encoded. Slashes never name a host (``//admin`` is the namespace ``//admin``). Total:
-    whatever the peer sent, it returns (``//[`` is a namespace like any other, which no server
-    declares), never raises.
+    is form-encoded, its first 1000 fields kept (Node's ``maxKeys``). Slashes never name a host
+    (``//admin`` is the namespace ``//admin``). Total: whatever the peer sent, it returns (``//[``
+    is a namespace like any other, which no server declares), never raises.
     """
     head = nsp.partition("#")[0]
     path, _, query = head.partition("?")
-    return path or "/", dict(parse_qsl(query, keep_blank_values=True))
+    # Node's querystring.parse keeps the first 1000 keys (maxKeys) and ignores the rest.
+    fields = query.split("&", _MAX_QUERY_KEYS)[:_MAX_QUERY_KEYS]
+    return path or "/", dict(parse_qsl("&".join(fields), keep_blank_values=True))
 
 
 _VALUE_TYPES = (str, int, float, bool, type(None), bytes, list, dict)

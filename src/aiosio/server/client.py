@@ -36,7 +36,7 @@ class Client:
     def __init__(self, server: Server, conn: EngineSocket) -> None:
         self.server = server
         self.conn = conn
-        self.decoder = Decoder(server.limits)
+        self.decoder = Decoder(server.limits, protocol=4 if conn.protocol == 3 else 5)
         self.sockets: dict[str, Socket] = {}  # by namespace name, accepted sockets only
         # Namespaces whose CONNECT is being handled (matcher, middlewares): one socket per
         # namespace per connection, so a second CONNECT for one of these, or for a connected
