@@ -240,9 +240,10 @@ def sio_messages(draw: st.DrawFn) -> list[str | bytes]:
     limits=st.sampled_from(
         [Limits(), Limits(max_attachments=2, max_depth=3, max_namespace_length=4, max_ack_id=99)]
     ),
+    protocol=st.sampled_from([5, 4]),
 )
-def test_socketio_decoder(messages: list[str | bytes], limits: Limits) -> None:
-    decoder = socketio.Decoder(limits)
+def test_socketio_decoder(messages: list[str | bytes], limits: Limits, protocol: int) -> None:
+    decoder = socketio.Decoder(limits, protocol=protocol)
     for message in messages:
         try:
             packet = decoder.feed(message)
@@ -263,7 +264,10 @@ def test_socketio_decoder(messages: list[str | bytes], limits: Limits) -> None:
             name = packet.data[0]
             assert type(name) in (str, int, float)
             assert name not in socketio.RESERVED_EVENTS
-        assert len(packet.nsp) <= limits.max_namespace_length
+        nsp = packet.nsp
+        if protocol == 4 and packet.type is socketio.PacketType.CONNECT:
+            nsp = socketio.split_v4_namespace(nsp)[0]  # the query is not the namespace
+        assert len(nsp) <= limits.max_namespace_length
         assert packet.id is None or 0 <= packet.id <= limits.max_ack_id
     decoder.reset()
     assert decoder.feed('2["ok"]') == socketio.Packet(socketio.PacketType.EVENT, "/", ["ok"])
