@@ -94,12 +94,12 @@ def _is_asgi_callable(obj: Any) -> bool:
     return len(parameters) == 3
 
 
-def _uvloop_installed() -> bool:
+def _uvloop_version() -> str | None:
     try:
-        import uvloop  # noqa: F401
+        import uvloop
     except ImportError:
-        return False
-    return True
+        return None
+    return str(getattr(uvloop, "__version__", "?"))
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -116,13 +116,17 @@ def _serve(args: argparse.Namespace) -> int:
         serve_workers(args.app, args.host, args.port, args.workers, args.redis)
         return 0
     app = load_app(args.app)
-    use_uvloop: bool | None = False if args.no_uvloop else None
-    if use_uvloop is None and not _uvloop_installed():
-        logger.info(
-            "uvloop is not installed: running on asyncio's default event loop "
-            '(pip install "aiosio[speed]" for uvloop)'
-        )
-        use_uvloop = False
+    use_uvloop = not args.no_uvloop
+    if use_uvloop:
+        version = _uvloop_version()
+        if version is None:
+            logger.info(
+                "uvloop is not installed: running on asyncio's default event loop "
+                '(pip install "aiosio[speed]" for uvloop)'
+            )
+            use_uvloop = False
+        else:
+            logger.info("running on uvloop %s", version)
     context = None
     if args.certfile:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

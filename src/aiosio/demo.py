@@ -5,6 +5,9 @@ try a client against: ``echo`` answers its acknowledgement with the arguments it
 sends the message to every other client, ``join`` puts the socket in a room; each client gets a
 ``welcome`` event with its id when it connects.
 
+``aiosio.demo:app``: the same demo as an ASGI application (``uvicorn aiosio.demo:app``, with the
+``asgi`` extra).
+
 ``aiosio.demo:echo``: a raw Engine.IO echo server at ``/engine.io/``, what the official Engine.IO
 protocol test suites expect.
 
@@ -23,7 +26,7 @@ from aiosio.protocol.cors import Cors
 from aiosio.server.server import Server
 from aiosio.server.socket import Socket
 
-__all__ = ["create_demo_server", "create_echo_server", "echo", "sio"]
+__all__ = ["app", "create_demo_server", "create_echo_server", "echo", "sio"]
 
 
 def _options() -> dict[str, Any]:
@@ -72,3 +75,4 @@ def create_demo_server(**options: Any) -> Server:
 
 echo = create_echo_server(**_options())
 sio = create_demo_server(**_options())
+app = sio.asgi()
