@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything aiosio needs on a fresh machine: a virtual environment with the package and
 # its test tools (.venv), the npm packages the interop tests drive (tests/js/node_modules), and, as
-# root, Debian's nginx and chromium for the fault lab (tests/lab).
+# root, Debian's nginx, chromium and openssl for the fault lab (tests/lab), said before it does it
+# (AIOSIO_NO_SYSTEM_PACKAGES=1 skips them).
+# Users of the library need none of this: pip install aiosio (see README.md, "Install").
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,8 +35,15 @@ missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
-if [ ${#missing[@]} -gt 0 ]; then
+if [ ${#missing[@]} -gt 0 ] && [ -n "${AIOSIO_NO_SYSTEM_PACKAGES:-}" ]; then
+  echo "install.sh: AIOSIO_NO_SYSTEM_PACKAGES is set: not installing ${missing[*]};" \
+    "the fault lab (tests/lab) will fail without them" >&2
+elif [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "install.sh: installing ${missing[*]} system-wide with apt-get (with their" \
+      "dependencies: chromium alone is several hundred MB) for the fault lab (tests/lab)," \
+      "which runs nginx in front of the servers and a real browser against them;" \
+      "set AIOSIO_NO_SYSTEM_PACKAGES=1 to skip" >&2
     export DEBIAN_FRONTEND=noninteractive
     # The package lists are refreshed only when installing from them fails (none, or stale).
     if ! apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1; then
