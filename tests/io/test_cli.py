@@ -98,6 +98,11 @@ async def python(code: str) -> AsyncIterator[Process]:
 # -- arguments -----------------------------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def _keep_sys_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))  # load_app puts the directory first
+
+
 def test_help_names_the_commands_and_nothing_internal(capsys: pytest.CaptureFixture[str]) -> None:
     for argv in (["--help"], ["serve", "--help"], ["doctor", "--help"]):
         with pytest.raises(SystemExit) as exited:
@@ -180,7 +185,6 @@ def target_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
     name = f"cli_target_{uuid.uuid4().hex}"
     (tmp_path / f"{name}.py").write_text(TARGETS)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "path", list(sys.path))  # load_app puts the directory first
     yield name
     sys.modules.pop(name, None)
 
