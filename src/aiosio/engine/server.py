@@ -623,12 +623,14 @@ class EngineServer(EventEmitter):
     def max_body_size(self) -> int:
         return self.max_http_buffer_size
 
-    def asgi(self, other_app: Any = None, *, trim_heap_after: int = 1000) -> Any:
+    def asgi(
+        self, other_app: Any = None, *, trim_heap_after: int = 1000, body_timeout: float = 30.0
+    ) -> Any:
         """This server as an ASGI application; other paths go to ``other_app`` if given.
-        ``trim_heap_after``: see :class:`~aiosio.transports.asgi.AsgiApp`."""
+        ``trim_heap_after``, ``body_timeout``: see :class:`~aiosio.transports.asgi.AsgiApp`."""
         from aiosio.transports.asgi import AsgiApp
 
-        return AsgiApp(self, other_app, trim_heap_after=trim_heap_after)
+        return AsgiApp(self, other_app, trim_heap_after=trim_heap_after, body_timeout=body_timeout)
 
     async def shutdown(self) -> None:
         """Called by the HTTP servers when they stop: close every session."""

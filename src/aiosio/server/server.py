@@ -332,9 +332,11 @@ class Server:
     def not_found(self, request: HttpRequest) -> HttpResponse:
         return self.engine.not_found(request)
 
-    def asgi(self, other_app: Any = None, *, trim_heap_after: int = 1000) -> Any:
+    def asgi(
+        self, other_app: Any = None, *, trim_heap_after: int = 1000, body_timeout: float = 30.0
+    ) -> Any:
         """This server as an ASGI application; other paths go to ``other_app`` if given.
-        ``trim_heap_after``: see :class:`~aiosio.transports.asgi.AsgiApp`."""
+        ``trim_heap_after``, ``body_timeout``: see :class:`~aiosio.transports.asgi.AsgiApp`."""
         from aiosio.transports.asgi import AsgiApp
 
-        return AsgiApp(self, other_app, trim_heap_after=trim_heap_after)
+        return AsgiApp(self, other_app, trim_heap_after=trim_heap_after, body_timeout=body_timeout)

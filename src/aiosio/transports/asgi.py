@@ -149,14 +149,29 @@ class AsgiApp:
 
     Once ``trim_heap_after`` WebSockets have closed since the most there were open, the memory
     they held is given back to the operating system when the closes stop, as the native server
-    does (:class:`aiosio._memory.HeapTrimmer`; 0: never)."""
+    does (:class:`aiosio._memory.HeapTrimmer`; 0: never).
+
+    ``body_timeout`` (seconds, 30 as the native server's ``ServerLimits.body_timeout``): a request
+    body not complete within it is answered with 408 and the connection closed; a client that
+    announces a body and stops sending it would otherwise hold the request and what it sent."""
 
     def __init__(
-        self, app: HttpApp, other_app: ASGIApp | None = None, *, trim_heap_after: int = 1000
+        self,
+        app: HttpApp,
+        other_app: ASGIApp | None = None,
+        *,
+        trim_heap_after: int = 1000,
+        body_timeout: float = 30.0,
     ) -> None:
+        if not body_timeout > 0:
+            raise ValueError(
+                f"body_timeout must be a number of seconds above 0, got {body_timeout!r}: "
+                "give the longest a client may take to send a request body, e.g. 30"
+            )
         self.app = app
         self.other_app = other_app
         self.trim_heap_after = trim_heap_after
+        self.body_timeout = body_timeout
         self._websockets: set[_AsgiWebSocket] = set()
         self._heap: HeapTrimmer | None = None  # made with the first WebSocket (it needs the loop)
 
@@ -217,8 +232,14 @@ class AsgiApp:
         chunks: list[bytes] = []
         size = 0
         more = request.method not in ("GET", "HEAD", "OPTIONS")
+        deadline = asyncio.get_running_loop().time() + self.body_timeout
         while more:
-            message = await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                await _send_response(send, self._body_late(request, size, declared))
+                return
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")
@@ -245,6 +266,24 @@ class AsgiApp:
             return
         response = handler.result()
         await _send_response(send, response, request.method == "HEAD")
+
+    def _body_late(self, request: HttpRequest, size: int, declared: str) -> HttpResponse:
+        received = (
+            f"{size} of {declared} announced bytes"
+            if declared.isdigit()
+            else f"{size} bytes of a chunked body"
+        )
+        peer = request.client[0] if request.client else "an unknown client"
+        logger.warning(
+            "request body from %s not complete within body_timeout=%ss: %s arrived; the client "
+            "stalled, or its link is too slow for the body (raise sio.asgi(body_timeout=...) for "
+            "slow links); answered 408 and closed",
+            peer,
+            self.body_timeout,
+            received,
+        )
+        body = f"request body not complete within {self.body_timeout}s: {received}\n".encode()
+        return HttpResponse(408, [("Content-Type", "text/plain"), ("Connection", "close")], body)
 
     async def _websocket(
         self, scope: Scope, request: HttpRequest, receive: Receive, send: Send

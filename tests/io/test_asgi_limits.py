@@ -1,0 +1,60 @@
+"""Limits of the ASGI app under uvicorn: the request body deadline (``body_timeout``) and the log
+line when the ASGI server cannot speak WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+import aiosio
+from conftest import _Uvicorn
+
+
+async def _post_partial(port: int, announced: int, sent: bytes) -> bytes:
+    """POST a polling request announcing ``announced`` bytes, send ``sent``, then read all."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            b"POST /socket.io/?EIO=4&transport=polling&sid=x HTTP/1.1\r\nHost: t\r\n"
+            b"Connection: close\r\n"
+            b"Content-Type: text/plain\r\nContent-Length: %d\r\n\r\n" % announced + sent
+        )
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 20)  # until the server closes
+    finally:
+        writer.close()
+
+
+async def test_a_stalled_body_is_answered_408_and_closed(caplog: pytest.LogCaptureFixture) -> None:
+    server = _Uvicorn(aiosio.Server().asgi(body_timeout=0.5))
+    await server.start()
+    try:
+        with caplog.at_level(logging.WARNING, "aiosio.server.asgi"):
+            answer = await _post_partial(server.port, 100_000, b"0123456789")
+        assert answer.startswith(b"HTTP/1.1 408 "), answer
+        assert b"10 of 100000 announced bytes" in answer
+        lines = [r.getMessage() for r in caplog.records if "body_timeout=0.5" in r.getMessage()]
+        assert len(lines) == 1, lines
+        assert "10 of 100000 announced bytes" in lines[0]
+        assert "sio.asgi(body_timeout=...)" in lines[0]
+    finally:
+        await server.close()
+
+
+async def test_a_body_sent_in_time_is_not_refused() -> None:
+    # the boundary: a complete body within the deadline reaches the engine (400: no such session)
+    server = _Uvicorn(aiosio.Server().asgi(body_timeout=5))
+    await server.start()
+    try:
+        answer = await _post_partial(server.port, 10, b"0123456789")
+        assert answer.startswith(b"HTTP/1.1 400 "), answer
+    finally:
+        await server.close()
+
+
+@pytest.mark.parametrize("value", [0, -1.0])
+def test_body_timeout_must_be_positive(value: float) -> None:
+    with pytest.raises(ValueError, match=rf"body_timeout must be .* above 0, got {value!r}"):
+        aiosio.Server().asgi(body_timeout=value)
