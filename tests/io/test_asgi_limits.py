@@ -7,9 +7,10 @@ import asyncio
 import logging
 
 import pytest
+import uvicorn
 
 import aiosio
-from conftest import _Uvicorn
+from conftest import _Uvicorn, free_port
 
 
 async def _post_partial(port: int, announced: int, sent: bytes) -> bytes:
@@ -58,3 +59,37 @@ async def test_a_body_sent_in_time_is_not_refused() -> None:
 def test_body_timeout_must_be_positive(value: float) -> None:
     with pytest.raises(ValueError, match=rf"body_timeout must be .* above 0, got {value!r}"):
         aiosio.Server().asgi(body_timeout=value)
+
+
+async def test_no_websocket_library_is_named_first(caplog: pytest.LogCaptureFixture) -> None:
+    """uvicorn started without a WebSocket library hands the upgrade request to the app as plain
+    HTTP, Upgrade header included: the log leads with that cause and its fix, not with proxies."""
+    port = free_port()
+    config = uvicorn.Config(
+        aiosio.Server().asgi(), host="127.0.0.1", port=port, log_level="critical", ws="none"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            assert not task.done()
+            await asyncio.sleep(0.01)
+        with caplog.at_level(logging.DEBUG, "aiosio"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(
+                b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: t\r\n"
+                b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            )
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 20)
+            writer.close()
+        assert head.startswith(b"HTTP/1.1 400 "), head
+        lines = [r.getMessage() for r in caplog.records if "plain HTTP" in r.getMessage()]
+        assert len(lines) == 1, lines
+        line = lines[0]
+        assert "without a WebSocket library" in line
+        assert 'pip install "aiosio[asgi]"' in line
+        assert "proxy" not in line
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)

@@ -91,9 +91,29 @@ _RECENTLY_CLOSED_MAX = 4096
 
 _PROXY_UPGRADE_HINT = (
     "a proxy in front of the server probably drops them (nginx needs 'proxy_http_version 1.1; "
-    'proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade";\'), or the '
-    "ASGI server has no WebSocket support (pip install websockets); the client stays on polling"
+    'proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade";\'); the '
+    "client stays on polling"
 )
+
+
+def _plain_http(request: HttpRequest, what: str) -> tuple[str, str]:
+    """The cause and the fix when a WebSocket request arrived as plain HTTP. An ASGI server
+    without a WebSocket library passes the Upgrade header through (the native server never
+    does): that is then the cause; without the header, a proxy removed it."""
+    if request.headers.get("upgrade", "").lower() == "websocket":
+        return (
+            f"{what} reached the app as plain HTTP although it carried 'Upgrade: websocket': the "
+            "ASGI server was started without a WebSocket library (uvicorn needs websockets or "
+            "wsproto)",
+            'pip install "aiosio[asgi]" (or pip install websockets) and restart the ASGI server; '
+            "until then the client stays on polling",
+        )
+    return (
+        f"{what} arrived as plain HTTP, without the 'Upgrade: websocket' and "
+        "'Connection: Upgrade' headers",
+        _PROXY_UPGRADE_HINT,
+    )
+
 
 # RFC 7230 field-value characters, as the reference's checkInvalidHeaderChar (tab, 32-126, 128-255).
 _INVALID_HEADER_CHAR = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
@@ -888,9 +908,7 @@ class EngineServer(EventEmitter):
             if not upgrade and transport == "websocket":
                 raise _Rejection(
                     BAD_REQUEST,
-                    f"the WebSocket request of session {sid} arrived as plain HTTP, without the "
-                    "'Upgrade: websocket' and 'Connection: Upgrade' headers",
-                    _PROXY_UPGRADE_HINT,
+                    *_plain_http(request, f"the WebSocket request of session {sid}"),
                     name="TRANSPORT_MISMATCH",
                     transport=transport,
                     previousTransport=previous,
@@ -917,9 +935,7 @@ class EngineServer(EventEmitter):
         if transport == "websocket" and not upgrade:
             raise _Rejection(
                 BAD_REQUEST,
-                "a transport=websocket request arrived as plain HTTP, without the "
-                "'Upgrade: websocket' and 'Connection: Upgrade' headers",
-                _PROXY_UPGRADE_HINT,
+                *_plain_http(request, "a transport=websocket request"),
                 name="TRANSPORT_HANDSHAKE_ERROR",
             )
         if self.allow_request is not None:
