@@ -4,10 +4,18 @@ line when the ASGI server cannot speak WebSocket."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
+import signal
+import sys
+from pathlib import Path
 
+import httpx
 import pytest
 import uvicorn
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 import aiosio
 from conftest import _Uvicorn, free_port
@@ -93,3 +101,72 @@ async def test_no_websocket_library_is_named_first(caplog: pytest.LogCaptureFixt
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 10)
+
+
+_SIGTERM_APP = """
+import aiosio
+sio = aiosio.Server(ping_interval=60, ping_timeout=20)
+app = sio.asgi()
+"""
+
+
+async def test_sigterm_closes_waiting_polls_and_websockets(tmp_path: Path) -> None:
+    """uvicorn sends the lifespan shutdown only after its connections end: on SIGTERM the app
+    closes its sessions at once, every waiting poll answered, every WebSocket sent its close."""
+    (tmp_path / "sigterm_app.py").write_text(_SIGTERM_APP)
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "uvicorn", "sigterm_app:app", "--port", str(port),
+        "--ws", "websockets-sansio", "--log-level", "warning",
+        cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        base = f"127.0.0.1:{port}"
+        async with httpx.AsyncClient(timeout=30) as http:
+            for _ in range(500):
+                with contextlib.suppress(httpx.TransportError):
+                    await http.get(f"http://{base}/socket.io/?EIO=4&transport=polling")
+                    break
+                await asyncio.sleep(0.05)
+            sids = []
+            for _ in range(5):
+                answer = await http.get(f"http://{base}/socket.io/?EIO=4&transport=polling")
+                sid = json.loads(answer.text[1:])["sid"]
+                session = f"http://{base}/socket.io/?EIO=4&transport=polling&sid={sid}"
+                await http.post(session, content="40")
+                answer = await http.get(session)
+                assert answer.text.startswith("40")
+                sids.append(sid)
+            polls = [
+                asyncio.ensure_future(
+                    http.get(f"http://{base}/socket.io/?EIO=4&transport=polling&sid={sid}")
+                )
+                for sid in sids
+            ]
+            sockets = []
+            for _ in range(5):
+                ws = await connect(f"ws://{base}/socket.io/?EIO=4&transport=websocket")
+                assert str(await ws.recv()).startswith("0{")
+                await ws.send("40")
+                assert str(await ws.recv()).startswith("40{")
+                sockets.append(ws)
+            await asyncio.sleep(0.5)  # the polls are waiting
+            assert not any(poll.done() for poll in polls)
+            process.send_signal(signal.SIGTERM)
+            for poll in polls:
+                answer = await asyncio.wait_for(poll, 20)
+                assert answer.status_code == 200
+                assert "1" in answer.text.split("\x1e"), answer.text  # the close packet
+            for ws in sockets:
+                with contextlib.suppress(ConnectionClosed):
+                    async with asyncio.timeout(20):
+                        async for _message in ws:
+                            pass
+                # closed by the engine (1000), not cut by uvicorn's own shutdown (1012)
+                assert ws.close_code == 1000, ws.close_code
+        # uvicorn ends by raising the signal it caught again, as its own default handler would
+        assert await asyncio.wait_for(process.wait(), 20) in (0, -signal.SIGTERM)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
+import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -172,6 +174,8 @@ class AsgiApp:
         self.other_app = other_app
         self.trim_heap_after = trim_heap_after
         self.body_timeout = body_timeout
+        self._closing: asyncio.Task[None] | None = None
+        self._signals: dict[int, Any] = {}
         self._websockets: set[_AsgiWebSocket] = set()
         self._heap: HeapTrimmer | None = None  # made with the first WebSocket (it needs the loop)
 
@@ -195,7 +199,49 @@ class AsgiApp:
         else:
             await self._websocket(scope, request, receive, send)
 
+    def _watch_signals(self) -> None:
+        """Close the sessions as soon as the ASGI server is told to stop (SIGTERM, SIGINT).
+
+        uvicorn sends the lifespan shutdown only after its connections have ended, so a waiting
+        long-poll would be answered by the next ping (up to ping_interval) or cut at
+        --timeout-graceful-shutdown with no response. The handler the ASGI server installed is
+        kept and called first; ours then closes every session, as the native server does: each
+        waiting poll is answered with a close packet, each WebSocket sent its close."""
+        if threading.current_thread() is not threading.main_thread() or self._signals:
+            return
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.getsignal(sig)
+            if not callable(previous) or previous is signal.default_int_handler:
+                continue  # no ASGI server's handler to chain: it did not plan a graceful stop
+
+            def handler(number: int, frame: Any, previous: Any = previous) -> None:
+                previous(number, frame)
+                loop.call_soon_threadsafe(self._start_shutdown)
+
+            self._signals[sig] = previous
+            signal.signal(sig, handler)
+
+    def _restore_signals(self) -> None:
+        signals, self._signals = self._signals, {}
+        if threading.current_thread() is threading.main_thread():
+            for sig, previous in signals.items():
+                signal.signal(sig, previous)
+
+    def _start_shutdown(self) -> asyncio.Task[None]:
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(self._close_app())
+        return self._closing
+
+    async def _close_app(self) -> None:
+        shutdown = getattr(self.app, "shutdown", None)
+        if shutdown is not None:
+            result = shutdown()
+            if asyncio.iscoroutine(result):
+                await result
+
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._watch_signals()
         if self.other_app is not None:
             # The other app owns the lifespan protocol; shut our sessions down when it ends.
             try:
@@ -217,11 +263,8 @@ class AsgiApp:
                 return
 
     async def _shutdown(self) -> None:
-        shutdown = getattr(self.app, "shutdown", None)
-        if shutdown is not None:
-            result = shutdown()
-            if asyncio.iscoroutine(result):
-                await result
+        self._restore_signals()
+        await self._start_shutdown()
 
     async def _http(self, scope: Scope, request: HttpRequest, receive: Receive, send: Send) -> None:
         limit = self.app.max_body_size
