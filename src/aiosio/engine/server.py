@@ -792,13 +792,22 @@ class EngineServer(EventEmitter):
         elif state is State.PROBING or state is State.UPGRADING:
             cause = f"session {socket.id} is already upgrading"
         else:
-            cause = f"session {socket.id} is closing"
-        logger.warning(
-            "closed a websocket for %s from %s: %s; a client opens one WebSocket per session",
-            _short(request.url),
-            request.remote_address or "?",
-            cause,
-        )
+            # The client probed while the server was closing the session (a normal race): it
+            # stays on polling, where the next GET brings what was queued and the close.
+            logger.debug(
+                "closed the upgrade websocket of session %s from %s: the session is closing; the "
+                "client gets the close on polling",
+                socket.id,
+                request.remote_address or "?",
+            )
+            cause = ""
+        if cause:
+            logger.warning(
+                "closed a websocket for %s from %s: %s; a client opens one WebSocket per session",
+                _short(request.url),
+                request.remote_address or "?",
+                cause,
+            )
 
         def bind(channel: WebSocketChannel) -> WebSocketHandler:
             channel.close()
