@@ -874,7 +874,7 @@ def test_close_after_upgrade() -> None:
 def test_close_during_the_probe_with_a_waiting_get_closes_both() -> None:
     # A waiting GET means the client has not paused polling: the close goes there, and the
     # probe closes with the session (socket.ts _maybeUpgrade onClose). The other upgrade states
-    # are in test_close_during_upgrade.py.
+    # are in tests/core/test_close_during_upgrade.py.
     session = opened()
     session.receive_poll_request(1.0)
     session.attach_probe(2.0)

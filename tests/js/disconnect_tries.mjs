@@ -1,6 +1,6 @@
 // Connects the official socket.io-client (4.x, or 2.x with --client v2) to a server that
 // disconnects it, --tries times one after the other, and prints one JSON object per try. Used by
-// tests/interop/test_close_during_upgrade.py: with the default transports (polling, then the
+// tests/interop/test_close_during_upgrade_js.py: with the default transports (polling, then the
 // upgrade to WebSocket) the server's disconnect may land in any state of the upgrade, and the
 // client must see "io server disconnect" every time.
 //
