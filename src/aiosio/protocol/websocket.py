@@ -14,21 +14,51 @@ our own code raises: :class:`InvalidState` (sending in the wrong state) and :cla
 
 Limits are checked before anything is buffered: a frame header announcing a message larger than
 ``max_message_size`` fails the connection before one byte of its payload is kept.
+
+Split as the ``websockets`` library splits its protocol: this module is the connection's state
+machine (with the frame parser, which feeds it in one loop, for speed);
+:mod:`~aiosio.protocol.websocket_frames` is the frame format,
+:mod:`~aiosio.protocol.websocket_handshake` the opening handshake and
+:mod:`~aiosio.protocol.websocket_deflate` the permessage-deflate negotiation. Every public name
+of those is importable from here too.
 """
 
 from __future__ import annotations
 
-import base64
 import enum
-import hashlib
-import os
 import struct
 import zlib
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final, Literal, TypeAlias
+from typing import Final, TypeAlias
 
-from aiosio.protocol.errors import LocalProtocolError, RemoteProtocolError
+from aiosio.protocol.errors import LocalProtocolError
+from aiosio.protocol.websocket_deflate import (
+    DeflateParams,
+    accept_deflate_response,
+    client_deflate_offer,
+    negotiate_deflate,
+)
+from aiosio.protocol.websocket_frames import (
+    FIN,
+    MASK_BIT,
+    MAX_CONTROL_PAYLOAD,
+    OPCODE_NAMES,
+    RSV1,
+    RSV23,
+    CloseCode,
+    Opcode,
+    apply_mask,
+    encode_frame,
+)
+from aiosio.protocol.websocket_handshake import (
+    GUID,
+    HandshakeError,
+    accept_key,
+    check_client_handshake,
+    check_server_handshake,
+    new_client_key,
+    shorten,
+)
 
 __all__ = [
     "GUID",
@@ -58,17 +88,6 @@ __all__ = [
 ]
 
 
-class Opcode(enum.IntEnum):
-    """Frame opcodes (RFC 6455 section 5.2); 0x3-0x7 and 0xB-0xF are reserved."""
-
-    CONTINUATION = 0x0
-    TEXT = 0x1
-    BINARY = 0x2
-    CLOSE = 0x8
-    PING = 0x9
-    PONG = 0xA
-
-
 class Side(enum.Enum):
     """Which end of the connection this codec plays; decides masking (RFC 6455 section 5.3)."""
 
@@ -84,22 +103,6 @@ class State(enum.Enum):
     CLOSING = "closing"
     #: The TCP stream ended (:meth:`WebSocketProtocol.receive_eof`).
     CLOSED = "closed"
-
-
-class CloseCode(enum.IntEnum):
-    """Status codes of RFC 6455 section 7.4.1."""
-
-    NORMAL = 1000
-    GOING_AWAY = 1001
-    PROTOCOL_ERROR = 1002
-    UNSUPPORTED_DATA = 1003
-    NO_STATUS = 1005
-    ABNORMAL = 1006
-    INVALID_DATA = 1007
-    POLICY_VIOLATION = 1008
-    MESSAGE_TOO_BIG = 1009
-    MANDATORY_EXTENSION = 1010
-    INTERNAL_ERROR = 1011
 
 
 def _valid_close_code(code: int) -> bool:
@@ -122,356 +125,20 @@ class InvalidState(LocalProtocolError):
 
 
 # ---------------------------------------------------------------------------------------------
-# Opening handshake (RFC 6455 section 4)
+# Framing helpers of the state machine (RFC 6455 section 5)
 
-GUID: Final = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-_MAX_ECHOED = 64
-
-
-class HandshakeError(RemoteProtocolError):
-    """The opening handshake is not acceptable; ``str(err)`` says what was expected and got.
-
-    ``status`` is, on the server side, the HTTP status to answer with (400, 405 for a method other
-    than GET, 426 for an unsupported version), and on the client side the status the server
-    answered with. ``headers`` are response headers the server should add (``Allow`` for 405,
-    ``Sec-WebSocket-Version`` for 426, RFC 6455 section 4.4).
-    """
-
-    def __init__(
-        self, reason: str, status: int = 400, headers: tuple[tuple[str, str], ...] = ()
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
-        self.headers = headers
-
-
-def _shorten(value: str) -> str:
-    """Bound a peer-supplied value echoed into an error message."""
-    return value if len(value) <= _MAX_ECHOED else value[:_MAX_ECHOED] + "..."
-
-
-def accept_key(key: str) -> str:
-    """The ``Sec-WebSocket-Accept`` value for ``key`` (RFC 6455 section 4.2.2, step 5.4)."""
-    digest = hashlib.sha1((key + GUID).encode(), usedforsecurity=False).digest()
-    return base64.b64encode(digest).decode("ascii")
-
-
-def new_client_key() -> str:
-    """A fresh ``Sec-WebSocket-Key``: 16 random bytes, base64 (RFC 6455 section 4.1)."""
-    return base64.b64encode(os.urandom(16)).decode("ascii")
-
-
-def _require_token(
-    headers: Mapping[str, str], name: str, display: str, token: str, status: int
-) -> None:
-    """Check that the comma-separated header ``name`` holds ``token`` (case-insensitive)."""
-    value = headers.get(name)
-    if value is None:
-        raise HandshakeError(
-            f"missing '{display}: {token}' header (got no '{display}' header)", status
-        )
-    if token not in (part.strip().lower() for part in value.split(",")):
-        raise HandshakeError(
-            f"missing '{display}: {token}' header (got '{display}: {_shorten(value)}')", status
-        )
-
-
-def check_client_handshake(method: str, headers: Mapping[str, str]) -> str:
-    """Validate a client's upgrade request; return the ``Sec-WebSocket-Accept`` value.
-
-    ``headers`` maps lowercase header names to values (repeated headers joined with commas).
-    Follows RFC 6455 section 4.2.1. Raises :class:`HandshakeError` with the status to answer.
-    """
-    if method != "GET":
-        raise HandshakeError(
-            f"expected method 'GET' for a websocket upgrade (got '{_shorten(method)}')",
-            405,
-            (("Allow", "GET"),),
-        )
-    _require_token(headers, "upgrade", "Upgrade", "websocket", 400)
-    _require_token(headers, "connection", "Connection", "upgrade", 400)
-    version = headers.get("sec-websocket-version")
-    if version is None or version.strip() != "13":
-        got = "none" if version is None else f"'{_shorten(version)}'"
-        raise HandshakeError(
-            f"unsupported 'Sec-WebSocket-Version' (expected '13', got {got})",
-            426,
-            (("Sec-WebSocket-Version", "13"),),
-        )
-    key = headers.get("sec-websocket-key")
-    if key is None:
-        raise HandshakeError("missing 'Sec-WebSocket-Key' header")
-    key = key.strip()
-    try:
-        raw = base64.b64decode(key, validate=True)
-    except ValueError:  # binascii.Error, or a non-ASCII str
-        raw = b""
-    if len(raw) != 16:
-        raise HandshakeError(
-            "invalid 'Sec-WebSocket-Key' header (expected base64 of 16 bytes, "
-            f"got '{_shorten(key)}')"
-        )
-    return accept_key(key)
-
-
-def check_server_handshake(status: int, headers: Mapping[str, str], key: str) -> None:
-    """Validate the server's answer to our upgrade request (RFC 6455 section 4.1, client side).
-
-    ``key`` is the ``Sec-WebSocket-Key`` we sent. Raises :class:`HandshakeError` whose
-    ``status`` is the status the server answered with.
-    """
-    if status != 101:
-        raise HandshakeError(f"expected status 101 for a websocket upgrade (got {status})", status)
-    _require_token(headers, "upgrade", "Upgrade", "websocket", status)
-    _require_token(headers, "connection", "Connection", "upgrade", status)
-    expected = accept_key(key)
-    got = headers.get("sec-websocket-accept")
-    if got is None:
-        raise HandshakeError(
-            f"missing 'Sec-WebSocket-Accept' header (expected '{expected}')", status
-        )
-    if got.strip() != expected:
-        raise HandshakeError(
-            f"invalid 'Sec-WebSocket-Accept' header (expected '{expected}', got '{_shorten(got)}')",
-            status,
-        )
-
-
-# ---------------------------------------------------------------------------------------------
-# permessage-deflate negotiation (RFC 7692 section 7)
-
-_EXTENSION: Final = "permessage-deflate"
-_MAX_EXTENSIONS_HEADER: Final = 4096
-_MAX_EXTENSION_OFFERS: Final = 32
-# RFC 7692 section 7.1.2.1: "a decimal integer value without leading zeros between 8 to 15".
-_WINDOW_BITS: Final = {str(bits): bits for bits in range(8, 16)}
-_SERVER_NCT: Final = "server_no_context_takeover"
-_CLIENT_NCT: Final = "client_no_context_takeover"
-_SERVER_BITS: Final = "server_max_window_bits"
-_CLIENT_BITS: Final = "client_max_window_bits"
-
-
-@dataclass(frozen=True, slots=True)
-class DeflateParams:
-    """Negotiated permessage-deflate parameters, named from the RFC (server/client) viewpoint.
-
-    Both ends build their :class:`WebSocketProtocol` from the same value; the protocol picks the
-    ``server_*`` or ``client_*`` half for its compressor according to its :class:`Side`.
-    """
-
-    server_no_context_takeover: bool = False
-    client_no_context_takeover: bool = False
-    server_max_window_bits: int = 15
-    client_max_window_bits: int = 15
-
-
-def _parse_deflate_params(params: list[str], *, response: bool) -> dict[str, int | None] | str:
-    """Parse ``name[=value]`` extension parameters; return them, or what is wrong as a string.
-
-    ``client_max_window_bits`` may come without a value in an offer, never in a response.
-    Values may be quoted (RFC 7692 section 7.1: "quoted-string ... MUST conform to the token").
-    """
-    seen: dict[str, int | None] = {}
-    for param in params:
-        name, eq, value = param.partition("=")
-        name = name.strip().lower()
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] == '"':
-            value = value[1:-1]
-        if name in seen:
-            return f"duplicate parameter '{_shorten(name)}'"
-        if name in (_SERVER_NCT, _CLIENT_NCT):
-            if eq:
-                return f"parameter '{name}' takes no value (got '{_shorten(value)}')"
-            seen[name] = None
-        elif name in (_SERVER_BITS, _CLIENT_BITS):
-            if not eq:
-                if name == _SERVER_BITS or response:
-                    return f"parameter '{name}' requires a value"
-                seen[name] = None
-                continue
-            bits = _WINDOW_BITS.get(value)
-            if bits is None:
-                return f"invalid '{name}' value (expected 8 to 15, got '{_shorten(value)}')"
-            seen[name] = bits
-        else:
-            return f"unknown parameter '{_shorten(name)}'"
-    return seen
-
-
-def negotiate_deflate(offer: str | None, enabled: bool) -> tuple[str | None, DeflateParams | None]:
-    """Server side: accept the first acceptable permessage-deflate offer.
-
-    ``offer`` is the request's ``Sec-WebSocket-Extensions`` value. Returns the response header
-    value and the negotiated parameters, or ``(None, None)`` when disabled, when nothing is
-    acceptable, or when the header is absurdly large (more than 4096 characters or 32 offers:
-    declined outright so the work stays bounded).
-
-    Offers are split on commas without honouring quoted strings; a quoted comma in some other
-    extension's parameter only makes that element unparsable, and it is skipped.
-    """
-    if not enabled or not offer or len(offer) > _MAX_EXTENSIONS_HEADER:
-        return None, None
-    if offer.count(",") >= _MAX_EXTENSION_OFFERS:
-        return None, None
-    for extension in offer.split(","):
-        name, *raw_params = extension.split(";")
-        if name.strip().lower() != _EXTENSION:
-            continue
-        params = _parse_deflate_params(raw_params, response=False)
-        if isinstance(params, str):
-            continue  # RFC 7692 section 5: decline this offer, consider the next one
-        response = [_EXTENSION]
-        # RFC 7692 section 7.1.1.1: a server accepting server_no_context_takeover must echo it.
-        if _SERVER_NCT in params:
-            response.append(_SERVER_NCT)
-        # Section 7.1.1.2: echoing client_no_context_takeover lets us drop the inflater state
-        # between messages too.
-        if _CLIENT_NCT in params:
-            response.append(_CLIENT_NCT)
-        server_bits = params.get(_SERVER_BITS) or 15
-        if _SERVER_BITS in params:  # section 7.1.2.1: the response must carry it
-            response.append(f"{_SERVER_BITS}={server_bits}")
-        # Section 7.1.2.2: without a value the client only says it understands the parameter;
-        # we leave its window at 15. With a value we echo it.
-        client_bits = params.get(_CLIENT_BITS) or 15
-        if params.get(_CLIENT_BITS) is not None:
-            response.append(f"{_CLIENT_BITS}={client_bits}")
-        return "; ".join(response), DeflateParams(
-            server_no_context_takeover=_SERVER_NCT in params,
-            client_no_context_takeover=_CLIENT_NCT in params,
-            server_max_window_bits=server_bits,
-            client_max_window_bits=client_bits,
-        )
-    return None, None
-
-
-def client_deflate_offer() -> str:
-    """Client side: the ``Sec-WebSocket-Extensions`` value we offer."""
-    return f"{_EXTENSION}; {_CLIENT_BITS}"
-
-
-def accept_deflate_response(header: str | None) -> DeflateParams | None:
-    """Client side: check the server's ``Sec-WebSocket-Extensions`` answer to our offer.
-
-    Returns ``None`` when the server declined compression. Raises :class:`HandshakeError` when
-    the answer names an extension we did not offer or parameters RFC 7692 forbids; the client
-    must then fail the connection (RFC 6455 section 4.1, RFC 7692 section 5).
-    """
-    if header is None or not header.strip():
-        return None
-    if len(header) > _MAX_EXTENSIONS_HEADER:
-        raise HandshakeError(
-            "invalid 'Sec-WebSocket-Extensions' header (expected at most "
-            f"{_MAX_EXTENSIONS_HEADER} characters, got {len(header)})",
-            101,
-        )
-    extensions = [ext for ext in header.split(",") if ext.strip()]
-    if len(extensions) != 1:
-        raise HandshakeError(
-            "invalid 'Sec-WebSocket-Extensions' header (expected one 'permessage-deflate', "
-            f"got '{_shorten(header)}')",
-            101,
-        )
-    name, *raw_params = extensions[0].split(";")
-    if name.strip().lower() != _EXTENSION:
-        raise HandshakeError(
-            f"unexpected extension '{_shorten(name.strip())}' (offered only '{_EXTENSION}')", 101
-        )
-    params = _parse_deflate_params(raw_params, response=True)
-    if isinstance(params, str):
-        raise HandshakeError(f"invalid permessage-deflate response: {params}", 101)
-    return DeflateParams(
-        server_no_context_takeover=_SERVER_NCT in params,
-        client_no_context_takeover=_CLIENT_NCT in params,
-        server_max_window_bits=params.get(_SERVER_BITS) or 15,
-        client_max_window_bits=params.get(_CLIENT_BITS) or 15,
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Framing (RFC 6455 section 5.2)
-
-_FIN: Final = 0x80
-_RSV1: Final = 0x40
-_RSV23: Final = 0x30
-_MASK_BIT: Final = 0x80
-_PACK_16: Final = struct.Struct("!BBH").pack
-_PACK_64: Final = struct.Struct("!BBQ").pack
 _UNPACK_64: Final = struct.Struct("!Q").unpack_from
 # RFC 7692 section 7.2.1: the sender strips this empty stored block; the receiver appends it.
 _DEFLATE_TAIL: Final = b"\x00\x00\xff\xff"
-_MAX_CONTROL_PAYLOAD: Final = 125
-_OPCODE_NAMES: Final = {op.value: op.name.lower() for op in Opcode}
 _PROTOCOL_ERROR: Final = CloseCode.PROTOCOL_ERROR
-
-
-def _py_apply_mask(
-    data: bytes | bytearray,
-    key: bytes,
-    _from_bytes: Callable[[bytes | bytearray, Literal["little"]], int] = int.from_bytes,
-) -> bytes:
-    """XOR ``data`` with the repeated 4-byte ``key`` (RFC 6455 section 5.3).
-
-    One big-integer XOR over the whole payload: a handful of C-level passes instead of a Python
-    loop per byte. Byte order is irrelevant to XOR as long as both sides use the same one.
-    ``_from_bytes`` is bound as a default to save attribute lookups on the hot path.
-    """
-    n = len(data)
-    mask = (key * ((n >> 2) + 1))[:n]
-    return (_from_bytes(data, "little") ^ _from_bytes(mask, "little")).to_bytes(n, "little")
-
-
-try:
-    # websockets' C unmasking (a pure function, no I/O) when installed (the `speed` extra):
-    # several times faster on large frames.
-    from websockets.speedups import apply_mask as _c_apply_mask
-except ImportError:  # pragma: no cover - depends on the environment
-    _apply_mask = _py_apply_mask
-else:
-    _apply_mask = _c_apply_mask  # type: ignore[assignment]
-
-
-def encode_frame(
-    opcode: Opcode, payload: bytes, *, fin: bool = True, rsv1: bool = False, mask: bool = False
-) -> bytes:
-    """Encode one frame (RFC 6455 section 5.2).
-
-    With ``mask=False`` (server frames) the result depends on the arguments only, so one frame can
-    be encoded once and written to many connections. With ``mask=True`` (client frames) a fresh
-    key comes from ``os.urandom`` (section 10.3: masks must be unpredictable).
-
-    Raises :class:`ValueError` for a control frame that is fragmented, compressed or longer than
-    125 bytes (section 5.5).
-    """
-    n = len(payload)
-    if opcode & 0x8 and (n > _MAX_CONTROL_PAYLOAD or not fin or rsv1):
-        raise ValueError(
-            f"invalid {_OPCODE_NAMES.get(opcode, 'control')} frame (expected fin, no rsv1 and at "
-            f"most {_MAX_CONTROL_PAYLOAD} bytes, got fin={fin}, rsv1={rsv1}, {n} bytes)"
-        )
-    b0 = (_FIN if fin else 0) | (_RSV1 if rsv1 else 0) | opcode
-    mask_bit = _MASK_BIT if mask else 0
-    if n < 126:
-        header = bytes((b0, mask_bit | n))
-    elif n < 0x10000:
-        header = _PACK_16(b0, mask_bit | 126, n)
-    else:
-        header = _PACK_64(b0, mask_bit | 127, n)
-    if mask:
-        key = os.urandom(4)
-        return b"".join((header, key, _apply_mask(payload, key)))
-    return header + payload
 
 
 def _close_payload(code: int, reason: str) -> bytes:
     """The payload of the close frame that fails the connection with ``code`` and ``reason``."""
     encoded = reason.encode()
-    if len(encoded) > _MAX_CONTROL_PAYLOAD - 2:
+    if len(encoded) > MAX_CONTROL_PAYLOAD - 2:
         # Our own violation reasons: cut on a character boundary to fit section 5.5.
-        encoded = encoded[: _MAX_CONTROL_PAYLOAD - 2].decode(errors="ignore").encode()
+        encoded = encoded[: MAX_CONTROL_PAYLOAD - 2].decode(errors="ignore").encode()
     return code.to_bytes(2, "big") + encoded
 
 
@@ -615,7 +282,7 @@ class WebSocketProtocol:
         self._compress_threshold = compress_threshold
         # Section 5.1: clients mask every frame, servers none.
         self._mask_out = side is Side.CLIENT
-        self._mask_expected = _MASK_BIT if side is Side.SERVER else 0
+        self._mask_expected = MASK_BIT if side is Side.SERVER else 0
         self._deflate = deflate
         if deflate is None or side is Side.SERVER:
             params = deflate or DeflateParams()
@@ -712,7 +379,7 @@ class WebSocketProtocol:
             self._frame_buf = bytearray()
             self._frame_need = 0
             key = self._frame_key
-            payload = bytes(buf) if key is None else _apply_mask(buf, key)
+            payload = bytes(buf) if key is None else apply_mask(buf, key)
             if not self._on_frame(self._frame_b0, payload, events):
                 return events
             data = data[need:]
@@ -734,7 +401,7 @@ class WebSocketProtocol:
             # fragmented message is open is always valid; anything else gets the full check.
             if not (
                 (b0 == 0x81 or b0 == 0x82)
-                and (b1 & _MASK_BIT) == mask_expected
+                and (b1 & MASK_BIT) == mask_expected
                 and not self._msg_opcode
             ):
                 violation = self._check_header(b0, b1)
@@ -766,7 +433,7 @@ class WebSocketProtocol:
                 # may expand incompressible data a little; the decompressed size is checked by
                 # _inflate.
                 total = self._msg_size + length
-                if self._msg_compressed if b0 & 0x0F == 0 else b0 & _RSV1:
+                if self._msg_compressed if b0 & 0x0F == 0 else b0 & RSV1:
                     limit = self._max_compressed
                 if total > limit:
                     self._fail(
@@ -776,7 +443,7 @@ class WebSocketProtocol:
                         events,
                     )
                     return
-            if b1 & _MASK_BIT:
+            if b1 & MASK_BIT:
                 start += 4
                 if start > end:
                     break
@@ -793,7 +460,7 @@ class WebSocketProtocol:
                 return
             payload = data[start:stop]
             if key is not None:
-                payload = _apply_mask(payload, key)
+                payload = apply_mask(payload, key)
             pos = stop
             if b0 == 0x81:
                 try:
@@ -815,34 +482,34 @@ class WebSocketProtocol:
         same point however its bytes were split.
         """
         opcode = b0 & 0x0F
-        if b0 & _RSV23:
+        if b0 & RSV23:
             return (
                 _PROTOCOL_ERROR,
                 "reserved bits RSV2/RSV3 set (no negotiated extension uses them)",
             )
-        if b0 & _RSV1 and self._deflate is None:
+        if b0 & RSV1 and self._deflate is None:
             return _PROTOCOL_ERROR, "reserved bit RSV1 set without a negotiated extension"
-        if (b1 & _MASK_BIT) != self._mask_expected:
+        if (b1 & MASK_BIT) != self._mask_expected:
             if self._mask_expected:
                 return _PROTOCOL_ERROR, "unmasked frame from the client (expected masked frames)"
             return _PROTOCOL_ERROR, "masked frame from the server (expected unmasked frames)"
         if opcode & 0x8:
             if opcode > Opcode.PONG:
                 return _PROTOCOL_ERROR, f"unknown opcode {opcode:#x}"
-            name = _OPCODE_NAMES[opcode]
+            name = OPCODE_NAMES[opcode]
             # RFC 7692 section 6: RSV1 only marks the first frame of a compressed data message.
-            if b0 & _RSV1:
+            if b0 & RSV1:
                 return _PROTOCOL_ERROR, f"reserved bit RSV1 set on a {name} frame"
             # Section 5.5: control frames are never fragmented and carry at most 125 bytes.
-            if not b0 & _FIN:
+            if not b0 & FIN:
                 return (
                     _PROTOCOL_ERROR,
                     f"fragmented {name} frame (control frames must have FIN set)",
                 )
-            if b1 & 0x7F > _MAX_CONTROL_PAYLOAD:
-                return _PROTOCOL_ERROR, f"{name} frame payload exceeds {_MAX_CONTROL_PAYLOAD} bytes"
+            if b1 & 0x7F > MAX_CONTROL_PAYLOAD:
+                return _PROTOCOL_ERROR, f"{name} frame payload exceeds {MAX_CONTROL_PAYLOAD} bytes"
         elif opcode == Opcode.CONTINUATION:
-            if b0 & _RSV1:
+            if b0 & RSV1:
                 return _PROTOCOL_ERROR, "reserved bit RSV1 set on a continuation frame"
             # Section 5.4: fragments follow a TEXT or BINARY frame without FIN.
             if not self._msg_opcode:
@@ -858,7 +525,7 @@ class WebSocketProtocol:
         elif self._msg_opcode:
             return (
                 _PROTOCOL_ERROR,
-                f"{_OPCODE_NAMES[opcode]} frame while a fragmented message is in progress "
+                f"{OPCODE_NAMES[opcode]} frame while a fragmented message is in progress "
                 "(expected a continuation frame)",
             )
         return None
@@ -877,9 +544,9 @@ class WebSocketProtocol:
         opcode = b0 & 0x0F
         if opcode & 0x8:
             return self._on_control(opcode, payload, events)
-        fin = b0 & _FIN
+        fin = b0 & FIN
         if opcode:
-            if fin and not b0 & _RSV1:
+            if fin and not b0 & RSV1:
                 # The common case: a whole uncompressed message in one frame.
                 if opcode == Opcode.TEXT:
                     try:
@@ -892,7 +559,7 @@ class WebSocketProtocol:
                     events.append(BinaryMessage(payload))
                 return True
             self._msg_opcode = opcode
-            self._msg_compressed = bool(b0 & _RSV1)
+            self._msg_compressed = bool(b0 & RSV1)
         self._msg_frames += 1
         self._msg_size += len(payload)
         if self._msg_compressed:
@@ -1056,15 +723,15 @@ class WebSocketProtocol:
         encoded = reason.encode()
         if code == CloseCode.NO_STATUS:
             if reason:
-                raise ValueError(f"close code 1005 carries no reason (got '{_shorten(reason)}')")
+                raise ValueError(f"close code 1005 carries no reason (got '{shorten(reason)}')")
             payload = b""
         elif not _valid_close_code(code):
             raise ValueError(
                 f"invalid close code {code} (expected 1000-1003, 1007-1014 or 3000-4999)"
             )
-        elif len(encoded) > _MAX_CONTROL_PAYLOAD - 2:
+        elif len(encoded) > MAX_CONTROL_PAYLOAD - 2:
             raise ValueError(
-                f"close reason of {len(encoded)} bytes exceeds {_MAX_CONTROL_PAYLOAD - 2} bytes"
+                f"close reason of {len(encoded)} bytes exceeds {MAX_CONTROL_PAYLOAD - 2} bytes"
             )
         else:
             payload = code.to_bytes(2, "big") + encoded
@@ -1086,7 +753,7 @@ class WebSocketProtocol:
         if (
             len(frame) < 2
             or frame[0] & 0x70
-            or (frame[1] & _MASK_BIT) != (_MASK_BIT if self._mask_out else 0)
+            or (frame[1] & MASK_BIT) != (MASK_BIT if self._mask_out else 0)
         ):
             raise ValueError(
                 f"invalid pre-encoded frame for the {self.side.value} side (expected no reserved "
