@@ -29,6 +29,7 @@ import pytest
 import aiosio
 from aiosio.client.http import WebSocketConnection
 from aiosio.client.manager import Backoff
+from aiosio.protocol.client_session import ClientState
 from conftest import JS_DIR, ServeFn, _node, free_port
 
 pytestmark = pytest.mark.interop
@@ -85,6 +86,12 @@ def js(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: js(v) for k, v in value.items()}
     return value
+
+
+def pausing(client: aiosio.Client) -> bool:
+    """The client's upgrade is pausing polling (its GET and POST in flight are ending)."""
+    engine = client.io.engine
+    return engine is not None and engine.state is ClientState.PAUSING
 
 
 async def until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "") -> None:
@@ -397,7 +404,7 @@ class Clients:
         for client in reversed(self.made):
             # Not while the upgrade pauses polling: disconnect() would hang until a timeout
             # (test_disconnect_during_the_upgrade_is_prompt); that bug has its own test.
-            await until(lambda c=client: not getattr(c.io.engine, "_upgrading", False), 2.0)
+            await until(lambda c=client: not pausing(c), 2.0)
             await asyncio.wait_for(client.disconnect(), 10)
 
 
@@ -730,7 +737,7 @@ async def test_disconnect_during_the_upgrade_is_prompt() -> None:
                 engine = client.io.engine
                 if engine is None or engine.transport == "websocket":
                     break
-                if engine._upgrading:  # the pause: polling waits for its requests to end
+                if engine.state is ClientState.PAUSING:  # polling waits for its requests to end
                     caught = True
                     break
                 await asyncio.sleep(0)

@@ -1,28 +1,51 @@
-"""The Engine.IO client: one session over long-polling and/or WebSocket, with the upgrade.
+"""The Engine.IO client's I/O: the driver of a sans-I/O ``ClientSession``.
 
-Follows engine.io-client 6.x (``socket.ts``): the handshake on the first transport of
-``transports``; probes of the upgrades the server offers ("2probe" / "3probe", pause polling, "5");
-a heartbeat watchdog of ping_interval + ping_timeout that also checks the wall clock (a process
-that was suspended, a laptop that slept, notices at once that its session has expired); a write
-buffer flushed one POST at a time on polling.
+The rules (handshake, heartbeat, the "2probe" / "3probe" / pause / "5" upgrade, the write buffer,
+close) live in the sans-I/O core, ``protocol/client_session.py``; this module feeds it what the
+network says and does what it returns: long-poll GETs and POSTs on two kept-alive HTTP
+connections, the WebSocket and its probe, one timer for the core's deadline. Follows
+engine.io-client 6.x (``socket.ts``).
+
+The core's clock includes the time the machine was suspended (``CLOCK_BOOTTIME`` where there is
+one, else the wall clock): a laptop that slept, a process that was stopped, notices at its next
+emit that its session has expired, before the event loop's timer (which does not count the
+suspension) fires.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import secrets
 import ssl as ssl_module
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, assert_never
 from urllib.parse import quote
 
 from aiosio.client.errors import ConnectError, Stage, hint_for_http
 from aiosio.client.http import CookieJar, HttpConnection, HttpResult, Trace, WebSocketConnection
+from aiosio.protocol.client_session import (
+    ClientConfig,
+    ClientEvent,
+    ClientSession,
+    ClientState,
+    Closed,
+    CloseReason,
+    MessageReceived,
+    PingReceived,
+    Poll,
+    Post,
+    PostClose,
+    ProbeClose,
+    ProbeSend,
+    StartProbe,
+    TransportClose,
+    TransportKind,
+    Upgraded,
+    WebSocketSend,
+)
 from aiosio.protocol.engineio import (
     BINARY_CONTENT_TYPE,
     Packet,
@@ -30,17 +53,25 @@ from aiosio.protocol.engineio import (
     PayloadError,
     decode_packet,
     decode_payload,
-    encode_packet,
-    encode_payload,
 )
 from aiosio.protocol.errors import RemoteProtocolError
 
-__all__ = ["EngineClient", "EngineOptions"]
+__all__ = ["ClientState", "EngineClient", "EngineOptions"]
 
 logger = logging.getLogger("aiosio.client.engine")
 
 # How long a closing client waits for the server to take its close packet over polling.
 _CLOSE_POST_TIMEOUT = 5.0
+
+
+_BOOTTIME: int | None = getattr(time, "CLOCK_BOOTTIME", None)
+
+
+def _clock() -> float:
+    """Seconds, counting the time the machine was suspended (see the module docstring)."""
+    if _BOOTTIME is None:  # pragma: no cover - not Linux: the wall clock counts it too
+        return time.time()
+    return time.clock_gettime(_BOOTTIME)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -86,38 +117,71 @@ def _query_string(query: Mapping[str, str]) -> str:
 
 class EngineClient:
     """One Engine.IO session. Callbacks: ``on_message(data)``, ``on_close(reason, description)``,
-    ``on_upgrade(transport_name)``, ``on_ping()``."""
+    ``on_upgrade(transport_name)``, ``on_ping()``.
+
+    ``state`` is the core's :class:`ClientState` (``PAUSING`` while the upgrade pauses polling);
+    ``transport`` the name of the transport in use (``""`` before the handshake), as the
+    reference's ``transport.name``."""
 
     def __init__(self, options: EngineOptions) -> None:
         self.options = options
-        self.state = "closed"  # opening, open, closing, closed
-        self.transport = ""
-        self.id: str | None = None
-        self.ping_interval = 25.0
-        self.ping_timeout = 20.0
-        self.max_payload = 0
-        self.upgrades: list[str] = []
+        timeout = options.request_timeout
+        self.session = ClientSession(
+            ClientConfig(
+                transports=tuple(options.transports),
+                upgrade=options.upgrade,
+                probe_timeout=timeout,
+                pause_timeout=timeout,
+                close_timeout=timeout,
+            )
+        )
         self.jar = CookieJar()
         self.on_message: Callable[[str | bytes], None] = lambda data: None
         self.on_close: Callable[[str, Any], None] = lambda reason, description: None
         self.on_upgrade: Callable[[str], None] = lambda name: None
         self.on_ping: Callable[[], None] = lambda: None
-        self._buffer: list[Packet] = []
-        self._writing = False  # a POST is in flight
-        self._upgrading = False
-        self._paused = False
         self._get_conn: HttpConnection | None = None
         self._post_conn: HttpConnection | None = None
         self._ws: WebSocketConnection | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._watchdog: asyncio.TimerHandle | None = None
-        self._ping_deadline_wall = float("inf")
+        self._probe_conn: WebSocketConnection | None = None
         self._poll_task: asyncio.Task[None] | None = None
-        self._post_done: asyncio.Event = asyncio.Event()
-        self._post_done.set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._expiring: asyncio.Handle | None = None
         self._closing_ws: list[WebSocketConnection] = []
-        self._upgrade_settled = asyncio.Event()
-        self._upgrade_settled.set()
+
+    # -- what the core knows --------------------------------------------------------------------
+
+    @property
+    def state(self) -> ClientState:
+        return self.session.state
+
+    @property
+    def transport(self) -> str:
+        transport = self.session.transport
+        return "" if transport is None else transport.value
+
+    @property
+    def id(self) -> str | None:
+        """The session id; ``None`` before the handshake and once closed."""
+        return None if self.session.is_closed else self.session.sid
+
+    @property
+    def ping_interval(self) -> float:
+        return self.session.ping_interval
+
+    @property
+    def ping_timeout(self) -> float:
+        return self.session.ping_timeout
+
+    @property
+    def max_payload(self) -> int:
+        return self.session.max_payload
+
+    @property
+    def upgrades(self) -> list[str]:
+        return list(self.session.upgrades)
 
     # -- URLs -----------------------------------------------------------------------------------
 
@@ -127,8 +191,8 @@ class EngineClient:
         query["transport"] = transport
         if transport == "polling":
             query["t"] = _timestamp()
-        if self.id is not None:
-            query["sid"] = self.id
+        if self.session.sid is not None:
+            query["sid"] = self.session.sid
         return f"{self.options.path}?{_query_string(query)}"
 
     def url(self, transport: str) -> str:
@@ -136,6 +200,9 @@ class EngineClient:
         if transport == "websocket":
             origin = origin.replace("http", "ws", 1)
         return origin + self._target(transport)
+
+    def _target_from(self, url: str) -> str:
+        return url[len(self.options.origin) :]
 
     def _headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         headers = {"Accept": "*/*", "User-Agent": "aiosio"}
@@ -170,14 +237,14 @@ class EngineClient:
                 f"no usable transport in {list(self.options.transports)!r}",
                 hint="transports must include 'polling' and/or 'websocket'",
             )
-        self.state = "opening"
         try:
             if transports[0] == "websocket":
                 await self._open_websocket()
             else:
                 await self._open_polling()
         except BaseException:
-            self.state = "closed"
+            if self.session.state is ClientState.OPENING:
+                self.session.handshake_failed()
             self._close_connections()
             raise
 
@@ -189,15 +256,7 @@ class EngineClient:
             "GET", self._target_from(url), self._headers(), url=url
         )
         self.jar.update(result.headers)
-        packets = self._handshake_packets(result, url)
-        self.transport = "polling"
-        self._on_handshake(packets[0], url)
-        self._on_packets(packets[1:])
-        self._poll_task = self._spawn(self._poll_loop())
-        self._after_open()
-
-    def _target_from(self, url: str) -> str:
-        return url[len(self.options.origin) :]
+        self._handshake(self._handshake_packets(result, url), TransportKind.POLLING, url)
 
     def _handshake_packets(self, result: HttpResult, url: str) -> list[Packet]:
         content_type = result.header("content-type") or ""
@@ -291,9 +350,7 @@ class EngineClient:
         self._ws = conn
         conn.on_message = self._on_ws_message
         conn.on_close = self._on_ws_close
-        self.transport = "websocket"
-        self._on_handshake(packet, url)
-        self._after_open()
+        self._handshake([packet], TransportKind.WEBSOCKET, url)
 
     async def _connect_websocket(self, url: str) -> tuple[WebSocketConnection | None, HttpResult]:
         o = self.options
@@ -331,180 +388,155 @@ class EngineClient:
             url=url,
         )
 
-    def _on_handshake(self, packet: Packet, url: str) -> None:
+    def _handshake(self, packets: Sequence[Packet], transport: TransportKind, url: str) -> None:
+        if self.session.state is not ClientState.OPENING:
+            # close() came while the handshake was on its way (the Manager gave up).
+            raise ConnectError(Stage.PROTOCOL, "the session was closed while opening", url=url)
         try:
-            data = json.loads(packet.data)
-            sid = str(data["sid"])
-            self.ping_interval = float(data["pingInterval"]) / 1000
-            self.ping_timeout = float(data["pingTimeout"]) / 1000
-            self.max_payload = int(data.get("maxPayload", 0))
-            upgrades = [str(u) for u in data.get("upgrades", [])]
-        except (ValueError, KeyError, TypeError) as exc:
+            events = self.session.handshake(packets, transport, _clock())
+        except RemoteProtocolError as exc:
             raise ConnectError(
-                Stage.PROTOCOL,
-                f"invalid Engine.IO handshake: {str(packet.data)[:100]!r}",
-                hint="the server is not an Engine.IO 4 server",
-                url=url,
+                Stage.PROTOCOL, str(exc), hint="the server is not an Engine.IO 4 server", url=url
             ) from exc
-        self.id = sid
-        self.upgrades = [u for u in upgrades if u in self.options.transports]
-        self.state = "open"
-        self._reset_watchdog()
+        self._apply(events)
 
-    def _after_open(self) -> None:
-        self._flush()
-        if self.options.upgrade and self.transport == "polling" and "websocket" in self.upgrades:
-            self._spawn(self._probe())
+    # -- the core's events ----------------------------------------------------------------------
 
-    # -- heartbeat ------------------------------------------------------------------------------
+    def _apply(self, events: list[ClientEvent]) -> None:
+        for event in events:
+            if isinstance(event, MessageReceived):
+                self.on_message(event.data)
+            elif isinstance(event, PingReceived):
+                self.on_ping()
+            elif isinstance(event, Poll):
+                self._poll_task = self._spawn(self._poll())
+            elif isinstance(event, Post):
+                self._spawn(self._post(event.body))
+            elif isinstance(event, WebSocketSend):
+                ws = self._ws
+                if ws is not None:
+                    for message in event.messages:
+                        ws.send(message)
+            elif isinstance(event, StartProbe):
+                self._spawn(self._probe())
+            elif isinstance(event, ProbeSend):
+                if self._probe_conn is not None:
+                    self._probe_conn.send(event.message)
+            elif isinstance(event, ProbeClose):
+                self._close_probe(event.reason)
+            elif isinstance(event, Upgraded):
+                self._upgraded()
+            elif isinstance(event, PostClose):
+                self._post_close(event.body)
+            elif isinstance(event, TransportClose):
+                self._close_connections()
+            elif isinstance(event, Closed):
+                self._closed(event)
+            else:
+                assert_never(event)
+        self._schedule()
 
-    def _reset_watchdog(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-        delay = self.ping_interval + self.ping_timeout
-        self._ping_deadline_wall = time.time() + delay
-        self._watchdog = asyncio.get_running_loop().call_later(delay, self._ping_timeout)
+    def _schedule(self) -> None:
+        """One event-loop timer, at the core's earliest deadline."""
+        deadline = self.session.deadline
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            delay = max(deadline - _clock(), 0.0)
+            self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
 
-    def _ping_timeout(self) -> None:
-        self._watchdog = None
-        logger.info(
-            "no ping from the server for %.1fs (ping_interval + ping_timeout): closing",
-            self.ping_interval + self.ping_timeout,
-        )
-        self._close("ping timeout", None)
+    def _on_timer(self) -> None:
+        self._timer = self._timer_at = None
+        if self._expiring is not None:
+            self._expiring.cancel()
+            self._expiring = None
+        self._apply(self.session.timer(_clock()))
 
     def ping_expired(self) -> bool:
-        """True when the session has outlived its heartbeat by the wall clock: the process was
-        suspended (a laptop that slept) and the monotonic timers have not fired yet."""
-        if self.state != "open":
+        """True when the session has outlived its heartbeat by the core's clock: the process was
+        suspended (a laptop that slept) and the event loop's timer has not fired yet. The session
+        closes with ``ping timeout`` at the loop's next turn."""
+        if not self.session.heartbeat_expired(_clock()):
             return False
-        if time.time() > self._ping_deadline_wall:
+        if self._expiring is None:
             logger.info("throttled timer detected (the process was suspended): closing")
-            asyncio.get_running_loop().call_soon(self._close, "ping timeout", None)
-            self._ping_deadline_wall = float("inf")
-            return True
-        return False
+            self._expiring = asyncio.get_running_loop().call_soon(self._on_timer)
+        return True
 
     # -- receiving ------------------------------------------------------------------------------
-
-    def _on_packets(self, packets: Sequence[Packet]) -> None:
-        for packet in packets:
-            if self.state not in ("open", "closing"):
-                return
-            ptype = packet.type
-            if ptype is PacketType.MESSAGE:
-                self.on_message(packet.data)
-            elif ptype is PacketType.PING:
-                self._send_packet(Packet(PacketType.PONG))
-                self.on_ping()
-                self._reset_watchdog()
-            elif ptype is PacketType.CLOSE:
-                self._close("transport close", {"description": "transport closed by the server"})
-                return
-            # NOOP, UPGRADE, OPEN, PONG: nothing to do.
 
     def _on_ws_message(self, raw: str | bytes) -> None:
         try:
             packet = decode_packet(raw, 4)
         except RemoteProtocolError as exc:
-            self._close("parse error", exc)
+            self._apply(self.session.parse_error(exc, _clock()))
             return
-        self._on_packets((packet,))
+        self._apply(self.session.received(packet, _clock()))
 
     def _on_ws_close(self, code: int | None, error: str | None) -> None:
         if error is not None:
-            self._close("transport error", error)
+            self._apply(self.session.transport_error(error, _clock()))
         else:
-            self._close(
-                "transport close",
-                {"description": "websocket connection closed", "code": code},
-            )
+            description = {"description": "websocket connection closed", "code": code}
+            self._apply(self.session.transport_closed(description, _clock()))
 
-    async def _poll_loop(self) -> None:
+    async def _poll(self) -> None:
+        """One long-poll GET; the core asks for the next one (``Poll``) unless paused."""
         conn = self._get_conn
-        assert conn is not None
-        while self.state in ("open", "closing") and self.transport == "polling":
-            url = self.url("polling")
-            try:
-                result = await conn.request("GET", self._target_from(url), self._headers(), url=url)
-            except ConnectError as exc:
-                self._close("transport error", exc)
-                return
-            if self.transport != "polling" or self.state == "closed":
-                return
-            self.jar.update(result.headers)
-            if result.status != 200:
-                self._close("transport error", _poll_error("xhr poll error", result))
-                return
-            content_type = result.header("content-type") or ""
-            try:
-                packets = decode_payload(
-                    result.body, 4, binary=content_type.startswith(BINARY_CONTENT_TYPE)
-                )
-            except PayloadError as exc:
-                self._on_packets(exc.decoded)
-                self._close("parse error", exc)
-                return
-            self._on_packets(packets)
-            if self._paused:
-                return
+        if conn is None:
+            return
+        session = self.session
+        url = self.url("polling")
+        try:
+            result = await conn.request("GET", self._target_from(url), self._headers(), url=url)
+        except ConnectError as exc:
+            if session.transport is TransportKind.POLLING:
+                self._apply(session.transport_error(exc, _clock()))
+            return
+        if session.transport is not TransportKind.POLLING or session.is_closed:
+            return
+        self.jar.update(result.headers)
+        if result.status != 200:
+            self._apply(session.transport_error(_poll_error("xhr poll error", result), _clock()))
+            return
+        content_type = result.header("content-type") or ""
+        try:
+            packets = decode_payload(
+                result.body, 4, binary=content_type.startswith(BINARY_CONTENT_TYPE)
+            )
+        except PayloadError as exc:
+            for packet in exc.decoded:
+                self._apply(session.received(packet, _clock()))
+            self._apply(session.parse_error(exc, _clock()))
+            return
+        for packet in packets:
+            # One at a time: what a handler sends in between follows what the packet produced.
+            self._apply(session.received(packet, _clock()))
+        self._apply(session.poll_ended(_clock()))
 
     # -- sending --------------------------------------------------------------------------------
 
     def send(self, data: str | bytes) -> None:
         """Queue a message; dropped once the session is closing (as the reference)."""
-        if self.state not in ("opening", "open"):
-            return
-        self._send_packet(Packet(PacketType.MESSAGE, data))
+        self._apply(self.session.send(data))
 
     @property
     def writable(self) -> bool:
-        if self.state != "open" or self._upgrading:
+        if not self.session.writable:
             return False
-        if self.transport == "websocket":
+        if self.session.transport is TransportKind.WEBSOCKET:
             return self._ws is not None and self._ws.buffered_amount == 0
-        return not self._writing
+        return True
 
-    def _send_packet(self, packet: Packet) -> None:
-        self._buffer.append(packet)
-        self._flush()
-
-    def _flush(self) -> None:
-        if self.state == "closed" or self._upgrading or not self._buffer:
-            return
-        if self.transport == "websocket":
-            ws = self._ws
-            if ws is None:
-                return
-            packets, self._buffer = self._buffer, []
-            for packet in packets:
-                ws.send(encode_packet(packet, 4))
-            return
-        if self.transport == "polling" and not self._writing:
-            packets = self._writable_packets()
-            del self._buffer[: len(packets)]
-            self._writing = True
-            self._post_done.clear()
-            self._spawn(self._post(packets))
-
-    def _writable_packets(self) -> list[Packet]:
-        """Split the buffer by the server's maxPayload (engine.io-client _getWritablePackets)."""
-        if not self.max_payload or len(self._buffer) <= 1:
-            return list(self._buffer)
-        size = 1
-        for i, packet in enumerate(self._buffer):
-            data = packet.data
-            if data:
-                size += len(data.encode()) if isinstance(data, str) else -(-len(data) * 133 // 100)
-            if i > 0 and size > self.max_payload:
-                return self._buffer[:i]
-            size += 2
-        return list(self._buffer)
-
-    async def _post(self, packets: list[Packet]) -> None:
+    async def _post(self, body: bytes) -> None:
         conn = self._post_conn
-        assert conn is not None
-        body, _content_type = encode_payload(packets, 4)
+        if conn is None:
+            return
+        session = self.session
         url = self.url("polling")
         try:
             result = await conn.request(
@@ -515,27 +547,26 @@ class EngineClient:
                 url=url,
             )
         except ConnectError as exc:
-            self._writing = False
-            self._post_done.set()
-            self._close("transport error", exc)
+            if session.transport is TransportKind.POLLING:
+                self._apply(session.transport_error(exc, _clock()))
             return
-        self._writing = False
-        self._post_done.set()
         self.jar.update(result.headers)
         if result.status != 200:
-            self._close("transport error", _poll_error("xhr post error", result))
+            if session.transport is TransportKind.POLLING:
+                error = _poll_error("xhr post error", result)
+                self._apply(session.transport_error(error, _clock()))
             return
-        self._flush()
+        self._apply(session.post_ended(_clock()))
 
     # -- upgrade --------------------------------------------------------------------------------
 
     async def _probe(self) -> None:
         url = self.url("websocket")
-        o = self.options
         try:
             conn, result = await self._connect_websocket(url)
         except ConnectError as exc:
             logger.info("websocket upgrade failed, staying on polling: %s", exc)
+            self._apply(self.session.probe_failed(_clock()))
             return
         if conn is None:
             logger.info(
@@ -543,125 +574,84 @@ class EngineClient:
                 result.status,
                 self._websocket_refused(result, url),
             )
+            self._apply(self.session.probe_failed(_clock()))
             return
-        if self.state != "open":
-            conn.close()
-            return
-        pong: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._probe_conn = conn
 
         def on_probe(raw: str | bytes) -> None:
-            if not pong.done():
-                pong.set_result(raw == "3probe")
+            if conn is self._probe_conn:
+                self._apply(self.session.probe_message(raw, _clock()))
 
         def on_probe_close(code: int | None, error: str | None) -> None:
-            if not pong.done():
-                pong.set_result(False)
+            if conn is self._probe_conn:
+                self._probe_conn = None
+                self._closing_ws.append(conn)
+                if self.session.state is ClientState.PROBING:
+                    logger.info("websocket probe closed (code %s), staying on polling", code)
+                self._apply(self.session.probe_closed(_clock()))
 
         conn.on_message = on_probe
         conn.on_close = on_probe_close
         conn.start()
-        conn.send("2probe")
-        try:
-            async with asyncio.timeout(o.request_timeout):
-                ok = await pong
-        except TimeoutError:
-            ok = False
-        if not ok or self.state != "open":
-            logger.info("websocket probe failed, staying on polling")
-            conn.close()
-            return
-        # Pause polling: wait for the GET in flight (the server answers it with a noop) and for
-        # the POST in flight, then switch.
-        self._upgrading = True
-        self._upgrade_settled.clear()
-        self._paused = True
-        try:
-            if self._poll_task is not None:
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(o.request_timeout):
-                        await asyncio.shield(self._poll_task)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(o.request_timeout):
-                    await self._post_done.wait()
-        finally:
-            if self.state not in ("open", "closing"):
-                self._upgrading = False
-                self._upgrade_settled.set()
-        if self.state not in ("open", "closing"):
+        self._apply(self.session.probe_opened(_clock()))
+
+    def _close_probe(self, reason: str) -> None:
+        if self.session.state is ClientState.OPEN:
+            logger.info("websocket probe failed, staying on polling: %s", reason)
+        conn, self._probe_conn = self._probe_conn, None
+        if conn is not None:
             conn.close()
             self._closing_ws.append(conn)
-            return
+
+    def _upgraded(self) -> None:
+        conn, self._probe_conn = self._probe_conn, None
+        assert conn is not None, "Upgraded without a probe"
         self._ws = conn
         conn.on_message = self._on_ws_message
         conn.on_close = self._on_ws_close
-        self.transport = "websocket"
-        conn.send("5")
-        self._upgrading = False
-        self._upgrade_settled.set()
         self._close_polling()
         self.on_upgrade("websocket")
-        self._flush()
 
     # -- closing --------------------------------------------------------------------------------
 
     def close(self) -> None:
         """Close the session: buffered packets are flushed first (reason ``forced close``)."""
-        if self.state not in ("opening", "open"):
-            return
-        self.state = "closing"
-        if self._upgrading or (self.transport == "polling" and (self._buffer or self._writing)):
-            self._spawn(self._close_after_drain())
-            return
-        self._do_close()
+        self._apply(self.session.close(_clock()))
 
-    async def _close_after_drain(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.options.request_timeout):
-                # As the reference: a close during the upgrade waits for it to end, then the
-                # buffered packets go out on the new transport before the close.
-                await self._upgrade_settled.wait()
-                if self.transport == "websocket":
-                    self._flush()
-                while self._buffer or self._writing:
-                    self._flush()
-                    if not self._writing:
-                        break  # nothing could be sent (an upgrade is under way)
-                    await self._post_done.wait()
-        self._do_close()
-
-    def _do_close(self) -> None:
-        if self.transport == "polling" and self._post_conn is not None:
-            # The polling transport tells the server with a close packet. The waiting GET stays
-            # open until the server has it (as the reference client does): dropping it first
-            # makes the server close the session for an aborted poll ("transport error") and
-            # then refuse the close packet of a session it no longer knows.
-            conn, self._post_conn = self._post_conn, None
-            waiting = (self._get_conn, self._poll_task)
-            self._get_conn = self._poll_task = None
-            url = self.url("polling")
-            body, _ = encode_payload([Packet(PacketType.CLOSE)], 4)
-            self._spawn(
-                _post_and_close(conn, self._target_from(url), self._headers(), body, url, waiting)
-            )
-        self._close("forced close", None)
-
-    def _close(self, reason: str, description: Any) -> None:
-        if self.state == "closed":
+    def _post_close(self, body: bytes) -> None:
+        """The polling transport tells the server with a close packet. The waiting GET stays
+        open until the server has it (as the reference client does): dropping it first makes
+        the server close the session for an aborted poll ("transport error") and then refuse
+        the close packet of a session it no longer knows."""
+        conn, self._post_conn = self._post_conn, None
+        if conn is None:
             return
-        self.state = "closed"
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
+        waiting = (self._get_conn, self._poll_task)
+        self._get_conn = self._poll_task = None
+        url = self.url("polling")
+        self._spawn(
+            _post_and_close(conn, self._target_from(url), self._headers(), body, url, waiting)
+        )
+
+    def _closed(self, event: Closed) -> None:
+        if self._expiring is not None:
+            self._expiring.cancel()
+            self._expiring = None
         self._close_connections()
-        self._buffer = []
-        self.id = None
-        if reason not in ("forced close",):
-            logger.info("engine.io session closed: %s %s", reason, description or "")
-        self.on_close(reason, description)
+        reason = event.reason
+        if reason is CloseReason.PING_TIMEOUT:
+            logger.info(
+                "no ping from the server for %.1fs (ping_interval + ping_timeout): closing",
+                self.ping_interval + self.ping_timeout,
+            )
+        if reason is not CloseReason.FORCED_CLOSE:
+            logger.info("engine.io session closed: %s %s", reason, event.description or "")
+        self.on_close(reason.value, event.description)
 
     def _close_polling(self) -> None:
-        if self._poll_task is not None and not self._poll_task.done():
-            self._poll_task.cancel()
+        poll = self._poll_task
+        if poll is not None and not poll.done() and poll is not asyncio.current_task():
+            poll.cancel()
         self._poll_task = None
         for conn in (self._get_conn, self._post_conn):
             if conn is not None:
@@ -669,19 +659,12 @@ class EngineClient:
         self._get_conn = self._post_conn = None
 
     def _close_connections(self) -> None:
-        if self._poll_task is not None and not self._poll_task.done():
-            self._poll_task.cancel()
-        self._poll_task = None
-        if self._get_conn is not None:
-            self._get_conn.close()
-            self._get_conn = None
-        if self._post_conn is not None:
-            self._post_conn.close()
-            self._post_conn = None
-        if self._ws is not None:
-            self._ws.close()
-            self._closing_ws.append(self._ws)
-            self._ws = None
+        self._close_polling()
+        for ws in (self._ws, self._probe_conn):
+            if ws is not None:
+                ws.close()
+                self._closing_ws.append(ws)
+        self._ws = self._probe_conn = None
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro)
