@@ -477,3 +477,38 @@ async def test_the_clients_max_http_buffer_size_is_applied_at_its_bound(
         assert len(watch.events) == 1
     finally:
         await client.disconnect()
+
+
+# -- HARDENING 22: churn leaves sessions, sockets, rooms and tasks flat -------------------------
+
+
+async def test_churn_leaves_sessions_sockets_rooms_and_tasks_flat(serve: Any) -> None:
+    """500 clients come, join a room, send an event with an ack, and go (every third without
+    a close frame): afterwards the server holds no session, socket, room or task more than
+    before. (Memory given back: tests/io/test_memory.py.)"""
+    sio = aiosio.Server()
+    sio.on("join", lambda socket, room: socket.join(room) or "joined")
+    base = await serve(sio)
+    adapter = sio.sockets.adapter
+
+    async def cycle(i: int) -> None:
+        peer = await Peer.open(base)
+        await peer.connect()
+        await peer.send(f'421["join","room{i % 7}"]')
+        assert await peer.next() == '431["joined"]'
+        if i % 3 == 0:
+            peer.ws.transport.abort()  # gone without a close frame
+        await peer.close()
+
+    def flat() -> bool:
+        return not sio.engine.clients and not sio.sockets.sockets and not adapter.rooms
+
+    for i in range(20):  # warm up: the first connections create what stays (timers, caches)
+        await cycle(i)
+    await eventually(flat)
+    tasks = len(asyncio.all_tasks())
+    for i in range(500):
+        await cycle(i)
+    await eventually(flat)
+    assert not adapter.sids
+    await eventually(lambda: len(asyncio.all_tasks()) <= tasks)
