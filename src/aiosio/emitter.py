@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from aiosio.adapters._redis_link import connection_lost, encode_json, encode_msgpack
+from aiosio.adapters.redis.codec import encode_json, encode_msgpack
+from aiosio.adapters.redis.link import connection_lost
 from aiosio.protocol.socketio import RESERVED_EVENTS
 
 __all__ = ["Emitter"]

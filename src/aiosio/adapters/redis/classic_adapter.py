@@ -1,0 +1,330 @@
+"""The namespace adapter of ``@socket.io/redis-adapter``'s classic pub/sub protocol
+(``createAdapter``); its messages are :mod:`~aiosio.adapters.redis.classic_messages`."""
+
+from __future__ import annotations
+
+import secrets
+import string
+from collections.abc import Sequence
+from functools import partial
+from typing import Any, assert_never
+
+from aiosio.adapters.redis.classic_messages import (
+    AllRoomsRequest,
+    AllRoomsResponse,
+    Broadcast,
+    BroadcastAck,
+    BroadcastClientCount,
+    BroadcastRequest,
+    Message,
+    RemoteDisconnect,
+    RemoteFetch,
+    RemoteJoin,
+    RemoteLeave,
+    Request,
+    Response,
+    ServerSideEmit,
+    ServerSideEmitResponse,
+    SocketsRequest,
+    SocketsResponse,
+    UpdateResponse,
+    decode_broadcast,
+    decode_request,
+    decode_response,
+    encode,
+)
+from aiosio.adapters.redis.messages import EventPacket, WireOptions
+from aiosio.adapters.redis.namespace import (
+    AdapterSettings,
+    Pending,
+    RedisNamespaceAdapter,
+    socket_details,
+)
+from aiosio.errors import AckTimeout
+from aiosio.protocol.socketio import Packet, PacketType
+from aiosio.server.adapter import BroadcastOptions, NamespaceView, Room
+
+__all__ = ["ClassicAdapter"]
+
+_ALNUM = string.ascii_letters + string.digits
+
+
+def uid2(length: int) -> str:
+    """A random id as the Node adapter's ``uid2``."""
+    return "".join(secrets.choice(_ALNUM) for _ in range(length))
+
+
+class ClassicAdapter(RedisNamespaceAdapter):
+    """``@socket.io/redis-adapter`` ``createAdapter`` (classic pub/sub)."""
+
+    def __init__(self, nsp: NamespaceView, factory: AdapterSettings) -> None:
+        super().__init__(nsp, factory)
+        self.uid = uid2(6)
+        key, name = factory.key, nsp.name
+        self.channel = f"{key}#{name}#"
+        self.request_channel = f"{key}-request#{name}#"
+        self.response_channel = f"{key}-response#{name}#"
+        self.specific_response_channel = f"{self.response_channel}{self.uid}#"
+        limits = factory.limits
+        self._decode_broadcast = partial(decode_broadcast, max_size=self.max_size, limits=limits)
+        self._decode_request = partial(decode_request, max_size=self.max_size, limits=limits)
+        self._decode_response = partial(decode_response, max_size=self.max_size)
+        link = self.link
+        link.psubscribe(self.channel + "*", self._on_broadcast)
+        link.subscribe(self.request_channel, self._on_request)
+        link.subscribe(self.response_channel, self._on_response)
+        link.subscribe(self.specific_response_channel, self._on_response)
+        link.ensure_started()
+
+    def _new_request_id(self) -> str:
+        return uid2(6)
+
+    def _ignores(self, message: Message) -> bool:
+        match message:
+            case Broadcast():
+                return message.uid == self.uid or (message.packet.nsp or "/") != self.nsp.name
+            case BroadcastRequest():
+                # The Node adapter knows its own by the request id it waits for.
+                return message.uid == self.uid or message.request_id in self._acks
+            case (
+                SocketsRequest()
+                | AllRoomsRequest()
+                | RemoteJoin()
+                | RemoteLeave()
+                | RemoteDisconnect()
+                | RemoteFetch()
+                | ServerSideEmit()
+            ):
+                return message.uid == self.uid
+            case (
+                SocketsResponse()
+                | AllRoomsResponse()
+                | UpdateResponse()
+                | ServerSideEmitResponse()
+                | BroadcastClientCount()
+                | BroadcastAck()
+            ):
+                return False  # unknown request ids are ignored where they are looked up
+            case _:
+                assert_never(message)
+
+    def _publish(self, channel: str, message: Message) -> None:
+        self.link.publish(channel, encode(message))
+
+    # -- broadcasts ------------------------------------------------------------------------------
+
+    def broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
+        if not opts.flags.local:
+            self._check_outgoing(packet.data)
+            channel = self.channel
+            if len(opts.rooms) == 1:
+                channel += f"{next(iter(opts.rooms))}#"
+            self._publish(
+                channel,
+                Broadcast(
+                    uid=self.uid,
+                    packet=EventPacket(data=packet.data, nsp=self.nsp.name),
+                    opts=WireOptions.of(opts),
+                ),
+            )
+        self.local_broadcast(packet, opts)
+
+    def _on_broadcast(self, channel: str, data: bytes) -> None:
+        if not channel.startswith(self.channel):
+            return
+        room = channel[len(self.channel) : -1]
+        if room and room not in self.rooms:
+            return  # a room with no member here: not even decoded
+        message = self._receive(channel, self._decode_broadcast, data)
+        if message is not None:
+            self.local_broadcast(
+                Packet(PacketType.EVENT, self.nsp.name, message.packet.data),
+                message.opts.to_options(),
+            )
+
+    # -- requests ----------------------------------------------------------------------------------
+
+    def _respond(self, request: Request, response: Response) -> None:
+        channel = self.response_channel
+        if self.factory.publish_on_specific_response_channel and request.uid:
+            channel = f"{self.response_channel}{request.uid}#"
+        self._publish(channel, response)
+
+    def _on_request(self, channel: str, data: bytes) -> None:
+        request = self._receive(channel, self._decode_request, data)
+        if request is None:
+            return
+        match request:
+            case SocketsRequest():
+                opts = BroadcastOptions(rooms=frozenset(request.rooms))
+                sids = [s.id for s in self.local_targets(opts)]
+                self._respond(request, SocketsResponse(request_id=request.request_id, sockets=sids))
+            case AllRoomsRequest():
+                self._respond(
+                    request, AllRoomsResponse(request_id=request.request_id, rooms=list(self.rooms))
+                )
+            case RemoteJoin() | RemoteLeave() | RemoteDisconnect():
+                self._on_remote_update(request)
+            case RemoteFetch():
+                sockets = [socket_details(s) for s in self.local_targets(request.opts.to_options())]
+                self._respond(
+                    request, SocketsResponse(request_id=request.request_id, sockets=sockets)
+                )
+            case ServerSideEmit():
+                self._on_server_side_emit(request)
+            case BroadcastRequest():
+                self._on_remote_ack_broadcast(request)
+            case _:
+                assert_never(request)
+
+    def _on_remote_update(self, request: RemoteJoin | RemoteLeave | RemoteDisconnect) -> None:
+        if request.opts is None:
+            # Legacy single-socket form, answered with {requestId}.
+            sid = str(request.sid)
+            if sid not in self.nsp.sockets:
+                return
+            opts = BroadcastOptions(rooms=frozenset({sid}))
+        else:
+            opts = request.opts.to_options()
+        match request:
+            case RemoteJoin():
+                self.local_add_sockets(opts, request.rooms)
+            case RemoteLeave():
+                self.local_del_sockets(opts, request.rooms)
+            case RemoteDisconnect():
+                self.local_disconnect_sockets(opts, request.close)
+            case _:
+                assert_never(request)
+        if request.opts is None and request.request_id is not None:
+            self._respond(request, UpdateResponse(request_id=request.request_id))
+
+    def _on_server_side_emit(self, request: ServerSideEmit) -> None:
+        reply = None
+        request_id = request.request_id
+        if request_id is not None:
+
+            def respond(value: Any) -> None:
+                # The Node adapter answers on the common response channel, whatever its options.
+                response = ServerSideEmitResponse(request_id=request_id, data=value)
+                self._publish(self.response_channel, response)
+
+            reply = self._server_side_reply(respond)
+        self._server_side_event(request.data, reply)
+
+    def _on_remote_ack_broadcast(self, request: BroadcastRequest) -> None:
+        request_id = request.request_id
+
+        def reply(value: Any) -> None:
+            self._respond(request, BroadcastAck(request_id=request_id, packet=value))
+
+        count = self._local_ack_broadcast(
+            Packet(PacketType.EVENT, self.nsp.name, request.packet.data),
+            request.opts.to_options(with_flags=False),
+            reply,
+        )
+        self._respond(request, BroadcastClientCount(request_id=request_id, client_count=count))
+
+    def _on_response(self, channel: str, data: bytes) -> None:
+        response = self._receive(channel, self._decode_response, data)
+        if response is None:
+            return
+        match response:
+            case BroadcastClientCount():
+                self._client_count(response.request_id, response.client_count)
+            case BroadcastAck():
+                self._ack(response.request_id, response.packet)
+            case SocketsResponse():
+                self._add_response(response.request_id, response.sockets)
+            case AllRoomsResponse():
+                self._add_response(response.request_id, response.rooms)
+            case ServerSideEmitResponse():
+                self._add_response(response.request_id, response.data)
+            case UpdateResponse():
+                pass  # this adapter sends no legacy requests: nothing waits for one
+            case _:
+                assert_never(response)
+
+    # -- cluster operations ---------------------------------------------------------------------
+
+    async def server_count(self) -> int:
+        return await self.link.numsub(self.request_channel)
+
+    async def broadcast_with_ack(
+        self, packet: Packet, opts: BroadcastOptions
+    ) -> tuple[list[Any], list[str]]:
+        if opts.flags.local:
+            return await super().broadcast_with_ack(packet, opts)
+        expected = await self.server_count()
+        self._check_outgoing(packet.data)
+
+        def publish(request_id: str) -> None:
+            request = BroadcastRequest(
+                uid=self.uid,
+                request_id=request_id,
+                packet=EventPacket(data=packet.data, nsp=self.nsp.name),
+                opts=WireOptions.of(opts, timeout=True),
+            )
+            self._publish(self.request_channel, request)
+
+        return await self._broadcast_with_ack_over(packet, opts, publish, max(expected, 1))
+
+    async def fetch_sockets(self, opts: BroadcastOptions) -> list[Any]:
+        local: list[Any] = list(self.local_targets(opts))
+        if opts.flags.local:
+            return local
+        servers = await self.server_count()
+        if servers <= 1:
+            return local
+        request_id = self._new_request_id()
+        self._pending[request_id] = Pending(servers - 1)
+        request = RemoteFetch(
+            uid=self.uid, request_id=request_id, opts=WireOptions.of(opts, flags=False)
+        )
+        self._publish(self.request_channel, request)
+        responses = await self._gather_existing(request_id, self.factory.requests_timeout)
+        return local + self._remote_sockets(responses)
+
+    def add_sockets(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None:
+        self.local_add_sockets(opts, rooms)
+        if not opts.flags.local:
+            wire = WireOptions.of(opts, flags=False)
+            self._publish(
+                self.request_channel, RemoteJoin(uid=self.uid, opts=wire, rooms=tuple(rooms))
+            )
+
+    def del_sockets(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None:
+        self.local_del_sockets(opts, rooms)
+        if not opts.flags.local:
+            wire = WireOptions.of(opts, flags=False)
+            self._publish(
+                self.request_channel, RemoteLeave(uid=self.uid, opts=wire, rooms=tuple(rooms))
+            )
+
+    def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
+        self.local_disconnect_sockets(opts, close)
+        if not opts.flags.local:
+            wire = WireOptions.of(opts, flags=False)
+            self._publish(
+                self.request_channel, RemoteDisconnect(uid=self.uid, opts=wire, close=close)
+            )
+
+    def server_side_emit(self, args: list[Any]) -> None:
+        self._publish(self.request_channel, ServerSideEmit(uid=self.uid, data=args))
+
+    async def server_side_emit_with_ack(self, args: list[Any], timeout: float | None) -> list[Any]:
+        expected = await self.server_count() - 1
+        if expected <= 0:
+            return []
+        request_id = self._new_request_id()
+        self._pending[request_id] = Pending(expected)
+        self._publish(
+            self.request_channel, ServerSideEmit(uid=self.uid, data=args, request_id=request_id)
+        )
+        limit = timeout if timeout is not None else self.factory.requests_timeout
+        responses = await self._gather_existing(request_id, limit)
+        if len(responses) < expected:
+            raise AckTimeout(
+                f"timeout reached: only {len(responses)} responses received out of {expected}",
+                replies=responses,
+            )
+        return responses

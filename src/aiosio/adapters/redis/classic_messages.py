@@ -1,0 +1,497 @@
+"""The messages of ``@socket.io/redis-adapter``'s classic pub/sub protocol (``createAdapter``).
+
+Three channels per namespace, each with its own decoder:
+
+* ``<key>#<nsp>#`` and ``<key>#<nsp>#<room>#``: a broadcast, msgpack ``[uid, packet, opts]``
+  (:func:`decode_broadcast`, :class:`Broadcast`);
+* ``<key>-request#<nsp>#``: a request, a JSON or msgpack object with a ``type``
+  (:class:`RequestType`; :func:`decode_request`);
+* ``<key>-response#<nsp>#`` and ``<key>-response#<nsp>#<uid>#``: a response
+  (:func:`decode_response`). The answers to ``SOCKETS``, ``ALL_ROOMS`` and ``REMOTE_FETCH`` carry
+  no type: the request id says what they answer.
+
+:func:`encode` writes any of them as the Node adapter does (msgpack for broadcasts, ``BROADCAST``
+requests and ``BROADCAST_ACK`` responses, JSON for the rest), keys in Node's order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, assert_never
+
+from aiosio.adapters.redis.codec import encode_json, encode_msgpack
+from aiosio.adapters.redis.messages import (
+    EventPacket,
+    UnknownType,
+    WireOptions,
+    WrongShape,
+    array,
+    check_broadcast,
+    check_server_side,
+    integer,
+    optional_str,
+    payload,
+    required_str,
+    rooms,
+)
+from aiosio.protocol.socketio import Limits
+
+__all__ = [
+    "AllRoomsRequest",
+    "AllRoomsResponse",
+    "Broadcast",
+    "BroadcastAck",
+    "BroadcastClientCount",
+    "BroadcastRequest",
+    "Message",
+    "RemoteDisconnect",
+    "RemoteFetch",
+    "RemoteJoin",
+    "RemoteLeave",
+    "Request",
+    "RequestType",
+    "Response",
+    "ServerSideEmit",
+    "ServerSideEmitResponse",
+    "SocketsRequest",
+    "SocketsResponse",
+    "UpdateResponse",
+    "decode_broadcast",
+    "decode_request",
+    "decode_response",
+    "encode",
+]
+
+
+class RequestType(IntEnum):
+    """The ``type`` of a request or response (the Node adapter's ``RequestType``)."""
+
+    SOCKETS = 0
+    ALL_ROOMS = 1
+    REMOTE_JOIN = 2
+    REMOTE_LEAVE = 3
+    REMOTE_DISCONNECT = 4
+    REMOTE_FETCH = 5
+    SERVER_SIDE_EMIT = 6
+    BROADCAST = 7
+    BROADCAST_CLIENT_COUNT = 8
+    BROADCAST_ACK = 9
+
+
+# -- the broadcast channel ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Broadcast:
+    """``[uid, {"type": 2, "data": [...], "nsp": "/"}, {"rooms", "except", "flags"}]``."""
+
+    uid: str
+    packet: EventPacket
+    opts: WireOptions
+
+    def to_wire(self) -> list[Any]:
+        return [self.uid, self.packet.to_wire(), self.opts.to_wire()]
+
+
+# -- requests -------------------------------------------------------------------------------------
+
+
+def _head(uid: str | None, request_id: str | None, kind: RequestType) -> dict[str, Any]:
+    wire: dict[str, Any] = {}
+    if uid is not None:
+        wire["uid"] = uid
+    if request_id is not None:
+        wire["requestId"] = request_id
+    wire["type"] = int(kind)
+    return wire
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SocketsRequest:
+    """``SOCKETS`` (older Node adapters): the ids of the sockets in ``rooms``."""
+
+    uid: str | None
+    request_id: str
+    rooms: tuple[str, ...] = ()
+
+    def to_wire(self) -> dict[str, Any]:
+        return {**_head(self.uid, self.request_id, RequestType.SOCKETS), "rooms": list(self.rooms)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AllRoomsRequest:
+    """``ALL_ROOMS``: the rooms of this server."""
+
+    uid: str | None
+    request_id: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return _head(self.uid, self.request_id, RequestType.ALL_ROOMS)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoteJoin:
+    """``REMOTE_JOIN``: the sockets ``opts`` selects join ``rooms``. ``opts`` None is the legacy
+    form: the one socket ``sid`` joins, and ``request_id`` is answered."""
+
+    uid: str | None
+    opts: WireOptions | None
+    rooms: tuple[str, ...]
+    sid: str | None = None
+    request_id: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return _membership_wire(self, RequestType.REMOTE_JOIN, {"rooms": list(self.rooms)})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoteLeave:
+    """``REMOTE_LEAVE``: as :class:`RemoteJoin`, leaving."""
+
+    uid: str | None
+    opts: WireOptions | None
+    rooms: tuple[str, ...]
+    sid: str | None = None
+    request_id: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return _membership_wire(self, RequestType.REMOTE_LEAVE, {"rooms": list(self.rooms)})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoteDisconnect:
+    """``REMOTE_DISCONNECT``: the sockets ``opts`` selects (legacy form: ``sid``) disconnect."""
+
+    uid: str | None
+    opts: WireOptions | None
+    close: bool
+    sid: str | None = None
+    request_id: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return _membership_wire(self, RequestType.REMOTE_DISCONNECT, {"close": self.close})
+
+
+def _membership_wire(
+    request: RemoteJoin | RemoteLeave | RemoteDisconnect, kind: RequestType, tail: dict[str, Any]
+) -> dict[str, Any]:
+    if request.opts is not None:
+        return {**_head(request.uid, None, kind), "opts": request.opts.to_wire(), **tail}
+    if "rooms" in tail and len(tail["rooms"]) == 1:
+        tail = {"room": tail["rooms"][0]}
+    return {**_head(request.uid, request.request_id, kind), "sid": request.sid, **tail}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoteFetch:
+    """``REMOTE_FETCH``: the details of the sockets ``opts`` selects (``fetchSockets``)."""
+
+    uid: str | None
+    request_id: str
+    opts: WireOptions
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            **_head(self.uid, self.request_id, RequestType.REMOTE_FETCH),
+            "opts": self.opts.to_wire(),
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerSideEmit:
+    """``SERVER_SIDE_EMIT``: ``data`` is ``[event, ...args]``; with ``request_id``, one reply per
+    server is expected (:class:`ServerSideEmitResponse`)."""
+
+    uid: str | None
+    data: list[Any]
+    request_id: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {**_head(self.uid, self.request_id, RequestType.SERVER_SIDE_EMIT), "data": self.data}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BroadcastRequest:
+    """``BROADCAST``: a broadcast with acknowledgements (msgpack). Each server answers the
+    number of its clients (:class:`BroadcastClientCount`), then each client's ack
+    (:class:`BroadcastAck`)."""
+
+    uid: str | None
+    request_id: str
+    packet: EventPacket
+    opts: WireOptions
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            **_head(self.uid, self.request_id, RequestType.BROADCAST),
+            "packet": self.packet.to_wire(),
+            "opts": self.opts.to_wire(),
+        }
+
+
+Request = (
+    SocketsRequest
+    | AllRoomsRequest
+    | RemoteJoin
+    | RemoteLeave
+    | RemoteDisconnect
+    | RemoteFetch
+    | ServerSideEmit
+    | BroadcastRequest
+)
+
+# -- responses ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SocketsResponse:
+    """The answer to ``SOCKETS`` (socket ids) and to ``REMOTE_FETCH`` (socket details)."""
+
+    request_id: str
+    sockets: list[Any]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"requestId": self.request_id, "sockets": self.sockets}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AllRoomsResponse:
+    """The answer to ``ALL_ROOMS``."""
+
+    request_id: str
+    rooms: list[Any]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"requestId": self.request_id, "rooms": self.rooms}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpdateResponse:
+    """``{"requestId"}``: the answer to a legacy (single-socket) join, leave or disconnect."""
+
+    request_id: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"requestId": self.request_id}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerSideEmitResponse:
+    """One server's reply to a :class:`ServerSideEmit` with a request id."""
+
+    request_id: str
+    data: Any
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "type": int(RequestType.SERVER_SIDE_EMIT),
+            "requestId": self.request_id,
+            "data": self.data,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BroadcastClientCount:
+    """How many clients of one server a :class:`BroadcastRequest` reached."""
+
+    request_id: str
+    client_count: int
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "type": int(RequestType.BROADCAST_CLIENT_COUNT),
+            "requestId": self.request_id,
+            "clientCount": self.client_count,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BroadcastAck:
+    """One client's ack to a :class:`BroadcastRequest` (msgpack): its first argument."""
+
+    request_id: str
+    packet: Any
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "type": int(RequestType.BROADCAST_ACK),
+            "requestId": self.request_id,
+            "packet": self.packet,
+        }
+
+
+Response = (
+    SocketsResponse
+    | AllRoomsResponse
+    | UpdateResponse
+    | ServerSideEmitResponse
+    | BroadcastClientCount
+    | BroadcastAck
+)
+Message = Broadcast | Request | Response
+
+# -- decoding -------------------------------------------------------------------------------------
+
+
+def _known(types: type[RequestType], kind: Any) -> RequestType:
+    if type(kind) is not int:
+        raise UnknownType(kind)
+    try:
+        return types(kind)
+    except ValueError:
+        raise UnknownType(kind) from None
+
+
+def decode_broadcast(data: bytes, *, max_size: int, limits: Limits) -> Broadcast:
+    """A message of the broadcast channel. Raises the :class:`~.messages.MessageError`
+    subclasses of :mod:`~aiosio.adapters.redis.messages`."""
+    value = payload(data, max_size)
+    if not isinstance(value, list) or len(value) != 3:
+        raise WrongShape("a broadcast must be [uid, packet, opts]")
+    uid, raw_packet, raw_opts = value
+    if not isinstance(raw_packet, dict):
+        raise WrongShape("the packet is not an object")
+    packet = EventPacket.from_wire(
+        raw_packet, data_rule="packet.data must be a non-empty array", non_empty=True
+    )
+    message = Broadcast(
+        uid=required_str(uid, "uid"), packet=packet, opts=WireOptions.from_wire(raw_opts)
+    )
+    check_broadcast(message, packet, limits)
+    return message
+
+
+def decode_request(data: bytes, *, max_size: int, limits: Limits) -> Request:
+    """A message of the request channel. Raises the :class:`~.messages.MessageError`
+    subclasses of :mod:`~aiosio.adapters.redis.messages`."""
+    raw = payload(data, max_size)
+    if not isinstance(raw, dict):
+        raise WrongShape("a request must be an object")
+    kind = raw.get("type")
+    try:
+        return _request(raw, kind, limits)
+    except WrongShape as exc:
+        raise WrongShape(f"request of type {kind!r}: {exc}") from None
+
+
+def _request(raw: dict[str, Any], kind: Any, limits: Limits) -> Request:
+    uid = optional_str(raw.get("uid"), "uid")
+    request_id = optional_str(raw.get("requestId"), "requestId")
+    request_type = _known(RequestType, kind)
+    if request_type is RequestType.SOCKETS:
+        return SocketsRequest(
+            uid=uid,
+            request_id=required_str(request_id, "requestId"),
+            rooms=rooms(raw.get("rooms"), "rooms"),
+        )
+    if request_type is RequestType.ALL_ROOMS:
+        return AllRoomsRequest(uid=uid, request_id=required_str(request_id, "requestId"))
+    if request_type in (
+        RequestType.REMOTE_JOIN,
+        RequestType.REMOTE_LEAVE,
+        RequestType.REMOTE_DISCONNECT,
+    ):
+        return _membership(raw, request_type, uid, request_id)
+    if request_type is RequestType.REMOTE_FETCH:
+        return RemoteFetch(
+            uid=uid,
+            request_id=required_str(request_id, "requestId"),
+            opts=WireOptions.from_wire(raw.get("opts") or {}),
+        )
+    if request_type is RequestType.SERVER_SIDE_EMIT:
+        emit = ServerSideEmit(
+            uid=uid, data=array(raw.get("data"), "data", non_empty=True), request_id=request_id
+        )
+        check_server_side(emit, emit.data)
+        return emit
+    if request_type is RequestType.BROADCAST:
+        packet = EventPacket.from_wire(
+            raw.get("packet"), data_rule="packet.data must be an array", non_empty=False
+        )
+        broadcast = BroadcastRequest(
+            uid=uid,
+            request_id=required_str(request_id, "requestId"),
+            packet=packet,
+            opts=WireOptions.from_wire(raw.get("opts") or {}),
+        )
+        check_broadcast(broadcast, packet, limits)
+        return broadcast
+    # Responses have no business on the request channel.
+    raise UnknownType(kind)
+
+
+def _membership(
+    raw: dict[str, Any], kind: RequestType, uid: str | None, request_id: str | None
+) -> RemoteJoin | RemoteLeave | RemoteDisconnect:
+    opts: WireOptions | None = None
+    sid: str | None = None
+    if "opts" in raw:
+        opts = WireOptions.from_wire(raw["opts"])
+    else:
+        # Legacy single-socket form: {sid, room} / {sid, close}, answered with {requestId}.
+        sid = str(raw.get("sid"))
+    if kind is RequestType.REMOTE_DISCONNECT:
+        return RemoteDisconnect(
+            uid=uid, opts=opts, close=bool(raw.get("close")), sid=sid, request_id=request_id
+        )
+    if "rooms" in raw:
+        members = rooms(raw["rooms"], "rooms")
+    else:
+        members = (str(raw["room"]),) if "room" in raw else ()
+    cls = RemoteJoin if kind is RequestType.REMOTE_JOIN else RemoteLeave
+    return cls(uid=uid, opts=opts, rooms=members, sid=sid, request_id=request_id)
+
+
+def decode_response(data: bytes, *, max_size: int) -> Response:
+    """A message of a response channel. Raises the :class:`~.messages.MessageError`
+    subclasses of :mod:`~aiosio.adapters.redis.messages`."""
+    raw = payload(data, max_size)
+    if not isinstance(raw, dict):
+        raise WrongShape("a response must be an object")
+    request_id = raw.get("requestId")
+    if not isinstance(request_id, str):
+        raise WrongShape("a response needs a requestId")
+    kind = raw.get("type")
+    if kind == RequestType.BROADCAST_CLIENT_COUNT and type(kind) is int:
+        return BroadcastClientCount(
+            request_id=request_id, client_count=integer(raw.get("clientCount"), "clientCount")
+        )
+    if kind == RequestType.BROADCAST_ACK and type(kind) is int:
+        return BroadcastAck(request_id=request_id, packet=raw.get("packet"))
+    if kind == RequestType.SERVER_SIDE_EMIT and type(kind) is int:
+        return ServerSideEmitResponse(request_id=request_id, data=raw.get("data"))
+    if kind is not None:
+        raise UnknownType(kind)
+    if "sockets" in raw:
+        return SocketsResponse(request_id=request_id, sockets=array(raw["sockets"], "sockets"))
+    if "rooms" in raw:
+        return AllRoomsResponse(request_id=request_id, rooms=array(raw["rooms"], "rooms"))
+    return UpdateResponse(request_id=request_id)
+
+
+# -- encoding -------------------------------------------------------------------------------------
+
+
+def encode(message: Message) -> bytes:
+    """The bytes the Node adapter writes for ``message``."""
+    match message:
+        case Broadcast() | BroadcastRequest() | BroadcastAck():
+            return encode_msgpack(message.to_wire())
+        case (
+            SocketsRequest()
+            | AllRoomsRequest()
+            | RemoteJoin()
+            | RemoteLeave()
+            | RemoteDisconnect()
+            | RemoteFetch()
+            | ServerSideEmit()
+            | SocketsResponse()
+            | AllRoomsResponse()
+            | UpdateResponse()
+            | ServerSideEmitResponse()
+            | BroadcastClientCount()
+        ):
+            return encode_json(message.to_wire())
+        case _:
+            assert_never(message)

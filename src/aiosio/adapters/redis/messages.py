@@ -1,0 +1,300 @@
+"""What the two protocols of ``@socket.io/redis-adapter`` share: broadcast options, the packet a
+broadcast carries, the checks on what another server asks to deliver, and the errors of the
+decoders.
+
+The decoders (:mod:`~aiosio.adapters.redis.classic_messages`,
+:mod:`~aiosio.adapters.redis.sharded_messages`) turn the bytes of one Redis message into one frozen
+dataclass, or raise one of the :class:`MessageError` subclasses below, nothing else:
+
+* :class:`InvalidMessage`: not JSON or msgpack, or over ``max_message_size``;
+* :class:`WrongShape`: decodable, but not a message of the protocol (a field missing or of the
+  wrong type);
+* :class:`UnknownType`: a type this adapter does not use (Node ignores these too);
+* :class:`Refused`: well formed, but it asks to deliver what no socket.io server may (a reserved
+  event name, a forged attachment placeholder, past the :class:`~aiosio.Limits`), checked by the
+  rules a client's packets are decoded with (:func:`~aiosio.protocol.socketio.check_event`);
+  :class:`NotAnEvent` when the packet is not an EVENT. The refused message is attached, so its
+  receiver can tell its own (dropped silently) from another server's (logged).
+
+Every encoder writes the keys in the order the Node adapter writes them, so a message decoded
+from Node's bytes encodes back to the same bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiosio.adapters.redis.codec import decode
+from aiosio.protocol.errors import RemoteProtocolError
+from aiosio.protocol.socketio import Limits, check_event
+from aiosio.server.adapter import BroadcastFlags, BroadcastOptions
+
+__all__ = [
+    "EventPacket",
+    "InvalidMessage",
+    "MessageError",
+    "NotAnEvent",
+    "Refused",
+    "UnknownType",
+    "WireFlags",
+    "WireOptions",
+    "WrongShape",
+]
+
+
+class MessageError(ValueError):
+    """A message from Redis that is dropped; ``str(error)`` says why."""
+
+
+class InvalidMessage(MessageError):
+    """Not JSON or msgpack, or over ``max_message_size``."""
+
+
+class WrongShape(MessageError):
+    """Decodable, but not a message of the protocol."""
+
+
+class UnknownType(MessageError):
+    """A message type this adapter does not handle (the Node adapter ignores it too)."""
+
+    def __init__(self, kind: Any) -> None:
+        super().__init__(f"unknown message type {kind!r}")
+        self.kind = kind
+
+
+class Refused(MessageError):
+    """A well-formed message that asks to deliver what no socket.io server may.
+
+    ``message`` is the decoded message, ``what`` names it for the log (``"broadcast"``,
+    ``"server-side emit"``), ``sender`` is the uid of the server that published it."""
+
+    def __init__(self, message: Any, what: str, reason: str) -> None:
+        super().__init__(reason)
+        self.message = message
+        self.what = what
+        self.sender: Any = getattr(message, "uid", None)
+
+
+class NotAnEvent(Refused):
+    """A broadcast whose packet type is not EVENT (2) or BINARY_EVENT (5)."""
+
+    def __init__(self, message: Any, packet_type: Any) -> None:
+        super().__init__(
+            message, "broadcast", f"packet type {packet_type!r} (expected 2, an EVENT)"
+        )
+        self.packet_type = packet_type
+
+
+# -- fields ---------------------------------------------------------------------------------------
+
+
+def payload(data: bytes, max_size: int) -> Any:
+    """The value in ``data`` (:func:`~aiosio.adapters.redis.codec.decode`); raises
+    :class:`InvalidMessage`."""
+    try:
+        return decode(data, max_size)
+    except ValueError as exc:
+        raise InvalidMessage(str(exc)) from exc
+
+
+def obj(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise WrongShape(f"{what} must be an object")
+    return value
+
+
+def optional_str(value: Any, what: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise WrongShape(f"{what} must be a string (got {type(value).__name__})")
+
+
+def required_str(value: Any, what: str) -> str:
+    if isinstance(value, str):
+        return value
+    raise WrongShape(f"{what} must be a string (got {type(value).__name__})")
+
+
+def rooms(value: Any, what: str) -> tuple[str, ...]:
+    """An array of rooms (absent: none); numbers are rooms too, as in Node."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise WrongShape(f"{what} must be an array (got {type(value).__name__})")
+    return tuple(str(room) for room in value)
+
+
+def integer(value: Any, what: str) -> int:
+    if type(value) is int:
+        return value
+    if type(value) is float and value.is_integer():
+        return int(value)
+    raise WrongShape(f"{what} must be an integer (got {type(value).__name__})")
+
+
+def array(value: Any, what: str, *, non_empty: bool = False) -> list[Any]:
+    if not isinstance(value, list) or (non_empty and not value):
+        raise WrongShape(f"{what} must be a{' non-empty' if non_empty else 'n'} array")
+    return value
+
+
+# -- broadcast options ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WireFlags:
+    """The flags of a broadcast as they travel: ``{"volatile": true, "compress": false,
+    "timeout": ms}``, each key present only when it says something."""
+
+    volatile: bool = False
+    compress: bool = True
+    timeout_ms: int | None = None
+
+    @classmethod
+    def from_wire(cls, raw: Any) -> WireFlags:
+        if not isinstance(raw, dict):
+            return cls()  # as before: flags that are not an object are no flags
+        timeout = raw.get("timeout")
+        return cls(
+            volatile=bool(raw.get("volatile")),
+            compress=raw.get("compress") is not False,
+            timeout_ms=timeout if type(timeout) is int else None,
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        flags: dict[str, Any] = {}
+        if self.volatile:
+            flags["volatile"] = True
+        if not self.compress:
+            flags["compress"] = False
+        if self.timeout_ms is not None:
+            flags["timeout"] = self.timeout_ms
+        return flags
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WireOptions:
+    """Who receives: ``{"rooms": [...], "except": [...], "flags": {...}}``. ``flags`` is None
+    where the protocol leaves the key out (the classic adapter's requests)."""
+
+    rooms: tuple[str, ...] = ()
+    except_rooms: tuple[str, ...] = ()
+    flags: WireFlags | None = None
+
+    @classmethod
+    def from_wire(cls, raw: Any, what: str = "opts") -> WireOptions:
+        raw = obj(raw, what)
+        return cls(
+            rooms=rooms(raw.get("rooms"), f"{what}.rooms"),
+            except_rooms=rooms(raw.get("except"), f"{what}.except"),
+            flags=WireFlags.from_wire(raw["flags"]) if "flags" in raw else None,
+        )
+
+    @classmethod
+    def of(
+        cls, opts: BroadcastOptions, *, flags: bool = True, timeout: bool = False
+    ) -> WireOptions:
+        """``opts`` as this server sends them: rooms sorted; ``flags`` False leaves them out;
+        ``timeout`` adds the ack timeout (in milliseconds) to them."""
+        wire_flags = None
+        if flags:
+            wire_flags = WireFlags(
+                volatile=opts.flags.volatile,
+                compress=opts.flags.compress,
+                timeout_ms=(
+                    round(opts.flags.timeout * 1000)
+                    if timeout and opts.flags.timeout is not None
+                    else None
+                ),
+            )
+        return cls(
+            rooms=tuple(sorted(opts.rooms)),
+            except_rooms=tuple(sorted(opts.except_rooms)),
+            flags=wire_flags,
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"rooms": list(self.rooms), "except": list(self.except_rooms)}
+        if self.flags is not None:
+            wire["flags"] = self.flags.to_wire()
+        return wire
+
+    def to_options(self, *, with_flags: bool = True) -> BroadcastOptions:
+        """The local broadcast options (the ack timeout is the sender's business)."""
+        flags = self.flags if with_flags and self.flags is not None else WireFlags()
+        return BroadcastOptions(
+            rooms=frozenset(self.rooms),
+            except_rooms=frozenset(self.except_rooms),
+            flags=BroadcastFlags(volatile=flags.volatile, compress=flags.compress),
+        )
+
+
+# -- the packet of a broadcast --------------------------------------------------------------------
+
+EVENT_TYPES = (2, 5)  # EVENT, or BINARY_EVENT from a peer that encoded first
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventPacket:
+    """``{"type": 2, "data": [event, ...args], "nsp": "/"}``; the sharded adapter leaves
+    ``nsp`` out (None)."""
+
+    data: list[Any]
+    type: Any = 2
+    nsp: str | None = None
+
+    @classmethod
+    def from_wire(cls, raw: Any, *, data_rule: str, non_empty: bool) -> EventPacket:
+        packet = obj(raw, "the packet")
+        data = packet.get("data")
+        if not isinstance(data, list) or (non_empty and not data):
+            raise WrongShape(data_rule)
+        return cls(
+            data=data,
+            type=packet.get("type", 2),
+            nsp=optional_str(packet.get("nsp"), "packet.nsp"),
+        )
+
+    @property
+    def is_event(self) -> bool:
+        return self.type in EVENT_TYPES and type(self.type) is int
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"type": self.type, "data": self.data}
+        if self.nsp is not None:
+            wire["nsp"] = self.nsp
+        return wire
+
+
+# -- what another server asks to deliver ----------------------------------------------------------
+
+# What Namespace.server_side_emit refuses to send, refused on receipt too: these names are the
+# server's own events.
+SERVER_SIDE_RESERVED = frozenset(
+    {"connect", "connection", "new_namespace", "disconnect", "disconnecting"}
+)
+# Server-side arguments go to Python handlers, not to clients: only the name rules apply.
+_NO_LIMITS = Limits(max_attachments=2**31, max_depth=2**31)
+
+
+def check_broadcast(message: Any, packet: EventPacket, limits: Limits) -> None:
+    """Raise :class:`NotAnEvent` or :class:`Refused` when ``packet`` may not reach a client."""
+    if not packet.is_event:
+        raise NotAnEvent(message, packet.type)
+    try:
+        check_event(packet.data, limits)
+    except RemoteProtocolError as exc:
+        raise Refused(message, "broadcast", str(exc)) from exc
+
+
+def check_server_side(message: Any, args: list[Any]) -> None:
+    """Raise :class:`Refused` when ``args`` may not reach a server-side handler."""
+    if args and isinstance(args[0], str) and args[0] in SERVER_SIDE_RESERVED:
+        raise Refused(
+            message, "server-side emit", f"server-side event name {args[0]!r} is reserved"
+        )
+    try:
+        check_event(args, _NO_LIMITS)
+    except RemoteProtocolError as exc:
+        raise Refused(message, "server-side emit", str(exc)) from exc

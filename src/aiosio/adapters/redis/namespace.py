@@ -1,0 +1,353 @@
+"""What the classic and the sharded namespace adapters share: the local part (the in-memory
+adapter), requests waiting for other servers, receiving (decode, then drop with one log line what
+may not be used), and :class:`RemoteSocket`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from abc import abstractmethod
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from aiosio.adapters.redis.link import Link
+from aiosio.adapters.redis.messages import (
+    InvalidMessage,
+    MessageError,
+    NotAnEvent,
+    Refused,
+    UnknownType,
+    WrongShape,
+)
+from aiosio.protocol.errors import RemoteProtocolError
+from aiosio.protocol.socketio import Limits, Packet, PacketType, check_event
+from aiosio.server.adapter import (
+    BroadcastOptions,
+    InMemoryAdapter,
+    NamespaceView,
+    Room,
+    SocketId,
+)
+
+__all__ = ["AdapterSettings", "RedisNamespaceAdapter", "RemoteSocket"]
+
+logger = logging.getLogger("aiosio.adapter.redis")
+
+M = TypeVar("M")
+
+
+class AdapterSettings(Protocol):
+    """What a namespace adapter reads of the :class:`~aiosio.adapters.redis.RedisAdapter` that
+    made it (its ``factory``)."""
+
+    link: Link
+    key: str
+    subscription_mode: str
+    requests_timeout: float
+    publish_on_specific_response_channel: bool
+    max_message_size: int
+    limits: Limits
+
+
+class RemoteSocket:
+    """A socket of another server, as ``fetch_sockets`` returns it: ``id``, ``handshake``,
+    ``rooms``, ``data``, and what can be done to it through the cluster."""
+
+    def __init__(self, adapter: RedisNamespaceAdapter, details: dict[str, Any]) -> None:
+        self._adapter = adapter
+        self.id = SocketId(str(details.get("id")))
+        self.handshake: dict[str, Any] = details.get("handshake") or {}
+        self.rooms: set[str] = {str(r) for r in details.get("rooms") or ()}
+        self.data: Any = details.get("data")
+
+    def __repr__(self) -> str:
+        return f"<aiosio.RemoteSocket {self.id}>"
+
+    def _opts(self) -> BroadcastOptions:
+        return BroadcastOptions(rooms=frozenset({self.id}))
+
+    def emit(self, event: str, *args: Any) -> None:
+        self._adapter.broadcast(
+            Packet(PacketType.EVENT, self._adapter.nsp.name, [event, *args]), self._opts()
+        )
+
+    def join(self, *rooms: Room) -> None:
+        self._adapter.add_sockets(self._opts(), list(rooms))
+
+    def leave(self, *rooms: Room) -> None:
+        self._adapter.del_sockets(self._opts(), list(rooms))
+
+    def disconnect(self, close: bool = False) -> None:
+        self._adapter.disconnect_sockets(self._opts(), close)
+
+
+def socket_details(socket: Any) -> dict[str, Any]:
+    """A local socket as ``fetchSockets`` describes it to other servers: ``{id, handshake,
+    rooms, data}``."""
+    h = socket.handshake
+    return {
+        "id": socket.id,
+        "handshake": {
+            "headers": h.headers,
+            "time": h.time,
+            "address": h.address,
+            "xdomain": h.xdomain,
+            "secure": h.secure,
+            "issued": h.issued,
+            "url": h.url,
+            "query": h.query,
+            "auth": h.auth,
+        },
+        "rooms": sorted(socket.rooms),
+        "data": socket.data,
+    }
+
+
+class Pending:
+    """A request waiting for ``expected`` responses."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.responses: list[Any] = []
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def add(self, value: Any) -> None:
+        self.responses.append(value)
+        if len(self.responses) >= self.expected and not self.done.done():
+            self.done.set_result(None)
+
+
+class AckRequest:
+    """A broadcast with acknowledgements across the cluster."""
+
+    def __init__(self, expected_servers: int) -> None:
+        self.expected_servers = expected_servers
+        self.servers = 0
+        self.clients = 0
+        self.replies: list[Any] = []
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def client_count(self, count: int) -> None:
+        self.servers += 1
+        self.clients += count
+        self._check()
+
+    def ack(self, value: Any) -> None:
+        self.replies.append(value)
+        self._check()
+
+    def _check(self) -> None:
+        if (
+            self.servers >= self.expected_servers
+            and len(self.replies) >= self.clients
+            and not self.done.done()
+        ):
+            self.done.set_result(None)
+
+
+class RedisNamespaceAdapter(InMemoryAdapter):
+    """What both modes share: local parts, pending requests, the link."""
+
+    uid: str
+
+    def __init__(self, nsp: NamespaceView, factory: AdapterSettings) -> None:
+        super().__init__(nsp)
+        self.factory = factory
+        self.link = factory.link
+        self.max_size = factory.max_message_size
+        self._pending: dict[str, Pending] = {}
+        self._acks: dict[str, AckRequest] = {}
+        self._outgoing_warned: set[str] = set()
+
+    # -- receiving --------------------------------------------------------------------------------
+
+    @abstractmethod
+    def _ignores(self, message: Any) -> bool:
+        """Whether ``message`` is not for this adapter (its own, another namespace's)."""
+
+    def _receive(self, channel: str, decode: Callable[[bytes], M], data: bytes) -> M | None:
+        """The decoded message, or None when it is dropped (logged, unless it is this
+        adapter's own message or another namespace's)."""
+        try:
+            message = decode(data)
+        except Refused as exc:
+            if not self._ignores(exc.message):
+                self._refused(channel, exc)
+            return None
+        except UnknownType as exc:
+            logger.debug("ignored a message of unknown type %r on %s", exc.kind, channel)
+            return None
+        except WrongShape as exc:
+            self._invalid(channel, str(exc))
+            return None
+        except InvalidMessage as exc:
+            logger.warning("dropped an invalid message from redis: %s", exc)
+            return None
+        except MessageError as exc:  # pragma: no cover - every decoder error is one of the above
+            logger.warning("dropped a message on %s: %s", channel, exc)
+            return None
+        return None if self._ignores(message) else message
+
+    def _invalid(self, channel: str, why: str) -> None:
+        logger.warning("dropped a message of the wrong shape on %s: %s", channel, why)
+
+    def _refused(self, channel: str, exc: Refused) -> None:
+        if isinstance(exc, NotAnEvent):
+            logger.warning(
+                "dropped a broadcast of packet type %r from another server (expected 2, an "
+                "EVENT); nothing was delivered (the server or emitter that published it sends "
+                "what no socket.io server may: fix it there)",
+                exc.packet_type,
+            )
+            return
+        logger.warning(
+            "dropped a %s from server %r on %s: %s; nothing was delivered (the server or "
+            "emitter that published it sends what no socket.io server may: fix it there)",
+            exc.what,
+            str(exc.sender)[:40],
+            channel,
+            exc,
+        )
+
+    # -- sending ----------------------------------------------------------------------------------
+
+    def _check_outgoing(self, args: Any) -> None:
+        """A broadcast other aiosio servers will refuse (past the limits they apply to what
+        they receive) still reaches this server's clients: say so here, where it is sent, once
+        per reason."""
+        try:
+            check_event(args, self.factory.limits)
+        except RemoteProtocolError as exc:
+            reason = str(exc)
+            if reason in self._outgoing_warned or len(self._outgoing_warned) >= 16:
+                return
+            self._outgoing_warned.add(reason)
+            logger.warning(
+                "a broadcast on %s reaches this server's clients, but the other aiosio servers "
+                "of the cluster drop it: %s; keep broadcasts within the limits, or give every "
+                "server the same larger RedisAdapter(limits=aiosio.Limits(...))",
+                self.nsp.name,
+                reason,
+            )
+
+    # -- requests waiting for other servers -------------------------------------------------------
+
+    async def _gather_existing(self, request_id: str, timeout: float) -> list[Any]:
+        pending = self._pending[request_id]
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(pending.done), timeout)
+        finally:
+            self._pending.pop(request_id, None)
+        if len(pending.responses) < pending.expected:
+            logger.warning(
+                "only %d of %d servers answered within %ss",
+                len(pending.responses),
+                pending.expected,
+                timeout,
+            )
+        return pending.responses
+
+    def _add_response(self, request_id: str, value: Any) -> None:
+        pending = self._pending.get(request_id)
+        if pending is not None:
+            pending.add(value)
+
+    async def _wait_acks(
+        self, request_id: str, request: AckRequest, timeout: float | None
+    ) -> AckRequest:
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(request.done), timeout)
+        finally:
+            self._acks.pop(request_id, None)
+        return request
+
+    def _client_count(self, request_id: str, count: int) -> None:
+        ack = self._acks.get(request_id)
+        if ack is not None:
+            ack.client_count(count)
+
+    def _ack(self, request_id: str, value: Any) -> None:
+        ack = self._acks.get(request_id)
+        if ack is not None:
+            ack.ack(value)
+
+    def _local_ack_broadcast(
+        self, packet: Packet, opts: BroadcastOptions, reply: Callable[[Any], None]
+    ) -> int:
+        """Answer a remote broadcast with acks: deliver locally with a local ack id; returns the
+        number of clients."""
+        local = Packet(PacketType.EVENT, self.nsp.name, packet.data, self.nsp._next_ack_id())
+
+        def on_reply(_sid: SocketId, value: Any) -> None:
+            reply(value)
+
+        return len(self.local_broadcast_with_ack(local, opts, on_reply))
+
+    async def _broadcast_with_ack_over(
+        self,
+        packet: Packet,
+        opts: BroadcastOptions,
+        publish: Callable[[str], None],
+        expected_servers: int,
+    ) -> tuple[list[Any], list[str]]:
+        request_id = self._new_request_id()
+        request = AckRequest(expected_servers)
+        self._acks[request_id] = request
+        publish(request_id)
+        local_pending: set[SocketId] = set()
+
+        def on_local(sid: SocketId, value: Any) -> None:
+            if sid in local_pending:
+                local_pending.discard(sid)
+                request.ack(value)
+
+        targets = self.local_broadcast_with_ack(packet, opts, on_local)
+        local_pending.update(targets)
+        request.client_count(len(targets))
+        await self._wait_acks(request_id, request, opts.flags.timeout)
+        if packet.id is not None and local_pending:
+            self.forget_acks(packet.id, local_pending)
+        missing: list[str] = list(local_pending)
+        remote_missing = request.clients - len(request.replies) - len(local_pending)
+        if remote_missing > 0:
+            missing.append(f"<{remote_missing} socket(s) on other servers>")
+        silent_servers = request.expected_servers - request.servers
+        if silent_servers > 0:
+            missing.append(f"<{silent_servers} server(s) that did not answer>")
+        return request.replies, missing
+
+    def _new_request_id(self) -> str:
+        return secrets.token_hex(8)
+
+    def _remote_sockets(self, responses: list[Any]) -> list[RemoteSocket]:
+        return [
+            RemoteSocket(self, details)
+            for response in responses
+            for details in response or ()
+            if isinstance(details, dict) and details.get("id") is not None
+        ]
+
+    def _server_side_event(
+        self, args: list[Any], reply: Callable[[list[Any]], None] | None
+    ) -> None:
+        """Run the server-side handlers of ``args`` (an event another server emitted)."""
+        self.nsp._on_server_side_emit(args, reply)
+
+    def _server_side_reply(self, respond: Callable[[Any], None]) -> Callable[[list[Any]], None]:
+        answered = False
+
+        def reply(values: list[Any]) -> None:
+            nonlocal answered
+            if answered:
+                return
+            answered = True
+            respond(values[0] if values else None)
+
+        return reply
+
+    async def close(self) -> None:
+        return None

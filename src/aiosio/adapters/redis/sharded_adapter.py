@@ -1,0 +1,263 @@
+"""The namespace adapter of ``@socket.io/redis-adapter``'s sharded protocol
+(``createShardedAdapter``, Redis 7 sharded pub/sub); its messages are
+:mod:`~aiosio.adapters.redis.sharded_messages`."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from functools import partial
+from typing import Any, assert_never
+
+from aiosio.adapters.redis.messages import EventPacket, WireOptions
+from aiosio.adapters.redis.namespace import (
+    AdapterSettings,
+    Pending,
+    RedisNamespaceAdapter,
+    socket_details,
+)
+from aiosio.adapters.redis.sharded_messages import (
+    Broadcast,
+    BroadcastAck,
+    BroadcastClientCount,
+    DisconnectSockets,
+    FetchSockets,
+    FetchSocketsResponse,
+    Message,
+    ServerSideEmit,
+    ServerSideEmitResponse,
+    SocketsJoin,
+    SocketsLeave,
+    decode,
+    encode,
+)
+from aiosio.errors import AckTimeout
+from aiosio.protocol.socketio import Packet, PacketType
+from aiosio.server.adapter import BroadcastOptions, NamespaceView, Room
+
+__all__ = ["ShardedAdapter"]
+
+
+class ShardedAdapter(RedisNamespaceAdapter):
+    """``@socket.io/redis-adapter`` ``createShardedAdapter`` (Redis 7 sharded pub/sub)."""
+
+    def __init__(self, nsp: NamespaceView, factory: AdapterSettings) -> None:
+        super().__init__(nsp, factory)
+        self.uid = secrets.token_hex(8)
+        self.mode = factory.subscription_mode
+        self.channel = f"{factory.key}#{nsp.name}#"
+        self.own_channel = f"{self.channel}{self.uid}#"
+        self._decode = partial(decode, max_size=self.max_size, limits=factory.limits)
+        self.link.ssubscribe(self.channel, self._on_message)
+        self.link.ssubscribe(self.own_channel, self._on_message)
+        self.link.ensure_started()
+
+    # -- channels --------------------------------------------------------------------------------
+
+    def _room_channel(self, room: Room) -> str:
+        return f"{self.channel}{room}#"
+
+    def _room_created(self, room: Room) -> None:
+        if self.mode == "static":
+            return
+        if self.mode == "dynamic" and room in self.sids:
+            return  # a socket's own room travels on the main channel
+        self.link.ssubscribe(self._room_channel(room), self._on_message)
+
+    def _room_deleted(self, room: Room) -> None:
+        if self.mode != "static":
+            self.link.sunsubscribe(self._room_channel(room))
+
+    def _channel_of(self, message: Message) -> str:
+        """A broadcast without acks to one room travels on the room's channel in the dynamic
+        modes (a socket's own room, 20 characters, on the main one in "dynamic")."""
+        if not isinstance(message, Broadcast) or message.request_id is not None:
+            return self.channel
+        rooms = message.opts.rooms
+        if len(rooms) != 1:
+            return self.channel
+        room = rooms[0]
+        if self.mode == "dynamic-private" or (self.mode == "dynamic" and len(room) != 20):
+            return self._room_channel(room)
+        return self.channel
+
+    def _publish(self, message: Message, channel: str | None = None) -> None:
+        self.link.publish(channel or self._channel_of(message), encode(message), sharded=True)
+
+    def _respond(self, to_uid: str, message: Message) -> None:
+        self._publish(message, f"{self.channel}{to_uid}#")
+
+    # -- receiving -------------------------------------------------------------------------------
+
+    def _ignores(self, message: Message) -> bool:
+        return message.uid == self.uid or message.nsp != self.nsp.name
+
+    def _on_message(self, channel: str, data: bytes) -> None:
+        message = self._receive(channel, self._decode, data)
+        if message is None:
+            return
+        sender = str(message.uid)
+        match message:
+            case Broadcast():
+                self._on_broadcast(sender, message)
+            case SocketsJoin():
+                self.local_add_sockets(message.opts.to_options(), message.rooms)
+            case SocketsLeave():
+                self.local_del_sockets(message.opts.to_options(), message.rooms)
+            case DisconnectSockets():
+                self.local_disconnect_sockets(message.opts.to_options(), message.close)
+            case FetchSockets():
+                sockets = [socket_details(s) for s in self.local_targets(message.opts.to_options())]
+                self._respond(
+                    sender,
+                    FetchSocketsResponse(
+                        uid=self.uid,
+                        nsp=self.nsp.name,
+                        request_id=message.request_id,
+                        sockets=sockets,
+                    ),
+                )
+            case ServerSideEmit():
+                self._on_server_side_emit(sender, message)
+            case FetchSocketsResponse():
+                self._add_response(message.request_id, message.sockets)
+            case ServerSideEmitResponse():
+                self._add_response(message.request_id, message.packet)
+            case BroadcastClientCount():
+                self._client_count(message.request_id, message.client_count)
+            case BroadcastAck():
+                self._ack(message.request_id, message.packet)
+            case _:
+                assert_never(message)
+
+    def _on_broadcast(self, sender: str, message: Broadcast) -> None:
+        packet = Packet(PacketType.EVENT, self.nsp.name, message.packet.data)
+        request_id = message.request_id
+        if request_id is None:
+            self.local_broadcast(packet, message.opts.to_options())
+            return
+
+        def reply(value: Any) -> None:
+            ack = BroadcastAck(uid=self.uid, nsp=self.nsp.name, request_id=request_id, packet=value)
+            self._respond(sender, ack)
+
+        count = self._local_ack_broadcast(packet, message.opts.to_options(with_flags=False), reply)
+        self._respond(
+            sender,
+            BroadcastClientCount(
+                uid=self.uid, nsp=self.nsp.name, request_id=request_id, client_count=count
+            ),
+        )
+
+    def _on_server_side_emit(self, sender: str, message: ServerSideEmit) -> None:
+        request_id = message.request_id
+        reply = None
+        if request_id is not None:
+
+            def respond(value: Any) -> None:
+                response = ServerSideEmitResponse(
+                    uid=self.uid, nsp=self.nsp.name, request_id=request_id, packet=value
+                )
+                self._respond(sender, response)
+
+            reply = self._server_side_reply(respond)
+        self._server_side_event(message.packet, reply)
+
+    # -- cluster operations ---------------------------------------------------------------------
+
+    async def server_count(self) -> int:
+        return await self.link.numsub(self.channel, sharded=True)
+
+    def _broadcast_message(
+        self, packet: Packet, opts: BroadcastOptions, request_id: str | None = None
+    ) -> Broadcast:
+        return Broadcast(
+            uid=self.uid,
+            nsp=self.nsp.name,
+            packet=EventPacket(data=packet.data),
+            opts=WireOptions.of(opts, timeout=request_id is not None),
+            request_id=request_id,
+        )
+
+    def broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
+        if not opts.flags.local:
+            self._check_outgoing(packet.data)
+            self._publish(self._broadcast_message(packet, opts))
+        self.local_broadcast(packet, opts)
+
+    async def broadcast_with_ack(
+        self, packet: Packet, opts: BroadcastOptions
+    ) -> tuple[list[Any], list[str]]:
+        if opts.flags.local:
+            return await super().broadcast_with_ack(packet, opts)
+        expected = await self.server_count()
+        self._check_outgoing(packet.data)
+
+        def publish(request_id: str) -> None:
+            self._publish(self._broadcast_message(packet, opts, request_id))
+
+        return await self._broadcast_with_ack_over(packet, opts, publish, max(expected, 1))
+
+    async def fetch_sockets(self, opts: BroadcastOptions) -> list[Any]:
+        local: list[Any] = list(self.local_targets(opts))
+        if opts.flags.local:
+            return local
+        expected = await self.server_count() - 1
+        if expected <= 0:
+            return local
+        request_id = self._new_request_id()
+        self._pending[request_id] = Pending(expected)
+        self._publish(
+            FetchSockets(
+                uid=self.uid, nsp=self.nsp.name, opts=WireOptions.of(opts), request_id=request_id
+            )
+        )
+        responses = await self._gather_existing(request_id, opts.flags.timeout or 5.0)
+        return local + self._remote_sockets(responses)
+
+    def add_sockets(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None:
+        if not opts.flags.local:
+            self._publish(
+                SocketsJoin(
+                    uid=self.uid, nsp=self.nsp.name, opts=WireOptions.of(opts), rooms=tuple(rooms)
+                )
+            )
+        self.local_add_sockets(opts, rooms)
+
+    def del_sockets(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None:
+        if not opts.flags.local:
+            self._publish(
+                SocketsLeave(
+                    uid=self.uid, nsp=self.nsp.name, opts=WireOptions.of(opts), rooms=tuple(rooms)
+                )
+            )
+        self.local_del_sockets(opts, rooms)
+
+    def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
+        if not opts.flags.local:
+            self._publish(
+                DisconnectSockets(
+                    uid=self.uid, nsp=self.nsp.name, opts=WireOptions.of(opts), close=close
+                )
+            )
+        self.local_disconnect_sockets(opts, close)
+
+    def server_side_emit(self, args: list[Any]) -> None:
+        self._publish(ServerSideEmit(uid=self.uid, nsp=self.nsp.name, packet=args))
+
+    async def server_side_emit_with_ack(self, args: list[Any], timeout: float | None) -> list[Any]:
+        expected = await self.server_count() - 1
+        if expected <= 0:
+            return []
+        request_id = self._new_request_id()
+        self._pending[request_id] = Pending(expected)
+        self._publish(
+            ServerSideEmit(uid=self.uid, nsp=self.nsp.name, packet=args, request_id=request_id)
+        )
+        responses = await self._gather_existing(request_id, timeout if timeout is not None else 5.0)
+        if len(responses) < expected:
+            raise AckTimeout(
+                f"timeout reached: only {len(responses)} responses received out of {expected}",
+                replies=responses,
+            )
+        return responses
