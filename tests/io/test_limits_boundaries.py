@@ -200,3 +200,27 @@ async def test_reconnection_attempts_at_its_bound() -> None:
         assert not client.connected
     finally:
         await client.disconnect()
+
+
+# -- the client's ack_timeout ------------------------------------------------------------------
+
+
+async def test_client_ack_timeout(serve: Any) -> None:
+    """``Client(ack_timeout=s)`` bounds every ``emit_with_ack`` that gives no timeout of its own
+    (without ``retries``): an acknowledgement that never comes raises AckTimeout and is
+    forgotten; one that comes is returned; ``emit_with_ack(timeout=...)`` overrides it."""
+    sio = aiosio.Server()
+    sio.on("echo", lambda _socket, value: value)  # "silent" has no handler: never acknowledged
+    base = await serve(sio)
+    client = aiosio.Client(base, reconnection=False, ack_timeout=0.3)
+    try:
+        await client.connect()
+        with pytest.raises(aiosio.AckTimeout, match=r"within 0\.3s"):
+            await asyncio.wait_for(client.emit_with_ack("silent", 1), TIMEOUT)
+        assert await client.emit_with_ack("echo", "answered") == "answered"
+        with pytest.raises(aiosio.AckTimeout, match=r"within 0\.1s"):
+            await asyncio.wait_for(client.emit_with_ack("silent", 2, timeout=0.1), TIMEOUT)
+        assert client._acks == {}
+        assert client.connected
+    finally:
+        await client.disconnect()
