@@ -55,9 +55,7 @@ async def _client_websockets_closed() -> AsyncIterator[None]:
         closing = [
             o
             for o in gc.get_objects()
-            if type(o) is WebSocketConnection
-            and not o._closed
-            and getattr(o._writer, "_loop", None) is loop
+            if type(o) is WebSocketConnection and not o.closed and o.loop is loop
         ]
         if not closing:
             return
@@ -1270,7 +1268,7 @@ async def test_managers_go_with_their_event_loop() -> None:
     """Clients to one server share a Manager per event loop (multiplexing). A program that runs
     many loops (asyncio.run in a loop, a SyncClient per task) must not keep every Manager it
     ever made: the cache holds them only as long as their loop lives."""
-    from aiosio.client import socket as client_socket
+    from aiosio.client import multiplex
 
     server = await aiosio.serve(aiosio.Server(), "127.0.0.1", 0)
     url = f"http://127.0.0.1:{server.port}"
@@ -1300,4 +1298,4 @@ async def test_managers_go_with_their_event_loop() -> None:
     assert len(managers) == 3
     assert [ref() for ref in managers] == [None, None, None]
     assert [ref() for ref in loops] == [None, None, None]
-    assert not any(ref() in client_socket._managers for ref in loops)
+    assert not any(ref() in multiplex.cached_loops() for ref in loops)

@@ -46,9 +46,7 @@ async def _client_websockets_closed() -> AsyncIterator[None]:
         closing = [
             o
             for o in gc.get_objects()
-            if type(o) is WebSocketConnection
-            and not o._closed
-            and getattr(o._writer, "_loop", None) is loop
+            if type(o) is WebSocketConnection and not o.closed and o.loop is loop
         ]
         if not closing:
             return

@@ -379,6 +379,14 @@ class WebSocketConnection:
         self.on_close: Callable[[int | None, str | None], None] = lambda code, error: None
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        # The loop the connection lives in: closed in another one (or after its loop ended),
+        # its socket leaks to whichever code runs when the garbage collector does.
+        self.loop = asyncio.get_running_loop()
+
+    @property
+    def closed(self) -> bool:
+        """The connection is over (closing handshake done, or aborted)."""
+        return self._closed
 
     @classmethod
     async def connect(

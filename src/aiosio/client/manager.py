@@ -6,29 +6,37 @@ before the cap at ``delay_max``, truncated to whole milliseconds. Manager events
 ``open``, ``close`` (reason, description), ``error`` (ConnectError), ``ping``, ``packet``,
 ``reconnect_attempt`` (attempt, from 1), ``reconnect_error`` (error), ``reconnect_failed``,
 ``reconnect`` (attempts).
+
+The reference's ``readyState``, ``_reconnecting`` and ``skipReconnect`` are one
+:class:`ManagerState`, its transitions in :data:`TRANSITIONS`::
+
+    IDLE ──open()──▶ OPENING ──handshake──▶ OPEN ──connection lost──▶ IDLE
+      ▲                 └──failed──▶ IDLE ──reconnection──▶ RECONNECT_WAIT ──timer──▶ RECONNECTING
+      └──── attempts exhausted ◀──── RECONNECT_WAIT ◀──failed────────────────────────────┘ │
+                                          OPEN ◀──handshake─────────────────────────────────┘
+    any ──close()──▶ STOPPED ──open()──▶ OPENING
+
+The manager talks to its namespace sockets through :class:`~aiosio.client.host.NamespaceSocket`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import math
 import random
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from aiosio._events import EventEmitter
 from aiosio.client.engine import EngineClient, EngineOptions
 from aiosio.client.errors import ConnectError, Stage
-from aiosio.client.http import Trace
-from aiosio.protocol.errors import RemoteProtocolError
-from aiosio.protocol.socketio import Decoder, Limits, Packet, encode
+from aiosio.client.host import ManagerOptions, NamespaceSocket
+from aiosio.protocol.errors import LocalProtocolError, RemoteProtocolError
+from aiosio.protocol.socketio import Decoder, Packet, encode
 
-if TYPE_CHECKING:
-    from aiosio.client.socket import Client
-
-__all__ = ["Backoff", "Manager", "ManagerOptions"]
+__all__ = ["TRANSITIONS", "Backoff", "Manager", "ManagerOptions", "ManagerState"]
 
 logger = logging.getLogger("aiosio.client.manager")
 
@@ -68,22 +76,32 @@ class Backoff:
         self.attempts = 0
 
 
-@dataclass(slots=True, kw_only=True)
-class ManagerOptions:
-    path: str = "/socket.io/"
-    query: dict[str, str] = field(default_factory=dict)
-    extra_headers: dict[str, str] = field(default_factory=dict)
-    transports: Sequence[str] = ("polling", "websocket")
-    upgrade: bool = True
-    timeout: float | None = 20.0
-    reconnection: bool = True
-    reconnection_attempts: int | None = None
-    reconnection_delay: float = 1.0
-    reconnection_delay_max: float = 5.0
-    randomization_factor: float = 0.5
-    limits: Limits = field(default_factory=Limits)
-    max_http_buffer_size: int = 100_000_000
-    trace: Trace | None = None
+class ManagerState(enum.Enum):
+    IDLE = "idle"  # no connection; a lost or failed one is reopened if the options say so
+    STOPPED = "stopped"  # close() was called: no reconnection until open()
+    OPENING = "opening"  # open() is opening the Engine.IO connection
+    OPEN = "open"
+    # A reconnection attempt is scheduled (or the failure of the last one is being reported).
+    RECONNECT_WAIT = "waiting to reconnect"
+    RECONNECTING = "reconnecting"  # a reconnection attempt is opening the connection
+
+
+TRANSITIONS: dict[ManagerState, frozenset[ManagerState]] = {
+    ManagerState.IDLE: frozenset(
+        {ManagerState.OPENING, ManagerState.RECONNECT_WAIT, ManagerState.STOPPED}
+    ),
+    ManagerState.STOPPED: frozenset({ManagerState.OPENING, ManagerState.STOPPED}),
+    ManagerState.OPENING: frozenset({ManagerState.OPEN, ManagerState.IDLE, ManagerState.STOPPED}),
+    ManagerState.OPEN: frozenset({ManagerState.IDLE, ManagerState.STOPPED}),
+    ManagerState.RECONNECT_WAIT: frozenset(
+        {ManagerState.RECONNECTING, ManagerState.IDLE, ManagerState.STOPPED}
+    ),
+    ManagerState.RECONNECTING: frozenset(
+        {ManagerState.OPEN, ManagerState.RECONNECT_WAIT, ManagerState.IDLE, ManagerState.STOPPED}
+    ),
+}
+_CLOSED = frozenset({ManagerState.IDLE, ManagerState.STOPPED, ManagerState.RECONNECT_WAIT})
+_OPENING = frozenset({ManagerState.OPENING, ManagerState.RECONNECTING})
 
 
 class Manager(EventEmitter):
@@ -107,10 +125,8 @@ class Manager(EventEmitter):
         self.options = options
         self.ssl = ssl
         self.engine: EngineClient | None = None
-        self.ready_state = "closed"  # opening, open, closed
-        self.reconnecting = False
-        self.skip_reconnect = False
-        self.sockets: dict[str, Client] = {}
+        self.state = ManagerState.IDLE
+        self.sockets: dict[str, NamespaceSocket] = {}
         self.backoff = Backoff(
             options.reconnection_delay,
             options.reconnection_delay_max,
@@ -127,15 +143,65 @@ class Manager(EventEmitter):
         scheme = "https" if self.secure else "http"
         return f"{scheme}://{self.host}:{self.port}"
 
+    # -- state ----------------------------------------------------------------------------------
+
+    def _set_state(self, new: ManagerState) -> None:
+        if new not in TRANSITIONS[self.state]:
+            raise LocalProtocolError(
+                f"client manager: no transition from {self.state.value} to {new.value}"
+            )
+        self.state = new
+
+    @property
+    def ready_state(self) -> str:
+        """socket.io-client's ``readyState``: ``"opening"``, ``"open"`` or ``"closed"``."""
+        if self.state is ManagerState.OPEN:
+            return "open"
+        return "opening" if self.state in _OPENING else "closed"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state is ManagerState.OPEN
+
+    @property
+    def reconnecting(self) -> bool:
+        """A reconnection attempt is scheduled or under way."""
+        return self.state is ManagerState.RECONNECT_WAIT or self.state is ManagerState.RECONNECTING
+
+    @property
+    def skip_reconnect(self) -> bool:
+        """``close()`` was called: no reconnection until ``open()``."""
+        return self.state is ManagerState.STOPPED
+
+    @property
+    def writable(self) -> bool:
+        engine = self.engine
+        return engine is not None and engine.writable
+
+    def can_send(self) -> bool:
+        engine = self.engine
+        return engine is not None and not engine.ping_expired()
+
+    # -- sockets --------------------------------------------------------------------------------
+
+    def attach(self, namespace: str, socket: NamespaceSocket) -> None:
+        self.sockets[namespace] = socket
+
+    def has_socket(self, namespace: str) -> bool:
+        return namespace in self.sockets
+
     # -- opening --------------------------------------------------------------------------------
 
     def open(self, callback: Callable[[ConnectError | None], None] | None = None) -> None:
-        """Open the Engine.IO connection (no-op when opening or open)."""
-        if self.ready_state in ("opening", "open"):
-            return
+        """Open the Engine.IO connection (nothing to do when opening, open or reconnecting)."""
+        if self.state is ManagerState.IDLE or self.state is ManagerState.STOPPED:
+            self._start(ManagerState.OPENING, callback)
+
+    def _start(
+        self, state: ManagerState, callback: Callable[[ConnectError | None], None] | None
+    ) -> None:
         logger.debug("opening %s", self.uri)
-        self.ready_state = "opening"
-        self.skip_reconnect = False
+        self._set_state(state)
         task = self._open_task = asyncio.get_running_loop().create_task(self._open(callback))
         task.add_done_callback(self._opened)
 
@@ -184,11 +250,12 @@ class Manager(EventEmitter):
             self._on_open_error(error, callback)
             return
         except asyncio.CancelledError:
-            self.ready_state = "closed"
+            if self.state in _OPENING:  # cancelled from outside (close() stops it first)
+                self._set_state(ManagerState.IDLE)
             raise
         logger.debug("open")
         self._decoder.reset()
-        self.ready_state = "open"
+        self._set_state(ManagerState.OPEN)
         engine.on_message = self._on_data
         engine.on_close = self._on_close
         engine.on_ping = lambda: self.emit("ping")
@@ -196,7 +263,7 @@ class Manager(EventEmitter):
         self.emit("open")
         for socket in list(self.sockets.values()):
             if socket.active:
-                socket._on_open()
+                socket.manager_opened()
         if callback is not None:
             callback(None)
 
@@ -204,14 +271,21 @@ class Manager(EventEmitter):
         self, error: ConnectError, callback: Callable[[ConnectError | None], None] | None
     ) -> None:
         logger.debug("connect error: %s", error)
-        self.ready_state = "closed"
+        # A failed attempt stays "reconnecting" while its failure is reported (as the
+        # reference's _reconnecting): a connect() from a connect_error handler waits for it.
+        attempt = self.state is ManagerState.RECONNECTING
+        self._set_state(ManagerState.RECONNECT_WAIT if attempt else ManagerState.IDLE)
         self.engine = None
         self.emit("error", error)
         for socket in list(self.sockets.values()):
-            socket._on_error(error)
+            socket.manager_error(error)
         if callback is not None:
             callback(error)
-        elif not self.reconnecting and self.options.reconnection and self.backoff.attempts == 0:
+        elif (
+            self.state is ManagerState.IDLE
+            and self.options.reconnection
+            and self.backoff.attempts == 0
+        ):
             self.reconnect()
 
     # -- data -----------------------------------------------------------------------------------
@@ -230,7 +304,7 @@ class Manager(EventEmitter):
         self.emit("packet", packet)
         socket = self.sockets.get(packet.nsp)
         if socket is not None:
-            socket._on_packet(packet)
+            socket.manager_packet(packet)
 
     def write(self, packet: Packet) -> None:
         engine = self.engine
@@ -250,7 +324,8 @@ class Manager(EventEmitter):
             engine.close()
             self._closing.append(engine)
         self.backoff.reset()
-        self.ready_state = "closed"
+        if self.state is ManagerState.OPEN:
+            self._set_state(ManagerState.IDLE)
         self._decoder.reset()
         if isinstance(description, ConnectError):
             # A transport error after the handshake (e.g. "Session ID unknown" on the next
@@ -258,57 +333,59 @@ class Manager(EventEmitter):
             self.emit("error", description)
             for socket in list(self.sockets.values()):
                 if socket.active and not socket.connected:
-                    socket._on_error(description)
+                    socket.manager_error(description)
         self.emit("close", reason, description)
         for socket in list(self.sockets.values()):
             if socket.active:  # a socket that disconnected for good no longer listens
-                socket._on_close(reason, description)
-        if self.options.reconnection and not self.skip_reconnect:
+                socket.manager_closed(reason, description)
+        if self.options.reconnection:
             self.reconnect()
 
     def reconnect(self) -> None:
-        if self.reconnecting or self.skip_reconnect:
+        """Schedule the next reconnection attempt (after the backoff's delay), or give up with
+        ``reconnect_failed`` past ``reconnection_attempts``. Only from IDLE: not while open,
+        opening or reconnecting, nor once close() was called."""
+        if self.state is not ManagerState.IDLE:
             return
         limit = self.options.reconnection_attempts
         if limit is not None and self.backoff.attempts >= limit:
             logger.info("reconnect failed after %d attempts", self.backoff.attempts)
             self.backoff.reset()
             self.emit("reconnect_failed")
-            self.reconnecting = False
             return
         delay = self.backoff.duration()
         logger.debug("will wait %dms before reconnect attempt", int(delay * 1000))
-        self.reconnecting = True
+        self._set_state(ManagerState.RECONNECT_WAIT)
         self._reconnect_timer = asyncio.get_running_loop().call_later(delay, self._attempt)
 
     def _attempt(self) -> None:
         self._reconnect_timer = None
-        if self.skip_reconnect:
+        if not self._reconnect_due():
             return
         logger.debug("attempting reconnect")
         self.emit("reconnect_attempt", self.backoff.attempts)
-        if self._stopped():  # a reconnect_attempt listener may have disconnected
-            return
+        if not self._reconnect_due():
+            return  # a reconnect_attempt listener disconnected
 
         def done(error: ConnectError | None) -> None:
             if error is not None:
                 logger.debug("reconnect attempt error")
-                self.reconnecting = False
-                self.reconnect()
+                if self.state is ManagerState.RECONNECT_WAIT:
+                    self._set_state(ManagerState.IDLE)
+                    self.reconnect()
                 self.emit("reconnect_error", error)
             else:
                 logger.debug("reconnect success")
                 attempts = self.backoff.attempts
-                self.reconnecting = False
                 self.backoff.reset()
                 self.emit("reconnect", attempts)
 
-        self.open(done)
+        self._start(ManagerState.RECONNECTING, done)
 
-    def _stopped(self) -> bool:
-        return self.skip_reconnect
+    def _reconnect_due(self) -> bool:
+        return self.state is ManagerState.RECONNECT_WAIT
 
-    def _destroy(self, socket: Client) -> None:
+    def release(self, socket: NamespaceSocket) -> None:
         """A socket disconnected for good: close the connection when no socket is active."""
         if any(s.active for s in self.sockets.values()):
             return
@@ -317,8 +394,7 @@ class Manager(EventEmitter):
     def close(self) -> None:
         """Close the connection and stop reconnecting."""
         logger.debug("disconnect")
-        self.skip_reconnect = True
-        self.reconnecting = False
+        self._set_state(ManagerState.STOPPED)
         if self._reconnect_timer is not None:
             self._reconnect_timer.cancel()
             self._reconnect_timer = None

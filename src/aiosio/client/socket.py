@@ -1,20 +1,31 @@
 """``aiosio.Client``: a connection to one namespace of a Socket.IO server (socket.io-client's
 ``Socket``), over a :class:`~aiosio.client.manager.Manager` shared with the other namespaces of
-the same server unless ``force_new``/``multiplex=False``.
+the same server unless ``force_new``/``multiplex=False``. The socket knows its manager only as a
+:class:`~aiosio.client.host.ManagerHost`, and implements
+:class:`~aiosio.client.host.NamespaceSocket` for it.
 
 Events: ``connect``, ``connect_error`` (:class:`aiosio.ConnectError`), ``disconnect`` (reason,
 description) and the server's events (handlers get the arguments; a return value answers the
 server's acknowledgement). ``client.io`` is the manager, for ``reconnect_attempt``,
 ``reconnect_error``, ``reconnect_failed`` and ``reconnect``.
+
+The reference's ``connected`` and ``active`` are one :class:`SocketState`, its transitions in
+:data:`TRANSITIONS`::
+
+    DISCONNECTED ──connect()──▶ CONNECTING ──CONNECT answered──▶ CONNECTED
+                                   ▲   │                            │
+                                   │   └─refused, disconnect()─▶ DISCONNECTED
+                                   └────── connection lost ─────────┤
+    DISCONNECTED ◀── disconnect event ── DISCONNECTING ◀── disconnect(), server's DISCONNECT
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import inspect
 import logging
 import ssl as ssl_module
-import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
@@ -29,28 +40,45 @@ from aiosio._encodable import (
     raise_encoding_error,
 )
 from aiosio.client.errors import ConnectError, Stage
+from aiosio.client.host import ManagerHost, ManagerOptions
 from aiosio.client.http import new_trace
-from aiosio.client.manager import Manager, ManagerOptions
+from aiosio.client.multiplex import manager_for
 from aiosio.errors import AckTimeout, Disconnected
+from aiosio.protocol.errors import LocalProtocolError
 from aiosio.protocol.socketio import RESERVED_EVENTS, Limits, Packet, PacketType, encode
 
-__all__ = ["Client"]
+__all__ = ["TRANSITIONS", "Client", "SocketState"]
 
 logger = logging.getLogger("aiosio.client.socket")
 
 F = TypeVar("F", bound=Callable[..., Any])
 Auth = Mapping[str, Any] | Callable[[], Mapping[str, Any] | Awaitable[Mapping[str, Any]]] | None
 
-# The managers clients to one server share (multiplexing, as the reference's ``io()`` cache),
-# per event loop, held weakly both ways: a Manager stays while a client uses it, a loop's entry
-# while the loop lives (a program that runs many loops, or many SyncClients, kept every Manager
-# it ever made when this was a plain dict keyed by id(loop), and a new loop could take a dead
-# loop's id).
-_ManagerCache = weakref.WeakValueDictionary[tuple[str, str, int, str], Manager]
-_managers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ManagerCache] = (
-    weakref.WeakKeyDictionary()
-)
-_NO_LOOP: _ManagerCache = weakref.WeakValueDictionary()  # clients made outside a running loop
+
+class SocketState(enum.Enum):
+    # Not active: new, or disconnected for good (disconnect(), the server's DISCONNECT, a
+    # refused CONNECT); packets for the namespace are ignored.
+    DISCONNECTED = "disconnected"
+    # Active, not connected: waiting for the connection or the CONNECT answer, reconnecting.
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    # Left for good while connected: the manager is told, the disconnect event comes next.
+    DISCONNECTING = "disconnecting"
+
+
+TRANSITIONS: dict[SocketState, frozenset[SocketState]] = {
+    SocketState.DISCONNECTED: frozenset({SocketState.CONNECTING, SocketState.DISCONNECTED}),
+    SocketState.CONNECTING: frozenset(
+        {SocketState.CONNECTED, SocketState.CONNECTING, SocketState.DISCONNECTED}
+    ),
+    # CONNECTED again: a second CONNECT answer (the reference emits "connect" again).
+    SocketState.CONNECTED: frozenset(
+        {SocketState.CONNECTED, SocketState.CONNECTING, SocketState.DISCONNECTING}
+    ),
+    SocketState.DISCONNECTING: frozenset({SocketState.DISCONNECTED}),
+}
+_ACTIVE = frozenset({SocketState.CONNECTING, SocketState.CONNECTED})
+_CONNECTED = frozenset({SocketState.CONNECTED, SocketState.DISCONNECTING})
 
 
 @dataclass(slots=True)
@@ -132,33 +160,22 @@ class Client:
             max_http_buffer_size=max_http_buffer_size,
             trace=new_trace(trace_logger) if trace_logger.isEnabledFor(logging.DEBUG) else None,
         )
-        try:
-            managers = _managers.setdefault(asyncio.get_running_loop(), _ManagerCache())
-        except RuntimeError:
-            managers = _NO_LOOP
-        key = (scheme.replace("ws", "http"), host, port, path)
-        cached = managers.get(key)
-        reuse = (
-            multiplex
-            and not force_new
-            and cached is not None
-            and self.namespace not in cached.sockets
+        self.io: ManagerHost = manager_for(
+            scheme=scheme,
+            host=host,
+            port=port,
+            namespace=self.namespace,
+            options=options,
+            ssl=context,
+            share=multiplex and not force_new,
         )
-        if reuse:
-            assert cached is not None
-            self.io = cached
-        else:
-            self.io = Manager(host, port, secure, options, ssl=context)
-            if multiplex and not force_new and cached is None:
-                managers[key] = self.io
-        self.io.sockets[self.namespace] = self
+        self.io.attach(self.namespace, self)
         self.auth = auth
         self.retries = retries
         self.ack_timeout = ack_timeout
         self.id: str | None = None
-        self.connected = False
+        self.state = SocketState.DISCONNECTED
         self.recovered = False
-        self.active = False
         self._pid: str | None = None
         self._last_offset: str | None = None
         self._handlers: dict[str, list[Callable[..., Any]]] = {}
@@ -175,6 +192,27 @@ class Client:
 
     def __repr__(self) -> str:
         return f"<aiosio.Client {self.io.uri}{self.namespace} connected={self.connected}>"
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def _set_state(self, new: SocketState) -> None:
+        if new not in TRANSITIONS[self.state]:
+            raise LocalProtocolError(
+                f"client socket {self.namespace}: no transition from {self.state.value} "
+                f"to {new.value}"
+            )
+        self.state = new
+
+    @property
+    def connected(self) -> bool:
+        """Connected to the namespace (the server answered the CONNECT)."""
+        return self.state in _CONNECTED
+
+    @property
+    def active(self) -> bool:
+        """``connect()`` was called and the socket did not disconnect for good: it reconnects
+        when the connection is lost."""
+        return self.state in _ACTIVE
 
     # -- handlers -------------------------------------------------------------------------------
 
@@ -237,14 +275,14 @@ class Client:
         on in the background unless ``disconnect()`` is called)."""
         if self.connected:
             return
-        self.active = True
+        self._set_state(SocketState.CONNECTING)
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if wait:
             self._waiters.append(waiter)
         if not self.io.reconnecting:
             self.io.open()
-        if self.io.ready_state == "open":
-            self._on_open()
+        if self.io.is_open:
+            self.manager_opened()
         if wait:
             await waiter
 
@@ -258,7 +296,10 @@ class Client:
             else:
                 waiter.set_exception(error)
 
-    def _on_open(self) -> None:
+    # -- the manager's calls (NamespaceSocket) ---------------------------------------------------
+
+    def manager_opened(self) -> None:
+        """The Manager's call: the connection is open, send the CONNECT (not for applications)."""
         logger.debug("transport is open - connecting")
         auth = self.auth
         if callable(auth):
@@ -292,12 +333,16 @@ class Client:
                 del data["offset"]
         self.io.write(Packet(PacketType.CONNECT, self.namespace, data))
 
-    def _on_error(self, error: ConnectError) -> None:
+    def manager_error(self, error: ConnectError) -> None:
+        """The Manager's call: the connection failed before the CONNECT was answered."""
         if not self.connected:
             self._emit_local("connect_error", error)
             self._settle(error)
 
-    def _on_packet(self, packet: Packet) -> None:
+    def manager_packet(self, packet: Packet) -> None:
+        """The Manager's call: a packet for this namespace."""
+        if self.state is SocketState.DISCONNECTED:
+            return  # the reference's socket unsubscribed from its manager (destroy())
         ptype = packet.type
         if ptype is PacketType.CONNECT:
             data = packet.data
@@ -319,10 +364,12 @@ class Client:
             if callback is not None:
                 callback(packet.data)
         elif ptype is PacketType.DISCONNECT:
-            self._destroy()
-            self._on_close("io server disconnect", None)
+            self._leave()
+            self._disconnected("io server disconnect", None, SocketState.DISCONNECTED)
         elif ptype is PacketType.CONNECT_ERROR:
-            self._destroy()
+            self._leave()
+            if self.state is SocketState.DISCONNECTING:  # a CONNECT_ERROR while connected
+                self._disconnected("io server disconnect", None, SocketState.DISCONNECTED)
             data = packet.data
             message = data.get("message", "") if isinstance(data, dict) else str(data)
             extra = data.get("data") if isinstance(data, dict) else None
@@ -341,7 +388,7 @@ class Client:
         self.id = sid
         self.recovered = pid is not None and pid == self._pid
         self._pid = pid
-        self.connected = True
+        self._set_state(SocketState.CONNECTED)
         received, self._receive_buffer = self._receive_buffer, []
         for packet in received:
             self._dispatch(packet)
@@ -433,9 +480,8 @@ class Client:
         self.emit("message", *args)
 
     def _send(self, packet: Packet, volatile: bool) -> None:
-        engine = self.io.engine
-        writable = engine is not None and engine.writable
-        connected = self.connected and engine is not None and not engine.ping_expired()
+        writable = self.io.writable
+        connected = self.connected and self.io.can_send()
         if connected and (writable or not volatile):
             self._notify_outgoing(packet.data)
             self.io.write(packet)
@@ -562,9 +608,13 @@ class Client:
 
     # -- disconnecting --------------------------------------------------------------------------
 
-    def _on_close(self, reason: str, description: Any) -> None:
+    def manager_closed(self, reason: str, description: Any) -> None:
+        """The Manager's call: the connection closed; the socket reconnects with it."""
+        self._disconnected(reason, description, SocketState.CONNECTING)
+
+    def _disconnected(self, reason: str, description: Any, state: SocketState) -> None:
         was_connected = self.connected
-        self.connected = False
+        self._set_state(state)
         self.id = None
         if was_connected or self.active:
             logger.debug("close (%s)", reason)
@@ -577,21 +627,26 @@ class Client:
             else:
                 callback(Disconnected(f"disconnected ({reason}) before the acknowledgement"))
 
-    def _destroy(self) -> None:
-        self.active = False
-        self.io._destroy(self)
+    def _leave(self) -> None:
+        """Disconnected for good: no longer active; the manager closes when no socket is."""
+        self._set_state(SocketState.DISCONNECTING if self.connected else SocketState.DISCONNECTED)
+        self.io.release(self)
 
     async def disconnect(self) -> None:
         """Disconnect (reason ``io client disconnect``); no reconnection follows."""
-        if self.connected:
+        if self.state is SocketState.DISCONNECTING:  # from a handler of this disconnection
+            return
+        was_connected = self.connected
+        if was_connected:
             logger.debug("performing disconnect (%s)", self.namespace)
             self.io.write(Packet(PacketType.DISCONNECT, self.namespace))
-        self.active = False
+            self._set_state(SocketState.DISCONNECTING)
+        else:
+            self._set_state(SocketState.DISCONNECTED)
         self._settle(ConnectError(Stage.TRANSPORT, "disconnect() was called"))
-        was_connected = self.connected
-        self.io._destroy(self)
+        self.io.release(self)
         if was_connected:
-            self._on_close("io client disconnect", None)
+            self._disconnected("io client disconnect", None, SocketState.DISCONNECTED)
         await self.io.wait_closed()
 
     close = disconnect
