@@ -374,7 +374,16 @@ class EngineSocket(EventEmitter):
         self._on_message = handler
 
     def _apply(self, events: Iterable[Event]) -> None:
+        # The application hears of the upgrade once the packets the session flushes in the same
+        # step are written (before the close, if the session closes with it): an "upgrade"
+        # listener that sends and closes must not get its packets written before, or in place
+        # of, the buffer the upgrade flushes to the new WebSocket (the reference's single write
+        # buffer keeps that order by itself).
+        notify: str | None = None
         for event in events:
+            if notify is not None and isinstance(event, WebSocketClose | Closed):
+                self.emit(notify)
+                notify = None
             if isinstance(event, MessageReceived):
                 if self._on_message is not None:
                     self._on_message(event.data)
@@ -400,11 +409,11 @@ class EngineSocket(EventEmitter):
                     logger.debug("session %s: upgrade abandoned: %s", self.id, event.reason)
                     probe.close()
             elif isinstance(event, UpgradeStarted):
-                self.emit("upgrading")
+                notify = "upgrading"
             elif isinstance(event, Upgraded):
                 self._set_ws(self._probe)
                 self._probe = None
-                self.emit("upgrade")
+                notify = "upgrade"
             elif isinstance(event, WebSocketClose):
                 ws = self._ws
                 self._set_ws(None)
@@ -426,6 +435,8 @@ class EngineSocket(EventEmitter):
         if deadline != self._deadline:
             self._deadline = deadline
             self.server._timers.schedule(self, deadline)
+        if notify is not None:
+            self.emit(notify)
 
     async def _poll(self, request: HttpRequest) -> HttpResponse:
         future: asyncio.Future[PollResponse] = asyncio.get_running_loop().create_future()
@@ -511,6 +522,13 @@ class _SessionWebSocket:
         socket._apply(socket._core.websocket_closed(now, error))
 
 
+def _shutting_down() -> HttpResponse:
+    """The answer to a new session's request while :meth:`EngineServer.shutdown` drains."""
+    return HttpResponse(
+        503, [("Content-Type", "text/plain"), ("Retry-After", "1")], b"server shutting down"
+    )
+
+
 class _IgnoredWebSocket:
     """The handler of a WebSocket closed as soon as it opened."""
 
@@ -544,9 +562,11 @@ class EngineServer(EventEmitter):
         cors: Cors | None = None,
         max_payload_packets: int = 10_000,
         max_outbound_buffer: int = 16_000_000,
+        shutdown_timeout: float = 5.0,
     ) -> None:
         super().__init__()
         _check_positive("ping_interval", ping_interval)
+        _check_positive("shutdown_timeout", shutdown_timeout)
         _check_positive("ping_timeout", ping_timeout)
         _check_positive("upgrade_timeout", upgrade_timeout)
         if not isinstance(max_http_buffer_size, int) or max_http_buffer_size <= 0:
@@ -575,6 +595,7 @@ class EngineServer(EventEmitter):
                 f"max_outbound_buffer must be a positive int, got {max_outbound_buffer!r}"
             )
         self.max_outbound_buffer = max_outbound_buffer
+        self.shutdown_timeout = shutdown_timeout
         self.per_message_deflate = per_message_deflate
         self.cors = cors
         if cookie is True:
@@ -616,6 +637,8 @@ class EngineServer(EventEmitter):
         self._cross_origins: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer_wheel: TimerWheel | None = None
+        # Set while shutdown() waits for the sessions' last packets to be taken.
+        self._drained: asyncio.Future[None] | None = None
 
     # -- public -----------------------------------------------------------------------------------
 
@@ -624,7 +647,8 @@ class EngineServer(EventEmitter):
         return len(self.clients)
 
     def close(self) -> None:
-        """Close every session at once (reason ``forced close``)."""
+        """Close every session at once (reason ``forced close``), dropping what is buffered;
+        :meth:`shutdown` delivers it first."""
         now = self._now() if self._loop is not None else 0.0
         for socket in list(self.clients.values()):
             socket._apply(socket._core.discard(now))
@@ -653,8 +677,43 @@ class EngineServer(EventEmitter):
         return AsgiApp(self, other_app, trim_heap_after=trim_heap_after, body_timeout=body_timeout)
 
     async def shutdown(self) -> None:
-        """Called by the HTTP servers when they stop: close every session."""
+        """Close every session, the packets already sent to a client reaching it first.
+
+        Called by the HTTP servers when they stop. Sessions on a WebSocket, and those with
+        nothing buffered, close at once. A polling session whose packets wait for the client's
+        next GET, or are held by an upgrade in progress, closes when the client has taken them
+        (the next GET takes them and the one after the close, or the upgrade completes and the
+        WebSocket gets them, then its close), for at most ``shutdown_timeout`` seconds; then
+        what is left is dropped, and logged. Requests for a new session are refused (503)
+        meanwhile."""
+        if self.clients:
+            loop = asyncio.get_running_loop()
+            now = self._now()
+            self._drained = loop.create_future()
+            try:
+                for socket in list(self.clients.values()):
+                    socket._apply(socket._core.shutdown(now))
+                if self.clients:
+                    await asyncio.wait_for(asyncio.shield(self._drained), self.shutdown_timeout)
+            except TimeoutError:
+                waiting = list(self.clients.values())
+                logger.warning(
+                    "shutdown: gave up after shutdown_timeout=%gs on %d session(s) whose client "
+                    "did not take %d buffered bytes (no long-poll GET came, or the upgrade did "
+                    "not complete): those packets are dropped; raise shutdown_timeout to wait "
+                    "longer",
+                    self.shutdown_timeout,
+                    len(waiting),
+                    sum(socket._core.buffered_size for socket in waiting),
+                )
+            finally:
+                self._drained = None
         self.close()
+
+    @property
+    def shutting_down(self) -> bool:
+        """:meth:`shutdown` is waiting for sessions to take their last packets."""
+        return self._drained is not None
 
     def not_found(self, request: HttpRequest) -> HttpResponse:
         """A path outside :attr:`path`: say where the endpoint is (a wrong path is a classic)."""
@@ -695,6 +754,9 @@ class EngineServer(EventEmitter):
     def _forget(self, socket: EngineSocket, reason: str) -> None:
         if self.clients.get(socket.id) is socket:
             del self.clients[socket.id]
+        drained = self._drained
+        if drained is not None and not self.clients and not drained.done():
+            drained.set_result(None)
         self._timers.schedule(socket, None)
         # Remember why recent sessions ended, so a late request for one says so (bounded).
         self._recently_closed.add(socket.id, reason, self._now())
@@ -734,7 +796,9 @@ class EngineServer(EventEmitter):
             self._note_cross_origin(request, origin)
         try:
             socket = await self._verify(request, upgrade=False)
-            if socket is None:
+            if socket is None and self._drained is not None:
+                response = _shutting_down()
+            elif socket is None:
                 response = await self._handshake(request)
             elif request.method == "GET":
                 response = await socket._poll(request)
@@ -775,6 +839,8 @@ class EngineServer(EventEmitter):
                 )
         try:
             socket = await self._verify(request, upgrade=True)
+            if socket is None and self._drained is not None:
+                return _shutting_down()
             if socket is None:
                 return await self._websocket_handshake(request)
         except _Rejection as rejection:
