@@ -267,3 +267,133 @@ def test_upgraded_the_messages_are_written_before_the_close() -> None:
     assert session.receive_probe_message("5", 3.0) == [Upgraded()]
     assert session.send("41") == [WebSocketSend(("441",))]
     assert session.close(4.0) == [WebSocketClose(), FORCED]
+
+
+# -- server shutdown: what is buffered goes first; otherwise nothing is waited for ---------------
+# socket.io-client dispatches the packets of a payload on the next tick but handles a close
+# packet at once: the close never shares the payload of the buffer it follows.
+
+
+def test_shutdown_polling_the_next_get_takes_the_buffer_the_one_after_the_close() -> None:
+    session = opened()
+    session.send("4bye")
+    assert session.shutdown(3.0) == []
+    assert state_of(session) is State.CLOSING
+    assert session.has_undelivered
+    assert session.send("late") == []
+    assert session.receive_poll_request(4.0) == [text("44bye")]
+    assert not session.has_undelivered
+    assert session.receive_poll_request(4.1) == [text("6\x1e1"), FORCED]
+
+
+def test_shutdown_polling_with_a_waiting_get_closes_on_it() -> None:
+    session = opened()
+    assert session.receive_poll_request(2.0) == []
+    assert session.shutdown(3.0) == [text("1"), FORCED]
+
+
+def test_shutdown_polling_with_nothing_buffered_closes_at_once() -> None:
+    # Nothing to deliver: the reference's close(true) (the client's next GET learns it).
+    session = opened()
+    assert session.shutdown(3.0) == [FORCED]
+
+
+def test_shutdown_probing_the_buffer_goes_on_the_websocket_that_wins() -> None:
+    session = probing()
+    session.send("4bye")
+    assert session.shutdown(3.0) == []
+    assert state_of(session) is State.CLOSING_UPGRADE
+    assert session.receive_probe_message("2probe", 4.0) == [ProbeSend("3probe")]
+    assert session.receive_probe_message("5", 5.0) == [
+        Upgraded(),
+        WebSocketSend(("44bye",)),
+        WebSocketClose(),
+        FORCED,
+    ]
+
+
+def test_shutdown_upgrading_a_get_before_the_pause_takes_the_buffer() -> None:
+    session = upgrading()
+    session.send("4bye")
+    session.shutdown(3.0)
+    assert session.receive_poll_request(4.0) == [text("44bye")]
+    assert session.receive_probe_message("5", 4.1) == [Upgraded(), WebSocketClose(), FORCED]
+
+
+def test_shutdown_upgrading_with_nothing_buffered_closes_the_probe_at_once() -> None:
+    session = upgrading()
+    assert session.shutdown(3.0) == [ProbeClose("session closed"), FORCED]
+
+
+@pytest.mark.parametrize("how", ["probe closed", "upgrade timeout"])
+def test_shutdown_probe_lost_the_buffer_goes_on_polling(how: str) -> None:
+    session = upgrading()
+    session.send("4bye")
+    session.shutdown(3.0)
+    if how == "probe closed":
+        assert session.probe_closed(4.0) == []
+    else:
+        assert session.handle_timeout(11.0) == [ProbeClose("client did not complete upgrade")]
+    assert state_of(session) is State.CLOSING
+    assert session.receive_poll_request(12.0) == [text("44bye")]
+    assert session.receive_poll_request(12.1) == [text("6\x1e1"), FORCED]
+
+
+def test_shutdown_after_disconnect_keeps_the_pending_close() -> None:
+    # disconnect() (close) first, then the server shuts down before the client's next GET.
+    session = opened()
+    session.send("41")
+    session.close(3.0)
+    assert session.shutdown(3.5) == []
+    assert session.receive_poll_request(4.0) == [text("441")]
+
+
+def test_shutdown_after_the_buffer_was_taken_closes_at_once() -> None:
+    session = opened()
+    session.send("41")
+    session.close(3.0)
+    assert session.receive_poll_request(4.0) == [text("441")]
+    assert session.shutdown(4.5) == [FORCED]
+
+
+def test_shutdown_on_websocket_closes_it_at_once() -> None:
+    session = upgrading()
+    session.receive_probe_message("5", 3.0)
+    assert session.send("4bye") == [WebSocketSend(("44bye",))]
+    assert session.shutdown(4.0) == [WebSocketClose(), FORCED]
+    assert session.shutdown(5.0) == []
+
+
+# -- the namespace connect timeout during the upgrade ---------------------------------------------
+# The Socket.IO layer closes a connection that joined no namespace within connect_timeout: an
+# engine close() with nothing buffered. The client must get the close (not a dropped probe and a
+# paused poll that waits for the ping timeout) whatever the upgrade's state.
+
+
+def test_connect_timeout_probing_the_close_goes_on_the_next_get() -> None:
+    session = probing()
+    assert session.close(45.0) == []
+    assert session.receive_poll_request(45.1) == [
+        text("6\x1e1"),
+        ProbeClose("session closed"),
+        FORCED,
+    ]
+
+
+def test_connect_timeout_upgrading_client_paused_the_close_goes_on_the_websocket() -> None:
+    session = upgrading()
+    assert session.close(45.0) == []
+    assert session.deadline == 11.0  # the upgrade timeout still runs
+    assert session.receive_probe_message("5", 45.1) == [Upgraded(), WebSocketClose(), FORCED]
+
+
+def test_connect_timeout_upgrading_a_get_before_the_pause_gets_the_close() -> None:
+    # In UPGRADING every GET is answered at once (noop, so that the client can pause); a GET
+    # sent before the client paused now carries the close, and the probe is closed with it.
+    session = upgrading()
+    assert session.close(45.0) == []
+    assert session.receive_poll_request(45.1) == [
+        text("6\x1e1"),
+        ProbeClose("session closed"),
+        FORCED,
+    ]

@@ -55,6 +55,11 @@ def contention() -> Iterator[None]:
         busy.wait()
 
 
+def try_index(socket: aiosio.Socket) -> int:
+    """The index of the try this socket belongs to (4.x sends it as auth, 2.x in the query)."""
+    return int(socket.handshake.auth.get("try", socket.handshake.query.get("try", 0)))
+
+
 def disconnecting_server(action: str) -> aiosio.Server:
     """A server whose connection handler disconnects the client with ``action``, at the moment
     of the upgrade given by the try's index (see MOMENTS)."""
@@ -72,8 +77,7 @@ def disconnecting_server(action: str) -> aiosio.Server:
 
     @sio.on("connection")
     async def on_connection(socket: aiosio.Socket) -> None:
-        index = socket.handshake.auth.get("try", socket.handshake.query.get("try", 0))
-        moment = MOMENTS[int(index) % len(MOMENTS)]
+        moment = MOMENTS[try_index(socket) % len(MOMENTS)]
         if moment == "at once" or (isinstance(moment, str) and socket.conn.upgraded):
             disconnect(socket)
         elif isinstance(moment, str):
@@ -89,8 +93,11 @@ def disconnecting_server(action: str) -> aiosio.Server:
     return sio
 
 
-async def run_tries(base: str, client: str) -> list[dict[str, Any]]:
-    """Run the tries; the Node process runs on another core than the server's."""
+async def run_tries(
+    base: str, client: str, *options: str, tries: int = TRIES
+) -> list[dict[str, Any]]:
+    """Run the tries; the Node process runs on another core than the server's. ``base`` may
+    list several URLs, separated by commas: try i goes to the i-th (see disconnect_tries.mjs)."""
     proc = await asyncio.create_subprocess_exec(
         _node(),
         str(JS_DIR / "disconnect_tries.mjs"),
@@ -99,9 +106,10 @@ async def run_tries(base: str, client: str) -> list[dict[str, Any]]:
         "--client",
         client,
         "--tries",
-        str(TRIES),
+        str(tries),
         "--wait",
         str(WAIT_MS),
+        *options,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         cwd=str(JS_DIR),
@@ -113,7 +121,7 @@ async def run_tries(base: str, client: str) -> list[dict[str, Any]]:
             os.sched_setaffinity(proc.pid, {cores[-1]})
     try:
         stdout, stderr = await asyncio.wait_for(
-            proc.communicate(), TRIES * (WAIT_MS / 1000 + 1) + 10
+            proc.communicate(), tries * (WAIT_MS / 1000 + 1) + 10
         )
     except TimeoutError:
         proc.kill()
@@ -138,3 +146,73 @@ async def test_every_try_sees_io_server_disconnect(
     transports = sorted({t["transport"] for t in tries if t["transport"] is not None})
     assert not misses, f"{len(misses)} of {TRIES} tries missed the disconnect: {misses}"
     assert transports  # the tries ended on polling, websocket or both
+
+
+# -- server shutdown ------------------------------------------------------------------------------
+
+SHUTDOWN_TRIES = 18  # one server per try: a shutdown ends every session of its server
+BYES = 3
+
+
+def shutting_down_server() -> aiosio.Server:
+    """A server that, at the moment of the upgrade given by the try's index, emits ``bye``
+    BYES times to the client and shuts its engine down: every ``bye`` must reach the client
+    before the close, whether it went on the waiting GET, waited for the next one, or was held
+    by the upgrade."""
+    sio = aiosio.Server(allow_eio3=True)
+
+    async def shut_down(socket: aiosio.Socket) -> None:
+        for n in range(BYES):
+            socket.emit("bye", n)
+        await sio.engine.shutdown()
+
+    @sio.on("connection")
+    async def on_connection(socket: aiosio.Socket) -> None:
+        moment = MOMENTS[try_index(socket) % len(MOMENTS)]
+        if moment == "at once" or (isinstance(moment, str) and socket.conn.upgraded):
+            await shut_down(socket)
+        elif isinstance(moment, str):
+            started = asyncio.Event()
+            socket.conn.on(moment, started.set)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(started.wait(), 0.5)
+            await shut_down(socket)
+        else:
+            await asyncio.sleep(moment)
+            await shut_down(socket)
+
+    return sio
+
+
+@pytest.mark.parametrize("client", ["v4", "v2"])
+async def test_server_shutdown_delivers_what_was_sent_before_the_close(
+    serve: ServeFn, contention: None, client: str
+) -> None:
+    urls = [await serve(shutting_down_server()) for _ in range(SHUTDOWN_TRIES)]
+    tries = await run_tries(",".join(urls), client, "--count", "bye", tries=SHUTDOWN_TRIES)
+    assert len(tries) == SHUTDOWN_TRIES
+    misses = [
+        t
+        for t in tries
+        if t["reason"] != "transport close" or not t["connected"] or t["received"] != BYES
+    ]
+    assert not misses, f"{len(misses)} of {SHUTDOWN_TRIES} tries lost packets: {misses}"
+
+
+# -- the namespace connect timeout -----------------------------------------------------------------
+
+CONNECT_TIMEOUTS = (0.001, 0.005, 0.02, 0.05)
+
+
+async def test_connect_timeout_during_the_upgrade_closes_cleanly(
+    serve: ServeFn, contention: None
+) -> None:
+    """A socket.io-client 4.8 Manager opens the connection and joins no namespace: the server's
+    connect timeout closes it during the upgrade (the timeouts are spread over its steps), and
+    the client must get the close ("transport close"), not a dropped probe with polling paused
+    (nothing until the ping timeout). 2.x clients join "/" with the handshake: no timeout."""
+    urls = [await serve(aiosio.Server(connect_timeout=t)) for t in CONNECT_TIMEOUTS]
+    tries = await run_tries(",".join(urls), "v4", "--manager-only")
+    assert len(tries) == TRIES
+    misses = [t for t in tries if t["reason"] != "transport close" or not t["connected"]]
+    assert not misses, f"{len(misses)} of {TRIES} tries missed the close: {misses}"

@@ -15,6 +15,7 @@ States and their transitions, all in :meth:`EngineSession._set_state`::
        ▲                        │                   │
        └──── probe failed ◀─────┴───────────────────┘
     POLLING ──close()──▶ CLOSING ──buffer drained, close sent──▶ CLOSED
+    (shutdown() is close() when packets are buffered, else an immediate close)
     PROBING / UPGRADING ──close()──▶ CLOSING_UPGRADE ──5: buffer, close on the WebSocket──▶ CLOSED
                                            │ (a GET takes the buffer, the next one the close)
                                            └── probe failed ──▶ CLOSING
@@ -586,6 +587,30 @@ class EngineSession:
         self._heartbeat_deadline = None
         self._close_deadline = now + self.config.close_timeout
         return self._flush_poll()
+
+    def shutdown(self, now: float) -> list[Event]:
+        """Server shutdown: close at once, except that packets still waiting for the client
+        (no GET waiting for them, or held by an upgrade in progress) are delivered first.
+
+        On a WebSocket everything is written already: the WebSocket closes now. With nothing
+        buffered, a waiting GET gets the close packet and the session ends (the reference's
+        ``close(true)``). With packets buffered the session closes as :meth:`close` does: the
+        next GET takes them and the one after the close (not both at once: socket.io-client
+        dispatches packets on the next tick but closes at once, so packets in the payload of
+        the close are lost), or a completed upgrade writes them, then closes the WebSocket.
+        The I/O layer bounds the wait (``EngineServer``'s ``shutdown_timeout``) and
+        discards what is left (:meth:`discard`)."""
+        self.now = now
+        if self.state is State.CLOSED:
+            return []
+        if self.state is State.WEBSOCKET or not self._buffer:
+            return self._terminate("forced close", None)
+        return self.close(now)
+
+    @property
+    def has_undelivered(self) -> bool:
+        """Packets the client has not been given yet wait in the session (polling, upgrade)."""
+        return bool(self._buffer) and self.state is not State.CLOSED
 
     def discard(self, now: float, reason: str = "forced close") -> list[Event]:
         """Close at once without waiting for the client (server shutdown)."""
