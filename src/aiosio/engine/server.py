@@ -36,7 +36,9 @@ from aiosio.engine.http import (
 )
 from aiosio.engine.timers import TimerWheel
 from aiosio.protocol.cors import Cors, is_preflight
-from aiosio.protocol.engineio import Packet, PacketType, encode_packet
+
+# Re-exported for the modules that import it from here (server/socket.py, server/adapter.py).
+from aiosio.protocol.prepared import PreparedMessage
 from aiosio.protocol.session import (
     Closed,
     EngineConfig,
@@ -55,7 +57,6 @@ from aiosio.protocol.session import (
     WebSocketClose,
     WebSocketSend,
 )
-from aiosio.protocol.websocket import Opcode, encode_frame
 
 __all__ = [
     "ConnectionRejected",
@@ -184,33 +185,6 @@ class _Rejection(Exception):
 
 
 AllowRequest = Callable[[HttpRequest], Awaitable[bool | None] | bool | None]
-
-
-class PreparedMessage:
-    """An Engine.IO message encoded once for many recipients, with its WebSocket frame built
-    once per protocol revision on first use."""
-
-    __slots__ = ("_frames", "data", "frame4")
-
-    def __init__(self, data: str | bytes) -> None:
-        self.data = data
-        self._frames: dict[int, bytes] = {}
-        # the frame of nearly every recipient: built by the first, then an attribute read (not
-        # at all when no recipient is a WebSocket the server frames itself)
-        self.frame4: bytes | None = None
-
-    def frame(self, protocol: int) -> bytes:
-        frame = self._frames.get(protocol)
-        if frame is None:
-            encoded = encode_packet(Packet(PacketType.MESSAGE, self.data), protocol)
-            if isinstance(encoded, str):
-                frame = encode_frame(Opcode.TEXT, encoded.encode())
-            else:
-                frame = encode_frame(Opcode.BINARY, encoded)
-            self._frames[protocol] = frame
-            if protocol == 4:
-                self.frame4 = frame
-        return frame
 
 
 class EngineSocket(EventEmitter):
