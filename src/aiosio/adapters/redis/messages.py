@@ -122,7 +122,7 @@ def rooms(value: Any, what: str) -> tuple[str, ...]:
         return ()
     if not isinstance(value, list):
         raise WrongShape(f"{what} must be an array (got {type(value).__name__})")
-    return tuple(str(room) for room in value)
+    return tuple(map(str, value))
 
 
 def integer(value: Any, what: str) -> int:
@@ -153,14 +153,25 @@ class WireFlags:
 
     @classmethod
     def from_wire(cls, raw: Any) -> WireFlags:
-        if not isinstance(raw, dict):
-            return cls()  # as before: flags that are not an object are no flags
+        if not raw or not isinstance(raw, dict):
+            return NO_FLAGS  # as before: flags that are not an object are no flags
         timeout = raw.get("timeout")
         return cls(
             volatile=bool(raw.get("volatile")),
             compress=raw.get("compress") is not False,
             timeout_ms=timeout if type(timeout) is int else None,
         )
+
+    @classmethod
+    def of(cls, flags: BroadcastFlags, *, timeout: bool = False) -> WireFlags:
+        """``flags`` as this server sends them; ``timeout`` adds the ack timeout (in
+        milliseconds)."""
+        timeout_ms = None
+        if timeout and flags.timeout is not None:
+            timeout_ms = round(flags.timeout * 1000)
+        elif not flags.volatile and flags.compress:
+            return NO_FLAGS
+        return cls(volatile=flags.volatile, compress=flags.compress, timeout_ms=timeout_ms)
 
     def to_wire(self) -> dict[str, Any]:
         flags: dict[str, Any] = {}
@@ -173,6 +184,15 @@ class WireFlags:
         return flags
 
 
+NO_FLAGS = WireFlags()
+_LOCAL_FLAGS = BroadcastFlags()
+
+
+def _sorted(rooms: frozenset[str]) -> tuple[str, ...]:
+    # Most broadcasts name no room or one: no sort for those (every broadcast is encoded here).
+    return tuple(rooms) if len(rooms) < 2 else tuple(sorted(rooms))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WireOptions:
     """Who receives: ``{"rooms": [...], "except": [...], "flags": {...}}``. ``flags`` is None
@@ -183,11 +203,12 @@ class WireOptions:
     flags: WireFlags | None = None
 
     @classmethod
-    def from_wire(cls, raw: Any, what: str = "opts") -> WireOptions:
-        raw = obj(raw, what)
+    def from_wire(cls, raw: Any) -> WireOptions:
+        if not isinstance(raw, dict):
+            raise WrongShape("opts must be an object")
         return cls(
-            rooms=rooms(raw.get("rooms"), f"{what}.rooms"),
-            except_rooms=rooms(raw.get("except"), f"{what}.except"),
+            rooms=rooms(raw.get("rooms"), "opts.rooms"),
+            except_rooms=rooms(raw.get("except"), "opts.except"),
             flags=WireFlags.from_wire(raw["flags"]) if "flags" in raw else None,
         )
 
@@ -197,21 +218,10 @@ class WireOptions:
     ) -> WireOptions:
         """``opts`` as this server sends them: rooms sorted; ``flags`` False leaves them out;
         ``timeout`` adds the ack timeout (in milliseconds) to them."""
-        wire_flags = None
-        if flags:
-            wire_flags = WireFlags(
-                volatile=opts.flags.volatile,
-                compress=opts.flags.compress,
-                timeout_ms=(
-                    round(opts.flags.timeout * 1000)
-                    if timeout and opts.flags.timeout is not None
-                    else None
-                ),
-            )
         return cls(
-            rooms=tuple(sorted(opts.rooms)),
-            except_rooms=tuple(sorted(opts.except_rooms)),
-            flags=wire_flags,
+            rooms=_sorted(opts.rooms),
+            except_rooms=_sorted(opts.except_rooms),
+            flags=WireFlags.of(opts.flags, timeout=timeout) if flags else None,
         )
 
     def to_wire(self) -> dict[str, Any]:
@@ -222,11 +232,15 @@ class WireOptions:
 
     def to_options(self, *, with_flags: bool = True) -> BroadcastOptions:
         """The local broadcast options (the ack timeout is the sender's business)."""
-        flags = self.flags if with_flags and self.flags is not None else WireFlags()
+        flags = self.flags if with_flags and self.flags is not None else NO_FLAGS
         return BroadcastOptions(
             rooms=frozenset(self.rooms),
             except_rooms=frozenset(self.except_rooms),
-            flags=BroadcastFlags(volatile=flags.volatile, compress=flags.compress),
+            flags=(
+                _LOCAL_FLAGS
+                if flags is NO_FLAGS
+                else BroadcastFlags(volatile=flags.volatile, compress=flags.compress)
+            ),
         )
 
 
