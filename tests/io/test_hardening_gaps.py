@@ -209,6 +209,47 @@ async def test_the_servers_limits_are_applied_at_their_bound(
     assert good_sid not in watch.disconnects
 
 
+# -- HARDENING 1: reserved names are not sent either --------------------------------------------
+
+RESERVED = ["connect", "connect_error", "disconnect", "disconnecting", "newListener", "error"]
+
+
+@pytest.mark.parametrize("name", RESERVED)
+async def test_reserved_names_cannot_be_emitted(
+    serve: Any, peers: Callable[[str], Any], name: str
+) -> None:
+    """A reserved name is refused at the call (ValueError), by every way to emit, on the server
+    and on the client, and nothing goes out: a peer would close the connection on it."""
+    sio = aiosio.Server()
+    watch = Watch(sio)
+    base = await serve(sio)
+    peer = await peers(base)
+    socket = watch.sockets[await peer.connect()]
+    emits: list[Callable[[], Any]] = [
+        lambda: socket.emit(name, 1),
+        lambda: sio.emit(name, 1),
+        lambda: sio.to(socket.id).emit(name, 1),
+        lambda: socket.broadcast.emit(name, 1),
+    ]
+    for emit in emits:
+        with pytest.raises(ValueError, match="reserved"):
+            emit()
+    with pytest.raises(ValueError, match="reserved"):
+        await socket.emit_with_ack(name, 1)
+    client = aiosio.Client(base, reconnection=False)
+    try:
+        await client.connect()
+        with pytest.raises(ValueError, match="reserved"):
+            client.emit(name, 1)
+        with pytest.raises(ValueError, match="reserved"):
+            await client.emit_with_ack(name, 1, timeout=1)
+    finally:
+        await client.disconnect()
+    socket.emit("after", 1)
+    assert await peer.next() == '42["after",1]'  # nothing went out before it
+    assert not watch.disconnects.get(socket.id)
+
+
 # -- HARDENING 6: pending binary state goes with a connection that simply closes -----------------
 
 
