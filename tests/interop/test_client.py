@@ -754,6 +754,144 @@ async def test_disconnect_during_the_upgrade_is_prompt() -> None:
     assert elapsed < 1.0
 
 
+class ProbeBreaker:
+    """A TCP proxy that closes the client's WebSocket probe right after it forwards the server's
+    "3probe" (the client is then pausing polling), and holds what the server sends on polling
+    connections from the probe's start until ``release`` is set: the GET in flight when polling
+    pauses cannot end before the client has seen its probe close."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.probing = asyncio.Event()
+        self.broken = asyncio.Event()
+        self.release = asyncio.Event()
+        self.server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self.writers += [writer, up_writer]
+        first = await reader.read(65536)
+        websocket = b"transport=websocket" in first.split(b"\r\n", 1)[0]
+        if websocket:
+            self.probing.set()
+        up_writer.write(first)
+        with contextlib.suppress(OSError):
+            await asyncio.gather(
+                self._pipe(reader, up_writer), self._from_server(up_reader, writer, websocket)
+            )
+        writer.close()
+        up_writer.close()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    async def _from_server(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, websocket: bool
+    ) -> None:
+        while data := await reader.read(65536):
+            if not websocket and self.probing.is_set():
+                await self.release.wait()
+            writer.write(data)
+            await writer.drain()
+            if websocket and b"3probe" in data:
+                writer.close()  # "3probe" reaches the client, then the probe's end
+                self.broken.set()
+                return
+        writer.close()
+
+    async def close(self) -> None:
+        self.release.set()
+        for writer in self.writers:
+            writer.transport.abort()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+async def test_a_probe_that_closes_while_polling_pauses_leaves_the_client_on_polling() -> None:
+    """The probe WebSocket answered "3probe" and closed while the client paused polling for the
+    GET in flight: the client resumes polling (the server is back on polling too) and keeps its
+    session. It used to wait for the GET, then switch to the closed WebSocket: nothing it sent
+    arrived any more, until a ping timeout."""
+    sio = aiosio.Server()
+
+    @sio.on("echo")
+    async def echo(socket: aiosio.Socket, value: Any) -> Any:
+        return value
+
+    server = await aiosio.serve(sio, "127.0.0.1", 0)
+    breaker = ProbeBreaker(server.port)
+    url = await breaker.start()
+    client = aiosio.Client(url, reconnection=False, timeout=5.0, force_new=True)
+    disconnects: list[tuple[Any, ...]] = []
+    client.on("disconnect", lambda *args: disconnects.append(args))
+    connecting = asyncio.create_task(client.connect())
+    try:
+        await asyncio.wait_for(breaker.broken.wait(), 5)
+        engine = client.io.engine
+        assert engine is not None
+        # The probe's end is seen while the GET is still held by the proxy.
+        await until(lambda: engine.state is ClientState.OPEN, what="probe close seen")
+        assert engine.transport == "polling"
+        breaker.release.set()
+        await asyncio.wait_for(connecting, 5)
+        assert await client.emit_with_ack("echo", "still here", timeout=5) == "still here"
+        assert client.io.engine is engine
+        assert engine.transport == "polling"
+        assert disconnects == []
+    finally:
+        breaker.release.set()
+        if not connecting.done():
+            connecting.cancel()
+        await asyncio.wait_for(client.disconnect(), 10)
+        await breaker.close()
+        await server.close()
+
+
+async def test_a_socket_disconnected_for_good_ignores_its_namespace_packets() -> None:
+    """An event the server sent to a namespace right before it read the client's DISCONNECT is
+    not delivered to that client (socket.io-client's socket unsubscribes on disconnect): it was
+    kept and delivered when the application connected the socket again, as if new."""
+    sio = aiosio.Server()
+
+    @sio.of("/x").on("later")
+    def later(socket: aiosio.Socket) -> None:
+        socket.emit("late", 1)  # sent before the server reads the DISCONNECT that follows
+
+    @sio.on("echo")
+    def echo(socket: aiosio.Socket, value: Any) -> Any:
+        return value
+
+    server = await aiosio.serve(sio, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.port}"
+    main = aiosio.Client(url, reconnection=False, timeout=5.0)  # a new server: a new manager
+    other = aiosio.Client(url + "/x", reconnection=False, timeout=5.0)
+    late: list[tuple[Any, ...]] = []
+    other.on("late", lambda *args: late.append(args))
+    try:
+        await main.connect()
+        await other.connect()
+        assert other.io is main.io  # one connection: what the server sends to /x comes first
+        other.emit("later")
+        await other.disconnect()
+        assert await main.emit_with_ack("echo", 1, timeout=5) == 1  # "late" arrived before this
+        await other.connect()
+        assert await main.emit_with_ack("echo", 2, timeout=5) == 2
+        assert late == []
+    finally:
+        await other.disconnect()
+        await main.disconnect()
+        await server.close()
+
+
 # -- reconnection after a server restart -----------------------------------------------------
 
 
