@@ -660,6 +660,30 @@ PAYLOAD = {
 }
 
 
+@pytest.mark.parametrize("transports", [["polling"], ["websocket"]], ids=["polling", "websocket"])
+async def test_no_ping_from_the_server_is_a_ping_timeout(
+    backend: StartFn,
+    proxy: Callable[[int], Awaitable[tuple[Proxy, str]]],
+    clients: Clients,
+    transports: list[str],
+) -> None:
+    """socket.ts: no ping within pingInterval + pingTimeout closes the session with "ping
+    timeout" (the heartbeat deadline of the client's session core, on its timer)."""
+    server = await backend(ping=(0.3, 0.3))
+    tcp, url = await proxy(port_of(server.url))
+    c = clients(url, transports=transports, reconnection=False)
+    rec = Recorder(c)
+    pings: list[None] = []
+    c.io.on("ping", lambda: pings.append(None))
+    await c.connect()
+    await until(lambda: len(pings) >= 2, what="two pings answered")
+    assert c.connected
+    tcp.delay = 3600.0  # the network freezes: nothing from the server arrives any more
+    await until(lambda: not c.connected, what="ping timeout")
+    assert rec.of("socket", "disconnect") == [("socket", "disconnect", "ping timeout", None)]
+    assert rec.names("io", "close") == ["close"]
+
+
 async def test_binary_and_acks_both_ways(backend: StartFn, clients: Clients) -> None:
     server = await backend()
     c = clients(server.url)
