@@ -24,13 +24,16 @@ from hypothesis import strategies as st
 
 from aiosio import Limits
 from aiosio.protocol.errors import RemoteProtocolError
+from aiosio.protocol.reasons import RECOVERABLE, DisconnectReason
 from aiosio.protocol.socketio import (
     RESERVED_EVENTS,
     Decoder,
     Packet,
     PacketType,
+    check_event_name,
     dumps,
     encode,
+    encode_parts,
     has_binary,
     loads,
 )
@@ -926,3 +929,98 @@ def test_fuzz_decoder_raises_only_protocol_errors_and_recovers(frames: list[str 
             assert len(packet.nsp) <= 6
     decoder.reset()
     assert decoder.feed('2["ok"]') == Packet(T.EVENT, "/", ["ok"])
+
+
+# -- one header encoder, the event name check, the close reasons ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "packet",
+    [
+        Packet(T.ACK, "/", ["received"], 12),
+        Packet(T.ACK, "/", [], 0),
+        Packet(T.ACK, "/admin", [{"a": 1}, None], 2**53 - 1),
+        Packet(T.ACK, "/", [b"\x00\x01", {"k": [b"z"]}], 7),
+        Packet(T.EVENT, "/", ["news", 1]),
+        Packet(T.EVENT, "/chat", ["news", b"x"], 3),
+        Packet(T.CONNECT, "/", {"sid": "abc"}),
+        Packet(T.CONNECT_ERROR, "/x", {"message": "Invalid namespace"}),
+        Packet(T.DISCONNECT, "/admin"),
+    ],
+)
+def test_encode_parts_is_encode_without_a_packet(packet: Packet) -> None:
+    # What an ack answered on the hot path goes through: the same header as every packet.
+    assert encode_parts(packet.type, packet.nsp, packet.data, packet.id) == encode(packet)
+    assert decode_one(*encode(packet)) == packet
+
+
+@pytest.mark.parametrize(
+    ("text", "packet"),
+    [
+        ('2["chat","hi"]', Packet(T.EVENT, "/", ["chat", "hi"])),
+        ('25["chat"]', Packet(T.EVENT, "/", ["chat"], 5)),
+        ("3[]", Packet(T.ACK, "/", [], None)),
+        ("39007199254740991[1]", Packet(T.ACK, "/", [1], 2**53 - 1)),
+        ('2[7,"numeric name"]', Packet(T.EVENT, "/", [7, "numeric name"])),
+    ],
+)
+def test_the_common_shape_decodes_as_any_packet(text: str, packet: Packet) -> None:
+    # EVENT and ACK on "/" take the first branch of the string decoder; the same packet as
+    # the general walk gives for the same packet on another namespace.
+    assert Decoder().feed(text) == packet
+    other = Decoder().feed(f"{text[0]}/n,{text[1:]}")
+    assert other == Packet(packet.type, "/n", packet.data, packet.id)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('2["connect"]', "reserved"),
+        ("2[]", "non-empty array"),
+        ("2[true]", "string or a number"),
+        ('2{"a":1}', "non-empty array"),
+        ('3{"a":1}', "ACK payload must be an array"),
+        ("39007199254740992[1]", "exceeds"),
+        ("2[", "invalid JSON"),
+        ("2" + "[" * 40 + "]" * 40, "max_depth"),
+    ],
+)
+def test_the_common_shape_is_checked_as_any_packet(text: str, message: str) -> None:
+    for candidate in (text, f"{text[0]}/n,{text[1:]}"):
+        with pytest.raises(RemoteProtocolError, match=message):
+            Decoder().feed(candidate)
+
+
+def test_check_event_name() -> None:
+    check_event_name("chat")
+    with pytest.raises(TypeError, match="event name must be a string, got int"):
+        check_event_name(1)
+    for name in RESERVED_EVENTS:
+        with pytest.raises(ValueError, match="is a reserved event name"):
+            check_event_name(name)
+
+
+def test_disconnect_reasons_are_the_reference_strings() -> None:
+    # socket.io 4.8 lib/socket.ts DisconnectReason, and RECOVERABLE_DISCONNECT_REASONS.
+    assert {str(reason) for reason in DisconnectReason} == {
+        "transport error",
+        "transport close",
+        "forced close",
+        "ping timeout",
+        "parse error",
+        "server shutting down",
+        "forced server close",
+        "client namespace disconnect",
+        "server namespace disconnect",
+    }
+    assert {str(reason) for reason in RECOVERABLE} == {
+        "transport error",
+        "transport close",
+        "forced close",
+        "ping timeout",
+        "server shutting down",
+        "forced server close",
+    }
+    assert DisconnectReason.PING_TIMEOUT == "ping timeout"
+    assert DisconnectReason.of("ping timeout") is DisconnectReason.PING_TIMEOUT
+    assert DisconnectReason.of("a reason added later") == "a reason added later"

@@ -36,8 +36,10 @@ __all__ = [
     "Packet",
     "PacketType",
     "check_event",
+    "check_event_name",
     "dumps",
     "encode",
+    "encode_parts",
     "has_binary",
     "loads",
     "split_v4_namespace",
@@ -54,6 +56,15 @@ RESERVED_EVENTS = frozenset(
         "error",
     }
 )
+
+
+def check_event_name(event: Any) -> None:
+    """Refuse, at the call, an event name a local emit may not use: not a string (TypeError) or
+    a reserved name (ValueError), which a peer would refuse to deliver (HARDENING.md 1)."""
+    if not isinstance(event, str):
+        raise TypeError(f"event name must be a string, got {type(event).__name__}")
+    if event in RESERVED_EVENTS:
+        raise ValueError(f"{event!r} is a reserved event name")
 
 
 class PacketType(enum.IntEnum):
@@ -182,24 +193,35 @@ def _deconstruct(value: Any, buffers: list[bytes]) -> Any:
 
 
 _TYPE_DIGIT = {t: str(t.value) for t in PacketType}
+# Enum members read once: on Python 3.11 each ``PacketType.X`` is a descriptor call.
+_EVENT, _ACK = PacketType.EVENT, PacketType.ACK
+_BINARY_EVENT, _BINARY_ACK = PacketType.BINARY_EVENT, PacketType.BINARY_ACK
+_NO_BUFFERS: list[bytes] = []
 
 
 def encode(packet: Packet) -> list[str | bytes]:
     """Encode a packet into Engine.IO messages: the text header packet, then attachments."""
-    ptype = packet.type
-    data = packet.data
-    buffers: list[bytes] = []
-    if ptype in (PacketType.EVENT, PacketType.ACK) and has_binary(data):
-        ptype = PacketType.BINARY_EVENT if ptype is PacketType.EVENT else PacketType.BINARY_ACK
+    return encode_parts(packet.type, packet.nsp, packet.data, packet.id)
+
+
+def encode_parts(
+    ptype: PacketType, nsp: str, data: Any, ack_id: int | None = None
+) -> list[str | bytes]:
+    """:func:`encode` without building a :class:`Packet` (what an ack answered on the hot path
+    has at hand): ``<type>[<attachments>-][<namespace>,][<ack id>][JSON payload]``, then the
+    attachments ("Packet format" in the protocol's spec). The one header encoder."""
+    if (ptype is _EVENT or ptype is _ACK) and has_binary(data):
+        ptype = _BINARY_EVENT if ptype is _EVENT else _BINARY_ACK
+        buffers: list[bytes] = []
         data = _deconstruct(data, buffers)
-    head = _TYPE_DIGIT[ptype]
-    if buffers:
-        head += f"{len(buffers)}-"
-    nsp = packet.nsp
-    if nsp and nsp != "/":
-        head += nsp + ","
-    if packet.id is not None:
-        head += str(packet.id)
+        head = f"{_TYPE_DIGIT[ptype]}{len(buffers)}-"
+    else:
+        buffers = _NO_BUFFERS
+        head = _TYPE_DIGIT[ptype]
+    if nsp != "/" and nsp:
+        head = f"{head}{nsp},"
+    if ack_id is not None:
+        head = f"{head}{ack_id}"
     if data is not None:
         head += dumps(data)
     if not buffers:
@@ -240,10 +262,6 @@ class Decoder:
         self._attachments = []
 
     def feed(self, message: str | bytes) -> Packet | None:
-        if type(message) is str and self._header is None:
-            hot = _HOT.match(message)
-            if hot is not None:  # nearly every packet: an event or an ack on "/"
-                return _decode_hot(hot, message, self.limits)
         if isinstance(message, str):
             if self._header is not None:
                 self.reset()
@@ -251,8 +269,6 @@ class Decoder:
             packet, attachments = self._decode_string(message)
             if attachments is None:
                 return packet
-            if attachments == 0:
-                return self._reconstruct(packet, [])
             self._header = packet
             self._expected = attachments
             return None
@@ -271,8 +287,35 @@ class Decoder:
         return Packet(ptype, header.nsp, data, header.id)
 
     def _decode_string(self, text: str) -> tuple[Packet, int | None]:
-        """Any text packet (``feed`` has tried the ``_HOT`` shape first)."""
+        """Any text packet: the packet, and the number of attachments it announces (``None``
+        when it is complete). Raises :class:`RemoteProtocolError`."""
         limits = self.limits
+        hot = _HOT.match(text)
+        if hot is not None:
+            # Nearly every packet: an EVENT or ACK on "/", maybe an ack id, then the array. The
+            # checks below, in the order they apply to this shape, without the general walk.
+            digits = hot.group(2)
+            ack_id: int | None = None
+            if digits is not None:
+                ack_id = int(digits)
+                if ack_id > limits.max_ack_id:
+                    raise RemoteProtocolError(f"ack id {ack_id} exceeds {limits.max_ack_id}")
+            data: Any
+            try:
+                data = loads(text[hot.end() :])
+            except (ValueError, RecursionError):
+                raise RemoteProtocolError("invalid JSON payload") from None
+            max_depth = limits.max_depth
+            if len(text) > 2 * max_depth:  # _check_depth's own first test, without the call
+                _check_depth(data, text, max_depth)
+            if hot.group(1) == "2":
+                name = data[0] if type(data) is list and data else None
+                if type(name) is not str or name in RESERVED_EVENTS:
+                    _check_payload(_EVENT, data)  # refuses it, or accepts a numeric name
+                return Packet(_EVENT, "/", data, ack_id), None
+            if type(data) is not list:
+                raise RemoteProtocolError("ACK payload must be an array")
+            return Packet(_ACK, "/", data, ack_id), None
         ptype = _TYPE_BY_CHAR.get(text[:1])
         if ptype is None:
             raise RemoteProtocolError(f"unknown packet type {text[:1]!r}")
@@ -310,7 +353,7 @@ class Decoder:
                 nsp, i = rest, size
             else:
                 nsp, i = text[i:comma], comma + 1
-        ack_id: int | None = None
+        ack_id = None
         start = i
         match = _DIGITS.match(text, i)
         if match is not None:
@@ -321,7 +364,7 @@ class Decoder:
             ack_id = int(text[start:i])
             if ack_id > limits.max_ack_id:
                 raise RemoteProtocolError(f"ack id {ack_id} exceeds {limits.max_ack_id}")
-        data: Any = None
+        data = None
         if i < size:
             try:
                 data = loads(text[i:])
@@ -332,32 +375,6 @@ class Decoder:
         elif ptype is not PacketType.CONNECT and ptype is not PacketType.DISCONNECT:
             raise RemoteProtocolError(f"{ptype.name} packet without payload")
         return Packet(ptype, nsp, data, ack_id), attachments
-
-
-def _decode_hot(hot: re.Match[str], text: str, limits: Limits) -> Packet:
-    """An EVENT or ACK on "/" (what ``_HOT`` matched): the checks of ``_decode_string`` in the
-    order they apply to this shape."""
-    digits = hot.group(2)
-    ack_id = None
-    if digits is not None:
-        ack_id = int(digits)
-        if ack_id > limits.max_ack_id:
-            raise RemoteProtocolError(f"ack id {ack_id} exceeds {limits.max_ack_id}")
-    try:
-        data = loads(text[hot.end() :])
-    except (ValueError, RecursionError):
-        raise RemoteProtocolError("invalid JSON payload") from None
-    max_depth = limits.max_depth
-    if len(text) > 2 * max_depth:  # _check_depth's own first test, without the call
-        _check_depth(data, text, max_depth)
-    if hot.group(1) == "2":
-        name = data[0] if type(data) is list and data else None
-        if type(name) is not str or name in RESERVED_EVENTS:
-            _check_payload(PacketType.EVENT, data)  # refuses it, or accepts a numeric name
-        return Packet(PacketType.EVENT, "/", data, ack_id)
-    if type(data) is not list:
-        raise RemoteProtocolError("ACK payload must be an array")
-    return Packet(PacketType.ACK, "/", data, ack_id)
 
 
 def _check_payload(ptype: PacketType, data: Any) -> None:
