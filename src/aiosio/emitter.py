@@ -15,8 +15,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from aiosio.adapters.redis import classic_messages as classic
+from aiosio.adapters.redis import sharded_messages as sharded
 from aiosio.adapters.redis.codec import encode_json, encode_msgpack
 from aiosio.adapters.redis.link import connection_lost
+from aiosio.adapters.redis.messages import NO_FLAGS, WireOptions
 from aiosio.protocol.socketio import RESERVED_EVENTS
 
 __all__ = ["Emitter"]
@@ -90,6 +93,10 @@ class Emitter:
         if event in RESERVED_EVENTS:
             raise ValueError(f"{event!r} is a reserved event name")
         rooms = sorted(self._rooms)
+        # Broadcasts keep the Node emitter's own layout, which the adapters' typed messages
+        # (aiosio.adapters.redis) do not write: the flags as they were set (compress(True)
+        # included, in the order of the calls), and in the classic protocol the options' keys in
+        # the order rooms, flags, except.
         if self.sharded:
             data = {
                 "packet": {"type": 2, "data": [event, *args]},
@@ -98,7 +105,6 @@ class Emitter:
             message = {"type": 3, "data": data, "uid": EMITTER_UID, "nsp": self.nsp}
             await self._publish(f"{self.key}#{self.nsp}#", encode_msgpack(message), sharded=True)
             return
-        # The Node emitter's key order: rooms, flags, except.
         opts = {"rooms": rooms, "flags": self._flags, "except": sorted(self._except)}
         payload = [EMITTER_UID, {"type": 2, "data": [event, *args], "nsp": self.nsp}, opts]
         channel = f"{self.key}#{self.nsp}#"
@@ -106,13 +112,13 @@ class Emitter:
             channel += f"{rooms[0]}#"
         await self._publish(channel, encode_msgpack(payload))
 
-    async def _request(self, request: dict[str, Any]) -> None:
-        await self._publish(f"{self.key}-request#{self.nsp}#", encode_json(request))
+    async def _request(self, request: classic.Request) -> None:
+        await self._publish(f"{self.key}-request#{self.nsp}#", classic.encode(request))
 
-    async def _cluster(self, kind: int, data: dict[str, Any]) -> None:
-        # The sharded adapter's cluster message, on the namespace's main shard channel.
-        message = {"type": kind, "data": data, "uid": EMITTER_UID, "nsp": self.nsp}
-        await self._publish(f"{self.key}#{self.nsp}#", encode_json(message), sharded=True)
+    async def _cluster(self, message: sharded.Message) -> None:
+        # The sharded adapter's cluster message, on the namespace's main shard channel; JSON
+        # whatever it holds, as this emitter always wrote it.
+        await self._publish(f"{self.key}#{self.nsp}#", encode_json(message.to_wire()), sharded=True)
 
     async def _publish(self, channel: str, data: bytes, *, sharded: bool = False) -> None:
         publish = self.client.spublish if sharded else self.client.publish
@@ -123,32 +129,48 @@ class Emitter:
                 raise
             await publish(channel, data)  # the client reconnects: once more, then it raises
 
-    def _opts(self) -> dict[str, Any]:
-        return {"rooms": sorted(self._rooms), "except": sorted(self._except)}
+    def _opts(self) -> WireOptions:
+        # Requests carry no flags in the classic protocol; cluster messages carry empty ones.
+        return WireOptions(
+            rooms=tuple(sorted(self._rooms)),
+            except_rooms=tuple(sorted(self._except)),
+            flags=NO_FLAGS if self.sharded else None,
+        )
 
     async def sockets_join(self, *rooms: str) -> None:
         if self.sharded:
-            await self._cluster(4, {"opts": {**self._opts(), "flags": {}}, "rooms": list(rooms)})
+            await self._cluster(
+                sharded.SocketsJoin(uid=EMITTER_UID, nsp=self.nsp, opts=self._opts(), rooms=rooms)
+            )
             return
-        await self._request({"type": 2, "opts": self._opts(), "rooms": list(rooms)})
+        # The Node emitter's requests have no uid.
+        await self._request(classic.RemoteJoin(uid=None, opts=self._opts(), rooms=rooms))
 
     async def sockets_leave(self, *rooms: str) -> None:
         if self.sharded:
-            await self._cluster(5, {"opts": {**self._opts(), "flags": {}}, "rooms": list(rooms)})
+            await self._cluster(
+                sharded.SocketsLeave(uid=EMITTER_UID, nsp=self.nsp, opts=self._opts(), rooms=rooms)
+            )
             return
-        await self._request({"type": 3, "opts": self._opts(), "rooms": list(rooms)})
+        await self._request(classic.RemoteLeave(uid=None, opts=self._opts(), rooms=rooms))
 
     async def disconnect_sockets(self, close: bool = False) -> None:
         if self.sharded:
-            await self._cluster(6, {"opts": {**self._opts(), "flags": {}}, "close": close})
+            await self._cluster(
+                sharded.DisconnectSockets(
+                    uid=EMITTER_UID, nsp=self.nsp, opts=self._opts(), close=close
+                )
+            )
             return
-        await self._request({"type": 4, "opts": self._opts(), "close": close})
+        await self._request(classic.RemoteDisconnect(uid=None, opts=self._opts(), close=close))
 
     async def server_side_emit(self, event: str, *args: Any) -> None:
         if self.sharded:
-            await self._cluster(9, {"packet": [event, *args]})
+            await self._cluster(
+                sharded.ServerSideEmit(uid=EMITTER_UID, nsp=self.nsp, packet=[event, *args])
+            )
             return
-        await self._request({"uid": EMITTER_UID, "type": 6, "data": [event, *args]})
+        await self._request(classic.ServerSideEmit(uid=EMITTER_UID, data=[event, *args]))
 
     async def close(self) -> None:
         await self.client.aclose()

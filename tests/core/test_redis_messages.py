@@ -388,6 +388,61 @@ async def test_emitter_writes_the_node_emitters_bytes() -> None:
     assert redis.published == [NODE[name] for name in names]
 
 
+class RecordingShardedRedis(RecordingRedis):
+    async def spublish(self, channel: str, data: bytes) -> int:
+        self.published.append((channel, data))
+        return 1
+
+
+async def test_sharded_emitter_bytes() -> None:
+    """The Node emitter has no sharded mode: these are the bytes aiosio.Emitter(sharded=True)
+    has always written (JSON for everything but broadcasts, bytes as JSON.stringify writes a
+    Buffer), and what the sharded adapters decode."""
+    redis = RecordingShardedRedis()
+    emitter = Emitter(redis, key="k", sharded=True)
+    await emitter.emit("ev", 1, {"two": [2]})
+    await emitter.to("a").except_("b").volatile.emit("ev", b"\x01")
+    await emitter.in_("a").sockets_join("r1")
+    await emitter.in_("a").except_("b").sockets_leave("r1")
+    await emitter.in_("a").disconnect_sockets(close=True)
+    await emitter.server_side_emit("sse", 1)
+    await emitter.server_side_emit("sse", b"\x02")
+    tail = b'"uid":"emitter","nsp":"/"}'
+    assert redis.published == [
+        (
+            "k#/#",
+            b"\x84\xa4type\x03\xa4data\x82\xa6packet\x82\xa4type\x02\xa4data\x93\xa2ev\x01"
+            b"\x81\xa3two\x91\x02\xa4opts\x83\xa5rooms\x90\xa6except\x90\xa5flags\x80"
+            b"\xa3uid\xa7emitter\xa3nsp\xa1/",
+        ),
+        (
+            "k#/#",
+            b"\x84\xa4type\x03\xa4data\x82\xa6packet\x82\xa4type\x02\xa4data\x92\xa2ev"
+            b"\xc4\x01\x01\xa4opts\x83\xa5rooms\x91\xa1a\xa6except\x91\xa1b\xa5flags\x81"
+            b"\xa8volatile\xc3\xa3uid\xa7emitter\xa3nsp\xa1/",
+        ),
+        (
+            "k#/#",
+            b'{"type":4,"data":{"opts":{"rooms":["a"],"except":[],"flags":{}},"rooms":["r1"]},'
+            + tail,
+        ),
+        (
+            "k#/#",
+            b'{"type":5,"data":{"opts":{"rooms":["a"],"except":["b"],"flags":{}},'
+            b'"rooms":["r1"]},' + tail,
+        ),
+        (
+            "k#/#",
+            b'{"type":6,"data":{"opts":{"rooms":["a"],"except":[],"flags":{}},"close":true},'
+            + tail,
+        ),
+        ("k#/#", b'{"type":9,"data":{"packet":["sse",1]},' + tail),
+        ("k#/#", b'{"type":9,"data":{"packet":["sse",{"type":"Buffer","data":[2]}]},' + tail),
+    ]
+    for _channel, data in redis.published:
+        sharded_message(data)
+
+
 def test_sharded_binary_types_travel_as_msgpack_only_with_bytes() -> None:
     text = sharded.BroadcastAck(uid=SUID, nsp="/", request_id="r", packet="x")
     binary = sharded.BroadcastAck(uid=SUID, nsp="/", request_id="r", packet=b"x")

@@ -31,6 +31,7 @@ from aiosio.protocol.socketio import Limits, check_event
 from aiosio.server.adapter import BroadcastFlags, BroadcastOptions
 
 __all__ = [
+    "NO_FLAGS",
     "EventPacket",
     "InvalidMessage",
     "MessageError",
