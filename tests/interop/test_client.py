@@ -442,12 +442,15 @@ class Recorder:
 class Proxy:
     """A TCP proxy between the client and the server: ``drop()`` cuts every connection at once
     (as a network failure does), ``refuse`` makes new connections fail while it is set, and
-    ``delay`` holds what the server sends for that many seconds (a slow network)."""
+    ``delay`` holds what the server sends for that many seconds (a slow network), ``freeze()``
+    holds it until ``thaw()`` (a network that stalls)."""
 
     def __init__(self, port: int) -> None:
         self.port = port
         self.refuse = False
         self.delay = 0.0
+        self.flowing = asyncio.Event()
+        self.flowing.set()
         self.server: asyncio.Server | None = None
         self.pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
 
@@ -482,6 +485,8 @@ class Proxy:
             while data := await reader.read(65536):
                 if slow and self.delay:
                     await asyncio.sleep(self.delay)
+                if slow:
+                    await self.flowing.wait()
                 writer.write(data)
                 await writer.drain()
         writer.transport.abort()
@@ -491,7 +496,14 @@ class Proxy:
             client_side.transport.abort()
             server_side.transport.abort()
 
+    def freeze(self) -> None:
+        self.flowing.clear()
+
+    def thaw(self) -> None:
+        self.flowing.set()
+
     async def close(self) -> None:
+        self.thaw()
         self.drop()
         if self.server is not None:
             self.server.close()
@@ -678,7 +690,7 @@ async def test_no_ping_from_the_server_is_a_ping_timeout(
     await c.connect()
     await until(lambda: len(pings) >= 2, what="two pings answered")
     assert c.connected
-    tcp.delay = 3600.0  # the network freezes: nothing from the server arrives any more
+    tcp.freeze()  # the network stalls: nothing from the server arrives any more
     await until(lambda: not c.connected, what="ping timeout")
     assert rec.of("socket", "disconnect") == [("socket", "disconnect", "ping timeout", None)]
     assert rec.names("io", "close") == ["close"]
