@@ -51,7 +51,9 @@ async def workers(tmp_path: Path) -> AsyncIterator[str]:
     (tmp_path / "ids_app.py").write_text(APP)
     port = free_port()
     log = tmp_path / "server.log"
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    # the workers run the aiosio this test imports (a worktree's, when run from one)
+    source = str(Path(aiosio.__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), source])}
     command = [sys.executable, "-m", "aiosio", "serve", "ids_app:sio", "--workers", "2"]
     with log.open("wb") as out:
         proc = subprocess.Popen(
