@@ -28,7 +28,8 @@ import pytest
 
 import aiosio
 from aiosio.client.http import WebSocketConnection
-from aiosio.client.manager import Backoff
+from aiosio.client.manager import Backoff, ManagerState
+from aiosio.client.socket import SocketState
 from aiosio.protocol.client_session import ClientState
 from conftest import JS_DIR, ServeFn, _node, free_port
 
@@ -981,6 +982,61 @@ async def check_reconnection(
         assert isinstance(error, aiosio.ConnectError)
         assert error.stage is aiosio.Stage.TCP
     return server
+
+
+async def test_manager_and_socket_states_through_a_reconnection(
+    proxy: Callable[[int], Awaitable[tuple[Proxy, str]]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """``client.io.state`` (ManagerState) and ``client.state`` (SocketState) as each event of a
+    connection, a network failure, a refused attempt, the reconnection and a disconnect sees
+    them; no transition outside the tables (a LocalProtocolError raised in a callback would only
+    be logged)."""
+    caplog.set_level(logging.ERROR)
+    server = await aiosio.serve(aiosio.Server(), "127.0.0.1", 0)
+    tcp, url = await proxy(server.port)
+    c = aiosio.Client(url, force_new=True, **FAST)
+    seen: list[tuple[str, ManagerState, SocketState]] = []
+
+    def note(event: str) -> Callable[..., None]:
+        return lambda *args: seen.append((event, c.io.state, c.state))
+
+    for event in ("open", "close", "reconnect_attempt", "reconnect_error", "reconnect"):
+        c.io.on(event, note(event))
+    for event in ("connect", "connect_error", "disconnect"):
+        c.on(event, note(event))
+    assert (c.io.state, c.state) == (ManagerState.IDLE, SocketState.DISCONNECTED)
+    try:
+        await c.connect()
+        tcp.refuse = True
+        tcp.drop()
+        await until(lambda: any(e[0] == "reconnect_error" for e in seen), what="a refused attempt")
+        tcp.refuse = False
+        await until(lambda: c.connected, what="reconnected")
+    finally:
+        await c.disconnect()
+        await server.close()
+    assert (c.io.state, c.state) == (ManagerState.STOPPED, SocketState.DISCONNECTED)
+    first_error = next(i for i, e in enumerate(seen) if e[0] == "reconnect_error")
+    last_error = max(i for i, e in enumerate(seen) if e[0] == "reconnect_error")
+    m, s = ManagerState, SocketState
+    assert seen[: first_error + 1] == [
+        ("open", m.OPEN, s.CONNECTING),
+        ("connect", m.OPEN, s.CONNECTED),
+        ("close", m.IDLE, s.CONNECTED),
+        ("disconnect", m.IDLE, s.CONNECTING),
+        ("reconnect_attempt", m.RECONNECT_WAIT, s.CONNECTING),
+        ("connect_error", m.RECONNECT_WAIT, s.CONNECTING),
+        ("reconnect_error", m.RECONNECT_WAIT, s.CONNECTING),
+    ]
+    assert seen[last_error + 1 :] == [
+        ("reconnect_attempt", m.RECONNECT_WAIT, s.CONNECTING),
+        ("open", m.OPEN, s.CONNECTING),
+        ("reconnect", m.OPEN, s.CONNECTING),
+        ("connect", m.OPEN, s.CONNECTED),
+        ("close", m.STOPPED, s.DISCONNECTING),
+        ("disconnect", m.STOPPED, s.DISCONNECTED),
+    ]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.records
 
 
 async def test_reconnects_after_node_server_restart() -> None:
