@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -32,7 +32,6 @@ from conftest import free_port
 ORIGIN = "http://page.example"
 HANDSHAKE = b'0{"sid":"canned","upgrades":[],"pingInterval":25000,"pingTimeout":20000}'
 
-Check = Callable[[Diagnosis], Awaitable[bool]]
 Canned = dict[str, tuple[int, dict[str, str], bytes]]  # path -> status, headers, body
 
 

@@ -39,6 +39,10 @@ class Check:
     applies: Callable[[Diagnosis], bool]
 
 
+def _always(d: Diagnosis) -> bool:
+    return True
+
+
 def _polling(d: Diagnosis) -> bool:
     return d.options.transport != "websocket"
 
@@ -51,19 +55,33 @@ def _session(d: Diagnosis) -> bool:
     return d.handshake is not None
 
 
+def _cors_unjudged(d: Diagnosis) -> bool:
+    return _session(d) and bool(d.options.origin) and not d.cors_checked
+
+
+def _upgraded(d: Diagnosis) -> bool:
+    return _websocket(d) and _session(d) and bool(d.ping_rtts)
+
+
+def _probe_payload(d: Diagnosis) -> bool:
+    return _session(d) and d.options.probe_payload
+
+
+def _soak(d: Diagnosis) -> bool:
+    return d.options.soak > 0
+
+
 CHECKS: tuple[Check, ...] = (
-    Check("network", check_network, lambda d: True),
+    Check("network", check_network, _always),
     Check("handshake", check_handshake, _polling),
     Check("settings", check_settings, _session),
-    Check(
-        "cors", check_cors, lambda d: _session(d) and bool(d.options.origin) and not d.cors_checked
-    ),
-    Check("websocket", check_websocket, _websocket),
-    Check("latency", check_latency, lambda d: _websocket(d) and _session(d) and bool(d.ping_rtts)),
+    Check("cors", check_cors, _cors_unjudged),
+    Check("websocket", check_websocket, _websocket),  # and the upgrade, when offered
+    Check("latency", check_latency, _upgraded),
     Check("sticky", check_sticky, _session),
     Check("namespace", check_namespace, _session),
-    Check("payload", check_payload, lambda d: _session(d) and d.options.probe_payload),
-    Check("soak", check_soak, lambda d: d.options.soak > 0),
+    Check("payload", check_payload, _probe_payload),
+    Check("soak", check_soak, _soak),
 )
 
 

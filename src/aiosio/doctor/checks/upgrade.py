@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
+from dataclasses import dataclass
+from typing import assert_never
 
 from aiosio.client.http import WebSocketConnection
 from aiosio.doctor.diagnosis import Diagnosis
@@ -24,48 +26,51 @@ class ProbeOutcome(enum.Enum):
     UNANSWERED = "unanswered"  # the probe ping got no probe pong
 
 
+@dataclass(frozen=True, slots=True)
 class Probe:
     """What one upgrade attempt showed: its outcome, the probe's round trip (ms) when it was
     answered, and what shows a failure."""
 
-    __slots__ = ("outcome", "rtt", "shown")
-
-    def __init__(self, outcome: ProbeOutcome, rtt: float | None = None, shown: str = "") -> None:
-        self.outcome = outcome
-        self.rtt = rtt
-        self.shown = shown
+    outcome: ProbeOutcome
+    rtt: float | None = None
+    shown: str = ""
 
 
 async def check_upgrade(diagnosis: Diagnosis) -> None:
     """A polling session, then the WebSocket probe with its sid: what real clients do."""
     result = await probe(diagnosis.target)
-    if result.outcome is ProbeOutcome.OK:
-        assert result.rtt is not None
-        diagnosis.ping_rtts.append(result.rtt)
-        diagnosis.report.add(
-            Finding("websocket.upgrade_ok", Verdict.OK, "polling sessions upgrade to WebSocket")
-        )
-    elif result.outcome is ProbeOutcome.REFUSED:
-        diagnosis.report.add(
-            Finding(
-                "websocket.upgrade_refused",
-                Verdict.WARN,
-                "the upgrade of a polling session to WebSocket fails",
-                [result.shown],
-                "with several servers, the WebSocket request must reach the server of the "
-                "session (sticky sessions)",
+    match result.outcome:
+        case ProbeOutcome.OK:
+            assert result.rtt is not None
+            diagnosis.ping_rtts.append(result.rtt)
+            diagnosis.report.add(
+                Finding("websocket.upgrade_ok", Verdict.OK, "polling sessions upgrade to WebSocket")
             )
-        )
-    elif result.outcome is ProbeOutcome.UNANSWERED:
-        diagnosis.report.add(
-            Finding(
-                "websocket.probe_failed",
-                Verdict.WARN,
-                "the WebSocket upgrade probe is not answered",
-                [result.shown],
-                "the WebSocket reached another server than the session's: sticky sessions",
+        case ProbeOutcome.REFUSED:
+            diagnosis.report.add(
+                Finding(
+                    "websocket.upgrade_refused",
+                    Verdict.WARN,
+                    "the upgrade of a polling session to WebSocket fails",
+                    [result.shown],
+                    "with several servers, the WebSocket request must reach the server of the "
+                    "session (sticky sessions)",
+                )
             )
-        )
+        case ProbeOutcome.UNANSWERED:
+            diagnosis.report.add(
+                Finding(
+                    "websocket.probe_failed",
+                    Verdict.WARN,
+                    "the WebSocket upgrade probe is not answered",
+                    [result.shown],
+                    "the WebSocket reached another server than the session's: sticky sessions",
+                )
+            )
+        case ProbeOutcome.NO_SESSION:
+            pass  # the handshake check already said why no session opens
+        case _:
+            assert_never(result.outcome)
 
 
 async def probe(target: Target) -> Probe:
