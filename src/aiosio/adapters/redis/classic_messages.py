@@ -378,47 +378,50 @@ def decode_request(data: bytes, *, max_size: int, limits: Limits) -> Request:
 def _request(raw: dict[str, Any], kind: Any, limits: Limits) -> Request:
     uid = optional_str(raw.get("uid"), "uid")
     request_id = optional_str(raw.get("requestId"), "requestId")
-    request_type = _known(RequestType, kind)
-    if request_type is RequestType.SOCKETS:
-        return SocketsRequest(
-            uid=uid,
-            request_id=required_str(request_id, "requestId"),
-            rooms=rooms(raw.get("rooms"), "rooms"),
-        )
-    if request_type is RequestType.ALL_ROOMS:
-        return AllRoomsRequest(uid=uid, request_id=required_str(request_id, "requestId"))
-    if request_type in (
-        RequestType.REMOTE_JOIN,
-        RequestType.REMOTE_LEAVE,
-        RequestType.REMOTE_DISCONNECT,
-    ):
-        return _membership(raw, request_type, uid, request_id)
-    if request_type is RequestType.REMOTE_FETCH:
-        return RemoteFetch(
-            uid=uid,
-            request_id=required_str(request_id, "requestId"),
-            opts=WireOptions.from_wire(raw.get("opts") or {}),
-        )
-    if request_type is RequestType.SERVER_SIDE_EMIT:
-        emit = ServerSideEmit(
-            uid=uid, data=array(raw.get("data"), "data", non_empty=True), request_id=request_id
-        )
-        check_server_side(emit, emit.data)
-        return emit
-    if request_type is RequestType.BROADCAST:
-        packet = EventPacket.from_wire(
-            raw.get("packet"), data_rule="packet.data must be an array", non_empty=False
-        )
-        broadcast = BroadcastRequest(
-            uid=uid,
-            request_id=required_str(request_id, "requestId"),
-            packet=packet,
-            opts=WireOptions.from_wire(raw.get("opts") or {}),
-        )
-        check_broadcast(broadcast, packet, limits)
-        return broadcast
-    # Responses have no business on the request channel.
-    raise UnknownType(kind)
+    match _known(RequestType, kind):
+        case RequestType.SOCKETS:
+            return SocketsRequest(
+                uid=uid,
+                request_id=required_str(request_id, "requestId"),
+                rooms=rooms(raw.get("rooms"), "rooms"),
+            )
+        case RequestType.ALL_ROOMS:
+            return AllRoomsRequest(uid=uid, request_id=required_str(request_id, "requestId"))
+        case RequestType.REMOTE_JOIN:
+            return _membership(raw, RequestType.REMOTE_JOIN, uid, request_id)
+        case RequestType.REMOTE_LEAVE:
+            return _membership(raw, RequestType.REMOTE_LEAVE, uid, request_id)
+        case RequestType.REMOTE_DISCONNECT:
+            return _membership(raw, RequestType.REMOTE_DISCONNECT, uid, request_id)
+        case RequestType.REMOTE_FETCH:
+            return RemoteFetch(
+                uid=uid,
+                request_id=required_str(request_id, "requestId"),
+                opts=WireOptions.from_wire(raw.get("opts") or {}),
+            )
+        case RequestType.SERVER_SIDE_EMIT:
+            emit = ServerSideEmit(
+                uid=uid, data=array(raw.get("data"), "data", non_empty=True), request_id=request_id
+            )
+            check_server_side(emit, emit.data)
+            return emit
+        case RequestType.BROADCAST:
+            packet = EventPacket.from_wire(
+                raw.get("packet"), data_rule="packet.data must be an array", non_empty=False
+            )
+            broadcast = BroadcastRequest(
+                uid=uid,
+                request_id=required_str(request_id, "requestId"),
+                packet=packet,
+                opts=WireOptions.from_wire(raw.get("opts") or {}),
+            )
+            check_broadcast(broadcast, packet, limits)
+            return broadcast
+        case RequestType.BROADCAST_CLIENT_COUNT | RequestType.BROADCAST_ACK:
+            # Responses have no business on the request channel.
+            raise UnknownType(kind)
+        case unreachable:
+            assert_never(unreachable)
 
 
 def _membership(

@@ -308,82 +308,92 @@ def decode(data: bytes, *, max_size: int, limits: Limits) -> Message:
 def _message(
     kind: MessageType, body: dict[str, Any], uid: str | None, nsp: str | None, limits: Limits
 ) -> Message:
-    if kind is MessageType.BROADCAST:
-        packet = EventPacket.from_wire(
-            body.get("packet"),
-            data_rule="a broadcast needs packet.data as an array",
-            non_empty=False,
-        )
-        broadcast = Broadcast(
-            uid=uid,
-            nsp=nsp,
-            packet=packet,
-            opts=WireOptions.from_wire(body.get("opts")),
-            request_id=optional_str(body.get("requestId"), "requestId"),
-        )
-        check_broadcast(broadcast, packet, limits)
-        return broadcast
-    if kind is MessageType.SOCKETS_JOIN or kind is MessageType.SOCKETS_LEAVE:
-        cls = SocketsJoin if kind is MessageType.SOCKETS_JOIN else SocketsLeave
-        return cls(
-            uid=uid,
-            nsp=nsp,
-            opts=WireOptions.from_wire(body.get("opts")),
-            rooms=rooms(_required(body, "rooms"), "rooms"),
-        )
-    if kind is MessageType.DISCONNECT_SOCKETS:
-        return DisconnectSockets(
-            uid=uid,
-            nsp=nsp,
-            opts=WireOptions.from_wire(body.get("opts")),
-            close=bool(body.get("close")),
-        )
-    if kind is MessageType.FETCH_SOCKETS:
-        return FetchSockets(
-            uid=uid,
-            nsp=nsp,
-            opts=WireOptions.from_wire(body.get("opts")),
-            request_id=required_str(body.get("requestId"), "requestId"),
-        )
-    if kind is MessageType.SERVER_SIDE_EMIT:
-        emit = ServerSideEmit(
-            uid=uid,
-            nsp=nsp,
-            packet=array(body.get("packet"), "packet", non_empty=True),
-            request_id=optional_str(body.get("requestId"), "requestId"),
-        )
-        check_server_side(emit, emit.packet)
-        return emit
-    if kind is MessageType.FETCH_SOCKETS_RESPONSE:
-        return FetchSocketsResponse(
-            uid=uid,
-            nsp=nsp,
-            request_id=required_str(body.get("requestId"), "requestId"),
-            sockets=array(body.get("sockets"), "sockets"),
-        )
-    if kind is MessageType.SERVER_SIDE_EMIT_RESPONSE:
-        return ServerSideEmitResponse(
-            uid=uid,
-            nsp=nsp,
-            request_id=required_str(body.get("requestId"), "requestId"),
-            packet=body.get("packet"),
-        )
-    if kind is MessageType.BROADCAST_CLIENT_COUNT:
-        return BroadcastClientCount(
-            uid=uid,
-            nsp=nsp,
-            request_id=required_str(body.get("requestId"), "requestId"),
-            client_count=integer(body.get("clientCount"), "clientCount"),
-        )
-    if kind is MessageType.BROADCAST_ACK:
-        return BroadcastAck(
-            uid=uid,
-            nsp=nsp,
-            request_id=required_str(body.get("requestId"), "requestId"),
-            packet=body.get("packet"),
-        )
-    # The heartbeat types: only adapters with a heartbeat send them.
-    raise UnknownType(int(kind))
+    match kind:
+        case MessageType.BROADCAST:
+            packet = EventPacket.from_wire(
+                body.get("packet"),
+                data_rule="a broadcast needs packet.data as an array",
+                non_empty=False,
+            )
+            broadcast = Broadcast(
+                uid=uid,
+                nsp=nsp,
+                packet=packet,
+                opts=WireOptions.from_wire(body.get("opts")),
+                request_id=optional_str(body.get("requestId"), "requestId"),
+            )
+            check_broadcast(broadcast, packet, limits)
+            return broadcast
+        case MessageType.SOCKETS_JOIN:
+            return SocketsJoin(
+                uid=uid,
+                nsp=nsp,
+                opts=WireOptions.from_wire(body.get("opts")),
+                rooms=rooms(_required(body, "rooms"), "rooms"),
+            )
+        case MessageType.SOCKETS_LEAVE:
+            return SocketsLeave(
+                uid=uid,
+                nsp=nsp,
+                opts=WireOptions.from_wire(body.get("opts")),
+                rooms=rooms(_required(body, "rooms"), "rooms"),
+            )
+        case MessageType.DISCONNECT_SOCKETS:
+            return DisconnectSockets(
+                uid=uid,
+                nsp=nsp,
+                opts=WireOptions.from_wire(body.get("opts")),
+                close=bool(body.get("close")),
+            )
+        case MessageType.FETCH_SOCKETS:
+            return FetchSockets(
+                uid=uid,
+                nsp=nsp,
+                opts=WireOptions.from_wire(body.get("opts")),
+                request_id=required_str(body.get("requestId"), "requestId"),
+            )
+        case MessageType.SERVER_SIDE_EMIT:
+            emit = ServerSideEmit(
+                uid=uid,
+                nsp=nsp,
+                packet=array(body.get("packet"), "packet", non_empty=True),
+                request_id=optional_str(body.get("requestId"), "requestId"),
+            )
+            check_server_side(emit, emit.packet)
+            return emit
+        case MessageType.FETCH_SOCKETS_RESPONSE:
+            return FetchSocketsResponse(
+                uid=uid,
+                nsp=nsp,
+                request_id=required_str(body.get("requestId"), "requestId"),
+                sockets=array(body.get("sockets"), "sockets"),
+            )
+        case MessageType.SERVER_SIDE_EMIT_RESPONSE:
+            return ServerSideEmitResponse(
+                uid=uid,
+                nsp=nsp,
+                request_id=required_str(body.get("requestId"), "requestId"),
+                packet=body.get("packet"),
+            )
+        case MessageType.BROADCAST_CLIENT_COUNT:
+            return BroadcastClientCount(
+                uid=uid,
+                nsp=nsp,
+                request_id=required_str(body.get("requestId"), "requestId"),
+                client_count=integer(body.get("clientCount"), "clientCount"),
+            )
+        case MessageType.BROADCAST_ACK:
+            return BroadcastAck(
+                uid=uid,
+                nsp=nsp,
+                request_id=required_str(body.get("requestId"), "requestId"),
+                packet=body.get("packet"),
+            )
+        case MessageType.INITIAL_HEARTBEAT | MessageType.HEARTBEAT | MessageType.ADAPTER_CLOSE:
+            # Only adapters with a heartbeat send these; the Redis adapter has none.
+            raise UnknownType(int(kind))
+        case unreachable:
+            assert_never(unreachable)
 
 
 def _required(body: dict[str, Any], key: str) -> Any:
