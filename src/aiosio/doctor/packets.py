@@ -71,19 +71,22 @@ def message_payload(text: str) -> bytes:
     return _payload(eio.Packet(PacketType.MESSAGE, text))
 
 
-def connect_message(namespace: str, auth: dict[str, Any] | None) -> str:
-    """The Engine.IO message of a Socket.IO CONNECT to ``namespace`` with ``auth``
-    (``v5-current.md``, "Connection to a namespace"), as a client sends it."""
+def _connect(namespace: str, auth: dict[str, Any] | None) -> str:
+    """A Socket.IO CONNECT to ``namespace`` with ``auth`` (``v5-current.md``, "Connection to a
+    namespace"), as a client sends it; an empty ``auth`` is left out."""
     (header,) = sio.encode(sio.Packet(sio.PacketType.CONNECT, namespace, auth or None))
     assert isinstance(header, str)  # a CONNECT has no attachments
-    return _encoded(eio.Packet(PacketType.MESSAGE, header))
+    return header
+
+
+def connect_message(namespace: str, auth: dict[str, Any] | None) -> str:
+    """The Engine.IO message of the CONNECT to ``namespace`` with ``auth``."""
+    return _encoded(eio.Packet(PacketType.MESSAGE, _connect(namespace, auth)))
 
 
 def connect_payload(namespace: str, auth: dict[str, Any] | None) -> bytes:
-    """A polling POST body of the CONNECT of :func:`connect_message`."""
-    (header,) = sio.encode(sio.Packet(sio.PacketType.CONNECT, namespace, auth or None))
-    assert isinstance(header, str)
-    return message_payload(header)
+    """A polling POST body of the CONNECT to ``namespace`` with ``auth``."""
+    return message_payload(_connect(namespace, auth))
 
 
 def read_message(data: str | bytes) -> eio.Packet | None:

@@ -4,13 +4,7 @@ on POST sizes (a proxy's body limit below the server's maxPayload shows here).""
 from __future__ import annotations
 
 from aiosio.doctor.diagnosis import Diagnosis
-from aiosio.doctor.exchange import (
-    POST_HEADERS,
-    close_session,
-    open_session,
-    polling_query,
-    request_quiet,
-)
+from aiosio.doctor.exchange import close_session, open_session, post
 from aiosio.doctor.findings import Finding, Verdict
 from aiosio.doctor.packets import message_payload
 from aiosio.doctor.target import Target
@@ -55,8 +49,6 @@ async def _accepted(target: Target, size: int) -> bool:
         return False
     sid = handshake["sid"]
     body = message_payload("x" * (size - 1))
-    answer = await request_quiet(
-        target, "POST", polling_query(sid, cache_buster=False), body, POST_HEADERS
-    )
+    answer = await post(target, sid, body)
     await close_session(target, sid)
     return answer is not None and answer.status == 200
