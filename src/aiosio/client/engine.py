@@ -450,6 +450,8 @@ class EngineClient:
             self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
 
     def _on_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()  # run early by ping_expired()
         self._timer = self._timer_at = None
         if self._expiring is not None:
             self._expiring.cancel()
@@ -605,7 +607,8 @@ class EngineClient:
 
     def _upgraded(self) -> None:
         conn, self._probe_conn = self._probe_conn, None
-        assert conn is not None, "Upgraded without a probe"
+        if conn is None:  # pragma: no cover - the core upgrades only to an open probe
+            return
         self._ws = conn
         conn.on_message = self._on_ws_message
         conn.on_close = self._on_ws_close
