@@ -54,7 +54,14 @@ LAYERS: dict[str, frozenset[str]] = {
     ),
 }
 
-TOP_MODULES = {"aiosio", "aiosio.__main__", "aiosio.cli", "aiosio.loader", "aiosio.workers", "aiosio.demo"}
+TOP_MODULES = {
+    "aiosio",
+    "aiosio.__main__",
+    "aiosio.cli",
+    "aiosio.loader",
+    "aiosio.workers",
+    "aiosio.demo",
+}
 
 # Today's exceptions, each to be removed by the structure work (issue 13). A new violation fails;
 # an entry that no longer occurs fails too, so the list only shrinks.
