@@ -265,7 +265,7 @@ def test_discard_while_closing_during_the_upgrade() -> None:
 def test_upgraded_the_messages_are_written_before_the_close() -> None:
     session = upgrading()
     assert session.receive_probe_message("5", 3.0) == [Upgraded()]
-    assert session.send("41") == [WebSocketSend(("441",))]
+    assert session.send("41") == "441"
     assert session.close(4.0) == [WebSocketClose(), FORCED]
 
 
@@ -359,7 +359,7 @@ def test_shutdown_after_the_buffer_was_taken_closes_at_once() -> None:
 def test_shutdown_on_websocket_closes_it_at_once() -> None:
     session = upgrading()
     session.receive_probe_message("5", 3.0)
-    assert session.send("4bye") == [WebSocketSend(("44bye",))]
+    assert session.send("4bye") == "44bye"
     assert session.shutdown(4.0) == [WebSocketClose(), FORCED]
     assert session.shutdown(5.0) == []
 

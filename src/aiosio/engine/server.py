@@ -243,16 +243,16 @@ class EngineSocket(EventEmitter):
 
     def send(self, data: str | bytes) -> None:
         """Send a message; non-blocking. Ignored once the session is closing."""
-        ws = self._ws
+        out = self._core.send(data)
+        if out.__class__ is list:
+            self._apply(out)  # (`.__class__ is`: cheaper than isinstance here)
+            self._check_backlog()
+            return
+        ws = self._ws  # the session is on this WebSocket: the message to write came back
         if ws is not None:
-            message = self._core.websocket_data(data)
-            if message is not None:
-                ws.send(message)
-                if ws.buffered_amount > self.server.max_outbound_buffer:
-                    self._check_backlog()
-                return
-        self._apply(self._core.send(data))
-        self._check_backlog()
+            ws.send(out)  # type: ignore[arg-type]  # not a list: the message
+            if ws.buffered_amount > self.server.max_outbound_buffer:
+                self._check_backlog()
 
     def _check_backlog(self) -> None:
         """A client that does not read (no GET for a long time, a stalled WebSocket) must not
@@ -283,8 +283,7 @@ class EngineSocket(EventEmitter):
             if send_frame(frame, message.data) > self.server.max_outbound_buffer:
                 self._check_backlog()
             return
-        self._apply(self._core.send(message.data))
-        self._check_backlog()
+        self.send(message.data)
 
     def _set_ws(self, channel: WebSocketChannel | None) -> None:
         # Set when the session's state becomes WEBSOCKET (a direct WebSocket, or Upgraded).
@@ -446,40 +445,42 @@ class EngineSocket(EventEmitter):
 
 
 class _SessionWebSocket:
-    """Receives the messages of the WebSocket a session runs on (or probes with)."""
+    """Receives the messages of one WebSocket of a session: the one the session runs on, or
+    the probe of its upgrade. Which of the two it is, is read from the engine socket, the one
+    place that knows (the probe becomes the transport when the upgrade completes); a WebSocket
+    that is neither (refused, or detached) is ignored."""
 
-    __slots__ = ("_probe", "_socket")
+    __slots__ = ("_channel", "_clock", "_socket")
 
-    def __init__(self, socket: EngineSocket, probe: bool) -> None:
+    def __init__(self, socket: EngineSocket, channel: WebSocketChannel) -> None:
         self._socket = socket
-        self._probe = probe
+        self._channel = channel
+        self._clock = asyncio.get_running_loop().time
 
     def on_message(self, data: str | bytes) -> None:
         socket = self._socket
-        if not self._probe:
-            message = socket._core.message_data(data)
-            if message is not None:
-                handler = socket._on_message
-                if handler is not None:
-                    handler(message)
-                else:
-                    socket.emit("message", message)
+        if socket._ws is self._channel:
+            # The clock is passed, not read: a message needs no time (only heartbeats do).
+            result = socket._core.receive_message(data, self._clock)
+            if result.__class__ is list:
+                socket._apply(result)  # (`.__class__ is`: cheaper than isinstance here)
                 return
-        now = socket.server._now()
-        if self._probe and socket._probe is not None:
-            socket._apply(socket._core.receive_probe_message(data, now))
-            if socket._ws is not None:
-                self._probe = False  # upgraded: this WebSocket is the session's transport now
-        else:
-            socket._apply(socket._core.receive_message(data, now))
+            handler = socket._on_message
+            if handler is not None:
+                handler(result)  # type: ignore[arg-type]  # not a list: the data
+            else:
+                socket.emit("message", result)
+        elif socket._probe is self._channel:
+            socket._apply(socket._core.receive_probe_message(data, self._clock()))
 
     def on_close(self, code: int | None, error: str | None) -> None:
         socket = self._socket
         now = socket.server._now()
-        if self._probe:
-            if socket._probe is not None:
-                socket._probe = None
-                socket._apply(socket._core.probe_closed(now))
+        if socket._probe is self._channel:
+            socket._probe = None
+            socket._apply(socket._core.probe_closed(now))
+            return
+        if socket._ws is not self._channel:
             return
         socket._set_ws(None)
         if code == 1006 and error is None and socket._core.state is State.WEBSOCKET:
@@ -1076,7 +1077,7 @@ class EngineServer(EventEmitter):
             socket._set_ws(channel)
             socket._apply(socket._core.initial_messages())
             self.emit("connection", socket)
-            return _SessionWebSocket(socket, probe=False)
+            return _SessionWebSocket(socket, channel)
 
         return WebSocketAccept(headers, bind, self.per_message_deflate, self.config.max_payload)
 
@@ -1087,10 +1088,10 @@ class EngineServer(EventEmitter):
         def bind(channel: WebSocketChannel) -> WebSocketHandler:
             if not socket._core.upgrade_possible:
                 channel.close()  # the session changed while the handshake completed
-                return _SessionWebSocket(socket, probe=True)
+                return _SessionWebSocket(socket, channel)
             socket._probe = channel
             socket._apply(socket._core.attach_probe(self._now()))
-            return _SessionWebSocket(socket, probe=True)
+            return _SessionWebSocket(socket, channel)
 
         return WebSocketAccept(headers, bind, self.per_message_deflate, self.config.max_payload)
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NewType
 
@@ -304,10 +304,21 @@ class EngineSession:
 
     # -- outbound ---------------------------------------------------------------------------------
 
-    def send(self, data: str | bytes) -> list[Event]:
-        """Queue a message for the client. Dropped silently once the session is closing, as in
-        the reference (``sendPacket`` ignores packets after ``close()``)."""
-        if not self.is_open:
+    def send(self, data: str | bytes) -> str | bytes | list[Event]:
+        """Queue a message for the client.
+
+        On a WebSocket the result is the one message to write, not an event (the hot path of
+        every emit costs no event object); otherwise the events (a waiting GET answered, or
+        nothing while the message waits for one). Dropped silently once the session is
+        closing, as in the reference (``sendPacket`` ignores packets after ``close()``)."""
+        state = self.state
+        if state is State.WEBSOCKET:
+            if isinstance(data, str):
+                return "4" + data
+            if not self.supports_binary:  # ?b64=1: base64 text, as encode_packet writes it
+                return encode_packet(Packet(PacketType.MESSAGE, data), self.protocol, False)
+            return data if self.protocol == 4 else b"\x04" + data
+        if state is State.CLOSED or state in _CLOSING:
             return []
         return self._send_packet(Packet(PacketType.MESSAGE, data))
 
@@ -392,33 +403,26 @@ class EngineSession:
 
     # -- WebSocket transport ----------------------------------------------------------------------
 
-    def message_data(self, raw: str | bytes) -> str | bytes | None:
-        """The hot path: the data of a plain MESSAGE packet received on the session's own
-        WebSocket (revision 4 text ``4...`` or binary), or ``None`` when the packet needs
-        :meth:`receive_message` (heartbeats, anything else). Same outcome as
-        ``receive_message`` returning one ``MessageReceived``, without the event objects."""
-        if self.state is not State.WEBSOCKET or self.protocol != 4:
-            return None
-        if isinstance(raw, str):
-            return raw[1:] if raw[:1] == "4" else None
-        return raw
+    def receive_message(
+        self, raw: str | bytes, now: float | Callable[[], float]
+    ) -> str | bytes | list[Event]:
+        """A message arrived on the session's own WebSocket.
 
-    def websocket_data(self, data: str | bytes) -> str | bytes | None:
-        """The hot path for sending: the WebSocket message for ``data`` when the session runs
-        on WebSocket (what :meth:`send` would put in one ``WebSocketSend``), else ``None``."""
-        if self.state is not State.WEBSOCKET:
-            return None
-        if isinstance(data, str):
-            return "4" + data
-        if self.protocol == 4:
-            return data
-        return b"\x04" + data
-
-    def receive_message(self, raw: str | bytes, now: float) -> list[Event]:
-        """A message arrived on the session's own WebSocket."""
-        self.now = now
+        A MESSAGE packet returns its data for the application, not an event (the hot path of
+        every message a client sends); any other packet returns the events it causes. ``now``
+        may be given as the function that returns it (the I/O layer's clock): it is then
+        called only for the packets that need the time (heartbeats), so that a message costs
+        no clock read."""
         if self.state is not State.WEBSOCKET:
             return []
+        if isinstance(raw, str):
+            if raw[:1] == "4":
+                return raw[1:]
+        elif self.protocol == 4:
+            return raw
+        elif raw[:1] == b"\x04":
+            return raw[1:]
+        self.now = now if isinstance(now, float | int) else now()
         try:
             packet = decode_packet(raw, self.protocol)
         except RemoteProtocolError as exc:
