@@ -1,6 +1,12 @@
-"""Run a handler's coroutine and report its outcome through callbacks.
+"""User callbacks: registered once as a :class:`Callback`, run one way.
 
-On Python 3.12+ the coroutine starts eagerly (``Task(..., eager_start=True)``): it runs in the
+Whether a callback is a coroutine function is decided once, when it is registered
+(:func:`is_async`), not at each call; :func:`invoke` calls it and reports the outcome through
+callbacks; a coroutine runs through :func:`run_eager`. Every place that runs a user's handler,
+listener or middleware (the server's namespaces and sockets, the event emitter of the engine and
+the client) goes through here, so there is one rule to change.
+
+On Python 3.12+ a coroutine starts eagerly (``Task(..., eager_start=True)``): it runs in the
 caller up to its first suspension, so a handler that returns without waiting on anything costs no
 scheduling round. On 3.11 it runs in a task of its own. It always runs inside a real task, so
 ``asyncio.timeout()``, ``asyncio.current_task()`` and cancellation work in handlers as anywhere
@@ -11,16 +17,79 @@ task at all: the fastest path on every version.
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
+from types import CoroutineType
 from typing import Any, TypeVar
 
-__all__ = ["run_eager"]
+__all__ = ["Callback", "invoke", "is_async", "run_eager"]
 
 T = TypeVar("T")
 
 _tasks: set[asyncio.Task[Any]] = set()
 _EAGER = sys.version_info >= (3, 12)
+
+
+def is_async(fn: Callable[..., Any]) -> bool:
+    """True when calling ``fn`` returns a coroutine: a coroutine function, a
+    ``functools.partial`` of one, or an object whose ``__call__`` is one."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if inspect.iscoroutinefunction(fn):
+        return True
+    if inspect.isroutine(fn) or inspect.isclass(fn):
+        return False
+    # An instance whose __call__ is a coroutine function.
+    return inspect.iscoroutinefunction(type(fn).__call__)
+
+
+class Callback:
+    """A registered user callback: the function, and whether it is async (decided here)."""
+
+    __slots__ = ("fn", "is_async")
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        self.is_async = is_async(fn)
+
+    def __repr__(self) -> str:
+        return repr(self.fn)
+
+
+def invoke(
+    callback: Callback,
+    args: Sequence[Any],
+    on_result: Callable[[Any], None],
+    on_error: Callable[[BaseException], None],
+) -> asyncio.Task[Any] | None:
+    """Call ``callback`` with ``args``; ``on_result`` gets what it returned (a coroutine
+    function's result once it finished), ``on_error`` what it raised (also when ``on_result``
+    raises). Returns the task of a coroutine that suspended and runs on, else ``None``.
+
+    A plain function that returns a coroutine (``lambda socket: handle(socket)``) has it run
+    the same way, as if it had been registered as the coroutine function it stands for."""
+    try:
+        result = callback.fn(*args)
+    except Exception as exc:  # noqa: BLE001 - the user's callback; reported through on_error
+        on_error(exc)
+        return None
+    if callback.is_async or type(result) is CoroutineType:
+        return run_eager(result, on_result, on_error)
+    try:
+        on_result(result)
+    except Exception as exc:  # noqa: BLE001 - reported as the callback's own failure
+        on_error(exc)
+    return None
+
+
+async def call_async(callback: Callback, *args: Any) -> Any:
+    """Call ``callback`` from a coroutine and await what it returns if it is a coroutine."""
+    result = callback.fn(*args)
+    if callback.is_async or inspect.isawaitable(result):
+        return await result
+    return result
 
 
 def run_eager(

@@ -1,17 +1,18 @@
 """A small event emitter: ``obj.on("name")`` as a decorator or ``obj.on("name", handler)``.
 
-Handlers may be plain functions or coroutine functions. A coroutine handler runs in a task of its
-own only when it is called (no task exists for an event nobody awaits). Exceptions from handlers
-are logged with their traceback on the emitter's logger and never reach the I/O loop.
+Handlers may be plain functions or coroutine functions; each is registered as a
+:class:`~aiosio._eager.Callback` and run by :func:`~aiosio._eager.invoke`, as the server's
+handlers are: a coroutine handler gets a task only if it suspends. Exceptions from handlers are
+logged with their traceback on the emitter's logger and never reach the I/O loop.
 """
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
+
+from aiosio._eager import Callback, invoke
 
 __all__ = ["EventEmitter"]
 
@@ -24,8 +25,7 @@ class EventEmitter:
     _logger = logging.getLogger("aiosio")
 
     def __init__(self) -> None:
-        self._handlers: dict[str, list[Callable[..., Any]]] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._handlers: dict[str, list[Callback]] = {}
 
     @overload
     def on(self, event: str) -> Callable[[F], F]: ...
@@ -35,7 +35,7 @@ class EventEmitter:
         """Register ``handler`` for ``event``; without a handler, return a decorator."""
 
         def register(fn: F) -> F:
-            self._handlers.setdefault(event, []).append(fn)
+            self._handlers.setdefault(event, []).append(Callback(fn))
             return fn
 
         if handler is None:
@@ -48,33 +48,38 @@ class EventEmitter:
             self._handlers.pop(event, None)
             return
         handlers = self._handlers.get(event, [])
-        if handler in handlers:
-            handlers.remove(handler)
+        for i, callback in enumerate(handlers):
+            if callback.fn == handler:
+                del handlers[i]
+                return
 
     def has_listeners(self, event: str) -> bool:
         return bool(self._handlers.get(event))
 
     def emit(self, event: str, *args: Any) -> None:
-        """Call every handler of ``event``; coroutines are scheduled, exceptions logged."""
+        """Call every handler of ``event``; coroutines run as tasks, exceptions are logged."""
         handlers = self._handlers.get(event)
         if not handlers:
             return
-        for handler in tuple(handlers):
-            try:
-                result = handler(*args)
-            except Exception:
-                self._logger.exception("handler %r of event %r raised", handler, event)
-                continue
-            if inspect.isawaitable(result):
-                self._track(result, event)
+        for callback in tuple(handlers):
+            invoke(callback, args, _ignore, _Failed(self._logger, callback, event))
 
-    def _track(self, awaitable: Any, event: str) -> None:
-        task = asyncio.ensure_future(awaitable)
-        self._tasks.add(task)
 
-        def done(t: asyncio.Task[Any]) -> None:
-            self._tasks.discard(t)
-            if not t.cancelled() and t.exception() is not None:
-                self._logger.error("handler of event %r raised", event, exc_info=t.exception())
+class _Failed:
+    """Logs what a handler raised, naming the handler and the event."""
 
-        task.add_done_callback(done)
+    __slots__ = ("callback", "event", "logger")
+
+    def __init__(self, logger: logging.Logger, callback: Callback, event: str) -> None:
+        self.logger = logger
+        self.callback = callback
+        self.event = event
+
+    def __call__(self, exc: BaseException) -> None:
+        self.logger.error(
+            "handler %r of event %r raised", self.callback.fn, self.event, exc_info=exc
+        )
+
+
+def _ignore(_value: Any) -> None:
+    return None

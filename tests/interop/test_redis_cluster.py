@@ -289,14 +289,14 @@ def make_server(
         op.emit(cmd["event"], *cmd.get("args", []))
 
     # Server-side events (the handler's return value answers the ack).
-    @sio.on("sse")
+    @sio.on_server_side("sse")
     def sse(*args: Any) -> dict[str, Any]:
         server_side.append(("sse", list(args)))
         return {"server": name, "args": list(args)}
 
     if name == "B":
 
-        @sio.on("sse-b")
+        @sio.on_server_side("sse-b")
         def sse_b(*args: Any) -> dict[str, Any]:
             server_side.append(("sse-b", list(args)))
             return {"server": name, "args": list(args)}
@@ -800,6 +800,68 @@ async def test_server_side_emit(cluster: Cluster) -> None:
         ("sse", [3]),
         ("sse", [4]),
     ]
+
+
+async def test_a_client_event_and_a_server_side_event_of_one_name(cluster: Cluster) -> None:
+    """One name, two events, as a mixed cluster has them (Node: ``socket.on("sse")`` for what a
+    client sends, ``io.on("sse")`` for what another server sends): ``on`` gets the client's,
+    called with the socket, ``on_server_side`` the servers', called with the arguments."""
+    c, a, b = cluster, cluster.a, cluster.b
+    from_clients: list[tuple[str, list[Any]]] = []
+
+    @b.on("sse")
+    def client_sse(socket: aiosio.Socket, *args: Any) -> str:
+        from_clients.append((socket.data["name"], list(args)))
+        return "client event"
+
+    a.server_side_emit("sse", 10)
+    await c.n.call("serverSideEmit", event="sse", args=[11])
+    replies = await a.server_side_emit_with_ack("sse", 12, timeout=3)
+    assert {"server": "B", "args": [12]} in replies
+    await until(
+        lambda: sorted(e[1][0] for e in c.server_side["B"]) == [10, 11, 12],
+        5,
+        "B's server-side handler got 10, 11 and 12",
+    )
+    c.c.send({"do": "emit", "client": "b1", "event": "sse", "args": [13], "ack": True})
+    ack = await c.c.wait(
+        lambda line: line["type"] == "ack" and line["client"] == "b1" and line["event"] == "sse"
+    )
+    assert ack["args"] == ["client event"]
+    # Neither handler saw the other's events.
+    assert from_clients == [("b1", [13])]
+    assert sorted(e[1][0] for e in c.server_side["B"] if e[0] == "sse") == [10, 11, 12]
+
+
+async def test_a_server_side_event_sent_to_an_on_handler_still_runs_with_a_warning(
+    classic_cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Applications written before ``on_server_side`` keep working: a server-side event with
+    no ``on_server_side`` handler runs the ``on`` handler of its name, as before (called with
+    the arguments, its value answering the ack), and a deprecation warning says so once."""
+    c, a, b = classic_cluster, classic_cluster.a, classic_cluster.b
+    caplog.set_level(logging.WARNING, logger="aiosio.server")
+    old_style: list[list[Any]] = []
+
+    @b.on("legacy")
+    def legacy(*args: Any) -> str:
+        old_style.append(list(args))
+        return "B"
+
+    with pytest.raises(AckTimeout) as info:  # the Node server has no handler: it does not answer
+        await a.server_side_emit_with_ack("legacy", 1, timeout=1)
+    assert info.value.replies == ["B"]
+    a.server_side_emit("legacy", 2)
+    await c.n.call("serverSideEmit", event="legacy", args=[3])
+    await until(lambda: len(old_style) == 3, 5, "B's on('legacy') handler ran three times")
+    assert sorted(old_style) == [[1], [2], [3]]
+    warnings = [
+        r
+        for r in caplog.records
+        if r.name == "aiosio.server" and "deprecated: the server-side event 'legacy'" in r.message
+    ]
+    assert len(warnings) == 1
+    assert "on_server_side('legacy')" in warnings[0].getMessage()
 
 
 # -- rooms of other servers' sockets, disconnections, server count -------------------------------

@@ -31,6 +31,7 @@ __all__ = [
     "LocalSocket",
     "NamespaceView",
     "PersistedSession",
+    "Recovery",
     "Room",
     "SocketId",
 ]
@@ -39,6 +40,23 @@ logger = logging.getLogger("aiosio.adapter")
 
 SocketId = NewType("SocketId", str)
 Room = str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Recovery:
+    """Connection state recovery: a client that lost its connection for less than
+    ``max_disconnection_duration`` seconds gets its id, rooms and data back and the events it
+    missed; ``skip_middlewares`` skips the connection middlewares for it."""
+
+    max_disconnection_duration: float = 120.0
+    skip_middlewares: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_disconnection_duration <= 0:
+            raise ValueError(
+                "max_disconnection_duration must be a positive number of seconds, "
+                f"got {self.max_disconnection_duration!r}"
+            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,13 +95,17 @@ class LocalSocket(Protocol):
     @property
     def id(self) -> SocketId: ...
 
-    def _deliver(
+    def deliver(
         self, packet: Packet, messages: Sequence[PreparedMessage], flags: BroadcastFlags
-    ) -> None: ...
+    ) -> None:
+        """Write a broadcast prepared once for every recipient (``packet`` is what the
+        messages encode, for the socket's outgoing listeners)."""
 
-    def _expect_ack(self, ack_id: int, callback: Callable[[list[Any]], None]) -> None: ...
+    def expect_ack(self, ack_id: int, callback: Callable[[list[Any]], None]) -> None:
+        """Call ``callback`` with the arguments of the client's ack ``ack_id``."""
 
-    def _forget_ack(self, ack_id: int) -> None: ...
+    def forget_ack(self, ack_id: int) -> None:
+        """Stop waiting for the ack ``ack_id`` (its broadcast timed out)."""
 
     def join(self, *rooms: Room) -> None: ...
 
@@ -101,11 +123,14 @@ class NamespaceView(Protocol):
     @property
     def sockets(self) -> Mapping[SocketId, LocalSocket]: ...
 
-    def _next_ack_id(self) -> int: ...
+    def next_ack_id(self) -> int:
+        """A new ack id for a broadcast with acknowledgements."""
 
-    def _on_server_side_emit(
+    def receive_server_side_emit(
         self, args: list[Any], reply: Callable[[list[Any]], None] | None
-    ) -> None: ...
+    ) -> None:
+        """An event another server sent with ``server_side_emit`` (``args``: name, then the
+        arguments); ``reply`` answers it when the sender waits for acknowledgements."""
 
 
 class Adapter(ABC):
@@ -125,7 +150,7 @@ class Adapter(ABC):
             members = self.rooms.get(room)
             if members is None:
                 members = self.rooms[room] = {}
-                self._room_created(room)
+                self.room_created(room)
             members[sid] = None
 
     def delete(self, sid: SocketId, room: Room) -> None:
@@ -147,13 +172,22 @@ class Adapter(ABC):
             members.pop(sid, None)
             if not members:
                 del self.rooms[room]
-                self._room_deleted(room)
+                self.room_deleted(room)
 
-    def _room_created(self, room: Room) -> None:  # noqa: B027 - optional hook
+    def room_created(self, room: Room) -> None:
         """Hook: a room got its first member here (sharded Redis subscribes to it)."""
+        self._room_created(room)
+
+    def room_deleted(self, room: Room) -> None:
+        """Hook: a room lost its last member here."""
+        self._room_deleted(room)
+
+    # Deprecated spellings of the hooks above, still called for adapters that override them.
+    def _room_created(self, room: Room) -> None:  # noqa: B027 - optional hook
+        pass
 
     def _room_deleted(self, room: Room) -> None:  # noqa: B027 - optional hook
-        """Hook: a room lost its last member here."""
+        pass
 
     def is_socket_id(self, room: Room) -> bool:
         """True when ``room`` is a socket's own room (no other socket may join it)."""
@@ -198,7 +232,7 @@ class Adapter(ABC):
         messages = prepare(packet)
         flags = opts.flags
         for socket in self.local_targets(opts):
-            socket._deliver(packet, messages, flags)
+            socket.deliver(packet, messages, flags)
 
     def _before_broadcast(self, packet: Packet, opts: BroadcastOptions) -> Packet:
         return packet
@@ -213,8 +247,8 @@ class Adapter(ABC):
         targets = self.local_targets(opts)
         messages = prepare(packet)
         for socket in targets:
-            socket._expect_ack(ack_id, _first_arg_to(on_reply, socket.id))
-            socket._deliver(packet, messages, opts.flags)
+            socket.expect_ack(ack_id, _first_arg_to(on_reply, socket.id))
+            socket.deliver(packet, messages, opts.flags)
         return [s.id for s in targets]
 
     def forget_acks(self, ack_id: int, sids: Iterable[SocketId]) -> None:
@@ -222,7 +256,7 @@ class Adapter(ABC):
         for sid in sids:
             socket = connected.get(sid)
             if socket is not None:
-                socket._forget_ack(ack_id)
+                socket.forget_ack(ack_id)
 
     def local_add_sockets(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None:
         for socket in self.local_targets(opts):

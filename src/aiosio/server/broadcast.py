@@ -11,7 +11,7 @@ from typing import Any
 
 from aiosio._encodable import ENCODE_ERRORS, args_paths, check_encodable, raise_encoding_error
 from aiosio.errors import AckTimeout
-from aiosio.protocol.socketio import Packet, PacketType
+from aiosio.protocol.socketio import Packet, PacketType, check_event_name
 from aiosio.server.adapter import Adapter, BroadcastFlags, BroadcastOptions, Room
 
 __all__ = ["BroadcastOperator"]
@@ -87,9 +87,7 @@ class BroadcastOperator:
 
     def emit(self, event: str, *args: Any) -> None:
         """Send an event to every target; the packet is encoded and framed once."""
-        from aiosio.server.socket import _check_event_name
-
-        _check_event_name(event)
+        check_event_name(event)
         nsp = self._adapter.nsp.name
         try:
             self._adapter.broadcast(Packet(PacketType.EVENT, nsp, [event, *args]), self.options)
@@ -104,16 +102,14 @@ class BroadcastOperator:
         (the first argument of its ack), in arrival order. Needs ``.timeout(seconds)``; when
         some clients do not answer in time, raises :class:`AckTimeout` whose ``replies`` holds
         the replies that arrived and ``missing`` the ids of the sockets that did not answer."""
-        from aiosio.server.socket import _check_event_name
-
-        _check_event_name(event)
+        check_event_name(event)
         if self._flags.timeout is None:
             raise TypeError(
                 "a broadcast with acknowledgements needs a timeout: "
                 "sio.timeout(5).emit_with_ack(...)"
             )
         adapter = self._adapter
-        ack_id = adapter.nsp._next_ack_id()
+        ack_id = adapter.nsp.next_ack_id()
         packet = Packet(PacketType.EVENT, adapter.nsp.name, [event, *args], ack_id)
         # Encoded before anything is sent or awaited: a value that cannot be encoded raises
         # here, whatever the adapter (a cluster adapter may publish before encoding locally).

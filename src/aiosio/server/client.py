@@ -6,24 +6,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiosio._eager import run_eager
 from aiosio.engine.server import EngineSocket
 from aiosio.protocol.errors import RemoteProtocolError
+from aiosio.protocol.reasons import DisconnectReason
 from aiosio.protocol.socketio import (
     Decoder,
     Packet,
     PacketType,
-    dumps,
     encode,
-    has_binary,
+    encode_parts,
     split_v4_namespace,
 )
-
-if TYPE_CHECKING:
-    from aiosio.server.server import Server
-    from aiosio.server.socket import Socket
+from aiosio.server.interfaces import ClientHost, HostedSocket
 
 __all__ = ["Client"]
 
@@ -31,13 +28,14 @@ logger = logging.getLogger("aiosio.server")
 
 
 class Client:
-    """The Socket.IO side of one Engine.IO session."""
+    """The Socket.IO side of one Engine.IO session (implements
+    :class:`~aiosio.server.interfaces.SocketHost` for its sockets)."""
 
-    def __init__(self, server: Server, conn: EngineSocket) -> None:
+    def __init__(self, server: ClientHost, conn: EngineSocket) -> None:
         self.server = server
         self.conn = conn
         self.decoder = Decoder(server.limits, protocol=4 if conn.protocol == 3 else 5)
-        self.sockets: dict[str, Socket] = {}  # by namespace name, accepted sockets only
+        self.sockets: dict[str, HostedSocket] = {}  # by namespace name, accepted sockets only
         # Namespaces whose CONNECT is being handled (matcher, middlewares): one socket per
         # namespace per connection, so a second CONNECT for one of these, or for a connected
         # namespace, is a protocol error.
@@ -75,16 +73,16 @@ class Client:
             conn.send(part)
 
     def write_ack(self, nsp: str, ack_id: int, args: list[Any]) -> None:
-        """An ACK packet, encoded without building a Packet when it holds no binary (encoded
-        first, like :meth:`write`)."""
-        if has_binary(args):
-            self.write(Packet(PacketType.ACK, nsp, args, ack_id))
-            return
-        prefix = "3" if nsp == "/" else f"3{nsp},"
-        message = f"{prefix}{ack_id}{dumps(args)}"
+        """An ACK packet (encoded first, like :meth:`write`)."""
+        parts = encode_parts(_ACK, nsp, args, ack_id)
         conn = self.conn
         if conn.ready_state == "open":
-            conn.send(message)
+            for part in parts:
+                conn.send(part)
+
+    @property
+    def proxy_header(self) -> str | None:
+        return self.server.proxy_header
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -107,14 +105,14 @@ class Client:
             self.conn.id,
             exc,
         )
-        self._close("parse error", str(exc))
+        self._close(DisconnectReason.PARSE_ERROR, str(exc))
 
     def _on_packet(self, packet: Packet) -> None:
         ptype = packet.type
         if ptype is not PacketType.CONNECT and ptype is not PacketType.CONNECT_ERROR:
             socket = self.sockets.get(packet.nsp)
             if socket is not None:  # the hot path: an event or an ack of a connected socket
-                socket._on_packet(packet)
+                socket.handle_packet(packet)
                 return
         nsp = packet.nsp
         auth: dict[str, Any] = packet.data if isinstance(packet.data, dict) else {}
@@ -129,7 +127,7 @@ class Client:
             and packet.type is not PacketType.CONNECT
             and packet.type is not PacketType.CONNECT_ERROR
         ):
-            socket._on_packet(packet)
+            socket.handle_packet(packet)
         else:
             # As the reference, a packet a namespace cannot take in its state closes the
             # connection; and one socket per namespace per connection: a CONNECT while one is
@@ -150,7 +148,7 @@ class Client:
                 nsp,
                 state,
             )
-            self._close("forced server close", None)
+            self._close(DisconnectReason.FORCED_SERVER_CLOSE, None)
 
     def _connect(self, name: str, auth: dict[str, Any]) -> None:
         limit = self.server.max_namespaces_per_connection
@@ -165,9 +163,7 @@ class Client:
 
     async def _connect_namespace(self, name: str, auth: dict[str, Any]) -> None:
         try:
-            nsp = self.server._nsps.get(name)
-            if nsp is None:
-                nsp = await self.server._check_namespace(name, auth)
+            nsp = await self.server.find_namespace(name, auth)
             if nsp is None:
                 logger.warning(
                     "refused a connection to unknown namespace %r from %s: the server has no "
@@ -178,7 +174,7 @@ class Client:
                 )
                 self.write(Packet(PacketType.CONNECT_ERROR, name, {"message": "Invalid namespace"}))
                 return
-            await nsp._add(self, auth)
+            await nsp.add_client(self, auth)
         finally:
             if self._connecting is not None:
                 self._connecting.discard(name)
@@ -209,13 +205,13 @@ class Client:
     def _connect_failed(self, exc: BaseException) -> None:
         logger.error("connecting a namespace failed", exc_info=exc)
 
-    def accepted(self, socket: Socket) -> None:
+    def accepted(self, socket: HostedSocket) -> None:
         self.sockets[socket.nsp.name] = socket
         if self._connect_timer is not None:
             self._connect_timer.cancel()
             self._connect_timer = None
 
-    def remove(self, socket: Socket) -> None:
+    def remove(self, socket: HostedSocket) -> None:
         if self.sockets.get(socket.nsp.name) is socket:
             del self.sockets[socket.nsp.name]
 
@@ -265,15 +261,15 @@ class Client:
                 self.conn.id,
                 self.server.connect_timeout,
             )
-            self._close("forced server close", None)
+            self._close(DisconnectReason.FORCED_SERVER_CLOSE, None)
 
     def disconnect_all(self) -> None:
         """``socket.disconnect(close=True)``: every namespace, then the connection."""
         for socket in list(self.sockets.values()):
             socket.disconnect()
-        self._close("forced server close", None)
+        self._close(DisconnectReason.FORCED_SERVER_CLOSE, None)
 
-    def _close(self, reason: str, description: Any) -> None:
+    def _close(self, reason: DisconnectReason, description: Any) -> None:
         # Sockets learn the reason first: closing the engine fires its own "close" event
         # ("forced close"), which then finds this client closed.
         self._on_close(reason, description)
@@ -281,8 +277,11 @@ class Client:
             self.conn.close()
 
     def _on_close(self, reason: str, description: Any = None) -> None:
+        """The engine session closed (its reason, one of :class:`DisconnectReason`'s strings)
+        or :meth:`_close` closes it."""
         if self._closed:
             return
+        reason = DisconnectReason.of(reason)
         self._closed = True
         if self._connect_timer is not None:
             self._connect_timer.cancel()
@@ -290,9 +289,12 @@ class Client:
         self.conn.on_message(_ignore)
         self._backlog = None  # events read but not started yet: dropped with the connection
         for socket in list(self.sockets.values()):
-            socket._on_close(reason, description)
+            socket.handle_close(reason, description)
         self.sockets.clear()
         self.decoder.reset()
+
+
+_ACK = PacketType.ACK
 
 
 def _ignore(_value: Any) -> None:

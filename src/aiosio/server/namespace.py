@@ -8,27 +8,20 @@ import inspect
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import Any, TypeVar, overload
 
+from aiosio._eager import Callback, call_async, invoke, run_eager
 from aiosio.errors import ConnectionRefused
 from aiosio.protocol.socketio import Packet, PacketType
-from aiosio.server.adapter import (
-    Adapter,
-    BroadcastFlags,
-    PersistedSession,
-    SocketId,
-    new_pid,
-)
+from aiosio.server.adapter import Adapter, LocalSocket, Recovery, SocketId, new_pid
 from aiosio.server.broadcast import BroadcastOperator
+from aiosio.server.handlers import Handlers
+from aiosio.server.interfaces import NamespaceOwner, SocketHost
 from aiosio.server.socket import Socket
-
-if TYPE_CHECKING:
-    from aiosio.server.client import Client
-    from aiosio.server.server import Server
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["Namespace", "NamespaceMatcher"]
+__all__ = ["DynamicNamespace", "Namespace", "NamespaceMatcher"]
 
 logger = logging.getLogger("aiosio.server")
 
@@ -39,29 +32,17 @@ NamespaceMatcher = Callable[[str, dict[str, Any]], bool | Awaitable[bool]]
 # Children of one dynamic namespace past which, if they stay when empty, a warning says so once.
 MANY_CHILDREN = 1000
 
-LIFECYCLE = frozenset({"connect", "connection", "disconnecting", "disconnect"})
-
-RECOVERABLE = frozenset(
-    {
-        "transport error",
-        "transport close",
-        "forced close",
-        "ping timeout",
-        "server shutting down",
-        "forced server close",
-    }
+# Names server_side_emit may not send: the reference's reserved names for server-side events.
+SERVER_SIDE_RESERVED = frozenset(
+    {"connect", "connection", "new_namespace", "disconnect", "disconnecting"}
 )
 
 
-class _Registry:
-    """Handlers and connection middlewares, shared by namespaces and dynamic namespace
-    families. Lifecycle handlers are kept apart from event handlers: a client event named
-    "connection" must never run the connection handler."""
+class _Registration:
+    """Registering handlers and connection middlewares, shared by namespaces and dynamic
+    namespace families (whose children get a copy)."""
 
-    def __init__(self) -> None:
-        self._handlers: dict[str, Handler] = {}
-        self._lifecycle: dict[str, Handler] = {}
-        self._middlewares: list[Middleware] = []
+    handlers: Handlers
 
     @overload
     def on(self, event: str) -> Callable[[F], F]: ...
@@ -70,13 +51,34 @@ class _Registry:
     def on(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
         """Register the handler of ``event`` (one per event): ``connection`` / ``connect``
         (socket), ``disconnecting`` / ``disconnect`` (socket, reason, description), or a client
-        event (socket, *args)."""
+        event (socket, *args). Events another server sends with ``server_side_emit`` have
+        their own registration: :meth:`on_server_side`."""
 
         def register(fn: F) -> F:
-            if event in LIFECYCLE:
-                self._lifecycle["connection" if event == "connect" else event] = fn
-            else:
-                self._handlers[event] = fn
+            self.handlers.add(event, fn)
+            return fn
+
+        return register if handler is None else register(handler)
+
+    @overload
+    def on_server_side(self, event: str) -> Callable[[F], F]: ...
+    @overload
+    def on_server_side(self, event: str, handler: F) -> F: ...
+    def on_server_side(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
+        """Register the handler of a server-side event: what another server of the cluster
+        (aiosio or Node, through a cluster adapter) sends with ``server_side_emit(event,
+        *args)`` (Node: ``io.serverSideEmit``). It is called as ``handler(*args)``, sync or
+        async; when the sender waits for acknowledgements (``server_side_emit_with_ack``) the
+        value it returns is this server's reply. One handler per event.
+
+        Client events and server-side events are kept apart, as Node keeps ``socket.on`` and
+        ``io.on``: a client event ``"x"`` never reaches this handler, and ``server_side_emit
+        ("x")`` never reaches ``@sio.on("x")``, so a cluster may use one name for both. (A
+        server-side event with no handler here still reaches an ``@sio.on`` handler of the same
+        name, with a deprecation warning logged once: register it here instead.)"""
+
+        def register(fn: F) -> F:
+            self.handlers.add_server_side(event, fn)
             return fn
 
         return register if handler is None else register(handler)
@@ -88,34 +90,45 @@ class _Registry:
     def use(self, middleware: Middleware) -> Middleware:
         """Connection middleware ``fn(socket)``, sync or async, run in registration order before
         the socket is accepted; raise :class:`aiosio.ConnectionRefused` to refuse it."""
-        self._middlewares.append(middleware)
+        self.handlers.add_middleware(middleware)
         return middleware
 
 
-class Namespace(_Registry):
+class Namespace(_Registration):
     """A namespace. ``@nsp.on("connection")`` receives each socket once it is accepted;
     ``@nsp.on("event")`` handles an event from any of its sockets (socket first, then the
     arguments; the return value answers the acknowledgement)."""
 
-    def __init__(self, server: Server, name: str) -> None:
+    def __init__(
+        self,
+        server: NamespaceOwner,
+        name: str,
+        *,
+        handlers: Handlers | None = None,
+        parent: DynamicNamespace | None = None,
+    ) -> None:
         self.server = server
         self.name = name
-        super().__init__()
+        self.handlers = handlers if handlers is not None else Handlers()
         self.sockets: dict[SocketId, Socket] = {}
         self._ack_counter = 0
         self._connecting = 0  # CONNECTs being handled (middlewares running)
         # The dynamic namespace that created this one, when it removes its empty children.
-        self._removed_when_empty: DynamicNamespace | None = None
-        self.adapter: Adapter = server._make_adapter(self)
+        self._removed_when_empty = parent
+        self._warned_server_side: set[str] | None = None
+        self.adapter: Adapter = server.make_adapter(self)
 
     def __repr__(self) -> str:
         return f"<aiosio.Namespace {self.name!r} sockets={len(self.sockets)}>"
 
     @property
+    def recovery(self) -> Recovery | None:
+        """Connection state recovery, when the server has it on."""
+        return self.server.connection_state_recovery
+
+    @property
     def recovery_enabled(self) -> bool:
         return self.server.connection_state_recovery is not None
-
-    # -- registration ---------------------------------------------------------------------------
 
     # -- broadcasting -----------------------------------------------------------------------------
 
@@ -168,7 +181,8 @@ class Namespace(_Registry):
         self._operator().disconnect_sockets(close)
 
     def server_side_emit(self, event: str, *args: Any) -> None:
-        """Send an event to the other servers of the cluster (their ``on(event)`` handlers)."""
+        """Send an event to the other servers of the cluster: their :meth:`on_server_side`
+        handlers (Node: ``io.on``) receive ``*args``."""
         _check_server_side_event(event)
         self.adapter.server_side_emit([event, *args])
 
@@ -179,38 +193,57 @@ class Namespace(_Registry):
         _check_server_side_event(event)
         return await self.adapter.server_side_emit_with_ack([event, *args], timeout)
 
-    # -- adapter view ---------------------------------------------------------------------------
+    # -- what the adapter sees (NamespaceView) ----------------------------------------------------
 
-    def _next_ack_id(self) -> int:
+    def next_ack_id(self) -> int:
         ack_id = self._ack_counter
         self._ack_counter += 1
         return ack_id
 
-    def _on_server_side_emit(
+    def receive_server_side_emit(
         self, args: list[Any], reply: Callable[[list[Any]], None] | None
     ) -> None:
-        handler = self._handlers.get(str(args[0]))
+        """An event another server sent with ``server_side_emit``: to its
+        :meth:`on_server_side` handler, called with the arguments; what it returns answers
+        ``reply``."""
+        name = str(args[0])
+        handler = self.handlers.server_side.get(name)
         if handler is None:
+            handler = self.handlers.events.get(name)
+            if handler is None:
+                return
+            self._warn_server_side_on(name)
+
+        def answer(value: Any) -> None:
+            if reply is not None:
+                reply([value])
+
+        def failed(exc: BaseException) -> None:
+            logger.error("server-side handler of %r raised", name, exc_info=exc)
+
+        invoke(handler, args[1:], answer, failed)
+
+    def _warn_server_side_on(self, name: str) -> None:
+        warned = self._warned_server_side
+        if warned is None:
+            warned = self._warned_server_side = set()
+        if name in warned:
             return
-        try:
-            result = handler(*args[1:])
-        except Exception:
-            logger.exception("server-side handler of %r raised", args[0])
-            return
-        if inspect.iscoroutine(result):
-            from aiosio._eager import run_eager
+        warned.add(name)
+        logger.warning(
+            "deprecated: the server-side event %r (server_side_emit from another server) ran "
+            "the handler registered with on(%r) on namespace %s, which is for client events; "
+            "register it with on_server_side(%r) instead (it is then no longer called for "
+            "server-side events)",
+            name,
+            name,
+            self.name,
+            name,
+        )
 
-            run_eager(
-                result,
-                lambda value: reply([value]) if reply else None,
-                lambda exc: logger.error("server-side handler raised", exc_info=exc),
-            )
-        elif reply is not None:
-            reply([result])
+    # -- connecting (what a connection sees: ConnectableNamespace) --------------------------------
 
-    # -- connecting -----------------------------------------------------------------------------
-
-    async def _add(self, client: Client, auth: dict[str, Any]) -> None:
+    async def add_client(self, client: SocketHost, auth: dict[str, Any]) -> None:
         """A client asked to connect: restore or create its socket, run the middlewares, accept
         or refuse (namespace.ts ``_add``)."""
         self._connecting += 1
@@ -220,61 +253,40 @@ class Namespace(_Registry):
             self._connecting -= 1
             self._remove_if_empty()
 
-    async def _connect_socket(self, client: Client, auth: dict[str, Any]) -> None:
+    async def _connect_socket(self, client: SocketHost, auth: dict[str, Any]) -> None:
         socket = self._create_socket(client, auth)
         recovery = self.server.connection_state_recovery
         if not (recovery is not None and recovery.skip_middlewares and socket.recovered):
             try:
-                for middleware in self._middlewares:
-                    result = middleware(socket)
-                    if inspect.isawaitable(result):
-                        await result
+                for middleware in self.handlers.middlewares:
+                    await call_async(middleware, socket)
             except Exception as exc:  # noqa: BLE001 - any middleware error refuses the socket
-                if client.conn.ready_state != "open":
-                    socket._cleanup()
-                    return
-                socket._cleanup()
-                self._refuse(client, socket, exc)
+                socket.discard()
+                if client.conn.ready_state == "open":
+                    self._refuse(client, socket, exc)
                 return
         if client.conn.ready_state != "open":
-            socket._cleanup()
+            socket.discard()
             return
-        self._do_connect(client, socket)
+        self.sockets[socket.id] = socket
+        socket.accept()
 
-    def _create_socket(self, client: Client, auth: dict[str, Any]) -> Socket:
-        if client.conn.protocol == 3:
-            sid = SocketId(client.conn.id if self.name == "/" else f"{self.name}#{client.conn.id}")
+    def _create_socket(self, client: SocketHost, auth: dict[str, Any]) -> Socket:
+        conn = client.conn
+        if conn.protocol == 3:
+            sid = SocketId(conn.id if self.name == "/" else f"{self.name}#{conn.id}")
         else:
             sid = SocketId(new_pid())
         pid = auth.get("pid")
         offset = auth.get("offset")
-        if self.recovery_enabled and isinstance(pid, str) and isinstance(offset, str):
+        recovering = self.recovery_enabled
+        if recovering and isinstance(pid, str) and isinstance(offset, str):
             session = self.adapter.restore_session(pid, offset)
             if session is not None:
-                return self._restored_socket(client, auth, session)
-        return Socket(
-            self,
-            client,
-            auth,
-            sid=sid,
-            pid=new_pid() if self.recovery_enabled else None,
-        )
+                return Socket(self, client, auth, sid=session.sid, restored=session)
+        return Socket(self, client, auth, sid=sid, pid=new_pid() if recovering else None)
 
-    def _restored_socket(
-        self, client: Client, auth: dict[str, Any], session: PersistedSession
-    ) -> Socket:
-        socket = Socket(self, client, auth, sid=session.sid, pid=session.pid)
-        socket.recovered = True
-        socket.data = session.data
-        # Rooms are joined once the socket is accepted (a socket joins no room before every
-        # middleware accepted it), in _do_connect.
-        socket._restored_rooms = [room for room in session.rooms if room != socket.id]
-        # The reference writes the missed packets before the CONNECT packet.
-        for data in session.missed_packets:
-            socket._write(Packet(PacketType.EVENT, self.name, data), BroadcastFlags())
-        return socket
-
-    def _refuse(self, client: Client, socket: Socket, exc: Exception) -> None:
+    def _refuse(self, client: SocketHost, socket: Socket, exc: Exception) -> None:
         if isinstance(exc, ConnectionRefused):
             message, data = exc.message, exc.data
         else:
@@ -300,28 +312,10 @@ class Namespace(_Registry):
             payload = {"message": message} if data is None else {"message": message, "data": data}
         client.write(Packet(PacketType.CONNECT_ERROR, self.name, payload))
 
-    def _do_connect(self, client: Client, socket: Socket) -> None:
-        self.sockets[socket.id] = socket
-        if socket._restored_rooms:
-            self.adapter.add_all(socket.id, socket._restored_rooms)
-        socket._on_connect()
-        client.accepted(socket)
-        handler = self._lifecycle.get("connection")
-        if handler is not None:
-            socket._call_safely(handler, (socket,))
+    # -- what a socket sees (NamespaceHost) -------------------------------------------------------
 
-    def _on_socket_closing(self, socket: Socket, reason: str, description: Any) -> None:
-        if self.recovery_enabled and reason in RECOVERABLE and socket.pid is not None:
-            self.adapter.persist_session(
-                PersistedSession(
-                    sid=socket.id,
-                    pid=socket.pid,
-                    rooms=sorted(socket.rooms),
-                    data=socket.data,
-                )
-            )
-
-    def _remove(self, socket: Socket) -> None:
+    def remove(self, socket: LocalSocket) -> None:
+        """``socket`` left the namespace."""
         if self.sockets.get(socket.id) is socket:
             del self.sockets[socket.id]
         self._remove_if_empty()
@@ -336,34 +330,31 @@ class Namespace(_Registry):
         parent._remove_child(self)
 
 
-class DynamicNamespace(_Registry):
+class DynamicNamespace(_Registration):
     """A family of namespaces created on first connection (``sio.of(regex)`` or a callable).
     Children get the handlers and middlewares registered here (those registered before the
     child was created, as the reference)."""
 
-    def __init__(self, server: Server, matcher: re.Pattern[str] | NamespaceMatcher) -> None:
+    def __init__(self, server: NamespaceOwner, matcher: re.Pattern[str] | NamespaceMatcher) -> None:
         self.server = server
         self.matcher = matcher
-        super().__init__()
+        self.handlers = Handlers()
         self.children: dict[str, Namespace] = {}
+        self._matcher = None if isinstance(matcher, re.Pattern) else Callback(matcher)
 
     async def matches(self, name: str, auth: dict[str, Any]) -> bool:
         if isinstance(self.matcher, re.Pattern):
             return self.matcher.search(name) is not None
-        result = self.matcher(name, auth)
-        if inspect.isawaitable(result):
-            result = await result
-        return bool(result)
+        assert self._matcher is not None
+        return bool(await call_async(self._matcher, name, auth))
 
     def create_child(self, name: str) -> Namespace:
-        child = Namespace(self.server, name)
-        child._handlers = dict(self._handlers)
-        child._lifecycle = dict(self._lifecycle)
-        child._middlewares = list(self._middlewares)
-        if self.server.cleanup_empty_child_namespaces:
-            child._removed_when_empty = self
+        cleanup = self.server.cleanup_empty_child_namespaces
+        child = Namespace(
+            self.server, name, handlers=self.handlers.copy(), parent=self if cleanup else None
+        )
         self.children[name] = child
-        if len(self.children) == MANY_CHILDREN and not self.server.cleanup_empty_child_namespaces:
+        if len(self.children) == MANY_CHILDREN and not cleanup:
             logger.warning(
                 "the dynamic namespace %s has %d child namespaces, and they stay when empty: "
                 "each name a client connects to is kept; set "
@@ -377,11 +368,9 @@ class DynamicNamespace(_Registry):
         logger.debug("removing the empty child namespace %s", child.name)
         if self.children.get(child.name) is child:
             del self.children[child.name]
-        self.server._forget_namespace(child)
+        self.server.namespace_removed(child)
         result = child.adapter.close()
         if inspect.iscoroutine(result):
-            from aiosio._eager import run_eager
-
             run_eager(
                 result,
                 _ignore,
@@ -406,5 +395,5 @@ def _describe(matcher: re.Pattern[str] | NamespaceMatcher) -> str:
 
 
 def _check_server_side_event(event: str) -> None:
-    if event in ("connect", "connection", "new_namespace", "disconnect", "disconnecting"):
+    if event in SERVER_SIDE_RESERVED:
         raise ValueError(f"{event!r} is a reserved event name")

@@ -5,43 +5,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, TypeVar, overload
 
 from aiosio.engine.http import HttpRequest, HttpResponse, WebSocketAccept
 from aiosio.engine.server import AllowRequest, Cookie, EngineServer, EngineSocket
 from aiosio.protocol.cors import Cors
+from aiosio.protocol.reasons import DisconnectReason
 from aiosio.protocol.socketio import Limits
-from aiosio.server.adapter import Adapter, InMemoryAdapter, NamespaceView, RecoveryAdapter
+from aiosio.server.adapter import (
+    Adapter,
+    InMemoryAdapter,
+    NamespaceView,
+    Recovery,
+    RecoveryAdapter,
+)
 from aiosio.server.broadcast import BroadcastOperator
 from aiosio.server.client import Client
 from aiosio.server.namespace import DynamicNamespace, Namespace, NamespaceMatcher
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["Recovery", "Server"]
+__all__ = ["AdapterFactory", "Recovery", "Server"]
 
 logger = logging.getLogger("aiosio.server")
 
 AdapterFactory = Callable[[NamespaceView], Adapter]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Recovery:
-    """Connection state recovery: a client that lost its connection for less than
-    ``max_disconnection_duration`` seconds gets its id, rooms and data back and the events it
-    missed; ``skip_middlewares`` skips the connection middlewares for it."""
-
-    max_disconnection_duration: float = 120.0
-    skip_middlewares: bool = True
-
-    def __post_init__(self) -> None:
-        if self.max_disconnection_duration <= 0:
-            raise ValueError(
-                "max_disconnection_duration must be a positive number of seconds, "
-                f"got {self.max_disconnection_duration!r}"
-            )
 
 
 class Server:
@@ -175,7 +165,19 @@ class Server:
         self._dynamic.append(family)
         return family
 
-    async def _check_namespace(self, name: str, auth: dict[str, Any]) -> Namespace | None:
+    @property
+    def namespaces(self) -> Mapping[str, Namespace]:
+        """The namespaces of this server by name, read-only: those declared with :meth:`of` and
+        the children dynamic namespaces created (until they are removed when empty, with
+        ``cleanup_empty_child_namespaces``)."""
+        return MappingProxyType(self._nsps)
+
+    async def find_namespace(self, name: str, auth: dict[str, Any]) -> Namespace | None:
+        """The namespace a client asks for: an existing one, or a child of the first dynamic
+        namespace whose matcher accepts ``name`` (and ``auth``), or ``None``."""
+        existing = self._nsps.get(name)
+        if existing is not None:
+            return existing
         for family in self._dynamic:
             try:
                 allowed = await family.matches(name, auth)
@@ -191,12 +193,29 @@ class Server:
                 return child
         return None
 
-    def _forget_namespace(self, nsp: Namespace) -> None:
+    def namespace_removed(self, nsp: NamespaceView) -> None:
         """An empty child namespace is removed (``cleanup_empty_child_namespaces``)."""
         if self._nsps.get(nsp.name) is nsp:
             del self._nsps[nsp.name]
 
-    def _make_adapter(self, nsp: NamespaceView) -> Adapter:
+    # -- adapters -------------------------------------------------------------------------------
+
+    @property
+    def adapter_factory(self) -> AdapterFactory | None:
+        """The ``adapter`` option: what makes each namespace's adapter (``None``: in-memory)."""
+        return self._adapter_factory
+
+    def set_adapter(self, factory: AdapterFactory) -> None:
+        """Use ``factory`` (such as a :class:`~aiosio.adapters.RedisAdapter`) for the adapter of
+        every namespace, those that exist included: for a launcher that decides on the cluster
+        after the application built its server (``aiosio serve --workers``). Call it before the
+        server serves: sockets already connected stay in their old adapter's rooms."""
+        self._adapter_factory = factory
+        for nsp in self._nsps.values():
+            nsp.adapter = factory(nsp)
+
+    def make_adapter(self, nsp: NamespaceView) -> Adapter:
+        """The adapter of a new namespace."""
         if self._adapter_factory is not None:
             return self._adapter_factory(nsp)
         recovery = self.connection_state_recovery
@@ -215,6 +234,17 @@ class Server:
         if handler is None:
             return self.sockets.on(event)
         return self.sockets.on(event, handler)
+
+    @overload
+    def on_server_side(self, event: str) -> Callable[[F], F]: ...
+    @overload
+    def on_server_side(self, event: str, handler: F) -> F: ...
+    def on_server_side(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
+        """Handlers of the main namespace's server-side events, what other servers send with
+        ``server_side_emit`` (see :meth:`Namespace.on_server_side`)."""
+        if handler is None:
+            return self.sockets.on_server_side(event)
+        return self.sockets.on_server_side(event, handler)
 
     def event(self, handler: Callable[..., Any]) -> Callable[..., Any]:
         return self.sockets.event(handler)
@@ -292,7 +322,7 @@ class Server:
         """Disconnect every socket (``server shutting down``) and close every session."""
         for nsp in list(self._nsps.values()):
             for socket in list(nsp.sockets.values()):
-                socket._on_close("server shutting down", None)
+                socket.handle_close(DisconnectReason.SERVER_SHUTTING_DOWN)
         # Empty child namespaces removed meanwhile (cleanup_empty_child_namespaces) closed
         # their adapter as they went.
         for nsp in list(self._nsps.values()):

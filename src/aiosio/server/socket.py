@@ -3,30 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import functools
-import inspect
 import logging
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from types import CoroutineType
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import Any, TypeVar, overload
 
-from aiosio._eager import run_eager
+from aiosio._eager import Callback, invoke
 from aiosio._encodable import ENCODE_ERRORS, args_paths, encoding_error, raise_encoding_error
 from aiosio.engine.server import EngineSocket, PreparedMessage
 from aiosio.errors import AckTimeout, Disconnected
-from aiosio.protocol.socketio import RESERVED_EVENTS, Packet, PacketType
-from aiosio.server.adapter import BroadcastFlags, BroadcastOptions, Room, SocketId
-
-if TYPE_CHECKING:
-    from aiosio.server.broadcast import BroadcastOperator
-    from aiosio.server.client import Client
-    from aiosio.server.namespace import Namespace
+from aiosio.protocol.reasons import RECOVERABLE, DisconnectReason
+from aiosio.protocol.socketio import Packet, PacketType, check_event_name
+from aiosio.server.adapter import (
+    BroadcastFlags,
+    BroadcastOptions,
+    PersistedSession,
+    Room,
+    SocketId,
+)
+from aiosio.server.broadcast import BroadcastOperator
+from aiosio.server.interfaces import NamespaceHost, SocketHost
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["Handshake", "Socket"]
+__all__ = ["Handshake", "Socket", "SocketState"]
 
 logger = logging.getLogger("aiosio.server")
 
@@ -54,6 +57,26 @@ def _js_date(now: float) -> str:
     return time.strftime("%a %b %d %Y %H:%M:%S GMT+0000 (Coordinated Universal Time)", tm)
 
 
+class SocketState(enum.Enum):
+    """Where a socket is in its life; every transition is in :class:`Socket`.
+
+    ::
+
+        CONNECTING --accept()--> CONNECTED --handle_close()--> DISCONNECTING --> DISCONNECTED
+            |                                                   (its ``disconnecting``
+            +--discard() (refused by a middleware, or the       handlers run here)
+               connection closed meanwhile)-------------------------------------^
+    """
+
+    CONNECTING = "connecting"  # created; the namespace's middlewares are running
+    CONNECTED = "connected"  # accepted: receives events, is in its rooms
+    DISCONNECTING = "disconnecting"  # leaving: still in its rooms, no more events
+    DISCONNECTED = "disconnected"  # gone: in no room, joins nothing
+
+
+_CONNECTED = SocketState.CONNECTED  # read on every packet: Python 3.11 enum access is a call
+
+
 class Socket:
     """A client connected to a namespace.
 
@@ -61,35 +84,48 @@ class Socket:
     called with this socket then the arguments) and to this socket's own handlers
     (``socket.on("chat", fn)``, called with the arguments only). The value a handler returns
     answers the client's acknowledgement.
+
+    The methods under "the server's side" are called by the connection, the namespace and the
+    adapter (they implement :class:`~aiosio.server.interfaces.HostedSocket` and
+    :class:`~aiosio.server.adapter.LocalSocket`); applications do not need them.
     """
 
     def __init__(
         self,
-        nsp: Namespace,
-        client: Client,
+        nsp: NamespaceHost,
+        client: SocketHost,
         auth: dict[str, Any],
         *,
         sid: SocketId,
         pid: str | None = None,
+        restored: PersistedSession | None = None,
     ) -> None:
         self.nsp = nsp
         self.client = client
         self._conn = client.conn  # what a broadcast writes to, without the Client in between
         self.id = sid
         self.pid = pid
-        self.connected = False
-        self.recovered = False
+        self.state = SocketState.CONNECTING
+        self.recovered = restored is not None
         self.data: dict[str, Any] = {}
-        self.handshake = _build_handshake(client.conn, auth, client.server.proxy_header)
-        self._handlers: dict[str, list[Handler]] = {}
-        self._any: list[Handler] = []
-        self._any_outgoing: list[Handler] = []
-        self._middlewares: list[Handler] = []
+        self.handshake = _build_handshake(client.conn, auth, client.proxy_header)
+        self._handlers: dict[str, list[Callback]] = {}
+        self._any: list[Callback] = []
+        self._any_outgoing: list[Callback] = []
+        self._middlewares: list[Callback] = []
         self._acks: dict[int, Callable[[list[Any]], None]] = {}
         self._ack_failures: dict[int, Callable[[BaseException], None]] = {}
         self._flags = BroadcastFlags()
-        self._cleaned = False
         self._restored_rooms: list[Room] = []
+        if restored is not None:
+            self.pid = restored.pid
+            self.data = restored.data
+            # Rooms are joined once the socket is accepted (a socket joins no room before
+            # every middleware accepted it), in accept().
+            self._restored_rooms = [room for room in restored.rooms if room != self.id]
+            # The reference writes the missed packets before the CONNECT packet.
+            for data in restored.missed_packets:
+                self._write(Packet(PacketType.EVENT, nsp.name, data), BroadcastFlags())
 
     def __repr__(self) -> str:
         return f"<aiosio.Socket {self.id} nsp={self.nsp.name!r} connected={self.connected}>"
@@ -100,6 +136,13 @@ class Socket:
     def conn(self) -> EngineSocket:
         """The Engine.IO session under this socket (transport name, upgrade events)."""
         return self._conn
+
+    @property
+    def connected(self) -> bool:
+        """True from its acceptance until it left, its ``disconnecting`` handlers included (as
+        the reference)."""
+        state = self.state
+        return state is _CONNECTED or state is SocketState.DISCONNECTING
 
     @property
     def disconnected(self) -> bool:
@@ -120,7 +163,7 @@ class Socket:
         """Register a handler for one event of this socket (called with the arguments only)."""
 
         def register(fn: F) -> F:
-            self._handlers.setdefault(event, []).append(fn)
+            self._handlers.setdefault(event, []).append(Callback(fn))
             return fn
 
         return register if handler is None else register(handler)
@@ -128,42 +171,46 @@ class Socket:
     def off(self, event: str, handler: Handler | None = None) -> None:
         if handler is None:
             self._handlers.pop(event, None)
-        elif handler in self._handlers.get(event, ()):
-            self._handlers[event].remove(handler)
+            return
+        handlers = self._handlers.get(event, [])
+        for i, callback in enumerate(handlers):
+            if callback.fn == handler:
+                del handlers[i]
+                break
+        if not handlers:
+            self._handlers.pop(event, None)
 
     def on_any(self, handler: Handler) -> Handler:
         """``handler(event, *args)`` for every event received (before ``use`` middleware)."""
-        self._any.append(handler)
+        self._any.append(Callback(handler))
         return handler
 
     def off_any(self, handler: Handler | None = None) -> None:
-        self._any = [] if handler is None else [h for h in self._any if h is not handler]
+        self._any = [] if handler is None else _without(self._any, handler)
 
     def on_any_outgoing(self, handler: Handler) -> Handler:
         """``handler(event, *args)`` for every event sent to this client (emits and broadcasts)."""
-        self._any_outgoing.append(handler)
+        self._any_outgoing.append(Callback(handler))
         return handler
 
     def off_any_outgoing(self, handler: Handler | None = None) -> None:
-        self._any_outgoing = (
-            [] if handler is None else [h for h in self._any_outgoing if h is not handler]
-        )
+        self._any_outgoing = [] if handler is None else _without(self._any_outgoing, handler)
 
     def use(self, middleware: Handler) -> Handler:
         """Per-packet middleware ``fn(event, args)``: raise to drop the packet (the exception is
         passed to this socket's ``error`` handlers); may be async."""
-        self._middlewares.append(middleware)
+        self._middlewares.append(Callback(middleware))
         return middleware
 
     # -- emitting ---------------------------------------------------------------------------------
 
     def emit(self, event: str, *args: Any) -> None:
         """Send an event to this client; non-blocking."""
-        _check_event_name(event)
+        check_event_name(event)
         flags, self._flags = self._flags, BroadcastFlags()
         packet = Packet(PacketType.EVENT, self.nsp.name, [event, *args])
         try:
-            if self.nsp.recovery_enabled:
+            if self.nsp.recovery is not None:
                 # With recovery, events go through the adapter so they get an offset.
                 self.nsp.adapter.broadcast(
                     packet, BroadcastOptions(rooms=frozenset({self.id}), flags=flags)
@@ -178,18 +225,21 @@ class Socket:
         """``emit("message", *args)``."""
         self.emit("message", *args)
 
-    async def emit_with_ack(self, event: str, *args: Any) -> Any:
+    def emit_with_ack(self, event: str, *args: Any) -> Awaitable[Any]:
         """Send an event and wait for the client's acknowledgement; returns its first argument
         (``None`` when it sent none). With ``socket.timeout(s)``, raises :class:`AckTimeout`
-        after ``s`` seconds; raises :class:`Disconnected` if the connection ends first."""
-        replies = await self.emit_with_ack_all(event, *args)
-        return replies[0] if replies else None
+        after ``s`` seconds; raises :class:`Disconnected` if the connection ends first.
 
-    async def emit_with_ack_all(self, event: str, *args: Any) -> list[Any]:
+        The event is sent at the call, with the flags set for it (``timeout``, ``volatile``),
+        as ``socket.timeout(s).emitWithAck()`` does: a second call made before the first is
+        awaited has its own flags and goes out after it."""
+        return _first(self.emit_with_ack_all(event, *args))
+
+    def emit_with_ack_all(self, event: str, *args: Any) -> Awaitable[list[Any]]:
         """Like :meth:`emit_with_ack` but returns every argument of the acknowledgement."""
-        _check_event_name(event)
+        check_event_name(event)
         flags, self._flags = self._flags, BroadcastFlags()
-        ack_id = self.nsp._next_ack_id()
+        ack_id = self.nsp.next_ack_id()
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
 
         def resolve(args: list[Any]) -> None:
@@ -205,36 +255,35 @@ class Socket:
         packet = Packet(PacketType.EVENT, self.nsp.name, [event, *args], ack_id)
         try:
             self._notify_outgoing(packet.data)
-            try:
-                self._write(packet, flags)
-            except ENCODE_ERRORS as exc:
-                raise_encoding_error(f"socket.emit_with_ack({event!r})", args_paths(args), exc)
-            if flags.timeout is None:
+            self._write(packet, flags)
+        except ENCODE_ERRORS as exc:
+            self._drop_ack(ack_id)
+            raise_encoding_error(f"socket.emit_with_ack({event!r})", args_paths(args), exc)
+        except BaseException:
+            self._drop_ack(ack_id)
+            raise
+        return self._ack_of(future, ack_id, event, flags.timeout)
+
+    async def _ack_of(
+        self, future: asyncio.Future[list[Any]], ack_id: int, event: str, timeout: float | None
+    ) -> list[Any]:
+        try:
+            if timeout is None:
                 return await future
-            return await asyncio.wait_for(future, flags.timeout)
+            return await asyncio.wait_for(future, timeout)
         except TimeoutError:
             raise AckTimeout(
-                f"socket {self.id} did not acknowledge {event!r} within {flags.timeout}s"
+                f"socket {self.id} did not acknowledge {event!r} within {timeout}s"
             ) from None
         finally:
-            self._acks.pop(ack_id, None)
-            self._ack_failures.pop(ack_id, None)
+            self._drop_ack(ack_id)
+
+    def _drop_ack(self, ack_id: int) -> None:
+        self._acks.pop(ack_id, None)
+        self._ack_failures.pop(ack_id, None)
 
     def _write(self, packet: Packet, flags: BroadcastFlags) -> None:
         self.client.write(packet, volatile=flags.volatile)
-
-    def _deliver(
-        self, packet: Packet, messages: Sequence[PreparedMessage], flags: BroadcastFlags
-    ) -> None:
-        """Adapter entry point: write a broadcast prepared once for every recipient. Straight to
-        the engine socket: with thousands of recipients each object read is a cache miss."""
-        if self._any_outgoing:
-            self._notify_outgoing(packet.data)
-        conn = self._conn
-        if flags.volatile and not conn.writable:
-            return
-        for message in messages:
-            conn.send_prepared(message)
 
     def _notify_outgoing(self, data: list[Any]) -> None:
         for handler in tuple(self._any_outgoing):
@@ -260,8 +309,6 @@ class Socket:
     # broadcasting from this socket ---------------------------------------------------------------
 
     def _operator(self) -> BroadcastOperator:
-        from aiosio.server.broadcast import BroadcastOperator
-
         flags, self._flags = self._flags, BroadcastFlags()
         return BroadcastOperator(self.nsp.adapter, except_rooms=frozenset({self.id}), flags=flags)
 
@@ -287,13 +334,13 @@ class Socket:
 
     def join(self, *rooms: Room) -> None:
         """Join rooms. Another socket's id is not a room one may join."""
-        if self._cleaned:
+        if self.state is SocketState.DISCONNECTED:
             return
         adapter = self.nsp.adapter
         for room in rooms:
             if room != self.id and adapter.is_socket_id(room):
                 raise ValueError(f"room {room!r} is the id of another socket")
-        self.nsp.adapter.add_all(self.id, rooms)
+        adapter.add_all(self.id, rooms)
 
     def leave(self, room: Room) -> None:
         if room == self.id:
@@ -305,18 +352,26 @@ class Socket:
     def disconnect(self, close: bool = False) -> None:
         """Disconnect from this namespace (``server namespace disconnect``); with ``close``,
         close the whole connection and every namespace on it."""
-        if not self.connected:
+        if self.state is not _CONNECTED:
             return
         if close:
             self.client.disconnect_all()
             return
         self._write(Packet(PacketType.DISCONNECT, self.nsp.name), BroadcastFlags())
-        self._on_close("server namespace disconnect", None)
+        self.handle_close(DisconnectReason.SERVER_NAMESPACE_DISCONNECT)
 
-    # -- from the client ---------------------------------------------------------------------------
+    # -- the server's side: the namespace ---------------------------------------------------------
 
-    def _on_connect(self) -> None:
-        self.connected = True
+    def accept(self) -> None:
+        """Every middleware accepted the socket (CONNECTING -> CONNECTED): it joins its rooms,
+        the client gets the CONNECT packet, the connection routes packets to it, and the
+        namespace's ``connection`` handler runs."""
+        if self.state is not SocketState.CONNECTING:
+            return
+        self.state = _CONNECTED
+        if self._restored_rooms:
+            self.nsp.adapter.add_all(self.id, self._restored_rooms)
+            self._restored_rooms = []
         self.join(self.id)
         data: dict[str, Any] | None
         if self._conn.protocol == 3:
@@ -326,8 +381,42 @@ class Socket:
         else:
             data = {"sid": self.id}
         self._write(Packet(PacketType.CONNECT, self.nsp.name, data), BroadcastFlags())
+        self.client.accepted(self)
+        handler = self.nsp.handlers.lifecycle.get("connection")
+        if handler is not None:
+            self._call_safely(handler, (self,))
 
-    def _on_packet(self, packet: Packet) -> None:
+    def discard(self) -> None:
+        """The socket was refused, or its connection closed while it was being connected
+        (CONNECTING -> DISCONNECTED): it leaves whatever a middleware made it join."""
+        if self.state is SocketState.CONNECTING:
+            self._cleanup()
+
+    # -- the server's side: the adapter -----------------------------------------------------------
+
+    def deliver(
+        self, packet: Packet, messages: Sequence[PreparedMessage], flags: BroadcastFlags
+    ) -> None:
+        """Write a broadcast prepared once for every recipient. Straight to the engine socket:
+        with thousands of recipients each object read is a cache miss."""
+        if self._any_outgoing:
+            self._notify_outgoing(packet.data)
+        conn = self._conn
+        if flags.volatile and not conn.writable:
+            return
+        for message in messages:
+            conn.send_prepared(message)
+
+    def expect_ack(self, ack_id: int, callback: Callable[[list[Any]], None]) -> None:
+        self._acks[ack_id] = callback
+
+    def forget_ack(self, ack_id: int) -> None:
+        self._acks.pop(ack_id, None)
+
+    # -- the server's side: the connection --------------------------------------------------------
+
+    def handle_packet(self, packet: Packet) -> None:
+        """A packet from the client for this namespace."""
         ptype = packet.type
         if ptype is PacketType.EVENT:
             self._on_event(packet)
@@ -338,7 +427,37 @@ class Socket:
                 if callback is not None:
                     callback(packet.data)
         elif ptype is PacketType.DISCONNECT:
-            self._on_close("client namespace disconnect", None)
+            self.handle_close(DisconnectReason.CLIENT_NAMESPACE_DISCONNECT)
+
+    def handle_close(self, reason: str, description: Any = None) -> None:
+        """The socket leaves its namespace (CONNECTED -> DISCONNECTING -> DISCONNECTED):
+        ``disconnecting`` (rooms still there), then ``disconnect``; pending acknowledgements
+        fail with :class:`Disconnected`."""
+        if self.state is not _CONNECTED:
+            return
+        self.state = SocketState.DISCONNECTING
+        self._emit_local("disconnecting", reason, description)
+        recovery = self.nsp.recovery
+        if recovery is not None and reason in RECOVERABLE and self.pid is not None:
+            self.nsp.adapter.persist_session(
+                PersistedSession(
+                    sid=self.id, pid=self.pid, rooms=sorted(self.rooms), data=self.data
+                )
+            )
+        self._cleanup()
+        self.client.remove(self)
+        self._acks = {}
+        failures, self._ack_failures = self._ack_failures, {}
+        for fail in failures.values():
+            fail(Disconnected(f"socket {self.id} disconnected ({reason}) before acknowledging"))
+        self._emit_local("disconnect", reason, description)
+
+    def _cleanup(self) -> None:
+        self.state = SocketState.DISCONNECTED
+        self.nsp.adapter.delete_all(self.id)
+        self.nsp.remove(self)
+
+    # -- running handlers -------------------------------------------------------------------------
 
     def _on_event(self, packet: Packet) -> None:
         args: list[Any] = packet.data
@@ -352,17 +471,19 @@ class Socket:
         self._run_middlewares(event, args[1:], packet.id, 0)
 
     def _run_middlewares(self, event: Any, args: list[Any], ack_id: int | None, i: int) -> None:
-        while i < len(self._middlewares):
-            middleware = self._middlewares[i]
+        """Per-packet middlewares in order; each may be async: the next runs when it ends."""
+        middlewares = self._middlewares
+        while i < len(middlewares):
+            middleware = middlewares[i]
             i += 1
+            if middleware.is_async:
+                resume = functools.partial(self._resume_middlewares, event, args, ack_id, i)
+                self._run(middleware, (event, args), resume, self._emit_error)
+                return
             try:
-                result = middleware(event, args)
+                middleware.fn(event, args)
             except Exception as exc:  # noqa: BLE001 - a middleware refuses by raising
                 self._emit_error(exc)
-                return
-            if inspect.iscoroutine(result):
-                resume = functools.partial(self._resume_middlewares, event, args, ack_id, i)
-                self._run(result, resume, self._emit_error)
                 return
         self._dispatch(event, args, ack_id)
 
@@ -380,35 +501,40 @@ class Socket:
             self._call_safely(handler, [exc])
 
     def _dispatch(self, event: Any, args: list[Any], ack_id: int | None) -> None:
-        if not self.connected:
+        """Run the namespace's handler of ``event`` (socket, *args) and this socket's own
+        handlers (*args); the first value returned answers the client's acknowledgement."""
+        if self.state is not _CONNECTED:
             return
         name = event if type(event) is str else str(event)
-        handler = self.nsp._handlers.get(name)
-        if handler is not None and name not in self._handlers:
-            # The hot path: one namespace handler, no per-socket handler.
-            try:
-                result = handler(self, *args)
-            except Exception:
-                logger.exception("handler of event %r on %s raised", name, self.nsp.name)
-                return
-            if ack_id is None:
-                if isinstance(result, CoroutineType):
-                    self._run(result, _ignore, self._handler_failed(name))
-                return
-            if isinstance(result, CoroutineType):
-                self._run(
-                    result, functools.partial(self._ack, name, ack_id), self._handler_failed(name)
+        handler = self.nsp.handlers.events.get(name)
+        own = self._handlers.get(name) if self._handlers else None
+        failed = functools.partial(self._handler_failed, name)
+        if own is None:  # the hot path: the namespace's handler alone
+            if handler is not None:
+                on_result = (
+                    _ignore if ack_id is None else functools.partial(self._ack, name, ack_id)
                 )
-            else:
-                self._ack(name, ack_id, result)
+                self._run(handler, (self, *args), on_result, failed)
+            elif ack_id is not None:
+                logger.debug("no handler for event %r with ack on %s", name, self.nsp.name)
             return
-        self._dispatch_all(name, args, ack_id)
+        answered = False
 
-    def _handler_failed(self, name: str) -> Callable[[BaseException], None]:
-        def failed(exc: BaseException) -> None:
-            logger.error("handler of event %r on %s raised", name, self.nsp.name, exc_info=exc)
+        def answer(value: Any) -> None:
+            # Several handlers may return: the first answers the acknowledgement, once.
+            nonlocal answered
+            if ack_id is None or answered:
+                return
+            answered = True
+            self._ack(name, ack_id, value)
 
-        return failed
+        if handler is not None:
+            self._run(handler, (self, *args), answer, failed)
+        for callback in tuple(own):
+            self._run(callback, args, answer, failed)
+
+    def _handler_failed(self, name: str, exc: BaseException) -> None:
+        logger.error("handler of event %r on %s raised", name, self.nsp.name, exc_info=exc)
 
     def _ack(self, name: str, ack_id: int, value: Any) -> None:
         """Answer the client's acknowledgement ``ack_id`` with the return value of the handler
@@ -437,103 +563,28 @@ class Socket:
                 ack_id,
             )
 
-    def _dispatch_all(self, name: str, args: list[Any], ack_id: int | None) -> None:
-        answered = False
+    def _call_safely(self, handler: Callback, args: Sequence[Any]) -> None:
+        """A listener (lifecycle, ``on_any``, ``error``): what it returns is dropped."""
+        self._run(handler, args, _ignore, functools.partial(self._listener_failed, handler))
 
-        def answer(value: Any) -> None:
-            # Several handlers may return: the first answers the acknowledgement, once.
-            nonlocal answered
-            if ack_id is None or answered:
-                return
-            answered = True
-            self._ack(name, ack_id, value)
-
-        failed = self._handler_failed(name)
-
-        handled = False
-        handler = self.nsp._handlers.get(name)
-        if handler is not None:
-            handled = True
-            self._invoke(handler, (self, *args), answer, failed)
-        for own in tuple(self._handlers.get(name, ())):
-            handled = True
-            self._invoke(own, tuple(args), answer, failed)
-        if not handled and ack_id is not None:
-            logger.debug("no handler for event %r with ack on %s", name, self.nsp.name)
-
-    def _invoke(
-        self,
-        handler: Handler,
-        args: tuple[Any, ...],
-        answer: Callable[[Any], None],
-        failed: Callable[[BaseException], None],
-    ) -> None:
-        try:
-            result = handler(*args)
-        except Exception as exc:  # noqa: BLE001 - the user's handler; logged by `failed`
-            failed(exc)
-            return
-        if inspect.iscoroutine(result):
-            self._run(result, answer, failed)
-        else:
-            answer(result)
-
-    def _call_safely(self, handler: Handler, args: Sequence[Any]) -> None:
-        try:
-            result = handler(*args)
-        except Exception:
-            logger.exception("listener %r of socket %s raised", handler, self.id)
-            return
-        if inspect.iscoroutine(result):
-            self._run(
-                result,
-                _ignore,
-                lambda exc: logger.error(
-                    "listener %r of socket %s raised", handler, self.id, exc_info=exc
-                ),
-            )
+    def _listener_failed(self, handler: Callback, exc: BaseException) -> None:
+        logger.error("listener %r of socket %s raised", handler, self.id, exc_info=exc)
 
     def _run(
         self,
-        coro: Coroutine[Any, Any, Any],
+        handler: Callback,
+        args: Sequence[Any],
         on_result: Callable[[Any], None],
         on_error: Callable[[BaseException], None],
     ) -> None:
-        """Run a handler's coroutine; until it ends it counts against the connection's
+        """Run a user callback; while its coroutine runs on it counts against the connection's
         ``max_handlers_per_connection``."""
-        task = run_eager(coro, on_result, on_error)
+        task = invoke(handler, args, on_result, on_error)
         if task is not None:
             self.client.handler_started(task)
 
-    def _expect_ack(self, ack_id: int, callback: Callable[[list[Any]], None]) -> None:
-        self._acks[ack_id] = callback
-
-    def _forget_ack(self, ack_id: int) -> None:
-        self._acks.pop(ack_id, None)
-
-    def _on_close(self, reason: str, description: Any) -> None:
-        """The socket leaves its namespace: ``disconnecting`` (rooms still there), then
-        ``disconnect``; pending acknowledgements fail with :class:`Disconnected`."""
-        if not self.connected:
-            return
-        self._emit_local("disconnecting", reason, description)
-        self.nsp._on_socket_closing(self, reason, description)
-        self._cleanup()
-        self.client.remove(self)
-        self.connected = False
-        self._acks = {}
-        failures, self._ack_failures = self._ack_failures, {}
-        for fail in failures.values():
-            fail(Disconnected(f"socket {self.id} disconnected ({reason}) before acknowledging"))
-        self._emit_local("disconnect", reason, description)
-
-    def _cleanup(self) -> None:
-        self.nsp.adapter.delete_all(self.id)
-        self.nsp._remove(self)
-        self._cleaned = True
-
     def _emit_local(self, event: str, *args: Any) -> None:
-        handler = self.nsp._lifecycle.get(event)
+        handler = self.nsp.handlers.lifecycle.get(event)
         if handler is not None:
             self._call_safely(handler, (self, *args))
         for own in tuple(self._handlers.get(event, ())):
@@ -544,11 +595,8 @@ def _ignore(_value: Any) -> None:
     return None
 
 
-def _check_event_name(event: Any) -> None:
-    if not isinstance(event, str):
-        raise TypeError(f"event name must be a string, got {type(event).__name__}")
-    if event in RESERVED_EVENTS:
-        raise ValueError(f"{event!r} is a reserved event name")
+def _without(callbacks: list[Callback], fn: Handler) -> list[Callback]:
+    return [callback for callback in callbacks if callback.fn != fn]
 
 
 def _replace(flags: BroadcastFlags, **changes: Any) -> BroadcastFlags:
@@ -580,3 +628,9 @@ def _build_handshake(
         query=dict(request.query),
         auth=auth,
     )
+
+
+async def _first(replies: Awaitable[list[Any]]) -> Any:
+    """The first argument of an acknowledgement (``None`` when it has none)."""
+    args = await replies
+    return args[0] if args else None

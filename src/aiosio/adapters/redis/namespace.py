@@ -280,7 +280,7 @@ class RedisNamespaceAdapter(InMemoryAdapter):
     ) -> int:
         """Answer a remote broadcast with acks: deliver locally with a local ack id; returns the
         number of clients."""
-        local = Packet(PacketType.EVENT, self.nsp.name, packet.data, self.nsp._next_ack_id())
+        local = Packet(PacketType.EVENT, self.nsp.name, packet.data, self.nsp.next_ack_id())
 
         def on_reply(_sid: SocketId, value: Any) -> None:
             reply(value)
@@ -335,7 +335,7 @@ class RedisNamespaceAdapter(InMemoryAdapter):
         self, args: list[Any], reply: Callable[[list[Any]], None] | None
     ) -> None:
         """Run the server-side handlers of ``args`` (an event another server emitted)."""
-        self.nsp._on_server_side_emit(args, reply)
+        self.nsp.receive_server_side_emit(args, reply)
 
     def _server_side_reply(self, respond: Callable[[Any], None]) -> Callable[[list[Any]], None]:
         answered = False
