@@ -382,7 +382,7 @@ def serve_workers(
 def worker_main(target: str, index: int, workers: int, directory: str, redis: str | None) -> None:
     """Entry point of one worker process (``python -m aiosio _worker``)."""
     from aiosio.adapters.redis import RedisAdapter
-    from aiosio.cli import load_app
+    from aiosio.loader import load_app
     from aiosio.server.server import Server
     from aiosio.transports.native import NativeServer, ServerLimits
 
@@ -391,7 +391,7 @@ def worker_main(target: str, index: int, workers: int, directory: str, redis: st
     prefix = ALPHABET[index]
 
     def generate_id(request: Any) -> str:
-        return prefix + secrets.token_urlsafe(15)[1:]
+        return prefix + secrets.token_urlsafe(15)  # 120 random bits after the worker's prefix
 
     engine.generate_id = generate_id
     if isinstance(app, Server):
@@ -400,9 +400,7 @@ def worker_main(target: str, index: int, workers: int, directory: str, redis: st
         else:
             bus = BusLink(os.path.join(directory, "bus.sock"))
             factory = RedisAdapter(link=bus, sharded=True, subscription_mode="static")
-        app._adapter_factory = factory
-        for nsp in app._nsps.values():
-            nsp.adapter = factory(nsp)
+        app.set_adapter(factory)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
