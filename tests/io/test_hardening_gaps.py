@@ -332,12 +332,6 @@ async def test_acks_that_time_out_are_freed(serve: Any, peers: Callable[[str], A
     assert sid not in watch.disconnects
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="emit_with_ack reads the one-shot timeout/volatile flags when its coroutine first "
-    "runs, not at the call: a second flagged call made before the first is awaited takes "
-    "(and clears) the flags, and the first waits with no timeout",
-)
 async def test_a_timeout_belongs_to_the_emit_it_was_set_for(
     serve: Any, peers: Callable[[str], Any]
 ) -> None:
@@ -355,11 +349,23 @@ async def test_a_timeout_belongs_to_the_emit_it_was_set_for(
     assert socket._acks == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the client's emit_with_ack reads client.timeout(s) when its coroutine first runs: "
-    "a second call before the first is awaited takes the flag",
-)
+async def test_an_emit_with_ack_goes_out_at_its_call(
+    serve: Any, peers: Callable[[str], Any]
+) -> None:
+    sio = aiosio.Server()
+    watch = Watch(sio)
+    base = await serve(sio)
+    peer = await peers(base)
+    socket = watch.sockets[await peer.connect()]
+    answer = socket.emit_with_ack("first")  # not awaited yet: sent all the same
+    socket.emit("second")
+    assert await peer.next() == '420["first"]'
+    assert await peer.next() == '42["second"]'
+    await peer.send('430["ok"]')
+    async with asyncio.timeout(5):
+        assert await answer == "ok"
+
+
 async def test_a_client_timeout_belongs_to_the_emit_it_was_set_for(serve: Any) -> None:
     sio = aiosio.Server()
     # no handler of "q": the server never acknowledges it
@@ -447,12 +453,6 @@ async def test_the_client_refuses_what_a_server_may_not_send(
         await client.disconnect()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="client/manager.py _on_data closes the engine before calling _on_close('parse error'): "
-    "the engine's close calls _on_close('forced close') first, so the client sees two "
-    "disconnect events, the first with the wrong reason",
-)
 @pytest.mark.parametrize("transport", ["polling", "websocket"])
 async def test_a_bad_packet_from_the_server_is_one_disconnect_with_its_reason(
     serve: Any, transport: str

@@ -80,11 +80,6 @@ async def workers(tmp_path: Path) -> AsyncIterator[str]:
             proc.wait()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="workers.py worker_main: generate_id returns prefix + secrets.token_urlsafe(15)[1:], "
-    "19 random characters (114 bits) after the worker's prefix",
-)
 async def test_session_ids_under_workers_carry_120_random_bits(workers: str) -> None:
     ids = await sids(workers, 20)
     assert len(set(ids)) == len(ids)

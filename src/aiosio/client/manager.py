@@ -295,9 +295,7 @@ class Manager(EventEmitter):
             packet = self._decoder.feed(data)
         except RemoteProtocolError as exc:
             logger.warning("invalid packet from the server: %s", exc)
-            if self.engine is not None:
-                self.engine.close()
-            self._on_close("parse error", exc)
+            self._on_close("parse error", exc)  # closes the engine after detaching from it
             return
         if packet is None:
             return

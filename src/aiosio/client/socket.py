@@ -498,18 +498,19 @@ class Client:
         for handler in tuple(self._any_outgoing):
             self._call(handler, data, None)
 
-    async def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Any:
+    def emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> Awaitable[Any]:
         """Send an event and return the first argument of the server's acknowledgement.
 
         Raises :class:`AckTimeout` after ``timeout`` seconds (or ``client.timeout(s)``, or the
-        ``ack_timeout`` option), :class:`Disconnected` if the connection drops first.
+        ``ack_timeout`` option), :class:`Disconnected` if the connection drops first. The
+        event is sent (or buffered) at the call, with the flags set for it: a second call made
+        before the first is awaited has its own and goes out after it.
         """
-        replies = await self.emit_with_ack_all(event, *args, timeout=timeout)
-        return replies[0] if replies else None
+        return _first(self.emit_with_ack_all(event, *args, timeout=timeout))
 
-    async def emit_with_ack_all(
+    def emit_with_ack_all(
         self, event: str, *args: Any, timeout: float | None = None
-    ) -> list[Any]:
+    ) -> Awaitable[list[Any]]:
         """Like :meth:`emit_with_ack`, returning every argument of the acknowledgement."""
         _check(event)
         limit = timeout if timeout is not None else self._timeout
@@ -521,7 +522,7 @@ class Client:
         if self.retries and not volatile:
             check_encodable(f"emit_with_ack({event!r})", args_paths(args))  # sent later
             self._enqueue([event, *args], future)
-            return await future
+            return future
         ack_id = self._register(future)
         packet = Packet(PacketType.EVENT, self.namespace, [event, *args], ack_id)
         try:
@@ -529,6 +530,11 @@ class Client:
         except ENCODE_ERRORS as exc:
             self._acks.pop(ack_id, None)
             raise_encoding_error(f"emit_with_ack({event!r})", args_paths(args), exc)
+        return self._ack_of(future, ack_id, event, limit)
+
+    async def _ack_of(
+        self, future: asyncio.Future[list[Any]], ack_id: int, event: str, limit: float | None
+    ) -> list[Any]:
         try:
             if limit is None:
                 return await future
@@ -665,3 +671,9 @@ def _ignore(_value: Any) -> None:
 
 async def _await(value: Awaitable[Mapping[str, Any]]) -> Mapping[str, Any]:
     return await value
+
+
+async def _first(replies: Awaitable[list[Any]]) -> Any:
+    """The first argument of an acknowledgement (``None`` when it has none)."""
+    args = await replies
+    return args[0] if args else None

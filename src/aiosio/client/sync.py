@@ -49,7 +49,11 @@ class SyncClient:
 
     def call(self, event: str, *args: Any, timeout: float | None = 60.0) -> Any:
         """Emit and wait for the acknowledgement; returns its first argument."""
-        return self._run(self.client.emit_with_ack(event, *args, timeout=timeout))
+
+        async def call() -> Any:  # emit_with_ack sends at its call: on the client's loop
+            return await self.client.emit_with_ack(event, *args, timeout=timeout)
+
+        return self._run(call())
 
     @property
     def connected(self) -> bool:
