@@ -16,10 +16,12 @@ from aiosio.server.broadcast import BroadcastOperator
 from aiosio.server.namespace import Namespace
 from aiosio.server.server import Recovery, Server
 from aiosio.server.socket import Handshake, Socket
+from aiosio.transports.asgi import AsgiApp
 from aiosio.transports.native import NativeServer, ServerLimits, run, serve
 
 __all__ = [
     "AckTimeout",
+    "AsgiApp",
     "BroadcastOperator",
     "Client",
     "ConnectError",

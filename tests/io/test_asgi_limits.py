@@ -69,6 +69,14 @@ def test_body_timeout_must_be_positive(value: float) -> None:
         aiosio.Server().asgi(body_timeout=value)
 
 
+@pytest.mark.parametrize("value", [0, -1.0, float("nan")])
+def test_websocket_close_timeout_must_be_positive(value: float) -> None:
+    with pytest.raises(ValueError, match=r"websocket_close_timeout must be .* above 0, got"):
+        aiosio.Server().asgi(websocket_close_timeout=value)
+    with pytest.raises(ValueError, match=r"websocket_close_timeout must be .* above 0, got"):
+        aiosio.EngineServer().asgi(websocket_close_timeout=value)
+
+
 async def test_no_websocket_library_is_named_first(caplog: pytest.LogCaptureFixture) -> None:
     """uvicorn started without a WebSocket library hands the upgrade request to the app as plain
     HTTP, Upgrade header included: the log leads with that cause and its fix, not with proxies."""

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 __all__ = [
+    "AsgiFactory",
     "HttpApp",
     "HttpRequest",
     "HttpResponse",
     "WebSocketAccept",
     "WebSocketChannel",
     "WebSocketHandler",
+    "asgi_app",
+    "register_asgi",
 ]
 
 
@@ -120,3 +123,25 @@ class HttpApp(Protocol):
 
     def not_found(self, request: HttpRequest) -> HttpResponse:
         """The answer for a path this app does not serve."""
+
+
+# -- the ASGI application of an HttpApp -----------------------------------------------------------
+
+AsgiFactory = Callable[..., Any]
+"""``factory(app, other_app, **options)``: an ASGI application serving ``app``."""
+
+_asgi_factory: list[AsgiFactory] = []
+
+
+def register_asgi(factory: AsgiFactory) -> None:
+    """Set what ``sio.asgi()`` and ``engine.asgi()`` build: the ASGI transport registers its
+    ``AsgiApp`` when it is imported (``import aiosio`` imports it), so that the servers, which
+    sit below the transports, need not import it."""
+    _asgi_factory[:] = [factory]
+
+
+def asgi_app(app: HttpApp, other_app: Any, **options: Any) -> Any:
+    """``app`` as an ASGI application (see :func:`register_asgi`)."""
+    if not _asgi_factory:  # cannot happen once the aiosio package is imported
+        raise RuntimeError("no ASGI transport registered: import aiosio.transports.asgi")
+    return _asgi_factory[0](app, other_app, **options)

@@ -33,6 +33,7 @@ from aiosio.engine.http import (
     WebSocketAccept,
     WebSocketChannel,
     WebSocketHandler,
+    asgi_app,
 )
 from aiosio.engine.timers import TimerWheel
 from aiosio.protocol.cors import Cors, is_preflight
@@ -643,13 +644,23 @@ class EngineServer(EventEmitter):
         return self.max_http_buffer_size
 
     def asgi(
-        self, other_app: Any = None, *, trim_heap_after: int = 1000, body_timeout: float = 30.0
+        self,
+        other_app: Any = None,
+        *,
+        trim_heap_after: int = 1000,
+        body_timeout: float = 30.0,
+        websocket_close_timeout: float = 5.0,
     ) -> Any:
         """This server as an ASGI application; other paths go to ``other_app`` if given.
-        ``trim_heap_after``, ``body_timeout``: see :class:`~aiosio.transports.asgi.AsgiApp`."""
-        from aiosio.transports.asgi import AsgiApp
-
-        return AsgiApp(self, other_app, trim_heap_after=trim_heap_after, body_timeout=body_timeout)
+        ``trim_heap_after``, ``body_timeout``, ``websocket_close_timeout``: see
+        :class:`~aiosio.transports.asgi.AsgiApp`."""
+        return asgi_app(
+            self,
+            other_app,
+            trim_heap_after=trim_heap_after,
+            body_timeout=body_timeout,
+            websocket_close_timeout=websocket_close_timeout,
+        )
 
     async def shutdown(self) -> None:
         """Close every session, the packets already sent to a client reaching it first.

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, TypeVar, overload
 
-from aiosio.engine.http import HttpRequest, HttpResponse, WebSocketAccept
+from aiosio.engine.http import HttpRequest, HttpResponse, WebSocketAccept, asgi_app
 from aiosio.engine.server import AllowRequest, Cookie, EngineServer, EngineSocket
 from aiosio.protocol.cors import Cors
 from aiosio.protocol.reasons import DisconnectReason
@@ -363,10 +363,20 @@ class Server:
         return self.engine.not_found(request)
 
     def asgi(
-        self, other_app: Any = None, *, trim_heap_after: int = 1000, body_timeout: float = 30.0
+        self,
+        other_app: Any = None,
+        *,
+        trim_heap_after: int = 1000,
+        body_timeout: float = 30.0,
+        websocket_close_timeout: float = 5.0,
     ) -> Any:
         """This server as an ASGI application; other paths go to ``other_app`` if given.
-        ``trim_heap_after``, ``body_timeout``: see :class:`~aiosio.transports.asgi.AsgiApp`."""
-        from aiosio.transports.asgi import AsgiApp
-
-        return AsgiApp(self, other_app, trim_heap_after=trim_heap_after, body_timeout=body_timeout)
+        ``trim_heap_after``, ``body_timeout``, ``websocket_close_timeout``: see
+        :class:`~aiosio.transports.asgi.AsgiApp`."""
+        return asgi_app(
+            self,
+            other_app,
+            trim_heap_after=trim_heap_after,
+            body_timeout=body_timeout,
+            websocket_close_timeout=websocket_close_timeout,
+        )

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from aiosio._memory import HeapTrimmer, prime_loop_free_lists
-from aiosio.engine.http import HttpApp, HttpRequest, HttpResponse
+from aiosio.engine.http import HttpApp, HttpRequest, HttpResponse, register_asgi
 
 __all__ = ["AsgiApp"]
 
@@ -70,19 +70,47 @@ async def _send_response(send: Send, response: HttpResponse, head: bool = False)
 class _AsgiWebSocket:
     """The channel of an ASGI WebSocket. ``send`` queues; what a received message causes (an
     acknowledgement, an answer) is sent by the receive loop itself right after it, with no task
-    switch; what other connections send (broadcasts) wakes one writer task."""
+    switch; what is sent from elsewhere (heartbeats, broadcasts) starts a writer task that ends
+    when the queue is empty, so that an idle connection has no task of its own beside the one
+    the ASGI server runs the application in (two per connection held 5000 idle WebSockets at
+    10,004 tasks).
 
-    def __init__(self, send: Send) -> None:
+    A close is sent after what is queued. A peer that has not taken it ``close_timeout``
+    seconds later (a client that stopped reading: the ASGI server's ``send`` waits for its
+    transport to drain) is given up on, as the native server aborts it after
+    ``websocket_close_timeout``: what is queued is dropped, the writer ends, the connection is
+    aborted where the ASGI server lets the application reach it (:func:`_abort`), and the ASGI
+    call returns, so that nothing of it outlives the give-up (uvicorn held 16 MB of queued
+    messages and the connection until the peer went)."""
+
+    __slots__ = (
+        "_abandon_timer",
+        "_buffered",
+        "_busy",
+        "_close_timeout",
+        "_closed",
+        "_pending",
+        "_send",
+        "abandoned",
+        "paused",
+        "receiver",
+        "receiving",
+        "writer",
+    )
+
+    def __init__(self, send: Send, close_timeout: float) -> None:
         self._send = send
+        self._close_timeout = close_timeout
         self._pending: deque[Message] = deque()
         self._buffered = 0
         self._closed = False
-        self._busy = False
+        self._busy = False  # a send is in progress (the receive loop's or the writer's)
         self.receiving = False  # the receive loop is handling a message: it drains after it
         self.paused: asyncio.Future[None] | None = None  # pause_reading: receive() waits
-        self._wake = asyncio.Event()
-        self._done = False
-        self.writer = asyncio.get_running_loop().create_task(self._write())
+        self.writer: asyncio.Task[None] | None = None  # runs while a queue waits for it
+        self.receiver = asyncio.current_task()  # the ASGI call's task: the receive loop
+        self._abandon_timer: asyncio.TimerHandle | None = None
+        self.abandoned = False  # given up on after close_timeout: the receive loop returns
 
     def send(self, data: str | bytes) -> None:
         if self._closed:
@@ -92,17 +120,24 @@ class _AsgiWebSocket:
             self._pending.append({"type": "websocket.send", "text": data})
         else:
             self._pending.append({"type": "websocket.send", "bytes": data})
-        if not self.receiving:
-            self._wake.set()
+        self._write_soon()
+
+    def _write_soon(self) -> None:
+        # The receive loop drains after the message it handles; a send in progress goes on
+        # with what was queued behind it; else a writer task sends it.
+        if not self.receiving and not self._busy and self.writer is None:
+            self.writer = asyncio.get_running_loop().create_task(self._write())
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         if self._closed:
             return
         self._closed = True
         self._pending.append({"type": "websocket.close", "code": code, "reason": reason})
-        self._done = True
-        self._wake.set()
+        self._write_soon()
         self.resume_reading()  # the receive loop goes on to see the disconnect
+        if not self.abandoned:
+            loop = asyncio.get_running_loop()
+            self._abandon_timer = loop.call_later(self._close_timeout, self._abandon)
 
     @property
     def buffered_amount(self) -> int:
@@ -135,15 +170,62 @@ class _AsgiWebSocket:
             self._busy = False
 
     async def _write(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            try:
-                await self.drain()
-            except Exception:  # noqa: BLE001 - the connection is gone; the receive loop reports it
-                return
-            if self._done and not self._pending:
-                return
+        try:
+            await self.drain()
+        except Exception:  # noqa: BLE001 - the connection is gone; the receive loop reports it
+            self._drop()
+        finally:
+            self.writer = None
+
+    def _drop(self) -> int:
+        """Forget what is queued (the peer will not get it); returns its size in bytes."""
+        dropped = self._buffered
+        self._closed = True
+        self._pending.clear()
+        self._buffered = 0
+        return dropped
+
+    def _abandon(self) -> None:
+        """The close was not taken within close_timeout: give the connection up."""
+        self._abandon_timer = None
+        self.abandoned = True
+        dropped = self._drop()
+        logger.info(
+            "a WebSocket closed %gs ago has not taken its close (the client stopped reading): "
+            "dropped the %d bytes queued for it and ended it",
+            self._close_timeout,
+            dropped,
+        )
+        writer = self.writer
+        if writer is not None:
+            writer.cancel()  # it waits in the ASGI server's send for a drain that will not come
+        if not _abort(self._send) and self.receiver is not None:
+            self.receiver.cancel()  # the receive loop returns (see AsgiApp._websocket)
+
+    def finished(self) -> None:
+        """The receive loop ended (the connection is gone): no give-up to come."""
+        timer, self._abandon_timer = self._abandon_timer, None
+        if timer is not None:
+            timer.cancel()
+
+
+def _abort(send: Send) -> bool:
+    """Abort the connection behind an ASGI ``send``, if the server lets us reach it.
+
+    ASGI has no message for "drop this connection now": ``websocket.close`` is queued behind
+    what the peer does not read, and a transport's ``close()`` waits for its buffer to drain,
+    so a client that stopped reading would hold the connection and its buffer until it goes.
+    uvicorn's ``send`` is a method of its protocol object, whose ``transport`` is the asyncio
+    transport of the connection (all three of its WebSocket implementations): aborting that
+    frees the connection at once, and uvicorn then delivers ``websocket.disconnect``. Under
+    another ASGI server nothing is reached and the app's part is freed all the same."""
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    abort = getattr(transport, "abort", None)
+    # duck-typed: uvloop's transports are not asyncio.BaseTransport instances
+    if not callable(abort) or not callable(getattr(transport, "get_write_buffer_size", None)):
+        return False
+    abort()
+    return True
 
 
 class AsgiApp:
@@ -155,7 +237,12 @@ class AsgiApp:
 
     ``body_timeout`` (seconds, 30 as the native server's ``ServerLimits.body_timeout``): a request
     body not complete within it is answered with 408 and the connection closed; a client that
-    announces a body and stops sending it would otherwise hold the request and what it sent."""
+    announces a body and stops sending it would otherwise hold the request and what it sent.
+
+    ``websocket_close_timeout`` (seconds, 5 as the native server's): a WebSocket the engine
+    closed whose client has not taken the close (and what was queued before it) within it is
+    given up on: what is queued for it is dropped, the connection aborted under uvicorn, and
+    the ASGI call returns."""
 
     def __init__(
         self,
@@ -164,16 +251,24 @@ class AsgiApp:
         *,
         trim_heap_after: int = 1000,
         body_timeout: float = 30.0,
+        websocket_close_timeout: float = 5.0,
     ) -> None:
         if not body_timeout > 0:
             raise ValueError(
                 f"body_timeout must be a number of seconds above 0, got {body_timeout!r}: "
                 "give the longest a client may take to send a request body, e.g. 30"
             )
+        if not websocket_close_timeout > 0:
+            raise ValueError(
+                "websocket_close_timeout must be a number of seconds above 0, got "
+                f"{websocket_close_timeout!r}: give how long a closed WebSocket's client may take "
+                "to read what was queued for it and the close, e.g. 5"
+            )
         self.app = app
         self.other_app = other_app
         self.trim_heap_after = trim_heap_after
         self.body_timeout = body_timeout
+        self.websocket_close_timeout = websocket_close_timeout
         self._closing: asyncio.Task[None] | None = None
         self._signals: dict[int, Any] = {}
         self._websockets: set[_AsgiWebSocket] = set()
@@ -351,7 +446,7 @@ class AsgiApp:
             return
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in decision.headers]
         await send({"type": "websocket.accept", "headers": headers})
-        channel = _AsgiWebSocket(send)
+        channel = _AsgiWebSocket(send, self.websocket_close_timeout)
         heap = self._heap
         if heap is None:
             loop = asyncio.get_running_loop()
@@ -383,9 +478,9 @@ class AsgiApp:
                     finally:
                         channel.receiving = False
                     pending = channel._pending
-                    if len(pending) == 1 and not channel._busy:
+                    if len(pending) == 1 and not channel._busy and channel.writer is None:
                         # The usual answer, an ack: sent here without drain()'s coroutine, busy
-                        # like drain() so that the writer task cannot send a later one first.
+                        # like drain() so that no writer task can send a later one first.
                         reply = pending.popleft()
                         channel._busy = True
                         try:
@@ -393,11 +488,18 @@ class AsgiApp:
                         finally:
                             channel._busy = False
                             channel._buffered -= _size(reply)
-                    if pending:  # several, or queued while that one was sent
+                    if pending and channel.writer is None:  # several, or queued meanwhile
                         await channel.drain()
                 elif message["type"] == "websocket.disconnect":
                     code = message.get("code", 1005)
                     break
+        except asyncio.CancelledError:
+            # Our own cancel of a connection given up on (_AsgiWebSocket._abandon) ends the
+            # call normally; any other is the ASGI server's and goes on.
+            receiver = channel.receiver
+            if not channel.abandoned or receiver is None or receiver.uncancel():
+                raise
+            error = "given up on: the client did not take its close"
         except Exception as exc:  # noqa: BLE001 - whatever the ASGI server raised, the socket is gone
             error = f"{type(exc).__name__}: {exc}"
         finally:
@@ -405,8 +507,11 @@ class AsgiApp:
             heap.closed()
             handler.on_close(code, error)
             channel.close()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(channel.writer, 5.0)
+            channel.finished()
+            writer = channel.writer
+            if writer is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(writer, self.websocket_close_timeout)
 
 
 async def _wait_disconnect(receive: Receive) -> None:
@@ -431,3 +536,6 @@ def _byte_size(data: str | bytes) -> int:
 def _too_large(limit: int) -> HttpResponse:
     logger.info("refused a request body over max_http_buffer_size=%d", limit)
     return HttpResponse(413, [("Content-Type", "text/plain")], b"Payload Too Large\n")
+
+
+register_asgi(AsgiApp)  # what sio.asgi() and engine.asgi() build
