@@ -303,7 +303,7 @@ async def test_dynamic_namespaces_created_on_first_connect(serve: ServeFn) -> No
     by_fn.on("connection", lambda s: connected.append(s.nsp.name))
     regex_peers, fn_peers = Peers(by_regex), Peers(by_fn)
     url = await serve(sio)
-    assert "/dyn-1" not in sio._nsps
+    assert "/dyn-1" not in sio.namespaces
 
     node = Node(
         url,
@@ -314,16 +314,16 @@ async def test_dynamic_namespaces_created_on_first_connect(serve: ServeFn) -> No
     )
     sr, sr2 = await node.ready(regex_peers, "r", "r2")
     (sf,) = await node.ready(fn_peers, "f")
-    assert sr.nsp is sio._nsps["/dyn-1"]
+    assert sr.nsp is sio.namespaces["/dyn-1"]
     assert sr2.nsp is sr.nsp  # created once, then reused
     assert sr.nsp.name == "/dyn-1"
     assert sr.data == {"tagged": "/dyn-1"}
-    assert sf.nsp is sio._nsps["/fn-x"]
+    assert sf.nsp is sio.namespaces["/fn-x"]
     assert sf.handshake.auth == {"ok": True}
     assert sf.data == {}
     assert sorted(connected) == ["/dyn-1", "/dyn-1", "/fn-x"]
     assert ("/fn-x", {"ok": True}) in asked
-    assert "/dyn-x" not in sio._nsps
+    assert "/dyn-x" not in sio.namespaces
     # A dynamic namespace is a namespace like any other: broadcast to it.
     sio.of("/dyn-1").emit("hello", "regex")
     sio.of("/fn-x").emit("hello", "fn")
@@ -348,7 +348,7 @@ async def test_unknown_namespace_is_refused(serve: ServeFn, transport: str) -> N
     assert [line for line in lines if line["type"] != "upgrade"] == [
         {"type": "connect_error", "socket": "c0", "message": "Invalid namespace", "data": None}
     ]
-    assert "/nope" not in sio._nsps
+    assert "/nope" not in sio.namespaces
 
 
 # -- auth and middlewares -------------------------------------------------------------------------

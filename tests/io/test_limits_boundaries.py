@@ -215,12 +215,14 @@ async def test_client_ack_timeout(serve: Any) -> None:
     client = aiosio.Client(base, reconnection=False, ack_timeout=0.3)
     try:
         await client.connect()
+        unanswered = client.emit_with_ack("silent", 1)
+        assert client.pending_acks == 1
         with pytest.raises(aiosio.AckTimeout, match=r"within 0\.3s"):
-            await asyncio.wait_for(client.emit_with_ack("silent", 1), TIMEOUT)
+            await asyncio.wait_for(unanswered, TIMEOUT)
         assert await client.emit_with_ack("echo", "answered") == "answered"
         with pytest.raises(aiosio.AckTimeout, match=r"within 0\.1s"):
             await asyncio.wait_for(client.emit_with_ack("silent", 2, timeout=0.1), TIMEOUT)
-        assert client._acks == {}
+        assert client.pending_acks == 0
         assert client.connected
     finally:
         await client.disconnect()

@@ -214,6 +214,14 @@ class Client:
         when the connection is lost."""
         return self.state in _ACTIVE
 
+    @property
+    def pending_acks(self) -> int:
+        """How many acknowledgements this socket still waits for from the server (one is
+        forgotten once answered or timed out, and at a disconnection unless its packet is still
+        buffered to be sent): for tests and monitoring, a number that grows without bound is a
+        leak."""
+        return len(self._acks)
+
     # -- handlers -------------------------------------------------------------------------------
 
     @overload

@@ -153,6 +153,13 @@ class Socket:
         """The rooms this socket is in, its own id included."""
         return self.nsp.adapter.socket_rooms(self.id)
 
+    @property
+    def pending_acks(self) -> int:
+        """How many acknowledgements this socket still waits for from its client (answered,
+        timed out or failed by the disconnection, an ack is forgotten): for tests and
+        monitoring, a number that grows without bound is a leak."""
+        return len(self._acks.keys() | self._ack_failures.keys())
+
     # -- handlers ---------------------------------------------------------------------------------
 
     @overload
