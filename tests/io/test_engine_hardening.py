@@ -15,7 +15,6 @@ import asyncio
 import base64
 import logging
 import os
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -635,8 +634,12 @@ async def test_upgrade_of_a_closed_session(serve: Any) -> None:
 
 
 @pytest.mark.parametrize("sent", [[], ["2probe"]], ids=["silent", "no-5"])
-async def test_upgrade_timeout(serve: Any, sent: list[str]) -> None:
-    rec = recorder(upgrade_timeout=0.3)
+async def test_upgrade_timeout(
+    serve: Any, sent: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aiosio.engine")
+    # heartbeats far beyond the wait: only the upgrade deadline can close the probe
+    rec = recorder(upgrade_timeout=0.3, ping_interval=60.0, ping_timeout=60.0)
     base = await serve(rec.engine)
     async with client() as c:
         sid, _, _ = await handshake(c, base)
@@ -644,10 +647,10 @@ async def test_upgrade_timeout(serve: Any, sent: list[str]) -> None:
             for message in sent:
                 await probe.send(message)
                 assert await recv(probe) == "3probe"
-            started = time.monotonic()
             with pytest.raises(ConnectionClosed):
-                await recv(probe, 3.0)
-            assert time.monotonic() - started < 2.0
+                await recv(probe)
+        abandoned = f"session {sid}: upgrade abandoned: client did not complete upgrade"
+        assert abandoned in caplog.messages
         assert not rec.upgrades
         await _still_polling(c, base, rec, sid)
     await assert_serving(base)
@@ -806,21 +809,22 @@ async def test_headers_trickled_past_the_deadline_get_408(serve_native: Any) -> 
     limits = aiosio.ServerLimits(header_timeout=0.3)
     base = await serve_native(aiosio.EngineServer(), limits=limits)
     async with await RawConnection.open(base) as conn:
-        started = time.monotonic()
         await conn.send(b"GET /engine.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n")
-        answered = asyncio.create_task(conn.response(timeout=3.0))
+        answered = asyncio.create_task(conn.response(timeout=3 * TIMEOUT))
+        trickled = 0
         try:
-            for i in range(40):  # a header byte every 50 ms, far longer than the deadline
-                if answered.done():
-                    break
-                await conn.send(b"X-Slow-%d: v\r\n" % i)
+            # a header line every 50 ms, for at least TIMEOUT: far longer than the deadline, and
+            # each line well within it (a deadline reset by every read would never fire)
+            while not answered.done() and trickled < TIMEOUT / 0.05:
+                await conn.send(b"X-Slow-%d: v\r\n" % trickled)
+                trickled += 1
                 await asyncio.sleep(0.05)
         except ConnectionError:
             pass
         response = await answered
         assert response.status == 408
-        assert time.monotonic() - started < 1.5
-        assert await conn.at_eof(2.0)
+        assert trickled < TIMEOUT / 0.05  # cut while the head was still trickling in
+        assert await conn.at_eof()
     async with await RawConnection.open(base) as conn:  # a connection that says nothing at all
         response = await conn.response(timeout=3.0)
         assert response.status == 408
@@ -880,12 +884,13 @@ async def test_huge_websocket_negotiation_headers_are_bounded(
     rec = recorder(per_message_deflate=True)
     base = await serve_native(rec.engine)
     async with await RawConnection.open(base) as conn:
-        started = time.monotonic()
+        # The work is bounded by negotiate_deflate's caps on the header's length and offers,
+        # pinned in tests/core/test_websocket.py (test_negotiate_deflate_declines); here, the
+        # handshake copes and declines.
         await conn.send(
             _upgrade_request(base, "/engine.io/?EIO=4&transport=websocket", [(name, value)])
         )
         response = await conn.response()
-        assert time.monotonic() - started < 1.0
         assert response.status == 101
         assert response.header("Sec-WebSocket-Extensions") is None  # declined, not negotiated
         assert response.header("Sec-WebSocket-Protocol") is None
@@ -1013,15 +1018,15 @@ async def test_pipelined_request_behind_a_long_poll_waits_its_turn(serve_native:
 
 
 async def test_idle_keep_alive_connection_is_closed(serve_native: Any) -> None:
-    base = await serve_native(
-        aiosio.EngineServer(), limits=aiosio.ServerLimits(keep_alive_timeout=0.3)
-    )
+    # the header deadline far beyond the wait: only the keep-alive timeout can close it
+    limits = aiosio.ServerLimits(keep_alive_timeout=0.3, header_timeout=60.0)
+    base = await serve_native(aiosio.EngineServer(), limits=limits)
     async with await RawConnection.open(base) as conn:
         await conn.send(request_bytes("GET", "/engine.io/?EIO=4&transport=polling", base))
         assert (await conn.response()).status == 200
-        started = time.monotonic()
-        assert await conn.at_eof(3.0)
-        assert time.monotonic() - started < 2.0
+        async with asyncio.timeout(TIMEOUT):
+            rest = await conn.reader.read()
+        assert rest == b""  # closed without a word (a header timeout would answer 408)
 
 
 async def test_head_response_has_no_body(serve: Any) -> None:
