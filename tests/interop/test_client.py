@@ -758,12 +758,14 @@ async def test_server_side_disconnect_does_not_reconnect(
 
 
 async def test_disconnect_during_the_upgrade_is_prompt() -> None:
+    # A disconnect that waited for the long poll or for a request to time out would take a
+    # minute (the server's ping interval, the client's timeout): far beyond the bound below.
     lines: list[Line] = []
-    server = await aiosio.serve(python_server(lines), "127.0.0.1", 0)
+    server = await aiosio.serve(python_server(lines, ping=(60.0, 60.0)), "127.0.0.1", 0)
     url = f"http://127.0.0.1:{server.port}"
     try:
         for _ in range(10):
-            client = aiosio.Client(url, reconnection=False, timeout=2.0, force_new=True)
+            client = aiosio.Client(url, reconnection=False, timeout=60.0, force_new=True)
             await client.connect()
             sid = client.id
             caught = False
@@ -776,9 +778,8 @@ async def test_disconnect_during_the_upgrade_is_prompt() -> None:
                     caught = True
                     break
                 await asyncio.sleep(0)
-            started = time.monotonic()
-            await client.disconnect()
-            elapsed = time.monotonic() - started
+            async with asyncio.timeout(10):
+                await client.disconnect()
             if caught:
                 break
         else:
@@ -788,7 +789,6 @@ async def test_disconnect_during_the_upgrade_is_prompt() -> None:
         await server.close()
     reasons = [x["reason"] for x in lines if x["type"] == "disconnect" and x["id"] == sid]
     assert reasons == ["client namespace disconnect"]
-    assert elapsed < 1.0
 
 
 class ProbeBreaker:
@@ -1181,7 +1181,7 @@ async def test_retries_deliver_each_message_once_in_order(
     results = await asyncio.wait_for(
         asyncio.gather(*(c.emit_with_ack("count", i) for i in range(5))), 10
     )
-    elapsed = time.monotonic() - started
+    waited = time.monotonic() - started
     # Message 0 was sent three times (two acks dropped, 0.5 s each), the others once.
     assert results == [
         {"id": 0, "dup": True},
@@ -1190,7 +1190,7 @@ async def test_retries_deliver_each_message_once_in_order(
         {"id": 3, "dup": False},
         {"id": 4, "dup": False},
     ]
-    assert 0.9 < elapsed < 5
+    assert waited > 0.9  # two ack timeouts of 0.5 s before the third try (never early)
     counted = server.of("count")
     assert [line["msg"] for line in counted] == [0, 0, 0, 1, 2, 3, 4]  # one in flight, in order
     assert [line["dropped"] for line in counted] == [True, True] + [False] * 5

@@ -148,19 +148,17 @@ async def tcp_server() -> AsyncIterator[Callable[..., Awaitable[int]]]:
 
 async def test_unreachable_port() -> None:
     port = free_port()
-    error, elapsed, seen = await failure(f"http://127.0.0.1:{port}")
+    error, _, seen = await failure(f"http://127.0.0.1:{port}")
     check(error, Stage.TCP, "server running", "port")
     assert f"127.0.0.1:{port}" in error.message
     assert isinstance(error.description, ConnectionRefusedError)
     assert seen == [error]  # connect_error got the same error
-    assert elapsed < 2
 
 
 async def test_unresolvable_host() -> None:
-    error, elapsed, _ = await failure("http://aiosio-no-such-host.invalid:3000", timeout=10.0)
-    check(error, Stage.RESOLVE, "host name")
+    error, _, _ = await failure("http://aiosio-no-such-host.invalid:3000", timeout=10.0)
+    check(error, Stage.RESOLVE, "host name")  # not TIMEOUT: it fails at once, even offline
     assert "aiosio-no-such-host.invalid" in error.message
-    assert elapsed < 5  # fails at once, even offline
 
 
 async def make_certificate(directory: Path) -> tuple[Path, Path]:
@@ -286,10 +284,9 @@ async def test_plain_websocket_server_over_websocket(
     plain_ws: Callable[..., Awaitable[str]],
 ) -> None:
     url = await plain_ws(greeting_ws)
-    error, elapsed, _ = await failure(url, transports=["websocket"], timeout=2.0)
-    check(error, Stage.PROTOCOL, "plain WebSocket")
+    error, _, _ = await failure(url, transports=["websocket"], timeout=2.0)
+    check(error, Stage.PROTOCOL, "plain WebSocket")  # named, not left to time out
     assert "hello, I am not Socket.IO" in error.message
-    assert elapsed < 1.5
 
 
 async def test_silent_plain_websocket_server_over_websocket(
@@ -499,7 +496,7 @@ async def test_connect_timeout(tcp_server: Callable[..., Awaitable[int]]) -> Non
     )
     check(error, Stage.TIMEOUT, "timeout")
     assert "0.5" in error.message
-    assert 0.4 < elapsed < 2
+    assert elapsed > 0.4  # the timeout given, not an earlier one (timers are never early)
 
 
 async def test_connect_timeout_over_websocket_closes_the_connection(
@@ -517,7 +514,7 @@ async def test_connect_timeout_over_websocket_closes_the_connection(
             f"http://127.0.0.1:{port}", transports=["websocket"], timeout=0.5
         )
         check(error, Stage.TIMEOUT, "timeout")
-        assert 0.4 < elapsed < 2
+        assert elapsed > 0.4  # the timeout given, not an earlier one (timers are never early)
         await asyncio.sleep(0.5)
         closed = [w.transport.is_closing() for w in connections]
     assert leaks == []
