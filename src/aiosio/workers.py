@@ -28,11 +28,14 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
 from aiosio.adapters._redis_link import RedisHealth
+
+if TYPE_CHECKING:
+    from aiosio.transports.native import NativeServer
 
 __all__ = ["BusLink", "serve_workers", "worker_main"]
 
@@ -405,9 +408,8 @@ def worker_main(target: str, index: int, workers: int, directory: str, redis: st
     async def main() -> None:
         loop = asyncio.get_running_loop()
         http_app = getattr(app, "http_app", app)
-        server = NativeServer(http_app, loop, ServerLimits())
-        handoff = _WorkerHandoff(loop, server, index, workers)
-        server.handoff = handoff
+        handoff = _WorkerHandoff(index, workers)
+        server = NativeServer(http_app, loop, ServerLimits(), handoff=handoff)
         startup = getattr(http_app, "startup", None)
         if startup is not None:
             await startup()
@@ -419,7 +421,7 @@ def worker_main(target: str, index: int, workers: int, directory: str, redis: st
         channel, _ = await loop.sock_accept(listener)
         channel.setblocking(False)
         handoff.channel = channel
-        loop.add_reader(channel, handoff.receive)
+        loop.add_reader(channel, handoff.receive, server)
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
@@ -430,18 +432,17 @@ def worker_main(target: str, index: int, workers: int, directory: str, redis: st
 
 
 class _WorkerHandoff:
-    """Receives connections from the master; gives back those of other workers' sessions."""
+    """The native server's hand-off hook (:class:`aiosio.transports.native.Handoff`) in a
+    worker: receives connections from the master; gives back those of other workers' sessions."""
 
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, server: Any, index: int, workers: int
-    ) -> None:
-        self.loop = loop
-        self.server = server
+    def __init__(self, index: int, workers: int) -> None:
         self.index = index
         self.workers = workers
         self.channel: socket.socket | None = None
+        self._adopting: set[asyncio.Task[None]] = set()
 
-    def receive(self) -> None:
+    def receive(self, server: NativeServer) -> None:
+        """A connection from the master is ready on the channel: ``server`` serves it."""
         assert self.channel is not None
         try:
             data, fds, _flags, _addr = socket.recv_fds(self.channel, _MAX_HEAD + 1024, 1)
@@ -449,18 +450,11 @@ class _WorkerHandoff:
             return
         if not fds:
             return
-        conn = socket.socket(fileno=fds[0])
-        self.loop.create_task(self._adopt(conn, data))
-
-    async def _adopt(self, conn: socket.socket, data: bytes) -> None:
-        from aiosio.transports.native import HttpConnection
-
-        conn.setblocking(False)
-        _transport, protocol = await self.loop.connect_accepted_socket(
-            lambda: HttpConnection(self.server), conn
+        task = asyncio.get_running_loop().create_task(
+            server.adopt(socket.socket(fileno=fds[0]), data)
         )
-        if data:
-            protocol.data_received(data)
+        self._adopting.add(task)  # held until done: the loop keeps only a weak reference
+        task.add_done_callback(self._adopting.discard)
 
     def foreign_url(self, url: bytes) -> bool:
         match = _SID.search(url)

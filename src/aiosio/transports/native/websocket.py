@@ -1,0 +1,255 @@
+"""The native server's WebSocket: the channel the engine writes to once a connection is upgraded,
+and the write batcher that sends what the channels queued in one turn of the loop.
+
+Sending is the broadcast hot path: one :meth:`NativeWebSocket.send_frame` per recipient, with
+thousands of recipients per message. So there the channel reads nothing but itself: whether it
+is open, its transport and the transport's backlog are its own fields, not read through the
+connection and the codec (each one more object, with thousands of recipients one more cache
+miss per recipient). Each is set at one place, named where it is declared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+from aiosio.engine.http import WebSocketHandler
+from aiosio.protocol import websocket as ws
+
+__all__ = ["ChannelHost", "NativeWebSocket", "WriteBatcher"]
+
+logger = logging.getLogger("aiosio.server.http")
+
+
+class WriteBatcher:
+    """Writes, at the end of a turn of the loop, what each channel queued in it: one write (one
+    system call) per connection per turn, however many messages it got (a burst of acks,
+    successive broadcasts), and one loop callback per turn for all connections. One per
+    :class:`~aiosio.transports.native.server.NativeServer`."""
+
+    __slots__ = ("_loop", "_waiting")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._waiting: list[NativeWebSocket] = []  # channels with frames queued in this turn
+
+    def add(self, channel: NativeWebSocket) -> None:
+        """``channel`` queued the first frame of its batch: flush it at the end of the turn."""
+        waiting = self._waiting
+        if not waiting:
+            self._loop.call_soon(self._flush_all)
+        waiting.append(channel)
+
+    def _flush_all(self) -> None:
+        channels, self._waiting = self._waiting, []
+        for channel in channels:
+            channel.flush()
+
+
+class ChannelHost(Protocol):
+    """What a channel needs of the HTTP connection it was upgraded from."""
+
+    @property
+    def peer(self) -> str:
+        """The client's address, for the log."""
+
+    def pause_reading(self) -> None:
+        """Stop reading from the connection: the application's backpressure."""
+
+    def resume_reading(self) -> None:
+        """Read again, unless something else holds the connection."""
+
+    def abort(self) -> None:
+        """Drop the connection now."""
+
+
+class NativeWebSocket:
+    """A WebSocket on a connection of the native server; the channel the engine writes to."""
+
+    __slots__ = (
+        "_backlog",
+        "_batcher",
+        "_close_timeout",
+        "_closing_timer",
+        "_handler",
+        "_host",
+        "_open",
+        "_out",
+        "_out_size",
+        "_plain",
+        "_transport",
+        "codec",
+    )
+
+    def __init__(
+        self,
+        host: ChannelHost,
+        transport: asyncio.Transport,
+        codec: ws.WebSocketProtocol,
+        batcher: WriteBatcher,
+        *,
+        plain: bool,
+        close_timeout: float,
+    ) -> None:
+        self._host = host
+        self.codec = codec
+        self._batcher = batcher
+        self._plain = plain  # no extension: a message's frame is the same for every recipient
+        self._close_timeout = close_timeout  # wait this long for the peer's close frame
+        self._handler: WebSocketHandler | None = None
+        self._closing_timer: asyncio.TimerHandle | None = None
+        # Frames queued in this turn of the loop, written at its end by the batcher (or before a
+        # frame that must follow them). Not empty: the channel waits in the batcher and is not
+        # writable (what volatile packets check), like the reference's ws transport.
+        self._out: list[bytes] = []
+        self._out_size = 0
+        # The connection's transport, handed over at the upgrade; None once the connection is
+        # lost (connection_lost, the one place).
+        self._transport: asyncio.Transport | None = transport
+        # The transport's buffer after the last write: an upper bound (it only drains until
+        # the next write), what send_frame adds to its answer; the exact figure is read before
+        # acting on it (buffered_amount).
+        self._backlog = 0
+        self._open = False  # messages may be sent: derived in _update_open alone
+        self._update_open()
+
+    def _update_open(self) -> None:
+        """Derive :attr:`_open` from the transport and the codec; called wherever either may
+        have changed (the codec sent or received a close, the connection was lost)."""
+        self._open = self._transport is not None and self.codec.state is ws.State.OPEN
+
+    # channel ------------------------------------------------------------------------------------
+
+    def _queue(self, frame: bytes) -> int:
+        """Queue ``frame`` for the end of the turn; returns the bytes waiting for the peer, or
+        more (see :attr:`_backlog`)."""
+        out = self._out
+        if not out:
+            self._batcher.add(self)
+        out.append(frame)
+        size = self._out_size = self._out_size + len(frame)
+        return size + self._backlog
+
+    def _encode(self, data: str | bytes) -> bytes:
+        """``data`` as it goes on the wire through the codec: its extension (deflate) makes
+        each recipient's frame different."""
+        codec = self.codec
+        if isinstance(data, str):
+            codec.send_text(data)
+        else:
+            codec.send_binary(data)
+        return codec.data_to_send()
+
+    def send(self, data: str | bytes) -> None:
+        if not self._open:
+            return
+        if not self._plain:
+            self._queue(self._encode(data))
+        elif isinstance(data, str):
+            self._queue(ws.encode_frame(ws.Opcode.TEXT, data.encode("utf-8")))
+        else:
+            self._queue(ws.encode_frame(ws.Opcode.BINARY, data))
+
+    def send_frame(self, frame: bytes, data: str | bytes) -> int:
+        """Write a frame built once for many connections; ``data`` is the message it carries,
+        sent through the codec instead when an extension (deflate) is active. Returns the bytes
+        waiting for the peer, or more (:attr:`buffered_amount` is exact). The broadcast hot
+        path: one call per recipient."""
+        if not self._open:
+            return 0
+        return self._queue(frame if self._plain else self._encode(data))
+
+    def flush(self) -> None:
+        """Write the frames queued in this turn, in one write: the batcher's call at the end of
+        the turn, and before a frame that must follow them (a close, a pong)."""
+        out = self._out
+        if not out:
+            return
+        self._out = []
+        self._out_size = 0
+        transport = self._transport
+        if transport is not None:
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
+            self._backlog = transport.get_write_buffer_size()
+
+    @property
+    def writable(self) -> bool:
+        transport = self._transport
+        return transport is not None and not self._out and transport.get_write_buffer_size() == 0
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        transport = self._transport
+        if not self._open or transport is None:
+            return
+        self.flush()
+        self.codec.send_close(code, reason)
+        self._update_open()
+        transport.write(self.codec.data_to_send())
+        loop = asyncio.get_running_loop()
+        self._closing_timer = loop.call_later(self._close_timeout, self._host.abort)
+
+    @property
+    def buffered_amount(self) -> int:
+        transport = self._transport
+        return self._out_size + (transport.get_write_buffer_size() if transport is not None else 0)
+
+    def pause_reading(self) -> None:
+        """The engine's backpressure: the connection is not read from (the frames of the chunk
+        being read are still delivered) until :meth:`resume_reading`."""
+        self._host.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._host.resume_reading()
+
+    # from the connection ------------------------------------------------------------------------
+
+    def start(self, handler: WebSocketHandler, early: bytes) -> bool:
+        """Deliver to ``handler`` from now on, starting with ``early``, the bytes read while the
+        engine decided on the upgrade; returns what :meth:`receive` returns."""
+        self._handler = handler
+        return self.receive(early) if early else False
+
+    def receive(self, data: bytes) -> bool:
+        """Take bytes from the connection: messages go to the handler, the peer's control
+        frames are answered. True when answers were written (pongs, a close): a peer that does
+        not read them is read no more (see ``HttpConnection``)."""
+        codec = self.codec
+        events = codec.receive_data(data)
+        self._update_open()
+        handler = self._handler
+        for event in events:
+            if isinstance(event, ws.TextMessage | ws.BinaryMessage):
+                if handler is not None:
+                    handler.on_message(event.data)
+            elif isinstance(event, ws.CloseReceived):
+                self._finish(event.code, None)
+            elif isinstance(event, ws.ProtocolViolation):
+                logger.info("websocket from %s closed: %s", self._host.peer, event.reason)
+                self._finish(int(event.code), event.reason)
+            # PingReceived is answered by the codec; PongReceived needs nothing.
+        transport = self._transport
+        if transport is None:
+            return False
+        answers = codec.data_to_send()
+        if answers:
+            self.flush()  # keep the order of what was queued before
+            transport.write(answers)
+        if codec.close_expected:
+            self.flush()
+            transport.close()
+        return bool(answers)
+
+    def _finish(self, code: int | None, error: str | None) -> None:
+        handler, self._handler = self._handler, None
+        if self._closing_timer is not None:
+            self._closing_timer.cancel()
+            self._closing_timer = None
+        if handler is not None:
+            handler.on_close(code, error)
+
+    def connection_lost(self) -> None:
+        self._transport = None
+        self.codec.receive_eof()
+        self._update_open()
+        self._finish(1006, None)
