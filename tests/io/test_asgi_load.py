@@ -157,7 +157,7 @@ async def test_sessions_held_through_heartbeats_cost_one_task_each_and_are_freed
             assert client.transport is not None
             client.transport.close()
         async with asyncio.timeout(60):
-            await eventually(lambda: not sio.engine.clients and not app._websockets, 60)
+            await eventually(lambda: not sio.engine.clients and not app.open_websockets, 60)
             await eventually(lambda: len(asyncio.all_tasks()) <= before, 60)
         # Freed by reference counting (the collector is off): no session, socket or channel
         # waits for a full collection.

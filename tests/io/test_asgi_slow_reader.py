@@ -82,7 +82,7 @@ async def test_a_client_that_stops_reading_is_ended_and_its_queue_freed(
         assert len(given_up) == 1, caplog.text
         assert "dropped the" in given_up[0]
         # uvicorn forgets the connection when it is aborted; the ASGI call returns just after.
-        await eventually(lambda: len(app._websockets) == 1)
+        await eventually(lambda: app.open_websockets == 1)
         gc.collect()
         assert _channels() == 1  # the good client's only
         # The stalled client sees its connection end once it reads again (reset or EOF).
@@ -124,7 +124,7 @@ async def test_a_close_the_client_takes_in_time_is_not_given_up(
             await eventually(lambda: client.joined)
             client.send('42["bye"]')
             await eventually(lambda: client.closed)
-            await eventually(lambda: not app._websockets and not sio.engine.clients)
+            await eventually(lambda: not app.open_websockets and not sio.engine.clients)
             await asyncio.sleep(1.0)  # past websocket_close_timeout: nothing more happens
         assert not [r for r in caplog.records if "has not taken its close" in r.msg]
     finally:

@@ -154,6 +154,28 @@ class _AsgiWebSocket:
         if paused is not None and not paused.done():
             paused.set_result(None)
 
+    def take_reply(self) -> Message | None:
+        """The one message queued while the receive loop handled a message (the usual answer,
+        an ack), for the loop to send itself without :meth:`drain`'s coroutine; marked busy like
+        :meth:`drain`, so that no writer task sends a later one first, until
+        :meth:`reply_sent`. None when the queue holds another number of messages or is being
+        sent already."""
+        pending = self._pending
+        if len(pending) != 1 or self._busy or self.writer is not None:
+            return None
+        self._busy = True
+        return pending.popleft()
+
+    def reply_sent(self, reply: Message) -> None:
+        """The ``reply`` of :meth:`take_reply` is sent, or its send failed."""
+        self._busy = False
+        self._buffered -= _size(reply)
+
+    @property
+    def left_to_drain(self) -> bool:
+        """Messages wait and no writer task is sending them: the receive loop drains."""
+        return bool(self._pending) and self.writer is None
+
     async def drain(self) -> None:
         """Send what is queued, in order (one drainer at a time)."""
         if self._busy:
@@ -273,6 +295,17 @@ class AsgiApp:
         self._signals: dict[int, Any] = {}
         self._websockets: set[_AsgiWebSocket] = set()
         self._heap: HeapTrimmer | None = None  # made with the first WebSocket (it needs the loop)
+
+    @property
+    def open_websockets(self) -> int:
+        """The WebSockets this app serves now (their ASGI calls have not returned)."""
+        return len(self._websockets)
+
+    @property
+    def heap(self) -> HeapTrimmer | None:
+        """What gives the memory of closed WebSockets back (its ``trims`` counts the times), as
+        ``NativeServer.heap``; made with the first WebSocket, None before."""
+        return self._heap
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -477,18 +510,13 @@ class AsgiApp:
                         handler.on_message(data)
                     finally:
                         channel.receiving = False
-                    pending = channel._pending
-                    if len(pending) == 1 and not channel._busy and channel.writer is None:
-                        # The usual answer, an ack: sent here without drain()'s coroutine, busy
-                        # like drain() so that no writer task can send a later one first.
-                        reply = pending.popleft()
-                        channel._busy = True
+                    reply = channel.take_reply()
+                    if reply is not None:
                         try:
                             await send(reply)
                         finally:
-                            channel._busy = False
-                            channel._buffered -= _size(reply)
-                    if pending and channel.writer is None:  # several, or queued meanwhile
+                            channel.reply_sent(reply)
+                    if channel.left_to_drain:  # several, or queued meanwhile
                         await channel.drain()
                 elif message["type"] == "websocket.disconnect":
                     code = message.get("code", 1005)
