@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, assert_never
+from typing import Any, ClassVar, assert_never
 
 from aiosio.adapters.redis.codec import encode_json, encode_msgpack
 from aiosio.adapters.redis.messages import (
@@ -29,11 +29,13 @@ from aiosio.adapters.redis.messages import (
     array,
     check_broadcast,
     check_server_side,
+    declared,
     integer,
     optional_str,
     payload,
     required_str,
     rooms,
+    wire_object,
 )
 from aiosio.protocol.socketio import Limits
 
@@ -86,6 +88,7 @@ class RequestType(IntEnum):
 class Broadcast:
     """``[uid, {"type": 2, "data": [...], "nsp": "/"}, {"rooms", "except", "flags"}]``."""
 
+    MSGPACK: ClassVar[bool] = True
     uid: str
     packet: EventPacket
     opts: WireOptions
@@ -96,138 +99,119 @@ class Broadcast:
 
 # -- requests -------------------------------------------------------------------------------------
 
-
-def _head(uid: str | None, request_id: str | None, kind: RequestType) -> dict[str, Any]:
-    wire: dict[str, Any] = {}
-    if uid is not None:
-        wire["uid"] = uid
-    if request_id is not None:
-        wire["requestId"] = request_id
-    wire["type"] = int(kind)
-    return wire
+_HEAD = ("uid", "request_id")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SocketsRequest:
+class _Request:
+    """``{"uid", "requestId", "type": TYPE, ...}``, then the fields a request type declares, in
+    the order Node writes them. Every request type has a ``request_id`` (None: nothing waits for
+    an answer); ``uid`` None is the Node emitter's (no sender)."""
+
+    TYPE: ClassVar[RequestType]
+    MSGPACK: ClassVar[bool] = False
+    uid: str | None
+
+    def to_wire(self) -> dict[str, Any]:
+        fields = wire_object(self, declared(self, but=_HEAD))
+        return {**wire_object(self, _HEAD), "type": int(self.TYPE), **fields}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SocketsRequest(_Request):
     """``SOCKETS`` (older Node adapters): the ids of the sockets in ``rooms``."""
 
-    uid: str | None
+    TYPE = RequestType.SOCKETS
     request_id: str
     rooms: tuple[str, ...] = ()
 
-    def to_wire(self) -> dict[str, Any]:
-        return {**_head(self.uid, self.request_id, RequestType.SOCKETS), "rooms": list(self.rooms)}
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AllRoomsRequest:
+class AllRoomsRequest(_Request):
     """``ALL_ROOMS``: the rooms of this server."""
 
-    uid: str | None
+    TYPE = RequestType.ALL_ROOMS
     request_id: str
 
-    def to_wire(self) -> dict[str, Any]:
-        return _head(self.uid, self.request_id, RequestType.ALL_ROOMS)
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RemoteJoin:
-    """``REMOTE_JOIN``: the sockets ``opts`` selects join ``rooms``. ``opts`` None is the legacy
-    form: the one socket ``sid`` joins, and ``request_id`` is answered."""
+class _Membership(_Request):
+    """A change to the sockets ``opts`` selects, ``{"opts", ...}`` after the type. ``opts`` None
+    is the legacy form ``{"requestId", "sid", ...}``: the one socket ``sid`` changes, and
+    ``request_id`` is answered (:class:`UpdateResponse`); one room is written ``"room"``."""
 
-    uid: str | None
     opts: WireOptions | None
-    rooms: tuple[str, ...]
     sid: str | None = None
     request_id: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return _membership_wire(self, RequestType.REMOTE_JOIN, {"rooms": list(self.rooms)})
+        change = wire_object(self, declared(self, but=_MEMBERSHIP))
+        if self.opts is not None:
+            head = wire_object(self, ("uid",))
+            return {**head, "type": int(self.TYPE), "opts": self.opts.to_wire(), **change}
+        if len(change.get("rooms", ())) == 1:
+            change = {"room": change["rooms"][0]}
+        return {**wire_object(self, _HEAD), "type": int(self.TYPE), "sid": self.sid, **change}
+
+
+_MEMBERSHIP = (*_HEAD, "opts", "sid")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RemoteLeave:
-    """``REMOTE_LEAVE``: as :class:`RemoteJoin`, leaving."""
+class RemoteJoin(_Membership):
+    """``REMOTE_JOIN``: the sockets ``opts`` selects join ``rooms``."""
 
-    uid: str | None
-    opts: WireOptions | None
+    TYPE = RequestType.REMOTE_JOIN
     rooms: tuple[str, ...]
-    sid: str | None = None
-    request_id: str | None = None
-
-    def to_wire(self) -> dict[str, Any]:
-        return _membership_wire(self, RequestType.REMOTE_LEAVE, {"rooms": list(self.rooms)})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RemoteDisconnect:
-    """``REMOTE_DISCONNECT``: the sockets ``opts`` selects (legacy form: ``sid``) disconnect."""
+class RemoteLeave(_Membership):
+    """``REMOTE_LEAVE``: the sockets ``opts`` selects leave ``rooms``."""
 
-    uid: str | None
-    opts: WireOptions | None
+    TYPE = RequestType.REMOTE_LEAVE
+    rooms: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoteDisconnect(_Membership):
+    """``REMOTE_DISCONNECT``: the sockets ``opts`` selects disconnect (``close``: their
+    connection too)."""
+
+    TYPE = RequestType.REMOTE_DISCONNECT
     close: bool
-    sid: str | None = None
-    request_id: str | None = None
-
-    def to_wire(self) -> dict[str, Any]:
-        return _membership_wire(self, RequestType.REMOTE_DISCONNECT, {"close": self.close})
-
-
-def _membership_wire(
-    request: RemoteJoin | RemoteLeave | RemoteDisconnect, kind: RequestType, tail: dict[str, Any]
-) -> dict[str, Any]:
-    if request.opts is not None:
-        return {**_head(request.uid, None, kind), "opts": request.opts.to_wire(), **tail}
-    if "rooms" in tail and len(tail["rooms"]) == 1:
-        tail = {"room": tail["rooms"][0]}
-    return {**_head(request.uid, request.request_id, kind), "sid": request.sid, **tail}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RemoteFetch:
+class RemoteFetch(_Request):
     """``REMOTE_FETCH``: the details of the sockets ``opts`` selects (``fetchSockets``)."""
 
-    uid: str | None
+    TYPE = RequestType.REMOTE_FETCH
     request_id: str
     opts: WireOptions
 
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            **_head(self.uid, self.request_id, RequestType.REMOTE_FETCH),
-            "opts": self.opts.to_wire(),
-        }
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ServerSideEmit:
+class ServerSideEmit(_Request):
     """``SERVER_SIDE_EMIT``: ``data`` is ``[event, ...args]``; with ``request_id``, one reply per
     server is expected (:class:`ServerSideEmitResponse`)."""
 
-    uid: str | None
-    data: list[Any]
+    TYPE = RequestType.SERVER_SIDE_EMIT
     request_id: str | None = None
-
-    def to_wire(self) -> dict[str, Any]:
-        return {**_head(self.uid, self.request_id, RequestType.SERVER_SIDE_EMIT), "data": self.data}
+    data: list[Any]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class BroadcastRequest:
+class BroadcastRequest(_Request):
     """``BROADCAST``: a broadcast with acknowledgements (msgpack). Each server answers the
     number of its clients (:class:`BroadcastClientCount`), then each client's ack
     (:class:`BroadcastAck`)."""
 
-    uid: str | None
+    TYPE = RequestType.BROADCAST
+    MSGPACK = True
     request_id: str
     packet: EventPacket
     opts: WireOptions
-
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            **_head(self.uid, self.request_id, RequestType.BROADCAST),
-            "packet": self.packet.to_wire(),
-            "opts": self.opts.to_wire(),
-        }
 
 
 Request = (
@@ -245,80 +229,62 @@ Request = (
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SocketsResponse:
+class _Response:
+    """``{"type": TYPE, "requestId", ...}``, then the fields a response type declares. The
+    answers to ``SOCKETS``, ``ALL_ROOMS``, ``REMOTE_FETCH`` and legacy updates have no type
+    (``TYPE`` None): the request id says what they answer."""
+
+    TYPE: ClassVar[RequestType | None] = None
+    MSGPACK: ClassVar[bool] = False
+    request_id: str
+
+    def to_wire(self) -> dict[str, Any]:
+        fields = wire_object(self, declared(self))
+        return fields if self.TYPE is None else {"type": int(self.TYPE), **fields}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SocketsResponse(_Response):
     """The answer to ``SOCKETS`` (socket ids) and to ``REMOTE_FETCH`` (socket details)."""
 
-    request_id: str
     sockets: list[Any]
 
-    def to_wire(self) -> dict[str, Any]:
-        return {"requestId": self.request_id, "sockets": self.sockets}
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AllRoomsResponse:
+class AllRoomsResponse(_Response):
     """The answer to ``ALL_ROOMS``."""
 
-    request_id: str
     rooms: list[Any]
 
-    def to_wire(self) -> dict[str, Any]:
-        return {"requestId": self.request_id, "rooms": self.rooms}
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class UpdateResponse:
+class UpdateResponse(_Response):
     """``{"requestId"}``: the answer to a legacy (single-socket) join, leave or disconnect."""
 
-    request_id: str
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"requestId": self.request_id}
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ServerSideEmitResponse:
+class ServerSideEmitResponse(_Response):
     """One server's reply to a :class:`ServerSideEmit` with a request id."""
 
-    request_id: str
+    TYPE = RequestType.SERVER_SIDE_EMIT
     data: Any
 
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            "type": int(RequestType.SERVER_SIDE_EMIT),
-            "requestId": self.request_id,
-            "data": self.data,
-        }
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class BroadcastClientCount:
+class BroadcastClientCount(_Response):
     """How many clients of one server a :class:`BroadcastRequest` reached."""
 
-    request_id: str
+    TYPE = RequestType.BROADCAST_CLIENT_COUNT
     client_count: int
-
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            "type": int(RequestType.BROADCAST_CLIENT_COUNT),
-            "requestId": self.request_id,
-            "clientCount": self.client_count,
-        }
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class BroadcastAck:
+class BroadcastAck(_Response):
     """One client's ack to a :class:`BroadcastRequest` (msgpack): its first argument."""
 
-    request_id: str
+    TYPE = RequestType.BROADCAST_ACK
+    MSGPACK = True
     packet: Any
-
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            "type": int(RequestType.BROADCAST_ACK),
-            "requestId": self.request_id,
-            "packet": self.packet,
-        }
 
 
 Response = (
@@ -477,24 +443,7 @@ def decode_response(data: bytes, *, max_size: int) -> Response:
 
 
 def encode(message: Message) -> bytes:
-    """The bytes the Node adapter writes for ``message``."""
-    match message:
-        case Broadcast() | BroadcastRequest() | BroadcastAck():
-            return encode_msgpack(message.to_wire())
-        case (
-            SocketsRequest()
-            | AllRoomsRequest()
-            | RemoteJoin()
-            | RemoteLeave()
-            | RemoteDisconnect()
-            | RemoteFetch()
-            | ServerSideEmit()
-            | SocketsResponse()
-            | AllRoomsResponse()
-            | UpdateResponse()
-            | ServerSideEmitResponse()
-            | BroadcastClientCount()
-        ):
-            return encode_json(message.to_wire())
-        case _:
-            assert_never(message)
+    """The bytes the Node adapter writes for ``message``: msgpack for the types that may carry
+    binary data (``MSGPACK``), JSON for the others."""
+    wire = message.to_wire()
+    return encode_msgpack(wire) if message.MSGPACK else encode_json(wire)

@@ -22,7 +22,7 @@ from Node's bytes encodes back to the same bytes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from aiosio.adapters.redis.codec import decode
@@ -41,6 +41,8 @@ __all__ = [
     "WireFlags",
     "WireOptions",
     "WrongShape",
+    "declared",
+    "wire_object",
 ]
 
 
@@ -280,6 +282,41 @@ class EventPacket:
         if self.nsp is not None:
             wire["nsp"] = self.nsp
         return wire
+
+
+# -- writing a message's fields ------------------------------------------------------------------
+
+# Absent from the wire rather than null: a request without a sender (the Node emitter's) or
+# without a request id (nothing waits for an answer).
+_LEFT_OUT_WHEN_NONE = frozenset({"uid", "request_id"})
+
+
+def declared(message: Any, *, but: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The field names of the dataclass ``message`` in the order they are declared, which is
+    the order the Node adapter writes them in; ``but`` names those written elsewhere."""
+    return tuple(f.name for f in fields(message) if f.name not in but)
+
+
+def wire_object(message: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """The attributes ``names`` of ``message`` as Node writes them: camelCase keys, nested
+    options and packets by their own ``to_wire``, rooms as arrays; ``uid`` and ``request_id``
+    only when set."""
+    wire: dict[str, Any] = {}
+    for name in names:
+        value = getattr(message, name)
+        if value is None and name in _LEFT_OUT_WHEN_NONE:
+            continue
+        if isinstance(value, WireOptions | EventPacket):
+            value = value.to_wire()
+        elif isinstance(value, tuple):
+            value = list(value)
+        wire[_camel_case(name)] = value
+    return wire
+
+
+def _camel_case(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(word.title() for word in rest)
 
 
 # -- what another server asks to deliver ----------------------------------------------------------

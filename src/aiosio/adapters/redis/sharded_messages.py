@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, assert_never
+from typing import Any, ClassVar, assert_never
 
 from aiosio.adapters.redis.codec import encode_json, encode_msgpack
 from aiosio.adapters.redis.messages import (
@@ -22,11 +22,13 @@ from aiosio.adapters.redis.messages import (
     array,
     check_broadcast,
     check_server_side,
+    declared,
     integer,
     optional_str,
     payload,
     required_str,
     rooms,
+    wire_object,
 )
 from aiosio.protocol.socketio import Limits, has_binary
 
@@ -68,173 +70,129 @@ class MessageType(IntEnum):
     ADAPTER_CLOSE = 13
 
 
-# Whose data may hold bytes: these travel as msgpack when they do (the Node adapter's ``encode``).
-_MAY_BE_BINARY = frozenset(
-    {
-        MessageType.BROADCAST,
-        MessageType.BROADCAST_ACK,
-        MessageType.FETCH_SOCKETS_RESPONSE,
-        MessageType.SERVER_SIDE_EMIT,
-        MessageType.SERVER_SIDE_EMIT_RESPONSE,
-    }
-)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _ClusterMessage:
+    """``{"type": TYPE, "data": {...}, "uid", "nsp"}``. A message type declares the fields of its
+    ``data`` in the order Node writes them, and whether they may hold bytes (``MAY_BE_BINARY``:
+    then it travels as msgpack when they do, the Node adapter's ``encode``)."""
+
+    TYPE: ClassVar[MessageType]
+    MAY_BE_BINARY: ClassVar[bool] = False
+    uid: str | None
+    nsp: str | None
+
+    def to_wire(self) -> dict[str, Any]:
+        data = wire_object(self, declared(self, but=_ENVELOPE))
+        return {"type": int(self.TYPE), "data": data, "uid": self.uid, "nsp": self.nsp}
 
 
-def _envelope(
-    kind: MessageType, data: dict[str, Any], uid: str | None, nsp: str | None
-) -> dict[str, Any]:
-    return {"type": int(kind), "data": data, "uid": uid, "nsp": nsp}
+_ENVELOPE = ("uid", "nsp")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Broadcast:
+class Broadcast(_ClusterMessage):
     """``BROADCAST``: ``{"packet": {"type": 2, "data"}, "opts"}``; with ``request_id`` (written
     between them), a broadcast with acks, answered with :class:`BroadcastClientCount` and
     :class:`BroadcastAck`."""
 
-    uid: str | None
-    nsp: str | None
+    TYPE = MessageType.BROADCAST
+    MAY_BE_BINARY = True
     packet: EventPacket
-    opts: WireOptions
     request_id: str | None = None
-
-    def to_wire(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"packet": self.packet.to_wire()}
-        if self.request_id is not None:
-            data["requestId"] = self.request_id
-        data["opts"] = self.opts.to_wire()
-        return _envelope(MessageType.BROADCAST, data, self.uid, self.nsp)
+    opts: WireOptions
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SocketsJoin:
+class _Selecting(_ClusterMessage):
+    """An operation on the sockets ``opts`` selects, in every server."""
+
+    opts: WireOptions
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SocketsJoin(_Selecting):
     """``SOCKETS_JOIN``: the sockets ``opts`` selects join ``rooms``."""
 
-    uid: str | None
-    nsp: str | None
-    opts: WireOptions
+    TYPE = MessageType.SOCKETS_JOIN
     rooms: tuple[str, ...]
-
-    def to_wire(self) -> dict[str, Any]:
-        data = {"opts": self.opts.to_wire(), "rooms": list(self.rooms)}
-        return _envelope(MessageType.SOCKETS_JOIN, data, self.uid, self.nsp)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SocketsLeave:
+class SocketsLeave(_Selecting):
     """``SOCKETS_LEAVE``: the sockets ``opts`` selects leave ``rooms``."""
 
-    uid: str | None
-    nsp: str | None
-    opts: WireOptions
+    TYPE = MessageType.SOCKETS_LEAVE
     rooms: tuple[str, ...]
-
-    def to_wire(self) -> dict[str, Any]:
-        data = {"opts": self.opts.to_wire(), "rooms": list(self.rooms)}
-        return _envelope(MessageType.SOCKETS_LEAVE, data, self.uid, self.nsp)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DisconnectSockets:
+class DisconnectSockets(_Selecting):
     """``DISCONNECT_SOCKETS``: the sockets ``opts`` selects disconnect (``close``: their
     connection too)."""
 
-    uid: str | None
-    nsp: str | None
-    opts: WireOptions
+    TYPE = MessageType.DISCONNECT_SOCKETS
     close: bool
 
-    def to_wire(self) -> dict[str, Any]:
-        data = {"opts": self.opts.to_wire(), "close": self.close}
-        return _envelope(MessageType.DISCONNECT_SOCKETS, data, self.uid, self.nsp)
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class FetchSockets:
+class FetchSockets(_Selecting):
     """``FETCH_SOCKETS``: the details of the sockets ``opts`` selects."""
 
-    uid: str | None
-    nsp: str | None
-    opts: WireOptions
+    TYPE = MessageType.FETCH_SOCKETS
     request_id: str
-
-    def to_wire(self) -> dict[str, Any]:
-        data = {"opts": self.opts.to_wire(), "requestId": self.request_id}
-        return _envelope(MessageType.FETCH_SOCKETS, data, self.uid, self.nsp)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class FetchSocketsResponse:
-    """One server's answer to :class:`FetchSockets`: ``[{id, handshake, rooms, data}]``."""
-
-    uid: str | None
-    nsp: str | None
-    request_id: str
-    sockets: list[Any]
-
-    def to_wire(self) -> dict[str, Any]:
-        data = {"requestId": self.request_id, "sockets": self.sockets}
-        return _envelope(MessageType.FETCH_SOCKETS_RESPONSE, data, self.uid, self.nsp)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServerSideEmit:
+class ServerSideEmit(_ClusterMessage):
     """``SERVER_SIDE_EMIT``: ``packet`` is ``[event, ...args]``; with ``request_id`` (written
     first), one :class:`ServerSideEmitResponse` per server is expected."""
 
-    uid: str | None
-    nsp: str | None
-    packet: list[Any]
+    TYPE = MessageType.SERVER_SIDE_EMIT
+    MAY_BE_BINARY = True
     request_id: str | None = None
-
-    def to_wire(self) -> dict[str, Any]:
-        data: dict[str, Any] = {}
-        if self.request_id is not None:
-            data["requestId"] = self.request_id
-        data["packet"] = self.packet
-        return _envelope(MessageType.SERVER_SIDE_EMIT, data, self.uid, self.nsp)
+    packet: list[Any]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ServerSideEmitResponse:
-    """One server's reply to a :class:`ServerSideEmit` with a request id."""
+class _Answer(_ClusterMessage):
+    """One server's answer to the request ``request_id``, sent to the requester's channel."""
 
-    uid: str | None
-    nsp: str | None
     request_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FetchSocketsResponse(_Answer):
+    """The answer to :class:`FetchSockets`: ``[{id, handshake, rooms, data}]``."""
+
+    TYPE = MessageType.FETCH_SOCKETS_RESPONSE
+    MAY_BE_BINARY = True
+    sockets: list[Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerSideEmitResponse(_Answer):
+    """The reply to a :class:`ServerSideEmit` with a request id."""
+
+    TYPE = MessageType.SERVER_SIDE_EMIT_RESPONSE
+    MAY_BE_BINARY = True
     packet: Any
 
-    def to_wire(self) -> dict[str, Any]:
-        data = {"requestId": self.request_id, "packet": self.packet}
-        return _envelope(MessageType.SERVER_SIDE_EMIT_RESPONSE, data, self.uid, self.nsp)
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class BroadcastClientCount:
-    """How many clients of one server a :class:`Broadcast` with acks reached."""
+class BroadcastClientCount(_Answer):
+    """How many clients of the server a :class:`Broadcast` with acks reached."""
 
-    uid: str | None
-    nsp: str | None
-    request_id: str
+    TYPE = MessageType.BROADCAST_CLIENT_COUNT
     client_count: int
 
-    def to_wire(self) -> dict[str, Any]:
-        data = {"requestId": self.request_id, "clientCount": self.client_count}
-        return _envelope(MessageType.BROADCAST_CLIENT_COUNT, data, self.uid, self.nsp)
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class BroadcastAck:
+class BroadcastAck(_Answer):
     """One client's ack to a :class:`Broadcast` with acks: its first argument."""
 
-    uid: str | None
-    nsp: str | None
-    request_id: str
+    TYPE = MessageType.BROADCAST_ACK
+    MAY_BE_BINARY = True
     packet: Any
-
-    def to_wire(self) -> dict[str, Any]:
-        data = {"requestId": self.request_id, "packet": self.packet}
-        return _envelope(MessageType.BROADCAST_ACK, data, self.uid, self.nsp)
 
 
 Message = (
@@ -253,29 +211,7 @@ Message = (
 
 def message_type(message: Message) -> MessageType:
     """The ``type`` ``message`` is written with."""
-    match message:
-        case Broadcast():
-            return MessageType.BROADCAST
-        case SocketsJoin():
-            return MessageType.SOCKETS_JOIN
-        case SocketsLeave():
-            return MessageType.SOCKETS_LEAVE
-        case DisconnectSockets():
-            return MessageType.DISCONNECT_SOCKETS
-        case FetchSockets():
-            return MessageType.FETCH_SOCKETS
-        case FetchSocketsResponse():
-            return MessageType.FETCH_SOCKETS_RESPONSE
-        case ServerSideEmit():
-            return MessageType.SERVER_SIDE_EMIT
-        case ServerSideEmitResponse():
-            return MessageType.SERVER_SIDE_EMIT_RESPONSE
-        case BroadcastClientCount():
-            return MessageType.BROADCAST_CLIENT_COUNT
-        case BroadcastAck():
-            return MessageType.BROADCAST_ACK
-        case _:
-            assert_never(message)
+    return message.TYPE
 
 
 # -- decoding -------------------------------------------------------------------------------------
@@ -315,79 +251,47 @@ def _message(
                 data_rule="a broadcast needs packet.data as an array",
                 non_empty=False,
             )
+            request_id = optional_str(body.get("requestId"), "requestId")
             broadcast = Broadcast(
-                uid=uid,
-                nsp=nsp,
-                packet=packet,
-                opts=WireOptions.from_wire(body.get("opts")),
-                request_id=optional_str(body.get("requestId"), "requestId"),
+                uid=uid, nsp=nsp, packet=packet, request_id=request_id, opts=_opts(body)
             )
             check_broadcast(broadcast, packet, limits)
             return broadcast
         case MessageType.SOCKETS_JOIN:
-            return SocketsJoin(
-                uid=uid,
-                nsp=nsp,
-                opts=WireOptions.from_wire(body.get("opts")),
-                rooms=rooms(_required(body, "rooms"), "rooms"),
-            )
+            return SocketsJoin(uid=uid, nsp=nsp, opts=_opts(body), rooms=_rooms(body))
         case MessageType.SOCKETS_LEAVE:
-            return SocketsLeave(
-                uid=uid,
-                nsp=nsp,
-                opts=WireOptions.from_wire(body.get("opts")),
-                rooms=rooms(_required(body, "rooms"), "rooms"),
-            )
+            return SocketsLeave(uid=uid, nsp=nsp, opts=_opts(body), rooms=_rooms(body))
         case MessageType.DISCONNECT_SOCKETS:
-            return DisconnectSockets(
-                uid=uid,
-                nsp=nsp,
-                opts=WireOptions.from_wire(body.get("opts")),
-                close=bool(body.get("close")),
-            )
+            close = bool(body.get("close"))
+            return DisconnectSockets(uid=uid, nsp=nsp, opts=_opts(body), close=close)
         case MessageType.FETCH_SOCKETS:
-            return FetchSockets(
-                uid=uid,
-                nsp=nsp,
-                opts=WireOptions.from_wire(body.get("opts")),
-                request_id=required_str(body.get("requestId"), "requestId"),
-            )
+            return FetchSockets(uid=uid, nsp=nsp, opts=_opts(body), request_id=_request_id(body))
         case MessageType.SERVER_SIDE_EMIT:
             emit = ServerSideEmit(
                 uid=uid,
                 nsp=nsp,
-                packet=array(body.get("packet"), "packet", non_empty=True),
                 request_id=optional_str(body.get("requestId"), "requestId"),
+                packet=array(body.get("packet"), "packet", non_empty=True),
             )
             check_server_side(emit, emit.packet)
             return emit
         case MessageType.FETCH_SOCKETS_RESPONSE:
+            sockets = array(body.get("sockets"), "sockets")
             return FetchSocketsResponse(
-                uid=uid,
-                nsp=nsp,
-                request_id=required_str(body.get("requestId"), "requestId"),
-                sockets=array(body.get("sockets"), "sockets"),
+                uid=uid, nsp=nsp, request_id=_request_id(body), sockets=sockets
             )
         case MessageType.SERVER_SIDE_EMIT_RESPONSE:
             return ServerSideEmitResponse(
-                uid=uid,
-                nsp=nsp,
-                request_id=required_str(body.get("requestId"), "requestId"),
-                packet=body.get("packet"),
+                uid=uid, nsp=nsp, request_id=_request_id(body), packet=body.get("packet")
             )
         case MessageType.BROADCAST_CLIENT_COUNT:
+            count = integer(body.get("clientCount"), "clientCount")
             return BroadcastClientCount(
-                uid=uid,
-                nsp=nsp,
-                request_id=required_str(body.get("requestId"), "requestId"),
-                client_count=integer(body.get("clientCount"), "clientCount"),
+                uid=uid, nsp=nsp, request_id=_request_id(body), client_count=count
             )
         case MessageType.BROADCAST_ACK:
             return BroadcastAck(
-                uid=uid,
-                nsp=nsp,
-                request_id=required_str(body.get("requestId"), "requestId"),
-                packet=body.get("packet"),
+                uid=uid, nsp=nsp, request_id=_request_id(body), packet=body.get("packet")
             )
         case MessageType.INITIAL_HEARTBEAT | MessageType.HEARTBEAT | MessageType.ADAPTER_CLOSE:
             # Only adapters with a heartbeat send these; the Redis adapter has none.
@@ -396,10 +300,18 @@ def _message(
             assert_never(unreachable)
 
 
-def _required(body: dict[str, Any], key: str) -> Any:
-    if key not in body:
-        raise WrongShape(f"{key} is missing")
-    return body[key]
+def _opts(body: dict[str, Any]) -> WireOptions:
+    return WireOptions.from_wire(body.get("opts"))
+
+
+def _rooms(body: dict[str, Any]) -> tuple[str, ...]:
+    if "rooms" not in body:
+        raise WrongShape("rooms is missing")
+    return rooms(body["rooms"], "rooms")
+
+
+def _request_id(body: dict[str, Any]) -> str:
+    return required_str(body.get("requestId"), "requestId")
 
 
 # -- encoding -------------------------------------------------------------------------------------
@@ -409,5 +321,5 @@ def encode(message: Message) -> bytes:
     """The bytes the Node adapter writes for ``message``: msgpack when its data may hold bytes
     and does, JSON otherwise."""
     wire = message.to_wire()
-    binary = message_type(message) in _MAY_BE_BINARY and has_binary(wire["data"])
+    binary = message.MAY_BE_BINARY and has_binary(wire["data"])
     return encode_msgpack(wire) if binary else encode_json(wire)
