@@ -18,7 +18,10 @@ from typing import Any
 import httpx
 import pytest
 from _eio import TIMEOUT, eventually
-from test_socketio_hardening import BAD, start
+
+# loop_errors is autouse: imported, it fails each test here too if anything reaches the event
+# loop's exception handler (HARDENING 14)
+from test_socketio_hardening import BAD, loop_errors, start  # noqa: F401
 
 import aiosio
 from conftest import ServeFn
