@@ -16,9 +16,13 @@ __all__ = ["Timed", "TimerWheel"]
 
 
 class Timed(Protocol):
-    _timer_bucket: int | None
+    """What the wheel schedules: an object that keeps the wheel's bookkeeping for it."""
 
-    def on_timer(self, now: float) -> None: ...
+    timer_bucket: int | None
+    """The bucket the item is scheduled in (``None``: not scheduled); only the wheel sets it."""
+
+    def on_timer(self, now: float) -> None:
+        """The item's deadline has come (``now``: loop time, not before the deadline)."""
 
 
 class TimerWheel:
@@ -30,7 +34,7 @@ class TimerWheel:
 
     def schedule(self, item: Timed, deadline: float | None) -> None:
         """(Re)schedule ``item`` for ``deadline`` (loop time); ``None`` unschedules it."""
-        old = item._timer_bucket
+        old = item.timer_bucket
         new = None if deadline is None else math.ceil(deadline / self._resolution)
         if old == new:
             return
@@ -43,7 +47,7 @@ class TimerWheel:
                     handle = self._handles.pop(old, None)
                     if handle is not None:
                         handle.cancel()
-        item._timer_bucket = new
+        item.timer_bucket = new
         if new is None:
             return
         bucket = self._buckets.get(new)
@@ -58,7 +62,7 @@ class TimerWheel:
         # The loop may run a timer a hair early (its clock resolution); the bucket's time is due.
         now = max(self._loop.time(), key * self._resolution)
         for item in items:
-            item._timer_bucket = None
+            item.timer_bucket = None
             item.on_timer(now)
 
     def close(self) -> None:

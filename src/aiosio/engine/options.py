@@ -1,0 +1,174 @@
+"""The Engine.IO server's options, validated once.
+
+:class:`EngineOptions` is what ``EngineServer(...)`` (and ``aiosio.Server(...)``, which passes
+its engine options through) is configured with. Every check is done at construction, with a
+message that names the option, what it must be and what was given: a typo or a wrong type fails
+at startup, never as a silently different server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from aiosio.engine.http import HttpRequest
+from aiosio.protocol.cors import Cors
+from aiosio.protocol.session import EngineConfig
+
+__all__ = ["TRANSPORTS", "AllowRequest", "Cookie", "EngineOptions", "normalize_path"]
+
+TRANSPORTS = ("polling", "websocket")
+
+AllowRequest = Callable[[HttpRequest], Awaitable[bool | None] | bool | None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cookie:
+    """The session cookie set on the polling handshake, for cookie-based sticky sessions."""
+
+    name: str = "io"
+    path: str | None = "/"
+    http_only: bool = True
+    same_site: Literal["lax", "strict", "none"] | None = "lax"
+    secure: bool = False
+    domain: str | None = None
+    max_age: int | None = None
+
+    def serialize(self, value: str) -> str:
+        parts = [f"{self.name}={value}"]
+        if self.max_age is not None:
+            parts.append(f"Max-Age={self.max_age}")
+        if self.domain:
+            parts.append(f"Domain={self.domain}")
+        if self.path:
+            parts.append(f"Path={self.path}")
+        if self.http_only:
+            parts.append("HttpOnly")
+        if self.secure:
+            parts.append("Secure")
+        if self.same_site:
+            parts.append(f"SameSite={self.same_site.capitalize()}")
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineOptions:
+    """The options of an Engine.IO server (see ``docs/limits.md`` for each limit).
+
+    The given values are checked in ``__post_init__``; what the server reads is normalised there
+    once: :attr:`path` ends with ``/``, :attr:`transports` is a tuple, and the derived
+    :attr:`session_cookie`, :attr:`compression_threshold` and :attr:`session_config`."""
+
+    path: str = "/engine.io/"
+    ping_interval: float = 25.0
+    ping_timeout: float = 20.0
+    upgrade_timeout: float = 10.0
+    max_http_buffer_size: int = 1_000_000
+    transports: Sequence[str] = TRANSPORTS
+    allow_upgrades: bool = True
+    allow_eio3: bool = False
+    allow_request: AllowRequest | None = None
+    cookie: bool | str | Cookie | None = None
+    http_compression: bool | int = True
+    per_message_deflate: bool = False
+    cors: Cors | None = None
+    max_payload_packets: int = 10_000
+    max_outbound_buffer: int = 16_000_000
+    shutdown_timeout: float = 5.0
+    session_cookie: Cookie | None = field(init=False)
+    """The cookie set on the handshake: ``cookie`` as a :class:`Cookie`, or ``None``."""
+    compression_threshold: int | None = field(init=False)
+    """Polling bodies of at least this many bytes are compressed (``None``: never)."""
+    session_config: EngineConfig = field(init=False)
+    """What every session of the server is created with."""
+
+    def __post_init__(self) -> None:
+        for name in ("ping_interval", "ping_timeout", "upgrade_timeout", "shutdown_timeout"):
+            _check_seconds(name, getattr(self, name))
+        for name in ("max_http_buffer_size", "max_outbound_buffer", "max_payload_packets"):
+            _check_size(name, getattr(self, name))
+        _set(self, "path", normalize_path(self.path))
+        _set(self, "transports", _checked_transports(self.transports))
+        if not isinstance(self.allow_upgrades, bool) or not isinstance(self.allow_eio3, bool):
+            raise TypeError("allow_upgrades and allow_eio3 must be True or False")
+        if self.allow_request is not None and not callable(self.allow_request):
+            raise TypeError(
+                "allow_request must be a function (request) -> None, or None, got "
+                f"{type(self.allow_request).__name__}"
+            )
+        if self.cors is not None and not isinstance(self.cors, Cors):
+            raise TypeError(f"cors must be an aiosio.Cors(...), got {type(self.cors).__name__}")
+        _set(self, "session_cookie", _session_cookie(self.cookie))
+        _set(self, "compression_threshold", _compression_threshold(self.http_compression))
+        upgrades = ("websocket",) if self.allow_upgrades and "websocket" in self.transports else ()
+        config = EngineConfig(
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
+            upgrade_timeout=self.upgrade_timeout,
+            max_payload=self.max_http_buffer_size,
+            upgrades=upgrades,
+            max_payload_packets=self.max_payload_packets,
+        )
+        _set(self, "session_config", config)
+
+
+def _set(options: EngineOptions, name: str, value: object) -> None:
+    # The normalised value of a frozen dataclass's field, set once in __post_init__.
+    object.__setattr__(options, name, value)
+
+
+def normalize_path(path: str) -> str:
+    """``/socket.io`` and ``socket.io/`` both become ``/socket.io/``, as the reference does."""
+    if not isinstance(path, str) or not path:
+        raise TypeError(f"path must be a non-empty string such as '/socket.io/', got {path!r}")
+    path = "/" + path.strip("/")
+    return path + "/" if path != "/" else "/"
+
+
+def _check_seconds(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+
+
+def _check_size(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise TypeError(f"{name} must be a positive int, got {value!r}")
+
+
+def _checked_transports(transports: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(transports, str):
+        raise TypeError(f"transports must be a sequence of names, got the string {transports!r}")
+    unknown = [t for t in transports if t not in TRANSPORTS]
+    if unknown or not transports:
+        raise ValueError(
+            f"transports must be a non-empty subset of {TRANSPORTS}, got {tuple(transports)!r}"
+        )
+    return tuple(transports)
+
+
+def _session_cookie(cookie: bool | str | Cookie | None) -> Cookie | None:
+    if cookie is True:
+        return Cookie()
+    if isinstance(cookie, str):
+        return Cookie(name=cookie)
+    if isinstance(cookie, Cookie):
+        return cookie
+    if cookie is None or cookie is False:
+        return None
+    raise TypeError(f"cookie must be True, a cookie name or aiosio.Cookie(...), got {cookie!r}")
+
+
+def _compression_threshold(http_compression: bool | int) -> int | None:
+    if http_compression is True:
+        return 1024
+    if http_compression is False:
+        return None
+    if isinstance(http_compression, int) and http_compression >= 0:
+        return http_compression
+    raise ValueError(
+        "http_compression must be True, False or a threshold in bytes (>= 0), got "
+        f"{http_compression!r}"
+    )
