@@ -62,8 +62,7 @@ def client() -> httpx.AsyncClient:
 
 def timer_count(engine: aiosio.EngineServer) -> int:
     """Sessions scheduled on the engine's timer wheel (one entry per session at most)."""
-    wheel = engine._timer_wheel
-    return 0 if wheel is None else len(wheel)
+    return len(engine.timers)
 
 
 # -- 8. max_http_buffer_size while reading --------------------------------------------------------
