@@ -9,7 +9,7 @@ from aiosio.client.sync import SyncClient
 from aiosio.emitter import Emitter
 from aiosio.engine.http import HttpRequest, HttpResponse
 from aiosio.engine.server import ConnectionRejected, Cookie, EngineServer, EngineSocket
-from aiosio.errors import AckTimeout, ConnectionRefused, Disconnected
+from aiosio.errors import AckTimeout, AiosioError, ConnectionRefused, Disconnected, EncodingError
 from aiosio.protocol.cors import Cors
 from aiosio.protocol.socketio import Limits
 from aiosio.server.broadcast import BroadcastOperator
@@ -21,6 +21,7 @@ from aiosio.transports.native import NativeServer, ServerLimits, run, serve
 
 __all__ = [
     "AckTimeout",
+    "AiosioError",
     "AsgiApp",
     "BroadcastOperator",
     "Client",
@@ -31,6 +32,7 @@ __all__ = [
     "Cors",
     "Disconnected",
     "Emitter",
+    "EncodingError",
     "EngineServer",
     "EngineSocket",
     "Handshake",

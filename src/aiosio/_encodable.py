@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from aiosio.errors import EncodingError
 from aiosio.protocol.socketio import Packet, PacketType, encode
 
 __all__ = [
@@ -65,13 +66,13 @@ def encoding_error(
     what: str, values: Sequence[tuple[str, Any]], cause: BaseException
 ) -> BaseException:
     """The exception to raise when encoding ``values`` (pairs of a path such as ``args[1]`` and
-    the value there) for ``what`` (such as ``emit('news')``) failed with ``cause``: a TypeError
-    naming the first value that cannot be encoded, or ``cause`` when none is found (it was not
-    about the values)."""
+    the value there) for ``what`` (such as ``emit('news')``) failed with ``cause``: an
+    :class:`~aiosio.errors.EncodingError` (a TypeError) naming the first value that cannot be
+    encoded, or ``cause`` when none is found (it was not about the values)."""
     for path, value in values:
         if not _encodes(value):
             reason = _locate(value, path, set(), 0)
-            return TypeError(
+            return EncodingError(
                 f"{what}: {reason}; send dict, list, str, int, float, bool, None or bytes "
                 "(convert other types first, e.g. a set with list(...))"
             )

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["AckTimeout", "ConnectionRefused", "Disconnected"]
+from aiosio.protocol.errors import AiosioError
+
+__all__ = ["AckTimeout", "AiosioError", "ConnectionRefused", "Disconnected", "EncodingError"]
 
 
-class AckTimeout(Exception):
+class AckTimeout(AiosioError):
     """No acknowledgement arrived in time.
 
     For a broadcast with acknowledgements, ``replies`` holds the replies that did arrive and
@@ -22,11 +24,11 @@ class AckTimeout(Exception):
         self.missing = missing or []
 
 
-class Disconnected(Exception):
+class Disconnected(AiosioError):
     """The connection ended while waiting for an acknowledgement."""
 
 
-class ConnectionRefused(Exception):
+class ConnectionRefused(AiosioError):
     """Raised by a connection middleware to refuse a client.
 
     The client receives ``connect_error`` with ``message`` and ``data`` (socket.io-client:
@@ -37,3 +39,9 @@ class ConnectionRefused(Exception):
         super().__init__(message)
         self.message = message
         self.data = data
+
+
+class EncodingError(AiosioError, TypeError):
+    """A value given to ``emit`` (or returned as an acknowledgement) cannot be encoded; the
+    message names the argument and its type. A ``TypeError`` too, as Python raises for a
+    value of the wrong type."""

@@ -1,16 +1,23 @@
 """Errors of the sans-I/O core.
 
-Two families, as in h11: :class:`RemoteProtocolError` when the peer sent something the protocol
-forbids (the connection is closed with a reason, never a traceback), and :class:`LocalProtocolError`
-when our own code misused the API.
+Every exception aiosio raises on purpose derives from :class:`AiosioError`, defined here (the
+bottom layer) so that the core's errors share it: ``except aiosio.AiosioError`` catches them all.
+
+Two families of the core's own, as in h11: :class:`RemoteProtocolError` when the peer sent
+something the protocol forbids (the connection is closed with a reason, never a traceback), and
+:class:`LocalProtocolError` when our own code misused the API.
 """
 
 from __future__ import annotations
 
-__all__ = ["LocalProtocolError", "ProtocolError", "RemoteProtocolError"]
+__all__ = ["AiosioError", "LocalProtocolError", "ProtocolError", "RemoteProtocolError"]
 
 
-class ProtocolError(Exception):
+class AiosioError(Exception):
+    """The root of the library's exceptions (re-exported as ``aiosio.AiosioError``)."""
+
+
+class ProtocolError(AiosioError):
     """Base class of the core's errors."""
 
 
