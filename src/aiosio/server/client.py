@@ -49,9 +49,11 @@ class Client:
         self._pause_logged = False
         self._backlog: deque[Packet] | None = None  # while paused
         self._closed = False
-        self._connect_timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
-            server.connect_timeout, self._connect_timeout
-        )
+        # The connect timeout is a deadline on the engine's timer wheel, like the sessions'
+        # own: one shared mechanism, no timer handle per connection.
+        self.timer_bucket: int | None = None
+        host = conn.server
+        host.timers.schedule(self, host.now() + server.connect_timeout)
         conn.on_message(self._on_data)
         conn.on("close", self._on_close)
         if conn.protocol == 3:
@@ -207,9 +209,7 @@ class Client:
 
     def accepted(self, socket: HostedSocket) -> None:
         self.sockets[socket.nsp.name] = socket
-        if self._connect_timer is not None:
-            self._connect_timer.cancel()
-            self._connect_timer = None
+        self._cancel_connect_timeout()
 
     def remove(self, socket: HostedSocket) -> None:
         if self.sockets.get(socket.nsp.name) is socket:
@@ -251,8 +251,9 @@ class Client:
 
     # -- closing --------------------------------------------------------------------------------
 
-    def _connect_timeout(self) -> None:
-        self._connect_timer = None
+    def on_timer(self, now: float) -> None:
+        """The connect timeout (called by the engine's timer wheel, which unscheduled it): the
+        connection is closed if no namespace is connected by then."""
         if not self.sockets and not self._closed:
             logger.info(
                 "closing the connection of %s (session %s): no namespace connected within "
@@ -262,6 +263,10 @@ class Client:
                 self.server.connect_timeout,
             )
             self._close(DisconnectReason.FORCED_SERVER_CLOSE, None)
+
+    def _cancel_connect_timeout(self) -> None:
+        if self.timer_bucket is not None:
+            self.conn.server.timers.schedule(self, None)
 
     def disconnect_all(self) -> None:
         """``socket.disconnect(close=True)``: every namespace, then the connection."""
@@ -283,9 +288,7 @@ class Client:
             return
         reason = DisconnectReason.of(reason)
         self._closed = True
-        if self._connect_timer is not None:
-            self._connect_timer.cancel()
-            self._connect_timer = None
+        self._cancel_connect_timeout()
         self.conn.on_message(_ignore)
         self._backlog = None  # events read but not started yet: dropped with the connection
         for socket in list(self.sockets.values()):
