@@ -1,5 +1,6 @@
 """No module of aiosio imports an optional package when it is imported; a feature used without its
-extra raises an ImportError that names the extra.
+extra raises an ImportError that names the extra; the extras of pyproject.toml are the ones
+``aiosio._extras`` and README.md name.
 
 ``pip install aiosio`` brings httptools, orjson and msgpack only. The bare install itself is
 exercised by ``test_packaging_install.py``; this file checks the rule over the source, so a new
@@ -9,15 +10,19 @@ module-level ``import redis`` fails here at once, with or without the package in
 from __future__ import annotations
 
 import ast
+import re
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 import aiosio
+from aiosio._extras import EXTRAS
 from aiosio.adapters.redis import RedisAdapter
 
 SRC = Path(aiosio.__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[2]
 CORE_DEPENDENCIES = {"httptools", "orjson", "msgpack"}
 ALLOWED = CORE_DEPENDENCIES | set(sys.stdlib_module_names) | {"aiosio", "__future__"}
 
@@ -96,3 +101,29 @@ def test_redis_features_without_redis_name_the_extra(
     message = str(raised.value)
     assert "needs the 'redis' package, which is not installed" in message
     assert message.endswith('pip install "aiosio[redis]"')
+
+
+def _requirement_names(requirements: list[str]) -> set[str]:
+    """The distribution names of PEP 508 requirements ("redis>=5.0" -> "redis")."""
+    return {re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0].lower() for r in requirements}
+
+
+def test_the_extras_users_install_are_the_ones_documented() -> None:
+    """pyproject.toml, aiosio._extras (whose ImportErrors name the extra) and README.md's table
+    of extras name the same extras, with the same packages: an extra added in one place only is
+    one a user cannot find, or one an ImportError names wrongly."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert _requirement_names(project["dependencies"]) == CORE_DEPENDENCIES
+    declared = {
+        extra: _requirement_names(requirements)
+        for extra, requirements in project["optional-dependencies"].items()
+        if extra != "test"  # the developers' tools, not a feature
+    }
+    assert declared == {extra: set(packages) for extra, packages in EXTRAS.items()}
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \|", readme, re.MULTILINE)
+    assert [extra for extra, _ in rows] == list(EXTRAS)
+    for extra, brings in rows:
+        for package in EXTRAS[extra]:
+            assert package in brings, f"README.md's row for {extra!r} does not name {package}"
+    assert 'pip install "aiosio[' in readme
