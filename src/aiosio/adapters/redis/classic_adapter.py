@@ -36,11 +36,9 @@ from aiosio.adapters.redis.classic_messages import (
 from aiosio.adapters.redis.messages import EventPacket, WireOptions
 from aiosio.adapters.redis.namespace import (
     AdapterSettings,
-    Pending,
     RedisNamespaceAdapter,
     socket_details,
 )
-from aiosio.errors import AckTimeout
 from aiosio.protocol.socketio import Packet, PacketType
 from aiosio.server.adapter import BroadcastOptions, NamespaceView, Room
 
@@ -60,6 +58,7 @@ class ClassicAdapter(RedisNamespaceAdapter):
     def __init__(self, nsp: NamespaceView, factory: AdapterSettings) -> None:
         super().__init__(nsp, factory)
         self.uid = uid2(6)
+        self.requests_timeout = factory.requests_timeout
         key, name = factory.key, nsp.name
         self.channel = f"{key}#{name}#"
         self.request_channel = f"{key}-request#{name}#"
@@ -67,13 +66,17 @@ class ClassicAdapter(RedisNamespaceAdapter):
         self.specific_response_channel = f"{self.response_channel}{self.uid}#"
         limits = factory.limits
         self._decode_broadcast = partial(decode_broadcast, max_size=self.max_size, limits=limits)
-        self._decode_request = partial(decode_request, max_size=self.max_size, limits=limits)
-        self._decode_response = partial(decode_response, max_size=self.max_size)
+        on_request = self._subscriber(
+            partial(decode_request, max_size=self.max_size, limits=limits), self._on_request
+        )
+        on_response = self._subscriber(
+            partial(decode_response, max_size=self.max_size), self._on_response
+        )
         link = self.link
         link.psubscribe(self.channel + "*", self._on_broadcast)
-        link.subscribe(self.request_channel, self._on_request)
-        link.subscribe(self.response_channel, self._on_response)
-        link.subscribe(self.specific_response_channel, self._on_response)
+        link.subscribe(self.request_channel, on_request)
+        link.subscribe(self.response_channel, on_response)
+        link.subscribe(self.specific_response_channel, on_response)
         link.ensure_started()
 
     def _new_request_id(self) -> str:
@@ -113,21 +116,12 @@ class ClassicAdapter(RedisNamespaceAdapter):
 
     # -- broadcasts ------------------------------------------------------------------------------
 
-    def broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
-        if not opts.flags.local:
-            self._check_outgoing(packet.data)
-            channel = self.channel
-            if len(opts.rooms) == 1:
-                channel += f"{next(iter(opts.rooms))}#"
-            self._publish(
-                channel,
-                Broadcast(
-                    uid=self.uid,
-                    packet=EventPacket(data=packet.data, nsp=self.nsp.name),
-                    opts=WireOptions.of(opts),
-                ),
-            )
-        self.local_broadcast(packet, opts)
+    def _publish_broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
+        channel = self.channel
+        if len(opts.rooms) == 1:
+            channel += f"{next(iter(opts.rooms))}#"
+        event = EventPacket(data=packet.data, nsp=self.nsp.name)
+        self._publish(channel, Broadcast(uid=self.uid, packet=event, opts=WireOptions.of(opts)))
 
     def _on_broadcast(self, channel: str, data: bytes) -> None:
         if not channel.startswith(self.channel):
@@ -150,10 +144,7 @@ class ClassicAdapter(RedisNamespaceAdapter):
             channel = f"{self.response_channel}{request.uid}#"
         self._publish(channel, response)
 
-    def _on_request(self, channel: str, data: bytes) -> None:
-        request = self._receive(channel, self._decode_request, data)
-        if request is None:
-            return
+    def _on_request(self, request: Request) -> None:
         match request:
             case SocketsRequest():
                 opts = BroadcastOptions(rooms=frozenset(request.rooms))
@@ -224,21 +215,18 @@ class ClassicAdapter(RedisNamespaceAdapter):
         )
         self._respond(request, BroadcastClientCount(request_id=request_id, client_count=count))
 
-    def _on_response(self, channel: str, data: bytes) -> None:
-        response = self._receive(channel, self._decode_response, data)
-        if response is None:
-            return
+    def _on_response(self, response: Response) -> None:
         match response:
             case BroadcastClientCount():
                 self._client_count(response.request_id, response.client_count)
             case BroadcastAck():
                 self._ack(response.request_id, response.packet)
-            case SocketsResponse():
-                self._add_response(response.request_id, response.sockets)
-            case AllRoomsResponse():
-                self._add_response(response.request_id, response.rooms)
-            case ServerSideEmitResponse():
-                self._add_response(response.request_id, response.data)
+            case (
+                SocketsResponse(request_id=request_id, sockets=answer)
+                | AllRoomsResponse(request_id=request_id, rooms=answer)
+                | ServerSideEmitResponse(request_id=request_id, data=answer)
+            ):
+                self._add_response(request_id, answer)
             case UpdateResponse():
                 pass  # this adapter sends no legacy requests: nothing waits for one
             case _:
@@ -249,82 +237,39 @@ class ClassicAdapter(RedisNamespaceAdapter):
     async def server_count(self) -> int:
         return await self.link.numsub(self.request_channel)
 
-    async def broadcast_with_ack(
-        self, packet: Packet, opts: BroadcastOptions
-    ) -> tuple[list[Any], list[str]]:
-        if opts.flags.local:
-            return await super().broadcast_with_ack(packet, opts)
-        expected = await self.server_count()
-        self._check_outgoing(packet.data)
-
-        def publish(request_id: str) -> None:
-            request = BroadcastRequest(
-                uid=self.uid,
-                request_id=request_id,
-                packet=EventPacket(data=packet.data, nsp=self.nsp.name),
-                opts=WireOptions.of(opts, timeout=True),
-            )
-            self._publish(self.request_channel, request)
-
-        return await self._broadcast_with_ack_over(packet, opts, publish, max(expected, 1))
-
-    async def fetch_sockets(self, opts: BroadcastOptions) -> list[Any]:
-        local: list[Any] = list(self.local_targets(opts))
-        if opts.flags.local:
-            return local
-        servers = await self.server_count()
-        if servers <= 1:
-            return local
-        request_id = self._new_request_id()
-        self._pending[request_id] = Pending(servers - 1)
-        request = RemoteFetch(
-            uid=self.uid, request_id=request_id, opts=WireOptions.of(opts, flags=False)
+    def _publish_ack_broadcast(
+        self, packet: Packet, opts: BroadcastOptions, request_id: str
+    ) -> None:
+        request = BroadcastRequest(
+            uid=self.uid,
+            request_id=request_id,
+            packet=EventPacket(data=packet.data, nsp=self.nsp.name),
+            opts=WireOptions.of(opts, timeout=True),
         )
+        self._request(request)
+
+    def _fetch_timeout(self, opts: BroadcastOptions) -> float:
+        return self.requests_timeout  # the Node adapter's fetchSockets ignores opts.flags.timeout
+
+    def _publish_fetch(self, opts: BroadcastOptions, request_id: str) -> None:
+        self._request(RemoteFetch(uid=self.uid, request_id=request_id, opts=_no_flags(opts)))
+
+    def _publish_join(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None:
+        self._request(RemoteJoin(uid=self.uid, opts=_no_flags(opts), rooms=tuple(rooms)))
+
+    def _publish_leave(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None:
+        self._request(RemoteLeave(uid=self.uid, opts=_no_flags(opts), rooms=tuple(rooms)))
+
+    def _publish_disconnect(self, opts: BroadcastOptions, close: bool) -> None:
+        self._request(RemoteDisconnect(uid=self.uid, opts=_no_flags(opts), close=close))
+
+    def _publish_server_side_emit(self, args: list[Any], request_id: str | None) -> None:
+        self._request(ServerSideEmit(uid=self.uid, data=args, request_id=request_id))
+
+    def _request(self, request: Request) -> None:
         self._publish(self.request_channel, request)
-        responses = await self._gather_existing(request_id, self.factory.requests_timeout)
-        return local + self._remote_sockets(responses)
 
-    def add_sockets(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None:
-        self.local_add_sockets(opts, rooms)
-        if not opts.flags.local:
-            wire = WireOptions.of(opts, flags=False)
-            self._publish(
-                self.request_channel, RemoteJoin(uid=self.uid, opts=wire, rooms=tuple(rooms))
-            )
 
-    def del_sockets(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None:
-        self.local_del_sockets(opts, rooms)
-        if not opts.flags.local:
-            wire = WireOptions.of(opts, flags=False)
-            self._publish(
-                self.request_channel, RemoteLeave(uid=self.uid, opts=wire, rooms=tuple(rooms))
-            )
-
-    def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
-        self.local_disconnect_sockets(opts, close)
-        if not opts.flags.local:
-            wire = WireOptions.of(opts, flags=False)
-            self._publish(
-                self.request_channel, RemoteDisconnect(uid=self.uid, opts=wire, close=close)
-            )
-
-    def server_side_emit(self, args: list[Any]) -> None:
-        self._publish(self.request_channel, ServerSideEmit(uid=self.uid, data=args))
-
-    async def server_side_emit_with_ack(self, args: list[Any], timeout: float | None) -> list[Any]:
-        expected = await self.server_count() - 1
-        if expected <= 0:
-            return []
-        request_id = self._new_request_id()
-        self._pending[request_id] = Pending(expected)
-        self._publish(
-            self.request_channel, ServerSideEmit(uid=self.uid, data=args, request_id=request_id)
-        )
-        limit = timeout if timeout is not None else self.factory.requests_timeout
-        responses = await self._gather_existing(request_id, limit)
-        if len(responses) < expected:
-            raise AckTimeout(
-                f"timeout reached: only {len(responses)} responses received out of {expected}",
-                replies=responses,
-            )
-        return responses
+def _no_flags(opts: BroadcastOptions) -> WireOptions:
+    """``opts`` as a request carries them: the classic protocol's requests have no flags."""
+    return WireOptions.of(opts, flags=False)

@@ -9,10 +9,11 @@ import contextlib
 import logging
 import secrets
 from abc import abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
-from aiosio.adapters.redis.link import Link
+from aiosio.adapters.redis.link import Handler, Link
 from aiosio.adapters.redis.messages import (
     InvalidMessage,
     MessageError,
@@ -21,6 +22,7 @@ from aiosio.adapters.redis.messages import (
     UnknownType,
     WrongShape,
 )
+from aiosio.errors import AckTimeout
 from aiosio.protocol.errors import RemoteProtocolError
 from aiosio.protocol.socketio import Limits, Packet, PacketType, check_event
 from aiosio.server.adapter import (
@@ -151,6 +153,8 @@ class RedisNamespaceAdapter(InMemoryAdapter):
     """What both modes share: local parts, pending requests, the link."""
 
     uid: str
+    # How long a request waits for the other servers unless told (Node's requestsTimeout).
+    requests_timeout: float
 
     def __init__(self, nsp: NamespaceView, factory: AdapterSettings) -> None:
         super().__init__(nsp)
@@ -189,6 +193,16 @@ class RedisNamespaceAdapter(InMemoryAdapter):
             logger.warning("dropped a message on %s: %s", channel, exc)
             return None
         return None if self._ignores(message) else message
+
+    def _subscriber(self, decode: Callable[[bytes], M], handle: Callable[[M], None]) -> Handler:
+        """A subscription's handler: the messages :meth:`_receive` keeps go to ``handle``."""
+
+        def on_message(channel: str, data: bytes) -> None:
+            message = self._receive(channel, decode, data)
+            if message is not None:
+                handle(message)
+
+        return on_message
 
     def _invalid(self, channel: str, why: str) -> None:
         logger.warning("dropped a message of the wrong shape on %s: %s", channel, why)
@@ -287,41 +301,22 @@ class RedisNamespaceAdapter(InMemoryAdapter):
 
         return len(self.local_broadcast_with_ack(local, opts, on_reply))
 
-    async def _broadcast_with_ack_over(
-        self,
-        packet: Packet,
-        opts: BroadcastOptions,
-        publish: Callable[[str], None],
-        expected_servers: int,
-    ) -> tuple[list[Any], list[str]]:
-        request_id = self._new_request_id()
-        request = AckRequest(expected_servers)
-        self._acks[request_id] = request
-        publish(request_id)
-        local_pending: set[SocketId] = set()
-
-        def on_local(sid: SocketId, value: Any) -> None:
-            if sid in local_pending:
-                local_pending.discard(sid)
-                request.ack(value)
-
-        targets = self.local_broadcast_with_ack(packet, opts, on_local)
-        local_pending.update(targets)
-        request.client_count(len(targets))
-        await self._wait_acks(request_id, request, opts.flags.timeout)
-        if packet.id is not None and local_pending:
-            self.forget_acks(packet.id, local_pending)
-        missing: list[str] = list(local_pending)
-        remote_missing = request.clients - len(request.replies) - len(local_pending)
-        if remote_missing > 0:
-            missing.append(f"<{remote_missing} socket(s) on other servers>")
-        silent_servers = request.expected_servers - request.servers
-        if silent_servers > 0:
-            missing.append(f"<{silent_servers} server(s) that did not answer>")
-        return request.replies, missing
-
     def _new_request_id(self) -> str:
         return secrets.token_hex(8)
+
+    async def _ask_other_servers(
+        self, publish: Callable[[str], None], timeout: float
+    ) -> tuple[list[Any], int]:
+        """Publish a request (``publish`` is given its new id) and gather the other servers'
+        answers for at most ``timeout`` seconds: the answers, and how many were expected (0, and
+        nothing published, when this server is alone)."""
+        expected = await self.server_count() - 1
+        if expected <= 0:
+            return [], 0
+        request_id = self._new_request_id()
+        self._pending[request_id] = Pending(expected)
+        publish(request_id)
+        return await self._gather_existing(request_id, timeout), expected
 
     def _remote_sockets(self, responses: list[Any]) -> list[RemoteSocket]:
         return [
@@ -348,6 +343,122 @@ class RedisNamespaceAdapter(InMemoryAdapter):
             respond(values[0] if values else None)
 
         return reply
+
+    # -- what each protocol writes ----------------------------------------------------------------
+
+    @abstractmethod
+    async def server_count(self) -> int:
+        """How many servers of the cluster have this namespace (this one included)."""
+
+    @abstractmethod
+    def _publish_broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
+        """Send a broadcast without acks to the other servers."""
+
+    @abstractmethod
+    def _publish_ack_broadcast(
+        self, packet: Packet, opts: BroadcastOptions, request_id: str
+    ) -> None:
+        """Send a broadcast whose acks the other servers return under ``request_id``."""
+
+    @abstractmethod
+    def _publish_join(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None: ...
+
+    @abstractmethod
+    def _publish_leave(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None: ...
+
+    @abstractmethod
+    def _publish_disconnect(self, opts: BroadcastOptions, close: bool) -> None: ...
+
+    @abstractmethod
+    def _publish_fetch(self, opts: BroadcastOptions, request_id: str) -> None: ...
+
+    @abstractmethod
+    def _publish_server_side_emit(self, args: list[Any], request_id: str | None) -> None:
+        """Send a server-side event; with ``request_id``, each server replies once."""
+
+    @abstractmethod
+    def _fetch_timeout(self, opts: BroadcastOptions) -> float:
+        """How long ``fetch_sockets`` waits for the other servers (each Node mode has its
+        rule)."""
+
+    # -- cluster operations -----------------------------------------------------------------------
+    # The same in both modes, as in Node: the local part here, the rest published.
+
+    def broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
+        if not opts.flags.local:
+            self._check_outgoing(packet.data)
+            self._publish_broadcast(packet, opts)
+        self.local_broadcast(packet, opts)
+
+    async def broadcast_with_ack(
+        self, packet: Packet, opts: BroadcastOptions
+    ) -> tuple[list[Any], list[str]]:
+        if opts.flags.local:
+            return await super().broadcast_with_ack(packet, opts)
+        expected_servers = max(await self.server_count(), 1)
+        self._check_outgoing(packet.data)
+        request_id = self._new_request_id()
+        request = AckRequest(expected_servers)
+        self._acks[request_id] = request
+        self._publish_ack_broadcast(packet, opts, request_id)
+        local_pending: set[SocketId] = set()
+
+        def on_local(sid: SocketId, value: Any) -> None:
+            if sid in local_pending:
+                local_pending.discard(sid)
+                request.ack(value)
+
+        targets = self.local_broadcast_with_ack(packet, opts, on_local)
+        local_pending.update(targets)
+        request.client_count(len(targets))
+        await self._wait_acks(request_id, request, opts.flags.timeout)
+        if packet.id is not None and local_pending:
+            self.forget_acks(packet.id, local_pending)
+        missing: list[str] = list(local_pending)
+        remote_missing = request.clients - len(request.replies) - len(local_pending)
+        if remote_missing > 0:
+            missing.append(f"<{remote_missing} socket(s) on other servers>")
+        silent_servers = request.expected_servers - request.servers
+        if silent_servers > 0:
+            missing.append(f"<{silent_servers} server(s) that did not answer>")
+        return request.replies, missing
+
+    async def fetch_sockets(self, opts: BroadcastOptions) -> list[Any]:
+        local: list[Any] = list(self.local_targets(opts))
+        if opts.flags.local:
+            return local
+        publish = partial(self._publish_fetch, opts)
+        responses, _ = await self._ask_other_servers(publish, self._fetch_timeout(opts))
+        return local + self._remote_sockets(responses)
+
+    def add_sockets(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None:
+        self.local_add_sockets(opts, rooms)
+        if not opts.flags.local:
+            self._publish_join(opts, rooms)
+
+    def del_sockets(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None:
+        self.local_del_sockets(opts, rooms)
+        if not opts.flags.local:
+            self._publish_leave(opts, rooms)
+
+    def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
+        self.local_disconnect_sockets(opts, close)
+        if not opts.flags.local:
+            self._publish_disconnect(opts, close)
+
+    def server_side_emit(self, args: list[Any]) -> None:
+        self._publish_server_side_emit(args, None)
+
+    async def server_side_emit_with_ack(self, args: list[Any], timeout: float | None) -> list[Any]:
+        publish = partial(self._publish_server_side_emit, args)
+        limit = timeout if timeout is not None else self.requests_timeout
+        responses, expected = await self._ask_other_servers(publish, limit)
+        if len(responses) < expected:
+            raise AckTimeout(
+                f"timeout reached: only {len(responses)} responses received out of {expected}",
+                replies=responses,
+            )
+        return responses
 
     async def close(self) -> None:
         return None

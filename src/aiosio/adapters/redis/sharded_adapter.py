@@ -12,7 +12,6 @@ from typing import Any, assert_never
 from aiosio.adapters.redis.messages import EventPacket, WireOptions
 from aiosio.adapters.redis.namespace import (
     AdapterSettings,
-    Pending,
     RedisNamespaceAdapter,
     socket_details,
 )
@@ -31,7 +30,6 @@ from aiosio.adapters.redis.sharded_messages import (
     decode,
     encode,
 )
-from aiosio.errors import AckTimeout
 from aiosio.protocol.socketio import Packet, PacketType
 from aiosio.server.adapter import BroadcastOptions, NamespaceView, Room
 
@@ -44,10 +42,14 @@ class ShardedAdapter(RedisNamespaceAdapter):
     def __init__(self, nsp: NamespaceView, factory: AdapterSettings) -> None:
         super().__init__(nsp, factory)
         self.uid = secrets.token_hex(8)
+        # socket.io-adapter's ClusterAdapter waits its DEFAULT_TIMEOUT; it has no option for it.
+        self.requests_timeout = 5.0
         self.mode = factory.subscription_mode
         self.channel = f"{factory.key}#{nsp.name}#"
         self.own_channel = f"{self.channel}{self.uid}#"
-        self._decode = partial(decode, max_size=self.max_size, limits=factory.limits)
+        self._on_message = self._subscriber(
+            partial(decode, max_size=self.max_size, limits=factory.limits), self._dispatch
+        )
         self.link.ssubscribe(self.channel, self._on_message)
         self.link.ssubscribe(self.own_channel, self._on_message)
         self.link.ensure_started()
@@ -92,10 +94,7 @@ class ShardedAdapter(RedisNamespaceAdapter):
     def _ignores(self, message: Message) -> bool:
         return message.uid == self.uid or message.nsp != self.nsp.name
 
-    def _on_message(self, channel: str, data: bytes) -> None:
-        message = self._receive(channel, self._decode, data)
-        if message is None:
-            return
+    def _dispatch(self, message: Message) -> None:
         sender = str(message.uid)
         match message:
             case Broadcast():
@@ -119,10 +118,11 @@ class ShardedAdapter(RedisNamespaceAdapter):
                 )
             case ServerSideEmit():
                 self._on_server_side_emit(sender, message)
-            case FetchSocketsResponse():
-                self._add_response(message.request_id, message.sockets)
-            case ServerSideEmitResponse():
-                self._add_response(message.request_id, message.packet)
+            case (
+                FetchSocketsResponse(request_id=request_id, sockets=answer)
+                | ServerSideEmitResponse(request_id=request_id, packet=answer)
+            ):
+                self._add_response(request_id, answer)
             case BroadcastClientCount():
                 self._client_count(message.request_id, message.client_count)
             case BroadcastAck():
@@ -179,85 +179,36 @@ class ShardedAdapter(RedisNamespaceAdapter):
             request_id=request_id,
         )
 
-    def broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
-        if not opts.flags.local:
-            self._check_outgoing(packet.data)
-            self._publish(self._broadcast_message(packet, opts))
-        self.local_broadcast(packet, opts)
+    def _publish_broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
+        self._publish(self._broadcast_message(packet, opts))
 
-    async def broadcast_with_ack(
-        self, packet: Packet, opts: BroadcastOptions
-    ) -> tuple[list[Any], list[str]]:
-        if opts.flags.local:
-            return await super().broadcast_with_ack(packet, opts)
-        expected = await self.server_count()
-        self._check_outgoing(packet.data)
+    def _publish_ack_broadcast(
+        self, packet: Packet, opts: BroadcastOptions, request_id: str
+    ) -> None:
+        self._publish(self._broadcast_message(packet, opts, request_id))
 
-        def publish(request_id: str) -> None:
-            self._publish(self._broadcast_message(packet, opts, request_id))
+    def _fetch_timeout(self, opts: BroadcastOptions) -> float:
+        return opts.flags.timeout or self.requests_timeout
 
-        return await self._broadcast_with_ack_over(packet, opts, publish, max(expected, 1))
-
-    async def fetch_sockets(self, opts: BroadcastOptions) -> list[Any]:
-        local: list[Any] = list(self.local_targets(opts))
-        if opts.flags.local:
-            return local
-        expected = await self.server_count() - 1
-        if expected <= 0:
-            return local
-        request_id = self._new_request_id()
-        self._pending[request_id] = Pending(expected)
+    def _publish_fetch(self, opts: BroadcastOptions, request_id: str) -> None:
+        wire = WireOptions.of(opts)
         self._publish(
-            FetchSockets(
-                uid=self.uid, nsp=self.nsp.name, opts=WireOptions.of(opts), request_id=request_id
-            )
+            FetchSockets(uid=self.uid, nsp=self.nsp.name, opts=wire, request_id=request_id)
         )
-        responses = await self._gather_existing(request_id, opts.flags.timeout or 5.0)
-        return local + self._remote_sockets(responses)
 
-    def add_sockets(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None:
-        if not opts.flags.local:
-            self._publish(
-                SocketsJoin(
-                    uid=self.uid, nsp=self.nsp.name, opts=WireOptions.of(opts), rooms=tuple(rooms)
-                )
-            )
-        self.local_add_sockets(opts, rooms)
+    def _publish_join(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None:
+        wire = WireOptions.of(opts)
+        self._publish(SocketsJoin(uid=self.uid, nsp=self.nsp.name, opts=wire, rooms=tuple(rooms)))
 
-    def del_sockets(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None:
-        if not opts.flags.local:
-            self._publish(
-                SocketsLeave(
-                    uid=self.uid, nsp=self.nsp.name, opts=WireOptions.of(opts), rooms=tuple(rooms)
-                )
-            )
-        self.local_del_sockets(opts, rooms)
+    def _publish_leave(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None:
+        wire = WireOptions.of(opts)
+        self._publish(SocketsLeave(uid=self.uid, nsp=self.nsp.name, opts=wire, rooms=tuple(rooms)))
 
-    def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
-        if not opts.flags.local:
-            self._publish(
-                DisconnectSockets(
-                    uid=self.uid, nsp=self.nsp.name, opts=WireOptions.of(opts), close=close
-                )
-            )
-        self.local_disconnect_sockets(opts, close)
+    def _publish_disconnect(self, opts: BroadcastOptions, close: bool) -> None:
+        wire = WireOptions.of(opts)
+        self._publish(DisconnectSockets(uid=self.uid, nsp=self.nsp.name, opts=wire, close=close))
 
-    def server_side_emit(self, args: list[Any]) -> None:
-        self._publish(ServerSideEmit(uid=self.uid, nsp=self.nsp.name, packet=args))
-
-    async def server_side_emit_with_ack(self, args: list[Any], timeout: float | None) -> list[Any]:
-        expected = await self.server_count() - 1
-        if expected <= 0:
-            return []
-        request_id = self._new_request_id()
-        self._pending[request_id] = Pending(expected)
+    def _publish_server_side_emit(self, args: list[Any], request_id: str | None) -> None:
         self._publish(
             ServerSideEmit(uid=self.uid, nsp=self.nsp.name, packet=args, request_id=request_id)
         )
-        responses = await self._gather_existing(request_id, timeout if timeout is not None else 5.0)
-        if len(responses) < expected:
-            raise AckTimeout(
-                f"timeout reached: only {len(responses)} responses received out of {expected}",
-                replies=responses,
-            )
-        return responses
