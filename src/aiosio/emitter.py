@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from aiosio._rooms import named_rooms
 from aiosio.adapters.redis import classic_messages as classic
 from aiosio.adapters.redis import sharded_messages as sharded
 from aiosio.adapters.redis.codec import encode_json, encode_msgpack
@@ -73,12 +74,12 @@ class Emitter:
         return self._copy(nsp=nsp if nsp.startswith("/") else "/" + nsp, _rooms=frozenset())
 
     def to(self, *rooms: str | Iterable[str]) -> Emitter:
-        return self._copy(_rooms=self._rooms | _flatten(rooms))
+        return self._copy(_rooms=self._rooms | named_rooms(rooms))
 
     in_ = to
 
     def except_(self, *rooms: str | Iterable[str]) -> Emitter:
-        return self._copy(_except=self._except | _flatten(rooms))
+        return self._copy(_except=self._except | named_rooms(rooms))
 
     @property
     def volatile(self) -> Emitter:
@@ -112,13 +113,15 @@ class Emitter:
             channel += f"{rooms[0]}#"
         await self._publish(channel, encode_msgpack(payload))
 
-    async def _request(self, request: classic.Request) -> None:
-        await self._publish(f"{self.key}-request#{self.nsp}#", classic.encode(request))
-
-    async def _cluster(self, message: sharded.Message) -> None:
-        # The sharded adapter's cluster message, on the namespace's main shard channel; JSON
-        # whatever it holds, as this emitter always wrote it.
-        await self._publish(f"{self.key}#{self.nsp}#", encode_json(message.to_wire()), sharded=True)
+    async def _send(self, message: sharded.Message, request: classic.Request) -> None:
+        """Publish ``message`` (sharded) or ``request`` (classic), the one this emitter speaks."""
+        if self.sharded:
+            # The sharded adapter's cluster message, on the namespace's main shard channel; JSON
+            # whatever it holds, as this emitter always wrote it.
+            channel = f"{self.key}#{self.nsp}#"
+            await self._publish(channel, encode_json(message.to_wire()), sharded=True)
+        else:
+            await self._publish(f"{self.key}-request#{self.nsp}#", classic.encode(request))
 
     async def _publish(self, channel: str, data: bytes, *, sharded: bool = False) -> None:
         publish = self.client.spublish if sharded else self.client.publish
@@ -137,50 +140,34 @@ class Emitter:
             flags=NO_FLAGS if self.sharded else None,
         )
 
+    # The Node emitter's requests have no uid; its server-side emits do.
+
     async def sockets_join(self, *rooms: str) -> None:
-        if self.sharded:
-            await self._cluster(
-                sharded.SocketsJoin(uid=EMITTER_UID, nsp=self.nsp, opts=self._opts(), rooms=rooms)
-            )
-            return
-        # The Node emitter's requests have no uid.
-        await self._request(classic.RemoteJoin(uid=None, opts=self._opts(), rooms=rooms))
+        opts = self._opts()
+        await self._send(
+            sharded.SocketsJoin(uid=EMITTER_UID, nsp=self.nsp, opts=opts, rooms=rooms),
+            classic.RemoteJoin(uid=None, opts=opts, rooms=rooms),
+        )
 
     async def sockets_leave(self, *rooms: str) -> None:
-        if self.sharded:
-            await self._cluster(
-                sharded.SocketsLeave(uid=EMITTER_UID, nsp=self.nsp, opts=self._opts(), rooms=rooms)
-            )
-            return
-        await self._request(classic.RemoteLeave(uid=None, opts=self._opts(), rooms=rooms))
+        opts = self._opts()
+        await self._send(
+            sharded.SocketsLeave(uid=EMITTER_UID, nsp=self.nsp, opts=opts, rooms=rooms),
+            classic.RemoteLeave(uid=None, opts=opts, rooms=rooms),
+        )
 
     async def disconnect_sockets(self, close: bool = False) -> None:
-        if self.sharded:
-            await self._cluster(
-                sharded.DisconnectSockets(
-                    uid=EMITTER_UID, nsp=self.nsp, opts=self._opts(), close=close
-                )
-            )
-            return
-        await self._request(classic.RemoteDisconnect(uid=None, opts=self._opts(), close=close))
+        opts = self._opts()
+        await self._send(
+            sharded.DisconnectSockets(uid=EMITTER_UID, nsp=self.nsp, opts=opts, close=close),
+            classic.RemoteDisconnect(uid=None, opts=opts, close=close),
+        )
 
     async def server_side_emit(self, event: str, *args: Any) -> None:
-        if self.sharded:
-            await self._cluster(
-                sharded.ServerSideEmit(uid=EMITTER_UID, nsp=self.nsp, packet=[event, *args])
-            )
-            return
-        await self._request(classic.ServerSideEmit(uid=EMITTER_UID, data=[event, *args]))
+        await self._send(
+            sharded.ServerSideEmit(uid=EMITTER_UID, nsp=self.nsp, packet=[event, *args]),
+            classic.ServerSideEmit(uid=EMITTER_UID, data=[event, *args]),
+        )
 
     async def close(self) -> None:
         await self.client.aclose()
-
-
-def _flatten(rooms: tuple[str | Iterable[str], ...]) -> frozenset[str]:
-    out: set[str] = set()
-    for room in rooms:
-        if isinstance(room, str):
-            out.add(room)
-        else:
-            out.update(room)
-    return frozenset(out)

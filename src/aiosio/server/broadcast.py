@@ -10,21 +10,12 @@ from dataclasses import replace
 from typing import Any
 
 from aiosio._encodable import ENCODE_ERRORS, args_paths, check_encodable, raise_encoding_error
+from aiosio._rooms import named_rooms
 from aiosio.errors import AckTimeout
 from aiosio.protocol.socketio import Packet, PacketType, check_event_name
 from aiosio.server.adapter import Adapter, BroadcastFlags, BroadcastOptions, Room
 
 __all__ = ["BroadcastOperator"]
-
-
-def _rooms(rooms: tuple[Room | list[Room] | set[Room] | tuple[Room, ...], ...]) -> set[Room]:
-    out: set[Room] = set()
-    for room in rooms:
-        if isinstance(room, str):
-            out.add(room)
-        else:
-            out.update(room)
-    return out
 
 
 class BroadcastOperator:
@@ -54,7 +45,7 @@ class BroadcastOperator:
 
     def to(self, *rooms: Room | list[Room] | set[Room] | tuple[Room, ...]) -> BroadcastOperator:
         """Add rooms to target (members of any of them receive the event)."""
-        return self._with(rooms=self._rooms | _rooms(rooms))
+        return self._with(rooms=self._rooms | named_rooms(rooms))
 
     in_ = to
 
@@ -62,7 +53,7 @@ class BroadcastOperator:
         self, *rooms: Room | list[Room] | set[Room] | tuple[Room, ...]
     ) -> BroadcastOperator:
         """Exclude the members of these rooms."""
-        return self._with(except_rooms=self._except | _rooms(rooms))
+        return self._with(except_rooms=self._except | named_rooms(rooms))
 
     @property
     def volatile(self) -> BroadcastOperator:
