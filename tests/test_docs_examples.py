@@ -13,6 +13,10 @@ In each file, the blocks run in order as separate programs with this environment
 
 The ``curl`` lines of README.md's ```sh blocks run against the demo server (``aiosio serve``), and
 their answer must match the ``# `` line below them (``...`` stands for any text).
+
+Every test the pages cite (``tests/io/test_x.py::test_y``, as docs/hardening.md and docs/limits.md
+do for each case and limit) exists: a renamed or removed test cannot leave a case that looks
+covered.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FRAGMENTS = {"docs/deployment.md": 5}
 BLOCK = re.compile(r"^```python\n(.*?)^```\n", re.MULTILINE | re.DOTALL)
 MARKER = re.compile(r"<!--\s*(fragment|server)\s*-->\s*$")
+CITED_TEST = re.compile(r"\b(tests/[\w/]+\.py)(?:::(\w+))?")
 TIMEOUT = 60.0
 
 
@@ -193,3 +198,21 @@ def test_readme_curl_examples_answer_as_shown(tmp_path: Path) -> None:
             assert re.fullmatch(pattern, done.stdout), f"{command}\nanswered: {done.stdout!r}"
     finally:
         _stop(server)
+
+
+def test_every_test_the_docs_cite_exists() -> None:
+    cited, missing = 0, []
+    for path in FILES:
+        text = path.read_text(encoding="utf-8")
+        for module, name in CITED_TEST.findall(text):
+            cited += 1
+            source = ROOT / module
+            where = f"{path.relative_to(ROOT)} cites {module}" + (f"::{name}" if name else "")
+            if not source.is_file():
+                missing.append(f"{where}: no such file")
+            elif name and not re.search(
+                rf"^(async )?def {name}\(", source.read_text(encoding="utf-8"), re.MULTILINE
+            ):
+                missing.append(f"{where}: no such test")
+    assert cited > 200  # docs/hardening.md and docs/limits.md cite each case's tests
+    assert missing == []
