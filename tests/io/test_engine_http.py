@@ -503,11 +503,31 @@ def test_unknown_option_is_a_type_error() -> None:
         ({"transports": ()}, ValueError, "transports must be a non-empty subset of"),
         ({"cors": {"origin": "*"}}, TypeError, r"cors must be an aiosio\.Cors\(\.\.\.\), got dict"),
         ({"path": ""}, TypeError, "path must be a non-empty string"),
+        ({"max_outbound_buffer": -1}, TypeError, "max_outbound_buffer must be a positive int"),
+        ({"max_payload_packets": 0}, TypeError, "max_payload_packets must be a positive int"),
+        ({"allow_request": "yes"}, TypeError, "allow_request must be a function"),
     ],
 )
 def test_invalid_option_values(options: dict[str, Any], error: type, message: str) -> None:
     with pytest.raises(error, match=message):
         aiosio.EngineServer(**options)
+
+
+def test_options_are_validated_once_and_normalised() -> None:
+    engine = aiosio.EngineServer(path="socket.io", cookie="sticky", http_compression=False)
+    options = engine.options
+    assert (options.path, engine.path) == ("/socket.io/", "/socket.io/")
+    assert options.session_cookie == aiosio.Cookie(name="sticky")
+    assert options.compression_threshold is None
+    assert options.session_config.max_payload == options.max_http_buffer_size
+    with pytest.raises(AttributeError):
+        options.path = "/other/"  # type: ignore[misc]
+
+
+def test_server_passes_its_engine_options_through() -> None:
+    with pytest.raises(ValueError, match="ping_interval must be a positive number of seconds"):
+        aiosio.Server(ping_interval=-1)
+    assert aiosio.Server(transports=["websocket"]).engine.options.transports == ("websocket",)
 
 
 def test_path_is_normalised() -> None:
