@@ -1213,3 +1213,19 @@ async def test_exception_in_the_origins_callable(
     )
     async with httpx.AsyncClient(timeout=TIMEOUT, headers={"Origin": "https://ok.example"}) as c:
         await handshake(c, base)
+
+
+async def test_the_socketio_connect_timeout_is_a_timer_wheel_entry(serve: Any) -> None:
+    # One timer mechanism: a Socket.IO connection waiting for its first CONNECT has its connect
+    # timeout on the engine's wheel beside its session's deadline; the CONNECT removes it.
+    sio = aiosio.Server()
+    path = "/socket.io/"
+    base = await serve(sio)
+    async with client() as c:
+        sid, _, _ = await handshake(c, base, path)
+        assert timer_count(sio.engine) == 2
+        response = await post(c, base, sid, "40", path, headers={"Content-Type": TEXT})
+        assert response.status_code == 200
+        await eventually(lambda: len(sio.sockets.sockets) == 1)
+        assert timer_count(sio.engine) == 1
+    await assert_serving(base, path)
