@@ -170,7 +170,6 @@ class EngineSocket(EventEmitter):
         self.send(message.data)
 
     def _set_ws(self, channel: WebSocketChannel | None) -> None:
-        # Set when the session's state becomes WEBSOCKET (a direct WebSocket, or Upgraded).
         self.websocket = channel
         self._send_frame = getattr(channel, "send_frame", None)
         if channel is not None and self._read_gate is not None:
