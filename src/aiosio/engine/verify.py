@@ -52,7 +52,7 @@ ERROR_MESSAGES: dict[int, str] = {
     5: "Unsupported protocol version",
 }
 
-PROXY_UPGRADE_HINT = (
+_PROXY_UPGRADE_HINT = (
     "a proxy in front of the server probably drops them (nginx needs 'proxy_http_version 1.1; "
     'proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade";\'); the '
     "client stays on polling"
@@ -168,7 +168,7 @@ async def verify(
     if transport == "websocket" and not upgrade:
         return rejection(
             BAD_REQUEST,
-            *plain_http(request, "a transport=websocket request"),
+            *_plain_http(request, "a transport=websocket request"),
             name="TRANSPORT_HANDSHAKE_ERROR",
         )
     if options.allow_request is not None:
@@ -245,7 +245,7 @@ def _transport_mismatch(
     if not upgrade and transport == "websocket":
         return rejection(
             BAD_REQUEST,
-            *plain_http(request, f"the WebSocket request of session {sid}"),
+            *_plain_http(request, f"the WebSocket request of session {sid}"),
             name="TRANSPORT_MISMATCH",
             transport=transport,
             previousTransport=previous,
@@ -322,7 +322,7 @@ def protocol_of(request: HttpRequest, allow_eio3: bool) -> int | Rejection:
     return rejection(UNSUPPORTED_PROTOCOL_VERSION, cause, hint, protocol=eio)
 
 
-def plain_http(request: HttpRequest, what: str) -> tuple[str, str]:
+def _plain_http(request: HttpRequest, what: str) -> tuple[str, str]:
     """The cause and the fix when a WebSocket request arrived as plain HTTP. An ASGI server
     without a WebSocket library passes the Upgrade header through (the native server never
     does): that is then the cause; without the header, a proxy removed it."""
@@ -337,5 +337,5 @@ def plain_http(request: HttpRequest, what: str) -> tuple[str, str]:
     return (
         f"{what} arrived as plain HTTP, without the 'Upgrade: websocket' and "
         "'Connection: Upgrade' headers",
-        PROXY_UPGRADE_HINT,
+        _PROXY_UPGRADE_HINT,
     )
