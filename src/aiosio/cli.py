@@ -30,6 +30,16 @@ def _uvloop_version() -> str | None:
     return str(getattr(uvloop, "__version__", "?"))
 
 
+def _require_extra(module: str, *, extra: str, feature: str) -> None:
+    """Refuse to start, in one line, what would fail later in every worker with a traceback."""
+    from aiosio._extras import import_extra
+
+    try:
+        import_extra(module, extra=extra, feature=feature)
+    except ImportError as exc:
+        raise SystemExit(f"aiosio: {exc}") from exc
+
+
 def _serve(args: argparse.Namespace) -> int:
     from aiosio.transports.native import run
 
@@ -41,6 +51,8 @@ def _serve(args: argparse.Namespace) -> int:
                 "aiosio: --workers with TLS is not supported; terminate TLS in a proxy"
             )
         load_app(args.app)  # the workers load it again; refuse a wrong target before starting them
+        if args.redis:
+            _require_extra("redis.asyncio", extra="redis", feature="aiosio serve --redis")
         serve_workers(args.app, args.host, args.port, args.workers, args.redis)
         return 0
     app = load_app(args.app)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import re
 import signal
+import socket
 import sys
 import textwrap
 import uuid
@@ -213,6 +214,24 @@ def test_serve_refuses_an_object_that_is_not_a_server(
         assert message.endswith(f'pip install "aiosio[asgi]", then uvicorn {target}')
     else:
         assert message.endswith(f"(for example {target_module}:sio, where sio = aiosio.Server())")
+
+
+def test_serve_workers_with_redis_without_the_extra_is_refused_before_starting(
+    target_module: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without the check, every worker died with a traceback and the master waited for them.
+    monkeypatch.setitem(sys.modules, "redis", None)  # as if redis were not installed
+    monkeypatch.setitem(sys.modules, "redis.asyncio", None)
+    with socket.socket() as taken:  # were workers started, the master would fail to bind first
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        argv = ["serve", f"{target_module}:sio", "--port", port, "--workers", "2"]
+        with pytest.raises(SystemExit) as exited:
+            main([*argv, "--redis", "redis://127.0.0.1:6379"])
+    message = str(exited.value.code)
+    assert message.startswith("aiosio: aiosio serve --redis needs the 'redis' package"), message
+    assert message.endswith('pip install "aiosio[redis]"')
 
 
 # -- running -------------------------------------------------------------------------------------
