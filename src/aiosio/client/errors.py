@@ -12,7 +12,7 @@ import enum
 import json
 from typing import Any
 
-__all__ = ["ConnectError", "Stage", "hint_for_http"]
+__all__ = ["ConnectError", "Stage", "engine_error", "hint_for_http"]
 
 
 class Stage(enum.Enum):
@@ -72,7 +72,8 @@ class ConnectError(Exception):
         return f"ConnectError(stage={self.stage.name}, message={self.message!r})"
 
 
-def _engine_error(body: bytes) -> tuple[int, str] | None:
+def engine_error(body: bytes) -> tuple[int, str] | None:
+    """The ``{"code": N, "message": ...}`` of an Engine.IO HTTP refusal, None for another body."""
     try:
         value = json.loads(body)
     except ValueError:
@@ -86,7 +87,7 @@ def hint_for_http(
     status: int, body: bytes, content_type: str, path: str, eio: int = 4
 ) -> tuple[str, str]:
     """What an HTTP answer to the Engine.IO handshake means: ``(message, hint)``."""
-    error = _engine_error(body) if status in (400, 403) else None
+    error = engine_error(body) if status in (400, 403) else None
     if error is not None:
         code, text = error
         hints = {

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import socket
 import ssl as ssl_module
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 
@@ -25,7 +25,14 @@ import httptools
 from aiosio.client.errors import ConnectError, Stage
 from aiosio.protocol import websocket as ws
 
-__all__ = ["CookieJar", "HttpConnection", "HttpResult", "WebSocketConnection", "open_stream"]
+__all__ = [
+    "CookieJar",
+    "HttpConnection",
+    "HttpResult",
+    "WebSocketConnection",
+    "authority",
+    "open_stream",
+]
 
 logger = logging.getLogger("aiosio.client.http")
 
@@ -76,6 +83,34 @@ class CookieJar:
 Trace = Callable[[str, str], None]  # (direction ">" / "<" / "*", text), like curl -v
 
 
+def authority(host: str, port: int, secure: bool) -> str:
+    """The ``Host`` header of a request to ``host:port`` (no port when it is the default)."""
+    return host if port == (443 if secure else 80) else f"{host}:{port}"
+
+
+@contextlib.asynccontextmanager
+async def _within(
+    timeout: float, message: str, *, url: str, hint: str | None = None
+) -> AsyncIterator[None]:
+    """Run the block for at most ``timeout`` seconds; past it, a :class:`ConnectError` at
+    :attr:`Stage.TIMEOUT` that says what took too long."""
+    try:
+        async with asyncio.timeout(timeout):
+            yield
+    except TimeoutError:
+        raise ConnectError(Stage.TIMEOUT, message, hint=hint, url=url) from None
+
+
+@contextlib.contextmanager
+def _closed_on_error(writer: asyncio.StreamWriter) -> Iterator[None]:
+    """Close ``writer`` when the block raises: a half-opened connection is of no use."""
+    try:
+        yield
+    except BaseException:
+        writer.close()
+        raise
+
+
 async def open_stream(
     host: str,
     port: int,
@@ -89,12 +124,8 @@ async def open_stream(
     """Resolve, connect and (for https/wss) TLS-handshake, each failure tagged with its stage."""
     loop = asyncio.get_running_loop()
     try:
-        async with asyncio.timeout(timeout):
+        async with _within(timeout, f"resolving {host} took more than {timeout}s", url=url):
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except TimeoutError:
-        raise ConnectError(
-            Stage.TIMEOUT, f"resolving {host} took more than {timeout}s", url=url
-        ) from None
     except socket.gaierror as exc:
         raise ConnectError(
             Stage.RESOLVE,
@@ -108,54 +139,26 @@ async def open_stream(
     last: OSError | None = None
     for family, _type, proto, _name, address in infos:
         try:
-            async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(
-                    str(address[0]), int(address[1]), family=family, proto=proto
-                )
-        except TimeoutError:
-            raise ConnectError(
-                Stage.TIMEOUT,
+            async with _within(
+                timeout,
                 f"TCP connect to {address[0]}:{port} took more than {timeout}s",
                 hint="a firewall may drop the packets, or the host is down",
                 url=url,
-            ) from None
+            ):
+                reader, writer = await asyncio.open_connection(
+                    str(address[0]), int(address[1]), family=family, proto=proto
+                )
         except OSError as exc:
             last = exc
             continue
         if trace:
             trace("*", f"connected to {address[0]} port {port}")
-        if not secure:
-            return reader, writer
-        context = ssl_context or ssl_module.create_default_context()
-        try:
-            async with asyncio.timeout(timeout):
-                await writer.start_tls(context, server_hostname=host)
-        except TimeoutError:
-            writer.close()
-            raise ConnectError(
-                Stage.TIMEOUT, f"TLS handshake with {host} took more than {timeout}s", url=url
-            ) from None
-        except ssl_module.SSLCertVerificationError as exc:
-            writer.close()
-            raise ConnectError(
-                Stage.TLS,
-                f"certificate verification failed: {exc.verify_message}",
-                hint=_tls_hint(exc),
-                description=exc,
-                url=url,
-            ) from exc
-        except (ssl_module.SSLError, OSError) as exc:
-            writer.close()
-            raise ConnectError(
-                Stage.TLS,
-                f"TLS handshake failed: {exc}",
-                hint="is the server speaking TLS on this port? (http:// vs https://)",
-                description=exc,
-                url=url,
-            ) from exc
-        if trace:
-            cipher = writer.get_extra_info("cipher") or ("?", "?")
-            trace("*", f"TLS connection using {cipher[1]} / {cipher[0]}")
+        if secure:
+            with _closed_on_error(writer):
+                await _start_tls(writer, ssl_context, host, timeout, url)
+            if trace:
+                cipher = writer.get_extra_info("cipher") or ("?", "?")
+                trace("*", f"TLS connection using {cipher[1]} / {cipher[0]}")
         return reader, writer
     assert last is not None
     refused = isinstance(last, ConnectionRefusedError)
@@ -169,6 +172,37 @@ async def open_stream(
         description=last,
         url=url,
     ) from last
+
+
+async def _start_tls(
+    writer: asyncio.StreamWriter,
+    ssl_context: ssl_module.SSLContext | None,
+    host: str,
+    timeout: float,
+    url: str,
+) -> None:
+    context = ssl_context or ssl_module.create_default_context()
+    try:
+        async with _within(
+            timeout, f"TLS handshake with {host} took more than {timeout}s", url=url
+        ):
+            await writer.start_tls(context, server_hostname=host)
+    except ssl_module.SSLCertVerificationError as exc:
+        raise ConnectError(
+            Stage.TLS,
+            f"certificate verification failed: {exc.verify_message}",
+            hint=_tls_hint(exc),
+            description=exc,
+            url=url,
+        ) from exc
+    except (ssl_module.SSLError, OSError) as exc:
+        raise ConnectError(
+            Stage.TLS,
+            f"TLS handshake failed: {exc}",
+            hint="is the server speaking TLS on this port? (http:// vs https://)",
+            description=exc,
+            url=url,
+        ) from exc
 
 
 def _tls_hint(exc: ssl_module.SSLCertVerificationError) -> str:
@@ -240,8 +274,7 @@ class HttpConnection:
 
     @property
     def authority(self) -> str:
-        default = 443 if self.secure else 80
-        return self.host if self.port == default else f"{self.host}:{self.port}"
+        return authority(self.host, self.port, self.secure)
 
     async def request(
         self,
@@ -360,6 +393,58 @@ class HttpConnection:
             self._stream = None
 
 
+async def _read_handshake_answer(
+    reader: asyncio.StreamReader,
+    parser: httptools.HttpResponseParser,
+    response: _ResponseReader,
+    timeout: float,
+    url: str,
+) -> bytes:
+    """Feed the answer to a WebSocket handshake to ``parser`` (a refusal with its small body);
+    returns what came after the head of a 101 (the first frames)."""
+    buffer = b""
+    leftover = b""
+    try:
+        async with _within(timeout, f"no WebSocket handshake answer within {timeout}s", url=url):
+            while not response.headers_done:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    raise ConnectionResetError("connection closed during the handshake")
+                buffer += chunk
+                try:
+                    parser.feed_data(chunk)
+                except httptools.HttpParserUpgrade as upgrade:
+                    offset = upgrade.args[0] if upgrade.args else len(chunk)
+                    leftover = chunk[offset:]
+                if len(buffer) > _MAX_HEAD and not response.headers_done:
+                    raise ConnectError(Stage.WEBSOCKET, "handshake answer too large", url=url)
+            if parser.get_status_code() != 101:
+                # Read the (small) body of a refusal for the user to see.
+                while not response.done and len(buffer) < _MAX_HEAD:
+                    chunk = await reader.read(65536)
+                    if not chunk:
+                        break
+                    buffer += chunk
+                    with contextlib.suppress(httptools.HttpParserError):
+                        parser.feed_data(chunk)
+    except httptools.HttpParserError as exc:
+        raise ConnectError(
+            Stage.PROTOCOL,
+            f"the answer to the WebSocket handshake is not HTTP: {exc}",
+            description=exc,
+            url=url,
+        ) from exc
+    except ConnectionError as exc:
+        raise ConnectError(
+            Stage.WEBSOCKET,
+            f"the server closed the connection during the WebSocket handshake: {exc}",
+            hint="the server or a proxy refused the upgrade without an answer",
+            description=exc,
+            url=url,
+        ) from exc
+    return leftover
+
+
 class WebSocketConnection:
     """A client WebSocket: the handshake over :func:`open_stream`, then the shared sans-I/O
     codec; a reader task delivers messages to ``on_message`` and the end to ``on_close``."""
@@ -415,11 +500,9 @@ class WebSocketConnection:
             trace=trace,
         )
         key = ws.new_client_key()
-        default = 443 if secure else 80
-        authority = host if port == default else f"{host}:{port}"
         lines = [
             f"GET {target} HTTP/1.1",
-            f"Host: {authority}",
+            f"Host: {authority(host, port, secure)}",
             "Upgrade: websocket",
             "Connection: Upgrade",
             f"Sec-WebSocket-Key: {key}",
@@ -433,57 +516,8 @@ class WebSocketConnection:
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         response = _ResponseReader()
         parser = httptools.HttpResponseParser(response)
-        buffer = b""
-        leftover = b""
-        try:
-            async with asyncio.timeout(timeout):
-                while not response.headers_done:
-                    chunk = await reader.read(65536)
-                    if not chunk:
-                        raise ConnectionResetError("connection closed during the handshake")
-                    buffer += chunk
-                    try:
-                        parser.feed_data(chunk)
-                    except httptools.HttpParserUpgrade as upgrade:
-                        offset = upgrade.args[0] if upgrade.args else len(chunk)
-                        leftover = chunk[offset:]
-                    if len(buffer) > _MAX_HEAD and not response.headers_done:
-                        raise ConnectError(Stage.WEBSOCKET, "handshake answer too large", url=url)
-                status = parser.get_status_code()
-                if status != 101:
-                    # Read the (small) body of a refusal for the user to see.
-                    while not response.done and len(buffer) < _MAX_HEAD:
-                        chunk = await reader.read(65536)
-                        if not chunk:
-                            break
-                        buffer += chunk
-                        with contextlib.suppress(httptools.HttpParserError):
-                            parser.feed_data(chunk)
-        except TimeoutError:
-            writer.close()
-            raise ConnectError(
-                Stage.TIMEOUT, f"no WebSocket handshake answer within {timeout}s", url=url
-            ) from None
-        except httptools.HttpParserError as exc:
-            writer.close()
-            raise ConnectError(
-                Stage.PROTOCOL,
-                f"the answer to the WebSocket handshake is not HTTP: {exc}",
-                description=exc,
-                url=url,
-            ) from exc
-        except asyncio.CancelledError:
-            writer.close()
-            raise
-        except ConnectionError as exc:
-            writer.close()
-            raise ConnectError(
-                Stage.WEBSOCKET,
-                f"the server closed the connection during the WebSocket handshake: {exc}",
-                hint="the server or a proxy refused the upgrade without an answer",
-                description=exc,
-                url=url,
-            ) from exc
+        with _closed_on_error(writer):
+            leftover = await _read_handshake_answer(reader, parser, response, timeout, url)
         result = HttpResult(parser.get_status_code(), response.headers, b"".join(response.body))
         if trace:
             trace("<", f"HTTP/1.1 {result.status}")

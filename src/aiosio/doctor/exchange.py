@@ -5,11 +5,10 @@ as evidence."""
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 from typing import Any
 
-from aiosio.client.errors import ConnectError, Stage
+from aiosio.client.errors import ConnectError, Stage, engine_error
 from aiosio.client.http import HttpResult, WebSocketConnection
 from aiosio.doctor import packets
 from aiosio.doctor.target import Target
@@ -52,17 +51,6 @@ def describe(result: HttpResult) -> str:
     body = result.body[:160].decode("utf-8", "replace").replace("\n", " ")
     ctype = result.header("content-type") or "-"
     return f"HTTP {result.status} ({ctype}) {body!r}"
-
-
-def engine_error(body: bytes) -> tuple[int, str] | None:
-    """The ``{"code": N, "message": ...}`` of an Engine.IO HTTP refusal."""
-    try:
-        value = json.loads(body)
-    except ValueError:
-        return None
-    if isinstance(value, dict) and isinstance(value.get("code"), int):
-        return int(value["code"]), str(value.get("message", ""))
-    return None
 
 
 def handshake_of(result: HttpResult | None) -> dict[str, Any] | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ssl as ssl_module
 from urllib.parse import urlsplit
 
-from aiosio.client.http import HttpConnection
+from aiosio.client.http import HttpConnection, authority
 from aiosio.doctor.options import DoctorOptions
 
 __all__ = ["Target", "norm_path"]
@@ -53,8 +53,7 @@ class Target:
     @property
     def origin_url(self) -> str:
         scheme = "https" if self.secure else "http"
-        default = 443 if self.secure else 80
-        return f"{scheme}://{self.host}" + ("" if self.port == default else f":{self.port}")
+        return f"{scheme}://{authority(self.host, self.port, self.secure)}"
 
     def connection(self) -> HttpConnection:
         return HttpConnection(
