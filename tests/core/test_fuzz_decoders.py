@@ -21,7 +21,7 @@ Decoders and what they may raise:
 * ``protocol.session.EngineSession`` inputs that decode (a POST body, a WebSocket message, a probe
   message): nothing (a bad packet closes the session with ``parse error``).
 * ``protocol.cors.Cors`` on any ``Origin`` and preflight headers: nothing.
-* ``adapters._redis_link.decode`` (messages from Redis): :class:`ValueError`.
+* ``adapters.redis.codec.decode`` (messages from Redis): :class:`ValueError`.
 * ``engine.ended.EndedSessions.get`` on any session id: nothing.
 * ``client.http.HttpConnection.request`` on any answer from a server: :class:`ConnectError` (a
   ``101`` answer used to escape as httptools' ``HttpParserUpgrade``).
@@ -42,8 +42,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aiosio.adapters._redis_link import decode as redis_decode
-from aiosio.adapters._redis_link import encode_json, encode_msgpack
+from aiosio.adapters.redis.codec import decode as redis_decode
+from aiosio.adapters.redis.codec import encode_json, encode_msgpack
 from aiosio.client.errors import ConnectError
 from aiosio.client.http import HttpConnection, HttpResult, WebSocketConnection
 from aiosio.engine.ended import EndedSessions
