@@ -3,8 +3,9 @@ is installed into fresh virtual environments (no extra, then each extra alone), 
 what its extra promises with the installed package only (never this checkout).
 
 - no extra: every module imports or names the extra it needs; ``aiosio serve`` (the demo, on
-  asyncio's loop since uvloop is absent) answers a client's ``emit_with_ack``; ``aiosio doctor``
-  passes against it; ``RedisAdapter(url)`` names ``aiosio[redis]``;
+  asyncio's loop since uvloop is absent) answers a client's ``emit_with_ack``, and so does
+  ``aiosio serve --workers 2``; ``aiosio doctor`` passes against it; ``RedisAdapter(url)`` names
+  ``aiosio[redis]``;
 - ``speed``: the demo runs on uvloop;
 - ``asgi``: the demo under uvicorn from that environment accepts a WebSocket-only client;
 - ``redis``: a ``RedisAdapter`` on 127.0.0.1:6379 delivers a broadcast published by an
@@ -283,6 +284,19 @@ async def test_bare_install_serves_the_demo_and_a_client_round_trip(
         assert doctor.returncode == 0
         assert await server.stop() == 0
     assert "uvloop is not installed: running on asyncio's default event loop" in server.stderr
+    assert "Traceback" not in server.stderr
+
+
+async def test_bare_install_serves_the_demo_with_workers(installs: dict[str, Installed]) -> None:
+    # the workers share one port and talk through the master's bus: no Redis, no redis package
+    env = installs[""]
+    argv = [str(env.bin / "aiosio"), "serve", "--port", "0", "--workers", "2"]
+    async with started(argv, env.directory) as server:
+        port = int((await server.wait_for(LISTENING)).group(1))
+        reply = await _round_trip(env, f"http://127.0.0.1:{port}")
+        # opened on polling: each request after the handshake had to reach the same worker
+        assert reply.split() == ["hi", "polling"], reply
+        assert await server.stop() == 0
     assert "Traceback" not in server.stderr
 
 
