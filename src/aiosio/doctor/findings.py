@@ -89,7 +89,11 @@ class Report:
             indent=2,
         )
 
-    def render(self, out: TextIO = sys.stdout, color: bool | None = None) -> None:
+    def render(self, out: TextIO | None = None, color: bool | None = None) -> None:
+        """Write the report for a person to ``out`` (default: the ``sys.stdout`` of the call, not
+        of the import, so that a redirected or captured stdout gets it)."""
+        if out is None:
+            out = sys.stdout
         if color is None:
             color = out.isatty() and "NO_COLOR" not in os.environ
 
