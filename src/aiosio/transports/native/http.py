@@ -27,7 +27,7 @@ from aiosio._memory import HeapTrimmer
 from aiosio.engine.http import HttpApp, HttpRequest, HttpResponse, WebSocketAccept
 from aiosio.protocol import websocket as ws
 from aiosio.transports.native.limits import ServerLimits
-from aiosio.transports.native.websocket import NativeWebSocket, WriteBatcher
+from aiosio.transports.native.websocket import NativeWebSocket, PlainWebSocket, WriteBatcher
 
 __all__ = ["ConnectionServer", "Handoff", "HttpConnection"]
 
@@ -584,13 +584,9 @@ class HttpConnection(asyncio.Protocol):
         codec = ws.WebSocketProtocol(
             ws.Side.SERVER, max_message_size=decision.max_message_size, deflate=params
         )
-        channel = NativeWebSocket(
-            self,
-            transport,
-            codec,
-            self.server.batcher,
-            plain=params is None,
-            close_timeout=self.limits.websocket_close_timeout,
+        kind = NativeWebSocket if params is not None else PlainWebSocket
+        channel = kind(
+            self, transport, codec, self.server.batcher, self.limits.websocket_close_timeout
         )
         self._websocket = channel
         self._upgrade = None

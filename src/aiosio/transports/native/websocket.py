@@ -17,32 +17,34 @@ from typing import Protocol
 from aiosio.engine.http import WebSocketHandler
 from aiosio.protocol import websocket as ws
 
-__all__ = ["ChannelHost", "NativeWebSocket", "WriteBatcher"]
+__all__ = ["ChannelHost", "NativeWebSocket", "PlainWebSocket", "WriteBatcher"]
 
 logger = logging.getLogger("aiosio.server.http")
 
 
-class WriteBatcher:
-    """Writes, at the end of a turn of the loop, what each channel queued in it: one write (one
-    system call) per connection per turn, however many messages it got (a burst of acks,
-    successive broadcasts), and one loop callback per turn for all connections. One per
-    :class:`~aiosio.transports.native.server.NativeServer`."""
+class WriteBatcher(list["NativeWebSocket"]):
+    """The channels with frames queued in this turn of the loop, flushed at its end: one write
+    (one system call) per connection per turn, however many messages it got (a burst of acks,
+    successive broadcasts), and one loop callback per turn for all of them. One per
+    :class:`~aiosio.transports.native.server.NativeServer`.
 
-    __slots__ = ("_loop", "_waiting")
+    A list that a channel appends itself to (``NativeWebSocket._queue``), calling
+    :meth:`schedule` when it is the first: on the broadcast hot path, where every recipient
+    joins, that is one call of ``list.append`` per recipient and no Python call."""
+
+    __slots__ = ("_loop",)
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
         self._loop = loop
-        self._waiting: list[NativeWebSocket] = []  # channels with frames queued in this turn
 
-    def add(self, channel: NativeWebSocket) -> None:
-        """``channel`` queued the first frame of its batch: flush it at the end of the turn."""
-        waiting = self._waiting
-        if not waiting:
-            self._loop.call_soon(self._flush_all)
-        waiting.append(channel)
+    def schedule(self) -> None:
+        """Flush at the end of this turn (call before adding the first channel)."""
+        self._loop.call_soon(self._flush_all)
 
     def _flush_all(self) -> None:
-        channels, self._waiting = self._waiting, []
+        channels = self[:]
+        self.clear()
         for channel in channels:
             channel.flush()
 
@@ -65,7 +67,10 @@ class ChannelHost(Protocol):
 
 
 class NativeWebSocket:
-    """A WebSocket on a connection of the native server; the channel the engine writes to."""
+    """A WebSocket on a connection of the native server; the channel the engine writes to.
+
+    Every message goes through the connection's codec: with permessage-deflate, each connection
+    compresses in its own context. Without an extension, a :class:`PlainWebSocket`."""
 
     __slots__ = (
         "_backlog",
@@ -77,7 +82,6 @@ class NativeWebSocket:
         "_open",
         "_out",
         "_out_size",
-        "_plain",
         "_transport",
         "codec",
     )
@@ -88,14 +92,11 @@ class NativeWebSocket:
         transport: asyncio.Transport,
         codec: ws.WebSocketProtocol,
         batcher: WriteBatcher,
-        *,
-        plain: bool,
         close_timeout: float,
     ) -> None:
         self._host = host
         self.codec = codec
         self._batcher = batcher
-        self._plain = plain  # no extension: a message's frame is the same for every recipient
         self._close_timeout = close_timeout  # wait this long for the peer's close frame
         self._handler: WebSocketHandler | None = None
         self._closing_timer: asyncio.TimerHandle | None = None
@@ -121,44 +122,31 @@ class NativeWebSocket:
 
     # channel ------------------------------------------------------------------------------------
 
-    def _queue(self, frame: bytes) -> int:
-        """Queue ``frame`` for the end of the turn; returns the bytes waiting for the peer, or
-        more (see :attr:`_backlog`)."""
-        out = self._out
-        if not out:
-            self._batcher.add(self)
-        out.append(frame)
-        size = self._out_size = self._out_size + len(frame)
-        return size + self._backlog
-
-    def _encode(self, data: str | bytes) -> bytes:
-        """``data`` as it goes on the wire through the codec: its extension (deflate) makes
-        each recipient's frame different."""
+    def send(self, data: str | bytes) -> None:
+        """Queue one message for the end of the turn."""
+        if not self._open:
+            return
         codec = self.codec
         if isinstance(data, str):
             codec.send_text(data)
         else:
             codec.send_binary(data)
-        return codec.data_to_send()
+        self._queue(codec.data_to_send())
 
-    def send(self, data: str | bytes) -> None:
-        if not self._open:
-            return
-        if not self._plain:
-            self._queue(self._encode(data))
-        elif isinstance(data, str):
-            self._queue(ws.encode_frame(ws.Opcode.TEXT, data.encode("utf-8")))
-        else:
-            self._queue(ws.encode_frame(ws.Opcode.BINARY, data))
-
-    def send_frame(self, frame: bytes, data: str | bytes) -> int:
-        """Write a frame built once for many connections; ``data`` is the message it carries,
-        sent through the codec instead when an extension (deflate) is active. Returns the bytes
-        waiting for the peer, or more (:attr:`buffered_amount` is exact). The broadcast hot
-        path: one call per recipient."""
-        if not self._open:
-            return 0
-        return self._queue(frame if self._plain else self._encode(data))
+    def _queue(self, frame: bytes) -> int:
+        """Queue ``frame`` (the channel is open) for the end of the turn; returns the bytes
+        waiting for the peer, or more (see :attr:`_backlog`; :attr:`buffered_amount` is exact).
+        The one way out to the peer but for control frames, on the hot paths: it reads nothing
+        but this object and appends to two lists."""
+        out = self._out
+        if not out:
+            batcher = self._batcher
+            if not batcher:
+                batcher.schedule()
+            batcher.append(self)
+        out.append(frame)
+        size = self._out_size = self._out_size + len(frame)
+        return size + self._backlog
 
     def flush(self) -> None:
         """Write the frames queued in this turn, in one write: the batcher's call at the end of
@@ -253,3 +241,27 @@ class NativeWebSocket:
         self.codec.receive_eof()
         self._update_open()
         self._finish(1006, None)
+
+
+class PlainWebSocket(NativeWebSocket):
+    """A WebSocket with no extension: a message's frame is the same for every recipient, so a
+    broadcast builds it once and hands it to each (:meth:`send_frame`, which the engine looks
+    for; a :class:`NativeWebSocket` with deflate has none, and the engine sends it each message
+    as to a single connection)."""
+
+    __slots__ = ()
+
+    def send(self, data: str | bytes) -> None:
+        if not self._open:
+            return
+        if isinstance(data, str):
+            self._queue(ws.encode_frame(ws.Opcode.TEXT, data.encode("utf-8")))
+        else:
+            self._queue(ws.encode_frame(ws.Opcode.BINARY, data))
+
+    def send_frame(self, frame: bytes, data: str | bytes) -> int:
+        """Queue ``frame``, built once for many connections (``data`` is the message it carries,
+        not needed here). The broadcast hot path: one call per recipient."""
+        if not self._open:
+            return 0
+        return self._queue(frame)
