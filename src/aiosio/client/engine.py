@@ -264,15 +264,7 @@ class EngineClient:
             message, hint = hint_for_http(
                 result.status, result.body, content_type, self.options.path
             )
-            raise ConnectError(
-                Stage.HTTP,
-                message,
-                hint=hint,
-                status=result.status,
-                body=result.body,
-                description="xhr poll error",
-                url=url,
-            )
+            raise _refused(Stage.HTTP, message, hint, result, "xhr poll error", url)
         try:
             packets = decode_payload(
                 result.body, 4, binary=content_type.startswith(BINARY_CONTENT_TYPE)
@@ -378,15 +370,8 @@ class EngineClient:
             )
         elif result.status == 400 and result.body and not result.body.startswith(b"{"):
             message = f"HTTP 400 {result.body.decode('utf-8', 'replace')[:120]}"
-        return ConnectError(
-            Stage.WEBSOCKET,
-            f"the WebSocket handshake was answered with {message}",
-            hint=hint,
-            status=result.status,
-            body=result.body,
-            description="websocket error",
-            url=url,
-        )
+        message = f"the WebSocket handshake was answered with {message}"
+        return _refused(Stage.WEBSOCKET, message, hint, result, "websocket error", url)
 
     def _handshake(self, packets: Sequence[Packet], transport: TransportKind, url: str) -> None:
         if self.session.state is not ClientState.OPENING:
@@ -488,20 +473,10 @@ class EngineClient:
 
     async def _poll(self) -> None:
         """One long-poll GET; the core asks for the next one (``Poll``) unless paused."""
-        conn = self._get_conn
-        if conn is None:
-            return
         session = self.session
-        url = self.url("polling")
-        try:
-            result = await conn.request("GET", self._target_from(url), self._headers(), url=url)
-        except ConnectError as exc:
-            if session.transport is TransportKind.POLLING:
-                self._apply(session.transport_error(exc, _clock()))
+        result = await self._polling_request(self._get_conn, "GET", self._headers())
+        if result is None or session.transport is not TransportKind.POLLING or session.is_closed:
             return
-        if session.transport is not TransportKind.POLLING or session.is_closed:
-            return
-        self.jar.update(result.headers)
         if result.status != 200:
             self._apply(session.transport_error(_poll_error("xhr poll error", result), _clock()))
             return
@@ -520,6 +495,23 @@ class EngineClient:
             self._apply(session.received(packet, _clock()))
         self._apply(session.poll_ended(_clock()))
 
+    async def _polling_request(
+        self, conn: HttpConnection | None, method: str, headers: dict[str, str], body: bytes = b""
+    ) -> HttpResult | None:
+        """One request of the polling transport and its answer (its cookies kept); None without
+        a connection or when it failed, which is a transport error while polling."""
+        if conn is None:
+            return None
+        url = self.url("polling")
+        try:
+            result = await conn.request(method, self._target_from(url), headers, body, url=url)
+        except ConnectError as exc:
+            if self.session.transport is TransportKind.POLLING:
+                self._apply(self.session.transport_error(exc, _clock()))
+            return None
+        self.jar.update(result.headers)
+        return result
+
     # -- sending --------------------------------------------------------------------------------
 
     def send(self, data: str | bytes) -> None:
@@ -535,24 +527,11 @@ class EngineClient:
         return True
 
     async def _post(self, body: bytes) -> None:
-        conn = self._post_conn
-        if conn is None:
-            return
         session = self.session
-        url = self.url("polling")
-        try:
-            result = await conn.request(
-                "POST",
-                self._target_from(url),
-                self._headers({"Content-Type": "text/plain;charset=UTF-8"}),
-                body,
-                url=url,
-            )
-        except ConnectError as exc:
-            if session.transport is TransportKind.POLLING:
-                self._apply(session.transport_error(exc, _clock()))
+        headers = self._headers({"Content-Type": "text/plain;charset=UTF-8"})
+        result = await self._polling_request(self._post_conn, "POST", headers, body)
+        if result is None:
             return
-        self.jar.update(result.headers)
         if result.status != 200:
             if session.transport is TransportKind.POLLING:
                 error = _poll_error("xhr post error", result)
@@ -694,13 +673,26 @@ def _poll_error(kind: str, result: HttpResult) -> ConnectError:
     message, hint = hint_for_http(
         result.status, result.body, result.header("content-type") or "", "/"
     )
+    return _refused(Stage.TRANSPORT, f"{kind}: {message}", hint, result, kind)
+
+
+def _refused(
+    stage: Stage,
+    message: str,
+    hint: str,
+    result: HttpResult,
+    description: str,
+    url: str | None = None,
+) -> ConnectError:
+    """The error of an HTTP answer that refused a request: it carries the status and body."""
     return ConnectError(
-        Stage.TRANSPORT,
-        f"{kind}: {message}",
+        stage,
+        message,
         hint=hint,
         status=result.status,
         body=result.body,
-        description=kind,
+        description=description,
+        url=url,
     )
 
 
