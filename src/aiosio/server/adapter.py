@@ -8,6 +8,10 @@ through :class:`NamespaceView`, never through server internals, and to sockets t
 The in-memory adapter follows ``socket.io-adapter``'s ``InMemoryAdapter`` and, with connection
 state recovery, ``SessionAwareAdapter``: a broadcast is encoded once, prepared once per Engine.IO
 message, and the same prepared messages are handed to every recipient.
+
+Every adapter tells listeners how the rooms of this server change, with the reference's event
+names and arguments (what the Admin UI is built on): ``adapter.on("create-room", fn)`` (room),
+``"delete-room"`` (room), ``"join-room"`` (room, socket id), ``"leave-room"`` (room, socket id).
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NewType, Protocol
+from typing import Any, NewType, Protocol, TypeVar, overload
 
+from aiosio._events import EventEmitter
 from aiosio.engine.server import PreparedMessage
 from aiosio.protocol.socketio import Packet, PacketType, encode
 
@@ -37,6 +42,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("aiosio.adapter")
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 SocketId = NewType("SocketId", str)
 Room = str
@@ -134,24 +141,59 @@ class NamespaceView(Protocol):
 
 
 class Adapter(ABC):
-    """The interface every adapter implements (in-memory, Redis, ...)."""
+    """The interface every adapter implements (in-memory, Redis, ...).
+
+    Room events, as the reference adapter emits them, for this server's sockets (listeners are
+    called at once, in the order the changes happen; ``adapter.on(event, fn)``):
+
+    - ``create-room`` (room): a room got its first member here;
+    - ``join-room`` (room, sid): a socket joined a room it was not in (its own room included);
+    - ``leave-room`` (room, sid): a socket left a room it was in;
+    - ``delete-room`` (room): a room lost its last member here (after its ``leave-room``).
+
+    :meth:`Server.set_adapter <aiosio.Server.set_adapter>` carries the listeners over to the
+    new adapter of each namespace (:meth:`take_listeners`).
+    """
 
     def __init__(self, nsp: NamespaceView) -> None:
         self.nsp = nsp
         self.rooms: dict[Room, dict[SocketId, None]] = {}
         self.sids: dict[SocketId, dict[Room, None]] = {}
+        self.room_events = _RoomEvents()
+
+    @overload
+    def on(self, event: str) -> Callable[[F], F]: ...
+    @overload
+    def on(self, event: str, handler: F) -> F: ...
+    def on(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
+        """Listen to a room event (see the class); without a handler, return a decorator."""
+        if handler is None:
+            return self.room_events.on(event)
+        return self.room_events.on(event, handler)
+
+    def off(self, event: str, handler: Callable[..., Any] | None = None) -> None:
+        """Stop calling ``handler`` (or every listener) for a room event."""
+        self.room_events.off(event, handler)
+
+    def take_listeners(self, other: Adapter) -> None:
+        """Call the room event listeners of ``other``, the adapter this one replaces."""
+        self.room_events = other.room_events
 
     # -- membership (local) -------------------------------------------------------------------
 
     def add_all(self, sid: SocketId, rooms: Iterable[Room]) -> None:
         own = self.sids.setdefault(sid, {})
+        events = self.room_events
         for room in rooms:
             own[room] = None
             members = self.rooms.get(room)
             if members is None:
                 members = self.rooms[room] = {}
                 self.room_created(room)
-            members[sid] = None
+                events.emit("create-room", room)
+            if sid not in members:
+                members[sid] = None
+                events.emit("join-room", room, sid)
 
     def delete(self, sid: SocketId, room: Room) -> None:
         own = self.sids.get(sid)
@@ -168,11 +210,15 @@ class Adapter(ABC):
 
     def _leave(self, sid: SocketId, room: Room) -> None:
         members = self.rooms.get(room)
-        if members is not None:
-            members.pop(sid, None)
-            if not members:
-                del self.rooms[room]
-                self.room_deleted(room)
+        if members is None:
+            return
+        if sid in members:
+            del members[sid]
+            self.room_events.emit("leave-room", room, sid)
+        if not members:
+            del self.rooms[room]
+            self.room_deleted(room)
+            self.room_events.emit("delete-room", room)
 
     def room_created(self, room: Room) -> None:
         """Hook: a room got its first member here (sharded Redis subscribes to it)."""
@@ -341,6 +387,12 @@ class Adapter(ABC):
 
     def close(self) -> Awaitable[None] | None:
         return None
+
+
+class _RoomEvents(EventEmitter):
+    """The room events of an adapter (what its listeners raise is logged here)."""
+
+    _logger = logger
 
 
 def _first_arg_to(

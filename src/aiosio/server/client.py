@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 from aiosio._eager import run_eager
@@ -54,7 +55,9 @@ class Client:
         self.timer_bucket: int | None = None
         host = conn.server
         host.timers.schedule(self, host.now() + server.connect_timeout)
-        conn.on_message(self._on_data)
+        # Decided once: a server nobody watches reads its messages without a check per message.
+        self.packet_listeners = server.packet_listeners
+        conn.on_message(self._on_data_watched if self.packet_listeners else self._on_data)
         conn.on("close", self._on_close)
         if conn.protocol == 3:
             # socket.io 2.x clients are connected to "/" implicitly.
@@ -73,6 +76,8 @@ class Client:
             return
         for part in parts:
             conn.send(part)
+        if self.packet_listeners:
+            self.sent(parts)
 
     def write_ack(self, nsp: str, ack_id: int, args: list[Any]) -> None:
         """An ACK packet (encoded first, like :meth:`write`)."""
@@ -81,12 +86,25 @@ class Client:
         if conn.ready_state == "open":
             for part in parts:
                 conn.send(part)
+            if self.packet_listeners:
+                self.sent(parts)
+
+    def sent(self, messages: Sequence[str | bytes]) -> None:
+        """Tell the packet listeners of ``messages`` sent on this connection."""
+        for listener in self.packet_listeners:
+            for data in messages:
+                listener.sent(data)
 
     @property
     def proxy_header(self) -> str | None:
         return self.server.proxy_header
 
     # -- reading --------------------------------------------------------------------------------
+
+    def _on_data_watched(self, data: str | bytes) -> None:
+        for listener in self.packet_listeners:
+            listener.received(data)
+        self._on_data(data)
 
     def _on_data(self, data: str | bytes) -> None:
         try:

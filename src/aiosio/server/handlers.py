@@ -30,13 +30,15 @@ class Handlers:
     """The callbacks of one namespace (or of a dynamic namespace family, copied into each
     child it creates)."""
 
-    __slots__ = ("events", "lifecycle", "middlewares", "server_side")
+    __slots__ = ("connection_listeners", "events", "lifecycle", "middlewares", "server_side")
 
     def __init__(self) -> None:
         self.events: dict[str, Callback] = {}
         self.lifecycle: dict[str, Callback] = {}
         self.server_side: dict[str, Callback] = {}
         self.middlewares: list[Callback] = []
+        # Called with each accepted socket before the `connection` handler; any number.
+        self.connection_listeners: list[Callback] = []
 
     def copy(self) -> Handlers:
         other = Handlers()
@@ -44,6 +46,7 @@ class Handlers:
         other.lifecycle = dict(self.lifecycle)
         other.server_side = dict(self.server_side)
         other.middlewares = list(self.middlewares)
+        other.connection_listeners = list(self.connection_listeners)
         return other
 
     def add(self, event: str, fn: Callable[..., Any]) -> None:
@@ -59,3 +62,6 @@ class Handlers:
 
     def add_middleware(self, fn: Callable[..., Any]) -> None:
         self.middlewares.append(Callback(fn))
+
+    def add_connection_listener(self, fn: Callable[..., Any]) -> None:
+        self.connection_listeners.append(Callback(fn))

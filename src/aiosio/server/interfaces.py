@@ -11,6 +11,7 @@ it: it names what it needs from it here, and the part above implements that.
 - :class:`ConnectableNamespace`: what a connection needs to connect a client to a namespace;
 - :class:`ClientHost`: what a connection needs from its server;
 - :class:`NamespaceOwner`: what a namespace needs from its server;
+- :class:`PacketListener`: what watches the messages of every connection (``add_packet_listener``);
 - :class:`~aiosio.server.adapter.NamespaceView` and :class:`~aiosio.server.adapter.LocalSocket`:
   what an adapter needs from its namespace and from a socket (in ``adapter.py``, the interface
   adapters are written against).
@@ -19,6 +20,7 @@ it: it names what it needs from it here, and the part above implements that.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from aiosio.engine.server import EngineSocket
@@ -34,8 +36,19 @@ __all__ = [
     "NamespaceHost",
     "NamespaceOwner",
     "NamespaceView",
+    "PacketListener",
     "SocketHost",
 ]
+
+
+class PacketListener(Protocol):
+    """Told of every Engine.IO message of the connections of a server (see
+    :meth:`aiosio.Server.add_packet_listener`): ``data`` is the message's payload, a Socket.IO
+    packet as text or one of its binary attachments. Called on the hot path: keep it cheap."""
+
+    def received(self, data: str | bytes) -> None: ...
+
+    def sent(self, data: str | bytes) -> None: ...
 
 
 class NamespaceHost(Protocol):
@@ -86,9 +99,17 @@ class SocketHost(Protocol):
     def proxy_header(self) -> str | None:
         """The header that carries the client's address behind a proxy, if configured."""
 
+    @property
+    def packet_listeners(self) -> tuple[PacketListener, ...]:
+        """Told of each message of this connection (empty: nobody watches)."""
+
     def write(self, packet: Packet, *, volatile: bool = False) -> None: ...
 
     def write_ack(self, nsp: str, ack_id: int, args: list[Any]) -> None: ...
+
+    def sent(self, messages: Sequence[str | bytes]) -> None:
+        """``messages`` were written outside :meth:`write` (a broadcast): tell the packet
+        listeners."""
 
     def accepted(self, socket: HostedSocket) -> None:
         """``socket`` passed its namespace's middlewares: packets for it are routed to it."""
@@ -126,6 +147,9 @@ class ClientHost(Protocol):
 
     @property
     def proxy_header(self) -> str | None: ...
+
+    @property
+    def packet_listeners(self) -> tuple[PacketListener, ...]: ...
 
     async def find_namespace(self, name: str, auth: dict[str, Any]) -> ConnectableNamespace | None:
         """The namespace ``name``, created by a dynamic namespace if one matches, else None."""

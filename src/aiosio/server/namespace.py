@@ -87,6 +87,14 @@ class _Registration:
         """Register ``handler`` for the event named like the function."""
         return self.on(handler.__name__, handler)
 
+    def add_connection_listener(self, listener: Callable[[Socket], Any]) -> Callable[[Socket], Any]:
+        """Call ``listener(socket)``, sync or async, for each socket accepted, before the
+        ``connection`` handler (Node: ``nsp.prependListener("connection", fn)``). Unlike
+        :meth:`on`, any number may be added: for tools that watch the sockets of a namespace
+        whatever its application does, such as :func:`aiosio.admin.instrument`."""
+        self.handlers.add_connection_listener(listener)
+        return listener
+
     def use(self, middleware: Middleware) -> Middleware:
         """Connection middleware ``fn(socket)``, sync or async, run in registration order before
         the socket is accepted; raise :class:`aiosio.ConnectionRefused` to refuse it."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, TypeVar, overload
 
@@ -23,15 +23,17 @@ from aiosio.server.adapter import (
 )
 from aiosio.server.broadcast import BroadcastOperator
 from aiosio.server.client import Client
+from aiosio.server.interfaces import PacketListener
 from aiosio.server.namespace import DynamicNamespace, Namespace, NamespaceMatcher
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["AdapterFactory", "Recovery", "Server"]
+__all__ = ["AdapterFactory", "HttpHandler", "PacketListener", "Recovery", "Server"]
 
 logger = logging.getLogger("aiosio.server")
 
 AdapterFactory = Callable[[NamespaceView], Adapter]
+HttpHandler = Callable[[HttpRequest], Awaitable[HttpResponse]]
 
 
 class Server:
@@ -136,6 +138,9 @@ class Server:
         self._adapter_factory = adapter
         self._nsps: dict[str, Namespace] = {}
         self._dynamic: list[DynamicNamespace] = []
+        self._namespace_listeners: list[Callable[[Namespace], None]] = []
+        self._packet_listeners: tuple[PacketListener, ...] = ()
+        self._mounts: dict[str, HttpHandler] = {}
         self.sockets: Namespace = self.of("/")
         self.engine.on("connection", self._on_engine_connection)
 
@@ -160,6 +165,7 @@ class Server:
                 else:
                     nsp = Namespace(self, name)
                 self._nsps[name] = nsp
+                self._namespace_created(nsp)
             return nsp
         family = DynamicNamespace(self, name)
         self._dynamic.append(family)
@@ -190,8 +196,25 @@ class Server:
                     return existing
                 child = family.create_child(name)
                 self._nsps[name] = child
+                self._namespace_created(child)
                 return child
         return None
+
+    def on_new_namespace(
+        self, listener: Callable[[Namespace], None]
+    ) -> Callable[[Namespace], None]:
+        """Call ``listener(namespace)`` for each namespace created from now on: by :meth:`of`,
+        or as the child of a dynamic namespace (Node: ``io.on("new_namespace")``). For tools that
+        watch every namespace, such as :func:`aiosio.admin.instrument`; usable as a decorator."""
+        self._namespace_listeners.append(listener)
+        return listener
+
+    def _namespace_created(self, nsp: Namespace) -> None:
+        for listener in tuple(self._namespace_listeners):
+            try:
+                listener(nsp)
+            except Exception:
+                logger.exception("new namespace listener %r raised for %s", listener, nsp.name)
 
     def namespace_removed(self, nsp: NamespaceView) -> None:
         """An empty child namespace is removed (``cleanup_empty_child_namespaces``)."""
@@ -212,7 +235,9 @@ class Server:
         server serves: sockets already connected stay in their old adapter's rooms."""
         self._adapter_factory = factory
         for nsp in self._nsps.values():
+            replaced = nsp.adapter
             nsp.adapter = factory(nsp)
+            nsp.adapter.take_listeners(replaced)
 
     def make_adapter(self, nsp: NamespaceView) -> Adapter:
         """The adapter of a new namespace."""
@@ -304,6 +329,21 @@ class Server:
     ) -> list[Any]:
         return await self.sockets.server_side_emit_with_ack(event, *args, timeout=timeout)
 
+    # -- monitoring -----------------------------------------------------------------------------
+
+    def add_packet_listener(self, listener: PacketListener) -> None:
+        """Tell ``listener`` of every Engine.IO message that the connections opened from now on
+        receive and send (Socket.IO packets and their binary attachments, as the reference's
+        ``packet`` and ``packetCreate`` events): for counters such as the Admin UI's. While no
+        listener is added, the connections pay nothing for it."""
+        self._packet_listeners = (*self._packet_listeners, listener)
+
+    @property
+    def packet_listeners(self) -> tuple[PacketListener, ...]:
+        """What :meth:`add_packet_listener` added (a new connection keeps the value of its
+        start)."""
+        return self._packet_listeners
+
     # -- lifecycle ------------------------------------------------------------------------------
 
     def _on_engine_connection(self, conn: EngineSocket) -> None:
@@ -350,13 +390,42 @@ class Server:
     def max_body_size(self) -> int:
         return self.engine.max_body_size
 
+    def mount(self, prefix: str, handler: HttpHandler) -> None:
+        """Answer the HTTP requests whose path starts with ``prefix`` with ``handler(request)``,
+        on the native server and in the ASGI app alike (``request.path`` is relative to the ASGI
+        ``root_path``, which ``request.root_path`` holds). For small HTTP endpoints that belong
+        with the Socket.IO server, such as the Admin UI's files
+        (:func:`aiosio.admin.instrument` with ``ui_path``); WebSocket requests under ``prefix``
+        get a 404. ``prefix`` starts with ``/`` and may not overlap the Socket.IO path."""
+        if not prefix.startswith("/"):
+            raise ValueError(f"a mount prefix starts with '/', got {prefix!r}")
+        if prefix.startswith(self.path) or self.path.startswith(prefix):
+            raise ValueError(
+                f"the mount prefix {prefix!r} overlaps the Socket.IO path {self.path!r}"
+            )
+        if prefix in self._mounts:
+            raise ValueError(f"something is already mounted at {prefix!r}")
+        self._mounts[prefix] = handler
+
+    def _mounted(self, path: str) -> HttpHandler | None:
+        for prefix, handler in self._mounts.items():
+            if path.startswith(prefix):
+                return handler
+        return None
+
     def handles(self, path: str) -> bool:
-        return self.engine.handles(path)
+        return self.engine.handles(path) or (bool(self._mounts) and self._mounted(path) is not None)
 
     async def handle_request(self, request: HttpRequest) -> HttpResponse:
+        if self._mounts:
+            handler = self._mounted(request.path)
+            if handler is not None:
+                return await handler(request)
         return await self.engine.handle_request(request)
 
     async def handle_websocket(self, request: HttpRequest) -> WebSocketAccept | HttpResponse:
+        if self._mounts and self._mounted(request.path) is not None:
+            return self.engine.not_found(request)
         return await self.engine.handle_websocket(request)
 
     def not_found(self, request: HttpRequest) -> HttpResponse:

@@ -103,6 +103,7 @@ class Socket:
         self.nsp = nsp
         self.client = client
         self._conn = client.conn  # what a broadcast writes to, without the Client in between
+        self._watched = bool(client.packet_listeners)  # fixed for the connection, read likewise
         self.id = sid
         self.pid = pid
         self.state = SocketState.CONNECTING
@@ -389,7 +390,10 @@ class Socket:
             data = {"sid": self.id}
         self._write(Packet(PacketType.CONNECT, self.nsp.name, data), BroadcastFlags())
         self.client.accepted(self)
-        handler = self.nsp.handlers.lifecycle.get("connection")
+        handlers = self.nsp.handlers
+        for listener in handlers.connection_listeners:
+            self._call_safely(listener, (self,))
+        handler = handlers.lifecycle.get("connection")
         if handler is not None:
             self._call_safely(handler, (self,))
 
@@ -413,6 +417,8 @@ class Socket:
             return
         for message in messages:
             conn.send_prepared(message)
+        if self._watched:
+            self.client.sent([message.data for message in messages])
 
     def expect_ack(self, ack_id: int, callback: Callable[[list[Any]], None]) -> None:
         self._acks[ack_id] = callback
