@@ -448,13 +448,8 @@ class ClientSession:
 
     def poll_ended(self, now: float) -> list[ClientEvent]:
         """The long-poll GET in flight was answered and its packets fed to :meth:`received`."""
-        self._require_opened("poll_ended")
-        if self.state is ClientState.CLOSED:
+        if not self._answered("poll_ended", "GET", in_flight=self._polling):
             return []
-        if not self._polling:
-            if self.transport is TransportKind.WEBSOCKET:
-                return []  # a GET the upgrade left behind
-            raise LocalProtocolError("poll_ended() without a GET in flight")
         self._polling = False
         if self.state in _PAUSED:
             return self._maybe_upgrade()
@@ -465,13 +460,8 @@ class ClientSession:
 
     def post_ended(self, now: float) -> list[ClientEvent]:
         """The POST in flight was answered with 200."""
-        self._require_opened("post_ended")
-        if self.state is ClientState.CLOSED:
+        if not self._answered("post_ended", "POST", in_flight=self._writing):
             return []
-        if not self._writing:
-            if self.transport is TransportKind.WEBSOCKET:
-                return []  # a POST the upgrade left behind
-            raise LocalProtocolError("post_ended() without a POST in flight")
         self._writing = False
         if self.state in _PAUSED:
             return self._maybe_upgrade()
@@ -480,6 +470,18 @@ class ClientSession:
         return self._flush()
 
     # -- failures reported by the I/O layer ------------------------------------------------------
+
+    def _answered(self, call: str, method: str, *, in_flight: bool) -> bool:
+        """Whether the answer to the polling ``method`` request in flight is news for this
+        session: not once it is closed, nor for a request the upgrade left behind."""
+        self._require_opened(call)
+        if self.state is ClientState.CLOSED:
+            return False
+        if in_flight:
+            return True
+        if self.transport is TransportKind.WEBSOCKET:
+            return False
+        raise LocalProtocolError(f"{call}() without a {method} in flight")
 
     def transport_error(self, description: object, now: float) -> list[ClientEvent]:
         """A request failed, was answered with an HTTP error, or the WebSocket broke."""
