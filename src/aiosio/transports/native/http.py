@@ -207,9 +207,7 @@ class HttpConnection(asyncio.Protocol):
         if self._refused:
             return  # refused: nothing more is read; the refusal waits its turn or is sent
         if self._upgrade is not None:
-            self._upgrade_buffer += data  # the engine is deciding on the upgrade
-            if len(self._upgrade_buffer) > self.app.max_body_size + 64 * 1024:
-                self.abort()
+            self._hold_for_upgrade(data)
             return
         if self.server.handoff is not None:
             if not self._in_message:
@@ -237,7 +235,7 @@ class HttpConnection(asyncio.Protocol):
                 self._parser.feed_data(piece)
             except httptools.HttpParserUpgrade as upgrade:
                 offset = upgrade.args[0] if upgrade.args else len(piece)
-                self._upgrade_buffer += piece[offset:] + data[start:]
+                self._hold_for_upgrade(piece[offset:] + data[start:])
                 return
             except httptools.HttpParserError as exc:
                 if self._refused:
@@ -252,6 +250,14 @@ class HttpConnection(asyncio.Protocol):
                 return
             if self._refused or self._upgrade is not None or self._websocket is not None:
                 return  # what follows is not read, or goes to the upgrade
+
+    def _hold_for_upgrade(self, data: bytes) -> None:
+        """Keep bytes that follow an upgrade request (frames sent right behind it) while the
+        engine decides on it; past max_http_buffer_size and 64 KiB, drop the connection instead
+        (HARDENING 8), whether they came in the read of the request or after it."""
+        self._upgrade_buffer += data
+        if len(self._upgrade_buffer) > self.app.max_body_size + 64 * 1024:
+            self.abort()
 
     def _pipeline_full(self) -> bool:
         queue = self._queue
