@@ -1,7 +1,7 @@
 """The native server's WebSocket: the channel the engine writes to once a connection is upgraded,
 and the write batcher that sends what the channels queued in one turn of the loop.
 
-Sending is the broadcast hot path: one :meth:`NativeWebSocket.send_frame` per recipient, with
+Sending is the broadcast hot path: one :meth:`PlainWebSocket.send_frame` per recipient, with
 thousands of recipients per message. So there the channel reads nothing but itself: whether it
 is open, its transport and the transport's backlog are its own fields, not read through the
 connection and the codec (each one more object, with thousands of recipients one more cache
