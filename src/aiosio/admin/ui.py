@@ -8,11 +8,13 @@ files found then are served (no path from a request is ever joined to a director
 
 Caching: ``index.html`` and the files without a content hash in their name are revalidated
 (``no-cache`` with an ``ETag``); the hashed bundles (``js/app.0d7d7845.js``) are ``immutable``
-for a year. Text files are sent gzipped to clients that accept it.
+for a year. Text files are sent gzipped to clients that accept it, compressed on first demand
+(in a thread: a bundle takes a tenth of a second) and kept.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import mimetypes
@@ -54,7 +56,7 @@ COMPRESSIBLE = ("text/", "application/json", "image/svg+xml")
 @dataclass(frozen=True, slots=True)
 class _File:
     body: bytes
-    gzipped: bytes | None
+    compressible: bool
     content_type: str
     cache_control: str
     etag: str
@@ -87,10 +89,9 @@ def _content_type(path: Path) -> str:
 def _load(path: Path, name: str) -> _File:
     body = path.read_bytes()
     content_type = _content_type(path)
-    compress = content_type.startswith(COMPRESSIBLE) and len(body) > 1024
     return _File(
         body=body,
-        gzipped=gzip.compress(body, mtime=0) if compress else None,
+        compressible=content_type.startswith(COMPRESSIBLE) and len(body) > 1024,
         content_type=content_type,
         cache_control=IMMUTABLE if HASHED.search(name) else REVALIDATE,
         etag='"' + hashlib.sha256(body).hexdigest()[:32] + '"',
@@ -112,6 +113,7 @@ class UiFiles:
             for path in sorted(self.directory.rglob("*"))
             if path.is_file()
         }
+        self._gzipped: dict[str, bytes] = {}
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
         path = request.path
@@ -133,27 +135,30 @@ class UiFiles:
         found = self.files.get(name)
         if found is None:
             return _not_found(path)
-        return _answer(found, request)
+        headers = [
+            ("Cache-Control", found.cache_control),
+            ("ETag", found.etag),
+            ("Vary", "Accept-Encoding"),
+        ]
+        if found.etag in request.headers.get("if-none-match", ""):
+            return HttpResponse(304, headers)
+        body = found.body
+        if found.compressible and "gzip" in request.headers.get("accept-encoding", ""):
+            body = await self._gzip(name, found)
+            headers.append(("Content-Encoding", "gzip"))
+        headers += [
+            ("Content-Type", found.content_type),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Content-Length", str(len(body))),
+        ]
+        return HttpResponse(200, headers, body)
 
-
-def _answer(found: _File, request: HttpRequest) -> HttpResponse:
-    headers = [
-        ("Cache-Control", found.cache_control),
-        ("ETag", found.etag),
-        ("Vary", "Accept-Encoding"),
-    ]
-    if found.etag in request.headers.get("if-none-match", ""):
-        return HttpResponse(304, headers)
-    body = found.body
-    if found.gzipped is not None and "gzip" in request.headers.get("accept-encoding", ""):
-        body = found.gzipped
-        headers.append(("Content-Encoding", "gzip"))
-    headers += [
-        ("Content-Type", found.content_type),
-        ("X-Content-Type-Options", "nosniff"),
-        ("Content-Length", str(len(body))),
-    ]
-    return HttpResponse(200, headers, body)
+    async def _gzip(self, name: str, found: _File) -> bytes:
+        gzipped = self._gzipped.get(name)
+        if gzipped is None:
+            gzipped = await asyncio.to_thread(gzip.compress, found.body, 6, mtime=0)
+            self._gzipped[name] = gzipped
+        return gzipped
 
 
 def _not_found(path: str) -> HttpResponse:
