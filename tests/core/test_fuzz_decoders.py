@@ -45,7 +45,7 @@ from hypothesis import strategies as st
 from aiosio.adapters.redis.codec import decode as redis_decode
 from aiosio.adapters.redis.codec import encode_json, encode_msgpack
 from aiosio.client.errors import ConnectError
-from aiosio.client.http import HttpConnection, HttpResult, WebSocketConnection
+from aiosio.client.http import Endpoint, HttpConnection, HttpResult, WebSocketConnection
 from aiosio.engine.ended import EndedSessions
 from aiosio.protocol import engineio, socketio
 from aiosio.protocol import websocket as ws
@@ -706,9 +706,7 @@ async def _exchange(answer: bytes) -> HttpResult | ConnectError:
 
     server = await asyncio.start_server(reply, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    connection = HttpConnection(
-        "127.0.0.1", port, secure=False, ssl_context=None, timeout=5.0, max_body=1000
-    )
+    connection = HttpConnection(Endpoint("127.0.0.1", port, False, None, 5.0), max_body=1000)
     try:
         return await connection.request("GET", "/socket.io/", {}, url=f"http://127.0.0.1:{port}/")
     except ConnectError as exc:
@@ -872,13 +870,9 @@ async def _ws_exchange(answer: bytes, accept: bool) -> str:
     port = server.sockets[0].getsockname()[1]
     try:
         connection, _result = await WebSocketConnection.connect(
-            "127.0.0.1",
-            port,
+            Endpoint("127.0.0.1", port, False, None, 5.0),
             "/socket.io/?EIO=4&transport=websocket",
             {},
-            secure=False,
-            ssl_context=None,
-            timeout=5.0,
             max_message_size=1000,
             url=f"ws://127.0.0.1:{port}/",
         )

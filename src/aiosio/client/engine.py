@@ -25,7 +25,14 @@ from typing import Any, assert_never
 from urllib.parse import quote
 
 from aiosio.client.errors import ConnectError, Stage, hint_for_http
-from aiosio.client.http import CookieJar, HttpConnection, HttpResult, Trace, WebSocketConnection
+from aiosio.client.http import (
+    CookieJar,
+    Endpoint,
+    HttpConnection,
+    HttpResult,
+    Trace,
+    WebSocketConnection,
+)
 from aiosio.protocol.client_session import (
     ClientConfig,
     ClientEvent,
@@ -88,6 +95,13 @@ class EngineOptions:
     request_timeout: float = 20.0
     max_payload: int = 100_000_000
     trace: Trace | None = None
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """Where and how the transports connect."""
+        return Endpoint(
+            self.host, self.port, self.secure, self.ssl, self.request_timeout, self.trace
+        )
 
     @property
     def origin(self) -> str:
@@ -216,15 +230,7 @@ class EngineClient:
 
     def _http(self) -> HttpConnection:
         o = self.options
-        return HttpConnection(
-            o.host,
-            o.port,
-            secure=o.secure,
-            ssl_context=o.ssl,
-            timeout=o.request_timeout,
-            max_body=o.max_payload,
-            trace=o.trace,
-        )
+        return HttpConnection(o.endpoint, max_body=o.max_payload)
 
     # -- opening --------------------------------------------------------------------------------
 
@@ -347,16 +353,11 @@ class EngineClient:
     async def _connect_websocket(self, url: str) -> tuple[WebSocketConnection | None, HttpResult]:
         o = self.options
         return await WebSocketConnection.connect(
-            o.host,
-            o.port,
+            o.endpoint,
             self._target("websocket"),
             self._headers(),
-            secure=o.secure,
-            ssl_context=o.ssl,
-            timeout=o.request_timeout,
             max_message_size=o.max_payload,
             url=url,
-            trace=o.trace,
         )
 
     def _websocket_refused(self, result: HttpResult, url: str) -> ConnectError:

@@ -27,6 +27,7 @@ from aiosio.protocol import websocket as ws
 
 __all__ = [
     "CookieJar",
+    "Endpoint",
     "HttpConnection",
     "HttpResult",
     "WebSocketConnection",
@@ -88,6 +89,24 @@ def authority(host: str, port: int, secure: bool) -> str:
     return host if port == (443 if secure else 80) else f"{host}:{port}"
 
 
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where a connection goes and how: ``host`` and ``port``, TLS when ``secure`` (with
+    ``ssl_context``, else the default context), each network step bounded by ``timeout``
+    seconds, and ``trace`` to show the exchange as ``curl -v`` does."""
+
+    host: str
+    port: int
+    secure: bool
+    ssl_context: ssl_module.SSLContext | None
+    timeout: float
+    trace: Trace | None = None
+
+    @property
+    def authority(self) -> str:
+        return authority(self.host, self.port, self.secure)
+
+
 @contextlib.asynccontextmanager
 async def _within(
     timeout: float, message: str, *, url: str, hint: str | None = None
@@ -112,16 +131,10 @@ def _closed_on_error(writer: asyncio.StreamWriter) -> Iterator[None]:
 
 
 async def open_stream(
-    host: str,
-    port: int,
-    *,
-    secure: bool,
-    ssl_context: ssl_module.SSLContext | None,
-    timeout: float,
-    url: str,
-    trace: Trace | None = None,
+    endpoint: Endpoint, *, url: str
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Resolve, connect and (for https/wss) TLS-handshake, each failure tagged with its stage."""
+    host, port, timeout, trace = endpoint.host, endpoint.port, endpoint.timeout, endpoint.trace
     loop = asyncio.get_running_loop()
     try:
         async with _within(timeout, f"resolving {host} took more than {timeout}s", url=url):
@@ -153,9 +166,9 @@ async def open_stream(
             continue
         if trace:
             trace("*", f"connected to {address[0]} port {port}")
-        if secure:
+        if endpoint.secure:
             with _closed_on_error(writer):
-                await _start_tls(writer, ssl_context, host, timeout, url)
+                await _start_tls(writer, endpoint, url)
             if trace:
                 cipher = writer.get_extra_info("cipher") or ("?", "?")
                 trace("*", f"TLS connection using {cipher[1]} / {cipher[0]}")
@@ -174,14 +187,9 @@ async def open_stream(
     ) from last
 
 
-async def _start_tls(
-    writer: asyncio.StreamWriter,
-    ssl_context: ssl_module.SSLContext | None,
-    host: str,
-    timeout: float,
-    url: str,
-) -> None:
-    context = ssl_context or ssl_module.create_default_context()
+async def _start_tls(writer: asyncio.StreamWriter, endpoint: Endpoint, url: str) -> None:
+    context = endpoint.ssl_context or ssl_module.create_default_context()
+    host, timeout = endpoint.host, endpoint.timeout
     try:
         async with _within(
             timeout, f"TLS handshake with {host} took more than {timeout}s", url=url
@@ -251,30 +259,12 @@ class _ResponseReader:
 class HttpConnection:
     """One keep-alive HTTP/1.1 connection to a host; requests are sent one at a time."""
 
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        *,
-        secure: bool,
-        ssl_context: ssl_module.SSLContext | None,
-        timeout: float,
-        max_body: int,
-        trace: Trace | None = None,
-    ) -> None:
-        self.host = host
-        self.port = port
-        self.secure = secure
-        self.ssl_context = ssl_context
-        self.timeout = timeout
+    def __init__(self, endpoint: Endpoint, *, max_body: int) -> None:
+        self.endpoint = endpoint
         self.max_body = max_body
-        self.trace = trace
+        self.trace = endpoint.trace
         self._stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._lock = asyncio.Lock()
-
-    @property
-    def authority(self) -> str:
-        return authority(self.host, self.port, self.secure)
 
     async def request(
         self,
@@ -295,15 +285,7 @@ class HttpConnection:
             reused = self._stream is not None
             for attempt in (1, 2):
                 if self._stream is None:
-                    self._stream = await open_stream(
-                        self.host,
-                        self.port,
-                        secure=self.secure,
-                        ssl_context=self.ssl_context,
-                        timeout=self.timeout,
-                        url=url,
-                        trace=self.trace,
-                    )
+                    self._stream = await open_stream(self.endpoint, url=url)
                 try:
                     return await self._exchange(method, target, headers, body)
                 except (ConnectionError, asyncio.IncompleteReadError) as exc:
@@ -324,7 +306,7 @@ class HttpConnection:
     ) -> HttpResult:
         assert self._stream is not None
         reader, writer = self._stream
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {self.authority}"]
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {self.endpoint.authority}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
         if body or method == "POST":
             lines.append(f"Content-Length: {len(body)}")
@@ -476,33 +458,21 @@ class WebSocketConnection:
     @classmethod
     async def connect(
         cls,
-        host: str,
-        port: int,
+        endpoint: Endpoint,
         target: str,
         headers: Mapping[str, str],
         *,
-        secure: bool,
-        ssl_context: ssl_module.SSLContext | None,
-        timeout: float,
         max_message_size: int,
         url: str,
-        trace: Trace | None = None,
     ) -> tuple[WebSocketConnection | None, HttpResult]:
         """Open a WebSocket; ``(None, answer)`` when the server answered the handshake with
         something else than 101 (the answer says what)."""
-        reader, writer = await open_stream(
-            host,
-            port,
-            secure=secure,
-            ssl_context=ssl_context,
-            timeout=timeout,
-            url=url,
-            trace=trace,
-        )
+        reader, writer = await open_stream(endpoint, url=url)
+        trace = endpoint.trace
         key = ws.new_client_key()
         lines = [
             f"GET {target} HTTP/1.1",
-            f"Host: {authority(host, port, secure)}",
+            f"Host: {endpoint.authority}",
             "Upgrade: websocket",
             "Connection: Upgrade",
             f"Sec-WebSocket-Key: {key}",
@@ -517,7 +487,7 @@ class WebSocketConnection:
         response = _ResponseReader()
         parser = httptools.HttpResponseParser(response)
         with _closed_on_error(writer):
-            leftover = await _read_handshake_answer(reader, parser, response, timeout, url)
+            leftover = await _read_handshake_answer(reader, parser, response, endpoint.timeout, url)
         result = HttpResult(parser.get_status_code(), response.headers, b"".join(response.body))
         if trace:
             trace("<", f"HTTP/1.1 {result.status}")

@@ -145,16 +145,11 @@ async def open_websocket(
     (if any) or the error."""
     try:
         conn, result = await WebSocketConnection.connect(
-            target.host,
-            target.port,
+            target.endpoint,
             f"{target.path}?{query}",
             target.headers(),
-            secure=target.secure,
-            ssl_context=target.ssl,
-            timeout=target.options.timeout,
             max_message_size=10_000_000,
             url=target.origin_url + target.path,
-            trace=target.options.trace,
         )
     except ConnectError as error:
         return None, None, error

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ssl as ssl_module
 from urllib.parse import urlsplit
 
-from aiosio.client.http import HttpConnection, authority
+from aiosio.client.http import Endpoint, HttpConnection, authority
 from aiosio.doctor.options import DoctorOptions
 
 __all__ = ["Target", "norm_path"]
@@ -55,16 +55,14 @@ class Target:
         scheme = "https" if self.secure else "http"
         return f"{scheme}://{authority(self.host, self.port, self.secure)}"
 
+    @property
+    def endpoint(self) -> Endpoint:
+        """The target's host and port, TLS as asked, ``--timeout`` and ``--verbose``'s trace."""
+        o = self.options
+        return Endpoint(self.host, self.port, self.secure, self.ssl, o.timeout, o.trace)
+
     def connection(self) -> HttpConnection:
-        return HttpConnection(
-            self.host,
-            self.port,
-            secure=self.secure,
-            ssl_context=self.ssl,
-            timeout=self.options.timeout,
-            max_body=10_000_000,
-            trace=self.options.trace,
-        )
+        return HttpConnection(self.endpoint, max_body=10_000_000)
 
     def headers(
         self, extra: dict[str, str] | None = None, *, origin: bool = True

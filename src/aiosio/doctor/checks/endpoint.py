@@ -5,6 +5,7 @@ not Socket.IO), the first that explains it giving the finding."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from aiosio.client.errors import ConnectError
 from aiosio.client.http import HttpResult, WebSocketConnection
@@ -143,13 +144,9 @@ async def _websocket_opens(target: Target, path: str) -> bool:
     """Whether a WebSocket without an Engine.IO query opens at ``path``."""
     try:
         conn, _answer = await WebSocketConnection.connect(
-            target.host,
-            target.port,
+            replace(target.endpoint, trace=None),
             path,
             {"User-Agent": "aiosio-doctor"},
-            secure=target.secure,
-            ssl_context=target.ssl,
-            timeout=target.options.timeout,
             max_message_size=1_000_000,
             url=target.origin_url + path,
         )

@@ -6,6 +6,7 @@ import asyncio
 import socket
 import ssl as ssl_module
 import time
+from dataclasses import replace
 
 from aiosio.client.errors import ConnectError, Stage
 from aiosio.client.http import open_stream
@@ -58,14 +59,9 @@ async def check_network(diagnosis: Diagnosis) -> bool:
 
 async def _connect(target: Target, context: ssl_module.SSLContext | None) -> None:
     """Open and close a connection (TLS when the target is secure, or ``context`` is given)."""
-    _reader, writer = await open_stream(
-        target.host,
-        target.port,
-        secure=target.secure or context is not None,
-        ssl_context=context,
-        timeout=target.options.timeout,
-        url=target.origin_url,
-    )
+    secure = target.secure or context is not None
+    endpoint = replace(target.endpoint, secure=secure, ssl_context=context, trace=None)
+    _reader, writer = await open_stream(endpoint, url=target.origin_url)
     writer.close()
 
 
