@@ -239,3 +239,26 @@ async def test_packets_are_counted(serve: Any, clients: Any) -> None:
     await eventually(lambda: total("packetsIn") >= 3 and total("bytesIn") >= 30, timeout=15)
     assert total("packetsOut") >= 3
     assert total("rawConnection") >= 2
+
+
+async def test_polling_clients_are_counted_until_they_upgrade_or_leave(
+    serve: Any, clients: Any
+) -> None:
+    sio = Server()
+    instrument(sio, auth=False, mode="production")
+    url = await serve(sio)
+    admin = Admin(clients(url + "/admin", transports=("websocket",)))
+    await admin.client.connect()
+
+    def polling_now() -> int | None:
+        stats = admin.named("server_stats")
+        return stats[-1][0]["pollingClientsCount"] if stats else None
+
+    stays = clients(url, transports=("polling",))
+    await stays.connect()
+    await eventually(lambda: polling_now() == 1)
+    upgrades = clients(url, transports=("polling", "websocket"))
+    await upgrades.connect()
+    await stays.disconnect()
+    await eventually(lambda: polling_now() == 0)
+    assert upgrades.connected

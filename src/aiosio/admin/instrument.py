@@ -38,6 +38,7 @@ from aiosio.admin.serialize import (
 )
 from aiosio.admin.stats import AggregatedEvents, Connections, Traffic, server_stats
 from aiosio.admin.ui import UiFiles
+from aiosio.engine.server import EngineSocket
 from aiosio.server.adapter import InMemoryAdapter, RecoveryAdapter
 from aiosio.server.broadcast import BroadcastOperator
 from aiosio.server.namespace import Namespace
@@ -164,7 +165,7 @@ class Admin:
 
     # -- statistics -------------------------------------------------------------------------------
 
-    def _engine_connection(self, conn: Any) -> None:
+    def _engine_connection(self, conn: EngineSocket) -> None:
         self.connections.opened(conn)
         if self._timer is None and not self._closed:
             self._report()

@@ -76,19 +76,28 @@ class Connections:
         self.events.push("rawConnection")
         if conn.transport == "polling":
             self.polling += 1
-            counted = [True]
-
-            def no_longer_polling(*_args: Any) -> None:
-                if counted[0]:  # upgraded, then closed: counted down once
-                    counted[0] = False
-                    self.polling -= 1
-
-            conn.on("upgrade", no_longer_polling)
-            conn.on("close", no_longer_polling)
+            stopped = _StoppedPolling(self)
+            conn.on("upgrade", stopped)
+            conn.on("close", stopped)
         conn.on("close", self._closed)
 
     def _closed(self, reason: str, _description: Any = None) -> None:
         self.events.push("rawDisconnection", str(reason))
+
+
+class _StoppedPolling:
+    """Counts a session down once, at its upgrade or at its close, whichever comes first."""
+
+    __slots__ = ("connections", "counted")
+
+    def __init__(self, connections: Connections) -> None:
+        self.connections = connections
+        self.counted = True
+
+    def __call__(self, *_args: Any) -> None:
+        if self.counted:
+            self.counted = False
+            self.connections.polling -= 1
 
 
 def _process_started() -> float:
