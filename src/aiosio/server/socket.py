@@ -103,7 +103,9 @@ class Socket:
         self.nsp = nsp
         self.client = client
         self._conn = client.conn  # what a broadcast writes to, without the Client in between
-        self._watched = bool(client.packet_listeners)  # fixed for the connection, read likewise
+        # Whether packet listeners watch the connection (fixed when it opened), read by each
+        # broadcast without the Client in between, like _conn.
+        self._watched = bool(client.packet_listeners)
         self.id = sid
         self.pid = pid
         self.state = SocketState.CONNECTING
