@@ -288,6 +288,9 @@ class HttpConnection:
                     self._stream = await open_stream(self.endpoint, url=url)
                 try:
                     return await self._exchange(method, target, headers, body)
+                except ConnectError:
+                    self.close()  # the answer was not HTTP, or too large: the stream is lost
+                    raise
                 except (ConnectionError, asyncio.IncompleteReadError) as exc:
                     self.close()
                     if reused and attempt == 1:
@@ -330,7 +333,6 @@ class HttpConnection:
             try:
                 parser.feed_data(chunk)
             except httptools.HttpParserError as exc:
-                self.close()
                 raise ConnectError(
                     Stage.PROTOCOL,
                     f"the answer is not valid HTTP: {exc}",
@@ -340,7 +342,6 @@ class HttpConnection:
             except httptools.HttpParserUpgrade as exc:
                 # httptools' upgrade signal is no HttpParserError: a 101 answer to a plain
                 # request escaped as an undocumented exception.
-                self.close()
                 raise ConnectError(
                     Stage.PROTOCOL,
                     f"the server switched protocols (status {parser.get_status_code()}) in "
@@ -350,7 +351,6 @@ class HttpConnection:
                 ) from exc
             response.size += len(chunk)
             if response.size > self.max_body + _MAX_HEAD:
-                self.close()
                 raise ConnectError(
                     Stage.PROTOCOL,
                     f"the HTTP answer is larger than {self.max_body} bytes",
