@@ -5,9 +5,9 @@ statement counts, wherever it stands (in a function, under ``if TYPE_CHECKING:``
 moved into a function to dodge a cycle is still the cycle.
 
 - Layers: ``protocol`` (sans-I/O) <- ``engine`` <- ``server`` <- ``adapters`` and ``admin``;
-  ``transports`` and ``client`` beside; ``doctor`` on the client; ``cli``, ``workers``, ``demo`` and the package's
-  ``__init__`` on top. The library's own helpers (``aiosio._debug``, ``aiosio.errors``, ...) are
-  the base anyone may import; they import only the base and protocol/.
+  ``transports`` and ``client`` beside; ``doctor`` on the client; ``cli``, ``workers``, ``demo``
+  and the package's ``__init__`` on top. The library's own helpers (``aiosio._debug``,
+  ``aiosio.errors``, ...) are the base anyone may import; they import only the base and protocol/.
 - No import cycle between modules.
 - No read or call of another module's underscore name: ``x._name`` where ``x`` is not ``self``
   or ``cls`` and no class or function of the same module defines ``_name``, and
@@ -64,27 +64,6 @@ TOP_MODULES = {
     "aiosio.workers",
     "aiosio.demo",
 }
-
-# Today's exceptions, each to be removed by the structure work (issue 13). A new violation fails;
-# an entry that no longer occurs fails too, so the list only shrinks.
-ALLOWED_UPWARD: frozenset[tuple[str, str]] = frozenset()
-ALLOWED_CYCLES: frozenset[frozenset[str]] = frozenset()
-ALLOWED_PRIVATE: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("aiosio.engine.server", "_apply"),
-        ("aiosio.engine.server", "_on_message"),
-        ("aiosio.engine.server", "_poll"),
-        ("aiosio.engine.server", "_post"),
-        ("aiosio.engine.server", "_probe"),
-        ("aiosio.engine.server", "_ws"),
-        ("aiosio.engine.timers", "_timer_bucket"),
-        ("aiosio.transports.asgi", "_pending"),
-        ("aiosio.transports.native", "_backlog"),
-        ("aiosio.transports.native", "_open"),
-        ("aiosio.transports.native", "_out"),
-        ("aiosio.transports.native", "_transport"),
-    }
-)
 
 # Underscore names of other libraries' objects the library may use (documented in their APIs).
 FOREIGN_PRIVATE_OK = frozenset(
@@ -279,20 +258,15 @@ def private_reach_ins() -> set[tuple[str, str]]:
 
 def test_no_import_cycles() -> None:
     cycles = set(strongly_connected(import_graph()))
-    assert cycles - ALLOWED_CYCLES == set(), "import cycles (break them with an interface)"
-    assert ALLOWED_CYCLES - cycles == set(), "fixed: remove from ALLOWED_CYCLES"
+    assert cycles == set(), "import cycles (break them with an interface)"
 
 
 def test_no_upward_imports() -> None:
-    found = upward_imports()
-    assert found - ALLOWED_UPWARD == set(), "imports from a lower layer to a higher one"
-    assert ALLOWED_UPWARD - found == set(), "fixed: remove from ALLOWED_UPWARD"
+    assert upward_imports() == set(), "imports from a lower layer to a higher one"
 
 
 def test_no_private_reach_ins() -> None:
-    found = private_reach_ins()
-    assert found - ALLOWED_PRIVATE == set(), "another module's underscore names used"
-    assert ALLOWED_PRIVATE - found == set(), "fixed: remove from ALLOWED_PRIVATE"
+    assert private_reach_ins() == set(), "another module's underscore names used"
 
 
 @pytest.mark.parametrize(

@@ -150,9 +150,9 @@ async def test_sessions_held_through_heartbeats_cost_one_task_each_and_are_freed
         assert not any(c.closed for c in clients)
         assert len(sio.engine.clients) == COUNT
         # One task per idle connection: uvicorn's, which runs the app (the app's own writer
-        # task is started only while something is queued from outside the receive loop).
-        tasks = len(asyncio.all_tasks()) - before
-        assert tasks <= COUNT + 5, f"{tasks} tasks for {COUNT} idle WebSockets"
+        # task is started only while something is queued from outside the receive loop: a
+        # heartbeat in flight has one for a moment, so the count is taken between them).
+        await eventually(lambda: len(asyncio.all_tasks()) - before <= COUNT + 5, 30)
         for client in clients:
             assert client.transport is not None
             client.transport.close()
