@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from aiosio.admin.auth import Credentials, basic_auth_from
+from aiosio.admin.auth import BasicAuth, Credentials, basic_auth_from
 from aiosio.admin.serialize import (
     ADMIN_KEY,
     ObservedData,
@@ -124,6 +124,8 @@ class Admin:
             raise ValueError(f"mode must be 'development' or 'production', got {mode!r}")
         basic = basic_auth_from(auth)
         self.ui = UiFiles(ui_path, ui_dir) if ui_path is not None else None
+        if self.ui is not None:  # first: what can fail does before the server is changed
+            sio.mount(self.ui.prefix, self.ui.handle)
         self.sio = sio
         self.namespace = sio.of(namespace_name)
         self.server_id = server_id or _socket.gethostname()
@@ -137,31 +139,37 @@ class Admin:
         self.connections = Connections(self.events)
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
-
-        if basic is None:
-            logger.warning(
-                "the admin namespace %s has no authentication (auth=False): anyone who reaches "
-                "this server can see its sockets%s",
-                namespace_name,
-                "" if read_only else " and disconnect them",
-            )
-        else:
-            self.namespace.use(Credentials(basic))
+        self._guard(basic, read_only)
         self.namespace.on("connection", self._admin_connected)
+        self._listen()
+
+    def _guard(self, basic: BasicAuth | None, read_only: bool) -> None:
+        if basic is not None:
+            self.namespace.use(Credentials(basic))
+            return
+        logger.warning(
+            "the admin namespace %s has no authentication (auth=False): anyone who reaches "
+            "this server can see its sockets%s",
+            self.namespace.name,
+            "" if read_only else " and disconnect them",
+        )
+
+    def _listen(self) -> None:
+        """Follow the server: its sessions and messages for the statistics, which start now if
+        the server runs (else with its first connection); in development mode its namespaces,
+        those to come included."""
+        sio = self.sio
         sio.engine.on("connection", self._engine_connection)
         sio.add_packet_listener(Traffic(self.events))
         if self.development:
             for nsp in list(sio.namespaces.values()):
                 self._watch(nsp)
             sio.on_new_namespace(self._watch)
-        if self.ui is not None:
-            sio.mount(self.ui.prefix, self.ui.handle)
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            pass  # started by the first connection, once the server runs
-        else:
-            self._report()
+            return
+        self._report()
 
     # -- statistics -------------------------------------------------------------------------------
 
