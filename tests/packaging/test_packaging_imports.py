@@ -103,6 +103,13 @@ def test_redis_features_without_redis_name_the_extra(
     assert message.endswith('pip install "aiosio[redis]"')
 
 
+def test_run_on_uvloop_without_uvloop_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)
+    with pytest.raises(ImportError) as raised:
+        aiosio.run(aiosio.Server(), host="127.0.0.1", port=0, use_uvloop=True)
+    assert str(raised.value).endswith('pip install "aiosio[speed]"')
+
+
 def _requirement_names(requirements: list[str]) -> set[str]:
     """The distribution names of PEP 508 requirements ("redis>=5.0" -> "redis")."""
     return {re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0].lower() for r in requirements}
