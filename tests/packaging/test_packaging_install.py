@@ -9,7 +9,9 @@ what its extra promises with the installed package only (never this checkout).
 - ``speed``: the demo runs on uvloop;
 - ``asgi``: the demo under uvicorn from that environment accepts a WebSocket-only client;
 - ``redis``: a ``RedisAdapter`` on 127.0.0.1:6379 delivers a broadcast published by an
-  ``Emitter`` through Redis.
+  ``Emitter`` through Redis;
+- ``admin``: the Admin UI's namespace accepts the password that matches its bcrypt hash and
+  refuses another (without the extra, ``instrument`` with a password names ``aiosio[admin]``).
 
 pip installs from the configured indexes (CI has the network). The environments are made in
 parallel; the whole file takes well under three minutes.
@@ -36,7 +38,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-EXTRAS = ("", "speed", "asgi", "redis")  # "" is the bare install
+EXTRAS = ("", "speed", "asgi", "redis", "admin")  # "" is the bare install
 LISTENING = re.compile(r"aiosio listening on http://127\.0\.0\.1:(\d+)")
 # The first test of each kind builds or installs (one time each); generous bounds, not timings:
 # on a busy machine creating a venv alone took over 120 s.
@@ -362,3 +364,57 @@ async def test_redis_extra_broadcasts_through_redis(installs: dict[str, Installe
     """
     out = await asyncio.to_thread(env.run_python, code)
     assert out.strip() == "through redis"
+
+
+ADMIN_LOGIN = """
+    import asyncio
+
+    import aiosio
+    from aiosio.admin import BasicAuth, instrument
+
+    # bcrypt.hashpw(b"secret", bcrypt.gensalt(4)): made once, so this runs without bcrypt too
+    HASH = "$2b$04$WNK3z4dNG7pVcViJHRUZKOoUt5MoPaWRLr.mEXgcF9QvyPVWEyhs2"
+
+
+    async def login(port, password):
+        client = aiosio.Client(
+            f"http://127.0.0.1:{port}/admin",
+            auth={"username": "admin", "password": password},
+            reconnection=False,
+        )
+        try:
+            await client.connect()
+            return "connected"
+        except aiosio.ConnectError as exc:
+            return exc.message
+        finally:
+            await client.disconnect()
+
+
+    async def main():
+        sio = aiosio.Server()
+        try:
+            instrument(sio, auth=BasicAuth("admin", HASH))
+        except ImportError as exc:
+            print("instrument:", exc)
+            return
+        server = await aiosio.serve(sio, "127.0.0.1", 0)
+        try:
+            print(await login(server.port, "secret"), "|", await login(server.port, "wrong"))
+        finally:
+            await server.close()
+
+
+    asyncio.run(main())
+"""
+
+
+def test_admin_extra_checks_the_admin_password(installs: dict[str, Installed]) -> None:
+    out = installs["admin"].run_python(ADMIN_LOGIN)
+    assert out.strip() == "connected | invalid credentials", out
+
+
+def test_bare_install_names_the_admin_extra(installs: dict[str, Installed]) -> None:
+    out = installs[""].run_python(ADMIN_LOGIN)
+    assert out.startswith("instrument: "), out
+    assert out.rstrip().endswith('pip install "aiosio[admin]"'), out
