@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from aiosio.adapters._redis_link import RedisHealth
+from aiosio.adapters.redis.link import RedisHealth, set_within
 
 if TYPE_CHECKING:
     from aiosio.transports.native import NativeServer
@@ -167,10 +167,7 @@ class BusLink:
     async def ready(self, timeout: float = 5.0) -> bool:
         self.ensure_started()
         assert self._ready is not None
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self._ready.wait()
-        return self._ready.is_set()
+        return await set_within(self._ready, timeout)
 
     def _send(self, frame: list[Any]) -> None:
         if self._writer is None:

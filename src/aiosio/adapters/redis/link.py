@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["Handler", "Link", "RedisHealth", "RedisLink", "connection_lost"]
+__all__ = ["Handler", "Link", "RedisHealth", "RedisLink", "connection_lost", "set_within"]
 
 logger = logging.getLogger("aiosio.adapter.redis")
 
@@ -60,6 +60,14 @@ class RedisHealth:
             "queued_publishes": self.queued_publishes,
             "subscriptions": self.subscriptions,
         }
+
+
+async def set_within(event: asyncio.Event, timeout: float) -> bool:
+    """Whether ``event`` is set within ``timeout`` seconds (a link's ``ready``)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    return event.is_set()
 
 
 class Link(Protocol):
@@ -153,10 +161,7 @@ class RedisLink:
         """Wait until the subscriptions are active; False when Redis is not reachable."""
         self.ensure_started()
         assert self._ready is not None
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self._ready.wait()
-        return self._ready.is_set()
+        return await set_within(self._ready, timeout)
 
     async def close(self) -> None:
         """Stop. What is queued is published first, for at most ``retry_timeout`` seconds (one
