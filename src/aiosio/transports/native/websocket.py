@@ -133,11 +133,16 @@ class NativeWebSocket:
             codec.send_binary(data)
         self._queue(codec.data_to_send())
 
-    def _queue(self, frame: bytes) -> int:
-        """Queue ``frame`` (the channel is open) for the end of the turn; returns the bytes
-        waiting for the peer, or more (see :attr:`_backlog`; :attr:`buffered_amount` is exact).
-        The one way out to the peer but for control frames, on the hot paths: it reads nothing
-        but this object and appends to two lists."""
+    def _queue(self, frame: bytes, data: str | bytes | None = None) -> int:
+        """Queue ``frame`` for the end of the turn (not once the channel is closed: 0); returns
+        the bytes waiting for the peer, or more (see :attr:`_backlog`; :attr:`buffered_amount`
+        is exact). The one way out to the peer but for control frames, on the hot paths: it
+        reads nothing but this object and appends to two lists.
+
+        ``data``, the message ``frame`` carries, is not read: it is the second argument of
+        :meth:`PlainWebSocket.send_frame`, which is this method."""
+        if not self._open:
+            return 0
         out = self._out
         if not out:
             batcher = self._batcher
@@ -252,16 +257,13 @@ class PlainWebSocket(NativeWebSocket):
     __slots__ = ()
 
     def send(self, data: str | bytes) -> None:
-        if not self._open:
-            return
         if isinstance(data, str):
             self._queue(ws.encode_frame(ws.Opcode.TEXT, data.encode("utf-8")))
         else:
             self._queue(ws.encode_frame(ws.Opcode.BINARY, data))
 
-    def send_frame(self, frame: bytes, data: str | bytes) -> int:
-        """Queue ``frame``, built once for many connections (``data`` is the message it carries,
-        not needed here). The broadcast hot path: one call per recipient."""
-        if not self._open:
-            return 0
-        return self._queue(frame)
+    # A frame built once for many connections is this connection's frame as it is: the engine's
+    # send_frame(frame, data) is the queue itself, so that the broadcast hot path costs one
+    # Python call per recipient (``data`` serves channels that encode each message themselves;
+    # those have no send_frame).
+    send_frame = NativeWebSocket._queue
