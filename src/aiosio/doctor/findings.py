@@ -19,9 +19,6 @@ class Verdict(enum.Enum):
     FAIL = "fail"
 
 
-_ORDER = {Verdict.FAIL: 0, Verdict.WARN: 1, Verdict.INFO: 2, Verdict.OK: 3}
-
-
 @dataclass(slots=True)
 class Finding:
     """One check's outcome. ``id`` is stable (tests and scripts rely on it)."""
@@ -117,6 +114,3 @@ class Report:
                 if finding.fix:
                     out.write(paint(f"       fix: {finding.fix}", "1") + "\n")
         out.write("\n")
-
-    def sorted_problems(self) -> list[Finding]:
-        return sorted(self.problems, key=lambda f: _ORDER[f.verdict])
