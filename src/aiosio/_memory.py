@@ -17,7 +17,7 @@ import gc
 from collections.abc import Callable, Sized
 from typing import cast
 
-__all__ = ["HeapTrimmer", "prime_loop_free_lists"]
+__all__ = ["HeapTrimmer", "clear_free_lists", "malloc_trim", "prime_loop_free_lists"]
 
 # uvloop keeps up to 250 freed Handle and TimerHandle objects each for reuse (Cython free lists,
 # DEFAULT_FREELIST_SIZE); a few more than that makes sure the lists are full.
@@ -58,10 +58,11 @@ def _find_malloc_trim() -> Callable[[int], int] | None:
     return cast("Callable[[int], int]", trim)
 
 
-_malloc_trim = _find_malloc_trim()
+# None where the C library has none: HeapTrimmer is then off (and its tests are skipped).
+malloc_trim = _find_malloc_trim()
 
 
-def _clear_free_lists() -> None:
+def clear_free_lists() -> None:
     """Empty CPython's free lists (tuples, floats, lists, dicts...), which a wave of disconnects
     refills with objects spread over the arenas it freed: only a full collection empties them.
     With the heap frozen, the collection does not traverse it and costs the free lists alone.
@@ -109,7 +110,7 @@ class HeapTrimmer:
     ) -> None:
         self._loop = loop
         self._connections = connections
-        self._wave = wave if _malloc_trim is not None else 0
+        self._wave = wave if malloc_trim is not None else 0
         self._delay = delay
         self._peak = 0
         self._last_close = 0.0
@@ -137,8 +138,8 @@ class HeapTrimmer:
             self._loop.call_later(self._delay - quiet, self._settled)
             return
         self._armed = False
-        _clear_free_lists()
-        assert _malloc_trim is not None
-        _malloc_trim(0)
+        clear_free_lists()
+        assert malloc_trim is not None
+        malloc_trim(0)
         self.trims += 1
         self._peak = len(self._connections)

@@ -189,7 +189,7 @@ async def test_memory_of_closed_connections_goes_back_to_the_operating_system() 
 
 
 needs_malloc_trim = pytest.mark.skipif(
-    _memory._malloc_trim is None, reason="the C library has no malloc_trim (not glibc)"
+    _memory.malloc_trim is None, reason="the C library has no malloc_trim (not glibc)"
 )
 
 
@@ -221,11 +221,11 @@ def test_free_lists_are_not_emptied_by_unfreezing_what_the_application_froze() -
     try:
         frozen = gc.get_freeze_count()
         assert frozen > 0
-        _memory._clear_free_lists()
+        _memory.clear_free_lists()
         assert gc.get_freeze_count() == frozen
     finally:
         gc.unfreeze()
-    _memory._clear_free_lists()
+    _memory.clear_free_lists()
     assert gc.get_freeze_count() == 0
 
 
