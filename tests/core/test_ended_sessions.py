@@ -5,6 +5,7 @@ connections leave; tests/io/test_memory.py measures that end to end)."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import pytest
 
@@ -21,12 +22,21 @@ def test_a_recorded_session_is_found_with_its_reason_and_time() -> None:
     assert len(ended) == 2
 
 
+def keys(**numbers: int) -> Callable[[str], int]:
+    """A key function that gives each named session id the number chosen for it."""
+    return numbers.__getitem__
+
+
+def number(key_bytes: bytes) -> int:
+    """The key recorded as these 8 bytes."""
+    return int.from_bytes(key_bytes, sys.byteorder, signed=True)
+
+
 def test_slots_not_yet_used_are_not_searched() -> None:
-    ended = EndedSessions(4)
-    assert ended.get("anything") is None
+    # An unused slot holds zero bytes, which an id whose key is 0 would match.
+    ended = EndedSessions(4, key=keys(a=1, late=0))
+    assert ended.get("late") is None
     ended.add("a", "transport close", 1.0)
-    # An unused slot holds zero bytes, which an id hashing to 0 would match: plant a key there.
-    ended._keys[16:24] = hash("late").to_bytes(8, sys.byteorder, signed=True)
     assert ended.get("late") is None
 
 
@@ -68,13 +78,20 @@ def test_reasons_beyond_256_distinct_ones_are_recorded_as_other() -> None:
 
 
 def test_a_key_found_across_two_slots_is_not_a_match() -> None:
-    ended = EndedSessions(4)
-    key = hash("late").to_bytes(8, sys.byteorder, signed=True)
+    # The key of "late" is the last 4 bytes of x's and the first 4 of y's: a byte search finds
+    # it at offset 4, straddling slots 0 and 1.
+    ended = EndedSessions(
+        4,
+        key=keys(
+            x=number(b"\x00\x00\x00\x00ABCD"),
+            y=number(b"EFGH\x00\x00\x00\x00"),
+            late=number(b"ABCDEFGH"),
+        ),
+    )
     ended.add("x", "transport close", 1.0)
     ended.add("y", "transport close", 2.0)
-    # Plant the key's bytes straddling slots 0 and 1: a byte search finds it at offset 4.
-    ended._keys[4:12] = key
     assert ended.get("late") is None
+    assert ended.get("y") == ("transport close", 2.0)
 
 
 def test_the_record_keeps_no_reference_to_the_session_id() -> None:
