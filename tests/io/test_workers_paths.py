@@ -1,0 +1,275 @@
+"""``aiosio serve --workers 2`` as a user runs it, with aiosio's own client: the master's bus
+carrying a cluster-wide ``fetch_sockets`` and broadcast with acknowledgements, the router facing
+a connection that says nothing or a session id of no worker, ``--redis`` instead of the bus, a
+worker that dies (the master stops) and a master that dies (the workers say so).
+
+Every process is ``python -m aiosio`` in a subprocess: its coverage is measured there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+import aiosio
+from aiosio.workers import BusLink, serve_workers
+from conftest import free_port
+
+TIMEOUT = 60.0
+LISTENING = re.compile(r"aiosio listening on http://127\.0\.0\.1:(\d+) with 2 workers")
+
+APP = textwrap.dedent(
+    """
+    import os
+
+    import aiosio
+
+    sio = aiosio.Server()
+
+    @sio.on("where")
+    def where(socket):
+        return [socket.conn.id[0], os.getpid()]
+
+    @sio.on("count")
+    async def count(socket):
+        return len(await sio.fetch_sockets())
+
+    @sio.on("ask_all")
+    async def ask_all(socket):
+        return sorted(await sio.timeout(10).emit_with_ack("name"))
+
+    @sio.on("shout")
+    def shout(socket, text):
+        socket.broadcast.emit("shout", text)
+    """
+)
+
+
+class Workers:
+    """``python -m aiosio serve app:sio --workers 2 --port 0 ARGS``, its stderr read by a thread."""
+
+    def __init__(self, directory: Path, *args: str) -> None:
+        (directory / "workers_paths_app.py").write_text(APP)
+        command = [sys.executable, "-m", "aiosio", "serve", "workers_paths_app:sio"]
+        self.proc = subprocess.Popen(
+            [*command, "--workers", "2", "--port", "0", *args],
+            cwd=directory,
+            env={**os.environ, "PYTHONPATH": str(directory)},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self.lines: list[str] = []
+        self.port = 0
+        self.started = threading.Event()
+        self.ended = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        with self.proc.stderr:  # closed here, at its end: the workers share the master's stderr
+            for raw in self.proc.stderr:
+                line = raw.decode(errors="replace").rstrip()
+                self.lines.append(line)
+                match = LISTENING.search(line)
+                if match:
+                    self.port = int(match.group(1))
+                    self.started.set()
+        self.started.set()
+        self.ended.set()  # every process writing to the pipe has exited
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def stderr(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_listening(self) -> None:
+        assert self.started.wait(TIMEOUT), "the workers did not start"
+        assert self.port, f"the workers did not start:\n{self.stderr}"
+
+    def wait_for_line(self, text: str) -> None:
+        for _ in range(int(TIMEOUT / 0.05)):
+            if text in self.stderr:
+                return
+            self.ended.wait(0.05)
+        pytest.fail(f"{text!r} never appeared:\n{self.stderr}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.ended.wait(TIMEOUT)  # the workers, stopped by the master, close the pipe
+
+
+@pytest.fixture
+def start_workers(tmp_path: Path) -> Iterator[list[Workers]]:
+    started: list[Workers] = []
+    yield started
+    for workers in started:
+        workers.stop()
+
+
+def serve(started: list[Workers], directory: Path, *args: str) -> Workers:
+    workers = Workers(directory, *args)
+    started.append(workers)
+    workers.wait_listening()
+    return workers
+
+
+async def connect(url: str, name: str) -> aiosio.Client:
+    """A client answering ``name`` acknowledgements with its name; its ``shout``s kept."""
+    client = aiosio.Client(url, reconnection=False, transports=["polling"])
+    client.on("name", lambda: name)
+    await asyncio.wait_for(client.connect(), TIMEOUT)
+    return client
+
+
+@pytest.fixture
+async def two_clients() -> AsyncIterator[list[aiosio.Client]]:
+    clients: list[aiosio.Client] = []
+    yield clients
+    for client in clients:
+        await client.disconnect()
+
+
+async def one_on_each_worker(url: str, clients: list[aiosio.Client]) -> list[list[object]]:
+    """Two clients; handshakes go to the workers in turn, so one each."""
+    clients.append(await connect(url, "a"))
+    clients.append(await connect(url, "b"))
+    places = [await c.emit_with_ack("where", timeout=TIMEOUT) for c in clients]
+    assert sorted(place[0] for place in places) == ["A", "B"]
+    return places
+
+
+async def assert_cluster_wide(clients: list[aiosio.Client]) -> None:
+    first, second = clients
+    assert await first.emit_with_ack("count", timeout=TIMEOUT) == 2
+    assert await second.emit_with_ack("ask_all", timeout=TIMEOUT) == ["a", "b"]
+    heard: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    second.on("shout", heard.set_result)
+    first.emit("shout", "across")
+    assert await asyncio.wait_for(heard, TIMEOUT) == "across"
+
+
+async def test_the_bus_spans_both_workers(
+    tmp_path: Path, start_workers: list[Workers], two_clients: list[aiosio.Client]
+) -> None:
+    workers = serve(start_workers, tmp_path)
+    await one_on_each_worker(workers.url, two_clients)
+    await assert_cluster_wide(two_clients)
+
+
+async def test_the_router_survives_silence_and_unknown_sessions(
+    tmp_path: Path, start_workers: list[Workers]
+) -> None:
+    workers = serve(start_workers, tmp_path)
+    # A connection closed before its request line: the master closes its side and goes on.
+    _, silent = await asyncio.open_connection("127.0.0.1", workers.port)
+    silent.close()
+    await silent.wait_closed()
+    # A session id whose first character names no worker goes to a worker in turn, which
+    # answers as the reference does.
+    reader, writer = await asyncio.open_connection("127.0.0.1", workers.port)
+    target = "/socket.io/?EIO=4&transport=polling&sid=zzzzzzzz"
+    writer.write(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    answer = await asyncio.wait_for(reader.read(), TIMEOUT)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 400")
+    assert answer.endswith(b'{"code":1,"message":"Session ID unknown"}')
+    # and the server still serves
+    client = await connect(workers.url, "c")
+    assert (await client.emit_with_ack("where", timeout=TIMEOUT))[0] in ("A", "B")
+    await client.disconnect()
+
+
+@pytest.fixture
+async def redis_url() -> AsyncIterator[str]:
+    """A redis-server of this test on a free port."""
+    binary = shutil.which("redis-server")
+    assert binary is not None, "redis-server is not installed (scripts/services.sh)"
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        *[binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(int(TIMEOUT / 0.05)):
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            break
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), TIMEOUT)
+
+
+async def test_redis_instead_of_the_bus(
+    tmp_path: Path,
+    start_workers: list[Workers],
+    two_clients: list[aiosio.Client],
+    redis_url: str,
+) -> None:
+    workers = serve(start_workers, tmp_path, "--redis", redis_url)
+    await one_on_each_worker(workers.url, two_clients)
+    await assert_cluster_wide(two_clients)
+
+
+async def test_a_worker_that_dies_stops_the_master(
+    tmp_path: Path, start_workers: list[Workers], two_clients: list[aiosio.Client]
+) -> None:
+    workers = serve(start_workers, tmp_path)
+    places = await one_on_each_worker(workers.url, two_clients)
+    letter, pid = places[0]
+    os.kill(int(str(pid)), signal.SIGKILL)
+    assert workers.proc.wait(TIMEOUT) == 0
+    index = "AB".index(str(letter))
+    assert f"worker {index} exited with -9; stopping" in workers.stderr
+    assert workers.ended.wait(TIMEOUT)  # the master stopped the other worker too
+
+
+async def test_workers_report_a_master_that_dies(
+    tmp_path: Path, start_workers: list[Workers], two_clients: list[aiosio.Client]
+) -> None:
+    workers = serve(start_workers, tmp_path)
+    places = await one_on_each_worker(workers.url, two_clients)
+    workers.proc.kill()  # SIGKILL: the master cannot stop its workers
+    workers.proc.wait(TIMEOUT)
+    workers.wait_for_line("lost the connection to the master process")
+    for _, pid in places:
+        os.kill(int(str(pid)), signal.SIGTERM)  # each worker stops on its own signal
+    assert workers.ended.wait(TIMEOUT)
+
+
+def test_a_worker_count_out_of_range_is_refused() -> None:
+    with pytest.raises(ValueError, match="workers must be between 1 and 64, got 0"):
+        serve_workers("workers_paths_app:sio", "127.0.0.1", 0, 0)
+    with pytest.raises(ValueError, match="got 65"):
+        serve_workers("workers_paths_app:sio", "127.0.0.1", 0, 65)
+
+
+def test_the_bus_has_no_pattern_subscriptions() -> None:
+    with pytest.raises(TypeError, match="no pattern subscriptions"):
+        BusLink("unused.sock").psubscribe("channel*", lambda channel, data: None)
