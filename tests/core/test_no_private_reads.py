@@ -28,8 +28,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("io/test_memory.py", "_ResponseReader"): "client/http.py",
     # Hooks still to give (this task's next commits).
     ("core/test_client_session.py", "_set_state"): "protocol/client_session.py",
-    ("core/test_websocket.py", "_close_payload"): "protocol/websocket.py",
-    ("core/test_websocket.py", "_head"): "protocol/websocket.py",
 }
 
 

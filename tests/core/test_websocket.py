@@ -43,6 +43,7 @@ from aiosio.protocol.websocket import (
     negotiate_deflate,
     new_client_key,
 )
+from aiosio.protocol.websocket_frames import close_payload
 
 RFC_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 RFC_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
@@ -589,7 +590,7 @@ def test_encode_frame_rejects_bad_control_frames(
 
 
 def test_close_payload_is_truncated_on_a_character_boundary() -> None:
-    payload = ws_module._close_payload(1002, "é" * 100)
+    payload = close_payload(1002, "é" * 100)
     assert len(payload) <= 125
     assert payload[:2] == b"\x03\xea"
     assert payload[2:].decode() == "é" * 61
@@ -1029,10 +1030,13 @@ def test_default_max_fragments_stops_a_flood() -> None:
 def test_partial_header_is_bounded() -> None:
     proto = server()
     frame = raw_frame(0x82, b"x" * 70000)
-    for i in range(13):
+    for i in range(13):  # the header is 14 bytes (64-bit length, mask key)
         assert proto.receive_data(frame[i : i + 1]) == []
-        assert len(proto._head) <= 13
-    assert proto.receive_data(frame[13:]) == [BinaryMessage(b"x" * 70000)]
+        assert proto.buffered == i + 1  # the header's bytes so far, nothing more
+    assert proto.receive_data(frame[13:114]) == []
+    assert proto.buffered == 100  # the payload's bytes so far
+    assert proto.receive_data(frame[114:]) == [BinaryMessage(b"x" * 70000)]
+    assert proto.buffered == 0
 
 
 @pytest.mark.parametrize(

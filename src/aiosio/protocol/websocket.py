@@ -48,6 +48,7 @@ from aiosio.protocol.websocket_frames import (
     CloseCode,
     Opcode,
     apply_mask,
+    close_payload,
     encode_frame,
 )
 from aiosio.protocol.websocket_handshake import (
@@ -131,15 +132,6 @@ _UNPACK_64: Final = struct.Struct("!Q").unpack_from
 # RFC 7692 section 7.2.1: the sender strips this empty stored block; the receiver appends it.
 _DEFLATE_TAIL: Final = b"\x00\x00\xff\xff"
 _PROTOCOL_ERROR: Final = CloseCode.PROTOCOL_ERROR
-
-
-def _close_payload(code: int, reason: str) -> bytes:
-    """The payload of the close frame that fails the connection with ``code`` and ``reason``."""
-    encoded = reason.encode()
-    if len(encoded) > MAX_CONTROL_PAYLOAD - 2:
-        # Our own violation reasons: cut on a character boundary to fit section 5.5.
-        encoded = encoded[: MAX_CONTROL_PAYLOAD - 2].decode(errors="ignore").encode()
-    return code.to_bytes(2, "big") + encoded
 
 
 def _deflate_bound(size: int) -> int:
@@ -357,6 +349,13 @@ class WebSocketProtocol:
             self._close_sent and (self._close_received or self._failed)
         ) or self.state is State.CLOSED
 
+    @property
+    def buffered(self) -> int:
+        """Bytes of the peer's held until a frame or message completes: an incomplete header, a
+        partial payload, the earlier fragments of a message. What a slow or hostile sender makes
+        this connection keep, bounded by the limits."""
+        return len(self._head) + len(self._frame_buf) + sum(map(len, self._msg_parts))
+
     def receive_eof(self) -> None:
         """The peer closed the TCP stream; the connection is CLOSED."""
         self._to_closed()
@@ -536,7 +535,7 @@ class WebSocketProtocol:
         self._failed = True
         self._stop_reading()
         if self.state is State.OPEN:
-            self._to_closing(_close_payload(code, reason))
+            self._to_closing(close_payload(code, reason))
         return False
 
     def _on_frame(self, b0: int, payload: bytes, events: list[Event]) -> bool:

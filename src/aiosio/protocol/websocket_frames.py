@@ -21,6 +21,7 @@ __all__ = [
     "CloseCode",
     "Opcode",
     "apply_mask",
+    "close_payload",
     "encode_frame",
 ]
 
@@ -121,3 +122,12 @@ def encode_frame(
         key = os.urandom(4)
         return b"".join((header, key, apply_mask(payload, key)))
     return header + payload
+
+
+def close_payload(code: int, reason: str) -> bytes:
+    """The payload of the close frame that fails the connection with ``code`` and ``reason``."""
+    encoded = reason.encode()
+    if len(encoded) > MAX_CONTROL_PAYLOAD - 2:
+        # Our own violation reasons: cut on a character boundary to fit section 5.5.
+        encoded = encoded[: MAX_CONTROL_PAYLOAD - 2].decode(errors="ignore").encode()
+    return code.to_bytes(2, "big") + encoded
