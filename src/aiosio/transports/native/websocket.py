@@ -28,7 +28,7 @@ class WriteBatcher(list["NativeWebSocket"]):
     successive broadcasts), and one loop callback per turn for all of them. One per
     :class:`~aiosio.transports.native.server.NativeServer`.
 
-    A list that a channel appends itself to (``NativeWebSocket._queue``), calling
+    A list that a channel appends itself to (``NativeWebSocket._queue_frame``), calling
     :meth:`schedule` when it is the first: on the broadcast hot path, where every recipient
     joins, that is one call of ``list.append`` per recipient and no Python call."""
 
@@ -131,9 +131,9 @@ class NativeWebSocket:
             codec.send_text(data)
         else:
             codec.send_binary(data)
-        self._queue(codec.data_to_send())
+        self._queue_frame(codec.data_to_send())
 
-    def _queue(self, frame: bytes, data: str | bytes | None = None) -> int:
+    def _queue_frame(self, frame: bytes, data: str | bytes | None = None) -> int:
         """Queue ``frame`` for the end of the turn (not once the channel is closed: 0); returns
         the bytes waiting for the peer, or more (see :attr:`_backlog`; :attr:`buffered_amount`
         is exact). The one way out to the peer but for control frames, on the hot paths: it
@@ -258,12 +258,12 @@ class PlainWebSocket(NativeWebSocket):
 
     def send(self, data: str | bytes) -> None:
         if isinstance(data, str):
-            self._queue(ws.encode_frame(ws.Opcode.TEXT, data.encode("utf-8")))
+            self._queue_frame(ws.encode_frame(ws.Opcode.TEXT, data.encode("utf-8")))
         else:
-            self._queue(ws.encode_frame(ws.Opcode.BINARY, data))
+            self._queue_frame(ws.encode_frame(ws.Opcode.BINARY, data))
 
     # A frame built once for many connections is this connection's frame as it is: the engine's
     # send_frame(frame, data) is the queue itself, so that the broadcast hot path costs one
     # Python call per recipient (``data`` serves channels that encode each message themselves;
     # those have no send_frame).
-    send_frame = NativeWebSocket._queue
+    send_frame = NativeWebSocket._queue_frame
