@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import ClassVar
 
 import pytest
 
@@ -33,6 +32,7 @@ from aiosio.protocol.client_session import (
     TransportKind,
     Upgraded,
     WebSocketSend,
+    check_transition,
 )
 from aiosio.protocol.engineio import Packet, PacketType, decode_payload, encode_payload
 from aiosio.protocol.errors import LocalProtocolError, RemoteProtocolError
@@ -75,19 +75,12 @@ def message(data: str) -> Packet:
 # -- sessions in each state ----------------------------------------------------------------------
 
 
-class RecordingSession(ClientSession):
-    """A session that notes every transition it takes (to check the table against them)."""
-
-    taken: ClassVar[set[tuple[ClientState, ClientState]]] = set()
-
-    def _set_state(self, new: ClientState) -> None:
-        old = self.state
-        super()._set_state(new)
-        self.taken.add((old, new))
+# Every transition the sessions of these tests take (to check the table against them).
+taken: set[tuple[ClientState, ClientState]] = set()
 
 
 def opening() -> ClientSession:
-    return RecordingSession(CONFIG)
+    return ClientSession(CONFIG, on_transition=lambda old, new: taken.add((old, new)))
 
 
 def open_polling() -> ClientSession:
@@ -434,18 +427,18 @@ def test_the_table_covers_every_state_and_input() -> None:
 
 
 def test_every_declared_transition_is_taken() -> None:
-    RecordingSession.taken.clear()
+    taken.clear()
     for setup in SETUPS:
         for name in INPUTS:
             outcome(setup, name)
     declared = {(a, b) for a, targets in TRANSITIONS.items() for b in targets}
-    assert RecordingSession.taken == declared
+    assert taken == declared
 
 
 def test_an_undeclared_transition_is_a_local_error() -> None:
-    session = open_websocket()
+    check_transition(ClientState.OPEN, ClientState.PROBING)
     with pytest.raises(LocalProtocolError, match="no transition from open to pausing"):
-        session._set_state(ClientState.PAUSING)
+        check_transition(ClientState.OPEN, ClientState.PAUSING)
 
 
 # -- handshake -----------------------------------------------------------------------------------

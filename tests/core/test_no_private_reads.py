@@ -26,8 +26,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("io/test_asgi_slow_reader.py", "_AsgiWebSocket"): "transports/asgi.py",
     # Tracks the client's per-request objects: client/http.py names the class privately.
     ("io/test_memory.py", "_ResponseReader"): "client/http.py",
-    # Hooks still to give (this task's next commits).
-    ("core/test_client_session.py", "_set_state"): "protocol/client_session.py",
 }
 
 

@@ -21,7 +21,7 @@ Behaviour follows engine.io-client 6.x (``socket.ts``, ``transports/polling.ts``
 - ``close()`` sends what is buffered first (on polling, or on the WebSocket that wins an upgrade
   under way), then a close packet on polling, or closes the WebSocket.
 
-States and their transitions, all in :data:`TRANSITIONS` and :meth:`ClientSession._set_state`::
+States and their transitions, all in :data:`TRANSITIONS`, checked by :func:`check_transition`::
 
     OPENING ──handshake──▶ OPEN ──(polling, server offers websocket)──▶ PROBING
                             ▲                                            │ 3probe
@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from aiosio.protocol.engineio import (
@@ -75,6 +75,7 @@ __all__ = [
     "TransportKind",
     "Upgraded",
     "WebSocketSend",
+    "check_transition",
 ]
 
 
@@ -114,6 +115,16 @@ TRANSITIONS: dict[ClientState, frozenset[ClientState]] = {
     ClientState.CLOSING_UPGRADE: frozenset({ClientState.CLOSING, ClientState.CLOSED}),
     ClientState.CLOSED: frozenset(),
 }
+
+
+def check_transition(old: ClientState, new: ClientState) -> None:
+    """Raise :class:`LocalProtocolError` unless :data:`TRANSITIONS` allows ``old`` -> ``new``:
+    a session asked to take another is a bug of this module, not of the peer."""
+    if new not in TRANSITIONS[old]:
+        raise LocalProtocolError(
+            f"engine.io client session: no transition from {old.value} to {new.value}"
+        )
+
 
 # States in which packets from the server are handled (the reference's "open" or "closing").
 _RECEIVING = frozenset(
@@ -254,9 +265,16 @@ class ClientConfig:
 
 @dataclass(eq=False)
 class ClientSession:
-    """One Engine.IO session of a client. See the module docstring for the state diagram."""
+    """One Engine.IO session of a client. See the module docstring for the state diagram.
+
+    ``on_transition``, if given, is called with the old and the new state after each transition
+    (a test checks the table against the transitions taken; a driver may log them).
+    """
 
     config: ClientConfig = field(default_factory=ClientConfig)
+    on_transition: Callable[[ClientState, ClientState], None] | None = field(
+        default=None, repr=False
+    )
     state: ClientState = field(init=False, default=ClientState.OPENING)
     transport: TransportKind | None = field(init=False, default=None)
     sid: str | None = field(init=False, default=None)
@@ -317,11 +335,11 @@ class ClientSession:
     # -- state ------------------------------------------------------------------------------------
 
     def _set_state(self, new: ClientState) -> None:
-        if new not in TRANSITIONS[self.state]:
-            raise LocalProtocolError(
-                f"engine.io client session: no transition from {self.state.value} to {new.value}"
-            )
+        old = self.state
+        check_transition(old, new)
         self.state = new
+        if self.on_transition is not None:
+            self.on_transition(old, new)
 
     def _require_opened(self, name: str) -> None:
         if self.state is ClientState.OPENING:
