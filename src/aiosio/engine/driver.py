@@ -66,7 +66,8 @@ class SessionHost(Protocol):
 
 class EngineSocket(EventEmitter):
     """One client session. Events: ``message`` (data), ``close`` (reason, description),
-    ``upgrading``, ``upgrade``, ``heartbeat``.
+    ``upgrading``, ``upgrade``, ``heartbeat``, ``slow_client`` (bytes queued, the limit: the
+    session is being closed by ``max_outbound_buffer``, its ``close`` follows).
 
     Besides its public API, it has the driver's attributes, which the server that assembles it
     and the WebSocket glue read; applications only read them: :attr:`session` (the sans-I/O
@@ -154,6 +155,7 @@ class EngineSocket(EventEmitter):
             queued,
             limit,
         )
+        self.emit("slow_client", queued, limit)
         self.apply(self.session.discard(self.server.now(), "transport error"))
 
     def send_prepared(self, message: PreparedMessage) -> None:

@@ -153,7 +153,12 @@ class Adapter(ABC):
 
     :meth:`Server.set_adapter <aiosio.Server.set_adapter>` carries the listeners over to the
     new adapter of each namespace (:meth:`take_listeners`).
+
+    :attr:`broadcast_listener`, when set, is called with the number of local recipients of each
+    broadcast this server delivers (for :func:`aiosio.metrics.instrument`); carried over too.
     """
+
+    broadcast_listener: Callable[[int], None] | None = None
 
     def __init__(self, nsp: NamespaceView) -> None:
         self.nsp = nsp
@@ -178,6 +183,7 @@ class Adapter(ABC):
     def take_listeners(self, other: Adapter) -> None:
         """Call the room event listeners of ``other``, the adapter this one replaces."""
         self.room_events = other.room_events
+        self.broadcast_listener = other.broadcast_listener
 
     # -- membership (local) -------------------------------------------------------------------
 
@@ -277,8 +283,11 @@ class Adapter(ABC):
         packet = self._before_broadcast(packet, opts)
         messages = prepare(packet)
         flags = opts.flags
-        for socket in self.local_targets(opts):
+        targets = self.local_targets(opts)
+        for socket in targets:
             socket.deliver(packet, messages, flags)
+        if self.broadcast_listener is not None:
+            self.broadcast_listener(len(targets))
 
     def _before_broadcast(self, packet: Packet, opts: BroadcastOptions) -> Packet:
         return packet
@@ -295,6 +304,8 @@ class Adapter(ABC):
         for socket in targets:
             socket.expect_ack(ack_id, _first_arg_to(on_reply, socket.id))
             socket.deliver(packet, messages, opts.flags)
+        if self.broadcast_listener is not None:
+            self.broadcast_listener(len(targets))
         return [s.id for s in targets]
 
     def forget_acks(self, ack_id: int, sids: Iterable[SocketId]) -> None:

@@ -21,16 +21,32 @@ from typing import Any
 
 from aiosio._eager import Callback
 
-__all__ = ["LIFECYCLE", "Handlers"]
+__all__ = ["LIFECYCLE", "AckTimer", "EventWrapper", "Handlers"]
 
 LIFECYCLE = frozenset({"connect", "connection", "disconnecting", "disconnect"})
+
+EventWrapper = Callable[[str, Callback], Callable[..., Any]]
+"""``wrapper(event, callback)``: what runs in place of a client-event handler (see
+:meth:`Handlers.wrap_events`)."""
+
+AckTimer = Callable[[Callable[[list[Any]], None]], Callable[[list[Any]], None]]
+"""``timer(callback)``, called as an acknowledgement is asked of a client: what runs in place of
+``callback`` when the client answers (see :attr:`Handlers.ack_timer`)."""
 
 
 class Handlers:
     """The callbacks of one namespace (or of a dynamic namespace family, copied into each
     child it creates)."""
 
-    __slots__ = ("connection_listeners", "events", "lifecycle", "middlewares", "server_side")
+    __slots__ = (
+        "ack_timer",
+        "connection_listeners",
+        "events",
+        "lifecycle",
+        "middlewares",
+        "server_side",
+        "wrapper",
+    )
 
     def __init__(self) -> None:
         self.events: dict[str, Callback] = {}
@@ -39,6 +55,10 @@ class Handlers:
         self.middlewares: list[Callback] = []
         # Called with each accepted socket before the `connection` handler; any number.
         self.connection_listeners: list[Callback] = []
+        # Monitoring (aiosio.metrics): set once, read at registration and at each
+        # emit_with_ack, never on a plain message.
+        self.wrapper: EventWrapper | None = None
+        self.ack_timer: AckTimer | None = None
 
     def copy(self) -> Handlers:
         other = Handlers()
@@ -47,14 +67,28 @@ class Handlers:
         other.server_side = dict(self.server_side)
         other.middlewares = list(self.middlewares)
         other.connection_listeners = list(self.connection_listeners)
+        other.wrapper = self.wrapper
+        other.ack_timer = self.ack_timer
         return other
+
+    def wrap_events(self, wrapper: EventWrapper) -> None:
+        """Run each client-event handler, those registered from now on included, as
+        ``wrapper(event, callback)`` (what it returns is registered as the handler): for tools
+        that time handlers, such as :func:`aiosio.metrics.instrument`. One wrapper per
+        namespace; the handlers of a server nobody instruments are called directly."""
+        if self.wrapper is not None:
+            raise ValueError("the event handlers of this namespace are already wrapped")
+        self.wrapper = wrapper
+        self.events = {event: Callback(wrapper(event, cb)) for event, cb in self.events.items()}
 
     def add(self, event: str, fn: Callable[..., Any]) -> None:
         """Register the handler of a client event or of a lifecycle event (one per event)."""
         if event in LIFECYCLE:
             self.lifecycle["connection" if event == "connect" else event] = Callback(fn)
         else:
-            self.events[event] = Callback(fn)
+            callback = Callback(fn)
+            wrapper = self.wrapper
+            self.events[event] = callback if wrapper is None else Callback(wrapper(event, callback))
 
     def add_server_side(self, event: str, fn: Callable[..., Any]) -> None:
         """Register the handler of a server-side event (one per event)."""

@@ -178,6 +178,12 @@ class Server:
         ``cleanup_empty_child_namespaces``)."""
         return MappingProxyType(self._nsps)
 
+    @property
+    def dynamic_namespaces(self) -> tuple[DynamicNamespace, ...]:
+        """The dynamic namespace families declared with :meth:`of` (a regex or a callable), in
+        the order they are tried; their children are in :attr:`namespaces`."""
+        return tuple(self._dynamic)
+
     async def find_namespace(self, name: str, auth: dict[str, Any]) -> Namespace | None:
         """The namespace a client asks for: an existing one, or a child of the first dynamic
         namespace whose matcher accepts ``name`` (and ``auth``), or ``None``."""

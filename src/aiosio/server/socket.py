@@ -13,6 +13,7 @@ from typing import Any, TypeVar, overload
 
 from aiosio._eager import Callback, invoke
 from aiosio._encodable import ENCODE_ERRORS, args_paths, encoding_error, raise_encoding_error
+from aiosio._events import add_handler, remove_handler
 from aiosio.engine.server import EngineSocket, PreparedMessage
 from aiosio.errors import AckTimeout, Disconnected
 from aiosio.protocol.reasons import RECOVERABLE, DisconnectReason
@@ -171,24 +172,10 @@ class Socket:
     def on(self, event: str, handler: F) -> F: ...
     def on(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
         """Register a handler for one event of this socket (called with the arguments only)."""
-
-        def register(fn: F) -> F:
-            self._handlers.setdefault(event, []).append(Callback(fn))
-            return fn
-
-        return register if handler is None else register(handler)
+        return add_handler(self._handlers, event, handler)
 
     def off(self, event: str, handler: Handler | None = None) -> None:
-        if handler is None:
-            self._handlers.pop(event, None)
-            return
-        handlers = self._handlers.get(event, [])
-        for i, callback in enumerate(handlers):
-            if callback.fn == handler:
-                del handlers[i]
-                break
-        if not handlers:
-            self._handlers.pop(event, None)
+        remove_handler(self._handlers, event, handler)
 
     def on_any(self, handler: Handler) -> Handler:
         """``handler(event, *args)`` for every event received (before ``use`` middleware)."""
@@ -260,7 +247,8 @@ class Socket:
             if not future.done():
                 future.set_exception(exc)
 
-        self._acks[ack_id] = resolve
+        timer = self.nsp.handlers.ack_timer
+        self._acks[ack_id] = resolve if timer is None else timer(resolve)
         self._ack_failures[ack_id] = fail
         packet = Packet(PacketType.EVENT, self.nsp.name, [event, *args], ack_id)
         try:
@@ -423,7 +411,8 @@ class Socket:
             self.client.sent([message.data for message in messages])
 
     def expect_ack(self, ack_id: int, callback: Callable[[list[Any]], None]) -> None:
-        self._acks[ack_id] = callback
+        timer = self.nsp.handlers.ack_timer
+        self._acks[ack_id] = callback if timer is None else timer(callback)
 
     def forget_ack(self, ack_id: int) -> None:
         self._acks.pop(ack_id, None)
