@@ -1,0 +1,328 @@
+"""Prometheus metrics (``aiosio.metrics``) with real clients against real servers on 127.0.0.1,
+native and ASGI: the endpoint's text parsed with ``prometheus_client``'s own parser, each metric
+moving when its event happens, labels bounded, and the Grafana dashboard naming only metrics
+that exist."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import re
+import socket
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+import aiosio
+from aiosio.metrics import METRIC_NAMES, instrument, metrics_app
+
+TIMEOUT = 10.0
+DASHBOARD = Path(__file__).parents[2] / "docs" / "grafana-dashboard.json"
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+async def scrape(base: str, path: str = "/metrics") -> Samples:
+    """Every sample of the endpoint, by name and labels (sorted)."""
+    async with httpx.AsyncClient(timeout=TIMEOUT) as http:
+        response = await http.get(base + path)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain"), response.headers
+    samples: Samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+async def eventually_scraped(
+    base: str, predicate: Callable[[Samples], bool], timeout: float = TIMEOUT
+) -> Samples:
+    async with asyncio.timeout(timeout):
+        while True:
+            samples = await scrape(base)
+            if predicate(samples):
+                return samples
+            await asyncio.sleep(0.02)
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[Callable[..., aiosio.Client]]:
+    made: list[aiosio.Client] = []
+
+    def make(url: str, **options: Any) -> aiosio.Client:
+        client = aiosio.Client(url, reconnection=False, force_new=True, **options)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await client.disconnect()
+
+
+def instrumented() -> tuple[aiosio.Server, CollectorRegistry, list[aiosio.Socket]]:
+    sio = aiosio.Server()
+    registry = CollectorRegistry()
+    sockets: list[aiosio.Socket] = []
+    sio.on("connection", sockets.append)
+    instrument(sio, registry, path="/metrics")
+    return sio, registry, sockets
+
+
+async def test_each_metric_moves_when_its_event_happens(serve: Any, clients: Any) -> None:
+    sio, _, sockets = instrumented()
+
+    @sio.on("echo")  # registered after instrument(): timed too
+    def echo(_socket: aiosio.Socket, text: str) -> str:
+        return text
+
+    @sio.on("boom")
+    async def boom(_socket: aiosio.Socket) -> None:
+        await asyncio.sleep(0)
+        raise RuntimeError("boom")
+
+    base = await serve(sio)
+    before = await scrape(base)
+    assert value(before, "aiosio_engine_handshakes_total", transport="polling") == 0
+    assert value(before, "aiosio_sockets_connected", namespace="/") == 0
+
+    client = clients(base)
+    client.on("question", lambda n: n + 1)
+    await client.connect()
+    await eventually(lambda: len(sockets) == 1)
+    samples = await eventually_scraped(
+        base, lambda s: value(s, "aiosio_engine_upgrades_total") == 1
+    )
+    assert value(samples, "aiosio_engine_handshakes_total", transport="polling") == 1
+    assert value(samples, "aiosio_sockets_connected", namespace="/") == 1
+    assert value(samples, "aiosio_engine_sessions", transport="websocket") == 1
+    assert value(samples, "aiosio_engine_sessions", transport="polling") == 0
+
+    received = value(samples, "aiosio_messages_received_total")
+    received_bytes = value(samples, "aiosio_received_bytes_total")
+    assert await client.emit_with_ack("echo", "héllo", timeout=TIMEOUT) == "héllo"
+    samples = await scrape(base)
+    assert value(samples, "aiosio_messages_received_total") == received + 1
+    # 42 + ack id + ["echo","héllo"]: the é is two bytes.
+    assert value(samples, "aiosio_received_bytes_total") - received_bytes >= len(
+        '0["echo","héllo"]'.encode()
+    )
+    assert value(samples, "aiosio_messages_sent_total") >= 2  # CONNECT, the ack
+    assert value(samples, "aiosio_sent_bytes_total") > 0
+    timed = {"namespace": "/", "event": "echo"}
+    assert value(samples, "aiosio_event_handler_duration_seconds_count", **timed) == 1
+    assert value(samples, "aiosio_event_handler_duration_seconds_bucket", le="+Inf", **timed) == 1
+    assert value(samples, "aiosio_event_handler_errors_total", **timed) == 0
+
+    client.emit("boom")
+    samples = await eventually_scraped(
+        base,
+        lambda s: value(s, "aiosio_event_handler_errors_total", namespace="/", event="boom") == 1,
+    )
+    assert (
+        value(samples, "aiosio_event_handler_duration_seconds_count", namespace="/", event="boom")
+        == 1
+    )
+
+    news: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    client.on("news", news.set_result)
+    sio.emit("news", 1)
+    await asyncio.wait_for(news, TIMEOUT)
+    samples = await scrape(base)
+    assert value(samples, "aiosio_broadcasts_total", namespace="/") == 1
+    assert value(samples, "aiosio_broadcast_recipients_total", namespace="/") == 1
+
+    assert await sockets[0].timeout(TIMEOUT).emit_with_ack("question", 1) == 2
+    samples = await scrape(base)
+    assert value(samples, "aiosio_ack_round_trip_seconds_count", namespace="/") == 1
+    assert value(samples, "aiosio_ack_round_trip_seconds_sum", namespace="/") > 0
+
+    async with httpx.AsyncClient(timeout=TIMEOUT) as http:
+        refused = await http.get(f"{base}/socket.io/?EIO=4&transport=polling&sid=nope")
+        assert refused.status_code == 400
+        refused = await http.get(f"{base}/socket.io/?EIO=4&transport=carrier-pigeon")
+        assert refused.status_code == 400
+    samples = await scrape(base)
+    assert value(samples, "aiosio_engine_refusals_total", code="1", cause="Session ID unknown") == 1
+    assert value(samples, "aiosio_engine_refusals_total", code="0", cause="Transport unknown") == 1
+
+    await client.disconnect()
+    samples = await eventually_scraped(
+        base, lambda s: value(s, "aiosio_sockets_connected", namespace="/") == 0
+    )
+    await eventually_scraped(
+        base, lambda s: value(s, "aiosio_engine_sessions", transport="websocket") == 0
+    )
+
+
+async def test_a_dynamic_namespace_is_one_label_whatever_its_children(
+    serve: Any, clients: Any
+) -> None:
+    sio = aiosio.Server()
+    registry = CollectorRegistry()
+    instrument(sio, registry, path="/metrics")
+    rooms = sio.of(re.compile(r"^/room-\d+$"))  # declared after instrument()
+
+    @rooms.on("hello")
+    def hello(_socket: aiosio.Socket) -> str:
+        return "hi"
+
+    base = await serve(sio)
+    connected = []
+    for n in range(50):
+        client = clients(f"{base}/room-{n}", transports=("websocket",))
+        await client.connect()
+        connected.append(client)
+    for client in connected[:5]:
+        assert await client.emit_with_ack("hello", timeout=TIMEOUT) == "hi"
+    samples = await scrape(base)
+    assert value(samples, "aiosio_sockets_connected", namespace=r"^/room-\d+$") == 50
+    assert (
+        value(
+            samples,
+            "aiosio_event_handler_duration_seconds_count",
+            namespace=r"^/room-\d+$",
+            event="hello",
+        )
+        == 5
+    )
+    namespaces = {
+        dict(labels).get("namespace") for (_, labels) in samples if dict(labels).get("namespace")
+    }
+    assert namespaces == {"/", r"^/room-\d+$"}, namespaces
+    assert len(samples) < 200  # no series per child, per socket or per room
+
+
+async def _stalled_client(base: str) -> asyncio.StreamWriter:
+    """A WebSocket client of "/" that then reads nothing, with a small receive buffer: what
+    the server sends waits in the server."""
+    host, port = base.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {host}\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    async with asyncio.timeout(TIMEOUT):
+        received = await reader.readuntil(b"\r\n\r\n")
+        assert received.startswith(b"HTTP/1.1 101"), received
+        writer.write(b"\x81\x82\x00\x00\x00\x0040")  # "40", masked with a zero key
+        while b"40{" not in received:
+            received += await reader.read(4096)
+    return writer
+
+
+async def test_a_slow_client_closed_is_counted(serve: Any) -> None:
+    sio = aiosio.Server(max_outbound_buffer=256 * 1024)
+    registry = CollectorRegistry()
+    instrument(sio, registry, path="/metrics")
+    closed: list[str] = []
+    sio.on("connection", lambda s: s.on("disconnect", lambda reason, *_: closed.append(reason)))
+    base = await serve(sio)
+    writer = await _stalled_client(base)
+    await eventually(lambda: len(sio.sockets.sockets) == 1)
+    payload = "x" * 16 * 1024
+    sent = 0
+    while sent < 2000 and not closed:  # at most 32 MB: far past the buffers and the limit
+        sio.emit("big", payload)
+        sent += 1
+        await asyncio.sleep(0)
+    await eventually(lambda: bool(closed))
+    samples = await scrape(base)
+    assert value(samples, "aiosio_engine_slow_clients_closed_total") == 1
+    assert value(samples, "aiosio_broadcasts_total", namespace="/") == sent
+    writer.close()
+
+
+async def test_metrics_app_serves_the_registry_to_asgi_routes() -> None:
+    sio = aiosio.Server()
+    registry = CollectorRegistry()
+    instrument(sio, registry)
+    transport = httpx.ASGITransport(app=metrics_app(registry))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        response = await http.get("/")
+    names = {family.name for family in text_string_to_metric_families(response.text)}
+    assert {"aiosio_sockets_connected", "aiosio_engine_handshakes"} <= names
+
+
+async def test_the_endpoint_answers_its_path_only(serve: Any) -> None:
+    sio, _, _ = instrumented()
+    base = await serve(sio)
+    async with httpx.AsyncClient(timeout=TIMEOUT) as http:
+        assert (await http.get(f"{base}/metricsx")).status_code == 404
+        assert (await http.post(f"{base}/metrics")).status_code == 405
+
+
+def test_a_server_is_instrumented_once() -> None:
+    sio = aiosio.Server()
+    instrument(sio, CollectorRegistry())
+    with pytest.raises(ValueError, match="already instrumented"):
+        instrument(sio, CollectorRegistry())
+
+
+def test_the_redis_link_is_read_from_the_adapter() -> None:
+    from aiosio.adapters.redis import RedisAdapter
+
+    sio = aiosio.Server(adapter=RedisAdapter("redis://127.0.0.1:1/0"))
+    registry = CollectorRegistry()
+    instrument(sio, registry)
+    health = sio.adapter_factory.health  # type: ignore[union-attr]
+    health.dropped_publishes = 3  # what the link counts when it gives a message up
+    assert registry.get_sample_value("aiosio_redis_connected") == 0
+    assert registry.get_sample_value("aiosio_redis_dropped_publishes_total") == 3
+
+
+def test_metric_names_are_the_registrys() -> None:
+    """What the documentation and the dashboard rely on: every name of METRIC_NAMES is
+    registered, with the Prometheus conventions (prefix, base units)."""
+    from aiosio.adapters.redis import RedisAdapter
+
+    sio = aiosio.Server(adapter=RedisAdapter("redis://127.0.0.1:1/0"))
+    registry = CollectorRegistry()
+    instrument(sio, registry)
+    families = {family.name for family in registry.collect()}
+    assert families == set(METRIC_NAMES)
+    for name in METRIC_NAMES:
+        assert name.startswith("aiosio_")
+        assert not name.endswith("_total")  # the exposition adds it to counters
+        assert "milliseconds" not in name
+        assert "kilobytes" not in name
+
+
+def test_the_dashboard_names_only_metrics_that_exist() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    assert len(exprs) >= 10
+    suffixes = ("_total", "_bucket", "_count", "_sum")
+    named = set()
+    for expr in exprs:
+        for name in re.findall(r"\baiosio_[a-z_]+", expr):
+            base = name
+            for suffix in suffixes:
+                base = base.removesuffix(suffix)
+            assert base in METRIC_NAMES, f"{name} in {expr!r} is no metric of aiosio.metrics"
+            named.add(base)
+    missing = set(METRIC_NAMES) - named
+    assert not missing, f"the dashboard does not show {sorted(missing)}"
