@@ -282,6 +282,15 @@ def test_a_server_is_instrumented_once() -> None:
         instrument(sio, CollectorRegistry())
 
 
+def test_a_refused_mount_leaves_the_registry_as_it_was() -> None:
+    sio = aiosio.Server()
+    registry = CollectorRegistry()
+    with pytest.raises(ValueError, match="overlaps the Socket.IO path"):
+        instrument(sio, registry, path="/socket.io/metrics")
+    assert list(registry.collect()) == []
+    instrument(sio, registry, path="/metrics")  # the server was left uninstrumented
+
+
 def test_the_redis_link_is_read_from_the_adapter() -> None:
     from aiosio.adapters.redis import RedisAdapter
 

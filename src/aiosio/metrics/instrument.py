@@ -59,7 +59,11 @@ def instrument(sio: Server, registry: Any = None, *, path: str | None = None) ->
         raise ValueError("this server is already instrumented")
     metrics = Metrics(sio, prometheus.REGISTRY if registry is None else registry)
     if path is not None:
-        sio.mount(path, metrics.endpoint(path))
+        try:
+            sio.mount(path, metrics.endpoint(path))
+        except ValueError:
+            metrics.registry.unregister(metrics.collector)  # a refused mount changes nothing
+            raise
     metrics.follow()
     return metrics
 
