@@ -1140,7 +1140,15 @@ class SessionMachine(RuleBasedStateMachine):
             state_of(session) not in (State.CLOSING, State.CLOSING_UPGRADE, State.CLOSED)
         )
 
-    @rule(data=st.one_of(st.text(max_size=5), st.binary(max_size=5)))
+    # Text without the record separator: Engine.IO 4 joins polling payloads with it, so a message
+    # holding one cannot travel over polling (the reference has the same limit; Socket.IO packets
+    # never hold one, JSON escapes it as \u001e).
+    @rule(
+        data=st.one_of(
+            st.text(st.characters(exclude_characters="\x1e"), max_size=5),
+            st.binary(max_size=5),
+        )
+    )
     def send(self, data: str | bytes) -> None:
         self.sent += self.session.is_open
         out = self.session.send(data)
