@@ -1,5 +1,9 @@
 """A small event emitter: ``obj.on("name")`` as a decorator or ``obj.on("name", handler)``.
 
+:func:`add_handler` and :func:`remove_handler` are that registration over a plain dict of
+handler lists, for the objects that keep their handlers themselves (a server-side Socket, which
+cannot be an emitter: its ``emit`` sends to the client).
+
 Handlers may be plain functions or coroutine functions; each is registered as a
 :class:`~aiosio._eager.Callback` and run by :func:`~aiosio._eager.invoke`, as the server's
 handlers are: a coroutine handler gets a task only if it suspends. Exceptions from handlers are
@@ -14,9 +18,40 @@ from typing import Any, TypeVar, overload
 
 from aiosio._eager import Callback, invoke
 
-__all__ = ["EventEmitter"]
+__all__ = ["EventEmitter", "add_handler", "remove_handler"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def add_handler(
+    handlers: dict[str, list[Callback]], event: str, handler: F | None
+) -> F | Callable[[F], F]:
+    """Append ``handler`` to ``event``'s list and return it; without a handler, return the
+    decorator that does so (``obj.on("x", fn)`` and ``@obj.on("x")``)."""
+
+    def register(fn: F) -> F:
+        handlers.setdefault(event, []).append(Callback(fn))
+        return fn
+
+    return register if handler is None else register(handler)
+
+
+def remove_handler(
+    handlers: dict[str, list[Callback]], event: str, handler: Callable[..., Any] | None
+) -> None:
+    """Remove the first registration of ``handler``, or every handler of ``event`` when it is
+    ``None``. An event left with no handler is dropped from ``handlers``, so that an empty dict
+    means none at all."""
+    if handler is None:
+        handlers.pop(event, None)
+        return
+    registered = handlers.get(event, [])
+    for i, callback in enumerate(registered):
+        if callback.fn == handler:
+            del registered[i]
+            break
+    if not registered:
+        handlers.pop(event, None)
 
 
 class EventEmitter:
@@ -33,25 +68,11 @@ class EventEmitter:
     def on(self, event: str, handler: F) -> F: ...
     def on(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
         """Register ``handler`` for ``event``; without a handler, return a decorator."""
-
-        def register(fn: F) -> F:
-            self._handlers.setdefault(event, []).append(Callback(fn))
-            return fn
-
-        if handler is None:
-            return register
-        return register(handler)
+        return add_handler(self._handlers, event, handler)
 
     def off(self, event: str, handler: Callable[..., Any] | None = None) -> None:
         """Remove one handler, or every handler of ``event``."""
-        if handler is None:
-            self._handlers.pop(event, None)
-            return
-        handlers = self._handlers.get(event, [])
-        for i, callback in enumerate(handlers):
-            if callback.fn == handler:
-                del handlers[i]
-                return
+        remove_handler(self._handlers, event, handler)
 
     def has_listeners(self, event: str) -> bool:
         return bool(self._handlers.get(event))
