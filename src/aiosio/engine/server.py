@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, assert_never
 
 from aiosio._events import EventEmitter
+from aiosio._once import OncePer
 from aiosio.engine.driver import EngineSocket
 from aiosio.engine.ended import EndedSessions
 from aiosio.engine.http import (
@@ -147,7 +148,8 @@ class EngineServer(EventEmitter):
         self.config = options.session_config
         self.clients: dict[str, EngineSocket] = {}
         self._recently_closed = EndedSessions(_RECENTLY_CLOSED_MAX)
-        self._cross_origins: set[str] = set()
+        # Origins told they have no CORS configured; a client picks the origin, hence the limit.
+        self._cross_origins = OncePer(limit=100)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer_wheel: TimerWheel | None = None
         # Set while shutdown() waits for the sessions' last packets to be taken.
@@ -459,9 +461,8 @@ class EngineServer(EventEmitter):
         host = request.headers.get("host")
         if host and origin in (f"http://{host}", f"https://{host}"):
             return
-        if origin in self._cross_origins or len(self._cross_origins) >= 100:
+        if not self._cross_origins.first(origin):
             return
-        self._cross_origins.add(origin)
         logger.warning(
             "a request from origin %r reached %s, which has no CORS configured: browsers block "
             "the page from reading the answers (long-polling fails); add "

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, overload
 
 from aiosio._eager import Callback, call_async, invoke, run_eager
+from aiosio._once import OncePer
 from aiosio.errors import ConnectionRefused
 from aiosio.protocol.socketio import Packet, PacketType
 from aiosio.server.adapter import Adapter, LocalSocket, Recovery, SocketId, new_pid
@@ -123,7 +124,8 @@ class Namespace(_Registration):
         self._connecting = 0  # CONNECTs being handled (middlewares running)
         # The dynamic namespace that created this one, when it removes its empty children.
         self._removed_when_empty = parent
-        self._warned_server_side: set[str] | None = None
+        # Event names warned of as server-side events run by a client-event handler.
+        self._warned_server_side = OncePer()
         self.adapter: Adapter = server.make_adapter(self)
 
     def __repr__(self) -> str:
@@ -232,12 +234,8 @@ class Namespace(_Registration):
         invoke(handler, args[1:], answer, failed)
 
     def _warn_server_side_on(self, name: str) -> None:
-        warned = self._warned_server_side
-        if warned is None:
-            warned = self._warned_server_side = set()
-        if name in warned:
+        if not self._warned_server_side.first(name):
             return
-        warned.add(name)
         logger.warning(
             "deprecated: the server-side event %r (server_side_emit from another server) ran "
             "the handler registered with on(%r) on namespace %s, which is for client events; "
