@@ -11,7 +11,10 @@ what its extra promises with the installed package only (never this checkout).
 - ``redis``: a ``RedisAdapter`` on 127.0.0.1:6379 delivers a broadcast published by an
   ``Emitter`` through Redis;
 - ``admin``: the Admin UI's namespace accepts the password that matches its bcrypt hash and
-  refuses another (without the extra, ``instrument`` with a password names ``aiosio[admin]``).
+  refuses another (without the extra, ``instrument`` with a password names ``aiosio[admin]``);
+- ``metrics``: ``/metrics`` of an instrumented server, parsed by ``prometheus_client``, counts
+  its connected client (without the extra, ``aiosio.metrics.instrument`` names
+  ``aiosio[metrics]``).
 
 pip installs from the configured indexes (CI has the network). The environments are made in
 parallel; the whole file takes well under three minutes.
@@ -38,7 +41,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-EXTRAS = ("", "speed", "asgi", "redis", "admin")  # "" is the bare install
+EXTRAS = ("", "speed", "asgi", "redis", "admin", "metrics")  # "" is the bare install
 LISTENING = re.compile(r"aiosio listening on http://127\.0\.0\.1:(\d+)")
 # The first test of each kind builds or installs (one time each); generous bounds, not timings:
 # on a busy machine creating a venv alone took over 120 s.
@@ -418,3 +421,50 @@ def test_bare_install_names_the_admin_extra(installs: dict[str, Installed]) -> N
     out = installs[""].run_python(ADMIN_LOGIN)
     assert out.startswith("instrument: "), out
     assert out.rstrip().endswith('pip install "aiosio[admin]"'), out
+
+
+METRICS_SCRAPE = """
+    import asyncio
+    import urllib.request
+
+    import aiosio
+    from aiosio.metrics import instrument
+
+
+    async def main():
+        sio = aiosio.Server()
+        try:
+            instrument(sio, path="/metrics")
+        except ImportError as exc:
+            print("instrument:", exc)
+            return
+        from prometheus_client.parser import text_string_to_metric_families
+
+        server = await aiosio.serve(sio, "127.0.0.1", 0)
+        client = aiosio.Client(f"http://127.0.0.1:{server.port}", reconnection=False)
+        try:
+            await client.connect()
+            url = f"http://127.0.0.1:{server.port}/metrics"
+            text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=30).read())
+            for family in text_string_to_metric_families(text.decode()):
+                for sample in family.samples:
+                    if sample.name == "aiosio_sockets_connected":
+                        print(sample.labels["namespace"], sample.value)
+        finally:
+            await client.disconnect()
+            await server.close()
+
+
+    asyncio.run(main())
+"""
+
+
+def test_metrics_extra_serves_prometheus_metrics(installs: dict[str, Installed]) -> None:
+    out = installs["metrics"].run_python(METRICS_SCRAPE)
+    assert out.strip() == "/ 1.0", out
+
+
+def test_bare_install_names_the_metrics_extra(installs: dict[str, Installed]) -> None:
+    out = installs[""].run_python(METRICS_SCRAPE)
+    assert out.startswith("instrument: "), out
+    assert out.rstrip().endswith('pip install "aiosio[metrics]"'), out
