@@ -1,8 +1,6 @@
 """A small event emitter: ``obj.on("name")`` as a decorator or ``obj.on("name", handler)``.
 
-:func:`add_handler` and :func:`remove_handler` are that registration over a plain dict of
-handler lists, for the objects that keep their handlers themselves (a server-side Socket, which
-cannot be an emitter: its ``emit`` sends to the client).
+:class:`HandlerRegistry` is that registration alone, for a server-side Socket.
 
 Handlers may be plain functions or coroutine functions; each is registered as a
 :class:`~aiosio._eager.Callback` and run by :func:`~aiosio._eager.invoke`, as the server's
@@ -18,49 +16,18 @@ from typing import Any, TypeVar, overload
 
 from aiosio._eager import Callback, invoke
 
-__all__ = ["EventEmitter", "add_handler", "remove_handler"]
+__all__ = ["EventEmitter", "HandlerRegistry"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def add_handler(
-    handlers: dict[str, list[Callback]], event: str, handler: F | None
-) -> F | Callable[[F], F]:
-    """Append ``handler`` to ``event``'s list and return it; without a handler, return the
-    decorator that does so (``obj.on("x", fn)`` and ``@obj.on("x")``)."""
+class HandlerRegistry:
+    """``on`` and ``off`` over ``self._handlers`` (each event's callbacks, in registration
+    order), which the subclass creates: the registration of an :class:`EventEmitter` and of a
+    server-side Socket, which keeps its handlers the same way but cannot be an emitter (its
+    ``emit`` sends to the client)."""
 
-    def register(fn: F) -> F:
-        handlers.setdefault(event, []).append(Callback(fn))
-        return fn
-
-    return register if handler is None else register(handler)
-
-
-def remove_handler(
-    handlers: dict[str, list[Callback]], event: str, handler: Callable[..., Any] | None
-) -> None:
-    """Remove the first registration of ``handler``, or every handler of ``event`` when it is
-    ``None``. An event left with no handler is dropped from ``handlers``, so that an empty dict
-    means none at all."""
-    if handler is None:
-        handlers.pop(event, None)
-        return
-    registered = handlers.get(event, [])
-    for i, callback in enumerate(registered):
-        if callback.fn == handler:
-            del registered[i]
-            break
-    if not registered:
-        handlers.pop(event, None)
-
-
-class EventEmitter:
-    """Named events with any number of handlers, called in registration order."""
-
-    _logger = logging.getLogger("aiosio")
-
-    def __init__(self) -> None:
-        self._handlers: dict[str, list[Callback]] = {}
+    _handlers: dict[str, list[Callback]]
 
     @overload
     def on(self, event: str) -> Callable[[F], F]: ...
@@ -68,11 +35,36 @@ class EventEmitter:
     def on(self, event: str, handler: F) -> F: ...
     def on(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
         """Register ``handler`` for ``event``; without a handler, return a decorator."""
-        return add_handler(self._handlers, event, handler)
+
+        def register(fn: F) -> F:
+            self._handlers.setdefault(event, []).append(Callback(fn))
+            return fn
+
+        return register if handler is None else register(handler)
 
     def off(self, event: str, handler: Callable[..., Any] | None = None) -> None:
-        """Remove one handler, or every handler of ``event``."""
-        remove_handler(self._handlers, event, handler)
+        """Remove the first registration of ``handler``, or every handler of ``event``. An
+        event left with no handler is dropped, so that no handlers at all is an empty dict."""
+        handlers = self._handlers
+        if handler is None:
+            handlers.pop(event, None)
+            return
+        registered = handlers.get(event, [])
+        for i, callback in enumerate(registered):
+            if callback.fn == handler:
+                del registered[i]
+                break
+        if not registered:
+            handlers.pop(event, None)
+
+
+class EventEmitter(HandlerRegistry):
+    """Named events with any number of handlers, called in registration order."""
+
+    _logger = logging.getLogger("aiosio")
+
+    def __init__(self) -> None:
+        self._handlers = {}
 
     def has_listeners(self, event: str) -> bool:
         return bool(self._handlers.get(event))

@@ -9,11 +9,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, overload
+from typing import Any
 
 from aiosio._eager import Callback, invoke
 from aiosio._encodable import ENCODE_ERRORS, args_paths, encoding_error, raise_encoding_error
-from aiosio._events import add_handler, remove_handler
+from aiosio._events import HandlerRegistry
 from aiosio.engine.server import EngineSocket, PreparedMessage
 from aiosio.errors import AckTimeout, Disconnected
 from aiosio.protocol.reasons import RECOVERABLE, DisconnectReason
@@ -27,8 +27,6 @@ from aiosio.server.adapter import (
 )
 from aiosio.server.broadcast import BroadcastOperator
 from aiosio.server.interfaces import NamespaceHost, SocketHost
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = ["Handshake", "Socket", "SocketState"]
 
@@ -78,13 +76,13 @@ class SocketState(enum.Enum):
 _CONNECTED = SocketState.CONNECTED  # read on every packet: Python 3.11 enum access is a call
 
 
-class Socket:
+class Socket(HandlerRegistry):
     """A client connected to a namespace.
 
     Events received from the client go to the namespace's handlers (``@sio.on("chat")``,
     called with this socket then the arguments) and to this socket's own handlers
-    (``socket.on("chat", fn)``, called with the arguments only). The value a handler returns
-    answers the client's acknowledgement.
+    (``socket.on("chat", fn)`` or ``@socket.on("chat")``, called with the arguments only; ``off``
+    removes them). The value a handler returns answers the client's acknowledgement.
 
     The methods under "the server's side" are called by the connection, the namespace and the
     adapter (they implement :class:`~aiosio.server.interfaces.HostedSocket` and
@@ -165,17 +163,6 @@ class Socket:
         return len(self._acks.keys() | self._ack_failures.keys())
 
     # -- handlers ---------------------------------------------------------------------------------
-
-    @overload
-    def on(self, event: str) -> Callable[[F], F]: ...
-    @overload
-    def on(self, event: str, handler: F) -> F: ...
-    def on(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
-        """Register a handler for one event of this socket (called with the arguments only)."""
-        return add_handler(self._handlers, event, handler)
-
-    def off(self, event: str, handler: Handler | None = None) -> None:
-        remove_handler(self._handlers, event, handler)
 
     def on_any(self, handler: Handler) -> Handler:
         """``handler(event, *args)`` for every event received (before ``use`` middleware)."""
