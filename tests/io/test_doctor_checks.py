@@ -8,10 +8,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import serve as ws_serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
 import aiosio
 from aiosio.doctor.checks import CHECKS, DoctorOptions, diagnose
@@ -61,9 +66,10 @@ async def running(app: Any) -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def canned(answers: Canned, default: int = 404) -> AsyncIterator[str]:
-    """An HTTP server answering each request by its path (query left out) from ``answers``,
-    ``default`` with an empty body otherwise; one request per connection. A WebSocket request
-    gets the same answer, so it never opens."""
+    """An HTTP server answering each request by its method and path (``"OPTIONS /socket.io/"``),
+    else by its path alone (query left out) from ``answers``, ``default`` with an empty body
+    otherwise; one request per connection. A WebSocket request gets the same answer, so it never
+    opens."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
@@ -74,8 +80,10 @@ async def canned(answers: Canned, default: int = 404) -> AsyncIterator[str]:
                 if name.strip().lower() == b"content-length":
                     length = int(value)
             await reader.readexactly(length)
-            path = head.split(b" ")[1].decode().partition("?")[0]
-            status, headers, body = answers.get(path, (default, {}, b""))
+            method, target = head.decode().split(" ")[:2]
+            path = target.partition("?")[0]
+            answer = answers.get(f"{method} {path}") or answers.get(path)
+            status, headers, body = answer or (default, {}, b"")
             lines = [f"HTTP/1.1 {status} X", f"Content-Length: {len(body)}", "Connection: close"]
             lines += [f"{k}: {v}" for k, v in headers.items()]
             writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
@@ -475,3 +483,169 @@ async def test_registry_websocket_only() -> None:
     async with running(demo()) as url:
         report = await diagnose(DoctorOptions(url=url, timeout=5.0, transport="websocket"))
     assert [f.id for f in report.findings] == ["dns.ok", "tcp.ok", "websocket.ok"]
+
+
+# -- peers that are not quite Socket.IO -----------------------------------------------------------
+
+UPGRADABLE = b'0{"sid":"canned","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":20000}'
+
+
+@contextlib.asynccontextmanager
+async def websocket_peer(
+    on_websocket: Callable[[ServerConnection], Awaitable[None]],
+    polling: bytes | None = None,
+    *,
+    sessions_upgrade: bool = True,
+) -> AsyncIterator[str]:
+    """A WebSocket server (the ``websockets`` library) running ``on_websocket`` for each
+    WebSocket; a plain GET gets ``polling`` as a 200 answer if given (426 otherwise); unless
+    ``sessions_upgrade``, a WebSocket with a ``sid`` is refused (400)."""
+
+    def plain_request(connection: ServerConnection, request: Request) -> Response | None:
+        if request.headers.get("Upgrade"):
+            if sessions_upgrade or "sid=" not in request.path:
+                return None
+            return connection.respond(400, "not this session\n")
+        if polling is None:
+            return None
+        headers = Headers({"Content-Length": str(len(polling)), "Content-Type": "text/plain"})
+        return Response(200, "OK", headers, polling)
+
+    async with ws_serve(on_websocket, "127.0.0.1", 0, process_request=plain_request) as server:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+@contextlib.asynccontextmanager
+async def raw_peer(answer: bytes) -> AsyncIterator[str]:
+    """A TCP server writing ``answer`` to each connection, then closing it."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            writer.write(answer)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def greets(ws: ServerConnection) -> None:
+    with contextlib.suppress(ConnectionClosed):
+        await ws.send("hello, I am not Socket.IO")
+        await ws.wait_closed()
+
+
+async def test_cors_header_added_twice() -> None:
+    twice = {"Access-Control-Allow-Origin": ORIGIN, "access-control-allow-origin": ORIGIN}
+    async with canned({"/socket.io/": (200, twice, HANDSHAKE)}) as url:
+        d = diagnosis(url, origin=ORIGIN)
+        assert await check_cors(d)
+    finding = only(d, "cors.")
+    assert finding.id == "cors.duplicate_header"
+    assert finding.evidence[1:] == [f"Access-Control-Allow-Origin: {ORIGIN}"] * 2
+
+
+async def test_cors_preflight_refused() -> None:
+    allowed = {"Access-Control-Allow-Origin": ORIGIN}
+    answers: Canned = {
+        "/socket.io/": (200, allowed, HANDSHAKE),
+        "OPTIONS /socket.io/": (405, {}, b"Method Not Allowed"),
+    }
+    async with canned(answers) as url:
+        d = diagnosis(url, origin=ORIGIN)
+        assert await check_cors(d)
+    finding = only(d, "cors.")
+    assert finding.id == "cors.preflight_refused"
+    assert finding.title == "the preflight of the polling POST is refused (405)"
+    assert finding.evidence[-1].startswith("OPTIONS /socket.io/ -> HTTP 405")
+
+
+async def test_handshake_from_something_that_is_not_http() -> None:
+    async with raw_peer(b"SSH-2.0-OpenSSH_9.6\r\n") as url:
+        d = diagnosis(url)
+        assert not await check_handshake(d)
+    assert ids(d) == ["handshake.no_http"]
+    assert d.report.findings[0].verdict is Verdict.FAIL
+
+
+async def test_handshake_from_a_plain_websocket_server() -> None:
+    async with websocket_peer(greets) as url:
+        d = diagnosis(url)
+        assert not await check_handshake(d)
+    finding = only(d, "server.")
+    assert finding.id == "server.plain_websocket"
+    assert finding.evidence[-1] == (
+        "WebSocket GET /socket.io (no Engine.IO query) -> 101 Switching Protocols"
+    )
+
+
+async def test_websocket_that_opens_without_a_handshake() -> None:
+    async with websocket_peer(greets) as url:
+        d = diagnosis(url, transport="websocket")
+        assert await check_websocket(d)
+    finding = only(d, "websocket.")
+    assert finding.id == "websocket.no_handshake"
+    assert finding.evidence == ["first message: 'hello, I am not Socket.IO'"]
+
+
+async def test_websocket_connection_closed_without_an_answer() -> None:
+    async with raw_peer(b"") as url:
+        d = diagnosis(url, transport="websocket")
+        assert await check_websocket(d)
+    finding = only(d, "websocket.")
+    assert finding.id == "websocket.failed"
+    assert finding.verdict is Verdict.FAIL
+    assert finding.data == {"cause": "websocket.failed"}
+
+
+async def test_upgrade_of_a_session_refused() -> None:
+    async def handshake_only(ws: ServerConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(UPGRADABLE.decode())
+            await ws.wait_closed()
+
+    # A direct WebSocket opens; the one of a polling session is refused.
+    async with websocket_peer(handshake_only, UPGRADABLE, sessions_upgrade=False) as url:
+        d = diagnosis(url)
+        assert await check_handshake(d)
+        assert await check_websocket(d)
+    assert ids(d) == ["handshake.ok", "websocket.ok", "websocket.upgrade_refused"]
+    assert d.report.findings[2].verdict is Verdict.WARN
+    assert d.report.findings[2].evidence[0].startswith("HTTP 400")
+
+
+async def test_upgrade_probe_not_answered() -> None:
+    async def engine_io_without_probe(ws: ServerConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            if "sid=" not in ws.request.path:  # type: ignore[union-attr]
+                await ws.send(UPGRADABLE.decode())
+            elif await ws.recv() == "2probe":
+                await ws.send("4not the probe pong")
+            await ws.wait_closed()
+
+    async with websocket_peer(engine_io_without_probe, polling=UPGRADABLE) as url:
+        d = diagnosis(url)
+        assert await check_handshake(d)
+        assert await check_websocket(d)
+    assert ids(d) == ["handshake.ok", "websocket.ok", "websocket.probe_failed"]
+    assert d.report.findings[2].evidence == ["sent 2probe, got '4not the probe pong'"]
+    assert not d.ping_rtts
+
+
+async def test_soak_cut_by_an_idle_timeout() -> None:
+    async def cut_after_the_handshake(ws: ServerConnection) -> None:
+        await ws.send(HANDSHAKE.decode())
+        await ws.close()  # as a proxy with a short idle timeout, before any ping
+
+    async with websocket_peer(cut_after_the_handshake) as url:
+        d = diagnosis(url, soak=60.0)  # the bound: the cut comes first
+        d.handshake = json.loads(HANDSHAKE[1:])
+        assert await check_soak(d)
+    finding = only(d, "soak.")
+    assert finding.id == "soak.idle_timeout"
+    assert finding.data["pings"] == 0
+    assert "before the server's first ping (25s)" in finding.title
