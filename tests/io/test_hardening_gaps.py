@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -345,6 +346,57 @@ async def test_a_timeout_belongs_to_the_emit_it_was_set_for(
         outcomes = await asyncio.gather(first, second, return_exceptions=True)
     assert [type(outcome) for outcome in outcomes] == [aiosio.AckTimeout, aiosio.AckTimeout]
     assert socket.pending_acks == 0
+
+
+def _unhandled(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "aiosio.server" and "asked for an acknowledgement" in r.getMessage()
+    ]
+
+
+async def test_an_ack_no_handler_can_answer_is_said_once_per_event(
+    serve: Any, peers: Callable[[str], Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client's emitWithAck of an event nobody handles waits for an answer that cannot come:
+    the server says so at WARNING (visible with default logging), once per event name."""
+    sio = aiosio.Server()
+    Watch(sio, "/chat")
+    base = await serve(sio)
+    peer = await peers(base)
+    await peer.connect("/chat")
+    with caplog.at_level(logging.WARNING, logger="aiosio.server"):
+        await peer.send(
+            '42/chat,1["nobody"]', '42/chat,2["nobody"]', '42/chat,3["none"]', '42/chat,4["msg"]'
+        )
+        # msg is answered after the three before it were handled
+        assert await peer.next() == '43/chat,4["ok"]'
+        await peer.send('42/chat,["nobody"]')  # no ack asked: the client waits for nothing
+        await peer.send('42/chat,5["msg"]')
+        assert await peer.next() == '43/chat,5["ok"]'
+    lines = _unhandled(caplog)
+    assert len(lines) == 2, lines
+    assert "event 'nobody'" in lines[0]
+    assert "sio.of('/chat').on('nobody')" in lines[0]
+    assert "event 'none'" in lines[1]
+
+
+async def test_an_ack_taken_by_an_on_any_handler_is_not_reported(
+    serve: Any, peers: Callable[[str], Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    sio = aiosio.Server()
+    watch = Watch(sio)
+    base = await serve(sio)
+    peer = await peers(base)
+    socket = watch.sockets[await peer.connect()]
+    seen: list[Any] = []
+    socket.on_any(lambda *args: seen.append(args))
+    with caplog.at_level(logging.WARNING, logger="aiosio.server"):
+        await peer.send('421["nobody"]', '422["msg"]')
+        assert await peer.next() == '432["ok"]'
+    assert seen == [("nobody",), ("msg",)]
+    assert _unhandled(caplog) == []
 
 
 async def test_an_emit_with_ack_goes_out_at_its_call(

@@ -73,6 +73,9 @@ class NamespaceHost(Protocol):
     def remove(self, socket: LocalSocket) -> None:
         """``socket`` left the namespace."""
 
+    def unhandled_ack(self, event: str) -> None:
+        """A client asked for an acknowledgement of ``event``, which no handler takes."""
+
 
 class HostedSocket(Protocol):
     """What a connection needs from a socket multiplexed on it."""

@@ -126,6 +126,8 @@ class Namespace(_Registration):
         self._removed_when_empty = parent
         # Event names warned of as server-side events run by a client-event handler.
         self._warned_server_side = OncePer()
+        # Event names a client asked an ack for with no handler (bounded: the client names them).
+        self._warned_unhandled = OncePer(limit=100)
         self.adapter: Adapter = server.make_adapter(self)
 
     def __repr__(self) -> str:
@@ -325,6 +327,22 @@ class Namespace(_Registration):
         if self.sockets.get(socket.id) is socket:
             del self.sockets[socket.id]
         self._remove_if_empty()
+
+    def unhandled_ack(self, event: str) -> None:
+        """A client asked for an acknowledgement of ``event`` and no handler takes it: its
+        ``emitWithAck`` waits for an answer that cannot come (until its own timeout, if it set
+        one). Said once per event name (at most 100 names per namespace), at WARNING."""
+        if self._warned_unhandled.first(event):
+            logger.warning(
+                "a client of namespace %s asked for an acknowledgement of event %r, which no "
+                "handler takes: it waits for an answer that will not come. Register one with "
+                "%son(%r) (or check the namespace and the event name the client uses); said once "
+                "per event",
+                self.name,
+                event,
+                "sio." if self.name == "/" else f"sio.of({self.name!r}).",
+                event,
+            )
 
     def _remove_if_empty(self) -> None:
         """With ``cleanup_empty_child_namespaces``, a child namespace goes when its last socket

@@ -506,8 +506,8 @@ class Socket(HandlerRegistry):
                     _ignore if ack_id is None else functools.partial(self._ack, name, ack_id)
                 )
                 self._run(handler, (self, *args), on_result, failed)
-            elif ack_id is not None:
-                logger.debug("no handler for event %r with ack on %s", name, self.nsp.name)
+            elif ack_id is not None and not self._any:
+                self.nsp.unhandled_ack(name)  # the client waits for an answer that cannot come
             return
         answered = False
 
