@@ -118,7 +118,7 @@ def _joined(clients: list[_RawClient]) -> bool:
 
 
 def _channels() -> int:
-    return sum(type(o) is asgi._AsgiWebSocket for o in gc.get_objects())
+    return sum(type(o) is asgi.AsgiWebSocket for o in gc.get_objects())
 
 
 @pytest.mark.usefixtures("no_gc")

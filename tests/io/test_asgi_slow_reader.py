@@ -44,7 +44,7 @@ async def _stalled_client(port: int) -> tuple[asyncio.StreamReader, asyncio.Stre
 
 
 def _channels() -> int:
-    return sum(type(o) is asgi._AsgiWebSocket for o in gc.get_objects())
+    return sum(type(o) is asgi.AsgiWebSocket for o in gc.get_objects())
 
 
 async def test_a_client_that_stops_reading_is_ended_and_its_queue_freed(

@@ -20,7 +20,7 @@ from typing import Any
 from aiosio._memory import HeapTrimmer, prime_loop_free_lists
 from aiosio.engine.http import HttpApp, HttpRequest, HttpResponse, register_asgi
 
-__all__ = ["AsgiApp"]
+__all__ = ["AsgiApp", "AsgiWebSocket"]
 
 logger = logging.getLogger("aiosio.server.asgi")
 
@@ -67,7 +67,7 @@ async def _send_response(send: Send, response: HttpResponse, head: bool = False)
     await send({"type": "http.response.body", "body": b"" if head else response.body})
 
 
-class _AsgiWebSocket:
+class AsgiWebSocket:
     """The channel of an ASGI WebSocket. ``send`` queues; what a received message causes (an
     acknowledgement, an answer) is sent by the receive loop itself right after it, with no task
     switch; what is sent from elsewhere (heartbeats, broadcasts) starts a writer task that ends
@@ -293,7 +293,7 @@ class AsgiApp:
         self.websocket_close_timeout = websocket_close_timeout
         self._closing: asyncio.Task[None] | None = None
         self._signals: dict[int, Any] = {}
-        self._websockets: set[_AsgiWebSocket] = set()
+        self._websockets: set[AsgiWebSocket] = set()
         self._heap: HeapTrimmer | None = None  # made with the first WebSocket (it needs the loop)
 
     @property
@@ -479,7 +479,7 @@ class AsgiApp:
             return
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in decision.headers]
         await send({"type": "websocket.accept", "headers": headers})
-        channel = _AsgiWebSocket(send, self.websocket_close_timeout)
+        channel = AsgiWebSocket(send, self.websocket_close_timeout)
         heap = self._heap
         if heap is None:
             loop = asyncio.get_running_loop()
@@ -522,7 +522,7 @@ class AsgiApp:
                     code = message.get("code", 1005)
                     break
         except asyncio.CancelledError:
-            # Our own cancel of a connection given up on (_AsgiWebSocket._abandon) ends the
+            # Our own cancel of a connection given up on (AsgiWebSocket._abandon) ends the
             # call normally; any other is the ASGI server's and goes on.
             receiver = channel.receiver
             if not channel.abandoned or receiver is None or receiver.uncancel():
