@@ -4,7 +4,8 @@ DESIGN.md and docs/architecture.md draw the layers; these tests hold them. Every
 statement counts, wherever it stands (in a function, under ``if TYPE_CHECKING:``): an import
 moved into a function to dodge a cycle is still the cycle.
 
-- Layers: ``protocol`` (sans-I/O) <- ``engine`` <- ``server`` <- ``adapters`` and ``admin``;
+- Layers: ``protocol`` (sans-I/O) <- ``engine`` <- ``server`` <- ``adapters``, ``admin`` and
+  ``metrics`` (which may read the adapters' health too);
   ``transports`` and ``client`` beside; ``doctor`` on the client; ``cli``, ``workers``, ``demo``
   and the package's ``__init__`` on top. The library's own helpers (``aiosio._debug``,
   ``aiosio.errors``, ...) are the base anyone may import; they import only the base and protocol/.
@@ -40,9 +41,11 @@ LAYERS: dict[str, frozenset[str]] = {
     "doctor": frozenset({"base", "protocol", "client"}),
     "emitter": frozenset({"base", "protocol", "adapters"}),
     "admin": frozenset({"base", "protocol", "engine", "server"}),
+    "metrics": frozenset({"base", "protocol", "engine", "server", "adapters"}),
     "top": frozenset(
         {
             "admin",
+            "metrics",
             "base",
             "protocol",
             "engine",
