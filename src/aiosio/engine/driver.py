@@ -173,7 +173,7 @@ class EngineSocket(EventEmitter):
 
     def _set_ws(self, channel: WebSocketChannel | None) -> None:
         self.websocket = channel
-        self._send_frame = getattr(channel, "send_frame", None)
+        self._send_frame = channel.frame_writer() if channel is not None else None
         if channel is not None and self._read_gate is not None:
             channel.pause_reading()
 
@@ -210,10 +210,7 @@ class EngineSocket(EventEmitter):
         GET is waiting, or the WebSocket has nothing queued."""
         if self.session.state is State.WEBSOCKET:
             ws = self.websocket
-            if ws is None:
-                return False
-            writable = getattr(ws, "writable", None)
-            return bool(writable) if writable is not None else ws.buffered_amount == 0
+            return ws is not None and ws.writable
         return self.session.poll_waiting
 
     def close(self) -> None:

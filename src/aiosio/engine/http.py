@@ -79,6 +79,17 @@ class WebSocketChannel(Protocol):
     def buffered_amount(self) -> int:
         """Bytes queued for the peer and not yet written to the socket."""
 
+    @property
+    def writable(self) -> bool:
+        """A message sent now is not queued behind others (what ``volatile`` packets need)."""
+
+    def frame_writer(self) -> Callable[[bytes, str | bytes], int] | None:
+        """The function that writes a frame built once for many connections (a broadcast) as
+        it is, ``write(frame, data)``, and returns the bytes now waiting for the peer; or
+        ``None`` when this channel must encode each message itself (an extension such as
+        permessage-deflate, or an HTTP server that frames messages itself): the engine then
+        sends it ``data`` with :meth:`send`."""
+
     def pause_reading(self) -> None:
         """Stop delivering the peer's messages (and reading them from the network) until
         :meth:`resume_reading`: backpressure from the application."""

@@ -143,6 +143,14 @@ class AsgiWebSocket:
     def buffered_amount(self) -> int:
         return self._buffered
 
+    @property
+    def writable(self) -> bool:
+        return self._buffered == 0
+
+    def frame_writer(self) -> Callable[[bytes, str | bytes], int] | None:
+        """None: the ASGI server frames each message itself."""
+        return None
+
     def pause_reading(self) -> None:
         """The engine's backpressure: the receive loop stops calling ``receive()`` (uvicorn
         then stops reading from the socket) until :meth:`resume_reading`."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 from aiosio.engine.http import WebSocketHandler
@@ -171,6 +172,10 @@ class NativeWebSocket:
         transport = self._transport
         return transport is not None and not self._out and transport.get_write_buffer_size() == 0
 
+    def frame_writer(self) -> Callable[[bytes, str | bytes], int] | None:
+        """None: with an extension each connection encodes its messages (deflate contexts)."""
+        return None
+
     def close(self, code: int = 1000, reason: str = "") -> None:
         transport = self._transport
         if not self._open or transport is None:
@@ -250,9 +255,9 @@ class NativeWebSocket:
 
 class PlainWebSocket(NativeWebSocket):
     """A WebSocket with no extension: a message's frame is the same for every recipient, so a
-    broadcast builds it once and hands it to each (:meth:`send_frame`, which the engine looks
-    for; a :class:`NativeWebSocket` with deflate has none, and the engine sends it each message
-    as to a single connection)."""
+    broadcast builds it once and hands it to each (:meth:`send_frame`, the engine's
+    :meth:`frame_writer`; a :class:`NativeWebSocket` with deflate has none, and the engine
+    sends it each message as to a single connection)."""
 
     __slots__ = ()
 
@@ -267,3 +272,6 @@ class PlainWebSocket(NativeWebSocket):
     # Python call per recipient (``data`` serves channels that encode each message themselves;
     # those have no send_frame).
     send_frame = NativeWebSocket._queue_frame
+
+    def frame_writer(self) -> Callable[[bytes, str | bytes], int] | None:
+        return self.send_frame
