@@ -53,7 +53,10 @@ def _serve(args: argparse.Namespace) -> int:
         load_app(args.app)  # the workers load it again; refuse a wrong target before starting them
         if args.redis:
             _require_extra("redis.asyncio", extra="redis", feature="aiosio serve --redis")
-        serve_workers(args.app, args.host, args.port, args.workers, args.redis)
+        try:
+            serve_workers(args.app, args.host, args.port, args.workers, args.redis)
+        except (RuntimeError, OSError) as exc:  # a worker that did not start, a port taken
+            raise SystemExit(f"aiosio: {exc}") from None
         return 0
     app = load_app(args.app)
     use_uvloop = not args.no_uvloop

@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import struct
@@ -230,7 +231,12 @@ class _Master:
     def bus_path(self) -> str:
         return os.path.join(self.directory, "bus.sock")
 
-    async def connect_workers(self, deadline: float) -> None:
+    async def connect_workers(
+        self, deadline: float, procs: list[subprocess.Popen[bytes]] | None = None
+    ) -> None:
+        """Connect to each worker's hand-off socket as it comes up; a worker that exits first
+        (its application failed to load, a missing extra) ends the wait at once with its exit
+        status (its own traceback is above in the log), not at the deadline."""
         for index in range(self.workers):
             while True:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -239,6 +245,7 @@ class _Master:
                     break
                 except OSError:
                     sock.close()
+                    _check_alive(procs or [])
                     if self.loop.time() > deadline:
                         raise RuntimeError(f"worker {index} did not start") from None
                     await asyncio.sleep(0.05)
@@ -296,14 +303,44 @@ class _Master:
         self.route(conn, head)
 
 
+def _check_alive(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Raise if a worker has exited while the master waits for it to start."""
+    for index, proc in enumerate(procs):
+        code = proc.poll()
+        if code is not None:
+            raise RuntimeError(
+                f"worker {index} exited with status {code} before it started serving (its "
+                "error is above); fix it, then start again"
+            )
+
+
 async def _master(
     target: str, host: str, port: int, workers: int, redis_url: str | None, python: str
 ) -> None:
     directory = tempfile.mkdtemp(prefix="aiosio-workers-")
+    try:
+        await _run_master(target, host, port, workers, redis_url, python, directory)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)  # also when the port could not be bound
+
+
+async def _run_master(
+    target: str,
+    host: str,
+    port: int,
+    workers: int,
+    redis_url: str | None,
+    python: str,
+    directory: str,
+) -> None:
     master = _Master(workers, directory)
     bus = _Bus()
     bus_server = await asyncio.start_unix_server(bus.serve, master.bus_path())
-    listener = socket.create_server((host, port), reuse_port=False, backlog=2048)
+    try:
+        listener = socket.create_server((host, port), reuse_port=False, backlog=2048)
+    except OSError:
+        bus_server.close()
+        raise
     listener.setblocking(False)
     procs = []
     for index in range(workers):
@@ -324,8 +361,8 @@ async def _master(
             command += ["--redis", redis_url]
         procs.append(subprocess.Popen(command))  # noqa: ASYNC220, S603 - our own interpreter
     try:
-        await master.connect_workers(master.loop.time() + 30)
-        logger.warning(
+        await master.connect_workers(master.loop.time() + 30, procs)
+        logger.info(
             "aiosio listening on http://%s:%d with %d workers (sticky sessions)",
             host,
             listener.getsockname()[1],
@@ -338,6 +375,7 @@ async def _master(
         accept = master.loop.create_task(master.accept(listener))
         watcher = master.loop.create_task(_watch(procs, stop))
         await stop.wait()
+        logger.info("shutting down")
         accept.cancel()
         watcher.cancel()
     finally:
@@ -351,10 +389,6 @@ async def _master(
             except subprocess.TimeoutExpired:
                 proc.kill()
         bus_server.close()
-        with contextlib.suppress(OSError):
-            for name in os.listdir(directory):
-                os.unlink(os.path.join(directory, name))
-            os.rmdir(directory)
 
 
 async def _watch(procs: list[subprocess.Popen[bytes]], stop: asyncio.Event) -> None:

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -261,6 +262,65 @@ async def test_workers_report_a_master_that_dies(
     for _, pid in places:
         os.kill(int(str(pid)), signal.SIGTERM)  # each worker stops on its own signal
     assert workers.ended.wait(TIMEOUT)
+
+
+FAILING_APP = textwrap.dedent(
+    """
+    import sys
+
+    import aiosio
+
+    sio = aiosio.Server()
+    if "_worker" in sys.argv:  # loads in the master (its check), fails in each worker
+        raise RuntimeError("this application fails in the workers")
+    """
+)
+
+
+def run_master(directory: Path, module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m aiosio serve MODULE:sio --workers 2 ARGS`` to its end; its own temp dir."""
+    tmp = directory / "tmp"
+    tmp.mkdir()
+    return subprocess.run(
+        [sys.executable, "-m", "aiosio", "serve", f"{module}:sio", "--workers", "2", *args],
+        cwd=directory,
+        env={**os.environ, "PYTHONPATH": str(directory), "TMPDIR": str(tmp)},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+def test_a_worker_that_fails_to_start_stops_the_master_with_its_cause(tmp_path: Path) -> None:
+    """The master stops as soon as a worker exits while it waits for them, saying which and
+    with what status (the worker's traceback is above), not 'did not start' after 30 s."""
+    (tmp_path / "failing_app.py").write_text(FAILING_APP)
+    done = run_master(tmp_path, "failing_app", "--port", "0")
+    assert done.returncode == 1
+    assert "this application fails in the workers" in done.stderr  # the worker's own error
+    last = done.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(
+        r"aiosio: worker \d exited with status 1 before it started serving \(its error is "
+        r"above\); fix it, then start again",
+        last,
+    ), done.stderr
+    assert "did not start" not in done.stderr
+    assert list((tmp_path / "tmp").iterdir()) == []  # the master's directory is removed
+
+
+def test_a_port_in_use_is_one_line_and_leaves_no_directory(tmp_path: Path) -> None:
+    (tmp_path / "workers_paths_app.py").write_text(APP)
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = run_master(tmp_path, "workers_paths_app", "--port", str(port))
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("aiosio: "), done.stderr
+    assert "Address already in use" in last
+    assert "Traceback" not in done.stderr
+    assert list((tmp_path / "tmp").iterdir()) == []
 
 
 def test_a_worker_count_out_of_range_is_refused() -> None:
