@@ -18,16 +18,6 @@ from test_layers import FOREIGN_PRIVATE_OK, defined_names, library_modules
 
 TESTS_ROOT = Path(__file__).parent.parent
 
-# (test file relative to tests/, name): the library module whose private name it still reads,
-# with the reason as a comment. The lead empties this list as those modules get public hooks.
-ALLOWED: dict[tuple[str, str], str] = {
-    # Count the ASGI channels alive: transports/ has no public name for the class yet.
-    ("io/test_asgi_load.py", "_AsgiWebSocket"): "transports/asgi.py",
-    ("io/test_asgi_slow_reader.py", "_AsgiWebSocket"): "transports/asgi.py",
-    # Tracks the client's per-request objects: client/http.py names the class privately.
-    ("io/test_memory.py", "_ResponseReader"): "client/http.py",
-}
-
 
 @functools.cache
 def library_private_names() -> frozenset[str]:
@@ -102,13 +92,7 @@ def private_reads() -> frozenset[tuple[str, str, int]]:
 
 
 def test_no_test_reads_a_private_name_of_the_library() -> None:
-    unexpected = {read for read in private_reads() if read[:2] not in ALLOWED}
-    assert unexpected == set(), "give the test a public or documented hook"
-
-
-def test_the_allowed_reads_are_still_there() -> None:
-    found = {read[:2] for read in private_reads()}
-    assert set(ALLOWED) - found == set(), "fixed: remove from ALLOWED"
+    assert private_reads() == set(), "give the test a public or documented hook"
 
 
 def test_the_checker_sees_a_read_a_write_an_override_and_an_import() -> None:

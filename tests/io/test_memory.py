@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect
 
 import aiosio
 from aiosio import _memory
-from aiosio.client.http import _ResponseReader
+from aiosio.client.http import ResponseReader
 from aiosio.engine.server import EngineSocket
 from aiosio.server.socket import Socket
 from aiosio.transports.native import HttpConnection
@@ -39,7 +39,7 @@ class _Tracked:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.refs: list[weakref.ref[Any]] = []
-        for cls in (EngineSocket, Socket, HttpConnection, _ResponseReader):
+        for cls in (EngineSocket, Socket, HttpConnection, ResponseReader):
             original = cls.__init__
 
             def init(self_: Any, *args: Any, __original: Any = original, **kwargs: Any) -> None:

@@ -30,6 +30,7 @@ __all__ = [
     "Endpoint",
     "HttpConnection",
     "HttpResult",
+    "ResponseReader",
     "WebSocketConnection",
     "authority",
     "open_stream",
@@ -230,7 +231,7 @@ def _tls_hint(exc: ssl_module.SSLCertVerificationError) -> str:
     return "the server's certificate is not trusted: pass ssl= a context that trusts it"
 
 
-class _ResponseReader:
+class ResponseReader:
     """Collects one response from httptools' callbacks. The parser is the caller's (it refers to
     this object): a reference back would make a cycle per request, freed only by the garbage
     collector."""
@@ -319,7 +320,7 @@ class HttpConnection:
                 self.trace(">", line)
         writer.write(head.encode("latin-1") + body)
         await writer.drain()
-        response = _ResponseReader(head_only=method == "HEAD")
+        response = ResponseReader(head_only=method == "HEAD")
         parser = httptools.HttpResponseParser(response)
         while not response.done:
             chunk = await reader.read(65536)
@@ -378,7 +379,7 @@ class HttpConnection:
 async def _read_handshake_answer(
     reader: asyncio.StreamReader,
     parser: httptools.HttpResponseParser,
-    response: _ResponseReader,
+    response: ResponseReader,
     timeout: float,
     url: str,
 ) -> bytes:
@@ -484,7 +485,7 @@ class WebSocketConnection:
             for line in lines:
                 trace(">", line)
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        response = _ResponseReader()
+        response = ResponseReader()
         parser = httptools.HttpResponseParser(response)
         with _closed_on_error(writer):
             leftover = await _read_handshake_answer(reader, parser, response, endpoint.timeout, url)
