@@ -10,6 +10,7 @@ answered, the operation has run (or was refused), so a check that nothing happen
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -203,3 +204,37 @@ def test_basic_auth_as_an_object(caplog: pytest.LogCaptureFixture) -> None:
     assert not [r for r in caplog.records if "no authentication" in r.getMessage()]
     instrument(Server(), auth=False, read_only=True)
     assert caplog.records[-1].getMessage().endswith("can see its sockets")
+
+
+async def test_what_the_admin_sees_of_socket_data(serve: Any, clients: Any) -> None:
+    server = Instrumented()
+    url = await serve(server.sio)
+    await user(url, clients)
+    await user(url, clients)
+    await eventually(lambda: len(server.sockets) == 2)
+    watched, replaced = server.sockets
+    admin = await admin_client(url, clients)
+    await admin.first("all_sockets")
+
+    def updates() -> list[Any]:  # of the data (an upgrade sends its own)
+        return [
+            args[1]["data"]
+            for args in admin.seen
+            if args[0] == "socket_updated" and "data" in args[1]
+        ]
+
+    assert watched.data.setdefault("tags", ["a", {"b": 1}]) == ["a", {"b": 1}]
+    assert watched.data.setdefault("tags", []) == ["a", {"b": 1}]  # there: no update
+    await eventually(lambda: len(updates()) == 1)
+    assert updates() == [{"tags": ["a", {"b": 1}]}]
+    copied = copy.deepcopy(watched.data)  # a plain dict: the admin's callback stays behind
+    assert type(copied) is dict
+    assert copied["tags"] == ["a", {"b": 1}]
+    # An application that replaces socket.data: the admin shows what is there, and no longer
+    # knows the socket's transport.
+    replaced.data = "a string"
+    late = await admin_client(url, clients)
+    shown = {s["id"]: s for s in await late.first("all_sockets")}
+    assert shown[replaced.id]["data"] == "a string"
+    assert "transport" not in shown[replaced.id]
+    assert shown[watched.id]["transport"] in ("polling", "websocket")
