@@ -195,3 +195,45 @@ async def test_a_websocket_handshake_gone_wrong(
     error = await failure(await peer(answer), transports=["websocket"])
     assert error.stage is stage, repr(error)
     assert words in error.message
+
+
+@pytest.mark.parametrize(
+    ("answer", "message", "hint_words"),
+    [
+        (
+            b"HTTP/1.1 301 Moved\r\nLocation: https://x/\r\nContent-Length: 0\r\n\r\n",
+            "HTTP 301 redirect",
+            "connect to the final URL directly",
+        ),
+        (http("503 Service Unavailable", b"down"), "HTTP 503 from a proxy", "is down"),
+        (
+            http("200 OK", b"<!DOCTYPE html><p>app</p>", "text/html"),
+            "an HTML page answered the handshake",
+            "SPA fallback",
+        ),
+        (
+            http("200 OK", b"hello", "text/plain"),
+            "the answer is not an Engine.IO handshake",
+            "not a Socket.IO server",
+        ),
+        (
+            http("400 Bad Request", b'{"code":3,"message":"Bad request"}', "application/json"),
+            "code 3 Bad request",
+            "its log says why",
+        ),
+        (
+            http("403 Forbidden", b'{"code":9,"message":"Other"}', "application/json"),
+            "code 9 Other",
+            "see the server's log",
+        ),
+    ],
+    ids=["redirect", "proxy-503", "html-page", "not-a-handshake", "code-3", "unknown-code"],
+)
+async def test_a_handshake_answer_is_explained(
+    peer: Any, answer: bytes, message: str, hint_words: str
+) -> None:
+    error = await failure(await peer(lambda _head: answer), transports=["polling"])
+    assert error.stage in (Stage.HTTP, Stage.PROTOCOL)
+    assert error.message == message
+    assert error.hint is not None
+    assert hint_words in error.hint
