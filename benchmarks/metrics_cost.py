@@ -5,7 +5,7 @@ interleaved (off, on, off, on, ...) so that the machine's other load falls on bo
     .venv/bin/python benchmarks/metrics_cost.py [--runs 5] [--scenario echo,broadcast]
 
 Prints each run and, per scenario, the medians and the median of the run-by-run ratios (on over
-off: CPU per operation, throughput). Writes nothing but its logs (benchmarks/results/logs-metrics).
+off: CPU per operation, throughput). Writes nothing but its logs (benchmarks/results/logs/metrics/, ignored by git).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--scenario", default="echo,broadcast")
     args = parser.parse_args()
-    logdir = run.HERE / "results" / "logs-metrics"
+    logdir = run.HERE / "results" / "logs" / "metrics"  # ignored by git, as run.py's logs
     logdir.mkdir(parents=True, exist_ok=True)
     for name in args.scenario.split(","):
         params = run.SCENARIOS[name].full
