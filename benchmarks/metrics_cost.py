@@ -5,7 +5,8 @@ interleaved (off, on, off, on, ...) so that the machine's other load falls on bo
     .venv/bin/python benchmarks/metrics_cost.py [--runs 5] [--scenario echo,broadcast]
 
 Prints each run and, per scenario, the medians and the median of the run-by-run ratios (on over
-off: CPU per operation, throughput). Writes nothing but its logs (benchmarks/results/logs/metrics/, ignored by git).
+off: CPU per operation, throughput). Writes nothing but its logs (benchmarks/results/logs/metrics/,
+ignored by git).
 """
 
 from __future__ import annotations

@@ -285,7 +285,7 @@ def test_a_server_is_instrumented_once() -> None:
 def test_a_refused_mount_leaves_the_registry_as_it_was() -> None:
     sio = aiosio.Server()
     registry = CollectorRegistry()
-    with pytest.raises(ValueError, match="overlaps the Socket.IO path"):
+    with pytest.raises(ValueError, match=r"overlaps the Socket\.IO path"):
         instrument(sio, registry, path="/socket.io/metrics")
     assert list(registry.collect()) == []
     instrument(sio, registry, path="/metrics")  # the server was left uninstrumented
