@@ -516,19 +516,29 @@ async def websocket_peer(
 
 
 @contextlib.asynccontextmanager
-async def raw_peer(answer: bytes) -> AsyncIterator[str]:
-    """A TCP server writing ``answer`` to each connection, then closing it."""
+async def raw_peer(answer: bytes | None) -> AsyncIterator[str]:
+    """A TCP server writing ``answer`` to each connection, then closing it; with ``None``,
+    saying nothing until the client goes."""
+
+    writers: set[asyncio.StreamWriter] = set()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.add(writer)
         with contextlib.suppress(ConnectionError):
-            writer.write(answer)
-            await writer.drain()
+            if answer is None:
+                await reader.read()  # until the client closes
+            else:
+                writer.write(answer)
+                await writer.drain()
         writer.close()
+        writers.discard(writer)
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     try:
         yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     finally:
+        for writer in list(writers):  # a connection still held: its reader returns at once
+            writer.transport.abort()
         server.close()
         await server.wait_closed()
 
@@ -570,6 +580,14 @@ async def test_handshake_from_something_that_is_not_http() -> None:
         assert not await check_handshake(d)
     assert ids(d) == ["handshake.no_http"]
     assert d.report.findings[0].verdict is Verdict.FAIL
+
+
+async def test_handshake_never_answered() -> None:
+    async with raw_peer(None) as url:
+        d = diagnosis(url, timeout=0.5)  # the doctor's --timeout: no TLS probe after it
+        assert not await check_handshake(d)
+    assert ids(d) == ["handshake.no_http"]
+    assert "got no answer within 0.5s" in d.report.findings[0].title
 
 
 async def test_handshake_from_a_plain_websocket_server() -> None:
