@@ -41,6 +41,7 @@ class RedisHealth:
     messages_received: int = 0
     published: int = 0
     dropped_publishes: int = 0
+    dropped_messages: int = 0  # received from Redis and refused (malformed, not allowed)
     retried_publishes: int = 0
     queued_publishes: int = 0
     last_message_at: float | None = None
@@ -56,6 +57,7 @@ class RedisHealth:
             "messages_received": self.messages_received,
             "published": self.published,
             "dropped_publishes": self.dropped_publishes,
+            "dropped_messages": self.dropped_messages,
             "retried_publishes": self.retried_publishes,
             "queued_publishes": self.queued_publishes,
             "subscriptions": self.subscriptions,

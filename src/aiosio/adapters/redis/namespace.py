@@ -178,18 +178,22 @@ class RedisNamespaceAdapter(InMemoryAdapter):
             message = decode(data)
         except Refused as exc:
             if not self._ignores(exc.message):
+                self.link.health.dropped_messages += 1
                 self._refused(channel, exc)
             return None
         except UnknownType as exc:
             logger.debug("ignored a message of unknown type %r on %s", exc.kind, channel)
             return None
         except WrongShape as exc:
+            self.link.health.dropped_messages += 1
             self._invalid(channel, str(exc))
             return None
         except InvalidMessage as exc:
+            self.link.health.dropped_messages += 1
             logger.warning("dropped an invalid message from redis: %s", exc)
             return None
         except MessageError as exc:  # pragma: no cover - every decoder error is one of the above
+            self.link.health.dropped_messages += 1
             logger.warning("dropped a message on %s: %s", channel, exc)
             return None
         return None if self._ignores(message) else message
