@@ -335,3 +335,36 @@ def test_the_dashboard_names_only_metrics_that_exist() -> None:
             named.add(base)
     missing = set(METRIC_NAMES) - named
     assert not missing, f"the dashboard does not show {sorted(missing)}"
+
+
+async def test_a_message_dropped_from_redis_is_counted(serve: Any) -> None:
+    """Against the Redis server on 127.0.0.1:6379 (the interop tests' own): a message published
+    on the server's channel that is not one moves ``aiosio_redis_dropped_messages_total``."""
+    import uuid
+
+    import redis.asyncio as redis_asyncio
+
+    from aiosio.adapters.redis import RedisAdapter
+
+    raw = redis_asyncio.Redis.from_url("redis://127.0.0.1:6379")
+    try:
+        await raw.ping()
+    except OSError:
+        await raw.aclose()
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    key = f"metrics{uuid.uuid4().hex[:12]}"
+    factory = RedisAdapter("redis://127.0.0.1:6379", key=key)
+    sio = aiosio.Server(adapter=factory)
+    instrument(sio, CollectorRegistry(), path="/metrics")
+    base = await serve(sio)
+    try:
+        assert await factory.ready()
+        samples = await scrape(base)
+        assert value(samples, "aiosio_redis_connected") == 1
+        assert value(samples, "aiosio_redis_dropped_messages_total") == 0
+        await raw.publish(f"{key}#/#", b"\xc1 not msgpack")
+        await eventually_scraped(
+            base, lambda s: value(s, "aiosio_redis_dropped_messages_total") == 1
+        )
+    finally:
+        await raw.aclose()

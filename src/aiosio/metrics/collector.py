@@ -37,6 +37,7 @@ METRIC_NAMES = (
     "aiosio_redis_published",
     "aiosio_redis_messages_received",
     "aiosio_redis_dropped_publishes",
+    "aiosio_redis_dropped_messages",
 )
 
 
@@ -192,6 +193,11 @@ class ServerCollector:
                 "aiosio_redis_dropped_publishes",
                 "Messages not published to Redis (link down past its deadline, queue full)",
                 health.dropped_publishes,
+            ),
+            (
+                "aiosio_redis_dropped_messages",
+                "Messages received from Redis and dropped (malformed, or not allowed)",
+                health.dropped_messages,
             ),
         ):
             yield core.CounterMetricFamily(name, doc, value=value)
