@@ -368,3 +368,25 @@ async def test_a_message_dropped_from_redis_is_counted(serve: Any) -> None:
         )
     finally:
         await raw.aclose()
+
+
+def test_a_server_not_instrumented_has_nothing_in_its_paths() -> None:
+    """What the hot paths would read is absent until ``instrument``: the handler registered is
+    the one called, no packet listener, no broadcast listener, no ack timer."""
+    sio = aiosio.Server()
+
+    def chat(_socket: aiosio.Socket) -> None:
+        return None
+
+    sio.on("chat", chat)
+    handlers = sio.sockets.handlers
+    assert handlers.events["chat"].fn is chat
+    assert handlers.wrapper is None
+    assert handlers.ack_timer is None
+    assert sio.sockets.adapter.broadcast_listener is None
+    assert sio.packet_listeners == ()
+    instrument(sio, CollectorRegistry())
+    assert handlers.events["chat"].fn is not chat  # timed from now on
+    assert handlers.ack_timer is not None
+    assert sio.sockets.adapter.broadcast_listener is not None
+    assert len(sio.packet_listeners) == 1
