@@ -333,3 +333,14 @@ def test_a_worker_count_out_of_range_is_refused() -> None:
 def test_the_bus_has_no_pattern_subscriptions() -> None:
     with pytest.raises(TypeError, match="no pattern subscriptions"):
         BusLink("unused.sock").psubscribe("channel*", lambda channel, data: None)
+
+
+def test_the_bus_link_starts_with_the_event_loop() -> None:
+    link = BusLink("unused.sock")
+    assert not link.ensure_started()  # no running loop: nothing to start yet
+    link.ssubscribe("channel", lambda channel, data: None)
+    link.publish("channel", b"kept")  # kept, and sent once connected
+    link.sunsubscribe("channel")
+    link.sunsubscribe("never-subscribed")
+    assert link.health.published == 1
+    assert not link.health.connected
