@@ -224,7 +224,12 @@ const full = async () => {
   second.recorder.step("second admin, by session id");
   recorder.step("second admin seen by the first");
   second.socket.close();
-  await recorder.until(() => recorder.has("socket_disconnected"), "the second admin leaving");
+  // Its socket_disconnected, then its room_left (sent a tick later, as the reference does):
+  // both, so that the step does not end between the two.
+  await recorder.until(
+    () => recorder.has("socket_disconnected") && recorder.has("room_left", "/admin"),
+    "the second admin leaving",
+  );
   recorder.step("second admin left");
 
   const aGone = once(a.socket, "disconnect");
