@@ -147,3 +147,19 @@ async def run_node(script: str, *args: str, timeout: float = 30.0) -> list[dict[
             f"stderr:\n{stderr.decode()}"
         )
     return lines
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[Callable[..., aiosio.Client]]:
+    """``make(url, **options)``: an ``aiosio.Client`` without reconnection, on its own
+    connection, disconnected at the end of the test."""
+    made: list[aiosio.Client] = []
+
+    def make(url: str, **options: Any) -> aiosio.Client:
+        client = aiosio.Client(url, reconnection=False, force_new=True, **options)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await client.disconnect()

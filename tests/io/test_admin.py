@@ -5,11 +5,12 @@ statistics' packet counts."""
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
+import _eio
 import bcrypt
 import pytest
 
@@ -21,24 +22,9 @@ from aiosio.server.adapter import InMemoryAdapter, NamespaceView
 HASH = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
 
 
-async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[Callable[..., aiosio.Client]]:
-    made: list[aiosio.Client] = []
-
-    def make(url: str, **options: Any) -> aiosio.Client:
-        client = aiosio.Client(url, reconnection=False, force_new=True, **options)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        await client.disconnect()
+eventually = functools.partial(
+    _eio.eventually, timeout=10.0
+)  # the admin's statistics come every 2 s
 
 
 # -- the adapter's room events ----------------------------------------------------------------

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import logging
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import _eio
 import bcrypt
 import pytest
 
@@ -27,24 +28,7 @@ HASH = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
 OPERATIONS = ["EMIT", "JOIN", "LEAVE", "DISCONNECT", "MJOIN", "MLEAVE", "MDISCONNECT"]
 
 
-async def eventually(predicate: Callable[[], bool]) -> None:
-    async with asyncio.timeout(TIMEOUT):
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[Callable[..., aiosio.Client]]:
-    made: list[aiosio.Client] = []
-
-    def make(url: str, **options: Any) -> aiosio.Client:
-        client = aiosio.Client(url, reconnection=False, force_new=True, **options)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        await client.disconnect()
+eventually = functools.partial(_eio.eventually, timeout=TIMEOUT)
 
 
 class Instrumented:

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import os
 import re
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import _eio
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
@@ -57,24 +59,7 @@ async def eventually_scraped(
             await asyncio.sleep(0.02)
 
 
-async def eventually(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[Callable[..., aiosio.Client]]:
-    made: list[aiosio.Client] = []
-
-    def make(url: str, **options: Any) -> aiosio.Client:
-        client = aiosio.Client(url, reconnection=False, force_new=True, **options)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        await client.disconnect()
+eventually = functools.partial(_eio.eventually, timeout=TIMEOUT)
 
 
 def instrumented() -> tuple[aiosio.Server, CollectorRegistry, list[aiosio.Socket]]:
