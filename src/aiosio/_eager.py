@@ -24,9 +24,10 @@ from collections.abc import Callable, Coroutine, Sequence
 from types import CoroutineType
 from typing import Any, TypeVar
 
-__all__ = ["Callback", "invoke", "is_async", "run_eager"]
+__all__ = ["Callback", "ignore", "invoke", "is_async", "run_eager"]
 
 T = TypeVar("T")
+C = TypeVar("C")
 
 _tasks: set[asyncio.Task[Any]] = set()
 _EAGER = sys.version_info >= (3, 12)
@@ -61,27 +62,39 @@ class Callback:
 def invoke(
     callback: Callback,
     args: Sequence[Any],
-    on_result: Callable[[Any], None],
-    on_error: Callable[[BaseException], None],
+    context: C,
+    on_result: Callable[[C, Any], None],
+    on_error: Callable[[C, BaseException], None],
 ) -> asyncio.Task[Any] | None:
-    """Call ``callback`` with ``args``; ``on_result`` gets what it returned (a coroutine
-    function's result once it finished), ``on_error`` what it raised (also when ``on_result``
-    raises). Returns the task of a coroutine that suspended and runs on, else ``None``.
+    """Call ``callback`` with ``args``; ``on_result(context, value)`` gets what it returned (a
+    coroutine function's result once it finished), ``on_error(context, exc)`` what it raised
+    (also when ``on_result`` raises). Returns the task of a coroutine that suspended and runs
+    on, else ``None``.
+
+    ``context`` is what the caller needs to act on the outcome (an event's name and ack id):
+    passed along, not bound into a closure, so that calling a plain function allocates nothing
+    (every event a server receives comes through here); it is bound only for a coroutine.
 
     A plain function that returns a coroutine (``lambda socket: handle(socket)``) has it run
     the same way, as if it had been registered as the coroutine function it stands for."""
     try:
         result = callback.fn(*args)
     except Exception as exc:  # noqa: BLE001 - the user's callback; reported through on_error
-        on_error(exc)
+        on_error(context, exc)
         return None
     if callback.is_async or type(result) is CoroutineType:
-        return run_eager(result, on_result, on_error)
+        return run_eager(
+            result, functools.partial(on_result, context), functools.partial(on_error, context)
+        )
     try:
-        on_result(result)
+        on_result(context, result)
     except Exception as exc:  # noqa: BLE001 - reported as the callback's own failure
-        on_error(exc)
+        on_error(context, exc)
     return None
+
+
+def ignore(_context: object, _value: object) -> None:
+    """An ``on_result`` for a callback whose return value means nothing."""
 
 
 async def call_async(callback: Callback, *args: Any) -> Any:

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
-from aiosio._eager import Callback, invoke
+from aiosio._eager import Callback, ignore, invoke
 
 __all__ = ["EventEmitter", "HandlerRegistry"]
 
@@ -75,24 +75,7 @@ class EventEmitter(HandlerRegistry):
         if not handlers:
             return
         for callback in tuple(handlers):
-            invoke(callback, args, _ignore, _Failed(self._logger, callback, event))
+            invoke(callback, args, (callback, event), ignore, self._failed)
 
-
-class _Failed:
-    """Logs what a handler raised, naming the handler and the event."""
-
-    __slots__ = ("callback", "event", "logger")
-
-    def __init__(self, logger: logging.Logger, callback: Callback, event: str) -> None:
-        self.logger = logger
-        self.callback = callback
-        self.event = event
-
-    def __call__(self, exc: BaseException) -> None:
-        self.logger.error(
-            "handler %r of event %r raised", self.callback.fn, self.event, exc_info=exc
-        )
-
-
-def _ignore(_value: Any) -> None:
-    return None
+    def _failed(self, handler: tuple[Callback, str], exc: BaseException) -> None:
+        self._logger.error("handler %r of event %r raised", handler[0].fn, handler[1], exc_info=exc)

@@ -90,6 +90,8 @@ class State(enum.Enum):
 _OPEN_POLLING = frozenset({State.POLLING, State.PROBING, State.UPGRADING})
 _PROBE_ATTACHED = frozenset({State.PROBING, State.UPGRADING, State.CLOSING_UPGRADE})
 _CLOSING = frozenset({State.CLOSING, State.CLOSING_UPGRADE})
+# Read for every message sent and received: on Python 3.11 ``State.X`` is a descriptor call.
+_WEBSOCKET = State.WEBSOCKET
 _TRANSITIONS: dict[State, frozenset[State]] = {
     State.POLLING: frozenset({State.PROBING, State.CLOSING, State.CLOSED}),
     # "5" may arrive before "2probe": the reference upgrades all the same.
@@ -312,7 +314,7 @@ class EngineSession:
         nothing while the message waits for one). Dropped silently once the session is
         closing, as in the reference (``sendPacket`` ignores packets after ``close()``)."""
         state = self.state
-        if state is State.WEBSOCKET:
+        if state is _WEBSOCKET:
             if isinstance(data, str):
                 return "4" + data
             if not self.supports_binary:  # ?b64=1: base64 text, as encode_packet writes it
@@ -413,7 +415,7 @@ class EngineSession:
         may be given as the function that returns it (the I/O layer's clock): it is then
         called only for the packets that need the time (heartbeats), so that a message costs
         no clock read."""
-        if self.state is not State.WEBSOCKET:
+        if self.state is not _WEBSOCKET:
             return []
         if isinstance(raw, str):
             if raw[:1] == "4":

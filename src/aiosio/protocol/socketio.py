@@ -266,12 +266,7 @@ class Decoder:
             if self._header is not None:
                 self.reset()
                 raise RemoteProtocolError("got a text packet while waiting for binary attachments")
-            packet, attachments = self._decode_string(message)
-            if attachments is None:
-                return packet
-            self._header = packet
-            self._expected = attachments
-            return None
+            return self._decode_string(message)
         if self._header is None:
             raise RemoteProtocolError("got a binary attachment that no packet announced")
         self._attachments.append(bytes(message))
@@ -286,9 +281,9 @@ class Decoder:
         ptype = PacketType.EVENT if header.type is PacketType.BINARY_EVENT else PacketType.ACK
         return Packet(ptype, header.nsp, data, header.id)
 
-    def _decode_string(self, text: str) -> tuple[Packet, int | None]:
-        """Any text packet: the packet, and the number of attachments it announces (``None``
-        when it is complete). Raises :class:`RemoteProtocolError`."""
+    def _decode_string(self, text: str) -> Packet | None:
+        """Any text packet: the packet, or ``None`` for the header of a binary packet, kept
+        until its attachments arrive. Raises :class:`RemoteProtocolError`."""
         limits = self.limits
         hot = _HOT.match(text)
         if hot is not None:
@@ -312,10 +307,10 @@ class Decoder:
                 name = data[0] if type(data) is list and data else None
                 if type(name) is not str or name in RESERVED_EVENTS:
                     _check_payload(_EVENT, data)  # refuses it, or accepts a numeric name
-                return Packet(_EVENT, "/", data, ack_id), None
+                return Packet(_EVENT, "/", data, ack_id)
             if type(data) is not list:
                 raise RemoteProtocolError("ACK payload must be an array")
-            return Packet(_ACK, "/", data, ack_id), None
+            return Packet(_ACK, "/", data, ack_id)
         ptype = _TYPE_BY_CHAR.get(text[:1])
         if ptype is None:
             raise RemoteProtocolError(f"unknown packet type {text[:1]!r}")
@@ -374,7 +369,12 @@ class Decoder:
             _check_payload(ptype, data)
         elif ptype is not PacketType.CONNECT and ptype is not PacketType.DISCONNECT:
             raise RemoteProtocolError(f"{ptype.name} packet without payload")
-        return Packet(ptype, nsp, data, ack_id), attachments
+        packet = Packet(ptype, nsp, data, ack_id)
+        if attachments is None:
+            return packet
+        self._header = packet
+        self._expected = attachments
+        return None
 
 
 def _check_payload(ptype: PacketType, data: Any) -> None:

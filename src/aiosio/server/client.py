@@ -83,11 +83,10 @@ class Client:
         """An ACK packet (encoded first, like :meth:`write`)."""
         parts = encode_parts(_ACK, nsp, args, ack_id)
         conn = self.conn
-        if conn.ready_state == "open":
-            for part in parts:
-                conn.send(part)
-            if self.packet_listeners:
-                self.sent(parts)
+        for part in parts:
+            conn.send(part)  # dropped by the engine session once it is closing
+        if self.packet_listeners and conn.ready_state == "open":
+            self.sent(parts)
 
     def sent(self, messages: Sequence[str | bytes]) -> None:
         """Tell the packet listeners of ``messages`` sent on this connection."""
@@ -129,7 +128,7 @@ class Client:
 
     def _on_packet(self, packet: Packet) -> None:
         ptype = packet.type
-        if ptype is not PacketType.CONNECT and ptype is not PacketType.CONNECT_ERROR:
+        if ptype is not _CONNECT and ptype is not _CONNECT_ERROR:
             socket = self.sockets.get(packet.nsp)
             if socket is not None:  # the hot path: an event or an ack of a connected socket
                 socket.handle_packet(packet)
@@ -315,7 +314,9 @@ class Client:
         self.decoder.reset()
 
 
+# Read for every packet: on Python 3.11 ``PacketType.X`` is a descriptor call.
 _ACK = PacketType.ACK
+_CONNECT, _CONNECT_ERROR = PacketType.CONNECT, PacketType.CONNECT_ERROR
 
 
 def _ignore(_value: Any) -> None:

@@ -226,14 +226,7 @@ class Namespace(_Registration):
                 return
             self._warn_server_side_on(name)
 
-        def answer(value: Any) -> None:
-            if reply is not None:
-                reply([value])
-
-        def failed(exc: BaseException) -> None:
-            logger.error("server-side handler of %r raised", name, exc_info=exc)
-
-        invoke(handler, args[1:], answer, failed)
+        invoke(handler, args[1:], (name, reply), _answer_server_side, _server_side_failed)
 
     def _warn_server_side_on(self, name: str) -> None:
         if not self._warned_server_side.first(name):
@@ -410,6 +403,18 @@ class DynamicNamespace(_Registration):
 
 def _ignore(_value: Any) -> None:
     return None
+
+
+def _answer_server_side(event: tuple[str, Callable[[list[Any]], None] | None], value: Any) -> None:
+    reply = event[1]
+    if reply is not None:
+        reply([value])
+
+
+def _server_side_failed(
+    event: tuple[str, Callable[[list[Any]], None] | None], exc: BaseException
+) -> None:
+    logger.error("server-side handler of %r raised", event[0], exc_info=exc)
 
 
 def _describe(matcher: re.Pattern[str] | NamespaceMatcher) -> str:

@@ -9,9 +9,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from aiosio._eager import Callback, invoke
+from aiosio._eager import Callback, ignore, invoke
 from aiosio._encodable import ENCODE_ERRORS, args_paths, encoding_error, raise_encoding_error
 from aiosio._events import HandlerRegistry
 from aiosio.engine.server import EngineSocket, PreparedMessage
@@ -30,6 +30,7 @@ from aiosio.server.interfaces import NamespaceHost, SocketHost
 
 __all__ = ["Handshake", "Socket", "SocketState"]
 
+C = TypeVar("C")
 logger = logging.getLogger("aiosio.server")
 
 Handler = Callable[..., Any]
@@ -74,6 +75,7 @@ class SocketState(enum.Enum):
 
 
 _CONNECTED = SocketState.CONNECTED  # read on every packet: Python 3.11 enum access is a call
+_EVENT = PacketType.EVENT
 
 
 class Socket(HandlerRegistry):
@@ -409,8 +411,15 @@ class Socket(HandlerRegistry):
     def handle_packet(self, packet: Packet) -> None:
         """A packet from the client for this namespace."""
         ptype = packet.type
-        if ptype is PacketType.EVENT:
-            self._on_event(packet)
+        if ptype is _EVENT:
+            args: list[Any] = packet.data
+            if self._any:
+                for handler in tuple(self._any):
+                    self._call_safely(handler, args)
+            if self._middlewares:
+                self._run_middlewares(args[0], args[1:], packet.id, 0)
+            else:
+                self._dispatch(args[0], args[1:], packet.id)
         elif ptype is PacketType.ACK:
             if packet.id is not None:
                 callback = self._acks.pop(packet.id, None)
@@ -450,17 +459,6 @@ class Socket(HandlerRegistry):
 
     # -- running handlers -------------------------------------------------------------------------
 
-    def _on_event(self, packet: Packet) -> None:
-        args: list[Any] = packet.data
-        event = args[0]
-        if self._any:
-            for handler in tuple(self._any):
-                self._call_safely(handler, args)
-        if not self._middlewares:
-            self._dispatch(event, args[1:], packet.id)
-            return
-        self._run_middlewares(event, args[1:], packet.id, 0)
-
     def _run_middlewares(self, event: Any, args: list[Any], ack_id: int | None, i: int) -> None:
         """Per-packet middlewares in order; each may be async: the next runs when it ends."""
         middlewares = self._middlewares
@@ -469,7 +467,7 @@ class Socket(HandlerRegistry):
             i += 1
             if middleware.is_async:
                 resume = functools.partial(self._resume_middlewares, event, args, ack_id, i)
-                self._run(middleware, (event, args), resume, self._emit_error)
+                self._run(middleware, (event, args), None, resume, self._middleware_failed)
                 return
             try:
                 middleware.fn(event, args)
@@ -479,9 +477,12 @@ class Socket(HandlerRegistry):
         self._dispatch(event, args, ack_id)
 
     def _resume_middlewares(
-        self, event: Any, args: list[Any], ack_id: int | None, i: int, _result: Any
+        self, event: Any, args: list[Any], ack_id: int | None, i: int, _context: None, _result: Any
     ) -> None:
         self._run_middlewares(event, args, ack_id, i)
+
+    def _middleware_failed(self, _context: None, exc: BaseException) -> None:
+        self._emit_error(exc)
 
     def _emit_error(self, exc: BaseException) -> None:
         handlers = self._handlers.get("error")
@@ -499,41 +500,41 @@ class Socket(HandlerRegistry):
         name = event if type(event) is str else str(event)
         handler = self.nsp.handlers.events.get(name)
         own = self._handlers.get(name) if self._handlers else None
-        failed = functools.partial(self._handler_failed, name)
         if own is None:  # the hot path: the namespace's handler alone
-            if handler is not None:
-                on_result = (
-                    _ignore if ack_id is None else functools.partial(self._ack, name, ack_id)
-                )
-                self._run(handler, (self, *args), on_result, failed)
-            elif ack_id is not None and not self._any:
-                self.nsp.unhandled_ack(name)  # the client waits for an answer that cannot come
+            if handler is None:
+                if ack_id is not None and not self._any:
+                    self.nsp.unhandled_ack(name)  # the client waits for an answer that cannot come
+            elif ack_id is None:
+                self._run(handler, (self, *args), (name, None), ignore, self._handler_failed)
+            else:
+                self._run(handler, (self, *args), (name, ack_id), self._ack, self._handler_failed)
             return
         answered = False
 
-        def answer(value: Any) -> None:
+        def answer(_event: tuple[str, int | None], value: Any) -> None:
             # Several handlers may return: the first answers the acknowledgement, once.
             nonlocal answered
             if ack_id is None or answered:
                 return
             answered = True
-            self._ack(name, ack_id, value)
+            self._ack((name, ack_id), value)
 
         if handler is not None:
-            self._run(handler, (self, *args), answer, failed)
+            self._run(handler, (self, *args), (name, ack_id), answer, self._handler_failed)
         for callback in tuple(own):
-            self._run(callback, args, answer, failed)
+            self._run(callback, args, (name, ack_id), answer, self._handler_failed)
 
-    def _handler_failed(self, name: str, exc: BaseException) -> None:
-        logger.error("handler of event %r on %s raised", name, self.nsp.name, exc_info=exc)
+    def _handler_failed(self, event: tuple[str, int | None], exc: BaseException) -> None:
+        logger.error("handler of event %r on %s raised", event[0], self.nsp.name, exc_info=exc)
 
-    def _ack(self, name: str, ack_id: int, value: Any) -> None:
-        """Answer the client's acknowledgement ``ack_id`` with the return value of the handler
-        of ``name`` (dropped when the session is closing: ``write_ack`` checks).
+    def _ack(self, event: tuple[str, int], value: Any) -> None:
+        """Answer the client's acknowledgement (``event``: the event's name and ack id) with
+        the return value of its handler (dropped when the session is closing).
 
         A value that cannot be encoded is the handler's error: logged once, with the event and
         what failed, and the acknowledgement is not answered, as when a handler raises (the
         protocol has no error answer to an ack; the client's ack times out)."""
+        name, ack_id = event
         if value is None:
             ack_args: list[Any] = []
         elif type(value) is tuple:
@@ -556,7 +557,7 @@ class Socket(HandlerRegistry):
 
     def _call_safely(self, handler: Callback, args: Sequence[Any]) -> None:
         """A listener (lifecycle, ``on_any``, ``error``): what it returns is dropped."""
-        self._run(handler, args, _ignore, functools.partial(self._listener_failed, handler))
+        self._run(handler, args, handler, ignore, self._listener_failed)
 
     def _listener_failed(self, handler: Callback, exc: BaseException) -> None:
         logger.error("listener %r of socket %s raised", handler, self.id, exc_info=exc)
@@ -565,12 +566,13 @@ class Socket(HandlerRegistry):
         self,
         handler: Callback,
         args: Sequence[Any],
-        on_result: Callable[[Any], None],
-        on_error: Callable[[BaseException], None],
+        context: C,
+        on_result: Callable[[C, Any], None],
+        on_error: Callable[[C, BaseException], None],
     ) -> None:
-        """Run a user callback; while its coroutine runs on it counts against the connection's
-        ``max_handlers_per_connection``."""
-        task = invoke(handler, args, on_result, on_error)
+        """Run a user callback (see :func:`~aiosio._eager.invoke`); while its coroutine runs
+        on it counts against the connection's ``max_handlers_per_connection``."""
+        task = invoke(handler, args, context, on_result, on_error)
         if task is not None:
             self.client.handler_started(task)
 
@@ -580,10 +582,6 @@ class Socket(HandlerRegistry):
             self._call_safely(handler, (self, *args))
         for own in tuple(self._handlers.get(event, ())):
             self._call_safely(own, args)
-
-
-def _ignore(_value: Any) -> None:
-    return None
 
 
 def _without(callbacks: list[Callback], fn: Handler) -> list[Callback]:
