@@ -112,6 +112,19 @@ async def serve_native() -> AsyncIterator[ServeFn]:
 # -- Node.js -------------------------------------------------------------------------------------
 
 
+def chromium() -> str:
+    """Debian's chromium, which the browser tests drive headless through playwright-core."""
+    found = shutil.which("chromium") or (
+        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+    )
+    if found is None:
+        pytest.fail(
+            "chromium is not installed: the browser tests drive Debian's chromium package; run "
+            "scripts/install.sh (as root it runs apt-get install -y chromium)"
+        )
+    return found
+
+
 def _node() -> str:
     node = shutil.which("node")
     if node is None or not (JS_DIR / "node_modules").is_dir():

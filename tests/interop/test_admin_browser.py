@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import socket
-from pathlib import Path
 from typing import Any
 
 import bcrypt
@@ -22,25 +20,13 @@ import pytest
 import aiosio
 from aiosio import Server
 from aiosio.admin import BasicAuth, instrument
-from conftest import JS_DIR, _node, run_node
+from conftest import JS_DIR, _node, chromium, run_node
 
 pytestmark = pytest.mark.interop
 
 UI_DIR = JS_DIR / "node_modules" / "@socket.io" / "admin-ui" / "ui" / "dist"
 PASSWORD = "correct horse"
 SERVER_ID = "admin-under-test"
-
-
-def chromium() -> str:
-    found = shutil.which("chromium") or (
-        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
-    )
-    if found is None:
-        pytest.fail(
-            "chromium is not installed: the Admin UI runs in Debian's chromium; run "
-            "scripts/install.sh (as root it runs apt-get install -y chromium)"
-        )
-    return found
 
 
 async def browse(url: str, read_only: bool) -> dict[str, Any]:

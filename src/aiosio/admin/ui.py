@@ -8,21 +8,19 @@ files found then are served (no path from a request is ever joined to a director
 
 Caching: ``index.html`` and the files without a content hash in their name are revalidated
 (``no-cache`` with an ``ETag``); the hashed bundles (``js/app.0d7d7845.js``) are ``immutable``
-for a year. Text files are sent gzipped to clients that accept it, compressed on first demand
-(in a thread: a bundle takes a tenth of a second) and kept.
+for a year. Text files are sent compressed to clients that accept it
+(:class:`~aiosio.engine.static.StaticFiles`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import gzip
 import hashlib
 import mimetypes
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from aiosio.engine.http import HttpRequest, HttpResponse
+from aiosio.engine.static import StaticFile, StaticFiles
 
 __all__ = ["UiFiles", "find_ui_dir"]
 
@@ -53,15 +51,6 @@ REVALIDATE = "no-cache"
 COMPRESSIBLE = ("text/", "application/json", "image/svg+xml")
 
 
-@dataclass(frozen=True, slots=True)
-class _File:
-    body: bytes
-    compressible: bool
-    content_type: str
-    cache_control: str
-    etag: str
-
-
 def find_ui_dir(ui_dir: str | Path | None) -> Path:
     """The folder that holds the UI's ``index.html``: ``ui_dir`` itself, or its ``ui/dist``
     (the package's folder was given), or the default under the current directory.
@@ -86,15 +75,15 @@ def _content_type(path: Path) -> str:
     return guessed or "application/octet-stream"
 
 
-def _load(path: Path, name: str) -> _File:
+def _load(path: Path, name: str) -> StaticFile:
     body = path.read_bytes()
     content_type = _content_type(path)
-    return _File(
+    return StaticFile(
         body=body,
-        compressible=content_type.startswith(COMPRESSIBLE) and len(body) > 1024,
         content_type=content_type,
         cache_control=IMMUTABLE if HASHED.search(name) else REVALIDATE,
         etag='"' + hashlib.sha256(body).hexdigest()[:32] + '"',
+        compressible=content_type.startswith(COMPRESSIBLE),
     )
 
 
@@ -113,7 +102,7 @@ class UiFiles:
             for path in sorted(self.directory.rglob("*"))
             if path.is_file()
         }
-        self._gzipped: dict[str, bytes] = {}
+        self._static = StaticFiles(self.files)
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
         path = request.path
@@ -132,33 +121,8 @@ class UiFiles:
                 b"Method Not Allowed\n",
             )
         name = path[len(self.prefix) + 1 :] or "index.html"
-        found = self.files.get(name)
-        if found is None:
-            return _not_found(path)
-        headers = [
-            ("Cache-Control", found.cache_control),
-            ("ETag", found.etag),
-            ("Vary", "Accept-Encoding"),
-        ]
-        if found.etag in request.headers.get("if-none-match", ""):
-            return HttpResponse(304, headers)
-        body = found.body
-        if found.compressible and "gzip" in request.headers.get("accept-encoding", ""):
-            body = await self._gzip(name, found)
-            headers.append(("Content-Encoding", "gzip"))
-        headers += [
-            ("Content-Type", found.content_type),
-            ("X-Content-Type-Options", "nosniff"),
-            ("Content-Length", str(len(body))),
-        ]
-        return HttpResponse(200, headers, body)
-
-    async def _gzip(self, name: str, found: _File) -> bytes:
-        gzipped = self._gzipped.get(name)
-        if gzipped is None:
-            gzipped = await asyncio.to_thread(gzip.compress, found.body, 6, mtime=0)
-            self._gzipped[name] = gzipped
-        return gzipped
+        response = await self._static.respond(request, name)
+        return response if response is not None else _not_found(path)
 
 
 def _not_found(path: str) -> HttpResponse:

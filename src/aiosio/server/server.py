@@ -6,6 +6,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar, overload
 
@@ -23,6 +24,7 @@ from aiosio.server.adapter import (
 )
 from aiosio.server.broadcast import BroadcastOperator
 from aiosio.server.client import Client
+from aiosio.server.client_files import ClientFiles
 from aiosio.server.interfaces import PacketListener
 from aiosio.server.namespace import DynamicNamespace, Namespace, NamespaceMatcher
 
@@ -141,6 +143,7 @@ class Server:
         self._namespace_listeners: list[Callable[[Namespace], None]] = []
         self._packet_listeners: tuple[PacketListener, ...] = ()
         self._mounts: dict[str, HttpHandler] = {}
+        self._client_files: ClientFiles | None = ClientFiles()
         self.sockets: Namespace = self.of("/")
         self.engine.on("connection", self._on_engine_connection)
 
@@ -422,11 +425,25 @@ class Server:
     def handles(self, path: str) -> bool:
         return self.engine.handles(path) or (bool(self._mounts) and self._mounted(path) is not None)
 
+    def serve_client(self, enabled: bool = True, *, directory: str | Path | None = None) -> None:
+        """Serve the browser client's bundles under the server's path
+        (``<script src="/socket.io/socket.io.min.js">``), as Node's server does by default: on
+        unless turned off here. They come from the npm package ``socket.io-client``, installed
+        by ``npm install socket.io-client@4`` in the working directory (or a parent), or from
+        ``directory`` (its ``dist`` folder or the package's folder); see
+        :mod:`aiosio.server.client_files`."""
+        self._client_files = ClientFiles(directory) if enabled else None
+
     async def handle_request(self, request: HttpRequest) -> HttpResponse:
         if self._mounts:
             handler = self._mounted(request.path)
             if handler is not None:
                 return await handler(request)
+        files = self._client_files
+        if files is not None and request.method in ("GET", "HEAD"):
+            name = files.name_in(request.path, self.engine.path)
+            if name is not None:
+                return await files.handle(request, name, self.engine.cors)
         return await self.engine.handle_request(request)
 
     async def handle_websocket(self, request: HttpRequest) -> WebSocketAccept | HttpResponse:
