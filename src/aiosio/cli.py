@@ -107,6 +107,7 @@ def _doctor(args: argparse.Namespace) -> int:
         credentials=args.credentials,
         headers=headers,
         transport=args.transport,
+        client=args.client,
         soak=args.soak,
         probe_payload=args.probe_payload,
         insecure=args.insecure,
@@ -202,6 +203,11 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--credentials", action="store_true", help="the page sends credentials")
     doctor.add_argument("--header", action="append", help="an extra request header 'Name: value'")
     doctor.add_argument("--transport", choices=("polling", "websocket"), help="check only this one")
+    doctor.add_argument(
+        "--client",
+        choices=("js", "python"),
+        help="write the fixes for this client (socket.io-client or aiosio.Client; default both)",
+    )
     doctor.add_argument(
         "--soak", type=float, default=0.0, help="hold an idle connection this long (seconds)"
     )

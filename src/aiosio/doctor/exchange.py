@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from typing import Any
+from urllib.parse import parse_qs
 
 from aiosio.client.errors import ConnectError, Stage, engine_error
 from aiosio.client.http import HttpResult, WebSocketConnection
@@ -16,6 +17,7 @@ from aiosio.doctor.target import Target
 __all__ = [
     "POST_HEADERS",
     "close_session",
+    "close_sessions",
     "describe",
     "engine_error",
     "handshake_of",
@@ -76,7 +78,7 @@ async def request(
     url_path = (path or target.path) + ("?" + query if query else "")
     try:
         async with asyncio.timeout(target.options.timeout):
-            return await conn.request(
+            result = await conn.request(
                 method,
                 url_path,
                 target.headers(headers, origin=origin),
@@ -91,6 +93,19 @@ async def request(
         ) from None
     finally:
         conn.close()
+    sid = _sid_of(query)
+    if sid is None and method == "GET":
+        opened = handshake_of(result)
+        if opened is not None and isinstance(opened.get("sid"), str):
+            target.sessions.add(opened["sid"])
+    elif sid is not None and method == "POST" and body == packets.CLOSE_PAYLOAD:
+        target.sessions.discard(sid)
+    return result
+
+
+def _sid_of(query: str) -> str | None:
+    sid = parse_qs(query).get("sid")
+    return sid[0] if sid else None
 
 
 async def try_request(
@@ -138,6 +153,11 @@ async def close_session(target: Target, sid: str) -> None:
     )
 
 
+async def close_sessions(target: Target) -> None:
+    """Close the polling sessions still open (those upgraded to a WebSocket close with it)."""
+    await asyncio.gather(*(close_session(target, sid) for sid in sorted(target.sessions)))
+
+
 async def open_websocket(
     target: Target, query: str
 ) -> tuple[WebSocketConnection | None, HttpResult | None, ConnectError | None]:
@@ -153,4 +173,7 @@ async def open_websocket(
         )
     except ConnectError as error:
         return None, None, error
+    sid = _sid_of(query)
+    if sid is not None and conn is not None:
+        target.sessions.discard(sid)  # upgraded: it closes with this WebSocket
     return conn, result, None

@@ -20,6 +20,7 @@ class DoctorOptions:
     credentials: bool = False
     headers: dict[str, str] = field(default_factory=dict)
     transport: str | None = None  # "polling" or "websocket": only that one
+    client: str | None = None  # "js" or "python": the language of the fixes (None: both)
     soak: float = 0.0
     probe_payload: bool = False
     insecure: bool = False

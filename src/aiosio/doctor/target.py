@@ -41,6 +41,9 @@ class Target:
             self.namespace = options.namespace or url_namespace
         self.ssl = self._ssl_context(options) if self.secure else None
         self.options = options
+        # The polling sessions the doctor opened and has not closed: closed when it ends, so
+        # that it leaves nothing behind for the server to time out.
+        self.sessions: set[str] = set()
 
     @staticmethod
     def _ssl_context(options: DoctorOptions) -> ssl_module.SSLContext:

@@ -22,6 +22,7 @@ from aiosio.doctor.checks.soak import check_soak
 from aiosio.doctor.checks.sticky import check_sticky
 from aiosio.doctor.checks.websocket import check_websocket
 from aiosio.doctor.diagnosis import Diagnosis
+from aiosio.doctor.exchange import close_sessions
 from aiosio.doctor.findings import Report
 from aiosio.doctor.options import DoctorOptions
 from aiosio.doctor.target import Target
@@ -88,7 +89,10 @@ CHECKS: tuple[Check, ...] = (
 async def diagnose(options: DoctorOptions) -> Report:
     """Run :data:`CHECKS` in order against ``options.url``; the report of what they found."""
     diagnosis = Diagnosis(Target(options), Report(options.url))
-    for check in CHECKS:
-        if check.applies(diagnosis) and not await check.run(diagnosis):
-            break
+    try:
+        for check in CHECKS:
+            if check.applies(diagnosis) and not await check.run(diagnosis):
+                break
+    finally:
+        await close_sessions(diagnosis.target)
     return diagnosis.report

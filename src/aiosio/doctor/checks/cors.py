@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiosio.client.errors import ConnectError
 from aiosio.client.http import HttpResult
+from aiosio.doctor.advice import websocket_only
 from aiosio.doctor.diagnosis import Diagnosis
 from aiosio.doctor.exchange import describe, polling_query, try_request
 from aiosio.doctor.findings import Finding, Verdict
@@ -73,7 +74,8 @@ def _answer_finding(
             evidence,
             f"configure CORS on the Socket.IO server for {origin} (Node: new Server({{cors: "
             f"{{origin: '{origin}'}}}}); aiosio: cors=aiosio.Cors(origins=['{origin}'])), or "
-            "use transports: ['websocket'] (no CORS for WebSocket)",
+            f"connect with WebSocket only (no CORS for WebSocket): "
+            f"{websocket_only(target.options)}",
         )
     return _value_finding(target, values[0], credentials, evidence)
 

@@ -13,7 +13,10 @@ from aiosio.doctor.diagnosis import Diagnosis
 from aiosio.doctor.exchange import describe, handshake_of, polling_query, request, try_request
 from aiosio.doctor.findings import Finding, Verdict
 
-__all__ = ["check_handshake"]
+__all__ = ["POLLING_REFUSED", "check_handshake"]
+
+# Code 0 "Transport unknown": the server does not accept long-polling.
+POLLING_REFUSED = "handshake.refused_code_0"
 
 # A handshake that fails with one of these leaves nothing else to check.
 _FATAL = ("path.", "server.", "version.", "proxy.", "handshake.", "tls.")
@@ -28,6 +31,8 @@ async def check_handshake(diagnosis: Diagnosis) -> bool:
     if diagnosis.options.transport == "polling":
         return False
     primary = diagnosis.report.primary
+    if primary is not None and primary.id == POLLING_REFUSED:
+        return True  # a WebSocket-only server, maybe: the WebSocket check tells
     return primary is None or not primary.id.startswith(_FATAL)
 
 

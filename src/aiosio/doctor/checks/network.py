@@ -92,11 +92,12 @@ def _network_finding(target: Target, error: ConnectError) -> Finding:
             [str(error)],
             "a firewall drops the packets or the host is down",
         )
+    # The error's hint is the fix: said once, as the fix, not again in the evidence.
     return Finding(
         "tcp.refused" if "refused" in error.message else "tcp.unreachable",
         Verdict.FAIL,
         error.message,
-        [str(error)],
+        [str(error).removesuffix(f"; hint: {error.hint}") if error.hint else str(error)],
         error.hint or "is the server running on this host and port?",
     )
 

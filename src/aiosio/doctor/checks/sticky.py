@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aiosio.client.http import HttpResult
+from aiosio.doctor.advice import websocket_only
 from aiosio.doctor.diagnosis import Diagnosis
 from aiosio.doctor.exchange import (
     describe,
@@ -51,8 +52,8 @@ async def check_sticky(diagnosis: Diagnosis) -> bool:
                 "'Session ID unknown': several servers without sticky sessions",
                 tally.evidence,
                 "make the load balancer sticky (nginx ip_hash or hash $cookie_io, HAProxy "
-                "cookie), or connect with transports: ['websocket'] only, or use aiosio serve "
-                "--workers on one machine",
+                f"cookie), or connect with WebSocket only: {websocket_only(diagnosis.options)}, "
+                "or use aiosio serve --workers on one machine",
                 data={"unknown": tally.unknown, "total": tally.total},
             )
         )

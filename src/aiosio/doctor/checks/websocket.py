@@ -7,6 +7,8 @@ import asyncio
 
 from aiosio.client.errors import ConnectError
 from aiosio.client.http import HttpResult
+from aiosio.doctor.advice import websocket_only
+from aiosio.doctor.checks.handshake import POLLING_REFUSED
 from aiosio.doctor.checks.upgrade import check_upgrade
 from aiosio.doctor.diagnosis import Diagnosis
 from aiosio.doctor.exchange import (
@@ -46,6 +48,7 @@ async def check_websocket(diagnosis: Diagnosis) -> bool:
         diagnosis.report.add(
             Finding("websocket.ok", Verdict.OK, "a direct WebSocket connection works")
         )
+        _websocket_only(diagnosis)
     else:
         diagnosis.report.add(
             Finding(
@@ -61,9 +64,49 @@ async def check_websocket(diagnosis: Diagnosis) -> bool:
     return True
 
 
+def _websocket_only(diagnosis: Diagnosis) -> None:
+    """Polling refused with code 0 "Transport unknown" and a WebSocket that works: a
+    WebSocket-only server. The refusal becomes what it is, information; the finding says what
+    clients must do."""
+    refusal = next((f for f in diagnosis.report.findings if f.id == POLLING_REFUSED), None)
+    if refusal is None:
+        return
+    refusal.verdict = Verdict.INFO
+    diagnosis.report.add(
+        Finding(
+            "transport.websocket_only",
+            Verdict.WARN,
+            "the server accepts WebSocket only: long-polling is refused (code 0 Transport "
+            "unknown), so clients that start with polling, as by default, never connect",
+            refusal.evidence,
+            f"connect with WebSocket only: {websocket_only(diagnosis.options)}; or accept "
+            "polling on the server (Node: transports: ['polling', 'websocket']; aiosio: "
+            "transports=['polling', 'websocket'])",
+        )
+    )
+
+
 def _refused(diagnosis: Diagnosis, result: HttpResult | None, error: ConnectError | None) -> None:
     """No WebSocket: a warning when polling works (clients stay on it), else a failure."""
     evidence = []
+    origin = diagnosis.options.origin
+    refused_origin = any(f.id == "cors.origin_refused" for f in diagnosis.report.findings)
+    if result is not None and result.status == 403 and origin and refused_origin:
+        # The origin refused on polling is refused here too: the same cause, not a proxy's.
+        diagnosis.report.add(
+            Finding(
+                "websocket.origin_refused",
+                Verdict.FAIL,
+                f"the WebSocket handshake is refused (403) for the origin {origin}, as "
+                "long-polling is",
+                [
+                    f"GET {diagnosis.target.path}?{websocket_query()} (Upgrade: websocket, "
+                    f"Origin: {origin}) -> {describe(result)}"
+                ],
+                f"add {origin} to the server's CORS origins (browsers send it on WebSocket too)",
+            )
+        )
+        return
     if result is not None:
         evidence.append(
             f"GET {diagnosis.target.path}?{websocket_query()} (Upgrade: websocket) -> "
