@@ -36,6 +36,7 @@ from conftest import free_port
 
 ORIGIN = "http://page.example"
 HANDSHAKE = b'0{"sid":"canned","upgrades":[],"pingInterval":25000,"pingTimeout":20000}'
+UPGRADABLE_HANDSHAKE = HANDSHAKE.replace(b"[]", b'["websocket"]')
 
 Canned = dict[str, tuple[int, dict[str, str], bytes]]  # path -> status, headers, body
 
@@ -300,15 +301,30 @@ async def test_websocket_upgrade_and_latency() -> None:
     assert report.ok
 
 
-async def test_websocket_refused_with_polling_working() -> None:
+async def test_a_server_without_websocket_is_not_a_proxy_problem() -> None:
+    # Polling works, the handshake offers no upgrade, a WebSocket is refused: the server has no
+    # WebSocket transport (no nginx advice).
     async with running(demo(transports=("polling",))) as url:
         d = diagnosis(url)
         await check_handshake(d)
         assert await check_websocket(d)
     finding = only(d, "websocket.")
-    assert finding.id == "websocket.stuck_in_polling"
+    assert finding.id == "websocket.not_offered"
     assert finding.verdict is Verdict.WARN
-    assert finding.data == {"cause": "websocket.refused"}
+    assert finding.fix is not None
+    assert "transports=['polling', 'websocket']" in finding.fix
+    assert "nginx" not in finding.fix
+
+
+async def test_websocket_refused_with_polling_working() -> None:
+    # The handshake offers the upgrade, and the WebSocket is refused on the way: stuck.
+    async with canned({"GET /socket.io/": (200, {}, UPGRADABLE_HANDSHAKE)}, default=400) as url:
+        d = diagnosis(url)
+        await check_handshake(d)
+        await check_websocket(d)
+    finding = only(d, "websocket.stuck")
+    assert finding.verdict is Verdict.WARN
+    assert "nginx" in (finding.fix or "")
 
 
 async def test_websocket_request_answered_as_plain_http() -> None:

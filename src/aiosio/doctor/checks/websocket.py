@@ -107,6 +107,27 @@ def _refused(diagnosis: Diagnosis, result: HttpResult | None, error: ConnectErro
             )
         )
         return
+    handshake = diagnosis.handshake
+    if result is not None and handshake is not None and not handshake.get("upgrades"):
+        # The server offers no upgrade and refuses a WebSocket: it has no WebSocket transport
+        # (a proxy that drops the Upgrade headers leaves the server's offer as it is).
+        diagnosis.report.add(
+            Finding(
+                "websocket.not_offered",
+                Verdict.WARN,
+                "the server has no WebSocket transport: clients stay on long-polling, and those "
+                "that ask for WebSocket only cannot connect",
+                [
+                    "the handshake offers no upgrade",
+                    f"GET {diagnosis.target.path}?{websocket_query()} (Upgrade: websocket) -> "
+                    f"{describe(result)}",
+                ],
+                "accept WebSocket on the server (Node: transports: ['polling', 'websocket']; "
+                "aiosio: transports=['polling', 'websocket']), or keep 'polling' in the "
+                "clients' transports",
+            )
+        )
+        return
     if result is not None:
         evidence.append(
             f"GET {diagnosis.target.path}?{websocket_query()} (Upgrade: websocket) -> "
