@@ -111,3 +111,20 @@ async def test_every_session_it_opened_is_closed() -> None:
                 await asyncio.sleep(0.05)
     assert len(opened) > 5
     assert set(reasons.values()) == {"transport close"}, reasons
+
+
+@pytest.mark.parametrize(
+    ("client", "expected"),
+    [("js", 'io(url, { path: "/ws/socket.io/" })'), ("python", 'path="/ws/socket.io/"')],
+)
+async def test_a_server_mounted_under_a_prefix_is_found(client: str, expected: str) -> None:
+    # As FastAPI's app.mount("/ws", sio.asgi()): the Socket.IO path is /ws/socket.io/, and
+    # `aiosio doctor http://host/ws` is what a user types.
+    async with running(aiosio.Server(path="/ws/socket.io/")) as url:
+        report = await diagnose(DoctorOptions(url=url + "/ws", timeout=5.0, client=client))
+    primary = report.primary
+    assert primary is not None
+    assert primary.id == "path.mismatch"
+    assert "answers at /ws/socket.io/" in primary.title
+    assert primary.fix is not None
+    assert expected in primary.fix

@@ -5,13 +5,26 @@ from __future__ import annotations
 
 from aiosio.doctor.options import DoctorOptions
 
-__all__ = ["websocket_only"]
+__all__ = ["path_option", "websocket_only"]
 
 
 def websocket_only(options: DoctorOptions) -> str:
     """How a client connects with WebSocket only (no long-polling)."""
-    js = 'io(url, { transports: ["websocket"] })'
-    python = 'aiosio.Client(url, transports=["websocket"])'
+    return _for_client(
+        options,
+        'io(url, { transports: ["websocket"] })',
+        'aiosio.Client(url, transports=["websocket"])',
+    )
+
+
+def path_option(options: DoctorOptions, path: str) -> str:
+    """How a client connects to a server whose Socket.IO path is ``path``."""
+    return _for_client(
+        options, f'io(url, {{ path: "{path}" }})', f'aiosio.Client(url, path="{path}")'
+    )
+
+
+def _for_client(options: DoctorOptions, js: str, python: str) -> str:
     if options.client == "js":
         return js
     if options.client == "python":

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from aiosio.client.errors import ConnectError
 from aiosio.client.http import HttpResult, WebSocketConnection
+from aiosio.doctor.advice import path_option
 from aiosio.doctor.exchange import (
     describe,
     engine_error,
@@ -102,7 +103,17 @@ async def _elsewhere(target: Target, result: HttpResult, evidence: list[str]) ->
     """Not a handshake: is the endpoint at another path (the URL's, without its slash, the
     defaults)?"""
     url_path = norm_path(target.url_path) if target.url_path.strip("/") else ""
-    candidates = (url_path, target.path.rstrip("/"), "/socket.io/", "/socket.io", "/engine.io/")
+    # A server mounted under a prefix (FastAPI's app.mount("/ws", sio.asgi())) answers at
+    # /ws/socket.io/: the URL's path is the mount point, not a namespace.
+    mounted = f"{url_path}socket.io/" if url_path and url_path != target.path else ""
+    candidates = (
+        mounted,
+        url_path,
+        target.path.rstrip("/"),
+        "/socket.io/",
+        "/socket.io",
+        "/engine.io/",
+    )
     for path in dict.fromkeys((*candidates, "/")):
         if not path or path == target.path:
             continue
@@ -116,8 +127,9 @@ async def _elsewhere(target: Target, result: HttpResult, evidence: list[str]) ->
                 Verdict.FAIL,
                 f"nothing answers at {target.path}, but a Socket.IO server answers at {path}",
                 evidence,
-                f"set path: '{path}' on the client (the path option, not the URL: "
-                "io('https://host/admin') means namespace /admin at the default path)",
+                f"set the path on the client: {path_option(target.options, path)} (the path "
+                "option, not the URL: io('https://host/admin') means namespace /admin at the "
+                "default path)",
             )
     return None
 
