@@ -7,6 +7,7 @@ import logging
 import os
 import ssl
 import sys
+from typing import Literal
 
 from aiosio.loader import load_app
 
@@ -78,6 +79,13 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _proxy_option(value: str | None) -> str | Literal[False] | None:
+    """``--proxy URL``; ``--proxy ''`` for none (the environment ignored); absent: None."""
+    if value is None:
+        return None
+    return value or False
+
+
 def _doctor(args: argparse.Namespace) -> int:
     import asyncio
     import json
@@ -108,6 +116,7 @@ def _doctor(args: argparse.Namespace) -> int:
         headers=headers,
         transport=args.transport,
         client=args.client,
+        proxy=_proxy_option(args.proxy),
         soak=args.soak,
         probe_payload=args.probe_payload,
         insecure=args.insecure,
@@ -203,6 +212,11 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--credentials", action="store_true", help="the page sends credentials")
     doctor.add_argument("--header", action="append", help="an extra request header 'Name: value'")
     doctor.add_argument("--transport", choices=("polling", "websocket"), help="check only this one")
+    doctor.add_argument(
+        "--proxy",
+        help="an HTTP proxy to go through, http://[user:password@]host:port (default: "
+        "HTTPS_PROXY/HTTP_PROXY/NO_PROXY, as the client; --proxy '' for none)",
+    )
     doctor.add_argument(
         "--client",
         choices=("js", "python"),

@@ -5,9 +5,7 @@ plain port and http:// to a TLS port."""
 
 from __future__ import annotations
 
-import shutil
 import ssl
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,41 +19,6 @@ from aiosio.doctor.checks.network import check_network
 from aiosio.doctor.diagnosis import Diagnosis
 from aiosio.doctor.findings import Report, Verdict
 from aiosio.doctor.target import Target
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for the name ``localhost`` only (not for 127.0.0.1)."""
-    openssl = shutil.which("openssl")
-    assert openssl is not None, "needs the openssl command (Debian package openssl)"
-    folder = tmp_path_factory.mktemp("doctor-tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
-    return cert, key
 
 
 @pytest.fixture

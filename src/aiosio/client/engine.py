@@ -33,6 +33,7 @@ from aiosio.client.http import (
     Trace,
     WebSocketConnection,
 )
+from aiosio.client.proxy import Proxy
 from aiosio.protocol.client_session import (
     ClientConfig,
     ClientEvent,
@@ -95,12 +96,19 @@ class EngineOptions:
     request_timeout: float = 20.0
     max_payload: int = 100_000_000
     trace: Trace | None = None
+    proxy: Proxy | None = None
 
     @property
     def endpoint(self) -> Endpoint:
         """Where and how the transports connect."""
         return Endpoint(
-            self.host, self.port, self.secure, self.ssl, self.request_timeout, self.trace
+            self.host,
+            self.port,
+            self.secure,
+            self.ssl,
+            self.request_timeout,
+            self.trace,
+            self.proxy,
         )
 
     @property

@@ -20,6 +20,7 @@ class Stage(enum.Enum):
 
     RESOLVE = "name resolution"
     TCP = "tcp connect"
+    PROXY = "proxy"  # the HTTP proxy could not be reached, or refused the tunnel
     TLS = "tls handshake"
     HTTP = "engine.io handshake"  # an HTTP status or body that is not a handshake
     WEBSOCKET = "websocket handshake"

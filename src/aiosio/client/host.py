@@ -15,6 +15,7 @@ from typing import Any, Protocol, TypeVar, overload
 
 from aiosio.client.errors import ConnectError
 from aiosio.client.http import Trace
+from aiosio.client.proxy import ProxyOption
 from aiosio.protocol.socketio import Limits, Packet
 
 __all__ = ["ManagerHost", "ManagerOptions", "NamespaceSocket"]
@@ -40,6 +41,7 @@ class ManagerOptions:
     limits: Limits = field(default_factory=Limits)
     max_http_buffer_size: int = 100_000_000
     trace: Trace | None = None
+    proxy: ProxyOption = None
 
 
 class NamespaceSocket(Protocol):

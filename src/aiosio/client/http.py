@@ -23,6 +23,7 @@ from http.cookies import SimpleCookie
 import httptools
 
 from aiosio.client.errors import ConnectError, Stage
+from aiosio.client.proxy import Proxy, tunnel
 from aiosio.protocol import websocket as ws
 
 __all__ = [
@@ -102,6 +103,8 @@ class Endpoint:
     ssl_context: ssl_module.SSLContext | None
     timeout: float
     trace: Trace | None = None
+    proxy: Proxy | None = None
+    """The HTTP proxy every connection tunnels through (see :mod:`aiosio.client.proxy`)."""
 
     @property
     def authority(self) -> str:
@@ -134,17 +137,49 @@ def _closed_on_error(writer: asyncio.StreamWriter) -> Iterator[None]:
 async def open_stream(
     endpoint: Endpoint, *, url: str
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Resolve, connect and (for https/wss) TLS-handshake, each failure tagged with its stage."""
-    host, port, timeout, trace = endpoint.host, endpoint.port, endpoint.timeout, endpoint.trace
+    """Resolve, connect (through the endpoint's proxy, if any) and (for https/wss)
+    TLS-handshake, each failure tagged with its stage."""
+    proxy = endpoint.proxy
+    if proxy is None:
+        reader, writer = await _connect(endpoint, endpoint.host, endpoint.port, url=url)
+    else:
+        reader, writer = await _connect(endpoint, proxy.host, proxy.port, url=url, proxy=proxy)
+        with _closed_on_error(writer):
+            async with _within(
+                endpoint.timeout,
+                f"the proxy {proxy.shown} did not answer CONNECT within {endpoint.timeout}s",
+                url=url,
+            ):
+                await tunnel(reader, writer, proxy, f"{endpoint.host}:{endpoint.port}", url=url)
+        if endpoint.trace:
+            endpoint.trace("*", f"tunnel to {endpoint.host}:{endpoint.port} through {proxy.shown}")
+    if endpoint.secure:
+        with _closed_on_error(writer):
+            await _start_tls(writer, endpoint, url)
+        if endpoint.trace:
+            cipher = writer.get_extra_info("cipher") or ("?", "?")
+            endpoint.trace("*", f"TLS connection using {cipher[1]} / {cipher[0]}")
+    return reader, writer
+
+
+async def _connect(
+    endpoint: Endpoint, host: str, port: int, *, url: str, proxy: Proxy | None = None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TCP connection to ``host:port`` (the server, or the ``proxy``: then a failure is at
+    ``Stage.PROXY`` and names it)."""
+    timeout, trace = endpoint.timeout, endpoint.trace
+    what = f"the proxy {proxy.shown}" if proxy is not None else host
     loop = asyncio.get_running_loop()
     try:
-        async with _within(timeout, f"resolving {host} took more than {timeout}s", url=url):
+        async with _within(timeout, f"resolving {what} took more than {timeout}s", url=url):
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise ConnectError(
-            Stage.RESOLVE,
-            f"cannot resolve host {host!r}: {exc.strerror}",
-            hint="check the host name in the URL (and DNS on this machine)",
+            Stage.PROXY if proxy is not None else Stage.RESOLVE,
+            f"cannot resolve host {host!r}{' of the proxy' if proxy else ''}: {exc.strerror}",
+            hint="check the proxy URL (HTTPS_PROXY/HTTP_PROXY or proxy=)"
+            if proxy is not None
+            else "check the host name in the URL (and DNS on this machine)",
             description=exc,
             url=url,
         ) from exc
@@ -167,16 +202,19 @@ async def open_stream(
             continue
         if trace:
             trace("*", f"connected to {address[0]} port {port}")
-        if endpoint.secure:
-            with _closed_on_error(writer):
-                await _start_tls(writer, endpoint, url)
-            if trace:
-                cipher = writer.get_extra_info("cipher") or ("?", "?")
-                trace("*", f"TLS connection using {cipher[1]} / {cipher[0]}")
         return reader, writer
     assert last is not None
     refused = isinstance(last, ConnectionRefusedError)
     reason = "connection refused" if refused else (last.strerror or str(last))
+    if proxy is not None:
+        raise ConnectError(
+            Stage.PROXY,
+            f"cannot connect to the proxy {proxy.shown}: {reason}",
+            hint="is the proxy running? Check HTTPS_PROXY/HTTP_PROXY (or proxy=); set NO_PROXY "
+            "for hosts reached directly",
+            description=last,
+            url=url,
+        ) from last
     raise ConnectError(
         Stage.TCP,
         f"cannot connect to {host}:{port}: {reason}",

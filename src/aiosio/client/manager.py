@@ -33,6 +33,7 @@ from aiosio._events import EventEmitter
 from aiosio.client.engine import EngineClient, EngineOptions
 from aiosio.client.errors import ConnectError, Stage
 from aiosio.client.host import ManagerOptions, NamespaceSocket
+from aiosio.client.proxy import proxy_for
 from aiosio.protocol.errors import LocalProtocolError, RemoteProtocolError
 from aiosio.protocol.socketio import Decoder, Packet, encode
 
@@ -226,6 +227,7 @@ class Manager(EventEmitter):
                 request_timeout=o.timeout or 20.0,
                 max_payload=o.max_http_buffer_size,
                 trace=o.trace,
+                proxy=proxy_for(self.secure, self.host, o.proxy),
             )
         )
         self.engine = engine

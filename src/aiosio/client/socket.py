@@ -43,6 +43,7 @@ from aiosio.client.errors import ConnectError, Stage
 from aiosio.client.host import ManagerHost, ManagerOptions
 from aiosio.client.http import new_trace
 from aiosio.client.multiplex import manager_for
+from aiosio.client.proxy import Proxy, ProxyOption
 from aiosio.errors import AckTimeout, Disconnected
 from aiosio.protocol.errors import LocalProtocolError
 from aiosio.protocol.socketio import RESERVED_EVENTS, Limits, Packet, PacketType, encode
@@ -117,6 +118,7 @@ class Client:
         multiplex: bool = True,
         limits: Limits | None = None,
         max_http_buffer_size: int = 100_000_000,
+        proxy: ProxyOption = None,
     ) -> None:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
@@ -124,6 +126,13 @@ class Client:
             raise ValueError(f"url must start with http://, https://, ws:// or wss://, got {url!r}")
         if isinstance(transports, str):
             raise TypeError(f"transports must be a sequence of names, got {transports!r}")
+        if isinstance(proxy, str):
+            Proxy.from_url(proxy)  # a wrong proxy URL fails here, not at the first attempt
+        elif proxy is not None and proxy is not False:
+            raise TypeError(
+                f"proxy must be a proxy URL such as 'http://proxy:3128', False (no proxy) or "
+                f"None (HTTP_PROXY/HTTPS_PROXY/NO_PROXY), got {proxy!r}"
+            )
         secure = scheme in ("https", "wss")
         host = parts.hostname or "localhost"
         port = parts.port or (443 if secure else 80)
@@ -159,6 +168,7 @@ class Client:
             limits=limits or Limits(),
             max_http_buffer_size=max_http_buffer_size,
             trace=new_trace(trace_logger) if trace_logger.isEnabledFor(logging.DEBUG) else None,
+            proxy=proxy,
         )
         self.io: ManagerHost = manager_for(
             scheme=scheme,

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiosio.client.http import Trace
+from aiosio.client.proxy import ProxyOption
 
 __all__ = ["DoctorOptions"]
 
@@ -30,3 +31,4 @@ class DoctorOptions:
     sticky_requests: int = 3
     ping_samples: int = 5
     trace: Trace | None = None
+    proxy: ProxyOption = None  # None: HTTP_PROXY/HTTPS_PROXY/NO_PROXY, as the client

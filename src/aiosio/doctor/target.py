@@ -7,6 +7,7 @@ import ssl as ssl_module
 from urllib.parse import urlsplit
 
 from aiosio.client.http import Endpoint, HttpConnection, authority
+from aiosio.client.proxy import proxy_for
 from aiosio.doctor.options import DoctorOptions
 
 __all__ = ["Target", "norm_path"]
@@ -62,7 +63,8 @@ class Target:
     def endpoint(self) -> Endpoint:
         """The target's host and port, TLS as asked, ``--timeout`` and ``--verbose``'s trace."""
         o = self.options
-        return Endpoint(self.host, self.port, self.secure, self.ssl, o.timeout, o.trace)
+        proxy = proxy_for(self.secure, self.host, o.proxy)
+        return Endpoint(self.host, self.port, self.secure, self.ssl, o.timeout, o.trace, proxy)
 
     def connection(self) -> HttpConnection:
         return HttpConnection(self.endpoint, max_body=10_000_000)

@@ -16,11 +16,23 @@ from aiosio.doctor.target import Target
 
 __all__ = ["check_network", "speaks_tls"]
 
+_PROXY_IDS = {
+    401: "proxy.auth_required",
+    407: "proxy.auth_required",
+    403: "proxy.forbidden",
+    405: "proxy.forbidden",
+    502: "proxy.upstream_failed",
+    503: "proxy.upstream_failed",
+    504: "proxy.upstream_failed",
+}
+
 
 async def check_network(diagnosis: Diagnosis) -> bool:
     """One finding for the first of resolution, TCP and TLS that fails (and ``False``: nothing
     else can be checked), else an ok line for each."""
     target, report = diagnosis.target, diagnosis.report
+    if target.endpoint.proxy is not None:
+        return await _through_proxy(diagnosis)
     started = time.perf_counter()
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(
@@ -57,6 +69,31 @@ async def check_network(diagnosis: Diagnosis) -> bool:
     return True
 
 
+async def _through_proxy(diagnosis: Diagnosis) -> bool:
+    """With a proxy (``--proxy`` or the environment's), the proxy resolves and connects: what
+    can be checked from here is the tunnel to the target through it."""
+    target, report = diagnosis.target, diagnosis.report
+    proxy = target.endpoint.proxy
+    assert proxy is not None
+    started = time.perf_counter()
+    try:
+        await _connect(target, target.ssl)
+    except ConnectError as error:
+        report.add(_network_finding(target, error))
+        return False
+    elapsed = (time.perf_counter() - started) * 1000
+    report.add(
+        Finding(
+            "proxy.ok",
+            Verdict.OK,
+            f"a tunnel{' and TLS' if target.secure else ''} to {target.host}:{target.port} "
+            f"through the proxy {proxy.shown} in {elapsed:.0f} ms",
+            data={"connect_ms": round(elapsed, 1), "proxy": proxy.shown},
+        )
+    )
+    return True
+
+
 async def _connect(target: Target, context: ssl_module.SSLContext | None) -> None:
     """Open and close a connection (TLS when the target is secure, or ``context`` is given)."""
     secure = target.secure or context is not None
@@ -78,6 +115,11 @@ async def speaks_tls(target: Target) -> bool:
 
 
 def _network_finding(target: Target, error: ConnectError) -> Finding:
+    if error.stage is Stage.PROXY:
+        ident = (
+            _PROXY_IDS.get(error.status, "proxy.refused") if error.status else "proxy.unreachable"
+        )
+        return Finding(ident, Verdict.FAIL, error.message, [_evidence(error)], error.hint)
     where = f"{target.host}:{target.port}"
     if error.stage is Stage.TLS:
         ident, fix = _tls_failure(target, error)
@@ -92,14 +134,18 @@ def _network_finding(target: Target, error: ConnectError) -> Finding:
             [str(error)],
             "a firewall drops the packets or the host is down",
         )
-    # The error's hint is the fix: said once, as the fix, not again in the evidence.
     return Finding(
         "tcp.refused" if "refused" in error.message else "tcp.unreachable",
         Verdict.FAIL,
         error.message,
-        [str(error).removesuffix(f"; hint: {error.hint}") if error.hint else str(error)],
+        [_evidence(error)],
         error.hint or "is the server running on this host and port?",
     )
+
+
+def _evidence(error: ConnectError) -> str:
+    """The error as evidence; its hint is the finding's fix: said once, as the fix."""
+    return str(error).removesuffix(f"; hint: {error.hint}") if error.hint else str(error)
 
 
 def _tls_failure(target: Target, error: ConnectError) -> tuple[str, str]:
