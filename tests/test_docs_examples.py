@@ -156,7 +156,9 @@ def test_python_examples_run(path: Path, tmp_path: Path) -> None:
     finally:
         logs = [(block, _stop(proc)) for block, proc in started]
     for block, err in logs:
-        assert "listening on http://127.0.0.1:" in err, f"{block.name} logged:\n{err}"
+        # aiosio.run() says "listening on", uvicorn.run() "Uvicorn running on".
+        announced = ("listening on http://127.0.0.1:", "running on http://127.0.0.1:")
+        assert any(line in err for line in announced), f"{block.name} logged:\n{err}"
         assert "Traceback" not in err, f"{block.name} logged:\n{err}"
         assert " ERROR " not in err, f"{block.name} logged:\n{err}"
 
