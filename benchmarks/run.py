@@ -71,11 +71,15 @@ SERVERS = {
             "floor: uvloop, raw WebSocket, canned handshake, no Socket.IO layer",
             (
                 "echo",
+                "echo-corked",
+                "echo-interactive",
                 "echo-1k",
                 "echo-64k",
                 "echo-binary",
                 "broadcast-100",
+                "broadcast-100-serial",
                 "broadcast",
+                "broadcast-serial",
                 "broadcast-5k",
             ),
         ),
@@ -93,8 +97,9 @@ class Scenario:
 
 
 def _echo(**kw: Any) -> dict[str, Any]:
+    # cork False: each emit its own write, as socket.io-client (see loadgen.mjs).
     return {"mode": "echo", "clients": 50, "inflight": 10, "size": 64, "duration": 10,
-            "warmup": 0.5} | kw  # fmt: skip
+            "warmup": 0.5, "cork": False} | kw  # fmt: skip
 
 
 def _bcast(**kw: Any) -> dict[str, Any]:
@@ -118,6 +123,23 @@ SCENARIOS: dict[str, Scenario] = {
         _echo(),
         _echo(clients=20, duration=2, warmup=0.5),
         3,
+    ),
+    "echo-corked": Scenario(
+        "as echo, but each client's frames sent while handling one read leave in one write "
+        "(corked): NOT how socket.io-client behaves; it flatters a server that batches, and is "
+        "reported beside echo, never instead of it",
+        "acks",
+        _echo(cork=True),
+        _echo(clients=20, duration=2, warmup=0.5, cork=True),
+        1,
+    ),
+    "echo-interactive": Scenario(
+        "500 clients each keeping 1 acked `echo` of 64 B in flight (chat, games: the next "
+        "emit after the answer), 10 s",
+        "acks",
+        _echo(clients=500, inflight=1),
+        _echo(clients=100, inflight=1, duration=2, warmup=0.5),
+        1,
     ),
     "echo-1k": Scenario(
         "as echo with 1 KiB strings, 2 s",
@@ -154,6 +176,21 @@ SCENARIOS: dict[str, Scenario] = {
         _bcast(),
         _bcast(clients=300, broadcasts=50),
         3,
+    ),
+    "broadcast-100-serial": Scenario(
+        "as broadcast-100 with one broadcast in flight at a time (the next emitted once every "
+        "sampled client has the last), 2000 broadcasts",
+        "deliveries",
+        _bcast(clients=100, broadcasts=2000, window=1),
+        _bcast(clients=100, broadcasts=300, window=1),
+        1,
+    ),
+    "broadcast-serial": Scenario(
+        "as broadcast with one broadcast in flight at a time, 200 broadcasts",
+        "deliveries",
+        _bcast(window=1),
+        _bcast(clients=300, broadcasts=50, window=1),
+        1,
     ),
     "broadcast-5k": Scenario(
         "as broadcast with 5000 clients, 60 broadcasts",
@@ -689,8 +726,11 @@ LEGEND = """\
 Columns: medians of the runs. *CPU µs/op* is the server's CPU time (user + system, its whole
 process tree) over the measured window divided by the operations in it: the figure that matters.
 *p50/p99* are per operation (ack round trip; emit-to-delivery for broadcasts; whole cycle for
-connects). *CPU* is CPU time over the window's wall time (100 % = one core; for the load generator
-its own process.cpuUsage, all threads). *busy* is the share of the window the process's main
+connects; for idle and churn, a connection's opening to its namespace joined). The load writes
+each emit on its own, as socket.io-client does; echo-corked, which batches a client's frames,
+flatters a batching server and is shown beside echo, not instead of it. *CPU* is CPU time over
+the window's wall time (100 % = one core; for the load generator its own process.cpuUsage, all
+threads). *busy* is the share of the window the process's main
 thread (the event loop) was running or runnable and waiting for its core (/proc/<pid>/task/<pid>/
 schedstat): well under 100 % it had idle time, so it was not the limit; near 100 % it was. Busy
 above CPU means other load took the core from it. *other load*: CPU (in cores) used by everything
