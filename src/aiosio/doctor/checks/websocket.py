@@ -87,57 +87,22 @@ def _websocket_only(diagnosis: Diagnosis) -> None:
 
 
 def _refused(diagnosis: Diagnosis, result: HttpResult | None, error: ConnectError | None) -> None:
-    """No WebSocket: a warning when polling works (clients stay on it), else a failure."""
-    evidence = []
-    origin = diagnosis.options.origin
-    refused_origin = any(f.id == "cors.origin_refused" for f in diagnosis.report.findings)
-    if result is not None and result.status == 403 and origin and refused_origin:
-        # The origin refused on polling is refused here too: the same cause, not a proxy's.
-        diagnosis.report.add(
-            Finding(
-                "websocket.origin_refused",
-                Verdict.FAIL,
-                f"the WebSocket handshake is refused (403) for the origin {origin}, as "
-                "long-polling is",
-                [
-                    f"GET {diagnosis.target.path}?{websocket_query()} (Upgrade: websocket, "
-                    f"Origin: {origin}) -> {describe(result)}"
-                ],
-                f"add {origin} to the server's CORS origins (browsers send it on WebSocket too)",
-            )
-        )
-        return
-    handshake = diagnosis.handshake
-    if result is not None and handshake is not None and not handshake.get("upgrades"):
-        # The server offers no upgrade and refuses a WebSocket: it has no WebSocket transport
-        # (a proxy that drops the Upgrade headers leaves the server's offer as it is).
-        diagnosis.report.add(
-            Finding(
-                "websocket.not_offered",
-                Verdict.WARN,
-                "the server has no WebSocket transport: clients stay on long-polling, and those "
-                "that ask for WebSocket only cannot connect",
-                [
-                    "the handshake offers no upgrade",
-                    f"GET {diagnosis.target.path}?{websocket_query()} (Upgrade: websocket) -> "
-                    f"{describe(result)}",
-                ],
-                "accept WebSocket on the server (Node: transports: ['polling', 'websocket']; "
-                "aiosio: transports=['polling', 'websocket']), or keep 'polling' in the "
-                "clients' transports",
-            )
-        )
-        return
+    """No WebSocket: a warning when polling works (clients stay on it), else a failure; but
+    first the causes that are not a proxy's: the page's origin refused, no WebSocket at all."""
     if result is not None:
-        evidence.append(
+        known = _origin_refused(diagnosis, result) or _not_offered(diagnosis, result)
+        if known is not None:
+            diagnosis.report.add(known)
+            return
+        evidence = [
             f"GET {diagnosis.target.path}?{websocket_query()} (Upgrade: websocket) -> "
             f"{describe(result)}"
-        )
+        ]
         ident, cause = _http_refusal(result)
         fix = _PROXY_FIX
     else:
         assert error is not None
-        evidence.append(str(error))
+        evidence = [str(error)]
         cause = f"the WebSocket connection fails: {error.message}"
         ident = "websocket.failed"
         fix = "a proxy or firewall blocks WebSocket; check its configuration"
@@ -151,6 +116,45 @@ def _refused(diagnosis: Diagnosis, result: HttpResult | None, error: ConnectErro
             fix,
             data={"cause": ident},
         )
+    )
+
+
+def _origin_refused(diagnosis: Diagnosis, result: HttpResult) -> Finding | None:
+    """The origin refused on polling is refused here too: the same cause, not a proxy's."""
+    origin = diagnosis.options.origin
+    refused = any(f.id == "cors.origin_refused" for f in diagnosis.report.findings)
+    if result.status != 403 or not origin or not refused:
+        return None
+    return Finding(
+        "websocket.origin_refused",
+        Verdict.FAIL,
+        f"the WebSocket handshake is refused (403) for the origin {origin}, as long-polling is",
+        [
+            f"GET {diagnosis.target.path}?{websocket_query()} (Upgrade: websocket, "
+            f"Origin: {origin}) -> {describe(result)}"
+        ],
+        f"add {origin} to the server's CORS origins (browsers send it on WebSocket too)",
+    )
+
+
+def _not_offered(diagnosis: Diagnosis, result: HttpResult) -> Finding | None:
+    """The server offers no upgrade and refuses a WebSocket: it has no WebSocket transport (a
+    proxy that drops the Upgrade headers leaves the server's offer as it is)."""
+    handshake = diagnosis.handshake
+    if handshake is None or handshake.get("upgrades"):
+        return None
+    return Finding(
+        "websocket.not_offered",
+        Verdict.WARN,
+        "the server has no WebSocket transport: clients stay on long-polling, and those that "
+        "ask for WebSocket only cannot connect",
+        [
+            "the handshake offers no upgrade",
+            f"GET {diagnosis.target.path}?{websocket_query()} (Upgrade: websocket) -> "
+            f"{describe(result)}",
+        ],
+        "accept WebSocket on the server (Node: transports: ['polling', 'websocket']; aiosio: "
+        "transports=['polling', 'websocket']), or keep 'polling' in the clients' transports",
     )
 
 
