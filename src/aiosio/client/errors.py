@@ -12,7 +12,13 @@ import enum
 import json
 from typing import Any
 
-__all__ = ["ConnectError", "Stage", "engine_error", "hint_for_http"]
+__all__ = ["PARSER_HINT", "ConnectError", "Stage", "engine_error", "hint_for_http"]
+
+PARSER_HINT = (
+    "the server and this client use different Socket.IO parsers (packet formats): give the "
+    "client the server's, aiosio.Client(url, parser='msgpack') for a server using "
+    "socket.io-msgpack-parser, the default parser='json' otherwise"
+)
 
 
 class Stage(enum.Enum):

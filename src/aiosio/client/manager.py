@@ -31,10 +31,11 @@ from typing import Any
 
 from aiosio._events import EventEmitter
 from aiosio.client.engine import EngineClient, EngineOptions
-from aiosio.client.errors import ConnectError, Stage
+from aiosio.client.errors import PARSER_HINT, ConnectError, Stage
 from aiosio.client.host import ManagerOptions, NamespaceSocket
-from aiosio.protocol.errors import LocalProtocolError, RemoteProtocolError
-from aiosio.protocol.socketio import Decoder, Packet, encode
+from aiosio.protocol.errors import LocalProtocolError, ParserMismatch, RemoteProtocolError
+from aiosio.protocol.parsers import mismatch_text
+from aiosio.protocol.socketio import Packet
 
 __all__ = ["TRANSITIONS", "Backoff", "Manager", "ManagerOptions", "ManagerState"]
 
@@ -133,7 +134,7 @@ class Manager(EventEmitter):
             options.randomization_factor,
             rand,
         )
-        self._decoder = Decoder(options.limits)
+        self._decoder = options.parser.decoder(options.limits)
         self._reconnect_timer: asyncio.TimerHandle | None = None
         self._open_task: asyncio.Task[None] | None = None
         self._closing: list[EngineClient] = []
@@ -293,6 +294,12 @@ class Manager(EventEmitter):
     def _on_data(self, data: str | bytes) -> None:
         try:
             packet = self._decoder.feed(data)
+        except ParserMismatch as exc:
+            text = mismatch_text(self.options.parser.name, exc.peer, side="client")
+            logger.warning("invalid packet from the server: %s (%s)", text, exc)
+            error = ConnectError(Stage.PROTOCOL, text, hint=PARSER_HINT, description=exc)
+            self._on_close("parse error", error)
+            return
         except RemoteProtocolError as exc:
             logger.warning("invalid packet from the server: %s", exc)
             self._on_close("parse error", exc)  # closes the engine after detaching from it
@@ -308,7 +315,7 @@ class Manager(EventEmitter):
         engine = self.engine
         if engine is None:
             return
-        for part in encode(packet):
+        for part in self.options.parser.encode(packet):
             engine.send(part)
 
     # -- closing and reconnecting ---------------------------------------------------------------
