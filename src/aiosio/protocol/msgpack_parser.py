@@ -57,18 +57,9 @@ def _default(value: Any) -> Any:
         return msgpack.ExtType(0, ms.to_bytes(8, "big", signed=True))
     if isinstance(value, memoryview):
         return bytes(value)
-    raise TypeError(f"Object of type {type(value).__name__} is not msgpack serializable")
-
-
-def _numbers_as_js(value: Any) -> Any:
-    """Integers beyond 64 bits as the float JavaScript would make of them."""
-    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+    if isinstance(value, int):  # beyond 64 bits: the float JavaScript would make of it
         return float(value)
-    if isinstance(value, list | tuple):
-        return [_numbers_as_js(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _numbers_as_js(v) for k, v in value.items()}
-    return value
+    raise TypeError(f"Object of type {type(value).__name__} is not msgpack serializable")
 
 
 class MsgpackParser(Parser):
@@ -87,10 +78,7 @@ class MsgpackParser(Parser):
             value["data"] = data
         if ack_id is not None:
             value["id"] = ack_id
-        try:
-            return [msgpack.packb(value, use_bin_type=True, default=_default)]
-        except OverflowError:
-            return [msgpack.packb(_numbers_as_js(value), use_bin_type=True, default=_default)]
+        return [msgpack.packb(value, use_bin_type=True, default=_default)]
 
     def decoder(self, limits: Limits, *, protocol: int = 5) -> MsgpackDecoder:
         return MsgpackDecoder(limits)
