@@ -223,3 +223,19 @@ async def test_aiosio_clients_with_another_parser_are_told(
         )
         assert error.hint is not None
         assert "parser=" in error.hint
+
+
+async def test_aiosio_json_client_against_reference_msgpack_server(
+    node_msgpack: NodeMsgpackServer, clients: Callable[..., aiosio.Client]
+) -> None:
+    """The reference server closes the connection without a word on a packet its parser cannot
+    read: aiosio's client does not wait forever, its connect_error names the likely cause."""
+    client = clients(node_msgpack.url)
+    with pytest.raises(aiosio.ConnectError) as caught:
+        await client.connect()
+    error = caught.value
+    assert error.message == (
+        "the server closed the connection before answering the namespace's CONNECT"
+    )
+    assert error.hint is not None
+    assert "parser='msgpack'" in error.hint

@@ -31,7 +31,7 @@ from typing import Any
 
 from aiosio._events import EventEmitter
 from aiosio.client.engine import EngineClient, EngineOptions
-from aiosio.client.errors import PARSER_HINT, ConnectError, Stage
+from aiosio.client.errors import CLOSED_BEFORE_CONNECT_HINT, PARSER_HINT, ConnectError, Stage
 from aiosio.client.host import ManagerOptions, NamespaceSocket
 from aiosio.protocol.errors import LocalProtocolError, ParserMismatch, RemoteProtocolError
 from aiosio.protocol.parsers import mismatch_text
@@ -329,7 +329,8 @@ class Manager(EventEmitter):
             engine.close()
             self._closing.append(engine)
         self.backoff.reset()
-        if self.state is ManagerState.OPEN:
+        was_open = self.state is ManagerState.OPEN
+        if was_open:
             self._set_state(ManagerState.IDLE)
         self._decoder.reset()
         if isinstance(description, ConnectError):
@@ -339,6 +340,20 @@ class Manager(EventEmitter):
             for socket in list(self.sockets.values()):
                 if socket.active and not socket.connected:
                     socket.manager_error(description)
+        elif was_open and reason == "transport close":
+            # The server ended the connection while namespaces waited for the answer to their
+            # CONNECT: what a server does with a packet it cannot parse (a Node server with
+            # another parser says nothing more). Their connect_error says so.
+            waiting = [s for s in self.sockets.values() if s.active and not s.connected]
+            if waiting:
+                error = ConnectError(
+                    Stage.TRANSPORT,
+                    "the server closed the connection before answering the namespace's CONNECT",
+                    hint=CLOSED_BEFORE_CONNECT_HINT,
+                    description=description,
+                )
+                for socket in waiting:
+                    socket.manager_error(error)
         self.emit("close", reason, description)
         for socket in list(self.sockets.values()):
             if socket.active:  # a socket that disconnected for good no longer listens
