@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/echo_inprocess.py
     PYTHONPATH=/path/to/other/checkout/src .venv/bin/python benchmarks/echo_inprocess.py
+    .venv/bin/python benchmarks/echo_inprocess.py --parser msgpack
 
 A WebSocket session of ``aiosio.Server`` is bound to a channel that only counts what it is
 given, and ``421["echo", <64 B>]`` is handed to the session's handler as the transport would:
@@ -9,17 +10,24 @@ decoding, dispatch, the handler, the ACK's encoding and the engine's send, nothi
 best of seven rounds of 20,000 is printed in nanoseconds per event. Far less noisy than the
 socket benchmarks (run.py), so it can compare two checkouts' hot paths (the second command) where
 a difference of a few percent hides in the full benchmark's noise; it measures no I/O and says
-nothing about throughput.
+nothing about throughput. ``--parser msgpack``: the same event in socket.io-msgpack-parser's
+format, one binary message, with ``Server(parser="msgpack")``.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import time
 from typing import Any
 
 import aiosio
 from aiosio.engine.http import HttpRequest
+
+try:  # the msgpack parser's message, when this checkout has it
+    import msgpack
+except ImportError:  # pragma: no cover - msgpack is a core dependency
+    msgpack = None
 
 ROUNDS = 7
 EVENTS = 20_000
@@ -56,8 +64,14 @@ class CountingChannel:
         pass
 
 
-async def main() -> None:
-    sio = aiosio.Server()
+async def main(parser: str) -> None:
+    sio = aiosio.Server() if parser == "json" else aiosio.Server(parser=parser)
+    message: str | bytes = MESSAGE
+    connect: str | bytes = "40"
+    if parser == "msgpack":
+        payload = {"type": 2, "nsp": "/", "data": ["echo", MESSAGE[12:-2]], "id": 1}
+        message = msgpack.packb(payload)
+        connect = msgpack.packb({"type": 0, "nsp": "/"})
 
     @sio.on("echo")
     def echo(_socket: Any, data: Any) -> Any:
@@ -76,19 +90,24 @@ async def main() -> None:
     accepted: Any = await sio.handle_websocket(request)
     channel = CountingChannel()
     handler = accepted.bind(channel)
-    handler.on_message("40")
+    handler.on_message(connect)
     await asyncio.sleep(0)
     best = float("inf")
     for _ in range(ROUNDS):
         start = time.perf_counter()
         for _ in range(EVENTS):
-            handler.on_message(MESSAGE)
+            handler.on_message(message)
         best = min(best, (time.perf_counter() - start) / EVENTS)
         await asyncio.sleep(0)
     expected = 2 + ROUNDS * EVENTS  # the open packet and the CONNECT's answer, then the acks
     assert channel.sent == expected, f"{channel.sent} messages sent, expected {expected}"
-    print(f"{best * 1e9:.0f} ns per acknowledged event (best of {ROUNDS} rounds of {EVENTS})")
+    print(
+        f"{best * 1e9:.0f} ns per acknowledged event (best of {ROUNDS} rounds of {EVENTS}, "
+        f"{parser} parser)"
+    )
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    options = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    options.add_argument("--parser", choices=("json", "msgpack"), default="json")
+    asyncio.run(main(options.parse_args().parser))

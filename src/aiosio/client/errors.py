@@ -12,7 +12,27 @@ import enum
 import json
 from typing import Any
 
-__all__ = ["ConnectError", "Stage", "engine_error", "hint_for_http"]
+__all__ = [
+    "CLOSED_BEFORE_CONNECT_HINT",
+    "PARSER_HINT",
+    "ConnectError",
+    "Stage",
+    "engine_error",
+    "hint_for_http",
+]
+
+PARSER_HINT = (
+    "the server and this client use different Socket.IO parsers (packet formats): give the "
+    "client the server's, aiosio.Client(url, parser='msgpack') for a server using "
+    "socket.io-msgpack-parser, the default parser='json' otherwise"
+)
+
+CLOSED_BEFORE_CONNECT_HINT = (
+    "a server closes the connection this way when it cannot parse the client's packets: check "
+    "that the client uses the server's parser (aiosio.Client(url, parser='msgpack') for a "
+    "server using socket.io-msgpack-parser, the default 'json' otherwise); or the server "
+    "stopped, or a middleware closed the connection"
+)
 
 
 class Stage(enum.Enum):

@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar, overload
 from aiosio.client.errors import ConnectError
 from aiosio.client.http import Trace
 from aiosio.client.proxy import ProxyOption
+from aiosio.protocol.parser import JSON, Parser
 from aiosio.protocol.socketio import Limits, Packet
 
 __all__ = ["ManagerHost", "ManagerOptions", "NamespaceSocket"]
@@ -39,6 +40,7 @@ class ManagerOptions:
     reconnection_delay_max: float = 5.0
     randomization_factor: float = 0.5
     limits: Limits = field(default_factory=Limits)
+    parser: Parser = JSON
     max_http_buffer_size: int = 100_000_000
     trace: Trace | None = None
     proxy: ProxyOption = None

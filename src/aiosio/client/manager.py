@@ -31,11 +31,12 @@ from typing import Any
 
 from aiosio._events import EventEmitter
 from aiosio.client.engine import EngineClient, EngineOptions
-from aiosio.client.errors import ConnectError, Stage
+from aiosio.client.errors import CLOSED_BEFORE_CONNECT_HINT, PARSER_HINT, ConnectError, Stage
 from aiosio.client.host import ManagerOptions, NamespaceSocket
 from aiosio.client.proxy import proxy_for
-from aiosio.protocol.errors import LocalProtocolError, RemoteProtocolError
-from aiosio.protocol.socketio import Decoder, Packet, encode
+from aiosio.protocol.errors import LocalProtocolError, ParserMismatch, RemoteProtocolError
+from aiosio.protocol.parsers import mismatch_text
+from aiosio.protocol.socketio import Packet
 
 __all__ = ["TRANSITIONS", "Backoff", "Manager", "ManagerOptions", "ManagerState"]
 
@@ -134,7 +135,7 @@ class Manager(EventEmitter):
             options.randomization_factor,
             rand,
         )
-        self._decoder = Decoder(options.limits)
+        self._decoder = options.parser.decoder(options.limits)
         self._reconnect_timer: asyncio.TimerHandle | None = None
         self._open_task: asyncio.Task[None] | None = None
         self._closing: list[EngineClient] = []
@@ -295,6 +296,12 @@ class Manager(EventEmitter):
     def _on_data(self, data: str | bytes) -> None:
         try:
             packet = self._decoder.feed(data)
+        except ParserMismatch as exc:
+            text = mismatch_text(self.options.parser.name, exc.peer, side="client")
+            logger.warning("invalid packet from the server: %s (%s)", text, exc)
+            error = ConnectError(Stage.PROTOCOL, text, hint=PARSER_HINT, description=exc)
+            self._on_close("parse error", error)
+            return
         except RemoteProtocolError as exc:
             logger.warning("invalid packet from the server: %s", exc)
             self._on_close("parse error", exc)  # closes the engine after detaching from it
@@ -310,7 +317,7 @@ class Manager(EventEmitter):
         engine = self.engine
         if engine is None:
             return
-        for part in encode(packet):
+        for part in self.options.parser.encode(packet):
             engine.send(part)
 
     # -- closing and reconnecting ---------------------------------------------------------------
@@ -324,7 +331,8 @@ class Manager(EventEmitter):
             engine.close()
             self._closing.append(engine)
         self.backoff.reset()
-        if self.state is ManagerState.OPEN:
+        was_open = self.state is ManagerState.OPEN
+        if was_open:
             self._set_state(ManagerState.IDLE)
         self._decoder.reset()
         if isinstance(description, ConnectError):
@@ -334,6 +342,20 @@ class Manager(EventEmitter):
             for socket in list(self.sockets.values()):
                 if socket.active and not socket.connected:
                     socket.manager_error(description)
+        elif was_open and reason == "transport close":
+            # The server ended the connection while namespaces waited for the answer to their
+            # CONNECT: what a server does with a packet it cannot parse (a Node server with
+            # another parser says nothing more). Their connect_error says so.
+            waiting = [s for s in self.sockets.values() if s.active and not s.connected]
+            if waiting:
+                error = ConnectError(
+                    Stage.TRANSPORT,
+                    "the server closed the connection before answering the namespace's CONNECT",
+                    hint=CLOSED_BEFORE_CONNECT_HINT,
+                    description=description,
+                )
+                for socket in waiting:
+                    socket.manager_error(error)
         self.emit("close", reason, description)
         for socket in list(self.sockets.values()):
             if socket.active:  # a socket that disconnected for good no longer listens

@@ -17,10 +17,11 @@ import weakref
 
 from aiosio.client.host import ManagerHost, ManagerOptions
 from aiosio.client.manager import Manager
+from aiosio.protocol.parser import Parser
 
 __all__ = ["cached_loops", "manager_for"]
 
-_ManagerCache = weakref.WeakValueDictionary[tuple[str, str, int, str], Manager]
+_ManagerCache = weakref.WeakValueDictionary[tuple[str, str, int, str, Parser], Manager]
 _managers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ManagerCache] = (
     weakref.WeakKeyDictionary()
 )
@@ -44,7 +45,8 @@ def manager_for(
         managers = _managers.setdefault(asyncio.get_running_loop(), _ManagerCache())
     except RuntimeError:
         managers = _NO_LOOP
-    key = (scheme.replace("ws", "http"), host, port, options.path)
+    # One connection has one parser: clients with different ones do not share it.
+    key = (scheme.replace("ws", "http"), host, port, options.path, options.parser)
     cached = managers.get(key)
     if share and cached is not None and not cached.has_socket(namespace):
         return cached

@@ -39,14 +39,16 @@ from aiosio._encodable import (
     encoding_error,
     raise_encoding_error,
 )
-from aiosio.client.errors import ConnectError, Stage
+from aiosio.client.errors import PARSER_HINT, ConnectError, Stage
 from aiosio.client.host import ManagerHost, ManagerOptions
 from aiosio.client.http import new_trace
 from aiosio.client.multiplex import manager_for
 from aiosio.client.proxy import Proxy, ProxyOption
 from aiosio.errors import AckTimeout, Disconnected
 from aiosio.protocol.errors import LocalProtocolError
-from aiosio.protocol.socketio import RESERVED_EVENTS, Limits, Packet, PacketType, encode
+from aiosio.protocol.parser import Parser
+from aiosio.protocol.parsers import PARSER_MISMATCH, resolve_parser
+from aiosio.protocol.socketio import RESERVED_EVENTS, Limits, Packet, PacketType
 
 __all__ = ["TRANSITIONS", "Client", "SocketState"]
 
@@ -119,6 +121,7 @@ class Client:
         limits: Limits | None = None,
         max_http_buffer_size: int = 100_000_000,
         proxy: ProxyOption = None,
+        parser: str | Parser = "json",
     ) -> None:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
@@ -166,6 +169,7 @@ class Client:
             reconnection_delay_max=reconnection_delay_max,
             randomization_factor=randomization_factor,
             limits=limits or Limits(),
+            parser=resolve_parser(parser),
             max_http_buffer_size=max_http_buffer_size,
             trace=new_trace(trace_logger) if trace_logger.isEnabledFor(logging.DEBUG) else None,
             proxy=proxy,
@@ -181,6 +185,7 @@ class Client:
         )
         self.io.attach(self.namespace, self)
         self.auth = auth
+        self.parser = options.parser
         self.retries = retries
         self.ack_timeout = ack_timeout
         self.id: str | None = None
@@ -391,12 +396,15 @@ class Client:
             data = packet.data
             message = data.get("message", "") if isinstance(data, dict) else str(data)
             extra = data.get("data") if isinstance(data, dict) else None
-            hint = (
-                "the server has no such namespace: check the URL's path (the namespace) and "
-                "sio.of(...) on the server"
-                if message == "Invalid namespace"
-                else "refused by the server's middleware; check the auth you send"
-            )
+            if message == "Invalid namespace":
+                hint = (
+                    "the server has no such namespace: check the URL's path (the namespace) "
+                    "and sio.of(...) on the server"
+                )
+            elif message.startswith(PARSER_MISMATCH):
+                hint = PARSER_HINT
+            else:
+                hint = "refused by the server's middleware; check the auth you send"
             error = ConnectError(Stage.NAMESPACE, message, hint=hint, data=extra)
             self._emit_local("connect_error", error)
             self._settle(error)
@@ -506,7 +514,7 @@ class Client:
             return
         # Dropped or kept for later, it is encoded now all the same: a value that cannot be
         # encoded raises at the emit, not when the buffer is sent.
-        encode(packet)
+        self.parser.encode(packet)
         if volatile and not writable:
             logger.debug("discard packet as the transport is not currently writable")
         else:

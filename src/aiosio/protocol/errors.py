@@ -10,7 +10,13 @@ something the protocol forbids (the connection is closed with a reason, never a 
 
 from __future__ import annotations
 
-__all__ = ["AiosioError", "LocalProtocolError", "ProtocolError", "RemoteProtocolError"]
+__all__ = [
+    "AiosioError",
+    "LocalProtocolError",
+    "ParserMismatch",
+    "ProtocolError",
+    "RemoteProtocolError",
+]
 
 
 class AiosioError(Exception):
@@ -27,3 +33,13 @@ class RemoteProtocolError(ProtocolError):
 
 class LocalProtocolError(ProtocolError):
     """Our own code used the core in a state that does not allow it."""
+
+
+class ParserMismatch(RemoteProtocolError):
+    """The peer's message is of the kind another Socket.IO parser writes (text for the JSON
+    parser, a binary msgpack map for the msgpack one): the two sides use different parsers.
+    ``peer`` names the parser the message looks like (``"json"`` or ``"msgpack"``)."""
+
+    def __init__(self, message: str, *, peer: str) -> None:
+        super().__init__(message)
+        self.peer = peer

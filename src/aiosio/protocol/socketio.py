@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from aiosio.protocol.errors import RemoteProtocolError
+from aiosio.protocol.errors import ParserMismatch, RemoteProtocolError
 
 __all__ = [
     "RESERVED_EVENTS",
@@ -37,6 +37,7 @@ __all__ = [
     "PacketType",
     "check_event",
     "check_event_name",
+    "check_payload",
     "dumps",
     "encode",
     "encode_parts",
@@ -197,6 +198,9 @@ _TYPE_DIGIT = {t: str(t.value) for t in PacketType}
 _EVENT, _ACK = PacketType.EVENT, PacketType.ACK
 _BINARY_EVENT, _BINARY_ACK = PacketType.BINARY_EVENT, PacketType.BINARY_ACK
 _NO_BUFFERS: list[bytes] = []
+# The first byte of a msgpack map (fixmap of 1 to 15 keys, map 16, map 32): what a packet of
+# socket.io-msgpack-parser starts with.
+_MSGPACK_MAP_HEADS = frozenset((*range(0x81, 0x90), 0xDE, 0xDF))
 
 
 def encode(packet: Packet) -> list[str | bytes]:
@@ -268,6 +272,13 @@ class Decoder:
                 raise RemoteProtocolError("got a text packet while waiting for binary attachments")
             return self._decode_string(message)
         if self._header is None:
+            if message and message[0] in _MSGPACK_MAP_HEADS:
+                raise ParserMismatch(
+                    "got a binary message that no packet announced, and it looks like a "
+                    "msgpack map: the peer likely uses the msgpack parser "
+                    "(socket.io-msgpack-parser), this side the default JSON one",
+                    peer="msgpack",
+                )
             raise RemoteProtocolError("got a binary attachment that no packet announced")
         self._attachments.append(bytes(message))
         if len(self._attachments) < self._expected:
@@ -306,7 +317,7 @@ class Decoder:
             if hot.group(1) == "2":
                 name = data[0] if type(data) is list and data else None
                 if type(name) is not str or name in RESERVED_EVENTS:
-                    _check_payload(_EVENT, data)  # refuses it, or accepts a numeric name
+                    check_payload(_EVENT, data)  # refuses it, or accepts a numeric name
                 return Packet(_EVENT, "/", data, ack_id)
             if type(data) is not list:
                 raise RemoteProtocolError("ACK payload must be an array")
@@ -366,7 +377,7 @@ class Decoder:
             except (ValueError, RecursionError):
                 raise RemoteProtocolError("invalid JSON payload") from None
             _check_depth(data, text, limits.max_depth)
-            _check_payload(ptype, data)
+            check_payload(ptype, data)
         elif ptype is not PacketType.CONNECT and ptype is not PacketType.DISCONNECT:
             raise RemoteProtocolError(f"{ptype.name} packet without payload")
         packet = Packet(ptype, nsp, data, ack_id)
@@ -377,7 +388,11 @@ class Decoder:
         return None
 
 
-def _check_payload(ptype: PacketType, data: Any) -> None:
+def check_payload(ptype: PacketType, data: Any) -> None:
+    """Refuse a payload of the wrong type for ``ptype`` (HARDENING.md 1, 2): CONNECT an object,
+    DISCONNECT none, CONNECT_ERROR a string or an object, EVENT a non-empty array whose first
+    element is a string that is not reserved or a number, ACK an array. Raises
+    :class:`RemoteProtocolError`; called with a payload present (``data`` not ``None``)."""
     if ptype is PacketType.CONNECT:
         if not isinstance(data, dict):
             raise RemoteProtocolError("CONNECT payload must be an object")
@@ -465,7 +480,7 @@ def check_event(data: Any, limits: Limits = _DEFAULT_LIMITS) -> None:
     """
     if not isinstance(data, list) or not data:
         raise RemoteProtocolError(f"EVENT payload must be a non-empty array (got {_kind(data)})")
-    _check_payload(PacketType.EVENT, data)
+    check_payload(PacketType.EVENT, data)
     max_depth = limits.max_depth
     attachments = 0
     stack: list[tuple[Any, int]] = [(data, 1)]

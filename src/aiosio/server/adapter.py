@@ -26,7 +26,8 @@ from typing import Any, NewType, Protocol, TypeVar, overload
 
 from aiosio._events import EventEmitter
 from aiosio.engine.server import PreparedMessage
-from aiosio.protocol.socketio import Packet, PacketType, encode
+from aiosio.protocol.parser import Parser
+from aiosio.protocol.socketio import Packet, PacketType
 
 __all__ = [
     "Adapter",
@@ -129,6 +130,10 @@ class NamespaceView(Protocol):
 
     @property
     def sockets(self) -> Mapping[SocketId, LocalSocket]: ...
+
+    @property
+    def parser(self) -> Parser:
+        """The packet format of the server's connections, which broadcasts are encoded in."""
 
     def next_ack_id(self) -> int:
         """A new ack id for a broadcast with acknowledgements."""
@@ -281,7 +286,7 @@ class Adapter(ABC):
     def local_broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
         """Send ``packet`` to this server's targets: encoded once, prepared once."""
         packet = self._before_broadcast(packet, opts)
-        messages = prepare(packet)
+        messages = prepare(packet, self.nsp.parser)
         flags = opts.flags
         targets = self.local_targets(opts)
         for socket in targets:
@@ -300,7 +305,7 @@ class Adapter(ABC):
         ack_id = packet.id
         assert ack_id is not None
         targets = self.local_targets(opts)
-        messages = prepare(packet)
+        messages = prepare(packet, self.nsp.parser)
         for socket in targets:
             socket.expect_ack(ack_id, _first_arg_to(on_reply, socket.id))
             socket.deliver(packet, messages, opts.flags)
@@ -415,9 +420,9 @@ def _first_arg_to(
     return reply
 
 
-def prepare(packet: Packet) -> list[PreparedMessage]:
+def prepare(packet: Packet, parser: Parser) -> list[PreparedMessage]:
     """Encode a Socket.IO packet once into the Engine.IO messages every recipient gets."""
-    return [PreparedMessage(part) for part in encode(packet)]
+    return [PreparedMessage(part) for part in parser.encode(packet)]
 
 
 class InMemoryAdapter(Adapter):

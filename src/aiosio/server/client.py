@@ -11,16 +11,10 @@ from typing import Any
 
 from aiosio._eager import run_eager
 from aiosio.engine.server import EngineSocket
-from aiosio.protocol.errors import RemoteProtocolError
+from aiosio.protocol.errors import ParserMismatch, RemoteProtocolError
+from aiosio.protocol.parsers import mismatch_reply, mismatch_text
 from aiosio.protocol.reasons import DisconnectReason
-from aiosio.protocol.socketio import (
-    Decoder,
-    Packet,
-    PacketType,
-    encode,
-    encode_parts,
-    split_v4_namespace,
-)
+from aiosio.protocol.socketio import Packet, PacketType, split_v4_namespace
 from aiosio.server.interfaces import ClientHost, HostedSocket
 
 __all__ = ["Client"]
@@ -35,7 +29,12 @@ class Client:
     def __init__(self, server: ClientHost, conn: EngineSocket) -> None:
         self.server = server
         self.conn = conn
-        self.decoder = Decoder(server.limits, protocol=4 if conn.protocol == 3 else 5)
+        # The server's parser, read once: its encoders are called straight (for the default
+        # one, the JSON module's functions themselves).
+        parser = server.parser
+        self.decoder = parser.decoder(server.limits, protocol=4 if conn.protocol == 3 else 5)
+        self.encode = parser.encode
+        self.encode_parts = parser.encode_parts
         self.sockets: dict[str, HostedSocket] = {}  # by namespace name, accepted sockets only
         # Namespaces whose CONNECT is being handled (matcher, middlewares): one socket per
         # namespace per connection, so a second CONNECT for one of these, or for a connected
@@ -68,7 +67,7 @@ class Client:
     def write(self, packet: Packet, *, volatile: bool = False) -> None:
         """Encode and send ``packet``. Encoded first, whatever the state of the connection: a
         value that cannot be encoded raises here, at the emit, on every connection alike."""
-        parts = encode(packet)
+        parts = self.encode(packet)
         conn = self.conn
         if conn.ready_state != "open":
             return
@@ -81,7 +80,7 @@ class Client:
 
     def write_ack(self, nsp: str, ack_id: int, args: list[Any]) -> None:
         """An ACK packet (encoded first, like :meth:`write`)."""
-        parts = encode_parts(_ACK, nsp, args, ack_id)
+        parts = self.encode_parts(_ACK, nsp, args, ack_id)
         conn = self.conn
         for part in parts:
             conn.send(part)  # dropped by the engine session once it is closing
@@ -108,6 +107,9 @@ class Client:
     def _on_data(self, data: str | bytes) -> None:
         try:
             packet = self.decoder.feed(data)
+        except ParserMismatch as exc:
+            self._parser_mismatch(exc, data)
+            return
         except RemoteProtocolError as exc:
             self._protocol_error(exc)
             return
@@ -125,6 +127,21 @@ class Client:
             exc,
         )
         self._close(DisconnectReason.PARSE_ERROR, str(exc))
+
+    def _parser_mismatch(self, exc: ParserMismatch, data: str | bytes) -> None:
+        """The client's message is in another parser's format: it is told so in its own
+        format (a CONNECT_ERROR, what its connect_error shows) before the connection closes."""
+        text = mismatch_text(self.server.parser.name, exc.peer, side="server")
+        logger.warning(
+            "closing the connection of %s (session %s): %s (%s)",
+            self.conn.remote_address or "?",
+            self.conn.id,
+            text,
+            exc,
+        )
+        for part in mismatch_reply(exc, data, text, self.server.limits):
+            self.conn.send(part)
+        self._close(DisconnectReason.PARSE_ERROR, text)
 
     def _on_packet(self, packet: Packet) -> None:
         ptype = packet.type

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from aiosio.engine.server import EngineSocket
+from aiosio.protocol.parser import Parser
 from aiosio.protocol.socketio import Limits, Packet
 from aiosio.server.adapter import Adapter, LocalSocket, NamespaceView, Recovery
 from aiosio.server.handlers import Handlers
@@ -140,6 +141,10 @@ class ClientHost(Protocol):
     def limits(self) -> Limits: ...
 
     @property
+    def parser(self) -> Parser:
+        """The packet format of every connection (read once per connection)."""
+
+    @property
     def connect_timeout(self) -> float: ...
 
     @property
@@ -166,6 +171,10 @@ class NamespaceOwner(Protocol):
 
     @property
     def cleanup_empty_child_namespaces(self) -> bool: ...
+
+    @property
+    def parser(self) -> Parser:
+        """The packet format broadcasts are encoded in."""
 
     def make_adapter(self, nsp: NamespaceView) -> Adapter:
         """The adapter of a new namespace."""

@@ -13,6 +13,7 @@ from typing import Any, TypeVar, overload
 from aiosio._eager import Callback, call_async, invoke, run_eager
 from aiosio._once import OncePer
 from aiosio.errors import ConnectionRefused
+from aiosio.protocol.parser import Parser
 from aiosio.protocol.socketio import Packet, PacketType
 from aiosio.server.adapter import Adapter, LocalSocket, Recovery, SocketId, new_pid
 from aiosio.server.broadcast import BroadcastOperator
@@ -206,6 +207,10 @@ class Namespace(_Registration):
         return await self.adapter.server_side_emit_with_ack([event, *args], timeout)
 
     # -- what the adapter sees (NamespaceView) ----------------------------------------------------
+
+    @property
+    def parser(self) -> Parser:
+        return self.server.parser
 
     def next_ack_id(self) -> int:
         ack_id = self._ack_counter

@@ -13,6 +13,8 @@ from typing import Any, TypeVar, overload
 from aiosio.engine.http import HttpRequest, HttpResponse, WebSocketAccept, asgi_app
 from aiosio.engine.server import AllowRequest, Cookie, EngineServer, EngineSocket
 from aiosio.protocol.cors import Cors
+from aiosio.protocol.parser import Parser
+from aiosio.protocol.parsers import resolve_parser
 from aiosio.protocol.reasons import DisconnectReason
 from aiosio.protocol.socketio import Limits
 from aiosio.server.adapter import (
@@ -94,6 +96,7 @@ class Server:
         max_namespaces_per_connection: int = 100,
         cleanup_empty_child_namespaces: bool = False,
         max_handlers_per_connection: int = 100,
+        parser: str | Parser = "json",
     ) -> None:
         if connect_timeout <= 0:
             raise ValueError(f"connect_timeout must be positive seconds, got {connect_timeout!r}")
@@ -136,6 +139,9 @@ class Server:
         self.max_handlers_per_connection = max_handlers_per_connection
         self.connection_state_recovery = connection_state_recovery
         self.limits = limits or Limits()
+        # The packet format of every connection: "json" (socket.io-parser), "msgpack"
+        # (socket.io-msgpack-parser) or a Parser (docs/parsers.md).
+        self.parser: Parser = resolve_parser(parser)
         self.proxy_header = proxy_header
         self._adapter_factory = adapter
         self._nsps: dict[str, Namespace] = {}
