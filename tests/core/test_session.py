@@ -53,6 +53,7 @@ from aiosio.protocol.session import (
     UpgradeStarted,
     WebSocketClose,
     WebSocketSend,
+    earliest,
 )
 
 SID = SessionId("sid1")
@@ -350,6 +351,14 @@ def test_post_respects_max_payload_packets() -> None:
     assert events[:2] == [MessageReceived("a"), MessageReceived("b")]
     assert isinstance(events[2], Closed)
     assert events[2].reason == "parse error"
+
+
+def test_earliest_is_the_first_deadline_that_is_set() -> None:
+    # The server's and the client's sessions both schedule the earliest of their timers.
+    assert earliest() is None
+    assert earliest(None, None) is None
+    assert earliest(None, 3.0, 2.0, None) == 2.0
+    assert earliest(5.0, 0.0) == 0.0  # a deadline at time 0 is set, not absent
 
 
 # -- heartbeat, revision 4 -----------------------------------------------------------------------

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 from urllib.parse import parse_qsl, urlsplit
 
+from aiosio._acks import wait_ack
 from aiosio._eager import run_eager
 from aiosio._encodable import (
     ENCODE_ERRORS,
@@ -562,13 +563,11 @@ class Client:
         self, future: asyncio.Future[list[Any]], ack_id: int, event: str, limit: float | None
     ) -> list[Any]:
         try:
-            if limit is None:
-                return await future
-            return await asyncio.wait_for(future, limit)
-        except TimeoutError:
+            return await wait_ack(future, limit, "%r was not acknowledged", event)
+        except AckTimeout:
             self._acks.pop(ack_id, None)
             self._send_buffer = [p for p in self._send_buffer if p.id != ack_id]
-            raise AckTimeout(f"{event!r} was not acknowledged within {limit}s") from None
+            raise
 
     def _register(self, future: asyncio.Future[list[Any]]) -> int:
         ack_id = self._ack_counter

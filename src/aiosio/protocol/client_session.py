@@ -53,7 +53,7 @@ from aiosio.protocol.engineio import (
     encode_payload,
 )
 from aiosio.protocol.errors import LocalProtocolError, RemoteProtocolError
-from aiosio.protocol.session import TransportKind
+from aiosio.protocol.session import TransportKind, earliest
 
 __all__ = [
     "TRANSITIONS",
@@ -297,16 +297,12 @@ class ClientSession:
     @property
     def deadline(self) -> float | None:
         """The earliest time at which :meth:`timer` has something to do."""
-        best: float | None = None
-        for t in (
+        return earliest(
             self._heartbeat_deadline,
             self._probe_deadline,
             self._pause_deadline,
             self._close_deadline,
-        ):
-            if t is not None and (best is None or t < best):
-                best = t
-        return best
+        )
 
     @property
     def is_closed(self) -> bool:

@@ -65,9 +65,21 @@ __all__ = [
     "Upgraded",
     "WebSocketClose",
     "WebSocketSend",
+    "earliest",
 ]
 
 SessionId = NewType("SessionId", str)
+
+
+def earliest(*deadlines: float | None) -> float | None:
+    """The earliest of the ``deadlines`` that are set (``None`` when none is): a session's
+    next timer, of the several it may have running (the server's here, the client's in
+    :mod:`aiosio.protocol.client_session`)."""
+    best: float | None = None
+    for t in deadlines:
+        if t is not None and (best is None or t < best):
+            best = t
+    return best
 
 
 class TransportKind(enum.Enum):
@@ -279,16 +291,9 @@ class EngineSession:
     @property
     def deadline(self) -> float | None:
         """The earliest time at which :meth:`handle_timeout` has something to do."""
-        best: float | None = None
-        for t in (
-            self._ping_at,
-            self._heartbeat_deadline,
-            self._upgrade_deadline,
-            self._close_deadline,
-        ):
-            if t is not None and (best is None or t < best):
-                best = t
-        return best
+        return earliest(
+            self._ping_at, self._heartbeat_deadline, self._upgrade_deadline, self._close_deadline
+        )
 
     @property
     def upgrade_possible(self) -> bool:

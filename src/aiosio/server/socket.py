@@ -11,11 +11,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from aiosio._acks import wait_ack
 from aiosio._eager import Callback, ignore, invoke
 from aiosio._encodable import ENCODE_ERRORS, args_paths, encoding_error, raise_encoding_error
 from aiosio._events import HandlerRegistry
 from aiosio.engine.server import EngineSocket, PreparedMessage
-from aiosio.errors import AckTimeout, Disconnected
+from aiosio.errors import Disconnected
 from aiosio.protocol.reasons import RECOVERABLE, DisconnectReason
 from aiosio.protocol.socketio import Packet, PacketType, check_event_name
 from aiosio.server.adapter import (
@@ -255,13 +256,9 @@ class Socket(HandlerRegistry):
         self, future: asyncio.Future[list[Any]], ack_id: int, event: str, timeout: float | None
     ) -> list[Any]:
         try:
-            if timeout is None:
-                return await future
-            return await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            raise AckTimeout(
-                f"socket {self.id} did not acknowledge {event!r} within {timeout}s"
-            ) from None
+            return await wait_ack(
+                future, timeout, "socket %s did not acknowledge %r", self.id, event
+            )
         finally:
             self._drop_ack(ack_id)
 
