@@ -6,6 +6,7 @@ statistics' packet counts."""
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -84,6 +85,26 @@ async def test_set_adapter_keeps_the_room_listeners(serve: Any, clients: Any) ->
     client = clients(await serve(sio))
     await client.connect()
     await eventually(lambda: len(joined) == 1)
+
+
+async def test_startup_listeners_run_when_the_server_starts(
+    serve: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # What the admin's statistics start with, on the native server and in the ASGI app (at its
+    # lifespan startup): a listener that raises is logged, the others run.
+    sio = Server()
+    started: list[str] = []
+
+    @sio.on_startup
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    sio.on_startup(lambda: started.append("after"))
+    await serve(sio)
+    assert started == ["after"]
+    assert any(
+        "startup listener" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records
+    )
 
 
 # -- instrument's options ---------------------------------------------------------------------
