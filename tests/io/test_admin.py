@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import socket
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -108,6 +110,16 @@ async def test_startup_listeners_run_when_the_server_starts(
 
 
 # -- instrument's options ---------------------------------------------------------------------
+
+
+def test_the_server_id_is_the_host_or_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As the reference: the host name; in a worker of aiosio serve --workers (Node: a cluster
+    # worker), the host name and the process id.
+    monkeypatch.delenv("AIOSIO_WORKER", raising=False)
+    assert instrument(Server(), auth=False).server_id == socket.gethostname()
+    monkeypatch.setenv("AIOSIO_WORKER", "1")
+    assert instrument(Server(), auth=False).server_id == f"{socket.gethostname()}#{os.getpid()}"
+    assert instrument(Server(), auth=False, server_id="mine").server_id == "mine"
 
 
 def test_auth_must_be_said() -> None:

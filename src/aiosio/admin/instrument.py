@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket as _socket
 from collections.abc import Callable
 from pathlib import Path
@@ -45,13 +46,17 @@ from aiosio.server.namespace import Namespace
 from aiosio.server.server import Server
 from aiosio.server.socket import Socket
 
-__all__ = ["Admin", "Mode", "instrument"]
+__all__ = ["Admin", "Mode", "default_server_id", "instrument"]
 
 logger = logging.getLogger("aiosio.admin")
 
 Mode = Literal["development", "production"]
 
 STATS_INTERVAL = 2.0  # seconds, as the reference
+
+# Set in each worker of ``aiosio serve --workers`` (aiosio.workers.WORKER_ENV, which this layer
+# does not import): the reference tells a Node cluster worker by NODE_UNIQUE_ID the same way.
+WORKER_ENV = "AIOSIO_WORKER"
 
 # The reference's feature names (typed-events.ts ``Feature``).
 OPERATIONS = ("EMIT", "JOIN", "LEAVE", "DISCONNECT", "MJOIN", "MLEAVE", "MDISCONNECT")
@@ -81,7 +86,8 @@ def instrument(
         bcrypt_hash}`` (needs ``pip install "aiosio[admin]"``).
     :param namespace_name: the admin namespace (the UI's "namespace" field); the admin owns it.
     :param read_only: the UI may look, not act: no operation is offered, and any sent is ignored.
-    :param server_id: this server's name in the UI (default: the host name).
+    :param server_id: this server's name in the UI (default: the host name; in a worker of
+        ``aiosio serve --workers``, ``host#pid``). Give each server of a cluster its own.
     :param mode: ``"development"`` sends every socket, room change and event as it happens;
         ``"production"`` only the statistics (cheaper on a busy server).
     :param ui_path: serve the UI itself under this path (``"/admin-ui/"``), from ``ui_dir``.
@@ -128,7 +134,7 @@ class Admin:
             sio.mount(self.ui.prefix, self.ui.handle)
         self.sio = sio
         self.namespace = sio.of(namespace_name)
-        self.server_id = server_id or _socket.gethostname()
+        self.server_id = server_id or default_server_id()
         self.development = mode == "development"
         self.read_only = read_only
         self.features = [] if read_only else list(OPERATIONS)
@@ -156,8 +162,10 @@ class Admin:
 
     def _listen(self) -> None:
         """Follow the server: its sessions and messages for the statistics, which start now if
-        the server runs (else with its first connection); in development mode its namespaces,
-        those to come included."""
+        the server runs (else when it starts, or with its first connection if the HTTP server
+        never calls :meth:`~aiosio.Server.startup`): every server of a cluster reports, those
+        that nobody connected to included; in development mode its namespaces, those to come
+        included."""
         sio = self.sio
         sio.engine.on("connection", self._engine_connection)
         sio.add_packet_listener(Traffic(self.events))
@@ -165,6 +173,7 @@ class Admin:
             for nsp in list(sio.namespaces.values()):
                 self._watch(nsp)
             sio.on_new_namespace(self._watch)
+        sio.on_startup(self._start_reporting)
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -175,6 +184,9 @@ class Admin:
 
     def _engine_connection(self, conn: EngineSocket) -> None:
         self.connections.opened(conn)
+        self._start_reporting()
+
+    def _start_reporting(self) -> None:
         if self._timer is None and not self._closed:
             self._report()
 
@@ -320,6 +332,15 @@ class Admin:
             admin["transport"] = socket.conn.transport
         update = {"id": socket.id, "nsp": socket.nsp.name, "transport": socket.conn.transport}
         self._emit("socket_updated", update)
+
+
+def default_server_id() -> str:
+    """The host name, as the reference; in a worker of ``aiosio serve --workers``, the host
+    name and the process id (``host#1234``), as the reference names a Node cluster worker: the
+    UI tells servers apart by this id."""
+    if os.environ.get(WORKER_ENV) is not None:
+        return f"{_socket.gethostname()}#{os.getpid()}"
+    return _socket.gethostname()
 
 
 def _room(room: object) -> str:
