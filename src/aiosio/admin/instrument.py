@@ -351,7 +351,10 @@ def _room(room: object) -> str:
 
 def _rooms_of(socket: Any) -> list[str]:
     """A socket's rooms in the order it joined them (its own first), as the reference lists
-    them; a socket of another server, in the order its server sent them."""
+    them; a socket of another server (whose rooms come as a set), its own first, then the
+    others sorted."""
     if isinstance(socket, Socket):
         return list(socket.nsp.adapter.sids.get(socket.id, ()))
-    return list(socket.rooms)
+    rooms = set(socket.rooms)
+    own = [socket.id] if socket.id in rooms else []
+    return own + sorted(rooms.difference(own))
