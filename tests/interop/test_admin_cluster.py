@@ -9,6 +9,9 @@ other servers, as with Node's adapter.
   ``@socket.io/redis-adapter`` 8.3 (``tests/js/admin_redis_node.mjs``) and an aiosio server, one
   admin on each, each seeing both servers and acting on the other kind's sockets; the Node
   server's live events carry JavaScript Dates, which reach the aiosio side as their JSON text.
+* One login for every server: sessions in Redis (``RedisStore``, the reference's keys), a
+  session handed out by the aiosio server opens the Node server's admin namespace and the
+  reverse.
 * ``aiosio serve --workers 2``: one admin sees both workers, each named ``host#pid``, and acts on
   the other worker's sockets over the workers' bus.
 
@@ -34,13 +37,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 import pytest
 import redis
+import redis.asyncio as redis_asyncio
 
 import aiosio
 from aiosio import Server, Socket
 from aiosio.adapters.redis import RedisAdapter
-from aiosio.admin import instrument
+from aiosio.admin import BasicAuth, RedisStore, instrument
 from conftest import JS_DIR, ServeFn, _node, free_port
 
 pytestmark = pytest.mark.interop
@@ -404,12 +409,67 @@ async def test_a_mixed_cluster_of_node_and_aiosio_in_one_ui(
     )
 
 
+async def test_one_login_for_every_server_with_a_redis_store(
+    serve_native: ServeFn,
+    clients: Callable[..., aiosio.Client],
+    node_server: Callable[..., Awaitable[NodeServer]],
+) -> None:
+    key = f"t{uuid.uuid4().hex[:12]}"
+    password_hash = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+    sio = Server(adapter=RedisAdapter(REDIS_URL, key=key))
+    store = RedisStore(REDIS_URL, prefix=f"{key}-admin")
+    instrument(sio, auth=BasicAuth("admin", password_hash), server_id="A", store=store)
+    url_a = await serve_native(sio)
+    node = await node_server("--key", key, "--server-id", "N", "--hash", password_hash)
+    raw = redis_asyncio.Redis.from_url(REDIS_URL)
+    try:
+        sessions = {}
+        for name, url in (("A", url_a), ("N", node.url)):
+            login = await connect(
+                clients, url + "/admin", auth={"username": "admin", "password": "pw"}
+            )
+            (sessions[name],) = (await login.wait("session", lambda args: args[0] == "session"))[1:]
+        # Each server's session opens the other's admin namespace, without the password.
+        for name, url in (("A", node.url), ("N", url_a)):
+            again = await connect(clients, url + "/admin", auth={"sessionId": sessions[name]})
+            await again.wait("config", lambda args: args[0] == "config")
+        # The same keys as the reference's RedisStore, for a day.
+        for session in sessions.values():
+            assert await raw.get(f"{key}-admin#{session}") == b"true"
+            assert 0 < await raw.ttl(f"{key}-admin#{session}") <= 86_400
+        with pytest.raises(aiosio.ConnectError) as refused:
+            await connect(clients, url_a + "/admin", auth={"sessionId": "0123456789abcdef"})
+        assert refused.value.message == "invalid credentials"
+    finally:
+        await raw.delete(*[f"{key}-admin#{s}" for s in sessions.values()])
+        await raw.aclose()
+        await store.client.aclose()
+
+
+async def test_a_session_lasts_session_duration_seconds(
+    serve_native: ServeFn, clients: Callable[..., aiosio.Client]
+) -> None:
+    key = f"t{uuid.uuid4().hex[:12]}"
+    password_hash = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+    sio = Server()
+    store = RedisStore(REDIS_URL, prefix=key, session_duration=7)
+    instrument(sio, auth=BasicAuth("admin", password_hash), store=store)
+    url = await serve_native(sio)
+    login = await connect(clients, url + "/admin", auth={"username": "admin", "password": "pw"})
+    (session,) = (await login.wait("session", lambda args: args[0] == "session"))[1:]
+    try:
+        assert 0 < await store.client.ttl(f"{key}#{session}") <= 7
+    finally:
+        await store.client.delete(f"{key}#{session}")
+        await store.client.aclose()
+
+
 # -- aiosio serve --workers ------------------------------------------------------------------------
 
 WORKERS_APP = textwrap.dedent(
     """
     import aiosio
-    from aiosio.admin import instrument
+    from aiosio.admin import BasicAuth, RedisStore, instrument
 
     sio = aiosio.Server()
     instrument(sio, auth=False)

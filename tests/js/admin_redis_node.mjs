@@ -2,10 +2,13 @@
 // @socket.io/admin-ui 0.5: the Node member of a mixed Node/aiosio cluster in one Admin UI, for
 // tests/interop/test_admin_cluster.py.
 //
-//   node admin_redis_node.mjs --key KEY --server-id ID [--sharded] [--redis redis://127.0.0.1:6379]
+//   node admin_redis_node.mjs --key KEY --server-id ID [--sharded] [--hash BCRYPT_HASH]
+//                             [--redis redis://127.0.0.1:6379]
 //
 // Classic mode: createAdapter(pub, sub, {key: KEY}); --sharded: createShardedAdapter(pub, sub,
-// {channelPrefix: KEY}). The admin namespace "/admin" has no authentication (auth: false).
+// {channelPrefix: KEY}). The admin namespace "/admin" has no authentication (auth: false); with
+// --hash, basic authentication ("admin" and the password of that hash) and the reference's
+// RedisStore (prefix KEY-admin) to keep the sessions.
 // The application (namespace "/"): on connection, socket.data.server = ID and the socket joins
 // "home-ID". Prints {"type":"ready","port":N} once listening and subscribed, then
 // {"type":"rooms","id","rooms"} for each room change of a socket of "/" and
@@ -13,7 +16,7 @@
 import http from "node:http";
 import { parseArgs } from "node:util";
 import { createAdapter, createShardedAdapter } from "@socket.io/redis-adapter";
-import { instrument } from "@socket.io/admin-ui";
+import { instrument, RedisStore } from "@socket.io/admin-ui";
 import { createClient } from "redis";
 import { Server } from "socket.io";
 
@@ -22,6 +25,7 @@ const { values: flags } = parseArgs({
     key: { type: "string" },
     "server-id": { type: "string" },
     sharded: { type: "boolean", default: false },
+    hash: { type: "string" },
     redis: { type: "string", default: "redis://127.0.0.1:6379" },
   },
 });
@@ -43,7 +47,35 @@ const adapter = flags.sharded
   : createAdapter(pub, sub, { key: flags.key });
 const httpServer = http.createServer();
 const io = new Server(httpServer, { adapter });
-instrument(io, { auth: false, serverId: ID, mode: "development" });
+let auth = false;
+let store;
+if (flags.hash) {
+  // The reference's RedisStore calls the callback API of node-redis 3 (and ioredis):
+  // exists(key, cb) and multi().set(key, true).expire(key, s).exec(). node-redis 4's legacy
+  // mode refuses the boolean, so the store is given that API over a node-redis 4 client,
+  // values as text as node-redis 3 writes them.
+  const client = pub.duplicate();
+  await client.connect();
+  const v3 = {
+    exists: (key, cb) => client.exists(key).then((n) => cb(null, n), cb),
+    multi() {
+      const commands = [];
+      const multi = {
+        set: (key, value) => (commands.push(["SET", key, String(value)]), multi),
+        expire: (key, seconds) => (commands.push(["EXPIRE", key, String(seconds)]), multi),
+        exec: (cb) =>
+          Promise.all(commands.map((c) => client.sendCommand(c))).then(
+            (r) => cb?.(null, r),
+            (err) => (cb ? cb(err) : print({ type: "redis-error", client: "store", message: err.message })),
+          ),
+      };
+      return multi;
+    },
+  };
+  auth = { type: "basic", username: "admin", password: flags.hash };
+  store = new RedisStore(v3, { prefix: `${flags.key}-admin` });
+}
+instrument(io, { auth, ...(store ? { store } : {}), serverId: ID, mode: "development" });
 
 io.on("connection", (socket) => {
   socket.data.server = ID;

@@ -38,6 +38,7 @@ from aiosio.admin.serialize import (
     serialize_socket,
 )
 from aiosio.admin.stats import AggregatedEvents, Connections, Traffic, server_stats
+from aiosio.admin.stores import InMemoryStore, SessionStore
 from aiosio.admin.ui import UiFiles
 from aiosio.engine.server import EngineSocket
 from aiosio.server.adapter import InMemoryAdapter, RecoveryAdapter
@@ -78,6 +79,7 @@ def instrument(
     mode: Mode = "development",
     ui_path: str | None = None,
     ui_dir: str | Path | None = None,
+    store: SessionStore | None = None,
 ) -> Admin:
     """Open the admin namespace of ``sio`` to the official Admin UI.
 
@@ -93,6 +95,9 @@ def instrument(
     :param ui_path: serve the UI itself under this path (``"/admin-ui/"``), from ``ui_dir``.
     :param ui_dir: the ``ui/dist`` folder of the npm package ``@socket.io/admin-ui`` (default:
         ``node_modules/@socket.io/admin-ui/ui/dist`` under the current directory).
+    :param store: where the session ids handed out after a login are kept: an
+        :class:`~aiosio.admin.InMemoryStore` of this process (default), or a
+        :class:`~aiosio.admin.RedisStore` shared by the servers of a cluster.
     :raises TypeError: ``auth`` is not one of the above.
     :raises ValueError: a password that is not a bcrypt hash, an unknown ``mode``.
     :raises FileNotFoundError: ``ui_path`` is given and the UI files are not installed (the
@@ -107,6 +112,7 @@ def instrument(
         mode=mode,
         ui_path=ui_path,
         ui_dir=ui_dir,
+        store=store,
     )
 
 
@@ -125,6 +131,7 @@ class Admin:
         mode: Mode,
         ui_path: str | None,
         ui_dir: str | Path | None,
+        store: SessionStore | None = None,
     ) -> None:
         if mode not in ("development", "production"):
             raise ValueError(f"mode must be 'development' or 'production', got {mode!r}")
@@ -145,13 +152,14 @@ class Admin:
         self.connections = Connections(self.events)
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
+        self.store = store if store is not None else InMemoryStore()
         self._guard(basic, read_only)
         self.namespace.on("connection", self._admin_connected)
         self._listen()
 
     def _guard(self, basic: BasicAuth | None, read_only: bool) -> None:
         if basic is not None:
-            self.namespace.use(Credentials(basic))
+            self.namespace.use(Credentials(basic, self.store))
             return
         logger.warning(
             "the admin namespace %s has no authentication (auth=False): anyone who reaches "
