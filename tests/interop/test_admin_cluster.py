@@ -254,7 +254,7 @@ class NodeServer:
         self.url = ""
 
     async def start(self, *args: str) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
+        self.proc = proc = await asyncio.create_subprocess_exec(
             _node(),
             str(JS_DIR / "admin_redis_node.mjs"),
             *args,
@@ -264,9 +264,7 @@ class NodeServer:
             env={**os.environ, "NODE_NO_WARNINGS": "1"},
         )
         self.reader = asyncio.create_task(self._read())
-        await eventually(
-            lambda: self.ready is not None or self.proc.returncode is not None, "ready"
-        )  # type: ignore[union-attr]
+        await eventually(lambda: self.ready is not None or proc.returncode is not None, "ready")
         assert self.ready is not None, "admin_redis_node.mjs exited before it was ready"
         self.url = f"http://127.0.0.1:{self.ready['port']}"
 
