@@ -45,6 +45,8 @@ logger = logging.getLogger("aiosio.workers")
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _SID = re.compile(rb"[?&]sid=([A-Za-z0-9_-]+)")
 _MAX_HEAD = 64 * 1024
+# Set in each worker process to its index, before the application is loaded.
+WORKER_ENV = "AIOSIO_WORKER"
 
 
 def worker_of(sid: bytes | str, workers: int) -> int | None:
@@ -420,6 +422,9 @@ def worker_main(target: str, index: int, workers: int, directory: str, redis: st
     from aiosio.server.server import Server
     from aiosio.transports.native import NativeServer, ServerLimits
 
+    # Tells the application it runs in a worker (as NODE_UNIQUE_ID does Node's cluster.isWorker):
+    # the Admin UI then names this server "host#pid" rather than the host alone.
+    os.environ[WORKER_ENV] = str(index)
     app = load_app(target)
     engine = getattr(app, "engine", app)
     prefix = ALPHABET[index]

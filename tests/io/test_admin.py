@@ -6,6 +6,9 @@ statistics' packet counts."""
 from __future__ import annotations
 
 import functools
+import logging
+import os
+import socket
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -86,7 +89,37 @@ async def test_set_adapter_keeps_the_room_listeners(serve: Any, clients: Any) ->
     await eventually(lambda: len(joined) == 1)
 
 
+async def test_startup_listeners_run_when_the_server_starts(
+    serve: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # What the admin's statistics start with, on the native server and in the ASGI app (at its
+    # lifespan startup): a listener that raises is logged, the others run.
+    sio = Server()
+    started: list[str] = []
+
+    @sio.on_startup
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    sio.on_startup(lambda: started.append("after"))
+    await serve(sio)
+    assert started == ["after"]
+    assert any(
+        "startup listener" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records
+    )
+
+
 # -- instrument's options ---------------------------------------------------------------------
+
+
+def test_the_server_id_is_the_host_or_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As the reference: the host name; in a worker of aiosio serve --workers (Node: a cluster
+    # worker), the host name and the process id.
+    monkeypatch.delenv("AIOSIO_WORKER", raising=False)
+    assert instrument(Server(), auth=False).server_id == socket.gethostname()
+    monkeypatch.setenv("AIOSIO_WORKER", "1")
+    assert instrument(Server(), auth=False).server_id == f"{socket.gethostname()}#{os.getpid()}"
+    assert instrument(Server(), auth=False, server_id="mine").server_id == "mine"
 
 
 def test_auth_must_be_said() -> None:

@@ -21,7 +21,8 @@ import pytest
 
 import aiosio
 from aiosio import ConnectError, Server, Socket, Stage
-from aiosio.admin import Admin, BasicAuth, instrument
+from aiosio.admin import Admin, BasicAuth, RedisStore, instrument
+from conftest import free_port
 
 TIMEOUT = 10.0
 HASH = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
@@ -179,6 +180,49 @@ async def test_the_password_then_the_session_id(serve: Any, clients: Any) -> Non
     # The UI reconnects with the session id it was given, without the password.
     again = await admin_client(url, clients, sessionId=session_id)
     await again.settled()
+
+
+async def test_a_session_id_is_looked_up_up_to_64_characters(serve: Any, clients: Any) -> None:
+    # Those handed out have 16; a longer one is refused before any look in the store.
+    server = Instrumented(auth={"type": "basic", "username": "admin", "password": HASH})
+    await server.admin.store.save("s" * 64)
+    await server.admin.store.save("s" * 65)
+    url = await serve(server.sio)
+    accepted = await admin_client(url, clients, sessionId="s" * 64)
+    await accepted.settled()
+    for refused_id in ("s" * 65, ""):
+        with pytest.raises(ConnectError) as refused:
+            await admin_client(url, clients, sessionId=refused_id)
+        assert refused.value.message == "invalid credentials"
+
+
+async def test_a_session_store_redis_cannot_reach(
+    serve: Any, clients: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The password still logs in (its session is not kept); a session id is refused; both say
+    # why in the log.
+    caplog.set_level(logging.WARNING, logger="aiosio.admin")
+    store = RedisStore(f"redis://127.0.0.1:{free_port()}")
+    server = Instrumented(auth=BasicAuth("admin", HASH), store=store)
+    url = await serve(server.sio)
+    try:
+        logged_in = await admin_client(url, clients, username="admin", password="pw")
+        session_id = await logged_in.first("session")
+        with pytest.raises(ConnectError) as refused:
+            await admin_client(url, clients, sessionId=session_id)
+        assert refused.value.message == "invalid credentials"
+    finally:
+        await store.client.aclose()
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("could not save a session in redis" in m for m in logged), logged
+    assert any("could not check a session id in redis" in m for m in logged), logged
+
+
+def test_a_session_lasts_at_least_a_second() -> None:
+    assert RedisStore(session_duration=1).session_duration == 1
+    for wrong in (0, -5, 1.5):
+        with pytest.raises(ValueError, match="session_duration is a number of seconds"):
+            RedisStore(session_duration=wrong)  # type: ignore[arg-type]
 
 
 def test_basic_auth_as_an_object(caplog: pytest.LogCaptureFixture) -> None:

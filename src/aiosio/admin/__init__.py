@@ -13,5 +13,14 @@ from __future__ import annotations
 
 from aiosio.admin.auth import BasicAuth
 from aiosio.admin.instrument import Admin, Mode, instrument
+from aiosio.admin.stores import InMemoryStore, RedisStore, SessionStore
 
-__all__ = ["Admin", "BasicAuth", "Mode", "instrument"]
+__all__ = [
+    "Admin",
+    "BasicAuth",
+    "InMemoryStore",
+    "Mode",
+    "RedisStore",
+    "SessionStore",
+    "instrument",
+]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiosio._extras import import_extra
+from aiosio.admin.stores import SessionStore
 from aiosio.errors import ConnectionRefused
 from aiosio.server.socket import Socket
 
@@ -23,6 +24,10 @@ _BCRYPT = re.compile(r"\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}")
 
 # What the reference answers to any failure, and what the UI looks for to ask again.
 INVALID_CREDENTIALS = "invalid credentials"
+
+# The longest session id looked up: those handed out (here and by the reference) have 16
+# characters; a longer one is refused without a look in the store (a key in Redis).
+MAX_SESSION_ID = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,21 +68,25 @@ def basic_auth_from(auth: object) -> BasicAuth | None:
 
 
 class Credentials:
-    """The connection middleware of the admin namespace: a known session id, or the username
-    and a password that matches the hash (a new session id is then sent as ``session``).
-    Refusals carry the reference's error, ``invalid credentials``."""
+    """The connection middleware of the admin namespace: a session id ``store`` knows, or the
+    username and a password that matches the hash (a new session id is then saved and sent as
+    ``session``). Refusals carry the reference's error, ``invalid credentials``."""
 
-    def __init__(self, auth: BasicAuth) -> None:
+    def __init__(self, auth: BasicAuth, store: SessionStore) -> None:
         self.auth = auth
+        self.store = store
         # Imported here, when basic authentication is configured, never with aiosio.admin:
         # bcrypt is an optional extra (aiosio[admin]).
         self._bcrypt: Any = import_extra("bcrypt", extra="admin", feature="the Admin UI's auth")
-        self._sessions: set[str] = set()
 
     async def __call__(self, socket: Socket) -> None:
         given = socket.handshake.auth
         session = given.get("sessionId")
-        if isinstance(session, str) and session in self._sessions:
+        if (
+            isinstance(session, str)
+            and 0 < len(session) <= MAX_SESSION_ID
+            and await self.store.exists(session)
+        ):
             return
         username, password = given.get("username"), given.get("password")
         if (
@@ -86,7 +95,7 @@ class Credentials:
             and await self._matches(password)
         ):
             session = secrets.token_hex(8)
-            self._sessions.add(session)
+            await self.store.save(session)
             socket.emit("session", session)
             return
         raise ConnectionRefused(INVALID_CREDENTIALS)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket as _socket
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +38,7 @@ from aiosio.admin.serialize import (
     serialize_socket,
 )
 from aiosio.admin.stats import AggregatedEvents, Connections, Traffic, server_stats
+from aiosio.admin.stores import InMemoryStore, SessionStore
 from aiosio.admin.ui import UiFiles
 from aiosio.engine.server import EngineSocket
 from aiosio.server.adapter import InMemoryAdapter, RecoveryAdapter
@@ -45,13 +47,17 @@ from aiosio.server.namespace import Namespace
 from aiosio.server.server import Server
 from aiosio.server.socket import Socket
 
-__all__ = ["Admin", "Mode", "instrument"]
+__all__ = ["Admin", "Mode", "default_server_id", "instrument"]
 
 logger = logging.getLogger("aiosio.admin")
 
 Mode = Literal["development", "production"]
 
 STATS_INTERVAL = 2.0  # seconds, as the reference
+
+# Set in each worker of ``aiosio serve --workers`` (aiosio.workers.WORKER_ENV, which this layer
+# does not import): the reference tells a Node cluster worker by NODE_UNIQUE_ID the same way.
+WORKER_ENV = "AIOSIO_WORKER"
 
 # The reference's feature names (typed-events.ts ``Feature``).
 OPERATIONS = ("EMIT", "JOIN", "LEAVE", "DISCONNECT", "MJOIN", "MLEAVE", "MDISCONNECT")
@@ -73,6 +79,7 @@ def instrument(
     mode: Mode = "development",
     ui_path: str | None = None,
     ui_dir: str | Path | None = None,
+    store: SessionStore | None = None,
 ) -> Admin:
     """Open the admin namespace of ``sio`` to the official Admin UI.
 
@@ -81,12 +88,16 @@ def instrument(
         bcrypt_hash}`` (needs ``pip install "aiosio[admin]"``).
     :param namespace_name: the admin namespace (the UI's "namespace" field); the admin owns it.
     :param read_only: the UI may look, not act: no operation is offered, and any sent is ignored.
-    :param server_id: this server's name in the UI (default: the host name).
+    :param server_id: this server's name in the UI (default: the host name; in a worker of
+        ``aiosio serve --workers``, ``host#pid``). Give each server of a cluster its own.
     :param mode: ``"development"`` sends every socket, room change and event as it happens;
         ``"production"`` only the statistics (cheaper on a busy server).
     :param ui_path: serve the UI itself under this path (``"/admin-ui/"``), from ``ui_dir``.
     :param ui_dir: the ``ui/dist`` folder of the npm package ``@socket.io/admin-ui`` (default:
         ``node_modules/@socket.io/admin-ui/ui/dist`` under the current directory).
+    :param store: where the session ids handed out after a login are kept: an
+        :class:`~aiosio.admin.InMemoryStore` of this process (default), or a
+        :class:`~aiosio.admin.RedisStore` shared by the servers of a cluster.
     :raises TypeError: ``auth`` is not one of the above.
     :raises ValueError: a password that is not a bcrypt hash, an unknown ``mode``.
     :raises FileNotFoundError: ``ui_path`` is given and the UI files are not installed (the
@@ -101,6 +112,7 @@ def instrument(
         mode=mode,
         ui_path=ui_path,
         ui_dir=ui_dir,
+        store=store,
     )
 
 
@@ -119,6 +131,7 @@ class Admin:
         mode: Mode,
         ui_path: str | None,
         ui_dir: str | Path | None,
+        store: SessionStore | None = None,
     ) -> None:
         if mode not in ("development", "production"):
             raise ValueError(f"mode must be 'development' or 'production', got {mode!r}")
@@ -128,7 +141,7 @@ class Admin:
             sio.mount(self.ui.prefix, self.ui.handle)
         self.sio = sio
         self.namespace = sio.of(namespace_name)
-        self.server_id = server_id or _socket.gethostname()
+        self.server_id = server_id or default_server_id()
         self.development = mode == "development"
         self.read_only = read_only
         self.features = [] if read_only else list(OPERATIONS)
@@ -139,13 +152,14 @@ class Admin:
         self.connections = Connections(self.events)
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
+        self.store = store if store is not None else InMemoryStore()
         self._guard(basic, read_only)
         self.namespace.on("connection", self._admin_connected)
         self._listen()
 
     def _guard(self, basic: BasicAuth | None, read_only: bool) -> None:
         if basic is not None:
-            self.namespace.use(Credentials(basic))
+            self.namespace.use(Credentials(basic, self.store))
             return
         logger.warning(
             "the admin namespace %s has no authentication (auth=False): anyone who reaches "
@@ -156,8 +170,10 @@ class Admin:
 
     def _listen(self) -> None:
         """Follow the server: its sessions and messages for the statistics, which start now if
-        the server runs (else with its first connection); in development mode its namespaces,
-        those to come included."""
+        the server runs (else when it starts, or with its first connection if the HTTP server
+        never calls :meth:`~aiosio.Server.startup`): every server of a cluster reports, those
+        that nobody connected to included; in development mode its namespaces, those to come
+        included."""
         sio = self.sio
         sio.engine.on("connection", self._engine_connection)
         sio.add_packet_listener(Traffic(self.events))
@@ -165,6 +181,7 @@ class Admin:
             for nsp in list(sio.namespaces.values()):
                 self._watch(nsp)
             sio.on_new_namespace(self._watch)
+        sio.on_startup(self._start_reporting)
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -175,6 +192,9 @@ class Admin:
 
     def _engine_connection(self, conn: EngineSocket) -> None:
         self.connections.opened(conn)
+        self._start_reporting()
+
+    def _start_reporting(self) -> None:
         if self._timer is None and not self._closed:
             self._report()
 
@@ -322,6 +342,15 @@ class Admin:
         self._emit("socket_updated", update)
 
 
+def default_server_id() -> str:
+    """The host name, as the reference; in a worker of ``aiosio serve --workers``, the host
+    name and the process id (``host#1234``), as the reference names a Node cluster worker: the
+    UI tells servers apart by this id."""
+    if os.environ.get(WORKER_ENV) is not None:
+        return f"{_socket.gethostname()}#{os.getpid()}"
+    return _socket.gethostname()
+
+
 def _room(room: object) -> str:
     if not isinstance(room, str):
         raise TypeError(f"a room is a string, got {type(room).__name__}")
@@ -330,7 +359,10 @@ def _room(room: object) -> str:
 
 def _rooms_of(socket: Any) -> list[str]:
     """A socket's rooms in the order it joined them (its own first), as the reference lists
-    them; a socket of another server, in the order its server sent them."""
+    them; a socket of another server (whose rooms come as a set), its own first, then the
+    others sorted."""
     if isinstance(socket, Socket):
         return list(socket.nsp.adapter.sids.get(socket.id, ()))
-    return list(socket.rooms)
+    rooms = set(socket.rooms)
+    own = [socket.id] if socket.id in rooms else []
+    return own + sorted(rooms.difference(own))

@@ -147,6 +147,7 @@ class Server:
         self._nsps: dict[str, Namespace] = {}
         self._dynamic: list[DynamicNamespace] = []
         self._namespace_listeners: list[Callable[[Namespace], None]] = []
+        self._startup_listeners: list[Callable[[], None]] = []
         self._packet_listeners: tuple[PacketListener, ...] = ()
         self._mounts: dict[str, HttpHandler] = {}
         self._client_files: ClientFiles | None = ClientFiles()
@@ -364,14 +365,28 @@ class Server:
     def _on_engine_connection(self, conn: EngineSocket) -> None:
         Client(self, conn)
 
+    def on_startup(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener()`` when the server starts (in :meth:`startup`, the event loop
+        running, the cluster adapter connected or given up on): for tools set up before there
+        is a loop that must act without waiting for a connection, such as the statistics of
+        :func:`aiosio.admin.instrument`; usable as a decorator."""
+        self._startup_listeners.append(listener)
+        return listener
+
     async def startup(self) -> None:
-        """Called by the HTTP servers when they start: a cluster adapter connects now."""
+        """Called by the HTTP servers when they start (the ASGI app: at its lifespan startup):
+        a cluster adapter connects now, then the :meth:`on_startup` listeners run."""
         ready = getattr(self._adapter_factory, "ready", None)
         if ready is not None and not await ready():
             logger.error(
                 "the adapter is not connected (%s); this server runs alone until it is",
                 getattr(getattr(self._adapter_factory, "health", None), "last_error", None),
             )
+        for listener in tuple(self._startup_listeners):
+            try:
+                listener()
+            except Exception:
+                logger.exception("startup listener %r raised", listener)
 
     async def close(self) -> None:
         """Disconnect every socket (``server shutting down``) and close every session."""

@@ -3,13 +3,13 @@
 The Node adapter writes msgpack (``notepack.io``) or JSON (``JSON.stringify``) and tells them apart
 by the first byte: ``{`` is JSON. Nothing here knows the shape of a message (that is
 :mod:`~aiosio.adapters.redis.messages`); nothing is ever unpickled, and msgpack extension types
-become plain data.
+become plain data (a Date, what a Node server would send its clients: its ISO text).
 """
 
 from __future__ import annotations
 
 import json
-import time
+from datetime import datetime
 from typing import Any
 
 import msgpack
@@ -18,14 +18,45 @@ __all__ = ["decode", "encode_json", "encode_msgpack"]
 
 
 def _ext_hook(code: int, data: bytes) -> Any:
-    if code == -1:
-        # msgpack timestamp (a JavaScript Date): what a Node server would send its clients.
-        ts = msgpack.Timestamp.from_bytes(data)
-        seconds = ts.seconds + ts.nanoseconds / 1e9
-        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + (
-            f".{ts.nanoseconds // 1_000_000:03d}Z"
-        )
     return [code, data]
+
+
+# How notepack.io writes a JavaScript Date: the msgpack timestamp extension (type -1) in its
+# 32-, 64- or 96-bit form. msgpack decodes it itself (``ext_hook`` never sees it), as a
+# ``Timestamp``; a message whose bytes hold none of these is never walked.
+_TIMESTAMP_MARKERS = (b"\xd6\xff", b"\xd7\xff", b"\xc7\x0c\xff")
+
+
+def _js_date(ts: msgpack.Timestamp) -> str:
+    """A Date as a Node server sends it to its clients (``JSON.stringify``:
+    ``2024-01-15T12:34:56.789Z``)."""
+    try:
+        moment: datetime = ts.to_datetime()
+    except (OverflowError, ValueError, OSError) as exc:
+        raise ValueError(f"a date out of range: {ts!r}") from exc
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _dates_as_text(value: Any) -> Any:
+    """``value`` with every ``Timestamp`` replaced by its :func:`_js_date` (in place: the
+    containers are fresh from the decoder; iterative: as deep as msgpack nests)."""
+    if isinstance(value, msgpack.Timestamp):
+        return _js_date(value)
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            pairs: Any = enumerate(item)
+        elif isinstance(item, dict):
+            pairs = item.items()
+        else:
+            continue
+        for key, child in list(pairs):
+            if isinstance(child, msgpack.Timestamp):
+                item[key] = _js_date(child)
+            elif isinstance(child, list | dict):
+                stack.append(child)
+    return value
 
 
 def encode_msgpack(value: Any) -> bytes:
@@ -76,6 +107,9 @@ def decode(data: bytes, max_size: int) -> Any:
         except RecursionError as exc:
             raise ValueError("JSON message nested too deeply") from exc
     try:
-        return msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=_ext_hook)
+        value = msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=_ext_hook)
     except Exception as exc:  # msgpack raises several types for malformed input
         raise ValueError(f"invalid msgpack message: {exc}") from exc
+    if any(marker in data for marker in _TIMESTAMP_MARKERS):
+        value = _dates_as_text(value)
+    return value
