@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aiosio.protocol.errors import RemoteProtocolError
+from aiosio.protocol.text import encode_text
 
 __all__ = [
     "BINARY_CONTENT_TYPE",
@@ -32,6 +33,7 @@ __all__ = [
     "decode_payload",
     "encode_packet",
     "encode_payload",
+    "encode_text",
     "utf16_length",
 ]
 
@@ -147,7 +149,7 @@ def encode_payload(
     packets = list(packets)
     if protocol == 4:
         text = SEPARATOR.join([encode_packet(p, 4, False) for p in packets])  # type: ignore[misc]
-        return text.encode("utf-8"), TEXT_CONTENT_TYPE
+        return encode_text(text), TEXT_CONTENT_TYPE
     if supports_binary and any(isinstance(p.data, bytes) for p in packets):
         return _encode_v3_binary_payload(packets), BINARY_CONTENT_TYPE
     if not packets:
@@ -157,7 +159,7 @@ def encode_payload(
         encoded = encode_packet(p, 3, False)
         assert isinstance(encoded, str)
         parts.append(f"{utf16_length(encoded)}:{encoded}")
-    return "".join(parts).encode("utf-8"), TEXT_CONTENT_TYPE
+    return encode_text("".join(parts)), TEXT_CONTENT_TYPE
 
 
 def _encode_v3_binary_payload(packets: list[Packet]) -> bytes:
@@ -165,7 +167,7 @@ def _encode_v3_binary_payload(packets: list[Packet]) -> bytes:
     for p in packets:
         encoded = encode_packet(p, 3, True)
         if isinstance(encoded, str):
-            body = encoded.encode("utf-8")
+            body = encode_text(encoded)
             out.append(0)
         else:
             body = encoded

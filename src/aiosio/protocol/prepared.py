@@ -9,6 +9,7 @@ engine sends it.
 from __future__ import annotations
 
 from aiosio.protocol.engineio import Packet, PacketType, encode_packet
+from aiosio.protocol.text import encode_text
 from aiosio.protocol.websocket import Opcode, encode_frame
 
 __all__ = ["PreparedMessage"]
@@ -33,7 +34,7 @@ class PreparedMessage:
         if frame is None:
             encoded = encode_packet(Packet(PacketType.MESSAGE, self.data), protocol)
             if isinstance(encoded, str):
-                frame = encode_frame(Opcode.TEXT, encoded.encode())
+                frame = encode_frame(Opcode.TEXT, encode_text(encoded))
             else:
                 frame = encode_frame(Opcode.BINARY, encoded)
             self._frames[protocol] = frame

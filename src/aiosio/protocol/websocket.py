@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Final, TypeAlias
 
 from aiosio.protocol.errors import LocalProtocolError
+from aiosio.protocol.text import encode_text
 from aiosio.protocol.websocket_deflate import (
     DeflateParams,
     accept_deflate_response,
@@ -694,7 +695,7 @@ class WebSocketProtocol:
     def send_text(self, data: str) -> None:
         """Queue a text message. Raises :class:`InvalidState` unless OPEN."""
         self._check_open("a text message")
-        self._send_data(Opcode.TEXT, data.encode())
+        self._send_data(Opcode.TEXT, encode_text(data))
 
     def send_binary(self, data: bytes) -> None:
         """Queue a binary message. Raises :class:`InvalidState` unless OPEN."""

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from aiosio.engine.http import WebSocketHandler
 from aiosio.protocol import websocket as ws
+from aiosio.protocol.text import JS_UTF8
 
 __all__ = ["ChannelHost", "NativeWebSocket", "PlainWebSocket", "WriteBatcher"]
 
@@ -263,7 +264,8 @@ class PlainWebSocket(NativeWebSocket):
 
     def send(self, data: str | bytes) -> None:
         if isinstance(data, str):
-            self._queue_frame(ws.encode_frame(ws.Opcode.TEXT, data.encode("utf-8")))
+            # JS_UTF8: a lone surrogate is U+FFFD, as Node writes it (aiosio.protocol.text).
+            self._queue_frame(ws.encode_frame(ws.Opcode.TEXT, data.encode("utf-8", JS_UTF8)))
         else:
             self._queue_frame(ws.encode_frame(ws.Opcode.BINARY, data))
 
