@@ -32,6 +32,10 @@ PYTHON = sys.executable  # the project's .venv when run with it
 
 SERVER = r"""
 import asyncio, ctypes, gc, json, os, sys
+trace = int(sys.argv[6])
+if trace:
+    import tracemalloc
+    tracemalloc.start(trace)
 import uvicorn
 import aiosio
 
@@ -40,6 +44,13 @@ sio = aiosio.Server(ping_interval=interval, ping_timeout=timeout)
 app = sio.asgi()
 
 reasons = {}
+bare_open = None  # the bare app's open WebSockets (--bare)
+native_server = None
+
+def heap():
+    if native_server is not None:
+        return native_server.heap
+    return app.heap if bare_open is None else None
 
 @sio.engine.on("connection")
 def count_close(socket):
@@ -94,8 +105,12 @@ def reporter(loop, stop, connections):
         if line.strip() == "gc":
             gc.collect()
             ctypes.CDLL(None).malloc_trim(0)
+        if trace and line.strip() == "base":
+            snapshots.append(tracemalloc.take_snapshot())
+        elif trace and line.strip() == "gc":
+            survivors(tracemalloc.take_snapshot())
         print(json.dumps({
-            "sessions": len(sio.engine.clients),
+            "sessions": len(bare_open) if bare_open is not None else len(sio.engine.clients),
             "tasks": len(asyncio.all_tasks()),
             "connections": connections(),
             "rss_kib": rss(),
@@ -103,9 +118,27 @@ def reporter(loop, stop, connections):
             "closed": reasons,
             "lag": dict(lag),
             "arenas": arenas(),
-            "trims": app._heap.trims if app._heap is not None else -1,
+            "trims": heap().trims if heap() is not None else -1,
         }), flush=True)
     loop.add_reader(sys.stdin.fileno(), report)
+
+snapshots = []
+
+def survivors(now):
+    # What was allocated after the base measurement and is still there: the objects that
+    # outlive the connections. Each small one (up to 512 bytes, CPython's small-object
+    # allocator) can keep a 1 MiB arena resident.
+    ignore = [tracemalloc.Filter(False, tracemalloc.__file__)]
+    stats = now.filter_traces(ignore).compare_to(snapshots[0].filter_traces(ignore), "traceback")
+    grown = [s for s in stats if s.count_diff > 0]
+    grown.sort(key=lambda s: -s.count_diff)
+    print(f"survivors: {sum(s.count_diff for s in grown)} blocks, "
+          f"{sum(s.size_diff for s in grown) / 1024:.0f} KiB", file=sys.stderr)
+    for stat in grown[:trace and 25]:
+        print(f"{stat.count_diff:+d} blocks {stat.size_diff:+d} B", file=sys.stderr)
+        for line in stat.traceback.format(most_recent_first=True)[:2 * 8]:
+            print("    " + line, file=sys.stderr)
+    sys.stderr.flush()
 
 class Server(uvicorn.Server):
     async def startup(self, sockets=None):
@@ -116,13 +149,46 @@ class Server(uvicorn.Server):
         print("READY", self.config.port, flush=True)
 
 async def native():
-    server = await aiosio.serve(sio, "127.0.0.1", int(sys.argv[1]))
+    global native_server
+    server = native_server = await aiosio.serve(sio, "127.0.0.1", int(sys.argv[1]))
     done = asyncio.Event()
     reporter(asyncio.get_running_loop(), done.set, lambda: len(server.connections))
     print("READY", server.port, flush=True)
     await done.wait()
     await server.close()
 
+async def bare(scope, receive, send):
+    # uvicorn with no aiosio: the Engine.IO handshake, then a ping to every WebSocket each
+    # ping_interval from one task (as aiosio's timer wheel), pongs read and dropped
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] == "lifespan.startup":
+            asyncio.get_running_loop().create_task(ping_all())
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    await receive()
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.send", "text": '0{"sid":"x","upgrades":[],"pingInterval":'
+        + str(int(interval * 1000)) + ',"pingTimeout":' + str(int(timeout * 1000)) + '}'})
+    bare_open.add(send)
+    try:
+        while (message := await receive())["type"] != "websocket.disconnect":
+            if message.get("text") == "40":
+                await send({"type": "websocket.send", "text": '40{"sid":"y"}'})
+    finally:
+        bare_open.discard(send)
+
+async def ping_all():
+    while True:
+        await asyncio.sleep(interval)
+        for send in list(bare_open):
+            try:
+                await send({"type": "websocket.send", "text": "2"})
+            except Exception:
+                pass
+
+if sys.argv[5] == "bare":
+    app, bare_open = bare, set()
 if sys.argv[5] == "native":
     import uvloop
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -213,7 +279,9 @@ async def main(args: argparse.Namespace) -> None:
     port = 20000 + os.getpid() % 20000
     server = await asyncio.create_subprocess_exec(
         "taskset", "-c", "0", str(PYTHON), "-c", SERVER, str(port), str(args.ping_interval),
-        str(args.ping_timeout), args.ws_ping_interval, "native" if args.native else "asgi",
+        str(args.ping_timeout), args.ws_ping_interval,
+        "native" if args.native else "bare" if args.bare else "asgi",
+        str(args.trace),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     busy = None
@@ -231,7 +299,7 @@ async def main(args: argparse.Namespace) -> None:
     try:
         ready = (await asyncio.wait_for(server.stdout.readline(), 30)).split()
         assert ready[0] == b"READY", ready
-        base = await measure()
+        base = await measure("base")
         clients: list[Client] = []
         failed = 0
         started = time.monotonic()
@@ -327,8 +395,18 @@ if __name__ == "__main__":
     parser.add_argument("--settle", type=float, default=30.0)
     parser.add_argument("--busy", action="store_true", help="a busy process on the server's core")
     parser.add_argument("--native", action="store_true", help="the native server instead")
+    parser.add_argument(
+        "--bare", action="store_true",
+        help="a bare WebSocket app under uvicorn instead of aiosio's (the handshake and a ping "
+        "every --ping-interval): what uvicorn and the libraries under it keep by themselves",
+    )  # fmt: skip
     parser.add_argument("--stall", type=int, default=0, help="clients that stop reading")
     parser.add_argument("--stall-rounds", type=int, default=200)
+    parser.add_argument(
+        "--trace", type=int, default=0, metavar="FRAMES",
+        help="tracemalloc with this many frames; prints what outlives the connections "
+        "(the RSS figures then include tracemalloc's own memory)",
+    )  # fmt: skip
     arguments = parser.parse_args()
     os.sched_setaffinity(0, {1})
     try:
