@@ -4,12 +4,16 @@ or without a busy process on the server's core, and report what the server holds
     .venv/bin/python benchmarks/asgi_hold.py --conns 5000 --ping-interval 5 --ping-timeout 5 \
         --hold 12 --busy
 
-uvicorn runs in a subprocess pinned to core 0 (uvloop, httptools, websockets-sansio); the
-clients are raw WebSocket clients on asyncio streams in this process, pinned to core 1, that
-answer every Engine.IO ping. ``--busy`` starts a process spinning on core 0 beside the server.
-The server answers a line on stdin with its open sessions, asyncio tasks, RSS and the objects
-the garbage collector tracks; read when the sessions are open, at the end of the hold, and two
-seconds after the clients all closed (the ASGI app's heap trim runs a second after a wave).
+uvicorn runs in a subprocess pinned to core 0 (uvloop, httptools or ``--http h11``,
+websockets-sansio); the clients are raw WebSocket clients on asyncio streams in this process,
+pinned to core 1, that answer every Engine.IO ping. ``--busy`` starts a process spinning on
+core 0 beside the server. The server answers a line on stdin with its open sessions, asyncio
+tasks, RSS, CPython's small-object arenas and the objects the garbage collector tracks; read
+when the sessions are open, at the end of the hold, two seconds after the clients all closed
+(the ASGI app's heap trim runs a second after a wave), and after a full ``gc.collect()`` and
+``malloc_trim``. ``--native``: the same against the native server; ``--bare``: against a bare
+WebSocket app under uvicorn with no aiosio (what uvicorn keeps by itself); ``--trace 6``:
+tracemalloc on, and what outlives the connections printed at the end.
 
 ``--stall N``: N more clients that connect, then stop reading while the server broadcasts to
 them (a client that stops reading): reported are the sessions the engine gave up on and the
@@ -23,6 +27,7 @@ import asyncio
 import base64
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -102,7 +107,16 @@ def reporter(loop, stop, connections):
         if not line:
             stop()
             return
+        garbage = {}
         if line.strip() == "gc":
+            # what only a full collection frees (objects in reference cycles), by type
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            gc.collect()
+            gc.set_debug(0)
+            for obj in gc.garbage:
+                name = type(obj).__module__ + "." + type(obj).__qualname__
+                garbage[name] = garbage.get(name, 0) + 1
+            gc.garbage.clear()
             gc.collect()
             ctypes.CDLL(None).malloc_trim(0)
         if trace and line.strip() == "base":
@@ -119,6 +133,8 @@ def reporter(loop, stop, connections):
             "lag": dict(lag),
             "arenas": arenas(),
             "trims": heap().trims if heap() is not None else -1,
+            "garbage": sorted(garbage.items(), key=lambda item: -item[1])[:12],
+            "freed": sum(garbage.values()),
         }), flush=True)
     loop.add_reader(sys.stdin.fileno(), report)
 
@@ -195,7 +211,7 @@ if sys.argv[5] == "native":
         runner.run(native())
     sys.exit()
 config = uvicorn.Config(
-    app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop", http="httptools",
+    app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop", http=sys.argv[7],
     ws="websockets-sansio", log_level="warning", access_log=False, lifespan="on",
     backlog=4096, ws_ping_interval=None if ws_ping == "none" else float(ws_ping),
 )
@@ -276,12 +292,14 @@ class Client:
 
 
 async def main(args: argparse.Namespace) -> None:
-    port = 20000 + os.getpid() % 20000
+    with socket.socket() as probe:  # a port free now (a fixed one may be a client's, in use)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     server = await asyncio.create_subprocess_exec(
         "taskset", "-c", "0", str(PYTHON), "-c", SERVER, str(port), str(args.ping_interval),
         str(args.ping_timeout), args.ws_ping_interval,
         "native" if args.native else "bare" if args.bare else "asgi",
-        str(args.trace),
+        str(args.trace), args.http,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     busy = None
@@ -357,6 +375,9 @@ async def main(args: argparse.Namespace) -> None:
         report("closed", base, left, 0)
         collected = await measure("gc")
         report("after gc.collect() and malloc_trim", base, collected, 0)
+        print(f"  freed by the collection: {collected['freed']} objects in cycles, most:")
+        for name, count in collected["garbage"]:
+            print(f"    {count:7d} {name}")
     finally:
         if busy is not None:
             busy.kill()
@@ -390,6 +411,10 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--ping-interval", type=float, default=5.0)
     parser.add_argument("--ping-timeout", type=float, default=5.0)
+    parser.add_argument(
+        "--http", default="httptools", choices=["httptools", "h11"],
+        help="uvicorn's HTTP implementation (the one that answers the upgrade)",
+    )  # fmt: skip
     parser.add_argument("--ws-ping-interval", default="20", help="uvicorn's; 'none' turns it off")
     parser.add_argument("--hold", type=float, default=12.0)
     parser.add_argument("--settle", type=float, default=30.0)
