@@ -4,9 +4,9 @@ CPython's small-object allocator gives a 1 MiB arena back only once every object
 so one long-lived object allocated while thousands of connections come and go keeps a whole arena
 of their freed memory resident. The server avoids creating such objects (the record of ended
 sessions is kept in flat buffers, :mod:`aiosio.engine.ended`); this module deals with the ones
-it cannot avoid, in uvloop's free lists and CPython's, and with the C heap, which glibc does not
-give back by itself.
-docs/performance.md, "Memory after churn", has the measurements.
+it cannot avoid, in the free lists of uvloop, asyncio and CPython, and with the C heap, which
+glibc does not give back by itself.
+docs/performance.md, "Memory after churn" (and "under uvicorn"), has the measurements.
 """
 
 from __future__ import annotations
@@ -136,7 +136,8 @@ class HeapTrimmer:
     only from the top of its heap by itself (what connections freed in the middle, uvloop's
     handles, buffers, the tables of dicts that grew with them, stays until ``malloc_trim``). Once
     ``wave`` connections have closed since the most there were, and none has closed for
-    ``delay`` seconds, the trimmer empties the free lists and calls ``malloc_trim`` once (about
+    ``delay`` seconds, the trimmer renews the event loop's free lists
+    (:func:`renew_loop_free_lists`), empties CPython's and calls ``malloc_trim`` once (about
     2 ms with 10 000 connections' worth of freed memory). ``wave=0``, or a C library without
     ``malloc_trim``, turns it off.
     """
