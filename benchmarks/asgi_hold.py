@@ -4,12 +4,16 @@ or without a busy process on the server's core, and report what the server holds
     .venv/bin/python benchmarks/asgi_hold.py --conns 5000 --ping-interval 5 --ping-timeout 5 \
         --hold 12 --busy
 
-uvicorn runs in a subprocess pinned to core 0 (uvloop, httptools, websockets-sansio); the
-clients are raw WebSocket clients on asyncio streams in this process, pinned to core 1, that
-answer every Engine.IO ping. ``--busy`` starts a process spinning on core 0 beside the server.
-The server answers a line on stdin with its open sessions, asyncio tasks, RSS and the objects
-the garbage collector tracks; read when the sessions are open, at the end of the hold, and two
-seconds after the clients all closed (the ASGI app's heap trim runs a second after a wave).
+uvicorn runs in a subprocess pinned to core 0 (uvloop, httptools or ``--http h11``,
+websockets-sansio); the clients are raw WebSocket clients on asyncio streams in this process,
+pinned to core 1, that answer every Engine.IO ping. ``--busy`` starts a process spinning on
+core 0 beside the server. The server answers a line on stdin with its open sessions, asyncio
+tasks, RSS, CPython's small-object arenas and the objects the garbage collector tracks; read
+when the sessions are open, at the end of the hold, two seconds after the clients all closed
+(the ASGI app's heap trim runs a second after a wave), and after a full ``gc.collect()`` and
+``malloc_trim``. ``--native``: the same against the native server; ``--bare``: against a bare
+WebSocket app under uvicorn with no aiosio (what uvicorn keeps by itself); ``--trace 6``:
+tracemalloc on, and what outlives the connections printed at the end.
 
 ``--stall N``: N more clients that connect, then stop reading while the server broadcasts to
 them (a client that stops reading): reported are the sessions the engine gave up on and the
@@ -23,6 +27,7 @@ import asyncio
 import base64
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -32,6 +37,10 @@ PYTHON = sys.executable  # the project's .venv when run with it
 
 SERVER = r"""
 import asyncio, ctypes, gc, json, os, sys
+trace = int(sys.argv[6])
+if trace:
+    import tracemalloc
+    tracemalloc.start(trace)
 import uvicorn
 import aiosio
 
@@ -40,6 +49,13 @@ sio = aiosio.Server(ping_interval=interval, ping_timeout=timeout)
 app = sio.asgi()
 
 reasons = {}
+bare_open = None  # the bare app's open WebSockets (--bare)
+native_server = None
+
+def heap():
+    if native_server is not None:
+        return native_server.heap
+    return app.heap if bare_open is None else None
 
 @sio.engine.on("connection")
 def count_close(socket):
@@ -91,11 +107,24 @@ def reporter(loop, stop, connections):
         if not line:
             stop()
             return
+        garbage = {}
         if line.strip() == "gc":
+            # what only a full collection frees (objects in reference cycles), by type
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            gc.collect()
+            gc.set_debug(0)
+            for obj in gc.garbage:
+                name = type(obj).__module__ + "." + type(obj).__qualname__
+                garbage[name] = garbage.get(name, 0) + 1
+            gc.garbage.clear()
             gc.collect()
             ctypes.CDLL(None).malloc_trim(0)
+        if trace and line.strip() == "base":
+            snapshots.append(tracemalloc.take_snapshot())
+        elif trace and line.strip() == "gc":
+            survivors(tracemalloc.take_snapshot())
         print(json.dumps({
-            "sessions": len(sio.engine.clients),
+            "sessions": len(bare_open) if bare_open is not None else len(sio.engine.clients),
             "tasks": len(asyncio.all_tasks()),
             "connections": connections(),
             "rss_kib": rss(),
@@ -103,9 +132,29 @@ def reporter(loop, stop, connections):
             "closed": reasons,
             "lag": dict(lag),
             "arenas": arenas(),
-            "trims": app._heap.trims if app._heap is not None else -1,
+            "trims": heap().trims if heap() is not None else -1,
+            "garbage": sorted(garbage.items(), key=lambda item: -item[1])[:12],
+            "freed": sum(garbage.values()),
         }), flush=True)
     loop.add_reader(sys.stdin.fileno(), report)
+
+snapshots = []
+
+def survivors(now):
+    # What was allocated after the base measurement and is still there: the objects that
+    # outlive the connections. Each small one (up to 512 bytes, CPython's small-object
+    # allocator) can keep a 1 MiB arena resident.
+    ignore = [tracemalloc.Filter(False, tracemalloc.__file__)]
+    stats = now.filter_traces(ignore).compare_to(snapshots[0].filter_traces(ignore), "traceback")
+    grown = [s for s in stats if s.count_diff > 0]
+    grown.sort(key=lambda s: -s.count_diff)
+    print(f"survivors: {sum(s.count_diff for s in grown)} blocks, "
+          f"{sum(s.size_diff for s in grown) / 1024:.0f} KiB", file=sys.stderr)
+    for stat in grown[:trace and 25]:
+        print(f"{stat.count_diff:+d} blocks {stat.size_diff:+d} B", file=sys.stderr)
+        for line in stat.traceback.format(most_recent_first=True)[:2 * 8]:
+            print("    " + line, file=sys.stderr)
+    sys.stderr.flush()
 
 class Server(uvicorn.Server):
     async def startup(self, sockets=None):
@@ -116,20 +165,53 @@ class Server(uvicorn.Server):
         print("READY", self.config.port, flush=True)
 
 async def native():
-    server = await aiosio.serve(sio, "127.0.0.1", int(sys.argv[1]))
+    global native_server
+    server = native_server = await aiosio.serve(sio, "127.0.0.1", int(sys.argv[1]))
     done = asyncio.Event()
     reporter(asyncio.get_running_loop(), done.set, lambda: len(server.connections))
     print("READY", server.port, flush=True)
     await done.wait()
     await server.close()
 
+async def bare(scope, receive, send):
+    # uvicorn with no aiosio: the Engine.IO handshake, then a ping to every WebSocket each
+    # ping_interval from one task (as aiosio's timer wheel), pongs read and dropped
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] == "lifespan.startup":
+            asyncio.get_running_loop().create_task(ping_all())
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    await receive()
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.send", "text": '0{"sid":"x","upgrades":[],"pingInterval":'
+        + str(int(interval * 1000)) + ',"pingTimeout":' + str(int(timeout * 1000)) + '}'})
+    bare_open.add(send)
+    try:
+        while (message := await receive())["type"] != "websocket.disconnect":
+            if message.get("text") == "40":
+                await send({"type": "websocket.send", "text": '40{"sid":"y"}'})
+    finally:
+        bare_open.discard(send)
+
+async def ping_all():
+    while True:
+        await asyncio.sleep(interval)
+        for send in list(bare_open):
+            try:
+                await send({"type": "websocket.send", "text": "2"})
+            except Exception:
+                pass
+
+if sys.argv[5] == "bare":
+    app, bare_open = bare, set()
 if sys.argv[5] == "native":
     import uvloop
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(native())
     sys.exit()
 config = uvicorn.Config(
-    app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop", http="httptools",
+    app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop", http=sys.argv[7],
     ws="websockets-sansio", log_level="warning", access_log=False, lifespan="on",
     backlog=4096, ws_ping_interval=None if ws_ping == "none" else float(ws_ping),
 )
@@ -210,10 +292,14 @@ class Client:
 
 
 async def main(args: argparse.Namespace) -> None:
-    port = 20000 + os.getpid() % 20000
+    with socket.socket() as probe:  # a port free now (a fixed one may be a client's, in use)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     server = await asyncio.create_subprocess_exec(
         "taskset", "-c", "0", str(PYTHON), "-c", SERVER, str(port), str(args.ping_interval),
-        str(args.ping_timeout), args.ws_ping_interval, "native" if args.native else "asgi",
+        str(args.ping_timeout), args.ws_ping_interval,
+        "native" if args.native else "bare" if args.bare else "asgi",
+        str(args.trace), args.http,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     busy = None
@@ -231,7 +317,7 @@ async def main(args: argparse.Namespace) -> None:
     try:
         ready = (await asyncio.wait_for(server.stdout.readline(), 30)).split()
         assert ready[0] == b"READY", ready
-        base = await measure()
+        base = await measure("base")
         clients: list[Client] = []
         failed = 0
         started = time.monotonic()
@@ -289,6 +375,9 @@ async def main(args: argparse.Namespace) -> None:
         report("closed", base, left, 0)
         collected = await measure("gc")
         report("after gc.collect() and malloc_trim", base, collected, 0)
+        print(f"  freed by the collection: {collected['freed']} objects in cycles, most:")
+        for name, count in collected["garbage"]:
+            print(f"    {count:7d} {name}")
     finally:
         if busy is not None:
             busy.kill()
@@ -322,13 +411,27 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--ping-interval", type=float, default=5.0)
     parser.add_argument("--ping-timeout", type=float, default=5.0)
+    parser.add_argument(
+        "--http", default="httptools", choices=["httptools", "h11"],
+        help="uvicorn's HTTP implementation (the one that answers the upgrade)",
+    )  # fmt: skip
     parser.add_argument("--ws-ping-interval", default="20", help="uvicorn's; 'none' turns it off")
     parser.add_argument("--hold", type=float, default=12.0)
     parser.add_argument("--settle", type=float, default=30.0)
     parser.add_argument("--busy", action="store_true", help="a busy process on the server's core")
     parser.add_argument("--native", action="store_true", help="the native server instead")
+    parser.add_argument(
+        "--bare", action="store_true",
+        help="a bare WebSocket app under uvicorn instead of aiosio's (the handshake and a ping "
+        "every --ping-interval): what uvicorn and the libraries under it keep by themselves",
+    )  # fmt: skip
     parser.add_argument("--stall", type=int, default=0, help="clients that stop reading")
     parser.add_argument("--stall-rounds", type=int, default=200)
+    parser.add_argument(
+        "--trace", type=int, default=0, metavar="FRAMES",
+        help="tracemalloc with this many frames; prints what outlives the connections "
+        "(the RSS figures then include tracemalloc's own memory)",
+    )  # fmt: skip
     arguments = parser.parse_args()
     os.sched_setaffinity(0, {1})
     try:

@@ -232,6 +232,14 @@ class AsgiWebSocket:
         if not _abort(self._send) and self.receiver is not None:
             self.receiver.cancel()  # the receive loop returns (see AsgiApp._websocket)
 
+    def disconnected(self) -> None:
+        """The connection is gone (``websocket.disconnect``, or the ASGI server raised): what is
+        queued cannot reach the peer and no close is sent, so that the end of a connection the
+        client closed creates no writer task and no give-up timer. A wave of 5000 disconnects
+        made 5000 of each, and the free lists of the event loop kept some of them, scattered over
+        the memory the connections had used, with the 1 MiB arenas they sit in."""
+        self._drop()
+
     def finished(self) -> None:
         """The receive loop ended (the connection is gone): no give-up to come."""
         timer, self._abandon_timer = self._abandon_timer, None
@@ -528,6 +536,7 @@ class AsgiApp:
                         await channel.drain()
                 elif message["type"] == "websocket.disconnect":
                     code = message.get("code", 1005)
+                    channel.disconnected()
                     break
         except asyncio.CancelledError:
             # Our own cancel of a connection given up on (AsgiWebSocket._abandon) ends the
@@ -538,6 +547,7 @@ class AsgiApp:
             error = "given up on: the client did not take its close"
         except Exception as exc:  # noqa: BLE001 - whatever the ASGI server raised, the socket is gone
             error = f"{type(exc).__name__}: {exc}"
+            channel.disconnected()
         finally:
             self._websockets.discard(channel)
             heap.closed()
