@@ -19,6 +19,7 @@ from typing import Any
 
 from aiosio._memory import HeapTrimmer, prime_loop_free_lists
 from aiosio.engine.http import HttpApp, HttpRequest, HttpResponse, register_asgi
+from aiosio.protocol.text import js_text
 
 __all__ = ["AsgiApp", "AsgiWebSocket"]
 
@@ -29,6 +30,20 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+async def _send_message(send: Send, message: Message) -> None:
+    """``send(message)``; a text the ASGI server cannot encode (a lone surrogate) is sent as a
+    JavaScript peer would write it (:func:`~aiosio.protocol.text.js_text`): checked only when
+    the server refuses it, so that every other message costs nothing more."""
+    try:
+        await send(message)
+    except UnicodeEncodeError:
+        text = message.get("text")
+        if text is None:
+            raise
+        message["text"] = js_text(text)
+        await send(message)
 
 
 def _request_from_scope(scope: Scope, body: bytes = b"") -> HttpRequest:
@@ -193,7 +208,7 @@ class AsgiWebSocket:
             while self._pending:
                 message = self._pending.popleft()
                 try:
-                    await self._send(message)
+                    await _send_message(self._send, message)
                 finally:
                     self._buffered -= _size(message)
         finally:
@@ -529,7 +544,7 @@ class AsgiApp:
                     reply = channel.take_reply()
                     if reply is not None:
                         try:
-                            await send(reply)
+                            await _send_message(send, reply)
                         finally:
                             channel.reply_sent(reply)
                     if channel.left_to_drain:  # several, or queued meanwhile
