@@ -43,6 +43,7 @@ from typing import (
     is_typeddict,
 )
 
+from aiosio._eager import is_async
 from aiosio._extras import import_extra
 from aiosio._once import OncePer
 
@@ -160,6 +161,8 @@ def _hints(fn: Callable[..., Any], where: str) -> dict[str, Any]:
     """The resolved annotations of ``fn``; one that cannot be resolved (a name imported under
     ``TYPE_CHECKING``) is left out, with a warning when it looks like a payload's."""
     target = inspect.unwrap(fn)
+    if not inspect.isroutine(target) and not inspect.isclass(target):
+        target = type(target).__call__  # an object whose __call__ is the handler
     try:
         return get_type_hints(target, include_extras=True)
     except Exception:  # noqa: BLE001 - resolved one by one below, each failure reported
@@ -376,7 +379,7 @@ def validated(
     returns = adapter_of("return")
     if rest is None and returns is None and all(arg.adapter is None for arg in args):
         return fn  # nothing to validate: the handler itself, no cost added to its calls
-    wrapper = _AsyncValidated if inspect.iscoroutinefunction(fn) else _Validated
+    wrapper = _AsyncValidated if is_async(fn) else _Validated
     return wrapper(fn, event, skip, args, rest, returns, refused)
 
 
@@ -428,7 +431,7 @@ class _Emitter:
             tp = hints.get(parameter.name)
             dumps.append(_adapter(tp, where) if tp is not None and is_payload_model(tp) else None)
         target = self._target
-        if inspect.iscoroutinefunction(declared):
+        if is_async(declared):
             reply = hints.get("return")
             reply_adapter = (
                 _adapter(reply, where) if reply is not None and is_payload_model(reply) else None

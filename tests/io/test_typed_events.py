@@ -383,3 +383,27 @@ def test_mypy_checks_typed_emitters_at_the_call_site(tmp_path: Path) -> None:
     assert len(errors) == 2, out
     assert 'Argument 1 to "chat" of "ServerToClient" has incompatible type "str"' in errors[0]
     assert '"ServerToClient" has no attribute "chta"' in errors[1]
+
+
+class Lengths:
+    """A handler that is an object: its ``__call__`` is what is inspected."""
+
+    def __init__(self) -> None:
+        self.seen: list[ChatMessage] = []
+
+    async def __call__(self, socket: aiosio.Socket, msg: ChatMessage) -> int:
+        self.seen.append(msg)
+        return len(msg.text)
+
+
+async def test_a_callable_object_is_validated_and_stays_async(
+    sio_client: tuple[aiosio.Server, aiosio.Client],
+) -> None:
+    sio, client = sio_client
+    lengths = Lengths()
+    sio.on("length", lengths)
+    assert sio.sockets.handlers.events["length"].is_async is True
+    await client.connect()
+    assert await ask(client, "length", {"text": "four"}) == 4
+    assert (await ask(client, "length", {}))["error"] == "invalid payload"
+    assert lengths.seen == [ChatMessage(text="four")]
