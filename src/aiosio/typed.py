@@ -219,7 +219,7 @@ class _Validated:
         event: str,
         skip: int,
         args: list[_Arg],
-        rest: Any,
+        rest: tuple[str, Any] | None,
         returns: Any,
         refused: InvalidPayloads,
     ) -> None:
@@ -227,7 +227,7 @@ class _Validated:
         self.event = event
         self._skip = skip
         self._args = args
-        self._rest = rest  # the *args parameter's adapter, or None
+        self._rest = rest  # the *args parameter's name and adapter, or None
         self._refused = refused
         # What runs per event: (absolute position, validate) of each validated argument.
         self._checks = tuple(
@@ -237,7 +237,7 @@ class _Validated:
         )
         self._required = skip + sum(1 for arg in args if arg.required)
         self._rest_from = skip + len(args)
-        self._rest_validate = None if rest is None else rest.validator.validate_python
+        self._rest_validate = None if rest is None else rest[1].validator.validate_python
         self._dump_returned = None if returns is None else returns.serializer.to_python
         self._validation_error: type[Exception] = import_extra(
             "pydantic", extra="typed", feature=f"validating handler {event!r}"
@@ -292,8 +292,9 @@ class _Validated:
             elif arg.adapter is not None:
                 self._errors(arg.adapter, args[skip + arg.index], arg.name, details)
         if self._rest is not None:
+            name, adapter = self._rest
             for i in range(self._rest_from, len(args)):
-                self._errors(self._rest, args[i], f"args[{i - self._rest_from}]", details)
+                self._errors(adapter, args[i], f"{name}[{i - self._rest_from}]", details)
         return details
 
     def _errors(self, adapter: Any, value: Any, name: str, details: list[dict[str, Any]]) -> None:
@@ -375,7 +376,8 @@ def validated(
             required = parameter.default is parameter.empty
             args.append(_Arg(len(args), parameter.name, adapter_of(parameter.name), required))
         elif parameter.kind is parameter.VAR_POSITIONAL:
-            rest = adapter_of(parameter.name)
+            rest_adapter = adapter_of(parameter.name)
+            rest = None if rest_adapter is None else (parameter.name, rest_adapter)
     returns = adapter_of("return")
     if rest is None and returns is None and all(arg.adapter is None for arg in args):
         return fn  # nothing to validate: the handler itself, no cost added to its calls

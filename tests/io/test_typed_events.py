@@ -407,3 +407,35 @@ async def test_a_callable_object_is_validated_and_stays_async(
     assert await ask(client, "length", {"text": "four"}) == 4
     assert (await ask(client, "length", {}))["error"] == "invalid payload"
     assert lengths.seen == [ChatMessage(text="four")]
+
+
+class Opaque:
+    """A class pydantic has no schema for."""
+
+
+def test_a_type_pydantic_cannot_validate_is_refused_at_registration() -> None:
+    sio = aiosio.Server()
+
+    def handler(socket: aiosio.Socket, value: Point | Opaque) -> None:
+        return None
+
+    with pytest.raises(TypeError, match=r"handler .*handler.* of event 'x' \(annotated with .*"):
+        sio.on("x", handler)
+    assert "x" not in sio.sockets.handlers.events
+
+
+async def test_star_args_are_validated_one_by_one(
+    sio_client: tuple[aiosio.Server, aiosio.Client],
+) -> None:
+    sio, client = sio_client
+
+    @sio.on("points")
+    def points(socket: aiosio.Socket, label: str, *rest: Point) -> Any:
+        return [label, *(p.x + p.y for p in rest)]
+
+    await client.connect()
+    assert await ask(client, "points", "sums", {"x": 1, "y": 2}, {"x": 3, "y": 4}) == ["sums", 3, 7]
+    refused = await ask(client, "points", "sums", {"x": 1, "y": 2}, {"x": 3})
+    assert refused["details"] == [
+        {"loc": ["rest[1]", "y"], "msg": "Field required", "type": "missing"}
+    ]
