@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
 from aiosio._eager import Callback, ignore, invoke
+from aiosio.typed import InvalidPayloads, validated
 
 __all__ = ["EventEmitter", "HandlerRegistry"]
 
@@ -34,13 +35,22 @@ class HandlerRegistry:
     @overload
     def on(self, event: str, handler: F) -> F: ...
     def on(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
-        """Register ``handler`` for ``event``; without a handler, return a decorator."""
+        """Register ``handler`` for ``event``; without a handler, return a decorator. Where the
+        subclass validates payloads (:meth:`_payload_checks`), a handler annotated with payload
+        models is registered as the wrapper that validates them (:mod:`aiosio.typed`)."""
 
         def register(fn: F) -> F:
-            self._handlers.setdefault(event, []).append(Callback(fn))
+            checks = self._payload_checks(event)
+            registered = fn if checks is None else validated(fn, event, 0, checks)
+            self._handlers.setdefault(event, []).append(Callback(registered))
             return fn
 
         return register if handler is None else register(handler)
+
+    def _payload_checks(self, _event: str) -> InvalidPayloads | None:
+        """Where the payloads of ``event``'s handlers are validated and refusals counted;
+        ``None`` (the default): handlers are registered as they are."""
+        return None
 
     def off(self, event: str, handler: Callable[..., Any] | None = None) -> None:
         """Remove the first registration of ``handler``, or every handler of ``event``. An

@@ -8,7 +8,8 @@ Each extra adds packages for one feature:
 - ``asgi``: uvicorn and websockets (uvicorn speaks WebSocket only with websockets or wsproto);
 - ``redis``: redis-py, for ``RedisAdapter`` and ``Emitter`` given a URL, ``--workers --redis``;
 - ``admin``: bcrypt, for the Admin UI's basic authentication (:mod:`aiosio.admin`);
-- ``metrics``: prometheus_client, for Prometheus metrics (:mod:`aiosio.metrics`).
+- ``metrics``: prometheus_client, for Prometheus metrics (:mod:`aiosio.metrics`);
+- ``typed``: pydantic, for handlers whose payloads are validated (:mod:`aiosio.typed`).
 
 A module of aiosio never imports one of these packages at module level, except inside a ``try``
 that handles its absence (a test checks every module). A feature used without its extra raises an
@@ -28,6 +29,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "redis": ("redis",),
     "admin": ("bcrypt",),
     "metrics": ("prometheus_client",),
+    "typed": ("pydantic",),
 }
 """The extras of the ``aiosio`` distribution and the top-level packages each one brings."""
 

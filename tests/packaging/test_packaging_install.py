@@ -14,7 +14,10 @@ what its extra promises with the installed package only (never this checkout).
   refuses another (without the extra, ``instrument`` with a password names ``aiosio[admin]``);
 - ``metrics``: ``/metrics`` of an instrumented server, parsed by ``prometheus_client``, counts
   its connected client (without the extra, ``aiosio.metrics.instrument`` names
-  ``aiosio[metrics]``).
+  ``aiosio[metrics]``);
+- ``typed``: a handler annotated with a dataclass gets a validated value, and an invalid payload
+  is answered with the error object (without the extra, registering that handler names
+  ``aiosio[typed]``, and a handler annotated with ``str`` is registered as it is).
 
 pip installs from the configured indexes (CI has the network). The environments are made in
 parallel; the whole file takes well under three minutes.
@@ -41,7 +44,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-EXTRAS = ("", "speed", "asgi", "redis", "admin", "metrics")  # "" is the bare install
+EXTRAS = ("", "speed", "asgi", "redis", "admin", "metrics", "typed")  # "" is the bare install
 LISTENING = re.compile(r"aiosio listening on http://127\.0\.0\.1:(\d+)")
 # The first test of each kind builds or installs (one time each); generous bounds, not timings:
 # on a busy machine creating a venv alone took over 120 s.
@@ -247,7 +250,7 @@ def test_bare_install_imports_every_module_or_names_the_extra(
 
         import aiosio
 
-        for optional in ("redis", "uvloop", "websockets", "uvicorn", "starlette"):
+        for optional in ("redis", "uvloop", "websockets", "uvicorn", "starlette", "pydantic"):
             assert importlib.util.find_spec(optional) is None, optional + " is installed"
         names = sorted(m.name for m in pkgutil.walk_packages(aiosio.__path__, "aiosio."))
         for name in names:
@@ -468,3 +471,54 @@ def test_bare_install_names_the_metrics_extra(installs: dict[str, Installed]) ->
     out = installs[""].run_python(METRICS_SCRAPE)
     assert out.startswith("instrument: "), out
     assert out.rstrip().endswith('pip install "aiosio[metrics]"'), out
+
+
+TYPED_ROUND_TRIP = """
+    import asyncio
+    from dataclasses import dataclass
+
+    import aiosio
+
+
+    @dataclass
+    class Point:
+        x: int
+        y: int
+
+
+    def swap(socket: aiosio.Socket, p: Point) -> list[int]:
+        return [p.y, p.x]
+
+
+    async def main():
+        sio = aiosio.Server()
+        sio.on("plain", lambda socket, text: text)
+        try:
+            sio.on("swap", swap)
+        except ImportError as exc:
+            print("on:", exc)
+            return
+        server = await aiosio.serve(sio, "127.0.0.1", 0)
+        client = aiosio.Client(f"http://127.0.0.1:{server.port}", reconnection=False)
+        try:
+            await client.connect()
+            print(await client.emit_with_ack("swap", {"x": 1, "y": "2"}, timeout=30))
+            print((await client.emit_with_ack("swap", {"x": 1}, timeout=30))["error"])
+        finally:
+            await client.disconnect()
+            await server.close()
+
+
+    asyncio.run(main())
+"""
+
+
+def test_typed_extra_validates_a_dataclass_payload(installs: dict[str, Installed]) -> None:
+    out = installs["typed"].run_python(TYPED_ROUND_TRIP)
+    assert out.splitlines() == ["[2, 1]", "invalid payload"], out
+
+
+def test_bare_install_names_the_typed_extra(installs: dict[str, Installed]) -> None:
+    out = installs[""].run_python(TYPED_ROUND_TRIP)
+    assert out.startswith("on: "), out
+    assert out.rstrip().endswith('pip install "aiosio[typed]"'), out

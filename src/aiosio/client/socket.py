@@ -50,6 +50,7 @@ from aiosio.protocol.errors import LocalProtocolError
 from aiosio.protocol.parser import Parser
 from aiosio.protocol.parsers import PARSER_MISMATCH, resolve_parser
 from aiosio.protocol.socketio import RESERVED_EVENTS, Limits, Packet, PacketType
+from aiosio.typed import InvalidPayloads, validated
 
 __all__ = ["TRANSITIONS", "Client", "SocketState"]
 
@@ -205,6 +206,8 @@ class Client:
         self._volatile = False
         self._timeout: float | None = None
         self._waiters: list[asyncio.Future[None]] = []
+        # What typed handlers refused (aiosio.typed): counts per event, the ack's answer.
+        self.invalid_payloads = InvalidPayloads(f"client {self.namespace}", logger)
 
     def __repr__(self) -> str:
         return f"<aiosio.Client {self.io.uri}{self.namespace} connected={self.connected}>"
@@ -246,10 +249,18 @@ class Client:
     def on(self, event: str, handler: F) -> F: ...
     def on(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
         """Register a handler: ``connect``, ``connect_error``, ``disconnect`` or a server
-        event (its return value answers the server's acknowledgement)."""
+        event (its return value answers the server's acknowledgement). A server event's
+        handler annotated with payload models gets validated arguments (:mod:`aiosio.typed`).
+
+        :raises ImportError: the handler is annotated with a dataclass or a TypedDict and
+            pydantic (the ``typed`` extra) is not installed.
+        """
 
         def register(fn: F) -> F:
-            self._handlers.setdefault(event, []).append(fn)
+            registered = (
+                fn if event in RESERVED_EVENTS else validated(fn, event, 0, self.invalid_payloads)
+            )
+            self._handlers.setdefault(event, []).append(registered)
             return fn
 
         return register if handler is None else register(handler)

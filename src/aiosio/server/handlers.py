@@ -16,10 +16,12 @@ Three registries, because three kinds of caller meet here:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from aiosio._eager import Callback
+from aiosio.typed import InvalidPayloads, validated
 
 __all__ = ["LIFECYCLE", "AckTimer", "EventWrapper", "Handlers"]
 
@@ -44,6 +46,7 @@ class Handlers:
         "events",
         "lifecycle",
         "middlewares",
+        "payloads",
         "server_side",
         "wrapper",
     )
@@ -59,6 +62,8 @@ class Handlers:
         # emit_with_ack, never on a plain message.
         self.wrapper: EventWrapper | None = None
         self.ack_timer: AckTimer | None = None
+        # Typed handlers' refused payloads (aiosio.typed), shared with a dynamic family's copies.
+        self.payloads = InvalidPayloads("namespace", logging.getLogger("aiosio.server"))
 
     def copy(self) -> Handlers:
         other = Handlers()
@@ -69,6 +74,7 @@ class Handlers:
         other.connection_listeners = list(self.connection_listeners)
         other.wrapper = self.wrapper
         other.ack_timer = self.ack_timer
+        other.payloads = self.payloads
         return other
 
     def wrap_events(self, wrapper: EventWrapper) -> None:
@@ -82,11 +88,17 @@ class Handlers:
         self.events = {event: Callback(wrapper(event, cb)) for event, cb in self.events.items()}
 
     def add(self, event: str, fn: Callable[..., Any]) -> None:
-        """Register the handler of a client event or of a lifecycle event (one per event)."""
+        """Register the handler of a client event or of a lifecycle event (one per event). A
+        client event's handler annotated with payload models is registered as the wrapper that
+        validates its arguments (:func:`aiosio.typed.validated`, decided here, once).
+
+        :raises ImportError: the handler is annotated with a dataclass or a TypedDict and
+            pydantic (the ``typed`` extra) is not installed.
+        """
         if event in LIFECYCLE:
             self.lifecycle["connection" if event == "connect" else event] = Callback(fn)
         else:
-            callback = Callback(fn)
+            callback = Callback(validated(fn, event, 1, self.payloads))
             wrapper = self.wrapper
             self.events[event] = callback if wrapper is None else Callback(wrapper(event, callback))
 

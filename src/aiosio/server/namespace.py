@@ -20,6 +20,7 @@ from aiosio.server.broadcast import BroadcastOperator
 from aiosio.server.handlers import Handlers
 from aiosio.server.interfaces import NamespaceOwner, SocketHost
 from aiosio.server.socket import Socket
+from aiosio.typed import InvalidPayloads
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -85,6 +86,12 @@ class _Registration:
 
         return register if handler is None else register(handler)
 
+    @property
+    def invalid_payloads(self) -> InvalidPayloads:
+        """The payloads typed handlers refused (:mod:`aiosio.typed`): ``counts`` per event name,
+        and ``answer``, the function that builds what answers the acknowledgement."""
+        return self.handlers.payloads
+
     def event(self, handler: Handler) -> Handler:
         """Register ``handler`` for the event named like the function."""
         return self.on(handler.__name__, handler)
@@ -119,7 +126,10 @@ class Namespace(_Registration):
     ) -> None:
         self.server = server
         self.name = name
-        self.handlers = handlers if handlers is not None else Handlers()
+        if handlers is None:
+            handlers = Handlers()
+            handlers.payloads.where = f"namespace {name}"
+        self.handlers = handlers
         self.sockets: dict[SocketId, Socket] = {}
         self._ack_counter = 0
         self._connecting = 0  # CONNECTs being handled (middlewares running)
@@ -361,6 +371,7 @@ class DynamicNamespace(_Registration):
         self.server = server
         self.matcher = matcher
         self.handlers = Handlers()
+        self.handlers.payloads.where = f"dynamic namespace {_describe(matcher)}"
         self.children: dict[str, Namespace] = {}
         self._matcher = None if isinstance(matcher, re.Pattern) else Callback(matcher)
 

@@ -28,6 +28,7 @@ from aiosio.server.adapter import (
 )
 from aiosio.server.broadcast import BroadcastOperator
 from aiosio.server.interfaces import NamespaceHost, SocketHost
+from aiosio.typed import InvalidPayloads
 
 __all__ = ["Handshake", "Socket", "SocketState"]
 
@@ -77,6 +78,8 @@ class SocketState(enum.Enum):
 
 _CONNECTED = SocketState.CONNECTED  # read on every packet: Python 3.11 enum access is a call
 _EVENT = PacketType.EVENT
+# What the socket itself emits to its own handlers (never validated as a client's payload).
+_OWN_EVENTS = frozenset({"disconnecting", "disconnect", "error"})
 
 
 class Socket(HandlerRegistry):
@@ -166,6 +169,11 @@ class Socket(HandlerRegistry):
         return len(self._acks.keys() | self._ack_failures.keys())
 
     # -- handlers ---------------------------------------------------------------------------------
+
+    def _payload_checks(self, event: str) -> InvalidPayloads | None:
+        """A handler of a client event (``socket.on("chat")``) is validated as the namespace's
+        are (:mod:`aiosio.typed`); the socket's own events are not."""
+        return None if event in _OWN_EVENTS else self.nsp.handlers.payloads
 
     def on_any(self, handler: Handler) -> Handler:
         """``handler(event, *args)`` for every event received (before ``use`` middleware)."""
