@@ -227,6 +227,25 @@ async def test_max_http_buffer_size_at_its_boundary(connect: Connect) -> None:
     assert server_reasons == ["transport error"]
 
 
+async def test_the_client_max_http_buffer_size(connect: Connect) -> None:
+    sio = aiosio.Server()
+    sio.on("send", lambda socket, size: socket.emit("data", "a" * size))
+    server_reasons: list[str] = []
+    sio.on("connection", lambda s: s.on("disconnect", lambda r, *_: server_reasons.append(r)))
+    client = await connect(sio, max_http_buffer_size=200)
+    reasons: list[str] = []
+    client.on("disconnect", lambda reason, *_: reasons.append(reason))
+    seen = recorder(client)
+    overhead = len('42["data",""]')
+    client.emit("send", 200 - overhead)
+    await until(lambda: seen != [])
+    client.emit("send", 200 - overhead + 1)
+    await until(lambda: reasons != [] and server_reasons != [])
+    assert seen == [("data", ["a" * (200 - overhead)])]
+    assert reasons == ["transport error"]  # the client refused what came (1009)
+    assert server_reasons == ["transport close"]
+
+
 # -- aiosio.testing's own API ----------------------------------------------------------------------
 
 
@@ -317,6 +336,35 @@ async def test_a_wrong_path_is_the_real_404() -> None:
         await aiosio.testing.open_client(aiosio.Server(), path="/wrong/")
     assert caught.value.stage is Stage.WEBSOCKET
     assert caught.value.status == 404
+
+
+async def test_the_servers_backpressure_holds_the_clients_messages() -> None:
+    sio = aiosio.Server(max_handlers_per_connection=1)
+    started, release = asyncio.Event(), asyncio.Event()
+    echoed: list[int] = []
+
+    @sio.on("slow")
+    async def slow(_socket: aiosio.Socket) -> str:
+        started.set()
+        await release.wait()
+        return "done"
+
+    @sio.on("echo")
+    def echo(_socket: aiosio.Socket, value: int) -> int:
+        echoed.append(value)
+        return value
+
+    async with aiosio.testing.connect(sio) as client:
+        answer = client.emit_with_ack("slow")
+        await asyncio.wait_for(started.wait(), TIMEOUT)
+        second = client.emit_with_ack("echo", 2)
+        for _ in range(20):
+            await asyncio.sleep(0)  # turns of the loop: the pipe delivers nothing while paused
+        assert echoed == []
+        release.set()
+        assert await asyncio.wait_for(answer, TIMEOUT) == "done"
+        assert await asyncio.wait_for(second, TIMEOUT) == 2
+        assert echoed == [2]
 
 
 def test_options_that_make_no_sense_in_memory_are_refused() -> None:
