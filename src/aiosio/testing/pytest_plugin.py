@@ -23,7 +23,7 @@ try:
 except ImportError as exc:  # pragma: no cover - pytest-asyncio is a test dependency of aiosio
     raise ImportError(
         "aiosio.testing.pytest_plugin: the aiosio_client fixture is async and needs "
-        "pytest-asyncio: pip install pytest-asyncio"
+        'pytest-asyncio: pip install pytest-asyncio (pip install "aiosio[test]" brings it)'
     ) from exc
 
 
