@@ -19,16 +19,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 import aiosio
 import aiosio.testing
 from aiosio import ConnectError, ConnectionRefused, Disconnected, Stage
 from aiosio.testing import Received, TestClient, WaitTimeout
-from aiosio.testing.pytest_plugin import aiosio_client  # noqa: F401 - the fixture
+from aiosio.testing.pytest_plugin import aiosio_clients
 from conftest import ServeFn
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 TIMEOUT = 10.0
+
+# The plugin's fixture (the documented example below loads the plugin itself, with -p).
+aiosio_client = pytest_asyncio.fixture(aiosio_clients, name="aiosio_client")
 
 # Connect a client of ``namespace`` to ``server``: in memory, or over TCP to the native server.
 Connect = Callable[..., Awaitable[aiosio.Client]]
@@ -392,7 +396,7 @@ async def test_a_server_first_used_in_a_closed_event_loop_is_named() -> None:
 
 
 async def test_the_fixture_connects_and_disconnects(
-    aiosio_client: aiosio.testing.ClientFactory,  # noqa: F811
+    aiosio_client: aiosio.testing.ClientFactory,
 ) -> None:
     sio = chat_server()
     client = await aiosio_client(sio, auth={"name": "f"})
@@ -400,8 +404,13 @@ async def test_the_fixture_connects_and_disconnects(
     assert await client.emit_with_ack("echo", "x") == ["x"]
 
 
-def test_importing_aiosio_testing_imports_no_pytest() -> None:
-    code = "import sys, aiosio.testing; assert 'pytest' not in sys.modules, 'pytest imported'"
+def test_importing_aiosio_testing_and_its_plugin_imports_no_pytest() -> None:
+    # The plugin too: a bare install (no pytest) imports every module of aiosio.
+    code = (
+        "import sys, aiosio.testing, aiosio.testing.pytest_plugin\n"
+        "imported = {'pytest', 'pytest_asyncio', '_pytest'} & set(sys.modules)\n"
+        "assert not imported, imported"
+    )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
