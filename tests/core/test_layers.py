@@ -6,7 +6,8 @@ moved into a function to dodge a cycle is still the cycle.
 
 - Layers: ``protocol`` (sans-I/O) <- ``engine`` <- ``server`` <- ``adapters``, ``admin`` and
   ``metrics`` (which may read the adapters' health too);
-  ``transports`` and ``client`` beside; ``doctor`` on the client; ``cli``, ``workers``, ``demo``
+  ``transports`` and ``client`` beside; ``doctor`` on the client; ``testing`` on the server
+  and the client; ``cli``, ``workers``, ``demo``
   and the package's ``__init__`` on top. The library's own helpers (``aiosio._debug``,
   ``aiosio.errors``, ...) are the base anyone may import; they import only the base and protocol/.
 - No import cycle between modules.
@@ -42,6 +43,8 @@ LAYERS: dict[str, frozenset[str]] = {
     "emitter": frozenset({"base", "protocol", "adapters"}),
     "admin": frozenset({"base", "protocol", "engine", "server"}),
     "metrics": frozenset({"base", "protocol", "engine", "server", "adapters"}),
+    # aiosio.testing: the client driven against a server in memory (issue 17).
+    "testing": frozenset({"base", "protocol", "engine", "server", "client"}),
     "top": frozenset(
         {
             "admin",

@@ -26,12 +26,14 @@ from urllib.parse import quote
 
 from aiosio.client.errors import ConnectError, Stage, hint_for_http
 from aiosio.client.http import (
+    ClientWebSocket,
     CookieJar,
     Endpoint,
     HttpConnection,
     HttpResult,
     Trace,
     WebSocketConnection,
+    WebSocketOpener,
 )
 from aiosio.client.proxy import Proxy
 from aiosio.protocol.client_session import (
@@ -97,6 +99,8 @@ class EngineOptions:
     max_payload: int = 100_000_000
     trace: Trace | None = None
     proxy: Proxy | None = None
+    # None: a WebSocket over TCP (WebSocketConnection.connect); aiosio.testing's is in memory.
+    websocket_opener: WebSocketOpener | None = None
 
     @property
     def endpoint(self) -> Endpoint:
@@ -164,14 +168,14 @@ class EngineClient:
         self.on_ping: Callable[[], None] = lambda: None
         self._get_conn: HttpConnection | None = None
         self._post_conn: HttpConnection | None = None
-        self._ws: WebSocketConnection | None = None
-        self._probe_conn: WebSocketConnection | None = None
+        self._ws: ClientWebSocket | None = None
+        self._probe_conn: ClientWebSocket | None = None
         self._poll_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._expiring: asyncio.Handle | None = None
-        self._closing_ws: list[WebSocketConnection] = []
+        self._closing_ws: list[ClientWebSocket] = []
 
     # -- what the core knows --------------------------------------------------------------------
 
@@ -358,8 +362,15 @@ class EngineClient:
         conn.on_close = self._on_ws_close
         self._handshake([packet], TransportKind.WEBSOCKET, url)
 
-    async def _connect_websocket(self, url: str) -> tuple[WebSocketConnection | None, HttpResult]:
+    async def _connect_websocket(self, url: str) -> tuple[ClientWebSocket | None, HttpResult]:
         o = self.options
+        if o.websocket_opener is not None:
+            return await o.websocket_opener(
+                self._target("websocket"),
+                self._headers(),
+                max_message_size=o.max_payload,
+                url=url,
+            )
         return await WebSocketConnection.connect(
             o.endpoint,
             self._target("websocket"),

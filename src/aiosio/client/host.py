@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, overload
 
 from aiosio.client.errors import ConnectError
-from aiosio.client.http import Trace
+from aiosio.client.http import Trace, WebSocketOpener
 from aiosio.client.proxy import ProxyOption
 from aiosio.protocol.parser import JSON, Parser
 from aiosio.protocol.socketio import Limits, Packet
@@ -44,6 +44,7 @@ class ManagerOptions:
     max_http_buffer_size: int = 100_000_000
     trace: Trace | None = None
     proxy: ProxyOption = None
+    websocket_opener: WebSocketOpener | None = None
 
 
 class NamespaceSocket(Protocol):

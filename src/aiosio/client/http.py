@@ -19,6 +19,7 @@ import ssl as ssl_module
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
+from typing import Protocol
 
 import httptools
 
@@ -27,12 +28,14 @@ from aiosio.client.proxy import Proxy, tunnel
 from aiosio.protocol import websocket as ws
 
 __all__ = [
+    "ClientWebSocket",
     "CookieJar",
     "Endpoint",
     "HttpConnection",
     "HttpResult",
     "ResponseReader",
     "WebSocketConnection",
+    "WebSocketOpener",
     "authority",
     "open_stream",
 ]
@@ -464,6 +467,45 @@ async def _read_handshake_answer(
             url=url,
         ) from exc
     return leftover
+
+
+class ClientWebSocket(Protocol):
+    """What the Engine.IO client needs of a WebSocket: :class:`WebSocketConnection` over TCP,
+    or another carrier that a :class:`WebSocketOpener` returns (``aiosio.testing``'s in-memory
+    pair). Messages go to ``on_message`` and the end to ``on_close(code, error)`` once
+    :meth:`start` was called."""
+
+    on_message: Callable[[str | bytes], None]
+    on_close: Callable[[int | None, str | None], None]
+
+    def start(self) -> None:
+        """Deliver the peer's messages from now on."""
+
+    def send(self, data: str | bytes) -> None:
+        """Queue one message (dropped once closing)."""
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes queued for the peer and not yet written."""
+        ...
+
+    def close(self, code: int = 1000) -> None:
+        """Start the closing handshake."""
+
+    async def wait_closed(self, timeout: float = 2.0) -> None:
+        """Wait for the closing handshake (or the abort that ends it)."""
+
+
+class WebSocketOpener(Protocol):
+    """How the client opens its WebSocket (the ``websocket_opener`` option of
+    :class:`aiosio.Client`): given the request target (path and query), the request's headers,
+    the client's largest message and the URL (for messages), return the connection, or ``None``
+    and the server's answer when the server refused the upgrade. Raise
+    :class:`~aiosio.client.errors.ConnectError` when there is no answer at all."""
+
+    async def __call__(
+        self, target: str, headers: Mapping[str, str], *, max_message_size: int, url: str
+    ) -> tuple[ClientWebSocket | None, HttpResult]: ...
 
 
 class WebSocketConnection:

@@ -229,6 +229,7 @@ class Manager(EventEmitter):
                 max_payload=o.max_http_buffer_size,
                 trace=o.trace,
                 proxy=proxy_for(self.secure, self.host, o.proxy),
+                websocket_opener=o.websocket_opener,
             )
         )
         self.engine = engine

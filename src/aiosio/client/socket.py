@@ -42,7 +42,7 @@ from aiosio._encodable import (
 )
 from aiosio.client.errors import PARSER_HINT, ConnectError, Stage
 from aiosio.client.host import ManagerHost, ManagerOptions
-from aiosio.client.http import new_trace
+from aiosio.client.http import WebSocketOpener, new_trace
 from aiosio.client.multiplex import manager_for
 from aiosio.client.proxy import Proxy, ProxyOption
 from aiosio.errors import AckTimeout, Disconnected
@@ -124,7 +124,12 @@ class Client:
         max_http_buffer_size: int = 100_000_000,
         proxy: ProxyOption = None,
         parser: str | Parser = "json",
+        websocket_opener: WebSocketOpener | None = None,
     ) -> None:
+        """``websocket_opener``: how the WebSocket transport connects (see
+        :class:`~aiosio.client.http.WebSocketOpener`); ``None``, the default, over TCP.
+        :mod:`aiosio.testing` gives one that reaches a :class:`aiosio.Server` in memory; a
+        client with one shares its connection with no other client."""
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https", "ws", "wss"):
@@ -175,6 +180,7 @@ class Client:
             max_http_buffer_size=max_http_buffer_size,
             trace=new_trace(trace_logger) if trace_logger.isEnabledFor(logging.DEBUG) else None,
             proxy=proxy,
+            websocket_opener=websocket_opener,
         )
         self.io: ManagerHost = manager_for(
             scheme=scheme,
@@ -183,7 +189,7 @@ class Client:
             namespace=self.namespace,
             options=options,
             ssl=context,
-            share=multiplex and not force_new,
+            share=multiplex and not force_new and websocket_opener is None,
         )
         self.io.attach(self.namespace, self)
         self.auth = auth
