@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, Unpack, overload
 
 from aiosio.engine.http import HttpRequest, HttpResponse, WebSocketAccept, asgi_app
-from aiosio.engine.server import AllowRequest, Cookie, EngineServer, EngineSocket
-from aiosio.protocol.cors import Cors
+from aiosio.engine.options import SharedEngineKeywords, check_keywords
+from aiosio.engine.server import EngineServer, EngineSocket
 from aiosio.protocol.reasons import DisconnectReason
 from aiosio.protocol.socketio import Limits
 from aiosio.server.adapter import (
@@ -70,29 +70,20 @@ class Server:
     def __init__(
         self,
         *,
-        path: str = "/socket.io/",
-        ping_interval: float = 25.0,
-        ping_timeout: float = 20.0,
-        upgrade_timeout: float = 10.0,
-        max_http_buffer_size: int = 1_000_000,
-        transports: Sequence[str] = ("polling", "websocket"),
-        allow_upgrades: bool = True,
-        allow_eio3: bool = False,
-        allow_request: AllowRequest | None = None,
-        cookie: bool | str | Cookie | None = None,
-        http_compression: bool | int = True,
-        per_message_deflate: bool = False,
-        cors: Cors | None = None,
         connect_timeout: float = 45.0,
         connection_state_recovery: Recovery | None = None,
         adapter: AdapterFactory | None = None,
         limits: Limits | None = None,
         proxy_header: str | None = None,
-        max_outbound_buffer: int = 16_000_000,
         max_namespaces_per_connection: int = 100,
         cleanup_empty_child_namespaces: bool = False,
         max_handlers_per_connection: int = 100,
+        **engine: Unpack[SharedEngineKeywords],
     ) -> None:
+        """The Socket.IO options are named here; ``engine`` takes those of the Engine.IO server
+        (:class:`~aiosio.engine.options.EngineOptions`, but ``max_payload_packets`` and
+        ``shutdown_timeout``), ``path`` defaulting to ``/socket.io/``."""
+        check_keywords(Server.__init__, engine, SharedEngineKeywords.__optional_keys__)
         if connect_timeout <= 0:
             raise ValueError(f"connect_timeout must be positive seconds, got {connect_timeout!r}")
         if max_namespaces_per_connection < 1:
@@ -112,22 +103,8 @@ class Server:
                 "connection_state_recovery must be aiosio.Recovery(...), got "
                 f"{type(connection_state_recovery).__name__}"
             )
-        self.engine = EngineServer(
-            path=path,
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-            upgrade_timeout=upgrade_timeout,
-            max_http_buffer_size=max_http_buffer_size,
-            transports=transports,
-            allow_upgrades=allow_upgrades,
-            allow_eio3=allow_eio3,
-            allow_request=allow_request,
-            cookie=cookie,
-            http_compression=http_compression,
-            per_message_deflate=per_message_deflate,
-            cors=cors,
-            max_outbound_buffer=max_outbound_buffer,
-        )
+        engine.setdefault("path", "/socket.io/")
+        self.engine = EngineServer(**engine)
         self.connect_timeout = connect_timeout
         self.max_namespaces_per_connection = max_namespaces_per_connection
         self.cleanup_empty_child_namespaces = cleanup_empty_child_namespaces
