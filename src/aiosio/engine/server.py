@@ -20,19 +20,19 @@ import logging
 import secrets
 import zlib
 from collections.abc import Callable
-from typing import Any, Generic, Never, TypeVar, Unpack, assert_never, overload
+from typing import Generic, Never, TypeVar, Unpack, assert_never, overload
 
 from aiosio._events import EventEmitter
 from aiosio._once import OncePer
 from aiosio.engine.driver import EngineSocket
 from aiosio.engine.ended import EndedSessions
 from aiosio.engine.http import (
+    AsgiMixin,
     HttpRequest,
     HttpResponse,
     WebSocketAccept,
     WebSocketChannel,
     WebSocketHandler,
-    asgi_app,
 )
 from aiosio.engine.options import (
     TRANSPORTS,
@@ -124,7 +124,7 @@ class _Option(Generic[T]):
         )
 
 
-class EngineServer(EventEmitter):
+class EngineServer(EventEmitter, AsgiMixin):
     """An Engine.IO server. Events: ``connection`` (EngineSocket), ``connection_error``
     (:class:`ConnectionRejected`), ``initial_headers`` and ``headers`` (a mutable list of
     ``(name, value)`` pairs, the request)."""
@@ -189,25 +189,6 @@ class EngineServer(EventEmitter):
     def handles(self, path: str) -> bool:
         """True when ``path`` is under this server's path (prefix match, as the reference)."""
         return path.startswith(self.options.path)
-
-    def asgi(
-        self,
-        other_app: Any = None,
-        *,
-        trim_heap_after: int = 1000,
-        body_timeout: float = 30.0,
-        websocket_close_timeout: float = 5.0,
-    ) -> Any:
-        """This server as an ASGI application; other paths go to ``other_app`` if given.
-        ``trim_heap_after``, ``body_timeout``, ``websocket_close_timeout``: see
-        :class:`~aiosio.transports.asgi.AsgiApp`."""
-        return asgi_app(
-            self,
-            other_app,
-            trim_heap_after=trim_heap_after,
-            body_timeout=body_timeout,
-            websocket_close_timeout=websocket_close_timeout,
-        )
 
     async def shutdown(self) -> None:
         """Close every session, the packets already sent to a client reaching it first.

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import Any, TypeVar, Unpack, overload
 
-from aiosio.engine.http import HttpRequest, HttpResponse, WebSocketAccept, asgi_app
+from aiosio.engine.http import AsgiMixin, HttpRequest, HttpResponse, WebSocketAccept
 from aiosio.engine.options import SharedEngineKeywords, check_keywords
 from aiosio.engine.server import EngineServer, EngineSocket
 from aiosio.protocol.reasons import DisconnectReason
@@ -36,7 +36,7 @@ AdapterFactory = Callable[[NamespaceView], Adapter]
 HttpHandler = Callable[[HttpRequest], Awaitable[HttpResponse]]
 
 
-class Server:
+class Server(AsgiMixin):
     """A Socket.IO server. Serve it with ``aiosio.run(sio)`` (native) or ``sio.asgi()``.
 
     What one connection may create is bounded, and nothing it created outlives it: when the
@@ -413,22 +413,3 @@ class Server:
 
     def not_found(self, request: HttpRequest) -> HttpResponse:
         return self.engine.not_found(request)
-
-    def asgi(
-        self,
-        other_app: Any = None,
-        *,
-        trim_heap_after: int = 1000,
-        body_timeout: float = 30.0,
-        websocket_close_timeout: float = 5.0,
-    ) -> Any:
-        """This server as an ASGI application; other paths go to ``other_app`` if given.
-        ``trim_heap_after``, ``body_timeout``, ``websocket_close_timeout``: see
-        :class:`~aiosio.transports.asgi.AsgiApp`."""
-        return asgi_app(
-            self,
-            other_app,
-            trim_heap_after=trim_heap_after,
-            body_timeout=body_timeout,
-            websocket_close_timeout=websocket_close_timeout,
-        )
