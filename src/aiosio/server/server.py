@@ -81,8 +81,8 @@ class Server(AsgiMixin):
         **engine: Unpack[SharedEngineKeywords],
     ) -> None:
         """The Socket.IO options are named here; ``engine`` takes those of the Engine.IO server
-        (:class:`~aiosio.engine.options.EngineOptions`, but ``max_payload_packets`` and
-        ``shutdown_timeout``), ``path`` defaulting to ``/socket.io/``."""
+        (:class:`~aiosio.engine.options.EngineOptions`) except ``max_payload_packets`` and
+        ``shutdown_timeout``, with ``path`` defaulting to ``/socket.io/``."""
         check_keywords(Server.__init__, engine, SharedEngineKeywords.__optional_keys__)
         if connect_timeout <= 0:
             raise ValueError(f"connect_timeout must be positive seconds, got {connect_timeout!r}")
