@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl
 
 __all__ = [
     "AsgiFactory",
+    "AsgiMixin",
     "HttpApp",
     "HttpRequest",
     "HttpResponse",
@@ -156,3 +157,27 @@ def asgi_app(app: HttpApp, other_app: Any, **options: Any) -> Any:
     if not _asgi_factory:  # cannot happen once the aiosio package is imported
         raise RuntimeError("no ASGI transport registered: import aiosio.transports.asgi")
     return _asgi_factory[0](app, other_app, **options)
+
+
+class AsgiMixin:
+    """``asgi()``, written once for the servers that are an :class:`HttpApp` (the Engine.IO
+    server and the Socket.IO server around it)."""
+
+    def asgi(
+        self: HttpApp,
+        other_app: Any = None,
+        *,
+        trim_heap_after: int = 1000,
+        body_timeout: float = 30.0,
+        websocket_close_timeout: float = 5.0,
+    ) -> Any:
+        """This server as an ASGI application; other paths go to ``other_app`` if given.
+        ``trim_heap_after``, ``body_timeout``, ``websocket_close_timeout``: see
+        :class:`~aiosio.transports.asgi.AsgiApp`."""
+        return asgi_app(
+            self,
+            other_app,
+            trim_heap_after=trim_heap_after,
+            body_timeout=body_timeout,
+            websocket_close_timeout=websocket_close_timeout,
+        )

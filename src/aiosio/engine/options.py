@@ -1,22 +1,41 @@
-"""The Engine.IO server's options, validated once.
+"""The Engine.IO server's options, declared and validated once.
 
 :class:`EngineOptions` is what ``EngineServer(...)`` (and ``aiosio.Server(...)``, which passes
-its engine options through) is configured with. Every check is done at construction, with a
-message that names the option, what it must be and what was given: a typo or a wrong type fails
-at startup, never as a silently different server.
+its engine options through) is configured with: each option's name, type and default is written
+there and nowhere else. Every check is done at construction, with a message that names the
+option, what it must be and what was given: a typo or a wrong type fails at startup, never as a
+silently different server.
+
+The two servers take the options as keywords, typed by :class:`EngineKeywords` (and its part
+:class:`SharedEngineKeywords`, what ``aiosio.Server`` passes on): ``**options:
+Unpack[EngineKeywords]``. A ``TypedDict`` cannot be derived from a dataclass, so these list the
+names and types again, with no default and no check; mypy verifies that each is a field of
+:class:`EngineOptions` of the same type where the servers call ``EngineOptions(**options)``, and
+``tests/core/test_engine_options.py`` that no field is missing from them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import difflib
+import inspect
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypedDict
 
 from aiosio.engine.http import HttpRequest
 from aiosio.protocol.cors import Cors
 from aiosio.protocol.session import EngineConfig
 
-__all__ = ["TRANSPORTS", "AllowRequest", "Cookie", "EngineOptions", "normalize_path"]
+__all__ = [
+    "TRANSPORTS",
+    "AllowRequest",
+    "Cookie",
+    "EngineKeywords",
+    "EngineOptions",
+    "SharedEngineKeywords",
+    "check_keywords",
+    "normalize_path",
+]
 
 TRANSPORTS = ("polling", "websocket")
 
@@ -73,8 +92,8 @@ class EngineOptions:
     http_compression: bool | int = True
     per_message_deflate: bool = False
     cors: Cors | None = None
-    max_payload_packets: int = 10_000
     max_outbound_buffer: int = 16_000_000
+    max_payload_packets: int = 10_000
     shutdown_timeout: float = 5.0
     session_cookie: Cookie | None = field(init=False)
     """The cookie set on the handshake: ``cookie`` as a :class:`Cookie`, or ``None``."""
@@ -111,6 +130,58 @@ class EngineOptions:
             max_payload_packets=self.max_payload_packets,
         )
         _set(self, "session_config", config)
+
+
+class SharedEngineKeywords(TypedDict, total=False):
+    """The options of :class:`EngineOptions` that ``aiosio.Server(...)`` takes too (its
+    ``path`` defaults to ``/socket.io/``): the type of its ``**engine`` keywords."""
+
+    path: str
+    ping_interval: float
+    ping_timeout: float
+    upgrade_timeout: float
+    max_http_buffer_size: int
+    transports: Sequence[str]
+    allow_upgrades: bool
+    allow_eio3: bool
+    allow_request: AllowRequest | None
+    cookie: bool | str | Cookie | None
+    http_compression: bool | int
+    per_message_deflate: bool
+    cors: Cors | None
+    max_outbound_buffer: int
+
+
+class EngineKeywords(SharedEngineKeywords, total=False):
+    """Every option of :class:`EngineOptions`: the type of ``EngineServer(**options)``."""
+
+    max_payload_packets: int
+    shutdown_timeout: float
+
+
+def check_keywords(
+    function: Callable[..., object], given: Collection[str], accepted: Collection[str]
+) -> None:
+    """Raise the ``TypeError`` Python raises for an unknown keyword of ``function`` (a
+    constructor whose options come in ``**keywords``, which Python does not check against
+    ``accepted``), naming the option meant when the name is close to one of ``accepted`` or of
+    ``function``'s own keywords (``pingInterval``: ``ping_interval``)."""
+    for name in given:
+        if name not in accepted:
+            signature = inspect.signature(function).parameters.values()
+            known = [p.name for p in signature if p.kind is p.KEYWORD_ONLY]
+            close = difflib.get_close_matches(
+                _snake_case(name), sorted({*accepted, *known}), 1, 0.8
+            )
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise TypeError(
+                f"{function.__qualname__}() got an unexpected keyword argument {name!r}{hint}"
+            )
+
+
+def _snake_case(name: str) -> str:
+    # The JavaScript spelling of an option (pingInterval) to the Python one (ping_interval).
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
 
 
 def _set(options: EngineOptions, name: str, value: object) -> None:

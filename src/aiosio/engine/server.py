@@ -19,26 +19,28 @@ import gzip
 import logging
 import secrets
 import zlib
-from collections.abc import Callable, Sequence
-from typing import Any, assert_never
+from collections.abc import Callable
+from typing import Generic, Never, TypeVar, Unpack, assert_never, overload
 
 from aiosio._events import EventEmitter
 from aiosio._once import OncePer
 from aiosio.engine.driver import EngineSocket
 from aiosio.engine.ended import EndedSessions
 from aiosio.engine.http import (
+    AsgiMixin,
     HttpRequest,
     HttpResponse,
     WebSocketAccept,
     WebSocketChannel,
     WebSocketHandler,
-    asgi_app,
 )
 from aiosio.engine.options import (
     TRANSPORTS,
     AllowRequest,
     Cookie,
+    EngineKeywords,
     EngineOptions,
+    check_keywords,
     normalize_path,
 )
 from aiosio.engine.timers import TimerWheel
@@ -78,6 +80,8 @@ logger = logging.getLogger("aiosio.engine")
 
 _RECENTLY_CLOSED_MAX = 4096
 
+T = TypeVar("T")
+
 
 def _shutting_down() -> HttpResponse:
     """The answer to a new session's request while :meth:`EngineServer.shutdown` drains."""
@@ -96,56 +100,46 @@ class _IgnoredWebSocket:
         pass
 
 
-class EngineServer(EventEmitter):
+class _Option(Generic[T]):
+    """An attribute of :class:`EngineServer` read from its options, read-only as they are."""
+
+    __slots__ = ("_name", "_read")
+
+    def __init__(self, read: Callable[[EngineOptions], T]) -> None:
+        self._read = read
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, server: None, owner: type) -> _Option[T]: ...
+    @overload
+    def __get__(self, server: EngineServer, owner: type) -> T: ...
+    def __get__(self, server: EngineServer | None, owner: type) -> T | _Option[T]:
+        return self if server is None else self._read(server.options)
+
+    def __set__(self, server: EngineServer, value: Never) -> None:
+        raise AttributeError(
+            f"EngineServer.{self._name} is read-only: the options are fixed at construction"
+        )
+
+
+class EngineServer(EventEmitter, AsgiMixin):
     """An Engine.IO server. Events: ``connection`` (EngineSocket), ``connection_error``
     (:class:`ConnectionRejected`), ``initial_headers`` and ``headers`` (a mutable list of
     ``(name, value)`` pairs, the request)."""
 
-    def __init__(
-        self,
-        *,
-        path: str = "/engine.io/",
-        ping_interval: float = 25.0,
-        ping_timeout: float = 20.0,
-        upgrade_timeout: float = 10.0,
-        max_http_buffer_size: int = 1_000_000,
-        transports: Sequence[str] = TRANSPORTS,
-        allow_upgrades: bool = True,
-        allow_eio3: bool = False,
-        allow_request: AllowRequest | None = None,
-        cookie: bool | str | Cookie | None = None,
-        http_compression: bool | int = True,
-        per_message_deflate: bool = False,
-        cors: Cors | None = None,
-        max_payload_packets: int = 10_000,
-        max_outbound_buffer: int = 16_000_000,
-        shutdown_timeout: float = 5.0,
-    ) -> None:
+    def __init__(self, **options: Unpack[EngineKeywords]) -> None:
+        """The options, their defaults and checks: :class:`~aiosio.engine.options.EngineOptions`
+        (an unknown one is a ``TypeError``, as for any keyword)."""
         super().__init__()
-        options = EngineOptions(
-            path=path,
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-            upgrade_timeout=upgrade_timeout,
-            max_http_buffer_size=max_http_buffer_size,
-            transports=transports,
-            allow_upgrades=allow_upgrades,
-            allow_eio3=allow_eio3,
-            allow_request=allow_request,
-            cookie=cookie,
-            http_compression=http_compression,
-            per_message_deflate=per_message_deflate,
-            cors=cors,
-            max_payload_packets=max_payload_packets,
-            max_outbound_buffer=max_outbound_buffer,
-            shutdown_timeout=shutdown_timeout,
-        )
-        self.options = options
+        check_keywords(EngineServer.__init__, options, EngineKeywords.__optional_keys__)
+        self.options = EngineOptions(**options)
         """The validated options (:class:`~aiosio.engine.options.EngineOptions`)."""
         # Read on every send (the session driver's SessionHost), hence a plain attribute; the
         # options are frozen, so it cannot drift from them.
-        self.max_outbound_buffer = options.max_outbound_buffer
-        self.config = options.session_config
+        self.max_outbound_buffer = self.options.max_outbound_buffer
+        self.config = self.options.session_config
         self.clients: dict[str, EngineSocket] = {}
         self._recently_closed = EndedSessions(_RECENTLY_CLOSED_MAX)
         # Origins told they have no CORS configured; a client picks the origin, hence the limit.
@@ -155,52 +149,23 @@ class EngineServer(EventEmitter):
         # Set while shutdown() waits for the sessions' last packets to be taken.
         self._drained: asyncio.Future[None] | None = None
 
-    # -- the options, as the attributes they were before EngineOptions -------------------------
+    # -- the options, readable here as before EngineOptions (engine.path, engine.cors, ...) ------
 
-    @property
-    def path(self) -> str:
-        """Where the server answers (normalised: ``/engine.io/``)."""
-        return self.options.path
-
-    @property
-    def transports(self) -> tuple[str, ...]:
-        return tuple(self.options.transports)
-
-    @property
-    def allow_upgrades(self) -> bool:
-        return self.options.allow_upgrades
-
-    @property
-    def allow_eio3(self) -> bool:
-        return self.options.allow_eio3
-
-    @property
-    def allow_request(self) -> AllowRequest | None:
-        return self.options.allow_request
-
-    @property
-    def max_http_buffer_size(self) -> int:
-        return self.options.max_http_buffer_size
-
-    @property
-    def shutdown_timeout(self) -> float:
-        return self.options.shutdown_timeout
-
-    @property
-    def per_message_deflate(self) -> bool:
-        return self.options.per_message_deflate
-
-    @property
-    def cors(self) -> Cors | None:
-        return self.options.cors
-
-    @property
-    def cookie(self) -> Cookie | None:
-        return self.options.session_cookie
-
-    @property
-    def compression_threshold(self) -> int | None:
-        return self.options.compression_threshold
+    path = _Option(lambda options: options.path)
+    """Where the server answers (normalised: ``/engine.io/``)."""
+    transports = _Option(lambda options: tuple(options.transports))
+    allow_upgrades = _Option(lambda options: options.allow_upgrades)
+    allow_eio3 = _Option(lambda options: options.allow_eio3)
+    allow_request = _Option(lambda options: options.allow_request)
+    max_http_buffer_size = _Option(lambda options: options.max_http_buffer_size)
+    max_body_size = _Option(lambda options: options.max_http_buffer_size)
+    """``max_http_buffer_size``, under the name the HTTP servers read."""
+    shutdown_timeout = _Option(lambda options: options.shutdown_timeout)
+    per_message_deflate = _Option(lambda options: options.per_message_deflate)
+    cors = _Option(lambda options: options.cors)
+    cookie = _Option(lambda options: options.session_cookie)
+    """The session cookie: the ``cookie`` option as a :class:`Cookie`, or ``None``."""
+    compression_threshold = _Option(lambda options: options.compression_threshold)
 
     # -- public -----------------------------------------------------------------------------------
 
@@ -224,29 +189,6 @@ class EngineServer(EventEmitter):
     def handles(self, path: str) -> bool:
         """True when ``path`` is under this server's path (prefix match, as the reference)."""
         return path.startswith(self.options.path)
-
-    @property
-    def max_body_size(self) -> int:
-        return self.options.max_http_buffer_size
-
-    def asgi(
-        self,
-        other_app: Any = None,
-        *,
-        trim_heap_after: int = 1000,
-        body_timeout: float = 30.0,
-        websocket_close_timeout: float = 5.0,
-    ) -> Any:
-        """This server as an ASGI application; other paths go to ``other_app`` if given.
-        ``trim_heap_after``, ``body_timeout``, ``websocket_close_timeout``: see
-        :class:`~aiosio.transports.asgi.AsgiApp`."""
-        return asgi_app(
-            self,
-            other_app,
-            trim_heap_after=trim_heap_after,
-            body_timeout=body_timeout,
-            websocket_close_timeout=websocket_close_timeout,
-        )
 
     async def shutdown(self) -> None:
         """Close every session, the packets already sent to a client reaching it first.

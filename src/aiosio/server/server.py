@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, Unpack, overload
 
-from aiosio.engine.http import HttpRequest, HttpResponse, WebSocketAccept, asgi_app
-from aiosio.engine.server import AllowRequest, Cookie, EngineServer, EngineSocket
-from aiosio.protocol.cors import Cors
+from aiosio.engine.http import AsgiMixin, HttpRequest, HttpResponse, WebSocketAccept
+from aiosio.engine.options import SharedEngineKeywords, check_keywords
+from aiosio.engine.server import EngineServer, EngineSocket
 from aiosio.protocol.parser import Parser
 from aiosio.protocol.parsers import resolve_parser
 from aiosio.protocol.reasons import DisconnectReason
@@ -40,7 +40,7 @@ AdapterFactory = Callable[[NamespaceView], Adapter]
 HttpHandler = Callable[[HttpRequest], Awaitable[HttpResponse]]
 
 
-class Server:
+class Server(AsgiMixin):
     """A Socket.IO server. Serve it with ``aiosio.run(sio)`` (native) or ``sio.asgi()``.
 
     What one connection may create is bounded, and nothing it created outlives it: when the
@@ -74,30 +74,21 @@ class Server:
     def __init__(
         self,
         *,
-        path: str = "/socket.io/",
-        ping_interval: float = 25.0,
-        ping_timeout: float = 20.0,
-        upgrade_timeout: float = 10.0,
-        max_http_buffer_size: int = 1_000_000,
-        transports: Sequence[str] = ("polling", "websocket"),
-        allow_upgrades: bool = True,
-        allow_eio3: bool = False,
-        allow_request: AllowRequest | None = None,
-        cookie: bool | str | Cookie | None = None,
-        http_compression: bool | int = True,
-        per_message_deflate: bool = False,
-        cors: Cors | None = None,
         connect_timeout: float = 45.0,
         connection_state_recovery: Recovery | None = None,
         adapter: AdapterFactory | None = None,
         limits: Limits | None = None,
         proxy_header: str | None = None,
-        max_outbound_buffer: int = 16_000_000,
         max_namespaces_per_connection: int = 100,
         cleanup_empty_child_namespaces: bool = False,
         max_handlers_per_connection: int = 100,
         parser: str | Parser = "json",
+        **engine: Unpack[SharedEngineKeywords],
     ) -> None:
+        """The Socket.IO options are named here; ``engine`` takes those of the Engine.IO server
+        (:class:`~aiosio.engine.options.EngineOptions`) except ``max_payload_packets`` and
+        ``shutdown_timeout``, with ``path`` defaulting to ``/socket.io/``."""
+        check_keywords(Server.__init__, engine, SharedEngineKeywords.__optional_keys__)
         if connect_timeout <= 0:
             raise ValueError(f"connect_timeout must be positive seconds, got {connect_timeout!r}")
         if max_namespaces_per_connection < 1:
@@ -117,22 +108,8 @@ class Server:
                 "connection_state_recovery must be aiosio.Recovery(...), got "
                 f"{type(connection_state_recovery).__name__}"
             )
-        self.engine = EngineServer(
-            path=path,
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-            upgrade_timeout=upgrade_timeout,
-            max_http_buffer_size=max_http_buffer_size,
-            transports=transports,
-            allow_upgrades=allow_upgrades,
-            allow_eio3=allow_eio3,
-            allow_request=allow_request,
-            cookie=cookie,
-            http_compression=http_compression,
-            per_message_deflate=per_message_deflate,
-            cors=cors,
-            max_outbound_buffer=max_outbound_buffer,
-        )
+        engine.setdefault("path", "/socket.io/")
+        self.engine = EngineServer(**engine)
         self.connect_timeout = connect_timeout
         self.max_namespaces_per_connection = max_namespaces_per_connection
         self.cleanup_empty_child_namespaces = cleanup_empty_child_namespaces
@@ -474,22 +451,3 @@ class Server:
 
     def not_found(self, request: HttpRequest) -> HttpResponse:
         return self.engine.not_found(request)
-
-    def asgi(
-        self,
-        other_app: Any = None,
-        *,
-        trim_heap_after: int = 1000,
-        body_timeout: float = 30.0,
-        websocket_close_timeout: float = 5.0,
-    ) -> Any:
-        """This server as an ASGI application; other paths go to ``other_app`` if given.
-        ``trim_heap_after``, ``body_timeout``, ``websocket_close_timeout``: see
-        :class:`~aiosio.transports.asgi.AsgiApp`."""
-        return asgi_app(
-            self,
-            other_app,
-            trim_heap_after=trim_heap_after,
-            body_timeout=body_timeout,
-            websocket_close_timeout=websocket_close_timeout,
-        )
