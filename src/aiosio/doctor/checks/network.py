@@ -29,11 +29,36 @@ _PROXY_IDS = {
 
 async def check_network(diagnosis: Diagnosis) -> bool:
     """One finding for the first of resolution, TCP and TLS that fails (and ``False``: nothing
-    else can be checked), else an ok line for each."""
+    else can be checked), else an ok line for each. Through a proxy (``--proxy`` or the
+    environment's), the proxy resolves and connects: what is checked from here is the tunnel."""
     target, report = diagnosis.target, diagnosis.report
-    if target.endpoint.proxy is not None:
-        return await _through_proxy(diagnosis)
+    proxy = target.endpoint.proxy
     started = time.perf_counter()
+    if proxy is None and not await _resolves(diagnosis):
+        return False
+    try:
+        await _connect(target, target.ssl)
+    except ConnectError as error:
+        report.add(_network_finding(target, error))
+        return False
+    elapsed = (time.perf_counter() - started) * 1000
+    path = f"{' and TLS' if target.secure else ''} to {target.host}:{target.port}"
+    if proxy is None:
+        ok = Finding("tcp.ok", Verdict.OK, f"TCP{path} in {elapsed:.0f} ms")
+    else:
+        ok = Finding(
+            "proxy.ok",
+            Verdict.OK,
+            f"a tunnel{path} through the proxy {proxy.shown} in {elapsed:.0f} ms",
+            data={"proxy": proxy.shown},
+        )
+    ok.data["connect_ms"] = round(elapsed, 1)
+    report.add(ok)
+    return True
+
+
+async def _resolves(diagnosis: Diagnosis) -> bool:
+    target, report = diagnosis.target, diagnosis.report
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(
             target.host, target.port, type=socket.SOCK_STREAM
@@ -51,46 +76,6 @@ async def check_network(diagnosis: Diagnosis) -> bool:
         return False
     addresses = sorted({str(i[4][0]) for i in infos})
     report.add(Finding("dns.ok", Verdict.OK, f"{target.host} resolves to {', '.join(addresses)}"))
-    try:
-        await _connect(target, target.ssl)
-    except ConnectError as error:
-        report.add(_network_finding(target, error))
-        return False
-    elapsed = (time.perf_counter() - started) * 1000
-    report.add(
-        Finding(
-            "tcp.ok",
-            Verdict.OK,
-            f"TCP{' and TLS' if target.secure else ''} to {target.host}:{target.port} in "
-            f"{elapsed:.0f} ms",
-            data={"connect_ms": round(elapsed, 1)},
-        )
-    )
-    return True
-
-
-async def _through_proxy(diagnosis: Diagnosis) -> bool:
-    """With a proxy (``--proxy`` or the environment's), the proxy resolves and connects: what
-    can be checked from here is the tunnel to the target through it."""
-    target, report = diagnosis.target, diagnosis.report
-    proxy = target.endpoint.proxy
-    assert proxy is not None
-    started = time.perf_counter()
-    try:
-        await _connect(target, target.ssl)
-    except ConnectError as error:
-        report.add(_network_finding(target, error))
-        return False
-    elapsed = (time.perf_counter() - started) * 1000
-    report.add(
-        Finding(
-            "proxy.ok",
-            Verdict.OK,
-            f"a tunnel{' and TLS' if target.secure else ''} to {target.host}:{target.port} "
-            f"through the proxy {proxy.shown} in {elapsed:.0f} ms",
-            data={"connect_ms": round(elapsed, 1), "proxy": proxy.shown},
-        )
-    )
     return True
 
 
