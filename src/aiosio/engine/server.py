@@ -246,6 +246,18 @@ class EngineServer(EventEmitter, AsgiMixin):
             self._timer_wheel = TimerWheel(self._loop, resolution)
         return self._timer_wheel
 
+    def _follow_loop(self) -> None:
+        """With no session left, a server first used in another event loop (one per test, as
+        pytest-asyncio runs them) takes the running one: its clock and timers were that loop's,
+        and a closed loop cannot schedule them."""
+        loop = asyncio.get_running_loop()
+        if loop is self._loop:
+            return
+        if self._timer_wheel is not None:
+            self._timer_wheel.close()
+            self._timer_wheel = None
+        self._loop = loop
+
     def now(self) -> float:
         """The event loop's clock, which every deadline of the sessions is on."""
         if self._loop is None:
@@ -445,6 +457,8 @@ class EngineServer(EventEmitter, AsgiMixin):
         protocol = protocol_of(request, self.options.allow_eio3)
         if isinstance(protocol, Rejection):
             return protocol
+        if not self.clients and self._loop is not None:
+            self._follow_loop()
         sid = SessionId(self.generate_id(request))
         session = EngineSession(
             sid=sid,

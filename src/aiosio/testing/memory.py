@@ -313,14 +313,14 @@ class ServerOpener:
         except RuntimeError as exc:
             if "closed" not in str(exc):
                 raise
-            # The server keeps the event loop of its first session for its timers.
+            # The server takes the running loop for its timers only when no session is left:
+            # one of a loop that has since closed is still open.
             raise ConnectError(
                 Stage.WEBSOCKET,
-                f"the server cannot start a session in this event loop ({exc}): it was first "
-                "used in another event loop, which is closed",
-                hint="create the Server in each test (a fixture), or run the tests in one event "
-                'loop (pytest-asyncio: asyncio_default_test_loop_scope = "session" and '
-                'asyncio_default_fixture_loop_scope = "session")',
+                f"the server cannot start a session in this event loop ({exc}): it still has "
+                "sessions of another event loop, which is closed",
+                hint="close every client at the end of its test (the aiosio_client fixture and "
+                "connect() do), or create the Server in each test (a fixture)",
                 description=exc,
                 url=url,
             ) from exc
