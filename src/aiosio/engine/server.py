@@ -276,19 +276,27 @@ class EngineServer(EventEmitter, AsgiMixin):
         self._recently_closed.add(socket.id, reason, self.now())
 
     def not_found(self, request: HttpRequest) -> HttpResponse:
-        """A path outside :attr:`path`: say where the endpoint is (a wrong path is a classic)."""
+        """A path outside :attr:`path`: say where the endpoint is (a wrong path is a classic).
+        Under a mount (the ASGI ``root_path``, such as FastAPI's ``app.mount("/ws", ...)``) the
+        path a client must use is the mount's followed by the server's: ``/ws/socket.io/``."""
         hint = ""
         if request.query.get("EIO") or request.query.get("transport"):
+            full = request.root_path.rstrip("/") + self.path
+            root = request.root_path
+            mounted = f" (the server is mounted at {root})" if root else ""
             hint = (
                 f" This request looks like an Engine.IO/Socket.IO client: the server path is "
-                f"{self.path!r}; set the same `path` option on the client."
+                f"{full!r}{mounted}; set path={full!r} on the client (io(url, {{ path: "
+                f"{full!r} }}), aiosio.Client(url, path={full!r}))."
             )
             logger.warning(
-                "request for %s from %s does not match the server path %r: the client's `path` "
-                "option differs from the server's",
-                _short(request.url),
+                "request for %s from %s does not match the server path %r%s: the client's "
+                "`path` option differs from the server's; it must be path=%r",
+                _short(request.root_path + request.url),
                 request.remote_address or "?",
-                self.path,
+                full,
+                mounted,
+                full,
             )
         body = f"Not Found: nothing is served at {request.path[:200]}.{hint}\n".encode()
         return HttpResponse(404, [("Content-Type", "text/plain; charset=utf-8")], body)
