@@ -11,14 +11,18 @@ import secrets
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, assert_never
 
 from aiosio.adapters.redis.link import Handler, Link
 from aiosio.adapters.redis.messages import (
+    Change,
+    DisconnectSockets,
     InvalidMessage,
     MessageError,
     NotAnEvent,
     Refused,
+    SocketsJoin,
+    SocketsLeave,
     UnknownType,
     WrongShape,
 )
@@ -207,6 +211,19 @@ class RedisNamespaceAdapter(InMemoryAdapter):
                 handle(message)
 
         return on_message
+
+    def _apply(self, change: Change) -> None:
+        """Make the change another server asks for to the local sockets its options select."""
+        opts = change.opts.to_options()
+        match change:
+            case SocketsJoin():
+                self.local_add_sockets(opts, change.rooms)
+            case SocketsLeave():
+                self.local_del_sockets(opts, change.rooms)
+            case DisconnectSockets():
+                self.local_disconnect_sockets(opts, change.close)
+            case _:
+                assert_never(change)
 
     def _invalid(self, channel: str, why: str) -> None:
         logger.warning("dropped a message of the wrong shape on %s: %s", channel, why)

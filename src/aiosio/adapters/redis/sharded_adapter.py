@@ -99,12 +99,8 @@ class ShardedAdapter(RedisNamespaceAdapter):
         match message:
             case Broadcast():
                 self._on_broadcast(sender, message)
-            case SocketsJoin():
-                self.local_add_sockets(message.opts.to_options(), message.rooms)
-            case SocketsLeave():
-                self.local_del_sockets(message.opts.to_options(), message.rooms)
-            case DisconnectSockets():
-                self.local_disconnect_sockets(message.opts.to_options(), message.close)
+            case SocketsJoin() | SocketsLeave() | DisconnectSockets():
+                self._apply(message)
             case FetchSockets():
                 sockets = [socket_details(s) for s in self.local_targets(message.opts.to_options())]
                 self._respond(
