@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import secrets
 import string
-from collections.abc import Sequence
 from functools import partial
 from typing import Any, assert_never
 
@@ -41,7 +40,7 @@ from aiosio.adapters.redis.namespace import (
     socket_details,
 )
 from aiosio.protocol.socketio import Packet, PacketType
-from aiosio.server.adapter import BroadcastOptions, NamespaceView, Room
+from aiosio.server.adapter import BroadcastOptions, NamespaceView
 
 __all__ = ["ClassicAdapter"]
 
@@ -56,9 +55,12 @@ def uid2(length: int) -> str:
 class ClassicAdapter(RedisNamespaceAdapter):
     """``@socket.io/redis-adapter`` ``createAdapter`` (classic pub/sub)."""
 
+    requests_carry_flags = False
+
     def __init__(self, nsp: NamespaceView, factory: AdapterSettings) -> None:
         super().__init__(nsp, factory)
         self.uid = uid2(6)
+        self.envelope = {"uid": self.uid, "nsp": None}  # the channels name the namespace
         self.requests_timeout = factory.requests_timeout
         key, name = factory.key, nsp.name
         self.channel = f"{key}#{name}#"
@@ -233,30 +235,13 @@ class ClassicAdapter(RedisNamespaceAdapter):
             packet=EventPacket(data=packet.data, nsp=self.nsp.name),
             opts=WireOptions.of(opts, timeout=True),
         )
-        self._request(request)
+        self._publish_request(request)
 
     def _fetch_timeout(self, opts: BroadcastOptions) -> float:
         return self.requests_timeout  # the Node adapter's fetchSockets ignores opts.flags.timeout
 
-    def _publish_fetch(self, opts: BroadcastOptions, request_id: str) -> None:
-        self._request(FetchSockets(uid=self.uid, request_id=request_id, opts=_no_flags(opts)))
-
-    def _publish_join(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None:
-        self._request(SocketsJoin(uid=self.uid, opts=_no_flags(opts), rooms=tuple(rooms)))
-
-    def _publish_leave(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None:
-        self._request(SocketsLeave(uid=self.uid, opts=_no_flags(opts), rooms=tuple(rooms)))
-
-    def _publish_disconnect(self, opts: BroadcastOptions, close: bool) -> None:
-        self._request(DisconnectSockets(uid=self.uid, opts=_no_flags(opts), close=close))
-
     def _publish_server_side_emit(self, args: list[Any], request_id: str | None) -> None:
-        self._request(ServerSideEmit(uid=self.uid, data=args, request_id=request_id))
+        self._publish_request(ServerSideEmit(uid=self.uid, data=args, request_id=request_id))
 
-    def _request(self, request: Request) -> None:
+    def _publish_request(self, request: Request) -> None:
         self._publish(self.request_channel, request)
-
-
-def _no_flags(opts: BroadcastOptions) -> WireOptions:
-    """``opts`` as a request carries them: the classic protocol's requests have no flags."""
-    return WireOptions.of(opts, flags=False)

@@ -99,6 +99,9 @@ class Broadcast:
 # as REMOTE_FETCH, BroadcastClientCount, BroadcastAck) are declared in messages; those of this
 # protocol only, here.
 
+_HEAD = ("uid", "request_id")
+_NOT_FIELDS = (*ENVELOPE, "request_id")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SocketsRequest(WireMessage):
@@ -347,10 +350,6 @@ def decode_response(data: bytes, *, max_size: int) -> Response:
 
 
 # -- encoding -------------------------------------------------------------------------------------
-
-
-_HEAD = ("uid", "request_id")
-_NOT_FIELDS = (*ENVELOPE, "request_id")
 
 
 def _to_wire(message: Request | Response) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from enum import IntEnum
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, Self, TypedDict, TypeVar
 
 from aiosio.adapters.redis.codec import decode
 from aiosio.protocol.errors import RemoteProtocolError
@@ -47,6 +47,7 @@ __all__ = [
     "BroadcastClientCount",
     "Change",
     "DisconnectSockets",
+    "Envelope",
     "EventPacket",
     "FetchSockets",
     "InvalidMessage",
@@ -376,6 +377,13 @@ class WireMessage:
 
 
 ENVELOPE = ("uid", "nsp")
+
+
+class Envelope(TypedDict):
+    """What a server writes around each of its messages: ``SocketsJoin(**envelope, ...)``."""
+
+    uid: str | None
+    nsp: str | None
 
 
 # Each reads its fields from ``data``: a sharded message's data object, or a classic request or
