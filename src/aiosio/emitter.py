@@ -119,7 +119,7 @@ class Emitter:
             # The sharded adapter's cluster message, on the namespace's main shard channel; JSON
             # whatever it holds, as this emitter always wrote it.
             channel = f"{self.key}#{self.nsp}#"
-            await self._publish(channel, encode_json(message.to_wire()), sharded=True)
+            await self._publish(channel, encode_json(sharded.to_wire(message)), sharded=True)
         else:
             await self._publish(f"{self.key}-request#{self.nsp}#", classic.encode(request))
 
@@ -146,21 +146,21 @@ class Emitter:
         opts = self._opts()
         await self._send(
             sharded.SocketsJoin(uid=EMITTER_UID, nsp=self.nsp, opts=opts, rooms=rooms),
-            classic.RemoteJoin(uid=None, opts=opts, rooms=rooms),
+            classic.SocketsJoin(uid=None, opts=opts, rooms=rooms),
         )
 
     async def sockets_leave(self, *rooms: str) -> None:
         opts = self._opts()
         await self._send(
             sharded.SocketsLeave(uid=EMITTER_UID, nsp=self.nsp, opts=opts, rooms=rooms),
-            classic.RemoteLeave(uid=None, opts=opts, rooms=rooms),
+            classic.SocketsLeave(uid=None, opts=opts, rooms=rooms),
         )
 
     async def disconnect_sockets(self, close: bool = False) -> None:
         opts = self._opts()
         await self._send(
             sharded.DisconnectSockets(uid=EMITTER_UID, nsp=self.nsp, opts=opts, close=close),
-            classic.RemoteDisconnect(uid=None, opts=opts, close=close),
+            classic.DisconnectSockets(uid=None, opts=opts, close=close),
         )
 
     async def server_side_emit(self, event: str, *args: Any) -> None:

@@ -156,17 +156,17 @@ EXPECTED: dict[str, tuple[Decoder, Any]] = {
     ),
     "classic remote join": (
         classic_request,
-        classic.RemoteJoin(
+        classic.SocketsJoin(
             uid=UID, opts=WireOptions.of(opts(A, B), flags=False), rooms=("r1", "r2")
         ),
     ),
     "classic remote leave": (
         classic_request,
-        classic.RemoteLeave(uid=UID, opts=WireOptions.of(opts(A), flags=False), rooms=("r1",)),
+        classic.SocketsLeave(uid=UID, opts=WireOptions.of(opts(A), flags=False), rooms=("r1",)),
     ),
     "classic remote disconnect": (
         classic_request,
-        classic.RemoteDisconnect(uid=UID, opts=WireOptions.of(opts(A), flags=False), close=True),
+        classic.DisconnectSockets(uid=UID, opts=WireOptions.of(opts(A), flags=False), close=True),
     ),
     "classic server-side emit": (
         classic_request,
@@ -178,7 +178,7 @@ EXPECTED: dict[str, tuple[Decoder, Any]] = {
     ),
     "classic remote fetch": (
         classic_request,
-        classic.RemoteFetch(
+        classic.FetchSockets(
             uid=UID, request_id="cdefgh", opts=WireOptions.of(opts(A, B), flags=False)
         ),
     ),
@@ -311,15 +311,15 @@ EMITTER: dict[str, tuple[Decoder, Any]] = {
     ),
     "emitter sockets join": (
         classic_request,
-        classic.RemoteJoin(uid=None, opts=WireOptions.of(opts(A), flags=False), rooms=("r1",)),
+        classic.SocketsJoin(uid=None, opts=WireOptions.of(opts(A), flags=False), rooms=("r1",)),
     ),
     "emitter sockets leave": (
         classic_request,
-        classic.RemoteLeave(uid=None, opts=WireOptions.of(opts(A, B), flags=False), rooms=("r1",)),
+        classic.SocketsLeave(uid=None, opts=WireOptions.of(opts(A, B), flags=False), rooms=("r1",)),
     ),
     "emitter disconnect sockets": (
         classic_request,
-        classic.RemoteDisconnect(uid=None, opts=WireOptions.of(opts(A), flags=False), close=True),
+        classic.DisconnectSockets(uid=None, opts=WireOptions.of(opts(A), flags=False), close=True),
     ),
     "emitter server-side emit": (
         classic_request,
@@ -332,10 +332,10 @@ def test_every_captured_message_is_checked() -> None:
     assert set(NODE) == set(EXPECTED) | set(EMITTER)
 
 
-def encode(message: Any) -> bytes:
-    if type(message).__module__ == sharded.__name__:
-        return sharded.encode(message)
-    return classic.encode(message)
+def encoder(decoder: Decoder) -> Callable[[Any], bytes]:
+    """The encoder of the protocol ``decoder`` reads (the types both protocols write alike are
+    one class, which each protocol encodes its own way)."""
+    return sharded.encode if decoder is sharded_message else classic.encode
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -344,6 +344,7 @@ def test_node_message_decodes_and_encodes_back(name: str) -> None:
     decoder, expected = EXPECTED[name]
     message = decoder(data)
     assert message == expected
+    encode = encoder(decoder)
     assert encode(message) == data
     assert encode(expected) == data  # what aiosio sends for the same operation
 
@@ -453,7 +454,31 @@ def test_sharded_binary_types_travel_as_msgpack_only_with_bytes() -> None:
     assert sharded.encode(join).startswith(b"{")
 
 
+def test_what_both_protocols_write_alike_is_one_type() -> None:
+    """A join, leave, disconnect, fetch, client count or ack is one class in both protocols,
+    with the same fields; each protocol writes its own envelope around them."""
+    for name in (
+        "SocketsJoin",
+        "SocketsLeave",
+        "DisconnectSockets",
+        "FetchSockets",
+        "BroadcastClientCount",
+        "BroadcastAck",
+    ):
+        assert getattr(classic, name) is getattr(sharded, name)
+    fetch = sharded.FetchSockets(uid=SUID, nsp="/", opts=WireOptions.of(opts(A)), request_id="r")
+    as_classic = json.loads(classic.encode(fetch))
+    assert list(as_classic) == ["uid", "requestId", "type", "opts"]
+    assert as_classic.pop("type") == classic.RequestType.REMOTE_FETCH
+    as_sharded = json.loads(sharded.encode(fetch))
+    assert list(as_sharded["data"]) == ["opts", "requestId"]
+    assert as_sharded["type"] == sharded.MessageType.FETCH_SOCKETS
+    assert {**as_sharded["data"], "uid": SUID} == as_classic
+
+
 # -- the legacy single-socket requests (older Node adapters) ------------------------------------
+
+S1 = WireOptions(rooms=("s1",))  # the one socket a legacy request changes
 
 
 @pytest.mark.parametrize(
@@ -461,15 +486,27 @@ def test_sharded_binary_types_travel_as_msgpack_only_with_bytes() -> None:
     [
         (
             {"uid": "old", "requestId": "q1", "type": 2, "sid": "s1", "room": "r1"},
-            classic.RemoteJoin(uid="old", opts=None, rooms=("r1",), sid="s1", request_id="q1"),
+            classic.LegacyUpdate(
+                uid="old",
+                request_id="q1",
+                change=classic.SocketsJoin(uid="old", opts=S1, rooms=("r1",)),
+            ),
         ),
         (
             {"uid": "old", "requestId": "q2", "type": 3, "sid": "s1", "room": "r1"},
-            classic.RemoteLeave(uid="old", opts=None, rooms=("r1",), sid="s1", request_id="q2"),
+            classic.LegacyUpdate(
+                uid="old",
+                request_id="q2",
+                change=classic.SocketsLeave(uid="old", opts=S1, rooms=("r1",)),
+            ),
         ),
         (
             {"uid": "old", "requestId": "q3", "type": 4, "sid": "s1", "close": True},
-            classic.RemoteDisconnect(uid="old", opts=None, close=True, sid="s1", request_id="q3"),
+            classic.LegacyUpdate(
+                uid="old",
+                request_id="q3",
+                change=classic.DisconnectSockets(uid="old", opts=S1, close=True),
+            ),
         ),
     ],
 )
@@ -620,6 +657,20 @@ REFUSED: list[tuple[str, Decoder, bytes, type[MessageError], str]] = [
         js({"uid": "x", "type": 2, "opts": {"rooms": 5}, "rooms": ["evil"]}),
         WrongShape,
         "request of type 2: opts.rooms must be an array",
+    ),
+    (
+        "join without rooms",
+        classic_request,
+        js({"uid": "x", "type": 2, "opts": NO_OPTS}),
+        WrongShape,
+        "request of type 2: rooms is missing",
+    ),
+    (
+        "fetch without opts",
+        classic_request,
+        js({"uid": "x", "type": 5, "requestId": "r"}),
+        WrongShape,
+        "request of type 5: opts must be an object",
     ),
     (
         "server-side emit without data",
@@ -787,4 +838,4 @@ def test_decoders_raise_only_message_errors(value: Any) -> None:
             except MessageError:
                 continue
             # Whatever decodes encodes, and decodes again to the same message.
-            assert decoder(encode(message)) == message
+            assert decoder(encoder(decoder)(message)) == message

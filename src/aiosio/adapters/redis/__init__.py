@@ -5,9 +5,10 @@ The modules of this package, from the bytes up:
 
 * :mod:`.codec`: bytes to values and back (msgpack as ``notepack.io``, JSON as
   ``JSON.stringify``);
-* :mod:`.messages`: what both protocols share, and the errors of the decoders;
-* :mod:`.classic_messages`, :mod:`.sharded_messages`: one frozen dataclass per message type, the
-  decoder that validates, the encoder that writes Node's bytes;
+* :mod:`.messages`: what both protocols share (the message types they write alike among it),
+  and the errors of the decoders;
+* :mod:`.classic_messages`, :mod:`.sharded_messages`: the message types of one protocol only,
+  the decoder that validates, the encoder that writes Node's bytes around a message's fields;
 * :mod:`.link`: the connections to Redis (reconnection, publish retry, health check);
 * :mod:`.namespace`, :mod:`.classic_adapter`, :mod:`.sharded_adapter`: the namespace adapters;
 * :mod:`.adapter`: :class:`RedisAdapter`, the factory a server is given.

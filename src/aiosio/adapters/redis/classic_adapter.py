@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import secrets
 import string
-from collections.abc import Sequence
 from functools import partial
 from typing import Any, assert_never
 
@@ -16,15 +15,16 @@ from aiosio.adapters.redis.classic_messages import (
     BroadcastAck,
     BroadcastClientCount,
     BroadcastRequest,
+    DisconnectSockets,
+    FetchSockets,
+    LegacyUpdate,
     Message,
-    RemoteDisconnect,
-    RemoteFetch,
-    RemoteJoin,
-    RemoteLeave,
     Request,
     Response,
     ServerSideEmit,
     ServerSideEmitResponse,
+    SocketsJoin,
+    SocketsLeave,
     SocketsRequest,
     SocketsResponse,
     UpdateResponse,
@@ -40,7 +40,7 @@ from aiosio.adapters.redis.namespace import (
     socket_details,
 )
 from aiosio.protocol.socketio import Packet, PacketType
-from aiosio.server.adapter import BroadcastOptions, NamespaceView, Room
+from aiosio.server.adapter import BroadcastOptions, NamespaceView
 
 __all__ = ["ClassicAdapter"]
 
@@ -55,9 +55,12 @@ def uid2(length: int) -> str:
 class ClassicAdapter(RedisNamespaceAdapter):
     """``@socket.io/redis-adapter`` ``createAdapter`` (classic pub/sub)."""
 
+    requests_carry_flags = False
+
     def __init__(self, nsp: NamespaceView, factory: AdapterSettings) -> None:
         super().__init__(nsp, factory)
         self.uid = uid2(6)
+        self.envelope = {"uid": self.uid, "nsp": None}  # the channels name the namespace
         self.requests_timeout = factory.requests_timeout
         key, name = factory.key, nsp.name
         self.channel = f"{key}#{name}#"
@@ -92,10 +95,11 @@ class ClassicAdapter(RedisNamespaceAdapter):
             case (
                 SocketsRequest()
                 | AllRoomsRequest()
-                | RemoteJoin()
-                | RemoteLeave()
-                | RemoteDisconnect()
-                | RemoteFetch()
+                | SocketsJoin()
+                | SocketsLeave()
+                | DisconnectSockets()
+                | LegacyUpdate()
+                | FetchSockets()
                 | ServerSideEmit()
             ):
                 return message.uid == self.uid
@@ -154,9 +158,15 @@ class ClassicAdapter(RedisNamespaceAdapter):
                 self._respond(
                     request, AllRoomsResponse(request_id=request.request_id, rooms=list(self.rooms))
                 )
-            case RemoteJoin() | RemoteLeave() | RemoteDisconnect():
-                self._on_remote_update(request)
-            case RemoteFetch():
+            case SocketsJoin() | SocketsLeave() | DisconnectSockets():
+                self._apply(request)
+            case LegacyUpdate():
+                if request.sid not in self.nsp.sockets:
+                    return  # the server that has the socket answers
+                self._apply(request.change)
+                if request.request_id is not None:
+                    self._respond(request, UpdateResponse(request_id=request.request_id))
+            case FetchSockets():
                 sockets = [socket_details(s) for s in self.local_targets(request.opts.to_options())]
                 self._respond(
                     request, SocketsResponse(request_id=request.request_id, sockets=sockets)
@@ -167,27 +177,6 @@ class ClassicAdapter(RedisNamespaceAdapter):
                 self._on_remote_ack_broadcast(request)
             case _:
                 assert_never(request)
-
-    def _on_remote_update(self, request: RemoteJoin | RemoteLeave | RemoteDisconnect) -> None:
-        if request.opts is None:
-            # Legacy single-socket form, answered with {requestId}.
-            sid = str(request.sid)
-            if sid not in self.nsp.sockets:
-                return
-            opts = BroadcastOptions(rooms=frozenset({sid}))
-        else:
-            opts = request.opts.to_options()
-        match request:
-            case RemoteJoin():
-                self.local_add_sockets(opts, request.rooms)
-            case RemoteLeave():
-                self.local_del_sockets(opts, request.rooms)
-            case RemoteDisconnect():
-                self.local_disconnect_sockets(opts, request.close)
-            case _:
-                assert_never(request)
-        if request.opts is None and request.request_id is not None:
-            self._respond(request, UpdateResponse(request_id=request.request_id))
 
     def _on_server_side_emit(self, request: ServerSideEmit) -> None:
         reply = None
@@ -246,30 +235,13 @@ class ClassicAdapter(RedisNamespaceAdapter):
             packet=EventPacket(data=packet.data, nsp=self.nsp.name),
             opts=WireOptions.of(opts, timeout=True),
         )
-        self._request(request)
+        self._publish_request(request)
 
     def _fetch_timeout(self, opts: BroadcastOptions) -> float:
         return self.requests_timeout  # the Node adapter's fetchSockets ignores opts.flags.timeout
 
-    def _publish_fetch(self, opts: BroadcastOptions, request_id: str) -> None:
-        self._request(RemoteFetch(uid=self.uid, request_id=request_id, opts=_no_flags(opts)))
-
-    def _publish_join(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None:
-        self._request(RemoteJoin(uid=self.uid, opts=_no_flags(opts), rooms=tuple(rooms)))
-
-    def _publish_leave(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None:
-        self._request(RemoteLeave(uid=self.uid, opts=_no_flags(opts), rooms=tuple(rooms)))
-
-    def _publish_disconnect(self, opts: BroadcastOptions, close: bool) -> None:
-        self._request(RemoteDisconnect(uid=self.uid, opts=_no_flags(opts), close=close))
-
     def _publish_server_side_emit(self, args: list[Any], request_id: str | None) -> None:
-        self._request(ServerSideEmit(uid=self.uid, data=args, request_id=request_id))
+        self._publish_request(ServerSideEmit(uid=self.uid, data=args, request_id=request_id))
 
-    def _request(self, request: Request) -> None:
+    def _publish_request(self, request: Request) -> None:
         self._publish(self.request_channel, request)
-
-
-def _no_flags(opts: BroadcastOptions) -> WireOptions:
-    """``opts`` as a request carries them: the classic protocol's requests have no flags."""
-    return WireOptions.of(opts, flags=False)

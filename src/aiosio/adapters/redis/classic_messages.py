@@ -17,20 +17,29 @@ requests and ``BROADCAST_ACK`` responses, JSON for the rest), keys in Node's ord
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Any, ClassVar, assert_never
 
 from aiosio.adapters.redis.codec import encode_json, encode_msgpack
 from aiosio.adapters.redis.messages import (
+    ENVELOPE,
+    BroadcastAck,
+    BroadcastClientCount,
+    Change,
+    DisconnectSockets,
     EventPacket,
+    FetchSockets,
+    RequestType,
+    SocketsJoin,
+    SocketsLeave,
     UnknownType,
+    WireMessage,
     WireOptions,
     WrongShape,
     array,
     check_broadcast,
     check_server_side,
     declared,
-    integer,
+    known,
     optional_str,
     payload,
     required_str,
@@ -46,16 +55,17 @@ __all__ = [
     "BroadcastAck",
     "BroadcastClientCount",
     "BroadcastRequest",
+    "DisconnectSockets",
+    "FetchSockets",
+    "LegacyUpdate",
     "Message",
-    "RemoteDisconnect",
-    "RemoteFetch",
-    "RemoteJoin",
-    "RemoteLeave",
     "Request",
     "RequestType",
     "Response",
     "ServerSideEmit",
     "ServerSideEmitResponse",
+    "SocketsJoin",
+    "SocketsLeave",
     "SocketsRequest",
     "SocketsResponse",
     "UpdateResponse",
@@ -65,22 +75,6 @@ __all__ = [
     "encode",
 ]
 
-
-class RequestType(IntEnum):
-    """The ``type`` of a request or response (the Node adapter's ``RequestType``)."""
-
-    SOCKETS = 0
-    ALL_ROOMS = 1
-    REMOTE_JOIN = 2
-    REMOTE_LEAVE = 3
-    REMOTE_DISCONNECT = 4
-    REMOTE_FETCH = 5
-    SERVER_SIDE_EMIT = 6
-    BROADCAST = 7
-    BROADCAST_CLIENT_COUNT = 8
-    BROADCAST_ACK = 9
-
-
 # -- the broadcast channel ------------------------------------------------------------------------
 
 
@@ -88,7 +82,7 @@ class RequestType(IntEnum):
 class Broadcast:
     """``[uid, {"type": 2, "data": [...], "nsp": "/"}, {"rooms", "except", "flags"}]``."""
 
-    MSGPACK: ClassVar[bool] = True
+    MAY_BE_BINARY: ClassVar[bool] = True
     uid: str
     packet: EventPacket
     opts: WireOptions
@@ -97,118 +91,75 @@ class Broadcast:
         return [self.uid, self.packet.to_wire(), self.opts.to_wire()]
 
 
-# -- requests -------------------------------------------------------------------------------------
+# -- requests and responses -----------------------------------------------------------------------
+# A request is {"uid", "requestId", "type": CLASSIC, ...}, a response {"type": CLASSIC,
+# "requestId", ...}, then the fields a type declares, in the order Node writes them; ``uid`` and
+# ``request_id`` only when set (None: the Node emitter's, and nothing waits for an answer). The
+# types both protocols write alike (SocketsJoin, SocketsLeave, DisconnectSockets, FetchSockets
+# as REMOTE_FETCH, BroadcastClientCount, BroadcastAck) are declared in messages; those of this
+# protocol only, here.
 
 _HEAD = ("uid", "request_id")
+_NOT_FIELDS = (*ENVELOPE, "request_id")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class _Request:
-    """``{"uid", "requestId", "type": TYPE, ...}``, then the fields a request type declares, in
-    the order Node writes them. Every request type has a ``request_id`` (None: nothing waits for
-    an answer); ``uid`` None is the Node emitter's (no sender)."""
-
-    TYPE: ClassVar[RequestType]
-    MSGPACK: ClassVar[bool] = False
-    uid: str | None
-
-    def to_wire(self) -> dict[str, Any]:
-        fields = wire_object(self, declared(self, but=_HEAD))
-        return {**wire_object(self, _HEAD), "type": int(self.TYPE), **fields}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SocketsRequest(_Request):
+class SocketsRequest(WireMessage):
     """``SOCKETS`` (older Node adapters): the ids of the sockets in ``rooms``."""
 
-    TYPE = RequestType.SOCKETS
+    CLASSIC: ClassVar[RequestType] = RequestType.SOCKETS
     request_id: str
     rooms: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AllRoomsRequest(_Request):
+class AllRoomsRequest(WireMessage):
     """``ALL_ROOMS``: the rooms of this server."""
 
-    TYPE = RequestType.ALL_ROOMS
+    CLASSIC: ClassVar[RequestType] = RequestType.ALL_ROOMS
     request_id: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class _Membership(_Request):
-    """A change to the sockets ``opts`` selects, ``{"opts", ...}`` after the type. ``opts`` None
-    is the legacy form ``{"requestId", "sid", ...}``: the one socket ``sid`` changes, and
-    ``request_id`` is answered (:class:`UpdateResponse`); one room is written ``"room"``."""
+class LegacyUpdate(WireMessage):
+    """The single-socket form of a join, leave or disconnect (older Node adapters),
+    ``{"uid", "requestId", "type", "sid", "room" | "rooms" | "close"}``: ``change`` is made to
+    the socket ``sid`` alone (its ``opts`` select that socket), and ``request_id`` is answered
+    (:class:`UpdateResponse`)."""
 
-    opts: WireOptions | None
-    sid: str | None = None
     request_id: str | None = None
+    change: Change
+
+    @property
+    def sid(self) -> str:
+        return self.change.opts.rooms[0]
 
     def to_wire(self) -> dict[str, Any]:
-        change = wire_object(self, declared(self, but=_MEMBERSHIP))
-        if self.opts is not None:
-            head = wire_object(self, ("uid",))
-            return {**head, "type": int(self.TYPE), "opts": self.opts.to_wire(), **change}
+        change = wire_object(self.change, declared(self.change, but=(*ENVELOPE, "opts")))
         if len(change.get("rooms", ())) == 1:
             change = {"room": change["rooms"][0]}
-        return {**wire_object(self, _HEAD), "type": int(self.TYPE), "sid": self.sid, **change}
-
-
-_MEMBERSHIP = (*_HEAD, "opts", "sid")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RemoteJoin(_Membership):
-    """``REMOTE_JOIN``: the sockets ``opts`` selects join ``rooms``."""
-
-    TYPE = RequestType.REMOTE_JOIN
-    rooms: tuple[str, ...]
+        head = wire_object(self, _HEAD)
+        return {**head, "type": int(self.change.CLASSIC), "sid": self.sid, **change}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RemoteLeave(_Membership):
-    """``REMOTE_LEAVE``: the sockets ``opts`` selects leave ``rooms``."""
-
-    TYPE = RequestType.REMOTE_LEAVE
-    rooms: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RemoteDisconnect(_Membership):
-    """``REMOTE_DISCONNECT``: the sockets ``opts`` selects disconnect (``close``: their
-    connection too)."""
-
-    TYPE = RequestType.REMOTE_DISCONNECT
-    close: bool
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RemoteFetch(_Request):
-    """``REMOTE_FETCH``: the details of the sockets ``opts`` selects (``fetchSockets``)."""
-
-    TYPE = RequestType.REMOTE_FETCH
-    request_id: str
-    opts: WireOptions
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServerSideEmit(_Request):
+class ServerSideEmit(WireMessage):
     """``SERVER_SIDE_EMIT``: ``data`` is ``[event, ...args]``; with ``request_id``, one reply per
     server is expected (:class:`ServerSideEmitResponse`)."""
 
-    TYPE = RequestType.SERVER_SIDE_EMIT
+    CLASSIC: ClassVar[RequestType] = RequestType.SERVER_SIDE_EMIT
     request_id: str | None = None
     data: list[Any]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class BroadcastRequest(_Request):
+class BroadcastRequest(WireMessage):
     """``BROADCAST``: a broadcast with acknowledgements (msgpack). Each server answers the
     number of its clients (:class:`BroadcastClientCount`), then each client's ack
     (:class:`BroadcastAck`)."""
 
-    TYPE = RequestType.BROADCAST
-    MSGPACK = True
+    CLASSIC: ClassVar[RequestType] = RequestType.BROADCAST
+    MAY_BE_BINARY = True
     request_id: str
     packet: EventPacket
     opts: WireOptions
@@ -217,74 +168,50 @@ class BroadcastRequest(_Request):
 Request = (
     SocketsRequest
     | AllRoomsRequest
-    | RemoteJoin
-    | RemoteLeave
-    | RemoteDisconnect
-    | RemoteFetch
+    | SocketsJoin
+    | SocketsLeave
+    | DisconnectSockets
+    | LegacyUpdate
+    | FetchSockets
     | ServerSideEmit
     | BroadcastRequest
 )
 
-# -- responses ------------------------------------------------------------------------------------
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class _Response:
-    """``{"type": TYPE, "requestId", ...}``, then the fields a response type declares. The
-    answers to ``SOCKETS``, ``ALL_ROOMS``, ``REMOTE_FETCH`` and legacy updates have no type
-    (``TYPE`` None): the request id says what they answer."""
+class SocketsResponse(WireMessage):
+    """The answer to ``SOCKETS`` (socket ids) and to ``REMOTE_FETCH`` (socket details), with
+    no type: the request id says what it answers (as for the next two)."""
 
-    TYPE: ClassVar[RequestType | None] = None
-    MSGPACK: ClassVar[bool] = False
+    CLASSIC: ClassVar[None] = None
     request_id: str
-
-    def to_wire(self) -> dict[str, Any]:
-        fields = wire_object(self, declared(self))
-        return fields if self.TYPE is None else {"type": int(self.TYPE), **fields}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SocketsResponse(_Response):
-    """The answer to ``SOCKETS`` (socket ids) and to ``REMOTE_FETCH`` (socket details)."""
-
     sockets: list[Any]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AllRoomsResponse(_Response):
+class AllRoomsResponse(WireMessage):
     """The answer to ``ALL_ROOMS``."""
 
+    CLASSIC: ClassVar[None] = None
+    request_id: str
     rooms: list[Any]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class UpdateResponse(_Response):
-    """``{"requestId"}``: the answer to a legacy (single-socket) join, leave or disconnect."""
+class UpdateResponse(WireMessage):
+    """``{"requestId"}``: the answer to a :class:`LegacyUpdate`."""
+
+    CLASSIC: ClassVar[None] = None
+    request_id: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ServerSideEmitResponse(_Response):
+class ServerSideEmitResponse(WireMessage):
     """One server's reply to a :class:`ServerSideEmit` with a request id."""
 
-    TYPE = RequestType.SERVER_SIDE_EMIT
+    CLASSIC: ClassVar[RequestType] = RequestType.SERVER_SIDE_EMIT
+    request_id: str
     data: Any
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BroadcastClientCount(_Response):
-    """How many clients of one server a :class:`BroadcastRequest` reached."""
-
-    TYPE = RequestType.BROADCAST_CLIENT_COUNT
-    client_count: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BroadcastAck(_Response):
-    """One client's ack to a :class:`BroadcastRequest` (msgpack): its first argument."""
-
-    TYPE = RequestType.BROADCAST_ACK
-    MSGPACK = True
-    packet: Any
 
 
 Response = (
@@ -296,17 +223,16 @@ Response = (
     | BroadcastAck
 )
 Message = Broadcast | Request | Response
+_RESPONSES = (
+    SocketsResponse,
+    AllRoomsResponse,
+    UpdateResponse,
+    ServerSideEmitResponse,
+    BroadcastClientCount,
+    BroadcastAck,
+)
 
 # -- decoding -------------------------------------------------------------------------------------
-
-
-def _known(types: type[RequestType], kind: Any) -> RequestType:
-    if type(kind) is not int:
-        raise UnknownType(kind)
-    try:
-        return types(kind)
-    except ValueError:
-        raise UnknownType(kind) from None
 
 
 def decode_broadcast(data: bytes, *, max_size: int, limits: Limits) -> Broadcast:
@@ -344,7 +270,7 @@ def decode_request(data: bytes, *, max_size: int, limits: Limits) -> Request:
 def _request(raw: dict[str, Any], kind: Any, limits: Limits) -> Request:
     uid = optional_str(raw.get("uid"), "uid")
     request_id = optional_str(raw.get("requestId"), "requestId")
-    match _known(RequestType, kind):
+    match known(RequestType, kind):
         case RequestType.SOCKETS:
             return SocketsRequest(
                 uid=uid,
@@ -354,17 +280,13 @@ def _request(raw: dict[str, Any], kind: Any, limits: Limits) -> Request:
         case RequestType.ALL_ROOMS:
             return AllRoomsRequest(uid=uid, request_id=required_str(request_id, "requestId"))
         case RequestType.REMOTE_JOIN:
-            return _membership(raw, RequestType.REMOTE_JOIN, uid, request_id)
+            return _change(SocketsJoin, raw, uid, request_id)
         case RequestType.REMOTE_LEAVE:
-            return _membership(raw, RequestType.REMOTE_LEAVE, uid, request_id)
+            return _change(SocketsLeave, raw, uid, request_id)
         case RequestType.REMOTE_DISCONNECT:
-            return _membership(raw, RequestType.REMOTE_DISCONNECT, uid, request_id)
+            return _change(DisconnectSockets, raw, uid, request_id)
         case RequestType.REMOTE_FETCH:
-            return RemoteFetch(
-                uid=uid,
-                request_id=required_str(request_id, "requestId"),
-                opts=WireOptions.from_wire(raw.get("opts") or {}),
-            )
+            return FetchSockets.from_data(raw, uid=uid)
         case RequestType.SERVER_SIDE_EMIT:
             emit = ServerSideEmit(
                 uid=uid, data=array(raw.get("data"), "data", non_empty=True), request_id=request_id
@@ -390,26 +312,16 @@ def _request(raw: dict[str, Any], kind: Any, limits: Limits) -> Request:
             assert_never(unreachable)
 
 
-def _membership(
-    raw: dict[str, Any], kind: RequestType, uid: str | None, request_id: str | None
-) -> RemoteJoin | RemoteLeave | RemoteDisconnect:
-    opts: WireOptions | None = None
-    sid: str | None = None
+def _change(
+    cls: type[Change], raw: dict[str, Any], uid: str | None, request_id: str | None
+) -> Change | LegacyUpdate:
     if "opts" in raw:
-        opts = WireOptions.from_wire(raw["opts"])
-    else:
-        # Legacy single-socket form: {sid, room} / {sid, close}, answered with {requestId}.
-        sid = str(raw.get("sid"))
-    if kind is RequestType.REMOTE_DISCONNECT:
-        return RemoteDisconnect(
-            uid=uid, opts=opts, close=bool(raw.get("close")), sid=sid, request_id=request_id
-        )
-    if "rooms" in raw:
-        members = rooms(raw["rooms"], "rooms")
-    else:
-        members = (str(raw["room"]),) if "room" in raw else ()
-    cls = RemoteJoin if kind is RequestType.REMOTE_JOIN else RemoteLeave
-    return cls(uid=uid, opts=opts, rooms=members, sid=sid, request_id=request_id)
+        return cls.from_data(raw, uid=uid)
+    # The legacy single-socket form, {sid, room} / {sid, close}, answered with {requestId}: the
+    # same change, to the sockets of the room sid.
+    data = {"opts": {"rooms": [raw.get("sid")]}, "close": raw.get("close")}
+    data["rooms"] = raw["rooms"] if "rooms" in raw else [raw["room"]] if "room" in raw else []
+    return LegacyUpdate(uid=uid, request_id=request_id, change=cls.from_data(data, uid=uid))
 
 
 def decode_response(data: bytes, *, max_size: int) -> Response:
@@ -423,11 +335,9 @@ def decode_response(data: bytes, *, max_size: int) -> Response:
         raise WrongShape("a response needs a requestId")
     kind = raw.get("type")
     if kind == RequestType.BROADCAST_CLIENT_COUNT and type(kind) is int:
-        return BroadcastClientCount(
-            request_id=request_id, client_count=integer(raw.get("clientCount"), "clientCount")
-        )
+        return BroadcastClientCount.from_data(raw, uid=None)
     if kind == RequestType.BROADCAST_ACK and type(kind) is int:
-        return BroadcastAck(request_id=request_id, packet=raw.get("packet"))
+        return BroadcastAck.from_data(raw, uid=None)
     if kind == RequestType.SERVER_SIDE_EMIT and type(kind) is int:
         return ServerSideEmitResponse(request_id=request_id, data=raw.get("data"))
     if kind is not None:
@@ -442,8 +352,23 @@ def decode_response(data: bytes, *, max_size: int) -> Response:
 # -- encoding -------------------------------------------------------------------------------------
 
 
+def _to_wire(message: Request | Response) -> dict[str, Any]:
+    if isinstance(message, LegacyUpdate):
+        return message.to_wire()
+    names = declared(message)
+    fields = wire_object(message, tuple(name for name in names if name not in _NOT_FIELDS))
+    if isinstance(message, _RESPONSES):
+        head = wire_object(message, ("request_id",))
+        kind = message.CLASSIC
+        return {**head, **fields} if kind is None else {"type": int(kind), **head, **fields}
+    head = wire_object(message, tuple(name for name in _HEAD if name in names))
+    return {**head, "type": int(message.CLASSIC), **fields}
+
+
 def encode(message: Message) -> bytes:
     """The bytes the Node adapter writes for ``message``: msgpack for the types that may carry
-    binary data (``MSGPACK``), JSON for the others."""
-    wire = message.to_wire()
-    return encode_msgpack(wire) if message.MSGPACK else encode_json(wire)
+    binary data (``MAY_BE_BINARY``), JSON for the others."""
+    if isinstance(message, Broadcast):
+        return encode_msgpack(message.to_wire())
+    wire = _to_wire(message)
+    return encode_msgpack(wire) if message.MAY_BE_BINARY else encode_json(wire)

@@ -1,6 +1,13 @@
-"""What the two protocols of ``@socket.io/redis-adapter`` share: broadcast options, the packet a
-broadcast carries, the checks on what another server asks to deliver, and the errors of the
-decoders.
+"""What the two protocols of ``@socket.io/redis-adapter`` share: their ``type`` numbers,
+broadcast options, the packet a broadcast carries, the message types both write alike, the checks
+on what another server asks to deliver, and the errors of the decoders.
+
+Both protocols carry some operations with the same fields in the same order (join, leave,
+disconnect, fetch, a broadcast's client count and acks): each of these is one class here
+(:class:`SocketsJoin`, ...), which reads its fields with one ``from_data`` and is written by one
+:func:`wire_object`; only the envelope around the fields differs (a classic request
+``{uid, requestId, type, ...}``, a sharded message ``{type, data: {...}, uid, nsp}``), and each
+protocol module writes its own.
 
 The decoders (:mod:`~aiosio.adapters.redis.classic_messages`,
 :mod:`~aiosio.adapters.redis.sharded_messages`) turn the bytes of one Redis message into one frozen
@@ -23,27 +30,77 @@ from Node's bytes encodes back to the same bytes.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from enum import IntEnum
+from typing import Any, ClassVar, Self, TypedDict, TypeVar
 
 from aiosio.adapters.redis.codec import decode
 from aiosio.protocol.errors import RemoteProtocolError
 from aiosio.protocol.socketio import Limits, check_event
 from aiosio.server.adapter import BroadcastFlags, BroadcastOptions
 
+T = TypeVar("T", bound=IntEnum)
+
 __all__ = [
+    "ENVELOPE",
     "NO_FLAGS",
+    "BroadcastAck",
+    "BroadcastClientCount",
+    "Change",
+    "DisconnectSockets",
+    "Envelope",
     "EventPacket",
+    "FetchSockets",
     "InvalidMessage",
     "MessageError",
+    "MessageType",
     "NotAnEvent",
     "Refused",
+    "RequestType",
+    "SocketsJoin",
+    "SocketsLeave",
     "UnknownType",
     "WireFlags",
+    "WireMessage",
     "WireOptions",
     "WrongShape",
     "declared",
+    "known",
     "wire_object",
 ]
+
+
+class RequestType(IntEnum):
+    """The ``type`` of a classic request or response (the Node adapter's ``RequestType``)."""
+
+    SOCKETS = 0
+    ALL_ROOMS = 1
+    REMOTE_JOIN = 2
+    REMOTE_LEAVE = 3
+    REMOTE_DISCONNECT = 4
+    REMOTE_FETCH = 5
+    SERVER_SIDE_EMIT = 6
+    BROADCAST = 7
+    BROADCAST_CLIENT_COUNT = 8
+    BROADCAST_ACK = 9
+
+
+class MessageType(IntEnum):
+    """The ``type`` of a sharded cluster message (``socket.io-adapter``'s ``MessageType``). The
+    heartbeat types belong to adapters with a heartbeat; the Redis adapter sends none."""
+
+    INITIAL_HEARTBEAT = 1
+    HEARTBEAT = 2
+    BROADCAST = 3
+    SOCKETS_JOIN = 4
+    SOCKETS_LEAVE = 5
+    DISCONNECT_SOCKETS = 6
+    FETCH_SOCKETS = 7
+    FETCH_SOCKETS_RESPONSE = 8
+    SERVER_SIDE_EMIT = 9
+    SERVER_SIDE_EMIT_RESPONSE = 10
+    BROADCAST_CLIENT_COUNT = 11
+    BROADCAST_ACK = 12
+    ADAPTER_CLOSE = 13
 
 
 class MessageError(ValueError):
@@ -89,6 +146,16 @@ class NotAnEvent(Refused):
         self.packet_type = packet_type
 
 
+def known(types: type[T], kind: Any) -> T:
+    """The member of ``types`` the ``type`` of a message names; raises :class:`UnknownType`."""
+    if type(kind) is not int:
+        raise UnknownType(kind)
+    try:
+        return types(kind)
+    except ValueError:
+        raise UnknownType(kind) from None
+
+
 # -- fields ---------------------------------------------------------------------------------------
 
 
@@ -126,6 +193,11 @@ def rooms(value: Any, what: str) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise WrongShape(f"{what} must be an array (got {type(value).__name__})")
     return tuple(map(str, value))
+
+
+def request_id_of(data: dict[str, Any]) -> str:
+    """The ``requestId`` of a message that needs one."""
+    return required_str(data.get("requestId"), "requestId")
 
 
 def integer(value: Any, what: str) -> int:
@@ -282,6 +354,135 @@ class EventPacket:
         if self.nsp is not None:
             wire["nsp"] = self.nsp
         return wire
+
+
+# -- the messages both protocols write alike --------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WireMessage:
+    """A message of either protocol: its fields, declared in the order the Node adapter writes
+    them, and around them the envelope, which each protocol writes its own way. ``uid`` is the
+    sender (None: a classic response, or a request of the Node emitter); ``nsp`` the namespace
+    (written in a sharded message; a classic channel names it, and there it is None).
+
+    ``CLASSIC`` and ``CLUSTER`` are the ``type`` a message is written with in the classic and the
+    sharded protocol (a class of one protocol only has one of them); ``MAY_BE_BINARY``: its
+    fields may hold bytes, and the Node adapter writes it as msgpack (always in the classic
+    protocol, when they do in the sharded one)."""
+
+    MAY_BE_BINARY: ClassVar[bool] = False
+    uid: str | None = None
+    nsp: str | None = None
+
+
+ENVELOPE = ("uid", "nsp")
+
+
+class Envelope(TypedDict):
+    """What a server writes around each of its messages: ``SocketsJoin(**envelope, ...)``."""
+
+    uid: str | None
+    nsp: str | None
+
+
+# Each reads its fields from ``data``: a sharded message's data object, or a classic request or
+# response itself (its requestId included). Raises WrongShape.
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _RoomsChange(WireMessage):
+    opts: WireOptions
+    rooms: tuple[str, ...]
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any], *, uid: str | None, nsp: str | None = None) -> Self:
+        if "rooms" not in data:
+            raise WrongShape("rooms is missing")
+        opts = WireOptions.from_wire(data.get("opts"))
+        return cls(uid=uid, nsp=nsp, opts=opts, rooms=rooms(data["rooms"], "rooms"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SocketsJoin(_RoomsChange):
+    """The sockets ``opts`` selects join ``rooms``."""
+
+    CLASSIC: ClassVar[RequestType] = RequestType.REMOTE_JOIN
+    CLUSTER: ClassVar[MessageType] = MessageType.SOCKETS_JOIN
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SocketsLeave(_RoomsChange):
+    """The sockets ``opts`` selects leave ``rooms``."""
+
+    CLASSIC: ClassVar[RequestType] = RequestType.REMOTE_LEAVE
+    CLUSTER: ClassVar[MessageType] = MessageType.SOCKETS_LEAVE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DisconnectSockets(WireMessage):
+    """The sockets ``opts`` selects disconnect (``close``: their connection too)."""
+
+    CLASSIC: ClassVar[RequestType] = RequestType.REMOTE_DISCONNECT
+    CLUSTER: ClassVar[MessageType] = MessageType.DISCONNECT_SOCKETS
+    opts: WireOptions
+    close: bool
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any], *, uid: str | None, nsp: str | None = None) -> Self:
+        opts = WireOptions.from_wire(data.get("opts"))
+        return cls(uid=uid, nsp=nsp, opts=opts, close=bool(data.get("close")))
+
+
+Change = SocketsJoin | SocketsLeave | DisconnectSockets
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FetchSockets(WireMessage):
+    """The details of the sockets ``opts`` selects (``fetchSockets``); the classic protocol
+    writes ``request_id`` before the type, the sharded one after ``opts``."""
+
+    CLASSIC: ClassVar[RequestType] = RequestType.REMOTE_FETCH
+    CLUSTER: ClassVar[MessageType] = MessageType.FETCH_SOCKETS
+    opts: WireOptions
+    request_id: str
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any], *, uid: str | None, nsp: str | None = None) -> Self:
+        request_id = request_id_of(data)
+        return cls(
+            uid=uid, nsp=nsp, opts=WireOptions.from_wire(data.get("opts")), request_id=request_id
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BroadcastClientCount(WireMessage):
+    """How many clients of one server a broadcast with acks reached."""
+
+    CLASSIC: ClassVar[RequestType] = RequestType.BROADCAST_CLIENT_COUNT
+    CLUSTER: ClassVar[MessageType] = MessageType.BROADCAST_CLIENT_COUNT
+    request_id: str
+    client_count: int
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any], *, uid: str | None, nsp: str | None = None) -> Self:
+        count = integer(data.get("clientCount"), "clientCount")
+        return cls(uid=uid, nsp=nsp, request_id=request_id_of(data), client_count=count)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BroadcastAck(WireMessage):
+    """One client's ack to a broadcast with acks: its first argument."""
+
+    CLASSIC: ClassVar[RequestType] = RequestType.BROADCAST_ACK
+    CLUSTER: ClassVar[MessageType] = MessageType.BROADCAST_ACK
+    MAY_BE_BINARY = True
+    request_id: str
+    packet: Any
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any], *, uid: str | None, nsp: str | None = None) -> Self:
+        return cls(uid=uid, nsp=nsp, request_id=request_id_of(data), packet=data.get("packet"))
 
 
 # -- writing a message's fields ------------------------------------------------------------------

@@ -11,15 +11,22 @@ import secrets
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, assert_never
 
 from aiosio.adapters.redis.link import Handler, Link
 from aiosio.adapters.redis.messages import (
+    Change,
+    DisconnectSockets,
+    Envelope,
+    FetchSockets,
     InvalidMessage,
     MessageError,
     NotAnEvent,
     Refused,
+    SocketsJoin,
+    SocketsLeave,
     UnknownType,
+    WireOptions,
     WrongShape,
 )
 from aiosio.errors import AckTimeout
@@ -155,6 +162,11 @@ class RedisNamespaceAdapter(InMemoryAdapter):
     uid: str
     # How long a request waits for the other servers unless told (Node's requestsTimeout).
     requests_timeout: float
+    # This server's uid and the namespace as its messages name them (nsp None where the
+    # channel does, in the classic protocol); whether its join, leave, disconnect and fetch
+    # requests carry the flags.
+    envelope: Envelope
+    requests_carry_flags: bool
 
     def __init__(self, nsp: NamespaceView, factory: AdapterSettings) -> None:
         super().__init__(nsp)
@@ -207,6 +219,19 @@ class RedisNamespaceAdapter(InMemoryAdapter):
                 handle(message)
 
         return on_message
+
+    def _apply(self, change: Change) -> None:
+        """Make the change another server asks for to the local sockets its options select."""
+        opts = change.opts.to_options()
+        match change:
+            case SocketsJoin():
+                self.local_add_sockets(opts, change.rooms)
+            case SocketsLeave():
+                self.local_del_sockets(opts, change.rooms)
+            case DisconnectSockets():
+                self.local_disconnect_sockets(opts, change.close)
+            case _:
+                assert_never(change)
 
     def _invalid(self, channel: str, why: str) -> None:
         logger.warning("dropped a message of the wrong shape on %s: %s", channel, why)
@@ -365,16 +390,8 @@ class RedisNamespaceAdapter(InMemoryAdapter):
         """Send a broadcast whose acks the other servers return under ``request_id``."""
 
     @abstractmethod
-    def _publish_join(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None: ...
-
-    @abstractmethod
-    def _publish_leave(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None: ...
-
-    @abstractmethod
-    def _publish_disconnect(self, opts: BroadcastOptions, close: bool) -> None: ...
-
-    @abstractmethod
-    def _publish_fetch(self, opts: BroadcastOptions, request_id: str) -> None: ...
+    def _publish_request(self, message: Change | FetchSockets) -> None:
+        """Send a join, leave, disconnect or fetch to the other servers."""
 
     @abstractmethod
     def _publish_server_side_emit(self, args: list[Any], request_id: str | None) -> None:
@@ -431,24 +448,34 @@ class RedisNamespaceAdapter(InMemoryAdapter):
         local: list[Any] = list(self.local_targets(opts))
         if opts.flags.local:
             return local
-        publish = partial(self._publish_fetch, opts)
+        wire = self._wire_options(opts)
+
+        def publish(request_id: str) -> None:
+            self._publish_request(FetchSockets(**self.envelope, opts=wire, request_id=request_id))
+
         responses, _ = await self._ask_other_servers(publish, self._fetch_timeout(opts))
         return local + self._remote_sockets(responses)
 
     def add_sockets(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None:
         self.local_add_sockets(opts, rooms)
         if not opts.flags.local:
-            self._publish_join(opts, rooms)
+            wire = self._wire_options(opts)
+            self._publish_request(SocketsJoin(**self.envelope, opts=wire, rooms=tuple(rooms)))
 
     def del_sockets(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None:
         self.local_del_sockets(opts, rooms)
         if not opts.flags.local:
-            self._publish_leave(opts, rooms)
+            wire = self._wire_options(opts)
+            self._publish_request(SocketsLeave(**self.envelope, opts=wire, rooms=tuple(rooms)))
 
     def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
         self.local_disconnect_sockets(opts, close)
         if not opts.flags.local:
-            self._publish_disconnect(opts, close)
+            wire = self._wire_options(opts)
+            self._publish_request(DisconnectSockets(**self.envelope, opts=wire, close=close))
+
+    def _wire_options(self, opts: BroadcastOptions) -> WireOptions:
+        return WireOptions.of(opts, flags=self.requests_carry_flags)
 
     def server_side_emit(self, args: list[Any]) -> None:
         self._publish_server_side_emit(args, None)

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
 from functools import partial
 from typing import Any, assert_never
 
@@ -39,9 +38,12 @@ __all__ = ["ShardedAdapter"]
 class ShardedAdapter(RedisNamespaceAdapter):
     """``@socket.io/redis-adapter`` ``createShardedAdapter`` (Redis 7 sharded pub/sub)."""
 
+    requests_carry_flags = True
+
     def __init__(self, nsp: NamespaceView, factory: AdapterSettings) -> None:
         super().__init__(nsp, factory)
         self.uid = secrets.token_hex(8)
+        self.envelope = {"uid": self.uid, "nsp": nsp.name}
         # socket.io-adapter's ClusterAdapter waits its DEFAULT_TIMEOUT; it has no option for it.
         self.requests_timeout = 5.0
         self.mode = factory.subscription_mode
@@ -86,6 +88,9 @@ class ShardedAdapter(RedisNamespaceAdapter):
     def _publish(self, message: Message, channel: str | None = None) -> None:
         self.link.publish(channel or self._channel_of(message), encode(message), sharded=True)
 
+    def _publish_request(self, message: Message) -> None:
+        self._publish(message)
+
     def _respond(self, to_uid: str, message: Message) -> None:
         self._publish(message, f"{self.channel}{to_uid}#")
 
@@ -99,21 +104,14 @@ class ShardedAdapter(RedisNamespaceAdapter):
         match message:
             case Broadcast():
                 self._on_broadcast(sender, message)
-            case SocketsJoin():
-                self.local_add_sockets(message.opts.to_options(), message.rooms)
-            case SocketsLeave():
-                self.local_del_sockets(message.opts.to_options(), message.rooms)
-            case DisconnectSockets():
-                self.local_disconnect_sockets(message.opts.to_options(), message.close)
+            case SocketsJoin() | SocketsLeave() | DisconnectSockets():
+                self._apply(message)
             case FetchSockets():
                 sockets = [socket_details(s) for s in self.local_targets(message.opts.to_options())]
                 self._respond(
                     sender,
                     FetchSocketsResponse(
-                        uid=self.uid,
-                        nsp=self.nsp.name,
-                        request_id=message.request_id,
-                        sockets=sockets,
+                        **self.envelope, request_id=message.request_id, sockets=sockets
                     ),
                 )
             case ServerSideEmit():
@@ -138,15 +136,13 @@ class ShardedAdapter(RedisNamespaceAdapter):
             return
 
         def reply(value: Any) -> None:
-            ack = BroadcastAck(uid=self.uid, nsp=self.nsp.name, request_id=request_id, packet=value)
+            ack = BroadcastAck(**self.envelope, request_id=request_id, packet=value)
             self._respond(sender, ack)
 
         count = self._local_ack_broadcast(packet, message.opts.to_options(with_flags=False), reply)
         self._respond(
             sender,
-            BroadcastClientCount(
-                uid=self.uid, nsp=self.nsp.name, request_id=request_id, client_count=count
-            ),
+            BroadcastClientCount(**self.envelope, request_id=request_id, client_count=count),
         )
 
     def _on_server_side_emit(self, sender: str, message: ServerSideEmit) -> None:
@@ -156,7 +152,7 @@ class ShardedAdapter(RedisNamespaceAdapter):
 
             def respond(value: Any) -> None:
                 response = ServerSideEmitResponse(
-                    uid=self.uid, nsp=self.nsp.name, request_id=request_id, packet=value
+                    **self.envelope, request_id=request_id, packet=value
                 )
                 self._respond(sender, response)
 
@@ -172,8 +168,7 @@ class ShardedAdapter(RedisNamespaceAdapter):
         self, packet: Packet, opts: BroadcastOptions, request_id: str | None = None
     ) -> Broadcast:
         return Broadcast(
-            uid=self.uid,
-            nsp=self.nsp.name,
+            **self.envelope,
             packet=EventPacket(data=packet.data),
             opts=WireOptions.of(opts, timeout=request_id is not None),
             request_id=request_id,
@@ -190,25 +185,5 @@ class ShardedAdapter(RedisNamespaceAdapter):
     def _fetch_timeout(self, opts: BroadcastOptions) -> float:
         return opts.flags.timeout or self.requests_timeout
 
-    def _publish_fetch(self, opts: BroadcastOptions, request_id: str) -> None:
-        wire = WireOptions.of(opts)
-        self._publish(
-            FetchSockets(uid=self.uid, nsp=self.nsp.name, opts=wire, request_id=request_id)
-        )
-
-    def _publish_join(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None:
-        wire = WireOptions.of(opts)
-        self._publish(SocketsJoin(uid=self.uid, nsp=self.nsp.name, opts=wire, rooms=tuple(rooms)))
-
-    def _publish_leave(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None:
-        wire = WireOptions.of(opts)
-        self._publish(SocketsLeave(uid=self.uid, nsp=self.nsp.name, opts=wire, rooms=tuple(rooms)))
-
-    def _publish_disconnect(self, opts: BroadcastOptions, close: bool) -> None:
-        wire = WireOptions.of(opts)
-        self._publish(DisconnectSockets(uid=self.uid, nsp=self.nsp.name, opts=wire, close=close))
-
     def _publish_server_side_emit(self, args: list[Any], request_id: str | None) -> None:
-        self._publish(
-            ServerSideEmit(uid=self.uid, nsp=self.nsp.name, packet=args, request_id=request_id)
-        )
+        self._publish(ServerSideEmit(**self.envelope, packet=args, request_id=request_id))
