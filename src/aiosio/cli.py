@@ -79,6 +79,31 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _asyncapi(args: argparse.Namespace) -> int:
+    import json
+
+    from aiosio.asyncapi import asyncapi_document
+    from aiosio.loader import load_object
+    from aiosio.server.server import Server
+
+    sio = load_object(args.app)
+    if not isinstance(sio, Server):
+        raise SystemExit(
+            f"aiosio asyncapi: {args.app} is a {type(sio).__name__}, expected an aiosio.Server"
+        )
+    emits = load_object(args.emits) if args.emits else None
+    document = asyncapi_document(
+        sio, title=args.title, version=args.api_version, url=args.url, emits=emits
+    )
+    text = json.dumps(document, indent=2) + "\n"
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as out:
+            out.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def _proxy_option(value: str | None) -> str | Literal[False] | None:
     """``--proxy URL``; ``--proxy ''`` for none (the environment ignored); absent: None."""
     if value is None:
@@ -197,6 +222,26 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--redis", help="with --workers: connect the workers through this Redis URL instead"
     )
+    asyncapi = commands.add_parser(
+        "asyncapi",
+        help="write the AsyncAPI 3.0 document of a server (its events and payload schemas)",
+        description="Write the AsyncAPI 3.0 document of module:sio (an aiosio.Server): its "
+        "namespaces, the events each direction, their payload schemas from the handlers' "
+        "annotations (pydantic: the typed extra), acknowledgements, and the server's URL and "
+        "transports. JSON on stdout, or in --output.",
+    )
+    asyncapi.add_argument("app", help="module:attribute of an aiosio.Server")
+    asyncapi.add_argument("--title", default="Socket.IO API", help="info.title")
+    asyncapi.add_argument("--api-version", default="1.0.0", help="info.version")
+    asyncapi.add_argument(
+        "--url", default="http://localhost:3000", help="where clients connect (servers)"
+    )
+    asyncapi.add_argument(
+        "--emits",
+        help="module:attribute of the Protocol whose methods are the events the server sends "
+        "(as given to aiosio.typed.emitter)",
+    )
+    asyncapi.add_argument("--output", "-o", help="a file to write (default: stdout)")
     doctor = commands.add_parser(
         "doctor",
         help="diagnose a Socket.IO deployment (any server: Node, Python, aiosio)",
@@ -257,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.command == "doctor":
         return _doctor(args)
+    if args.command == "asyncapi":
+        return _asyncapi(args)
     if args.command == "_worker":
         from aiosio.workers import worker_main
 

@@ -19,6 +19,14 @@ def load_app(target: str) -> Any:
     """Import ``module:attribute`` (``attribute`` may be dotted) and return the object, which must
     be an ``aiosio.Server`` or an ``aiosio.EngineServer``; exit with a message saying what was
     found otherwise."""
+    obj = load_object(target)
+    check_app(obj, target)
+    return obj
+
+
+def load_object(target: str) -> Any:
+    """Import ``module:attribute`` (``attribute`` may be dotted) and return the object; exit with
+    a message saying what is missing otherwise."""
     module_name, sep, attribute = target.partition(":")
     if not sep or not module_name or not attribute:
         raise SystemExit(
@@ -37,7 +45,6 @@ def load_app(target: str) -> Any:
             raise SystemExit(
                 f"aiosio: module {module_name!r} has no attribute {attribute!r}"
             ) from None
-    check_app(obj, target)
     return obj
 
 

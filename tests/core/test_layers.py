@@ -45,6 +45,8 @@ LAYERS: dict[str, frozenset[str]] = {
     "metrics": frozenset({"base", "protocol", "engine", "server", "adapters"}),
     # aiosio.testing: the client driven against a server in memory (issue 17).
     "testing": frozenset({"base", "protocol", "engine", "server", "client"}),
+    # aiosio.asyncapi: the AsyncAPI document of a server, from its handlers (issue 17).
+    "asyncapi": frozenset({"base", "protocol", "engine", "server"}),
     "top": frozenset(
         {
             "admin",
@@ -58,6 +60,7 @@ LAYERS: dict[str, frozenset[str]] = {
             "client",
             "doctor",
             "emitter",
+            "asyncapi",
         }
     ),
 }
