@@ -128,3 +128,25 @@ async def test_a_server_mounted_under_a_prefix_is_found(client: str, expected: s
     assert "answers at /ws/socket.io/" in primary.title
     assert primary.fix is not None
     assert expected in primary.fix
+
+
+@pytest.mark.parametrize(
+    ("client", "expected"),
+    [
+        ("js", "io(url, { auth: (cb) => cb({ token: freshToken() }) })"),
+        ("python", 'aiosio.Client(url, auth=lambda: {"token": fresh_token()})'),
+    ],
+)
+async def test_an_expired_token_fix_is_in_the_clients_words(client: str, expected: str) -> None:
+    sio = aiosio.Server()
+
+    @sio.of("/secure").use
+    async def refuse(socket: aiosio.Socket) -> None:
+        raise aiosio.ConnectionRefused("token expired", data={"code": "EXPIRED"})
+
+    async with running(sio) as url:
+        report = await diagnose(
+            DoctorOptions(url=url + "/secure", timeout=5.0, auth={"token": "x"}, client=client)
+        )
+    found = by_id(report)["namespace.token_expired"]
+    assert expected in found.fix

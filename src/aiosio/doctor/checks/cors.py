@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiosio.client.errors import ConnectError
 from aiosio.client.http import HttpResult
-from aiosio.doctor.advice import websocket_only
+from aiosio.doctor.advice import websocket_only, with_credentials
 from aiosio.doctor.diagnosis import Diagnosis
 from aiosio.doctor.exchange import describe, polling_query, try_request
 from aiosio.doctor.findings import Finding, Verdict
@@ -109,8 +109,9 @@ def _value_finding(
             "the client sends credentials but the server does not answer "
             "Access-Control-Allow-Credentials: true",
             evidence,
-            "set credentials: true in the server's CORS options (and withCredentials: true on the "
-            "client)",
+            "set credentials: true in the server's CORS options (Node: cors: { credentials: true "
+            "}; aiosio: aiosio.Cors(..., credentials=True)), and on the client: "
+            f"{with_credentials(target.options)}",
         )
     return None
 

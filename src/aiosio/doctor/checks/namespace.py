@@ -8,6 +8,7 @@ from typing import Any
 
 from aiosio.client.errors import ConnectError
 from aiosio.client.http import HttpConnection, HttpResult
+from aiosio.doctor.advice import fresh_auth
 from aiosio.doctor.diagnosis import Diagnosis
 from aiosio.doctor.exchange import POST_HEADERS, describe, open_session, polling_query
 from aiosio.doctor.findings import Finding, Verdict
@@ -38,7 +39,7 @@ async def check_namespace(diagnosis: Diagnosis) -> bool:
         return True
     finally:
         conn.close()
-    diagnosis.report.add(_verdict(target.namespace, answer, evidence))
+    diagnosis.report.add(_verdict(target, answer, evidence))
     return True
 
 
@@ -67,7 +68,8 @@ async def _connect(target: Target, conn: HttpConnection, sid: str) -> tuple[Http
     return answer, evidence
 
 
-def _verdict(nsp: str, answer: HttpResult, evidence: list[str]) -> Finding:
+def _verdict(target: Target, answer: HttpResult, evidence: list[str]) -> Finding:
+    nsp = target.namespace
     for packet in namespace_answers(answer.body, Decoder()):
         if packet.nsp != nsp:
             continue
@@ -77,7 +79,7 @@ def _verdict(nsp: str, answer: HttpResult, evidence: list[str]) -> Finding:
                     "namespace.ok", Verdict.OK, f"namespace {nsp} accepts the connection", evidence
                 )
         elif packet.type is PacketType.CONNECT_ERROR:
-            return _refusal(nsp, packet.data, evidence)
+            return _refusal(target, packet.data, evidence)
     return Finding(
         "namespace.no_answer",
         Verdict.WARN,
@@ -87,9 +89,10 @@ def _verdict(nsp: str, answer: HttpResult, evidence: list[str]) -> Finding:
     )
 
 
-def _refusal(nsp: str, payload: Any, evidence: list[str]) -> Finding:
+def _refusal(target: Target, payload: Any, evidence: list[str]) -> Finding:
     """The finding for a CONNECT_ERROR: a namespace the server lacks, or a middleware's refusal
     (with its message and data)."""
+    nsp = target.namespace
     message = payload.get("message") if isinstance(payload, dict) else str(payload)
     data = payload.get("data") if isinstance(payload, dict) else None
     if message == "Invalid namespace":
@@ -108,8 +111,8 @@ def _refusal(nsp: str, payload: Any, evidence: list[str]) -> Finding:
         f"namespace {nsp} refused the connection: {message}"
         + (f" (data: {json.dumps(data)})" if data is not None else ""),
         evidence,
-        "the token is expired: refresh it before each connection attempt (auth as a function is "
-        "called again on every reconnection)"
+        "the token is expired: refresh it before each connection attempt, with auth as a "
+        f"function (called again on every reconnection): {fresh_auth(target.options)}"
         if expired
         else "the server's middleware refused: check the auth you pass (--auth)",
         data={"message": message, "data": data},
