@@ -234,6 +234,11 @@ class Client:
         return self.state in _CONNECTED
 
     @property
+    def disconnected(self) -> bool:
+        """Not connected to the namespace (Node: ``socket.disconnected``)."""
+        return not self.connected
+
+    @property
     def active(self) -> bool:
         """``connect()`` was called and the socket did not disconnect for good: it reconnects
         when the connection is lost."""
@@ -284,6 +289,34 @@ class Client:
     def on_any_outgoing(self, handler: Callable[..., Any]) -> Callable[..., Any]:
         self._any_outgoing.append(handler)
         return handler
+
+    def prepend_any(self, handler: Callable[..., Any]) -> Callable[..., Any]:
+        """:meth:`on_any`, called before the catch-all listeners already added."""
+        self._any.insert(0, handler)
+        return handler
+
+    def prepend_any_outgoing(self, handler: Callable[..., Any]) -> Callable[..., Any]:
+        """:meth:`on_any_outgoing`, called before those already added."""
+        self._any_outgoing.insert(0, handler)
+        return handler
+
+    def off_any(self, handler: Callable[..., Any] | None = None) -> None:
+        """Remove ``handler`` from the catch-all listeners (all of them without one)."""
+        self._any = [] if handler is None else [h for h in self._any if h != handler]
+
+    def off_any_outgoing(self, handler: Callable[..., Any] | None = None) -> None:
+        """Remove ``handler`` from the outgoing catch-all listeners (all without one)."""
+        self._any_outgoing = (
+            [] if handler is None else [h for h in self._any_outgoing if h != handler]
+        )
+
+    def listeners_any(self) -> list[Callable[..., Any]]:
+        """The catch-all listeners of incoming events, in calling order."""
+        return list(self._any)
+
+    def listeners_any_outgoing(self) -> list[Callable[..., Any]]:
+        """The catch-all listeners of outgoing events, in calling order."""
+        return list(self._any_outgoing)
 
     def _emit_local(self, event: str, *args: Any) -> None:
         for handler in tuple(self._handlers.get(event, ())):

@@ -31,13 +31,14 @@ from aiosio.protocol.session import (
     ProbeClose,
     ProbeSend,
     State,
+    TransportKind,
     Upgraded,
     UpgradeStarted,
     WebSocketClose,
     WebSocketSend,
 )
 
-__all__ = ["EngineSocket", "SessionHost"]
+__all__ = ["EngineSocket", "SessionHost", "TransportName"]
 
 logger = logging.getLogger("aiosio.engine")
 
@@ -62,6 +63,21 @@ class SessionHost(Protocol):
 
     def forget(self, socket: EngineSocket, reason: str) -> None:
         """``socket``'s session closed for ``reason``."""
+
+
+class TransportName(str):
+    """A transport's name that reads as the reference's transport object too: ``str`` for every
+    comparison aiosio and its users make (``conn.transport == "websocket"``), ``.name`` as Node's
+    ``socket.conn.transport.name``."""
+
+    __slots__ = ()
+
+    @property
+    def name(self) -> str:
+        return str(self)
+
+
+_TRANSPORT_NAMES = {kind: TransportName(kind.value) for kind in TransportKind}
 
 
 class EngineSocket(EventEmitter):
@@ -106,8 +122,10 @@ class EngineSocket(EventEmitter):
         return self.session.protocol
 
     @property
-    def transport(self) -> str:
-        return self.session.transport.value
+    def transport(self) -> TransportName:
+        """The transport's name (``"polling"``, ``"websocket"``), which also reads as the
+        reference's transport object: ``conn.transport.name``."""
+        return _TRANSPORT_NAMES[self.session.transport]
 
     @property
     def ready_state(self) -> str:

@@ -248,7 +248,13 @@ class Server(AsgiMixin):
     @overload
     def on(self, event: str, handler: F) -> F: ...
     def on(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
-        """Handlers of the main namespace ``/`` (see :meth:`Namespace.on`)."""
+        """Handlers of the main namespace ``/`` (see :meth:`Namespace.on`); ``new_namespace``
+        is the server's own event (:meth:`on_new_namespace`), as in Node."""
+        if event == "new_namespace":
+            if handler is None:
+                return self.on_new_namespace  # type: ignore[return-value]
+            self.on_new_namespace(handler)
+            return handler
         if handler is None:
             return self.sockets.on(event)
         return self.sockets.on(event, handler)

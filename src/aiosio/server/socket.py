@@ -15,6 +15,7 @@ from aiosio._acks import wait_ack
 from aiosio._eager import Callback, ignore, invoke
 from aiosio._encodable import ENCODE_ERRORS, args_paths, encoding_error, raise_encoding_error
 from aiosio._events import HandlerRegistry
+from aiosio.engine.http import HttpRequest
 from aiosio.engine.server import EngineSocket, PreparedMessage
 from aiosio.errors import Disconnected
 from aiosio.protocol.reasons import RECOVERABLE, DisconnectReason
@@ -157,6 +158,12 @@ class Socket(HandlerRegistry):
         return not self.connected
 
     @property
+    def request(self) -> HttpRequest:
+        """The HTTP request that opened the connection (Node: ``socket.request``): headers,
+        query, client address, ``secure``."""
+        return self.client.conn.request
+
+    @property
     def rooms(self) -> set[Room]:
         """The rooms this socket is in, its own id included."""
         return self.nsp.adapter.socket_rooms(self.id)
@@ -190,6 +197,24 @@ class Socket(HandlerRegistry):
 
     def off_any_outgoing(self, handler: Handler | None = None) -> None:
         self._any_outgoing = [] if handler is None else _without(self._any_outgoing, handler)
+
+    def prepend_any(self, handler: Handler) -> Handler:
+        """:meth:`on_any`, called before the catch-all listeners already added."""
+        self._any.insert(0, Callback(handler))
+        return handler
+
+    def prepend_any_outgoing(self, handler: Handler) -> Handler:
+        """:meth:`on_any_outgoing`, called before those already added."""
+        self._any_outgoing.insert(0, Callback(handler))
+        return handler
+
+    def listeners_any(self) -> list[Handler]:
+        """The catch-all listeners of incoming events, in calling order."""
+        return [callback.fn for callback in self._any]
+
+    def listeners_any_outgoing(self) -> list[Handler]:
+        """The catch-all listeners of outgoing events, in calling order."""
+        return [callback.fn for callback in self._any_outgoing]
 
     def use(self, middleware: Handler) -> Handler:
         """Per-packet middleware ``fn(event, args)``: raise to drop the packet (the exception is

@@ -1,0 +1,102 @@
+"""The reference API a user porting code reaches for (issue 17 item 8), under its Python names:
+``io.on("new_namespace")``, ``socket.request``, ``socket.conn.transport.name``,
+``prepend_any``/``prepend_any_outgoing``/``listeners_any`` on both sides, the client's
+``off_any``/``off_any_outgoing`` and ``disconnected`` (docs/porting.md)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiosio
+from aiosio.testing import connect
+
+
+async def test_new_namespace_event() -> None:
+    sio = aiosio.Server()
+    created: list[str] = []
+
+    @sio.on("new_namespace")
+    def on_new(namespace: aiosio.Namespace) -> None:
+        created.append(namespace.name)
+
+    sio.of("/chat")
+    sio.on("new_namespace", lambda namespace: created.append("again " + namespace.name))
+    sio.of("/news")
+    assert created == ["/chat", "/news", "again /news"]
+    assert "new_namespace" not in sio.sockets.handlers.events  # not a client event
+
+
+async def test_the_request_and_the_transport_name() -> None:
+    sio = aiosio.Server()
+    seen: dict[str, Any] = {}
+
+    @sio.on("connection")
+    def on_connection(socket: aiosio.Socket) -> None:
+        seen["query"] = socket.request.query.get("room")
+        seen["path"] = socket.request.path
+        seen["transport"] = socket.conn.transport.name
+        seen["equal"] = socket.conn.transport == "websocket"
+
+    async with connect(sio, query={"room": "r1"}):
+        pass
+    assert seen == {"query": "r1", "path": "/socket.io/", "transport": "websocket", "equal": True}
+
+
+async def test_catch_all_listeners_in_order_on_both_sides() -> None:
+    sio = aiosio.Server()
+    order: list[str] = []
+    got = asyncio.Event()
+
+    @sio.on("connection")
+    def on_connection(socket: aiosio.Socket) -> None:
+        def first(*_: Any) -> None:
+            order.append("server first")
+
+        def second(*_: Any) -> None:
+            order.append("server second")
+
+        socket.on_any(second)
+        socket.prepend_any(first)
+        socket.prepend_any_outgoing(lambda *_: order.append("server out"))
+        assert socket.listeners_any() == [first, second]
+        assert len(socket.listeners_any_outgoing()) == 1
+
+    @sio.on("ping")
+    def ping(socket: aiosio.Socket) -> None:
+        socket.emit("pong")
+
+    async with connect(sio) as client:
+        client.on("pong", lambda: got.set())
+
+        def late(*_: Any) -> None:
+            order.append("client late")
+
+        def early(*_: Any) -> None:
+            order.append("client early")
+
+        client.on_any(late)
+        client.prepend_any(early)
+        outgoing = client.prepend_any_outgoing(lambda *_: order.append("client out"))
+        # (TestClient records what it receives with a catch-all listener of its own.)
+        assert client.listeners_any()[0] == early
+        assert client.listeners_any()[-1] == late
+        assert client.listeners_any_outgoing() == [outgoing]
+        client.emit("ping")
+        async with asyncio.timeout(5):
+            await got.wait()
+        assert not client.disconnected
+        client.off_any(late)
+        client.off_any_outgoing()
+        assert late not in client.listeners_any()
+        assert early in client.listeners_any()
+        assert client.listeners_any_outgoing() == []
+    assert client.disconnected
+    assert order == [
+        "client out",
+        "server first",
+        "server second",
+        "server out",
+        "client early",
+        "client late",
+    ]
