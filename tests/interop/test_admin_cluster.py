@@ -323,19 +323,24 @@ async def test_a_mixed_cluster_of_node_and_aiosio_in_one_ui(
 ) -> None:
     key = f"t{uuid.uuid4().hex[:12]}"
     a, a_sockets = await built_at_import("A", key, mode == "sharded")
-    url_a = await serve_native(a)
+    b, _b_sockets = await built_at_import("B", key, mode == "sharded")
+    url_a, url_b = await serve_native(a), await serve_native(b)
     node = await node_server(
         "--key", key, "--server-id", "N", *(["--sharded"] * (mode == "sharded"))
     )
 
-    admin_a = await connect(clients, url_a + "/admin")  # the UI on the aiosio server
+    # Two aiosio servers and a Node server in one UI, on either kind.
+    admin_a = await connect(clients, url_a + "/admin")  # the UI on an aiosio server
     admin_n = await connect(clients, node.url + "/admin")  # the UI on the Node server
     for admin in (admin_a, admin_n):
-        await eventually(lambda admin=admin: {"A", "N"} <= admin.stats_of().keys(), "A and N")
+        await eventually(
+            lambda admin=admin: {"A", "B", "N"} <= admin.stats_of().keys(), "A, B and N"
+        )
     assert admin_a.stats_of()["N"]["pid"] == node.proc.pid  # type: ignore[union-attr]
     assert admin_n.stats_of()["A"]["pid"] == os.getpid()
 
     user_a = await connect(clients, url_a)
+    user_b = await connect(clients, url_b)
     user_n = await connect(clients, node.url)
     # Node's live events reach the admin on aiosio, their Dates as JSON text, and the reverse.
     _, connected, date = await admin_a.wait(
@@ -360,6 +365,7 @@ async def test_a_mixed_cluster_of_node_and_aiosio_in_one_ui(
     for listed in (on_aiosio, on_node):
         assert listed[user_n.id]["data"] == {"server": "N"}
         assert listed[user_a.id]["data"] == {"server": "A"}
+        assert listed[user_b.id]["data"] == {"server": "B"}
         assert listed[user_n.id]["rooms"] == [user_n.id, "home-N"]
         assert listed[user_n.id]["clientId"]
         assert listed[user_a.id]["clientId"]
