@@ -24,6 +24,8 @@ from aiosio import _memory
 from conftest import _Uvicorn
 
 WAVE = 1000  # more objects alive at once than any free list holds (250 to 255)
+# What a tracer (coverage, in CI) keeps alive of the objects a frame made: 0 without one.
+TRACER_KEEPS = 2
 
 
 @pytest.fixture
@@ -79,7 +81,9 @@ def test_the_future_iterators_of_a_wave_are_not_kept_by_the_free_list(
 
     before, after = _run(loop_factory, main())
     assert before > 200, f"asyncio's free list kept {before} of the wave's iterators: none to renew"
-    assert after == 0, f"{after} future iterators of the wave still kept after the renewal"
+    # 0 when nothing traces the process; under coverage (CI) its tracer keeps the last couple
+    # of objects a frame made: still none of the 250 the free list held.
+    assert after <= TRACER_KEEPS, f"{after} future iterators of the wave kept after the renewal"
 
 
 def _wave_of_handles(loop: asyncio.AbstractEventLoop) -> tuple[tuple[int, int], list[Any]]:
@@ -112,7 +116,7 @@ def test_the_handles_of_a_wave_are_not_kept_by_uvloops_free_lists() -> None:
 
     before, after = _run(uvloop.new_event_loop, main())
     assert min(before) >= 250, f"uvloop's free lists kept {before} of the wave: none to renew"
-    assert after == [0, 0], f"timers and callbacks of the wave still kept: {after}"
+    assert max(after) <= TRACER_KEEPS, f"timers and callbacks of the wave still kept: {after}"
 
 
 async def test_a_websocket_its_client_closed_ends_with_no_task_of_its_own() -> None:
