@@ -101,6 +101,8 @@ class EngineOptions:
     proxy: Proxy | None = None
     # None: a WebSocket over TCP (WebSocketConnection.connect); aiosio.testing's is in memory.
     websocket_opener: WebSocketOpener | None = None
+    # On a failed handshake, try the next transport of ``transports`` (Node: tryAllTransports).
+    try_all_transports: bool = False
 
     @property
     def endpoint(self) -> Endpoint:
@@ -151,16 +153,7 @@ class EngineClient:
 
     def __init__(self, options: EngineOptions) -> None:
         self.options = options
-        timeout = options.request_timeout
-        self.session = ClientSession(
-            ClientConfig(
-                transports=tuple(options.transports),
-                upgrade=options.upgrade,
-                probe_timeout=timeout,
-                pause_timeout=timeout,
-                close_timeout=timeout,
-            )
-        )
+        self.session = self._new_session()
         self.jar = CookieJar()
         self.on_message: Callable[[str | bytes], None] = lambda data: None
         self.on_close: Callable[[str, Any], None] = lambda reason, description: None
@@ -176,6 +169,19 @@ class EngineClient:
         self._timer_at: float | None = None
         self._expiring: asyncio.Handle | None = None
         self._closing_ws: list[ClientWebSocket] = []
+
+    def _new_session(self) -> ClientSession:
+        options = self.options
+        timeout = options.request_timeout
+        return ClientSession(
+            ClientConfig(
+                transports=tuple(options.transports),
+                upgrade=options.upgrade,
+                probe_timeout=timeout,
+                pause_timeout=timeout,
+                close_timeout=timeout,
+            )
+        )
 
     # -- what the core knows --------------------------------------------------------------------
 
@@ -255,16 +261,36 @@ class EngineClient:
                 f"no usable transport in {list(self.options.transports)!r}",
                 hint="transports must include 'polling' and/or 'websocket'",
             )
-        try:
-            if transports[0] == "websocket":
-                await self._open_websocket()
-            else:
-                await self._open_polling()
-        except BaseException:
-            if self.session.state is ClientState.OPENING:
-                self.session.handshake_failed()
-            self._close_connections()
-            raise
+        tried = transports if self.options.try_all_transports else transports[:1]
+        for index, transport in enumerate(tried):
+            try:
+                if transport == "websocket":
+                    await self._open_websocket()
+                else:
+                    await self._open_polling()
+            except ConnectError as error:
+                self._open_failed()
+                if index == len(tried) - 1:
+                    raise
+                # try_all_transports: a server or a proxy that refuses one transport may take
+                # the next (a WebSocket-only server answers polling "Transport unknown").
+                logger.info(
+                    "%s failed (%s); trying %s (try_all_transports)",
+                    transport,
+                    error.message,
+                    tried[index + 1],
+                )
+                self.session = self._new_session()
+                continue
+            except BaseException:
+                self._open_failed()
+                raise
+            return
+
+    def _open_failed(self) -> None:
+        if self.session.state is ClientState.OPENING:
+            self.session.handshake_failed()
+        self._close_connections()
 
     async def _open_polling(self) -> None:
         self._get_conn = self._http()

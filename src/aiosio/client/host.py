@@ -44,6 +44,8 @@ class ManagerOptions:
     max_http_buffer_size: int = 100_000_000
     trace: Trace | None = None
     proxy: ProxyOption = None
+    try_all_transports: bool = False
+    remember_upgrade: bool = False
     websocket_opener: WebSocketOpener | None = None
 
 

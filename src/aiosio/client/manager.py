@@ -127,6 +127,8 @@ class Manager(EventEmitter):
         self.options = options
         self.ssl = ssl
         self.engine: EngineClient | None = None
+        # A WebSocket opened or upgraded to with this server (for remember_upgrade).
+        self.websocket_worked = False
         self.state = ManagerState.IDLE
         self.sockets: dict[str, NamespaceSocket] = {}
         self.backoff = Backoff(
@@ -212,6 +214,19 @@ class Manager(EventEmitter):
         if self._open_task is task:
             self._open_task = None
 
+    def _transports(self) -> tuple[str, ...]:
+        """The transports of the next attempt: with ``remember_upgrade``, WebSocket first once
+        a WebSocket worked with this server (Node: rememberUpgrade), as the reference."""
+        transports = tuple(self.options.transports)
+        if self.options.remember_upgrade and self.websocket_worked and "websocket" in transports:
+            return ("websocket", *(t for t in transports if t != "websocket"))
+        return transports
+
+    def _on_upgrade(self, name: str) -> None:
+        logger.debug("upgraded to %s", name)
+        if name == "websocket":
+            self.websocket_worked = True
+
     async def _open(self, callback: Callable[[ConnectError | None], None] | None) -> None:
         o = self.options
         engine = EngineClient(
@@ -222,7 +237,7 @@ class Manager(EventEmitter):
                 path=o.path,
                 query=dict(o.query),
                 extra_headers=dict(o.extra_headers),
-                transports=o.transports,
+                transports=self._transports(),
                 upgrade=o.upgrade,
                 ssl=self.ssl,
                 request_timeout=o.timeout or 20.0,
@@ -230,6 +245,7 @@ class Manager(EventEmitter):
                 trace=o.trace,
                 proxy=proxy_for(self.secure, self.host, o.proxy),
                 websocket_opener=o.websocket_opener,
+                try_all_transports=o.try_all_transports,
             )
         )
         self.engine = engine
@@ -263,7 +279,9 @@ class Manager(EventEmitter):
         engine.on_message = self._on_data
         engine.on_close = self._on_close
         engine.on_ping = lambda: self.emit("ping")
-        engine.on_upgrade = lambda name: logger.debug("upgraded to %s", name)
+        engine.on_upgrade = self._on_upgrade
+        if engine.transport == "websocket":
+            self.websocket_worked = True
         self.emit("open")
         for socket in list(self.sockets.values()):
             if socket.active:

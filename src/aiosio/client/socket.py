@@ -125,11 +125,18 @@ class Client:
         proxy: ProxyOption = None,
         parser: str | Parser = "json",
         websocket_opener: WebSocketOpener | None = None,
+        try_all_transports: bool = False,
+        remember_upgrade: bool = False,
     ) -> None:
         """``websocket_opener``: how the WebSocket transport connects (see
         :class:`~aiosio.client.http.WebSocketOpener`); ``None``, the default, over TCP.
         :mod:`aiosio.testing` gives one that reaches a :class:`aiosio.Server` in memory; a
-        client with one shares its connection with no other client."""
+        client with one shares its connection with no other client.
+
+        ``try_all_transports`` (Node: ``tryAllTransports``): when the handshake on the first
+        transport fails, try the next ones (a WebSocket-only server refuses polling).
+        ``remember_upgrade`` (Node: ``rememberUpgrade``): once a WebSocket worked with this
+        server, the next connections of this client's Manager start with it."""
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https", "ws", "wss"):
@@ -181,6 +188,8 @@ class Client:
             trace=new_trace(trace_logger) if trace_logger.isEnabledFor(logging.DEBUG) else None,
             proxy=proxy,
             websocket_opener=websocket_opener,
+            try_all_transports=try_all_transports,
+            remember_upgrade=remember_upgrade,
         )
         self.io: ManagerHost = manager_for(
             scheme=scheme,
