@@ -36,6 +36,7 @@ SERVER_ENGINE_KEYWORDS = {
     "per_message_deflate",
     "cors",
     "max_outbound_buffer",
+    "add_trailing_slash",  # added with the reference's addTrailingSlash (issue 17 item 8)
 }
 ENGINE_SERVER_KEYWORDS = SERVER_ENGINE_KEYWORDS | {"max_payload_packets", "shutdown_timeout"}
 
@@ -81,6 +82,7 @@ def test_every_keyword_reaches_the_options() -> None:
         "per_message_deflate": True,
         "cors": cors,
         "max_outbound_buffer": 8192,
+        "add_trailing_slash": True,
     }
     engine_only = {"max_payload_packets": 7, "shutdown_timeout": 0.5}
     assert set(given) == SERVER_ENGINE_KEYWORDS

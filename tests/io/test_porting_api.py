@@ -8,8 +8,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
+
 import aiosio
 from aiosio.testing import connect
+from conftest import JS_DIR
 
 
 async def test_new_namespace_event() -> None:
@@ -100,3 +103,24 @@ async def test_catch_all_listeners_in_order_on_both_sides() -> None:
         "client early",
         "client late",
     ]
+
+
+async def test_add_trailing_slash_false_serves_the_path_as_given(serve: Any) -> None:
+    handshake = {"EIO": "4", "transport": "polling"}
+    strict = await serve(aiosio.Server())
+    loose_server = aiosio.Server(path="/socket.io", add_trailing_slash=False)
+    loose_server.serve_client(directory=JS_DIR / "node_modules" / "socket.io-client" / "dist")
+    loose = await serve(loose_server)
+    async with httpx.AsyncClient() as http:
+        # socket.io-client with addTrailingSlash: false asks /socket.io?EIO=4...
+        assert (await http.get(f"{strict}/socket.io", params=handshake)).status_code == 404
+        answer = await http.get(f"{loose}/socket.io", params=handshake)
+        assert answer.status_code == 200
+        assert answer.text.startswith('0{"sid":')
+        with_slash = await http.get(f"{loose}/socket.io/", params=handshake)
+        assert with_slash.text.startswith('0{"sid":')
+        assert (await http.get(f"{loose}/socket.io/socket.io.js")).status_code == 200
+    client = aiosio.Client(loose, reconnection=False)  # the aiosio client adds the slash
+    await client.connect()
+    assert client.connected
+    await client.disconnect()

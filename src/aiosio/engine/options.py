@@ -76,7 +76,8 @@ class EngineOptions:
     """The options of an Engine.IO server (see ``docs/limits.md`` for each limit).
 
     The given values are checked in ``__post_init__``; what the server reads is normalised there
-    once: :attr:`path` ends with ``/``, :attr:`transports` is a tuple, and the derived
+    once: :attr:`path` ends with ``/`` (unless ``add_trailing_slash=False``), :attr:`transports`
+    is a tuple, and the derived
     :attr:`session_cookie`, :attr:`compression_threshold` and :attr:`session_config`."""
 
     path: str = "/engine.io/"
@@ -93,6 +94,9 @@ class EngineOptions:
     per_message_deflate: bool = False
     cors: Cors | None = None
     max_outbound_buffer: int = 16_000_000
+    add_trailing_slash: bool = True
+    """As the reference's ``addTrailingSlash``: ``False`` serves ``path`` without the slash
+    added (``/socket.io`` then matches ``/socket.io?EIO=4`` as well as ``/socket.io/...``)."""
     max_payload_packets: int = 10_000
     shutdown_timeout: float = 5.0
     session_cookie: Cookie | None = field(init=False)
@@ -107,7 +111,10 @@ class EngineOptions:
             _check_seconds(name, getattr(self, name))
         for name in ("max_http_buffer_size", "max_outbound_buffer", "max_payload_packets"):
             _check_size(name, getattr(self, name))
-        _set(self, "path", normalize_path(self.path))
+        if not isinstance(self.add_trailing_slash, bool):
+            raise TypeError("add_trailing_slash must be True or False")
+        path = normalize_path(self.path)
+        _set(self, "path", path if self.add_trailing_slash else path.rstrip("/") or "/")
         _set(self, "transports", _checked_transports(self.transports))
         if not isinstance(self.allow_upgrades, bool) or not isinstance(self.allow_eio3, bool):
             raise TypeError("allow_upgrades and allow_eio3 must be True or False")
@@ -150,6 +157,7 @@ class SharedEngineKeywords(TypedDict, total=False):
     per_message_deflate: bool
     cors: Cors | None
     max_outbound_buffer: int
+    add_trailing_slash: bool
 
 
 class EngineKeywords(SharedEngineKeywords, total=False):

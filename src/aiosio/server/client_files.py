@@ -103,6 +103,8 @@ class ClientFiles:
         if not path.startswith(prefix):
             return None
         name = path[len(prefix) :]
+        if not prefix.endswith("/"):  # add_trailing_slash=False: /socket.io + /socket.io.js
+            name = name[1:] if name.startswith("/") else ""
         return name if name in CLIENT_FILES else None
 
     async def handle(self, request: HttpRequest, name: str, cors: Cors | None) -> HttpResponse:
