@@ -88,3 +88,20 @@ async def test_remember_upgrade_starts_the_next_connection_on_websocket() -> Non
         finally:
             await client.disconnect()
     assert first_transports[:2] == ["polling", "websocket"]
+
+
+async def test_auto_connect() -> None:
+    async with serving(echo_server()) as url:
+        client = aiosio.Client(url, auto_connect=True, reconnection=False)
+        try:
+            async with asyncio.timeout(10):
+                while not client.connected:
+                    await asyncio.sleep(0.02)
+            assert await client.emit_with_ack("echo", "auto", timeout=5) == "auto"
+        finally:
+            await client.disconnect()
+
+
+def test_auto_connect_needs_a_running_loop() -> None:
+    with pytest.raises(RuntimeError, match="needs a running event loop"):
+        aiosio.Client("http://127.0.0.1:9", auto_connect=True)

@@ -127,6 +127,7 @@ class Client:
         websocket_opener: WebSocketOpener | None = None,
         try_all_transports: bool = False,
         remember_upgrade: bool = False,
+        auto_connect: bool = False,
     ) -> None:
         """``websocket_opener``: how the WebSocket transport connects (see
         :class:`~aiosio.client.http.WebSocketOpener`); ``None``, the default, over TCP.
@@ -136,7 +137,12 @@ class Client:
         ``try_all_transports`` (Node: ``tryAllTransports``): when the handshake on the first
         transport fails, try the next ones (a WebSocket-only server refuses polling).
         ``remember_upgrade`` (Node: ``rememberUpgrade``): once a WebSocket worked with this
-        server, the next connections of this client's Manager start with it."""
+        server, the next connections of this client's Manager start with it.
+
+        ``auto_connect`` (Node: ``autoConnect``, on by default there): start connecting at
+        once, as ``connect(wait=False)``; it needs a running event loop (create the client in a
+        coroutine). Off by default: ``await client.connect()`` says when the connection is
+        made, or raises why it is not."""
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https", "ws", "wss"):
@@ -221,8 +227,23 @@ class Client:
         self._volatile = False
         self._timeout: float | None = None
         self._waiters: list[asyncio.Future[None]] = []
+        if auto_connect:
+            self._auto_connect()
         # What typed handlers refused (aiosio.typed): counts per event, the ack's answer.
         self.invalid_payloads = InvalidPayloads(f"client {self.namespace}", logger)
+
+    def _auto_connect(self) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "aiosio.Client(auto_connect=True) needs a running event loop: create the client "
+                "inside a coroutine, or leave auto_connect off and await client.connect()"
+            ) from None
+        run_eager(self.connect(wait=False), _ignore, self._auto_connect_failed)
+
+    def _auto_connect_failed(self, exc: BaseException) -> None:
+        logger.error("auto_connect of %r failed", self, exc_info=exc)
 
     def __repr__(self) -> str:
         return f"<aiosio.Client {self.io.uri}{self.namespace} connected={self.connected}>"
