@@ -172,6 +172,13 @@ async def test_memory_of_closed_connections_goes_back_to_the_operating_system() 
             # All gone, and the wave's memory given back (a second after the last close).
             while (left := await measure())[0] or not left[2]:
                 await asyncio.sleep(0.05)
+            # An arena goes back when its last object is freed: one still referenced by a
+            # callback the loop has not run yet (a closing transport's) lets go a turn later.
+            for _ in range(20):
+                if left[1] - base <= (held - base) // 3:
+                    break
+                await asyncio.sleep(0.1)
+                left = await measure()
         taken = held - base
         kept = left[1] - base
         assert taken > 10, f"{count} sessions took only {taken} arenas: nothing measured"
