@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything aiosio needs on a fresh machine: a virtual environment with the package and
 # its test tools (.venv), the npm packages the interop tests drive (tests/js/node_modules), and, as
-# root, Debian's nginx, chromium and openssl for the fault lab (tests/lab) and tinyproxy for the
-# client's proxy tests, said before it does it (AIOSIO_NO_SYSTEM_PACKAGES=1 skips them).
+# root, Debian's nginx, chromium, openssl and prometheus for the fault lab (tests/lab) and
+# tinyproxy for the client's proxy tests, said before it does it (AIOSIO_NO_SYSTEM_PACKAGES=1
+# skips them).
 # Users of the library need none of this: pip install aiosio (see README.md, "Install").
 # Idempotent: a second run only checks.
 set -euo pipefail
@@ -37,6 +38,8 @@ command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || missing+=(chr
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # The client behind an HTTP proxy (tests/io/test_client_proxy.py starts its own tinyproxy).
 command -v tinyproxy >/dev/null 2>&1 || [ -x /usr/bin/tinyproxy ] || missing+=(tinyproxy)
+# A real Prometheus scraping /metrics (tests/lab/test_prometheus_scrape.py starts its own).
+command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ] && [ -n "${AIOSIO_NO_SYSTEM_PACKAGES:-}" ]; then
   echo "install.sh: AIOSIO_NO_SYSTEM_PACKAGES is set: not installing ${missing[*]};" \
     "the fault lab (tests/lab) will fail without them" >&2
@@ -45,7 +48,7 @@ elif [ ${#missing[@]} -gt 0 ]; then
     echo "install.sh: installing ${missing[*]} system-wide with apt-get (with their" \
       "dependencies: chromium alone is several hundred MB) for the fault lab (tests/lab)," \
       "which runs nginx in front of the servers and a real browser against them, and for" \
-      "the client's proxy tests (tinyproxy);" \
+      "the client's proxy tests (tinyproxy) and a Prometheus scrape (prometheus);" \
       "set AIOSIO_NO_SYSTEM_PACKAGES=1 to skip" >&2
     export DEBIAN_FRONTEND=noninteractive
     # The package lists are refreshed only when installing from them fails (none, or stale).
