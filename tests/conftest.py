@@ -148,17 +148,23 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return cert, key
 
 
-def chromium() -> str:
-    """Debian's chromium, which the browser tests drive headless through playwright-core."""
-    found = shutil.which("chromium") or (
-        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+def debian_binary(name: str, used_for: str) -> str:
+    """The path of a program from Debian's package ``name`` (scripts/install.sh installs it);
+    the test fails, never skips, when it is missing."""
+    found = shutil.which(name) or next(
+        (path for path in (f"/usr/bin/{name}", f"/usr/sbin/{name}") if Path(path).exists()), None
     )
     if found is None:
         pytest.fail(
-            "chromium is not installed: the browser tests drive Debian's chromium package; run "
-            "scripts/install.sh (as root it runs apt-get install -y chromium)"
+            f"{name} is not installed: {used_for}; run scripts/install.sh (as root it runs "
+            f"apt-get install -y {name})"
         )
     return found
+
+
+def chromium() -> str:
+    """Debian's chromium, which the browser tests drive headless through playwright-core."""
+    return debian_binary("chromium", "the browser tests drive Debian's chromium package")
 
 
 def _node() -> str:

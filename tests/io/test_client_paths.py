@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -18,20 +17,6 @@ from aiosio import AckTimeout, ConnectError, Stage
 from conftest import ServeFn
 
 TIMEOUT = 10.0
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[Callable[..., aiosio.Client]]:
-    made: list[aiosio.Client] = []
-
-    def make(url: str, **options: Any) -> aiosio.Client:
-        client = aiosio.Client(url, reconnection=False, force_new=True, **options)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        await client.disconnect()
 
 
 def echo_server() -> aiosio.Server:

@@ -34,7 +34,7 @@ from websockets.asyncio.server import serve as ws_serve
 import aiosio
 from aiosio.doctor.checks import DoctorOptions, diagnose
 from aiosio.doctor.findings import Report
-from conftest import JS_DIR, _node, free_port
+from conftest import JS_DIR, _node, chromium, free_port
 
 LAB_TIMEOUT = 15.0  # the longest any component may take to start
 
@@ -50,15 +50,7 @@ def nginx_binary() -> str:
 
 
 def chromium_binary() -> str:
-    found = shutil.which("chromium") or (
-        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else ""
-    )
-    if not found:
-        pytest.fail(
-            "chromium is not installed: the browser checks drive Debian's chromium package; run "
-            "scripts/install.sh (as root it runs apt-get install -y chromium)"
-        )
-    return found
+    return chromium()
 
 
 @dataclass(slots=True, kw_only=True)

@@ -6,7 +6,6 @@ read back through its own query API."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,19 +15,7 @@ import pytest
 
 import aiosio
 from aiosio.metrics import instrument
-from conftest import free_port
-
-
-def prometheus_binary() -> str:
-    found = shutil.which("prometheus") or (
-        "/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None
-    )
-    if found is None:
-        pytest.fail(
-            "prometheus is not installed: run scripts/install.sh (as root it runs apt-get "
-            "install -y prometheus)"
-        )
-    return found
+from conftest import debian_binary, free_port
 
 
 async def query(http: httpx.AsyncClient, expression: str) -> list[dict[str, Any]]:
@@ -54,7 +41,7 @@ async def test_prometheus_scrapes_the_metrics(tmp_path: Path) -> None:
     log = (tmp_path / "prometheus.log").open("wb")
     proc = subprocess.Popen(
         [
-            prometheus_binary(),
+            debian_binary("prometheus", "a real Prometheus scrapes /metrics"),
             f"--config.file={config}",
             f"--storage.tsdb.path={tmp_path / 'data'}",
             f"--web.listen-address=127.0.0.1:{prom_port}",

@@ -29,6 +29,7 @@ compression or pings at the WebSocket level (Engine.IO's own pings go through as
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
 import secrets
@@ -64,7 +65,7 @@ class _Close:
     lost: bool = False
 
 
-class _End:
+class _End(abc.ABC):
     """One side of the pipe: what the peer sent waits in ``_inbox`` until this side takes it,
     in one callback per turn of the loop."""
 
@@ -85,11 +86,14 @@ class _End:
         """Messages may be delivered (the receiver is in place)."""
         return True
 
+    @abc.abstractmethod
     def _deliver(self, data: str | bytes) -> None:
-        raise NotImplementedError
+        """Hand one message to this side's receiver."""
 
+    @abc.abstractmethod
     def _ended(self, code: int | None, error: str | None) -> None:
-        raise NotImplementedError
+        """Tell this side's receiver the connection ended (``code`` of the close, or
+        ``error`` when it dropped)."""
 
     # the pipe --------------------------------------------------------------------------------
 

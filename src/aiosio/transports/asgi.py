@@ -32,18 +32,15 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-async def _send_message(send: Send, message: Message) -> None:
-    """``send(message)``; a text the ASGI server cannot encode (a lone surrogate) is sent as a
-    JavaScript peer would write it (:func:`~aiosio.protocol.text.js_text`): checked only when
-    the server refuses it, so that every other message costs nothing more."""
-    try:
-        await send(message)
-    except UnicodeEncodeError:
-        text = message.get("text")
-        if text is None:
-            raise
-        message["text"] = js_text(text)
-        await send(message)
+async def _resend_as_javascript(send: Send, message: Message, error: UnicodeEncodeError) -> None:
+    """A text the ASGI server could not encode (a lone surrogate): sent as a JavaScript peer
+    would write it (:func:`~aiosio.protocol.text.js_text`). Called only on the refusal, so that
+    every other message costs one ``await send(...)``, nothing more."""
+    text = message.get("text")
+    if text is None:
+        raise error
+    message["text"] = js_text(text)
+    await send(message)
 
 
 def _request_from_scope(scope: Scope, body: bytes = b"") -> HttpRequest:
@@ -208,7 +205,10 @@ class AsgiWebSocket:
             while self._pending:
                 message = self._pending.popleft()
                 try:
-                    await _send_message(self._send, message)
+                    try:
+                        await self._send(message)
+                    except UnicodeEncodeError as refused:
+                        await _resend_as_javascript(self._send, message, refused)
                 finally:
                     self._buffered -= _size(message)
         finally:
@@ -544,7 +544,10 @@ class AsgiApp:
                     reply = channel.take_reply()
                     if reply is not None:
                         try:
-                            await _send_message(send, reply)
+                            try:
+                                await send(reply)
+                            except UnicodeEncodeError as refused:
+                                await _resend_as_javascript(send, reply, refused)
                         finally:
                             channel.reply_sent(reply)
                     if channel.left_to_drain:  # several, or queued meanwhile
