@@ -135,6 +135,11 @@ class NamespaceView(Protocol):
     def parser(self) -> Parser:
         """The packet format of the server's connections, which broadcasts are encoded in."""
 
+    @property
+    def recovery(self) -> Recovery | None:
+        """Connection state recovery, when the server has it on (a cluster adapter that keeps
+        sessions reads its ``max_disconnection_duration``)."""
+
     def next_ack_id(self) -> int:
         """A new ack id for a broadcast with acknowledgements."""
 
@@ -397,8 +402,11 @@ class Adapter(ABC):
     def persist_session(self, session: PersistedSession) -> None:  # noqa: B027 - optional hook
         """Keep a disconnected socket's state (only adapters with recovery do)."""
 
-    def restore_session(self, pid: str, offset: str) -> PersistedSession | None:
-        """The state of a recoverable session and the packets it missed, or ``None``."""
+    def restore_session(
+        self, pid: str, offset: str
+    ) -> Awaitable[PersistedSession | None] | PersistedSession | None:
+        """The state of a recoverable session and the packets it missed, or ``None``; a
+        cluster adapter that reads them from its broker returns an awaitable."""
         return None
 
     def close(self) -> Awaitable[None] | None:

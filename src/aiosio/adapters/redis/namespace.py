@@ -45,6 +45,7 @@ __all__ = ["AdapterSettings", "RedisNamespaceAdapter", "RemoteSocket"]
 logger = logging.getLogger("aiosio.adapter.redis")
 
 M = TypeVar("M")
+D = TypeVar("D")
 
 
 class AdapterSettings(Protocol):
@@ -183,9 +184,10 @@ class RedisNamespaceAdapter(InMemoryAdapter):
     def _ignores(self, message: Any) -> bool:
         """Whether ``message`` is not for this adapter (its own, another namespace's)."""
 
-    def _receive(self, channel: str, decode: Callable[[bytes], M], data: bytes) -> M | None:
+    def _receive(self, channel: str, decode: Callable[[D], M], data: D) -> M | None:
         """The decoded message, or None when it is dropped (logged, unless it is this
-        adapter's own message or another namespace's)."""
+        adapter's own message or another namespace's). ``data``: a message's bytes, or the
+        fields of a stream entry."""
         try:
             message = decode(data)
         except Refused as exc:

@@ -54,6 +54,7 @@ __all__ = [
     "SocketsLeave",
     "decode",
     "encode",
+    "from_wire",
     "message_type",
     "to_wire",
 ]
@@ -133,7 +134,12 @@ def message_type(message: Message) -> MessageType:
 def decode(data: bytes, *, max_size: int, limits: Limits) -> Message:
     """One cluster message. Raises the :class:`~.messages.MessageError` subclasses of
     :mod:`~aiosio.adapters.redis.messages`."""
-    raw = payload(data, max_size)
+    return from_wire(payload(data, max_size), limits)
+
+
+def from_wire(raw: Any, limits: Limits) -> Message:
+    """One cluster message from its decoded value ``{"type", "data", "uid", "nsp"}`` (the
+    Redis Streams adapter reads these from a stream entry's fields). Raises as :func:`decode`."""
     if not isinstance(raw, dict):
         raise WrongShape("a cluster message must be an object")
     kind = raw.get("type")
