@@ -347,7 +347,7 @@ async def test_redis_killed_mid_stream_loses_nothing(
             assert numbers == list(range(1, total + 1)), (name, numbers)
         health: StreamsHealth = fb.health
         assert health.reconnects >= 1
-        assert health.stream_gaps == 0
+        assert health.trimmed_unread == 0
         assert factory_of(c.a).health.dropped_publishes == 0
         assert factory_of(c.a).health.retried_publishes >= 1
     finally:
@@ -484,3 +484,157 @@ async def test_recovery_across_servers(
             await sio.close()
         await raw.delete(key)
         await raw.aclose()
+
+
+# -- a network cut between one server and Redis; entries trimmed before a server read them --------
+
+
+async def cut_cluster(
+    redis_url: str, serve: ServeFn, serve_native: ServeFn, spawn: Any, *, max_len: int
+) -> tuple[Cluster, Balancer, Server]:
+    """A (native) on Redis directly, B (uvicorn) on Redis through a proxy that the test cuts,
+    one client on each."""
+    port = int(redis_url.rsplit(":", 1)[1])
+    proxy = Balancer()
+    await proxy.start()
+    proxy.target = port
+    key = f"t{uuid.uuid4().hex[:12]}"
+    c = Cluster(key=key, sharded=False, raw=redis_asyncio.Redis.from_url(redis_url))
+    c.specs = {"a1": ("A", [], ["websocket"], False), "b1": ("B", [], ["websocket"], False)}
+    for name, url in (("A", redis_url), ("B", f"redis://127.0.0.1:{proxy.port}")):
+        c.server_side[name] = []
+        factory = RedisStreamsAdapter(
+            url, stream_name=key, channel_prefix=key, block_time=0.5, max_len=max_len
+        )
+        c.sios[name] = Server(adapter=factory)
+    c.urls["A"] = await serve_native(c.a)
+    c.urls["B"] = await serve(c.b)
+    for sio in c.sios.values():
+        assert await factory_of(sio).ready()
+    c.clients = await spawn("redis_clients.mjs", *client_args(c.specs, c.urls))
+    for name in c.specs:
+        line = await c.c.wait(lambda line, name=name: line.get("client") == name, 10)
+        assert line["type"] == "connect", line
+        c.ids[name] = line["id"]
+    return c, proxy, c.b
+
+
+async def test_network_cut_loses_nothing(
+    serve: ServeFn, serve_native: ServeFn, spawn: Callable[..., Awaitable[NodeProc]]
+) -> None:
+    c, proxy, b = await cut_cluster(REDIS_URL, serve, serve_native, spawn, max_len=10_000)
+    try:
+        for number in range(1, 21):
+            c.a.emit("n", number)
+        await until(lambda: c.count("b1", "n") == 20, 5, "20 numbers at b1")
+        proxy.refusing = True
+        proxy.cut()
+        await until(lambda: not factory_of(b).health.connected, 5, "B sees the cut")
+        for number in range(21, 121):
+            c.a.emit("n", number)
+        await asyncio.sleep(1.0)
+        proxy.refusing = False
+        await until(lambda: c.count("b1", "n") >= 120, 20, f"120 at b1: {c.count('b1', 'n')}")
+        await c.flush("A")
+        for name in c.ids:
+            assert [args[0] for args in c.events(name, "n")] == list(range(1, 121)), name
+        health = factory_of(b).health
+        assert health.reconnects >= 1
+        assert health.trimmed_unread == 0
+        assert (
+            health.as_dict()["offsets"][c.key]
+            == (await c.raw.xrevrange(c.key, count=1))[0][0].decode()
+        )
+    finally:
+        await proxy.close()
+        await c.raw.delete(c.key)
+        await c.raw.aclose()
+
+
+async def test_entries_trimmed_before_they_were_read_are_counted_and_logged(
+    serve: ServeFn,
+    serve_native: ServeFn,
+    spawn: Callable[..., Awaitable[NodeProc]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # MAXLEN ~ trims whole nodes of the stream (100 entries by default): 1000 entries added
+    # while B is cut off leave far fewer than 1000 in a stream of max_len=10.
+    c, proxy, b = await cut_cluster(REDIS_URL, serve, serve_native, spawn, max_len=10)
+    try:
+        c.a.emit("n", 0)
+        await until(lambda: c.count("b1", "n") == 1, 5, "0 at b1")
+        proxy.refusing = True
+        proxy.cut()
+        await until(lambda: not factory_of(b).health.connected, 5, "B sees the cut")
+        for number in range(1, 1001):
+            c.a.emit("n", number)
+        await until(lambda: factory_of(c.a).health.appended >= 1001, 10, "A appended")
+        proxy.refusing = False
+        await until(lambda: c.count("b1", "n") > 1 and c.events("b1", "n")[-1] == [1000], 20)
+        got = [args[0] for args in c.events("b1", "n")]
+        # What was trimmed is lost, and counted exactly: 0, then the numbers left in the stream.
+        assert got == [0, *range(1001 - len(got) + 1, 1001)]
+        assert factory_of(b).health.trimmed_unread == 1001 - len(got)
+        logged = [r.getMessage() for r in caplog.records if "were trimmed" in r.getMessage()]
+        assert logged
+        assert "raise RedisStreamsAdapter(max_len=...) (now 10)" in logged[0]
+    finally:
+        await proxy.close()
+        await c.raw.delete(c.key)
+        await c.raw.aclose()
+
+
+# -- options and the wire -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("max_len", 0, "max_len must be an integer of at least 1, got 0"),
+        ("stream_count", 0, "stream_count must be an integer of at least 1, got 0"),
+        ("read_count", 0, "read_count must be an integer of at least 1, got 0"),
+        ("block_time", 0, "block_time must be more than 0 and at most 3600 seconds, got 0"),
+        ("block_time", 3601, "block_time must be more than 0 and at most 3600 seconds, got 3601"),
+        ("max_publish_queue", 0, "max_publish_queue must be at least 1 message, got 0"),
+        ("publish_retry_timeout", -1, "publish_retry_timeout must be 0 or more seconds"),
+    ],
+)
+def test_options_are_checked(option: str, value: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{message}"):
+        RedisStreamsAdapter(**{option: value})
+
+
+def test_options_at_their_bounds_are_accepted() -> None:
+    for options in (
+        {"max_len": 1, "stream_count": 1, "read_count": 1},
+        {"block_time": 0.001},
+        {"block_time": 3600},
+    ):
+        assert RedisStreamsAdapter(**options).streams == ["socket.io"]
+    assert RedisStreamsAdapter(stream_count=3).streams == [
+        "socket.io-0",
+        "socket.io-1",
+        "socket.io-2",
+    ]
+
+
+async def test_node_entries_decode_and_encode_to_the_same_fields(cluster: Cluster) -> None:
+    """What the Node adapter appends, decoded and written again by aiosio, is the same fields,
+    character for character (JSON and base64 msgpack data)."""
+    from aiosio.adapters.redis_streams.messages import decode_entry, entry_fields
+
+    c = cluster
+    await c.n.call("emit", to="r1", event="plain", args=[1, {"k": "é"}])
+    await c.n.call("emit", event="bin", args=[{"$bin": "AAH/"}, 2])
+    await c.n.call("socketsJoin", **{"in": "r1"}, rooms=["x"])
+    await c.flush("N")
+    entries = await c.raw.xrange(c.key, "-", "+")
+    node_uid = (await c.n.wait(lambda line: line.get("type") == "ready"))["uid"]
+    from_node = [fields for _id, fields in entries if fields[b"uid"] == node_uid.encode()]
+    assert len(from_node) >= 4
+    for fields in from_node:
+        message = decode_entry(fields, max_size=10_000_000, limits=aiosio.Limits())
+        again = {k.encode(): v.encode() for k, v in entry_fields(message).items()}
+        assert again == fields
+        assert list(again) == list(fields)  # the reference's order: uid, nsp, type, data
+    assert any(not fields[b"data"].startswith(b"{") for fields in from_node)  # base64 msgpack

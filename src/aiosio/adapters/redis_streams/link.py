@@ -11,8 +11,10 @@ join, leave and disconnect requests. What waits for an answer (broadcasts with a
   read. It starts from the id of the stream's last entry at startup (never ``$`` across a
   reconnection: what was added while the connection was down is read once it is back). After a
   reconnection, and whenever a read returns a full batch, it asks ``XINFO STREAM`` whether
-  entries it had not read were trimmed (``max-deleted-entry-id`` past its offset): that is a
-  loss, counted in :attr:`StreamsHealth.stream_gaps` and logged, never silent.
+  entries it had not read were trimmed: it knows how many entries the stream had when it
+  started (``entries-added``) and how many it read since, and ``entries-added - length`` were
+  removed; those past what it read are a loss, counted in
+  :attr:`StreamsHealth.trimmed_unread` and logged, never silent.
 * **Appending.** One task appends in order. An ``XADD`` that fails because the connection was
   lost is retried until ``retry_timeout`` seconds after it was queued; whether a command that
   was sent just before the connection broke was applied is read back first (the entries after
@@ -50,12 +52,12 @@ Appended = Callable[[str | None], None]
 class StreamsHealth(RedisHealth):
     """:class:`~aiosio.adapters.redis.RedisHealth` (the pub/sub side and the totals) and the
     streams: ``offsets`` (the id of the last entry read, per stream), ``lag_seconds`` (how old
-    the last entry was when it was read), ``stream_gaps`` (times entries were trimmed before
-    this server read them: raise ``max_len``), ``appended`` (entries added)."""
+    the last entry was when it was read), ``trimmed_unread`` (entries trimmed before this server
+    read them: raise ``max_len``), ``appended`` (entries added)."""
 
     offsets: dict[str, str] = field(default_factory=dict)
     lag_seconds: float | None = None
-    stream_gaps: int = 0
+    trimmed_unread: int = 0
     appended: int = 0
     readers_connected: int = 0
 
@@ -64,7 +66,7 @@ class StreamsHealth(RedisHealth):
         values.update(
             offsets=dict(self.offsets),
             lag_seconds=None if self.lag_seconds is None else round(self.lag_seconds, 3),
-            stream_gaps=self.stream_gaps,
+            trimmed_unread=self.trimmed_unread,
             appended=self.appended,
         )
         return values
@@ -73,13 +75,6 @@ class StreamsHealth(RedisHealth):
 def entry_ms(entry_id: str) -> int:
     """The time part of a stream entry id (``<ms>-<seq>``)."""
     return int(entry_id.partition("-")[0])
-
-
-def id_after(entry_id: str, other: str) -> bool:
-    """Whether stream id ``entry_id`` comes after ``other``."""
-    a_ms, _, a_seq = entry_id.partition("-")
-    b_ms, _, b_seq = other.partition("-")
-    return (int(a_ms), int(a_seq or 0)) > (int(b_ms), int(b_seq or 0))
 
 
 def _text(value: Any) -> str:
@@ -126,6 +121,8 @@ class StreamsLink:
         self._queue: asyncio.Queue[tuple[str, dict[str, str], Appended, float]] | None = None
         self._started: dict[str, asyncio.Event] = {}
         self._last_added: dict[str, str] = {}
+        # Per stream: how many entries were added up to the last one read (its position).
+        self._read: dict[str, int] = {}
         self._closed = False
         self._dropped_logged_at = 0.0
 
@@ -226,7 +223,7 @@ class StreamsLink:
         while not self._closed:
             try:
                 if offset is None:
-                    offset = await self._last_id(stream)
+                    offset = await self._start(stream)
                     self.streams_health.offsets[stream] = offset
                     self._started[stream].set()
                 elif lost_at is not None:
@@ -245,10 +242,24 @@ class StreamsLink:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._backoff_max)
 
-    async def _last_id(self, stream: str) -> str:
-        """Where reading starts: the stream's last entry now (``0-0`` when it is empty)."""
-        last = await self.client.xrevrange(stream, "+", "-", count=1)
-        return _text(last[0][0]) if last else "0-0"
+    async def _info(self, stream: str) -> dict[str, Any] | None:
+        try:
+            info: dict[str, Any] = await self.client.xinfo_stream(stream)
+        except Exception as exc:
+            if "no such key" in str(exc).lower():
+                return None  # no stream yet (or Redis restarted empty)
+            raise
+        return info
+
+    async def _start(self, stream: str) -> str:
+        """Where reading starts: the last id the stream generated (``0-0`` when there is no
+        stream); and how many entries were added up to it."""
+        info = await self._info(stream)
+        if info is None:
+            self._read[stream] = 0
+            return "0-0"
+        self._read[stream] = int(info.get("entries-added") or 0)
+        return _text(info.get("last-generated-id") or "0-0")
 
     async def _read_once(self, stream: str, offset: str) -> str:
         # A read that does not come back within its BLOCK time and 5 s is a stalled or
@@ -260,6 +271,7 @@ class StreamsLink:
         if not response:
             return offset
         entries = response[0][1]
+        self._read[stream] = self._read.get(stream, 0) + len(entries)
         now_ms = time.time() * 1000
         for raw_id, fields in entries:
             entry_id = _text(raw_id)
@@ -282,25 +294,30 @@ class StreamsLink:
 
     async def _check_gap(self, stream: str, offset: str) -> None:
         """Count and log entries trimmed (``MAXLEN``) before this server read them."""
-        try:
-            info = await self.client.xinfo_stream(stream)
-        except Exception as exc:
-            if "no such key" in str(exc).lower():
-                return  # no stream (Redis restarted empty): nothing was trimmed
-            raise
-        deleted = _text(info.get("max-deleted-entry-id") or "0-0")
-        if id_after(deleted, offset):
-            self.streams_health.stream_gaps += 1
-            logger.error(
-                "entries of redis stream %s after %s were trimmed before this server read them "
-                "(up to %s): the broadcasts among them were not delivered to its clients; raise "
-                "RedisStreamsAdapter(max_len=...) (now %d) above what is added while a server "
-                "is away or behind",
-                stream,
-                offset,
-                deleted,
-                self.max_len,
-            )
+        info = await self._info(stream)
+        if info is None:
+            return  # no stream (Redis restarted empty): nothing was trimmed
+        added = int(info.get("entries-added") or 0)
+        removed = added - int(info.get("length") or 0)
+        position = self._read.get(stream, 0)
+        if added < position:  # a new stream (Redis restarted empty): count from here
+            self._read[stream] = removed
+            return
+        missed = removed - position
+        if missed <= 0:
+            return
+        self._read[stream] = removed
+        self.streams_health.trimmed_unread += missed
+        logger.error(
+            "%d entries of redis stream %s after %s were trimmed before this server read them: "
+            "the broadcasts among them were not delivered to its clients; raise "
+            "RedisStreamsAdapter(max_len=...) (now %d) above what is added while a server is "
+            "away or behind",
+            missed,
+            stream,
+            offset,
+            self.max_len,
+        )
 
     def _reader_lost(self, stream: str, exc: BaseException, offset: str | None) -> None:
         health = self.health
