@@ -604,6 +604,12 @@ def test_options_are_checked(option: str, value: Any, message: str) -> None:
         RedisStreamsAdapter(**{option: value})
 
 
+def test_a_redis_cluster_client_is_refused_with_the_reason() -> None:
+    cluster_client = redis_asyncio.RedisCluster(host="127.0.0.1", port=free_port())
+    with pytest.raises(TypeError, match="Redis Cluster is not supported yet"):
+        RedisStreamsAdapter(cluster_client)
+
+
 def test_options_at_their_bounds_are_accepted() -> None:
     for options in (
         {"max_len": 1, "stream_count": 1, "read_count": 1},
@@ -638,3 +644,43 @@ async def test_node_entries_decode_and_encode_to_the_same_fields(cluster: Cluste
         assert again == fields
         assert list(again) == list(fields)  # the reference's order: uid, nsp, type, data
     assert any(not fields[b"data"].startswith(b"{") for fields in from_node)  # base64 msgpack
+
+
+async def test_namespaces_spread_over_streams_including_a_negative_hash(
+    serve: ServeFn,
+    serve_native: ServeFn,
+    clients: Callable[..., aiosio.Client],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With ``stream_count``, each namespace goes to its stream; one whose hash is negative
+    (``/notifications``: the reference writes ``<name>--3``, which its readers never read) still
+    reaches the other aiosio servers, and the mixed-cluster pitfall is logged."""
+    key = f"t{uuid.uuid4().hex[:12]}"
+    raw = redis_asyncio.Redis.from_url(REDIS_URL)
+    sios = [
+        Server(adapter=RedisStreamsAdapter(stream_name=key, channel_prefix=key, stream_count=4))
+        for _ in range(2)
+    ]
+    try:
+        for sio in sios:
+            sio.of("/notifications")
+        a_url, b_url = await serve_native(sios[0]), await serve(sios[1])
+        for sio in sios:
+            assert await factory_of(sio).ready()
+        client = clients(f"{b_url}/notifications", transports=("websocket",))
+        got: list[Any] = []
+        client.on("note", got.append)
+        await client.connect()
+        deadline = time.monotonic() + 5
+        while not got:
+            assert time.monotonic() < deadline, "nothing reached the client on B"
+            sios[0].of("/notifications").emit("note", 1)
+            await asyncio.sleep(0.1)
+        assert await raw.exists(f"{key}--3") == 1
+        assert a_url
+        assert any("never do" in r.getMessage() for r in caplog.records)
+    finally:
+        for sio in sios:
+            await sio.close()
+        await raw.delete(*[f"{key}-{i}" for i in range(-3, 4)])
+        await raw.aclose()

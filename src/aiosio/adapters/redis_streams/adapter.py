@@ -133,6 +133,13 @@ class RedisStreamsAdapter:
                 "redis.asyncio", extra="redis", feature="RedisStreamsAdapter(url)"
             )
             client = redis_asyncio.Redis.from_url(client)
+        if type(client).__name__ == "RedisCluster":
+            raise TypeError(
+                "RedisStreamsAdapter needs a redis.asyncio.Redis (standalone Redis, or the "
+                "primary a Sentinel gives), not a RedisCluster: Redis Cluster is not supported "
+                "yet (the server count needs PUBSUB NUMSUB summed over every node, and the "
+                "pub/sub side is untested there); see docs/redis-streams.md, Redis Cluster"
+            )
         pubsub = RedisLink(
             client,
             max_queue=max_publish_queue,
@@ -141,7 +148,7 @@ class RedisStreamsAdapter:
         )
         self.stream_name = stream_name
         self.stream_count = stream_count
-        self.streams = (
+        self.streams: list[str] = (
             [stream_name]
             if stream_count == 1
             else [f"{stream_name}-{i}" for i in range(stream_count)]
@@ -211,6 +218,16 @@ class StreamsNamespaceAdapter(RedisNamespaceAdapter):
         subscribe(self.channel, on_message)
         subscribe(self.own_channel, on_message)
         factory.link_streams.on_entries(nsp.name, self._on_entry)
+        if self.stream not in factory.streams:
+            factory.link_streams.watch(self.stream)
+            logger.warning(
+                "namespace %s goes to stream %s (the reference's hash of its name is negative): "
+                "aiosio servers read it, but Node servers on @socket.io/redis-streams-adapter "
+                "0.3 never do, so their clients miss its broadcasts; in a mixed cluster, use "
+                "stream_count=1 or another namespace name",
+                nsp.name,
+                self.stream,
+            )
         factory.link_streams.ensure_started()
 
     # -- receiving -------------------------------------------------------------------------------

@@ -140,11 +140,23 @@ class StreamsLink:
         self._queue = asyncio.Queue(self._max_queue)
         self._sender = loop.create_task(self._send(), name="aiosio-redis-streams-writer")
         for stream in self.streams:
-            self._started[stream] = asyncio.Event()
-            self._readers.append(
-                loop.create_task(self._read_stream(stream), name=f"aiosio-redis-streams-{stream}")
-            )
+            self._start_reader(loop, stream)
         return True
+
+    def watch(self, stream: str) -> None:
+        """Read ``stream`` too (a namespace's, outside ``streams``: see
+        :func:`~aiosio.adapters.redis_streams.stream_of`)."""
+        if stream in self.streams:
+            return
+        self.streams.append(stream)
+        if self._sender is not None:
+            self._start_reader(asyncio.get_running_loop(), stream)
+
+    def _start_reader(self, loop: asyncio.AbstractEventLoop, stream: str) -> None:
+        self._started[stream] = asyncio.Event()
+        self._readers.append(
+            loop.create_task(self._read_stream(stream), name=f"aiosio-redis-streams-{stream}")
+        )
 
     async def ready(self, timeout: float = 5.0) -> bool:
         """Wait until the subscriptions are active and every reader knows where it starts;
