@@ -69,10 +69,14 @@ class Recovery:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BroadcastFlags:
+    """``partial``: a cluster ``fetch_sockets`` returns what the servers that answered in time
+    sent, instead of raising :class:`~aiosio.FetchSocketsTimeout` (the reference's rule)."""
+
     volatile: bool = False
     compress: bool = True
     local: bool = False
     timeout: float | None = None
+    partial: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

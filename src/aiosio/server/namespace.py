@@ -191,8 +191,9 @@ class Namespace(_Registration):
         """Broadcast with acknowledgements; see :meth:`BroadcastOperator.emit_with_ack`."""
         return await self._operator().emit_with_ack(event, *args)
 
-    async def fetch_sockets(self) -> list[Any]:
-        return await self._operator().fetch_sockets()
+    async def fetch_sockets(self, *, partial: bool = False) -> list[Any]:
+        """See :meth:`BroadcastOperator.fetch_sockets`."""
+        return await self._operator().fetch_sockets(partial=partial)
 
     def sockets_join(self, *rooms: str) -> None:
         self._operator().sockets_join(*rooms)

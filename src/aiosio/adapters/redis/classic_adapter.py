@@ -240,6 +240,9 @@ class ClassicAdapter(RedisNamespaceAdapter):
     def _fetch_timeout(self, opts: BroadcastOptions) -> float:
         return self.requests_timeout  # the Node adapter's fetchSockets ignores opts.flags.timeout
 
+    def _fetch_timeout_hint(self) -> str:
+        return f"RedisAdapter(requests_timeout=...) (now {self.requests_timeout:g}s)"
+
     def _publish_server_side_emit(self, args: list[Any], request_id: str | None) -> None:
         self._publish_request(ServerSideEmit(uid=self.uid, data=args, request_id=request_id))
 

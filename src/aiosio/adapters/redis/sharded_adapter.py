@@ -185,5 +185,8 @@ class ShardedAdapter(RedisNamespaceAdapter):
     def _fetch_timeout(self, opts: BroadcastOptions) -> float:
         return opts.flags.timeout or self.requests_timeout
 
+    def _fetch_timeout_hint(self) -> str:
+        return f"sio.timeout(seconds).fetch_sockets() (default {self.requests_timeout:g}s)"
+
     def _publish_server_side_emit(self, args: list[Any], request_id: str | None) -> None:
         self._publish(ServerSideEmit(**self.envelope, packet=args, request_id=request_id))
