@@ -401,8 +401,10 @@ class Adapter(ABC):
     def persist_session(self, session: PersistedSession) -> None:  # noqa: B027 - optional hook
         """Keep a disconnected socket's state (only adapters with recovery do)."""
 
-    def restore_session(self, pid: str, offset: str) -> PersistedSession | None:
-        """The state of a recoverable session and the packets it missed, or ``None``."""
+    async def restore_session(self, pid: str, offset: str) -> PersistedSession | None:
+        """The state of a recoverable session and the packets it missed, or ``None``.
+
+        A coroutine: a cluster adapter asks its store (the ``--workers`` master, Redis, ...)."""
         return None
 
     def close(self) -> Awaitable[None] | None:
@@ -514,7 +516,7 @@ class RecoveryAdapter(InMemoryAdapter):
         self._sessions[session.pid] = session
         self._session_sids[session.sid] = session.pid
 
-    def restore_session(self, pid: str, offset: str) -> PersistedSession | None:
+    async def restore_session(self, pid: str, offset: str) -> PersistedSession | None:
         session = self._sessions.get(pid)
         if session is None:
             return None

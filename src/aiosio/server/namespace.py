@@ -271,7 +271,7 @@ class Namespace(_Registration):
             self._remove_if_empty()
 
     async def _connect_socket(self, client: SocketHost, auth: dict[str, Any]) -> None:
-        socket = self._create_socket(client, auth)
+        socket = await self._create_socket(client, auth)
         recovery = self.server.connection_state_recovery
         if not (recovery is not None and recovery.skip_middlewares and socket.recovered):
             try:
@@ -288,7 +288,7 @@ class Namespace(_Registration):
         self.sockets[socket.id] = socket
         socket.accept()
 
-    def _create_socket(self, client: SocketHost, auth: dict[str, Any]) -> Socket:
+    async def _create_socket(self, client: SocketHost, auth: dict[str, Any]) -> Socket:
         conn = client.conn
         if conn.protocol == 3:
             sid = SocketId(conn.id if self.name == "/" else f"{self.name}#{conn.id}")
@@ -298,7 +298,7 @@ class Namespace(_Registration):
         offset = auth.get("offset")
         recovering = self.recovery_enabled
         if recovering and isinstance(pid, str) and isinstance(offset, str):
-            session = self.adapter.restore_session(pid, offset)
+            session = await self.adapter.restore_session(pid, offset)
             if session is not None:
                 return Socket(self, client, auth, sid=session.sid, restored=session)
         return Socket(self, client, auth, sid=sid, pid=new_pid() if recovering else None)
