@@ -245,7 +245,10 @@ class BusLink:
         if self._handlers.pop(channel, None) is not None and self._writer is not None:
             _write_frame(self._writer, ["unsub", channel])
 
-    def publish(self, channel: str, data: bytes, *, sharded: bool = False) -> None:
+    def publish(
+        self, channel: str, data: bytes, *, sharded: bool = False, audience: str | None = None
+    ) -> None:
+        """Publish (``audience`` is not checked: the master loses nothing while it runs)."""
         self.health.published += 1
         self._send(["pub", channel, data])
 

@@ -115,8 +115,8 @@ class ClassicAdapter(RedisNamespaceAdapter):
             case _:
                 assert_never(message)
 
-    def _publish(self, channel: str, message: Message) -> None:
-        self.link.publish(channel, encode(message))
+    def _publish(self, channel: str, message: Message, audience: str | None = None) -> None:
+        self.link.publish(channel, encode(message), audience=audience)
 
     # -- broadcasts ------------------------------------------------------------------------------
 
@@ -125,7 +125,10 @@ class ClassicAdapter(RedisNamespaceAdapter):
         if len(opts.rooms) == 1:
             channel += f"{next(iter(opts.rooms))}#"
         event = EventPacket(data=packet.data, nsp=self.nsp.name)
-        self._publish(channel, Broadcast(uid=self.uid, packet=event, opts=WireOptions.of(opts)))
+        broadcast = Broadcast(uid=self.uid, packet=event, opts=WireOptions.of(opts))
+        # Every server of the namespace matches the broadcast pattern and has the request
+        # channel: what PUBLISH answers is checked against that channel's subscribers.
+        self._publish(channel, broadcast, audience=self.request_channel)
 
     def _on_broadcast(self, channel: str, data: bytes) -> None:
         if not channel.startswith(self.channel):

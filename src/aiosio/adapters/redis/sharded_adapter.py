@@ -86,7 +86,11 @@ class ShardedAdapter(RedisNamespaceAdapter):
         return self.channel
 
     def _publish(self, message: Message, channel: str | None = None) -> None:
-        self.link.publish(channel or self._channel_of(message), encode(message), sharded=True)
+        channel = channel or self._channel_of(message)
+        # Every server of the namespace has the main channel: what SPUBLISH answers there is
+        # checked against its subscribers (a room's channel has only its members' servers).
+        audience = channel if channel == self.channel else None
+        self.link.publish(channel, encode(message), sharded=True, audience=audience)
 
     def _publish_request(self, message: Message) -> None:
         self._publish(message)
