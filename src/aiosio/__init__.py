@@ -9,11 +9,19 @@ from aiosio.client.sync import SyncClient
 from aiosio.emitter import Emitter
 from aiosio.engine.http import HttpRequest, HttpResponse
 from aiosio.engine.server import ConnectionRejected, Cookie, EngineServer, EngineSocket
-from aiosio.errors import AckTimeout, AiosioError, ConnectionRefused, Disconnected, EncodingError
+from aiosio.errors import (
+    AckTimeout,
+    AiosioError,
+    ConnectionRefused,
+    Disconnected,
+    EncodingError,
+    FetchSocketsTimeout,
+)
 from aiosio.protocol.cors import Cors
 from aiosio.protocol.socketio import Limits
 from aiosio.server.broadcast import BroadcastOperator
 from aiosio.server.namespace import Namespace
+from aiosio.server.remote import RemoteSocket
 from aiosio.server.server import Recovery, Server
 from aiosio.server.socket import Handshake, Socket
 from aiosio.transports.asgi import AsgiApp
@@ -35,6 +43,7 @@ __all__ = [
     "EncodingError",
     "EngineServer",
     "EngineSocket",
+    "FetchSocketsTimeout",
     "Handshake",
     "HttpRequest",
     "HttpResponse",
@@ -42,6 +51,7 @@ __all__ = [
     "Namespace",
     "NativeServer",
     "Recovery",
+    "RemoteSocket",
     "Server",
     "ServerLimits",
     "Socket",

@@ -9,6 +9,7 @@ import ssl
 import sys
 from typing import Literal
 
+from aiosio._recovery_log import DEFAULT_LOG_SIZE
 from aiosio.loader import load_app
 
 __all__ = ["load_app", "main"]
@@ -55,8 +56,19 @@ def _serve(args: argparse.Namespace) -> int:
         if args.redis:
             _require_extra("redis.asyncio", extra="redis", feature="aiosio serve --redis")
         try:
-            serve_workers(args.app, args.host, args.port, args.workers, args.redis)
-        except (RuntimeError, OSError) as exc:  # a worker that did not start, a port taken
+            serve_workers(
+                args.app,
+                args.host,
+                args.port,
+                args.workers,
+                args.redis,
+                recovery_log_size=args.recovery_log_size,
+            )
+        except (
+            RuntimeError,
+            OSError,
+            ValueError,
+        ) as exc:  # a worker that did not start, a port taken
             raise SystemExit(f"aiosio: {exc}") from None
         return 0
     app = load_app(args.app)
@@ -221,6 +233,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--redis", help="with --workers: connect the workers through this Redis URL instead"
+    )
+    serve.add_argument(
+        "--recovery-log-size",
+        type=int,
+        default=DEFAULT_LOG_SIZE,
+        help="with --workers and connection state recovery: the broadcasts of a namespace the "
+        f"master keeps for clients to recover on any worker (default: {DEFAULT_LOG_SIZE})",
     )
     asyncapi = commands.add_parser(
         "asyncapi",

@@ -191,8 +191,9 @@ class Namespace(_Registration):
         """Broadcast with acknowledgements; see :meth:`BroadcastOperator.emit_with_ack`."""
         return await self._operator().emit_with_ack(event, *args)
 
-    async def fetch_sockets(self) -> list[Any]:
-        return await self._operator().fetch_sockets()
+    async def fetch_sockets(self, *, partial: bool = False) -> list[Any]:
+        """See :meth:`BroadcastOperator.fetch_sockets`."""
+        return await self._operator().fetch_sockets(partial=partial)
 
     def sockets_join(self, *rooms: str) -> None:
         self._operator().sockets_join(*rooms)
@@ -297,8 +298,7 @@ class Namespace(_Registration):
         offset = auth.get("offset")
         recovering = self.recovery_enabled
         if recovering and isinstance(pid, str) and isinstance(offset, str):
-            restored = self.adapter.restore_session(pid, offset)
-            session = await restored if inspect.isawaitable(restored) else restored
+            session = await self.adapter.restore_session(pid, offset)
             if session is not None:
                 return Socket(self, client, auth, sid=session.sid, restored=session)
         return Socket(self, client, auth, sid=sid, pid=new_pid() if recovering else None)

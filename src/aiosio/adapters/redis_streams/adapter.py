@@ -350,6 +350,9 @@ class StreamsNamespaceAdapter(RedisNamespaceAdapter):
     def _fetch_timeout(self, opts: BroadcastOptions) -> float:
         return opts.flags.timeout or self.requests_timeout
 
+    def _fetch_timeout_hint(self) -> str:
+        return f"sio.timeout(seconds).fetch_sockets() (default {self.requests_timeout:g}s)"
+
     async def server_count(self) -> int:
         return await self.link.numsub(self.channel, sharded=self.streams.sharded)
 

@@ -213,8 +213,10 @@ class StreamsLink:
     def sunsubscribe(self, channel: str) -> None:
         self.pubsub.sunsubscribe(channel)
 
-    def publish(self, channel: str, data: bytes, *, sharded: bool = False) -> None:
-        self.pubsub.publish(channel, data, sharded=sharded)
+    def publish(
+        self, channel: str, data: bytes, *, sharded: bool = False, audience: str | None = None
+    ) -> None:
+        self.pubsub.publish(channel, data, sharded=sharded, audience=audience)
 
     async def numsub(self, channel: str, *, sharded: bool = False) -> int:
         return await self.pubsub.numsub(channel, sharded=sharded)
