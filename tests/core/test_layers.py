@@ -87,6 +87,9 @@ FOREIGN_PRIVATE_OK = frozenset(
         # stream is still unsent (transports/webtransport.py, buffered_amount), which aioquic
         # has no public API for.
         "_streams",
+        # aioquic's TLS context keeps the server's certificate there only: the client checks
+        # a pinned hash against it (client/webtransport.py, server_certificate_hashes).
+        "_peer_certificate",
     }
 )
 
