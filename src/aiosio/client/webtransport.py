@@ -83,6 +83,8 @@ class WebTransportConnection:
         self.held: list[str | bytes] = []
         self.closed = False
         self.ended: tuple[int | None, str | None] | None = None
+        self.close_reason = ""
+        """The reason the server gave when it closed the session (its close capsule)."""
         self.written = 0
 
     # -- from the network (the protocol's calls) --------------------------------------------------
@@ -112,7 +114,7 @@ class WebTransportConnection:
         self.ended = (code, error)
         if self.started:
             self.on_close(1000 if code == 0 else code, error)
-        self.protocol.close()
+        self.protocol.shut()
 
     def is_closed(self) -> bool:
         """Closed (read through a call: a message handler may close it at any time)."""
@@ -165,7 +167,7 @@ class WebTransportConnection:
         except Exception:  # noqa: BLE001 - the session's stream is already gone
             logger.debug("the WebTransport session was already closed")
         self.protocol.schedule_transmit()
-        asyncio.get_running_loop().call_later(0.05, self.protocol.close)
+        asyncio.get_running_loop().call_later(0.05, self.protocol.shut)
 
     async def wait_closed(self, timeout: float = 2.0) -> None:
         try:
@@ -197,12 +199,20 @@ def _protocol_class(base: type, h3: Any, h3_events: Any, quic_events: Any) -> ty
             self.stream_header = 0
             self.transmit_scheduled = False
             self.terminated: str | None = None
+            self.datagram: asyncio.DatagramTransport | None = None
+            self.tls_failed = False
 
         def quic_event_received(self, event: Any) -> None:
             if isinstance(event, quic_events.ConnectionTerminated):
                 self.terminated = event.reason_phrase or f"QUIC error {event.error_code}"
-                if not self.answer.done():
+                # 0x100-0x1ff: a TLS alert (RFC 9001 section 4.8), such as a bad certificate.
+                self.tls_failed = 0x100 <= event.error_code <= 0x1FF
+                if self.session_id is not None and not self.answer.done():
                     self.answer.set_exception(ConnectionError(self.terminated))
+                datagram, self.datagram = self.datagram, None
+                if datagram is not None:
+                    # The UDP socket goes with the connection (aioquic's connect() does it).
+                    asyncio.get_running_loop().call_soon(datagram.close)
                 if self.connection is not None:
                     self.connection.peer_closed(
                         None, f"the QUIC connection closed: {self.terminated}"
@@ -241,6 +251,7 @@ def _protocol_class(base: type, h3: Any, h3_events: Any, quic_events: Any) -> ty
                 if connection is not None:
                     closed = decode_close_capsule(event.data)
                     if closed is not None:
+                        connection.close_reason = closed[1]
                         connection.peer_closed(closed[0], None)
                         if closed[1]:
                             logger.info("the server closed the WebTransport session: %s", closed[1])
@@ -250,6 +261,14 @@ def _protocol_class(base: type, h3: Any, h3_events: Any, quic_events: Any) -> ty
                 connection = self.connection
                 if connection is not None and event.stream_id == connection.stream_id:
                     connection.stream_data(event.data, event.stream_ended)
+
+        def shut(self) -> None:
+            """Close the QUIC connection (its CONNECTION_CLOSE goes out now) and its UDP
+            socket: nothing is awaited from a connection this client is done with."""
+            self.close()
+            datagram, self.datagram = self.datagram, None
+            if datagram is not None:
+                asyncio.get_running_loop().call_soon(datagram.close)
 
         def schedule_transmit(self) -> None:
             if not self.transmit_scheduled:
@@ -322,6 +341,7 @@ async def open_webtransport(
         lambda: protocol_class(connection),
         local_addr=("0.0.0.0", 0) if family == socket.AF_INET else ("::", 0),
     )
+    protocol.datagram = transport
     try:
         return await _open(
             protocol,
@@ -337,8 +357,7 @@ async def open_webtransport(
             url=url,
         )
     except BaseException:
-        protocol.close()
-        transport.close()
+        protocol.shut()
         raise
 
 
@@ -357,13 +376,16 @@ async def _open(
     url: str,
 ) -> WebTransportConnection:
     protocol.connect(address)
+    # Half the connect timeout, as for a WebSocket's handshake: "no answer on UDP" is named
+    # before the attempt as a whole times out (and try_all_transports has time to go on).
+    quic_timeout = timeout / 2
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(quic_timeout):
             await protocol.wait_connected()
     except TimeoutError:
         raise ConnectError(
             Stage.QUIC,
-            f"no QUIC answer from udp {host}:{port} within {timeout:g}s",
+            f"no QUIC answer from udp {host}:{port} within {quic_timeout:g}s",
             hint="UDP to this port is blocked (a firewall or a network that allows only TCP), "
             "or the server does not serve WebTransport there (aiosio.WebTransport(port=...) "
             "on the server); include 'websocket' or 'polling' in transports (with "
@@ -372,12 +394,8 @@ async def _open(
             url=url,
         ) from None
     except ConnectionError as exc:
-        message = str(exc)
-        stage = (
-            Stage.TLS
-            if "certificate" in message.lower() or "tls" in message.lower()
-            else Stage.QUIC
-        )
+        message = protocol.terminated or str(exc) or "the connection closed"
+        stage = Stage.TLS if protocol.tls_failed else Stage.QUIC
         raise ConnectError(
             stage,
             f"the QUIC handshake with udp {host}:{port} failed: {message}",
@@ -467,7 +485,7 @@ def _check_pinned(protocol: Any, hashes: Sequence[bytes], host: str, port: int, 
     der = certificate.public_bytes(serialization.Encoding.DER)
     now = datetime.datetime.now(datetime.UTC)
     if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
-        protocol.close()
+        protocol.shut()
         raise ConnectError(
             Stage.TLS,
             f"the pinned certificate of udp {host}:{port} is valid from "
@@ -480,7 +498,7 @@ def _check_pinned(protocol: Any, hashes: Sequence[bytes], host: str, port: int, 
         )
     digest = hashlib.sha256(der).digest()
     if digest not in hashes:
-        protocol.close()
+        protocol.shut()
         raise ConnectError(
             Stage.TLS,
             f"the certificate of udp {host}:{port} has SHA-256 "
