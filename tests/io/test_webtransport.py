@@ -43,8 +43,9 @@ class Running:
         options.setdefault("reconnection", False)
         return aiosio.Client(self.url, server_certificate_hashes=[self.digest], **options)
 
-    async def raw(self, sid: str | None = None) -> WebTransportConnection:
-        """A WebTransport session and stream whose bytes the test writes itself."""
+    async def raw(self, sid: str | None = None, *, stream: bool = True) -> WebTransportConnection:
+        """A WebTransport session and stream (unless not ``stream``) whose bytes the test
+        writes itself."""
         conn = await open_webtransport(
             "127.0.0.1",
             self.port,
@@ -55,6 +56,7 @@ class Running:
             max_message=10_000_000,
             certificate_hashes=[parse_certificate_hash(self.digest)],
             url=self.url,
+            open_stream=stream,
         )
         conn.start()
         return conn
@@ -159,9 +161,9 @@ async def test_client_upgrades_from_polling_to_webtransport(running: Callable[..
         async with asyncio.timeout(TIMEOUT):
             while client.io.engine.transport != "webtransport":
                 await asyncio.sleep(0.02)
-        assert upgrades[-2:] == ["polling", "webtransport"]  # favoured over WebSocket
         reply = await client.emit_with_ack("echo", b"\x01", timeout=TIMEOUT)
-        assert reply == ["webtransport", b"\x01"]
+        assert reply == ["webtransport", b"\x01"]  # after the "5", on the same stream
+        assert upgrades == ["polling", "webtransport"]  # favoured over WebSocket
     finally:
         await client.disconnect()
 
@@ -369,11 +371,13 @@ async def test_wrong_first_packet_and_unknown_upgrade(
     bystander: tuple[Running, aiosio.Client],
 ) -> None:
     run, other = bystander
-    conn = await run.raw()
-    # The stream's first frame is the OPEN packet the connection wrote: a second session on
-    # the same stream is not possible, so a raw stream with another first packet is built by
-    # upgrading a session that does not exist, and by a first packet that is not OPEN.
-    await handshake(conn)
+    probe = await run.raw(stream=False)
+    probe.open_stream(encode_frame("2probe"))
+    reason = await closed_with(probe)
+    assert reason == (
+        "the first packet on a WebTransport stream must be OPEN ('0' or '0{\"sid\":...}'), "
+        "got '2probe'"
+    )
     unknown = await run.raw(sid="nope")
     reason = await closed_with(unknown)
     assert reason.startswith("upgrade of session 'nope', which is not open on this server")
@@ -385,3 +389,19 @@ async def test_wrong_first_packet_and_unknown_upgrade(
         "is already upgrading or upgraded (on webtransport); a client upgrades a session once"
     )
     assert await other.emit_with_ack("echo", 3, timeout=TIMEOUT) == ["webtransport", 3]
+
+
+async def test_a_session_without_stream_ends_at_the_upgrade_timeout(
+    running: Callable[..., Any],
+) -> None:
+    run = await running(upgrade_timeout=0.3)
+    idle = await run.raw(stream=False)
+    assert await closed_with(idle) == (
+        "the WebTransport session opened no stream within upgrade_timeout=0.3s"
+    )
+    silent = await run.raw(stream=False)
+    silent.open_stream(b"\x05")  # the header of a 5-byte frame, and nothing after it
+    assert await closed_with(silent) == (
+        "the WebTransport session sent no OPEN packet within upgrade_timeout=0.3s"
+    )
+    assert run.sio.engine.clients_count == 0

@@ -125,6 +125,20 @@ class WebTransportConnection:
         self.close(1, reason)
         self.on_close(None, reason)
 
+    def open_stream(self, first: bytes) -> None:
+        """Open the session's bidirectional stream and write ``first`` on it (the OPEN packet's
+        frame, for a client)."""
+        protocol = self.protocol
+        self.stream_id = protocol.http.create_webtransport_stream(
+            self.session_id, is_unidirectional=False
+        )
+        # aioquic opened the stream with the WEBTRANSPORT_STREAM type (0x41, 2 bytes) and the
+        # session id: the client's side of the stream starts with them.
+        protocol.stream_header = 2 + len(_varint_size(self.session_id))
+        self.written += len(first)
+        protocol.quic.send_stream_data(self.stream_id, first)
+        protocol.schedule_transmit()
+
     # -- ClientWebSocket ------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -139,7 +153,7 @@ class WebTransportConnection:
             self.on_close(1000 if code == 0 else code, error)
 
     def send(self, data: str | bytes) -> None:
-        if self.closed:
+        if self.closed or self.stream_id < 0:
             return
         frame = encode_frame(data)
         self.written += len(frame)
@@ -149,6 +163,8 @@ class WebTransportConnection:
     @property
     def buffered_amount(self) -> int:
         # aioquic has no public count of a stream's unsent bytes (see the server's edge).
+        if self.stream_id < 0:
+            return 0
         stream = self.protocol.quic._streams.get(self.stream_id)
         if stream is None:
             return 0
@@ -298,9 +314,12 @@ async def open_webtransport(
     certificate_hashes: Sequence[bytes] = (),
     verify: bool = True,
     url: str,
+    open_stream: bool = True,
 ) -> WebTransportConnection:
     """Open a WebTransport session to ``https://host:port`` + ``target`` and its stream, and
-    write the OPEN packet (with ``sid`` for an upgrade).
+    write the OPEN packet (with ``sid`` for an upgrade). With ``open_stream=False`` the
+    session only: :meth:`WebTransportConnection.open_stream` opens the stream later (the
+    doctor and the tests write their own first bytes).
 
     :raises ConnectError: at :attr:`Stage.QUIC` (no QUIC answer on UDP), :attr:`Stage.TLS`,
         :attr:`Stage.WEBTRANSPORT` (the CONNECT refused) or :attr:`Stage.RESOLVE`."""
@@ -355,6 +374,7 @@ async def open_webtransport(
             max_message=max_message,
             certificate_hashes=certificate_hashes,
             url=url,
+            open_stream=open_stream,
         )
     except BaseException:
         protocol.shut()
@@ -374,6 +394,7 @@ async def _open(
     max_message: int,
     certificate_hashes: Sequence[bytes],
     url: str,
+    open_stream: bool,
 ) -> WebTransportConnection:
     protocol.connect(address)
     # Half the connect timeout, as for a WebSocket's handshake: "no answer on UDP" is named
@@ -456,15 +477,10 @@ async def _open(
             description="webtransport error",
             url=url,
         )
-    stream_id = protocol.http.create_webtransport_stream(session_id, is_unidirectional=False)
-    # aioquic opened the stream with the WEBTRANSPORT_STREAM type (0x41, 2 bytes) and the id.
-    protocol.stream_header = 2 + len(_varint_size(session_id))
-    conn = WebTransportConnection(protocol, session_id, stream_id, max_message)
+    conn = WebTransportConnection(protocol, session_id, -1, max_message)
     protocol.connection = conn
-    frame = encode_open(sid)
-    conn.written += len(frame)
-    protocol.quic.send_stream_data(stream_id, frame)
-    protocol.schedule_transmit()
+    if open_stream:
+        conn.open_stream(encode_open(sid))
     return conn
 
 
