@@ -2,7 +2,8 @@
 the upgrade from polling, rooms and broadcast beside other transports, the reconnection), the
 client's stages and fallback, the server's configuration errors, and bad input on the stream
 (truncated, oversized, never-finished frames, a wrong first packet, no stream at all): each
-closes one session with a stated reason while another client is served.
+closes one session with a stated reason while another client is served; and what ``aiosio
+doctor`` says of WebTransport (it works, the certificate is refused, UDP is blocked).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from aiosio.client.webtransport import (
     open_webtransport,
     parse_certificate_hash,
 )
+from aiosio.doctor.checks import DoctorOptions, diagnose
 from aiosio.protocol.webtransport import encode_frame
 from conftest import free_port
 
@@ -405,3 +407,43 @@ async def test_a_session_without_stream_ends_at_the_upgrade_timeout(
         "the WebTransport session sent no OPEN packet within upgrade_timeout=0.3s"
     )
     assert run.sio.engine.clients_count == 0
+
+
+# -- aiosio doctor ---------------------------------------------------------------------------------
+
+
+async def test_doctor_checks_webtransport_when_offered(running: Callable[..., Any]) -> None:
+    run = await running()
+    timeout = 2.0
+    report = await diagnose(
+        DoctorOptions(url=run.url, certificate_hashes=[run.digest], timeout=timeout)
+    )
+    found = {f.id: f for f in report.findings}
+    assert found["webtransport.ok"].title == (
+        f"a WebTransport session works over HTTP/3 (udp port {run.port})"
+    )
+    assert report.ok
+
+    unpinned = await diagnose(DoctorOptions(url=run.url, timeout=timeout))
+    certificate = next(f for f in unpinned.findings if f.id == "webtransport.certificate")
+    assert "self-signed certificate" in certificate.title
+    assert "serverCertificateHashes" in (certificate.fix or "")
+
+    blocked_port = free_port()
+    blocked = await diagnose(
+        DoctorOptions(url=run.url, webtransport_port=blocked_port, timeout=timeout)
+    )
+    udp = next(f for f in blocked.findings if f.id == "webtransport.udp_blocked")
+    assert udp.verdict.name == "WARN"
+    assert f"nothing answers QUIC on udp port {blocked_port}: UDP is blocked" in udp.title
+    assert "fall back" in (udp.fix or "")
+
+
+async def test_doctor_skips_webtransport_when_not_offered(running: Callable[..., Any]) -> None:
+    sio = aiosio.Server()
+    server = await aiosio.serve(sio, "127.0.0.1", 0)
+    try:
+        report = await diagnose(DoctorOptions(url=f"http://127.0.0.1:{server.port}", timeout=2))
+        assert not [f for f in report.findings if f.id.startswith("webtransport.")]
+    finally:
+        await server.close()

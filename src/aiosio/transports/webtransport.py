@@ -93,8 +93,8 @@ def check_webtransport(app: Any, config: WebTransport | None) -> EngineServer | 
         raise ValueError(
             "the server's transports include 'webtransport', which runs over HTTP/3 and needs "
             "a TLS certificate: pass webtransport=aiosio.WebTransport(certfile=..., "
-            "keyfile=...) to aiosio.run()/serve() (or --webtransport-cert/--webtransport-key "
-            "to aiosio serve), or remove 'webtransport' from transports"
+            "keyfile=...) to aiosio.run()/serve() (or --certfile and --keyfile to aiosio "
+            "serve), or remove 'webtransport' from transports"
         )
     if config is not None and not offered:
         raise ValueError(
