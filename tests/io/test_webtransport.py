@@ -447,3 +447,82 @@ async def test_doctor_skips_webtransport_when_not_offered(running: Callable[...,
         assert not [f for f in report.findings if f.id.startswith("webtransport.")]
     finally:
         await server.close()
+
+
+async def test_sessions_per_quic_connection_are_bounded(running: Callable[..., Any]) -> None:
+    """16 WebTransport sessions on one QUIC connection; the 17th CONNECT is answered 429."""
+    from aioquic.asyncio.client import connect
+    from aioquic.asyncio.protocol import QuicConnectionProtocol
+    from aioquic.h3.connection import H3_ALPN, H3Connection
+    from aioquic.h3.events import HeadersReceived
+    from aioquic.quic.configuration import QuicConfiguration
+    from aioquic.quic.connection import QuicConnection
+
+    run = await running()
+    statuses: dict[int, bytes] = {}
+
+    class Sessions(QuicConnectionProtocol):  # type: ignore[misc]
+        def __init__(self, quic: QuicConnection, **kwargs: Any) -> None:
+            super().__init__(quic, **kwargs)
+            self.connection = quic
+            self.http = H3Connection(quic, enable_webtransport=True)
+
+        def quic_event_received(self, event: Any) -> None:
+            for h3_event in self.http.handle_event(event):
+                if isinstance(h3_event, HeadersReceived):
+                    statuses[h3_event.stream_id] = dict(h3_event.headers)[b":status"]
+
+    configuration = QuicConfiguration(
+        alpn_protocols=H3_ALPN, is_client=True, max_datagram_frame_size=65536
+    )
+    configuration.verify_mode = 0  # ssl.CERT_NONE: this test is about sessions
+    async with connect(
+        "127.0.0.1", run.port, configuration=configuration, create_protocol=Sessions
+    ) as protocol:
+        assert isinstance(protocol, Sessions)
+        streams = []
+        for _ in range(17):
+            stream_id = protocol.connection.get_next_available_stream_id()
+            protocol.http.send_headers(
+                stream_id,
+                [
+                    (b":method", b"CONNECT"),
+                    (b":scheme", b"https"),
+                    (b":authority", f"127.0.0.1:{run.port}".encode()),
+                    (b":path", b"/socket.io/?EIO=4&transport=webtransport"),
+                    (b":protocol", b"webtransport"),
+                ],
+            )
+            streams.append(stream_id)
+        protocol.transmit()
+        async with asyncio.timeout(TIMEOUT):
+            while len(statuses) < 17:
+                await asyncio.sleep(0.02)
+    assert [statuses[s] for s in streams] == [b"200"] * 16 + [b"429"]
+
+
+async def test_messages_held_while_reading_is_paused_are_bounded(
+    running: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A handler that never returns holds the client's next messages (backpressure); what a
+    client sends meanwhile is bounded by max_outbound_buffer, then its session is closed."""
+    sio = echo_server(max_handlers_per_connection=1, max_outbound_buffer=50_000)
+    stuck = asyncio.Event()
+
+    @sio.on("stuck")
+    async def block(socket: aiosio.Socket) -> None:
+        await stuck.wait()
+
+    run = await running(sio)
+    client = run.client()
+    await client.connect()
+    gone = asyncio.ensure_future(next_event(client, "disconnect"))
+    client.emit("stuck")
+    with caplog.at_level(logging.WARNING, "aiosio.server.webtransport"):
+        for _ in range(20):
+            client.emit("echo", "z" * 5000)
+        await gone
+    stuck.set()
+    assert "bytes arrived while the server paused reading (over 50000, max_outbound_buffer)" in (
+        caplog.text
+    )
