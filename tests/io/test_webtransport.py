@@ -373,23 +373,34 @@ async def test_wrong_first_packet_and_unknown_upgrade(
     bystander: tuple[Running, aiosio.Client],
 ) -> None:
     run, other = bystander
+    errors: list[aiosio.ConnectionRejected] = []
+    run.sio.engine.on("connection_error", errors.append)
     probe = await run.raw(stream=False)
     probe.open_stream(encode_frame("2probe"))
     reason = await closed_with(probe)
-    assert reason == (
+    assert reason.startswith(
         "the first packet on a WebTransport stream must be OPEN ('0' or '0{\"sid\":...}'), "
-        "got '2probe'"
+        "got '2probe'; a WebTransport client writes the OPEN packet first"
     )
     unknown = await run.raw(sid="nope")
     reason = await closed_with(unknown)
-    assert reason.startswith("upgrade of session 'nope', which is not open on this server")
+    assert reason.startswith("upgrade of session 'nope', which is not open on this server; ")
+    assert "sticky routing" in reason
     sid = other.io.engine.id
     assert sid is not None
     twice = await run.raw(sid=sid)  # the bystander is on WebTransport already
     reason = await closed_with(twice)
-    assert reason.endswith(
-        "is already upgrading or upgraded (on webtransport); a client upgrades a session once"
+    assert reason == (
+        f"session {sid} is already upgrading or upgraded (on webtransport); a client upgrades "
+        "a session once"
     )
+    # Each refusal is a connection_error with the reference's code, as over HTTP.
+    assert [(e.code, e.message) for e in errors] == [
+        (3, "Bad request"),
+        (1, "Session ID unknown"),
+        (3, "Bad request"),
+    ]
+    assert errors[1].context == {"sid": "nope", "transport": "webtransport"}
     assert await other.emit_with_ack("echo", 3, timeout=TIMEOUT) == ["webtransport", 3]
 
 

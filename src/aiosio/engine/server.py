@@ -48,6 +48,7 @@ from aiosio.engine.verify import (
     BAD_REQUEST,
     ERROR_MESSAGES,
     FORBIDDEN,
+    UNKNOWN_SID,
     UNKNOWN_TRANSPORT,
     ConnectionRejected,
     ErrorCode,
@@ -429,11 +430,21 @@ class EngineServer(EventEmitter, AsgiMixin):
         try:
             opened = opening(first)
         except FrameError as exc:
-            return self._webtransport_refused(request, exc.reason)
+            return self._webtransport_refused(
+                request,
+                rejection(
+                    BAD_REQUEST,
+                    exc.reason,
+                    "a WebTransport client writes the OPEN packet first (engine.io-client 6.5+ "
+                    "does); is this a Socket.IO client?",
+                    name="TRANSPORT_HANDSHAKE_ERROR",
+                    transport="webtransport",
+                ),
+            )
         if isinstance(opened, NewSession):
             socket = self._new_socket(request, TransportKind.WEBTRANSPORT)
             if isinstance(socket, Rejection):  # pragma: no cover - protocol 4 is not refused
-                return self._webtransport_refused(request, socket.cause)
+                return self._webtransport_refused(request, socket)
             self.emit("headers", [], request)
             new = socket
 
@@ -448,18 +459,27 @@ class EngineServer(EventEmitter, AsgiMixin):
             if existing is None:
                 ended = self._recently_closed.get(opened.sid)
                 why = f" (it ended: {ended[0]})" if ended else ""
-                return self._webtransport_refused(
-                    request,
+                refused = rejection(
+                    UNKNOWN_SID,
                     f"upgrade of session {opened.sid[:40]!r}, which is not open on this "
-                    f"server{why}; with several servers, the UDP port needs the same sticky "
-                    "routing as the HTTP one",
+                    f"server{why}",
+                    "with several servers, the UDP port needs the same sticky routing as the "
+                    "HTTP one (the upgrade must reach the server that holds the session)",
+                    sid=opened.sid[:40],
+                    transport="webtransport",
                 )
+                return self._webtransport_refused(request, refused)
             if not existing.session.upgrade_possible:
-                return self._webtransport_refused(
-                    request,
+                refused = rejection(
+                    BAD_REQUEST,
                     f"session {existing.id} is already upgrading or upgraded (on "
-                    f"{existing.transport}); a client upgrades a session once",
+                    f"{existing.transport})",
+                    "a client upgrades a session once",
+                    name="TRANSPORT_MISMATCH",
+                    transport="webtransport",
+                    previousTransport=str(existing.transport),
                 )
+                return self._webtransport_refused(request, refused)
 
             def probe(channel: WebSocketChannel) -> WebSocketHandler:
                 return existing.accept_probe(channel, TransportKind.WEBTRANSPORT)
@@ -467,13 +487,22 @@ class EngineServer(EventEmitter, AsgiMixin):
             return probe
         assert_never(opened)
 
-    def _webtransport_refused(self, request: HttpRequest, reason: str) -> str:
-        logger.warning(
-            "closed a WebTransport session from %s: %s",
-            request.remote_address or "?",
-            reason,
+    def _webtransport_refused(self, request: HttpRequest, refused: Rejection) -> str:
+        """Fire ``connection_error`` and log it as for any refused request; the reason the
+        WebTransport session is closed with (its close capsule carries it to the client)."""
+        error = ConnectionRejected(
+            request=request,
+            code=refused.code,
+            message=ERROR_MESSAGES[refused.code],
+            context=refused.context,
+            cause=refused.cause,
+            hint=refused.hint,
         )
-        return reason
+        logger.warning(
+            "closed a WebTransport session from %s: %s", request.remote_address or "?", error
+        )
+        self.emit("connection_error", error)
+        return f"{refused.cause}; {refused.hint}"
 
     def _refuse_upgrade(self, request: HttpRequest, socket: EngineSocket) -> WebSocketAccept:
         """A second WebSocket for a session that is upgrading or upgraded: like the reference,
