@@ -537,3 +537,74 @@ async def test_messages_held_while_reading_is_paused_are_bounded(
     assert "bytes arrived while the server paused reading (over 50000, max_outbound_buffer)" in (
         caplog.text
     )
+
+
+async def test_heartbeats_keep_a_session_open(running: Callable[..., Any]) -> None:
+    run = await running(ping_interval=0.2, ping_timeout=0.3)
+    pings: list[None] = []
+    client = run.client()
+    client.io.on("ping", lambda: pings.append(None))
+    await client.connect()
+    try:
+        await asyncio.sleep(1.2)  # several heartbeats, each answered over the stream
+        assert len(pings) >= 3
+        assert client.connected
+        assert await client.emit_with_ack("echo", 4, timeout=TIMEOUT) == ["webtransport", 4]
+    finally:
+        await client.disconnect()
+
+
+async def test_server_shutdown_closes_webtransport_sessions(
+    webtransport_certificate: tuple[Path, Path, str],
+) -> None:
+    cert, key, digest = webtransport_certificate
+    sio = echo_server()
+    reasons: list[str] = []
+
+    @sio.on("connection")
+    def connected(socket: aiosio.Socket) -> None:
+        socket.on("disconnect", lambda reason, description=None: reasons.append(reason))
+
+    server = await aiosio.serve(
+        sio, "127.0.0.1", 0, webtransport=aiosio.WebTransport(certfile=cert, keyfile=key)
+    )
+    client = aiosio.Client(
+        f"http://127.0.0.1:{server.port}",
+        transports=["webtransport"],
+        server_certificate_hashes=[digest],
+        reconnection=False,
+    )
+    await client.connect()
+    closed = asyncio.ensure_future(next_event(client, "disconnect"))
+    await asyncio.wait_for(server.close(), TIMEOUT)
+    assert (await closed)[0] == "transport close"  # the server's close packet
+    assert reasons == ["server shutting down"]
+    assert server.webtransport is None
+
+
+async def test_connection_state_recovery_over_webtransport(running: Callable[..., Any]) -> None:
+    """A session dropped by the network resumes with the same socket id and its rooms, and the
+    packets sent meanwhile: recovery works on WebTransport as on the other transports."""
+    sio = echo_server(connection_state_recovery=aiosio.Recovery())
+    run = await running(sio)
+    client = run.client(reconnection=True, reconnection_delay=0.2, reconnection_delay_max=0.2)
+    await client.connect()
+    try:
+        first = client.id
+        await client.emit_with_ack("join", "r", timeout=TIMEOUT)
+        before = asyncio.ensure_future(next_event(client, "room"))
+        sio.to("r").emit("room", "before")  # the client now has an offset to resume from
+        assert await before == ("before",)
+        gone = asyncio.ensure_future(next_event(client, "disconnect"))
+        back = asyncio.ensure_future(next_event(client, "connect"))
+        missed = asyncio.ensure_future(next_event(client, "room"))
+        (engine_socket,) = run.sio.engine.clients.values()
+        engine_socket.close()  # the transport drops: not a disconnect the client asked for
+        await gone
+        sio.to("r").emit("room", "while away")
+        await back
+        assert client.recovered
+        assert client.id == first
+        assert await missed == ("while away",)
+    finally:
+        await client.disconnect()

@@ -347,7 +347,9 @@ class _Http3Connection:
 
     def shut(self) -> None:
         for session in list(self.sessions.values()):
-            session.close(0, "server shutting down")
+            session.close(1000, "server shutting down")
+        self.transmit()  # type: ignore[attr-defined]  # the close capsules, before the QUIC close
+        self.close()  # type: ignore[attr-defined]  # aioquic's: CONNECTION_CLOSE to the client
 
 
 class _Session:

@@ -126,14 +126,16 @@ class NativeServer:
         at once, the others when their request completes or ``grace`` seconds pass."""
         if self._server is not None:
             self._server.close()
-        webtransport, self.webtransport = self.webtransport, None
-        if webtransport is not None:
-            await webtransport.close()
         shutdown = getattr(self.app, "shutdown", None)
         if shutdown is not None:
             result = shutdown()
             if asyncio.iscoroutine(result):
                 await result
+        # After the app's shutdown, which closed the WebTransport sessions as the others (their
+        # last packets, then the close packet): what is left, then the UDP endpoint.
+        webtransport, self.webtransport = self.webtransport, None
+        if webtransport is not None:
+            await webtransport.close()
         deadline = self.loop.time() + grace
         while self.connections and self.loop.time() < deadline:
             for conn in list(self.connections):
