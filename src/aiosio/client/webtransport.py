@@ -217,6 +217,15 @@ def _protocol_class(base: type, h3: Any, h3_events: Any, quic_events: Any) -> ty
             self.terminated: str | None = None
             self.datagram: asyncio.DatagramTransport | None = None
             self.tls_failed = False
+            # Inside aioquic's datagram_received, which transmits when the events are handled.
+            self.receiving = False
+
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            self.receiving = True
+            try:
+                super().datagram_received(data, addr)
+            finally:
+                self.receiving = False
 
         def quic_event_received(self, event: Any) -> None:
             if isinstance(event, quic_events.ConnectionTerminated):
@@ -287,7 +296,7 @@ def _protocol_class(base: type, h3: Any, h3_events: Any, quic_events: Any) -> ty
                 asyncio.get_running_loop().call_soon(datagram.close)
 
         def schedule_transmit(self) -> None:
-            if not self.transmit_scheduled:
+            if not self.transmit_scheduled and not self.receiving:
                 self.transmit_scheduled = True
                 asyncio.get_running_loop().call_soon(self.flush)
 

@@ -215,6 +215,9 @@ class _Http3Connection:
         self.streams: dict[int, _Session] = {}  # bidirectional stream -> its session
         self.loop = asyncio.get_running_loop()
         self._transmit_scheduled = False
+        # Inside aioquic's datagram_received, which transmits when it has handled the events:
+        # what is sent meanwhile (a handler's answer) needs no transmit of its own.
+        self._receiving = False
         self.peer: tuple[str, int] | None = None
         server.connections.add(self)
 
@@ -222,6 +225,13 @@ class _Http3Connection:
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)  # type: ignore[misc]
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self._receiving = True
+        try:
+            super().datagram_received(data, addr)  # type: ignore[misc]
+        finally:
+            self._receiving = False
 
     def quic_event_received(self, event: Any) -> None:
         events = import_extra("aioquic.quic.events", extra="webtransport", feature=_FEATURE)
@@ -332,7 +342,7 @@ class _Http3Connection:
     def schedule_transmit(self) -> None:
         """Send what aioquic has to send at the end of this loop turn (one transmit for the
         messages of a turn, as the native server's write batcher)."""
-        if not self._transmit_scheduled:
+        if not self._transmit_scheduled and not self._receiving:
             self._transmit_scheduled = True
             self.loop.call_soon(self._transmit)
 
