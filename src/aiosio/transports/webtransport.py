@@ -522,13 +522,16 @@ class _Session:
         self.closed = True
         connection = self.connection
         connection.forget(self)
-        if self.accepted and connection.http is not None:
-            capsule = encode_close_capsule(0 if code == 1000 else code, reason)
+        if connection.http is not None:
             try:
-                connection.http.send_data(self.connect_stream, capsule, end_stream=True)
+                if self.accepted:
+                    capsule = encode_close_capsule(0 if code == 1000 else code, reason)
+                    connection.http.send_data(self.connect_stream, capsule, end_stream=True)
+                    connection.schedule_transmit()
+                else:  # refused before the engine decided (bytes it could not take)
+                    connection.respond(self.connect_stream, 400, reason.encode() + b"\n")
             except Exception:  # noqa: BLE001 - the stream is already gone: nothing to tell
                 logger.debug("the CONNECT stream of a WebTransport session was already closed")
-            connection.schedule_transmit()
         connection.loop.call_soon(self._finish, 0 if error is None else None, error)
 
     @property
