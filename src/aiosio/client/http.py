@@ -272,6 +272,18 @@ def _tls_hint(exc: ssl_module.SSLCertVerificationError) -> str:
     return "the server's certificate is not trusted: pass ssl= a context that trusts it"
 
 
+def _closed_hint(endpoint: Endpoint, direct: str) -> str:
+    """The hint of a connection that closed before its answer: through a proxy, the tunnel may
+    be what closed (the proxy said yes to CONNECT, then could not reach the server)."""
+    proxy = endpoint.proxy
+    if proxy is None:
+        return direct
+    return (
+        f"the tunnel through the proxy {proxy.shown} closed: the proxy accepted CONNECT but "
+        "could not reach the server, or the server closed the connection (see the proxy's log)"
+    )
+
+
 class ResponseReader:
     """Collects one response from httptools' callbacks. The parser is the caller's (it refers to
     this object): a reference back would make a cycle per request, freed only by the garbage
@@ -340,7 +352,9 @@ class HttpConnection:
                     raise ConnectError(
                         Stage.TRANSPORT if reused else Stage.HTTP,
                         f"the connection closed before an HTTP answer: {exc}",
-                        hint="the server closed the connection: is it an HTTP server?",
+                        hint=_closed_hint(
+                            self.endpoint, "the server closed the connection: is it an HTTP server?"
+                        ),
                         description=exc,
                         url=url,
                     ) from exc
@@ -421,13 +435,14 @@ async def _read_handshake_answer(
     reader: asyncio.StreamReader,
     parser: httptools.HttpResponseParser,
     response: ResponseReader,
-    timeout: float,
+    endpoint: Endpoint,
     url: str,
 ) -> bytes:
     """Feed the answer to a WebSocket handshake to ``parser`` (a refusal with its small body);
     returns what came after the head of a 101 (the first frames)."""
     buffer = b""
     leftover = b""
+    timeout = endpoint.timeout
     try:
         async with _within(timeout, f"no WebSocket handshake answer within {timeout}s", url=url):
             while not response.headers_done:
@@ -462,7 +477,9 @@ async def _read_handshake_answer(
         raise ConnectError(
             Stage.WEBSOCKET,
             f"the server closed the connection during the WebSocket handshake: {exc}",
-            hint="the server or a proxy refused the upgrade without an answer",
+            hint=_closed_hint(
+                endpoint, "the server or a proxy refused the upgrade without an answer"
+            ),
             description=exc,
             url=url,
         ) from exc
@@ -568,7 +585,7 @@ class WebSocketConnection:
         response = ResponseReader()
         parser = httptools.HttpResponseParser(response)
         with _closed_on_error(writer):
-            leftover = await _read_handshake_answer(reader, parser, response, endpoint.timeout, url)
+            leftover = await _read_handshake_answer(reader, parser, response, endpoint, url)
         result = HttpResult(parser.get_status_code(), response.headers, b"".join(response.body))
         if trace:
             trace("<", f"HTTP/1.1 {result.status}")
