@@ -498,8 +498,9 @@ class ClientWebSocket(Protocol):
     def start(self) -> None:
         """Deliver the peer's messages from now on."""
 
-    def send(self, data: str | bytes) -> None:
-        """Queue one message (dropped once closing)."""
+    def send(self, data: str | bytes, compress: bool = True) -> None:
+        """Queue one message (dropped once closing); ``compress=False`` keeps it out of
+        permessage-deflate, where the carrier has it."""
 
     @property
     def buffered_amount(self) -> int:
@@ -562,9 +563,15 @@ class WebSocketConnection:
         *,
         max_message_size: int,
         url: str,
+        compress_threshold: int | None = 1024,
     ) -> tuple[WebSocketConnection | None, HttpResult]:
         """Open a WebSocket; ``(None, answer)`` when the server answered the handshake with
-        something else than 101 (the answer says what)."""
+        something else than 101 (the answer says what).
+
+        ``compress_threshold``: permessage-deflate is offered, and messages of at least that
+        many bytes are sent compressed when the server accepts it (as Node's client, through
+        ``ws``, offers it with ``perMessageDeflate: {threshold: 1024}``); ``None``: not offered.
+        """
         reader, writer = await open_stream(endpoint, url=url)
         trace = endpoint.trace
         key = ws.new_client_key()
@@ -575,8 +582,9 @@ class WebSocketConnection:
             "Connection: Upgrade",
             f"Sec-WebSocket-Key: {key}",
             "Sec-WebSocket-Version: 13",
-            f"Sec-WebSocket-Extensions: {ws.client_deflate_offer()}",
         ]
+        if compress_threshold is not None:
+            lines.append(f"Sec-WebSocket-Extensions: {ws.client_deflate_offer()}")
         lines += [f"{name}: {value}" for name, value in headers.items()]
         if trace:
             for line in lines:
@@ -597,7 +605,9 @@ class WebSocketConnection:
         lowered = {k.lower(): v for k, v in result.headers}
         try:
             ws.check_server_handshake(101, lowered, key)
-            params = ws.accept_deflate_response(lowered.get("sec-websocket-extensions"))
+            params = ws.accept_deflate_response(
+                lowered.get("sec-websocket-extensions"), offered=compress_threshold is not None
+            )
         except ws.HandshakeError as exc:
             writer.close()
             raise ConnectError(
@@ -608,7 +618,10 @@ class WebSocketConnection:
                 url=url,
             ) from exc
         codec = ws.WebSocketProtocol(
-            ws.Side.CLIENT, max_message_size=max_message_size, deflate=params
+            ws.Side.CLIENT,
+            max_message_size=max_message_size,
+            deflate=params,
+            compress_threshold=compress_threshold or 0,
         )
         return cls(reader, writer, codec, leftover), result
 
@@ -651,13 +664,13 @@ class WebSocketConnection:
             self._writer.close()
         self.on_close(code, error)
 
-    def send(self, data: str | bytes) -> None:
+    def send(self, data: str | bytes, compress: bool = True) -> None:
         if self._closed or self.codec.state is not ws.State.OPEN:
             return
         if isinstance(data, str):
-            self.codec.send_text(data)
+            self.codec.send_text(data, compress=compress)
         else:
-            self.codec.send_binary(data)
+            self.codec.send_binary(data, compress=compress)
         self._writer.write(self.codec.data_to_send())
 
     @property
