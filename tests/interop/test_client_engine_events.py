@@ -133,9 +133,9 @@ async def test_upgrade_error_when_a_proxy_refuses_websocket() -> None:
     assert reason == "forced close"  # disconnect()
 
 
-async def test_no_listener_no_event_objects() -> None:
-    """Without a handler nothing is built for the events: the engine's registry stays empty
-    and a whole exchange works as before."""
+async def test_without_listeners_the_engine_registers_nothing() -> None:
+    """The events are opt-in: a client that registers none leaves the engine's registry empty
+    (the test each event costs then), and a whole exchange works as before."""
     async with node_engine_server({}) as server:
         client = aiosio.Client(server.url, reconnection=False)
         await client.connect()
