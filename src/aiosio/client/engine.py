@@ -73,11 +73,6 @@ __all__ = ["ClientState", "EngineClient", "EngineOptions"]
 
 logger = logging.getLogger("aiosio.client.engine")
 
-# States in which a message is queued (the reference's "opening" or "open"): packetCreate.
-_SENDING = frozenset(
-    {ClientState.OPENING, ClientState.OPEN, ClientState.PROBING, ClientState.PAUSING}
-)
-
 # How long a closing client waits for the server to take its close packet over polling.
 _CLOSE_POST_TIMEOUT = 5.0
 
@@ -642,7 +637,7 @@ class EngineClient(EventEmitter):
     def send(self, data: str | bytes, compress: bool = True) -> None:
         """Queue a message; dropped once the session is closing (as the reference).
         ``compress=False``: its WebSocket message is not compressed (polling ignores it)."""
-        if self._handlers and self.session.state in _SENDING:
+        if self._handlers and self.session.accepting:
             self.emit("packetCreate", Packet(PacketType.MESSAGE, data, compress))
         self._apply(self.session.send(data, compress))
 
@@ -670,8 +665,9 @@ class EngineClient(EventEmitter):
             self._drained()
 
     def _drained(self) -> None:
-        """Everything queued was written (the reference's ``drain``)."""
-        if not self.session.is_closed and self.session.buffered == 0:
+        """Everything queued was written (the reference's ``drain``): nothing buffered, no
+        POST in flight."""
+        if self.session.buffered == 0 and self.session.writable:
             self.emit("drain")
 
     # -- upgrade --------------------------------------------------------------------------------

@@ -336,6 +336,12 @@ class ClientSession:
         return self.transport in _MESSAGE_TRANSPORTS or not self._writing
 
     @property
+    def accepting(self) -> bool:
+        """:meth:`send` queues a message now (the reference's "opening" or "open"); once the
+        session is closing, messages are dropped."""
+        return self.state in _SENDING
+
+    @property
     def buffered(self) -> int:
         """Packets waiting to be sent."""
         return len(self._buffer)
@@ -433,7 +439,7 @@ class ClientSession:
     def send(self, data: str | bytes, compress: bool = True) -> list[ClientEvent]:
         """Queue a message (``compress=False``: not through permessage-deflate on WebSocket).
         Dropped once the session is closing, as in the reference."""
-        if self.state not in _SENDING:
+        if not self.accepting:
             return []
         return self._queue(Packet(PacketType.MESSAGE, data, compress))
 
