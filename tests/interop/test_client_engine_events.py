@@ -128,6 +128,7 @@ async def test_upgrade_error_when_a_proxy_refuses_websocket() -> None:
         finally:
             await client.disconnect()
     assert wire.requests  # the probe went to the relay, which closed it
+    assert len(recorder.of("upgradeError")) == 1  # one probe, one report
     assert recorder.of("upgrade") == []
     [(reason, _)] = recorder.of("close")
     assert reason == "forced close"  # disconnect()

@@ -197,6 +197,7 @@ class EngineClient(EventEmitter):
         self._timer_at: float | None = None
         self._expiring: asyncio.Handle | None = None
         self._closing_ws: list[ClientWebSocket] = []
+        self._upgrade_failed = False  # upgradeError was emitted for the current probe
 
     def _new_session(self) -> ClientSession:
         options = self.options
@@ -675,6 +676,7 @@ class EngineClient(EventEmitter):
     async def _probe(self, kind: TransportKind = TransportKind.WEBSOCKET) -> None:
         url = self.url(kind.value)
         self._probe_kind = kind
+        self._upgrade_failed = False
         try:
             if kind is TransportKind.WEBTRANSPORT:
                 conn: ClientWebSocket | None = await self._connect_webtransport(url)
@@ -741,7 +743,10 @@ class EngineClient(EventEmitter):
             self.emit("upgrade", TRANSPORT_NAMES[self._probe_kind])
 
     def _upgrade_error(self, message: str, description: Any = None) -> None:
-        if self._handlers:
+        # One report per probe: a probe given up while it connected (the probe timeout) is
+        # closed again once it opens, and that says nothing new.
+        if self._handlers and not self._upgrade_failed:
+            self._upgrade_failed = True
             transport = self._probe_kind.value
             self.emit(
                 "upgradeError", UpgradeError(message, transport=transport, description=description)
