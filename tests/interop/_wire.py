@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
+import time
 import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiosio.client.http import WebSocketConnection
 from conftest import JS_DIR, _node, free_port
 
 CLIENT_TO_SERVER = ">"
@@ -103,10 +106,12 @@ class FrameRelay:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
-            client_writer.close()
-            if server_writer is not None:
-                server_writer.close()
             self._tasks.discard(task)
+            for writer in (client_writer, server_writer):
+                if writer is not None:
+                    writer.close()
+                    with contextlib.suppress(Exception, asyncio.CancelledError):
+                        await writer.wait_closed()
 
     async def _pump(
         self,
@@ -240,3 +245,20 @@ async def node_engine_server(options: dict[str, Any]) -> AsyncIterator[NodeEngin
         await proc.wait()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(reading, 5)
+
+
+async def websockets_closed() -> None:
+    """Wait for the client WebSockets of this loop still closing (as test_client.py's autouse
+    fixture does): WebSocketConnection.close() ends by a 1 s timer that disconnect() does not
+    wait for, and a loop closed before it fires leaks the socket into a later test."""
+    loop = asyncio.get_running_loop()
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        closing = [
+            o
+            for o in gc.get_objects()
+            if type(o) is WebSocketConnection and not o.closed and o.loop is loop
+        ]
+        if not closing:
+            return
+        await asyncio.sleep(0.05)

@@ -12,12 +12,26 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from _wire import CLIENT_TO_SERVER, SERVER_TO_CLIENT, FrameRelay, node_engine_server, relay
+from _wire import (
+    CLIENT_TO_SERVER,
+    SERVER_TO_CLIENT,
+    FrameRelay,
+    node_engine_server,
+    relay,
+    websockets_closed,
+)
 
 import aiosio
 from conftest import ServeFn
 
 pytestmark = pytest.mark.interop
+
+
+@pytest.fixture(autouse=True)
+async def _client_websockets_closed() -> AsyncIterator[None]:
+    yield
+    await websockets_closed()
+
 
 TIMEOUT = 10.0
 BIG = "compress me " * 200  # 2400 characters: over the 1024 bytes threshold, compressible

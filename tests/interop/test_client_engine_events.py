@@ -7,11 +7,11 @@ reference's debugging advice uses them, against the official socket.io 4.8 serve
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from _wire import node_engine_server, relay
+from _wire import node_engine_server, relay, websockets_closed
 
 import aiosio
 from aiosio.client.engine import EngineClient
@@ -19,6 +19,13 @@ from aiosio.client.errors import UpgradeError
 from aiosio.protocol.engineio import Packet, PacketType
 
 pytestmark = pytest.mark.interop
+
+
+@pytest.fixture(autouse=True)
+async def _client_websockets_closed() -> AsyncIterator[None]:
+    yield
+    await websockets_closed()
+
 
 TIMEOUT = 10.0
 

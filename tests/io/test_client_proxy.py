@@ -307,6 +307,8 @@ async def misbehaving_proxy(answer: bytes | None) -> AsyncIterator[tuple[str, li
             pass
         finally:
             writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     try:
