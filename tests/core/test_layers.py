@@ -87,6 +87,9 @@ FOREIGN_PRIVATE_OK = frozenset(
         # stream is still unsent (transports/webtransport.py, buffered_amount), which aioquic
         # has no public API for.
         "_streams",
+        # aioquic's H3Connection streams: the one way to read how many bytes of an incomplete
+        # HTTP/3 frame it buffers for a peer (transports/webtransport.py, max_header_size).
+        "_stream",
         # aioquic's TLS context keeps the server's certificate there only: the client checks
         # a pinned hash against it (client/webtransport.py, server_certificate_hashes).
         "_peer_certificate",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,12 +97,16 @@ async def running(
 ) -> AsyncIterator[Callable[..., Any]]:
     started: list[aiosio.NativeServer] = []
 
-    async def start(sio: aiosio.Server | None = None, **options: Any) -> Running:
+    async def start(
+        sio: aiosio.Server | None = None,
+        *,
+        webtransport: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> Running:
         cert, key, digest = webtransport_certificate
         sio = sio or echo_server(**options)
-        server = await aiosio.serve(
-            sio, "127.0.0.1", 0, webtransport=aiosio.WebTransport(certfile=cert, keyfile=key)
-        )
+        config = aiosio.WebTransport(certfile=cert, keyfile=key, **(webtransport or {}))
+        server = await aiosio.serve(sio, "127.0.0.1", 0, webtransport=config)
         started.append(server)
         assert server.webtransport is not None
         port = server.webtransport.port
@@ -268,6 +273,13 @@ async def test_configuration_errors(webtransport_certificate: tuple[Path, Path, 
         )
     with pytest.raises(TypeError, match="WebTransport needs keyfile"):
         aiosio.WebTransport(certfile=cert, keyfile="")
+    for name in ("max_connections", "max_sessions_per_connection", "max_header_size"):
+        with pytest.raises(ValueError, match=rf"WebTransport\({name}=...\) must be an integer of "):
+            aiosio.WebTransport(cert, key, **{name: 0})
+    with pytest.raises(ValueError, match=r"handshake_timeout=...\) must be a positive number"):
+        aiosio.WebTransport(cert, key, handshake_timeout=0)
+    with pytest.raises(TypeError, match=r"retry=...\) must be True or False, got 'yes'"):
+        aiosio.WebTransport(cert, key, retry="yes")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="cannot load the certificate"):
         await aiosio.serve(
             aiosio.Server(transports=TRANSPORTS),
@@ -460,56 +472,26 @@ async def test_doctor_skips_webtransport_when_not_offered(running: Callable[...,
         await server.close()
 
 
-async def test_sessions_per_quic_connection_are_bounded(running: Callable[..., Any]) -> None:
-    """16 WebTransport sessions on one QUIC connection; the 17th CONNECT is answered 429."""
-    from aioquic.asyncio.client import connect
-    from aioquic.asyncio.protocol import QuicConnectionProtocol
-    from aioquic.h3.connection import H3_ALPN, H3Connection
-    from aioquic.h3.events import HeadersReceived
-    from aioquic.quic.configuration import QuicConfiguration
-    from aioquic.quic.connection import QuicConnection
-
-    run = await running()
-    statuses: dict[int, bytes] = {}
-
-    class Sessions(QuicConnectionProtocol):  # type: ignore[misc]
-        def __init__(self, quic: QuicConnection, **kwargs: Any) -> None:
-            super().__init__(quic, **kwargs)
-            self.connection = quic
-            self.http = H3Connection(quic, enable_webtransport=True)
-
-        def quic_event_received(self, event: Any) -> None:
-            for h3_event in self.http.handle_event(event):
-                if isinstance(h3_event, HeadersReceived):
-                    statuses[h3_event.stream_id] = dict(h3_event.headers)[b":status"]
-
-    configuration = QuicConfiguration(
-        alpn_protocols=H3_ALPN, is_client=True, max_datagram_frame_size=65536
-    )
-    configuration.verify_mode = 0  # ssl.CERT_NONE: this test is about sessions
-    async with connect(
-        "127.0.0.1", run.port, configuration=configuration, create_protocol=Sessions
-    ) as protocol:
-        assert isinstance(protocol, Sessions)
-        streams = []
-        for _ in range(17):
-            stream_id = protocol.connection.get_next_available_stream_id()
-            protocol.http.send_headers(
-                stream_id,
-                [
-                    (b":method", b"CONNECT"),
-                    (b":scheme", b"https"),
-                    (b":authority", f"127.0.0.1:{run.port}".encode()),
-                    (b":path", b"/socket.io/?EIO=4&transport=webtransport"),
-                    (b":protocol", b"webtransport"),
-                ],
-            )
-            streams.append(stream_id)
-        protocol.transmit()
-        async with asyncio.timeout(TIMEOUT):
-            while len(statuses) < 17:
-                await asyncio.sleep(0.02)
-    assert [statuses[s] for s in streams] == [b"200"] * 16 + [b"429"]
+@pytest.mark.parametrize(("options", "limit"), [({}, 16), ({"max_sessions_per_connection": 2}, 2)])
+async def test_sessions_per_quic_connection_are_bounded(
+    running: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
+    options: dict[str, Any],
+    limit: int,
+) -> None:
+    """max_sessions_per_connection (16) WebTransport sessions on one QUIC connection; the
+    next CONNECT is answered 429 with the reason."""
+    run = await running(webtransport=options)
+    caplog.set_level(logging.WARNING, "aiosio.server.webtransport")
+    async with quic_peer(run.port) as peer:
+        streams = [peer.request() for _ in range(limit + 1)]
+        assert [await peer.status(s) for s in streams] == [b"200"] * limit + [b"429"]
+        await until(lambda: streams[-1] in peer.bodies)
+        assert peer.bodies[streams[-1]] == (
+            f"too many WebTransport sessions on one QUIC connection (over {limit}, "
+            "max_sessions_per_connection)\n".encode()
+        )
+    assert logged(caplog, f"are open on its QUIC connection, max_sessions_per_connection={limit}")()
 
 
 async def test_messages_held_while_reading_is_paused_are_bounded(
@@ -606,5 +588,340 @@ async def test_connection_state_recovery_over_webtransport(running: Callable[...
         assert client.recovered
         assert client.id == first
         assert await missed == ("while away",)
+    finally:
+        await client.disconnect()
+
+
+# -- what a peer on UDP can make the server hold: each bound, logged, the others served ---------
+
+
+def quic_peer_class() -> type:
+    """An HTTP/3 client of the test's own (aioquic), to send what a WebTransport client does
+    not: CONNECTs by hand, incomplete frames, nothing at all."""
+    from aioquic.asyncio.protocol import QuicConnectionProtocol
+    from aioquic.h3.connection import H3Connection
+    from aioquic.h3.events import DataReceived, HeadersReceived
+    from aioquic.quic.connection import QuicConnection
+    from aioquic.quic.events import ConnectionTerminated
+
+    class Peer(QuicConnectionProtocol):  # type: ignore[misc]
+        def __init__(self, quic: QuicConnection, **kwargs: Any) -> None:
+            super().__init__(quic, **kwargs)
+            self.connection = quic
+            self.http = H3Connection(quic, enable_webtransport=True)
+            self.statuses: dict[int, bytes] = {}
+            self.bodies: dict[int, bytes] = {}
+            self.closed_with: tuple[int, str] | None = None
+
+        def quic_event_received(self, event: Any) -> None:
+            if isinstance(event, ConnectionTerminated):
+                self.closed_with = (event.error_code, event.reason_phrase)
+            for h3_event in self.http.handle_event(event):
+                if isinstance(h3_event, HeadersReceived):
+                    self.statuses[h3_event.stream_id] = dict(h3_event.headers)[b":status"]
+                elif isinstance(h3_event, DataReceived):
+                    body = self.bodies.get(h3_event.stream_id, b"") + h3_event.data
+                    self.bodies[h3_event.stream_id] = body
+
+        def request(self) -> int:
+            """A WebTransport CONNECT to the server's path; its stream id."""
+            stream_id = self.connection.get_next_available_stream_id()
+            self.http.send_headers(
+                stream_id,
+                [
+                    (b":method", b"CONNECT"),
+                    (b":scheme", b"https"),
+                    (b":authority", b"127.0.0.1"),
+                    (b":path", b"/socket.io/?EIO=4&transport=webtransport"),
+                    (b":protocol", b"webtransport"),
+                ],
+            )
+            self.transmit()
+            return stream_id
+
+        async def status(self, stream_id: int) -> bytes:
+            async with asyncio.timeout(TIMEOUT):
+                while stream_id not in self.statuses:
+                    await asyncio.sleep(0.01)
+            return self.statuses[stream_id]
+
+        def write(self, stream_id: int, data: bytes) -> None:
+            self.connection.send_stream_data(stream_id, data)
+            self.transmit()
+
+        async def closed(self) -> tuple[int, str]:
+            await asyncio.wait_for(self.wait_closed(), TIMEOUT)
+            assert self.closed_with is not None
+            return self.closed_with
+
+    return Peer
+
+
+def quic_peer(port: int) -> Any:
+    """``async with quic_peer(port) as peer``: a QUIC connection whose handshake is done."""
+    from aioquic.asyncio.client import connect
+    from aioquic.h3.connection import H3_ALPN
+    from aioquic.quic.configuration import QuicConfiguration
+
+    configuration = QuicConfiguration(
+        alpn_protocols=H3_ALPN, is_client=True, max_datagram_frame_size=65536
+    )
+    configuration.verify_mode = 0  # ssl.CERT_NONE: these tests are about what the server holds
+    return connect(
+        "127.0.0.1", port, configuration=configuration, create_protocol=quic_peer_class()
+    )
+
+
+class Answers(asyncio.DatagramProtocol):
+    """What the server sends back to a bare UDP socket."""
+
+    def __init__(self) -> None:
+        self.datagrams: list[bytes] = []
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.datagrams.append(data)
+
+
+async def first_flight(port: int, answers: Answers | None = None) -> asyncio.DatagramTransport:
+    """A QUIC handshake that never finishes: a client's Initial packet, then nothing (what
+    the server answers goes to ``answers``, unread). Close the transport it returns."""
+    from aioquic.h3.connection import H3_ALPN
+    from aioquic.quic.configuration import QuicConfiguration
+    from aioquic.quic.connection import QuicConnection
+
+    loop = asyncio.get_running_loop()
+    quic = QuicConnection(configuration=QuicConfiguration(alpn_protocols=H3_ALPN, is_client=True))
+    quic.connect(("127.0.0.1", port), now=loop.time())
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: answers or Answers(), remote_addr=("127.0.0.1", port)
+    )
+    for data, _addr in quic.datagrams_to_send(now=loop.time()):
+        transport.sendto(data)
+    return transport
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(TIMEOUT):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+def logged(caplog: pytest.LogCaptureFixture, text: str) -> Callable[[], bool]:
+    return lambda: any(text in record.getMessage() for record in caplog.records)
+
+
+@pytest.fixture
+async def loop_errors() -> AsyncIterator[list[dict[str, Any]]]:
+    """What reaches the event loop's exception handler during the test (nothing should)."""
+    errors: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    yield errors
+    loop.set_exception_handler(previous)
+
+
+async def test_quic_connections_are_bounded(
+    running: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """At max_connections a new connection's first packet is dropped, said once; the open
+    ones are served; one closing lets the next in."""
+    run = await running(webtransport={"max_connections": 2})
+    connections = run.server.webtransport.connections  # type: ignore[union-attr]
+    client = run.client()
+    await client.connect()  # 1
+    caplog.set_level(logging.INFO, "aiosio.server.webtransport")
+    async with quic_peer(run.port) as idle:  # 2: at the limit, accepted
+        await until(lambda: len(connections) == 2)
+        refused = await first_flight(run.port)  # 3: over it
+        refused_again = await first_flight(run.port)
+        try:
+            await until(logged(caplog, "refusing new QUIC connections"))
+            assert len(connections) == 2
+            assert await client.emit_with_ack("echo", 1, timeout=TIMEOUT) == ["webtransport", 1]
+        finally:
+            refused.close()
+            refused_again.close()
+        (line,) = [r.getMessage() for r in caplog.records if "refusing" in r.getMessage()]
+        assert line.startswith("refusing new QUIC connections (the first from 127.0.0.1:")
+        assert line.endswith(
+            ": 2 are open, max_connections=2 (aiosio.WebTransport(max_connections=...)); their "
+            "clients time out and fall back to WebSocket or polling"
+        )
+        assert idle.closed_with is None
+    await until(logged(caplog, "accepting new QUIC connections again (1 open, max_connections=2)"))
+    other = run.client()
+    await other.connect()  # the place the idle connection left
+    try:
+        assert await other.emit_with_ack("echo", 2, timeout=TIMEOUT) == ["webtransport", 2]
+    finally:
+        await other.disconnect()
+        await client.disconnect()
+
+
+async def test_a_quic_connection_without_session_ends_at_the_handshake_timeout(
+    running: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A handshake that never finishes, a connection that opens no session, one whose session
+    ended: each closed at handshake_timeout with the reason; a PING keeps none open."""
+    run = await running(webtransport={"handshake_timeout": 0.3})
+    connections = run.server.webtransport.connections  # type: ignore[union-attr]
+    caplog.set_level(logging.INFO, "aiosio.server.webtransport")
+    half = await first_flight(run.port)
+    try:
+        await until(logged(caplog, "it did not complete its QUIC handshake within "))
+    finally:
+        half.close()
+    async with quic_peer(run.port) as idle:
+        idle.connection.send_ping(1)  # traffic that is not a session does not count
+        idle.transmit()
+        assert await idle.closed() == (
+            0x100,
+            "it opened no WebTransport session within handshake_timeout=0.3s",
+        )
+    async with quic_peer(run.port) as peer:
+        stream_id = peer.request()
+        assert await peer.status(stream_id) == b"200"
+        peer.connection.reset_stream(stream_id, 0)  # the session ends
+        peer.transmit()
+        assert await peer.closed() == (
+            0x100,
+            "it had no WebTransport session after its last one ended within handshake_timeout=0.3s",
+        )
+    await until(lambda: not connections)
+    messages = [r.getMessage() for r in caplog.records if "closing the QUIC" in r.getMessage()]
+    assert [m.split(": ", 1)[1] for m in messages] == [
+        "it did not complete its QUIC handshake within handshake_timeout=0.3s",
+        "it opened no WebTransport session within handshake_timeout=0.3s",
+        "it had no WebTransport session after its last one ended within handshake_timeout=0.3s",
+    ]
+    # A session in progress is not cut by it: the heartbeat is its bound.
+    client = run.client()
+    await client.connect()
+    try:
+        await asyncio.sleep(0.6)
+        assert await client.emit_with_ack("echo", 3, timeout=TIMEOUT) == ["webtransport", 3]
+    finally:
+        await client.disconnect()
+
+
+async def test_incomplete_http3_frames_are_bounded(
+    bystander: tuple[Running, aiosio.Client],
+    running: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """aioquic holds a HEADERS frame until it is whole, whatever length it announces: the
+    server allows max_header_size bytes of such frames per connection, then closes it."""
+    _, other = bystander
+    run = await running(webtransport={"max_header_size": 1000})
+    caplog.set_level(logging.WARNING, "aiosio.server.webtransport")
+    async with quic_peer(run.port) as peer:
+        stream_id = peer.connection.get_next_available_stream_id()
+        # HEADERS (type 1) announcing 5000 bytes (a 2-byte varint), then 1000 of them: at the
+        # limit, held; the connection still serves a session.
+        peer.write(stream_id, b"\x01" + (0x4000 | 5000).to_bytes(2, "big") + b"x" * 1000)
+        session = peer.request()
+        assert await peer.status(session) == b"200"
+        peer.write(stream_id, b"x")  # one byte over
+        reason = "1001 bytes of incomplete HTTP/3 frames, over max_header_size=1000"
+        code, said = await peer.closed()
+    assert (code, said) == (0x107, f"{reason} (aiosio.WebTransport(max_header_size=...))")
+    assert logged(caplog, "closing the QUIC connection of 127.0.0.1:")()
+    assert logged(caplog, reason)()
+    assert run.sio.engine.clients_count == 0
+    assert await other.emit_with_ack("echo", 4, timeout=TIMEOUT) == ["webtransport", 4]
+
+
+async def test_a_client_that_stops_reading_its_stream_ends_its_session(
+    bystander: tuple[Running, aiosio.Client], loop_errors: list[dict[str, Any]]
+) -> None:
+    """STOP_SENDING on the session's stream (a page's stream.readable.cancel()): aioquic
+    resets the stream's sending side, where a write would raise; the session is closed with
+    the reason instead, and a broadcast reaches everyone else."""
+    run, other = bystander
+    conn = await run.raw()
+    await handshake(conn)
+    conn.protocol.quic.stop_stream(conn.stream_id, 7)
+    conn.protocol.schedule_transmit()
+    assert await closed_with(conn) == "the client stopped reading the stream (STOP_SENDING, code 7)"
+    news = asyncio.ensure_future(next_event(other, "news"))
+    await other.emit_with_ack("broadcast", "all", timeout=TIMEOUT)
+    assert await news == ("all",)
+    await asyncio.sleep(1.2)  # past the heartbeat: nothing writes to the stopped stream
+    assert loop_errors == []
+    assert run.sio.engine.clients_count == 1
+
+
+async def test_packets_before_the_engine_answers_are_bounded(
+    running: Callable[..., Any],
+) -> None:
+    """While allow_request decides, the packets a session sends wait: at most 16 and
+    max_http_buffer_size bytes, then the session is refused with the reason."""
+    deciding = asyncio.Event()
+
+    async def allow_request(request: Any) -> bool:
+        await deciding.wait()
+        return True
+
+    run = await running(max_http_buffer_size=1000, allow_request=allow_request)
+    async with quic_peer(run.port) as peer:
+        session = peer.request()
+        stream_id = peer.http.create_webtransport_stream(session)
+        peer.write(stream_id, encode_frame("0") + encode_frame("6" + "x" * 600) * 2)
+        assert await peer.status(session) == b"400"
+        deciding.set()
+        assert peer.bodies[session] == (
+            b"more than 16 packets or 1000 bytes (max_http_buffer_size) before the server "
+            b"answered the OPEN packet\n"
+        )
+    await asyncio.sleep(0)
+    assert run.sio.engine.clients_count == 0
+
+
+async def test_shutdown_closes_every_quic_connection_and_frees_the_port(
+    running: Callable[..., Any], loop_errors: list[dict[str, Any]]
+) -> None:
+    """A session, a connection without one, a handshake under way: the server's close ends
+    them all (the client of each is told) and the UDP port can be bound again at once."""
+    run = await running()
+    client = run.client()
+    await client.connect()
+    gone = asyncio.ensure_future(next_event(client, "disconnect"))
+    half = await first_flight(run.port)
+    try:
+        async with quic_peer(run.port) as idle:
+            connections = run.server.webtransport.connections  # type: ignore[union-attr]
+            await until(lambda: len(connections) == 3)
+            await asyncio.wait_for(run.server.close(), TIMEOUT)
+            assert await idle.closed() == (0x100, "server shutting down")
+    finally:
+        half.close()
+    assert (await gone)[0] == "transport close"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
+        again.bind(("127.0.0.1", run.port))  # free: nothing of the server holds it
+    await asyncio.sleep(0.5)  # aioquic's timers of the closed connections run out
+    assert loop_errors == []
+
+
+async def test_retry_keeps_nothing_for_a_first_packet(running: Callable[..., Any]) -> None:
+    """retry=True: a first packet is answered with a Retry and the server holds no connection
+    for it (a forged address never gets further); a real client connects as before."""
+    from aioquic.buffer import Buffer
+    from aioquic.quic.packet import QuicPacketType, pull_quic_header
+
+    run = await running(webtransport={"retry": True})
+    answers = Answers()
+    forged = await first_flight(run.port, answers)
+    try:
+        await until(lambda: bool(answers.datagrams))
+    finally:
+        forged.close()
+    header = pull_quic_header(Buffer(data=answers.datagrams[0]), host_cid_length=8)
+    assert header.packet_type == QuicPacketType.RETRY
+    assert not run.server.webtransport.connections  # type: ignore[union-attr]
+    client = run.client()
+    await client.connect()
+    try:
+        assert await client.emit_with_ack("echo", 5, timeout=TIMEOUT) == ["webtransport", 5]
     finally:
         await client.disconnect()

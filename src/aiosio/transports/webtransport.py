@@ -23,7 +23,7 @@ import asyncio
 import logging
 import ssl as ssl_module
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,10 +46,14 @@ __all__ = ["WebTransport", "WebTransportServer", "serve_webtransport"]
 logger = logging.getLogger("aiosio.server.webtransport")
 
 _FEATURE = "WebTransport (transports=(..., 'webtransport'))"
-# Sessions one QUIC connection may open (a browser opens one per WebTransport object).
-_MAX_SESSIONS_PER_CONNECTION = 16
-# Messages a session may receive before the engine has bound it (its first packet is one).
+# Messages a session may receive before the engine has bound it (its first packet is one; a
+# client sends its OPEN packet, and ``2probe`` for an upgrade, then waits for the answer). Their
+# bytes are bounded too, by max_http_buffer_size.
 _MAX_EARLY_MESSAGES = 16
+# HTTP/3 application error codes (RFC 9114 section 8.1) the server closes a connection with.
+_H3_NO_ERROR = 0x100
+_H3_INTERNAL_ERROR = 0x102
+_H3_EXCESSIVE_LOAD = 0x107
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,12 +65,41 @@ class WebTransport:
     by hash, see ``docs/webtransport.md``). ``port``: the UDP port, by default the HTTP
     server's port number (where the reference client looks, unless its
     ``transportOptions.webtransport.port`` says otherwise). ``host``: by default the HTTP
-    server's."""
+    server's.
+
+    What a peer on UDP can make the server hold, each bounded (``docs/limits.md``):
+
+    - ``max_connections`` (10,000): QUIC connections at once, their handshakes included; past
+      it a new connection's first packet is dropped (its client times out and falls back to
+      WebSocket or polling) and the server logs it, once until the count falls again.
+    - ``handshake_timeout`` (10 s): how long a QUIC connection may go without a WebTransport
+      session: to complete its QUIC and TLS handshake and send its CONNECT, or after its last
+      session ended; then it is closed (a QUIC ``PING`` does not keep it open).
+    - ``max_sessions_per_connection`` (16): WebTransport sessions one QUIC connection may hold
+      at once (a browser opens one per ``WebTransport`` object); the next CONNECT is answered
+      429.
+    - ``max_header_size`` (16 KiB, as the native server's ``ServerLimits``): bytes of HTTP/3
+      frames the server may hold for one connection while they are incomplete (a CONNECT's
+      headers, the SETTINGS frame, anything aioquic buffers until a frame is whole); past it
+      the QUIC connection is closed with ``H3_EXCESSIVE_LOAD``.
+
+    Each QUIC connection costs the server about 110 KB from its first packet (measured with
+    aioquic 1.7, a handshake under way), so the default bounds them at about 1 GB: lower
+    ``max_connections`` on a small machine. ``retry=True`` makes each client prove its
+    address with a QUIC Retry before the server keeps anything for it (one more round trip
+    per connection): a flood of first packets from forged addresses then costs nothing.
+    """
 
     certfile: str | Path
     keyfile: str | Path
     port: int | None = None
     host: str | None = None
+    _: KW_ONLY
+    max_connections: int = 10_000
+    handshake_timeout: float = 10.0
+    max_sessions_per_connection: int = 16
+    max_header_size: int = 16 * 1024
+    retry: bool = False
 
     def __post_init__(self) -> None:
         for name in ("certfile", "keyfile"):
@@ -80,6 +113,20 @@ class WebTransport:
             isinstance(self.port, bool) or not isinstance(self.port, int) or self.port < 0
         ):
             raise TypeError(f"WebTransport port must be a UDP port number, got {self.port!r}")
+        for name in ("max_connections", "max_sessions_per_connection", "max_header_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f"WebTransport({name}=...) must be an integer of at least 1, got {value!r}"
+                )
+        if not isinstance(self.retry, bool):
+            raise TypeError(f"WebTransport(retry=...) must be True or False, got {self.retry!r}")
+        timeout = self.handshake_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+            raise ValueError(
+                "WebTransport(handshake_timeout=...) must be a positive number of seconds, got "
+                f"{timeout!r}"
+            )
 
 
 def check_webtransport(app: Any, config: WebTransport | None) -> EngineServer | None:
@@ -113,6 +160,8 @@ class WebTransportServer:
         self.config = config
         self.connections: set[_Http3Connection] = set()
         self._endpoint: Any = None
+        self._server: Any = None  # aioquic's QuicServer (the datagram protocol)
+        self._refusing = False  # at max_connections: said once until the count falls
 
     @property
     def port(self) -> int:
@@ -144,28 +193,73 @@ class WebTransportServer:
                 "-newkey ec ..., see docs/webtransport.md)"
             ) from exc
         protocol_class = _connection_class(aioquic_asyncio.QuicConnectionProtocol, h3)
+        server_class = _server_class(aioquic_server.QuicServer)
 
         def create_protocol(*args: Any, **kwargs: Any) -> Any:
             return protocol_class(self, *args, **kwargs)
 
         loop = asyncio.get_running_loop()
         # aioquic's serve() without its return value: the datagram transport (for the port).
-        self._endpoint, _ = await loop.create_datagram_endpoint(
-            lambda: aioquic_server.QuicServer(
-                configuration=configuration, create_protocol=create_protocol
+        self._endpoint, self._server = await loop.create_datagram_endpoint(
+            lambda: server_class(
+                self,
+                configuration=configuration,
+                create_protocol=create_protocol,
+                retry=self.config.retry,
             ),
             local_addr=(host, port),
         )
 
+    def admits(self, data: bytes, addr: Any, known: Callable[[bytes], bool]) -> bool:
+        """Whether a datagram may reach aioquic: always, unless it would start a new QUIC
+        connection while :attr:`WebTransport.max_connections` are open (``known`` says whether
+        a connection id belongs to an open connection)."""
+        limit = self.config.max_connections
+        if len(self.connections) < limit:
+            return True
+        # Only at the limit: is this a new connection's Initial packet? (aioquic's own test.)
+        packet = import_extra("aioquic.quic.packet", extra="webtransport", feature=_FEATURE)
+        buffer = import_extra("aioquic.buffer", extra="webtransport", feature=_FEATURE)
+        try:
+            header = packet.pull_quic_header(buffer.Buffer(data=data), host_cid_length=8)
+        except ValueError:
+            return True  # aioquic drops it too
+        if header.packet_type != packet.QuicPacketType.INITIAL or known(header.destination_cid):
+            return True
+        if not self._refusing:
+            self._refusing = True
+            logger.warning(
+                "refusing new QUIC connections (the first from %s): %d are open, "
+                "max_connections=%d (aiosio.WebTransport(max_connections=...)); their clients "
+                "time out and fall back to WebSocket or polling",
+                _address(addr),
+                len(self.connections),
+                limit,
+            )
+        return False
+
+    def ended(self, connection: _Http3Connection) -> None:
+        """``connection`` is terminated: it no longer counts."""
+        self.connections.discard(connection)
+        if self._refusing and len(self.connections) < self.config.max_connections:
+            self._refusing = False
+            logger.info(
+                "accepting new QUIC connections again (%d open, max_connections=%d)",
+                len(self.connections),
+                self.config.max_connections,
+            )
+
     async def close(self) -> None:
-        """Close every session (the engine closes their Engine.IO sessions), then stop
-        listening."""
+        """Close every session (the engine closes their Engine.IO sessions) and every QUIC
+        connection, those still in their handshake too (each client gets a close), then stop
+        listening: the UDP port is free when this returns."""
         for connection in list(self.connections):
             connection.shut()
-        await asyncio.sleep(0)
-        if self._endpoint is not None:
-            self._endpoint.close()
-            self._endpoint = None
+        self.connections.clear()
+        endpoint, self._endpoint = self._endpoint, None
+        if endpoint is not None:
+            endpoint.close()  # the socket closes on the next loop turn
+            await asyncio.sleep(0)
 
 
 async def serve_webtransport(
@@ -181,6 +275,32 @@ async def serve_webtransport(
     await server.start(host, port)
     logger.info("aiosio WebTransport (HTTP/3) on udp %s:%d", host, server.port)
     return server
+
+
+def _server_class(base: type) -> type:
+    """aioquic's ``QuicServer`` with :attr:`WebTransport.max_connections` applied."""
+    cached = _CLASSES.get(base)
+    if cached is not None:
+        return cached
+
+    class Server(base):  # type: ignore[misc]
+        def __init__(self, owner: WebTransportServer, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.owner = owner
+
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            if self.owner.admits(data, addr, self._protocols.__contains__):
+                super().datagram_received(data, addr)
+
+    _CLASSES[base] = Server
+    return Server
+
+
+def _address(addr: Any) -> str:
+    try:
+        return f"{addr[0]}:{addr[1]}"
+    except (TypeError, IndexError):
+        return "?"
 
 
 def _connection_class(base: type, h3: Any) -> type:
@@ -219,7 +339,16 @@ class _Http3Connection:
         # what is sent meanwhile (a handler's answer) needs no transmit of its own.
         self._receiving = False
         self.peer: tuple[str, int] | None = None
+        self.handshake_done = False
+        self.had_session = False
+        self.closing = False  # closed by the server (abort, shut) or terminated
+        # Bytes aioquic's HTTP/3 layer holds per stream while a frame is incomplete, and their
+        # sum (WebTransport.max_header_size bounds it).
+        self.h3_held: dict[int, int] = {}
+        self.h3_held_total = 0
+        self.idle_timer: asyncio.TimerHandle | None = None
         server.connections.add(self)
+        self._arm_idle_timer()
 
     # -- from aioquic -----------------------------------------------------------------------------
 
@@ -234,12 +363,23 @@ class _Http3Connection:
             self._receiving = False
 
     def quic_event_received(self, event: Any) -> None:
+        try:
+            self._quic_event(event)
+        except Exception as exc:  # a fault closes this one connection, never the server
+            logger.exception("closing the QUIC connection of %s after an error", self.address)
+            self.abort(_H3_INTERNAL_ERROR, f"internal error ({type(exc).__name__})")
+
+    def _quic_event(self, event: Any) -> None:
         events = import_extra("aioquic.quic.events", extra="webtransport", feature=_FEATURE)
         if isinstance(event, events.ProtocolNegotiated):
             self.http = self.h3_module.H3Connection(self.quic, enable_webtransport=True)
             self.peer = self.quic.get_peer_address()
+        elif isinstance(event, events.HandshakeCompleted):
+            self.handshake_done = True
         elif isinstance(event, events.ConnectionTerminated):
-            self.server.connections.discard(self)
+            self.closing = True
+            self._cancel_idle_timer()
+            self.server.ended(self)
             reason = event.reason_phrase or f"error code {event.error_code}"
             for session in list(self.sessions.values()):
                 session.ended(None, f"the QUIC connection closed: {reason}")
@@ -248,11 +388,98 @@ class _Http3Connection:
             reset = self.streams.get(event.stream_id) or self.sessions.get(event.stream_id)
             if reset is not None:
                 reset.ended(None, f"the client reset the stream (code {event.error_code})")
-        if self.http is None:
+        elif isinstance(event, events.StopSendingReceived):
+            # The client will read nothing more (a page's stream.readable.cancel()): aioquic
+            # has reset the stream's sending side, and a write to it would raise.
+            stopped = self.streams.get(event.stream_id) or self.sessions.get(event.stream_id)
+            if stopped is not None:
+                reason = (
+                    f"the client stopped reading the stream (STOP_SENDING, code {event.error_code})"
+                )
+                logger.info("closing the WebTransport session of %s: %s", self.address, reason)
+                stopped.close(1, reason, error=reason)
+        if self.http is None or self.closing:
             return
         for h3_event in self.http.handle_event(event):
             self._h3_event(h3_event)
+            if self.is_closing():  # an event's handler may have closed the connection
+                return
+        if isinstance(event, events.StreamDataReceived):
+            self._count_held(event.stream_id)
         self.schedule_transmit()
+
+    def is_closing(self) -> bool:
+        """Closed by the server or terminated (read through a call: handlers change it)."""
+        return self.closing
+
+    def _count_held(self, stream_id: int) -> None:
+        """Bound what aioquic's HTTP/3 layer buffers for the peer: it keeps a HEADERS,
+        SETTINGS or MAX_PUSH_ID frame, or a stream blocked on QPACK, until it is whole, however
+        large it says it is (aioquic has no public count: its per-stream buffer is read)."""
+        stream = self.http._stream.get(stream_id)
+        held = len(stream.buffer) if stream is not None else 0
+        self.h3_held_total += held - self.h3_held.get(stream_id, 0)
+        if held:
+            self.h3_held[stream_id] = held
+        else:
+            self.h3_held.pop(stream_id, None)
+        limit = self.server.config.max_header_size
+        if self.h3_held_total > limit:
+            reason = (
+                f"{self.h3_held_total} bytes of incomplete HTTP/3 frames, over "
+                f"max_header_size={limit} (aiosio.WebTransport(max_header_size=...))"
+            )
+            logger.warning("closing the QUIC connection of %s: %s", self.address, reason)
+            self.abort(_H3_EXCESSIVE_LOAD, reason)
+
+    @property
+    def address(self) -> str:
+        """The peer's address, for log lines (``?`` before the first datagram)."""
+        peer = self.peer
+        if peer is None:
+            try:
+                peer = self.quic.get_peer_address()
+            except (AttributeError, IndexError):
+                peer = None
+        return _address(peer) if peer is not None else "?"
+
+    # -- a connection without session (WebTransport.handshake_timeout) ---------------------------
+
+    def _arm_idle_timer(self) -> None:
+        self._cancel_idle_timer()
+        timeout = self.server.config.handshake_timeout
+        self.idle_timer = self.loop.call_later(timeout, self._no_session, timeout)
+
+    def _cancel_idle_timer(self) -> None:
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
+
+    def _no_session(self, timeout: float) -> None:
+        self.idle_timer = None
+        if self.sessions or self.closing:
+            return
+        if not self.handshake_done:
+            what = "did not complete its QUIC handshake"
+        elif not self.had_session:
+            what = "opened no WebTransport session"
+        else:
+            what = "had no WebTransport session after its last one ended"
+        reason = f"it {what} within handshake_timeout={timeout:g}s"
+        log = logger.info if self.had_session else logger.warning
+        log("closing the QUIC connection of %s: %s", self.address, reason)
+        self.abort(_H3_NO_ERROR, reason)
+
+    def abort(self, code: int, reason: str) -> None:
+        """Close the QUIC connection at once (``code``, an HTTP/3 error code, and ``reason``
+        go in its CONNECTION_CLOSE); its sessions end with ``reason``."""
+        if self.closing:
+            return
+        self.closing = True
+        self._cancel_idle_timer()
+        for session in list(self.sessions.values()):
+            session.ended(None, f"the QUIC connection was closed: {reason}")
+        self.close(error_code=code, reason_phrase=reason[:200])  # type: ignore[attr-defined]
 
     def _h3_event(self, event: Any) -> None:
         h3_events = import_extra("aioquic.h3.events", extra="webtransport", feature=_FEATURE)
@@ -304,11 +531,26 @@ class _Http3Connection:
         if not engine.handles(path):
             self.respond(stream_id, 404, engine.not_found(request).body)
             return
-        if len(self.sessions) >= _MAX_SESSIONS_PER_CONNECTION:
-            self.respond(stream_id, 429, b"too many WebTransport sessions on one connection\n")
+        limit = self.server.config.max_sessions_per_connection
+        if len(self.sessions) >= limit:
+            logger.warning(
+                "refused a WebTransport session of %s: %d are open on its QUIC connection, "
+                "max_sessions_per_connection=%d",
+                self.address,
+                len(self.sessions),
+                limit,
+            )
+            self.respond(
+                stream_id,
+                429,
+                f"too many WebTransport sessions on one QUIC connection (over {limit}, "
+                "max_sessions_per_connection)\n".encode(),
+            )
             return
         session = _Session(self, stream_id, request)
         self.sessions[stream_id] = session
+        self.had_session = True
+        self._cancel_idle_timer()
         session.start()
 
     def _stream_data(self, session_id: int, stream_id: int, data: bytes, ended: bool) -> None:
@@ -334,9 +576,13 @@ class _Http3Connection:
             headers.append((b"sec-webtransport-http3-draft", b"draft02"))
         else:
             headers.append((b"content-type", b"text/plain; charset=utf-8"))
-        self.http.send_headers(stream_id, headers, end_stream=status != 200 and not body)
-        if status != 200 and body:
-            self.http.send_data(stream_id, body, end_stream=True)
+        try:
+            self.http.send_headers(stream_id, headers, end_stream=status != 200 and not body)
+            if status != 200 and body:
+                self.http.send_data(stream_id, body, end_stream=True)
+        except Exception:  # noqa: BLE001 - the client reset or stopped the stream meanwhile
+            logger.debug("the CONNECT stream of %s was gone before its answer", self.address)
+            return
         self.schedule_transmit()
 
     def schedule_transmit(self) -> None:
@@ -354,12 +600,18 @@ class _Http3Connection:
         self.sessions.pop(session.connect_stream, None)
         if session.stream_id is not None:
             self.streams.pop(session.stream_id, None)
+        if not self.sessions and not self.closing:
+            self._arm_idle_timer()
 
     def shut(self) -> None:
+        """The server stops: each session gets its close capsule, then the connection its
+        CONNECTION_CLOSE (those still in their handshake too)."""
         for session in list(self.sessions.values()):
             session.close(1000, "server shutting down")
         self.transmit()  # type: ignore[attr-defined]  # the close capsules, before the QUIC close
-        self.close()  # type: ignore[attr-defined]  # aioquic's: CONNECTION_CLOSE to the client
+        self.closing = True
+        self._cancel_idle_timer()
+        self.close(_H3_NO_ERROR, "server shutting down")  # type: ignore[attr-defined]
 
 
 class _Session:
@@ -378,6 +630,7 @@ class _Session:
         self.accepted = False
         self.closed = False
         self.early: deque[str | bytes] = deque()  # messages before the engine bound the session
+        self.early_bytes = 0
         self.paused: deque[str | bytes] | None = None  # messages held by pause_reading
         self.paused_bytes = 0
         self.written = 0  # bytes given to aioquic on the stream (header included)
@@ -442,8 +695,13 @@ class _Session:
             return
         for message in messages:
             if self.handler is None:
-                if len(self.early) >= _MAX_EARLY_MESSAGES:
-                    self._fail(f"more than {_MAX_EARLY_MESSAGES} packets before the handshake")
+                self.early_bytes += len(message)
+                limit = self.decoder.max_payload
+                if len(self.early) >= _MAX_EARLY_MESSAGES or self.early_bytes > limit:
+                    self._fail(
+                        f"more than {_MAX_EARLY_MESSAGES} packets or {limit} bytes "
+                        "(max_http_buffer_size) before the server answered the OPEN packet"
+                    )
                     return
                 self.early.append(message)
                 if self.accepted and len(self.early) == 1:
@@ -510,8 +768,12 @@ class _Session:
         if self.closed or self.stream_id is None:
             return
         frame = encode_frame(data)
+        try:
+            self.connection.quic.send_stream_data(self.stream_id, frame)
+        except (RuntimeError, ValueError) as exc:  # reset by the client (STOP_SENDING)
+            self._fail(f"the stream can no longer be written ({exc})")
+            return
         self.written += len(frame)
-        self.connection.quic.send_stream_data(self.stream_id, frame)
         self.connection.schedule_transmit()
 
     def close(self, code: int = 1000, reason: str = "", *, error: str | None = None) -> None:
