@@ -56,9 +56,16 @@ def _serve(args: argparse.Namespace) -> int:
             raise SystemExit(
                 "aiosio: --workers with TLS is not supported; terminate TLS in a proxy"
             )
-        if args.webtransport_port is not None:
-            raise SystemExit("aiosio: --workers with WebTransport is not supported")
-        load_app(args.app)  # the workers load it again; refuse a wrong target before starting them
+        # The workers load it again; refuse a wrong target before starting them.
+        app = load_app(args.app)
+        offered = "webtransport" in getattr(getattr(app, "engine", app), "transports", ())
+        if offered or args.webtransport_port is not None:
+            raise SystemExit(
+                "aiosio: --workers does not serve WebTransport: the workers share the TCP port "
+                "through the master, but QUIC on UDP would need routing by connection id "
+                "(its handshakes would offer an upgrade nothing serves); remove 'webtransport' "
+                "from the server's transports, or run one process (without --workers)"
+            )
         if args.redis:
             _require_extra("redis.asyncio", extra="redis", feature="aiosio serve --redis")
         try:

@@ -167,6 +167,7 @@ import aiosio
 
 sio = aiosio.Server()
 app = sio.asgi()
+webtransport = aiosio.Server(transports=("polling", "websocket", "webtransport"))
 
 
 async def raw_asgi(scope, receive, send):
@@ -232,6 +233,29 @@ def test_serve_workers_with_redis_without_the_extra_is_refused_before_starting(
     message = str(exited.value.code)
     assert message.startswith("aiosio: aiosio serve --redis needs the 'redis' package"), message
     assert message.endswith('pip install "aiosio[redis]"')
+
+
+@pytest.mark.parametrize(
+    ("attribute", "option"), [("webtransport", []), ("sio", ["--webtransport-port", "4433"])]
+)
+def test_serve_workers_refuses_webtransport_before_starting(
+    target_module: str, attribute: str, option: list[str]
+) -> None:
+    """--workers cannot serve WebTransport: an app that offers it is refused (else every
+    handshake would offer an upgrade that nothing serves, and clients would try it first)."""
+    with socket.socket() as taken:  # were workers started, the master would fail to bind first
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        argv = ["serve", f"{target_module}:{attribute}", "--port", port, "--workers", "2"]
+        with pytest.raises(SystemExit) as exited:
+            main([*argv, *option])
+    assert str(exited.value.code) == (
+        "aiosio: --workers does not serve WebTransport: the workers share the TCP port through "
+        "the master, but QUIC on UDP would need routing by connection id (its handshakes would "
+        "offer an upgrade nothing serves); remove 'webtransport' from the server's transports, "
+        "or run one process (without --workers)"
+    )
 
 
 # -- running -------------------------------------------------------------------------------------

@@ -925,3 +925,120 @@ async def test_retry_keeps_nothing_for_a_first_packet(running: Callable[..., Any
         assert await client.emit_with_ack("echo", 5, timeout=TIMEOUT) == ["webtransport", 5]
     finally:
         await client.disconnect()
+
+
+# -- under an ASGI server -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["asgi", "serve_webtransport"])
+async def test_webtransport_beside_uvicorn(
+    webtransport_certificate: tuple[Path, Path, str], how: str
+) -> None:
+    """uvicorn serves HTTP (polling, WebSocket) and WebTransport runs beside it in the same
+    process: with ``sio.asgi(webtransport=...)``, or ``serve_webtransport`` in the lifespan of
+    the app in front (Starlette here). A client connects over WebTransport directly, another
+    upgrades to it from polling served by uvicorn; uvicorn's exit closes them and frees the
+    UDP port."""
+    import contextlib
+
+    import uvicorn
+    from starlette.applications import Starlette
+
+    from aiosio.transports.webtransport import serve_webtransport
+
+    cert, key, digest = webtransport_certificate
+    port = free_port()
+    sio = echo_server()
+    config = aiosio.WebTransport(certfile=cert, keyfile=key, port=port)
+    reasons: list[str] = []
+    upgrades: list[str] = []
+
+    @sio.on("connection")
+    def connected(socket: aiosio.Socket) -> None:
+        upgrades.append(socket.conn.transport)
+        socket.conn.on("upgrade", lambda *args: upgrades.append(socket.conn.transport))
+        socket.on("disconnect", lambda reason, description=None: reasons.append(reason))
+
+    if how == "asgi":
+        app = sio.asgi(webtransport=config)
+    else:
+
+        @contextlib.asynccontextmanager
+        async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+            server = await serve_webtransport(sio, config)
+            yield
+            await server.close()
+
+        app = sio.asgi(other_app=Starlette(lifespan=lifespan))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            ws="websockets-sansio",
+        )
+    )
+    task = asyncio.ensure_future(server.serve())
+    await until(lambda: server.started or task.done())
+    url = f"http://127.0.0.1:{port}"
+    direct = aiosio.Client(
+        url, transports=["webtransport"], server_certificate_hashes=[digest], reconnection=False
+    )
+    upgraded = aiosio.Client(
+        url, transports=list(TRANSPORTS), server_certificate_hashes=[digest], reconnection=False
+    )
+    try:
+        await direct.connect()
+        assert await direct.emit_with_ack("echo", 1, timeout=TIMEOUT) == ["webtransport", 1]
+        await upgraded.connect()
+        await until(lambda: upgraded.io.engine.transport == "webtransport")
+        assert await upgraded.emit_with_ack("echo", 2, timeout=TIMEOUT) == ["webtransport", 2]
+        assert upgrades == ["webtransport", "polling", "webtransport"]
+        gone = asyncio.gather(next_event(direct, "disconnect"), next_event(upgraded, "disconnect"))
+        server.should_exit = True
+        await asyncio.wait_for(task, TIMEOUT)
+        assert [args[0] for args in await gone] == ["transport close"] * 2
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, TIMEOUT)
+        await direct.disconnect()
+        await upgraded.disconnect()
+    if how == "asgi":  # the sessions closed first, as the native server closes them
+        assert reasons == ["server shutting down"] * 2
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
+        again.bind(("127.0.0.1", port))  # the UDP port is free
+
+
+async def test_a_udp_port_already_taken_is_refused_with_the_cause(
+    webtransport_certificate: tuple[Path, Path, str],
+) -> None:
+    """Another process (another uvicorn worker) holds the UDP port: aiosio.serve raises, and
+    the ASGI app fails its lifespan startup, with the cause and what to do."""
+    cert, key, _ = webtransport_certificate
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        config = aiosio.WebTransport(certfile=cert, keyfile=key, port=port, host="127.0.0.1")
+        expected = f"WebTransport cannot listen on udp 127.0.0.1:{port}: "
+        with pytest.raises(OSError, match=expected) as caught:
+            await aiosio.serve(echo_server(), "127.0.0.1", 0, webtransport=config)
+        assert str(caught.value).endswith(
+            "is another process serving it? Only one process can serve WebTransport on a port "
+            "(not several workers, such as uvicorn --workers): run one"
+        )
+        app = echo_server().asgi(webtransport=config)
+        said: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "lifespan.startup"}
+
+        async def send(message: dict[str, Any]) -> None:
+            said.append(dict(message))
+
+        await app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+        assert said[0]["type"] == "lifespan.startup.failed"
+        assert expected in said[0]["message"]
+    with pytest.raises(ValueError, match=r"under an ASGI server, aiosio.WebTransport\(port=...\)"):
+        echo_server().asgi(webtransport=aiosio.WebTransport(certfile=cert, keyfile=key))

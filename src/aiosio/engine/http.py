@@ -170,9 +170,11 @@ class AsgiMixin:
         trim_heap_after: int = 1000,
         body_timeout: float = 30.0,
         websocket_close_timeout: float = 5.0,
+        webtransport: Any = None,
     ) -> Any:
         """This server as an ASGI application; other paths go to ``other_app`` if given.
-        ``trim_heap_after``, ``body_timeout``, ``websocket_close_timeout``: see
+        ``trim_heap_after``, ``body_timeout``, ``websocket_close_timeout``, ``webtransport``
+        (an :class:`aiosio.WebTransport` with its ``port``): see
         :class:`~aiosio.transports.asgi.AsgiApp`."""
         return asgi_app(
             self,
@@ -180,4 +182,5 @@ class AsgiMixin:
             trim_heap_after=trim_heap_after,
             body_timeout=body_timeout,
             websocket_close_timeout=websocket_close_timeout,
+            webtransport=webtransport,
         )

@@ -20,6 +20,12 @@ from typing import Any
 from aiosio._memory import HeapTrimmer, prime_loop_free_lists
 from aiosio.engine.http import HttpApp, HttpRequest, HttpResponse, register_asgi
 from aiosio.protocol.text import js_text
+from aiosio.transports.webtransport import (
+    WebTransport,
+    WebTransportServer,
+    check_webtransport,
+    serve_webtransport,
+)
 
 __all__ = ["AsgiApp", "AsgiWebSocket"]
 
@@ -295,7 +301,14 @@ class AsgiApp:
     ``websocket_close_timeout`` (seconds, 5 as the native server's): a WebSocket the engine
     closed whose client has not taken the close (and what was queued before it) within it is
     given up on: what is queued for it is dropped, the connection aborted under uvicorn, and
-    the ASGI call returns."""
+    the ASGI call returns.
+
+    ``webtransport``: serve WebTransport (HTTP/3 on UDP) beside the ASGI server, in its process
+    and event loop, from the lifespan startup to the lifespan shutdown (after the sessions are
+    closed, as the native server does), when the app's transports include ``webtransport``. Its
+    ``port`` is required: the ASGI app does not know the ASGI server's port (give the same
+    number as ``uvicorn --port`` for the reference client to find it). The ASGI server must run
+    the lifespan protocol (uvicorn does by default), and ``other_app``'s too if it owns it."""
 
     def __init__(
         self,
@@ -305,6 +318,7 @@ class AsgiApp:
         trim_heap_after: int = 1000,
         body_timeout: float = 30.0,
         websocket_close_timeout: float = 5.0,
+        webtransport: WebTransport | None = None,
     ) -> None:
         if not body_timeout > 0:
             raise ValueError(
@@ -317,8 +331,19 @@ class AsgiApp:
                 f"{websocket_close_timeout!r}: give how long a closed WebSocket's client may take "
                 "to read what was queued for it and the close, e.g. 5"
             )
+        if webtransport is not None:
+            check_webtransport(app, webtransport)
+            if webtransport.port is None:
+                raise ValueError(
+                    "under an ASGI server, aiosio.WebTransport(port=...) must name the UDP port "
+                    "(the ASGI app does not know the server's port): give the number of "
+                    "uvicorn's --port, where the reference client looks for it"
+                )
         self.app = app
         self.other_app = other_app
+        self.webtransport = webtransport
+        self.webtransport_server: WebTransportServer | None = None
+        """The running WebTransport endpoint (lifespan startup to shutdown), else None."""
         self.trim_heap_after = trim_heap_after
         self.body_timeout = body_timeout
         self.websocket_close_timeout = websocket_close_timeout
@@ -398,13 +423,31 @@ class AsgiApp:
             result = shutdown()
             if asyncio.iscoroutine(result):
                 await result
+        # After the sessions closed as the others (their last packets, then the close packet):
+        # what is left of the QUIC connections, then the UDP port.
+        webtransport, self.webtransport_server = self.webtransport_server, None
+        if webtransport is not None:
+            await webtransport.close()
+
+    async def _start_webtransport(self) -> None:
+        if self.webtransport is not None and self.webtransport_server is None:
+            self.webtransport_server = await serve_webtransport(
+                self.app, self.webtransport, default_host=None, default_port=None
+            )
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._watch_signals()
         if self.other_app is not None:
-            # The other app owns the lifespan protocol; shut our sessions down when it ends.
+            # The other app owns the lifespan protocol; start WebTransport at its startup, and
+            # shut our sessions down when it ends.
+            async def receive_startup() -> Message:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await self._start_webtransport()
+                return message
+
             try:
-                await self.other_app(scope, receive, send)
+                await self.other_app(scope, receive_startup, send)
             finally:
                 await self._shutdown()
             return
@@ -415,6 +458,12 @@ class AsgiApp:
                 startup = getattr(self.app, "startup", None)
                 if startup is not None:
                     await startup()
+                try:
+                    await self._start_webtransport()
+                except (OSError, ValueError) as exc:  # the port taken, the certificate
+                    self._restore_signals()
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self._shutdown()

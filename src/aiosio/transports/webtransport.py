@@ -200,15 +200,23 @@ class WebTransportServer:
 
         loop = asyncio.get_running_loop()
         # aioquic's serve() without its return value: the datagram transport (for the port).
-        self._endpoint, self._server = await loop.create_datagram_endpoint(
-            lambda: server_class(
-                self,
-                configuration=configuration,
-                create_protocol=create_protocol,
-                retry=self.config.retry,
-            ),
-            local_addr=(host, port),
-        )
+        try:
+            self._endpoint, self._server = await loop.create_datagram_endpoint(
+                lambda: server_class(
+                    self,
+                    configuration=configuration,
+                    create_protocol=create_protocol,
+                    retry=self.config.retry,
+                ),
+                local_addr=(host, port),
+            )
+        except OSError as exc:
+            raise OSError(
+                exc.errno,
+                f"WebTransport cannot listen on udp {host}:{port}: {exc.strerror or exc}; is "
+                "another process serving it? Only one process can serve WebTransport on a "
+                "port (not several workers, such as uvicorn --workers): run one",
+            ) from exc
 
     def admits(self, data: bytes, addr: Any, known: Callable[[bytes], bool]) -> bool:
         """Whether a datagram may reach aioquic: always, unless it would start a new QUIC
@@ -263,15 +271,31 @@ class WebTransportServer:
 
 
 async def serve_webtransport(
-    app: Any, config: WebTransport, *, default_host: str | None, default_port: int
+    app: Any,
+    config: WebTransport,
+    *,
+    default_host: str | None = None,
+    default_port: int | None = None,
 ) -> WebTransportServer:
     """Serve the WebTransport sessions of ``app`` (a :class:`~aiosio.Server` or
-    :class:`~aiosio.EngineServer` whose transports include ``webtransport``) on UDP."""
+    :class:`~aiosio.EngineServer` whose transports include ``webtransport``) on UDP, at
+    ``config.host`` and ``config.port``, else ``default_host`` (else all addresses) and
+    ``default_port``; ``await server.close()`` stops it. ``sio.asgi(webtransport=...)`` and
+    ``aiosio.serve(..., webtransport=...)`` call it for you.
+
+    :raises ValueError: ``app`` does not offer ``webtransport``, no port is known, or the
+        certificate does not load.
+    :raises OSError: the UDP port cannot be bound."""
     engine = check_webtransport(app, config)
     assert engine is not None
+    port = config.port if config.port is not None else default_port
+    if port is None:
+        raise ValueError(
+            "serve_webtransport needs a UDP port: give aiosio.WebTransport(port=...) (the "
+            "HTTP server's port number, where the reference client looks for it)"
+        )
     server = WebTransportServer(engine, config)
     host = config.host or default_host or "0.0.0.0"
-    port = config.port if config.port is not None else default_port
     await server.start(host, port)
     logger.info("aiosio WebTransport (HTTP/3) on udp %s:%d", host, server.port)
     return server
