@@ -1042,3 +1042,75 @@ async def test_a_udp_port_already_taken_is_refused_with_the_cause(
         assert expected in said[0]["message"]
     with pytest.raises(ValueError, match=r"under an ASGI server, aiosio.WebTransport\(port=...\)"):
         echo_server().asgi(webtransport=aiosio.WebTransport(certfile=cert, keyfile=key))
+
+
+async def test_a_client_that_stops_reading_is_bounded_by_max_outbound_buffer(
+    running: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client whose network vanished (its UDP socket closed, nothing acknowledged): what the
+    server sends it waits in QUIC's send buffer, counted in buffered_amount; past
+    max_outbound_buffer the session is closed with the reason, another client served."""
+    run = await running(max_outbound_buffer=50_000)
+    other = run.client()
+    await other.connect()
+    conn = await run.raw()
+    await handshake(conn)
+    (stalled,) = [s for s in run.sio.engine.clients.values() if s.id != other.io.engine.id]
+    closed: list[str] = []
+    stalled.on("close", lambda reason, description=None: closed.append(reason))
+    assert conn.protocol.datagram is not None
+    conn.protocol.datagram.close()  # gone without a word: nothing it sends, nothing it reads
+    caplog.set_level(logging.WARNING, "aiosio.engine")
+    for _ in range(40):
+        stalled.send("4" + "z" * 2000)
+        await asyncio.sleep(0.01)
+        if closed:
+            break
+    assert closed == ["transport error"]
+    assert logged(
+        caplog, "bytes wait for a client that does not read them (max_outbound_buffer=50000)"
+    )()
+    assert await other.emit_with_ack("echo", 6, timeout=TIMEOUT) == ["webtransport", 6]
+    await other.disconnect()
+
+
+async def test_receive_windows_grow_only_as_data_is_read(running: Callable[..., Any]) -> None:
+    """aioquic alone doubles a window whenever the peer's highest offset passes half of it,
+    read or not, and fills the gap with zeros: one byte at the end of each window made the
+    server hold 2 GB in a dozen packets. With receive_window, a byte at the end of the window
+    with nothing before it leaves the window where it was (the server holds that window at
+    most), while a client that sends in order gets as much through as it likes."""
+    window = 65536
+    run = await running(webtransport={"receive_window": window})
+    async with quic_peer(run.port) as peer:
+        quic = peer.connection
+        stream_id = quic.get_next_available_stream_id()
+        quic.send_stream_data(stream_id, b"\x41")  # a WebTransport stream's first byte
+        peer.transmit()
+        await peer.ping()
+        stream = quic._streams[stream_id]  # aioquic's, to write past a gap on purpose
+        sender = stream.sender
+
+        def window_end() -> int:  # the last offset the server allows, stream and connection
+            room = quic._remote_max_data - quic._remote_max_data_used
+            return min(stream.max_stream_data_remote, sender.highest_offset + room)
+
+        # What the server has read: the stream's first byte, and the few bytes of HTTP/3's
+        # control and QPACK streams (fewer than 64); the windows stay within receive_window
+        # past that. Without the bound, each round below doubled them.
+        for _ in range(3):
+            end = window_end()
+            sender._buffer_start = sender._buffer_stop = end - 1
+            sender.write(b"x")  # the window's last byte, nothing between
+            peer.transmit()
+            await peer.ping()  # the server has taken it and sent what it had to
+            assert sender.highest_offset == end  # sent
+            assert window_end() <= window + 64
+    client = run.client()
+    await client.connect()
+    try:
+        big = "y" * 200_000  # three times the window, twice: it moves as the server reads
+        for _ in range(2):
+            assert await client.emit_with_ack("echo", big, timeout=TIMEOUT) == ["webtransport", big]
+    finally:
+        await client.disconnect()

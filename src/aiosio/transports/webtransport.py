@@ -78,6 +78,11 @@ class WebTransport:
     - ``max_sessions_per_connection`` (16): WebTransport sessions one QUIC connection may hold
       at once (a browser opens one per ``WebTransport`` object); the next CONNECT is answered
       429.
+    - ``receive_window`` (1 MiB, aioquic's initial window): bytes a client may send past what
+      the server has read, per stream and per connection (QUIC flow control). aioquic alone
+      doubles its windows with the highest offset the peer reached, read or not, and fills the
+      gaps with zeros: a dozen one-byte packets, each at the end of the window, made it hold
+      2 GB. Here a window grows only as data is read.
     - ``max_header_size`` (16 KiB, as the native server's ``ServerLimits``): bytes of HTTP/3
       frames the server may hold for one connection while they are incomplete (a CONNECT's
       headers, the SETTINGS frame, anything aioquic buffers until a frame is whole); past it
@@ -99,6 +104,7 @@ class WebTransport:
     handshake_timeout: float = 10.0
     max_sessions_per_connection: int = 16
     max_header_size: int = 16 * 1024
+    receive_window: int = 1024 * 1024
     retry: bool = False
 
     def __post_init__(self) -> None:
@@ -113,7 +119,12 @@ class WebTransport:
             isinstance(self.port, bool) or not isinstance(self.port, int) or self.port < 0
         ):
             raise TypeError(f"WebTransport port must be a UDP port number, got {self.port!r}")
-        for name in ("max_connections", "max_sessions_per_connection", "max_header_size"):
+        for name in (
+            "max_connections",
+            "max_sessions_per_connection",
+            "max_header_size",
+            "receive_window",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(
@@ -183,6 +194,8 @@ class WebTransportServer:
             is_client=False,
             max_datagram_frame_size=65536,
             idle_timeout=self.engine.config.ping_interval + self.engine.config.ping_timeout + 5,
+            max_data=self.config.receive_window,
+            max_stream_data=self.config.receive_window,
         )
         try:
             configuration.load_cert_chain(self.config.certfile, self.config.keyfile)
@@ -193,6 +206,16 @@ class WebTransportServer:
                 "-newkey ec ..., see docs/webtransport.md)"
             ) from exc
         protocol_class = _connection_class(aioquic_asyncio.QuicConnectionProtocol, h3)
+        quic = import_extra("aioquic.quic.connection", extra="webtransport", feature=_FEATURE)
+        if (
+            _bounded_windows(quic.QuicConnection) is None
+        ):  # pragma: no cover - aioquic 1.2-1.7 have it
+            logger.warning(
+                "this aioquic has no _write_stream_limits/_write_connection_limits: "
+                "receive_window=%d is not enforced, a client can make the server hold what it "
+                "sends out of order; use an aioquic that has them (1.7 does)",
+                self.config.receive_window,
+            )
         server_class = _server_class(aioquic_server.QuicServer)
 
         def create_protocol(*args: Any, **kwargs: Any) -> Any:
@@ -320,6 +343,71 @@ def _server_class(base: type) -> type:
     return Server
 
 
+def _bounded_windows(base: type) -> type | None:
+    """aioquic's ``QuicConnection`` whose receive windows grow only as data is read.
+
+    aioquic raises a stream's flow-control window (MAX_STREAM_DATA) to twice its value
+    whenever the peer's highest offset passes half of it, and the connection's (MAX_DATA) the
+    same way, whether or not the data before that offset arrived; out-of-order data is kept in
+    a buffer whose gaps are filled with zeros. A peer that sends one byte at the end of each
+    new window doubles both at every round trip and the server allocates gigabytes. Here each
+    window grows as aioquic decides, but to at most ``receive_window`` bytes past what was read
+    (the data delivered to the application), so the peer can never make the server hold more
+    than that per stream and per connection. aioquic has no option for it: its two private
+    methods that raise the windows are wrapped (``None`` if this aioquic has neither, and the
+    server says so).
+    """
+    if not all(
+        hasattr(base, name) for name in ("_write_stream_limits", "_write_connection_limits")
+    ):
+        return None
+    cached = _CLASSES.get(base)
+    if cached is not None:
+        return cached
+
+    class Bounded(base):  # type: ignore[misc]
+        receive_window = 1024 * 1024
+
+        def _write_stream_limits(self, builder: Any, space: Any, stream: Any) -> None:
+            receiver = stream.receiver
+            highest = receiver.highest_offset
+            window = stream.max_stream_data_local
+            allowed = receiver.starting_offset() + self.receive_window
+            if window and highest * 2 > window and window * 2 > allowed:
+                # Grow to what is allowed only: below half the new window, aioquic does not
+                # double it again (the highest offset is put back at once).
+                stream.max_stream_data_local = max(window, allowed)
+                receiver.highest_offset = stream.max_stream_data_local // 2
+                try:
+                    super()._write_stream_limits(builder, space, stream)
+                finally:
+                    receiver.highest_offset = highest
+                return
+            super()._write_stream_limits(builder, space, stream)
+
+        def _write_connection_limits(self, builder: Any, space: Any) -> None:
+            limit = self._local_max_data
+            used = limit.used  # the highest offsets of every stream, read or not
+            if used * 2 > limit.value:
+                unread = sum(
+                    stream.receiver.highest_offset - stream.receiver.starting_offset()
+                    for stream in self._streams.values()
+                )
+                allowed = used - unread + self.receive_window
+                if limit.value * 2 > allowed:
+                    limit.value = max(limit.value, allowed)
+                    limit.used = limit.value // 2
+                    try:
+                        super()._write_connection_limits(builder, space)
+                    finally:
+                        limit.used = used
+                    return
+            super()._write_connection_limits(builder, space)
+
+    _CLASSES[base] = Bounded
+    return Bounded
+
+
 def _address(addr: Any) -> str:
     try:
         return f"{addr[0]}:{addr[1]}"
@@ -354,6 +442,10 @@ class _Http3Connection:
         super().__init__(*args, **kwargs)
         self.server = server
         self.quic = self._quic
+        bounded = _bounded_windows(type(self.quic))
+        if bounded is not None:
+            self.quic.__class__ = bounded
+            self.quic.receive_window = server.config.receive_window
         self.http: Any = None
         self.sessions: dict[int, _Session] = {}
         self.streams: dict[int, _Session] = {}  # bidirectional stream -> its session
