@@ -63,12 +63,13 @@ def tour_server() -> aiosio.Server:
     return sio
 
 
-async def tour(certificate: tuple[Path, Path, str], mode: str, hash_: str | None = None) -> Any:
+async def tour(
+    certificate: tuple[Path, Path, str], mode: str, hash_: str | None = None, **options: Any
+) -> Any:
     cert, key, digest = certificate
     sio = tour_server()
-    server = await aiosio.serve(
-        sio, "127.0.0.1", 0, webtransport=aiosio.WebTransport(certfile=cert, keyfile=key)
-    )
+    config = aiosio.WebTransport(certfile=cert, keyfile=key, **options)
+    server = await aiosio.serve(sio, "127.0.0.1", 0, webtransport=config)
     try:
         url = f"http://127.0.0.1:{server.port}"
         args = ["--url", url, "--hash", hash_ or digest, "--mode", mode, "--chromium", chromium()]
@@ -115,3 +116,15 @@ async def test_browser_falls_back_to_websocket_when_webtransport_fails(
     result = await tour(webtransport_certificate, "fallback", wrong)
     assert result["first"] == "websocket"
     assert_tour(result, "websocket")
+
+
+async def test_browser_with_retry_and_a_small_receive_window(
+    webtransport_certificate: tuple[Path, Path, str],
+) -> None:
+    """Chromium proves its address with the QUIC Retry (retry=True), and its 100 KB message
+    crosses a 16 KiB receive window (the window moves as the server reads)."""
+    result = await tour(
+        webtransport_certificate, "webtransport", retry=True, receive_window=16 * 1024
+    )
+    assert result["first"] == "webtransport"
+    assert_tour(result, "webtransport")
