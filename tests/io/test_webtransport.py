@@ -1114,3 +1114,79 @@ async def test_receive_windows_grow_only_as_data_is_read(running: Callable[..., 
             assert await client.emit_with_ack("echo", big, timeout=TIMEOUT) == ["webtransport", big]
     finally:
         await client.disconnect()
+
+
+async def test_the_client_bounds_what_a_server_sends_out_of_order(
+    webtransport_certificate: tuple[Path, Path, str],
+) -> None:
+    """The aiosio client's QUIC windows grow only as it reads too: a server (the test's own,
+    aioquic) that accepts the session and writes one byte at the end of each window on the
+    session's stream does not make them grow (aioquic alone doubled them each time)."""
+    from aioquic.asyncio.protocol import QuicConnectionProtocol
+    from aioquic.asyncio.server import serve
+    from aioquic.h3.connection import H3_ALPN, H3Connection
+    from aioquic.h3.events import HeadersReceived, WebTransportStreamDataReceived
+    from aioquic.quic.configuration import QuicConfiguration
+
+    cert, key, digest = webtransport_certificate
+    streams: asyncio.Queue[tuple[Any, int]] = asyncio.Queue()
+
+    class Hostile(QuicConnectionProtocol):  # type: ignore[misc]
+        def __init__(self, quic: Any, **kwargs: Any) -> None:
+            super().__init__(quic, **kwargs)
+            self.connection = quic
+            self.http = H3Connection(quic, enable_webtransport=True)
+
+        def quic_event_received(self, event: Any) -> None:
+            for h3_event in self.http.handle_event(event):
+                if isinstance(h3_event, HeadersReceived):
+                    self.http.send_headers(
+                        h3_event.stream_id,
+                        [(b":status", b"200"), (b"sec-webtransport-http3-draft", b"draft02")],
+                    )
+                elif isinstance(h3_event, WebTransportStreamDataReceived):
+                    streams.put_nowait((self, h3_event.stream_id))
+
+    configuration = QuicConfiguration(
+        alpn_protocols=H3_ALPN, is_client=False, max_datagram_frame_size=65536
+    )
+    configuration.load_cert_chain(cert, key)
+    port = free_port()
+    server = await serve("127.0.0.1", port, configuration=configuration, create_protocol=Hostile)
+    conn = None
+    try:
+        conn = await open_webtransport(
+            "127.0.0.1",
+            port,
+            "/socket.io/?EIO=4&transport=webtransport",
+            {},
+            sid=None,
+            timeout=TIMEOUT,
+            max_message=1_000_000,
+            certificate_hashes=[parse_certificate_hash(digest)],
+            url=f"http://127.0.0.1:{port}",
+        )
+        conn.start()
+        hostile, stream_id = await asyncio.wait_for(streams.get(), TIMEOUT)
+        quic = hostile.connection
+        stream = quic._streams[stream_id]
+        sender = stream.sender
+
+        def window_end() -> int:
+            room = quic._remote_max_data - quic._remote_max_data_used
+            return min(stream.max_stream_data_remote, sender.highest_offset + room)
+
+        for _ in range(3):
+            end = window_end()
+            sender._buffer_start = sender._buffer_stop = end - 1
+            sender.write(b"x")
+            hostile.transmit()
+            await asyncio.wait_for(hostile.ping(), TIMEOUT)
+            assert sender.highest_offset == end
+            assert window_end() <= 1024 * 1024 + 256  # what the client read: a few bytes
+    finally:
+        if conn is not None:
+            conn.close()
+            await conn.wait_closed()
+        server.close()
+        await asyncio.sleep(0)  # the server's UDP socket closes on the next loop turn

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiosio._extras import import_extra
+from aiosio._quic import bounded_windows
 from aiosio.client.errors import ConnectError, Stage
 from aiosio.protocol.webtransport import (
     FrameDecoder,
@@ -365,7 +366,9 @@ async def open_webtransport(
     protocol_class = _protocol_class(
         aioquic_asyncio.QuicConnectionProtocol, h3, h3_events, quic_events
     )
-    connection = quic_connection.QuicConnection(configuration=configuration)
+    # A server must not make the client hold what it sends out of order (aiosio._quic).
+    bounded = bounded_windows(quic_connection.QuicConnection)
+    connection = (bounded or quic_connection.QuicConnection)(configuration=configuration)
     transport, protocol = await loop.create_datagram_endpoint(
         lambda: protocol_class(connection),
         local_addr=("0.0.0.0", 0) if family == socket.AF_INET else ("::", 0),

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiosio._extras import import_extra
+from aiosio._quic import bounded_windows
 from aiosio.engine.http import HttpRequest, WebSocketHandler
 from aiosio.engine.server import EngineServer
 from aiosio.protocol.webtransport import (
@@ -207,9 +208,8 @@ class WebTransportServer:
             ) from exc
         protocol_class = _connection_class(aioquic_asyncio.QuicConnectionProtocol, h3)
         quic = import_extra("aioquic.quic.connection", extra="webtransport", feature=_FEATURE)
-        if (
-            _bounded_windows(quic.QuicConnection) is None
-        ):  # pragma: no cover - aioquic 1.2-1.7 have it
+        windows = bounded_windows(quic.QuicConnection)
+        if windows is None:  # pragma: no cover - aioquic 1.7 has both methods
             logger.warning(
                 "this aioquic has no _write_stream_limits/_write_connection_limits: "
                 "receive_window=%d is not enforced, a client can make the server hold what it "
@@ -343,71 +343,6 @@ def _server_class(base: type) -> type:
     return Server
 
 
-def _bounded_windows(base: type) -> type | None:
-    """aioquic's ``QuicConnection`` whose receive windows grow only as data is read.
-
-    aioquic raises a stream's flow-control window (MAX_STREAM_DATA) to twice its value
-    whenever the peer's highest offset passes half of it, and the connection's (MAX_DATA) the
-    same way, whether or not the data before that offset arrived; out-of-order data is kept in
-    a buffer whose gaps are filled with zeros. A peer that sends one byte at the end of each
-    new window doubles both at every round trip and the server allocates gigabytes. Here each
-    window grows as aioquic decides, but to at most ``receive_window`` bytes past what was read
-    (the data delivered to the application), so the peer can never make the server hold more
-    than that per stream and per connection. aioquic has no option for it: its two private
-    methods that raise the windows are wrapped (``None`` if this aioquic has neither, and the
-    server says so).
-    """
-    if not all(
-        hasattr(base, name) for name in ("_write_stream_limits", "_write_connection_limits")
-    ):
-        return None
-    cached = _CLASSES.get(base)
-    if cached is not None:
-        return cached
-
-    class Bounded(base):  # type: ignore[misc]
-        receive_window = 1024 * 1024
-
-        def _write_stream_limits(self, builder: Any, space: Any, stream: Any) -> None:
-            receiver = stream.receiver
-            highest = receiver.highest_offset
-            window = stream.max_stream_data_local
-            allowed = receiver.starting_offset() + self.receive_window
-            if window and highest * 2 > window and window * 2 > allowed:
-                # Grow to what is allowed only: below half the new window, aioquic does not
-                # double it again (the highest offset is put back at once).
-                stream.max_stream_data_local = max(window, allowed)
-                receiver.highest_offset = stream.max_stream_data_local // 2
-                try:
-                    super()._write_stream_limits(builder, space, stream)
-                finally:
-                    receiver.highest_offset = highest
-                return
-            super()._write_stream_limits(builder, space, stream)
-
-        def _write_connection_limits(self, builder: Any, space: Any) -> None:
-            limit = self._local_max_data
-            used = limit.used  # the highest offsets of every stream, read or not
-            if used * 2 > limit.value:
-                unread = sum(
-                    stream.receiver.highest_offset - stream.receiver.starting_offset()
-                    for stream in self._streams.values()
-                )
-                allowed = used - unread + self.receive_window
-                if limit.value * 2 > allowed:
-                    limit.value = max(limit.value, allowed)
-                    limit.used = limit.value // 2
-                    try:
-                        super()._write_connection_limits(builder, space)
-                    finally:
-                        limit.used = used
-                    return
-            super()._write_connection_limits(builder, space)
-
-    _CLASSES[base] = Bounded
-    return Bounded
-
-
 def _address(addr: Any) -> str:
     try:
         return f"{addr[0]}:{addr[1]}"
@@ -442,7 +377,7 @@ class _Http3Connection:
         super().__init__(*args, **kwargs)
         self.server = server
         self.quic = self._quic
-        bounded = _bounded_windows(type(self.quic))
+        bounded = bounded_windows(type(self.quic))
         if bounded is not None:
             self.quic.__class__ = bounded
             self.quic.receive_window = server.config.receive_window
