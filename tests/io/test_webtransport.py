@@ -339,6 +339,10 @@ async def test_limit_per_packet_and_oversized_frame(
     bystander: tuple[Running, aiosio.Client], caplog: pytest.LogCaptureFixture
 ) -> None:
     run, other = bystander
+    closed: list[tuple[str, Any]] = []
+    run.sio.engine.on(
+        "connection", lambda s: s.on("close", lambda r, d=None: closed.append((r, d)))
+    )
     conn = await run.raw()
     await handshake(conn)
     conn.send("6" + "x" * 999)  # a NOOP of exactly max_http_buffer_size: accepted, ignored
@@ -348,6 +352,9 @@ async def test_limit_per_packet_and_oversized_frame(
         reason = await closed_with(conn)
     assert reason == "a frame announces 1001 bytes, over the limit of 1000 (max_http_buffer_size)"
     assert reason in caplog.text
+    # As the reference's decoder stream: its error packet closes the socket with "parse error".
+    await until(lambda: bool(closed))
+    assert closed == [("parse error", reason)]
     assert await other.emit_with_ack("echo", "still", timeout=TIMEOUT) == ["webtransport", "still"]
 
 

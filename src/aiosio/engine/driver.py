@@ -352,6 +352,15 @@ class EngineSocket(EventEmitter):
             self.apply(self.session.attach_probe(self.server.now(), kind))
         return _SessionWebSocket(self, channel)
 
+    def websocket_parse_error(self, channel: WebSocketChannel, reason: str) -> None:
+        """``channel`` (a WebTransport stream) received a frame its decoder refuses: a probe
+        is given up, the session's own transport ends it with ``parse error``."""
+        if self.probe is channel:
+            self.websocket_closed(channel, None, reason)
+        elif self.websocket is channel:
+            self._set_ws(None)
+            self.apply(self.session.transport_parse_error(self.server.now(), reason))
+
     def websocket_closed(
         self, channel: WebSocketChannel, code: int | None, error: str | None
     ) -> None:
@@ -409,3 +418,6 @@ class _SessionWebSocket:
 
     def on_close(self, code: int | None, error: str | None) -> None:
         self._socket.websocket_closed(self._channel, code, error)
+
+    def on_parse_error(self, reason: str) -> None:
+        self._socket.websocket_parse_error(self._channel, reason)

@@ -107,6 +107,10 @@ class WebSocketHandler(Protocol):
     def on_close(self, code: int | None, error: str | None) -> None:
         """The connection ended: ``code`` from the peer's close frame, ``error`` when it broke."""
 
+    def on_parse_error(self, reason: str) -> None:
+        """The connection ended on bytes that are no message (a WebTransport frame refused by
+        its decoder): the session closes with ``parse error``, not a transport error."""
+
 
 @dataclass(slots=True)
 class WebSocketAccept:

@@ -103,6 +103,9 @@ class _IgnoredWebSocket:
     def on_close(self, code: int | None, error: str | None) -> None:
         pass
 
+    def on_parse_error(self, reason: str) -> None:
+        pass
+
 
 class _Option(Generic[T]):
     """An attribute of :class:`EngineServer` read from its options, read-only as they are."""

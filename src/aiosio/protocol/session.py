@@ -459,6 +459,15 @@ class EngineSession:
             return self._terminate("parse error", str(exc))
         return self._receive_packets((packet,))
 
+    def transport_parse_error(self, now: float, reason: str) -> list[Event]:
+        """The session's message transport received bytes that are no message: a WebTransport
+        frame its decoder refuses. ``parse error``, as the reference's decoder stream, whose
+        error packet closes the socket with that reason (engine.io socket.ts ``onPacket``)."""
+        self.now = now
+        if self.state is not State.WEBSOCKET:
+            return []
+        return self._terminate("parse error", reason, close_transport=False)
+
     def websocket_closed(self, now: float, error: str | None = None) -> list[Event]:
         """The session's WebSocket closed (``error`` when it broke rather than closed)."""
         self.now = now

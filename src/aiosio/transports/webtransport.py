@@ -685,6 +685,7 @@ class _Session:
         self.paused: deque[str | bytes] | None = None  # messages held by pause_reading
         self.paused_bytes = 0
         self.written = 0  # bytes given to aioquic on the stream (header included)
+        self.parse_error = False  # closed on a frame the decoder refused
         self.timer: asyncio.TimerHandle | None = None
 
     # -- the engine's verdict ---------------------------------------------------------------------
@@ -742,7 +743,7 @@ class _Session:
         try:
             messages = self.decoder.feed(data) if data else []
         except FrameError as exc:
-            self._fail(exc.reason)
+            self._fail(exc.reason, parse=True)
             return
         for message in messages:
             if self.handler is None:
@@ -784,12 +785,15 @@ class _Session:
         assert self.handler is not None
         self.handler.on_message(message)
 
-    def _fail(self, reason: str) -> None:
+    def _fail(self, reason: str, *, parse: bool = False) -> None:
+        """Close the session on the peer's fault; ``parse``: a frame the decoder refused, which
+        the engine reports as ``parse error`` (the reference's decoder stream error packet)."""
         logger.warning(
             "closing the WebTransport session of %s: %s",
             self.request.remote_address or "?",
             reason,
         )
+        self.parse_error = parse
         self.close(1, reason, error=reason)
 
     def ended(self, code: int | None, error: str | None, reason: str = "") -> None:
@@ -810,8 +814,11 @@ class _Session:
         self.early.clear()
         self.paused = None
         if handler is not None:
-            # A WebSocket's close code: 1000 for a clean close.
-            handler.on_close(1000 if code == 0 else code, error)
+            if self.parse_error and error is not None:
+                handler.on_parse_error(error)
+            else:
+                # A WebSocket's close code: 1000 for a clean close.
+                handler.on_close(1000 if code == 0 else code, error)
 
     # -- the channel (aiosio.engine.http.WebSocketChannel) ----------------------------------------
 
