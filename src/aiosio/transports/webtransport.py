@@ -241,10 +241,12 @@ class WebTransportServer:
                 "port (not several workers, such as uvicorn --workers): run one",
             ) from exc
 
-    def admits(self, data: bytes, addr: Any, known: Callable[[bytes], bool]) -> bool:
+    def admits(
+        self, data: bytes, addr: Any, known: Callable[[bytes], bool], cid_length: int
+    ) -> bool:
         """Whether a datagram may reach aioquic: always, unless it would start a new QUIC
         connection while :attr:`WebTransport.max_connections` are open (``known`` says whether
-        a connection id belongs to an open connection)."""
+        a connection id belongs to an open connection; ``cid_length``: the server's)."""
         limit = self.config.max_connections
         if len(self.connections) < limit:
             return True
@@ -252,7 +254,7 @@ class WebTransportServer:
         packet = import_extra("aioquic.quic.packet", extra="webtransport", feature=_FEATURE)
         buffer = import_extra("aioquic.buffer", extra="webtransport", feature=_FEATURE)
         try:
-            header = packet.pull_quic_header(buffer.Buffer(data=data), host_cid_length=8)
+            header = packet.pull_quic_header(buffer.Buffer(data=data), host_cid_length=cid_length)
         except ValueError:
             return True  # aioquic drops it too
         if header.packet_type != packet.QuicPacketType.INITIAL or known(header.destination_cid):
@@ -336,7 +338,9 @@ def _server_class(base: type) -> type:
             self.owner = owner
 
         def datagram_received(self, data: bytes, addr: Any) -> None:
-            if self.owner.admits(data, addr, self._protocols.__contains__):
+            known = self._protocols.__contains__
+            length = self._configuration.connection_id_length
+            if self.owner.admits(data, addr, known, length):
                 super().datagram_received(data, addr)
 
     _CLASSES[base] = Server
