@@ -1088,7 +1088,9 @@ async def test_a_client_that_stops_reading_is_bounded_by_max_outbound_buffer(
     await other.disconnect()
 
 
-async def test_receive_windows_grow_only_as_data_is_read(running: Callable[..., Any]) -> None:
+async def test_receive_windows_grow_only_as_data_is_read(
+    running: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
     """aioquic alone doubles a window whenever the peer's highest offset passes half of it,
     read or not, and fills the gap with zeros: one byte at the end of each window made the
     server hold 2 GB in a dozen packets. With receive_window, a byte at the end of the window
@@ -1096,6 +1098,7 @@ async def test_receive_windows_grow_only_as_data_is_read(running: Callable[..., 
     most), while a client that sends in order gets as much through as it likes."""
     window = 65536
     run = await running(webtransport={"receive_window": window})
+    caplog.set_level(logging.WARNING, "aiosio.server.webtransport")
     async with quic_peer(run.port) as peer:
         quic = peer.connection
         stream_id = quic.get_next_available_stream_id()
@@ -1120,6 +1123,13 @@ async def test_receive_windows_grow_only_as_data_is_read(running: Callable[..., 
             await peer.ping()  # the server has taken it and sent what it had to
             assert sender.highest_offset == end  # sent
             assert window_end() <= window + 64
+        # Past the window: a flow-control error that closes the connection, logged.
+        stream.max_stream_data_remote += 1  # the client pretends it was allowed one more byte
+        quic._remote_max_data += 1
+        sender.write(b"x")
+        peer.transmit()
+        assert await peer.closed() == (0x3, "Over stream data limit")  # FLOW_CONTROL_ERROR
+    assert logged(caplog, "closed: Over stream data limit (error code 0x3)")()
     client = run.client()
     await client.connect()
     try:

@@ -432,10 +432,19 @@ class _Http3Connection:
         elif isinstance(event, events.HandshakeCompleted):
             self.handshake_done = True
         elif isinstance(event, events.ConnectionTerminated):
+            reason = event.reason_phrase or f"error code {event.error_code}"
+            if not self.closing and event.error_code not in (0, _H3_NO_ERROR):
+                # A protocol error aioquic found (data past a flow-control window: "Over stream
+                # data limit"), or one the client reported.
+                logger.warning(
+                    "the QUIC connection of %s closed: %s (error code %#x)",
+                    self.address,
+                    reason,
+                    event.error_code,
+                )
             self.closing = True
             self._cancel_idle_timer()
             self.server.ended(self)
-            reason = event.reason_phrase or f"error code {event.error_code}"
             for session in list(self.sessions.values()):
                 session.ended(None, f"the QUIC connection closed: {reason}")
             return
