@@ -1214,3 +1214,27 @@ async def test_the_client_bounds_what_a_server_sends_out_of_order(
             await conn.wait_closed()
         server.close()
         await asyncio.sleep(0)  # the server's UDP socket closes on the next loop turn
+
+
+async def test_churn_leaves_nothing_behind(running: Callable[..., Any]) -> None:
+    """100 WebTransport clients connect, echo and leave, 10 at a time: afterwards the server
+    holds no QUIC connection, no session and no task more than before (HARDENING 22)."""
+    run = await running()
+    connections = run.server.webtransport.connections  # type: ignore[union-attr]
+    tasks_before = len(asyncio.all_tasks())
+
+    async def visit(n: int) -> None:
+        client = run.client()
+        await client.connect()
+        try:
+            assert await client.emit_with_ack("echo", n, timeout=TIMEOUT) == ["webtransport", n]
+        finally:
+            await client.disconnect()
+
+    async with asyncio.timeout(120):
+        for start in range(0, 100, 10):
+            await asyncio.gather(*(visit(n) for n in range(start, start + 10)))
+        # The server's side of each QUIC connection ends after its closing period.
+        await until(lambda: not connections)
+    assert run.sio.engine.clients_count == 0
+    await until(lambda: len(asyncio.all_tasks()) <= tasks_before)
