@@ -1238,3 +1238,24 @@ async def test_churn_leaves_nothing_behind(running: Callable[..., Any]) -> None:
         await until(lambda: not connections)
     assert run.sio.engine.clients_count == 0
     await until(lambda: len(asyncio.all_tasks()) <= tasks_before)
+
+
+async def test_a_close_capsule_in_two_pieces_is_read(
+    running: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The client's close capsule may arrive in several HTTP/3 DATA frames: the server reads
+    its code and reason all the same (it took only a capsule whole in one frame)."""
+    from aiosio.protocol.webtransport import encode_close_capsule
+
+    run = await running()
+    caplog.set_level(logging.DEBUG, "aiosio.server.webtransport")
+    capsule = encode_close_capsule(7, "bye " * 100)
+    async with quic_peer(run.port) as peer:
+        session = peer.request()
+        assert await peer.status(session) == b"200"
+        peer.http.send_data(session, capsule[:5], end_stream=False)
+        peer.transmit()
+        await peer.ping()
+        peer.http.send_data(session, capsule[5:], end_stream=True)
+        peer.transmit()
+        await until(logged(caplog, "WebTransport session closed by the client: bye bye"))

@@ -32,6 +32,7 @@ from aiosio._quic import bounded_windows
 from aiosio.engine.http import HttpRequest, WebSocketHandler
 from aiosio.engine.server import EngineServer
 from aiosio.protocol.webtransport import (
+    MAX_CLOSE_REASON,
     FrameDecoder,
     FrameError,
     decode_close_capsule,
@@ -51,6 +52,8 @@ _FEATURE = "WebTransport (transports=(..., 'webtransport'))"
 # client sends its OPEN packet, and ``2probe`` for an upgrade, then waits for the answer). Their
 # bytes are bounded too, by max_http_buffer_size.
 _MAX_EARLY_MESSAGES = 16
+# The largest close capsule: its type and length (varints), the code, the longest reason.
+_MAX_CAPSULE = 8 + 8 + 4 + MAX_CLOSE_REASON
 # HTTP/3 application error codes (RFC 9114 section 8.1) the server closes a connection with.
 _H3_NO_ERROR = 0x100
 _H3_INTERNAL_ERROR = 0x102
@@ -554,11 +557,7 @@ class _Http3Connection:
         elif isinstance(event, h3_events.DataReceived):
             session = self.sessions.get(event.stream_id)
             if session is not None:
-                closed = decode_close_capsule(event.data)
-                if closed is not None:
-                    session.ended(closed[0], None, closed[1])
-                elif event.stream_ended:
-                    session.ended(0, None)
+                session.connect_data(event.data, event.stream_ended)
 
     def _headers(self, stream_id: int, raw: list[tuple[bytes, bytes]]) -> None:
         headers: dict[str, str] = {}
@@ -699,6 +698,7 @@ class _Session:
         self.paused_bytes = 0
         self.written = 0  # bytes given to aioquic on the stream (header included)
         self.parse_error = False  # closed on a frame the decoder refused
+        self.capsule = bytearray()  # the start of the CONNECT stream's data (connect_data)
         self.timer: asyncio.TimerHandle | None = None
 
     # -- the engine's verdict ---------------------------------------------------------------------
@@ -808,6 +808,19 @@ class _Session:
         )
         self.parse_error = parse
         self.close(1, reason, error=reason)
+
+    def connect_data(self, data: bytes, ended: bool) -> None:
+        """Bytes of the CONNECT stream after the answer: the capsules of draft-02, of which
+        only the close matters. A close capsule may come in several DATA frames: its start is
+        kept, at most one capsule's worth (a longer one is not a close the client may send)."""
+        room = _MAX_CAPSULE - len(self.capsule)
+        if room > 0 and data:
+            self.capsule += data[:room]
+        closed = decode_close_capsule(bytes(self.capsule))
+        if closed is not None:
+            self.ended(closed[0], None, closed[1])
+        elif ended:
+            self.ended(0, None)
 
     def ended(self, code: int | None, error: str | None, reason: str = "") -> None:
         """The client closed the session (``code``), or the connection broke (``error``)."""
