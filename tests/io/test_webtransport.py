@@ -1259,3 +1259,31 @@ async def test_a_close_capsule_in_two_pieces_is_read(
         peer.http.send_data(session, capsule[5:], end_stream=True)
         peer.transmit()
         await until(logged(caplog, "WebTransport session closed by the client: bye bye"))
+
+
+async def test_a_connect_with_too_many_headers_is_refused(
+    running: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """100 header fields (pseudo-headers included) are taken, 101 answered 431, as the native
+    server's max_header_count (before, the ones past 100 were dropped without a word)."""
+    run = await running()
+    caplog.set_level(logging.WARNING, "aiosio.server.webtransport")
+    base = [
+        (b":method", b"CONNECT"),
+        (b":scheme", b"https"),
+        (b":authority", b"127.0.0.1"),
+        (b":path", b"/socket.io/?EIO=4&transport=webtransport"),
+        (b":protocol", b"webtransport"),
+    ]
+    async with quic_peer(run.port) as peer:
+        answers = []
+        for count in (100, 101):
+            stream_id = peer.connection.get_next_available_stream_id()
+            extra = [(f"x-{n}".encode(), b"1") for n in range(count - len(base))]
+            peer.http.send_headers(stream_id, base + extra)
+            peer.transmit()
+            answers.append(await peer.status(stream_id))
+        assert answers == [b"200", b"431"]
+        await until(lambda: stream_id in peer.bodies)
+        assert peer.bodies[stream_id] == b"more than 100 headers\n"
+    assert logged(caplog, ": 101 headers, more than 100")()

@@ -52,6 +52,9 @@ _FEATURE = "WebTransport (transports=(..., 'webtransport'))"
 # client sends its OPEN packet, and ``2probe`` for an upgrade, then waits for the answer). Their
 # bytes are bounded too, by max_http_buffer_size.
 _MAX_EARLY_MESSAGES = 16
+# Header fields of a CONNECT (pseudo-headers included), as the native server's default
+# ServerLimits.max_header_count; their bytes are bounded by WebTransport.max_header_size.
+_MAX_HEADER_COUNT = 100
 # The largest close capsule: its type and length (varints), the code, the longest reason.
 _MAX_CAPSULE = 8 + 8 + 4 + MAX_CLOSE_REASON
 # HTTP/3 application error codes (RFC 9114 section 8.1) the server closes a connection with.
@@ -560,9 +563,18 @@ class _Http3Connection:
                 session.connect_data(event.data, event.stream_ended)
 
     def _headers(self, stream_id: int, raw: list[tuple[bytes, bytes]]) -> None:
+        if len(raw) > _MAX_HEADER_COUNT:  # as the native server's ServerLimits.max_header_count
+            logger.warning(
+                "refused a request of %s: %d headers, more than %d",
+                self.address,
+                len(raw),
+                _MAX_HEADER_COUNT,
+            )
+            self.respond(stream_id, 431, f"more than {_MAX_HEADER_COUNT} headers\n".encode())
+            return
         headers: dict[str, str] = {}
         pseudo: dict[str, str] = {}
-        for name, value in raw[:100]:
+        for name, value in raw:
             key = name.decode("latin-1").lower()
             text = value.decode("latin-1")
             if key.startswith(":"):
