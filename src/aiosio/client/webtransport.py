@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiosio._extras import import_extra
-from aiosio._quic import bounded_windows
+from aiosio._quic import bounded_windows, static_qpack
 from aiosio.client.errors import ConnectError, Stage
 from aiosio.protocol.webtransport import (
     FrameDecoder,
@@ -206,7 +206,9 @@ def _protocol_class(base: type, h3: Any, h3_events: Any, quic_events: Any) -> ty
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.quic = self._quic
-            self.http = h3.H3Connection(self.quic, enable_webtransport=True)
+            # No QPACK dynamic table: a server cannot inflate its headers (aiosio._quic).
+            h3_class = static_qpack(h3.H3Connection) or h3.H3Connection
+            self.http = h3_class(self.quic, enable_webtransport=True)
             self.answer: asyncio.Future[tuple[int, bytes]] = (
                 asyncio.get_running_loop().create_future()
             )

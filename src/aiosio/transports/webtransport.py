@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiosio._extras import import_extra
-from aiosio._quic import bounded_windows
+from aiosio._quic import bounded_windows, static_qpack
 from aiosio.engine.http import HttpRequest, WebSocketHandler
 from aiosio.engine.server import EngineServer
 from aiosio.protocol.webtransport import (
@@ -433,7 +433,8 @@ class _Http3Connection:
     def _quic_event(self, event: Any) -> None:
         events = import_extra("aioquic.quic.events", extra="webtransport", feature=_FEATURE)
         if isinstance(event, events.ProtocolNegotiated):
-            self.http = self.h3_module.H3Connection(self.quic, enable_webtransport=True)
+            h3_class = self.h3_module.H3Connection
+            self.http = (static_qpack(h3_class) or h3_class)(self.quic, enable_webtransport=True)
             self.peer = self.quic.get_peer_address()
         elif isinstance(event, events.HandshakeCompleted):
             self.handshake_done = True
