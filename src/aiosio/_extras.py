@@ -9,7 +9,8 @@ Each extra adds packages for one feature:
 - ``redis``: redis-py, for ``RedisAdapter`` and ``Emitter`` given a URL, ``--workers --redis``;
 - ``admin``: bcrypt, for the Admin UI's basic authentication (:mod:`aiosio.admin`);
 - ``metrics``: prometheus_client, for Prometheus metrics (:mod:`aiosio.metrics`);
-- ``typed``: pydantic, for handlers whose payloads are validated (:mod:`aiosio.typed`).
+- ``typed``: pydantic, for handlers whose payloads are validated (:mod:`aiosio.typed`);
+- ``postgres``: asyncpg, for ``PostgresAdapter`` (:mod:`aiosio.adapters.postgres`).
 
 A module of aiosio never imports one of these packages at module level, except inside a ``try``
 that handles its absence (a test checks every module). A feature used without its extra raises an
@@ -30,6 +31,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "admin": ("bcrypt",),
     "metrics": ("prometheus_client",),
     "typed": ("pydantic",),
+    "postgres": ("asyncpg",),
 }
 """The extras of the ``aiosio`` distribution and the top-level packages each one brings."""
 

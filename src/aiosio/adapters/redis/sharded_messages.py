@@ -53,6 +53,7 @@ __all__ = [
     "SocketsJoin",
     "SocketsLeave",
     "decode",
+    "decode_value",
     "encode",
     "message_type",
     "to_wire",
@@ -133,7 +134,14 @@ def message_type(message: Message) -> MessageType:
 def decode(data: bytes, *, max_size: int, limits: Limits) -> Message:
     """One cluster message. Raises the :class:`~.messages.MessageError` subclasses of
     :mod:`~aiosio.adapters.redis.messages`."""
-    raw = payload(data, max_size)
+    return decode_value(payload(data, max_size), limits=limits)
+
+
+def decode_value(raw: Any, *, limits: Limits) -> Message:
+    """One cluster message from its decoded JSON or msgpack value (what :func:`decode` reads
+    after the bytes; the Postgres adapter's notifications and attachments). Raises
+    :class:`~.messages.WrongShape`, :class:`~.messages.UnknownType` or
+    :class:`~.messages.Refused`."""
     if not isinstance(raw, dict):
         raise WrongShape("a cluster message must be an object")
     kind = raw.get("type")
