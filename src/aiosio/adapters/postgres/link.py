@@ -242,12 +242,17 @@ class PostgresLink:
     def _is_closed(self) -> bool:
         return self._closed
 
-    async def _connect(self) -> Any:
+    async def _connect(self, role: str) -> Any:
+        """A new connection; ``application_name`` (``aiosio``, or the one given in
+        ``server_settings``) gets the ``role`` appended, for ``pg_stat_activity``."""
         if self._asyncpg is None:
             from aiosio._extras import import_extra
 
             self._asyncpg = import_extra("asyncpg", extra="postgres", feature="PostgresAdapter")
         options = {"timeout": self._command_timeout, **self.connect_options}
+        settings = dict(options.get("server_settings") or {})
+        settings["application_name"] = f"{settings.get('application_name', 'aiosio')} {role}"
+        options["server_settings"] = settings
         return await self._asyncpg.connect(self.dsn, **options)
 
     # -- listening --------------------------------------------------------------------------------
@@ -290,7 +295,7 @@ class PostgresLink:
             started = time.monotonic()
             conn = None
             try:
-                conn = await self._connect()
+                conn = await self._connect("listener")
                 lost = asyncio.Event()
                 conn.add_termination_listener(partial(_set_event, lost))
                 for channel in list(self._channels):
@@ -439,6 +444,8 @@ class PostgresLink:
                 exc,
             )
         health.connected = False
+        if self._ready is not None:
+            self._ready.clear()
         health.last_error = f"{type(exc).__name__}: {exc}"
         health.last_error_at = time.time()
 
@@ -481,7 +488,7 @@ class PostgresLink:
             return conn
         self._publisher_conn = None
         try:
-            conn = await self._connect()
+            conn = await self._connect("publisher")
         except Exception as exc:
             raise _Unsent(f"{type(exc).__name__}: {exc}") from exc
         self._publisher_conn = conn
@@ -603,7 +610,7 @@ class PostgresLink:
 
     async def create_table(self) -> None:
         """``CREATE TABLE IF NOT EXISTS`` the attachments table, as the reference's README."""
-        conn = await self._connect()
+        conn = await self._connect("setup")
         try:
             await conn.execute(create_table_sql(self.table_name))
         finally:
