@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -498,7 +499,8 @@ async def test_broadcast_with_acks_gathers_every_client_s_reply_in_both_directio
 async def test_the_npm_postgres_emitter_reaches_aiosio_clients(cluster: Cluster) -> None:
     """``@socket.io/postgres-emitter`` writes no ``nsp`` (the channel names it) and ``uid``
     "emitter": aiosio delivers its broadcasts, binary and large ones (through the attachments
-    table) included, and applies its room changes and server-side emits."""
+    table) included, and applies its room changes and server-side emits. (The Node adapter 0.5.0
+    drops them all, as the last assertion shows.)"""
     blob = b"\x00\x01emitter"
     actions = [
         {"do": "emit", "event": "em-all", "args": ["hello", {"k": 1}]},
@@ -528,6 +530,9 @@ async def test_the_npm_postgres_emitter_reaches_aiosio_clients(cluster: Cluster)
     await until(
         lambda: ("sse", ["from-emitter"]) in cluster.server_side["B"], 8, "B got the emitter's"
     )
+    # The Node server on @socket.io/postgres-adapter 0.5.0 drops them: it finds the namespace of
+    # a message by its nsp, which the emitter does not write. aiosio reads it from the channel.
+    assert cluster.got("em-all") == aiosio_clients
     # The emitter is not a server: it is never counted.
     assert await server_count(cluster.a) == 3
 
@@ -747,3 +752,60 @@ async def test_pg_terminate_backend_on_the_listener_is_a_reconnection_in_the_log
     for name in ALL:
         assert cluster.events(name, "after") == [[1]], name
         assert cluster.events(name, "after-n") == [[2]], name
+
+
+# -- the wire -------------------------------------------------------------------------------------
+
+
+async def test_aiosio_writes_the_same_notify_payloads_as_the_node_adapter(cluster: Cluster) -> None:
+    """The same operations on A and on N: the NOTIFY payloads each sends are the same text, once
+    the sender's uid and the request ids are set aside (key order, flags, options)."""
+    uid_a = cluster.a.sockets.adapter.uid  # type: ignore[attr-defined]
+    ready = next(line for line in cluster.n.lines if line.get("type") == "ready")
+    uid_n = ready["uid"]
+    seen: list[tuple[str, str]] = []
+
+    def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        sender = json.loads(payload).get("uid")
+        if sender in (uid_a, uid_n) and json.loads(payload).get("type") != 2:
+            seen.append((sender, payload))
+
+    listener = await asyncpg.connect(DSN)
+    await listener.add_listener(f"{cluster.prefix}#/", on_notify)
+    try:
+        for origin in ("A", "N"):
+            if origin == "A":
+                cluster.a.to("r1").except_("r2").emit("w", 1, {"a": "b"})
+                cluster.a.volatile.emit("v", "x")
+                cluster.a.in_("r1").sockets_join("x")
+                cluster.a.in_("x").sockets_leave("x")
+                await cluster.a.in_("r2").fetch_sockets()
+                await cluster.a.server_side_emit_with_ack("sse", "s", timeout=5)
+            else:
+                await cluster.n.call("emit", to=["r1"], **{"except": ["r2"]}, event="w",
+                                     args=[1, {"a": "b"}])  # fmt: skip
+                await cluster.n.call("emit", volatile=True, event="v", args=["x"])
+                await cluster.n.call("socketsJoin", **{"in": ["r1"]}, rooms=["x"])
+                await cluster.n.call("socketsLeave", **{"in": ["x"]}, rooms=["x"])
+                await cluster.n.call("fetchSockets", **{"in": ["r2"]})
+                await cluster.n.call("serverSideEmit", event="sse", args=["s"], ack=True)
+            await cluster.flush(origin)
+    finally:
+        await listener.close()
+
+    def normal(payload: str) -> str:
+        text = payload.replace(uid_a, "UID").replace(uid_n, "UID")
+        return re.sub(r'"requestId":"[0-9a-f]{16}"', '"requestId":"RID"', text)
+
+    REQUESTS = {3, 4, 5, 6, 7, 9}  # noqa: N806 - the answers to the other's requests differ
+
+    def sent(uid: str) -> list[str]:
+        return [
+            normal(p)
+            for sender, p in seen
+            if sender == uid and '"marker"' not in p and json.loads(p)["type"] in REQUESTS
+        ]
+
+    from_a, from_n = sent(uid_a), sent(uid_n)
+    assert from_a == from_n
+    assert [json.loads(p)["type"] for p in from_a] == [3, 3, 4, 5, 7, 9]

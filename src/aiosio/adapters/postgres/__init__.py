@@ -8,7 +8,7 @@ One cluster with Node socket.io servers on ``@socket.io/postgres-adapter`` 0.5, 
 * :mod:`.namespace`: the namespace adapter, with the heartbeat between servers;
 * :mod:`.adapter`: :class:`PostgresAdapter`, the factory a server is given.
 
-Needs ``asyncpg`` (``pip install "aiosio[postgres]"``), imported when the adapter first connects.
+Needs ``asyncpg`` (``pip install "aiosio[postgres]"``), imported when an adapter is made.
 """
 
 from __future__ import annotations

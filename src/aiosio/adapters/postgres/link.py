@@ -17,7 +17,7 @@ that sends in order through a bounded queue.
   older than ``cleanup_interval`` every ``cleanup_interval``, as the reference does.
 
 Nothing starts before it is first needed inside a running event loop (a server can be created
-before a fork). ``asyncpg`` is imported when the link first connects.
+before a fork). ``asyncpg`` is imported when the link is made (not with ``aiosio``).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from aiosio._extras import import_extra
 from aiosio.adapters.postgres.messages import Outgoing, encode_header
 from aiosio.adapters.redis.link import set_within
 
@@ -165,7 +166,8 @@ class PostgresLink:
         self._on_connected_callbacks: list[Callable[[], None]] = []
         self._closed = False
         self._dropped_logged_at = 0.0
-        self._asyncpg: Any = None
+        # Imported here, not with aiosio: a missing extra is an ImportError at construction.
+        self._asyncpg: Any = import_extra("asyncpg", extra="postgres", feature="PostgresAdapter")
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -245,10 +247,6 @@ class PostgresLink:
     async def _connect(self, role: str) -> Any:
         """A new connection; ``application_name`` (``aiosio``, or the one given in
         ``server_settings``) gets the ``role`` appended, for ``pg_stat_activity``."""
-        if self._asyncpg is None:
-            from aiosio._extras import import_extra
-
-            self._asyncpg = import_extra("asyncpg", extra="postgres", feature="PostgresAdapter")
         options = {"timeout": self._command_timeout, **self.connect_options}
         settings = dict(options.get("server_settings") or {})
         settings["application_name"] = f"{settings.get('application_name', 'aiosio')} {role}"

@@ -21,11 +21,13 @@ the channel names the namespace. The decoders raise only the
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from aiosio.adapters.redis.codec import encode_json, encode_msgpack
 from aiosio.adapters.redis.messages import (
+    InvalidMessage,
     MessageType,
     WireMessage,
     WrongShape,
@@ -112,7 +114,7 @@ def decode_notification(
     """The message (or the header of an attachment) in the payload of a ``NOTIFY`` on the
     channel of namespace ``nsp``; None for a message of ``skip_uid`` (a server's own, which
     comes back to it: not checked further)."""
-    raw = payload(text.encode(), max_size)
+    raw = _json(text, max_size)
     if skip_uid is not None and isinstance(raw, dict) and raw.get("uid") == skip_uid:
         return None
     if isinstance(raw, dict) and "attachmentId" in raw:
@@ -125,6 +127,16 @@ def decode_notification(
             attachment_id=str(attachment),
         )
     return decode_value_of(raw, nsp=nsp, limits=limits)
+
+
+def _json(text: str, max_size: int) -> Any:
+    """A ``NOTIFY`` payload is JSON text (the attachments' msgpack is in the table)."""
+    if len(text) > max_size:
+        raise InvalidMessage(f"notification of {len(text)} characters exceeds {max_size=}")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidMessage(f"invalid JSON notification: {exc}") from None
 
 
 def decode_attachment(data: bytes, *, nsp: str, max_size: int, limits: Limits) -> Message:
