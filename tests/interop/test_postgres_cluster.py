@@ -590,7 +590,8 @@ async def test_fetch_sockets_fails_as_the_reference_when_a_known_server_does_not
 
 class Proxy:
     """A TCP proxy of the test's own in front of PostgreSQL: ``cut()`` closes every connection
-    through it and refuses new ones until ``restore()``."""
+    through it and refuses new ones until ``restore()``; ``stall()`` makes the open ones a black
+    hole."""
 
     def __init__(self, target_port: int = 5432) -> None:
         self.target_port = target_port
@@ -598,6 +599,7 @@ class Proxy:
         self.open = True
         self.server: asyncio.Server | None = None
         self.pipes: set[asyncio.StreamWriter] = set()
+        self.frozen: set[asyncio.StreamWriter] = set()
         self.accepted = 0
 
     async def start(self) -> None:
@@ -618,6 +620,8 @@ class Proxy:
         async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError, ConnectionError):
                 while data := await src.read(65536):
+                    if dst in self.frozen:
+                        continue  # a black hole: the connection looks open, nothing passes
                     dst.write(data)
                     await dst.drain()
             dst.transport.abort()
@@ -629,6 +633,11 @@ class Proxy:
         self.open = False
         for pipe in list(self.pipes):
             pipe.transport.abort()
+
+    def stall(self) -> None:
+        """Every connection open now stops passing bytes, without closing (a half-open link);
+        new connections work."""
+        self.frozen |= self.pipes
 
     def restore(self) -> None:
         self.open = True
@@ -723,6 +732,44 @@ async def test_a_network_cut_is_counted_reported_and_recovered_never_silent(
         await cluster.c.close()
 
 
+async def test_a_stalled_listener_is_found_by_its_health_check_and_replaced(
+    serve: ServeFn,
+    serve_native: ServeFn,
+    spawn: Callable[..., Awaitable[NodeProc]],
+    proxy: Proxy,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The link to PostgreSQL stops passing bytes but stays open (no FIN, no RST): after
+    ``health_check_interval`` without a notification the listener is asked ``SELECT 1``, no
+    answer comes within ``command_timeout``, and it is replaced."""
+    caplog.set_level(logging.WARNING, LOGGER)
+    cluster = await start_cluster(
+        serve,
+        serve_native,
+        spawn,
+        clients={"b1": ("B", [], ["websocket"], False)},
+        a_dsn=f"postgresql://postgres@127.0.0.1:{proxy.port}/test",
+        options={"health_check_interval": 0.5, "command_timeout": 0.5},
+    )
+    try:
+        health = factory_of(cluster.a).health
+        proxy.stall()
+        await until(lambda: health.reconnects == 1 and health.connected, 10, "A listens again")
+        messages = [r.getMessage() for r in caplog.records]
+        assert any(
+            "no answer to SELECT 1 on the listener connection within 0.5s" in m
+            and "health_check_interval" in m
+            for m in messages
+        ), messages
+        await formed(cluster)
+        cluster.a.emit("after", 1)
+        await cluster.flush("A")
+        assert cluster.events("b1", "after") == [[1]]
+    finally:
+        await cluster.n.close()
+        await cluster.c.close()
+
+
 async def test_pg_terminate_backend_on_the_listener_is_a_reconnection_in_the_log(
     cluster: Cluster, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -797,13 +844,13 @@ async def test_aiosio_writes_the_same_notify_payloads_as_the_node_adapter(cluste
         text = payload.replace(uid_a, "UID").replace(uid_n, "UID")
         return re.sub(r'"requestId":"[0-9a-f]{16}"', '"requestId":"RID"', text)
 
-    REQUESTS = {3, 4, 5, 6, 7, 9}  # noqa: N806 - the answers to the other's requests differ
+    requests = {3, 4, 5, 6, 7, 9}  # the answers to the other's requests differ
 
     def sent(uid: str) -> list[str]:
         return [
             normal(p)
             for sender, p in seen
-            if sender == uid and '"marker"' not in p and json.loads(p)["type"] in REQUESTS
+            if sender == uid and '"marker"' not in p and json.loads(p)["type"] in requests
         ]
 
     from_a, from_n = sent(uid_a), sent(uid_n)
