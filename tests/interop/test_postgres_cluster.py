@@ -237,9 +237,10 @@ class Cluster:
 
 
 async def formed(cluster: Cluster, count: int = 3) -> None:
-    """Wait until every server counts ``count`` servers (the Node one is asked to say hello
-    again meanwhile, as the reference's own tests do: its first INITIAL_HEARTBEAT may go out
-    before its LISTEN)."""
+    """Wait until every server counts ``count`` servers. The Node one is asked to say hello
+    (``adapter.init()``, as the reference's own tests do): socket.io 4.8.1 never calls it, so an
+    idle Node server sends no heartbeat until it publishes a request or answers an aiosio
+    server's INITIAL_HEARTBEAT."""
 
     async def check() -> bool:
         counts = [await server_count(sio) for sio in cluster.sios.values()]
@@ -856,3 +857,43 @@ async def test_aiosio_writes_the_same_notify_payloads_as_the_node_adapter(cluste
     from_a, from_n = sent(uid_a), sent(uid_n)
     assert from_a == from_n
     assert [json.loads(p)["type"] for p in from_a] == [3, 3, 4, 5, 7, 9]
+
+
+async def test_memory_stays_bounded_while_postgres_is_away(
+    serve: ServeFn,
+    serve_native: ServeFn,
+    spawn: Callable[..., Awaitable[NodeProc]],
+    proxy: Proxy,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """While A cannot reach PostgreSQL, at most ``max_publish_queue`` messages wait (one more is
+    being tried); the rest are dropped at once, counted and logged with the option; what waited
+    is sent, in order, once the link is back within ``publish_retry_timeout``."""
+    caplog.set_level(logging.WARNING, LOGGER)
+    cluster = await start_cluster(
+        serve,
+        serve_native,
+        spawn,
+        clients={"b1": ("B", [], ["websocket"], False)},
+        a_dsn=f"postgresql://postgres@127.0.0.1:{proxy.port}/test",
+        options={"max_publish_queue": 3, "publish_retry_timeout": 8.0},
+    )
+    try:
+        health = factory_of(cluster.a).health
+        proxy.cut()
+        await until(lambda: not health.connected, 5, "A sees the cut")
+        for i in range(10):
+            cluster.a.emit("queued", i)
+        assert health.queued_publishes <= 3
+        assert health.dropped_publishes >= 6
+        proxy.restore()
+        await until(lambda: health.connected and health.queued_publishes == 0, 10, "A is back")
+        await cluster.flush("A")
+        got = [args[0] for args in cluster.events("b1", "queued")]
+        assert got == sorted(got)
+        assert len(got) + health.dropped_publishes == 10, (got, health)
+        assert any("max_publish_queue=3 messages wait already" in r.getMessage()
+                   for r in caplog.records)  # fmt: skip
+    finally:
+        await cluster.n.close()
+        await cluster.c.close()
