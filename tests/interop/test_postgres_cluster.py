@@ -261,6 +261,7 @@ async def start_cluster(
     clients: dict[str, tuple[str, list[str], list[str], bool]] = CLIENTS,
     a_dsn: str = DSN,
     options: dict[str, Any] | None = None,
+    node_args: tuple[str, ...] = (),
 ) -> Cluster:
     prefix = f"t{uuid.uuid4().hex[:12]}"
     cluster = Cluster(prefix=prefix)
@@ -274,7 +275,7 @@ async def start_cluster(
     cluster.urls["B"] = await serve(cluster.b)
     for sio in cluster.sios.values():
         assert await factory_of(sio).ready(), factory_of(sio).health
-    cluster.node = await spawn("pg_node.mjs", "--prefix", prefix)
+    cluster.node = await spawn("pg_node.mjs", "--prefix", prefix, *node_args)
     ready = await cluster.node.wait(lambda line: line["type"] == "ready", 10)
     cluster.urls["N"] = f"http://127.0.0.1:{ready['port']}"
     await formed(cluster)
@@ -545,7 +546,9 @@ async def test_a_closed_server_leaves_the_cluster_at_once_and_a_silent_one_after
     serve: ServeFn, serve_native: ServeFn, spawn: Callable[..., Awaitable[NodeProc]]
 ) -> None:
     options = {"heartbeat_interval": 0.5, "heartbeat_timeout": 1.5}
-    cluster = await start_cluster(serve, serve_native, spawn, clients={}, options=options)
+    cluster = await start_cluster(
+        serve, serve_native, spawn, clients={}, options=options, node_args=("--heartbeat", "500")
+    )
     try:
         # Heartbeats keep the cluster together well past heartbeat_timeout.
         await asyncio.sleep(2.0)
