@@ -9,15 +9,24 @@ from aiosio.client.sync import SyncClient
 from aiosio.emitter import Emitter
 from aiosio.engine.http import HttpRequest, HttpResponse
 from aiosio.engine.server import ConnectionRejected, Cookie, EngineServer, EngineSocket
-from aiosio.errors import AckTimeout, AiosioError, ConnectionRefused, Disconnected, EncodingError
+from aiosio.errors import (
+    AckTimeout,
+    AiosioError,
+    ConnectionRefused,
+    Disconnected,
+    EncodingError,
+    FetchSocketsTimeout,
+)
 from aiosio.protocol.cors import Cors
 from aiosio.protocol.socketio import Limits
 from aiosio.server.broadcast import BroadcastOperator
 from aiosio.server.namespace import Namespace
+from aiosio.server.remote import RemoteSocket
 from aiosio.server.server import Recovery, Server
 from aiosio.server.socket import Handshake, Socket
 from aiosio.transports.asgi import AsgiApp
 from aiosio.transports.native import NativeServer, ServerLimits, run, serve
+from aiosio.transports.webtransport import WebTransport
 
 __all__ = [
     "AckTimeout",
@@ -35,6 +44,7 @@ __all__ = [
     "EncodingError",
     "EngineServer",
     "EngineSocket",
+    "FetchSocketsTimeout",
     "Handshake",
     "HttpRequest",
     "HttpResponse",
@@ -42,11 +52,13 @@ __all__ = [
     "Namespace",
     "NativeServer",
     "Recovery",
+    "RemoteSocket",
     "Server",
     "ServerLimits",
     "Socket",
     "Stage",
     "SyncClient",
+    "WebTransport",
     "__version__",
     "run",
     "serve",

@@ -6,7 +6,14 @@ from typing import Any
 
 from aiosio.protocol.errors import AiosioError
 
-__all__ = ["AckTimeout", "AiosioError", "ConnectionRefused", "Disconnected", "EncodingError"]
+__all__ = [
+    "AckTimeout",
+    "AiosioError",
+    "ConnectionRefused",
+    "Disconnected",
+    "EncodingError",
+    "FetchSocketsTimeout",
+]
 
 
 class AckTimeout(AiosioError):
@@ -45,3 +52,19 @@ class EncodingError(AiosioError, TypeError):
     """A value given to ``emit`` (or returned as an acknowledgement) cannot be encoded; the
     message names the argument and its type. A ``TypeError`` too, as Python raises for a
     value of the wrong type."""
+
+
+class FetchSocketsTimeout(AiosioError):
+    """A cluster ``fetch_sockets`` did not hear from every server in time (the reference
+    rejects its promise the same way): ``answered`` of ``expected`` other servers answered
+    within ``timeout`` seconds; ``sockets`` holds what did arrive (this server's included).
+    Pass ``fetch_sockets(partial=True)`` to take that instead of this error."""
+
+    def __init__(
+        self, message: str, *, sockets: list[Any], answered: int, expected: int, timeout: float
+    ) -> None:
+        super().__init__(message)
+        self.sockets = sockets
+        self.answered = answered
+        self.expected = expected
+        self.timeout = timeout

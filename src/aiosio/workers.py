@@ -28,12 +28,29 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from aiosio._recovery_log import DEFAULT_LOG_SIZE, RecoveryStore
+from aiosio.adapters.redis.adapter import RedisAdapter
+from aiosio.adapters.redis.codec import decode as decode_value
+from aiosio.adapters.redis.codec import encode_msgpack
 from aiosio.adapters.redis.link import RedisHealth, set_within
+from aiosio.adapters.redis.namespace import RedisNamespaceAdapter
+from aiosio.adapters.redis.sharded_adapter import ShardedAdapter
+from aiosio.protocol.errors import RemoteProtocolError
+from aiosio.protocol.socketio import Packet, PacketType, check_event
+from aiosio.server.adapter import (
+    BroadcastFlags,
+    BroadcastOptions,
+    NamespaceView,
+    PersistedSession,
+    Recovery,
+    SocketId,
+)
 
 if TYPE_CHECKING:
     from aiosio.transports.native import NativeServer
@@ -68,10 +85,16 @@ def sid_in(head: bytes) -> bytes | None:
 
 
 class _Bus:
-    """Channels and subscribers across the workers; messages framed as msgpack arrays."""
+    """Channels and subscribers across the workers; messages framed as msgpack arrays. With
+    connection state recovery, also the workers' shared store (:class:`RecoveryStore`):
+    ``log`` gives a broadcast its offset and sends it to every worker of the namespace, the
+    sender included, so that all deliver in the master's order; ``persist`` keeps a session;
+    ``restore`` answers a worker with a session and what it missed."""
 
-    def __init__(self) -> None:
+    def __init__(self, recovery_log_size: int = DEFAULT_LOG_SIZE) -> None:
         self.subscribers: dict[str, set[asyncio.StreamWriter]] = {}
+        self.store = RecoveryStore(recovery_log_size)
+        self.clock = time.monotonic
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         mine: set[str] = set()
@@ -92,6 +115,8 @@ class _Bus:
                     _write_frame(
                         writer, ["numsub", frame[1], len(self.subscribers.get(frame[2], ()))]
                     )
+                else:
+                    self._recovery(writer, frame)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         except asyncio.CancelledError:
@@ -100,6 +125,27 @@ class _Bus:
             for channel in mine:
                 self.subscribers.get(channel, set()).discard(writer)
             writer.close()
+
+    def _recovery(self, writer: asyncio.StreamWriter, frame: list[Any]) -> None:
+        op, channel = frame[0], frame[1]
+        store, now = self.store, self.clock()
+        if op == "log":  # ["log", channel, keep, rooms, except, payload]
+            _, _, keep, rooms, except_rooms, payload = frame
+            offset = store.append(
+                channel, now, keep, frozenset(rooms), frozenset(except_rooms), payload
+            )
+            message = msgpack.packb([offset, payload], use_bin_type=True)
+            for target in list(self.subscribers.get(channel, ())):
+                _write_frame(target, ["msg", channel, message])
+        elif op == "persist":  # ["persist", channel, keep, pid, rooms, session]
+            _, _, keep, pid, rooms, session = frame
+            store.persist(channel, now, keep, pid, frozenset(rooms), session)
+        elif op == "restore":  # ["restore", channel, request, pid, offset]
+            _, _, request, pid, offset = frame
+            found = store.restore(channel, now, pid, offset)
+            _write_frame(writer, ["restored", request, found.session, found.missed, found.reason])
+        else:
+            raise ConnectionError(f"unknown bus operation {str(op)[:20]!r}")
 
 
 def _write_frame(writer: asyncio.StreamWriter, frame: list[Any]) -> None:
@@ -125,6 +171,7 @@ class BusLink:
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._numsub: dict[int, asyncio.Future[int]] = {}
+        self._restores: dict[int, asyncio.Future[list[Any]]] = {}
         self._next = 0
         self._ready: asyncio.Event | None = None
         self._backlog: list[list[Any]] = []
@@ -162,6 +209,10 @@ class BusLink:
                     future = self._numsub.pop(frame[1], None)
                     if future is not None and not future.done():
                         future.set_result(int(frame[2]))
+                elif frame[0] == "restored":
+                    answer = self._restores.pop(frame[1], None)
+                    if answer is not None and not answer.done():
+                        answer.set_result(frame[2:])
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             self.health.connected = False
             self.health.last_error = f"the master process went away: {exc}"
@@ -194,7 +245,10 @@ class BusLink:
         if self._handlers.pop(channel, None) is not None and self._writer is not None:
             _write_frame(self._writer, ["unsub", channel])
 
-    def publish(self, channel: str, data: bytes, *, sharded: bool = False) -> None:
+    def publish(
+        self, channel: str, data: bytes, *, sharded: bool = False, audience: str | None = None
+    ) -> None:
+        """Publish (``audience`` is not checked: the master loses nothing while it runs)."""
         self.health.published += 1
         self._send(["pub", channel, data])
 
@@ -209,11 +263,167 @@ class BusLink:
         except TimeoutError:
             return 1
 
+    # -- connection state recovery: the master's store --------------------------------------------
+
+    def log(
+        self, channel: str, keep: float, rooms: list[str], except_rooms: list[str], payload: bytes
+    ) -> None:
+        """Send a broadcast to be given an offset and delivered by every subscriber of
+        ``channel`` (this worker included), in the master's order."""
+        self.health.published += 1
+        self._send(["log", channel, keep, rooms, except_rooms, payload])
+
+    def persist(
+        self, channel: str, keep: float, pid: str, rooms: list[str], session: bytes
+    ) -> None:
+        self._send(["persist", channel, keep, pid, rooms, session])
+
+    async def restore(
+        self, channel: str, pid: str, offset: str, timeout: float = 5.0
+    ) -> tuple[bytes | None, list[tuple[str, bytes]], str | None]:
+        """The session ``pid`` and the broadcasts it missed after ``offset``, or no session and
+        why."""
+        self._next += 1
+        request = self._next
+        answer: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._restores[request] = answer
+        self._send(["restore", channel, request, pid, offset])
+        try:
+            async with asyncio.timeout(timeout):
+                session, missed, reason = await answer
+        except TimeoutError:
+            self._restores.pop(request, None)
+            return None, [], f"the master did not answer within {timeout:g}s"
+        return session, [(str(o), bytes(e)) for o, e in missed], reason
+
     async def close(self) -> None:
         if self._reader_task is not None:
             self._reader_task.cancel()
         if self._writer is not None:
             self._writer.close()
+
+
+# -- the workers' cluster adapter ---------------------------------------------------------------
+
+
+class WorkersAdapter(RedisAdapter):
+    """The adapter of every worker without ``--redis``: the sharded Redis adapter's protocol
+    over the master's bus (``@socket.io/cluster-adapter``'s place in Node), plus what the
+    reference's cluster adapter lacks, connection state recovery across the workers: with
+    ``recovery``, each recoverable broadcast goes through the master, which gives it an offset
+    and hands it to every worker in one order, and the sessions of disconnected sockets are kept
+    by the master, so a client recovers on whichever worker it reconnects to."""
+
+    def __init__(self, link: BusLink, recovery: Recovery | None = None) -> None:
+        super().__init__(link=link, sharded=True, subscription_mode="static")
+        self.bus = link
+        self.recovery = recovery
+
+    def __call__(self, nsp: NamespaceView) -> RedisNamespaceAdapter:
+        adapter = _WorkerAdapter(nsp, self)
+        self.adapters.append(adapter)
+        return adapter
+
+
+class _WorkerAdapter(ShardedAdapter):
+    """One namespace of a worker (:class:`WorkersAdapter`)."""
+
+    def __init__(self, nsp: NamespaceView, factory: WorkersAdapter) -> None:
+        super().__init__(nsp, factory)
+        self.bus = factory.bus
+        self.recovery = factory.recovery
+        self.log_channel = f"aiosio-recovery#{nsp.name}"
+        if self.recovery is not None:
+            self.bus.ssubscribe(self.log_channel, self._on_logged)
+
+    def broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
+        flags = opts.flags
+        recovery = self.recovery
+        if (
+            recovery is None
+            or flags.local
+            or flags.volatile
+            or packet.type is not PacketType.EVENT
+            or packet.id is not None
+        ):
+            super().broadcast(packet, opts)
+            return
+        self._check_outgoing(packet.data)
+        rooms, except_rooms = sorted(opts.rooms), sorted(opts.except_rooms)
+        payload = encode_msgpack([self.uid, flags.compress, packet.data, rooms, except_rooms])
+        keep = recovery.max_disconnection_duration
+        self.bus.log(self.log_channel, keep, rooms, except_rooms, payload)
+
+    def _on_logged(self, channel: str, data: bytes) -> None:
+        """A recoverable broadcast back from the master with its offset (this worker's own
+        ones too): delivered here, in the master's order, the offset last."""
+        try:
+            offset, payload = msgpack.unpackb(data, raw=False)
+            sender, compress, args, rooms, except_rooms = self._entry(payload)
+            if sender != self.uid:
+                check_event(args, self.factory.limits)
+        except (ValueError, TypeError, RemoteProtocolError) as exc:
+            self.link.health.dropped_messages += 1
+            logger.warning("dropped a broadcast from the master on %s: %s", channel, exc)
+            return
+        opts = BroadcastOptions(
+            rooms=rooms, except_rooms=except_rooms, flags=BroadcastFlags(compress=compress)
+        )
+        self.local_broadcast(Packet(PacketType.EVENT, self.nsp.name, [*args, offset]), opts)
+
+    def _entry(self, payload: bytes) -> tuple[str, bool, list[Any], frozenset[str], frozenset[str]]:
+        sender, compress, args, rooms, except_rooms = decode_value(payload, self.max_size)
+        if not isinstance(args, list):
+            raise TypeError("the broadcast's arguments are not a list")
+        return (
+            str(sender),
+            bool(compress),
+            args,
+            frozenset(map(str, rooms)),
+            frozenset(map(str, except_rooms)),
+        )
+
+    def persist_session(self, session: PersistedSession) -> None:
+        recovery = self.recovery
+        if recovery is None:
+            return
+        state = {"sid": session.sid, "pid": session.pid, "rooms": session.rooms}
+        try:
+            blob = encode_msgpack({**state, "data": session.data})
+        except (TypeError, ValueError) as exc:
+            logger.warning(
+                "socket %s cannot be recovered on another worker: its data cannot be encoded "
+                "(%s); keep socket.data to JSON-like values",
+                session.sid,
+                exc,
+            )
+            return
+        keep = recovery.max_disconnection_duration
+        self.bus.persist(self.log_channel, keep, session.pid, list(session.rooms), blob)
+
+    async def restore_session(self, pid: str, offset: str) -> PersistedSession | None:
+        if self.recovery is None:
+            return None
+        blob, missed, reason = await self.bus.restore(self.log_channel, pid, offset)
+        if blob is None:
+            # A bound that was hit is worth a warning; an unknown or expired session is routine.
+            level = logging.WARNING if reason and "no longer kept" in reason else logging.INFO
+            logger.log(
+                level, "no recovery for session %s on %s: %s", pid[:20], self.nsp.name, reason
+            )
+            return None
+        state = decode_value(blob, self.max_size)
+        packets = []
+        for missed_offset, payload in missed:
+            _sender, _compress, args, _r, _e = self._entry(payload)
+            packets.append([*args, missed_offset])
+        return PersistedSession(
+            sid=SocketId(str(state["sid"])),
+            pid=str(state["pid"]),
+            rooms=[str(room) for room in state["rooms"]],
+            data=state.get("data"),
+            missed_packets=packets,
+        )
 
 
 # -- the master ---------------------------------------------------------------------------------
@@ -317,11 +527,17 @@ def _check_alive(procs: list[subprocess.Popen[bytes]]) -> None:
 
 
 async def _master(
-    target: str, host: str, port: int, workers: int, redis_url: str | None, python: str
+    target: str,
+    host: str,
+    port: int,
+    workers: int,
+    redis_url: str | None,
+    python: str,
+    bus: _Bus,
 ) -> None:
     directory = tempfile.mkdtemp(prefix="aiosio-workers-")
     try:
-        await _run_master(target, host, port, workers, redis_url, python, directory)
+        await _run_master(target, host, port, workers, redis_url, python, directory, bus)
     finally:
         shutil.rmtree(directory, ignore_errors=True)  # also when the port could not be bound
 
@@ -334,9 +550,9 @@ async def _run_master(
     redis_url: str | None,
     python: str,
     directory: str,
+    bus: _Bus,
 ) -> None:
     master = _Master(workers, directory)
-    bus = _Bus()
     bus_server = await asyncio.start_unix_server(bus.serve, master.bus_path())
     try:
         listener = socket.create_server((host, port), reuse_port=False, backlog=2048)
@@ -404,12 +620,22 @@ async def _watch(procs: list[subprocess.Popen[bytes]], stop: asyncio.Event) -> N
 
 
 def serve_workers(
-    target: str, host: str, port: int, workers: int, redis_url: str | None = None
+    target: str,
+    host: str,
+    port: int,
+    workers: int,
+    redis_url: str | None = None,
+    *,
+    recovery_log_size: int = DEFAULT_LOG_SIZE,
 ) -> None:
-    """Run ``workers`` processes of ``module:app`` behind ``host:port`` (blocking)."""
+    """Run ``workers`` processes of ``module:app`` behind ``host:port`` (blocking).
+
+    ``recovery_log_size``: with connection state recovery (and no ``redis_url``), how many
+    broadcasts of a namespace the master keeps for clients to recover on any worker."""
     if not 1 <= workers <= len(ALPHABET):
         raise ValueError(f"workers must be between 1 and {len(ALPHABET)}, got {workers}")
-    asyncio.run(_master(target, host, port, workers, redis_url, sys.executable))
+    bus = _Bus(recovery_log_size)
+    asyncio.run(_master(target, host, port, workers, redis_url, sys.executable, bus))
 
 
 # -- a worker -----------------------------------------------------------------------------------
@@ -417,7 +643,6 @@ def serve_workers(
 
 def worker_main(target: str, index: int, workers: int, directory: str, redis: str | None) -> None:
     """Entry point of one worker process (``python -m aiosio _worker``)."""
-    from aiosio.adapters.redis import RedisAdapter
     from aiosio.loader import load_app
     from aiosio.server.server import Server
     from aiosio.transports.native import NativeServer, ServerLimits
@@ -434,11 +659,12 @@ def worker_main(target: str, index: int, workers: int, directory: str, redis: st
 
     engine.generate_id = generate_id
     if isinstance(app, Server):
+        factory: RedisAdapter
         if redis:
             factory = RedisAdapter(redis)
         else:
             bus = BusLink(os.path.join(directory, "bus.sock"))
-            factory = RedisAdapter(link=bus, sharded=True, subscription_mode="static")
+            factory = WorkersAdapter(bus, app.connection_state_recovery)
         app.set_adapter(factory)
 
     async def main() -> None:

@@ -748,6 +748,47 @@ async def test_fetch_sockets_and_remote_sockets(cluster: Cluster) -> None:
     assert {s.id for s in remaining} == {ids[n] for n in ALL - {"n1", "b1", "b2"}}
 
 
+async def test_remote_socket_acknowledgements(cluster: Cluster) -> None:
+    """``remote.timeout(s).emit_with_ack(...)`` (Node's ``remoteSocket.timeout(ms)
+    .emitWithAck(...)``): a broadcast with acks to that one socket, answered with its reply,
+    whether the socket is on the Node server or on the other aiosio server."""
+    c, a = cluster, cluster.a
+    ids = c.ids
+    by_id = {s.id: s for s in await a.fetch_sockets()}
+    rn1, rb1, rq = by_id[ids["n1"]], by_id[ids["b1"]], by_id[ids["q"]]
+    assert isinstance(rn1, aiosio.RemoteSocket)
+    assert await rn1.timeout(3).emit_with_ack("one", 1) == "n1"
+    assert await rb1.timeout(3).emit_with_ack("one", b"\x01", {"k": [2]}) == "b1"
+    await c.flush("A")
+    assert c.events("n1", "one") == [[1]]
+    assert c.events("b1", "one") == [[b"\x01", {"k": [2]}]]
+    assert c.got("one") == {"n1", "b1"}  # to that socket only
+
+    # timeout() is a copy: the remote socket itself has none, and a wait needs one
+    with pytest.raises(TypeError, match=r"emit_with_ack needs a timeout.*remote\.timeout\(5\)"):
+        await rn1.emit_with_ack("one")
+
+    # A silent client: the wait ends at the timeout and says who did not answer.
+    with pytest.raises(AckTimeout) as info:
+        await rq.timeout(1).emit_with_ack("one")
+    assert str(info.value) == (
+        f"remote socket {ids['q']} did not acknowledge 'one' within 1s "
+        "(<1 socket(s) on other servers> did not answer)"
+    )
+    assert info.value.missing == ["<1 socket(s) on other servers>"]
+    assert info.value.replies == []
+
+    # A socket gone from the cluster: no server has it, nobody can answer.
+    rb1.disconnect()
+    await until(lambda: "b1" in c.disconnected(), 5, "b1 disconnected")
+    with pytest.raises(aiosio.Disconnected) as gone:
+        await rb1.timeout(2).emit_with_ack("one")
+    assert str(gone.value) == (
+        f"remote socket {ids['b1']} is no longer connected to any server of the cluster: "
+        "'one' reached nobody"
+    )
+
+
 # -- server-side events ---------------------------------------------------------------------------
 
 
@@ -1034,8 +1075,8 @@ async def test_a_member_that_never_answers(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A subscriber that is counted (NUMSUB / SHARDNUMSUB) but never answers: requests end at
-    their timeout with what arrived, and say so. (Node rejects fetchSockets instead; aiosio
-    returns the partial list.)"""
+    their timeout and say so. ``fetch_sockets`` raises, as Node rejects fetchSockets, unless
+    the caller asks for the partial list."""
     caplog.set_level(logging.INFO, logger=LOGGER)
     sharded = mode == "sharded"
     key = f"t{uuid.uuid4().hex[:12]}"
@@ -1055,10 +1096,27 @@ async def test_a_member_that_never_answers(
             await mute.subscribe(f"{key}-request#/#")
         await until(lambda: _count_is(a, 3), 5, "3 members")
         started = time.monotonic()
-        sockets = await a.timeout(1).fetch_sockets()
+        with pytest.raises(aiosio.FetchSocketsTimeout) as refused:
+            await a.timeout(1).fetch_sockets()
+        # sharded: the call's timeout; classic: requests_timeout (1.5 s), as in Node
+        waited = 1 if sharded else 1.5
+        assert time.monotonic() - started > waited - 0.1  # timers are never early
+        hint = (
+            "sio.timeout(seconds).fetch_sockets() (default 5s)"
+            if sharded
+            else "RedisAdapter(requests_timeout=...) (now 1.5s)"
+        )
+        assert str(refused.value) == (
+            f"fetch_sockets on namespace /: 1 of 2 other server(s) did not answer within "
+            f"{waited:g}s (Redis counts the servers, it cannot name them); wait longer with "
+            f"{hint}, or take what arrived with fetch_sockets(partial=True)"
+        )
+        assert (refused.value.answered, refused.value.expected) == (1, 2)
+        assert refused.value.timeout == waited
+        assert refused.value.sockets == []  # B answered: it has no socket
+        assert records(caplog, r"only 1 of 2 servers answered"), "a short fetch, not logged"
+        sockets = await a.timeout(1).fetch_sockets(partial=True)
         assert sockets == []
-        assert time.monotonic() - started > 0.9  # the 1 s given (timers are never early)
-        assert records(caplog, r"only 1 of 2 servers answered"), "a partial fetch, not logged"
         with pytest.raises(AckTimeout) as info:
             await a.timeout(1).emit_with_ack("ask")
         assert info.value.missing == ["<1 server(s) that did not answer>"]

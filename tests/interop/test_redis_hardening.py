@@ -698,3 +698,80 @@ async def test_close_publishes_what_is_queued(serve: ServeFn) -> None:
         await client.disconnect()
         await factory_a.close()
         await factory_b.close()
+
+
+# -- pub/sub losses counted, never silent ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["classic", "sharded"])
+async def test_every_broadcast_lost_in_an_outage_is_counted(
+    mode: str,
+    private_redis: PrivateRedis,
+    serve: ServeFn,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Server A broadcasts numbers 0..N-1 while a client of server B counts them; Redis is
+    killed mid-stream and started again. Pub/sub keeps nothing, so B's client misses some; each
+    one is a number at A: a publish given up (``dropped_publishes``: Redis away past
+    publish_retry_timeout) or a publish that reached fewer servers than are alive
+    (``missed_deliveries``: B still resubscribing). Delivered plus counted is every broadcast."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    key = f"t{uuid.uuid4().hex[:12]}"
+    sharded = mode == "sharded"
+    factory_a = RedisAdapter(private_redis.url, key=key, sharded=sharded, publish_retry_timeout=0.3)
+    factory_b = RedisAdapter(private_redis.url, key=key, sharded=sharded)
+    server_a = aiosio.Server(adapter=factory_a)
+    server_b = aiosio.Server(adapter=factory_b)
+    received: list[int] = []
+    client = aiosio.Client(await serve(server_b), reconnection=False)
+    client.on("n", received.append)
+    total = 300
+    try:
+        assert await factory_a.ready()
+        assert await factory_b.ready()
+        await client.connect()
+        server_a.emit("n", -1)  # both links work: A learns that two servers are alive
+        await until(lambda: received == [-1], 5, "the first broadcast")
+        received.clear()
+        for n in range(total):
+            if n == 100:
+                await private_redis.stop()
+            if n == 200:
+                await private_redis.start()
+            server_a.emit("n", n)
+            await asyncio.sleep(0.01)
+        health = factory_a.health
+        await until(lambda: health.queued_publishes == 0, 10, "A's queue drained")
+        # what reached Redis has reached B's client: a marker after it arrives last
+        await until(lambda: factory_b.health.connected, 15, "B back")
+        marker = 10_000
+
+        async def marker_arrived() -> bool:
+            nonlocal marker
+            if received and received[-1] >= 10_000:
+                return True
+            marker += 1
+            server_a.emit("n", marker)
+            await asyncio.sleep(0.1)
+            return False
+
+        await until_async(marker_arrived, 15, "a broadcast from A reaches B's client again")
+        markers = marker - 10_000
+        delivered = [n for n in received if n < 10_000]
+        assert delivered == sorted(set(delivered))  # in order, each once
+        lost = total - len(delivered)
+        assert lost > 0  # the outage cost something: pub/sub keeps nothing
+        counted = health.dropped_publishes + health.missed_deliveries
+        # the markers B missed while resubscribing are counted too
+        missed_markers = markers - sum(1 for n in received if n >= 10_000)
+        assert counted == lost + missed_markers, (
+            f"{lost} lost, {missed_markers} markers missed; counted {health.dropped_publishes} "
+            f"dropped + {health.missed_deliveries} missed deliveries"
+        )
+        if health.missed_deliveries:
+            assert warnings_matching(caplog, r"known to be alive: \d+ server\(s\) missed it")
+        assert health.as_dict()["missed_deliveries"] == health.missed_deliveries
+    finally:
+        await client.disconnect()
+        await factory_a.close()
+        await factory_b.close()

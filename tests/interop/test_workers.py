@@ -44,7 +44,8 @@ async def workers(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
     (tmp_path / "workers_app.py").write_text(APP)
     port = free_port()
     log = tmp_path / "server.log"
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [

@@ -25,7 +25,7 @@ import pytest
 
 import aiosio
 from aiosio.workers import BusLink, serve_workers
-from conftest import free_port
+from conftest import free_port, run_node
 
 TIMEOUT = 60.0
 LISTENING = re.compile(r"aiosio listening on http://127\.0\.0\.1:(\d+) with 2 workers")
@@ -57,16 +57,21 @@ APP = textwrap.dedent(
 )
 
 
+def python_path(directory: Path) -> str:
+    """The application's directory first, then what the tests run with (a checkout's src)."""
+    return os.pathsep.join(filter(None, [str(directory), os.environ.get("PYTHONPATH")]))
+
+
 class Workers:
     """``python -m aiosio serve app:sio --workers 2 --port 0 ARGS``, its stderr read by a thread."""
 
-    def __init__(self, directory: Path, *args: str) -> None:
-        (directory / "workers_paths_app.py").write_text(APP)
+    def __init__(self, directory: Path, *args: str, app: str = APP) -> None:
+        (directory / "workers_paths_app.py").write_text(app)
         command = [sys.executable, "-m", "aiosio", "serve", "workers_paths_app:sio"]
         self.proc = subprocess.Popen(
             [*command, "--workers", "2", "--port", "0", *args],
             cwd=directory,
-            env={**os.environ, "PYTHONPATH": str(directory)},
+            env={**os.environ, "PYTHONPATH": python_path(directory)},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -128,8 +133,8 @@ def start_workers(tmp_path: Path) -> Iterator[list[Workers]]:
         workers.stop()
 
 
-def serve(started: list[Workers], directory: Path, *args: str) -> Workers:
-    workers = Workers(directory, *args)
+def serve(started: list[Workers], directory: Path, *args: str, app: str = APP) -> Workers:
+    workers = Workers(directory, *args, app=app)
     started.append(workers)
     workers.wait_listening()
     return workers
@@ -284,7 +289,7 @@ def run_master(directory: Path, module: str, *args: str) -> subprocess.Completed
     return subprocess.run(
         [sys.executable, "-m", "aiosio", "serve", f"{module}:sio", "--workers", "2", *args],
         cwd=directory,
-        env={**os.environ, "PYTHONPATH": str(directory), "TMPDIR": str(tmp)},
+        env={**os.environ, "PYTHONPATH": python_path(directory), "TMPDIR": str(tmp)},
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -344,3 +349,139 @@ def test_the_bus_link_starts_with_the_event_loop() -> None:
     link.sunsubscribe("never-subscribed")
     assert link.health.published == 1
     assert not link.health.connected
+
+
+# -- the cluster over the master's bus: what every cluster adapter does ---------------------------
+
+CLUSTER_APP = APP + textwrap.dedent(
+    """
+    @sio.on("rooms_of")
+    async def rooms_of(socket, room):
+        return sorted(s.data["name"] for s in await sio.in_(room).fetch_sockets())
+
+    @sio.on("named")
+    def named(socket, name):
+        socket.data = {"name": name}
+
+    @sio.on("join_all")
+    def join_all(socket, room):
+        sio.sockets_join(room)
+
+    @sio.on("to_room")
+    async def to_room(socket, room, text):
+        sio.to(room).emit("shout", text)
+
+    @sio.on("ask_servers")
+    async def ask_servers(socket):
+        return await sio.server_side_emit_with_ack("which", timeout=10)
+
+    @sio.on_server_side("which")
+    def which():
+        return os.getpid()
+
+    @sio.on("ask_each")
+    async def ask_each(socket):
+        remote = [s for s in await sio.fetch_sockets() if s.id != socket.id]
+        return [await s.timeout(10).emit_with_ack("name") for s in remote]
+    """
+)
+
+
+async def test_cluster_operations_across_workers(
+    tmp_path: Path, start_workers: list[Workers], two_clients: list[aiosio.Client]
+) -> None:
+    """Rooms joined from another worker, fetch_sockets by room, server_side_emit with acks and
+    a remote socket's acknowledgement, each across the two workers."""
+    workers = serve(start_workers, tmp_path, app=CLUSTER_APP)
+    places = await one_on_each_worker(workers.url, two_clients)
+    first, second = two_clients
+    for client, name in ((first, "a"), (second, "b")):
+        client.emit("named", name)
+    assert await first.emit_with_ack("rooms_of", "everyone", timeout=TIMEOUT) == []
+    await first.emit_with_ack("join_all", "everyone", timeout=TIMEOUT)  # sockets_join
+    assert await second.emit_with_ack("rooms_of", "everyone", timeout=TIMEOUT) == ["a", "b"]
+    heard: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    second.on("shout", heard.set_result)
+    await first.emit_with_ack("to_room", "everyone", "in the room", timeout=TIMEOUT)
+    assert await asyncio.wait_for(heard, TIMEOUT) == "in the room"
+    # server_side_emit reaches the other worker only, which answers
+    other_pid = next(pid for letter, pid in places if letter != places[0][0])
+    assert await first.emit_with_ack("ask_servers", timeout=TIMEOUT) == [other_pid]
+    # the other worker's socket, as a RemoteSocket, acknowledges
+    assert await first.emit_with_ack("ask_each", timeout=TIMEOUT) == ["b"]
+    assert await second.emit_with_ack("ask_each", timeout=TIMEOUT) == ["a"]
+
+
+RECOVERY_APP = textwrap.dedent(
+    """
+    import aiosio
+
+    sio = aiosio.Server(
+        connection_state_recovery=aiosio.Recovery(max_disconnection_duration=60)
+    )
+
+    @sio.on("connection")
+    def connection(socket):
+        room = socket.handshake.auth.get("room")
+        if room:
+            socket.join(room)
+
+    @sio.on("where")
+    def where(socket):
+        return socket.conn.id[0]
+
+    @sio.on("burst")
+    def burst(socket, start, count):
+        for i in range(start, start + count):
+            sio.to("r").emit("n", i)
+            sio.to("other").emit("x", i)
+            sio.emit("all", i)
+        return True
+    """
+)
+
+
+def expected_events(numbers: range) -> list[str]:
+    return [f"{event}{i}" for i in numbers for event in ("n", "all")]
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+async def test_a_client_recovers_on_the_other_worker(
+    tmp_path: Path, start_workers: list[Workers], transport: str
+) -> None:
+    """socket.io-client 4.8 loses its connection to worker B; broadcasts go on; it reconnects to
+    worker A and gets its id, its room and every broadcast it missed, once, in order (the
+    master's store: the reference's cluster adapter has no recovery)."""
+    workers = serve(start_workers, tmp_path, app=RECOVERY_APP)
+    (result,) = await run_node("workers_recovery.mjs", workers.url, transport, "5", timeout=60)
+    assert result["driverWhere"] != result["before"]["where"]
+    assert result["after"]["where"] != result["before"]["where"]  # on the other worker
+    assert result["disconnectReason"] == "forced close"  # the client closed its transport
+    assert result["after"]["recovered"] is True
+    assert result["after"]["id"] == result["before"]["id"]
+    assert result["got"] == expected_events(range(9))  # 2 live, 5 missed, 2 live; no x
+
+
+async def test_recovery_is_bounded_by_the_masters_log(
+    tmp_path: Path, start_workers: list[Workers]
+) -> None:
+    """--recovery-log-size 4: a client that missed 5 broadcasts of each of three kinds (15) is
+    not recovered (a new session: nothing replayed), and the worker says why and which option
+    keeps more."""
+    workers = serve(start_workers, tmp_path, "--recovery-log-size", "4", app=RECOVERY_APP)
+    (result,) = await run_node("workers_recovery.mjs", workers.url, "websocket", "5", timeout=60)
+    assert result["after"]["recovered"] is False
+    assert result["after"]["id"] != result["before"]["id"]
+    assert result["got"] == expected_events(range(2)) + expected_events(range(7, 9))
+    workers.wait_for_line("are no longer kept: the master keeps the last 4 broadcasts")
+    assert "--recovery-log-size" in workers.stderr
+
+
+def test_the_recovery_log_size_is_checked(tmp_path: Path) -> None:
+    (tmp_path / "workers_paths_app.py").write_text(APP)
+    done = run_master(tmp_path, "workers_paths_app", "--port", "0", "--recovery-log-size", "0")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "aiosio: recovery_log_size must be at least 1 broadcast, got 0: it bounds the "
+        "broadcasts the master keeps per namespace for clients to recover"
+    )

@@ -3,12 +3,12 @@
 // Manager (Engine.IO connection), no reconnection. Prints one JSON object per line.
 //
 //   node redis_clients.mjs --client JSON [--client JSON ...]
-//     JSON: {name, url, auth?, transports?: ["websocket"], silent?: false}
+//     JSON: {name, url, auth?, transports?: ["websocket"], silent?: false, reconnection?: false}
 //
 // Each client sends auth {...auth, name}. Every event from the server is printed; when the server
 // asks for an acknowledgement the client answers ack(name) (never when silent). Binary values are
 // printed, and given in commands, as {"$bin": base64}.
-// Printed: {type: "connect", client, id, transport} {type: "connect_error", client, message}
+// Printed: {type: "connect", client, id, transport, recovered} {type: "connect_error", client, message}
 //          {type: "event", client, event, args, acked} {type: "disconnect", client, reason}
 //          {type: "ack", client, event, args} (reply to an emit with ack)
 // Commands on stdin, one JSON object per line:
@@ -46,13 +46,21 @@ for (const raw of flags.client) {
   const name = spec.name;
   const manager = new Manager(spec.url, {
     transports: spec.transports ?? ["websocket"],
-    reconnection: false,
+    reconnection: spec.reconnection ?? false,
+    reconnectionDelay: 200,
+    reconnectionDelayMax: 500,
     timeout: 5000,
   });
   const socket = manager.socket("/", { auth: { ...(spec.auth ?? {}), name } });
   clients.set(name, socket);
   socket.on("connect", () =>
-    print({ type: "connect", client: name, id: socket.id, transport: manager.engine.transport.name }),
+    print({
+      type: "connect",
+      client: name,
+      id: socket.id,
+      transport: manager.engine.transport.name,
+      recovered: socket.recovered,
+    }),
   );
   socket.on("connect_error", (err) => print({ type: "connect_error", client: name, message: err.message }));
   socket.on("disconnect", (reason) => print({ type: "disconnect", client: name, reason }));

@@ -4,11 +4,13 @@
 //
 //   node redis_node.mjs --port PORT --key KEY [--sharded] [--mode dynamic|static|dynamic-private]
 //                       [--name N] [--redis redis://127.0.0.1:6379] [--requests-timeout MS]
-//                       [--specific-response]
+//                       [--specific-response] [--streams] [--recovery MS]
 //
 // Classic mode: createAdapter(pub, sub, {key, requestsTimeout, publishOnSpecificResponseChannel:
 // --specific-response}). --sharded: createShardedAdapter(pub, sub, {channelPrefix: key,
-// subscriptionMode: --mode}).
+// subscriptionMode: --mode}). --streams: @socket.io/redis-streams-adapter 0.3's
+// createAdapter(pub, {streamName: key, channelPrefix: key, blockTimeInMs: 1000}).
+// --recovery MS: connectionStateRecovery {maxDisconnectionDuration: MS}.
 //
 // Sockets (namespace "/"): on connection, socket.data = {name: auth.name, server: N} and the
 // socket joins auth.rooms. Every client event is printed ({type: "event"}); the client event
@@ -32,6 +34,7 @@ import http from "node:http";
 import readline from "node:readline";
 import { parseArgs } from "node:util";
 import { createAdapter, createShardedAdapter } from "@socket.io/redis-adapter";
+import { createAdapter as createStreamsAdapter } from "@socket.io/redis-streams-adapter";
 import { createClient } from "redis";
 import { Server } from "socket.io";
 
@@ -45,6 +48,8 @@ const { values: flags } = parseArgs({
     redis: { type: "string", default: "redis://127.0.0.1:6379" },
     "requests-timeout": { type: "string", default: "5000" },
     "specific-response": { type: "boolean", default: false },
+    streams: { type: "boolean", default: false },
+    recovery: { type: "string", default: "" },
   },
 });
 const NAME = flags.name;
@@ -77,7 +82,9 @@ pub.on("error", (err) => print({ type: "redis-error", client: "pub", message: er
 sub.on("error", (err) => print({ type: "redis-error", client: "sub", message: err.message }));
 await Promise.all([pub.connect(), sub.connect()]);
 
-const adapter = flags.sharded
+const adapter = flags.streams
+  ? createStreamsAdapter(pub, { streamName: flags.key, channelPrefix: flags.key, blockTimeInMs: 1000 })
+  : flags.sharded
   ? createShardedAdapter(pub, sub, { channelPrefix: flags.key, subscriptionMode: flags.mode })
   : createAdapter(pub, sub, {
       key: flags.key,
@@ -86,13 +93,20 @@ const adapter = flags.sharded
     });
 
 const httpServer = http.createServer();
-const io = new Server(httpServer, { adapter, pingInterval: 10000, pingTimeout: 5000 });
+const recovery = flags.recovery ? { connectionStateRecovery: { maxDisconnectionDuration: Number(flags.recovery) } } : {};
+const io = new Server(httpServer, { adapter, pingInterval: 10000, pingTimeout: 5000, ...recovery });
 
 io.on("connection", (socket) => {
   const auth = socket.handshake.auth ?? {};
   socket.data = { name: auth.name ?? null, server: NAME };
   if (Array.isArray(auth.rooms) && auth.rooms.length) socket.join(auth.rooms);
-  print({ type: "connection", id: socket.id, name: auth.name ?? null, rooms: [...socket.rooms] });
+  print({
+    type: "connection",
+    id: socket.id,
+    name: auth.name ?? null,
+    rooms: [...socket.rooms],
+    recovered: socket.recovered,
+  });
   socket.onAny((event, ...args) => {
     print({ type: "event", id: socket.id, event, args: plain(args) });
   });
@@ -216,7 +230,7 @@ process.stdin.on("end", () => process.exit(0));
 // "ready" only once this server's own response channel is subscribed (the adapter subscribes
 // without telling when it is done; its channels are subscribed in order on one connection).
 const nspAdapter = io.of("/").adapter;
-const own = flags.sharded
+const own = flags.sharded || flags.streams
   ? `${flags.key}#/#${nspAdapter.uid}#`
   : `${flags.key}-response#/#${nspAdapter.uid}#`;
 const deadline = Date.now() + 10000;

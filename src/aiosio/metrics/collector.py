@@ -38,6 +38,7 @@ METRIC_NAMES = (
     "aiosio_redis_messages_received",
     "aiosio_redis_dropped_publishes",
     "aiosio_redis_dropped_messages",
+    "aiosio_redis_missed_deliveries",
 )
 
 
@@ -198,6 +199,12 @@ class ServerCollector:
                 "aiosio_redis_dropped_messages",
                 "Messages received from Redis and dropped (malformed, or not allowed)",
                 health.dropped_messages,
+            ),
+            (
+                "aiosio_redis_missed_deliveries",
+                "Deliveries to other servers that Redis reported missing (PUBLISH reached fewer "
+                "servers than known to be alive)",
+                health.missed_deliveries,
             ),
         ):
             yield core.CounterMetricFamily(name, doc, value=value)

@@ -69,10 +69,14 @@ class Recovery:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BroadcastFlags:
+    """``partial``: a cluster ``fetch_sockets`` returns what the servers that answered in time
+    sent, instead of raising :class:`~aiosio.FetchSocketsTimeout` (the reference's rule)."""
+
     volatile: bool = False
     compress: bool = True
     local: bool = False
     timeout: float | None = None
+    partial: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,6 +138,11 @@ class NamespaceView(Protocol):
     @property
     def parser(self) -> Parser:
         """The packet format of the server's connections, which broadcasts are encoded in."""
+
+    @property
+    def recovery(self) -> Recovery | None:
+        """Connection state recovery, when the server has it on (a cluster adapter that keeps
+        sessions reads its ``max_disconnection_duration``)."""
 
     def next_ack_id(self) -> int:
         """A new ack id for a broadcast with acknowledgements."""
@@ -397,8 +406,10 @@ class Adapter(ABC):
     def persist_session(self, session: PersistedSession) -> None:  # noqa: B027 - optional hook
         """Keep a disconnected socket's state (only adapters with recovery do)."""
 
-    def restore_session(self, pid: str, offset: str) -> PersistedSession | None:
-        """The state of a recoverable session and the packets it missed, or ``None``."""
+    async def restore_session(self, pid: str, offset: str) -> PersistedSession | None:
+        """The state of a recoverable session and the packets it missed, or ``None``.
+
+        A coroutine: a cluster adapter asks its store (the ``--workers`` master, Redis, ...)."""
         return None
 
     def close(self) -> Awaitable[None] | None:
@@ -510,7 +521,7 @@ class RecoveryAdapter(InMemoryAdapter):
         self._sessions[session.pid] = session
         self._session_sids[session.sid] = session.pid
 
-    def restore_session(self, pid: str, offset: str) -> PersistedSession | None:
+    async def restore_session(self, pid: str, offset: str) -> PersistedSession | None:
         session = self._sessions.get(pid)
         if session is None:
             return None

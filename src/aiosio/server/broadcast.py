@@ -115,10 +115,18 @@ class BroadcastOperator:
             )
         return replies
 
-    async def fetch_sockets(self) -> list[Any]:
-        """The sockets this operator targets (local Socket objects with the in-memory adapter,
-        remote socket proxies with a cluster adapter)."""
-        return await self._adapter.fetch_sockets(self.options)
+    async def fetch_sockets(self, *, partial: bool = False) -> list[Any]:
+        """The sockets this operator targets: this server's as :class:`~aiosio.Socket` objects,
+        other servers' (with a cluster adapter) as :class:`~aiosio.RemoteSocket` proxies.
+
+        With a cluster adapter, when a server does not answer in time this raises
+        :class:`~aiosio.FetchSocketsTimeout` (as the reference rejects), which says how many
+        servers were silent and how to wait longer; ``partial=True`` returns what arrived
+        instead (logged as a warning)."""
+        opts = self.options
+        if partial:
+            opts = replace(opts, flags=replace(opts.flags, partial=True))
+        return await self._adapter.fetch_sockets(opts)
 
     def sockets_join(self, *rooms: Room) -> None:
         """Make the targeted sockets join ``rooms``."""

@@ -191,8 +191,9 @@ class Namespace(_Registration):
         """Broadcast with acknowledgements; see :meth:`BroadcastOperator.emit_with_ack`."""
         return await self._operator().emit_with_ack(event, *args)
 
-    async def fetch_sockets(self) -> list[Any]:
-        return await self._operator().fetch_sockets()
+    async def fetch_sockets(self, *, partial: bool = False) -> list[Any]:
+        """See :meth:`BroadcastOperator.fetch_sockets`."""
+        return await self._operator().fetch_sockets(partial=partial)
 
     def sockets_join(self, *rooms: str) -> None:
         self._operator().sockets_join(*rooms)
@@ -270,7 +271,7 @@ class Namespace(_Registration):
             self._remove_if_empty()
 
     async def _connect_socket(self, client: SocketHost, auth: dict[str, Any]) -> None:
-        socket = self._create_socket(client, auth)
+        socket = await self._create_socket(client, auth)
         recovery = self.server.connection_state_recovery
         if not (recovery is not None and recovery.skip_middlewares and socket.recovered):
             try:
@@ -287,7 +288,7 @@ class Namespace(_Registration):
         self.sockets[socket.id] = socket
         socket.accept()
 
-    def _create_socket(self, client: SocketHost, auth: dict[str, Any]) -> Socket:
+    async def _create_socket(self, client: SocketHost, auth: dict[str, Any]) -> Socket:
         conn = client.conn
         if conn.protocol == 3:
             sid = SocketId(conn.id if self.name == "/" else f"{self.name}#{conn.id}")
@@ -297,7 +298,7 @@ class Namespace(_Registration):
         offset = auth.get("offset")
         recovering = self.recovery_enabled
         if recovering and isinstance(pid, str) and isinstance(offset, str):
-            session = self.adapter.restore_session(pid, offset)
+            session = await self.adapter.restore_session(pid, offset)
             if session is not None:
                 return Socket(self, client, auth, sid=session.sid, restored=session)
         return Socket(self, client, auth, sid=sid, pid=new_pid() if recovering else None)

@@ -308,8 +308,9 @@ class Server(AsgiMixin):
     async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
         return await self.sockets.emit_with_ack(event, *args)
 
-    async def fetch_sockets(self) -> list[Any]:
-        return await self.sockets.fetch_sockets()
+    async def fetch_sockets(self, *, partial: bool = False) -> list[Any]:
+        """See :meth:`BroadcastOperator.fetch_sockets`."""
+        return await self.sockets.fetch_sockets(partial=partial)
 
     def sockets_join(self, *rooms: str) -> None:
         self.sockets.sockets_join(*rooms)

@@ -77,6 +77,9 @@ class PostgresHealth:
     published: int = 0
     dropped_publishes: int = 0
     dropped_messages: int = 0  # received and refused (malformed, not allowed, attachment lost)
+    # Always 0: NOTIFY does not say how many listeners got a message (the Redis adapter counts
+    # PUBLISH's shortfall here); a listener's outage is in reconnects and outage_seconds.
+    missed_deliveries: int = 0
     retried_publishes: int = 0
     queued_publishes: int = 0
     last_message_at: float | None = None
@@ -95,6 +98,7 @@ class PostgresHealth:
             "published": self.published,
             "dropped_publishes": self.dropped_publishes,
             "dropped_messages": self.dropped_messages,
+            "missed_deliveries": self.missed_deliveries,
             "retried_publishes": self.retried_publishes,
             "queued_publishes": self.queued_publishes,
             "subscriptions": self.subscriptions,

@@ -35,7 +35,7 @@ from aiosio.adapters.redis.messages import (
     payload,
 )
 from aiosio.adapters.redis.sharded_messages import Message as ClusterMessage
-from aiosio.adapters.redis.sharded_messages import decode_value, to_wire
+from aiosio.adapters.redis.sharded_messages import from_wire, to_wire
 from aiosio.protocol.socketio import Limits, has_binary
 
 __all__ = [
@@ -159,7 +159,7 @@ def decode_value_of(raw: Any, *, nsp: str, limits: Limits) -> Message:
         return heartbeat(
             uid=optional_str(raw.get("uid"), "uid"), nsp=optional_str(raw.get("nsp"), "nsp")
         )
-    return decode_value(raw, limits=limits)
+    return from_wire(raw, limits)
 
 
 # -- encoding -------------------------------------------------------------------------------------

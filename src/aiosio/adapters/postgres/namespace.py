@@ -8,8 +8,8 @@ sender alive; a server that said ``ADAPTER_CLOSE``, or was not heard from for
 the cluster again at once) and the others answer ``HEARTBEAT``; it sends ``HEARTBEAT`` after
 ``heartbeat_interval`` without a request of its own. The server count is ``1 +`` the servers
 known; ``fetch_sockets`` and ``server_side_emit`` with acks wait for an answer from each of them
-(a server forgotten meanwhile is no longer waited for) and fail with the number missing, as the
-reference does.
+(a server forgotten meanwhile is no longer waited for) and fail with the number missing
+(:class:`~aiosio.FetchSocketsTimeout`, :class:`~aiosio.AckTimeout`), as the reference does.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, assert_never, cast
+from typing import Any, Protocol, assert_never
 
 from aiosio.adapters.postgres.link import PostgresLink
 from aiosio.adapters.postgres.messages import (
@@ -47,7 +47,7 @@ from aiosio.adapters.redis.messages import (
     WireOptions,
     WrongShape,
 )
-from aiosio.adapters.redis.namespace import AckRequest, RemoteSocket, socket_details
+from aiosio.adapters.redis.namespace import AckRequest, socket_details
 from aiosio.adapters.redis.sharded_messages import (
     Broadcast,
     BroadcastAck,
@@ -56,7 +56,7 @@ from aiosio.adapters.redis.sharded_messages import (
     ServerSideEmit,
     ServerSideEmitResponse,
 )
-from aiosio.errors import AckTimeout
+from aiosio.errors import AckTimeout, FetchSocketsTimeout
 from aiosio.protocol.errors import RemoteProtocolError
 from aiosio.protocol.socketio import Limits, Packet, PacketType, check_event
 from aiosio.server.adapter import (
@@ -66,6 +66,7 @@ from aiosio.server.adapter import (
     Room,
     SocketId,
 )
+from aiosio.server.remote import RemoteSocket
 
 __all__ = ["AdapterSettings", "PostgresNamespaceAdapter", "channel_of"]
 
@@ -107,12 +108,16 @@ class _Gather:
 
     def __init__(self, missing: set[str], responses: list[Any]) -> None:
         self.missing = missing
+        self.answered: set[str] = set()
         self.responses = responses
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    def answered(self, uid: str | None) -> None:
-        if uid is not None:
+    def answer(self, uid: str | None, *, forgotten: bool = False) -> None:
+        """``uid`` answered (or, ``forgotten``, left the cluster: no longer waited for)."""
+        if uid is not None and uid in self.missing:
             self.missing.discard(uid)
+            if not forgotten:
+                self.answered.add(uid)
         if not self.missing and not self.done.done():
             self.done.set_result(None)
 
@@ -182,7 +187,7 @@ class PostgresNamespaceAdapter(InMemoryAdapter):
         self.nodes.pop(uid, None)
         for request_id, gather in list(self._gathers.items()):
             if uid in gather.missing:
-                gather.answered(uid)
+                gather.answer(uid, forgotten=True)
                 if gather.done.done():
                     self._gathers.pop(request_id, None)
 
@@ -326,7 +331,7 @@ class PostgresNamespaceAdapter(InMemoryAdapter):
         if gather is None:
             return
         gather.responses.extend(values)
-        gather.answered(uid)
+        gather.answer(uid)
         if gather.done.done():
             self._gathers.pop(request_id, None)
 
@@ -452,20 +457,26 @@ class PostgresNamespaceAdapter(InMemoryAdapter):
             **self._envelope, opts=WireOptions.of(opts, timeout=True), request_id=request_id
         )
         gather = await self._gather(request, request_id, timeout)
-        if gather.missing:
-            raise AckTimeout(
-                f"timeout reached: missing {len(gather.missing)} responses (fetch_sockets on "
-                f"{self.nsp.name} waited {timeout}s for the servers {sorted(gather.missing)}; "
-                "a server that stopped is forgotten after heartbeat_timeout)",
-                replies=self._remote_sockets(gather.responses),
+        sockets = local + self._remote_sockets(gather.responses)
+        if gather.missing and not opts.flags.partial:
+            expected = len(gather.missing) + len(gather.answered)
+            raise FetchSocketsTimeout(
+                f"fetch_sockets on namespace {self.nsp.name}: {len(gather.missing)} of "
+                f"{expected} other server(s) did not answer within {timeout:g}s (servers "
+                f"{', '.join(sorted(gather.missing))}; a stopped server is no longer waited for "
+                f"after heartbeat_timeout={self.factory.heartbeat_timeout:g}s); wait longer with "
+                "sio.timeout(seconds).fetch_sockets(), or take what arrived with "
+                "fetch_sockets(partial=True)",
+                sockets=sockets,
+                answered=len(gather.answered),
+                expected=expected,
+                timeout=timeout,
             )
-        return local + self._remote_sockets(gather.responses)
+        return sockets
 
     def _remote_sockets(self, details: list[Any]) -> list[RemoteSocket]:
-        # RemoteSocket only broadcasts and changes rooms through the adapter it is given.
-        adapter = cast(Any, self)
         return [
-            RemoteSocket(adapter, d)
+            RemoteSocket(self, d)
             for d in details
             if isinstance(d, dict) and d.get("id") is not None
         ]

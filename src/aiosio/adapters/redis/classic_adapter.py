@@ -115,8 +115,8 @@ class ClassicAdapter(RedisNamespaceAdapter):
             case _:
                 assert_never(message)
 
-    def _publish(self, channel: str, message: Message) -> None:
-        self.link.publish(channel, encode(message))
+    def _publish(self, channel: str, message: Message, audience: str | None = None) -> None:
+        self.link.publish(channel, encode(message), audience=audience)
 
     # -- broadcasts ------------------------------------------------------------------------------
 
@@ -125,7 +125,10 @@ class ClassicAdapter(RedisNamespaceAdapter):
         if len(opts.rooms) == 1:
             channel += f"{next(iter(opts.rooms))}#"
         event = EventPacket(data=packet.data, nsp=self.nsp.name)
-        self._publish(channel, Broadcast(uid=self.uid, packet=event, opts=WireOptions.of(opts)))
+        broadcast = Broadcast(uid=self.uid, packet=event, opts=WireOptions.of(opts))
+        # Every server of the namespace matches the broadcast pattern and has the request
+        # channel: what PUBLISH answers is checked against that channel's subscribers.
+        self._publish(channel, broadcast, audience=self.request_channel)
 
     def _on_broadcast(self, channel: str, data: bytes) -> None:
         if not channel.startswith(self.channel):
@@ -239,6 +242,9 @@ class ClassicAdapter(RedisNamespaceAdapter):
 
     def _fetch_timeout(self, opts: BroadcastOptions) -> float:
         return self.requests_timeout  # the Node adapter's fetchSockets ignores opts.flags.timeout
+
+    def _fetch_timeout_hint(self) -> str:
+        return f"RedisAdapter(requests_timeout=...) (now {self.requests_timeout:g}s)"
 
     def _publish_server_side_emit(self, args: list[Any], request_id: str | None) -> None:
         self._publish_request(ServerSideEmit(uid=self.uid, data=args, request_id=request_id))

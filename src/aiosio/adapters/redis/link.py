@@ -43,6 +43,9 @@ class RedisHealth:
     dropped_publishes: int = 0
     dropped_messages: int = 0  # received from Redis and refused (malformed, not allowed)
     retried_publishes: int = 0
+    # Deliveries to other servers that Redis reported missing: a broadcast that PUBLISH says
+    # reached fewer subscribers than the servers known to be alive (one per server missed).
+    missed_deliveries: int = 0
     queued_publishes: int = 0
     last_message_at: float | None = None
     subscriptions: int = 0
@@ -59,6 +62,7 @@ class RedisHealth:
             "dropped_publishes": self.dropped_publishes,
             "dropped_messages": self.dropped_messages,
             "retried_publishes": self.retried_publishes,
+            "missed_deliveries": self.missed_deliveries,
             "queued_publishes": self.queued_publishes,
             "subscriptions": self.subscriptions,
         }
@@ -83,7 +87,9 @@ class Link(Protocol):
     def psubscribe(self, pattern: str, handler: Handler) -> None: ...
     def ssubscribe(self, channel: str, handler: Handler) -> None: ...
     def sunsubscribe(self, channel: str) -> None: ...
-    def publish(self, channel: str, data: bytes, *, sharded: bool = False) -> None: ...
+    def publish(
+        self, channel: str, data: bytes, *, sharded: bool = False, audience: str | None = None
+    ) -> None: ...
     async def numsub(self, channel: str, *, sharded: bool = False) -> int: ...
     async def close(self) -> None: ...
 
@@ -128,7 +134,11 @@ class RedisLink:
         self._pubsub: Any = None
         self._listener: asyncio.Task[None] | None = None
         self._sender: asyncio.Task[None] | None = None
-        self._queue: asyncio.Queue[tuple[str, bytes, bool, float]] | None = None
+        self._queue: asyncio.Queue[tuple[str, bytes, bool, str | None, float]] | None = None
+        # audience channel -> (servers known to be alive, when that was last counted)
+        self._alive: dict[str, tuple[int, float]] = {}
+        self._connected_at = 0.0
+        self._missed_logged_at = 0.0
         self._max_queue = max_queue
         self._retry_timeout = retry_timeout
         self._backoff_min = backoff_min
@@ -343,6 +353,7 @@ class RedisLink:
             )
             health.disconnected_since = None
         health.connected = True
+        self._connected_at = time.monotonic()
 
     def _on_lost(self, exc: BaseException) -> None:
         health = self.health
@@ -360,14 +371,19 @@ class RedisLink:
 
     # -- publishing -----------------------------------------------------------------------------
 
-    def publish(self, channel: str, data: bytes, *, sharded: bool = False) -> None:
-        """Queue a message; published in order by one task."""
+    def publish(
+        self, channel: str, data: bytes, *, sharded: bool = False, audience: str | None = None
+    ) -> None:
+        """Queue a message; published in order by one task. ``audience``: a channel every
+        server of the namespace subscribes to (this one included) when every one of them
+        should receive the message: what ``PUBLISH`` answers is then compared with the servers
+        known to be alive, and a shortfall counted in ``health.missed_deliveries`` and logged."""
         if not self.ensure_started():
             self._drop(channel, "no event loop is running")
             return
         assert self._queue is not None
         try:
-            self._queue.put_nowait((channel, data, sharded, time.monotonic()))
+            self._queue.put_nowait((channel, data, sharded, audience, time.monotonic()))
         except asyncio.QueueFull:
             self._drop(
                 channel,
@@ -380,16 +396,18 @@ class RedisLink:
         assert self._queue is not None
         queue = self._queue
         while True:
-            channel, data, sharded, queued_at = await queue.get()
+            channel, data, sharded, audience, queued_at = await queue.get()
             try:
-                await self._publish_one(channel, data, sharded, queued_at)
+                receivers = await self._publish_one(channel, data, sharded, queued_at)
+                if receivers is not None and audience is not None:
+                    await self._count_receivers(channel, audience, sharded, receivers)
             finally:
                 queue.task_done()
             self.health.queued_publishes = queue.qsize()
 
     async def _publish_one(
         self, channel: str, data: bytes, sharded: bool, queued_at: float
-    ) -> None:
+    ) -> int | None:
         """Publish one message; on a lost connection try again (the client reconnects) until
         ``retry_timeout`` after it was queued. The queue waits meanwhile: order is kept."""
         deadline = queued_at + self._retry_timeout
@@ -404,9 +422,9 @@ class RedisLink:
             try:
                 async with asyncio.timeout(budget):
                     if sharded:
-                        await self.client.spublish(channel, data)
+                        receivers = await self.client.spublish(channel, data)
                     else:
-                        await self.client.publish(channel, data)
+                        receivers = await self.client.publish(channel, data)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - retried, or counted and reported
@@ -420,7 +438,7 @@ class RedisLink:
                     if attempts > 1:
                         error += f" after {attempts} attempts over {self._retry_timeout}s"
                     self._drop(channel, error)
-                    return
+                    return None
                 await asyncio.sleep(min(delay, left))
                 delay = min(max(delay * 2, self._backoff_min), self._backoff_max)
                 continue
@@ -435,7 +453,49 @@ class RedisLink:
                     time.monotonic() - queued_at,
                     first_error,
                 )
+            return int(receivers) if isinstance(receivers, int) else None
+
+    async def _count_receivers(
+        self, channel: str, audience: str, sharded: bool, receivers: int
+    ) -> None:
+        """Compare what PUBLISH answered with the servers known to be alive; count and log a
+        shortfall (pub/sub keeps nothing: a server that is resubscribing after a Redis restart
+        or a network cut misses the message for good).
+
+        The servers known to be alive are the most ever seen (through NUMSUB and PUBLISH's
+        answers); they are counted again with NUMSUB every ``health_check_interval`` seconds,
+        and only once this server's own subscriber has been up that long, so that a server
+        still resubscribing is not mistaken for one that left (its reconnection backoff is at
+        most 5 s). This server's own subscriber is among them: while it is down, one less
+        receiver is expected."""
+        now = time.monotonic()
+        known = self._alive.get(audience)
+        stable = self.health.connected and now - self._connected_at >= self._idle
+        if known is None or (stable and now - known[1] >= self._idle):
+            counted = await self.numsub(audience, sharded=sharded)
+            known = (counted, now)
+        alive = max(known[0], receivers)
+        self._alive[audience] = (alive, known[1])
+        expected = alive if self.health.connected else alive - 1
+        missed = expected - receivers
+        if missed <= 0:
             return
+        self.health.missed_deliveries += missed
+        if now - self._missed_logged_at > 5.0:
+            self._missed_logged_at = now
+            logger.error(
+                "a message on redis channel %s reached %d subscriber(s) of the %d server(s) "
+                "known to be alive: %d server(s) missed it, probably resubscribing after a "
+                "Redis restart or a network cut (redis pub/sub keeps nothing); %d deliveries "
+                "missed so far (health.missed_deliveries); a server that left is counted "
+                "until the next count, health_check_interval=%ss",
+                channel,
+                receivers,
+                alive,
+                missed,
+                self.health.missed_deliveries,
+                self._idle,
+            )
 
     def _drop(self, channel: str, why: str) -> None:
         self.health.dropped_publishes += 1

@@ -1,6 +1,7 @@
 """What the classic and the sharded namespace adapters share: the local part (the in-memory
 adapter), requests waiting for other servers, receiving (decode, then drop with one log line what
-may not be used), and :class:`RemoteSocket`."""
+may not be used); the remote sockets of ``fetch_sockets`` are
+:class:`aiosio.server.remote.RemoteSocket`."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from aiosio.adapters.redis.messages import (
     WireOptions,
     WrongShape,
 )
-from aiosio.errors import AckTimeout
+from aiosio.errors import AckTimeout, FetchSocketsTimeout
 from aiosio.protocol.errors import RemoteProtocolError
 from aiosio.protocol.socketio import Limits, Packet, PacketType, check_event
 from aiosio.server.adapter import (
@@ -39,12 +40,14 @@ from aiosio.server.adapter import (
     Room,
     SocketId,
 )
+from aiosio.server.remote import RemoteSocket
 
 __all__ = ["AdapterSettings", "RedisNamespaceAdapter", "RemoteSocket"]
 
 logger = logging.getLogger("aiosio.adapter.redis")
 
 M = TypeVar("M")
+D = TypeVar("D")
 
 
 class AdapterSettings(Protocol):
@@ -58,38 +61,6 @@ class AdapterSettings(Protocol):
     publish_on_specific_response_channel: bool
     max_message_size: int
     limits: Limits
-
-
-class RemoteSocket:
-    """A socket of another server, as ``fetch_sockets`` returns it: ``id``, ``handshake``,
-    ``rooms``, ``data``, and what can be done to it through the cluster."""
-
-    def __init__(self, adapter: RedisNamespaceAdapter, details: dict[str, Any]) -> None:
-        self._adapter = adapter
-        self.id = SocketId(str(details.get("id")))
-        self.handshake: dict[str, Any] = details.get("handshake") or {}
-        self.rooms: set[str] = {str(r) for r in details.get("rooms") or ()}
-        self.data: Any = details.get("data")
-
-    def __repr__(self) -> str:
-        return f"<aiosio.RemoteSocket {self.id}>"
-
-    def _opts(self) -> BroadcastOptions:
-        return BroadcastOptions(rooms=frozenset({self.id}))
-
-    def emit(self, event: str, *args: Any) -> None:
-        self._adapter.broadcast(
-            Packet(PacketType.EVENT, self._adapter.nsp.name, [event, *args]), self._opts()
-        )
-
-    def join(self, *rooms: Room) -> None:
-        self._adapter.add_sockets(self._opts(), list(rooms))
-
-    def leave(self, *rooms: Room) -> None:
-        self._adapter.del_sockets(self._opts(), list(rooms))
-
-    def disconnect(self, close: bool = False) -> None:
-        self._adapter.disconnect_sockets(self._opts(), close)
 
 
 def socket_details(socket: Any) -> dict[str, Any]:
@@ -183,9 +154,10 @@ class RedisNamespaceAdapter(InMemoryAdapter):
     def _ignores(self, message: Any) -> bool:
         """Whether ``message`` is not for this adapter (its own, another namespace's)."""
 
-    def _receive(self, channel: str, decode: Callable[[bytes], M], data: bytes) -> M | None:
+    def _receive(self, channel: str, decode: Callable[[D], M], data: D) -> M | None:
         """The decoded message, or None when it is dropped (logged, unless it is this
-        adapter's own message or another namespace's)."""
+        adapter's own message or another namespace's). ``data``: a message's bytes, or the
+        fields of a stream entry."""
         try:
             message = decode(data)
         except Refused as exc:
@@ -402,6 +374,10 @@ class RedisNamespaceAdapter(InMemoryAdapter):
         """How long ``fetch_sockets`` waits for the other servers (each Node mode has its
         rule)."""
 
+    @abstractmethod
+    def _fetch_timeout_hint(self) -> str:
+        """How a caller makes ``fetch_sockets`` wait longer (the option of this mode's rule)."""
+
     # -- cluster operations -----------------------------------------------------------------------
     # The same in both modes, as in Node: the local part here, the rest published.
 
@@ -453,8 +429,22 @@ class RedisNamespaceAdapter(InMemoryAdapter):
         def publish(request_id: str) -> None:
             self._publish_request(FetchSockets(**self.envelope, opts=wire, request_id=request_id))
 
-        responses, _ = await self._ask_other_servers(publish, self._fetch_timeout(opts))
-        return local + self._remote_sockets(responses)
+        timeout = self._fetch_timeout(opts)
+        responses, expected = await self._ask_other_servers(publish, timeout)
+        sockets = local + self._remote_sockets(responses)
+        if len(responses) < expected and not opts.flags.partial:
+            silent = expected - len(responses)
+            raise FetchSocketsTimeout(
+                f"fetch_sockets on namespace {self.nsp.name}: {silent} of {expected} other "
+                f"server(s) did not answer within {timeout:g}s (Redis counts the servers, it "
+                f"cannot name them); wait longer with {self._fetch_timeout_hint()}, or take "
+                "what arrived with fetch_sockets(partial=True)",
+                sockets=sockets,
+                answered=len(responses),
+                expected=expected,
+                timeout=timeout,
+            )
+        return sockets
 
     def add_sockets(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None:
         self.local_add_sockets(opts, rooms)

@@ -86,7 +86,11 @@ class ShardedAdapter(RedisNamespaceAdapter):
         return self.channel
 
     def _publish(self, message: Message, channel: str | None = None) -> None:
-        self.link.publish(channel or self._channel_of(message), encode(message), sharded=True)
+        channel = channel or self._channel_of(message)
+        # Every server of the namespace has the main channel: what SPUBLISH answers there is
+        # checked against its subscribers (a room's channel has only its members' servers).
+        audience = channel if channel == self.channel else None
+        self.link.publish(channel, encode(message), sharded=True, audience=audience)
 
     def _publish_request(self, message: Message) -> None:
         self._publish(message)
@@ -184,6 +188,9 @@ class ShardedAdapter(RedisNamespaceAdapter):
 
     def _fetch_timeout(self, opts: BroadcastOptions) -> float:
         return opts.flags.timeout or self.requests_timeout
+
+    def _fetch_timeout_hint(self) -> str:
+        return f"sio.timeout(seconds).fetch_sockets() (default {self.requests_timeout:g}s)"
 
     def _publish_server_side_emit(self, args: list[Any], request_id: str | None) -> None:
         self._publish(ServerSideEmit(**self.envelope, packet=args, request_id=request_id))

@@ -53,8 +53,8 @@ __all__ = [
     "SocketsJoin",
     "SocketsLeave",
     "decode",
-    "decode_value",
     "encode",
+    "from_wire",
     "message_type",
     "to_wire",
 ]
@@ -134,14 +134,12 @@ def message_type(message: Message) -> MessageType:
 def decode(data: bytes, *, max_size: int, limits: Limits) -> Message:
     """One cluster message. Raises the :class:`~.messages.MessageError` subclasses of
     :mod:`~aiosio.adapters.redis.messages`."""
-    return decode_value(payload(data, max_size), limits=limits)
+    return from_wire(payload(data, max_size), limits)
 
 
-def decode_value(raw: Any, *, limits: Limits) -> Message:
-    """One cluster message from its decoded JSON or msgpack value (what :func:`decode` reads
-    after the bytes; the Postgres adapter's notifications and attachments). Raises
-    :class:`~.messages.WrongShape`, :class:`~.messages.UnknownType` or
-    :class:`~.messages.Refused`."""
+def from_wire(raw: Any, limits: Limits) -> Message:
+    """One cluster message from its decoded value ``{"type", "data", "uid", "nsp"}`` (the
+    Redis Streams adapter reads these from a stream entry's fields). Raises as :func:`decode`."""
     if not isinstance(raw, dict):
         raise WrongShape("a cluster message must be an object")
     kind = raw.get("type")

@@ -1,0 +1,519 @@
+"""``RedisStreamsAdapter``: scale out over Redis Streams, in one cluster with Node socket.io
+servers on ``@socket.io/redis-streams-adapter`` 0.3, losing nothing while Redis restarts.
+
+The namespace adapter is ``socket.io-adapter``'s ``ClusterAdapter`` as the reference extends it:
+what must not be lost in a stream (:mod:`~aiosio.adapters.redis_streams.link`), what waits for an
+answer on pub/sub, the server count from ``PUBSUB NUMSUB`` on the common channel, and connection
+state recovery across servers: a disconnected socket's session is kept in Redis
+(``SET <session_key_prefix><pid> <base64 msgpack> PX <max_disconnection_duration>``) and another
+server restores it, with the broadcasts the client missed read back from the stream after its
+offset (a stream entry id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import secrets
+from functools import partial
+from typing import Any, assert_never
+
+import msgpack
+
+from aiosio.adapters.redis.codec import encode_msgpack
+from aiosio.adapters.redis.link import Link, RedisLink
+from aiosio.adapters.redis.messages import EventPacket, MessageError, WireOptions
+from aiosio.adapters.redis.namespace import RedisNamespaceAdapter, socket_details
+from aiosio.adapters.redis.sharded_messages import (
+    Broadcast,
+    BroadcastAck,
+    BroadcastClientCount,
+    DisconnectSockets,
+    FetchSockets,
+    FetchSocketsResponse,
+    Message,
+    ServerSideEmit,
+    ServerSideEmitResponse,
+    SocketsJoin,
+    SocketsLeave,
+    decode,
+)
+from aiosio.adapters.redis_streams.link import StreamsHealth, StreamsLink
+from aiosio.adapters.redis_streams.messages import (
+    OFFSET,
+    decode_entry,
+    encode_pubsub,
+    entry_fields,
+    in_stream,
+)
+from aiosio.protocol.socketio import Limits, Packet, PacketType
+from aiosio.server.adapter import BroadcastOptions, NamespaceView, PersistedSession, SocketId
+
+__all__ = ["RedisStreamsAdapter", "StreamsNamespaceAdapter", "stream_of"]
+
+logger = logging.getLogger("aiosio.adapter.redis_streams")
+
+# The reference reads at most this many XRANGE pages when it restores a session.
+RESTORE_MAX_XRANGE_CALLS = 100
+
+
+def _hash_code(text: str) -> int:
+    """Java's ``String.hashCode`` on UTF-16 code units, as the reference's ``hashCode``."""
+    value = 0
+    for unit in range(0, len(encoded := text.encode("utf-16-le")), 2):
+        value = (value * 31 + int.from_bytes(encoded[unit : unit + 2], "little")) & 0xFFFFFFFF
+    return value - (1 << 32) if value & 0x80000000 else value
+
+
+def stream_of(nsp: str, stream_name: str, stream_count: int) -> str:
+    """The stream of namespace ``nsp``: ``stream_name``, or with ``stream_count`` > 1,
+    ``<stream_name>-<i>`` where ``i`` is the reference's ``hashCode(nsp) % stream_count`` (a
+    JavaScript remainder: negative hashes give negative indexes, as in Node)."""
+    if stream_count == 1:
+        return stream_name
+    code = _hash_code(nsp)
+    index = abs(code) % stream_count * (-1 if code < 0 else 1)
+    return f"{stream_name}-{index}"
+
+
+class RedisStreamsAdapter:
+    """The adapter factory: ``aiosio.Server(adapter=RedisStreamsAdapter("redis://..."))``.
+
+    Options, as the reference names them: ``stream_name`` (``streamName``), ``stream_count``
+    (``streamCount``: namespaces spread over ``<stream_name>-<i>``), ``channel_prefix``
+    (``channelPrefix``), ``use_sharded_pubsub`` (``useShardedPubSub``), ``max_len``
+    (``maxLen``: ``XADD MAXLEN ~``), ``read_count`` (``readCount``), ``block_time`` (seconds;
+    ``blockTimeInMs``), ``session_key_prefix`` (``sessionKeyPrefix``), ``only_plaintext``
+    (``onlyPlaintext``). Every server of a cluster needs the same values.
+
+    The rest bound what waits for Redis while it is away, as
+    :class:`~aiosio.adapters.redis.RedisAdapter`'s: ``publish_retry_timeout`` (how long a message
+    waits for Redis to come back: long enough to outlast a restart), ``max_publish_queue``,
+    ``health_check_interval``, ``max_message_size`` and ``limits`` (what other servers may ask
+    this one to deliver). ``health`` is a :class:`StreamsHealth`.
+
+    With ``connection_state_recovery``, a broadcast reaches this server's clients once it is in
+    the stream (its entry id is the offset a client recovers from), as in the reference.
+    """
+
+    def __init__(
+        self,
+        client: Any = "redis://127.0.0.1:6379",
+        *,
+        stream_name: str = "socket.io",
+        stream_count: int = 1,
+        channel_prefix: str = "socket.io",
+        use_sharded_pubsub: bool = False,
+        max_len: int = 10_000,
+        read_count: int = 100,
+        block_time: float = 5.0,
+        session_key_prefix: str = "sio:session:",
+        only_plaintext: bool = False,
+        max_message_size: int = 10_000_000,
+        publish_retry_timeout: float = 30.0,
+        max_publish_queue: int = 10_000,
+        health_check_interval: float = 30.0,
+        limits: Limits | None = None,
+    ) -> None:
+        for name, value in (("stream_count", stream_count), ("max_len", max_len)):
+            if type(value) is not int or value < 1:
+                raise ValueError(f"{name} must be an integer of at least 1, got {value!r}")
+        if type(read_count) is not int or read_count < 1:
+            raise ValueError(f"read_count must be an integer of at least 1, got {read_count!r}")
+        if not 0 < block_time <= 3600:
+            raise ValueError(
+                f"block_time must be more than 0 and at most 3600 seconds, got {block_time!r}: "
+                "each XREAD waits this long for new entries"
+            )
+        if isinstance(client, str):
+            from aiosio._extras import import_extra
+
+            redis_asyncio = import_extra(
+                "redis.asyncio", extra="redis", feature="RedisStreamsAdapter(url)"
+            )
+            client = redis_asyncio.Redis.from_url(client)
+        if type(client).__name__ == "RedisCluster":
+            raise TypeError(
+                "RedisStreamsAdapter needs a redis.asyncio.Redis (standalone Redis, or the "
+                "primary a Sentinel gives), not a RedisCluster: Redis Cluster is not supported "
+                "yet (the server count needs PUBSUB NUMSUB summed over every node, and the "
+                "pub/sub side is untested there); see docs/redis-streams.md, Redis Cluster"
+            )
+        pubsub = RedisLink(
+            client,
+            max_queue=max_publish_queue,
+            retry_timeout=publish_retry_timeout,
+            health_check_interval=health_check_interval,
+        )
+        self.stream_name = stream_name
+        self.stream_count = stream_count
+        self.streams: list[str] = (
+            [stream_name]
+            if stream_count == 1
+            else [f"{stream_name}-{i}" for i in range(stream_count)]
+        )
+        self.link_streams = StreamsLink(
+            client,
+            pubsub,
+            streams=self.streams,
+            max_len=max_len,
+            read_count=read_count,
+            block_ms=max(round(block_time * 1000), 1),
+            max_queue=max_publish_queue,
+            retry_timeout=publish_retry_timeout,
+        )
+        self.link: Link = self.link_streams
+        self.client = client
+        self.key = channel_prefix
+        self.channel_prefix = channel_prefix
+        self.sharded = use_sharded_pubsub
+        self.subscription_mode = "static"
+        self.requests_timeout = 5.0
+        self.publish_on_specific_response_channel = False
+        self.session_key_prefix = session_key_prefix
+        self.only_plaintext = only_plaintext
+        self.max_message_size = max_message_size
+        self.limits = limits or Limits()
+        self.adapters: list[StreamsNamespaceAdapter] = []
+
+    def __call__(self, nsp: NamespaceView) -> StreamsNamespaceAdapter:
+        adapter = StreamsNamespaceAdapter(nsp, self)
+        self.adapters.append(adapter)
+        return adapter
+
+    @property
+    def health(self) -> StreamsHealth:
+        return self.link_streams.streams_health
+
+    async def ready(self, timeout: float = 5.0) -> bool:
+        """Wait until the subscriptions are active and the readers know where they start
+        (False when Redis is unreachable)."""
+        return await self.link_streams.ready(timeout)
+
+    async def close(self) -> None:
+        await self.link_streams.close()
+
+
+class StreamsNamespaceAdapter(RedisNamespaceAdapter):
+    """The adapter of one namespace (the reference's ``RedisStreamsAdapter`` class)."""
+
+    requests_carry_flags = True
+
+    def __init__(self, nsp: NamespaceView, factory: RedisStreamsAdapter) -> None:
+        super().__init__(nsp, factory)
+        self.streams = factory
+        self.uid = secrets.token_hex(8)
+        self.envelope = {"uid": self.uid, "nsp": nsp.name}
+        # socket.io-adapter's ClusterAdapter waits its DEFAULT_TIMEOUT; it has no option for it.
+        self.requests_timeout = 5.0
+        self.stream = stream_of(nsp.name, factory.stream_name, factory.stream_count)
+        self.channel = f"{factory.channel_prefix}#{nsp.name}#"
+        self.own_channel = f"{self.channel}{self.uid}#"
+        self._sessions: set[asyncio.Task[None]] = set()
+        on_message = self._subscriber(
+            partial(decode, max_size=self.max_size, limits=factory.limits), self._dispatch
+        )
+        subscribe = factory.link.ssubscribe if factory.sharded else factory.link.subscribe
+        subscribe(self.channel, on_message)
+        subscribe(self.own_channel, on_message)
+        factory.link_streams.on_entries(nsp.name, self._on_entry)
+        if self.stream not in factory.streams:
+            factory.link_streams.watch(self.stream)
+            logger.warning(
+                "namespace %s goes to stream %s (the reference's hash of its name is negative): "
+                "aiosio servers read it, but Node servers on @socket.io/redis-streams-adapter "
+                "0.3 never do, so their clients miss its broadcasts; in a mixed cluster, use "
+                "stream_count=1 or another namespace name",
+                nsp.name,
+                self.stream,
+            )
+        factory.link_streams.ensure_started()
+
+    # -- receiving -------------------------------------------------------------------------------
+
+    def _ignores(self, message: Message) -> bool:
+        return message.uid == self.uid or message.nsp != self.nsp.name
+
+    def _on_entry(self, fields: dict[bytes, bytes], entry_id: str) -> None:
+        decoder = partial(decode_entry, max_size=self.max_size, limits=self.factory.limits)
+        message = self._receive(self.stream, decoder, fields)
+        if message is None:
+            return
+        if isinstance(message, Broadcast) and message.request_id is None:
+            opts = message.opts.to_options()
+            packet = Packet(PacketType.EVENT, self.nsp.name, message.packet.data)
+            self.local_broadcast(self._with_offset(packet, opts, entry_id), opts)
+            return
+        self._dispatch(message)
+
+    def _dispatch(self, message: Message) -> None:
+        sender = str(message.uid)
+        match message:
+            case Broadcast():
+                self._on_broadcast(sender, message)
+            case SocketsJoin() | SocketsLeave() | DisconnectSockets():
+                self._apply(message)
+            case FetchSockets():
+                sockets = [socket_details(s) for s in self.local_targets(message.opts.to_options())]
+                self._respond(
+                    sender,
+                    FetchSocketsResponse(
+                        **self.envelope, request_id=message.request_id, sockets=sockets
+                    ),
+                )
+            case ServerSideEmit():
+                self._on_server_side_emit(sender, message)
+            case (
+                FetchSocketsResponse(request_id=request_id, sockets=answer)
+                | ServerSideEmitResponse(request_id=request_id, packet=answer)
+            ):
+                self._add_response(request_id, answer)
+            case BroadcastClientCount():
+                self._client_count(message.request_id, message.client_count)
+            case BroadcastAck():
+                self._ack(message.request_id, message.packet)
+            case _:
+                assert_never(message)
+
+    def _on_broadcast(self, sender: str, message: Broadcast) -> None:
+        packet = Packet(PacketType.EVENT, self.nsp.name, message.packet.data)
+        request_id = message.request_id
+        if request_id is None:  # in a stream, normally; on pub/sub from an older sender
+            self.local_broadcast(packet, message.opts.to_options())
+            return
+
+        def reply(value: Any) -> None:
+            self._respond(
+                sender, BroadcastAck(**self.envelope, request_id=request_id, packet=value)
+            )
+
+        count = self._local_ack_broadcast(packet, message.opts.to_options(with_flags=False), reply)
+        self._respond(
+            sender, BroadcastClientCount(**self.envelope, request_id=request_id, client_count=count)
+        )
+
+    def _on_server_side_emit(self, sender: str, message: ServerSideEmit) -> None:
+        request_id = message.request_id
+        reply = None
+        if request_id is not None:
+
+            def respond(value: Any) -> None:
+                response = ServerSideEmitResponse(
+                    **self.envelope, request_id=request_id, packet=value
+                )
+                self._respond(sender, response)
+
+            reply = self._server_side_reply(respond)
+        self._server_side_event(message.packet, reply)
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def _publish(self, message: Message, channel: str | None = None) -> None:
+        """A message to the other servers: in the stream, or on pub/sub (``channel``: an
+        answer's)."""
+        if channel is None and in_stream(message):
+            fields = entry_fields(message, only_plaintext=self.streams.only_plaintext)
+            self.streams.link_streams.append(self.stream, fields, _ignore_offset)
+            return
+        self.link.publish(
+            channel or self.channel, encode_pubsub(message), sharded=self.streams.sharded
+        )
+
+    def _respond(self, to_uid: str, message: Message) -> None:
+        self._publish(message, f"{self.channel}{to_uid}#")
+
+    def _publish_request(self, message: Message) -> None:
+        self._publish(message)
+
+    def _broadcast_message(
+        self, packet: Packet, opts: BroadcastOptions, request_id: str | None = None
+    ) -> Broadcast:
+        return Broadcast(
+            **self.envelope,
+            packet=EventPacket(data=packet.data),
+            opts=WireOptions.of(opts, timeout=request_id is not None),
+            request_id=request_id,
+        )
+
+    def _publish_broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
+        self._publish(self._broadcast_message(packet, opts))
+
+    def _publish_ack_broadcast(
+        self, packet: Packet, opts: BroadcastOptions, request_id: str
+    ) -> None:
+        self._publish(self._broadcast_message(packet, opts, request_id))
+
+    def _publish_server_side_emit(self, args: list[Any], request_id: str | None) -> None:
+        self._publish(ServerSideEmit(**self.envelope, packet=args, request_id=request_id))
+
+    def _fetch_timeout(self, opts: BroadcastOptions) -> float:
+        return opts.flags.timeout or self.requests_timeout
+
+    def _fetch_timeout_hint(self) -> str:
+        return f"sio.timeout(seconds).fetch_sockets() (default {self.requests_timeout:g}s)"
+
+    async def server_count(self) -> int:
+        return await self.link.numsub(self.channel, sharded=self.streams.sharded)
+
+    def broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
+        """To every target: other servers through the stream. With connection state recovery
+        a broadcast that is kept (an EVENT without ack, not volatile) reaches this server's
+        clients once it is in the stream, with its entry id as offset (the reference awaits
+        it too); without, at once."""
+        if opts.flags.local:
+            self.local_broadcast(packet, opts)
+            return
+        self._check_outgoing(packet.data)
+        message = self._broadcast_message(packet, opts)
+        if not self._keeps(packet, opts):
+            self._publish(message)
+            self.local_broadcast(packet, opts)
+            return
+
+        def appended(entry_id: str | None) -> None:
+            delivered = packet if entry_id is None else self._with_offset(packet, opts, entry_id)
+            self.local_broadcast(delivered, opts)
+
+        fields = entry_fields(message, only_plaintext=self.streams.only_plaintext)
+        self.streams.link_streams.append(self.stream, fields, appended)
+
+    # -- connection state recovery ---------------------------------------------------------------
+
+    def _keeps(self, packet: Packet, opts: BroadcastOptions) -> bool:
+        """Whether a broadcast gets an offset (the reference's ``addOffsetIfNecessary``)."""
+        return (
+            self.nsp.recovery is not None
+            and packet.type is PacketType.EVENT
+            and packet.id is None
+            and not opts.flags.volatile
+        )
+
+    def _with_offset(self, packet: Packet, opts: BroadcastOptions, entry_id: str) -> Packet:
+        if not self._keeps(packet, opts):
+            return packet
+        return Packet(packet.type, packet.nsp, [*packet.data, entry_id], packet.id)
+
+    def persist_session(self, session: PersistedSession) -> None:
+        """Keep the session in Redis for ``max_disconnection_duration`` (any server of the
+        cluster may restore it)."""
+        recovery = self.nsp.recovery
+        if recovery is None:
+            return
+        value = {
+            "sid": session.sid,
+            "pid": session.pid,
+            "rooms": list(session.rooms),
+            "data": session.data,
+        }
+        try:
+            encoded = base64.b64encode(encode_msgpack(value)).decode("ascii")
+        except (TypeError, ValueError) as exc:
+            _failed(
+                f"could not keep the session of socket {session.sid} in redis: its data cannot "
+                f"be written as msgpack ({exc}); keep only JSON-like values in socket.data"
+            )
+            return
+        key = self.streams.session_key_prefix + session.pid
+        ttl_ms = max(round(recovery.max_disconnection_duration * 1000), 1)
+        task = asyncio.get_running_loop().create_task(self._store(key, encoded, ttl_ms))
+        self._sessions.add(task)
+        task.add_done_callback(self._sessions.discard)
+
+    async def _store(self, key: str, value: str, ttl_ms: int) -> None:
+        try:
+            await self.streams.client.set(key, value, px=ttl_ms)
+        except Exception as exc:  # noqa: BLE001 - reported: this session cannot be recovered
+            _failed(
+                f"could not keep a disconnected session in redis ({type(exc).__name__}: {exc}): "
+                "its client cannot recover its state on reconnection; check that Redis is "
+                "reachable"
+            )
+
+    async def restore_session(self, pid: str, offset: str) -> PersistedSession | None:
+        """The session ``pid`` kept by any server, with the broadcasts after ``offset`` its
+        rooms would have received (None: unknown or expired session, unknown offset)."""
+        if OFFSET.fullmatch(offset) is None:
+            logger.debug("not restoring session %s: offset %r is not a stream id", pid, offset)
+            return None
+        client = self.streams.client
+        key = self.streams.session_key_prefix + pid
+        try:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.get(key)
+                pipe.delete(key)
+                raw_session, _ = await pipe.execute()
+            found = await client.xrange(self.stream, offset, offset)
+            if not raw_session or not found:
+                logger.info(
+                    "not restoring session %s: %s (expired, restored already, or trimmed: "
+                    "max_disconnection_duration and max_len bound both); it connects as a new "
+                    "socket",
+                    pid,
+                    "no such session" if not raw_session else f"offset {offset} not in the stream",
+                )
+                return None
+            session = self._decode_session(raw_session)
+            if session is None:
+                return None
+            session.missed_packets = await self._missed(set(session.rooms), offset)
+        except Exception as exc:  # noqa: BLE001 - reported: the client connects afresh
+            _failed(
+                f"could not restore session {pid} from redis ({type(exc).__name__}: {exc}): the "
+                "client connects as a new socket"
+            )
+            return None
+        return session
+
+    def _decode_session(self, raw: bytes) -> PersistedSession | None:
+        try:
+            value = msgpack.unpackb(base64.b64decode(raw), raw=False, strict_map_key=False)
+            sid, pid, rooms, data = value["sid"], value["pid"], value["rooms"], value["data"]
+        except Exception as exc:  # noqa: BLE001 - whatever is stored, it is refused the same way
+            logger.warning("a stored session is malformed (%s): not restored", exc)
+            return None
+        if not isinstance(sid, str) or not isinstance(pid, str) or not isinstance(rooms, list):
+            logger.warning("a stored session is malformed (sid, pid or rooms): not restored")
+            return None
+        return PersistedSession(
+            sid=SocketId(sid), pid=pid, rooms=[str(r) for r in rooms], data=data
+        )
+
+    async def _missed(self, rooms: set[str], offset: str) -> list[list[Any]]:
+        missed: list[list[Any]] = []
+        decoder = partial(decode_entry, max_size=self.max_size, limits=self.factory.limits)
+        for _ in range(RESTORE_MAX_XRANGE_CALLS):
+            entries = await self.streams.client.xrange(self.stream, f"({offset}", "+")
+            if not entries:
+                break
+            for raw_id, fields in entries:
+                offset = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+                if fields.get(b"nsp") != self.nsp.name.encode() or fields.get(b"type") != b"3":
+                    continue
+                try:  # this server's own broadcasts too: the client missed them as well
+                    message = decoder(fields)
+                except MessageError as exc:
+                    logger.warning("skipped stream entry %s while restoring: %s", offset, exc)
+                    continue
+                if not isinstance(message, Broadcast) or message.request_id is not None:
+                    continue
+                opts = message.opts
+                if opts.rooms and rooms.isdisjoint(opts.rooms):
+                    continue
+                if not rooms.isdisjoint(opts.except_rooms):
+                    continue
+                if opts.flags is not None and opts.flags.volatile:
+                    continue
+                missed.append([*message.packet.data, offset])
+        return missed
+
+    async def close(self) -> None:
+        self.streams.link_streams.off_entries(self.nsp.name)
+
+
+def _failed(message: str) -> None:
+    logger.error("%s", message)
+
+
+def _ignore_offset(_entry_id: str | None) -> None:
+    return None

@@ -1,0 +1,475 @@
+"""The Redis connections of a server on Redis Streams: the stream readers and the ordered
+``XADD`` queue, beside a :class:`~aiosio.adapters.redis.RedisLink` for what travels on pub/sub.
+
+What must not be lost goes in a stream (``XADD <stream> MAXLEN ~ <max_len> * uid .. nsp ..
+type .. data ..``, as ``@socket.io/redis-streams-adapter``): broadcasts without acks and the
+join, leave and disconnect requests. What waits for an answer (broadcasts with acks,
+``fetch_sockets``, ``server_side_emit``, the answers) goes on pub/sub, through the inner
+:class:`~aiosio.adapters.redis.RedisLink`.
+
+* **Reading.** One task per stream reads with ``XREAD BLOCK`` from the id of the last entry it
+  read. It starts from the id of the stream's last entry at startup (never ``$`` across a
+  reconnection: what was added while the connection was down is read once it is back). After a
+  reconnection, and whenever a read returns a full batch, it asks ``XINFO STREAM`` whether
+  entries it had not read were trimmed: it knows how many entries the stream had when it
+  started (``entries-added``) and how many it read since, and ``entries-added - length`` were
+  removed; those past what it read are a loss, counted in
+  :attr:`StreamsHealth.trimmed_unread` and logged, never silent.
+* **Appending.** One task appends in order. An ``XADD`` that fails because the connection was
+  lost is retried until ``retry_timeout`` seconds after it was queued; whether a command that
+  was sent just before the connection broke was applied is read back first (the entries after
+  the last id this link appended that carry the same fields): it is appended once, never
+  twice. Past the deadline or ``max_queue`` waiting messages, a message is dropped, counted in
+  ``dropped_publishes`` and logged.
+
+Nothing starts before it is first needed inside a running event loop, so a server can be
+created before a fork.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiosio.adapters.redis.link import Handler, RedisHealth, RedisLink, connection_lost
+
+__all__ = ["EntryHandler", "StreamsHealth", "StreamsLink"]
+
+logger = logging.getLogger("aiosio.adapter.redis_streams")
+
+# A stream entry: its fields (bytes as Redis returns them) and its id.
+EntryHandler = Callable[[dict[bytes, bytes], str], None]
+# Called once per appended message, in order: the entry id, or None when it was dropped.
+Appended = Callable[[str | None], None]
+
+
+@dataclass(slots=True)
+class StreamsHealth(RedisHealth):
+    """:class:`~aiosio.adapters.redis.RedisHealth` (the pub/sub side and the totals) and the
+    streams: ``offsets`` (the id of the last entry read, per stream), ``lag_seconds`` (how old
+    the last entry was when it was read), ``trimmed_unread`` (entries trimmed before this server
+    read them: raise ``max_len``), ``appended`` (entries added)."""
+
+    offsets: dict[str, str] = field(default_factory=dict)
+    lag_seconds: float | None = None
+    trimmed_unread: int = 0
+    appended: int = 0
+    readers_connected: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        values = RedisHealth.as_dict(self)
+        values.update(
+            offsets=dict(self.offsets),
+            lag_seconds=None if self.lag_seconds is None else round(self.lag_seconds, 3),
+            trimmed_unread=self.trimmed_unread,
+            appended=self.appended,
+        )
+        return values
+
+
+def entry_ms(entry_id: str) -> int:
+    """The time part of a stream entry id (``<ms>-<seq>``)."""
+    return int(entry_id.partition("-")[0])
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class StreamsLink:
+    """The Redis connections of one server on Redis Streams, shared by its namespaces.
+
+    ``client`` is a ``redis.asyncio.Redis`` (its pool gives each blocked reader its own
+    connection); ``pubsub`` the link that carries what is not in a stream."""
+
+    def __init__(
+        self,
+        client: Any,
+        pubsub: RedisLink,
+        *,
+        streams: list[str],
+        max_len: int,
+        read_count: int,
+        block_ms: int,
+        max_queue: int,
+        retry_timeout: float,
+        backoff_min: float = 0.1,
+        backoff_max: float = 5.0,
+    ) -> None:
+        self.client = client
+        self.pubsub = pubsub
+        self.streams_health = StreamsHealth()
+        # One health for both sides (the totals add up), typed as the Link interface says.
+        self.health: RedisHealth = self.streams_health
+        pubsub.health = self.streams_health
+        self.streams = list(streams)
+        self.max_len = max_len
+        self.read_count = read_count
+        self.block_ms = block_ms
+        self._max_queue = max_queue
+        self._retry_timeout = retry_timeout
+        self._backoff_min = backoff_min
+        self._backoff_max = backoff_max
+        self._handlers: dict[str, EntryHandler] = {}
+        self._readers: list[asyncio.Task[None]] = []
+        self._sender: asyncio.Task[None] | None = None
+        self._queue: asyncio.Queue[tuple[str, dict[str, str], Appended, float]] | None = None
+        self._started: dict[str, asyncio.Event] = {}
+        self._last_added: dict[str, str] = {}
+        # Per stream: how many entries were added up to the last one read (its position).
+        self._read: dict[str, int] = {}
+        self._closed = False
+        self._dropped_logged_at = 0.0
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def ensure_started(self) -> bool:
+        """Start the tasks if an event loop runs (never before: safe to create before a fork)."""
+        if self._sender is not None or self._closed:
+            return self._sender is not None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        self.pubsub.ensure_started()
+        self._queue = asyncio.Queue(self._max_queue)
+        self._sender = loop.create_task(self._send(), name="aiosio-redis-streams-writer")
+        for stream in self.streams:
+            self._start_reader(loop, stream)
+        return True
+
+    def watch(self, stream: str) -> None:
+        """Read ``stream`` too (a namespace's, outside ``streams``: see
+        :func:`~aiosio.adapters.redis_streams.stream_of`)."""
+        if stream in self.streams:
+            return
+        self.streams.append(stream)
+        if self._sender is not None:
+            self._start_reader(asyncio.get_running_loop(), stream)
+
+    def _start_reader(self, loop: asyncio.AbstractEventLoop, stream: str) -> None:
+        self._started[stream] = asyncio.Event()
+        self._readers.append(
+            loop.create_task(self._read_stream(stream), name=f"aiosio-redis-streams-{stream}")
+        )
+
+    async def ready(self, timeout: float = 5.0) -> bool:
+        """Wait until the subscriptions are active and every reader knows where it starts;
+        False when Redis is not reachable within ``timeout`` seconds."""
+        self.ensure_started()
+        deadline = time.monotonic() + timeout
+        if not await self.pubsub.ready(timeout):
+            return False
+        for event in self._started.values():
+            left = deadline - time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(left, 0.0)):
+                    await event.wait()
+            if not event.is_set():
+                return False
+        return True
+
+    async def close(self) -> None:
+        """Stop. What is queued is appended first, for at most ``retry_timeout`` seconds (one
+        at least); what is left then is counted as dropped and logged."""
+        self._closed = True
+        queue, sender = self._queue, self._sender
+        if queue is not None and sender is not None and not sender.done():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(self._retry_timeout, 1.0)):
+                    await queue.join()
+            left = queue.qsize()
+            if left:
+                self.health.dropped_publishes += left
+                logger.error(
+                    "closing the redis streams link with %d messages not appended within %ss: "
+                    "other servers do not see them; check that Redis is reachable",
+                    left,
+                    max(self._retry_timeout, 1.0),
+                )
+        for task in (*self._readers, self._sender):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        await self.pubsub.close()
+
+    # -- the Link interface, for what travels on pub/sub ----------------------------------------
+
+    def subscribe(self, channel: str, handler: Handler) -> None:
+        self.pubsub.subscribe(channel, handler)
+
+    def psubscribe(self, pattern: str, handler: Handler) -> None:
+        self.pubsub.psubscribe(pattern, handler)
+
+    def ssubscribe(self, channel: str, handler: Handler) -> None:
+        self.pubsub.ssubscribe(channel, handler)
+
+    def sunsubscribe(self, channel: str) -> None:
+        self.pubsub.sunsubscribe(channel)
+
+    def publish(
+        self, channel: str, data: bytes, *, sharded: bool = False, audience: str | None = None
+    ) -> None:
+        self.pubsub.publish(channel, data, sharded=sharded, audience=audience)
+
+    async def numsub(self, channel: str, *, sharded: bool = False) -> int:
+        return await self.pubsub.numsub(channel, sharded=sharded)
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def on_entries(self, nsp: str, handler: EntryHandler) -> None:
+        """Call ``handler`` with each entry of namespace ``nsp`` read from the streams."""
+        self._handlers[nsp] = handler
+
+    def off_entries(self, nsp: str) -> None:
+        self._handlers.pop(nsp, None)
+
+    async def _read_stream(self, stream: str) -> None:
+        offset: str | None = None
+        delay = self._backoff_min
+        lost_at: float | None = None
+        while not self._closed:
+            try:
+                if offset is None:
+                    offset = await self._start(stream)
+                    self.streams_health.offsets[stream] = offset
+                    self._started[stream].set()
+                elif lost_at is not None:
+                    await self._check_gap(stream, offset)
+                if lost_at is not None:
+                    self._reader_back(stream, lost_at)
+                    lost_at = None
+                    delay = self._backoff_min
+                offset = await self._read_once(stream, offset)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure means: read again later
+                if lost_at is None:
+                    lost_at = time.time()
+                    self._reader_lost(stream, exc, offset)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._backoff_max)
+
+    async def _info(self, stream: str) -> dict[str, Any] | None:
+        try:
+            info: dict[str, Any] = await self.client.xinfo_stream(stream)
+        except Exception as exc:
+            if "no such key" in str(exc).lower():
+                return None  # no stream yet (or Redis restarted empty)
+            raise
+        return info
+
+    async def _start(self, stream: str) -> str:
+        """Where reading starts: the last id the stream generated (``0-0`` when there is no
+        stream); and how many entries were added up to it."""
+        info = await self._info(stream)
+        if info is None:
+            self._read[stream] = 0
+            return "0-0"
+        self._read[stream] = int(info.get("entries-added") or 0)
+        return _text(info.get("last-generated-id") or "0-0")
+
+    async def _read_once(self, stream: str, offset: str) -> str:
+        # A read that does not come back within its BLOCK time and 5 s is a stalled or
+        # half-open connection: the timeout drops that connection, and the read starts again.
+        async with asyncio.timeout(self.block_ms / 1000 + 5.0):
+            response = await self.client.xread(
+                {stream: offset}, count=self.read_count, block=self.block_ms
+            )
+        if not response:
+            return offset
+        entries = response[0][1]
+        self._read[stream] = self._read.get(stream, 0) + len(entries)
+        now_ms = time.time() * 1000
+        for raw_id, fields in entries:
+            entry_id = _text(raw_id)
+            offset = entry_id
+            self.streams_health.offsets[stream] = entry_id
+            self.health.messages_received += 1
+            self.health.last_message_at = now_ms / 1000
+            self.streams_health.lag_seconds = max(now_ms - entry_ms(entry_id), 0.0) / 1000
+            nsp = fields.get(b"nsp")
+            handler = self._handlers.get(_text(nsp)) if nsp else None
+            if handler is None:
+                continue
+            try:
+                handler(fields, entry_id)
+            except Exception:
+                logger.exception("handling stream entry %s of %s failed", entry_id, stream)
+        if len(entries) >= self.read_count:
+            await self._check_gap(stream, offset)
+        return offset
+
+    async def _check_gap(self, stream: str, offset: str) -> None:
+        """Count and log entries trimmed (``MAXLEN``) before this server read them."""
+        info = await self._info(stream)
+        if info is None:
+            return  # no stream (Redis restarted empty): nothing was trimmed
+        added = int(info.get("entries-added") or 0)
+        removed = added - int(info.get("length") or 0)
+        position = self._read.get(stream, 0)
+        if added < position:  # a new stream (Redis restarted empty): count from here
+            self._read[stream] = removed
+            return
+        missed = removed - position
+        if missed <= 0:
+            return
+        self._read[stream] = removed
+        self.streams_health.trimmed_unread += missed
+        logger.error(
+            "%d entries of redis stream %s after %s were trimmed before this server read them: "
+            "the broadcasts among them were not delivered to its clients; raise "
+            "RedisStreamsAdapter(max_len=...) (now %d) above what is added while a server is "
+            "away or behind",
+            missed,
+            stream,
+            offset,
+            self.max_len,
+        )
+
+    def _reader_lost(self, stream: str, exc: BaseException, offset: str | None) -> None:
+        health = self.health
+        health.last_error = f"{type(exc).__name__}: {exc}"
+        health.last_error_at = time.time()
+        logger.error(
+            "reading redis stream %s failed (%s: %s): reading again from %s once Redis answers; "
+            "nothing added meanwhile is lost unless the stream is trimmed past it",
+            stream,
+            type(exc).__name__,
+            exc,
+            offset or "its last entry",
+        )
+
+    def _reader_back(self, stream: str, lost_at: float) -> None:
+        logger.warning(
+            "reading redis stream %s again after %.1fs, from %s: entries added meanwhile are "
+            "delivered now",
+            stream,
+            time.time() - lost_at,
+            self.streams_health.offsets.get(stream),
+        )
+
+    # -- appending ------------------------------------------------------------------------------
+
+    def append(self, stream: str, fields: dict[str, str], done: Appended) -> None:
+        """Queue an ``XADD``; ``done`` is called in order with the entry id (None: dropped)."""
+        if not self.ensure_started():
+            self._drop(stream, "no event loop is running", done)
+            return
+        assert self._queue is not None
+        try:
+            self._queue.put_nowait((stream, fields, done, time.monotonic()))
+        except asyncio.QueueFull:
+            self._drop(
+                stream, f"max_publish_queue={self._max_queue} messages wait already for Redis", done
+            )
+            return
+        self.health.queued_publishes = self._queue.qsize()
+
+    async def _send(self) -> None:
+        assert self._queue is not None
+        queue = self._queue
+        while True:
+            stream, fields, done, queued_at = await queue.get()
+            try:
+                entry_id = await self._append_one(stream, fields, queued_at)
+                try:
+                    done(entry_id)
+                except Exception:
+                    logger.exception("after appending to redis stream %s", stream)
+            finally:
+                queue.task_done()
+            self.health.queued_publishes = queue.qsize()
+
+    async def _append_one(
+        self, stream: str, fields: dict[str, str], queued_at: float
+    ) -> str | None:
+        """``XADD`` one entry: retried on a lost connection until ``retry_timeout`` after it
+        was queued (the queue waits: order is kept), and never appended twice."""
+        deadline = queued_at + self._retry_timeout
+        attempts = 0
+        delay = 0.0
+        uncertain = False  # an attempt may have been applied before its connection broke
+        first_error: str | None = None
+        while True:
+            attempts += 1
+            budget = max(deadline - time.monotonic(), 1.0)
+            try:
+                async with asyncio.timeout(budget):
+                    entry_id = None
+                    if uncertain:
+                        entry_id = await self._appended_already(stream, fields)
+                    if entry_id is None:
+                        raw = await self.client.xadd(
+                            stream, fields, maxlen=self.max_len, approximate=True
+                        )
+                        entry_id = _text(raw)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - retried, or counted and reported
+                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                self.health.last_error = error
+                first_error = first_error or error
+                lost = connection_lost(exc) or isinstance(exc, TimeoutError)
+                uncertain = uncertain or lost
+                left = deadline - time.monotonic()
+                if not lost or left <= 0:
+                    if attempts > 1:
+                        error += f" after {attempts} attempts over {self._retry_timeout}s"
+                    self._drop(stream, error, None)
+                    return None
+                await asyncio.sleep(min(delay, left))
+                delay = min(max(delay * 2, self._backoff_min), self._backoff_max)
+                continue
+            self._last_added[stream] = entry_id
+            self.health.published += 1
+            self.streams_health.appended += 1
+            if attempts > 1:
+                self.health.retried_publishes += 1
+                logger.info(
+                    "appended to redis stream %s at attempt %d, %.2fs after it was queued (%s): "
+                    "nothing was lost",
+                    stream,
+                    attempts,
+                    time.monotonic() - queued_at,
+                    first_error,
+                )
+            return entry_id
+
+    async def _appended_already(self, stream: str, fields: dict[str, str]) -> str | None:
+        """The id of the entry an earlier attempt appended, if it was: appends are serial, so
+        an entry after the last one this link appended with these exact fields (its sender's
+        uid among them) is that attempt's."""
+        last = self._last_added.get(stream)
+        start = f"({last}" if last is not None else "-"
+        wanted = {k.encode(): v.encode() for k, v in fields.items()}
+        entries = await self.client.xrange(stream, start, "+", count=10_000)
+        for raw_id, entry in entries:
+            if entry == wanted:
+                return _text(raw_id)
+        return None
+
+    def _drop(self, stream: str, why: str, done: Appended | None) -> None:
+        self.health.dropped_publishes += 1
+        now = time.monotonic()
+        if now - self._dropped_logged_at > 5.0:
+            self._dropped_logged_at = now
+            logger.error(
+                "could not append to redis stream %s (%s): %d messages lost so far; other servers "
+                "do not see them; check that Redis is reachable (RedisStreamsAdapter's "
+                "publish_retry_timeout=%ss and max_publish_queue=%d bound how long and how many "
+                "messages wait for it)",
+                stream,
+                why,
+                self.health.dropped_publishes,
+                self._retry_timeout,
+                self._max_queue,
+            )
+        if done is not None:
+            done(None)

@@ -1,0 +1,686 @@
+"""aiosio's ``RedisStreamsAdapter`` in one cluster with the official socket.io 4.8 server on
+``@socket.io/redis-streams-adapter`` 0.3.1, on a real Redis 7.
+
+* The mixed cluster: two aiosio servers (``A`` native, ``B`` under uvicorn) and one Node server
+  (``N``, ``tests/js/redis_node.mjs --streams``) with official ``socket.io-client`` sockets on
+  each (``tests/js/redis_clients.mjs``): broadcasts, rooms, ``fetch_sockets``,
+  ``server_side_emit`` with acks, broadcasts with acks, join requests, from both sides.
+* The outage: Redis (the test's own ``redis-server``, with its append-only file) killed with
+  SIGKILL in the middle of a stream of numbered broadcasts and started again 3 s later: every
+  client, on every server, gets every number exactly once and in order.
+* Recovery across servers: a client behind a proxy (the load balancer) on server X loses its
+  connection and comes back through the proxy on server Y: ``recovered`` is true and it gets
+  every broadcast it missed, for X, Y in aiosio and Node both ways.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio as redis_asyncio
+from test_redis_cluster import REDIS_URL, Cluster, NodeProc, py, until
+
+import aiosio
+from aiosio import Server
+from aiosio.adapters.redis_streams import RedisStreamsAdapter, StreamsHealth
+from conftest import ServeFn, free_port
+
+pytestmark = pytest.mark.interop
+
+
+@pytest.fixture
+def server_kind() -> str:
+    # ``serve`` runs server B under uvicorn; server A runs on ``serve_native``.
+    return "asgi"
+
+
+@pytest.fixture
+async def spawn() -> AsyncIterator[Callable[..., Awaitable[NodeProc]]]:
+    """``start(script, *args)``: a script of tests/js, closed at the end of the test."""
+    running: list[NodeProc] = []
+
+    async def start(script: str, *args: str) -> NodeProc:
+        proc = NodeProc(script, *args)
+        running.append(proc)
+        return await proc.start()
+
+    yield start
+    for proc in reversed(running):
+        await proc.close()
+
+
+def make_server(
+    name: str,
+    key: str,
+    server_side: list[tuple[str, list[Any]]],
+    *,
+    url: str = REDIS_URL,
+    recovery: aiosio.Recovery | None = None,
+) -> Server:
+    """An aiosio server of the cluster: the same behaviour as redis_node.mjs."""
+    factory = RedisStreamsAdapter(url, stream_name=key, channel_prefix=key, block_time=1.0)
+    sio = Server(
+        adapter=factory, ping_interval=10, ping_timeout=5, connection_state_recovery=recovery
+    )
+
+    @sio.on("connection")
+    def connected(socket: aiosio.Socket) -> None:
+        auth = socket.handshake.auth
+        socket.data = {"name": auth.get("name"), "server": name}
+        rooms = auth.get("rooms") or []
+        if rooms and not socket.recovered:
+            socket.join(*rooms)
+
+    @sio.on_server_side("sse")
+    def sse(*args: Any) -> dict[str, Any]:
+        server_side.append(("sse", list(args)))
+        return {"server": name, "args": list(args)}
+
+    return sio
+
+
+def factory_of(sio: Server) -> RedisStreamsAdapter:
+    factory = sio.adapter_factory
+    assert isinstance(factory, RedisStreamsAdapter)
+    return factory
+
+
+CLIENTS: dict[str, tuple[str, list[str], list[str], bool]] = {
+    "a1": ("A", ["r1"], ["websocket"], False),
+    "a2": ("A", ["r2"], ["polling"], False),
+    "b1": ("B", ["r1"], ["polling"], False),
+    "b2": ("B", ["r2"], ["websocket"], False),
+    "n1": ("N", ["r1"], ["websocket"], False),
+    "n2": ("N", ["r2"], ["polling"], False),
+}
+
+
+def client_args(specs: dict[str, Any], urls: dict[str, str], **extra: Any) -> list[str]:
+    return [
+        arg
+        for name, (server, rooms, transports, _silent) in specs.items()
+        for arg in (
+            "--client",
+            json.dumps(
+                {
+                    "name": name,
+                    "url": urls[server],
+                    "auth": {"rooms": rooms},
+                    "transports": transports,
+                    **extra,
+                }
+            ),
+        )
+    ]
+
+
+async def start_cluster(
+    serve: ServeFn,
+    serve_native: ServeFn,
+    spawn: Callable[..., Awaitable[NodeProc]],
+    *,
+    url: str = REDIS_URL,
+    specs: dict[str, tuple[str, list[str], list[str], bool]] = CLIENTS,
+) -> Cluster:
+    key = f"t{uuid.uuid4().hex[:12]}"
+    cluster = Cluster(key=key, sharded=False, raw=redis_asyncio.Redis.from_url(url))
+    cluster.specs = specs
+    for name in ("A", "B"):
+        cluster.server_side[name] = []
+        cluster.sios[name] = make_server(name, key, cluster.server_side[name], url=url)
+    cluster.urls["A"] = await serve_native(cluster.a)
+    cluster.urls["B"] = await serve(cluster.b)
+    for sio in cluster.sios.values():
+        assert await factory_of(sio).ready(), factory_of(sio).health
+    cluster.node = await spawn("redis_node.mjs", "--streams", "--key", key, "--redis", url)
+    ready = await cluster.n.wait(lambda line: line.get("type") == "ready", 10)
+    cluster.urls["N"] = f"http://127.0.0.1:{ready['port']}"
+    cluster.clients = await spawn("redis_clients.mjs", *client_args(specs, cluster.urls))
+    for name in specs:
+        line = await cluster.c.wait(lambda line, name=name: line.get("client") == name, 10)
+        assert line["type"] == "connect", line
+        cluster.ids[name] = line["id"]
+    await warm_up(cluster)
+    return cluster
+
+
+async def warm_up(cluster: Cluster) -> None:
+    """Node's readers start at ``$`` once their connection is up, which it does not tell: A
+    broadcasts until every client has one (after that, nothing A appends is missed)."""
+    deadline = time.monotonic() + 10
+    while cluster.got("warm") != set(cluster.ids):
+        assert time.monotonic() < deadline, f"warm-up reached only {cluster.got('warm')}"
+        cluster.a.emit("warm")
+        await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+async def cluster(
+    serve: ServeFn, serve_native: ServeFn, spawn: Callable[..., Awaitable[NodeProc]]
+) -> AsyncIterator[Cluster]:
+    c = await start_cluster(serve, serve_native, spawn)
+    yield c
+    await c.raw.delete(c.key)
+    await c.raw.aclose()
+
+
+async def test_broadcasts_both_ways(cluster: Cluster) -> None:
+    c = cluster
+    c.a.emit("from-a", 1, {"x": [1, 2]})
+    c.b.to("r1").emit("from-b", "r1 only")
+    await c.n.call("emit", event="from-n", args=["everyone"])
+    await c.n.call("emit", to="r2", event="from-n-r2", args=[2])
+    c.a.except_("r1").emit("not-r1")
+    c.a.emit("bin", b"\x00\x01\xff")  # binary: base64 msgpack in the stream
+    for origin in ("A", "B", "N"):
+        await c.flush(origin)
+    every = set(c.ids)
+    assert c.got("from-a") == every
+    assert c.events("n1", "from-a") == [[1, {"x": [1, 2]}]]
+    assert c.got("from-b") == {"a1", "b1", "n1"}
+    assert c.got("from-n") == every
+    assert c.got("from-n-r2") == {"a2", "b2", "n2"}
+    assert c.got("not-r1") == {"a2", "b2", "n2"}
+    assert c.got("bin") == every
+    assert c.events("n2", "bin") == [[b"\x00\x01\xff"]]
+    assert all(c.count(name, "from-a") == 1 for name in every)
+
+
+async def test_fetch_sockets_and_server_count(cluster: Cluster) -> None:
+    c = cluster
+    assert await c.a.sockets.adapter.server_count() == 3  # type: ignore[misc]
+    assert (await c.n.call("serverCount"))["count"] == 3
+    sockets = await c.a.fetch_sockets()
+    assert {s.id for s in sockets} == set(c.ids.values())
+    remote = {s.id: s for s in sockets}[c.ids["n1"]]
+    assert remote.data == {"name": "n1", "server": "N"}
+    assert "r1" in remote.rooms
+    in_r2 = await c.a.in_("r2").fetch_sockets()
+    assert {s.id for s in in_r2} == {c.ids[n] for n in ("a2", "b2", "n2")}
+    from_node = await c.n.call("fetchSockets")
+    described = {s["id"]: s for s in from_node["sockets"]}
+    assert set(described) == set(c.ids.values())
+    assert described[c.ids["b1"]]["data"] == {"name": "b1", "server": "B"}
+    assert not described[c.ids["a1"]]["local"]
+
+
+async def test_server_side_emit_with_acks_both_ways(cluster: Cluster) -> None:
+    c = cluster
+    replies = await c.a.server_side_emit_with_ack("sse", 1, "two", timeout=3)
+    assert sorted(r["server"] for r in replies) == ["B", "N"]
+    assert all(r["args"] == [1, "two"] for r in replies)
+    result = await c.n.call("serverSideEmit", event="sse", args=[3], ack=True)
+    assert result["err"] is None
+    assert sorted(r["server"] for r in result["responses"]) == ["A", "B"]
+    assert c.server_side["A"][-1] == ("sse", [3])
+    c.b.server_side_emit("sse", "no ack")
+    await until(lambda: ("sse", ["no ack"]) in c.server_side["A"], 5, "sse without ack at A")
+    node_saw = await c.n.wait(
+        lambda line: line.get("type") == "serverSide" and line.get("args") == ["no ack"]
+    )
+    assert node_saw["acked"] is False
+
+
+async def test_broadcast_with_acks_both_ways(cluster: Cluster) -> None:
+    c = cluster
+    replies = await c.a.timeout(3).emit_with_ack("question", 1)
+    assert sorted(replies) == sorted(c.ids)
+    result = await c.n.call("emitWithAck", timeout=3000, event="question", args=[2])
+    assert result["err"] is None
+    assert sorted(result["responses"]) == sorted(c.ids)
+    to_r1 = await c.b.to("r1").timeout(3).emit_with_ack("question", 3)
+    assert sorted(to_r1) == ["a1", "b1", "n1"]
+
+
+async def test_joins_and_disconnects_across_servers(cluster: Cluster) -> None:
+    c = cluster
+    c.a.in_("r1").sockets_join("joined")
+    await c.settle({n: {"joined"} for n in ("a1", "b1", "n1")})
+    await c.n.call("emit", to="joined", event="to-joined")
+    await c.flush("N")
+    assert c.got("to-joined") == {"a1", "b1", "n1"}
+    await c.n.call("socketsLeave", **{"in": "joined"}, rooms=["joined"])
+    await c.settle({}, {n: {"joined"} for n in ("a1", "b1", "n1")})
+    await c.n.call("disconnectSockets", **{"in": "r2"})
+    await until(
+        lambda: set(c.disconnected()) == {"a2", "b2", "n2"}, 5, f"disconnected {c.disconnected()}"
+    )
+
+
+# -- Redis killed in the middle of a stream of broadcasts ------------------------------------------
+
+
+class DurableRedis:
+    """A redis-server of this test on a free port, with an append-only file written before each
+    reply (what it acknowledged survives a SIGKILL), to kill and start again."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}"
+        self.directory = directory
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is needed: run scripts/install.sh")
+        self.proc = await asyncio.create_subprocess_exec(
+            binary,
+            *("--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
+            *("--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory)),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        client = redis_asyncio.Redis.from_url(self.url)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    await client.ping()
+                    return
+                except redis.RedisError:  # connection refused, or loading the AOF
+                    assert self.proc.returncode is None, "redis-server exited"
+                    assert time.monotonic() < deadline, "redis-server did not answer in 10 s"
+                    await asyncio.sleep(0.02)
+        finally:
+            await client.aclose()
+
+    async def kill(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()  # SIGKILL: no goodbye to the clients
+            await self.proc.wait()
+
+
+@pytest.fixture
+async def durable_redis(tmp_path: Path) -> AsyncIterator[DurableRedis]:
+    server = DurableRedis(tmp_path)
+    await server.start()
+    yield server
+    await server.kill()
+
+
+async def test_redis_killed_mid_stream_loses_nothing(
+    durable_redis: DurableRedis,
+    serve: ServeFn,
+    serve_native: ServeFn,
+    spawn: Callable[..., Awaitable[NodeProc]],
+) -> None:
+    c = await start_cluster(serve, serve_native, spawn, url=durable_redis.url)
+    try:
+        total, killed_at, interval = 300, 60, 0.02
+        fb = factory_of(c.b)
+        restarted: asyncio.Task[None] | None = None
+
+        async def restart_later() -> None:
+            await asyncio.sleep(3.0)
+            await durable_redis.start()
+
+        for number in range(1, total + 1):
+            c.a.emit("n", number)
+            if number == killed_at:
+                await durable_redis.kill()
+                restarted = asyncio.create_task(restart_later())
+            await asyncio.sleep(interval)
+        assert restarted is not None
+        await restarted
+        await until(
+            lambda: (
+                all(c.count(name, "n") >= total for name in c.ids)
+                or any(c.count(name, "n") > total for name in c.ids)
+            ),
+            40,
+            f"every number at every client: {[(n, c.count(n, 'n')) for n in c.ids]}",
+        )
+        await c.flush("A")  # anything duplicated would have arrived by now
+        for name in c.ids:
+            numbers = [args[0] for args in c.events(name, "n")]
+            assert numbers == list(range(1, total + 1)), (name, numbers)
+        health: StreamsHealth = fb.health
+        assert health.reconnects >= 1
+        assert health.trimmed_unread == 0
+        assert factory_of(c.a).health.dropped_publishes == 0
+        assert factory_of(c.a).health.retried_publishes >= 1
+    finally:
+        await c.raw.aclose()
+
+
+# -- recovery across servers behind a load balancer ------------------------------------------------
+
+
+async def _grew(raw: redis_asyncio.Redis, key: str, length: int) -> bool:
+    return int(await raw.xlen(key)) > length
+
+
+class Balancer:
+    """A TCP proxy in front of the servers: ``target`` is where new connections go; ``cut()``
+    closes every connection through it; while ``refusing``, new connections are closed at
+    once (the client retries)."""
+
+    def __init__(self) -> None:
+        self.target = 0
+        self.refusing = False
+        self._pipes: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refusing:
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        self._pipes.update((writer, up_writer))
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+        self._pipes.difference_update((writer, up_writer))
+
+    def cut(self) -> None:
+        for writer in list(self._pipes):
+            writer.close()
+
+    async def close(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+
+
+@pytest.mark.parametrize(("first", "then"), [("A", "N"), ("N", "A"), ("A", "B")])
+async def test_recovery_across_servers(
+    first: str,
+    then: str,
+    serve: ServeFn,
+    serve_native: ServeFn,
+    spawn: Callable[..., Awaitable[NodeProc]],
+) -> None:
+    key = f"t{uuid.uuid4().hex[:12]}"
+    raw = redis_asyncio.Redis.from_url(REDIS_URL)
+    recovery = aiosio.Recovery(max_disconnection_duration=30.0)
+    sios = {name: make_server(name, key, [], recovery=recovery) for name in ("A", "B")}
+    ports = {
+        "A": int((await serve_native(sios["A"])).rsplit(":", 1)[1]),
+        "B": int((await serve(sios["B"])).rsplit(":", 1)[1]),
+    }
+    for sio in sios.values():
+        assert await factory_of(sio).ready()
+    node = await spawn("redis_node.mjs", "--streams", "--key", key, "--recovery", "30000")
+    ports["N"] = (await node.wait(lambda line: line.get("type") == "ready", 10))["port"]
+    balancer = Balancer()
+    await balancer.start()
+    balancer.target = ports[first]
+
+    async def emit(origin: str, number: int) -> None:
+        if origin == "N":
+            await node.call("emit", to="r1", event="n", args=[number])
+        else:
+            sios[origin].to("r1").emit("n", number)
+
+    try:
+        url = f"http://127.0.0.1:{balancer.port}"
+        spec = {"c": (first, ["r1"], ["websocket"], False)}
+        clients = await spawn(
+            "redis_clients.mjs", *client_args(spec, {first: url}, reconnection=True)
+        )
+        connect = await clients.wait(lambda line: line.get("type") == "connect", 10)
+        assert connect["recovered"] is False
+
+        def numbers() -> list[int]:
+            return [
+                py(line["args"])[0]
+                for line in clients.lines
+                if line["type"] == "event" and line["event"] == "n"
+            ]
+
+        # Node's readers start at "$" when their connection is up, which they do not tell.
+        deadline = time.monotonic() + 10
+        while not numbers():
+            assert time.monotonic() < deadline, "the client got nothing"
+            await emit(first, 0)
+            await asyncio.sleep(0.1)
+        for number in (1, 2, 3):
+            await emit(first, number)
+        await until(lambda: numbers()[-3:] == [1, 2, 3], 5, f"1, 2, 3 before: {numbers()}")
+        balancer.refusing = True
+        balancer.cut()
+        await clients.wait(lambda line: line.get("type") == "disconnect", 5)
+        await asyncio.sleep(0.3)  # the server that had the client keeps its session
+        for number in (4, 5, 6):  # from both servers, one after the other in the stream
+            length = await raw.xlen(key)
+            await emit(first if number % 2 else then, number)
+            await until(lambda length=length: _grew(raw, key, length), 5, f"{number} appended")
+        balancer.target = ports[then]
+        balancer.refusing = False
+        again = await clients.wait(
+            lambda line: line.get("type") == "connect" and line is not connect, 10
+        )
+        assert again["recovered"] is True, again
+        assert again["id"] == connect["id"]
+        await emit(then, 7)
+        await until(lambda: numbers()[-1:] == [7], 5, f"7 after the recovery: {numbers()}")
+        got = numbers()
+        assert got[got.index(1) :] == [1, 2, 3, 4, 5, 6, 7], got
+    finally:
+        await balancer.close()
+        for sio in sios.values():
+            await sio.close()
+        await raw.delete(key)
+        await raw.aclose()
+
+
+# -- a network cut between one server and Redis; entries trimmed before a server read them --------
+
+
+async def cut_cluster(
+    redis_url: str, serve: ServeFn, serve_native: ServeFn, spawn: Any, *, max_len: int
+) -> tuple[Cluster, Balancer, Server]:
+    """A (native) on Redis directly, B (uvicorn) on Redis through a proxy that the test cuts,
+    one client on each."""
+    port = int(redis_url.rsplit(":", 1)[1])
+    proxy = Balancer()
+    await proxy.start()
+    proxy.target = port
+    key = f"t{uuid.uuid4().hex[:12]}"
+    c = Cluster(key=key, sharded=False, raw=redis_asyncio.Redis.from_url(redis_url))
+    c.specs = {"a1": ("A", [], ["websocket"], False), "b1": ("B", [], ["websocket"], False)}
+    for name, url in (("A", redis_url), ("B", f"redis://127.0.0.1:{proxy.port}")):
+        c.server_side[name] = []
+        factory = RedisStreamsAdapter(
+            url, stream_name=key, channel_prefix=key, block_time=0.5, max_len=max_len
+        )
+        c.sios[name] = Server(adapter=factory)
+    c.urls["A"] = await serve_native(c.a)
+    c.urls["B"] = await serve(c.b)
+    for sio in c.sios.values():
+        assert await factory_of(sio).ready()
+    c.clients = await spawn("redis_clients.mjs", *client_args(c.specs, c.urls))
+    for name in c.specs:
+        line = await c.c.wait(lambda line, name=name: line.get("client") == name, 10)
+        assert line["type"] == "connect", line
+        c.ids[name] = line["id"]
+    return c, proxy, c.b
+
+
+async def test_network_cut_loses_nothing(
+    serve: ServeFn, serve_native: ServeFn, spawn: Callable[..., Awaitable[NodeProc]]
+) -> None:
+    c, proxy, b = await cut_cluster(REDIS_URL, serve, serve_native, spawn, max_len=10_000)
+    try:
+        for number in range(1, 21):
+            c.a.emit("n", number)
+        await until(lambda: c.count("b1", "n") == 20, 5, "20 numbers at b1")
+        proxy.refusing = True
+        proxy.cut()
+        await until(lambda: not factory_of(b).health.connected, 5, "B sees the cut")
+        for number in range(21, 121):
+            c.a.emit("n", number)
+        await asyncio.sleep(1.0)
+        proxy.refusing = False
+        await until(lambda: c.count("b1", "n") >= 120, 20, f"120 at b1: {c.count('b1', 'n')}")
+        await c.flush("A")
+        for name in c.ids:
+            assert [args[0] for args in c.events(name, "n")] == list(range(1, 121)), name
+        health = factory_of(b).health
+        assert health.reconnects >= 1
+        assert health.trimmed_unread == 0
+        assert (
+            health.as_dict()["offsets"][c.key]
+            == (await c.raw.xrevrange(c.key, count=1))[0][0].decode()
+        )
+    finally:
+        await proxy.close()
+        await c.raw.delete(c.key)
+        await c.raw.aclose()
+
+
+async def test_entries_trimmed_before_they_were_read_are_counted_and_logged(
+    serve: ServeFn,
+    serve_native: ServeFn,
+    spawn: Callable[..., Awaitable[NodeProc]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # MAXLEN ~ trims whole nodes of the stream (100 entries by default): 1000 entries added
+    # while B is cut off leave far fewer than 1000 in a stream of max_len=10.
+    c, proxy, b = await cut_cluster(REDIS_URL, serve, serve_native, spawn, max_len=10)
+    try:
+        c.a.emit("n", 0)
+        await until(lambda: c.count("b1", "n") == 1, 5, "0 at b1")
+        proxy.refusing = True
+        proxy.cut()
+        await until(lambda: not factory_of(b).health.connected, 5, "B sees the cut")
+        for number in range(1, 1001):
+            c.a.emit("n", number)
+        await until(lambda: factory_of(c.a).health.appended >= 1001, 10, "A appended")
+        proxy.refusing = False
+        await until(lambda: c.count("b1", "n") > 1 and c.events("b1", "n")[-1] == [1000], 20)
+        got = [args[0] for args in c.events("b1", "n")]
+        # What was trimmed is lost, and counted exactly: 0, then the numbers left in the stream.
+        assert got == [0, *range(1001 - len(got) + 1, 1001)]
+        assert factory_of(b).health.trimmed_unread == 1001 - len(got)
+        logged = [r.getMessage() for r in caplog.records if "were trimmed" in r.getMessage()]
+        assert logged
+        assert "raise RedisStreamsAdapter(max_len=...) (now 10)" in logged[0]
+    finally:
+        await proxy.close()
+        await c.raw.delete(c.key)
+        await c.raw.aclose()
+
+
+# -- options and the wire -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("max_len", 0, "max_len must be an integer of at least 1, got 0"),
+        ("stream_count", 0, "stream_count must be an integer of at least 1, got 0"),
+        ("read_count", 0, "read_count must be an integer of at least 1, got 0"),
+        ("block_time", 0, "block_time must be more than 0 and at most 3600 seconds, got 0"),
+        ("block_time", 3601, "block_time must be more than 0 and at most 3600 seconds, got 3601"),
+        ("max_publish_queue", 0, "max_publish_queue must be at least 1 message, got 0"),
+        ("publish_retry_timeout", -1, "publish_retry_timeout must be 0 or more seconds"),
+    ],
+)
+def test_options_are_checked(option: str, value: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{message}"):
+        RedisStreamsAdapter(**{option: value})
+
+
+def test_a_redis_cluster_client_is_refused_with_the_reason() -> None:
+    cluster_client = redis_asyncio.RedisCluster(host="127.0.0.1", port=free_port())
+    with pytest.raises(TypeError, match="Redis Cluster is not supported yet"):
+        RedisStreamsAdapter(cluster_client)
+
+
+def test_options_at_their_bounds_are_accepted() -> None:
+    for options in (
+        {"max_len": 1, "stream_count": 1, "read_count": 1},
+        {"block_time": 0.001},
+        {"block_time": 3600},
+    ):
+        assert RedisStreamsAdapter(**options).streams == ["socket.io"]
+    assert RedisStreamsAdapter(stream_count=3).streams == [
+        "socket.io-0",
+        "socket.io-1",
+        "socket.io-2",
+    ]
+
+
+async def test_node_entries_decode_and_encode_to_the_same_fields(cluster: Cluster) -> None:
+    """What the Node adapter appends, decoded and written again by aiosio, is the same fields,
+    character for character (JSON and base64 msgpack data)."""
+    from aiosio.adapters.redis_streams.messages import decode_entry, entry_fields
+
+    c = cluster
+    await c.n.call("emit", to="r1", event="plain", args=[1, {"k": "é"}])
+    await c.n.call("emit", event="bin", args=[{"$bin": "AAH/"}, 2])
+    await c.n.call("socketsJoin", **{"in": "r1"}, rooms=["x"])
+    await c.flush("N")
+    entries = await c.raw.xrange(c.key, "-", "+")
+    node_uid = (await c.n.wait(lambda line: line.get("type") == "ready"))["uid"]
+    from_node = [fields for _id, fields in entries if fields[b"uid"] == node_uid.encode()]
+    assert len(from_node) >= 4
+    for fields in from_node:
+        message = decode_entry(fields, max_size=10_000_000, limits=aiosio.Limits())
+        again = {k.encode(): v.encode() for k, v in entry_fields(message).items()}
+        assert again == fields
+        assert list(again) == list(fields)  # the reference's order: uid, nsp, type, data
+    assert any(not fields[b"data"].startswith(b"{") for fields in from_node)  # base64 msgpack
+
+
+async def test_namespaces_spread_over_streams_including_a_negative_hash(
+    serve: ServeFn,
+    serve_native: ServeFn,
+    clients: Callable[..., aiosio.Client],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With ``stream_count``, each namespace goes to its stream; one whose hash is negative
+    (``/notifications``: the reference writes ``<name>--3``, which its readers never read) still
+    reaches the other aiosio servers, and the mixed-cluster pitfall is logged."""
+    key = f"t{uuid.uuid4().hex[:12]}"
+    raw = redis_asyncio.Redis.from_url(REDIS_URL)
+    sios = [
+        Server(adapter=RedisStreamsAdapter(stream_name=key, channel_prefix=key, stream_count=4))
+        for _ in range(2)
+    ]
+    try:
+        for sio in sios:
+            sio.of("/notifications")
+        a_url, b_url = await serve_native(sios[0]), await serve(sios[1])
+        for sio in sios:
+            assert await factory_of(sio).ready()
+        client = clients(f"{b_url}/notifications", transports=("websocket",))
+        got: list[Any] = []
+        client.on("note", got.append)
+        await client.connect()
+        deadline = time.monotonic() + 5
+        while not got:
+            assert time.monotonic() < deadline, "nothing reached the client on B"
+            sios[0].of("/notifications").emit("note", 1)
+            await asyncio.sleep(0.1)
+        assert await raw.exists(f"{key}--3") == 1
+        assert a_url
+        assert any("never do" in r.getMessage() for r in caplog.records)
+    finally:
+        for sio in sios:
+            await sio.close()
+        await raw.delete(*[f"{key}-{i}" for i in range(-3, 4)])
+        await raw.aclose()
