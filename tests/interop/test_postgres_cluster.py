@@ -431,6 +431,9 @@ async def test_fetch_sockets_sees_every_server_s_sockets_with_their_data(cluster
 async def test_remote_sockets_can_be_emitted_to_joined_and_disconnected(cluster: Cluster) -> None:
     sockets = {s.id: s for s in await cluster.a.fetch_sockets()}
     n1 = sockets[cluster.ids["n1"]]
+    # Its acknowledgement comes back through the cluster (a broadcast with acks to one socket).
+    assert await n1.timeout(5).emit_with_ack("question", 1) == "n1"
+    assert await sockets[cluster.ids["b2"]].timeout(5).emit_with_ack("question", 2) == "b2"
     n1.emit("direct", "to-n1")
     n1.join("vip")
     await cluster.flush("A")
