@@ -74,7 +74,6 @@ def server_kind() -> str:
     return "asgi"
 
 
-
 # name: (server, rooms, transports, silent)
 CLIENTS: dict[str, tuple[str, list[str], list[str], bool]] = {
     "a1": ("A", ["r1"], ["websocket"], False),
