@@ -534,10 +534,13 @@ async def _master(
     redis_url: str | None,
     python: str,
     bus: _Bus,
+    use_uvloop: bool,
 ) -> None:
     directory = tempfile.mkdtemp(prefix="aiosio-workers-")
     try:
-        await _run_master(target, host, port, workers, redis_url, python, directory, bus)
+        await _run_master(
+            target, host, port, workers, redis_url, python, directory, bus, use_uvloop
+        )
     finally:
         shutil.rmtree(directory, ignore_errors=True)  # also when the port could not be bound
 
@@ -551,6 +554,7 @@ async def _run_master(
     python: str,
     directory: str,
     bus: _Bus,
+    use_uvloop: bool,
 ) -> None:
     master = _Master(workers, directory)
     bus_server = await asyncio.start_unix_server(bus.serve, master.bus_path())
@@ -577,6 +581,8 @@ async def _run_master(
         ]
         if redis_url:
             command += ["--redis", redis_url]
+        if not use_uvloop:
+            command.append("--no-uvloop")
         procs.append(subprocess.Popen(command))  # noqa: ASYNC220, S603 - our own interpreter
     try:
         await master.connect_workers(master.loop.time() + 30, procs)
@@ -627,25 +633,41 @@ def serve_workers(
     redis_url: str | None = None,
     *,
     recovery_log_size: int = DEFAULT_LOG_SIZE,
+    use_uvloop: bool = True,
 ) -> None:
     """Run ``workers`` processes of ``module:app`` behind ``host:port`` (blocking).
 
     ``recovery_log_size``: with connection state recovery (and no ``redis_url``), how many
-    broadcasts of a namespace the master keeps for clients to recover on any worker."""
+    broadcasts of a namespace the master keeps for clients to recover on any worker. The master
+    and every worker run on uvloop when it is installed, as ``aiosio serve`` does in one process
+    (``use_uvloop=False``: asyncio's default loop in all of them)."""
+    from aiosio.transports.native import loop_factory
+
     if not 1 <= workers <= len(ALPHABET):
         raise ValueError(f"workers must be between 1 and {len(ALPHABET)}, got {workers}")
     bus = _Bus(recovery_log_size)
-    asyncio.run(_master(target, host, port, workers, redis_url, sys.executable, bus))
+    master = _master(target, host, port, workers, redis_url, sys.executable, bus, use_uvloop)
+    with asyncio.Runner(loop_factory=loop_factory(None if use_uvloop else False)) as runner:
+        runner.run(master)
 
 
 # -- a worker -----------------------------------------------------------------------------------
 
 
-def worker_main(target: str, index: int, workers: int, directory: str, redis: str | None) -> None:
-    """Entry point of one worker process (``python -m aiosio _worker``)."""
+def worker_main(
+    target: str,
+    index: int,
+    workers: int,
+    directory: str,
+    redis: str | None,
+    *,
+    use_uvloop: bool = True,
+) -> None:
+    """Entry point of one worker process (``python -m aiosio _worker``), on uvloop when installed
+    unless ``use_uvloop`` is False (``--no-uvloop``, passed on by the master)."""
     from aiosio.loader import load_app
     from aiosio.server.server import Server
-    from aiosio.transports.native import NativeServer, ServerLimits
+    from aiosio.transports.native import NativeServer, ServerLimits, loop_factory
 
     # Tells the application it runs in a worker (as NODE_UNIQUE_ID does Node's cluster.isWorker):
     # the Admin UI then names this server "host#pid" rather than the host alone.
@@ -690,7 +712,8 @@ def worker_main(target: str, index: int, workers: int, directory: str, redis: st
         await stop.wait()
         await server.close()
 
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=loop_factory(None if use_uvloop else False)) as runner:
+        runner.run(main())
 
 
 class _WorkerHandoff:
