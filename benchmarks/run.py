@@ -376,6 +376,14 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return user / CLK_TCK, system / CLK_TCK
 
 
+def _own_cpu(pid: int) -> tuple[float, float]:
+    """(utime, stime) of ``pid`` alone, in seconds."""
+    with contextlib.suppress(OSError):
+        fields = _stat_fields(pid)
+        return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+    return 0.0, 0.0
+
+
 def sched_seconds(pid: int) -> tuple[float, float]:
     """(time on a CPU, time runnable but waiting for one) of every thread of ``pid`` and of its
     descendants, from /proc/<tid>/schedstat. Waiting time shows a process that had work but no
@@ -413,6 +421,7 @@ class Sample:
 
     wall: float
     server_cpu: tuple[float, float]  # user, system
+    top_cpu: float  # the started process alone (a master: its share of the server's CPU)
     server_sched: tuple[float, float]
     server_loop: tuple[float, float]
     loadgen_sched: tuple[float, float]
@@ -420,12 +429,20 @@ class Sample:
     machine_busy: float
 
     @classmethod
-    def take(cls, server: int, loadgen: int) -> Sample:
+    def take(cls, server: int, loadgen: int, loops: list[int] | None = None) -> Sample:
+        """``loops``: the processes whose main thread is the server's event loop (the workers
+        under a master; the server itself by default): their mean is the server's busy share."""
+        loops = loops or [server]
+        each = [main_thread_sched(p) for p in loops]
         return cls(
             wall=time.perf_counter(),
             server_cpu=cpu_seconds(server),
+            top_cpu=sum(_own_cpu(server)),
             server_sched=sched_seconds(server),
-            server_loop=main_thread_sched(server),
+            server_loop=(
+                sum(e[0] for e in each) / len(each),
+                sum(e[1] for e in each) / len(each),
+            ),
             loadgen_sched=sched_seconds(loadgen),
             loadgen_loop=main_thread_sched(loadgen),
             machine_busy=machine_busy_seconds(),
@@ -513,22 +530,28 @@ class CpuBudget:
         print(f"run.py: could not remove {self.dir}: remove it by hand", file=sys.stderr)
 
 
+def worker_pids(kind: ServerKind, pid: int) -> list[int]:
+    """The worker processes of a master (its children, in the order they started); [pid] for a
+    server in one process."""
+    if not kind.workers:
+        return [pid]
+    deadline = time.monotonic() + 10
+    while True:
+        children = [p for p in sorted(_descendants(pid))[1:] if int(_stat_fields(p)[1]) == pid]
+        if len(children) >= kind.workers:
+            return children[: kind.workers]
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"expected {kind.workers} workers under {pid}, found {children}")
+        time.sleep(0.05)
+
+
 def place(kind: ServerKind, pid: int, split: str, cores: float) -> list[CpuBudget]:
     """The "budget" split: the server's process (or each worker) in a cgroup of ``cores`` CPU
     time, pinned to core 0 (or worker i to core i); a master stays on every core, unbudgeted
     (its CPU counts in the server's all the same)."""
     if split != "budget":
         return []
-    if kind.workers:
-        deadline = time.monotonic() + 10
-        while len(procs := sorted(_descendants(pid))[1:]) < kind.workers:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"expected {kind.workers} workers under {pid}, found {procs}")
-            time.sleep(0.05)
-        # only the worker processes (a Node worker's own children, if any, come after them)
-        targets = [p for p in procs if int(_stat_fields(p)[1]) == pid][: kind.workers]
-    else:
-        targets = [pid]
+    targets = worker_pids(kind, pid)
     ncpu = os.cpu_count() or 1
     budgets: list[CpuBudget] = []
     try:
@@ -615,7 +638,11 @@ class Window:
 
 
 def _drive(
-    loadgen: subprocess.Popen[str], pid: int, params: dict[str, Any], timeout: float
+    loadgen: subprocess.Popen[str],
+    pid: int,
+    params: dict[str, Any],
+    timeout: float,
+    loops: list[int] | None = None,
 ) -> Window:
     lines = Lines(loadgen)
     assert loadgen.stdin is not None
@@ -633,7 +660,7 @@ def _drive(
             if params["mode"] in CONNS_MODES:  # nothing connected yet: the baseline
                 rss_base = rss_bytes(pid)
                 fds_base = fd_count(pid)
-            before = Sample.take(pid, loadgen.pid)
+            before = Sample.take(pid, loadgen.pid, loops)
             loadgen.stdin.write("start\n")
             loadgen.stdin.flush()
         elif ev == "mark":
@@ -643,7 +670,7 @@ def _drive(
             loadgen.stdin.write("marked\n")
             loadgen.stdin.flush()
         elif ev == "end":
-            after = Sample.take(pid, loadgen.pid)
+            after = Sample.take(pid, loadgen.pid, loops)
             rss_end = rss_bytes(pid)
             loadgen.stdin.write("stop\n")
             loadgen.stdin.flush()
@@ -728,7 +755,7 @@ def one_run(
                 cwd=HERE,
             )  # fmt: skip
             throttled0 = sum(b.throttled_s() for b in budgets)
-            w = _drive(loadgen, pid, params, timeout)
+            w = _drive(loadgen, pid, params, timeout, worker_pids(kind, pid))
             throttled = sum(b.throttled_s() for b in budgets) - throttled0
             alive = server.poll() is None
         except (TimeoutError, EOFError, RuntimeError, ValueError) as exc:
@@ -781,6 +808,9 @@ def one_run(
         "rss_base_mib": rss_base / 2**20,
         "rss_end_mib": rss_end / 2**20,
     }
+    if kind.workers and cpu:
+        # the master's part of the server's CPU (hand-off, the bus between the workers)
+        result["master_share"] = (after.top_cpu - before.top_cpu) / cpu
     if budgets:
         # the share of the window the budgeted processes were held back by their quota: near 0
         # the load generator, not the budget, was the limit
@@ -847,8 +877,8 @@ METRICS = (
     "ops_per_s", "cpu_us_per_op", "sys_us_per_op", "p50_ms", "p99_ms", "rss_end_mib",
     "kib_per_conn", "server_cpu_share", "server_sys_share", "server_loop_busy", "lg_cpu_share",
     "lg_loop_busy", "lg_loop_wait", "other_load", "connects_per_s", "left_first_mib",
-    "left_last_mib", "throttled_share", "conns", "conns_per_cpu_s", "heartbeat_cpu_share",
-    "bcast_cpu_ms", "bcast_p50_ms", "bcast_p99_ms", "bcast_max_ms",
+    "left_last_mib", "throttled_share", "master_share", "conns", "conns_per_cpu_s",
+    "heartbeat_cpu_share", "bcast_cpu_ms", "bcast_p50_ms", "bcast_p99_ms", "bcast_max_ms",
 )  # fmt: skip
 
 
@@ -943,7 +973,8 @@ def workers_lines(per_server: dict[str, dict[str, Any]], rate: str) -> list[str]
             f"- {SERVERS[workers].label} ÷ {single}: throughput "
             f"{'-' if thr is None else f'{thr:.2f}x'}, CPU per op "
             f"{'-' if cpu is None else f'{cpu:.2f}x'} (throttled "
-            f"{_pct(w['median'], 'throttled_share')} vs {_pct(one['median'], 'throttled_share')})"
+            f"{_pct(w['median'], 'throttled_share')} vs {_pct(one['median'], 'throttled_share')}"
+            f"; the master's part of the workers' CPU {_pct(w['median'], 'master_share')})"
         )
     return lines
 

@@ -84,6 +84,34 @@ def sid_in(head: bytes) -> bytes | None:
 # -- the bus (master side) ------------------------------------------------------------------------
 
 
+class _FrameWriter:
+    """Bus frames (msgpack arrays, each after its 4-byte length) written to a stream during one
+    turn of the event loop leave in one write at its end.
+
+    The process at the other end then reads them in one read and handles them in one turn, so
+    its own writes coalesce as they do in one process: the WebSocket frames of the broadcasts
+    that arrived together leave in one write per client. Written one by one, a worker received
+    the other worker's broadcasts one per read and wrote each to each client on its own (2
+    deliveries per write instead of 3.6 in the broadcast-workers benchmark: 1.5x the CPU per
+    delivery of one process). Every frame to a stream goes through here, so their order holds."""
+
+    def __init__(self) -> None:
+        self._pending: dict[asyncio.StreamWriter, list[bytes]] = {}
+
+    def write(self, writer: asyncio.StreamWriter, frame: list[Any]) -> None:
+        data = msgpack.packb(frame, use_bin_type=True)
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._pending.setdefault(writer, []).append(struct.pack(">I", len(data)) + data)
+
+    def flush(self) -> None:
+        """Write what is pending now (at the end of the turn, or before a stream closes)."""
+        pending, self._pending = self._pending, {}
+        for writer, chunks in pending.items():
+            if not writer.is_closing():
+                writer.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+
+
 class _Bus:
     """Channels and subscribers across the workers; messages framed as msgpack arrays. With
     connection state recovery, also the workers' shared store (:class:`RecoveryStore`):
@@ -95,6 +123,7 @@ class _Bus:
         self.subscribers: dict[str, set[asyncio.StreamWriter]] = {}
         self.store = RecoveryStore(recovery_log_size)
         self.clock = time.monotonic
+        self.out = _FrameWriter()
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         mine: set[str] = set()
@@ -110,9 +139,9 @@ class _Bus:
                     mine.discard(frame[1])
                 elif op == "pub":
                     for target in list(self.subscribers.get(frame[1], ())):
-                        _write_frame(target, ["msg", frame[1], frame[2]])
+                        self.out.write(target, ["msg", frame[1], frame[2]])
                 elif op == "numsub":
-                    _write_frame(
+                    self.out.write(
                         writer, ["numsub", frame[1], len(self.subscribers.get(frame[2], ()))]
                     )
                 else:
@@ -136,21 +165,16 @@ class _Bus:
             )
             message = msgpack.packb([offset, payload], use_bin_type=True)
             for target in list(self.subscribers.get(channel, ())):
-                _write_frame(target, ["msg", channel, message])
+                self.out.write(target, ["msg", channel, message])
         elif op == "persist":  # ["persist", channel, keep, pid, rooms, session]
             _, _, keep, pid, rooms, session = frame
             store.persist(channel, now, keep, pid, frozenset(rooms), session)
         elif op == "restore":  # ["restore", channel, request, pid, offset]
             _, _, request, pid, offset = frame
             found = store.restore(channel, now, pid, offset)
-            _write_frame(writer, ["restored", request, found.session, found.missed, found.reason])
+            self.out.write(writer, ["restored", request, found.session, found.missed, found.reason])
         else:
             raise ConnectionError(f"unknown bus operation {str(op)[:20]!r}")
-
-
-def _write_frame(writer: asyncio.StreamWriter, frame: list[Any]) -> None:
-    data = msgpack.packb(frame, use_bin_type=True)
-    writer.write(struct.pack(">I", len(data)) + data)
 
 
 async def _read_frame(reader: asyncio.StreamReader) -> list[Any]:
@@ -175,6 +199,7 @@ class BusLink:
         self._next = 0
         self._ready: asyncio.Event | None = None
         self._backlog: list[list[Any]] = []
+        self._out = _FrameWriter()
 
     def ensure_started(self) -> bool:
         if self._reader_task is not None:
@@ -190,9 +215,9 @@ class BusLink:
     async def _run(self) -> None:
         reader, self._writer = await asyncio.open_unix_connection(self.path)
         for channel in self._handlers:
-            _write_frame(self._writer, ["sub", channel])
+            self._out.write(self._writer, ["sub", channel])
         for frame in self._backlog:
-            _write_frame(self._writer, frame)
+            self._out.write(self._writer, frame)
         self._backlog = []
         self.health.connected = True
         assert self._ready is not None
@@ -228,7 +253,7 @@ class BusLink:
             self._backlog.append(frame)
             self.ensure_started()
         else:
-            _write_frame(self._writer, frame)
+            self._out.write(self._writer, frame)
 
     def subscribe(self, channel: str, handler: Callable[[str, bytes], None]) -> None:
         self.ssubscribe(channel, handler)
@@ -239,11 +264,11 @@ class BusLink:
     def ssubscribe(self, channel: str, handler: Callable[[str, bytes], None]) -> None:
         self._handlers[channel] = handler
         if self._writer is not None:
-            _write_frame(self._writer, ["sub", channel])
+            self._out.write(self._writer, ["sub", channel])
 
     def sunsubscribe(self, channel: str) -> None:
         if self._handlers.pop(channel, None) is not None and self._writer is not None:
-            _write_frame(self._writer, ["unsub", channel])
+            self._out.write(self._writer, ["unsub", channel])
 
     def publish(
         self, channel: str, data: bytes, *, sharded: bool = False, audience: str | None = None
@@ -300,6 +325,7 @@ class BusLink:
         if self._reader_task is not None:
             self._reader_task.cancel()
         if self._writer is not None:
+            self._out.flush()  # what was published in this turn still leaves
             self._writer.close()
 
 

@@ -188,6 +188,29 @@ async def test_the_bus_spans_both_workers(
     await assert_cluster_wide(two_clients)
 
 
+async def test_broadcasts_cross_the_bus_whole_and_in_order(
+    tmp_path: Path, start_workers: list[Workers], two_clients: list[aiosio.Client]
+) -> None:
+    # The bus writes the frames of one turn of the loop together (the other worker then sends
+    # its clients several broadcasts in one write): none may be lost or reordered on the way.
+    workers = serve(start_workers, tmp_path)
+    await one_on_each_worker(workers.url, two_clients)
+    first, second = two_clients
+    heard: list[object] = []
+    all_heard = asyncio.Event()
+
+    def on_shout(text: object) -> None:
+        heard.append(text)
+        if len(heard) == 200:
+            all_heard.set()
+
+    second.on("shout", on_shout)
+    for i in range(200):
+        first.emit("shout", i)
+    await asyncio.wait_for(all_heard.wait(), TIMEOUT)
+    assert heard == list(range(200))
+
+
 async def test_the_workers_run_on_uvloop_unless_told_not_to(
     tmp_path: Path, start_workers: list[Workers], two_clients: list[aiosio.Client]
 ) -> None:
