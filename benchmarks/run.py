@@ -147,7 +147,7 @@ def _churn(**kw: Any) -> dict[str, Any]:
 
 # The reference scenarios run 3 times per server (idle, whose figure is memory and which spends
 # 10 s holding, twice); the larger ones, and those that put a reference figure at other sizes
-# (broadcast-100, idle-1k) or over time (churn), once, so that the default run stays under 18
+# (broadcast-100, idle-1k) or over time (churn), once, so that the default run stays under 24
 # minutes on 2 cores. --runs N runs every scenario N times.
 SCENARIOS: dict[str, Scenario] = {
     "echo": Scenario(
@@ -709,7 +709,7 @@ def one_run(
     params: dict[str, Any],
     logdir: Path,
     split: str = "pinned",
-    budget_cores: float = 0.4,
+    budget_cores: float = 0.25,
 ) -> dict[str, Any]:
     port = free_port()
     server_log = logdir / f"{kind.name}.server.log"
@@ -946,7 +946,7 @@ def split_text(split: dict[str, float]) -> str:
     )
 
 
-BUDGET_CORES = [0.4]  # --budget-cores, for the report
+BUDGET_CORES = [0.25]  # --budget-cores, for the report
 
 # the process (one, or one per worker) and its workers' kind, for the ratios of the budget split
 WORKER_PAIRS = (("aiosio-workers", "aiosio-native"), ("node-cluster", "node"))
@@ -1185,6 +1185,11 @@ def machine() -> dict[str, Any]:
         "commit": _version(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
         # uncommitted changes under src/ (a hash of the diff names the state measured)
         "src_diff": _src_diff(),
+        # the aiosio the servers import: the .venv's editable install points at one checkout; a
+        # worktree's own src needs PYTHONPATH=<worktree>/src
+        "aiosio_from": _version(
+            [str(MAIN_PY), "-c", "import aiosio, os; print(os.path.dirname(aiosio.__file__))"]
+        ),
     }
 
 
@@ -1229,15 +1234,16 @@ def main() -> int:
     parser.add_argument(
         "--budget-cores",
         type=float,
-        default=0.4,
+        default=0.25,
         help="the CPU budget of each server process (or worker) in the *-workers scenarios, in "
-        "cores (default: 0.4)",
+        "cores (default: 0.25: 2 workers then take half of 2 cores, the load generator has the "
+        "rest with room)",
     )
     parser.add_argument("--update-doc", action="store_true", help="write docs/performance.md")
     parser.add_argument(
         "--budget",
         type=float,
-        help="minutes after which no new run starts (default: 17, --quick 2.5; 0: none); "
+        help="minutes after which no new run starts (default: 24, --quick 4; 0: none); "
         "what was not run is said under its table",
     )
     args = parser.parse_args()
@@ -1268,10 +1274,14 @@ def main() -> int:
     for old in logdir.glob("*.log"):
         old.unlink()
     info = machine()
+    if not info["aiosio_from"].startswith(str(ROOT / "src")):
+        print(f"note: the servers import aiosio from {info['aiosio_from']}, not from this "
+              f"checkout's {ROOT / 'src'}: set PYTHONPATH={ROOT / 'src'} to measure this one",
+              file=sys.stderr)  # fmt: skip
     print(f"machine: {info['nproc']} x {info['cpu']}, Python {info['python']}, "
           f"Node {info['node']}; server on core {SERVER_CORE}, load generator on core "
           f"{LOADGEN_CORE}", flush=True)  # fmt: skip
-    budget = args.budget if args.budget is not None else (2.5 if args.quick else 17.0)
+    budget = args.budget if args.budget is not None else (4.0 if args.quick else 24.0)
     started = time.time()
     results: dict[str, Any] = {}
     reports = []
