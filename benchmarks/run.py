@@ -496,6 +496,8 @@ class CpuBudget:
             (self.dir / "cpu.cfs_quota_us").write_text(str(quota))
         elif "cpu" in (v2 / "cgroup.controllers").read_text().split():
             self.root = v2
+            with contextlib.suppress(OSError):  # the children's cpu.max needs it enabled
+                (v2 / "cgroup.subtree_control").write_text("+cpu")
             self.dir = v2 / name
             self.dir.mkdir()
             (self.dir / "cpu.max").write_text(f"{quota} {self.PERIOD_US}")
