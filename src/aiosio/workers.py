@@ -42,6 +42,7 @@ from aiosio.adapters.redis.link import RedisHealth, set_within
 from aiosio.adapters.redis.namespace import RedisNamespaceAdapter
 from aiosio.adapters.redis.sharded_adapter import ShardedAdapter
 from aiosio.protocol.errors import RemoteProtocolError
+from aiosio.protocol.packing import PackerPool
 from aiosio.protocol.socketio import Packet, PacketType, check_event
 from aiosio.server.adapter import (
     BroadcastFlags,
@@ -84,6 +85,9 @@ def sid_in(head: bytes) -> bytes | None:
 # -- the bus (master side) ------------------------------------------------------------------------
 
 
+_PACKERS = PackerPool()
+
+
 class _FrameWriter:
     """Bus frames (msgpack arrays, each after its 4-byte length) written to a stream during one
     turn of the event loop leave in one write at its end.
@@ -99,7 +103,7 @@ class _FrameWriter:
         self._pending: dict[asyncio.StreamWriter, list[bytes]] = {}
 
     def write(self, writer: asyncio.StreamWriter, frame: list[Any]) -> None:
-        data = msgpack.packb(frame, use_bin_type=True)
+        data = _PACKERS.pack(frame)
         if not self._pending:
             asyncio.get_running_loop().call_soon(self.flush)
         self._pending.setdefault(writer, []).append(struct.pack(">I", len(data)) + data)
@@ -163,7 +167,7 @@ class _Bus:
             offset = store.append(
                 channel, now, keep, frozenset(rooms), frozenset(except_rooms), payload
             )
-            message = msgpack.packb([offset, payload], use_bin_type=True)
+            message = _PACKERS.pack([offset, payload])
             for target in list(self.subscribers.get(channel, ())):
                 self.out.write(target, ["msg", channel, message])
         elif op == "persist":  # ["persist", channel, keep, pid, rooms, session]
