@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -10,6 +9,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar, Unpack, overload
 
+from aiosio._eager import settle
 from aiosio.engine.http import AsgiMixin, HttpRequest, HttpResponse, WebSocketAccept
 from aiosio.engine.options import SharedEngineKeywords, check_keywords
 from aiosio.engine.server import EngineServer, EngineSocket
@@ -380,15 +380,11 @@ class Server(AsgiMixin):
         # Empty child namespaces removed meanwhile (cleanup_empty_child_namespaces) closed
         # their adapter as they went.
         for nsp in list(self._nsps.values()):
-            result = nsp.adapter.close()
-            if asyncio.iscoroutine(result):
-                await result
+            await settle(nsp.adapter.close())
         self.engine.close()
         closer = getattr(self._adapter_factory, "close", None)
         if closer is not None:
-            result = closer()
-            if asyncio.iscoroutine(result):
-                await result
+            await settle(closer())
 
     async def shutdown(self) -> None:
         """Called by the HTTP servers when they stop."""
