@@ -24,7 +24,7 @@ from aiosio.server.adapter import (
     Recovery,
     RecoveryAdapter,
 )
-from aiosio.server.broadcast import BroadcastOperator
+from aiosio.server.broadcast import Broadcasting, BroadcastOperator
 from aiosio.server.client import Client
 from aiosio.server.client_files import ClientFiles
 from aiosio.server.interfaces import PacketListener
@@ -40,7 +40,7 @@ AdapterFactory = Callable[[NamespaceView], Adapter]
 HttpHandler = Callable[[HttpRequest], Awaitable[HttpResponse]]
 
 
-class Server(AsgiMixin):
+class Server(AsgiMixin, Broadcasting):
     """A Socket.IO server. Serve it with ``aiosio.run(sio)`` (native) or ``sio.asgi()``.
 
     What one connection may create is bounded, and nothing it created outlives it: when the
@@ -277,49 +277,10 @@ class Server(AsgiMixin):
         """Connection middleware of the main namespace."""
         return self.sockets.use(middleware)
 
-    def emit(self, event: str, *args: Any) -> None:
-        self.sockets.emit(event, *args)
+    # The broadcast API (emit, to, volatile, ...) is Broadcasting's, over this operator.
 
-    def send(self, *args: Any) -> None:
-        self.sockets.send(*args)
-
-    def to(self, *rooms: Any) -> BroadcastOperator:
-        return self.sockets.to(*rooms)
-
-    in_ = to
-
-    def except_(self, *rooms: Any) -> BroadcastOperator:
-        return self.sockets.except_(*rooms)
-
-    @property
-    def volatile(self) -> BroadcastOperator:
-        return self.sockets.volatile
-
-    @property
-    def local(self) -> BroadcastOperator:
-        return self.sockets.local
-
-    def compress(self, value: bool) -> BroadcastOperator:
-        return self.sockets.compress(value)
-
-    def timeout(self, seconds: float) -> BroadcastOperator:
-        return self.sockets.timeout(seconds)
-
-    async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
-        return await self.sockets.emit_with_ack(event, *args)
-
-    async def fetch_sockets(self, *, partial: bool = False) -> list[Any]:
-        """See :meth:`BroadcastOperator.fetch_sockets`."""
-        return await self.sockets.fetch_sockets(partial=partial)
-
-    def sockets_join(self, *rooms: str) -> None:
-        self.sockets.sockets_join(*rooms)
-
-    def sockets_leave(self, *rooms: str) -> None:
-        self.sockets.sockets_leave(*rooms)
-
-    def disconnect_sockets(self, close: bool = False) -> None:
-        self.sockets.disconnect_sockets(close)
+    def _operator(self) -> BroadcastOperator:
+        return BroadcastOperator(self.sockets.adapter)
 
     def server_side_emit(self, event: str, *args: Any) -> None:
         self.sockets.server_side_emit(event, *args)

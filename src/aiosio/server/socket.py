@@ -27,7 +27,7 @@ from aiosio.server.adapter import (
     Room,
     SocketId,
 )
-from aiosio.server.broadcast import BroadcastOperator
+from aiosio.server.broadcast import BroadcastOperator, Targeting
 from aiosio.server.interfaces import NamespaceHost, SocketHost
 from aiosio.typed import InvalidPayloads
 
@@ -83,7 +83,7 @@ _EVENT = PacketType.EVENT
 _OWN_EVENTS = frozenset({"disconnecting", "disconnect", "error"})
 
 
-class Socket(HandlerRegistry):
+class Socket(HandlerRegistry, Targeting):
     """A client connected to a namespace.
 
     Events received from the client go to the namespace's handlers (``@sio.on("chat")``,
@@ -325,6 +325,8 @@ class Socket(HandlerRegistry):
 
     # broadcasting from this socket ---------------------------------------------------------------
 
+    # to, in_, except_ and local are Targeting's, over this operator: this socket left out.
+
     def _operator(self) -> BroadcastOperator:
         flags, self._flags = self._flags, BroadcastFlags()
         return BroadcastOperator(self.nsp.adapter, except_rooms=frozenset({self.id}), flags=flags)
@@ -333,19 +335,6 @@ class Socket(HandlerRegistry):
     def broadcast(self) -> BroadcastOperator:
         """Everyone in the namespace but this socket."""
         return self._operator()
-
-    def to(self, *rooms: Room) -> BroadcastOperator:
-        """Members of ``rooms``, this socket excluded."""
-        return self._operator().to(*rooms)
-
-    in_ = to
-
-    def except_(self, *rooms: Room) -> BroadcastOperator:
-        return self._operator().except_(*rooms)
-
-    @property
-    def local(self) -> BroadcastOperator:
-        return self._operator().local
 
     # -- rooms ------------------------------------------------------------------------------------
 
