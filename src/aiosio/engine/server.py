@@ -336,12 +336,10 @@ class EngineServer(EventEmitter, AsgiMixin):
         return response
 
     async def _answer(self, request: HttpRequest) -> HttpResponse:
-        verdict = await self._verify(request, upgrade=False)
-        if isinstance(verdict, Rejection):
-            return self._reject(request, verdict, websocket=False)
+        verdict = await self._admit(request, websocket=False)
+        if isinstance(verdict, HttpResponse):
+            return verdict
         if isinstance(verdict, Handshake):
-            if self._drained is not None:
-                return _shutting_down()
             socket = self._new_socket(request, TransportKind.POLLING)
             if isinstance(socket, Rejection):
                 return self._reject(request, socket, websocket=False)
@@ -370,12 +368,10 @@ class EngineServer(EventEmitter, AsgiMixin):
                 hijacking = " (WebSocket upgrade refused against cross-site WebSocket hijacking)"
                 refused = _origin_refused(cors, origin, hijacking)
                 return self._reject(request, refused, websocket=True)
-        verdict = await self._verify(request, upgrade=True)
-        if isinstance(verdict, Rejection):
-            return self._reject(request, verdict, websocket=True)
+        verdict = await self._admit(request, websocket=True)
+        if isinstance(verdict, HttpResponse):
+            return verdict
         if isinstance(verdict, Handshake):
-            if self._drained is not None:
-                return _shutting_down()
             return self._websocket_handshake(request)
         if isinstance(verdict, SessionRequest):
             socket = verdict.session
@@ -569,17 +565,25 @@ class EngineServer(EventEmitter, AsgiMixin):
         # Behind a TLS-terminating proxy the page is https while this hop is http: accept both.
         return not (host and origin in (f"http://{host}", f"https://{host}"))
 
-    async def _verify(
-        self, request: HttpRequest, *, upgrade: bool
-    ) -> Handshake | SessionRequest[EngineSocket] | Rejection:
-        return await verify(
+    async def _admit(
+        self, request: HttpRequest, *, websocket: bool
+    ) -> Handshake | SessionRequest[EngineSocket] | HttpResponse:
+        """The verdict on ``request`` (:func:`~aiosio.engine.verify.verify`), with what polling
+        and WebSocket requests answer alike answered here: a refusal, and a handshake while the
+        server shuts down."""
+        verdict = await verify(
             request,
-            upgrade=upgrade,
+            upgrade=websocket,
             options=self.options,
             sessions=self.clients,
             ended=self._recently_closed,
             now=self.now,
         )
+        if isinstance(verdict, Rejection):
+            return self._reject(request, verdict, websocket=websocket)
+        if isinstance(verdict, Handshake) and self._drained is not None:
+            return _shutting_down()
+        return verdict
 
     # -- sessions ---------------------------------------------------------------------------------
 
