@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar, Unpack, overload
 
 from aiosio._eager import settle
+from aiosio._events import forward_on
 from aiosio.engine.http import AsgiMixin, HttpRequest, HttpResponse, WebSocketAccept
 from aiosio.engine.options import SharedEngineKeywords, check_keywords
 from aiosio.engine.server import EngineServer, EngineSocket
@@ -255,9 +256,7 @@ class Server(AsgiMixin, Broadcasting):
                 return self.on_new_namespace  # type: ignore[return-value]
             self.on_new_namespace(handler)
             return handler
-        if handler is None:
-            return self.sockets.on(event)
-        return self.sockets.on(event, handler)
+        return forward_on(self.sockets.on, event, handler)
 
     @overload
     def on_server_side(self, event: str) -> Callable[[F], F]: ...
@@ -266,9 +265,7 @@ class Server(AsgiMixin, Broadcasting):
     def on_server_side(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
         """Handlers of the main namespace's server-side events, what other servers send with
         ``server_side_emit`` (see :meth:`Namespace.on_server_side`)."""
-        if handler is None:
-            return self.sockets.on_server_side(event)
-        return self.sockets.on_server_side(event, handler)
+        return forward_on(self.sockets.on_server_side, event, handler)
 
     def event(self, handler: Callable[..., Any]) -> Callable[..., Any]:
         return self.sockets.event(handler)
