@@ -24,7 +24,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from types import CoroutineType
 from typing import Any, TypeVar
 
-__all__ = ["Callback", "ignore", "invoke", "is_async", "run_eager", "settle"]
+__all__ = ["Callback", "call_async", "ignore", "invoke", "is_async", "run_eager", "settle"]
 
 T = TypeVar("T")
 C = TypeVar("C")

@@ -53,7 +53,7 @@ from aiosio.protocol.parsers import PARSER_MISMATCH, resolve_parser
 from aiosio.protocol.socketio import RESERVED_EVENTS, Limits, Packet, PacketType
 from aiosio.typed import InvalidPayloads, validated
 
-__all__ = ["TRANSITIONS", "Client", "SocketState"]
+__all__ = ["TRANSITIONS", "Auth", "Client", "SocketState"]
 
 logger = logging.getLogger("aiosio.client.socket")
 

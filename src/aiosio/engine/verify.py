@@ -21,7 +21,9 @@ from aiosio.engine.http import HttpRequest
 from aiosio.engine.options import KNOWN_TRANSPORTS, EngineOptions
 
 __all__ = [
+    "BAD_REQUEST",
     "ERROR_MESSAGES",
+    "FORBIDDEN",
     "ConnectionRejected",
     "ErrorCode",
     "Handshake",
@@ -30,6 +32,7 @@ __all__ = [
     "SessionRequest",
     "Verdict",
     "protocol_of",
+    "rejection",
     "run_allow_request",
     "verify",
 ]

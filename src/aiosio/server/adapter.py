@@ -38,8 +38,10 @@ __all__ = [
     "NamespaceView",
     "PersistedSession",
     "Recovery",
+    "RecoveryAdapter",
     "Room",
     "SocketId",
+    "new_pid",
 ]
 
 logger = logging.getLogger("aiosio.adapter")
