@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from dataclasses import replace
 from typing import Any
 
-from aiosio._encodable import ENCODE_ERRORS, args_paths, check_encodable, raise_encoding_error
+from aiosio._encodable import ENCODE_ERRORS, check_encodable, raise_encoding_error
 from aiosio._rooms import named_rooms
 from aiosio.errors import AckTimeout
 from aiosio.protocol.socketio import Packet, PacketType, check_event_name
@@ -84,7 +84,7 @@ class BroadcastOperator:
         try:
             self._adapter.broadcast(Packet(PacketType.EVENT, nsp, [event, *args]), self.options)
         except ENCODE_ERRORS as exc:
-            raise_encoding_error(f"emit({event!r})", args_paths(args), exc)
+            raise_encoding_error(f"emit({event!r})", args, exc)
 
     def send(self, *args: Any) -> None:
         self.emit("message", *args)
@@ -105,7 +105,7 @@ class BroadcastOperator:
         packet = Packet(PacketType.EVENT, adapter.nsp.name, [event, *args], ack_id)
         # Encoded before anything is sent or awaited: a value that cannot be encoded raises
         # here, whatever the adapter (a cluster adapter may publish before encoding locally).
-        check_encodable(f"emit_with_ack({event!r})", args_paths(args))
+        check_encodable(f"emit_with_ack({event!r})", args)
         replies, missing = await adapter.broadcast_with_ack(packet, self.options)
         if missing:
             raise AckTimeout(

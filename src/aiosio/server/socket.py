@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from aiosio._acks import wait_ack
 from aiosio._eager import Callback, ignore, invoke
-from aiosio._encodable import ENCODE_ERRORS, args_paths, encoding_error, raise_encoding_error
+from aiosio._encodable import ENCODE_ERRORS, encoding_error, raise_encoding_error, returned_paths
 from aiosio._events import HandlerRegistry
 from aiosio.engine.http import HttpRequest
 from aiosio.engine.server import EngineSocket, PreparedMessage
@@ -239,7 +239,7 @@ class Socket(HandlerRegistry, Targeting):
             self._notify_outgoing(packet.data)
             self._write(packet, flags)
         except ENCODE_ERRORS as exc:
-            raise_encoding_error(f"socket.emit({event!r})", args_paths(args), exc)
+            raise_encoding_error(f"socket.emit({event!r})", args, exc)
 
     def send(self, *args: Any) -> None:
         """``emit("message", *args)``."""
@@ -279,7 +279,7 @@ class Socket(HandlerRegistry, Targeting):
             self._write(packet, flags)
         except ENCODE_ERRORS as exc:
             self._drop_ack(ack_id)
-            raise_encoding_error(f"socket.emit_with_ack({event!r})", args_paths(args), exc)
+            raise_encoding_error(f"socket.emit_with_ack({event!r})", args, exc)
         except BaseException:
             self._drop_ack(ack_id)
             raise
@@ -563,10 +563,7 @@ class Socket(HandlerRegistry, Targeting):
         try:
             self.client.write_ack(self.nsp.name, ack_id, ack_args)
         except ENCODE_ERRORS as exc:
-            if type(value) is tuple:
-                paths = [(f"return value[{i}]", item) for i, item in enumerate(value)]
-            else:
-                paths = [("return value", value)]
+            paths = returned_paths(value, ack_args)
             error = encoding_error(f"handler of event {name!r} on {self.nsp.name}", paths, exc)
             logger.error(  # noqa: TRY400 - the message says it all; a traceback shows our encoder
                 "%s; its acknowledgement %d is not answered (the client's ack times out)",
