@@ -20,7 +20,7 @@ __all__ = [
     "check_encodable",
     "encoding_error",
     "raise_encoding_error",
-    "returned_paths",
+    "return_value_error",
 ]
 
 # What encoding a packet raises for a value it cannot take: TypeError for a type JSON has no
@@ -98,13 +98,17 @@ def check_encodable(what: str, args: Sequence[Any]) -> None:
         raise_encoding_error(what, args, exc)
 
 
-def returned_paths(value: Any, ack_args: Sequence[Any]) -> list[tuple[str, Any]]:
-    """The paths of what a handler returned, ``value``, answered as the ack's ``ack_args``:
-    ``return value`` when it went as one argument, ``return value[i]`` for each of the values
-    of a tuple sent as several."""
+def return_value_error(
+    what: str, value: Any, ack_args: Sequence[Any], cause: BaseException
+) -> BaseException:
+    """:func:`encoding_error` for what a handler returned, ``value``, sent as the ack's
+    ``ack_args``: its path is ``return value`` when it went as one argument, ``return
+    value[i]`` for each value of a tuple sent as several."""
     if len(ack_args) == 1 and ack_args[0] is value:
-        return [("return value", value)]
-    return [(f"return value[{i}]", item) for i, item in enumerate(ack_args)]
+        paths = [("return value", value)]
+    else:
+        paths = [(f"return value[{i}]", item) for i, item in enumerate(ack_args)]
+    return encoding_error(what, paths, cause)
 
 
 def _args_paths(args: Sequence[Any]) -> list[tuple[str, Any]]:

@@ -36,9 +36,8 @@ from aiosio._eager import run_eager
 from aiosio._encodable import (
     ENCODE_ERRORS,
     check_encodable,
-    encoding_error,
     raise_encoding_error,
-    returned_paths,
+    return_value_error,
 )
 from aiosio.client.errors import PARSER_HINT, ConnectError, Stage
 from aiosio.client.host import ManagerHost, ManagerOptions
@@ -575,8 +574,8 @@ class Client:
                 self.io.write(Packet(PacketType.ACK, self.namespace, ack_args, ack_id))
             except ENCODE_ERRORS as exc:
                 # The handler's error, as on the server: logged, the ack not answered.
-                paths = returned_paths(value, ack_args)
-                error = encoding_error(f"handler of event {name!r} on {self.namespace}", paths, exc)
+                what = f"handler of event {name!r} on {self.namespace}"
+                error = return_value_error(what, value, ack_args, exc)
                 logger.error(  # noqa: TRY400 - the message says it all
                     "%s; its acknowledgement %d is not answered", error, ack_id
                 )

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from aiosio._acks import wait_ack
 from aiosio._eager import Callback, ignore, invoke
-from aiosio._encodable import ENCODE_ERRORS, encoding_error, raise_encoding_error, returned_paths
+from aiosio._encodable import ENCODE_ERRORS, raise_encoding_error, return_value_error
 from aiosio._events import HandlerRegistry
 from aiosio.engine.http import HttpRequest
 from aiosio.engine.server import EngineSocket, PreparedMessage
@@ -563,8 +563,8 @@ class Socket(HandlerRegistry, Targeting):
         try:
             self.client.write_ack(self.nsp.name, ack_id, ack_args)
         except ENCODE_ERRORS as exc:
-            paths = returned_paths(value, ack_args)
-            error = encoding_error(f"handler of event {name!r} on {self.nsp.name}", paths, exc)
+            what = f"handler of event {name!r} on {self.nsp.name}"
+            error = return_value_error(what, value, ack_args, exc)
             logger.error(  # noqa: TRY400 - the message says it all; a traceback shows our encoder
                 "%s; its acknowledgement %d is not answered (the client's ack times out)",
                 error,
