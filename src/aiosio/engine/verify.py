@@ -24,6 +24,8 @@ __all__ = [
     "BAD_REQUEST",
     "ERROR_MESSAGES",
     "FORBIDDEN",
+    "UNKNOWN_SID",
+    "UNKNOWN_TRANSPORT",
     "ConnectionRejected",
     "ErrorCode",
     "Handshake",
