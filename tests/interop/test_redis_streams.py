@@ -364,14 +364,24 @@ async def _grew(raw: redis_asyncio.Redis, key: str, length: int) -> bool:
 class Balancer:
     """A TCP proxy in front of the servers: ``target`` is where new connections go; ``cut()``
     closes every connection through it; while ``refusing``, new connections are closed at
-    once (the client retries)."""
+    once (the client retries). ``stall()`` stops forwarding on every connection, either way,
+    without closing anything (what it read is held, what it did not stays in the sockets'
+    buffers) until ``resume()``, or until ``cut()`` drops it all."""
 
     def __init__(self) -> None:
         self.target = 0
         self.refusing = False
         self._pipes: set[asyncio.StreamWriter] = set()
         self._server: asyncio.Server | None = None
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self.port = 0
+
+    def stall(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -387,6 +397,9 @@ class Balancer:
         async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError):
                 while data := await src.read(65536):
+                    await self._flowing.wait()
+                    if dst.is_closing():
+                        break  # cut while stalled: what was held is dropped
                     dst.write(data)
                     await dst.drain()
             dst.close()
@@ -400,6 +413,7 @@ class Balancer:
 
     async def close(self) -> None:
         self.cut()
+        self.resume()  # the pumps held by a stall see the cut and end
         if self._server is not None:
             self._server.close()
 
@@ -545,6 +559,68 @@ async def test_network_cut_loses_nothing(
             health.as_dict()["offsets"][c.key]
             == (await c.raw.xrevrange(c.key, count=1))[0][0].decode()
         )
+    finally:
+        await proxy.close()
+        await c.raw.delete(c.key)
+        await c.raw.aclose()
+
+
+async def test_network_stall_loses_nothing_and_shows_in_health(
+    serve: ServeFn, serve_native: ServeFn, spawn: Callable[..., Awaitable[NodeProc]]
+) -> None:
+    """B's link to Redis stalls (nothing forwarded either way, nothing closed) while A and B
+    broadcast numbered messages: for 3 s, then it resumes; then for 3 s again, and then it is
+    cut. B's reads and appends wait on the stalled connections (the stall shows in B's
+    health while it lasts and after), and what was held at the cut is read and appended again
+    on new connections: each client gets each number once, in order."""
+    c, proxy, b = await cut_cluster(REDIS_URL, serve, serve_native, spawn, max_len=10_000)
+    fb = factory_of(b)
+    sent = 0
+
+    async def send(count: int) -> None:
+        nonlocal sent
+        for _ in range(count):
+            sent += 1
+            c.a.emit("n", sent)
+            c.b.emit("m", sent)
+            await asyncio.sleep(0.05)
+
+    def all_arrived() -> bool:
+        return all(c.count(name, event) >= sent for name in c.ids for event in ("n", "m"))
+
+    try:
+        await send(20)
+        await until(all_arrived, 5, "20 numbers of A and B at a1 and b1")
+        assert fb.health.stalled_reads == 0
+
+        proxy.stall()
+        await send(60)  # 3 s
+        during = fb.health.as_dict()
+        assert during["read_overdue_seconds"] >= 1.5, during
+        assert during["queued_publishes"] >= 1, during
+        proxy.resume()
+        await until(all_arrived, 10, "what was sent during the stall")
+        assert fb.health.stalled_reads >= 1
+        assert fb.health.stalled_seconds >= 1.5
+        assert fb.health.as_dict()["read_overdue_seconds"] < 1.0
+
+        proxy.stall()
+        await send(60)
+        proxy.cut()
+        proxy.resume()
+        await until(all_arrived, 20, f"{sent} at every client after the cut")
+        await c.flush("A")
+        await c.flush("B")
+        for name in c.ids:
+            for event in ("n", "m"):
+                got = [args[0] for args in c.events(name, event)]
+                assert got == list(range(1, sent + 1)), (name, event, got)
+        health = fb.health
+        assert health.reconnects >= 1
+        assert health.retried_publishes >= 1  # the XADD held at the cut went through later
+        assert health.dropped_publishes == factory_of(c.a).health.dropped_publishes == 0
+        assert health.trimmed_unread == 0
+        assert health.readers_connected == 1
     finally:
         await proxy.close()
         await c.raw.delete(c.key)
