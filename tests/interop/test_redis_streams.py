@@ -10,7 +10,8 @@
   client, on every server, gets every number exactly once and in order.
 * Recovery across servers: a client behind a proxy (the load balancer) on server X loses its
   connection and comes back through the proxy on server Y: ``recovered`` is true and it gets
-  every broadcast it missed, for X, Y in aiosio and Node both ways.
+  every broadcast it missed (a volatile one too, as Node replays it), for X, Y in aiosio and
+  Node both ways.
 """
 
 from __future__ import annotations
@@ -442,9 +443,11 @@ async def test_recovery_across_servers(
     await balancer.start()
     balancer.target = ports[first]
 
-    async def emit(origin: str, number: int) -> None:
+    async def emit(origin: str, number: int, *, volatile: bool = False) -> None:
         if origin == "N":
-            await node.call("emit", to="r1", event="n", args=[number])
+            await node.call("emit", to="r1", volatile=volatile, event="n", args=[number])
+        elif volatile:
+            sios[origin].to("r1").volatile.emit("n", number)
         else:
             sios[origin].to("r1").emit("n", number)
 
@@ -477,9 +480,11 @@ async def test_recovery_across_servers(
         balancer.cut()
         await clients.wait(lambda line: line.get("type") == "disconnect", 5)
         await asyncio.sleep(0.3)  # the server that had the client keeps its session
-        for number in (4, 5, 6):  # from both servers, one after the other in the stream
+        # From both servers, one after the other in the stream; 5 is volatile: it is in the
+        # stream too, and Node's restoreSession replays it (it reads no flag), so aiosio does.
+        for number in (4, 5, 6):
             length = await raw.xlen(key)
-            await emit(first if number % 2 else then, number)
+            await emit(first if number % 2 else then, number, volatile=number == 5)
             await until(lambda length=length: _grew(raw, key, length), 5, f"{number} appended")
         balancer.target = ports[then]
         balancer.refusing = False
@@ -496,6 +501,36 @@ async def test_recovery_across_servers(
         await balancer.close()
         for sio in sios.values():
             await sio.close()
+        await raw.delete(key)
+        await raw.aclose()
+
+
+async def test_with_recovery_local_clients_get_broadcasts_in_the_order_sent(
+    serve_native: ServeFn, clients: Callable[..., aiosio.Client]
+) -> None:
+    """With recovery, a kept broadcast reaches this server's clients once it is in the stream;
+    a volatile one sent right after it waits its turn (the reference awaits every XADD), so
+    the clients get them in the order they were sent."""
+    key = f"t{uuid.uuid4().hex[:12]}"
+    raw = redis_asyncio.Redis.from_url(REDIS_URL)
+    sio = make_server("A", key, [], recovery=aiosio.Recovery(max_disconnection_duration=30.0))
+    try:
+        url = await serve_native(sio)
+        assert await factory_of(sio).ready()
+        client = clients(url, transports=("websocket",))
+        got: list[list[Any]] = []
+        client.on("n", lambda *args: got.append(list(args)))
+        await client.connect()
+        for group in range(10):  # kept, kept, volatile in one go, then a pause
+            sio.emit("n", 3 * group)
+            sio.emit("n", 3 * group + 1)
+            sio.volatile.emit("n", 3 * group + 2)
+            await asyncio.sleep(0.05)
+        await until(lambda: len(got) >= 30, 5, f"30 broadcasts: {got}")
+        assert got == [[n] for n in range(30)]  # the offsets are the client's, not the handler's
+        assert await raw.xlen(key) == 30  # the volatile ones are in the stream too
+    finally:
+        await sio.close()
         await raw.delete(key)
         await raw.aclose()
 

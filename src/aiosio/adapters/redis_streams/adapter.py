@@ -358,15 +358,17 @@ class StreamsNamespaceAdapter(RedisNamespaceAdapter):
 
     def broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
         """To every target: other servers through the stream. With connection state recovery
-        a broadcast that is kept (an EVENT without ack, not volatile) reaches this server's
-        clients once it is in the stream, with its entry id as offset (the reference awaits
-        it too); without, at once."""
+        a broadcast reaches this server's clients once it is in the stream (the reference
+        awaits every ``XADD``), with its entry id as offset when it is kept (an EVENT without
+        ack, not volatile); the others (volatile ones) wait their turn too, so that this
+        server's clients get its broadcasts in the order it sent them. Without recovery, at
+        once."""
         if opts.flags.local:
             self.local_broadcast(packet, opts)
             return
         self._check_outgoing(packet.data)
         message = self._broadcast_message(packet, opts)
-        if not self._keeps(packet, opts):
+        if self.nsp.recovery is None:
             self._publish(message)
             self.local_broadcast(packet, opts)
             return
@@ -432,7 +434,8 @@ class StreamsNamespaceAdapter(RedisNamespaceAdapter):
 
     async def restore_session(self, pid: str, offset: str) -> PersistedSession | None:
         """The session ``pid`` kept by any server, with the broadcasts after ``offset`` its
-        rooms would have received (None: unknown or expired session, unknown offset)."""
+        rooms would have received, volatile ones included as the reference does (None:
+        unknown or expired session, unknown offset)."""
         if OFFSET.fullmatch(offset) is None:
             logger.debug("not restoring session %s: offset %r is not a stream id", pid, offset)
             return None
@@ -502,8 +505,9 @@ class StreamsNamespaceAdapter(RedisNamespaceAdapter):
                     continue
                 if not rooms.isdisjoint(opts.except_rooms):
                     continue
-                if opts.flags is not None and opts.flags.volatile:
-                    continue
+                # Volatile broadcasts are in the stream too, and the reference's restoreSession
+                # replays every broadcast entry its rooms match (shouldIncludePacket reads no
+                # flag): so does this one, for a client to recover the same on any server.
                 missed.append([*message.packet.data, offset])
         return missed
 
