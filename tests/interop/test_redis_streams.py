@@ -67,9 +67,12 @@ def make_server(
     *,
     url: str = REDIS_URL,
     recovery: aiosio.Recovery | None = None,
+    read_count: int = 100,
 ) -> Server:
     """An aiosio server of the cluster: the same behaviour as redis_node.mjs."""
-    factory = RedisStreamsAdapter(url, stream_name=key, channel_prefix=key, block_time=1.0)
+    factory = RedisStreamsAdapter(
+        url, stream_name=key, channel_prefix=key, block_time=1.0, read_count=read_count
+    )
     sio = Server(
         adapter=factory, ping_interval=10, ping_timeout=5, connection_state_recovery=recovery
     )
@@ -498,6 +501,92 @@ async def test_recovery_across_servers(
         got = numbers()
         assert got[got.index(1) :] == [1, 2, 3, 4, 5, 6, 7], got
     finally:
+        await balancer.close()
+        for sio in sios.values():
+            await sio.close()
+        await raw.delete(key)
+        await raw.aclose()
+
+
+async def test_recovery_while_broadcasts_flow_gives_each_once_in_order(
+    serve: ServeFn,
+    serve_native: ServeFn,
+    spawn: Callable[..., Awaitable[NodeProc]],
+) -> None:
+    """A broadcasts bursts of numbers all along, while its client loses its connection and
+    recovers on B, then on A, then on B. B reads one entry at a time (read_count=1), so its
+    reader is behind after each burst: the entries it has not delivered yet when a session is
+    restored are in the restored packets and must not come again; and the entries a server
+    delivers while it reads the stream for a restore must not be missing from them. The
+    client gets every number once, in order."""
+    key = f"t{uuid.uuid4().hex[:12]}"
+    raw = redis_asyncio.Redis.from_url(REDIS_URL)
+    recovery = aiosio.Recovery(max_disconnection_duration=30.0)
+    sios = {
+        "A": make_server("A", key, [], recovery=recovery),
+        "B": make_server("B", key, [], recovery=recovery, read_count=1),
+    }
+    ports = {
+        "A": int((await serve_native(sios["A"])).rsplit(":", 1)[1]),
+        "B": int((await serve(sios["B"])).rsplit(":", 1)[1]),
+    }
+    for sio in sios.values():
+        assert await factory_of(sio).ready()
+    balancer = Balancer()
+    await balancer.start()
+    balancer.target = ports["A"]
+    sent = 0
+    flowing = True
+
+    async def flow() -> None:
+        nonlocal sent
+        while flowing:
+            for _ in range(20):
+                sent += 1
+                sios["A"].to("r1").emit("n", sent)
+            await asyncio.sleep(0.05)
+
+    try:
+        url = f"http://127.0.0.1:{balancer.port}"
+        spec = {"c": ("A", ["r1"], ["websocket"], False)}
+        clients = await spawn(
+            "redis_clients.mjs", *client_args(spec, {"A": url}, reconnection=True)
+        )
+        await clients.wait(lambda line: line.get("type") == "connect", 10)
+
+        def numbers() -> list[int]:
+            return [
+                py(line["args"])[0]
+                for line in clients.lines
+                if line["type"] == "event" and line["event"] == "n"
+            ]
+
+        flowing_task = asyncio.create_task(flow())
+        await until(lambda: len(numbers()) >= 50, 10, "the flow reaches the client")
+        for _ in range(3):  # three recoveries: A -> B -> A -> B
+            balancer.target = ports["B" if balancer.target == ports["A"] else "A"]
+            connects = sum(1 for line in clients.lines if line["type"] == "connect")
+            balancer.cut()
+            await until(
+                lambda connects=connects: (
+                    sum(1 for line in clients.lines if line["type"] == "connect") > connects
+                ),
+                10,
+                "the client back",
+            )
+            again = [line for line in clients.lines if line["type"] == "connect"][-1]
+            assert again["recovered"] is True, again
+            got = len(numbers())
+            await until(lambda got=got: len(numbers()) >= got + 50, 10, "the flow goes on")
+        flowing = False
+        await flowing_task
+        await until(lambda: numbers()[-1:] == [sent], 30, f"{sent} at the client")
+        got = numbers()
+        assert got == list(range(got[0], sent + 1)), [
+            (i, n) for i, n in enumerate(got) if i and n != got[i - 1] + 1
+        ]
+    finally:
+        flowing = False
         await balancer.close()
         for sio in sios.values():
             await sio.close()
