@@ -214,6 +214,10 @@ class BusLink:
                     answer = self._restores.pop(frame[1], None)
                     if answer is not None and not answer.done():
                         answer.set_result(frame[2:])
+                        # The broadcasts logged after this answer may be in the buffer behind
+                        # it: let the restored socket join its rooms (no await from the answer
+                        # to that) before any of them is delivered, or it would miss them.
+                        await asyncio.sleep(0)
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             self.health.connected = False
             self.health.last_error = f"the master process went away: {exc}"

@@ -535,6 +535,37 @@ async def test_with_recovery_volatile_broadcasts_keep_their_place(
             await client.disconnect()
 
 
+FLOW_APP = RECOVERY_APP + textwrap.dedent(
+    """
+    import asyncio
+
+    @sio.on("flow")
+    async def flow(socket, count):
+        for start in range(0, count, 50):
+            for n in range(start, min(start + 50, count)):
+                sio.to("r").emit("n", n)
+            await asyncio.sleep(0.001)
+        return True
+    """
+)
+
+
+async def test_a_client_recovers_while_broadcasts_flow(
+    tmp_path: Path, start_workers: list[Workers]
+) -> None:
+    """Worker A broadcasts bursts of numbers all along; the client loses its connection to
+    worker B and recovers on A, then loses it again and recovers on B. The master's answer
+    to a restore and the broadcasts logged after it come on one connection, in order: none
+    may reach the worker's rooms before the restored socket is in them. Every number once,
+    in order."""
+    workers = serve(start_workers, tmp_path, app=FLOW_APP)
+    (result,) = await run_node("workers_flow.mjs", workers.url, "20000", timeout=90)
+    assert result["recovered"] == [True, True], workers.stderr[-3000:]
+    assert len(set(result["places"])) == 2
+    got = result["got"]
+    assert got == list(range(20000)), [(i, n) for i, n in enumerate(got) if n != i][:5]
+
+
 def test_the_recovery_log_size_is_checked(tmp_path: Path) -> None:
     (tmp_path / "workers_paths_app.py").write_text(APP)
     done = run_master(tmp_path, "workers_paths_app", "--port", "0", "--recovery-log-size", "0")
