@@ -312,7 +312,9 @@ class Decoder:
             except (ValueError, RecursionError):
                 raise RemoteProtocolError("invalid JSON payload") from None
             max_depth = limits.max_depth
-            if len(text) > 2 * max_depth:  # _check_depth's own first test, without the call
+            # _check_depth's own test first, without the call: a text with fewer opening
+            # brackets than the limit cannot be nested that deep.
+            if len(text) > 2 * max_depth and text.count("[") + text.count("{") > max_depth:
                 _check_depth(data, text, max_depth)
             if hot.group(1) == "2":
                 name = data[0] if type(data) is list and data else None

@@ -23,6 +23,11 @@ __all__ = ["ChannelHost", "NativeWebSocket", "PlainWebSocket", "WriteBatcher"]
 
 logger = logging.getLogger("aiosio.server.http")
 
+# Read once: on Python 3.11 each ``Opcode.X`` is a descriptor call, and ``A | B`` in an
+# isinstance call builds a union object each time it runs (once per message received).
+_TEXT, _BINARY = ws.Opcode.TEXT, ws.Opcode.BINARY
+_MESSAGES = (ws.TextMessage, ws.BinaryMessage)
+
 
 class WriteBatcher(list["NativeWebSocket"]):
     """The channels with frames queued in this turn of the loop, flushed at its end: one write
@@ -124,16 +129,16 @@ class NativeWebSocket:
 
     # channel ------------------------------------------------------------------------------------
 
-    def send(self, data: str | bytes) -> None:
-        """Queue one message for the end of the turn."""
+    def send(self, data: str | bytes) -> int:
+        """Queue one message for the end of the turn; returns what :meth:`_queue_frame` does."""
         if not self._open:
-            return
+            return 0
         codec = self.codec
         if isinstance(data, str):
             codec.send_text(data)
         else:
             codec.send_binary(data)
-        self._queue_frame(codec.data_to_send())
+        return self._queue_frame(codec.data_to_send())
 
     def _queue_frame(self, frame: bytes, data: str | bytes | None = None) -> int:
         """Queue ``frame`` for the end of the turn (not once the channel is closed: 0); returns
@@ -218,7 +223,7 @@ class NativeWebSocket:
         self._update_open()
         handler = self._handler
         for event in events:
-            if isinstance(event, ws.TextMessage | ws.BinaryMessage):
+            if isinstance(event, _MESSAGES):
                 if handler is not None:
                     handler.on_message(event.data)
             elif isinstance(event, ws.CloseReceived):
@@ -262,12 +267,11 @@ class PlainWebSocket(NativeWebSocket):
 
     __slots__ = ()
 
-    def send(self, data: str | bytes) -> None:
+    def send(self, data: str | bytes) -> int:
         if isinstance(data, str):
             # JS_UTF8: a lone surrogate is U+FFFD, as Node writes it (aiosio.protocol.text).
-            self._queue_frame(ws.encode_frame(ws.Opcode.TEXT, data.encode("utf-8", JS_UTF8)))
-        else:
-            self._queue_frame(ws.encode_frame(ws.Opcode.BINARY, data))
+            return self._queue_frame(ws.encode_frame(_TEXT, data.encode("utf-8", JS_UTF8)))
+        return self._queue_frame(ws.encode_frame(_BINARY, data))
 
     # A frame built once for many connections is this connection's frame as it is: the engine's
     # send_frame(frame, data) is the queue itself, so that the broadcast hot path costs one
