@@ -26,6 +26,7 @@ logger = logging.getLogger("aiosio.server.http")
 # Read once: on Python 3.11 each ``Opcode.X`` is a descriptor call, and ``A | B`` in an
 # isinstance call builds a union object each time it runs (once per message received).
 _TEXT, _BINARY = ws.Opcode.TEXT, ws.Opcode.BINARY
+_OPEN = ws.State.OPEN
 _MESSAGES = (ws.TextMessage, ws.BinaryMessage)
 
 
@@ -125,7 +126,7 @@ class NativeWebSocket:
     def _update_open(self) -> None:
         """Derive :attr:`_open` from the transport and the codec; called wherever either may
         have changed (the codec sent or received a close, the connection was lost)."""
-        self._open = self._transport is not None and self.codec.state is ws.State.OPEN
+        self._open = self._transport is not None and self.codec.state is _OPEN
 
     # channel ------------------------------------------------------------------------------------
 
@@ -222,16 +223,23 @@ class NativeWebSocket:
         events = codec.receive_data(data)
         self._update_open()
         handler = self._handler
+        control = False  # a control frame or a violation: the codec may have answers to send
         for event in events:
             if isinstance(event, _MESSAGES):
                 if handler is not None:
                     handler.on_message(event.data)
-            elif isinstance(event, ws.CloseReceived):
+                continue
+            control = True
+            if isinstance(event, ws.CloseReceived):
                 self._finish(event.code, None)
             elif isinstance(event, ws.ProtocolViolation):
                 logger.info("websocket from %s closed: %s", self._host.peer, event.reason)
                 self._finish(int(event.code), event.reason)
             # PingReceived is answered by the codec; PongReceived needs nothing.
+        if not control:
+            # Messages alone (the codec answers only control frames and violations, and is
+            # closing only after one): nothing to write here, nothing to close.
+            return False
         transport = self._transport
         if transport is None:
             return False
