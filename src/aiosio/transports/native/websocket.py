@@ -221,7 +221,8 @@ class NativeWebSocket:
         not read them is read no more (see ``HttpConnection``)."""
         codec = self.codec
         events = codec.receive_data(data)
-        self._update_open()
+        if codec.state is not _OPEN:  # it closed (the peer's close frame, or a violation)
+            self._update_open()
         handler = self._handler
         control = False  # a control frame or a violation: the codec may have answers to send
         for event in events:
