@@ -167,11 +167,12 @@ class NativeWebSocket:
         out = self._out
         if not out:
             return
-        self._out = []
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()  # the same list for the next turn: no list made and freed per write
         self._out_size = 0
         transport = self._transport
         if transport is not None:
-            transport.write(out[0] if len(out) == 1 else b"".join(out))
+            transport.write(data)
             self._backlog = transport.get_write_buffer_size()
 
     @property
