@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from aiosio._acks import wait_ack
 from aiosio._eager import Callback, ignore, invoke
-from aiosio._encodable import ENCODE_ERRORS, args_paths, encoding_error, raise_encoding_error
+from aiosio._encodable import ENCODE_ERRORS, raise_encoding_error, return_value_error
 from aiosio._events import HandlerRegistry
 from aiosio.engine.http import HttpRequest
 from aiosio.engine.server import EngineSocket, PreparedMessage
@@ -27,7 +27,7 @@ from aiosio.server.adapter import (
     Room,
     SocketId,
 )
-from aiosio.server.broadcast import BroadcastOperator
+from aiosio.server.broadcast import BroadcastOperator, Targeting
 from aiosio.server.interfaces import NamespaceHost, SocketHost
 from aiosio.typed import InvalidPayloads
 
@@ -83,7 +83,7 @@ _EVENT = PacketType.EVENT
 _OWN_EVENTS = frozenset({"disconnecting", "disconnect", "error"})
 
 
-class Socket(HandlerRegistry):
+class Socket(HandlerRegistry, Targeting):
     """A client connected to a namespace.
 
     Events received from the client go to the namespace's handlers (``@sio.on("chat")``,
@@ -239,7 +239,7 @@ class Socket(HandlerRegistry):
             self._notify_outgoing(packet.data)
             self._write(packet, flags)
         except ENCODE_ERRORS as exc:
-            raise_encoding_error(f"socket.emit({event!r})", args_paths(args), exc)
+            raise_encoding_error(f"socket.emit({event!r})", args, exc)
 
     def send(self, *args: Any) -> None:
         """``emit("message", *args)``."""
@@ -279,7 +279,7 @@ class Socket(HandlerRegistry):
             self._write(packet, flags)
         except ENCODE_ERRORS as exc:
             self._drop_ack(ack_id)
-            raise_encoding_error(f"socket.emit_with_ack({event!r})", args_paths(args), exc)
+            raise_encoding_error(f"socket.emit_with_ack({event!r})", args, exc)
         except BaseException:
             self._drop_ack(ack_id)
             raise
@@ -325,6 +325,8 @@ class Socket(HandlerRegistry):
 
     # broadcasting from this socket ---------------------------------------------------------------
 
+    # to, in_, except_ and local are Targeting's, over this operator: this socket left out.
+
     def _operator(self) -> BroadcastOperator:
         flags, self._flags = self._flags, BroadcastFlags()
         return BroadcastOperator(self.nsp.adapter, except_rooms=frozenset({self.id}), flags=flags)
@@ -333,19 +335,6 @@ class Socket(HandlerRegistry):
     def broadcast(self) -> BroadcastOperator:
         """Everyone in the namespace but this socket."""
         return self._operator()
-
-    def to(self, *rooms: Room) -> BroadcastOperator:
-        """Members of ``rooms``, this socket excluded."""
-        return self._operator().to(*rooms)
-
-    in_ = to
-
-    def except_(self, *rooms: Room) -> BroadcastOperator:
-        return self._operator().except_(*rooms)
-
-    @property
-    def local(self) -> BroadcastOperator:
-        return self._operator().local
 
     # -- rooms ------------------------------------------------------------------------------------
 
@@ -449,7 +438,7 @@ class Socket(HandlerRegistry):
             if self._middlewares:
                 self._run_middlewares(args[0], args[1:], packet.id, 0)
             else:
-                self._dispatch(args[0], args[1:], packet.id)
+                self._dispatch(args, packet.id)
         elif ptype is PacketType.ACK:
             if packet.id is not None:
                 callback = self._acks.pop(packet.id, None)
@@ -504,7 +493,7 @@ class Socket(HandlerRegistry):
             except Exception as exc:  # noqa: BLE001 - a middleware refuses by raising
                 self._emit_error(exc)
                 return
-        self._dispatch(event, args, ack_id)
+        self._dispatch([event, *args], ack_id)
 
     def _resume_middlewares(
         self, event: Any, args: list[Any], ack_id: int | None, i: int, _context: None, _result: Any
@@ -522,11 +511,16 @@ class Socket(HandlerRegistry):
         for handler in tuple(handlers):
             self._call_safely(handler, [exc])
 
-    def _dispatch(self, event: Any, args: list[Any], ack_id: int | None) -> None:
-        """Run the namespace's handler of ``event`` (socket, *args) and this socket's own
-        handlers (*args); the first value returned answers the client's acknowledgement."""
+    def _dispatch(self, data: list[Any], ack_id: int | None) -> None:
+        """Run the namespace's handler of the event (socket, *args) and this socket's own
+        handlers (*args); the first value returned answers the client's acknowledgement.
+
+        ``data`` is the event's array, its name then its arguments, which this takes over: the
+        namespace handler's arguments are that list with the socket in the name's place (no
+        copy per event; a handler is called with ``*args``, so it never holds the list)."""
         if self.state is not _CONNECTED:
             return
+        event = data[0]
         name = event if type(event) is str else str(event)
         handler = self.nsp.handlers.events.get(name)
         own = self._handlers.get(name) if self._handlers else None
@@ -534,11 +528,14 @@ class Socket(HandlerRegistry):
             if handler is None:
                 if ack_id is not None and not self._any:
                     self.nsp.unhandled_ack(name)  # the client waits for an answer that cannot come
-            elif ack_id is None:
-                self._run(handler, (self, *args), (name, None), ignore, self._handler_failed)
+                return
+            data[0] = self
+            if ack_id is None:
+                self._run(handler, data, (name, None), ignore, self._handler_failed)
             else:
-                self._run(handler, (self, *args), (name, ack_id), self._ack, self._handler_failed)
+                self._run(handler, data, (name, ack_id), self._ack, self._handler_failed)
             return
+        args = data[1:]
         answered = False
 
         def answer(_event: tuple[str, int | None], value: Any) -> None:
@@ -574,11 +571,8 @@ class Socket(HandlerRegistry):
         try:
             self.client.write_ack(self.nsp.name, ack_id, ack_args)
         except ENCODE_ERRORS as exc:
-            if type(value) is tuple:
-                paths = [(f"return value[{i}]", item) for i, item in enumerate(value)]
-            else:
-                paths = [("return value", value)]
-            error = encoding_error(f"handler of event {name!r} on {self.nsp.name}", paths, exc)
+            what = f"handler of event {name!r} on {self.nsp.name}"
+            error = return_value_error(what, value, ack_args, exc)
             logger.error(  # noqa: TRY400 - the message says it all; a traceback shows our encoder
                 "%s; its acknowledgement %d is not answered (the client's ack times out)",
                 error,

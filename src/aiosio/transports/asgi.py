@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from aiosio._eager import settle
 from aiosio._memory import HeapTrimmer, prime_loop_free_lists
 from aiosio.engine.http import HttpApp, HttpRequest, HttpResponse, register_asgi
 from aiosio.protocol.text import js_text
@@ -130,15 +131,16 @@ class AsgiWebSocket:
         self._abandon_timer: asyncio.TimerHandle | None = None
         self.abandoned = False  # given up on after close_timeout: the receive loop returns
 
-    def send(self, data: str | bytes) -> None:
+    def send(self, data: str | bytes) -> int:
         if self._closed:
-            return
-        self._buffered += len(data)
+            return 0
+        buffered = self._buffered = self._buffered + len(data)
         if isinstance(data, str):
             self._pending.append({"type": "websocket.send", "text": data})
         else:
             self._pending.append({"type": "websocket.send", "bytes": data})
         self._write_soon()
+        return buffered
 
     def _write_soon(self) -> None:
         # The receive loop drains after the message it handles; a send in progress goes on
@@ -420,9 +422,7 @@ class AsgiApp:
     async def _close_app(self) -> None:
         shutdown = getattr(self.app, "shutdown", None)
         if shutdown is not None:
-            result = shutdown()
-            if asyncio.iscoroutine(result):
-                await result
+            await settle(shutdown())
         # After the sessions closed as the others (their last packets, then the close packet):
         # what is left of the QUIC connections, then the UDP port.
         webtransport, self.webtransport_server = self.webtransport_server, None

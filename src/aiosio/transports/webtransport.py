@@ -43,7 +43,7 @@ from aiosio.protocol.webtransport import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["WebTransport", "WebTransportServer", "serve_webtransport"]
+__all__ = ["WebTransport", "WebTransportServer", "check_webtransport", "serve_webtransport"]
 
 logger = logging.getLogger("aiosio.server.webtransport")
 
@@ -861,17 +861,18 @@ class _Session:
 
     # -- the channel (aiosio.engine.http.WebSocketChannel) ----------------------------------------
 
-    def send(self, data: str | bytes) -> None:
+    def send(self, data: str | bytes) -> int:
         if self.closed or self.stream_id is None:
-            return
+            return 0
         frame = encode_frame(data)
         try:
             self.connection.quic.send_stream_data(self.stream_id, frame)
         except (RuntimeError, ValueError) as exc:  # reset by the client (STOP_SENDING)
             self._fail(f"the stream can no longer be written ({exc})")
-            return
+            return 0
         self.written += len(frame)
         self.connection.schedule_transmit()
+        return self.buffered_amount
 
     def close(self, code: int = 1000, reason: str = "", *, error: str | None = None) -> None:
         """Close the session with a close capsule stating ``reason`` (the WebSocket code 1000

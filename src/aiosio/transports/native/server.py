@@ -20,6 +20,7 @@ import ssl as ssl_module
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from aiosio._eager import settle
 from aiosio._memory import HeapTrimmer, prime_loop_free_lists
 from aiosio.engine.http import HttpApp
 from aiosio.transports.native.http import Handoff, HttpConnection
@@ -128,9 +129,7 @@ class NativeServer:
             self._server.close()
         shutdown = getattr(self.app, "shutdown", None)
         if shutdown is not None:
-            result = shutdown()
-            if asyncio.iscoroutine(result):
-                await result
+            await settle(shutdown())
         # After the app's shutdown, which closed the WebTransport sessions as the others (their
         # last packets, then the close packet): what is left, then the UDP endpoint.
         webtransport, self.webtransport = self.webtransport, None
@@ -217,24 +216,28 @@ def run(
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
         if on_started is not None:
-            result = on_started(server)
-            if asyncio.iscoroutine(result):
-                await result
+            await settle(on_started(server))
         await stop.wait()
         logger.info("shutting down")
         await server.close()
 
     configure_default_logging()  # "listening" and refused clients show unless logging is set up
-    factory = None
-    if use_uvloop is not False:
-        try:
-            import uvloop
-
-            factory = uvloop.new_event_loop
-        except ImportError:
-            if use_uvloop:
-                raise ImportError(  # noqa: B904 - the ImportError above stays its __context__
-                    'use_uvloop=True needs uvloop, not installed: pip install "aiosio[speed]"'
-                )
-    with asyncio.Runner(loop_factory=factory) as runner:
+    with asyncio.Runner(loop_factory=loop_factory(use_uvloop)) as runner:
         runner.run(main())
+
+
+def loop_factory(use_uvloop: bool | None = None) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop the native server runs on: uvloop's when installed (None: asyncio's
+    default). ``use_uvloop=False`` opts out; ``True`` raises ImportError without uvloop. The one
+    choice for :func:`run` and for each process of ``aiosio serve --workers``."""
+    if use_uvloop is False:
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if use_uvloop:
+            raise ImportError(  # noqa: B904 - the ImportError above stays its __context__
+                'use_uvloop=True needs uvloop, not installed: pip install "aiosio[speed]"'
+            )
+        return None
+    return uvloop.new_event_loop
