@@ -96,8 +96,10 @@ class WebTransport:
       the QUIC connection is closed with ``H3_EXCESSIVE_LOAD``.
 
     Each QUIC connection costs the server about 110 KB from its first packet (measured with
-    aioquic 1.7, a handshake under way), so the default bounds them at about 1 GB: lower
-    ``max_connections`` on a small machine. ``retry=True`` makes each client prove its
+    aioquic 1.7, a handshake under way), and a hostile one can add ``receive_window`` of data
+    sent out of order: at the defaults, about 1 GB for 10,000 handshakes and at most 11 GB if
+    every connection fills its window. Lower ``max_connections`` (or ``receive_window``) to
+    what the machine can hold. ``retry=True`` makes each client prove its
     address with a QUIC Retry before the server keeps anything for it (one more round trip
     per connection): a flood of first packets from forged addresses then costs nothing.
     """
