@@ -290,14 +290,23 @@ def test_the_redis_link_is_read_from_the_adapter() -> None:
 
 def test_metric_names_are_the_registrys() -> None:
     """What the documentation and the dashboard rely on: every name of METRIC_NAMES is
-    registered, with the Prometheus conventions (prefix, base units)."""
+    registered by a server on one adapter or another, with the Prometheus conventions (prefix,
+    base units); each adapter's own families only with that adapter."""
     from aiosio.adapters.redis import RedisAdapter
+    from aiosio.adapters.redis_streams import RedisStreamsAdapter
 
-    sio = aiosio.Server(adapter=RedisAdapter("redis://127.0.0.1:1/0"))
-    registry = CollectorRegistry()
-    instrument(sio, registry)
-    families = {family.name for family in registry.collect()}
-    assert families == set(METRIC_NAMES)
+    by_adapter = {}
+    for name, factory in (
+        ("redis", RedisAdapter("redis://127.0.0.1:1/0")),
+        ("streams", RedisStreamsAdapter("redis://127.0.0.1:1/0")),
+    ):
+        registry = CollectorRegistry()
+        instrument(aiosio.Server(adapter=factory), registry)
+        by_adapter[name] = {family.name for family in registry.collect()}
+    streams_only = {name for name in METRIC_NAMES if name.startswith("aiosio_redis_streams_")}
+    assert len(streams_only) == 3
+    assert by_adapter["redis"] == set(METRIC_NAMES) - streams_only
+    assert by_adapter["streams"] == set(METRIC_NAMES)
     for name in METRIC_NAMES:
         assert name.startswith("aiosio_")
         assert not name.endswith("_total")  # the exposition adds it to counters
@@ -375,3 +384,55 @@ def test_a_server_not_instrumented_has_nothing_in_its_paths() -> None:
     assert handlers.ack_timer is not None
     assert sio.sockets.adapter.broadcast_listener is not None
     assert len(sio.packet_listeners) == 1
+
+
+async def test_the_streams_health_is_scraped(serve: Any) -> None:
+    """Against the Redis server on 127.0.0.1:6379: a server on ``RedisStreamsAdapter`` shows
+    the link's families and its streams' (``aiosio_redis_streams_*``) in a real scrape: no lag
+    before it read an entry; its broadcast appended, then read back with its lag; 50 entries
+    added at once to a stream bounded to 10 (``MAXLEN 10`` by another client) while its reader
+    waits, of which it reads the 10 left: the 40 it never read are the trimmed_unread count,
+    exactly."""
+    import uuid
+
+    import redis.asyncio as redis_asyncio
+
+    from aiosio.adapters.redis_streams import RedisStreamsAdapter
+
+    key = f"metrics{uuid.uuid4().hex[:12]}"
+    factory = RedisStreamsAdapter(
+        "redis://127.0.0.1:6379", stream_name=key, channel_prefix=key, read_count=5
+    )
+    sio = aiosio.Server(adapter=factory)
+    instrument(sio, CollectorRegistry(), path="/metrics")
+    base = await serve(sio)
+    raw = redis_asyncio.Redis.from_url("redis://127.0.0.1:6379")
+    lag = ("aiosio_redis_streams_lag_seconds", ())
+    try:
+        assert await factory.ready(), "no Redis on 127.0.0.1:6379: bash scripts/services.sh"
+        samples = await scrape(base)
+        assert value(samples, "aiosio_redis_connected") == 1
+        assert lag not in samples  # nothing read yet: no lag to tell
+        assert value(samples, "aiosio_redis_streams_appended_total") == 0
+        assert value(samples, "aiosio_redis_streams_trimmed_unread_total") == 0
+
+        sio.emit("news", 1)
+        samples = await eventually_scraped(
+            base, lambda s: lag in s and value(s, "aiosio_redis_messages_received_total") == 1
+        )
+        assert value(samples, "aiosio_redis_streams_appended_total") == 1
+        assert samples[lag] == factory.health.lag_seconds
+        assert samples[lag] >= 0
+
+        async with raw.pipeline(transaction=True) as pipe:  # one MULTI: added and trimmed at once
+            for number in range(50):
+                pipe.xadd(key, {"n": str(number)}, maxlen=10, approximate=False)
+            await pipe.execute()
+        samples = await eventually_scraped(
+            base, lambda s: value(s, "aiosio_redis_messages_received_total") == 11
+        )
+        assert value(samples, "aiosio_redis_streams_trimmed_unread_total") == 40
+        assert value(samples, "aiosio_redis_streams_appended_total") == 1  # the others' are not
+    finally:
+        await raw.delete(key)
+        await raw.aclose()

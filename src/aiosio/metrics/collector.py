@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from aiosio._extras import import_extra
+from aiosio.adapters.redis_streams.link import StreamsHealth
 from aiosio.metrics.counts import ServerCounts
 from aiosio.metrics.labels import namespace_label
 from aiosio.server.server import Server
@@ -39,6 +40,9 @@ METRIC_NAMES = (
     "aiosio_redis_dropped_publishes",
     "aiosio_redis_dropped_messages",
     "aiosio_redis_missed_deliveries",
+    "aiosio_redis_streams_lag_seconds",
+    "aiosio_redis_streams_trimmed_unread",
+    "aiosio_redis_streams_appended",
 )
 
 
@@ -61,6 +65,7 @@ class ServerCollector:
         yield from self._traffic()
         yield from self._namespaces()
         yield from self._redis()
+        yield from self._streams()
 
     def _sockets(self) -> Iterator[Any]:
         core = self.core
@@ -208,3 +213,31 @@ class ServerCollector:
             ),
         ):
             yield core.CounterMetricFamily(name, doc, value=value)
+
+    def _streams(self) -> Iterator[Any]:
+        """The streams of the Redis Streams adapter (its ``StreamsHealth``), beside the link's
+        families above: how far behind the reading is, what it lost to trimming, what this
+        server added."""
+        health = getattr(self.sio.adapter_factory, "health", None)
+        if not isinstance(health, StreamsHealth):
+            return
+        core = self.core
+        lag = core.GaugeMetricFamily(
+            "aiosio_redis_streams_lag_seconds",
+            "Age of the last stream entry this server read, when it read it (none before the "
+            "first): how far behind the other servers' broadcasts it delivers",
+        )
+        if health.lag_seconds is not None:
+            lag.add_metric([], health.lag_seconds)
+        yield lag
+        yield core.CounterMetricFamily(
+            "aiosio_redis_streams_trimmed_unread",
+            "Stream entries trimmed (MAXLEN) before this server read them: broadcasts its "
+            "clients did not get (raise RedisStreamsAdapter max_len)",
+            value=health.trimmed_unread,
+        )
+        yield core.CounterMetricFamily(
+            "aiosio_redis_streams_appended",
+            "Entries this server appended to the streams (its broadcasts and cluster messages)",
+            value=health.appended,
+        )
