@@ -7,11 +7,14 @@ every I/O test that uses it runs against both.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -146,6 +149,45 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         timeout=30,
     )
     return cert, key
+
+
+@pytest.fixture(scope="session")
+def webtransport_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """A development certificate for WebTransport: ECDSA P-256, 10 days (browsers take a
+    certificate by hash for at most 14), for 127.0.0.1 and localhost; with the base64 SHA-256
+    of its DER form, what ``serverCertificateHashes`` and the aiosio client's
+    ``certificate_hashes`` pin. Made as docs/webtransport.md says."""
+    openssl = shutil.which("openssl")
+    assert openssl is not None, "needs the openssl command (Debian package openssl)"
+    folder = tmp_path_factory.mktemp("wt-tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "10",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    der = ssl.PEM_cert_to_DER_cert(cert.read_text())
+    return cert, key, base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
 def debian_binary(name: str, used_for: str) -> str:

@@ -26,6 +26,7 @@ from aiosio.server.server import Recovery, Server
 from aiosio.server.socket import Handshake, Socket
 from aiosio.transports.asgi import AsgiApp
 from aiosio.transports.native import NativeServer, ServerLimits, run, serve
+from aiosio.transports.webtransport import WebTransport
 
 __all__ = [
     "AckTimeout",
@@ -57,6 +58,7 @@ __all__ = [
     "Socket",
     "Stage",
     "SyncClient",
+    "WebTransport",
     "__version__",
     "run",
     "serve",

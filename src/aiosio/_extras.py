@@ -9,7 +9,9 @@ Each extra adds packages for one feature:
 - ``redis``: redis-py, for ``RedisAdapter`` and ``Emitter`` given a URL, ``--workers --redis``;
 - ``admin``: bcrypt, for the Admin UI's basic authentication (:mod:`aiosio.admin`);
 - ``metrics``: prometheus_client, for Prometheus metrics (:mod:`aiosio.metrics`);
-- ``typed``: pydantic, for handlers whose payloads are validated (:mod:`aiosio.typed`).
+- ``typed``: pydantic, for handlers whose payloads are validated (:mod:`aiosio.typed`);
+- ``webtransport``: aioquic, for WebTransport over HTTP/3 (:mod:`aiosio.transports.webtransport`,
+  the client's ``transports=[..., "webtransport"]``).
 
 A module of aiosio never imports one of these packages at module level, except inside a ``try``
 that handles its absence (a test checks every module). A feature used without its extra raises an
@@ -30,6 +32,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "admin": ("bcrypt",),
     "metrics": ("prometheus_client",),
     "typed": ("pydantic",),
+    "webtransport": ("aioquic",),
 }
 """The extras of the ``aiosio`` distribution and the top-level packages each one brings."""
 

@@ -7,7 +7,7 @@ import logging
 import os
 import ssl
 import sys
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from aiosio._recovery_log import DEFAULT_LOG_SIZE
 from aiosio.loader import load_app
@@ -20,6 +20,10 @@ DESCRIPTION = """\
 Socket.IO for asyncio. 'aiosio serve' runs a Server (with no argument, a demo on
 http://127.0.0.1:3000/socket.io/); 'aiosio doctor URL' diagnoses any Socket.IO deployment.
 'aiosio COMMAND --help' describes each command."""
+
+
+if TYPE_CHECKING:
+    from aiosio.transports.webtransport import WebTransport
 
 logger = logging.getLogger("aiosio.cli")
 
@@ -52,6 +56,8 @@ def _serve(args: argparse.Namespace) -> int:
             raise SystemExit(
                 "aiosio: --workers with TLS is not supported; terminate TLS in a proxy"
             )
+        if args.webtransport_port is not None:
+            raise SystemExit("aiosio: --workers with WebTransport is not supported")
         load_app(args.app)  # the workers load it again; refuse a wrong target before starting them
         if args.redis:
             _require_extra("redis.asyncio", extra="redis", feature="aiosio serve --redis")
@@ -87,8 +93,40 @@ def _serve(args: argparse.Namespace) -> int:
     if args.certfile:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(args.certfile, args.keyfile)
-    run(app, host=args.host, port=args.port, ssl=context, use_uvloop=use_uvloop)
+    webtransport = _webtransport(app, args)
+    try:
+        run(
+            app,
+            host=args.host,
+            port=args.port,
+            ssl=context,
+            use_uvloop=use_uvloop,
+            webtransport=webtransport,
+        )
+    except ValueError as exc:  # a WebTransport configuration the server refuses
+        raise SystemExit(f"aiosio: {exc}") from None
     return 0
+
+
+def _webtransport(app: object, args: argparse.Namespace) -> WebTransport | None:
+    """WebTransport on the same certificate and port number, when the app offers it."""
+    from aiosio.transports.webtransport import WebTransport
+
+    engine = getattr(app, "engine", app)
+    if "webtransport" not in getattr(engine, "transports", ()):
+        return None
+    if not args.certfile:
+        raise SystemExit(
+            "aiosio: the server's transports include 'webtransport', which runs over HTTP/3 "
+            "and needs TLS: give --certfile and --keyfile (docs/webtransport.md makes a "
+            "development certificate)"
+        )
+    _require_extra("aioquic", extra="webtransport", feature="WebTransport")
+    return WebTransport(
+        certfile=args.certfile,
+        keyfile=args.keyfile or args.certfile,
+        port=args.webtransport_port,
+    )
 
 
 def _asyncapi(args: argparse.Namespace) -> int:
@@ -160,6 +198,8 @@ def _doctor(args: argparse.Namespace) -> int:
         ca=args.ca,
         timeout=args.timeout,
         trace=trace,
+        certificate_hashes=list(args.certificate_hash or ()),
+        webtransport_port=args.webtransport_port,
     )
     report = asyncio.run(diagnose(options))
     if args.json:
@@ -222,6 +262,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=3000, help="default: 3000")
     serve.add_argument("--certfile", help="TLS certificate chain (PEM) to serve https/wss")
     serve.add_argument("--keyfile", help="TLS private key (PEM)")
+    serve.add_argument(
+        "--webtransport-port",
+        type=int,
+        help="the UDP port of WebTransport (HTTP/3), when the app's transports include "
+        "'webtransport' (default: --port; it uses --certfile and --keyfile)",
+    )
     serve.add_argument(
         "--no-uvloop", action="store_true", help="use asyncio's default loop even with uvloop"
     )
@@ -294,6 +340,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
     doctor.add_argument("--ca", help="a CA file to verify the server's certificate with")
+    doctor.add_argument(
+        "--certificate-hash",
+        action="append",
+        help="WebTransport: accept the certificate with this SHA-256 (base64 or hex), as a "
+        "page's serverCertificateHashes (a development certificate)",
+    )
+    doctor.add_argument(
+        "--webtransport-port", type=int, help="WebTransport's UDP port (default: the URL's)"
+    )
     doctor.add_argument("--timeout", type=float, default=10.0, help="per step (seconds)")
     doctor.add_argument("--json", action="store_true", help="the report as JSON")
     doctor.add_argument(

@@ -88,7 +88,7 @@ async def test_no_usable_transport_is_named() -> None:
     assert error.stage is Stage.PROTOCOL
     assert error.message == "no usable transport in ['carrier-pigeon']"
     assert error.hint is not None
-    assert "'polling' and/or 'websocket'" in error.hint
+    assert "'polling', 'websocket' or 'webtransport'" in error.hint
 
 
 async def test_a_socketio_2_server_is_named(peer: Any) -> None:

@@ -481,6 +481,7 @@ def test_checks_run_in_the_experts_order() -> None:
         "settings",
         "cors",
         "websocket",
+        "webtransport",
         "latency",
         "sticky",
         "namespace",

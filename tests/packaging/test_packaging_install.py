@@ -17,7 +17,9 @@ what its extra promises with the installed package only (never this checkout).
   ``aiosio[metrics]``);
 - ``typed``: a handler annotated with a dataclass gets a validated value, and an invalid payload
   is answered with the error object (without the extra, registering that handler names
-  ``aiosio[typed]``, and a handler annotated with ``str`` is registered as it is).
+  ``aiosio[typed]``, and a handler annotated with ``str`` is registered as it is);
+- ``webtransport``: a server offering WebTransport answers a client over it, the certificate
+  pinned by hash (without the extra, serving it names ``aiosio[webtransport]``).
 
 pip installs from the configured indexes (CI has the network). The environments are made in
 parallel; the whole file takes well under three minutes.
@@ -44,7 +46,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-EXTRAS = ("", "speed", "asgi", "redis", "admin", "metrics", "typed")  # "" is the bare install
+EXTRAS = ("", "speed", "asgi", "redis", "admin", "metrics", "typed", "webtransport")  # "": bare
 LISTENING = re.compile(r"aiosio listening on http://127\.0\.0\.1:(\d+)")
 # The first test of each kind builds or installs (one time each); generous bounds, not timings:
 # on a busy machine creating a venv alone took over 120 s.
@@ -522,3 +524,63 @@ def test_bare_install_names_the_typed_extra(installs: dict[str, Installed]) -> N
     out = installs[""].run_python(TYPED_ROUND_TRIP)
     assert out.startswith("on: "), out
     assert out.rstrip().endswith('pip install "aiosio[typed]"'), out
+
+
+WEBTRANSPORT_ROUND_TRIP = """
+    import asyncio
+    import base64
+    import hashlib
+    import ssl
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    import aiosio
+
+
+    async def main():
+        folder = Path(tempfile.mkdtemp())
+        cert, key = folder / "cert.pem", folder / "key.pem"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+             "ec_paramgen_curve:prime256v1", "-nodes", "-days", "10", "-subj", "/CN=127.0.0.1",
+             "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+            check=True, capture_output=True,
+        )
+        der = ssl.PEM_cert_to_DER_cert(cert.read_text())
+        digest = base64.b64encode(hashlib.sha256(der).digest()).decode()
+        sio = aiosio.Server(transports=("polling", "websocket", "webtransport"))
+        sio.on("echo", lambda socket, text: [socket.conn.transport, text])
+        config = aiosio.WebTransport(certfile=cert, keyfile=key)
+        try:
+            server = await aiosio.serve(sio, "127.0.0.1", 0, webtransport=config)
+        except ImportError as exc:
+            print("serve:", exc)
+            return
+        client = aiosio.Client(
+            f"http://127.0.0.1:{server.port}",
+            transports=["webtransport"],
+            server_certificate_hashes=[digest],
+            reconnection=False,
+        )
+        try:
+            await client.connect()
+            print(await client.emit_with_ack("echo", "hi", timeout=30))
+        finally:
+            await client.disconnect()
+            await server.close()
+
+
+    asyncio.run(main())
+"""
+
+
+def test_webtransport_extra_serves_and_connects(installs: dict[str, Installed]) -> None:
+    out = installs["webtransport"].run_python(WEBTRANSPORT_ROUND_TRIP)
+    assert out.splitlines() == ["['webtransport', 'hi']"], out
+
+
+def test_bare_install_names_the_webtransport_extra(installs: dict[str, Installed]) -> None:
+    out = installs[""].run_python(WEBTRANSPORT_ROUND_TRIP)
+    assert out.startswith("serve: "), out
+    assert out.rstrip().endswith('pip install "aiosio[webtransport]"'), out

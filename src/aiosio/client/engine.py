@@ -36,6 +36,7 @@ from aiosio.client.http import (
     WebSocketOpener,
 )
 from aiosio.client.proxy import Proxy
+from aiosio.client.webtransport import open_webtransport
 from aiosio.protocol.client_session import (
     ClientConfig,
     ClientEvent,
@@ -103,6 +104,11 @@ class EngineOptions:
     websocket_opener: WebSocketOpener | None = None
     # On a failed handshake, try the next transport of ``transports`` (Node: tryAllTransports).
     try_all_transports: bool = False
+    # WebTransport: the UDP port (None: ``port``), the pinned SHA-256 of a development
+    # certificate (serverCertificateHashes), verification of the certificate otherwise.
+    webtransport_port: int | None = None
+    certificate_hashes: tuple[bytes, ...] = ()
+    verify: bool = True
 
     @property
     def endpoint(self) -> Endpoint:
@@ -163,6 +169,7 @@ class EngineClient:
         self._post_conn: HttpConnection | None = None
         self._ws: ClientWebSocket | None = None
         self._probe_conn: ClientWebSocket | None = None
+        self._probe_kind = TransportKind.WEBSOCKET
         self._poll_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
@@ -231,6 +238,10 @@ class EngineClient:
         origin = self.options.origin
         if transport == "websocket":
             origin = origin.replace("http", "ws", 1)
+        elif transport == "webtransport":
+            o = self.options
+            host = f"[{o.host}]" if ":" in o.host else o.host
+            origin = f"https://{host}:{o.webtransport_port or o.port}"
         return origin + self._target(transport)
 
     def _target_from(self, url: str) -> str:
@@ -254,18 +265,22 @@ class EngineClient:
 
     async def open(self) -> None:
         """Open the session on the first transport; raises :class:`ConnectError`."""
-        transports = [t for t in self.options.transports if t in ("polling", "websocket")]
+        transports = [
+            t for t in self.options.transports if t in ("polling", "websocket", "webtransport")
+        ]
         if not transports:
             raise ConnectError(
                 Stage.PROTOCOL,
                 f"no usable transport in {list(self.options.transports)!r}",
-                hint="transports must include 'polling' and/or 'websocket'",
+                hint="transports must include 'polling', 'websocket' or 'webtransport'",
             )
         tried = transports if self.options.try_all_transports else transports[:1]
         for index, transport in enumerate(tried):
             try:
                 if transport == "websocket":
                     await self._open_websocket()
+                elif transport == "webtransport":
+                    await self._open_websocket(TransportKind.WEBTRANSPORT)
                 else:
                     await self._open_polling()
             except ConnectError as error:
@@ -328,12 +343,19 @@ class EngineClient:
             )
         return packets
 
-    async def _open_websocket(self) -> None:
-        url = self.url("websocket")
+    async def _open_websocket(self, kind: TransportKind = TransportKind.WEBSOCKET) -> None:
+        """Open the session on a WebSocket, or on a WebTransport stream (``kind``): both carry
+        the same messages, the first of which is the server's handshake."""
+        url = self.url(kind.value)
         o = self.options
-        conn, result = await self._connect_websocket(url)
-        if conn is None:
-            raise self._websocket_refused(result, url)
+        conn: ClientWebSocket
+        if kind is TransportKind.WEBTRANSPORT:
+            conn = await self._connect_webtransport(url)
+        else:
+            opened, result = await self._connect_websocket(url)
+            if opened is None:
+                raise self._websocket_refused(result, url)
+            conn = opened
         first: asyncio.Future[str | bytes] = asyncio.get_running_loop().create_future()
 
         def before_open(data: str | bytes) -> None:
@@ -386,7 +408,24 @@ class EngineClient:
         self._ws = conn
         conn.on_message = self._on_ws_message
         conn.on_close = self._on_ws_close
-        self._handshake([packet], TransportKind.WEBSOCKET, url)
+        self._handshake([packet], kind, url)
+
+    async def _connect_webtransport(self, url: str) -> ClientWebSocket:
+        """A WebTransport session with its stream, the OPEN packet written (with the sid when
+        it upgrades this session); raises :class:`ConnectError` naming the failed step."""
+        o = self.options
+        return await open_webtransport(
+            o.host,
+            o.webtransport_port or o.port,
+            self._target("webtransport"),
+            {"User-Agent": "aiosio", **o.extra_headers},
+            sid=self.session.sid,
+            timeout=o.request_timeout,
+            max_message=o.max_payload,
+            certificate_hashes=o.certificate_hashes,
+            verify=o.verify,
+            url=url,
+        )
 
     async def _connect_websocket(self, url: str) -> tuple[ClientWebSocket | None, HttpResult]:
         o = self.options
@@ -449,7 +488,7 @@ class EngineClient:
                     for message in event.messages:
                         ws.send(message)
             elif isinstance(event, StartProbe):
-                self._spawn(self._probe())
+                self._spawn(self._probe(event.transport))
             elif isinstance(event, ProbeSend):
                 if self._probe_conn is not None:
                     self._probe_conn.send(event.message)
@@ -568,7 +607,7 @@ class EngineClient:
     def writable(self) -> bool:
         if not self.session.writable:
             return False
-        if self.session.transport is TransportKind.WEBSOCKET:
+        if self.session.transport in (TransportKind.WEBSOCKET, TransportKind.WEBTRANSPORT):
             return self._ws is not None and self._ws.buffered_amount == 0
         return True
 
@@ -587,15 +626,21 @@ class EngineClient:
 
     # -- upgrade --------------------------------------------------------------------------------
 
-    async def _probe(self) -> None:
-        url = self.url("websocket")
+    async def _probe(self, kind: TransportKind = TransportKind.WEBSOCKET) -> None:
+        url = self.url(kind.value)
+        self._probe_kind = kind
         try:
-            conn, result = await self._connect_websocket(url)
+            if kind is TransportKind.WEBTRANSPORT:
+                conn: ClientWebSocket | None = await self._connect_webtransport(url)
+                result = None
+            else:
+                conn, result = await self._connect_websocket(url)
         except ConnectError as exc:
-            logger.info("websocket upgrade failed, staying on polling: %s", exc)
+            logger.info("%s upgrade failed, staying on polling: %s", kind.value, exc)
             self._apply(self.session.probe_failed(_clock()))
             return
         if conn is None:
+            assert result is not None
             logger.info(
                 "websocket upgrade refused with HTTP %d, staying on polling: %s",
                 result.status,
@@ -638,7 +683,7 @@ class EngineClient:
         conn.on_message = self._on_ws_message
         conn.on_close = self._on_ws_close
         self._close_polling()
-        self.on_upgrade("websocket")
+        self.on_upgrade(self._probe_kind.value)
 
     # -- closing --------------------------------------------------------------------------------
 

@@ -41,9 +41,11 @@ class Stage(enum.Enum):
     RESOLVE = "name resolution"
     TCP = "tcp connect"
     PROXY = "proxy"  # the HTTP proxy could not be reached, or refused the tunnel
+    QUIC = "quic connect"  # WebTransport: no QUIC answer on UDP (blocked, or not served)
     TLS = "tls handshake"
     HTTP = "engine.io handshake"  # an HTTP status or body that is not a handshake
     WEBSOCKET = "websocket handshake"
+    WEBTRANSPORT = "webtransport session"  # the HTTP/3 CONNECT refused, or not HTTP/3
     PROTOCOL = "protocol"  # the peer answered, but not as a Socket.IO server would
     NAMESPACE = "namespace"  # the server refused the namespace connection
     TIMEOUT = "timeout"

@@ -47,6 +47,8 @@ class ManagerOptions:
     try_all_transports: bool = False
     remember_upgrade: bool = False
     websocket_opener: WebSocketOpener | None = None
+    webtransport_port: int | None = None
+    certificate_hashes: tuple[bytes, ...] = ()
 
 
 class NamespaceSocket(Protocol):

@@ -26,6 +26,7 @@ import enum
 import logging
 import math
 import random
+import ssl as ssl_module
 from collections.abc import Callable
 from typing import Any
 
@@ -246,6 +247,9 @@ class Manager(EventEmitter):
                 proxy=proxy_for(self.secure, self.host, o.proxy),
                 websocket_opener=o.websocket_opener,
                 try_all_transports=o.try_all_transports,
+                webtransport_port=o.webtransport_port,
+                certificate_hashes=o.certificate_hashes,
+                verify=self.ssl is None or self.ssl.verify_mode != ssl_module.CERT_NONE,
             )
         )
         self.engine = engine

@@ -45,6 +45,7 @@ from aiosio.client.host import ManagerHost, ManagerOptions
 from aiosio.client.http import WebSocketOpener, new_trace
 from aiosio.client.multiplex import manager_for
 from aiosio.client.proxy import Proxy, ProxyOption
+from aiosio.client.webtransport import parse_certificate_hash
 from aiosio.errors import AckTimeout, Disconnected
 from aiosio.protocol.errors import LocalProtocolError
 from aiosio.protocol.parser import Parser
@@ -128,6 +129,8 @@ class Client:
         try_all_transports: bool = False,
         remember_upgrade: bool = False,
         auto_connect: bool = False,
+        server_certificate_hashes: Sequence[str | bytes] = (),
+        webtransport_port: int | None = None,
     ) -> None:
         """``websocket_opener``: how the WebSocket transport connects (see
         :class:`~aiosio.client.http.WebSocketOpener`); ``None``, the default, over TCP.
@@ -142,13 +145,26 @@ class Client:
         ``auto_connect`` (Node: ``autoConnect``, on by default there): start connecting at
         once, as ``connect(wait=False)``; it needs a running event loop (create the client in a
         coroutine). Off by default: ``await client.connect()`` says when the connection is
-        made, or raises why it is not."""
+        made, or raises why it is not.
+
+        WebTransport (``"webtransport"`` in ``transports``, the ``webtransport`` extra): it
+        runs over HTTP/3 on UDP, to the URL's port unless ``webtransport_port`` says otherwise,
+        always with TLS. ``server_certificate_hashes`` (the browser's
+        ``serverCertificateHashes``): SHA-256 hashes (base64 or hex) of the certificates to
+        accept instead of verifying the chain, for development certificates; ``ssl=False``
+        verifies nothing."""
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https", "ws", "wss"):
             raise ValueError(f"url must start with http://, https://, ws:// or wss://, got {url!r}")
         if isinstance(transports, str):
             raise TypeError(f"transports must be a sequence of names, got {transports!r}")
+        if isinstance(server_certificate_hashes, str | bytes):
+            raise TypeError(
+                "server_certificate_hashes must be a list of hashes, got "
+                f"{server_certificate_hashes!r}"
+            )
+        hashes = tuple(parse_certificate_hash(h) for h in server_certificate_hashes)
         if isinstance(proxy, str):
             Proxy.from_url(proxy)  # a wrong proxy URL fails here, not at the first attempt
         elif proxy is not None and proxy is not False:
@@ -196,6 +212,8 @@ class Client:
             websocket_opener=websocket_opener,
             try_all_transports=try_all_transports,
             remember_upgrade=remember_upgrade,
+            webtransport_port=webtransport_port,
+            certificate_hashes=hashes,
         )
         self.io: ManagerHost = manager_for(
             scheme=scheme,

@@ -32,3 +32,7 @@ class DoctorOptions:
     ping_samples: int = 5
     trace: Trace | None = None
     proxy: ProxyOption = None  # None: HTTP_PROXY/HTTPS_PROXY/NO_PROXY, as the client
+    # WebTransport: pinned SHA-256 certificate hashes (base64 or hex), the UDP port (None: the
+    # URL's port number).
+    certificate_hashes: list[str] = field(default_factory=list)
+    webtransport_port: int | None = None

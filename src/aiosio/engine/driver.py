@@ -352,14 +352,17 @@ class EngineSocket(EventEmitter):
         self.apply(self.session.initial_messages())
         return _SessionWebSocket(self, channel)
 
-    def accept_probe(self, channel: WebSocketChannel) -> WebSocketHandler:
-        """``channel`` probes an upgrade of this polling session; closed at once if the session
-        changed while its handshake completed."""
+    def accept_probe(
+        self, channel: WebSocketChannel, kind: TransportKind = TransportKind.WEBSOCKET
+    ) -> WebSocketHandler:
+        """``channel`` (a WebSocket, or a WebTransport stream: ``kind``) probes an upgrade of
+        this polling session; closed at once if the session changed while its handshake
+        completed."""
         if not self.session.upgrade_possible:
             channel.close()
         else:
             self.probe = channel
-            self.apply(self.session.attach_probe(self.server.now()))
+            self.apply(self.session.attach_probe(self.server.now(), kind))
         return _SessionWebSocket(self, channel)
 
     def websocket_closed(

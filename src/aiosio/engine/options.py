@@ -27,6 +27,7 @@ from aiosio.protocol.cors import Cors
 from aiosio.protocol.session import EngineConfig
 
 __all__ = [
+    "KNOWN_TRANSPORTS",
     "TRANSPORTS",
     "AllowRequest",
     "Cookie",
@@ -38,6 +39,10 @@ __all__ = [
 ]
 
 TRANSPORTS = ("polling", "websocket")
+"""The transports a server offers by default (the reference's too: WebTransport is opt-in)."""
+KNOWN_TRANSPORTS = ("polling", "websocket", "webtransport")
+"""Every transport a server can offer; ``webtransport`` runs on HTTP/3 beside the HTTP server
+(:mod:`aiosio.transports.webtransport`)."""
 
 AllowRequest = Callable[[HttpRequest], Awaitable[bool | None] | bool | None]
 
@@ -127,7 +132,13 @@ class EngineOptions:
             raise TypeError(f"cors must be an aiosio.Cors(...), got {type(self.cors).__name__}")
         _set(self, "session_cookie", _session_cookie(self.cookie))
         _set(self, "compression_threshold", _compression_threshold(self.http_compression))
-        upgrades = ("websocket",) if self.allow_upgrades and "websocket" in self.transports else ()
+        # The reference's polling.upgradesTo, filtered by the transports offered (socket.ts
+        # getAvailableUpgrades); WebSocket and WebTransport sessions announce none.
+        upgrades = tuple(
+            name
+            for name in ("websocket", "webtransport")
+            if self.allow_upgrades and name in self.transports
+        )
         config = EngineConfig(
             ping_interval=self.ping_interval,
             ping_timeout=self.ping_timeout,
@@ -220,10 +231,11 @@ def _check_size(name: str, value: int) -> None:
 def _checked_transports(transports: Sequence[str]) -> tuple[str, ...]:
     if isinstance(transports, str):
         raise TypeError(f"transports must be a sequence of names, got the string {transports!r}")
-    unknown = [t for t in transports if t not in TRANSPORTS]
+    unknown = [t for t in transports if t not in KNOWN_TRANSPORTS]
     if unknown or not transports:
         raise ValueError(
-            f"transports must be a non-empty subset of {TRANSPORTS}, got {tuple(transports)!r}"
+            f"transports must be a non-empty subset of {KNOWN_TRANSPORTS}, got "
+            f"{tuple(transports)!r}"
         )
     return tuple(transports)
 

@@ -48,6 +48,8 @@ from aiosio.engine.verify import (
     BAD_REQUEST,
     ERROR_MESSAGES,
     FORBIDDEN,
+    UNKNOWN_SID,
+    UNKNOWN_TRANSPORT,
     ConnectionRejected,
     ErrorCode,
     Handshake,
@@ -55,6 +57,7 @@ from aiosio.engine.verify import (
     SessionRequest,
     protocol_of,
     rejection,
+    run_allow_request,
     verify,
 )
 from aiosio.protocol.cors import Cors, is_preflight
@@ -62,6 +65,7 @@ from aiosio.protocol.cors import Cors, is_preflight
 # Re-exported for the modules that import it from here (server/socket.py, server/adapter.py).
 from aiosio.protocol.prepared import PreparedMessage
 from aiosio.protocol.session import EngineSession, PollResponse, SessionId, State, TransportKind
+from aiosio.protocol.webtransport import FrameError, NewSession, UpgradeSession, opening
 
 __all__ = [
     "TRANSPORTS",
@@ -380,6 +384,126 @@ class EngineServer(EventEmitter, AsgiMixin):
             return self._accept_probe(request, socket)
         assert_never(verdict)
 
+    # -- WebTransport (the HTTP/3 edge: aiosio.transports.webtransport) ---------------------------
+
+    async def handle_webtransport(self, request: HttpRequest) -> HttpResponse | None:
+        """Decide on a WebTransport session request (an HTTP/3 extended CONNECT to
+        :attr:`path`): ``None`` to accept it, or the refusal to answer with. The reference
+        checks nothing here (it has no request to check); aiosio applies what it applies to a
+        WebSocket: the transport enabled, CORS against cross-site hijacking, ``allow_request``."""
+        if "webtransport" not in self.options.transports:
+            refused = rejection(
+                UNKNOWN_TRANSPORT,
+                "transport 'webtransport' is disabled on this server "
+                f"(transports={self.options.transports!r})",
+                "add 'webtransport' to the server's transports, or connect with "
+                "transports=['polling', 'websocket']",
+                transport="webtransport",
+            )
+            return self._reject(request, refused, websocket=True)
+        if self._drained is not None:
+            return _shutting_down()
+        origin = request.headers.get("origin")
+        cors = self.options.cors
+        if cors is not None and origin is not None:
+            try:
+                allowed = await self._origin_allowed(cors, origin)
+            except Exception as exc:  # noqa: BLE001 - the user's origin callable failed
+                return self._reject(request, _cors_failure(exc), websocket=True)
+            if self._refuses_origin(cors, request, origin, allowed):
+                hijacking = " (WebTransport session refused against cross-site hijacking)"
+                refused = _origin_refused(cors, origin, hijacking)
+                return self._reject(request, refused, websocket=True)
+        if self.options.allow_request is not None:
+            denied = await run_allow_request(self.options, request)
+            if denied is not None:
+                return self._reject(request, denied, websocket=True)
+        return None
+
+    def open_webtransport(
+        self, request: HttpRequest, first: str | bytes
+    ) -> Callable[[WebSocketChannel], WebSocketHandler] | str:
+        """The first packet of an accepted WebTransport session's stream arrived: the function
+        that binds the stream's channel to a new session (``0``) or to the upgrade of an open
+        one (``0{"sid":...}``), as the reference's ``onWebTransportSession``; or, when the
+        packet does not allow either, the reason to close the WebTransport session with."""
+        try:
+            opened = opening(first)
+        except FrameError as exc:
+            return self._webtransport_refused(
+                request,
+                rejection(
+                    BAD_REQUEST,
+                    exc.reason,
+                    "a WebTransport client writes the OPEN packet first (engine.io-client 6.5+ "
+                    "does); is this a Socket.IO client?",
+                    name="TRANSPORT_HANDSHAKE_ERROR",
+                    transport="webtransport",
+                ),
+            )
+        if isinstance(opened, NewSession):
+            socket = self._new_socket(request, TransportKind.WEBTRANSPORT)
+            if isinstance(socket, Rejection):  # pragma: no cover - protocol 4 is not refused
+                return self._webtransport_refused(request, socket)
+            self.emit("headers", [], request)
+            new = socket
+
+            def bind(channel: WebSocketChannel) -> WebSocketHandler:
+                handler = new.accept_websocket(channel)
+                self.emit("connection", new)
+                return handler
+
+            return bind
+        if isinstance(opened, UpgradeSession):
+            existing = self.clients.get(opened.sid)
+            if existing is None:
+                ended = self._recently_closed.get(opened.sid)
+                why = f" (it ended: {ended[0]})" if ended else ""
+                refused = rejection(
+                    UNKNOWN_SID,
+                    f"upgrade of session {opened.sid[:40]!r}, which is not open on this "
+                    f"server{why}",
+                    "with several servers, the UDP port needs the same sticky routing as the "
+                    "HTTP one (the upgrade must reach the server that holds the session)",
+                    sid=opened.sid[:40],
+                    transport="webtransport",
+                )
+                return self._webtransport_refused(request, refused)
+            if not existing.session.upgrade_possible:
+                refused = rejection(
+                    BAD_REQUEST,
+                    f"session {existing.id} is already upgrading or upgraded (on "
+                    f"{existing.transport})",
+                    "a client upgrades a session once",
+                    name="TRANSPORT_MISMATCH",
+                    transport="webtransport",
+                    previousTransport=str(existing.transport),
+                )
+                return self._webtransport_refused(request, refused)
+
+            def probe(channel: WebSocketChannel) -> WebSocketHandler:
+                return existing.accept_probe(channel, TransportKind.WEBTRANSPORT)
+
+            return probe
+        assert_never(opened)
+
+    def _webtransport_refused(self, request: HttpRequest, refused: Rejection) -> str:
+        """Fire ``connection_error`` and log it as for any refused request; the reason the
+        WebTransport session is closed with (its close capsule carries it to the client)."""
+        error = ConnectionRejected(
+            request=request,
+            code=refused.code,
+            message=ERROR_MESSAGES[refused.code],
+            context=refused.context,
+            cause=refused.cause,
+            hint=refused.hint,
+        )
+        logger.warning(
+            "closed a WebTransport session from %s: %s", request.remote_address or "?", error
+        )
+        self.emit("connection_error", error)
+        return f"{refused.cause}; {refused.hint}"
+
     def _refuse_upgrade(self, request: HttpRequest, socket: EngineSocket) -> WebSocketAccept:
         """A second WebSocket for a session that is upgrading or upgraded: like the reference,
         complete the handshake and close it at once; the session is left alone."""
@@ -462,7 +586,10 @@ class EngineServer(EventEmitter, AsgiMixin):
     def _new_socket(
         self, request: HttpRequest, transport: TransportKind
     ) -> EngineSocket | Rejection:
-        protocol = protocol_of(request, self.options.allow_eio3)
+        # WebTransport exists in protocol 4 only (the reference's WebTransport socket is 4).
+        protocol: int | Rejection = 4
+        if transport is not TransportKind.WEBTRANSPORT:
+            protocol = protocol_of(request, self.options.allow_eio3)
         if isinstance(protocol, Rejection):
             return protocol
         if not self.clients and self._loop is not None:

@@ -18,7 +18,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from aiosio.engine.ended import EndedSessions
 from aiosio.engine.http import HttpRequest
-from aiosio.engine.options import TRANSPORTS, EngineOptions
+from aiosio.engine.options import KNOWN_TRANSPORTS, EngineOptions
 
 __all__ = [
     "ERROR_MESSAGES",
@@ -30,6 +30,7 @@ __all__ = [
     "SessionRequest",
     "Verdict",
     "protocol_of",
+    "run_allow_request",
     "verify",
 ]
 
@@ -172,7 +173,7 @@ async def verify(
             name="TRANSPORT_HANDSHAKE_ERROR",
         )
     if options.allow_request is not None:
-        refused = await _run_allow_request(options, request)
+        refused = await run_allow_request(options, request)
         if refused is not None:
             return refused
     return Handshake()
@@ -181,8 +182,21 @@ async def verify(
 def _transport_rejection(
     request: HttpRequest, transport: str | None, enabled: Sequence[str], upgrade: bool
 ) -> Rejection | None:
+    if transport == "webtransport":
+        # The reference refuses it here even when enabled: WebTransport is not HTTP/1.1 (its
+        # sessions come through onWebTransportSession, aiosio.transports.webtransport here).
+        return rejection(
+            UNKNOWN_TRANSPORT,
+            "transport 'webtransport' runs over HTTP/3 (QUIC, UDP), not in an HTTP/1.1 request"
+            if transport in enabled
+            else f"transport 'webtransport' is disabled on this server (transports={enabled!r})",
+            "a WebTransport client opens a session on the server's UDP port (the same number "
+            "as its HTTPS port unless configured otherwise); enable it with transports=(..., "
+            "'webtransport') and serve(..., webtransport=aiosio.WebTransport(...))",
+            transport=transport,
+        )
     if transport not in enabled:
-        if transport in TRANSPORTS:
+        if transport in KNOWN_TRANSPORTS:
             return rejection(
                 UNKNOWN_TRANSPORT,
                 f"transport {transport!r} is disabled on this server (transports={enabled!r})",
@@ -264,7 +278,7 @@ def _transport_mismatch(
     return None
 
 
-async def _run_allow_request(options: EngineOptions, request: HttpRequest) -> Rejection | None:
+async def run_allow_request(options: EngineOptions, request: HttpRequest) -> Rejection | None:
     """The hook refuses with ``aiosio.ConnectionRefused(message)`` (the message goes to the
     client, as the reference's ``callback(message, false)``) or by returning ``False``.
     Any other exception is a bug in the hook: logged, and answered with a bare Forbidden

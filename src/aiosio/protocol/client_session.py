@@ -55,6 +55,10 @@ from aiosio.protocol.engineio import (
 from aiosio.protocol.errors import LocalProtocolError, RemoteProtocolError
 from aiosio.protocol.session import TransportKind, earliest
 
+# The transports that carry one message at a time (a WebTransport stream carries the same
+# messages as a WebSocket, framed): the session behaves the same on either.
+_MESSAGE_TRANSPORTS = frozenset({TransportKind.WEBSOCKET, TransportKind.WEBTRANSPORT})
+
 __all__ = [
     "TRANSITIONS",
     "ClientConfig",
@@ -189,8 +193,11 @@ class WebSocketSend:
 
 @dataclass(frozen=True, slots=True)
 class StartProbe:
-    """Open a WebSocket with the session's sid to probe the upgrade; then call
-    :meth:`ClientSession.probe_opened`, or :meth:`ClientSession.probe_failed` if it fails."""
+    """Open a WebSocket (or a WebTransport session: ``transport``) with the session's sid to
+    probe the upgrade; then call :meth:`ClientSession.probe_opened`, or
+    :meth:`ClientSession.probe_failed` if it fails."""
+
+    transport: TransportKind = TransportKind.WEBSOCKET
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +298,9 @@ class ClientSession:
     _probe_deadline: float | None = field(init=False, default=None)
     _pause_deadline: float | None = field(init=False, default=None)
     _close_deadline: float | None = field(init=False, default=None)
+    # The upgrades still to probe, best first: WebTransport, then WebSocket (engine.io-client
+    # favours WebTransport and probes WebSocket when it fails); the first is being probed.
+    _probes: list[TransportKind] = field(init=False, default_factory=list)
 
     # -- introspection ----------------------------------------------------------------------------
 
@@ -314,7 +324,7 @@ class ClientSession:
         volatile emit needs. On WebSocket the I/O layer also checks its own write buffer."""
         if self.state is not ClientState.OPEN and self.state is not ClientState.PROBING:
             return False
-        return self.transport is TransportKind.WEBSOCKET or not self._writing
+        return self.transport in _MESSAGE_TRANSPORTS or not self._writing
 
     @property
     def buffered(self) -> int:
@@ -381,14 +391,25 @@ class ClientSession:
             self._polling = True
             events.append(Poll())
         events += self._flush()
-        if (
-            self.config.upgrade
-            and transport is TransportKind.POLLING
-            and "websocket" in self.upgrades
-        ):
-            self._set_state(ClientState.PROBING)
-            events.append(StartProbe())
+        if self.config.upgrade and transport is TransportKind.POLLING:
+            self._probes = [
+                kind
+                for kind in (TransportKind.WEBTRANSPORT, TransportKind.WEBSOCKET)
+                if kind.value in self.upgrades
+            ]
+            if self._probes:
+                self._set_state(ClientState.PROBING)
+                events.append(StartProbe(self._probes[0]))
         return events
+
+    def _next_probe(self) -> list[ClientEvent]:
+        """The probe failed: the next upgrade the server offers is probed, if any is left."""
+        if self._probes:
+            self._probes.pop(0)
+        if not self._probes or self.state is not ClientState.OPEN:
+            return []
+        self._set_state(ClientState.PROBING)
+        return [StartProbe(self._probes[0])]
 
     def handshake_failed(self) -> list[ClientEvent]:
         """The handshake did not come (the I/O layer raises its own error): CLOSED, no event."""
@@ -413,7 +434,7 @@ class ClientSession:
     def _flush(self) -> list[ClientEvent]:
         if self.state not in _FLUSHING or not self._buffer:
             return []
-        if self.transport is TransportKind.WEBSOCKET:
+        if self.transport in _MESSAGE_TRANSPORTS:
             packets, self._buffer = self._buffer, []
             return [WebSocketSend(tuple(encode_packet(p, 4) for p in packets))]
         if self._writing:
@@ -493,7 +514,7 @@ class ClientSession:
             return False
         if in_flight:
             return True
-        if self.transport is TransportKind.WEBSOCKET:
+        if self.transport in _MESSAGE_TRANSPORTS:
             return False
         raise LocalProtocolError(f"{call}() without a {method} in flight")
 
@@ -535,7 +556,7 @@ class ClientSession:
             return []
         self._probe_deadline = None
         self._set_state(ClientState.OPEN)
-        return []
+        return self._next_probe()
 
     def probe_message(self, raw: str | bytes, now: float) -> list[ClientEvent]:
         """A message on the probe WebSocket: "3probe" pauses polling; anything else fails the
@@ -563,7 +584,7 @@ class ClientSession:
         if self.state is ClientState.PROBING:
             self._probe_deadline = None
             self._set_state(ClientState.OPEN)
-            return []
+            return self._next_probe()
         if self.state is ClientState.PAUSING:
             self._pause_deadline = None
             self._set_state(ClientState.OPEN)
@@ -587,7 +608,8 @@ class ClientSession:
         closing = self.state is ClientState.CLOSING_UPGRADE
         if not closing:
             self._set_state(ClientState.OPEN)
-        self.transport = TransportKind.WEBSOCKET
+        self.transport = self._probes[0] if self._probes else TransportKind.WEBSOCKET
+        self._probes = []
         events: list[ClientEvent] = [ProbeSend(encode_packet(_UPGRADE, 4)), Upgraded()]
         if closing:
             # socket.ts: on "upgrade", flush(), then a closing socket closes the new transport.

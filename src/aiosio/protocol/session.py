@@ -85,13 +85,17 @@ def earliest(*deadlines: float | None) -> float | None:
 class TransportKind(enum.Enum):
     POLLING = "polling"
     WEBSOCKET = "websocket"
+    # A WebTransport bidirectional stream carries the same messages as a WebSocket (framed by
+    # aiosio.protocol.webtransport), so a session on it is in the WEBSOCKET state: that state
+    # means "on a message transport", and ``transport`` says which one.
+    WEBTRANSPORT = "webtransport"
 
 
 class State(enum.Enum):
     POLLING = "polling"  # open on HTTP long-polling
     PROBING = "probing"  # a WebSocket is attached for an upgrade; waiting for "2probe"
     UPGRADING = "upgrading"  # "3probe" answered; waiting for "5" on the WebSocket
-    WEBSOCKET = "websocket"  # open on WebSocket (direct, or after the upgrade)
+    WEBSOCKET = "websocket"  # open on WebSocket or WebTransport (direct, or after the upgrade)
     CLOSING = "closing"  # close() called on polling; the close packet waits for a GET
     # close() called while a WebSocket probe is attached: the buffer and the close go on the
     # next GET, or on the WebSocket if the client completes the upgrade ("5")
@@ -253,6 +257,8 @@ class EngineSession:
     _heartbeat_deadline: float | None = field(init=False, default=None)
     _upgrade_deadline: float | None = field(init=False, default=None)
     _close_deadline: float | None = field(init=False, default=None)
+    # The transport of the probe attached for an upgrade (WebSocket or WebTransport).
+    _probe_kind: TransportKind = field(init=False, default=TransportKind.WEBSOCKET)
 
     def __post_init__(self) -> None:
         polling = self.transport is TransportKind.POLLING
@@ -447,11 +453,17 @@ class EngineSession:
 
     # -- upgrade ----------------------------------------------------------------------------------
 
-    def attach_probe(self, now: float) -> list[Event]:
-        """A WebSocket carrying this session's sid was accepted for an upgrade."""
+    def attach_probe(
+        self, now: float, kind: TransportKind = TransportKind.WEBSOCKET
+    ) -> list[Event]:
+        """A WebSocket (or a WebTransport stream, ``kind``) carrying this session's sid was
+        accepted for an upgrade."""
         self.now = now
         if self.state is not State.POLLING:
             raise LocalProtocolError(f"cannot probe a session in state {self.state.value}")
+        if kind is TransportKind.POLLING:
+            raise LocalProtocolError("a session cannot upgrade to polling")
+        self._probe_kind = kind
         self._set_state(State.PROBING)
         self._upgrade_deadline = now + self.config.upgrade_timeout
         return []
@@ -503,7 +515,7 @@ class EngineSession:
             # The discarded polling transport closes its waiting GET (polling.ts doClose).
             events.append(self._answer_poll([_CLOSE]))
         self._set_state(State.WEBSOCKET)
-        self.transport = TransportKind.WEBSOCKET
+        self.transport = self._probe_kind
         events.append(Upgraded())
         if self._buffer:
             packets = self._take_buffer()

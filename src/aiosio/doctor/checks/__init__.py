@@ -21,6 +21,7 @@ from aiosio.doctor.checks.settings import check_settings
 from aiosio.doctor.checks.soak import check_soak
 from aiosio.doctor.checks.sticky import check_sticky
 from aiosio.doctor.checks.websocket import check_websocket
+from aiosio.doctor.checks.webtransport import check_webtransport, offers_webtransport
 from aiosio.doctor.diagnosis import Diagnosis
 from aiosio.doctor.exchange import close_sessions
 from aiosio.doctor.findings import Report
@@ -78,6 +79,7 @@ CHECKS: tuple[Check, ...] = (
     Check("settings", check_settings, _session),
     Check("cors", check_cors, _cors_unjudged),
     Check("websocket", check_websocket, _websocket),  # and the upgrade, when offered
+    Check("webtransport", check_webtransport, offers_webtransport),  # HTTP/3, when offered
     Check("latency", check_latency, _upgraded),
     Check("sticky", check_sticky, _session),
     Check("namespace", check_namespace, _session),

@@ -26,6 +26,12 @@ from aiosio.transports.native.http import Handoff, HttpConnection
 from aiosio.transports.native.limits import ServerLimits
 from aiosio.transports.native.tls import TlsAccept, describe_tls_failure
 from aiosio.transports.native.websocket import WriteBatcher
+from aiosio.transports.webtransport import (
+    WebTransport,
+    WebTransportServer,
+    check_webtransport,
+    serve_webtransport,
+)
 
 __all__ = ["NativeServer", "run", "serve"]
 
@@ -53,6 +59,7 @@ class NativeServer:
         self.handoff = handoff  # --workers mode (aiosio.workers)
         self.handshakes: set[asyncio.Task[None]] = set()  # TLS handshakes under way
         self._logged: set[tuple[str, str]] = set()  # (client host, message) said once
+        self.webtransport: WebTransportServer | None = None  # HTTP/3 beside, when offered
 
     @property
     def sockets(self) -> list[Any]:
@@ -124,6 +131,11 @@ class NativeServer:
             result = shutdown()
             if asyncio.iscoroutine(result):
                 await result
+        # After the app's shutdown, which closed the WebTransport sessions as the others (their
+        # last packets, then the close packet): what is left, then the UDP endpoint.
+        webtransport, self.webtransport = self.webtransport, None
+        if webtransport is not None:
+            await webtransport.close()
         deadline = self.loop.time() + grace
         while self.connections and self.loop.time() < deadline:
             for conn in list(self.connections):
@@ -154,12 +166,25 @@ async def serve(
     ssl: ssl_module.SSLContext | None = None,
     limits: ServerLimits | None = None,
     backlog: int = 1024,
+    webtransport: WebTransport | None = None,
 ) -> NativeServer:
     """Start serving ``app`` (an :class:`~aiosio.EngineServer` or :class:`~aiosio.Server`) and
-    return the running server; ``await server.close()`` stops it gracefully."""
+    return the running server; ``await server.close()`` stops it gracefully.
+
+    ``webtransport``: where to serve WebTransport over HTTP/3 (UDP, TLS), required when the
+    app's transports include ``webtransport`` (:class:`~aiosio.WebTransport`)."""
+    check_webtransport(app, webtransport)
     http_app = getattr(app, "http_app", app)
     server = NativeServer(http_app, asyncio.get_running_loop(), limits or ServerLimits())
     await server.start(host, port, ssl, backlog)
+    if webtransport is not None:
+        try:
+            server.webtransport = await serve_webtransport(
+                app, webtransport, default_host=host, default_port=server.port
+            )
+        except BaseException:
+            await server.close()
+            raise
     return server
 
 
@@ -172,15 +197,17 @@ def run(
     limits: ServerLimits | None = None,
     use_uvloop: bool | None = None,
     on_started: Callable[[NativeServer], Awaitable[None] | None] | None = None,
+    webtransport: WebTransport | None = None,
 ) -> None:
     """Run the native server until SIGINT or SIGTERM, then shut down gracefully.
 
-    uvloop is used when installed (``use_uvloop=False`` to opt out)."""
+    uvloop is used when installed (``use_uvloop=False`` to opt out); ``webtransport``: see
+    :func:`serve`."""
 
     from aiosio._debug import configure_default_logging
 
     async def main() -> None:
-        server = await serve(app, host, port, ssl=ssl, limits=limits)
+        server = await serve(app, host, port, ssl=ssl, limits=limits, webtransport=webtransport)
         scheme = "https" if ssl else "http"
         shown = f"[{host}]" if host and ":" in host else host or "0.0.0.0"
         logger.info("aiosio listening on %s://%s:%d", scheme, shown, server.port)
