@@ -5,9 +5,10 @@ namespace, sessions per transport, the cluster link's health)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from aiosio._extras import import_extra
+from aiosio.adapters.redis.link import RedisHealth
 from aiosio.adapters.redis_streams.link import StreamsHealth
 from aiosio.metrics.counts import ServerCounts
 from aiosio.metrics.labels import namespace_label
@@ -46,6 +47,17 @@ METRIC_NAMES = (
 )
 
 
+class LinkHealth(Protocol):
+    """What the metrics read of any cluster adapter's health (``RedisHealth`` has it)."""
+
+    connected: bool
+    reconnects: int
+    published: int
+    messages_received: int
+    dropped_publishes: int
+    dropped_messages: int
+
+
 class ServerCollector:
     """Yields the metric families of one instrumented server (a ``prometheus_client``
     custom collector)."""
@@ -64,8 +76,7 @@ class ServerCollector:
         yield from self._engine()
         yield from self._traffic()
         yield from self._namespaces()
-        yield from self._redis()
-        yield from self._streams()
+        yield from self._adapter()
 
     def _sockets(self) -> Iterator[Any]:
         core = self.core
@@ -176,51 +187,50 @@ class ServerCollector:
         yield durations
         yield errors
 
-    def _redis(self) -> Iterator[Any]:
-        """The cluster link, when the server's adapter has one (``health``)."""
+    def _adapter(self) -> Iterator[Any]:
+        """The cluster link's health, when the server's adapter has one: the Redis adapters'
+        (a ``RedisHealth``; the ``--workers`` bus reports the same), and the streams of the Redis
+        Streams adapter (a ``StreamsHealth``)."""
         health = getattr(self.sio.adapter_factory, "health", None)
-        if health is None:
-            return
-        core = self.core
-        yield core.GaugeMetricFamily(
-            "aiosio_redis_connected",
-            "1 while the Redis link is connected",
-            value=1 if health.connected else 0,
-        )
-        for name, doc, value in (
-            ("aiosio_redis_reconnects", "Reconnections of the Redis link", health.reconnects),
-            ("aiosio_redis_published", "Messages published to Redis", health.published),
-            (
-                "aiosio_redis_messages_received",
-                "Messages received from Redis",
-                health.messages_received,
-            ),
-            (
-                "aiosio_redis_dropped_publishes",
-                "Messages not published to Redis (link down past its deadline, queue full)",
-                health.dropped_publishes,
-            ),
-            (
-                "aiosio_redis_dropped_messages",
-                "Messages received from Redis and dropped (malformed, or not allowed)",
-                health.dropped_messages,
-            ),
-            (
+        if isinstance(health, RedisHealth):
+            yield from self._link("aiosio_redis", "Redis", health)
+            yield self.core.CounterMetricFamily(
                 "aiosio_redis_missed_deliveries",
                 "Deliveries to other servers that Redis reported missing (PUBLISH reached fewer "
                 "servers than known to be alive)",
-                health.missed_deliveries,
+                value=health.missed_deliveries,
+            )
+        if isinstance(health, StreamsHealth):
+            yield from self._streams(health)
+
+    def _link(self, prefix: str, broker: str, health: LinkHealth) -> Iterator[Any]:
+        """The families every adapter's link has, under ``prefix`` (the broker's name)."""
+        core = self.core
+        yield core.GaugeMetricFamily(
+            f"{prefix}_connected",
+            f"1 while the {broker} link is connected",
+            value=1 if health.connected else 0,
+        )
+        for name, doc, value in (
+            ("reconnects", f"Reconnections of the {broker} link", health.reconnects),
+            ("published", f"Messages published to {broker}", health.published),
+            ("messages_received", f"Messages received from {broker}", health.messages_received),
+            (
+                "dropped_publishes",
+                f"Messages not published to {broker} (link down past its deadline, queue full)",
+                health.dropped_publishes,
+            ),
+            (
+                "dropped_messages",
+                f"Messages received from {broker} and dropped (malformed, or not allowed)",
+                health.dropped_messages,
             ),
         ):
-            yield core.CounterMetricFamily(name, doc, value=value)
+            yield core.CounterMetricFamily(f"{prefix}_{name}", doc, value=value)
 
-    def _streams(self) -> Iterator[Any]:
-        """The streams of the Redis Streams adapter (its ``StreamsHealth``), beside the link's
-        families above: how far behind the reading is, what it lost to trimming, what this
-        server added."""
-        health = getattr(self.sio.adapter_factory, "health", None)
-        if not isinstance(health, StreamsHealth):
-            return
+    def _streams(self, health: StreamsHealth) -> Iterator[Any]:
+        """The streams of the Redis Streams adapter, beside its link's families: how far behind
+        the reading is, what it lost to trimming, what this server added."""
         core = self.core
         lag = core.GaugeMetricFamily(
             "aiosio_redis_streams_lag_seconds",
