@@ -10,6 +10,7 @@ Each extra adds packages for one feature:
 - ``admin``: bcrypt, for the Admin UI's basic authentication (:mod:`aiosio.admin`);
 - ``metrics``: prometheus_client, for Prometheus metrics (:mod:`aiosio.metrics`);
 - ``typed``: pydantic, for handlers whose payloads are validated (:mod:`aiosio.typed`);
+- ``postgres``: asyncpg, for ``PostgresAdapter`` (:mod:`aiosio.adapters.postgres`);
 - ``webtransport``: aioquic, for WebTransport over HTTP/3 (:mod:`aiosio.transports.webtransport`,
   the client's ``transports=[..., "webtransport"]``).
 
@@ -32,6 +33,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "admin": ("bcrypt",),
     "metrics": ("prometheus_client",),
     "typed": ("pydantic",),
+    "postgres": ("asyncpg",),
     "webtransport": ("aioquic",),
 }
 """The extras of the ``aiosio`` distribution and the top-level packages each one brings."""

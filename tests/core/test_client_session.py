@@ -561,6 +561,25 @@ def test_websocket_is_writable_while_polling_waits_for_its_post() -> None:
     assert session.writable
 
 
+def test_the_compress_option_of_each_message_goes_with_it() -> None:
+    session = open_websocket()
+    assert session.send("a", compress=False) == [WebSocketSend(("4a",), (False,))]
+    [event] = session.send("b")
+    assert event == WebSocketSend(("4b",))
+    assert list(event.pairs()) == [("4b", True)]
+
+
+def test_buffered_messages_keep_their_compress_option_through_the_upgrade() -> None:
+    session = probing_connecting()
+    session.probe_opened(T0)
+    session.probe_message("3probe", T0)
+    assert session.state is ClientState.PAUSING  # the GET in flight holds the switch
+    assert session.send("x", compress=False) == []
+    assert session.send("y") == []
+    [send] = [e for e in session.poll_ended(T0) if isinstance(e, WebSocketSend)]
+    assert list(send.pairs()) == [("4x", False), ("4y", True)]
+
+
 # -- heartbeat, on a virtual clock ---------------------------------------------------------------
 
 

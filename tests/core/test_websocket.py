@@ -1152,6 +1152,38 @@ def test_uncompressed_messages_with_deflate_active() -> None:
     assert proto.receive_data(cframe(Opcode.TEXT, b"plain")) == [TextMessage("plain")]
 
 
+@pytest.mark.parametrize("side", [Side.CLIENT, Side.SERVER])
+def test_compress_false_sends_a_message_uncompressed_with_deflate_active(side: Side) -> None:
+    """The per-message flag (Node: ``compress(false)``): no RSV1, the payload as it is; the
+    next message compresses again in the same context, and the peer reads all three."""
+    sender = WebSocketProtocol(side, deflate=DeflateParams(), compress_threshold=0)
+    other = Side.SERVER if side is Side.CLIENT else Side.CLIENT
+    receiver = WebSocketProtocol(other, deflate=DeflateParams())
+    sender.send_text("one " * 50)
+    sender.send_text("two " * 50, compress=False)
+    sender.send_binary(b"three" * 50, compress=False)
+    sender.send_binary(b"four" * 50)
+    wire = sender.data_to_send()
+    assert [b0 & 0x40 for b0, _ in read_frames(wire)] == [0x40, 0, 0, 0x40]
+    assert receiver.receive_data(wire) == [
+        TextMessage("one " * 50),
+        TextMessage("two " * 50),
+        BinaryMessage(b"three" * 50),
+        BinaryMessage(b"four" * 50),
+    ]
+
+
+def test_no_offer_and_an_answer_with_an_extension() -> None:
+    """A client that offered no extension fails a server that answers with one (RFC 6455
+    section 4.1)."""
+    assert accept_deflate_response(None, offered=False) is None
+    with pytest.raises(HandshakeError) as info:
+        accept_deflate_response("permessage-deflate", offered=False)
+    assert info.value.reason == (
+        "unexpected extension 'permessage-deflate' (offered none: per_message_deflate is off)"
+    )
+
+
 def test_compressed_text_with_invalid_utf8() -> None:
     proto = server(deflate=DeflateParams())
     events = proto.receive_data(raw_frame(0xC1, deflate_raw(b"abc\xff")))

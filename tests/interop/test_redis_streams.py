@@ -28,7 +28,8 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio as redis_asyncio
-from test_redis_cluster import REDIS_URL, Cluster, NodeProc, py, until
+from node_procs import NodeProc, py, until
+from test_redis_cluster import REDIS_URL, Cluster
 
 import aiosio
 from aiosio import Server

@@ -288,6 +288,144 @@ def test_proxy_for_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     assert proxy_for(True, "h", "http://r:3") == Proxy("r", 3)  # explicit wins over NO_PROXY
 
 
+# -- proxies that misbehave: a small asyncio server of the test plays the proxy ----------------
+
+
+@contextlib.asynccontextmanager
+async def misbehaving_proxy(answer: bytes | None) -> AsyncIterator[tuple[str, list[bytes]]]:
+    """A "proxy" that reads the CONNECT request, writes ``answer`` (nothing when ``None``) and
+    closes the connection: no tunnel ever. Yields its URL and the requests it read."""
+    requests: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            requests.append(await reader.readuntil(b"\r\n\r\n"))
+            if answer is not None:
+                writer.write(answer)
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", requests
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+_PORTAL = (
+    b"<!DOCTYPE html><html><head><title>Guest Wi-Fi \xe2\x80\x94 sign in</title></head>"
+    b"<body><form>Accept the terms</form></body></html>"
+)
+
+
+def _page_answer(status: str) -> bytes:
+    head = f"HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\n"
+    head += f"Content-Length: {len(_PORTAL)}\r\n\r\n"
+    return head.encode() + _PORTAL
+
+
+@pytest.mark.parametrize("transports", [("polling",), ("websocket",)])
+@pytest.mark.parametrize("answer", [None, b"HTTP/1.1 200 Connec"], ids=["nothing", "half"])
+async def test_a_proxy_that_closes_mid_connect(
+    transports: tuple[str, ...], answer: bytes | None
+) -> None:
+    async with misbehaving_proxy(answer) as (proxy, requests), echo_server() as port:
+        client = aiosio.Client(
+            f"http://127.0.0.1:{port}", proxy=proxy, transports=transports, reconnection=False
+        )
+        error = await connect_error(client)
+    assert requests
+    assert requests[0].startswith(f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\n".encode())
+    assert error.stage is Stage.PROXY
+    assert error.message == (
+        f"the proxy {proxy} closed the connection instead of answering CONNECT 127.0.0.1:{port}"
+    )
+    assert error.hint == "is it an HTTP proxy? (the proxy URL's host and port)"
+
+
+@pytest.mark.parametrize("transports", [("polling",), ("websocket",)])
+async def test_a_proxy_that_closes_the_tunnel_it_opened(transports: tuple[str, ...]) -> None:
+    answer = b"HTTP/1.1 200 Connection established\r\n\r\n"
+    async with misbehaving_proxy(answer) as (proxy, _), echo_server() as port:
+        client = aiosio.Client(
+            f"http://127.0.0.1:{port}", proxy=proxy, transports=transports, reconnection=False
+        )
+        error = await connect_error(client)
+    assert error.stage is (Stage.HTTP if transports == ("polling",) else Stage.WEBSOCKET)
+    assert "closed" in error.message
+    assert error.hint == (
+        f"the tunnel through the proxy {proxy} closed: the proxy accepted CONNECT but could not "
+        "reach the server, or the server closed the connection (see the proxy's log)"
+    )
+
+
+@pytest.mark.parametrize("transports", [("polling",), ("websocket",)])
+async def test_a_proxy_that_answers_200_with_a_page_instead_of_a_tunnel(
+    transports: tuple[str, ...],
+) -> None:
+    async with (
+        misbehaving_proxy(_page_answer("200 OK")) as (proxy, requests),
+        echo_server() as port,
+    ):
+        client = aiosio.Client(
+            f"http://127.0.0.1:{port}", proxy=proxy, transports=transports, reconnection=False
+        )
+        error = await connect_error(client)
+    assert len(requests) == 1  # nothing was sent into the "tunnel"
+    assert error.stage is Stage.PROXY
+    assert error.status == 200
+    assert error.body == _PORTAL
+    assert error.message == (
+        f"the proxy {proxy} answered CONNECT 127.0.0.1:{port} with HTTP/1.1 200 OK and an HTML "
+        'page "Guest Wi-Fi \u2014 sign in" instead of opening a tunnel'
+    )
+    assert error.hint is not None
+    assert "does not tunnel" in error.hint
+    assert "captive portal" in error.hint
+
+
+@pytest.mark.parametrize(
+    ("status", "hint"),
+    [
+        ("403 Forbidden", "policy forbids a tunnel"),
+        ("407 Proxy Authentication Required", "the proxy wants credentials"),
+        ("502 Bad Gateway", "could not reach"),
+    ],
+)
+async def test_a_proxy_that_refuses_with_an_html_page(status: str, hint: str) -> None:
+    async with misbehaving_proxy(_page_answer(status)) as (proxy, _), echo_server() as port:
+        client = aiosio.Client(f"http://127.0.0.1:{port}", proxy=proxy, reconnection=False)
+        error = await connect_error(client)
+    assert error.stage is Stage.PROXY
+    assert error.status == int(status.split()[0])
+    assert error.body == _PORTAL
+    assert error.message == (
+        f"the proxy {proxy} refused CONNECT 127.0.0.1:{port}: HTTP/1.1 {status} and an HTML "
+        'page "Guest Wi-Fi \u2014 sign in"'
+    )
+    assert error.hint is not None
+    assert hint in error.hint
+
+
+async def test_a_proxy_that_answers_with_something_else_than_http() -> None:
+    answer = b"SSH-2.0-OpenSSH_9.2\r\n\r\n"
+    async with misbehaving_proxy(answer) as (proxy, _), echo_server() as port:
+        client = aiosio.Client(f"http://127.0.0.1:{port}", proxy=proxy, reconnection=False)
+        error = await connect_error(client)
+    assert error.stage is Stage.PROXY
+    assert error.status is None
+    assert (
+        error.message == f"the proxy {proxy} refused CONNECT 127.0.0.1:{port}: SSH-2.0-OpenSSH_9.2"
+    )
+    assert error.hint == "the answer is not HTTP: is this an HTTP proxy?"
+
+
 # -- aiosio doctor through the proxy ----------------------------------------------------------
 
 

@@ -124,3 +124,25 @@ async def test_add_trailing_slash_false_serves_the_path_as_given(serve: Any) -> 
     await client.connect()
     assert client.connected
     await client.disconnect()
+
+
+async def test_compress_flag_and_engine_events_in_memory() -> None:
+    """``client.compress(False)`` and ``client.io.engine.on(...)`` work on aiosio.testing's
+    in-memory WebSocket too (its carrier has no compression: the flag is carried and ignored)."""
+    sio = aiosio.Server()
+    sio.on("echo", lambda _socket, value: value)
+    async with connect(sio) as client:
+        engine = client.io.engine
+        assert engine is not None
+        assert engine.transport.name == "websocket"
+        created: list[Any] = []
+        received: list[Any] = []
+        engine.on("packetCreate", created.append)
+        engine.on("packet", received.append)
+        assert await client.compress(False).emit_with_ack("echo", "a", timeout=5) == "a"
+        assert await client.emit_with_ack("echo", "b", timeout=5) == "b"
+    assert [(p.data, p.compress) for p in created[:2]] == [
+        ('20["echo","a"]', False),
+        ('21["echo","b"]', True),
+    ]
+    assert [p.data for p in received[:2]] == ['30["a"]', '31["b"]']

@@ -134,6 +134,40 @@ async def test_invalid_payload_answers_the_ack_with_the_error_and_never_reaches_
     assert "msg.text: Field required, and 1 more error(s)" in warnings[0]
 
 
+async def test_invalid_payloads_with_acks_are_counted_and_logged_once_per_event_too(
+    sio_client: tuple[aiosio.Server, aiosio.Client], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 17 item 1: an acknowledged refusal is answered with the error AND counted and
+    logged, once per event name, exactly as one without an acknowledgement."""
+    sio, client = sio_client
+    got: list[Any] = []
+
+    @sio.on("chat")
+    def chat(socket: aiosio.Socket, msg: ChatMessage) -> str:
+        got.append(msg)
+        return "ok"
+
+    @sio.on("point")
+    def point(socket: aiosio.Socket, p: Point) -> str:
+        got.append(p)
+        return "ok"
+
+    await client.connect()
+    with caplog.at_level(logging.WARNING, "aiosio.server"):
+        for _ in range(3):
+            assert (await ask(client, "chat", {"text": 1}))["error"] == "invalid payload"
+        assert (await ask(client, "point", {"x": "no"}))["error"] == "invalid payload"
+        client.emit("point", None)  # without an ack: the same count, no second warning
+        assert await ask(client, "sync") == "synced"
+    assert got == []
+    assert sio.sockets.invalid_payloads.counts == {"chat": 3, "point": 2}
+    warnings = [r.getMessage() for r in caplog.records if "failed validation" in r.getMessage()]
+    assert [w.split(" failed validation")[0] for w in warnings] == [
+        "namespace /: a payload of event 'chat'",
+        "namespace /: a payload of event 'point'",
+    ]
+
+
 async def test_the_answer_to_an_invalid_payload_is_configurable(
     sio_client: tuple[aiosio.Server, aiosio.Client],
 ) -> None:

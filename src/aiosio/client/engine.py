@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any, assert_never
 from urllib.parse import quote
 
-from aiosio.client.errors import ConnectError, Stage, hint_for_http
+from aiosio._events import EventEmitter
+from aiosio.client.errors import ConnectError, Stage, UpgradeError, hint_for_http
 from aiosio.client.http import (
     ClientWebSocket,
     CookieJar,
@@ -66,6 +67,7 @@ from aiosio.protocol.engineio import (
     decode_payload,
 )
 from aiosio.protocol.errors import RemoteProtocolError
+from aiosio.protocol.session import TRANSPORT_NAMES, TransportName
 
 __all__ = ["ClientState", "EngineClient", "EngineOptions"]
 
@@ -109,6 +111,9 @@ class EngineOptions:
     webtransport_port: int | None = None
     certificate_hashes: tuple[bytes, ...] = ()
     verify: bool = True
+    # permessage-deflate offered on WebSocket, messages of at least this many bytes compressed
+    # (Node: perMessageDeflate: {threshold: 1024}); None: not offered.
+    compress_threshold: int | None = 1024
 
     @property
     def endpoint(self) -> Endpoint:
@@ -149,15 +154,31 @@ def _query_string(query: Mapping[str, str]) -> str:
     )
 
 
-class EngineClient:
-    """One Engine.IO session. Callbacks: ``on_message(data)``, ``on_close(reason, description)``,
-    ``on_upgrade(transport_name)``, ``on_ping()``.
+_NO_TRANSPORT = TransportName("")
+_PONG = Packet(PacketType.PONG)
+
+
+class EngineClient(EventEmitter):
+    """One Engine.IO session (``client.io.engine``). Callbacks for its Manager:
+    ``on_message(data)``, ``on_close(reason, description)``, ``on_upgrade(transport_name)``,
+    ``on_ping()``.
+
+    Events, engine.io-client's, for applications (debugging, as the reference's docs show):
+    ``packet`` (each :class:`~aiosio.protocol.engineio.Packet` received), ``packetCreate``
+    (each packet the client queues: messages with their ``compress`` option, pongs),
+    ``upgrade`` (the new transport, ``.name``), ``upgradeError``
+    (:class:`~aiosio.client.errors.UpgradeError`: the session stays on polling), ``drain``
+    (everything queued was written), ``close`` (reason, description). With no handler, an
+    event costs one test of an empty dict.
 
     ``state`` is the core's :class:`ClientState` (``PAUSING`` while the upgrade pauses polling);
-    ``transport`` the name of the transport in use (``""`` before the handshake), as the
-    reference's ``transport.name``."""
+    ``transport`` the transport in use, a ``str`` with ``.name`` as the reference's transport
+    object (``""`` before the handshake)."""
+
+    _logger = logging.getLogger("aiosio.client.engine")
 
     def __init__(self, options: EngineOptions) -> None:
+        super().__init__()
         self.options = options
         self.session = self._new_session()
         self.jar = CookieJar()
@@ -176,6 +197,7 @@ class EngineClient:
         self._timer_at: float | None = None
         self._expiring: asyncio.Handle | None = None
         self._closing_ws: list[ClientWebSocket] = []
+        self._upgrade_failed = False  # upgradeError was emitted for the current probe
 
     def _new_session(self) -> ClientSession:
         options = self.options
@@ -197,9 +219,9 @@ class EngineClient:
         return self.session.state
 
     @property
-    def transport(self) -> str:
+    def transport(self) -> TransportName:
         transport = self.session.transport
-        return "" if transport is None else transport.value
+        return _NO_TRANSPORT if transport is None else TRANSPORT_NAMES[transport]
 
     @property
     def id(self) -> str | None:
@@ -442,6 +464,7 @@ class EngineClient:
             self._headers(),
             max_message_size=o.max_payload,
             url=url,
+            compress_threshold=o.compress_threshold,
         )
 
     def _websocket_refused(self, result: HttpResult, url: str) -> ConnectError:
@@ -462,6 +485,9 @@ class EngineClient:
         if self.session.state is not ClientState.OPENING:
             # close() came while the handshake was on its way (the Manager gave up).
             raise ConnectError(Stage.PROTOCOL, "the session was closed while opening", url=url)
+        if self._handlers:
+            for packet in packets:
+                self.emit("packet", packet)
         try:
             events = self.session.handshake(packets, transport, _clock())
         except RemoteProtocolError as exc:
@@ -477,6 +503,8 @@ class EngineClient:
             if isinstance(event, MessageReceived):
                 self.on_message(event.data)
             elif isinstance(event, PingReceived):
+                if self._handlers:
+                    self.emit("packetCreate", _PONG)
                 self.on_ping()
             elif isinstance(event, Poll):
                 self._poll_task = self._spawn(self._poll())
@@ -485,8 +513,11 @@ class EngineClient:
             elif isinstance(event, WebSocketSend):
                 ws = self._ws
                 if ws is not None:
-                    for message in event.messages:
-                        ws.send(message)
+                    for message, compress in event.pairs():
+                        ws.send(message, compress)
+                    if self._handlers:
+                        # The reference's "fake drain" of its WebSocket, at the next turn.
+                        asyncio.get_running_loop().call_soon(self._drained)
             elif isinstance(event, StartProbe):
                 self._spawn(self._probe(event.transport))
             elif isinstance(event, ProbeSend):
@@ -547,6 +578,11 @@ class EngineClient:
         except RemoteProtocolError as exc:
             self._apply(self.session.parse_error(exc, _clock()))
             return
+        self._received(packet)
+
+    def _received(self, packet: Packet) -> None:
+        if self._handlers and not self.session.is_closed:
+            self.emit("packet", packet)
         self._apply(self.session.received(packet, _clock()))
 
     def _on_ws_close(self, code: int | None, error: str | None) -> None:
@@ -572,12 +608,12 @@ class EngineClient:
             )
         except PayloadError as exc:
             for packet in exc.decoded:
-                self._apply(session.received(packet, _clock()))
+                self._received(packet)
             self._apply(session.parse_error(exc, _clock()))
             return
         for packet in packets:
             # One at a time: what a handler sends in between follows what the packet produced.
-            self._apply(session.received(packet, _clock()))
+            self._received(packet)
         self._apply(session.poll_ended(_clock()))
 
     async def _polling_request(
@@ -599,9 +635,12 @@ class EngineClient:
 
     # -- sending --------------------------------------------------------------------------------
 
-    def send(self, data: str | bytes) -> None:
-        """Queue a message; dropped once the session is closing (as the reference)."""
-        self._apply(self.session.send(data))
+    def send(self, data: str | bytes, compress: bool = True) -> None:
+        """Queue a message; dropped once the session is closing (as the reference).
+        ``compress=False``: its WebSocket message is not compressed (polling ignores it)."""
+        if self._handlers and self.session.accepting:
+            self.emit("packetCreate", Packet(PacketType.MESSAGE, data, compress))
+        self._apply(self.session.send(data, compress))
 
     @property
     def writable(self) -> bool:
@@ -623,12 +662,21 @@ class EngineClient:
                 self._apply(session.transport_error(error, _clock()))
             return
         self._apply(session.post_ended(_clock()))
+        if self._handlers:
+            self._drained()
+
+    def _drained(self) -> None:
+        """Everything queued was written (the reference's ``drain``): nothing buffered, no
+        POST in flight."""
+        if self.session.buffered == 0 and self.session.writable:
+            self.emit("drain")
 
     # -- upgrade --------------------------------------------------------------------------------
 
     async def _probe(self, kind: TransportKind = TransportKind.WEBSOCKET) -> None:
         url = self.url(kind.value)
         self._probe_kind = kind
+        self._upgrade_failed = False
         try:
             if kind is TransportKind.WEBTRANSPORT:
                 conn: ClientWebSocket | None = await self._connect_webtransport(url)
@@ -637,15 +685,18 @@ class EngineClient:
                 conn, result = await self._connect_websocket(url)
         except ConnectError as exc:
             logger.info("%s upgrade failed, staying on polling: %s", kind.value, exc)
+            self._upgrade_error(f"probe error: {exc.message}", exc)
             self._apply(self.session.probe_failed(_clock()))
             return
         if conn is None:
             assert result is not None
+            refused = self._websocket_refused(result, url)
             logger.info(
                 "websocket upgrade refused with HTTP %d, staying on polling: %s",
                 result.status,
-                self._websocket_refused(result, url),
+                refused,
             )
+            self._upgrade_error(f"probe error: {refused.message}", refused)
             self._apply(self.session.probe_failed(_clock()))
             return
         self._probe_conn = conn
@@ -658,8 +709,9 @@ class EngineClient:
             if conn is self._probe_conn:
                 self._probe_conn = None
                 self._closing_ws.append(conn)
-                if self.session.state is ClientState.PROBING:
+                if self.session.state in (ClientState.PROBING, ClientState.PAUSING):
                     logger.info("websocket probe closed (code %s), staying on polling", code)
+                    self._upgrade_error("probe error: transport closed", error)
                 self._apply(self.session.probe_closed(_clock()))
 
         conn.on_message = on_probe
@@ -670,6 +722,9 @@ class EngineClient:
     def _close_probe(self, reason: str) -> None:
         if self.session.state is ClientState.OPEN:
             logger.info("websocket probe failed, staying on polling: %s", reason)
+            self._upgrade_error(f"probe error: {reason}")
+        elif self._probe_conn is not None:
+            self._upgrade_error("probe error: socket closed")
         conn, self._probe_conn = self._probe_conn, None
         if conn is not None:
             conn.close()
@@ -684,6 +739,18 @@ class EngineClient:
         conn.on_close = self._on_ws_close
         self._close_polling()
         self.on_upgrade(self._probe_kind.value)
+        if self._handlers:
+            self.emit("upgrade", TRANSPORT_NAMES[self._probe_kind])
+
+    def _upgrade_error(self, message: str, description: Any = None) -> None:
+        # One report per probe: a probe given up while it connected (the probe timeout) is
+        # closed again once it opens, and that says nothing new.
+        if self._handlers and not self._upgrade_failed:
+            self._upgrade_failed = True
+            transport = self._probe_kind.value
+            self.emit(
+                "upgradeError", UpgradeError(message, transport=transport, description=description)
+            )
 
     # -- closing --------------------------------------------------------------------------------
 
@@ -720,6 +787,8 @@ class EngineClient:
         if reason is not CloseReason.FORCED_CLOSE:
             logger.info("engine.io session closed: %s %s", reason, event.description or "")
         self.on_close(reason.value, event.description)
+        if self._handlers:
+            self.emit("close", reason.value, event.description)
 
     def _close_polling(self) -> None:
         poll = self._poll_task

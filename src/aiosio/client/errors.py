@@ -17,6 +17,7 @@ __all__ = [
     "PARSER_HINT",
     "ConnectError",
     "Stage",
+    "UpgradeError",
     "engine_error",
     "hint_for_http",
 ]
@@ -93,6 +94,18 @@ class ConnectError(Exception):
 
     def __repr__(self) -> str:
         return f"ConnectError(stage={self.stage.name}, message={self.message!r})"
+
+
+class UpgradeError(Exception):
+    """The argument of the engine's ``upgradeError`` event (``client.io.engine``): the upgrade
+    to ``transport`` failed and the session stays on polling. ``message`` as the reference's
+    (``probe error``, ``probe error: <cause>``), ``description`` the underlying error if any."""
+
+    def __init__(self, message: str, *, transport: str = "websocket", description: Any = None):
+        super().__init__(message)
+        self.message = message
+        self.transport = transport
+        self.description = description
 
 
 def engine_error(body: bytes) -> tuple[int, str] | None:

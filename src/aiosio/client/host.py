@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, overload
 
+from aiosio.client.engine import EngineClient
 from aiosio.client.errors import ConnectError
 from aiosio.client.http import Trace, WebSocketOpener
 from aiosio.client.proxy import ProxyOption
@@ -49,6 +50,8 @@ class ManagerOptions:
     websocket_opener: WebSocketOpener | None = None
     webtransport_port: int | None = None
     certificate_hashes: tuple[bytes, ...] = ()
+    # per_message_deflate: the threshold in bytes, None when it is off.
+    compress_threshold: int | None = 1024
 
 
 class NamespaceSocket(Protocol):
@@ -87,6 +90,13 @@ class ManagerHost(Protocol):
     def uri(self) -> str: ...
 
     @property
+    def engine(self) -> EngineClient | None:
+        """The Engine.IO session (Node: ``socket.io.engine``), ``None`` before the first
+        attempt and once closed: its ``transport.name`` and its events (``packet``,
+        ``packetCreate``, ``upgrade``, ``upgradeError``, ``drain``, ``close``)."""
+        ...
+
+    @property
     def is_open(self) -> bool:
         """The Engine.IO connection is open."""
         ...
@@ -109,8 +119,9 @@ class ManagerHost(Protocol):
     def open(self, callback: Callable[[ConnectError | None], None] | None = None) -> None:
         """Open the Engine.IO connection (nothing to do when opening or open)."""
 
-    def write(self, packet: Packet) -> None:
-        """Encode and send a Socket.IO packet (dropped when no connection is open)."""
+    def write(self, packet: Packet, compress: bool = True) -> None:
+        """Encode and send a Socket.IO packet (dropped when no connection is open);
+        ``compress=False``: its WebSocket messages are not compressed."""
 
     def attach(self, namespace: str, socket: NamespaceSocket) -> None:
         """``socket`` is the Manager's socket for ``namespace``."""

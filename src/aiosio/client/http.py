@@ -272,6 +272,18 @@ def _tls_hint(exc: ssl_module.SSLCertVerificationError) -> str:
     return "the server's certificate is not trusted: pass ssl= a context that trusts it"
 
 
+def _closed_hint(endpoint: Endpoint, direct: str) -> str:
+    """The hint of a connection that closed before its answer: through a proxy, the tunnel may
+    be what closed (the proxy said yes to CONNECT, then could not reach the server)."""
+    proxy = endpoint.proxy
+    if proxy is None:
+        return direct
+    return (
+        f"the tunnel through the proxy {proxy.shown} closed: the proxy accepted CONNECT but "
+        "could not reach the server, or the server closed the connection (see the proxy's log)"
+    )
+
+
 class ResponseReader:
     """Collects one response from httptools' callbacks. The parser is the caller's (it refers to
     this object): a reference back would make a cycle per request, freed only by the garbage
@@ -340,7 +352,9 @@ class HttpConnection:
                     raise ConnectError(
                         Stage.TRANSPORT if reused else Stage.HTTP,
                         f"the connection closed before an HTTP answer: {exc}",
-                        hint="the server closed the connection: is it an HTTP server?",
+                        hint=_closed_hint(
+                            self.endpoint, "the server closed the connection: is it an HTTP server?"
+                        ),
                         description=exc,
                         url=url,
                     ) from exc
@@ -421,13 +435,14 @@ async def _read_handshake_answer(
     reader: asyncio.StreamReader,
     parser: httptools.HttpResponseParser,
     response: ResponseReader,
-    timeout: float,
+    endpoint: Endpoint,
     url: str,
 ) -> bytes:
     """Feed the answer to a WebSocket handshake to ``parser`` (a refusal with its small body);
     returns what came after the head of a 101 (the first frames)."""
     buffer = b""
     leftover = b""
+    timeout = endpoint.timeout
     try:
         async with _within(timeout, f"no WebSocket handshake answer within {timeout}s", url=url):
             while not response.headers_done:
@@ -462,7 +477,9 @@ async def _read_handshake_answer(
         raise ConnectError(
             Stage.WEBSOCKET,
             f"the server closed the connection during the WebSocket handshake: {exc}",
-            hint="the server or a proxy refused the upgrade without an answer",
+            hint=_closed_hint(
+                endpoint, "the server or a proxy refused the upgrade without an answer"
+            ),
             description=exc,
             url=url,
         ) from exc
@@ -481,8 +498,9 @@ class ClientWebSocket(Protocol):
     def start(self) -> None:
         """Deliver the peer's messages from now on."""
 
-    def send(self, data: str | bytes) -> None:
-        """Queue one message (dropped once closing)."""
+    def send(self, data: str | bytes, compress: bool = True) -> None:
+        """Queue one message (dropped once closing); ``compress=False`` keeps it out of
+        permessage-deflate, where the carrier has it."""
 
     @property
     def buffered_amount(self) -> int:
@@ -545,9 +563,15 @@ class WebSocketConnection:
         *,
         max_message_size: int,
         url: str,
+        compress_threshold: int | None = 1024,
     ) -> tuple[WebSocketConnection | None, HttpResult]:
         """Open a WebSocket; ``(None, answer)`` when the server answered the handshake with
-        something else than 101 (the answer says what)."""
+        something else than 101 (the answer says what).
+
+        ``compress_threshold``: permessage-deflate is offered, and messages of at least that
+        many bytes are sent compressed when the server accepts it (as Node's client, through
+        ``ws``, offers it with ``perMessageDeflate: {threshold: 1024}``); ``None``: not offered.
+        """
         reader, writer = await open_stream(endpoint, url=url)
         trace = endpoint.trace
         key = ws.new_client_key()
@@ -558,8 +582,9 @@ class WebSocketConnection:
             "Connection: Upgrade",
             f"Sec-WebSocket-Key: {key}",
             "Sec-WebSocket-Version: 13",
-            f"Sec-WebSocket-Extensions: {ws.client_deflate_offer()}",
         ]
+        if compress_threshold is not None:
+            lines.append(f"Sec-WebSocket-Extensions: {ws.client_deflate_offer()}")
         lines += [f"{name}: {value}" for name, value in headers.items()]
         if trace:
             for line in lines:
@@ -568,7 +593,7 @@ class WebSocketConnection:
         response = ResponseReader()
         parser = httptools.HttpResponseParser(response)
         with _closed_on_error(writer):
-            leftover = await _read_handshake_answer(reader, parser, response, endpoint.timeout, url)
+            leftover = await _read_handshake_answer(reader, parser, response, endpoint, url)
         result = HttpResult(parser.get_status_code(), response.headers, b"".join(response.body))
         if trace:
             trace("<", f"HTTP/1.1 {result.status}")
@@ -580,7 +605,9 @@ class WebSocketConnection:
         lowered = {k.lower(): v for k, v in result.headers}
         try:
             ws.check_server_handshake(101, lowered, key)
-            params = ws.accept_deflate_response(lowered.get("sec-websocket-extensions"))
+            params = ws.accept_deflate_response(
+                lowered.get("sec-websocket-extensions"), offered=compress_threshold is not None
+            )
         except ws.HandshakeError as exc:
             writer.close()
             raise ConnectError(
@@ -591,7 +618,10 @@ class WebSocketConnection:
                 url=url,
             ) from exc
         codec = ws.WebSocketProtocol(
-            ws.Side.CLIENT, max_message_size=max_message_size, deflate=params
+            ws.Side.CLIENT,
+            max_message_size=max_message_size,
+            deflate=params,
+            compress_threshold=compress_threshold or 0,
         )
         return cls(reader, writer, codec, leftover), result
 
@@ -634,13 +664,13 @@ class WebSocketConnection:
             self._writer.close()
         self.on_close(code, error)
 
-    def send(self, data: str | bytes) -> None:
+    def send(self, data: str | bytes, compress: bool = True) -> None:
         if self._closed or self.codec.state is not ws.State.OPEN:
             return
         if isinstance(data, str):
-            self.codec.send_text(data)
+            self.codec.send_text(data, compress=compress)
         else:
-            self.codec.send_binary(data)
+            self.codec.send_binary(data, compress=compress)
         self._writer.write(self.codec.data_to_send())
 
     @property

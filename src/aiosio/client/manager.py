@@ -250,6 +250,7 @@ class Manager(EventEmitter):
                 webtransport_port=o.webtransport_port,
                 certificate_hashes=o.certificate_hashes,
                 verify=self.ssl is None or self.ssl.verify_mode != ssl_module.CERT_NONE,
+                compress_threshold=o.compress_threshold,
             )
         )
         self.engine = engine
@@ -336,12 +337,12 @@ class Manager(EventEmitter):
         if socket is not None:
             socket.manager_packet(packet)
 
-    def write(self, packet: Packet) -> None:
+    def write(self, packet: Packet, compress: bool = True) -> None:
         engine = self.engine
         if engine is None:
             return
         for part in self.options.parser.encode(packet):
-            engine.send(part)
+            engine.send(part, compress)
 
     # -- closing and reconnecting ---------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import ipaddress
+import re
 import urllib.request
 from dataclasses import dataclass
 from typing import Literal
@@ -140,18 +141,84 @@ async def tunnel(
             description=exc,
             url=url,
         ) from exc
-    status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+    status_line, headers = _parse_head(head)
     fields = status_line.split(" ", 2)
     status = int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else 0
-    if 200 <= status < 300:
+    page = _page(headers)
+    if 200 <= status < 300 and page is None:
         return
+    body = await _read_body(reader, headers) if page is not None else b""
+    shown = f"{status_line[:200]}" + (f" and {_describe_page(page, body)}" if page else "")
+    if 200 <= status < 300:
+        # RFC 9110 section 9.3.6: a 2xx answer to CONNECT opens the tunnel and has no content.
+        # One with a page is a proxy that answers for the server (a captive portal, a login or
+        # block page, a web server): the client's requests would read that page as the server.
+        raise ConnectError(
+            Stage.PROXY,
+            f"the proxy {proxy.shown} answered CONNECT {authority} with {shown} instead of "
+            "opening a tunnel",
+            hint=(
+                f"{proxy.shown} does not tunnel: it answers with a page of its own (a captive "
+                "portal or a login page? open it in a browser), or it is not an HTTP proxy: check "
+                "the proxy URL (HTTPS_PROXY/HTTP_PROXY or proxy=)"
+            ),
+            status=status,
+            body=body or None,
+            url=url,
+        )
     raise ConnectError(
         Stage.PROXY,
-        f"the proxy {proxy.shown} refused CONNECT {authority}: {status_line[:200]}",
+        f"the proxy {proxy.shown} refused CONNECT {authority}: {shown}",
         hint=_refusal_hint(status, proxy, authority),
         status=status or None,
+        body=body or None,
         url=url,
     )
+
+
+def _parse_head(head: bytes) -> tuple[str, dict[str, str]]:
+    """The status line and the headers (names in lowercase, the last of a repeated one)."""
+    lines = head.decode("latin-1").split("\r\n")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if colon:
+            headers[name.strip().lower()] = value.strip()
+    return lines[0], headers
+
+
+def _page(headers: dict[str, str]) -> str | None:
+    """The content type of the page an answer carries (``""`` when it has a body of no stated
+    type), ``None`` when it has none: what a tunnel's answer must not have."""
+    content_type = headers.get("content-type", "").partition(";")[0].strip().lower()
+    length = headers.get("content-length", "0").strip()
+    if content_type or (length.isdigit() and int(length) > 0) or "transfer-encoding" in headers:
+        return content_type
+    return None
+
+
+async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
+    """The page's bytes, when its length is stated (at most 64 KiB, to show in the error);
+    ``b""`` otherwise: what follows without a length cannot be told from a tunnel's bytes."""
+    length = headers.get("content-length", "").strip()
+    if not length.isdigit():
+        return b""
+    try:
+        return await reader.readexactly(min(int(length), _MAX_ANSWER))
+    except (ConnectionError, asyncio.IncompleteReadError) as exc:
+        return exc.partial if isinstance(exc, asyncio.IncompleteReadError) else b""
+
+
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
+
+
+def _describe_page(content_type: str, body: bytes) -> str:
+    """``an HTML page "Title"``, ``a text/plain page``: what the proxy answered with."""
+    if content_type == "text/html" or body.lstrip()[:1] == b"<":
+        match = _TITLE.search(body)
+        title = " ".join(match.group(1).decode("utf-8", "replace").split())[:80] if match else ""
+        return f'an HTML page "{title}"' if title else "an HTML page"
+    return f"a {content_type} page" if content_type else "a page"
 
 
 def _refusal_hint(status: int, proxy: Proxy, authority: str) -> str:

@@ -93,6 +93,7 @@ class _Queued:
 
     args: list[Any]
     future: asyncio.Future[list[Any]] | None
+    compress: bool = True
     tries: int = 0
     pending: bool = False
 
@@ -131,6 +132,7 @@ class Client:
         auto_connect: bool = False,
         server_certificate_hashes: Sequence[str | bytes] = (),
         webtransport_port: int | None = None,
+        per_message_deflate: bool | int = True,
     ) -> None:
         """``websocket_opener``: how the WebSocket transport connects (see
         :class:`~aiosio.client.http.WebSocketOpener`); ``None``, the default, over TCP.
@@ -152,7 +154,12 @@ class Client:
         always with TLS. ``server_certificate_hashes`` (the browser's
         ``serverCertificateHashes``): SHA-256 hashes (base64 or hex) of the certificates to
         accept instead of verifying the chain, for development certificates; ``ssl=False``
-        verifies nothing."""
+        verifies nothing.
+
+        ``per_message_deflate`` (Node: ``perMessageDeflate``, ``{threshold: 1024}`` by
+        default): the WebSocket offers permessage-deflate, and when the server accepts it the
+        messages of at least 1024 bytes (or the number given) are sent compressed, unless
+        emitted with ``client.compress(False)``; ``False``: not offered."""
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https", "ws", "wss"):
@@ -172,6 +179,7 @@ class Client:
                 f"proxy must be a proxy URL such as 'http://proxy:3128', False (no proxy) or "
                 f"None (HTTP_PROXY/HTTPS_PROXY/NO_PROXY), got {proxy!r}"
             )
+        compress_threshold = _compress_threshold(per_message_deflate)
         secure = scheme in ("https", "wss")
         host = parts.hostname or "localhost"
         port = parts.port or (443 if secure else 80)
@@ -214,6 +222,7 @@ class Client:
             remember_upgrade=remember_upgrade,
             webtransport_port=webtransport_port,
             certificate_hashes=hashes,
+            compress_threshold=compress_threshold,
         )
         self.io: ManagerHost = manager_for(
             scheme=scheme,
@@ -237,12 +246,14 @@ class Client:
         self._handlers: dict[str, list[Callable[..., Any]]] = {}
         self._any: list[Callable[..., Any]] = []
         self._any_outgoing: list[Callable[..., Any]] = []
-        self._send_buffer: list[Packet] = []
+        # Packets emitted before the connection, with their compress flag.
+        self._send_buffer: list[tuple[Packet, bool]] = []
         self._receive_buffer: list[Packet] = []
         self._ack_counter = 0
         self._acks: dict[int, Callable[[list[Any] | BaseException], None]] = {}
         self._queue: list[_Queued] = []
         self._volatile = False
+        self._compress = True
         self._timeout: float | None = None
         self._waiters: list[asyncio.Future[None]] = []
         if auto_connect:
@@ -518,9 +529,9 @@ class Client:
         for packet in received:
             self._dispatch(packet)
         sent, self._send_buffer = self._send_buffer, []
-        for packet in sent:
+        for packet, compress in sent:
             self._notify_outgoing(packet.data)
-            self.io.write(packet)
+            self.io.write(packet, compress)
         self._drain_queue(force=True)
         self._emit_local("connect")
         self._settle(None)
@@ -583,6 +594,14 @@ class Client:
         self._volatile = True
         return self
 
+    def compress(self, value: bool) -> Client:
+        """The next emit's compress flag (Node: ``socket.compress(false).emit(...)``):
+        ``False`` sends its WebSocket message uncompressed even when permessage-deflate is on
+        (``per_message_deflate``); ``True``, the default, lets messages of at least the
+        threshold be compressed. Long-polling ignores it."""
+        self._compress = value
+        return self
+
     def timeout(self, seconds: float) -> Client:
         """The next ``emit_with_ack`` raises :class:`AckTimeout` after ``seconds``."""
         self._timeout = seconds
@@ -592,24 +611,26 @@ class Client:
         """Send an event; buffered while disconnected (unless ``volatile``)."""
         _check(event)
         volatile, self._volatile = self._volatile, False
+        compress, self._compress = self._compress, True
         try:
             if self.retries and not volatile:
                 check_encodable(f"emit({event!r})", args_paths(args))  # kept to be sent later
-                self._enqueue([event, *args], None)
+                self._enqueue([event, *args], None, compress)
                 return
-            self._send(Packet(PacketType.EVENT, self.namespace, [event, *args]), volatile)
+            packet = Packet(PacketType.EVENT, self.namespace, [event, *args])
+            self._send(packet, volatile, compress)
         except ENCODE_ERRORS as exc:
             raise_encoding_error(f"emit({event!r})", args_paths(args), exc)
 
     def send(self, *args: Any) -> None:
         self.emit("message", *args)
 
-    def _send(self, packet: Packet, volatile: bool) -> None:
+    def _send(self, packet: Packet, volatile: bool, compress: bool) -> None:
         writable = self.io.writable
         connected = self.connected and self.io.can_send()
         if connected and (writable or not volatile):
             self._notify_outgoing(packet.data)
-            self.io.write(packet)
+            self.io.write(packet, compress)
             return
         # Dropped or kept for later, it is encoded now all the same: a value that cannot be
         # encoded raises at the emit, not when the buffer is sent.
@@ -617,7 +638,7 @@ class Client:
         if volatile and not writable:
             logger.debug("discard packet as the transport is not currently writable")
         else:
-            self._send_buffer.append(packet)
+            self._send_buffer.append((packet, compress))
 
     def _notify_outgoing(self, data: list[Any]) -> None:
         for handler in tuple(self._any_outgoing):
@@ -643,15 +664,16 @@ class Client:
         if limit is None:
             limit = self.ack_timeout
         volatile, self._volatile = self._volatile, False
+        compress, self._compress = self._compress, True
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         if self.retries and not volatile:
             check_encodable(f"emit_with_ack({event!r})", args_paths(args))  # sent later
-            self._enqueue([event, *args], future)
+            self._enqueue([event, *args], future, compress)
             return future
         ack_id = self._register(future)
         packet = Packet(PacketType.EVENT, self.namespace, [event, *args], ack_id)
         try:
-            self._send(packet, volatile)
+            self._send(packet, volatile, compress)
         except ENCODE_ERRORS as exc:
             self._acks.pop(ack_id, None)
             raise_encoding_error(f"emit_with_ack({event!r})", args_paths(args), exc)
@@ -664,7 +686,7 @@ class Client:
             return await wait_ack(future, limit, "%r was not acknowledged", event)
         except AckTimeout:
             self._acks.pop(ack_id, None)
-            self._send_buffer = [p for p in self._send_buffer if p.id != ack_id]
+            self._send_buffer = [sent for sent in self._send_buffer if sent[0].id != ack_id]
             raise
 
     def _register(self, future: asyncio.Future[list[Any]]) -> int:
@@ -684,8 +706,10 @@ class Client:
 
     # retries: at-least-once delivery, one packet in flight, in order ----------------------------
 
-    def _enqueue(self, args: list[Any], future: asyncio.Future[list[Any]] | None) -> None:
-        self._queue.append(_Queued(args, future))
+    def _enqueue(
+        self, args: list[Any], future: asyncio.Future[list[Any]] | None, compress: bool
+    ) -> None:
+        self._queue.append(_Queued(args, future, compress))
         self._drain_queue()
 
     def _drain_queue(self, force: bool = False) -> None:
@@ -698,7 +722,9 @@ class Client:
         head.tries += 1
         attempt: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         ack_id = self._register(attempt)
-        self._send(Packet(PacketType.EVENT, self.namespace, head.args, ack_id), False)
+        self._send(
+            Packet(PacketType.EVENT, self.namespace, head.args, ack_id), False, head.compress
+        )
         limit = self.ack_timeout
         handle = (
             asyncio.get_running_loop().call_later(limit, self._retry_timeout, head, ack_id)
@@ -749,7 +775,7 @@ class Client:
             logger.debug("close (%s)", reason)
             self._emit_local("disconnect", reason, description)
         acks, self._acks = self._acks, {}
-        unsent = {p.id for p in self._send_buffer if p.id is not None}
+        unsent = {p.id for p, _ in self._send_buffer if p.id is not None}
         for ack_id, callback in acks.items():
             if ack_id in unsent:
                 self._acks[ack_id] = callback  # sent on reconnection
@@ -779,6 +805,20 @@ class Client:
         await self.io.wait_closed()
 
     close = disconnect
+
+
+def _compress_threshold(per_message_deflate: bool | int) -> int | None:
+    """The threshold in bytes of ``per_message_deflate``, ``None`` when it is off."""
+    if per_message_deflate is True:
+        return 1024
+    if per_message_deflate is False:
+        return None
+    if isinstance(per_message_deflate, int) and per_message_deflate >= 0:
+        return per_message_deflate
+    raise ValueError(
+        "per_message_deflate must be True (messages of 1024 bytes and more compressed), False "
+        f"(not offered) or a threshold in bytes (>= 0), got {per_message_deflate!r}"
+    )
 
 
 def _check(event: str) -> None:

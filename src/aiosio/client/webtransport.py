@@ -152,7 +152,8 @@ class WebTransportConnection:
             code, error = self.ended
             self.on_close(1000 if code == 0 else code, error)
 
-    def send(self, data: str | bytes) -> None:
+    def send(self, data: str | bytes, compress: bool = True) -> None:
+        # ``compress``: WebTransport has no per-message compression (nor has the reference's).
         if self.closed or self.stream_id < 0:
             return
         frame = encode_frame(data)

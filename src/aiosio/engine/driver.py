@@ -21,6 +21,7 @@ from aiosio.engine.http import HttpRequest, WebSocketChannel, WebSocketHandler
 from aiosio.engine.timers import TimerWheel
 from aiosio.protocol.prepared import PreparedMessage
 from aiosio.protocol.session import (
+    TRANSPORT_NAMES,
     Closed,
     EngineConfig,
     EngineSession,
@@ -32,6 +33,7 @@ from aiosio.protocol.session import (
     ProbeSend,
     State,
     TransportKind,
+    TransportName,
     Upgraded,
     UpgradeStarted,
     WebSocketClose,
@@ -63,21 +65,6 @@ class SessionHost(Protocol):
 
     def forget(self, socket: EngineSocket, reason: str) -> None:
         """``socket``'s session closed for ``reason``."""
-
-
-class TransportName(str):
-    """A transport's name that reads as the reference's transport object too: ``str`` for every
-    comparison aiosio and its users make (``conn.transport == "websocket"``), ``.name`` as Node's
-    ``socket.conn.transport.name``."""
-
-    __slots__ = ()
-
-    @property
-    def name(self) -> str:
-        return str(self)
-
-
-_TRANSPORT_NAMES = {kind: TransportName(kind.value) for kind in TransportKind}
 
 
 class EngineSocket(EventEmitter):
@@ -125,7 +112,7 @@ class EngineSocket(EventEmitter):
     def transport(self) -> TransportName:
         """The transport's name (``"polling"``, ``"websocket"``), which also reads as the
         reference's transport object: ``conn.transport.name``."""
-        return _TRANSPORT_NAMES[self.session.transport]
+        return TRANSPORT_NAMES[self.session.transport]
 
     @property
     def ready_state(self) -> str:

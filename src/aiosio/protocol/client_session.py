@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from aiosio.protocol.engineio import (
@@ -186,9 +186,18 @@ class Post:
 
 @dataclass(frozen=True, slots=True)
 class WebSocketSend:
-    """Write these messages, in order, to the session's WebSocket."""
+    """Write these messages, in order, to the session's WebSocket; ``compress`` is each one's
+    option (``False``: never through permessage-deflate; every message may be compressed when
+    it is empty)."""
 
     messages: tuple[str | bytes, ...]
+    compress: tuple[bool, ...] = ()
+
+    def pairs(self) -> Iterator[tuple[str | bytes, bool]]:
+        """The messages with their option: ``for message, compress in event.pairs()``."""
+        if not self.compress:
+            return ((message, True) for message in self.messages)
+        return zip(self.messages, self.compress, strict=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,6 +336,12 @@ class ClientSession:
         return self.transport in _MESSAGE_TRANSPORTS or not self._writing
 
     @property
+    def accepting(self) -> bool:
+        """:meth:`send` queues a message now (the reference's "opening" or "open"); once the
+        session is closing, messages are dropped."""
+        return self.state in _SENDING
+
+    @property
     def buffered(self) -> int:
         """Packets waiting to be sent."""
         return len(self._buffer)
@@ -421,11 +436,12 @@ class ClientSession:
 
     # -- sending ----------------------------------------------------------------------------------
 
-    def send(self, data: str | bytes) -> list[ClientEvent]:
-        """Queue a message. Dropped once the session is closing, as in the reference."""
-        if self.state not in _SENDING:
+    def send(self, data: str | bytes, compress: bool = True) -> list[ClientEvent]:
+        """Queue a message (``compress=False``: not through permessage-deflate on WebSocket).
+        Dropped once the session is closing, as in the reference."""
+        if not self.accepting:
             return []
-        return self._queue(Packet(PacketType.MESSAGE, data))
+        return self._queue(Packet(PacketType.MESSAGE, data, compress))
 
     def _queue(self, packet: Packet) -> list[ClientEvent]:
         self._buffer.append(packet)
@@ -436,7 +452,7 @@ class ClientSession:
             return []
         if self.transport in _MESSAGE_TRANSPORTS:
             packets, self._buffer = self._buffer, []
-            return [WebSocketSend(tuple(encode_packet(p, 4) for p in packets))]
+            return [_websocket_send(packets)]
         if self._writing:
             return []
         packets = self._writable_packets()
@@ -615,7 +631,7 @@ class ClientSession:
             # socket.ts: on "upgrade", flush(), then a closing socket closes the new transport.
             if self._buffer:
                 packets, self._buffer = self._buffer, []
-                events.append(WebSocketSend(tuple(encode_packet(p, 4) for p in packets)))
+                events.append(_websocket_send(packets))
             return events + self._terminate(CloseReason.FORCED_CLOSE, None, send_close=False)
         return events + self._flush()
 
@@ -692,3 +708,11 @@ class ClientSession:
         self._pause_deadline = self._close_deadline = None
         events.append(Closed(reason, description))
         return events
+
+
+def _websocket_send(packets: list[Packet]) -> WebSocketSend:
+    """The packets as WebSocket messages, with their compress option when one says no."""
+    messages = tuple(encode_packet(p, 4) for p in packets)
+    if all(p.compress for p in packets):
+        return WebSocketSend(messages)
+    return WebSocketSend(messages, tuple(p.compress for p in packets))

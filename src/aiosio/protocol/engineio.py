@@ -18,7 +18,7 @@ from __future__ import annotations
 import binascii
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiosio.protocol.errors import RemoteProtocolError
 from aiosio.protocol.text import encode_text
@@ -62,10 +62,15 @@ _CHAR_BY_TYPE = {t: str(t.value) for t in PacketType}
 
 @dataclass(frozen=True, slots=True)
 class Packet:
-    """One Engine.IO packet. ``data`` is ``bytes`` for a binary message, else a string."""
+    """One Engine.IO packet. ``data`` is ``bytes`` for a binary message, else a string.
+
+    ``compress`` is the sender's option, not on the wire (the reference's
+    ``packet.options.compress``): ``False`` keeps a WebSocket message of this packet out of
+    permessage-deflate; it takes no part in comparisons."""
 
     type: PacketType
     data: str | bytes = ""
+    compress: bool = field(default=True, compare=False)
 
 
 class PayloadError(RemoteProtocolError):

@@ -49,6 +49,7 @@ from aiosio.protocol.engineio import (
 from aiosio.protocol.errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = [
+    "TRANSPORT_NAMES",
     "Closed",
     "EngineConfig",
     "EngineSession",
@@ -61,6 +62,7 @@ __all__ = [
     "SessionId",
     "State",
     "TransportKind",
+    "TransportName",
     "UpgradeStarted",
     "Upgraded",
     "WebSocketClose",
@@ -89,6 +91,21 @@ class TransportKind(enum.Enum):
     # aiosio.protocol.webtransport), so a session on it is in the WEBSOCKET state: that state
     # means "on a message transport", and ``transport`` says which one.
     WEBTRANSPORT = "webtransport"
+
+
+class TransportName(str):
+    """A transport's name that reads as the reference's transport object too: ``str`` for every
+    comparison aiosio and its users make (``conn.transport == "websocket"``), ``.name`` as Node's
+    ``socket.conn.transport.name`` (server) and ``socket.io.engine.transport.name`` (client)."""
+
+    __slots__ = ()
+
+    @property
+    def name(self) -> str:
+        return str(self)
+
+
+TRANSPORT_NAMES = {kind: TransportName(kind.value) for kind in TransportKind}
 
 
 class State(enum.Enum):

@@ -671,11 +671,12 @@ class WebSocketProtocol:
                 f"cannot send {what}: the connection is {self.state.name} (expected OPEN)"
             )
 
-    def _send_data(self, opcode: Opcode, payload: bytes) -> None:
+    def _send_data(self, opcode: Opcode, payload: bytes, compress: bool) -> None:
         # Compression is optional per message (RFC 7692 section 6); zlib cannot compress a raw
         # stream with an 8-bit window, so a peer that asked for one gets uncompressed messages.
         if (
-            self._deflate is not None
+            compress
+            and self._deflate is not None
             and len(payload) >= self._compress_threshold
             and self._local_bits > 8
         ):
@@ -692,15 +693,17 @@ class WebSocketProtocol:
         else:
             self._out.append(encode_frame(opcode, payload, mask=self._mask_out))
 
-    def send_text(self, data: str) -> None:
-        """Queue a text message. Raises :class:`InvalidState` unless OPEN."""
+    def send_text(self, data: str, *, compress: bool = True) -> None:
+        """Queue a text message, compressed when permessage-deflate is active, ``compress`` and
+        it has at least ``compress_threshold`` bytes. Raises :class:`InvalidState` unless OPEN."""
         self._check_open("a text message")
-        self._send_data(Opcode.TEXT, encode_text(data))
+        self._send_data(Opcode.TEXT, encode_text(data), compress)
 
-    def send_binary(self, data: bytes) -> None:
-        """Queue a binary message. Raises :class:`InvalidState` unless OPEN."""
+    def send_binary(self, data: bytes, *, compress: bool = True) -> None:
+        """Queue a binary message (compressed as :meth:`send_text` says). Raises
+        :class:`InvalidState` unless OPEN."""
         self._check_open("a binary message")
-        self._send_data(Opcode.BINARY, data)
+        self._send_data(Opcode.BINARY, data, compress)
 
     def send_ping(self, data: bytes = b"") -> None:
         """Queue a ping. Raises :class:`InvalidState` unless OPEN, ValueError over 125 bytes."""

@@ -129,8 +129,9 @@ def client_deflate_offer() -> str:
     return f"{_EXTENSION}; {_CLIENT_BITS}"
 
 
-def accept_deflate_response(header: str | None) -> DeflateParams | None:
-    """Client side: check the server's ``Sec-WebSocket-Extensions`` answer to our offer.
+def accept_deflate_response(header: str | None, *, offered: bool = True) -> DeflateParams | None:
+    """Client side: check the server's ``Sec-WebSocket-Extensions`` answer to our offer
+    (``offered=False``: we offered no extension at all).
 
     Returns ``None`` when the server declined compression. Raises :class:`HandshakeError` when
     the answer names an extension we did not offer or parameters RFC 7692 forbids; the client
@@ -138,6 +139,12 @@ def accept_deflate_response(header: str | None) -> DeflateParams | None:
     """
     if header is None or not header.strip():
         return None
+    if not offered:
+        raise HandshakeError(
+            f"unexpected extension '{shorten(header.strip())}' (offered none: "
+            "per_message_deflate is off)",
+            101,
+        )
     if len(header) > _MAX_EXTENSIONS_HEADER:
         raise HandshakeError(
             "invalid 'Sec-WebSocket-Extensions' header (expected at most "

@@ -196,8 +196,8 @@ class ClientEnd(_End):
         self._started = True
         self._wake()
 
-    def send(self, data: str | bytes) -> None:
-        self._send_message(data)
+    def send(self, data: str | bytes, compress: bool = True) -> None:
+        self._send_message(data)  # in memory: nothing to compress
 
     def close(self, code: int = 1000) -> None:
         self._send_close(code)

@@ -1,0 +1,666 @@
+"""The PostgreSQL connections of one server: a listener that does not die quietly, and a publisher
+that sends in order through a bounded queue.
+
+* The **listener** connection runs ``LISTEN`` on every namespace's channel and hands each
+  notification to its namespace in the order PostgreSQL delivers them (a message stored in the
+  attachments table is read on the same connection, and the notifications after it wait for it).
+  It reconnects with bounded, jittered backoff after a restart, ``pg_terminate_backend``, a
+  network cut; a connection without a notification for ``health_check_interval`` is asked
+  ``SELECT 1`` and replaced when no answer comes. ``NOTIFY`` keeps nothing for a listener that is
+  away: what other servers publish during an outage is lost, and the link says so (log, health).
+* The **publisher** connection sends the queued messages one at a time, in order (each ``NOTIFY``
+  is its own transaction: PostgreSQL folds identical notifications of one transaction into one).
+  A message whose connection was found lost before it was sent is sent again on a new connection
+  until ``retry_timeout`` after it was queued; one whose fate is unknown (the connection broke or
+  stalled while the command ran) is not sent again, so nothing arrives twice. What cannot be sent
+  is counted and logged, never dropped silently. The same connection deletes the attachments
+  older than ``cleanup_interval`` every ``cleanup_interval``, as the reference does.
+
+Nothing starts before it is first needed inside a running event loop (a server can be created
+before a fork). ``asyncpg`` is imported when the link is made (not with ``aiosio``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import re
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from aiosio._extras import import_extra
+from aiosio.adapters.postgres.messages import Outgoing, encode_header
+from aiosio.adapters.redis.link import set_within
+
+__all__ = ["Notification", "PostgresHealth", "PostgresLink", "check_table_name"]
+
+logger = logging.getLogger("aiosio.adapter.postgres")
+
+# A notification's channel and payload; an attachment's row arrives as bytes.
+Notification = Callable[[str, "str | bytes"], None]
+
+_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}(\.[A-Za-z_][A-Za-z0-9_$]{0,62})?")
+
+
+def check_table_name(name: str) -> str:
+    """``name`` when it is a plain (optionally schema-qualified) SQL identifier; the reference
+    writes it into its queries as given, so anything else is refused here."""
+    if not isinstance(name, str) or not _TABLE_NAME.fullmatch(name):
+        raise ValueError(
+            f"table_name must be a table name such as 'socket_io_attachments' or "
+            f"'myschema.socket_io_attachments' (letters, digits, _ and $, at most 63 "
+            f"characters per part), got {name!r}"
+        )
+    return name
+
+
+@dataclass(slots=True)
+class PostgresHealth:
+    """What an operator needs to know about the cluster link (the same fields as
+    :class:`~aiosio.adapters.redis.RedisHealth`, for the logs and the metrics, plus the
+    attachments)."""
+
+    connected: bool = False
+    reconnects: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+    disconnected_since: float | None = None
+    outage_seconds: float = 0.0
+    messages_received: int = 0
+    published: int = 0
+    dropped_publishes: int = 0
+    dropped_messages: int = 0  # received and refused (malformed, not allowed, attachment lost)
+    # Always 0: NOTIFY does not say how many listeners got a message (the Redis adapter counts
+    # PUBLISH's shortfall here); a listener's outage is in reconnects and outage_seconds.
+    missed_deliveries: int = 0
+    retried_publishes: int = 0
+    queued_publishes: int = 0
+    last_message_at: float | None = None
+    subscriptions: int = 0
+    attachments_published: int = 0
+    attachments_received: int = 0
+    attachments_deleted: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "connected": self.connected,
+            "reconnects": self.reconnects,
+            "last_error": self.last_error,
+            "outage_seconds": round(self.outage_seconds, 3),
+            "messages_received": self.messages_received,
+            "published": self.published,
+            "dropped_publishes": self.dropped_publishes,
+            "dropped_messages": self.dropped_messages,
+            "missed_deliveries": self.missed_deliveries,
+            "retried_publishes": self.retried_publishes,
+            "queued_publishes": self.queued_publishes,
+            "subscriptions": self.subscriptions,
+            "attachments_published": self.attachments_published,
+            "attachments_received": self.attachments_received,
+            "attachments_deleted": self.attachments_deleted,
+        }
+
+
+class _Unsent(Exception):
+    """The publisher connection was found lost before the command was sent: safe to retry."""
+
+
+class PostgresLink:
+    """The PostgreSQL connections of one server, shared by its namespaces."""
+
+    def __init__(
+        self,
+        dsn: str | None,
+        *,
+        connect_options: dict[str, Any] | None = None,
+        table_name: str = "socket_io_attachments",
+        cleanup_interval: float = 30.0,
+        max_queue: int = 10_000,
+        retry_timeout: float = 2.0,
+        health_check_interval: float = 30.0,
+        command_timeout: float = 5.0,
+        backoff_min: float = 0.1,
+        backoff_max: float = 5.0,
+    ) -> None:
+        if max_queue < 1:
+            raise ValueError(
+                f"max_publish_queue must be at least 1 message, got {max_queue}: it bounds the "
+                "messages waiting for PostgreSQL"
+            )
+        if not retry_timeout >= 0:
+            raise ValueError(
+                f"publish_retry_timeout must be 0 or more seconds, got {retry_timeout}: it "
+                "bounds how long a message waits for the PostgreSQL connection to come back"
+            )
+        for name, value in (
+            ("health_check_interval", health_check_interval),
+            ("cleanup_interval", cleanup_interval),
+            ("command_timeout", command_timeout),
+        ):
+            if not value > 0:
+                raise ValueError(f"{name} must be more than 0 seconds, got {value}")
+        self.dsn = dsn
+        self.connect_options = dict(connect_options or {})
+        self.table_name = check_table_name(table_name)
+        self.cleanup_interval = cleanup_interval
+        self.health = PostgresHealth()
+        self._idle = health_check_interval
+        self._command_timeout = command_timeout
+        self._max_queue = max_queue
+        self._retry_timeout = retry_timeout
+        self._backoff_min = backoff_min
+        self._backoff_max = backoff_max
+        self._channels: dict[str, Notification] = {}
+        self._listener_conn: Any = None
+        self._publisher_conn: Any = None
+        self._publisher_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._queue: asyncio.Queue[tuple[Outgoing, float]] | None = None
+        self._ready: asyncio.Event | None = None
+        self._inbox: deque[tuple[str, str, str | None]] = deque()
+        self.own_uids: set[str] = set()  # this server's adapters: their messages are skipped
+        self._reader: asyncio.Task[None] | None = None
+        self._on_connected_callbacks: list[Callable[[], None]] = []
+        self._closed = False
+        self._dropped_logged_at = 0.0
+        # Imported here, not with aiosio: a missing extra is an ImportError at construction.
+        self._asyncpg: Any = import_extra("asyncpg", extra="postgres", feature="PostgresAdapter")
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def ensure_started(self) -> bool:
+        """Start the tasks if an event loop runs (never before: safe to create before a fork)."""
+        if self._tasks or self._closed:
+            return bool(self._tasks)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        self._ready = asyncio.Event()
+        self._queue = asyncio.Queue(self._max_queue)
+        self._tasks = [
+            loop.create_task(self._listen(), name="aiosio-postgres-listener"),
+            loop.create_task(self._send(), name="aiosio-postgres-publisher"),
+            loop.create_task(self._clean(), name="aiosio-postgres-cleanup"),
+        ]
+        return True
+
+    async def ready(self, timeout: float = 5.0) -> bool:
+        """Wait until every channel is listened to; False when PostgreSQL is not reachable."""
+        self.ensure_started()
+        assert self._ready is not None
+        return await set_within(self._ready, timeout)
+
+    def on_connected(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` each time the listener (re)connects (the adapters say hello)."""
+        self._on_connected_callbacks.append(callback)
+
+    def off_connected(self, callback: Callable[[], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._on_connected_callbacks.remove(callback)
+
+    @property
+    def connected(self) -> bool:
+        """Whether the listener is connected and listening now."""
+        return self._listener_conn is not None and self.health.connected
+
+    async def close(self) -> None:
+        """Stop. What is queued is sent first, for at most ``retry_timeout`` seconds (one at
+        least); what is left then is counted as dropped and logged."""
+        if self._closed:
+            return
+        self._closed = True
+        queue = self._queue
+        if queue is not None and self._tasks and not self._tasks[1].done():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(self._retry_timeout, 1.0)):
+                    await queue.join()
+            left = queue.qsize()
+            if left:
+                self.health.dropped_publishes += left
+                logger.error(
+                    "closing the postgres link with %d messages not sent within %ss: other "
+                    "servers do not see them; check that PostgreSQL is reachable",
+                    left,
+                    max(self._retry_timeout, 1.0),
+                )
+        for task in [*self._tasks, self._reader]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        for conn in (self._listener_conn, self._publisher_conn):
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.close(), 2)
+                with contextlib.suppress(Exception):
+                    conn.terminate()
+        self._listener_conn = self._publisher_conn = None
+        self.health.connected = False
+
+    def _is_closed(self) -> bool:
+        return self._closed
+
+    async def _connect(self, role: str) -> Any:
+        """A new connection; ``application_name`` (``aiosio``, or the one given in
+        ``server_settings``) gets the ``role`` appended, for ``pg_stat_activity``."""
+        options = {"timeout": self._command_timeout, **self.connect_options}
+        settings = dict(options.get("server_settings") or {})
+        settings["application_name"] = f"{settings.get('application_name', 'aiosio')} {role}"
+        options["server_settings"] = settings
+        return await self._asyncpg.connect(self.dsn, **options)
+
+    # -- listening --------------------------------------------------------------------------------
+
+    def listen(self, channel: str, handler: Notification) -> None:
+        """Deliver the notifications of ``channel`` to ``handler`` (from now on, and again after
+        each reconnection)."""
+        self._channels[channel] = handler
+        self.health.subscriptions = len(self._channels)
+        conn = self._listener_conn
+        if conn is not None:
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().create_task(self._listen_to(conn, channel))
+
+    def unlisten(self, channel: str) -> None:
+        """Stop delivering the notifications of ``channel`` (``UNLISTEN`` when connected)."""
+        if self._channels.pop(channel, None) is None:
+            return
+        self.health.subscriptions = len(self._channels)
+        conn = self._listener_conn
+        if conn is not None:
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().create_task(self._unlisten_from(conn, channel))
+
+    async def _unlisten_from(self, conn: Any, channel: str) -> None:
+        with contextlib.suppress(Exception):
+            await conn.remove_listener(channel, self._on_notification)
+
+    async def _listen_to(self, conn: Any, channel: str) -> None:
+        try:
+            await conn.add_listener(channel, self._on_notification)
+        except Exception as exc:  # noqa: BLE001 - the connection is replaced, then it listens
+            logger.warning("LISTEN %r failed: %s; listening again on reconnection", channel, exc)
+            with contextlib.suppress(Exception):
+                conn.terminate()
+
+    async def _listen(self) -> None:
+        delay = self._backoff_min
+        while not self._closed:
+            started = time.monotonic()
+            conn = None
+            try:
+                conn = await self._connect("listener")
+                lost = asyncio.Event()
+                conn.add_termination_listener(partial(_set_event, lost))
+                for channel in list(self._channels):
+                    await conn.add_listener(channel, self._on_notification)
+                self._listener_conn = conn
+                self._on_connected()
+                await self._watch(conn, lost)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure means: reconnect
+                self._on_lost(exc)
+            finally:
+                self._listener_conn = None
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        conn.terminate()
+            if self._is_closed():
+                return
+            if time.monotonic() - started > 10 * self._backoff_max:
+                delay = self._backoff_min  # it had been up for a while: start over
+            await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter
+            delay = min(delay * 2, self._backoff_max)
+
+    async def _watch(self, conn: Any, lost: asyncio.Event) -> None:
+        """Return (raise) when the listener connection is lost, or when it stays silent past
+        ``health_check_interval`` and does not answer ``SELECT 1`` in time."""
+        while True:
+            seen = self.health.messages_received
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._idle):
+                    await lost.wait()
+            if lost.is_set():
+                raise ConnectionError("the listener connection was closed")
+            if self.health.messages_received != seen:
+                continue
+            try:
+                await conn.fetchval("SELECT 1", timeout=self._command_timeout)
+            except Exception as exc:
+                raise ConnectionError(
+                    f"no answer to SELECT 1 on the listener connection within "
+                    f"{self._command_timeout:g}s after {self._idle:g}s without a notification "
+                    f"(health_check_interval): a stalled or half-open connection ({exc})"
+                ) from exc
+
+    def _on_notification(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
+        health = self.health
+        health.messages_received += 1
+        health.last_message_at = time.time()
+        attachment = attachment_of(payload)
+        if attachment is not None and attachment[1] in self.own_uids:
+            return  # this server's own message: not even read from the table
+        if self._inbox or attachment is not None:
+            # Attachments are read from the table: what follows waits for them (order kept).
+            self._inbox.append((channel, payload, attachment and attachment[0]))
+            if self._reader is None or self._reader.done():
+                self._reader = asyncio.get_running_loop().create_task(self._read_inbox())
+            return
+        self._deliver(channel, payload)
+
+    def _deliver(self, channel: str, data: str | bytes) -> None:
+        handler = self._channels.get(channel)
+        if handler is None:
+            return
+        try:
+            handler(channel, data)
+        except Exception:
+            logger.exception("handling a notification on %s failed", channel)
+
+    async def _read_inbox(self) -> None:
+        inbox = self._inbox
+        while inbox:
+            channel, payload, attachment_id = inbox[0]
+            if attachment_id is None:
+                self._deliver(channel, payload)
+            else:
+                row = await self._fetch_attachment(channel, attachment_id)
+                if row is not None:
+                    self._deliver(channel, row)
+            inbox.popleft()
+
+    async def _fetch_attachment(self, channel: str, attachment_id: str) -> bytes | None:
+        conn = self._listener_conn
+        try:
+            if conn is None:
+                raise ConnectionError("the listener connection is down")  # noqa: TRY301
+            row = await conn.fetchval(
+                f"SELECT payload FROM {self.table_name} WHERE id = $1",  # noqa: S608 - checked name
+                int(attachment_id),
+                timeout=self._command_timeout,
+            )
+        except Exception as exc:  # noqa: BLE001 - counted and logged
+            self.health.dropped_messages += 1
+            logger.warning(
+                "dropped a message on %s: its attachment %s could not be read from %s (%s: %s)",
+                channel,
+                attachment_id,
+                self.table_name,
+                type(exc).__name__,
+                exc,
+            )
+            return None
+        if row is None:
+            self.health.dropped_messages += 1
+            logger.warning(
+                "dropped a message on %s: its attachment %s is not in %s (deleted after "
+                "cleanup_interval, or written to another table: every server of the cluster "
+                "needs the same table_name)",
+                channel,
+                attachment_id,
+                self.table_name,
+            )
+            return None
+        self.health.attachments_received += 1
+        return bytes(row)
+
+    def _on_connected(self) -> None:
+        health = self.health
+        if health.disconnected_since is not None:
+            health.reconnects += 1
+            outage = time.time() - health.disconnected_since
+            health.outage_seconds += outage
+            logger.warning(
+                "postgres LISTEN restored after %.1fs (reconnect #%d): messages published by "
+                "other servers during the outage were not received (NOTIFY keeps nothing)",
+                outage,
+                health.reconnects,
+            )
+            health.disconnected_since = None
+        health.connected = True
+        assert self._ready is not None
+        self._ready.set()
+        for callback in self._on_connected_callbacks:
+            try:
+                callback()
+            except Exception:
+                logger.exception("a callback on the postgres reconnection failed")
+
+    def _on_lost(self, exc: BaseException) -> None:
+        health = self.health
+        if health.connected or health.disconnected_since is None:
+            health.disconnected_since = health.disconnected_since or time.time()
+            logger.error(
+                "postgres LISTEN connection lost (%s: %s): reconnecting; messages from other "
+                "servers are missed until it is back",
+                type(exc).__name__,
+                exc,
+            )
+        health.connected = False
+        if self._ready is not None:
+            self._ready.clear()
+        health.last_error = f"{type(exc).__name__}: {exc}"
+        health.last_error_at = time.time()
+
+    # -- publishing -------------------------------------------------------------------------------
+
+    def publish(self, message: Outgoing) -> None:
+        """Queue a message; sent in order by one task."""
+        if not self.ensure_started():
+            self._drop(message.channel, "no event loop is running")
+            return
+        assert self._queue is not None
+        try:
+            self._queue.put_nowait((message, time.monotonic()))
+        except asyncio.QueueFull:
+            self._drop(
+                message.channel,
+                f"max_publish_queue={self._max_queue} messages wait already for PostgreSQL",
+            )
+            return
+        self.health.queued_publishes = self._queue.qsize()
+
+    async def _send(self) -> None:
+        assert self._queue is not None
+        assert self._ready is not None
+        queue = self._queue
+        # The first messages (the adapters' INITIAL_HEARTBEAT) wait for the listener: the
+        # answers they ask for must find it listening.
+        await set_within(self._ready, self._retry_timeout + self._command_timeout)
+        while True:
+            message, queued_at = await queue.get()
+            try:
+                await self._publish_one(message, queued_at)
+            finally:
+                queue.task_done()
+            self.health.queued_publishes = queue.qsize()
+
+    async def _publisher(self) -> Any:
+        conn = self._publisher_conn
+        if conn is not None and not conn.is_closed():
+            return conn
+        self._publisher_conn = None
+        try:
+            conn = await self._connect("publisher")
+        except Exception as exc:
+            raise _Unsent(f"{type(exc).__name__}: {exc}") from exc
+        self._publisher_conn = conn
+        return conn
+
+    async def _publish_one(self, message: Outgoing, queued_at: float) -> None:
+        """Send one message; when the connection cannot be had, try again until
+        ``retry_timeout`` after it was queued. The queue waits meanwhile: order is kept."""
+        deadline = queued_at + self._retry_timeout
+        attempts = 0
+        delay = self._backoff_min
+        first_error: str | None = None
+        while True:
+            attempts += 1
+            try:
+                async with self._publisher_lock:
+                    conn = await self._publisher()
+                    await self._notify(conn, message)
+            except asyncio.CancelledError:
+                raise
+            except _Unsent as exc:
+                error = str(exc)
+                self.health.last_error = error
+                first_error = first_error or error
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    if attempts > 1:
+                        error += f" after {attempts} attempts over {self._retry_timeout}s"
+                    self._drop(message.channel, error)
+                    return
+                await asyncio.sleep(min(delay, left))
+                delay = min(delay * 2, self._backoff_max)
+                continue
+            except Exception as exc:  # noqa: BLE001 - sent or not: not again (at most once)
+                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                self.health.last_error = error
+                self._discard_publisher()
+                self._drop(message.channel, error + _hint(exc, self.table_name))
+                return
+            self.health.published += 1
+            if attempts > 1:
+                self.health.retried_publishes += 1
+                logger.info(
+                    "sent to postgres channel %s at attempt %d, %.2fs after it was queued: the "
+                    "connection had been lost (%s) and was opened again; nothing was lost",
+                    message.channel,
+                    attempts,
+                    time.monotonic() - queued_at,
+                    first_error,
+                )
+            return
+
+    async def _notify(self, conn: Any, message: Outgoing) -> None:
+        timeout = self._command_timeout
+        if message.text is not None:
+            await conn.execute("SELECT pg_notify($1, $2)", message.channel, message.text,
+                               timeout=timeout)  # fmt: skip
+            return
+        attachment_id = await conn.fetchval(
+            f"INSERT INTO {self.table_name} (payload) VALUES ($1) RETURNING id",  # noqa: S608
+            message.attachment,
+            timeout=timeout,
+        )
+        self.health.attachments_published += 1
+        header = encode_header(message, str(attachment_id))
+        await conn.execute("SELECT pg_notify($1, $2)", message.channel, header, timeout=timeout)
+
+    def _discard_publisher(self) -> None:
+        conn, self._publisher_conn = self._publisher_conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.terminate()
+
+    def _drop(self, channel: str, why: str) -> None:
+        self.health.dropped_publishes += 1
+        now = time.monotonic()
+        if now - self._dropped_logged_at > 5.0:
+            self._dropped_logged_at = now
+            logger.error(
+                "could not send to postgres channel %s (%s): %d messages lost so far; other "
+                "servers do not see them; check that PostgreSQL is reachable (PostgresAdapter's "
+                "publish_retry_timeout=%ss and max_publish_queue=%d bound how long and how many "
+                "messages wait for it)",
+                channel,
+                why,
+                self.health.dropped_publishes,
+                self._retry_timeout,
+                self._max_queue,
+            )
+
+    # -- the attachments table --------------------------------------------------------------------
+
+    async def _clean(self) -> None:
+        """Every ``cleanup_interval``, delete the attachments older than ``cleanup_interval``."""
+        interval = self.cleanup_interval
+        query = (
+            f"DELETE FROM {self.table_name} "  # noqa: S608 - checked name
+            f"WHERE created_at < now() - interval '{round(interval * 1000)} milliseconds'"
+        )
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with self._publisher_lock:
+                    conn = await self._publisher()
+                    status = await conn.execute(query, timeout=self._command_timeout)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - logged; tried again next interval
+                logger.warning(
+                    "deleting the old attachments from %s failed (%s: %s)%s",
+                    self.table_name,
+                    type(exc).__name__,
+                    exc,
+                    _hint(exc, self.table_name),
+                )
+                continue
+            with contextlib.suppress(ValueError, IndexError):
+                self.health.attachments_deleted += int(str(status).rsplit(" ", 1)[-1])
+
+    async def create_table(self) -> None:
+        """``CREATE TABLE IF NOT EXISTS`` the attachments table, as the reference's README."""
+        conn = await self._connect("setup")
+        try:
+            await conn.execute(create_table_sql(self.table_name))
+        finally:
+            await conn.close()
+
+
+def create_table_sql(table_name: str) -> str:
+    """The attachments table of the reference's README."""
+    return (
+        f"CREATE TABLE IF NOT EXISTS {check_table_name(table_name)} (\n"
+        "    id          bigserial UNIQUE,\n"
+        "    created_at  timestamptz DEFAULT NOW(),\n"
+        "    payload     bytea\n"
+        ")"
+    )
+
+
+def _set_event(event: asyncio.Event, _conn: Any) -> None:
+    event.set()
+
+
+def attachment_of(payload: str) -> tuple[str, str | None] | None:
+    """The ``attachmentId`` and ``uid`` of an attachment's header, or None for another message
+    (the decoder checks the rest)."""
+    if '"attachmentId"' not in payload:
+        return None
+    try:
+        value = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(value, dict):
+        return None
+    attachment, uid = value.get("attachmentId"), value.get("uid")
+    if type(attachment) is int or (isinstance(attachment, str) and attachment.isdigit()):
+        return str(attachment), uid if isinstance(uid, str) else None
+    return None
+
+
+def _hint(exc: BaseException, table_name: str) -> str:
+    name = type(exc).__name__
+    if name == "UndefinedTableError":
+        return (
+            f"; the attachments table {table_name} does not exist: create it with "
+            f"{create_table_sql(table_name)!r} (or await PostgresAdapter.create_table())"
+        )
+    if name == "InvalidParameterValueError":
+        return (
+            "; PostgreSQL refused the NOTIFY (payload of 8000 bytes or more, or a channel "
+            "name of 64 bytes or more): lower payload_threshold"
+        )
+    return ""
