@@ -292,6 +292,7 @@ def test_metric_names_are_the_registrys() -> None:
     """What the documentation and the dashboard rely on: every name of METRIC_NAMES is
     registered by a server on one adapter or another, with the Prometheus conventions (prefix,
     base units); each adapter's own families only with that adapter."""
+    from aiosio.adapters.postgres import PostgresAdapter
     from aiosio.adapters.redis import RedisAdapter
     from aiosio.adapters.redis_streams import RedisStreamsAdapter
 
@@ -299,14 +300,25 @@ def test_metric_names_are_the_registrys() -> None:
     for name, factory in (
         ("redis", RedisAdapter("redis://127.0.0.1:1/0")),
         ("streams", RedisStreamsAdapter("redis://127.0.0.1:1/0")),
+        ("postgres", PostgresAdapter("postgresql://postgres@127.0.0.1:1/postgres")),
     ):
         registry = CollectorRegistry()
         instrument(aiosio.Server(adapter=factory), registry)
         by_adapter[name] = {family.name for family in registry.collect()}
-    streams_only = {name for name in METRIC_NAMES if name.startswith("aiosio_redis_streams_")}
-    assert len(streams_only) == 3
-    assert by_adapter["redis"] == set(METRIC_NAMES) - streams_only
-    assert by_adapter["streams"] == set(METRIC_NAMES)
+    redis = {name for name in METRIC_NAMES if name.startswith("aiosio_redis_")}
+    streams = {name for name in redis if name.startswith("aiosio_redis_streams_")}
+    postgres = {name for name in METRIC_NAMES if name.startswith("aiosio_postgres_")}
+    assert (len(redis), len(streams), len(postgres)) == (10, 3, 9)
+    assert by_adapter["redis"] == set(METRIC_NAMES) - streams - postgres
+    assert by_adapter["streams"] == set(METRIC_NAMES) - postgres
+    assert by_adapter["postgres"] == set(METRIC_NAMES) - redis
+    # the link's families are the same for each broker
+    link = {name.removeprefix("aiosio_postgres_") for name in postgres} - {
+        "attachments_published",
+        "attachments_received",
+        "attachments_deleted",
+    }
+    assert {f"aiosio_redis_{name}" for name in link} <= redis
     for name in METRIC_NAMES:
         assert name.startswith("aiosio_")
         assert not name.endswith("_total")  # the exposition adds it to counters
@@ -436,3 +448,50 @@ async def test_the_streams_health_is_scraped(serve: Any) -> None:
     finally:
         await raw.delete(key)
         await raw.aclose()
+
+
+async def test_the_postgres_health_is_scraped(serve: Any) -> None:
+    """Against the PostgreSQL on 127.0.0.1:5432: a server on ``PostgresAdapter`` shows its link
+    under ``aiosio_postgres_*`` (and nothing under ``aiosio_redis_*``) in a real scrape: connected
+    once listening, what it published (its hello, two broadcasts), a broadcast with binary sent
+    through the attachments table (a table of the test's own)."""
+    import uuid
+
+    import asyncpg
+
+    from aiosio.adapters.postgres import PostgresAdapter
+
+    dsn = "postgresql://postgres@127.0.0.1:5432/postgres"
+    name = f"metrics{uuid.uuid4().hex[:12]}"
+    factory = PostgresAdapter(dsn, channel_prefix=name, table_name=name)
+    sio = aiosio.Server(adapter=factory)
+    instrument(sio, CollectorRegistry(), path="/metrics")
+    base = await serve(sio)
+    try:
+        await factory.create_table()
+        assert await factory.ready(), "no PostgreSQL on 127.0.0.1:5432: bash scripts/services.sh"
+        samples = await scrape(base)
+        assert value(samples, "aiosio_postgres_connected") == 1
+        assert value(samples, "aiosio_postgres_attachments_published_total") == 0
+        assert not [key for key in samples if key[0].startswith("aiosio_redis_")]
+        published = value(samples, "aiosio_postgres_published_total")
+        assert published >= 1  # the hello it said when it started (and heartbeats since)
+
+        sio.emit("news", 1)
+        sio.emit("file", b"\x00\x01")  # binary: through the attachments table
+        # the row is written, then its NOTIFY sent: both counted once the second is out
+        samples = await eventually_scraped(
+            base,
+            lambda s: (
+                value(s, "aiosio_postgres_attachments_published_total") == 1
+                and value(s, "aiosio_postgres_published_total") >= published + 2
+            ),
+        )
+        assert value(samples, "aiosio_postgres_dropped_publishes_total") == 0
+        assert value(samples, "aiosio_postgres_reconnects_total") == 0
+    finally:
+        connection = await asyncpg.connect(dsn)
+        try:
+            await connection.execute(f"DROP TABLE IF EXISTS {name}")
+        finally:
+            await connection.close()

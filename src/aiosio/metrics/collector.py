@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 from aiosio._extras import import_extra
+from aiosio.adapters.postgres.link import PostgresHealth
 from aiosio.adapters.redis.link import RedisHealth
 from aiosio.adapters.redis_streams.link import StreamsHealth
 from aiosio.metrics.counts import ServerCounts
@@ -44,6 +45,15 @@ METRIC_NAMES = (
     "aiosio_redis_streams_lag_seconds",
     "aiosio_redis_streams_trimmed_unread",
     "aiosio_redis_streams_appended",
+    "aiosio_postgres_connected",
+    "aiosio_postgres_reconnects",
+    "aiosio_postgres_published",
+    "aiosio_postgres_messages_received",
+    "aiosio_postgres_dropped_publishes",
+    "aiosio_postgres_dropped_messages",
+    "aiosio_postgres_attachments_published",
+    "aiosio_postgres_attachments_received",
+    "aiosio_postgres_attachments_deleted",
 )
 
 
@@ -189,8 +199,10 @@ class ServerCollector:
 
     def _adapter(self) -> Iterator[Any]:
         """The cluster link's health, when the server's adapter has one: the Redis adapters'
-        (a ``RedisHealth``; the ``--workers`` bus reports the same), and the streams of the Redis
-        Streams adapter (a ``StreamsHealth``)."""
+        (a ``RedisHealth``; the ``--workers`` bus reports the same), the streams of the Redis
+        Streams adapter (a ``StreamsHealth``), the Postgres adapter's (a ``PostgresHealth``:
+        the same families under its own name, no missed deliveries since ``NOTIFY`` does not
+        say how many listened, and its attachments table)."""
         health = getattr(self.sio.adapter_factory, "health", None)
         if isinstance(health, RedisHealth):
             yield from self._link("aiosio_redis", "Redis", health)
@@ -202,6 +214,24 @@ class ServerCollector:
             )
         if isinstance(health, StreamsHealth):
             yield from self._streams(health)
+        if isinstance(health, PostgresHealth):
+            yield from self._link("aiosio_postgres", "PostgreSQL", health)
+            core = self.core
+            yield core.CounterMetricFamily(
+                "aiosio_postgres_attachments_published",
+                "Messages sent through the attachments table (binary, or too large for NOTIFY)",
+                value=health.attachments_published,
+            )
+            yield core.CounterMetricFamily(
+                "aiosio_postgres_attachments_received",
+                "Messages read from the attachments table",
+                value=health.attachments_received,
+            )
+            yield core.CounterMetricFamily(
+                "aiosio_postgres_attachments_deleted",
+                "Rows of the attachments table this server's cleanup deleted",
+                value=health.attachments_deleted,
+            )
 
     def _link(self, prefix: str, broker: str, health: LinkHealth) -> Iterator[Any]:
         """The families every adapter's link has, under ``prefix`` (the broker's name)."""
