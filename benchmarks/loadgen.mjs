@@ -3,7 +3,8 @@
 //
 //   node loadgen.mjs '<json params>'
 //
-// params: {port, mode: "echo"|"broadcast"|"idle"|"churn"|"connects", ...} (see run.py SCENARIOS).
+// params: {port, mode: "echo"|"broadcast"|"idle"|"churn"|"connects"|"hold", parser: "json" (the
+// default) | "msgpack", sources: ["127.0.0.1", ...], ...} (see run.py SCENARIOS).
 //
 // Conversation with run.py (one JSON object per line on stdout, one word per line on stdin):
 //   -> {"ev":"ready"}            set up (connected, warmed up); waits for "start"
@@ -16,6 +17,10 @@
 //   -> {"ev":"result", ...}      counts, latencies, this process's own CPU time; then exits
 //
 // The hot paths never JSON.parse: ack ids and broadcast sequence numbers are read from the bytes.
+// With parser "msgpack" every Socket.IO packet is what socket.io-msgpack-parser sends: one msgpack
+// map {type, nsp, data, id} in one binary WebSocket message (Engine.IO's open and ping stay text);
+// the load generator encodes them by hand and reads the server's with a walker of the map (the
+// keys in any order, as notepack.io and aiosio write them in different orders).
 // This process's CPU share (process.cpuUsage over the window / wall time) is reported: near 1.0
 // (one full core) it would be the limit, not the server.
 import http from "node:http";
@@ -56,6 +61,130 @@ deadline.unref();
 
 const C_0 = 0x30, C_2 = 0x32, C_3 = 0x33, C_4 = 0x34, C_5 = 0x35, C_6 = 0x36, C_DASH = 0x2d;
 const C_OPEN_BRACKET = 0x5b, C_BAR = 0x7c;
+const MSGPACK = P.parser === "msgpack";
+if (P.parser !== undefined && P.parser !== "json" && !MSGPACK) fail(`unknown parser ${P.parser}`);
+// Local addresses the connections come from, in turn: 127.0.0.1 alone gives one port range
+// (net.ipv4.ip_local_port_range, about 28 000 ports) towards one server port; each address of
+// 127.0.0.0/8 (all of it routed to lo on Linux, nothing to configure) gives another.
+const SOURCES = P.sources?.length ? P.sources : [undefined];
+let nextSource = 0;
+let pings = 0; // Engine.IO pings answered, all clients
+
+// -- msgpack, the subset these packets use (https://github.com/msgpack/msgpack/blob/master/spec.md)
+
+const mpUint = (n) =>
+  n < 0x80 ? Buffer.from([n])
+  : n < 0x100 ? Buffer.from([0xcc, n])
+  : n < 0x10000 ? Buffer.from([0xcd, n >> 8, n & 0xff])
+  : Buffer.from([0xce, (n >>> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff]);
+
+function mpStr(text) {
+  const bytes = Buffer.from(text);
+  const n = bytes.length;
+  const head =
+    n < 32 ? Buffer.from([0xa0 | n])
+    : n < 0x100 ? Buffer.from([0xd9, n])
+    : n < 0x10000 ? Buffer.from([0xda, n >> 8, n & 0xff])
+    : Buffer.from([0xdb, (n >>> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff]);
+  return Buffer.concat([head, bytes]);
+}
+
+function mpBin(bytes) {
+  const n = bytes.length;
+  const head =
+    n < 0x100 ? Buffer.from([0xc4, n])
+    : n < 0x10000 ? Buffer.from([0xc5, n >> 8, n & 0xff])
+    : Buffer.from([0xc6, (n >>> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff]);
+  return Buffer.concat([head, bytes]);
+}
+
+// {type, nsp: "/", data: [values...]} followed by the key "id" when `withId` (its value appended
+// by the caller): the packet up to its ack id, built once.
+const mpPacket = (type, values, withId) =>
+  Buffer.concat([
+    Buffer.from([withId ? 0x84 : 0x83]),
+    mpStr("type"), mpUint(type), mpStr("nsp"), mpStr("/"),
+    mpStr("data"), Buffer.from([0x90 | values.length]), ...values,
+    ...(withId ? [mpStr("id")] : []),
+  ]);
+const MP_CONNECT = Buffer.concat([Buffer.from([0x82]), mpStr("type"), mpUint(0), mpStr("nsp"), mpStr("/")]);
+
+// The index after the value at `i` (ext values too: notepack.io writes undefined, a packet's
+// absent id, as fixext 1).
+function mpSkip(b, i) {
+  const c = b[i];
+  if (c < 0x80 || c >= 0xe0 || c === 0xc0 || c === 0xc2 || c === 0xc3) return i + 1;
+  if (c <= 0x8f) { let j = i + 1; for (let k = 0; k < (c & 0x0f) * 2; k++) j = mpSkip(b, j); return j; }
+  if (c <= 0x9f) { let j = i + 1; for (let k = 0; k < (c & 0x0f); k++) j = mpSkip(b, j); return j; }
+  if (c <= 0xbf) return i + 1 + (c & 0x1f);
+  switch (c) {
+    case 0xc4: case 0xd9: return i + 2 + b[i + 1];
+    case 0xc5: case 0xda: return i + 3 + b.readUInt16BE(i + 1);
+    case 0xc6: case 0xdb: return i + 5 + b.readUInt32BE(i + 1);
+    case 0xca: return i + 5;
+    case 0xcb: return i + 9;
+    case 0xcc: case 0xd0: return i + 2;
+    case 0xcd: case 0xd1: return i + 3;
+    case 0xce: case 0xd2: return i + 5;
+    case 0xcf: case 0xd3: return i + 9;
+    case 0xd4: return i + 3;
+    case 0xd5: return i + 4;
+    case 0xd6: return i + 6;
+    case 0xd7: return i + 10;
+    case 0xd8: return i + 18;
+    case 0xc7: return i + 3 + b[i + 1];
+    case 0xc8: return i + 4 + b.readUInt16BE(i + 1);
+    case 0xc9: return i + 6 + b.readUInt32BE(i + 1);
+    case 0xdc: case 0xde: {
+      let j = i + 3;
+      const n = b.readUInt16BE(i + 1) * (c === 0xde ? 2 : 1);
+      for (let k = 0; k < n; k++) j = mpSkip(b, j);
+      return j;
+    }
+    case 0xdd: case 0xdf: {
+      let j = i + 5;
+      const n = b.readUInt32BE(i + 1) * (c === 0xdf ? 2 : 1);
+      for (let k = 0; k < n; k++) j = mpSkip(b, j);
+      return j;
+    }
+  }
+  throw new Error(`msgpack: unexpected byte 0x${c.toString(16)} at ${i}`);
+}
+
+function mpInt(b, i) {
+  const c = b[i];
+  if (c < 0x80) return c;
+  if (c === 0xcc) return b[i + 1];
+  if (c === 0xcd) return b.readUInt16BE(i + 1);
+  if (c === 0xce) return b.readUInt32BE(i + 1);
+  return -1;
+}
+
+// Where a string's bytes start (the index after its header).
+const mpStrStart = (b, i) => {
+  const c = b[i];
+  return c >= 0xa0 && c <= 0xbf ? i + 1 : c === 0xd9 ? i + 2 : c === 0xda ? i + 3 : i + 5;
+};
+
+// The top-level map of a packet: {type, id, data: the index of its value} (-1 when absent).
+function mpFields(b) {
+  const c = b[0];
+  let n, i;
+  if (c >= 0x80 && c <= 0x8f) { n = c & 0x0f; i = 1; }
+  else if (c === 0xde) { n = b.readUInt16BE(1); i = 3; }
+  else throw new Error("msgpack: the packet is not a map");
+  const f = { type: -1, id: -1, data: -1 };
+  for (let k = 0; k < n; k++) {
+    // the keys are short fixstr: "type", "nsp", "data", "id"
+    const len = b[i] & 0x1f, key = b.toString("latin1", i + 1, i + 1 + len);
+    i += 1 + len;
+    if (key === "type") f.type = mpInt(b, i);
+    else if (key === "id") f.id = mpInt(b, i);
+    else if (key === "data") f.data = i;
+    i = mpSkip(b, i);
+  }
+  return f;
+}
 
 class Client {
   constructor() {
@@ -72,10 +201,22 @@ class Client {
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(`ws://${HOST}:${port}${BASE}&transport=websocket${query}`, {
         perMessageDeflate: false,
+        localAddress: SOURCES[nextSource++ % SOURCES.length],
       });
       this.ws = ws;
       let joined = false;
       ws.on("message", (data, isBinary) => {
+        if (isBinary && MSGPACK) {
+          const f = mpFields(data);
+          if (f.type === 2) return this.onEvent?.(data, f);
+          if (f.type === 3) return this.onAck?.(f.id);
+          if (f.type === 0 && !joined) {
+            joined = true;
+            return resolve(this);
+          }
+          if (f.type === 4) return reject(new Error(`connect_error ${data.toString("hex")}`));
+          return;
+        }
         if (isBinary) return this.binary();
         const b0 = data[0];
         if (b0 === C_4) {
@@ -89,8 +230,9 @@ class Client {
           }
           if (b1 === C_4) return reject(new Error(`connect_error ${data}`));
         } else if (b0 === C_0) {
-          ws.send("40");
+          ws.send(MSGPACK ? MP_CONNECT : "40");
         } else if (b0 === C_2) {
+          pings++;
           ws.send("3");
         }
       });
@@ -185,7 +327,12 @@ async function echo() {
   const { clients, errors } = await openClients(P.clients, 50);
   const size = P.size;
   let send;
-  if (P.binary) {
+  if (MSGPACK) {
+    // {type: 2, nsp: "/", data: ["echo", <payload>], id}: a string, or binary inside the map
+    const arg = P.binary ? mpBin(Buffer.alloc(size, 0x61)) : mpStr("x".repeat(size));
+    const head = mpPacket(2, [mpStr("echo"), arg], true);
+    send = (c, id) => c.ws.send(Buffer.concat([head, mpUint(id)]));
+  } else if (P.binary) {
     const payload = Buffer.alloc(size, 0x61);
     send = (c, id) => {
       c.ws.send(`451-${id}["echo",{"_placeholder":true,"num":0}]`);
@@ -302,22 +449,15 @@ async function broadcast() {
   const emit = () => {
     const seq = nextSeq++;
     sentAt[seq] = now();
-    sender.ws.send(`42["bcast","${seq}|${pad}"]`);
+    if (MSGPACK) sender.ws.send(mpPacket(2, [MP_BCAST, mpStr(`${seq}|${pad}`)], false));
+    else sender.ws.send(`42["bcast","${seq}|${pad}"]`);
   };
-  // 42["bcast","<seq>|...
-  const PREFIX = Buffer.from('42["bcast","');
-  const seqOf = (data) => {
-    if (data.compare(PREFIX, 0, PREFIX.length, 0, PREFIX.length) !== 0) return -1;
-    let i = PREFIX.length;
-    let seq = 0;
-    for (let ch = data[i]; ch !== C_BAR; ch = data[++i]) seq = seq * 10 + (ch - C_0);
-    return seq;
-  };
+  const seqOf = MSGPACK ? mpSeqOf : jsonSeqOf;
   for (const c of clients) {
     c.got = 0;
     if (measured.has(c)) {
-      c.onEvent = (data) => {
-        const seq = seqOf(data);
+      c.onEvent = (data, fields) => {
+        const seq = seqOf(data, fields);
         if (seq < 0) return;
         c.got++;
         if (seq >= warm) latencies.push(now() - sentAt[seq]);
@@ -328,8 +468,8 @@ async function broadcast() {
         }
       };
     } else {
-      c.onEvent = (data) => {
-        if (seqOf(data) >= 0) c.got++;
+      c.onEvent = (data, fields) => {
+        if (seqOf(data, fields) >= 0) c.got++;
       };
       // Not even read into Node's stream buffer (pausing the stream alone would still read)
       c.ws.pause();
@@ -374,6 +514,29 @@ async function broadcast() {
   return result;
 }
 
+// The sequence number of a broadcast: 42["bcast","<seq>|...
+const JSON_PREFIX = Buffer.from('42["bcast","');
+function jsonSeqOf(data) {
+  if (data.compare(JSON_PREFIX, 0, JSON_PREFIX.length, 0, JSON_PREFIX.length) !== 0) return -1;
+  let i = JSON_PREFIX.length;
+  let seq = 0;
+  for (let ch = data[i]; ch !== C_BAR; ch = data[++i]) seq = seq * 10 + (ch - C_0);
+  return seq;
+}
+
+// ... or {type: 2, nsp, data: ["bcast", "<seq>|..."]} in msgpack
+const MP_BCAST = mpStr("bcast");
+function mpSeqOf(data, fields) {
+  let i = fields.data;
+  if (i < 0 || (data[i] & 0xf0) !== 0x90 || (data[i] & 0x0f) < 2) return -1;
+  i += 1;
+  if (data.compare(MP_BCAST, 0, MP_BCAST.length, i, i + MP_BCAST.length) !== 0) return -1;
+  i = mpStrStart(data, i + MP_BCAST.length);
+  let seq = 0;
+  for (let ch = data[i]; ch !== C_BAR; ch = data[++i]) seq = seq * 10 + (ch - C_0);
+  return seq;
+}
+
 // ---------------------------------------------------------------------------------------------
 // idle: `conns` connections joined to "/" and held `hold` seconds; run.py reads the server's
 // memory at "held" and at the end. An op is one connection (its CPU includes the handshake).
@@ -395,6 +558,73 @@ async function idle() {
       dropped,
       connect_errors: opened.errors,
       ...summary(opened.latencies), // per connection: opening to joined
+    };
+  });
+  closeAll(clients);
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// hold: `conns` connections joined to "/" (`concurrency` at a time, from the `sources` addresses
+// in turn), then, each step after a mark run.py samples at (memory, the server's CPU):
+//   "held": all connected (setup: CPU per connection, memory per connection)
+//   "heartbeats": `hold` seconds later, nothing sent but the heartbeats (the server pings every
+//     25 s by default; each client answers): the server's CPU for heartbeats alone
+//   "broadcast": one client emits "bcast" and every client receives it: p50/p99/max delivery
+// An op is one connection.
+
+async function hold() {
+  let clients = [];
+  const sleep = (s) => new Promise((resolve) => setTimeout(resolve, s * 1000));
+  const mark = async (name) => {
+    out({ ev: "mark", name });
+    await waitFor("marked");
+  };
+  const result = await window(async () => {
+    const t0 = now();
+    const opened = await openClients(P.conns, P.concurrency);
+    clients = opened.clients;
+    const connectSeconds = (now() - t0) / 1000;
+    await mark("held");
+    const pings0 = pings;
+    await sleep(P.hold);
+    const pingsInHold = pings - pings0;
+    const dropped = clients.filter((c) => c.closed).length;
+    await mark("heartbeats");
+    const latencies = [];
+    const seqOf = MSGPACK ? mpSeqOf : jsonSeqOf;
+    const live = clients.filter((c) => !c.closed);
+    let left = live.length;
+    let t = 0;
+    const all = new Promise((resolve) => {
+      for (const c of live) {
+        c.onEvent = (data, fields) => {
+          if (seqOf(data, fields) !== 0) return;
+          latencies.push(now() - t);
+          if (--left === 0) resolve(true);
+        };
+      }
+    });
+    const pad = "x".repeat(Math.max(0, P.size - 8));
+    t = now();
+    const sender = opened.joinOrder[0];
+    if (MSGPACK) sender.ws.send(mpPacket(2, [MP_BCAST, mpStr(`0|${pad}`)], false));
+    else sender.ws.send(`42["bcast","0|${pad}"]`);
+    await Promise.race([all, sleep(60)]);
+    await mark("broadcast");
+    const b = summary(latencies);
+    return {
+      ops: clients.length,
+      connect_seconds: connectSeconds,
+      connects_per_s: clients.length / connectSeconds,
+      dropped,
+      pings: pingsInHold,
+      undelivered: left,
+      connect_errors: opened.errors,
+      ...summary(opened.latencies), // per connection: opening to joined
+      bcast_p50_ms: b.p50_ms,
+      bcast_p99_ms: b.p99_ms,
+      bcast_max_ms: b.max_ms,
     };
   });
   closeAll(clients);
@@ -572,7 +802,7 @@ async function connects() {
 
 // ---------------------------------------------------------------------------------------------
 
-const modes = { echo, broadcast, idle, churn, connects };
+const modes = { echo, broadcast, idle, churn, connects, hold };
 try {
   const result = await modes[P.mode]();
   out({ ev: "result", ...result });

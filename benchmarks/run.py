@@ -28,6 +28,7 @@ import operator
 import os
 import platform
 import queue
+import resource
 import shutil
 import signal
 import socket
@@ -36,6 +37,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +53,7 @@ REFERENCE = "aiosio-native"
 FLOOR = "floor"
 # The modes whose operations are connections: the memory read before the window is the baseline
 # (nothing connected yet), and the rate shown is connections opened per second.
-CONNS_MODES = ("idle", "churn")
+CONNS_MODES = ("idle", "churn", "hold")
 # The npm cluster adapters of the cluster scenarios (their versions go in the report)
 NODE_ADAPTERS = (
     "@socket.io/redis-adapter",
@@ -68,16 +70,41 @@ class ServerKind:
     command: tuple[str, ...]
     label: str = ""  # shown in the tables instead of the name
     scenarios: tuple[str, ...] | None = None  # those it runs in without --servers (None: all)
+    parsers: tuple[str, ...] = ("json",)  # the BENCH_PARSER values its server script takes
+    workers: int = 0  # 0: one process; N: N worker processes, children of the one started
 
 
 SERVERS = {
     s.name: s
     for s in (
-        ServerKind("aiosio-native", (str(MAIN_PY), str(HERE / "servers" / "aiosio_native.py"))),
+        ServerKind(
+            "aiosio-native",
+            (str(MAIN_PY), str(HERE / "servers" / "aiosio_native.py")),
+            parsers=("json", "msgpack"),
+        ),
         ServerKind("aiosio-asgi", (str(MAIN_PY), str(HERE / "servers" / "aiosio_asgi.py"))),
         ServerKind("psio-uvicorn", (str(PEERS_PY), str(HERE / "servers" / "psio_uvicorn.py"))),
         ServerKind("psio-aiohttp", (str(PEERS_PY), str(HERE / "servers" / "psio_aiohttp.py"))),
-        ServerKind("node", ("node", str(HERE / "servers" / "node_server.mjs"))),
+        ServerKind(
+            "node", ("node", str(HERE / "servers" / "node_server.mjs")), parsers=("json", "msgpack")
+        ),
+        # Past one process: 2 workers behind one port (run in the scenarios that name them)
+        ServerKind(
+            "aiosio-workers",
+            (str(MAIN_PY), str(HERE / "servers" / "aiosio_workers.py")),
+            "aiosio serve --workers 2",
+            (),
+            ("json", "msgpack"),
+            workers=2,
+        ),
+        ServerKind(
+            "node-cluster",
+            ("node", str(HERE / "servers" / "node_cluster.mjs")),
+            "node cluster: 2 workers, @socket.io/sticky + @socket.io/cluster-adapter",
+            (),
+            ("json", "msgpack"),
+            workers=2,
+        ),
         # The reference line: what writing the frames costs with no Socket.IO layer (it speaks
         # every websocket scenario; named in --servers it runs in them all, polling refused).
         ServerKind(
@@ -109,6 +136,13 @@ class Scenario:
     full: dict[str, Any]
     quick: dict[str, Any] | None  # None: left out of --quick
     runs: int  # runs per server by default (medians); --runs overrides
+    servers: tuple[str, ...] | None = None  # the servers it runs without --servers (None: those
+    # whose ServerKind.scenarios has it, and that take its parser)
+    # "pinned": the server on core 0, the load generator on core 1. "budget": each server process
+    # (the one process, or each worker) in a cgroup of its own with --budget-cores of CPU time,
+    # worker i on core i, the load generator (and a master) on every core (see CpuBudget).
+    split: str = "pinned"
+    opt_in: bool = False  # run only when named (--scenario) or by its flag (--with-100k)
 
 
 def _echo(**kw: Any) -> dict[str, Any]:
@@ -135,7 +169,7 @@ def _churn(**kw: Any) -> dict[str, Any]:
 
 # The reference scenarios run 3 times per server (idle, whose figure is memory and which spends
 # 10 s holding, twice); the larger ones, and those that put a reference figure at other sizes
-# (broadcast-100, idle-1k) or over time (churn), once, so that the default run stays under 18
+# (broadcast-100, idle-1k) or over time (churn), once, so that the default run stays under 24
 # minutes on 2 cores. --runs N runs every scenario N times.
 SCENARIOS: dict[str, Scenario] = {
     "echo": Scenario(
@@ -266,6 +300,68 @@ SCENARIOS: dict[str, Scenario] = {
         {"mode": "connects", "transport": "polling", "cycles": 300, "concurrency": 50},
         3,
     ),
+    # The msgpack parser (socket.io-msgpack-parser's wire: one msgpack map per packet in a binary
+    # message), aiosio's parser="msgpack" beside Node with socket.io-msgpack-parser: the same
+    # loads as echo and broadcast, whose JSON figures are in their own tables of the same run.
+    "echo-msgpack": Scenario(
+        "as echo, with the msgpack parser on both sides",
+        "acks",
+        _echo(parser="msgpack"),
+        _echo(clients=20, duration=2, warmup=0.5, parser="msgpack"),
+        2,
+    ),
+    "broadcast-msgpack": Scenario(
+        "as broadcast, with the msgpack parser on both sides",
+        "deliveries",
+        _bcast(parser="msgpack"),
+        _bcast(clients=300, broadcasts=50, parser="msgpack"),
+        2,
+    ),
+    "broadcast-100-serial-msgpack": Scenario(
+        "as broadcast-100-serial, with the msgpack parser on both sides",
+        "deliveries",
+        _bcast(clients=100, broadcasts=2000, window=1, parser="msgpack"),
+        _bcast(clients=100, broadcasts=300, window=1, parser="msgpack"),
+        1,
+    ),
+    # Past one core (issue 18 item 5): one process against 2 workers, each process with the same
+    # CPU budget (--budget-cores, a cgroup's quota), so that 2 workers have twice one process's
+    # CPU while the load generator has the rest of the machine's 2 cores (see CpuBudget).
+    "echo-workers": Scenario(
+        "as echo (50 clients, 10 in flight each), one process against 2 workers, each process "
+        "with the same CPU budget: throughput scales if 2 workers answer twice as many",
+        "acks",
+        _echo(),
+        _echo(clients=20, duration=2, warmup=0.5),
+        2,
+        ("aiosio-native", "aiosio-workers", "node", "node-cluster"),
+        "budget",
+    ),
+    "broadcast-workers": Scenario(
+        "as broadcast (1000 clients, 200 broadcasts, 4 in flight), one process against 2 "
+        "workers (the clients split between them, each broadcast crossing to the other worker), "
+        "each process with the same CPU budget",
+        "deliveries",
+        _bcast(),
+        _bcast(clients=300, broadcasts=50),
+        2,
+        ("aiosio-native", "aiosio-workers", "node", "node-cluster"),
+        "budget",
+    ),
+    # 100 000 idle connections in one process (issue 18 item 6); opt-in (--with-100k): it holds
+    # them for a minute per server. Fewer when the descriptors allowed per process are fewer
+    # (said in the table with the reason); several source addresses past one port range.
+    "idle-100k": Scenario(
+        "100 000 WebSocket connections (fewer if the descriptor limit is lower: see the note) "
+        "joined to / from several loopback addresses, held 60 s with the default heartbeat "
+        "(25 s), then one broadcast to all",
+        "conns",
+        {"mode": "hold", "conns": 100_000, "hold": 60, "concurrency": 200, "size": 64},
+        {"mode": "hold", "conns": 5000, "hold": 30, "concurrency": 200, "size": 64},
+        1,
+        ("aiosio-native", "node"),
+        opt_in=True,
+    ),
     # Across 2 servers on each cluster adapter (issue 16): aiosio and Node with the same adapter,
     # their servers A and B on core 0, the run's own redis-server beside the load generator.
     **{
@@ -276,6 +372,7 @@ SCENARIOS: dict[str, Scenario] = {
             _cluster(adapter),
             _cluster(adapter, broadcasts=300),
             3,
+            ("aiosio-native", "node"),  # those with a cluster script (CLUSTER_COMMANDS)
         )
         for adapter, label in (
             ("redis", "Redis pub/sub"),
@@ -320,6 +417,14 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return user / CLK_TCK, system / CLK_TCK
 
 
+def _own_cpu(pid: int) -> tuple[float, float]:
+    """(utime, stime) of ``pid`` alone, in seconds."""
+    with contextlib.suppress(OSError):
+        fields = _stat_fields(pid)
+        return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+    return 0.0, 0.0
+
+
 def sched_seconds(pid: int) -> tuple[float, float]:
     """(time on a CPU, time runnable but waiting for one) of every thread of ``pid`` and of its
     descendants, from /proc/<tid>/schedstat. Waiting time shows a process that had work but no
@@ -357,6 +462,7 @@ class Sample:
 
     wall: float
     server_cpu: tuple[float, float]  # user, system
+    top_cpu: float  # the started process alone (a master: its share of the server's CPU)
     server_sched: tuple[float, float]
     server_loop: tuple[float, float]
     loadgen_sched: tuple[float, float]
@@ -364,12 +470,20 @@ class Sample:
     machine_busy: float
 
     @classmethod
-    def take(cls, server: int, loadgen: int) -> Sample:
+    def take(cls, server: int, loadgen: int, loops: list[int] | None = None) -> Sample:
+        """``loops``: the processes whose main thread is the server's event loop (the workers
+        under a master; the server itself by default): their mean is the server's busy share."""
+        loops = loops or [server]
+        each = [main_thread_sched(p) for p in loops]
         return cls(
             wall=time.perf_counter(),
             server_cpu=cpu_seconds(server),
+            top_cpu=sum(_own_cpu(server)),
             server_sched=sched_seconds(server),
-            server_loop=main_thread_sched(server),
+            server_loop=(
+                sum(e[0] for e in each) / len(each),
+                sum(e[1] for e in each) / len(each),
+            ),
             loadgen_sched=sched_seconds(loadgen),
             loadgen_loop=main_thread_sched(loadgen),
             machine_busy=machine_busy_seconds(),
@@ -393,6 +507,110 @@ def fd_count(pid: int) -> int:
         with contextlib.suppress(OSError):
             total += len(os.listdir(f"/proc/{p}/fd"))
     return total
+
+
+# -- CPU budgets (the "budget" split) -------------------------------------------------------------
+
+
+class CpuBudget:
+    """A cgroup of its own with ``cores`` of CPU time (a CFS quota: ``cores`` x the period per
+    period), for one server process and its threads; removed on close (nothing stays changed).
+
+    Why: on a 2-core machine one process against 2 workers cannot give each worker a core and the
+    load generator one too. A budget per server process can: 2 workers have twice one process's
+    CPU, and the load generator the rest. A 10 ms period keeps the throttling fine-grained (the
+    default 100 ms would add up to 100 ms pauses to the latencies). cgroup v1 (cpu controller at
+    /sys/fs/cgroup/cpu) or v2 (/sys/fs/cgroup with the cpu controller); needs root."""
+
+    PERIOD_US = 10_000
+
+    def __init__(self, pid: int, cores: float, name: str) -> None:
+        self.pid = pid
+        v1 = Path("/sys/fs/cgroup/cpu")
+        v2 = Path("/sys/fs/cgroup")
+        quota = int(cores * self.PERIOD_US)
+        if (v1 / "cpu.cfs_quota_us").exists():
+            self.root = v1
+            self.dir = v1 / name
+            self.dir.mkdir()
+            (self.dir / "cpu.cfs_period_us").write_text(str(self.PERIOD_US))
+            (self.dir / "cpu.cfs_quota_us").write_text(str(quota))
+        elif "cpu" in (v2 / "cgroup.controllers").read_text().split():
+            self.root = v2
+            with contextlib.suppress(OSError):  # the children's cpu.max needs it enabled
+                (v2 / "cgroup.subtree_control").write_text("+cpu")
+            self.dir = v2 / name
+            self.dir.mkdir()
+            (self.dir / "cpu.max").write_text(f"{quota} {self.PERIOD_US}")
+        else:
+            raise OSError("no cpu cgroup controller at /sys/fs/cgroup/cpu or /sys/fs/cgroup")
+        (self.dir / "cgroup.procs").write_text(str(pid))  # the process and all its threads
+
+    def throttled_s(self) -> float:
+        """Time the group was held back by its quota so far."""
+        with contextlib.suppress(OSError, ValueError):
+            for line in (self.dir / "cpu.stat").read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "throttled_time":  # v1, ns
+                    return int(value) / 1e9
+                if key == "throttled_usec":  # v2
+                    return int(value) / 1e6
+        return 0.0
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            for pid in (self.dir / "cgroup.procs").read_text().split():
+                with contextlib.suppress(OSError):
+                    (self.root / "cgroup.procs").write_text(pid)
+        for _ in range(50):  # the killed process leaves the group when it is reaped
+            try:
+                self.dir.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.05)
+        print(f"run.py: could not remove {self.dir}: remove it by hand", file=sys.stderr)
+
+
+def worker_pids(kind: ServerKind, pid: int) -> list[int]:
+    """The worker processes of a master (its children, in the order they started); [pid] for a
+    server in one process."""
+    if not kind.workers:
+        return [pid]
+    deadline = time.monotonic() + 10
+    while True:
+        children = [p for p in sorted(_descendants(pid))[1:] if int(_stat_fields(p)[1]) == pid]
+        if len(children) >= kind.workers:
+            return children[: kind.workers]
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"expected {kind.workers} workers under {pid}, found {children}")
+        time.sleep(0.05)
+
+
+def place(kind: ServerKind, pid: int, split: str, cores: float) -> list[CpuBudget]:
+    """The "budget" split: the server's process (or each worker) in a cgroup of ``cores`` CPU
+    time, pinned to core 0 (or worker i to core i); a master stays on every core, unbudgeted
+    (its CPU counts in the server's all the same)."""
+    if split != "budget":
+        return []
+    targets = worker_pids(kind, pid)
+    ncpu = os.cpu_count() or 1
+    budgets: list[CpuBudget] = []
+    try:
+        for i, target in enumerate(targets):
+            core = str(i % ncpu)
+            for tid in os.listdir(f"/proc/{target}/task"):
+                os.sched_setaffinity(int(tid), {int(core)})
+            budgets.append(CpuBudget(target, cores, f"aiosio-bench-{os.getpid()}-{target}"))
+    except OSError as exc:
+        for b in budgets:
+            b.close()
+        raise RuntimeError(
+            f"the budget split needs a writable cpu cgroup (root): {exc}; run the other "
+            "scenarios, or as root"
+        ) from exc
+    return budgets
 
 
 # -- processes ----------------------------------------------------------------------------------
@@ -430,7 +648,11 @@ def free_port() -> int:
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
+    """Kill ``proc`` and its descendants (the workers of a master: none may outlive the run)."""
     if proc.poll() is None:
+        for p in _descendants(proc.pid)[1:]:
+            with contextlib.suppress(OSError):
+                os.kill(p, signal.SIGKILL)
         proc.send_signal(signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=10)
@@ -455,15 +677,21 @@ class Window:
     rss_marks: dict[str, int]
     fds_base: int
     fds_marks: dict[str, int]
+    cpu_marks: dict[str, tuple[float, float]]  # at each mark: wall time, the server's CPU time
 
 
 def _drive(
-    loadgen: subprocess.Popen[str], pid: int, params: dict[str, Any], timeout: float
+    loadgen: subprocess.Popen[str],
+    pid: int,
+    params: dict[str, Any],
+    timeout: float,
+    loops: list[int] | None = None,
 ) -> Window:
     lines = Lines(loadgen)
     assert loadgen.stdin is not None
     marks: dict[str, int] = {}
     fds: dict[str, int] = {}
+    cpu_marks: dict[str, tuple[float, float]] = {}
     before = after = None
     rss_base = rss_bytes(pid)
     fds_base = fd_count(pid)
@@ -475,16 +703,17 @@ def _drive(
             if params["mode"] in CONNS_MODES:  # nothing connected yet: the baseline
                 rss_base = rss_bytes(pid)
                 fds_base = fd_count(pid)
-            before = Sample.take(pid, loadgen.pid)
+            before = Sample.take(pid, loadgen.pid, loops)
             loadgen.stdin.write("start\n")
             loadgen.stdin.flush()
         elif ev == "mark":
+            cpu_marks[msg["name"]] = (time.perf_counter(), sum(cpu_seconds(pid)))
             marks[msg["name"]] = rss_bytes(pid)
             fds[msg["name"]] = fd_count(pid)
             loadgen.stdin.write("marked\n")
             loadgen.stdin.flush()
         elif ev == "end":
-            after = Sample.take(pid, loadgen.pid)
+            after = Sample.take(pid, loadgen.pid, loops)
             rss_end = rss_bytes(pid)
             loadgen.stdin.write("stop\n")
             loadgen.stdin.flush()
@@ -493,22 +722,62 @@ def _drive(
         elif ev == "result":
             if before is None or after is None:
                 raise RuntimeError("the load generator ended without a measured window")
-            return Window(msg, before, after, rss_base, rss_end, marks, fds_base, fds)
+            return Window(msg, before, after, rss_base, rss_end, marks, fds_base, fds, cpu_marks)
 
 
-def one_run(kind: ServerKind, params: dict[str, Any], logdir: Path) -> dict[str, Any]:
+def hold_size(params: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """The hold scenario's connection count within this machine's limits, the source addresses
+    it needs, and what capped it (None: not capped). Each connection is a descriptor in the
+    server and one in the load generator (both inherit run.py's RLIMIT_NOFILE, which run.sh
+    raises to the hard limit); each source address gives one local port range."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    low, high = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    wanted = params["conns"]
+    conns, why = wanted, None
+    if soft != resource.RLIM_INFINITY and soft - 200 < conns:
+        conns = soft - 200
+        why = (
+            f"{conns:,} connections, not {wanted:,}: the descriptors per process are limited to "
+            f"{soft:,} (ulimit -n; run.sh raises it to the hard limit, "
+            f"{resource.getrlimit(resource.RLIMIT_NOFILE)[1]:,}), and the server and the load "
+            "generator each need one per connection"
+        )
+    per_source = (high - low + 1) * 9 // 10
+    sources = [f"127.0.0.{i + 1}" for i in range(-(-conns // per_source))]
+    return params | {"conns": conns, "sources": sources}, why
+
+
+def one_run(
+    kind: ServerKind,
+    params: dict[str, Any],
+    logdir: Path,
+    split: str = "pinned",
+    budget_cores: float = 0.25,
+) -> dict[str, Any]:
     port = free_port()
     server_log = logdir / f"{kind.name}.server.log"
     lg_log = logdir / f"{kind.name}.loadgen.log"
     timeout = 240
+    capped = None
+    if params["mode"] == "hold":
+        params, capped = hold_size(params)
+        # connecting, holding, broadcasting: more than the other scenarios' 240 s at 100k
+        timeout = 240 + params["hold"] + params["conns"] // 200
+    everywhere = ",".join(str(i) for i in range(os.cpu_count() or 1))
+    server_cpus, loadgen_cpus = (
+        (everywhere, everywhere) if split == "budget" else (SERVER_CORE, LOADGEN_CORE)
+    )
+    env = os.environ | {"BENCH_PARSER": params.get("parser", "json")}
+    budgets: list[CpuBudget] = []
     with server_log.open("a") as slog, lg_log.open("a") as llog:
         server = subprocess.Popen(
-            ["taskset", "-c", SERVER_CORE, *kind.command, str(port)],
+            ["taskset", "-c", server_cpus, *kind.command, str(port)],
             stdout=subprocess.PIPE,
             stderr=slog,
             stdin=subprocess.DEVNULL,
             text=True,
             cwd=HERE,
+            env=env,
         )
         loadgen: subprocess.Popen[str] | None = None
         try:
@@ -517,9 +786,10 @@ def one_run(kind: ServerKind, params: dict[str, Any], logdir: Path) -> dict[str,
             while not line.startswith("READY "):
                 line = out.next(30)
             pid = int(line.split()[1])
+            budgets = place(kind, pid, split, budget_cores)
             time.sleep(0.1)  # let the freshly started process settle
             loadgen = subprocess.Popen(
-                ["taskset", "-c", LOADGEN_CORE, "node", str(HERE / "loadgen.mjs"),
+                ["taskset", "-c", loadgen_cpus, "node", str(HERE / "loadgen.mjs"),
                  json.dumps({**params, "port": port, "timeout": timeout})],
                 stdout=subprocess.PIPE,
                 stdin=subprocess.PIPE,
@@ -527,7 +797,9 @@ def one_run(kind: ServerKind, params: dict[str, Any], logdir: Path) -> dict[str,
                 text=True,
                 cwd=HERE,
             )  # fmt: skip
-            w = _drive(loadgen, pid, params, timeout)
+            throttled0 = sum(b.throttled_s() for b in budgets)
+            w = _drive(loadgen, pid, params, timeout, worker_pids(kind, pid))
+            throttled = sum(b.throttled_s() for b in budgets) - throttled0
             alive = server.poll() is None
         except (TimeoutError, EOFError, RuntimeError, ValueError) as exc:
             detail = tail(server_log) or tail(lg_log)
@@ -536,6 +808,8 @@ def one_run(kind: ServerKind, params: dict[str, Any], logdir: Path) -> dict[str,
             if loadgen is not None:
                 stop(loadgen)
             stop(server)
+            for b in budgets:
+                b.close()
     if not alive:
         raise RuntimeError(f"the server exited during the run\n{tail(server_log)}")
 
@@ -577,6 +851,17 @@ def one_run(kind: ServerKind, params: dict[str, Any], logdir: Path) -> dict[str,
         "rss_base_mib": rss_base / 2**20,
         "rss_end_mib": rss_end / 2**20,
     }
+    if kind.workers and cpu:
+        # the master's part of the server's CPU (hand-off, the bus between the workers)
+        result["master_share"] = (after.top_cpu - before.top_cpu) / cpu
+    if budgets:
+        # the share of the window the budgeted processes were held back by their quota: near 0
+        # the load generator, not the budget, was the limit
+        result["throttled_share"] = throttled / wall / len(budgets)
+    if params["mode"] == "hold":
+        result |= hold_result(w, params, before, ops)
+        if capped:
+            result["capped"] = capped
     if params["mode"] == "idle":
         held = max(marks.get("held", 0), rss_end)
         result["kib_per_conn"] = (held - rss_base) / 1024 / ops if ops else None
@@ -601,13 +886,42 @@ def one_run(kind: ServerKind, params: dict[str, Any], logdir: Path) -> dict[str,
     return result
 
 
+def hold_result(w: Window, params: dict[str, Any], before: Sample, conns: int) -> dict[str, Any]:
+    """idle-100k's figures from its marks: held (all connected), heartbeats (after the hold),
+    broadcast (one broadcast delivered to all)."""
+    msg, (t_held, cpu_held), (t_hb, cpu_hb) = (
+        w.result,
+        w.cpu_marks["held"],
+        w.cpu_marks["heartbeats"],
+    )
+    setup_cpu = cpu_held - sum(before.server_cpu)
+    cpu_bcast = w.cpu_marks["broadcast"][1]
+    return {
+        "conns": conns,
+        "sources": len(params["sources"]),
+        "kib_per_conn": (w.rss_marks["held"] - w.rss_base) / 1024 / conns,
+        "connects_per_s": msg["connects_per_s"],
+        # connections set up per second of the server's CPU (handshake, upgrade, join)
+        "conns_per_cpu_s": conns / setup_cpu if setup_cpu > 0 else None,
+        # the server's CPU over the hold, nothing but heartbeats going on, in % of one core
+        "heartbeat_cpu_share": (cpu_hb - cpu_held) / (t_hb - t_held),
+        "hold_s": t_hb - t_held,
+        "pings_answered": msg.get("pings"),
+        "bcast_cpu_ms": (cpu_bcast - cpu_hb) * 1e3,
+        "bcast_p50_ms": msg.get("bcast_p50_ms"),
+        "bcast_p99_ms": msg.get("bcast_p99_ms"),
+        "bcast_max_ms": msg.get("bcast_max_ms"),
+    }
+
+
 # -- reporting ----------------------------------------------------------------------------------
 
 METRICS = (
     "ops_per_s", "cpu_us_per_op", "sys_us_per_op", "p50_ms", "p99_ms", "rss_end_mib",
     "kib_per_conn", "server_cpu_share", "server_sys_share", "server_loop_busy", "lg_cpu_share",
     "lg_loop_busy", "lg_loop_wait", "other_load", "connects_per_s", "left_first_mib",
-    "left_last_mib",
+    "left_last_mib", "throttled_share", "master_share", "conns", "conns_per_cpu_s",
+    "heartbeat_cpu_share", "bcast_cpu_ms", "bcast_p50_ms", "bcast_p99_ms", "bcast_max_ms",
 )  # fmt: skip
 
 
@@ -675,6 +989,64 @@ def split_text(split: dict[str, float]) -> str:
     )
 
 
+BUDGET_CORES = [0.25]  # --budget-cores, for the report
+
+# the process (one, or one per worker) and its workers' kind, for the ratios of the budget split
+WORKER_PAIRS = (("aiosio-workers", "aiosio-native"), ("node-cluster", "node"))
+
+
+def workers_lines(per_server: dict[str, dict[str, Any]], rate: str) -> list[str]:
+    """The budget split: 2 workers over one process, of the same implementation."""
+    lines = [
+        "Each server process (the one process, or each worker) had a CPU budget of "
+        f"{BUDGET_CORES[0]:g} core (a cgroup's quota), worker i pinned to core i, the one "
+        "process to core 0; the load generator and a master (the aiosio master, Node's primary: "
+        "no budget, their CPU counted in the server's) on both cores. *throttled*: the share of "
+        "the window a budgeted process was held back by its quota (near 100 %: the budget was "
+        "the limit, as meant; low: something else was).",
+        "",
+    ]
+    for workers, single in WORKER_PAIRS:
+        w, one = per_server.get(workers, {}), per_server.get(single, {})
+        if "median" not in w or "median" not in one:
+            continue
+        thr = versus(w, one, rate)
+        cpu = versus(w, one, "cpu_us_per_op")
+        lines.append(
+            f"- {SERVERS[workers].label} ÷ {single}: throughput "
+            f"{'-' if thr is None else f'{thr:.2f}x'}, CPU per op "
+            f"{'-' if cpu is None else f'{cpu:.2f}x'} (throttled "
+            f"{_pct(w['median'], 'throttled_share')} vs {_pct(one['median'], 'throttled_share')}"
+            f"; the master's part of the workers' CPU {_pct(w['median'], 'master_share')})"
+        )
+    return lines
+
+
+def hold_lines(per_server: dict[str, dict[str, Any]]) -> list[str]:
+    """idle-100k's own figures (the table's CPU µs/op is per connection over the whole window)."""
+    lines = [
+        "| server | conns | sources | KiB/conn | setup: conns per CPU-s | heartbeats: CPU % of "
+        "a core | pings answered | broadcast to all: p50 / p99 / max ms | its CPU ms |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    notes = []
+    for server, data in per_server.items():
+        if "median" not in data:
+            continue
+        m, run = data["median"], data["runs"][0]
+        lines.append(
+            f"| {server} | {_num(m.get('conns'), 0)} | {run.get('sources', '-')} | "
+            f"{_num(m.get('kib_per_conn'), 2)} | {_num(m.get('conns_per_cpu_s'), 0)} | "
+            f"{_num(m.get('heartbeat_cpu_share', 0) * 100, 2)} | {run.get('pings_answered', '-')}"
+            f" | {_num(m.get('bcast_p50_ms'), 1)} / {_num(m.get('bcast_p99_ms'), 1)} / "
+            f"{_num(m.get('bcast_max_ms'), 1)} | {_num(m.get('bcast_cpu_ms'), 1)} |"
+        )
+        if run.get("capped"):
+            notes.append(run["capped"])
+    lines += ["", *sorted(set(notes))]
+    return lines
+
+
 def table(name: str, per_server: dict[str, dict[str, Any]], quick: bool, runs: int) -> str:
     spec = SCENARIOS[name]
     desc, op = spec.description, spec.op
@@ -731,6 +1103,10 @@ def table(name: str, per_server: dict[str, dict[str, Any]], quick: bool, runs: i
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     if "adapter" in spec.full:
         lines += cluster_lines(per_server)
+    if mode == "hold":
+        lines += ["", *hold_lines(per_server)]
+    if spec.split == "budget":
+        lines += ["", *workers_lines(per_server, rate)]
     if split := floor_split(per_server):
         one = {"deliveries": "delivery"}.get(op, op.removesuffix("s"))
         lines += ["", f"CPU per {one}: {split_text(split)}"]
@@ -854,6 +1230,11 @@ def machine() -> dict[str, Any]:
         "commit": _version(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
         # uncommitted changes under src/ (a hash of the diff names the state measured)
         "src_diff": _src_diff(),
+        # the aiosio the servers import: the .venv's editable install points at one checkout; a
+        # worktree's own src needs PYTHONPATH=<worktree>/src
+        "aiosio_from": _version(
+            [str(MAIN_PY), "-c", "import aiosio, os; print(os.path.dirname(aiosio.__file__))"]
+        ),
     }
 
 
@@ -887,10 +1268,9 @@ def broker(adapter: str, log: Any) -> Iterator[tuple[str, int | None]]:
     """The URL the run's servers use, and the pid of the redis-server of the run's own (a fresh
     one per run on a free port, nothing else on it; None for PostgreSQL, the machine's)."""
     if adapter == "postgres":
-        url = POSTGRES_URL.rsplit("@", 1)[-1].split("/", 1)[0]
-        host, _, port = url.partition(":")
+        url = urllib.parse.urlsplit(POSTGRES_URL)
         try:
-            socket.create_connection((host, int(port or 5432)), timeout=3).close()
+            socket.create_connection((url.hostname or "127.0.0.1", url.port or 5432), 3).close()
         except OSError as exc:
             raise RuntimeError(
                 f"PostgreSQL is not reachable at {POSTGRES_URL} ({exc}): start it, or point "
@@ -1167,17 +1547,34 @@ def main() -> int:
         help="runs per server and scenario (default: 3 for the reference scenarios, 1 for the "
         "larger ones; --quick: 1)",
     )
+    parser.add_argument(
+        "--with-100k",
+        action="store_true",
+        help="also run idle-100k (100 000 idle connections, or as many as the descriptor limit "
+        "allows; about 2 minutes per server)",
+    )
+    parser.add_argument(
+        "--budget-cores",
+        type=float,
+        default=0.25,
+        help="the CPU budget of each server process (or worker) in the *-workers scenarios, in "
+        "cores (default: 0.25: 2 workers then take half of 2 cores, the load generator has the "
+        "rest with room)",
+    )
     parser.add_argument("--update-doc", action="store_true", help="write docs/performance.md")
     parser.add_argument(
         "--budget",
         type=float,
-        help="minutes after which no new run starts (default: 17, --quick 2.5; 0: none); "
+        help="minutes after which no new run starts (default: 24, --quick 4; 0: none); "
         "what was not run is said under its table",
     )
     args = parser.parse_args()
+    BUDGET_CORES[0] = args.budget_cores
 
     names = [n for s in args.scenario or [] for n in s.split(",") if n] or [
-        n for n, spec in SCENARIOS.items() if not args.quick or spec.quick is not None
+        n
+        for n, spec in SCENARIOS.items()
+        if (not args.quick or spec.quick is not None) and (not spec.opt_in or args.with_100k)
     ]
     servers = [s for s in (args.servers or "").split(",") if s]
     for n in names:
@@ -1199,10 +1596,14 @@ def main() -> int:
     for old in logdir.glob("*.log"):
         old.unlink()
     info = machine()
+    if not info["aiosio_from"].startswith(str(ROOT / "src")):
+        print(f"note: the servers import aiosio from {info['aiosio_from']}, not from this "
+              f"checkout's {ROOT / 'src'}: set PYTHONPATH={ROOT / 'src'} to measure this one",
+              file=sys.stderr)  # fmt: skip
     print(f"machine: {info['nproc']} x {info['cpu']}, Python {info['python']}, "
           f"Node {info['node']}; server on core {SERVER_CORE}, load generator on core "
           f"{LOADGEN_CORE}", flush=True)  # fmt: skip
-    budget = args.budget if args.budget is not None else (2.5 if args.quick else 17.0)
+    budget = args.budget if args.budget is not None else (4.0 if args.quick else 24.0)
     started = time.time()
     results: dict[str, Any] = {}
     reports = []
@@ -1212,15 +1613,14 @@ def main() -> int:
         params = spec.quick if args.quick and spec.quick is not None else spec.full
         runs = args.runs or (1 if args.quick else spec.runs)
         cluster = "adapter" in params
+        parser_name = params.get("parser", "json")
         chosen = servers or [
             s
             for s, kind in SERVERS.items()
-            if (
-                s in CLUSTER_COMMANDS
-                if cluster
-                else kind.scenarios is None or name in kind.scenarios
-            )
-        ]
+            if (s in spec.servers if spec.servers is not None else
+                kind.scenarios is None or name in kind.scenarios)
+            and parser_name in kind.parsers
+        ]  # fmt: skip
         per_server: dict[str, dict[str, Any]] = {server: {"runs": []} for server in chosen}
         # The runs interleave the servers, so that a change in the machine's other load falls on
         # all of them alike.
@@ -1235,7 +1635,10 @@ def main() -> int:
                     continue
                 t = time.perf_counter()
                 try:
-                    r = (cluster_run if cluster else one_run)(SERVERS[server], params, logdir)
+                    if cluster:
+                        r = cluster_run(SERVERS[server], params, logdir)
+                    else:
+                        r = one_run(SERVERS[server], params, logdir, spec.split, args.budget_cores)
                 except RuntimeError as exc:
                     data["error"] = str(exc)
                     print(f"  {name} {server} run {i + 1}: FAILED {exc}", flush=True)

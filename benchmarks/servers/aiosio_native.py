@@ -1,5 +1,9 @@
 """aiosio's native server (uvloop when installed): the benchmark handlers on 127.0.0.1:PORT.
 
+The parser is ``$BENCH_PARSER`` (``json``, the default, or ``msgpack``): an environment variable
+rather than an argument, so that the workers of ``aiosio serve servers.aiosio_native:sio
+--workers N`` (aiosio_workers.py), which load this module again, use it too.
+
 Prints ``READY <pid> <port>`` once listening. Run with the project's .venv."""
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ import sys
 
 import aiosio
 
-sio = aiosio.Server()
+sio = aiosio.Server(parser=os.environ.get("BENCH_PARSER", "json"))
 
 
 @sio.on("echo")

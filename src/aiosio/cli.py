@@ -49,6 +49,17 @@ def _require_extra(module: str, *, extra: str, feature: str) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from aiosio.transports.native import run
 
+    use_uvloop = not args.no_uvloop  # in the one process, or in the master and every worker
+    if use_uvloop:
+        version = _uvloop_version()
+        if version is None:
+            logger.info(
+                "uvloop is not installed: running on asyncio's default event loop "
+                '(pip install "aiosio[speed]" for uvloop)'
+            )
+            use_uvloop = False
+        else:
+            logger.info("running on uvloop %s", version)
     if args.workers > 1:
         from aiosio.workers import serve_workers
 
@@ -69,6 +80,7 @@ def _serve(args: argparse.Namespace) -> int:
                 args.workers,
                 args.redis,
                 recovery_log_size=args.recovery_log_size,
+                use_uvloop=use_uvloop,
             )
         except (
             RuntimeError,
@@ -78,17 +90,6 @@ def _serve(args: argparse.Namespace) -> int:
             raise SystemExit(f"aiosio: {exc}") from None
         return 0
     app = load_app(args.app)
-    use_uvloop = not args.no_uvloop
-    if use_uvloop:
-        version = _uvloop_version()
-        if version is None:
-            logger.info(
-                "uvloop is not installed: running on asyncio's default event loop "
-                '(pip install "aiosio[speed]" for uvloop)'
-            )
-            use_uvloop = False
-        else:
-            logger.info("running on uvloop %s", version)
     context = None
     if args.certfile:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -237,6 +238,7 @@ def _worker_parser() -> argparse.ArgumentParser:
     worker.add_argument("--workers", type=int, required=True)
     worker.add_argument("--dir", required=True)
     worker.add_argument("--redis")
+    worker.add_argument("--no-uvloop", action="store_true")
     return worker
 
 
@@ -381,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "_worker":
         from aiosio.workers import worker_main
 
-        worker_main(args.app, args.index, args.workers, args.dir, args.redis)
+        worker_main(
+            args.app, args.index, args.workers, args.dir, args.redis, use_uvloop=not args.no_uvloop
+        )
         return 0
     return _serve(args)

@@ -32,6 +32,7 @@ LISTENING = re.compile(r"aiosio listening on http://127\.0\.0\.1:(\d+) with 2 wo
 
 APP = textwrap.dedent(
     """
+    import asyncio
     import os
 
     import aiosio
@@ -53,6 +54,10 @@ APP = textwrap.dedent(
     @sio.on("shout")
     def shout(socket, text):
         socket.broadcast.emit("shout", text)
+
+    @sio.on("loop")
+    def loop(socket):
+        return type(asyncio.get_running_loop()).__module__.partition(".")[0]
     """
 )
 
@@ -181,6 +186,49 @@ async def test_the_bus_spans_both_workers(
     workers = serve(start_workers, tmp_path)
     await one_on_each_worker(workers.url, two_clients)
     await assert_cluster_wide(two_clients)
+
+
+async def test_broadcasts_cross_the_bus_whole_and_in_order(
+    tmp_path: Path, start_workers: list[Workers], two_clients: list[aiosio.Client]
+) -> None:
+    # The bus writes the frames of one turn of the loop together (the other worker then sends
+    # its clients several broadcasts in one write): none may be lost or reordered on the way.
+    workers = serve(start_workers, tmp_path)
+    await one_on_each_worker(workers.url, two_clients)
+    first, second = two_clients
+    heard: list[object] = []
+    all_heard = asyncio.Event()
+
+    def on_shout(text: object) -> None:
+        heard.append(text)
+        if len(heard) == 200:
+            all_heard.set()
+
+    second.on("shout", on_shout)
+    for i in range(200):
+        first.emit("shout", i)
+    await asyncio.wait_for(all_heard.wait(), TIMEOUT)
+    assert heard == list(range(200))
+
+
+async def test_the_workers_run_on_uvloop_unless_told_not_to(
+    tmp_path: Path, start_workers: list[Workers], two_clients: list[aiosio.Client]
+) -> None:
+    # as aiosio serve does in one process: before, the workers ran on asyncio's default loop
+    # (a fifth more CPU per acknowledgement than one process on uvloop)
+    workers = serve(start_workers, tmp_path)
+    await one_on_each_worker(workers.url, two_clients)
+    assert [await c.emit_with_ack("loop", timeout=TIMEOUT) for c in two_clients] == [
+        "uvloop",
+        "uvloop",
+    ]
+    plain_dir = tmp_path / "plain"
+    plain_dir.mkdir()
+    plain = serve(start_workers, plain_dir, "--no-uvloop")
+    for name in ("c", "d"):  # one on each worker
+        client = await connect(plain.url, name)
+        two_clients.append(client)
+        assert await client.emit_with_ack("loop", timeout=TIMEOUT) == "asyncio"
 
 
 async def test_the_router_survives_silence_and_unknown_sessions(

@@ -30,6 +30,7 @@ from typing import Any
 import msgpack
 
 from aiosio.protocol.errors import ParserMismatch, RemoteProtocolError
+from aiosio.protocol.packing import PackerPool
 from aiosio.protocol.parser import Parser
 from aiosio.protocol.socketio import Limits, Packet, PacketType, check_payload
 
@@ -62,6 +63,9 @@ def _default(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not msgpack serializable")
 
 
+_PACKERS = PackerPool(default=_default)
+
+
 class MsgpackParser(Parser):
     """``socket.io-msgpack-parser``'s format (:data:`MSGPACK`)."""
 
@@ -78,7 +82,7 @@ class MsgpackParser(Parser):
             value["data"] = data
         if ack_id is not None:
             value["id"] = ack_id
-        return [msgpack.packb(value, use_bin_type=True, default=_default)]
+        return [_PACKERS.pack(value)]
 
     def decoder(self, limits: Limits, *, protocol: int = 5) -> MsgpackDecoder:
         return MsgpackDecoder(limits)

@@ -14,6 +14,8 @@ from typing import Any
 
 import msgpack
 
+from aiosio.protocol.packing import PackerPool
+
 __all__ = ["decode", "encode_json", "encode_msgpack"]
 
 
@@ -63,9 +65,12 @@ def encode_msgpack(value: Any) -> bytes:
     """msgpack as notepack.io (Node) writes and reads it. A lone surrogate (valid in a
     JavaScript string, not in UTF-8) is written as U+FFFD, as Node's UTF-8 encoder does."""
     try:
-        return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+        return _PACKERS.pack(value)
     except UnicodeEncodeError:
-        return msgpack.packb(_well_formed(value), use_bin_type=True)  # type: ignore[no-any-return]
+        return _PACKERS.pack(_well_formed(value))
+
+
+_PACKERS = PackerPool()
 
 
 def _well_formed(value: Any) -> Any:

@@ -11,6 +11,14 @@
 
 from aiosio.transports.native.http import Handoff, HttpConnection
 from aiosio.transports.native.limits import ServerLimits
-from aiosio.transports.native.server import NativeServer, run, serve
+from aiosio.transports.native.server import NativeServer, loop_factory, run, serve
 
-__all__ = ["Handoff", "HttpConnection", "NativeServer", "ServerLimits", "run", "serve"]
+__all__ = [
+    "Handoff",
+    "HttpConnection",
+    "NativeServer",
+    "ServerLimits",
+    "loop_factory",
+    "run",
+    "serve",
+]

@@ -225,16 +225,22 @@ def run(
         await server.close()
 
     configure_default_logging()  # "listening" and refused clients show unless logging is set up
-    factory = None
-    if use_uvloop is not False:
-        try:
-            import uvloop
-
-            factory = uvloop.new_event_loop
-        except ImportError:
-            if use_uvloop:
-                raise ImportError(  # noqa: B904 - the ImportError above stays its __context__
-                    'use_uvloop=True needs uvloop, not installed: pip install "aiosio[speed]"'
-                )
-    with asyncio.Runner(loop_factory=factory) as runner:
+    with asyncio.Runner(loop_factory=loop_factory(use_uvloop)) as runner:
         runner.run(main())
+
+
+def loop_factory(use_uvloop: bool | None = None) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop the native server runs on: uvloop's when installed (None: asyncio's
+    default). ``use_uvloop=False`` opts out; ``True`` raises ImportError without uvloop. The one
+    choice for :func:`run` and for each process of ``aiosio serve --workers``."""
+    if use_uvloop is False:
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if use_uvloop:
+            raise ImportError(  # noqa: B904 - the ImportError above stays its __context__
+                'use_uvloop=True needs uvloop, not installed: pip install "aiosio[speed]"'
+            )
+        return None
+    return uvloop.new_event_loop
