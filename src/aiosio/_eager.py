@@ -24,7 +24,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from types import CoroutineType
 from typing import Any, TypeVar
 
-__all__ = ["Callback", "ignore", "invoke", "is_async", "run_eager"]
+__all__ = ["Callback", "call_async", "ignore", "invoke", "is_async", "run_eager", "settle"]
 
 T = TypeVar("T")
 C = TypeVar("C")
@@ -103,6 +103,14 @@ async def call_async(callback: Callback, *args: Any) -> Any:
     if callback.is_async or inspect.isawaitable(result):
         return await result
     return result
+
+
+async def settle(result: object) -> None:
+    """Await ``result`` when it is a coroutine: what a hook that may be a plain or a coroutine
+    function returned (an adapter's ``close``, an app's ``shutdown``, ``run``'s ``on_started``),
+    from the coroutine that closes or starts the server."""
+    if asyncio.iscoroutine(result):
+        await result
 
 
 def run_eager(

@@ -17,10 +17,10 @@ from aiosio.protocol.socketio import Packet, PacketType, encode
 
 __all__ = [
     "ENCODE_ERRORS",
-    "args_paths",
     "check_encodable",
     "encoding_error",
     "raise_encoding_error",
+    "return_value_error",
 ]
 
 # What encoding a packet raises for a value it cannot take: TypeError for a type JSON has no
@@ -79,25 +79,37 @@ def encoding_error(
     return cause
 
 
-def raise_encoding_error(
-    what: str, values: Sequence[tuple[str, Any]], cause: BaseException
-) -> NoReturn:
-    """Raise :func:`encoding_error`'s answer, chained to ``cause``."""
-    error = encoding_error(what, values, cause)
+def raise_encoding_error(what: str, args: Sequence[Any], cause: BaseException) -> NoReturn:
+    """Raise :func:`encoding_error`'s answer for the arguments ``args`` of an emit (``args[0]``,
+    ``args[1]``, ...), chained to ``cause``."""
+    error = encoding_error(what, _args_paths(args), cause)
     if error is cause:
         raise cause
     raise error from cause
 
 
-def check_encodable(what: str, values: Sequence[tuple[str, Any]]) -> None:
-    """Raise what :func:`encoding_error` describes if ``values`` cannot be encoded (for values
-    kept to be sent later: the failure must come at the call, not when they are sent)."""
+def check_encodable(what: str, args: Sequence[Any]) -> None:
+    """Raise what :func:`raise_encoding_error` raises if the arguments ``args`` of an emit
+    cannot be encoded (for arguments kept to be sent later: the failure must come at the call,
+    not when they are sent)."""
     try:
-        encode(Packet(PacketType.EVENT, "/", [value for _, value in values]))
+        encode(Packet(PacketType.EVENT, "/", list(args)))
     except ENCODE_ERRORS as exc:
-        raise_encoding_error(what, values, exc)
+        raise_encoding_error(what, args, exc)
 
 
-def args_paths(args: Sequence[Any]) -> list[tuple[str, Any]]:
-    """``args[0]``, ``args[1]``, ... for the arguments of an emit."""
+def return_value_error(
+    what: str, value: Any, ack_args: Sequence[Any], cause: BaseException
+) -> BaseException:
+    """:func:`encoding_error` for what a handler returned, ``value``, sent as the ack's
+    ``ack_args``: its path is ``return value`` when it went as one argument, ``return
+    value[i]`` for each value of a tuple sent as several."""
+    if len(ack_args) == 1 and ack_args[0] is value:
+        paths = [("return value", value)]
+    else:
+        paths = [(f"return value[{i}]", item) for i, item in enumerate(ack_args)]
+    return encoding_error(what, paths, cause)
+
+
+def _args_paths(args: Sequence[Any]) -> list[tuple[str, Any]]:
     return [(f"args[{i}]", value) for i, value in enumerate(args)]

@@ -12,14 +12,31 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar, overload
+from typing import Any, Protocol, TypeVar, overload
 
 from aiosio._eager import Callback, ignore, invoke
 from aiosio.typed import InvalidPayloads, validated
 
-__all__ = ["EventEmitter", "HandlerRegistry"]
+__all__ = ["EventEmitter", "HandlerRegistry", "On", "forward_on"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class On(Protocol):
+    """An ``on`` method: ``on(event)`` returns a decorator, ``on(event, handler)`` registers."""
+
+    @overload
+    def __call__(self, event: str) -> Callable[[F], F]: ...
+    @overload
+    def __call__(self, event: str, handler: F) -> F: ...
+
+
+def forward_on(on: On, event: str, handler: F | None) -> F | Callable[[F], F]:
+    """``on(event)`` or ``on(event, handler)``, as the caller was called: how an ``on`` that
+    registers with another object's passes both forms on."""
+    if handler is None:
+        return on(event)
+    return on(event, handler)
 
 
 class HandlerRegistry:

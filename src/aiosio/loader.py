@@ -12,7 +12,7 @@ import sys
 import types
 from typing import Any
 
-__all__ = ["load_app"]
+__all__ = ["load_app", "load_object"]
 
 
 def load_app(target: str) -> Any:

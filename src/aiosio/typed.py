@@ -197,6 +197,16 @@ class _Arg:
         self.required = required
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Payload:
+    """The payload part of a handler's signature, as :func:`validated` read it."""
+
+    skip: int  # the leading parameters that are not payload (a namespace handler's socket)
+    args: list[_Arg]
+    rest: tuple[str, Any] | None  # the *args parameter's name and adapter, or None
+    returns: Any  # the return annotation's adapter, or None
+
+
 class _Refused(Exception):
     """A payload failed validation (internal: caught by the wrapper, never escapes)."""
 
@@ -214,21 +224,13 @@ class _Validated:
     of every argument are collected only once a payload failed."""
 
     def __init__(
-        self,
-        fn: Callable[..., Any],
-        event: str,
-        skip: int,
-        args: list[_Arg],
-        rest: tuple[str, Any] | None,
-        returns: Any,
-        refused: InvalidPayloads,
+        self, fn: Callable[..., Any], event: str, payload: _Payload, refused: InvalidPayloads
     ) -> None:
         self.fn = fn
         self.event = event
-        self._skip = skip
-        self._args = args
-        self._rest = rest  # the *args parameter's name and adapter, or None
+        self._payload = payload
         self._refused = refused
+        skip, args, rest, returns = payload.skip, payload.args, payload.rest, payload.returns
         # What runs per event: (absolute position, validate) of each validated argument.
         self._checks = tuple(
             (skip + arg.index, arg.adapter.validator.validate_python)
@@ -280,10 +282,11 @@ class _Validated:
 
     def _details(self, args: tuple[Any, ...]) -> list[dict[str, Any]]:
         """Every error of ``args``, each ``loc`` starting with the parameter's name."""
-        skip = self._skip
+        payload = self._payload
+        skip = payload.skip
         count = len(args) - skip
         details: list[dict[str, Any]] = []
-        for arg in self._args:
+        for arg in payload.args:
             if arg.index >= count:
                 if arg.required:
                     details.append(
@@ -291,8 +294,8 @@ class _Validated:
                     )
             elif arg.adapter is not None:
                 self._errors(arg.adapter, args[skip + arg.index], arg.name, details)
-        if self._rest is not None:
-            name, adapter = self._rest
+        if payload.rest is not None:
+            name, adapter = payload.rest
             for i in range(self._rest_from, len(args)):
                 self._errors(adapter, args[i], f"{name}[{i - self._rest_from}]", details)
         return details
@@ -382,7 +385,7 @@ def validated(
     if rest is None and returns is None and all(arg.adapter is None for arg in args):
         return fn  # nothing to validate: the handler itself, no cost added to its calls
     wrapper = _AsyncValidated if is_async(fn) else _Validated
-    return wrapper(fn, event, skip, args, rest, returns, refused)
+    return wrapper(fn, event, _Payload(skip, args, rest, returns), refused)
 
 
 # -- typed emitters ---------------------------------------------------------------------------

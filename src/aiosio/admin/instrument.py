@@ -27,7 +27,7 @@ import os
 import socket as _socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 from aiosio.admin.auth import BasicAuth, Credentials, basic_auth_from
 from aiosio.admin.serialize import (
@@ -47,7 +47,7 @@ from aiosio.server.namespace import Namespace
 from aiosio.server.server import Server
 from aiosio.server.socket import Socket
 
-__all__ = ["Admin", "Mode", "default_server_id", "instrument"]
+__all__ = ["Admin", "AdminOptions", "Mode", "default_server_id", "instrument"]
 
 logger = logging.getLogger("aiosio.admin")
 
@@ -69,30 +69,35 @@ ALL_EVENTS = "ALL_EVENTS"
 _LOCAL_ADAPTERS = (InMemoryAdapter, RecoveryAdapter)
 
 
-def instrument(
-    sio: Server,
-    *,
-    auth: object,
-    namespace_name: str = "/admin",
-    read_only: bool = False,
-    server_id: str | None = None,
-    mode: Mode = "development",
-    ui_path: str | None = None,
-    ui_dir: str | Path | None = None,
-    store: SessionStore | None = None,
-) -> Admin:
+class AdminOptions(TypedDict, total=False):
+    """The options of :func:`instrument` but ``auth``, each with its default in :class:`Admin`:
+    the type of its ``**options``."""
+
+    namespace_name: str
+    read_only: bool
+    server_id: str | None
+    mode: Mode
+    ui_path: str | None
+    ui_dir: str | Path | None
+    store: SessionStore | None
+
+
+def instrument(sio: Server, *, auth: object, **options: Unpack[AdminOptions]) -> Admin:
     """Open the admin namespace of ``sio`` to the official Admin UI.
 
     :param auth: ``False`` (anyone may connect: say it explicitly), an
         :class:`~aiosio.admin.BasicAuth` or ``{"type": "basic", "username": ..., "password":
         bcrypt_hash}`` (needs ``pip install "aiosio[admin]"``).
-    :param namespace_name: the admin namespace (the UI's "namespace" field); the admin owns it.
-    :param read_only: the UI may look, not act: no operation is offered, and any sent is ignored.
+    :param namespace_name: the admin namespace (the UI's "namespace" field; default
+        ``"/admin"``); the admin owns it.
+    :param read_only: the UI may look, not act: no operation is offered, and any sent is ignored
+        (default ``False``).
     :param server_id: this server's name in the UI (default: the host name; in a worker of
         ``aiosio serve --workers``, ``host#pid``). Give each server of a cluster its own.
-    :param mode: ``"development"`` sends every socket, room change and event as it happens;
-        ``"production"`` only the statistics (cheaper on a busy server).
-    :param ui_path: serve the UI itself under this path (``"/admin-ui/"``), from ``ui_dir``.
+    :param mode: ``"development"`` (the default) sends every socket, room change and event as it
+        happens; ``"production"`` only the statistics (cheaper on a busy server).
+    :param ui_path: serve the UI itself under this path (``"/admin-ui/"``), from ``ui_dir``
+        (default: not served).
     :param ui_dir: the ``ui/dist`` folder of the npm package ``@socket.io/admin-ui`` (default:
         ``node_modules/@socket.io/admin-ui/ui/dist`` under the current directory).
     :param store: where the session ids handed out after a login are kept: an
@@ -103,17 +108,7 @@ def instrument(
     :raises FileNotFoundError: ``ui_path`` is given and the UI files are not installed (the
         message has the ``npm install`` command).
     """
-    return Admin(
-        sio,
-        auth=auth,
-        namespace_name=namespace_name,
-        read_only=read_only,
-        server_id=server_id,
-        mode=mode,
-        ui_path=ui_path,
-        ui_dir=ui_dir,
-        store=store,
-    )
+    return Admin(sio, auth=auth, **options)
 
 
 class Admin:
@@ -125,12 +120,12 @@ class Admin:
         sio: Server,
         *,
         auth: object,
-        namespace_name: str,
-        read_only: bool,
-        server_id: str | None,
-        mode: Mode,
-        ui_path: str | None,
-        ui_dir: str | Path | None,
+        namespace_name: str = "/admin",
+        read_only: bool = False,
+        server_id: str | None = None,
+        mode: Mode = "development",
+        ui_path: str | None = None,
+        ui_dir: str | Path | None = None,
         store: SessionStore | None = None,
     ) -> None:
         if mode not in ("development", "production"):

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["ObservedData", "js_now", "plain", "serialize_data", "serialize_socket"]
+__all__ = ["ADMIN_KEY", "ObservedData", "js_now", "plain", "serialize_data", "serialize_socket"]
 
 # Where the admin keeps what it knows of a socket, inside ``socket.data`` as the reference does,
 # so that another server's admin reads it from ``fetch_sockets`` too.

@@ -34,9 +34,11 @@ __all__ = [
     "HttpConnection",
     "HttpResult",
     "ResponseReader",
+    "Trace",
     "WebSocketConnection",
     "WebSocketOpener",
     "authority",
+    "new_trace",
     "open_stream",
 ]
 

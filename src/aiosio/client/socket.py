@@ -35,10 +35,9 @@ from aiosio._acks import wait_ack
 from aiosio._eager import run_eager
 from aiosio._encodable import (
     ENCODE_ERRORS,
-    args_paths,
     check_encodable,
-    encoding_error,
     raise_encoding_error,
+    return_value_error,
 )
 from aiosio.client.errors import PARSER_HINT, ConnectError, Stage
 from aiosio.client.host import ManagerHost, ManagerOptions
@@ -53,7 +52,7 @@ from aiosio.protocol.parsers import PARSER_MISMATCH, resolve_parser
 from aiosio.protocol.socketio import RESERVED_EVENTS, Limits, Packet, PacketType
 from aiosio.typed import InvalidPayloads, validated
 
-__all__ = ["TRANSITIONS", "Client", "SocketState"]
+__all__ = ["TRANSITIONS", "Auth", "Client", "SocketState"]
 
 logger = logging.getLogger("aiosio.client.socket")
 
@@ -575,10 +574,8 @@ class Client:
                 self.io.write(Packet(PacketType.ACK, self.namespace, ack_args, ack_id))
             except ENCODE_ERRORS as exc:
                 # The handler's error, as on the server: logged, the ack not answered.
-                paths = [(f"return value[{i}]", v) for i, v in enumerate(ack_args)]
-                if not isinstance(value, tuple):
-                    paths = [("return value", value)]
-                error = encoding_error(f"handler of event {name!r} on {self.namespace}", paths, exc)
+                what = f"handler of event {name!r} on {self.namespace}"
+                error = return_value_error(what, value, ack_args, exc)
                 logger.error(  # noqa: TRY400 - the message says it all
                     "%s; its acknowledgement %d is not answered", error, ack_id
                 )
@@ -614,13 +611,13 @@ class Client:
         compress, self._compress = self._compress, True
         try:
             if self.retries and not volatile:
-                check_encodable(f"emit({event!r})", args_paths(args))  # kept to be sent later
+                check_encodable(f"emit({event!r})", args)  # kept to be sent later
                 self._enqueue([event, *args], None, compress)
                 return
             packet = Packet(PacketType.EVENT, self.namespace, [event, *args])
             self._send(packet, volatile, compress)
         except ENCODE_ERRORS as exc:
-            raise_encoding_error(f"emit({event!r})", args_paths(args), exc)
+            raise_encoding_error(f"emit({event!r})", args, exc)
 
     def send(self, *args: Any) -> None:
         self.emit("message", *args)
@@ -667,7 +664,7 @@ class Client:
         compress, self._compress = self._compress, True
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         if self.retries and not volatile:
-            check_encodable(f"emit_with_ack({event!r})", args_paths(args))  # sent later
+            check_encodable(f"emit_with_ack({event!r})", args)  # sent later
             self._enqueue([event, *args], future, compress)
             return future
         ack_id = self._register(future)
@@ -676,7 +673,7 @@ class Client:
             self._send(packet, volatile, compress)
         except ENCODE_ERRORS as exc:
             self._acks.pop(ack_id, None)
-            raise_encoding_error(f"emit_with_ack({event!r})", args_paths(args), exc)
+            raise_encoding_error(f"emit_with_ack({event!r})", args, exc)
         return self._ack_of(future, ack_id, event, limit)
 
     async def _ack_of(

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from aiosio._events import forward_on
 from aiosio.client.socket import Client
 
 __all__ = ["SyncClient"]
@@ -37,9 +38,7 @@ class SyncClient:
 
     def on(self, event: str, handler: F | None = None) -> Any:
         """Register a handler (runs in the client's thread)."""
-        if handler is None:
-            return self.client.on(event)
-        return self.client.on(event, handler)
+        return forward_on(self.client.on, event, handler)
 
     def connect(self, timeout: float | None = None) -> None:
         self._run(self.client.connect(), timeout)

@@ -336,12 +336,10 @@ class EngineServer(EventEmitter, AsgiMixin):
         return response
 
     async def _answer(self, request: HttpRequest) -> HttpResponse:
-        verdict = await self._verify(request, upgrade=False)
-        if isinstance(verdict, Rejection):
-            return self._reject(request, verdict, websocket=False)
+        verdict = await self._admit(request, websocket=False)
+        if isinstance(verdict, HttpResponse):
+            return verdict
         if isinstance(verdict, Handshake):
-            if self._drained is not None:
-                return _shutting_down()
             socket = self._new_socket(request, TransportKind.POLLING)
             if isinstance(socket, Rejection):
                 return self._reject(request, socket, websocket=False)
@@ -359,23 +357,15 @@ class EngineServer(EventEmitter, AsgiMixin):
     async def handle_websocket(self, request: HttpRequest) -> WebSocketAccept | HttpResponse:
         """Decide on a WebSocket upgrade request: accept it (handshake or upgrade of a polling
         session) or answer it with an HTTP error."""
-        origin = request.headers.get("origin")
-        cors = self.options.cors
-        if cors is not None and origin is not None:
-            try:
-                allowed = await self._origin_allowed(cors, origin)
-            except Exception as exc:  # noqa: BLE001 - the user's origin callable failed
-                return self._reject(request, _cors_failure(exc), websocket=True)
-            if self._refuses_origin(cors, request, origin, allowed):
-                hijacking = " (WebSocket upgrade refused against cross-site WebSocket hijacking)"
-                refused = _origin_refused(cors, origin, hijacking)
-                return self._reject(request, refused, websocket=True)
-        verdict = await self._verify(request, upgrade=True)
-        if isinstance(verdict, Rejection):
-            return self._reject(request, verdict, websocket=True)
+        if self.options.cors is not None:
+            hijacking = " (WebSocket upgrade refused against cross-site WebSocket hijacking)"
+            refused = await self._cross_site(request, hijacking)
+            if refused is not None:
+                return refused
+        verdict = await self._admit(request, websocket=True)
+        if isinstance(verdict, HttpResponse):
+            return verdict
         if isinstance(verdict, Handshake):
-            if self._drained is not None:
-                return _shutting_down()
             return self._websocket_handshake(request)
         if isinstance(verdict, SessionRequest):
             socket = verdict.session
@@ -403,17 +393,11 @@ class EngineServer(EventEmitter, AsgiMixin):
             return self._reject(request, refused, websocket=True)
         if self._drained is not None:
             return _shutting_down()
-        origin = request.headers.get("origin")
-        cors = self.options.cors
-        if cors is not None and origin is not None:
-            try:
-                allowed = await self._origin_allowed(cors, origin)
-            except Exception as exc:  # noqa: BLE001 - the user's origin callable failed
-                return self._reject(request, _cors_failure(exc), websocket=True)
-            if self._refuses_origin(cors, request, origin, allowed):
-                hijacking = " (WebTransport session refused against cross-site hijacking)"
-                refused = _origin_refused(cors, origin, hijacking)
-                return self._reject(request, refused, websocket=True)
+        if self.options.cors is not None:
+            hijacking = " (WebTransport session refused against cross-site hijacking)"
+            cross_site = await self._cross_site(request, hijacking)
+            if cross_site is not None:
+                return cross_site
         if self.options.allow_request is not None:
             denied = await run_allow_request(self.options, request)
             if denied is not None:
@@ -490,14 +474,7 @@ class EngineServer(EventEmitter, AsgiMixin):
     def _webtransport_refused(self, request: HttpRequest, refused: Rejection) -> str:
         """Fire ``connection_error`` and log it as for any refused request; the reason the
         WebTransport session is closed with (its close capsule carries it to the client)."""
-        error = ConnectionRejected(
-            request=request,
-            code=refused.code,
-            message=ERROR_MESSAGES[refused.code],
-            context=refused.context,
-            cause=refused.cause,
-            hint=refused.hint,
-        )
+        error = _rejected(request, refused)
         logger.warning(
             "closed a WebTransport session from %s: %s", request.remote_address or "?", error
         )
@@ -536,6 +513,22 @@ class EngineServer(EventEmitter, AsgiMixin):
 
         return WebSocketAccept([], bind, False, self.config.max_payload)
 
+    async def _cross_site(self, request: HttpRequest, hijacking: str) -> HttpResponse | None:
+        """The refusal of a WebSocket or WebTransport request from an Origin the CORS rule does
+        not allow (cross-site hijacking: a browser lets any page open these), ``hijacking``
+        added to its message; ``None`` when it may go on."""
+        origin = request.headers.get("origin")
+        cors = self.options.cors
+        if cors is None or origin is None:
+            return None
+        try:
+            allowed = await self._origin_allowed(cors, origin)
+        except Exception as exc:  # noqa: BLE001 - the user's origin callable failed
+            return self._reject(request, _cors_failure(exc), websocket=True)
+        if self._refuses_origin(cors, request, origin, allowed):
+            return self._reject(request, _origin_refused(cors, origin, hijacking), websocket=True)
+        return None
+
     async def _origin_allowed(self, cors: Cors, origin: str | None) -> bool:
         if cors.needs_callback():
             return await cors.call_origin(origin)
@@ -569,17 +562,25 @@ class EngineServer(EventEmitter, AsgiMixin):
         # Behind a TLS-terminating proxy the page is https while this hop is http: accept both.
         return not (host and origin in (f"http://{host}", f"https://{host}"))
 
-    async def _verify(
-        self, request: HttpRequest, *, upgrade: bool
-    ) -> Handshake | SessionRequest[EngineSocket] | Rejection:
-        return await verify(
+    async def _admit(
+        self, request: HttpRequest, *, websocket: bool
+    ) -> Handshake | SessionRequest[EngineSocket] | HttpResponse:
+        """The verdict on ``request`` (:func:`~aiosio.engine.verify.verify`), with what polling
+        and WebSocket requests answer alike answered here: a refusal, and a handshake while the
+        server shuts down."""
+        verdict = await verify(
             request,
-            upgrade=upgrade,
+            upgrade=websocket,
             options=self.options,
             sessions=self.clients,
             ended=self._recently_closed,
             now=self.now,
         )
+        if isinstance(verdict, Rejection):
+            return self._reject(request, verdict, websocket=websocket)
+        if isinstance(verdict, Handshake) and self._drained is not None:
+            return _shutting_down()
+        return verdict
 
     # -- sessions ---------------------------------------------------------------------------------
 
@@ -687,14 +688,7 @@ class EngineServer(EventEmitter, AsgiMixin):
     def _reject(
         self, request: HttpRequest, rejection: Rejection, *, websocket: bool
     ) -> HttpResponse:
-        error = ConnectionRejected(
-            request=request,
-            code=rejection.code,
-            message=ERROR_MESSAGES[rejection.code],
-            context=rejection.context,
-            cause=rejection.cause,
-            hint=rejection.hint,
-        )
+        error = _rejected(request, rejection)
         address = request.remote_address or "?"
         logger.warning(
             "refused %s %s from %s%s: %s",
@@ -717,6 +711,18 @@ class EngineServer(EventEmitter, AsgiMixin):
         status = 403 if rejection.code == FORBIDDEN else 400
         body = _json_error(rejection.code, rejection.message)
         return HttpResponse(status, [("Content-Type", "application/json")], body)
+
+
+def _rejected(request: HttpRequest, rejection: Rejection) -> ConnectionRejected:
+    """What ``connection_error`` listeners get for ``request``, refused for ``rejection``."""
+    return ConnectionRejected(
+        request=request,
+        code=rejection.code,
+        message=ERROR_MESSAGES[rejection.code],
+        context=rejection.context,
+        cause=rejection.cause,
+        hint=rejection.hint,
+    )
 
 
 def _cors_failure(exc: Exception) -> Rejection:

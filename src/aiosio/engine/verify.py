@@ -21,7 +21,11 @@ from aiosio.engine.http import HttpRequest
 from aiosio.engine.options import KNOWN_TRANSPORTS, EngineOptions
 
 __all__ = [
+    "BAD_REQUEST",
     "ERROR_MESSAGES",
+    "FORBIDDEN",
+    "UNKNOWN_SID",
+    "UNKNOWN_TRANSPORT",
     "ConnectionRejected",
     "ErrorCode",
     "Handshake",
@@ -30,6 +34,7 @@ __all__ = [
     "SessionRequest",
     "Verdict",
     "protocol_of",
+    "rejection",
     "run_allow_request",
     "verify",
 ]

@@ -4,8 +4,8 @@ namespace, sessions per transport, the cluster link's health)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, Protocol
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol, TypeVar
 
 from aiosio._extras import import_extra
 from aiosio.adapters.postgres.link import PostgresHealth
@@ -16,6 +16,9 @@ from aiosio.metrics.labels import namespace_label
 from aiosio.server.server import Server
 
 __all__ = ["METRIC_NAMES", "ServerCollector"]
+
+# A sample's label value, or its label values.
+Labels = TypeVar("Labels", bound=str | tuple[str, ...])
 
 # Every family's name (without the _total/_bucket/... suffixes of its samples): the
 # documentation and the dashboard name these, and a test checks both against a scrape.
@@ -91,29 +94,23 @@ class ServerCollector:
     def _sockets(self) -> Iterator[Any]:
         core = self.core
         sio = self.sio
+        by_label: dict[str, int] = {}
+        for nsp in list(sio.namespaces.values()):
+            label = namespace_label(sio, nsp)
+            by_label[label] = by_label.get(label, 0) + len(nsp.sockets)
         sockets = core.GaugeMetricFamily(
             "aiosio_sockets_connected",
             "Sockets connected, by namespace (children of a dynamic namespace under its pattern)",
             labels=["namespace"],
         )
-        by_label: dict[str, int] = {}
-        for nsp in list(sio.namespaces.values()):
-            label = namespace_label(sio, nsp)
-            by_label[label] = by_label.get(label, 0) + len(nsp.sockets)
-        for label, count in by_label.items():
-            sockets.add_metric([label], count)
-        yield sockets
-        sessions = core.GaugeMetricFamily(
-            "aiosio_engine_sessions",
-            "Engine.IO sessions open, by transport",
-            labels=["transport"],
-        )
+        yield _counted(sockets, by_label)
         by_transport = {"polling": 0, "websocket": 0}
         for conn in list(sio.engine.clients.values()):
             by_transport[conn.transport] = by_transport.get(conn.transport, 0) + 1
-        for transport, count in by_transport.items():
-            sessions.add_metric([transport], count)
-        yield sessions
+        sessions = core.GaugeMetricFamily(
+            "aiosio_engine_sessions", "Engine.IO sessions open, by transport", labels=["transport"]
+        )
+        yield _counted(sessions, by_transport)
 
     def _engine(self) -> Iterator[Any]:
         core = self.core
@@ -123,17 +120,13 @@ class ServerCollector:
             "Engine.IO sessions opened, by the transport they opened on",
             labels=["transport"],
         )
-        for transport, count in counts.handshakes.items():
-            handshakes.add_metric([transport], count)
-        yield handshakes
+        yield _counted(handshakes, counts.handshakes)
         refusals = core.CounterMetricFamily(
             "aiosio_engine_refusals",
             "Requests refused (connection_error), by Engine.IO error code and cause",
             labels=["code", "cause"],
         )
-        for (code, cause), count in counts.refusals.items():
-            refusals.add_metric([code, cause], count)
-        yield refusals
+        yield _counted(refusals, counts.refusals)
         yield core.CounterMetricFamily(
             "aiosio_engine_upgrades",
             "Polling sessions upgraded to WebSocket",
@@ -281,3 +274,11 @@ class ServerCollector:
             "Entries this server appended to the streams (its broadcasts and cluster messages)",
             value=health.appended,
         )
+
+
+def _counted(family: Any, counts: Mapping[Labels, int]) -> Any:
+    """``family`` with a sample per entry of ``counts``: its label's value (or its labels'
+    values, a tuple) and its count."""
+    for labels, count in counts.items():
+        family.add_metric([labels] if isinstance(labels, str) else list(labels), count)
+    return family

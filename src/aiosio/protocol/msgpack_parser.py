@@ -32,7 +32,14 @@ import msgpack
 from aiosio.protocol.errors import ParserMismatch, RemoteProtocolError
 from aiosio.protocol.packing import PackerPool
 from aiosio.protocol.parser import Parser
-from aiosio.protocol.socketio import Limits, Packet, PacketType, check_payload
+from aiosio.protocol.socketio import (
+    Limits,
+    Packet,
+    PacketType,
+    ValueRules,
+    check_payload,
+    check_values,
+)
 
 __all__ = ["MSGPACK", "MsgpackDecoder", "MsgpackParser"]
 
@@ -43,9 +50,13 @@ _WIRE_TYPE = {
     PacketType.BINARY_ACK: PacketType.ACK.value,
 }
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
-_KEY_TYPES = (str, int, float)
-_VALUE_TYPES = (str, int, float, bool, type(None), bytes, datetime.datetime)
-_SCALARS = frozenset(_VALUE_TYPES)
+# What notepack writes: binary values are part of the message (no attachments, no placeholders).
+_NOTEPACK_VALUES = ValueRules(
+    leaves=frozenset({str, int, float, bool, type(None), bytes, datetime.datetime}),
+    container="map",
+    expected="a value notepack writes",
+    refuse_placeholders=False,
+)
 # The ext headers notepack writes for an ArrayBuffer of 1 and of 8 bytes (ext 8, type 0).
 _EXT8_1, _EXT8_8 = b"\xc7\x01\x00", b"\xc7\x08\x00"
 
@@ -188,28 +199,6 @@ def _packet(value: Any, limits: Limits) -> Packet:
         if ptype is not PacketType.CONNECT and ptype is not PacketType.DISCONNECT:
             raise RemoteProtocolError(f"{ptype.name} packet without payload")
     else:
-        _check_values(data, limits.max_depth)
+        check_values(data, limits, _NOTEPACK_VALUES)
         check_payload(ptype, data)
     return Packet(ptype, nsp, data, ack_id)
-
-
-def _check_values(data: Any, max_depth: int) -> None:
-    """Refuse values nested deeper than ``max_depth``, map keys that are not strings or numbers
-    and values of types JavaScript's notepack does not write (msgpack timestamps)."""
-    stack: list[tuple[Any, int]] = [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
-        kind = type(value)
-        if kind is list or kind is dict:
-            if depth > max_depth:
-                raise RemoteProtocolError(f"payload nested deeper than max_depth={max_depth}")
-            if kind is dict:
-                for key in value:
-                    if type(key) not in _KEY_TYPES:
-                        raise RemoteProtocolError(
-                            f"map key of type {type(key).__name__} (expected a string)"
-                        )
-                value = value.values()
-            stack.extend((item, depth + 1) for item in value if type(item) not in _SCALARS)
-        elif kind not in _VALUE_TYPES:
-            raise RemoteProtocolError(f"value of type {kind.__name__} in the payload")

@@ -30,14 +30,17 @@ import orjson
 from aiosio.protocol.errors import ParserMismatch, RemoteProtocolError
 
 __all__ = [
+    "EVENT_VALUES",
     "RESERVED_EVENTS",
     "Decoder",
     "Limits",
     "Packet",
     "PacketType",
+    "ValueRules",
     "check_event",
     "check_event_name",
     "check_payload",
+    "check_values",
     "dumps",
     "encode",
     "encode_parts",
@@ -464,26 +467,46 @@ def split_v4_namespace(nsp: str) -> tuple[str, dict[str, str]]:
     return path or "/", dict(parse_qsl("&".join(fields), keep_blank_values=True))
 
 
-_VALUE_TYPES = (str, int, float, bool, type(None), bytes, list, dict)
+@dataclass(frozen=True, slots=True)
+class ValueRules:
+    """What a payload that arrives as values, not as text this module decoded, may hold: the
+    rules :func:`check_values` walks it with, one set per format."""
+
+    leaves: frozenset[type]
+    """The types taken as they are; ``bytes``, unless one of them, are attachments."""
+    container: str
+    """What the messages call a ``dict``: ``object`` (JSON) or ``map`` (msgpack)."""
+    expected: str
+    """What the message about a value of another type says was expected."""
+    refuse_placeholders: bool
+    """Refuse attachment placeholder objects (``{"_placeholder": true, ...}``)."""
 
 
-def check_event(data: Any, limits: Limits = _DEFAULT_LIMITS) -> None:
-    """Check the arguments of an EVENT that arrive as values rather than text (from another
-    server of the cluster, in msgpack or JSON) by the rules a client's packet is decoded with
-    (HARDENING.md 1, 3, 4, 7): a non-empty list whose first element, the event name, is a string
-    that is not reserved or a number; at most ``limits.max_attachments`` binary values; nested no
-    deeper than ``limits.max_depth``; no attachment placeholder objects (the encoder writes its
-    own: a forged one would make the client put an attachment in the wrong place, or fail); only
-    JSON values and bytes, with string or number object keys.
+# The arguments of an EVENT as JSON values and bytes (check_event).
+EVENT_VALUES = ValueRules(
+    leaves=frozenset({str, int, float, bool, type(None)}),
+    container="object",
+    expected="JSON or bytes",
+    refuse_placeholders=True,
+)
+_KEY_TYPES = (str, int, float)
+
+
+def check_values(data: Any, limits: Limits, rules: ValueRules) -> None:
+    """Walk ``data`` (without recursion, whatever its depth) by ``rules``: lists and dicts
+    nested no deeper than ``limits.max_depth``, string or number keys, values of the types
+    ``rules.leaves``, at most ``limits.max_attachments`` bytes values that are not leaves, and
+    no placeholder objects where ``rules.refuse_placeholders``.
 
     Raises :class:`RemoteProtocolError` naming the first rule broken.
     """
-    if not isinstance(data, list) or not data:
-        raise RemoteProtocolError(f"EVENT payload must be a non-empty array (got {_kind(data)})")
-    check_payload(PacketType.EVENT, data)
     max_depth = limits.max_depth
+    leaves = rules.leaves
+    placeholders = rules.refuse_placeholders
     attachments = 0
-    stack: list[tuple[Any, int]] = [(data, 1)]
+    # Leaves are never pushed: what is popped is a container, an attachment or a wrong type.
+    stack: list[tuple[Any, int]] = [] if type(data) in leaves else [(data, 1)]
+    push = stack.append  # a loop, not extend(generator): half the time on small payloads
     while stack:
         value, depth = stack.pop()
         kind = type(value)
@@ -491,26 +514,48 @@ def check_event(data: Any, limits: Limits = _DEFAULT_LIMITS) -> None:
             if depth > max_depth:
                 raise RemoteProtocolError(f"payload nested deeper than max_depth={max_depth}")
             if kind is dict:
-                if value.get("_placeholder") is True:
+                if placeholders and value.get("_placeholder") is True:
                     raise RemoteProtocolError(
                         "attachment placeholder object in the arguments (only the encoder "
                         "writes placeholders)"
                     )
                 for key in value:
-                    if type(key) not in (str, int, float):
+                    if type(key) not in _KEY_TYPES:
                         raise RemoteProtocolError(
-                            f"object key of type {type(key).__name__} (expected a string)"
+                            f"{rules.container} key of type {type(key).__name__} (expected a "
+                            "string)"
                         )
                 value = value.values()
-            stack.extend((item, depth + 1) for item in value)
+            depth += 1
+            for item in value:
+                if type(item) not in leaves:
+                    push((item, depth))
         elif kind is bytes:
             attachments += 1
             if attachments > limits.max_attachments:
                 raise RemoteProtocolError(
                     f"more than max_attachments={limits.max_attachments} binary values"
                 )
-        elif kind not in _VALUE_TYPES:
-            raise RemoteProtocolError(f"value of type {kind.__name__} (expected JSON or bytes)")
+        else:
+            raise RemoteProtocolError(f"value of type {kind.__name__} (expected {rules.expected})")
+
+
+def check_event(data: Any, limits: Limits = _DEFAULT_LIMITS) -> None:
+    """Check the arguments of an EVENT that arrive as values rather than text (from another
+    server of the cluster, in msgpack or JSON) by the rules a client's packet is decoded with
+    (HARDENING.md 1, 3, 4, 7): a non-empty list whose first element, the event name, is a string
+    that is not reserved or a number; then :func:`check_values` by :data:`EVENT_VALUES`: at most
+    ``limits.max_attachments`` binary values; nested no deeper than ``limits.max_depth``; no
+    attachment placeholder objects (the encoder writes its own: a forged one would make the
+    client put an attachment in the wrong place, or fail); only JSON values and bytes, with
+    string or number object keys.
+
+    Raises :class:`RemoteProtocolError` naming the first rule broken.
+    """
+    if not isinstance(data, list) or not data:
+        raise RemoteProtocolError(f"EVENT payload must be a non-empty array (got {_kind(data)})")
+    check_payload(PacketType.EVENT, data)
+    check_values(data, limits, EVENT_VALUES)
 
 
 def _kind(value: Any) -> str:

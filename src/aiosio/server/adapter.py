@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NewType, Protocol, TypeVar, overload
 
-from aiosio._events import EventEmitter
+from aiosio._events import EventEmitter, forward_on
 from aiosio.engine.server import PreparedMessage
 from aiosio.protocol.parser import Parser
 from aiosio.protocol.socketio import Packet, PacketType
@@ -38,8 +38,10 @@ __all__ = [
     "NamespaceView",
     "PersistedSession",
     "Recovery",
+    "RecoveryAdapter",
     "Room",
     "SocketId",
+    "new_pid",
 ]
 
 logger = logging.getLogger("aiosio.adapter")
@@ -186,9 +188,7 @@ class Adapter(ABC):
     def on(self, event: str, handler: F) -> F: ...
     def on(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
         """Listen to a room event (see the class); without a handler, return a decorator."""
-        if handler is None:
-            return self.room_events.on(event)
-        return self.room_events.on(event, handler)
+        return forward_on(self.room_events.on, event, handler)
 
     def off(self, event: str, handler: Callable[..., Any] | None = None) -> None:
         """Stop calling ``handler`` (or every listener) for a room event."""

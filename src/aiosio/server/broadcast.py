@@ -6,16 +6,17 @@ Immutable like the reference's ``BroadcastOperator``: every modifier returns a n
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import replace
 from typing import Any
 
-from aiosio._encodable import ENCODE_ERRORS, args_paths, check_encodable, raise_encoding_error
+from aiosio._encodable import ENCODE_ERRORS, check_encodable, raise_encoding_error
 from aiosio._rooms import named_rooms
 from aiosio.errors import AckTimeout
 from aiosio.protocol.socketio import Packet, PacketType, check_event_name
 from aiosio.server.adapter import Adapter, BroadcastFlags, BroadcastOptions, Room
 
-__all__ = ["BroadcastOperator"]
+__all__ = ["BroadcastOperator", "Broadcasting", "Targeting"]
 
 
 class BroadcastOperator:
@@ -83,7 +84,7 @@ class BroadcastOperator:
         try:
             self._adapter.broadcast(Packet(PacketType.EVENT, nsp, [event, *args]), self.options)
         except ENCODE_ERRORS as exc:
-            raise_encoding_error(f"emit({event!r})", args_paths(args), exc)
+            raise_encoding_error(f"emit({event!r})", args, exc)
 
     def send(self, *args: Any) -> None:
         self.emit("message", *args)
@@ -104,7 +105,7 @@ class BroadcastOperator:
         packet = Packet(PacketType.EVENT, adapter.nsp.name, [event, *args], ack_id)
         # Encoded before anything is sent or awaited: a value that cannot be encoded raises
         # here, whatever the adapter (a cluster adapter may publish before encoding locally).
-        check_encodable(f"emit_with_ack({event!r})", args_paths(args))
+        check_encodable(f"emit_with_ack({event!r})", args)
         replies, missing = await adapter.broadcast_with_ack(packet, self.options)
         if missing:
             raise AckTimeout(
@@ -138,3 +139,68 @@ class BroadcastOperator:
     def disconnect_sockets(self, close: bool = False) -> None:
         """Disconnect the targeted sockets (``close`` closes their whole connection)."""
         self._adapter.disconnect_sockets(self.options, close)
+
+
+class Targeting(ABC):
+    """The operators that pick the targets of a broadcast, each started from :meth:`_operator`:
+    a namespace's (every socket of it) and the server's (its main namespace's); a socket's, which
+    leaves the socket out (``socket.to("room").emit(...)``, as in Node)."""
+
+    @abstractmethod
+    def _operator(self) -> BroadcastOperator:
+        """A new operator: the targets and flags every broadcast from here starts with."""
+
+    def to(self, *rooms: Any) -> BroadcastOperator:
+        """The members of ``rooms`` (of any of them; a list of rooms counts as its rooms)."""
+        return self._operator().to(*rooms)
+
+    in_ = to
+
+    def except_(self, *rooms: Any) -> BroadcastOperator:
+        """All but the members of ``rooms``."""
+        return self._operator().except_(*rooms)
+
+    @property
+    def local(self) -> BroadcastOperator:
+        """Only this server's clients (with a cluster adapter)."""
+        return self._operator().local
+
+
+class Broadcasting(Targeting):
+    """A namespace's broadcast API, :class:`BroadcastOperator`'s methods applied to every socket
+    of the namespace: :class:`~aiosio.Namespace`'s, and :class:`~aiosio.Server`'s for its main
+    namespace."""
+
+    def emit(self, event: str, *args: Any) -> None:
+        """Send an event to every socket of the namespace."""
+        self._operator().emit(event, *args)
+
+    def send(self, *args: Any) -> None:
+        self.emit("message", *args)
+
+    @property
+    def volatile(self) -> BroadcastOperator:
+        return self._operator().volatile
+
+    def compress(self, value: bool) -> BroadcastOperator:
+        return self._operator().compress(value)
+
+    def timeout(self, seconds: float) -> BroadcastOperator:
+        return self._operator().timeout(seconds)
+
+    async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
+        """Broadcast with acknowledgements; see :meth:`BroadcastOperator.emit_with_ack`."""
+        return await self._operator().emit_with_ack(event, *args)
+
+    async def fetch_sockets(self, *, partial: bool = False) -> list[Any]:
+        """See :meth:`BroadcastOperator.fetch_sockets`."""
+        return await self._operator().fetch_sockets(partial=partial)
+
+    def sockets_join(self, *rooms: Room) -> None:
+        self._operator().sockets_join(*rooms)
+
+    def sockets_leave(self, *rooms: Room) -> None:
+        self._operator().sockets_leave(*rooms)
+
+    def disconnect_sockets(self, close: bool = False) -> None:
+        self._operator().disconnect_sockets(close)

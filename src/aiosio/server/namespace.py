@@ -16,7 +16,7 @@ from aiosio.errors import ConnectionRefused
 from aiosio.protocol.parser import Parser
 from aiosio.protocol.socketio import Packet, PacketType
 from aiosio.server.adapter import Adapter, LocalSocket, Recovery, SocketId, new_pid
-from aiosio.server.broadcast import BroadcastOperator
+from aiosio.server.broadcast import Broadcasting, BroadcastOperator
 from aiosio.server.handlers import Handlers
 from aiosio.server.interfaces import NamespaceOwner, SocketHost
 from aiosio.server.socket import Socket
@@ -111,7 +111,7 @@ class _Registration:
         return middleware
 
 
-class Namespace(_Registration):
+class Namespace(_Registration, Broadcasting):
     """A namespace. ``@nsp.on("connection")`` receives each socket once it is accepted;
     ``@nsp.on("event")`` handles an event from any of its sockets (socket first, then the
     arguments; the return value answers the acknowledgement)."""
@@ -155,54 +155,10 @@ class Namespace(_Registration):
 
     # -- broadcasting -----------------------------------------------------------------------------
 
+    # The broadcast API (emit, to, volatile, ...) is Broadcasting's, over this operator.
+
     def _operator(self) -> BroadcastOperator:
         return BroadcastOperator(self.adapter)
-
-    def emit(self, event: str, *args: Any) -> None:
-        """Send an event to every socket of the namespace."""
-        self._operator().emit(event, *args)
-
-    def send(self, *args: Any) -> None:
-        self.emit("message", *args)
-
-    def to(self, *rooms: Any) -> BroadcastOperator:
-        return self._operator().to(*rooms)
-
-    in_ = to
-
-    def except_(self, *rooms: Any) -> BroadcastOperator:
-        return self._operator().except_(*rooms)
-
-    @property
-    def volatile(self) -> BroadcastOperator:
-        return self._operator().volatile
-
-    @property
-    def local(self) -> BroadcastOperator:
-        return self._operator().local
-
-    def compress(self, value: bool) -> BroadcastOperator:
-        return self._operator().compress(value)
-
-    def timeout(self, seconds: float) -> BroadcastOperator:
-        return self._operator().timeout(seconds)
-
-    async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
-        """Broadcast with acknowledgements; see :meth:`BroadcastOperator.emit_with_ack`."""
-        return await self._operator().emit_with_ack(event, *args)
-
-    async def fetch_sockets(self, *, partial: bool = False) -> list[Any]:
-        """See :meth:`BroadcastOperator.fetch_sockets`."""
-        return await self._operator().fetch_sockets(partial=partial)
-
-    def sockets_join(self, *rooms: str) -> None:
-        self._operator().sockets_join(*rooms)
-
-    def sockets_leave(self, *rooms: str) -> None:
-        self._operator().sockets_leave(*rooms)
-
-    def disconnect_sockets(self, close: bool = False) -> None:
-        self._operator().disconnect_sockets(close)
 
     def server_side_emit(self, event: str, *args: Any) -> None:
         """Send an event to the other servers of the cluster: their :meth:`on_server_side`

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -10,6 +9,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar, Unpack, overload
 
+from aiosio._eager import settle
+from aiosio._events import forward_on
 from aiosio.engine.http import AsgiMixin, HttpRequest, HttpResponse, WebSocketAccept
 from aiosio.engine.options import SharedEngineKeywords, check_keywords
 from aiosio.engine.server import EngineServer, EngineSocket
@@ -24,7 +25,7 @@ from aiosio.server.adapter import (
     Recovery,
     RecoveryAdapter,
 )
-from aiosio.server.broadcast import BroadcastOperator
+from aiosio.server.broadcast import Broadcasting, BroadcastOperator
 from aiosio.server.client import Client
 from aiosio.server.client_files import ClientFiles
 from aiosio.server.interfaces import PacketListener
@@ -40,7 +41,7 @@ AdapterFactory = Callable[[NamespaceView], Adapter]
 HttpHandler = Callable[[HttpRequest], Awaitable[HttpResponse]]
 
 
-class Server(AsgiMixin):
+class Server(AsgiMixin, Broadcasting):
     """A Socket.IO server. Serve it with ``aiosio.run(sio)`` (native) or ``sio.asgi()``.
 
     What one connection may create is bounded, and nothing it created outlives it: when the
@@ -255,9 +256,7 @@ class Server(AsgiMixin):
                 return self.on_new_namespace  # type: ignore[return-value]
             self.on_new_namespace(handler)
             return handler
-        if handler is None:
-            return self.sockets.on(event)
-        return self.sockets.on(event, handler)
+        return forward_on(self.sockets.on, event, handler)
 
     @overload
     def on_server_side(self, event: str) -> Callable[[F], F]: ...
@@ -266,9 +265,7 @@ class Server(AsgiMixin):
     def on_server_side(self, event: str, handler: F | None = None) -> F | Callable[[F], F]:
         """Handlers of the main namespace's server-side events, what other servers send with
         ``server_side_emit`` (see :meth:`Namespace.on_server_side`)."""
-        if handler is None:
-            return self.sockets.on_server_side(event)
-        return self.sockets.on_server_side(event, handler)
+        return forward_on(self.sockets.on_server_side, event, handler)
 
     def event(self, handler: Callable[..., Any]) -> Callable[..., Any]:
         return self.sockets.event(handler)
@@ -277,49 +274,10 @@ class Server(AsgiMixin):
         """Connection middleware of the main namespace."""
         return self.sockets.use(middleware)
 
-    def emit(self, event: str, *args: Any) -> None:
-        self.sockets.emit(event, *args)
+    # The broadcast API (emit, to, volatile, ...) is Broadcasting's, over this operator.
 
-    def send(self, *args: Any) -> None:
-        self.sockets.send(*args)
-
-    def to(self, *rooms: Any) -> BroadcastOperator:
-        return self.sockets.to(*rooms)
-
-    in_ = to
-
-    def except_(self, *rooms: Any) -> BroadcastOperator:
-        return self.sockets.except_(*rooms)
-
-    @property
-    def volatile(self) -> BroadcastOperator:
-        return self.sockets.volatile
-
-    @property
-    def local(self) -> BroadcastOperator:
-        return self.sockets.local
-
-    def compress(self, value: bool) -> BroadcastOperator:
-        return self.sockets.compress(value)
-
-    def timeout(self, seconds: float) -> BroadcastOperator:
-        return self.sockets.timeout(seconds)
-
-    async def emit_with_ack(self, event: str, *args: Any) -> list[Any]:
-        return await self.sockets.emit_with_ack(event, *args)
-
-    async def fetch_sockets(self, *, partial: bool = False) -> list[Any]:
-        """See :meth:`BroadcastOperator.fetch_sockets`."""
-        return await self.sockets.fetch_sockets(partial=partial)
-
-    def sockets_join(self, *rooms: str) -> None:
-        self.sockets.sockets_join(*rooms)
-
-    def sockets_leave(self, *rooms: str) -> None:
-        self.sockets.sockets_leave(*rooms)
-
-    def disconnect_sockets(self, close: bool = False) -> None:
-        self.sockets.disconnect_sockets(close)
+    def _operator(self) -> BroadcastOperator:
+        return BroadcastOperator(self.sockets.adapter)
 
     def server_side_emit(self, event: str, *args: Any) -> None:
         self.sockets.server_side_emit(event, *args)
@@ -380,15 +338,11 @@ class Server(AsgiMixin):
         # Empty child namespaces removed meanwhile (cleanup_empty_child_namespaces) closed
         # their adapter as they went.
         for nsp in list(self._nsps.values()):
-            result = nsp.adapter.close()
-            if asyncio.iscoroutine(result):
-                await result
+            await settle(nsp.adapter.close())
         self.engine.close()
         closer = getattr(self._adapter_factory, "close", None)
         if closer is not None:
-            result = closer()
-            if asyncio.iscoroutine(result):
-                await result
+            await settle(closer())
 
     async def shutdown(self) -> None:
         """Called by the HTTP servers when they stop."""

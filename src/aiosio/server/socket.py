@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from aiosio._acks import wait_ack
 from aiosio._eager import Callback, ignore, invoke
-from aiosio._encodable import ENCODE_ERRORS, args_paths, encoding_error, raise_encoding_error
+from aiosio._encodable import ENCODE_ERRORS, raise_encoding_error, return_value_error
 from aiosio._events import HandlerRegistry
 from aiosio.engine.http import HttpRequest
 from aiosio.engine.server import EngineSocket, PreparedMessage
@@ -27,7 +27,7 @@ from aiosio.server.adapter import (
     Room,
     SocketId,
 )
-from aiosio.server.broadcast import BroadcastOperator
+from aiosio.server.broadcast import BroadcastOperator, Targeting
 from aiosio.server.interfaces import NamespaceHost, SocketHost
 from aiosio.typed import InvalidPayloads
 
@@ -83,7 +83,7 @@ _EVENT = PacketType.EVENT
 _OWN_EVENTS = frozenset({"disconnecting", "disconnect", "error"})
 
 
-class Socket(HandlerRegistry):
+class Socket(HandlerRegistry, Targeting):
     """A client connected to a namespace.
 
     Events received from the client go to the namespace's handlers (``@sio.on("chat")``,
@@ -239,7 +239,7 @@ class Socket(HandlerRegistry):
             self._notify_outgoing(packet.data)
             self._write(packet, flags)
         except ENCODE_ERRORS as exc:
-            raise_encoding_error(f"socket.emit({event!r})", args_paths(args), exc)
+            raise_encoding_error(f"socket.emit({event!r})", args, exc)
 
     def send(self, *args: Any) -> None:
         """``emit("message", *args)``."""
@@ -279,7 +279,7 @@ class Socket(HandlerRegistry):
             self._write(packet, flags)
         except ENCODE_ERRORS as exc:
             self._drop_ack(ack_id)
-            raise_encoding_error(f"socket.emit_with_ack({event!r})", args_paths(args), exc)
+            raise_encoding_error(f"socket.emit_with_ack({event!r})", args, exc)
         except BaseException:
             self._drop_ack(ack_id)
             raise
@@ -325,6 +325,8 @@ class Socket(HandlerRegistry):
 
     # broadcasting from this socket ---------------------------------------------------------------
 
+    # to, in_, except_ and local are Targeting's, over this operator: this socket left out.
+
     def _operator(self) -> BroadcastOperator:
         flags, self._flags = self._flags, BroadcastFlags()
         return BroadcastOperator(self.nsp.adapter, except_rooms=frozenset({self.id}), flags=flags)
@@ -333,19 +335,6 @@ class Socket(HandlerRegistry):
     def broadcast(self) -> BroadcastOperator:
         """Everyone in the namespace but this socket."""
         return self._operator()
-
-    def to(self, *rooms: Room) -> BroadcastOperator:
-        """Members of ``rooms``, this socket excluded."""
-        return self._operator().to(*rooms)
-
-    in_ = to
-
-    def except_(self, *rooms: Room) -> BroadcastOperator:
-        return self._operator().except_(*rooms)
-
-    @property
-    def local(self) -> BroadcastOperator:
-        return self._operator().local
 
     # -- rooms ------------------------------------------------------------------------------------
 
@@ -574,11 +563,8 @@ class Socket(HandlerRegistry):
         try:
             self.client.write_ack(self.nsp.name, ack_id, ack_args)
         except ENCODE_ERRORS as exc:
-            if type(value) is tuple:
-                paths = [(f"return value[{i}]", item) for i, item in enumerate(value)]
-            else:
-                paths = [("return value", value)]
-            error = encoding_error(f"handler of event {name!r} on {self.nsp.name}", paths, exc)
+            what = f"handler of event {name!r} on {self.nsp.name}"
+            error = return_value_error(what, value, ack_args, exc)
             logger.error(  # noqa: TRY400 - the message says it all; a traceback shows our encoder
                 "%s; its acknowledgement %d is not answered (the client's ack times out)",
                 error,

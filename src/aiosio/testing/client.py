@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, ParamSpec
 
 from aiosio.client.errors import ConnectError, Stage
 from aiosio.client.socket import Auth, Client
@@ -20,6 +20,8 @@ __all__ = ["ClientFactory", "Received", "TestClient", "WaitTimeout", "connect", 
 # Options of aiosio.Client that make no sense in memory: the transport is a WebSocket, and the
 # connection is the client's own.
 _FIXED = frozenset({"transports", "upgrade", "ssl", "force_new", "multiplex", "websocket_opener"})
+
+P = ParamSpec("P")
 
 
 class Received(NamedTuple):
@@ -191,34 +193,31 @@ async def open_client(
     return client
 
 
-@contextlib.asynccontextmanager
-async def connect(
-    server: HttpApp,
-    namespace: str = "/",
-    *,
-    auth: Auth = None,
-    headers: Mapping[str, str] | None = None,
-    query: Mapping[str, str] | None = None,
-    timeout: float = 5.0,
-    **options: Any,
-) -> AsyncIterator[TestClient]:
-    """``async with connect(sio) as client:`` a :class:`TestClient` connected to ``namespace``
-    of ``server``, disconnected at the end of the block.
+def _for_a_block(
+    open_: Callable[P, Awaitable[TestClient]],
+) -> Callable[P, contextlib.AbstractAsyncContextManager[TestClient]]:
+    """``open_`` as an async context manager, with its parameters: the client it opens,
+    disconnected at the end of the block."""
 
-    A refused connection raises the :class:`aiosio.ConnectError` the real client raises
-    (a middleware's ``ConnectionRefused`` message and ``data``, an unknown namespace); one not
-    answered within ``timeout`` seconds a ``ConnectError`` of stage ``TIMEOUT``. ``options``
-    are :class:`aiosio.Client`'s (``retries``, ``ack_timeout``, ``reconnection``...)."""
-    client = await open_client(
-        server,
-        namespace,
-        auth=auth,
-        headers=headers,
-        query=query,
-        timeout=timeout,
-        **options,
-    )
-    try:
-        yield client
-    finally:
-        await client.disconnect()
+    @contextlib.asynccontextmanager
+    async def in_a_block(*args: P.args, **kwargs: P.kwargs) -> AsyncIterator[TestClient]:
+        client = await open_(*args, **kwargs)
+        try:
+            yield client
+        finally:
+            await client.disconnect()
+
+    return in_a_block
+
+
+connect = _for_a_block(open_client)
+connect.__name__ = connect.__qualname__ = "connect"
+connect.__doc__ = """``async with connect(sio) as client:`` a :class:`TestClient` connected to
+``namespace`` of ``server``, disconnected at the end of the block; the parameters are
+:func:`open_client`'s: ``connect(server, namespace="/", *, auth=None, headers=None, query=None,
+timeout=5.0, **options)``.
+
+A refused connection raises the :class:`aiosio.ConnectError` the real client raises (a
+middleware's ``ConnectionRefused`` message and ``data``, an unknown namespace); one not answered
+within ``timeout`` seconds a ``ConnectError`` of stage ``TIMEOUT``. ``options`` are
+:class:`aiosio.Client`'s (``retries``, ``ack_timeout``, ``reconnection``...)."""

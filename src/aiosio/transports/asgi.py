@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from aiosio._eager import settle
 from aiosio._memory import HeapTrimmer, prime_loop_free_lists
 from aiosio.engine.http import HttpApp, HttpRequest, HttpResponse, register_asgi
 from aiosio.protocol.text import js_text
@@ -395,9 +396,7 @@ class AsgiApp:
     async def _close_app(self) -> None:
         shutdown = getattr(self.app, "shutdown", None)
         if shutdown is not None:
-            result = shutdown()
-            if asyncio.iscoroutine(result):
-                await result
+            await settle(shutdown())
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._watch_signals()

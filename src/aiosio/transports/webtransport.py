@@ -41,7 +41,7 @@ from aiosio.protocol.webtransport import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["WebTransport", "WebTransportServer", "serve_webtransport"]
+__all__ = ["WebTransport", "WebTransportServer", "check_webtransport", "serve_webtransport"]
 
 logger = logging.getLogger("aiosio.server.webtransport")
 

@@ -63,8 +63,16 @@ __all__ = [
     "WireMessage",
     "WireOptions",
     "WrongShape",
+    "array",
+    "check_broadcast",
+    "check_server_side",
     "declared",
     "known",
+    "optional_str",
+    "payload",
+    "request_id_of",
+    "required_str",
+    "rooms",
     "wire_object",
 ]
 

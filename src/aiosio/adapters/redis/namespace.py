@@ -42,7 +42,13 @@ from aiosio.server.adapter import (
 )
 from aiosio.server.remote import RemoteSocket
 
-__all__ = ["AdapterSettings", "RedisNamespaceAdapter", "RemoteSocket"]
+__all__ = [
+    "AckRequest",
+    "AdapterSettings",
+    "RedisNamespaceAdapter",
+    "RemoteSocket",
+    "socket_details",
+]
 
 logger = logging.getLogger("aiosio.adapter.redis")
 

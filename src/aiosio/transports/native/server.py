@@ -20,6 +20,7 @@ import ssl as ssl_module
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from aiosio._eager import settle
 from aiosio._memory import HeapTrimmer, prime_loop_free_lists
 from aiosio.engine.http import HttpApp
 from aiosio.transports.native.http import Handoff, HttpConnection
@@ -128,9 +129,7 @@ class NativeServer:
             self._server.close()
         shutdown = getattr(self.app, "shutdown", None)
         if shutdown is not None:
-            result = shutdown()
-            if asyncio.iscoroutine(result):
-                await result
+            await settle(shutdown())
         # After the app's shutdown, which closed the WebTransport sessions as the others (their
         # last packets, then the close packet): what is left, then the UDP endpoint.
         webtransport, self.webtransport = self.webtransport, None
@@ -217,9 +216,7 @@ def run(
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
         if on_started is not None:
-            result = on_started(server)
-            if asyncio.iscoroutine(result):
-                await result
+            await settle(on_started(server))
         await stop.wait()
         logger.info("shutting down")
         await server.close()
