@@ -197,9 +197,9 @@ class Client {
   }
 
   // Resolves once the namespace "/" is joined ("40{...}" received).
-  connect(query = "") {
+  connect(query = "", port = P.port) {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(`ws://${HOST}:${P.port}${BASE}&transport=websocket${query}`, {
+      const ws = new WebSocket(`ws://${HOST}:${port}${BASE}&transport=websocket${query}`, {
         perMessageDeflate: false,
         localAddress: SOURCES[nextSource++ % SOURCES.length],
       });
@@ -414,6 +414,12 @@ async function echo() {
 // not yet delivered) and the server sends each to all. An op is one delivery; latency is from the
 // emit to each delivery.
 //
+// Across servers (`emit_port`, run.py's cluster scenarios): the one that emits is a client of its
+// own on the server at `emit_port` (A), the `clients` are on the server at `port` (B), so every
+// broadcast goes through the cluster adapter; the emitter's own copy (A sends it back to it) is
+// read and not counted. `warm` broadcasts first, outside the window and not counted: they prove
+// that the adapters of both servers carry broadcasts (subscribed) before the window opens.
+//
 // Reading a frame costs this process more than writing it costs a good server (a read per socket
 // through Node's streams), so during the window only `sample` receivers spread over the server's
 // order (and the last one in it) read; the others are paused and their frames wait in the kernel
@@ -424,19 +430,21 @@ async function echo() {
 async function broadcast() {
   const { clients, errors, joinOrder } = await openClients(P.clients, 100);
   const n = clients.length;
-  const total = P.broadcasts;
+  const warm = P.warm ?? 0;
+  const total = warm + P.broadcasts;
   const sample = P.sample > 0 && P.sample < n ? P.sample : n;
   const step = n / sample;
   const measured = new Set();
   for (let k = 0; k < sample; k++) measured.add(joinOrder[Math.floor(k * step)]);
   measured.add(joinOrder[n - 1]);
-  const sender = joinOrder[0];
+  const sender = P.emit_port ? await new Client().connect("", P.emit_port) : joinOrder[0];
   const sentAt = new Float64Array(total);
   const counts = new Int32Array(total);
   const latencies = [];
   const pad = "x".repeat(Math.max(0, P.size - 8));
   let nextSeq = 0;
   let completed = 0;
+  let limit = 0; // the broadcasts of the current phase (warm-up, then the window) end here
   let done = null;
   const emit = () => {
     const seq = nextSeq++;
@@ -452,11 +460,11 @@ async function broadcast() {
         const seq = seqOf(data, fields);
         if (seq < 0) return;
         c.got++;
-        latencies.push(now() - sentAt[seq]);
+        if (seq >= warm) latencies.push(now() - sentAt[seq]);
         if (++counts[seq] === measured.size) {
           completed++;
-          if (nextSeq < total) emit();
-          else if (completed === total) done();
+          if (nextSeq < limit) emit();
+          else if (completed === limit) done();
         }
       };
     } else {
@@ -470,14 +478,19 @@ async function broadcast() {
       handle.readStop();
     }
   }
-  const result = await window(async () => {
-    await new Promise((resolve) => {
+  // Emits until `upTo` broadcasts were sent, at most `window` not yet delivered to all.
+  const phase = (upTo) =>
+    new Promise((resolve) => {
       done = resolve;
-      for (let k = 0; k < Math.min(P.window, total); k++) emit();
+      limit = upTo;
+      for (let k = 0, first = nextSeq; k < Math.min(P.window, upTo - first); k++) emit();
     });
+  if (warm > 0) await phase(warm);
+  const result = await window(async () => {
+    await phase(total);
     return {
-      ops: n * total,
-      broadcasts: total,
+      ops: n * P.broadcasts,
+      broadcasts: P.broadcasts,
       sampled: measured.size,
       connect_errors: errors,
       ...summary(latencies),
@@ -497,6 +510,7 @@ async function broadcast() {
   while (clients.some((c) => c.got < total) && now() < until) await new Promise((r) => setTimeout(r, 20));
   result.undelivered = clients.reduce((sum, c) => sum + Math.max(0, total - c.got), 0);
   closeAll(clients);
+  if (P.emit_port) closeAll([sender]);
   return result;
 }
 

@@ -9,6 +9,12 @@ median of the runs per server, and the ratio of aiosio's native server to each o
 (servers/floor.py: uvloop and raw WebSocket, no Socket.IO layer) is a reference line, not a peer:
 no ratio against it; in the echo and broadcast scenarios it splits aiosio-native's CPU per
 operation into what writing the frames costs anyway and aiosio's own part.
+
+The cluster scenarios (cluster-redis, cluster-redis-sharded, cluster-redis-streams,
+cluster-postgres) start two servers of one implementation on a cluster adapter instead, both on
+core 0, and a redis-server of the run's own beside the load generator (PostgreSQL is the
+machine's: BENCH_POSTGRES_URL, default postgresql://postgres@127.0.0.1:5432/postgres): see
+cluster_run.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import itertools
 import json
 import operator
 import os
@@ -30,7 +37,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+import urllib.parse
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +57,14 @@ REFERENCE_LINES = (FLOOR, ASGI_FLOOR)
 # The modes whose operations are connections: the memory read before the window is the baseline
 # (nothing connected yet), and the rate shown is connections opened per second.
 CONNS_MODES = ("idle", "churn", "hold")
+# The npm cluster adapters of the cluster scenarios (their versions go in the report)
+NODE_ADAPTERS = (
+    "@socket.io/redis-adapter",
+    "@socket.io/redis-streams-adapter",
+    "@socket.io/postgres-adapter",
+    "redis",
+    "pg",
+)
 
 
 @dataclass(frozen=True)
@@ -148,6 +164,12 @@ def _echo(**kw: Any) -> dict[str, Any]:
 def _bcast(**kw: Any) -> dict[str, Any]:
     return {"mode": "broadcast", "clients": 1000, "broadcasts": 200, "window": 4, "size": 64,
             "sample": 100} | kw  # fmt: skip
+
+
+def _cluster(adapter: str, **kw: Any) -> dict[str, Any]:
+    # across 2 servers (see cluster_run): one broadcast in flight at a time (latency without
+    # queueing), 100 receivers on B all read, 50 broadcasts before the window
+    return _bcast(adapter=adapter, clients=100, broadcasts=1000, window=1, warm=50) | kw
 
 
 def _churn(**kw: Any) -> dict[str, Any]:
@@ -350,6 +372,25 @@ SCENARIOS: dict[str, Scenario] = {
         ("aiosio-native", "node"),
         opt_in=True,
     ),
+    # Across 2 servers on each cluster adapter (issue 16): aiosio and Node with the same adapter,
+    # their servers A and B on core 0, the run's own redis-server beside the load generator.
+    **{
+        f"cluster-{adapter}": Scenario(
+            f"2 servers on {label}: a client of A emits `bcast` 1000 times (64 B, one at a "
+            "time), A broadcasts it to all, the 100 clients of B receive it",
+            "deliveries",
+            _cluster(adapter),
+            _cluster(adapter, broadcasts=300),
+            3,
+            ("aiosio-native", "node"),  # those with a cluster script (CLUSTER_COMMANDS)
+        )
+        for adapter, label in (
+            ("redis", "Redis pub/sub"),
+            ("redis-sharded", "Redis sharded pub/sub"),
+            ("redis-streams", "Redis Streams"),
+            ("postgres", "PostgreSQL LISTEN/NOTIFY"),
+        )
+    },
 }
 
 
@@ -1093,6 +1134,8 @@ def table(name: str, per_server: dict[str, dict[str, Any]], quick: bool, runs: i
         )
     lines = [f"### {name}: {desc}", "", f"({runs} run{'s' if runs > 1 else ''} per server)", ""]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
+    if "adapter" in spec.full:
+        lines += cluster_lines(per_server)
     if mode == "hold":
         lines += ["", *hold_lines(per_server)]
     if spec.split == "budget":
@@ -1204,7 +1247,7 @@ def machine() -> dict[str, Any]:
             name, _, ver = line.partition(" ")
             pkgs[f"{name} ({label})"] = ver
     node_pkgs = {}
-    for name in ("socket.io", "engine.io", "ws"):
+    for name in ("socket.io", "engine.io", "ws", *NODE_ADAPTERS):
         with contextlib.suppress(OSError, ValueError):
             node_pkgs[name] = json.loads(
                 (HERE / "node_modules" / name / "package.json").read_text()
@@ -1228,6 +1271,283 @@ def machine() -> dict[str, Any]:
             [str(MAIN_PY), "-c", "import aiosio, os; print(os.path.dirname(aiosio.__file__))"]
         ),
     }
+
+
+# -- across 2 servers on a cluster adapter (issue 16) ------------------------------------------
+#
+# Two servers of one implementation, A and B, on one broker: the load generator's emitter is a
+# client of A, the `clients` receivers are on B, so each broadcast crosses the adapter. Both
+# servers on core 0 (their CPU is added up: the cost of a delivery across servers), the load
+# generator and a redis-server of the run's own on core 1 (PostgreSQL is the machine's, on any
+# core). An op is one delivery to a client of B (the copy A sends back to the emitter is not
+# counted); p50/p99 from the emit on A to each delivery on B.
+
+# The servers with a cluster script: aiosio's native server, Node socket.io 4.8 with the same
+# adapter from npm (benchmarks/package.json).
+CLUSTER_COMMANDS = {
+    "aiosio-native": (str(MAIN_PY), str(HERE / "servers" / "aiosio_cluster.py")),
+    "node": ("node", str(HERE / "servers" / "node_cluster_adapter.mjs")),
+}
+ADAPTER_LABELS = {
+    "redis": "Redis pub/sub (aiosio RedisAdapter; Node @socket.io/redis-adapter createAdapter)",
+    "redis-sharded": "Redis sharded pub/sub (RedisAdapter(sharded=True); createShardedAdapter)",
+    "redis-streams": "Redis Streams (RedisStreamsAdapter; @socket.io/redis-streams-adapter)",
+    "postgres": "PostgreSQL LISTEN/NOTIFY (PostgresAdapter; @socket.io/postgres-adapter)",
+}
+POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+_cluster_runs = itertools.count(1)
+
+
+@contextlib.contextmanager
+def broker(adapter: str, log: Any) -> Iterator[tuple[str, int | None]]:
+    """The URL the run's servers use, and the pid of the redis-server of the run's own (a fresh
+    one per run on a free port, nothing else on it; None for PostgreSQL, the machine's)."""
+    if adapter == "postgres":
+        url = urllib.parse.urlsplit(POSTGRES_URL)
+        try:
+            socket.create_connection((url.hostname or "127.0.0.1", url.port or 5432), 3).close()
+        except OSError as exc:
+            raise RuntimeError(
+                f"PostgreSQL is not reachable at {POSTGRES_URL} ({exc}): start it, or point "
+                "BENCH_POSTGRES_URL at one"
+            ) from None
+        yield POSTGRES_URL, None
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server not found: bash scripts/install.sh installs it")
+    port = free_port()
+    proc = subprocess.Popen(
+        ["taskset", "-c", LOADGEN_CORE, binary, "--port", str(port), "--bind", "127.0.0.1",
+         "--save", "", "--appendonly", "no"],
+        stdout=log, stderr=log, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", port), 1) as s,
+            ):
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not answer on port {port} within 10 s")
+            time.sleep(0.02)
+        yield f"redis://127.0.0.1:{port}", proc.pid
+    finally:
+        stop(proc)
+
+
+def _cluster_window(
+    loadgen: subprocess.Popen[str], pids: list[int], broker_pid: int | None, timeout: float
+) -> tuple[dict[str, Any], list[Sample], list[Sample], tuple[float, float]]:
+    """The load generator's result, each server's samples when the window opened and closed,
+    and the broker's (CPU, time on a CPU) over the window (0 when it is not the run's own)."""
+    lines = Lines(loadgen)
+    assert loadgen.stdin is not None
+    before: list[Sample] = []
+    after: list[Sample] = []
+
+    def broker_now() -> tuple[float, float]:
+        if broker_pid is None:
+            return 0.0, 0.0
+        return sum(cpu_seconds(broker_pid)), sched_seconds(broker_pid)[0]
+
+    broker0 = broker1 = (0.0, 0.0)
+    while True:
+        msg = json.loads(lines.next(timeout))
+        ev, reply = msg["ev"], None
+        if ev == "ready":
+            broker0, before, reply = (
+                broker_now(),
+                [Sample.take(p, loadgen.pid) for p in pids],
+                "start",
+            )
+        elif ev == "end":
+            after, broker1, reply = (
+                [Sample.take(p, loadgen.pid) for p in pids],
+                broker_now(),
+                "stop",
+            )
+        elif ev == "error":
+            raise RuntimeError(f"load generator: {msg['error']}")
+        elif ev == "result":
+            if not before or not after:
+                raise RuntimeError("the load generator ended without a measured window")
+            return msg, before, after, (broker1[0] - broker0[0], broker1[1] - broker0[1])
+        if reply:
+            loadgen.stdin.write(reply + "\n")
+            loadgen.stdin.flush()
+
+
+def cluster_run(kind: ServerKind, params: dict[str, Any], logdir: Path) -> dict[str, Any]:
+    """One run of a cluster scenario: a broker, servers A and B of ``kind``, the load."""
+    adapter = params["adapter"]
+    if kind.name not in CLUSTER_COMMANDS:
+        raise RuntimeError(f"{kind.name} has no cluster server: {', '.join(CLUSTER_COMMANDS)}")
+    key = f"aiosio-bench-{os.getpid()}-{next(_cluster_runs)}"  # nothing else on the broker heard
+    timeout = 240
+    server_log = logdir / f"{kind.name}.{adapter}.server.log"
+    lg_log = logdir / f"{kind.name}.{adapter}.loadgen.log"
+    with (
+        (logdir / f"{adapter}.broker.log").open("a") as blog,
+        server_log.open("a") as slog,
+        lg_log.open("a") as llog,
+        broker(adapter, blog) as (url, broker_pid),
+    ):
+        ports = [free_port(), free_port()]
+        command = ["taskset", "-c", SERVER_CORE, *CLUSTER_COMMANDS[kind.name]]
+        servers = [
+            subprocess.Popen(
+                [*command, str(port), adapter, url, key],
+                stdout=subprocess.PIPE,
+                stderr=slog,
+                stdin=subprocess.DEVNULL,
+                text=True,
+                cwd=HERE,
+            )
+            for port in ports
+        ]
+        loadgen: subprocess.Popen[str] | None = None
+        try:
+            pids = []
+            for server in servers:
+                out = Lines(server)
+                line = out.next(30)
+                while not line.startswith("READY "):
+                    line = out.next(30)
+                pids.append(int(line.split()[1]))
+            time.sleep(0.1)  # let the freshly started processes settle
+            loadgen = subprocess.Popen(
+                ["taskset", "-c", LOADGEN_CORE, "node", str(HERE / "loadgen.mjs"),
+                 json.dumps({**params, "port": ports[1], "emit_port": ports[0],
+                             "timeout": timeout})],
+                stdout=subprocess.PIPE, stdin=subprocess.PIPE, stderr=llog, text=True, cwd=HERE,
+            )  # fmt: skip
+            msg, before, after, (broker_cpu, broker_run) = _cluster_window(
+                loadgen, pids, broker_pid, timeout
+            )
+            alive = all(server.poll() is None for server in servers)
+            rss = sum(rss_bytes(pid) for pid in pids)
+        except (TimeoutError, EOFError, RuntimeError, ValueError) as exc:
+            raise RuntimeError(f"{exc}\n{tail(server_log) or tail(lg_log)}") from exc
+        finally:
+            if loadgen is not None:
+                stop(loadgen)
+            for server in servers:
+                stop(server)
+    if not alive:
+        raise RuntimeError(f"a server exited during the run\n{tail(server_log)}")
+    ops, seconds = msg["ops"], msg["seconds"]
+    wall = after[0].wall - before[0].wall
+    each = [sum(a.server_cpu) - sum(b.server_cpu) for a, b in zip(after, before, strict=True)]
+    system = sum(a.server_cpu[1] - b.server_cpu[1] for a, b in zip(after, before, strict=True))
+    cpu = sum(each)
+    loops = [sum(a.server_loop) - sum(b.server_loop) for a, b in zip(after, before, strict=True)]
+    server_run = sum(
+        a.server_sched[0] - b.server_sched[0] for a, b in zip(after, before, strict=True)
+    )
+    lg_run = after[0].loadgen_sched[0] - before[0].loadgen_sched[0]
+    loop_run = after[0].loadgen_loop[0] - before[0].loadgen_loop[0]
+    loop_wait = after[0].loadgen_loop[1] - before[0].loadgen_loop[1]
+    busy = after[0].machine_busy - before[0].machine_busy
+    result: dict[str, Any] = {
+        "ops": ops,
+        "seconds": seconds,
+        "ops_per_s": ops / seconds if seconds else 0.0,
+        "server_cpu_s": cpu,
+        # both servers' CPU per delivery, and each one's part: A publishes, B delivers
+        "cpu_us_per_op": cpu / ops * 1e6 if ops else None,
+        "sys_us_per_op": system / ops * 1e6 if ops else None,
+        "a_us_per_op": each[0] / ops * 1e6 if ops else None,
+        "b_us_per_op": each[1] / ops * 1e6 if ops else None,
+        # the run's own redis-server, per broadcast (None for PostgreSQL: not the run's own)
+        "broker_us_per_bcast": broker_cpu / msg["broadcasts"] * 1e6 if broker_pid else None,
+        "server_cpu_share": cpu / wall,
+        "server_sys_share": system / cpu if cpu else None,
+        # the busier of the two event loops (running, or runnable and waiting for core 0)
+        "server_loop_busy": max(loops) / wall,
+        "lg_cpu_share": msg["lg_cpu_share"],
+        "lg_loop_busy": (loop_run + loop_wait) / wall,
+        "lg_loop_wait": loop_wait / wall,
+        "other_load": max(0.0, busy - server_run - lg_run - broker_run) / wall,
+        "p50_ms": msg.get("p50_ms"),
+        "p99_ms": msg.get("p99_ms"),
+        "rss_end_mib": rss / 2**20,
+    }
+    for key in ("connect_errors", "undelivered"):
+        if msg.get(key):
+            result[key] = msg[key]
+    return result
+
+
+def _ratio(ref: dict[str, Any], other: dict[str, Any], key: str) -> str:
+    r = versus(ref, other, key)
+    return "-" if r is None else f"{r:.2f}"
+
+
+def _runs_median(data: dict[str, Any], key: str) -> float | None:
+    values = [r[key] for r in data.get("runs", []) if r.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def cluster_lines(per_server: dict[str, dict[str, Any]]) -> list[str]:
+    """Under a cluster scenario's table: each server's CPU per delivery split into A's (the
+    emitter's server: publishing) and B's (the receivers': the adapter's read and the
+    deliveries), the broker's per broadcast, and aiosio ÷ Node run by run."""
+    lines = [""]
+    for server, data in per_server.items():
+        if "median" not in data:
+            continue
+        broker_us = _runs_median(data, "broker_us_per_bcast")
+        lines.append(
+            f"- {server}: CPU per delivery A {_num(_runs_median(data, 'a_us_per_op'), 2)} µs + "
+            f"B {_num(_runs_median(data, 'b_us_per_op'), 2)} µs"
+            + ("" if broker_us is None else f"; redis-server {_num(broker_us, 1)} µs per broadcast")
+        )
+    ref, node = per_server.get(REFERENCE, {}), per_server.get("node", {})
+    if "median" in ref and "median" in node:
+        lines.append(
+            f"- aiosio ÷ Node (run by run, median): p50 {_ratio(ref, node, 'p50_ms')}, p99 "
+            f"{_ratio(ref, node, 'p99_ms')}, CPU per delivery {_ratio(ref, node, 'cpu_us_per_op')}"
+        )
+    return lines
+
+
+def cluster_summary(results: dict[str, Any]) -> str | None:
+    """The cluster scenarios side by side, one row per adapter."""
+    rows = []
+    for name, v in results.items():
+        adapter = v["params"].get("adapter")
+        ref, node = v["servers"].get(REFERENCE, {}), v["servers"].get("node", {})
+        if adapter is None or "median" not in ref or "median" not in node:
+            continue
+        a, n = ref["median"], node["median"]
+        rows.append(
+            f"| {name} | {_num(a.get('p50_ms'), 2)} / {_num(a.get('p99_ms'), 2)} | "
+            f"{_num(n.get('p50_ms'), 2)} / {_num(n.get('p99_ms'), 2)} | "
+            f"{_num(a.get('cpu_us_per_op'), 2)} | {_num(n.get('cpu_us_per_op'), 2)} | "
+            f"{_ratio(ref, node, 'p50_ms')} / {_ratio(ref, node, 'p99_ms')} | "
+            f"{_ratio(ref, node, 'cpu_us_per_op')} |"
+        )
+    if not rows:
+        return None
+    return "\n".join(
+        [
+            "### across 2 servers: latency and CPU per delivery by adapter",
+            "",
+            "A broadcast emitted by a client of server A, delivered to the clients of server B "
+            "through the adapter; CPU is A's + B's (µs per delivery); aiosio ÷ Node is the "
+            "median of the ratios of runs made side by side.",
+            "",
+            "| scenario | aiosio p50 / p99 ms | Node p50 / p99 ms | aiosio CPU µs/delivery | "
+            "Node CPU µs/delivery | aiosio ÷ Node p50 / p99 | aiosio ÷ Node CPU |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+            *rows,
+        ]
+    )
 
 
 def update_doc(doc: Path, report: str) -> None:
@@ -1327,6 +1647,7 @@ def main() -> int:
         desc, op = spec.description, spec.op
         params = spec.quick if args.quick and spec.quick is not None else spec.full
         runs = args.runs or (1 if args.quick else spec.runs)
+        cluster = "adapter" in params
         parser_name = params.get("parser", "json")
         chosen = servers or [
             s
@@ -1349,7 +1670,10 @@ def main() -> int:
                     continue
                 t = time.perf_counter()
                 try:
-                    r = one_run(SERVERS[server], params, logdir, spec.split, args.budget_cores)
+                    if cluster:
+                        r = cluster_run(SERVERS[server], params, logdir)
+                    else:
+                        r = one_run(SERVERS[server], params, logdir, spec.split, args.budget_cores)
                 except RuntimeError as exc:
                     data["error"] = str(exc)
                     print(f"  {name} {server} run {i + 1}: FAILED {exc}", flush=True)
@@ -1401,6 +1725,9 @@ def main() -> int:
         ) + "\n".join(
             f"- {clients} recipients: {split_text(split)}" for clients, split in sorted(splits)
         )
+        reports.append(report)
+        print("\n" + report + "\n", flush=True)
+    if report := cluster_summary(results):
         reports.append(report)
         print("\n" + report + "\n", flush=True)
     elapsed = time.time() - started

@@ -290,14 +290,35 @@ def test_the_redis_link_is_read_from_the_adapter() -> None:
 
 def test_metric_names_are_the_registrys() -> None:
     """What the documentation and the dashboard rely on: every name of METRIC_NAMES is
-    registered, with the Prometheus conventions (prefix, base units)."""
+    registered by a server on one adapter or another, with the Prometheus conventions (prefix,
+    base units); each adapter's own families only with that adapter."""
+    from aiosio.adapters.postgres import PostgresAdapter
     from aiosio.adapters.redis import RedisAdapter
+    from aiosio.adapters.redis_streams import RedisStreamsAdapter
 
-    sio = aiosio.Server(adapter=RedisAdapter("redis://127.0.0.1:1/0"))
-    registry = CollectorRegistry()
-    instrument(sio, registry)
-    families = {family.name for family in registry.collect()}
-    assert families == set(METRIC_NAMES)
+    by_adapter = {}
+    for name, factory in (
+        ("redis", RedisAdapter("redis://127.0.0.1:1/0")),
+        ("streams", RedisStreamsAdapter("redis://127.0.0.1:1/0")),
+        ("postgres", PostgresAdapter("postgresql://postgres@127.0.0.1:1/postgres")),
+    ):
+        registry = CollectorRegistry()
+        instrument(aiosio.Server(adapter=factory), registry)
+        by_adapter[name] = {family.name for family in registry.collect()}
+    redis = {name for name in METRIC_NAMES if name.startswith("aiosio_redis_")}
+    streams = {name for name in redis if name.startswith("aiosio_redis_streams_")}
+    postgres = {name for name in METRIC_NAMES if name.startswith("aiosio_postgres_")}
+    assert (len(redis), len(streams), len(postgres)) == (10, 3, 9)
+    assert by_adapter["redis"] == set(METRIC_NAMES) - streams - postgres
+    assert by_adapter["streams"] == set(METRIC_NAMES) - postgres
+    assert by_adapter["postgres"] == set(METRIC_NAMES) - redis
+    # the link's families are the same for each broker
+    link = {name.removeprefix("aiosio_postgres_") for name in postgres} - {
+        "attachments_published",
+        "attachments_received",
+        "attachments_deleted",
+    }
+    assert {f"aiosio_redis_{name}" for name in link} <= redis
     for name in METRIC_NAMES:
         assert name.startswith("aiosio_")
         assert not name.endswith("_total")  # the exposition adds it to counters
@@ -375,3 +396,102 @@ def test_a_server_not_instrumented_has_nothing_in_its_paths() -> None:
     assert handlers.ack_timer is not None
     assert sio.sockets.adapter.broadcast_listener is not None
     assert len(sio.packet_listeners) == 1
+
+
+async def test_the_streams_health_is_scraped(serve: Any) -> None:
+    """Against the Redis server on 127.0.0.1:6379: a server on ``RedisStreamsAdapter`` shows
+    the link's families and its streams' (``aiosio_redis_streams_*``) in a real scrape: no lag
+    before it read an entry; its broadcast appended, then read back with its lag; 50 entries
+    added at once to a stream bounded to 10 (``MAXLEN 10`` by another client) while its reader
+    waits, of which it reads the 10 left: the 40 it never read are the trimmed_unread count,
+    exactly."""
+    import uuid
+
+    import redis.asyncio as redis_asyncio
+
+    from aiosio.adapters.redis_streams import RedisStreamsAdapter
+
+    key = f"metrics{uuid.uuid4().hex[:12]}"
+    factory = RedisStreamsAdapter(
+        "redis://127.0.0.1:6379", stream_name=key, channel_prefix=key, read_count=5
+    )
+    sio = aiosio.Server(adapter=factory)
+    instrument(sio, CollectorRegistry(), path="/metrics")
+    base = await serve(sio)
+    raw = redis_asyncio.Redis.from_url("redis://127.0.0.1:6379")
+    lag = ("aiosio_redis_streams_lag_seconds", ())
+    try:
+        assert await factory.ready(), "no Redis on 127.0.0.1:6379: bash scripts/services.sh"
+        samples = await scrape(base)
+        assert value(samples, "aiosio_redis_connected") == 1
+        assert lag not in samples  # nothing read yet: no lag to tell
+        assert value(samples, "aiosio_redis_streams_appended_total") == 0
+        assert value(samples, "aiosio_redis_streams_trimmed_unread_total") == 0
+
+        sio.emit("news", 1)
+        samples = await eventually_scraped(
+            base, lambda s: lag in s and value(s, "aiosio_redis_messages_received_total") == 1
+        )
+        assert value(samples, "aiosio_redis_streams_appended_total") == 1
+        assert samples[lag] == factory.health.lag_seconds
+        assert samples[lag] >= 0
+
+        async with raw.pipeline(transaction=True) as pipe:  # one MULTI: added and trimmed at once
+            for number in range(50):
+                pipe.xadd(key, {"n": str(number)}, maxlen=10, approximate=False)
+            await pipe.execute()
+        samples = await eventually_scraped(
+            base, lambda s: value(s, "aiosio_redis_messages_received_total") == 11
+        )
+        assert value(samples, "aiosio_redis_streams_trimmed_unread_total") == 40
+        assert value(samples, "aiosio_redis_streams_appended_total") == 1  # the others' are not
+    finally:
+        await raw.delete(key)
+        await raw.aclose()
+
+
+async def test_the_postgres_health_is_scraped(serve: Any) -> None:
+    """Against the PostgreSQL on 127.0.0.1:5432: a server on ``PostgresAdapter`` shows its link
+    under ``aiosio_postgres_*`` (and nothing under ``aiosio_redis_*``) in a real scrape: connected
+    once listening, what it published (its hello, two broadcasts), a broadcast with binary sent
+    through the attachments table (a table of the test's own)."""
+    import uuid
+
+    import asyncpg
+
+    from aiosio.adapters.postgres import PostgresAdapter
+
+    dsn = "postgresql://postgres@127.0.0.1:5432/postgres"
+    name = f"metrics{uuid.uuid4().hex[:12]}"
+    factory = PostgresAdapter(dsn, channel_prefix=name, table_name=name)
+    sio = aiosio.Server(adapter=factory)
+    instrument(sio, CollectorRegistry(), path="/metrics")
+    base = await serve(sio)
+    try:
+        await factory.create_table()
+        assert await factory.ready(), "no PostgreSQL on 127.0.0.1:5432: bash scripts/services.sh"
+        samples = await scrape(base)
+        assert value(samples, "aiosio_postgres_connected") == 1
+        assert value(samples, "aiosio_postgres_attachments_published_total") == 0
+        assert not [key for key in samples if key[0].startswith("aiosio_redis_")]
+        published = value(samples, "aiosio_postgres_published_total")
+        assert published >= 1  # the hello it said when it started (and heartbeats since)
+
+        sio.emit("news", 1)
+        sio.emit("file", b"\x00\x01")  # binary: through the attachments table
+        # the row is written, then its NOTIFY sent: both counted once the second is out
+        samples = await eventually_scraped(
+            base,
+            lambda s: (
+                value(s, "aiosio_postgres_attachments_published_total") == 1
+                and value(s, "aiosio_postgres_published_total") >= published + 2
+            ),
+        )
+        assert value(samples, "aiosio_postgres_dropped_publishes_total") == 0
+        assert value(samples, "aiosio_postgres_reconnects_total") == 0
+    finally:
+        connection = await asyncpg.connect(dsn)
+        try:
+            await connection.execute(f"DROP TABLE IF EXISTS {name}")
+        finally:
+            await connection.close()

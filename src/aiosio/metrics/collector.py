@@ -5,9 +5,12 @@ namespace, sessions per transport, the cluster link's health)."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from aiosio._extras import import_extra
+from aiosio.adapters.postgres.link import PostgresHealth
+from aiosio.adapters.redis.link import RedisHealth
+from aiosio.adapters.redis_streams.link import StreamsHealth
 from aiosio.metrics.counts import ServerCounts
 from aiosio.metrics.labels import namespace_label
 from aiosio.server.server import Server
@@ -42,7 +45,30 @@ METRIC_NAMES = (
     "aiosio_redis_dropped_publishes",
     "aiosio_redis_dropped_messages",
     "aiosio_redis_missed_deliveries",
+    "aiosio_redis_streams_lag_seconds",
+    "aiosio_redis_streams_trimmed_unread",
+    "aiosio_redis_streams_appended",
+    "aiosio_postgres_connected",
+    "aiosio_postgres_reconnects",
+    "aiosio_postgres_published",
+    "aiosio_postgres_messages_received",
+    "aiosio_postgres_dropped_publishes",
+    "aiosio_postgres_dropped_messages",
+    "aiosio_postgres_attachments_published",
+    "aiosio_postgres_attachments_received",
+    "aiosio_postgres_attachments_deleted",
 )
+
+
+class LinkHealth(Protocol):
+    """What the metrics read of any cluster adapter's health (``RedisHealth`` has it)."""
+
+    connected: bool
+    reconnects: int
+    published: int
+    messages_received: int
+    dropped_publishes: int
+    dropped_messages: int
 
 
 class ServerCollector:
@@ -63,7 +89,7 @@ class ServerCollector:
         yield from self._engine()
         yield from self._traffic()
         yield from self._namespaces()
-        yield from self._redis()
+        yield from self._adapter()
 
     def _sockets(self) -> Iterator[Any]:
         core = self.core
@@ -164,43 +190,90 @@ class ServerCollector:
         yield durations
         yield errors
 
-    def _redis(self) -> Iterator[Any]:
-        """The cluster link, when the server's adapter has one (``health``)."""
+    def _adapter(self) -> Iterator[Any]:
+        """The cluster link's health, when the server's adapter has one: the Redis adapters'
+        (a ``RedisHealth``; the ``--workers`` bus reports the same), the streams of the Redis
+        Streams adapter (a ``StreamsHealth``), the Postgres adapter's (a ``PostgresHealth``:
+        the same families under its own name, no missed deliveries since ``NOTIFY`` does not
+        say how many listened, and its attachments table)."""
         health = getattr(self.sio.adapter_factory, "health", None)
-        if health is None:
-            return
-        core = self.core
-        yield core.GaugeMetricFamily(
-            "aiosio_redis_connected",
-            "1 while the Redis link is connected",
-            value=1 if health.connected else 0,
-        )
-        for name, doc, value in (
-            ("aiosio_redis_reconnects", "Reconnections of the Redis link", health.reconnects),
-            ("aiosio_redis_published", "Messages published to Redis", health.published),
-            (
-                "aiosio_redis_messages_received",
-                "Messages received from Redis",
-                health.messages_received,
-            ),
-            (
-                "aiosio_redis_dropped_publishes",
-                "Messages not published to Redis (link down past its deadline, queue full)",
-                health.dropped_publishes,
-            ),
-            (
-                "aiosio_redis_dropped_messages",
-                "Messages received from Redis and dropped (malformed, or not allowed)",
-                health.dropped_messages,
-            ),
-            (
+        if isinstance(health, RedisHealth):
+            yield from self._link("aiosio_redis", "Redis", health)
+            yield self.core.CounterMetricFamily(
                 "aiosio_redis_missed_deliveries",
                 "Deliveries to other servers that Redis reported missing (PUBLISH reached fewer "
                 "servers than known to be alive)",
-                health.missed_deliveries,
+                value=health.missed_deliveries,
+            )
+        if isinstance(health, StreamsHealth):
+            yield from self._streams(health)
+        if isinstance(health, PostgresHealth):
+            yield from self._link("aiosio_postgres", "PostgreSQL", health)
+            core = self.core
+            yield core.CounterMetricFamily(
+                "aiosio_postgres_attachments_published",
+                "Messages sent through the attachments table (binary, or too large for NOTIFY)",
+                value=health.attachments_published,
+            )
+            yield core.CounterMetricFamily(
+                "aiosio_postgres_attachments_received",
+                "Messages read from the attachments table",
+                value=health.attachments_received,
+            )
+            yield core.CounterMetricFamily(
+                "aiosio_postgres_attachments_deleted",
+                "Rows of the attachments table this server's cleanup deleted",
+                value=health.attachments_deleted,
+            )
+
+    def _link(self, prefix: str, broker: str, health: LinkHealth) -> Iterator[Any]:
+        """The families every adapter's link has, under ``prefix`` (the broker's name)."""
+        core = self.core
+        yield core.GaugeMetricFamily(
+            f"{prefix}_connected",
+            f"1 while the {broker} link is connected",
+            value=1 if health.connected else 0,
+        )
+        for name, doc, value in (
+            ("reconnects", f"Reconnections of the {broker} link", health.reconnects),
+            ("published", f"Messages published to {broker}", health.published),
+            ("messages_received", f"Messages received from {broker}", health.messages_received),
+            (
+                "dropped_publishes",
+                f"Messages not published to {broker} (link down past its deadline, queue full)",
+                health.dropped_publishes,
+            ),
+            (
+                "dropped_messages",
+                f"Messages received from {broker} and dropped (malformed, or not allowed)",
+                health.dropped_messages,
             ),
         ):
-            yield core.CounterMetricFamily(name, doc, value=value)
+            yield core.CounterMetricFamily(f"{prefix}_{name}", doc, value=value)
+
+    def _streams(self, health: StreamsHealth) -> Iterator[Any]:
+        """The streams of the Redis Streams adapter, beside its link's families: how far behind
+        the reading is, what it lost to trimming, what this server added."""
+        core = self.core
+        lag = core.GaugeMetricFamily(
+            "aiosio_redis_streams_lag_seconds",
+            "Age of the last stream entry this server read, when it read it (none before the "
+            "first): how far behind the other servers' broadcasts it delivers",
+        )
+        if health.lag_seconds is not None:
+            lag.add_metric([], health.lag_seconds)
+        yield lag
+        yield core.CounterMetricFamily(
+            "aiosio_redis_streams_trimmed_unread",
+            "Stream entries trimmed (MAXLEN) before this server read them: broadcasts its "
+            "clients did not get (raise RedisStreamsAdapter max_len)",
+            value=health.trimmed_unread,
+        )
+        yield core.CounterMetricFamily(
+            "aiosio_redis_streams_appended",
+            "Entries this server appended to the streams (its broadcasts and cluster messages)",
+            value=health.appended,
+        )
 
 
 def _counted(family: Any, counts: Mapping[Labels, int]) -> Any:

@@ -101,6 +101,12 @@ def entry_ms(entry_id: str) -> int:
     return int(entry_id.partition("-")[0])
 
 
+def entry_key(entry_id: str) -> tuple[int, int]:
+    """A stream entry id (``<ms>-<seq>``) as the order Redis gives them."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -325,6 +331,7 @@ class StreamsLink:
             return offset
         entries = response[0][1]
         self._read[stream] = self._read.get(stream, 0) + len(entries)
+        last_before = offset
         now_ms = time.time() * 1000
         for raw_id, fields in entries:
             entry_id = _text(raw_id)
@@ -342,11 +349,17 @@ class StreamsLink:
             except Exception:
                 logger.exception("handling stream entry %s of %s failed", entry_id, stream)
         if len(entries) >= self.read_count:
-            await self._check_gap(stream, offset)
+            await self._check_gap(stream, last_before, [_text(raw_id) for raw_id, _ in entries])
         return offset
 
-    async def _check_gap(self, stream: str, offset: str) -> None:
-        """Count and log entries trimmed (``MAXLEN``) before this server read them."""
+    async def _check_gap(self, stream: str, offset: str, batch: list[str] | None = None) -> None:
+        """Count and log entries trimmed (``MAXLEN``) before this server read them: those after
+        ``offset`` (the last entry read before ``batch``, the ids the last read returned) that
+        no read returned. ``XREAD`` returns the first entries after ``offset`` still in the
+        stream, so what is missing between ``offset`` and the batch was trimmed unread; the
+        batch's own entries are not lost, even those trimmed since they were read (before the
+        stream's first entry now)."""
+        batch = batch or []
         info = await self._info(stream)
         if info is None:
             return  # no stream (Redis restarted empty): nothing was trimmed
@@ -356,10 +369,13 @@ class StreamsLink:
         if added < position:  # a new stream (Redis restarted empty): count from here
             self._read[stream] = removed
             return
-        missed = removed - position
+        first = info.get("first-entry")
+        head = entry_key(_text(first[0])) if first else None
+        read_then_trimmed = sum(1 for i in batch if head is None or entry_key(i) < head)
+        missed = removed - (position - len(batch)) - read_then_trimmed
         if missed <= 0:
             return
-        self._read[stream] = removed
+        self._read[stream] = position + missed
         self.streams_health.trimmed_unread += missed
         logger.error(
             "%d entries of redis stream %s after %s were trimmed before this server read them: "
