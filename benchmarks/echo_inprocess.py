@@ -45,8 +45,9 @@ class CountingChannel:
     def __init__(self) -> None:
         self.sent = 0
 
-    def send(self, data: str | bytes) -> None:
+    def send(self, data: str | bytes) -> int:
         self.sent += 1
+        return 0
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         pass

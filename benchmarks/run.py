@@ -43,6 +43,9 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 SERVER_CORE, LOADGEN_CORE = "0", "1"
 REFERENCE = "aiosio-native"
 FLOOR = "floor"
+ASGI_FLOOR = "asgi-floor"
+# Reference lines, not peers: no ratio against them.
+REFERENCE_LINES = (FLOOR, ASGI_FLOOR)
 # The modes whose operations are connections: the memory read before the window is the baseline
 # (nothing connected yet), and the rate shown is connections opened per second.
 CONNS_MODES = ("idle", "churn", "hold")
@@ -108,6 +111,13 @@ SERVERS = {
                 "broadcast-serial",
                 "broadcast-5k",
             ),
+        ),
+        # The same line under uvicorn: what an ASGI app's echo costs there anyway.
+        ServerKind(
+            ASGI_FLOOR,
+            (str(MAIN_PY), str(HERE / "servers" / "asgi_floor.py")),
+            "asgi-floor: uvicorn, bare ASGI echo, no Socket.IO layer",
+            ("echo", "echo-corked", "echo-interactive", "echo-1k", "echo-64k"),
         ),
     )
 }
@@ -940,6 +950,29 @@ def floor_split(per_server: dict[str, dict[str, Any]]) -> dict[str, float] | Non
     }
 
 
+def asgi_split(per_server: dict[str, dict[str, Any]]) -> str | None:
+    """Under uvicorn: aiosio-asgi's and python-socketio's CPU per op = the ASGI floor's
+    (uvicorn's own per-message path) + their own (the difference, paired by run); and the
+    most their ratio can be there, python-socketio's over the floor (aiosio's own part 0)."""
+    ours, theirs = per_server.get("aiosio-asgi", {}), per_server.get("psio-uvicorn", {})
+    floor = per_server.get(ASGI_FLOOR, {})
+    if not all("median" in d for d in (ours, theirs, floor)):
+        return None
+    own = versus(ours, floor, "cpu_us_per_op", operator.sub)
+    psio_own = versus(theirs, floor, "cpu_us_per_op", operator.sub)
+    ratio = versus(theirs, ours, "cpu_us_per_op")
+    bound = versus(theirs, floor, "cpu_us_per_op")
+    if None in (own, psio_own, ratio, bound):
+        return None
+    return (
+        f"under uvicorn: aiosio-asgi {ours['median']['cpu_us_per_op']:.2f} µs, python-socketio "
+        f"{theirs['median']['cpu_us_per_op']:.2f}, asgi-floor (uvicorn alone) "
+        f"{floor['median']['cpu_us_per_op']:.2f}; aiosio's own {own:.2f}, python-socketio's own "
+        f"{psio_own:.2f}; python-socketio ÷ aiosio-asgi {ratio:.2f} (at most {bound:.2f} there: "
+        "python-socketio ÷ asgi-floor)"
+    )
+
+
 def split_text(split: dict[str, float]) -> str:
     return (
         f"aiosio-native {split['native_us']:.2f} µs (system {split['native_sys_us']:.2f}), "
@@ -1036,7 +1069,7 @@ def table(name: str, per_server: dict[str, dict[str, Any]], quick: bool, runs: i
             continue
         m = data["median"]
         cpu_ratio = thr_ratio = None  # none against the floor: a reference line, not a peer
-        if server != FLOOR:
+        if server not in REFERENCE_LINES:
             cpu_ratio, thr_ratio = versus(ref, data, "cpu_us_per_op"), versus(ref, data, rate)
         rows.append(
             [
@@ -1067,6 +1100,8 @@ def table(name: str, per_server: dict[str, dict[str, Any]], quick: bool, runs: i
     if split := floor_split(per_server):
         one = {"deliveries": "delivery"}.get(op, op.removesuffix("s"))
         lines += ["", f"CPU per {one}: {split_text(split)}"]
+    if under := asgi_split(per_server):
+        lines += ["", f"CPU per {spec.op.removesuffix('s')} {under}"]
     if churn:
         # the whole series, per run: does the memory go back down when they leave, and does what
         # stays grow from round to round?
@@ -1335,7 +1370,7 @@ def main() -> int:
         if REFERENCE in per_server:
             rate = "connects_per_s" if params["mode"] in CONNS_MODES else "ops_per_s"
             for server, data in per_server.items():
-                if "median" in data and server != FLOOR:
+                if "median" in data and server not in REFERENCE_LINES:
                     data["native_vs_this"] = {
                         "cpu_us_per_op": versus(per_server[REFERENCE], data, "cpu_us_per_op"),
                         "throughput": versus(per_server[REFERENCE], data, rate),

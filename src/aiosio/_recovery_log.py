@@ -93,10 +93,23 @@ class RecoveryStore:
     def persist(
         self, channel: str, now: float, keep: float, pid: str, rooms: frozenset[str], session: bytes
     ) -> None:
+        """Keep a session. Sessions are in the order they were kept, which is the order they
+        expire in (``keep`` is the namespace's ``max_disconnection_duration``): the expired
+        ones are taken from the front, never by reading them all (a worker that dies
+        disconnects thousands of sockets at once)."""
         sessions = self._of(channel).sessions
-        for expired in [p for p, s in sessions.items() if s.expires < now]:
-            del sessions[expired]
+        while sessions:
+            oldest = next(iter(sessions))
+            if sessions[oldest].expires >= now:
+                break
+            del sessions[oldest]
+        sessions.pop(pid, None)  # kept again: it goes to the back
         sessions[pid] = _Session(now + keep, rooms, session)
+
+    def kept_sessions(self, channel: str) -> int:
+        """How many sessions of ``channel`` are kept (expired ones go when the next comes)."""
+        found = self._namespaces.get(channel)
+        return 0 if found is None else len(found.sessions)
 
     def restore(self, channel: str, now: float, pid: str, offset: str) -> Restored:
         """The session ``pid`` (taken out of the store) and what was broadcast after ``offset``

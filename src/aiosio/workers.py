@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -242,6 +243,10 @@ class BusLink:
                     answer = self._restores.pop(frame[1], None)
                     if answer is not None and not answer.done():
                         answer.set_result(frame[2:])
+                        # The broadcasts logged after this answer may be in the buffer behind
+                        # it: let the restored socket join its rooms (no await from the answer
+                        # to that) before any of them is delivered, or it would miss them.
+                        await asyncio.sleep(0)
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             self.health.connected = False
             self.health.last_error = f"the master process went away: {exc}"
@@ -363,25 +368,35 @@ class _WorkerAdapter(ShardedAdapter):
         self.bus = factory.bus
         self.recovery = factory.recovery
         self.log_channel = f"aiosio-recovery#{nsp.name}"
+        # This worker's recoverable broadcasts sent to the master, and those back from it; the
+        # other broadcasts sent meanwhile wait here for the ones sent before them (with the
+        # count of those), so that local clients get them all in the order they were sent.
+        self._logs_sent = 0
+        self._logs_back = 0
+        self._held: deque[tuple[int, Packet, BroadcastOptions]] = deque()
         if self.recovery is not None:
             self.bus.ssubscribe(self.log_channel, self._on_logged)
 
     def broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
         flags = opts.flags
         recovery = self.recovery
-        if (
-            recovery is None
-            or flags.local
-            or flags.volatile
-            or packet.type is not PacketType.EVENT
-            or packet.id is not None
-        ):
+        if recovery is None or flags.local:
             super().broadcast(packet, opts)
             return
         self._check_outgoing(packet.data)
+        if flags.volatile or packet.type is not PacketType.EVENT or packet.id is not None:
+            # Not kept: to the other workers at once (the master passes it on after the kept
+            # ones sent before it), to this worker's clients after those come back.
+            self._publish_broadcast(packet, opts)
+            if self._logs_back == self._logs_sent or not self.bus.health.connected:
+                self.local_broadcast(packet, opts)
+            else:
+                self._held.append((self._logs_sent, packet, opts))
+            return
         rooms, except_rooms = sorted(opts.rooms), sorted(opts.except_rooms)
         payload = encode_msgpack([self.uid, flags.compress, packet.data, rooms, except_rooms])
         keep = recovery.max_disconnection_duration
+        self._logs_sent += 1
         self.bus.log(self.log_channel, keep, rooms, except_rooms, payload)
 
     def _on_logged(self, channel: str, data: bytes) -> None:
@@ -400,6 +415,12 @@ class _WorkerAdapter(ShardedAdapter):
             rooms=rooms, except_rooms=except_rooms, flags=BroadcastFlags(compress=compress)
         )
         self.local_broadcast(Packet(PacketType.EVENT, self.nsp.name, [*args, offset]), opts)
+        if sender == self.uid:
+            self._logs_back += 1
+            held = self._held
+            while held and held[0][0] <= self._logs_back:
+                _, packet, options = held.popleft()
+                self.local_broadcast(packet, options)
 
     def _entry(self, payload: bytes) -> tuple[str, bool, list[Any], frozenset[str], frozenset[str]]:
         sender, compress, args, rooms, except_rooms = decode_value(payload, self.max_size)

@@ -74,6 +74,21 @@ def test_expiry_and_foreign_offsets() -> None:
     assert reason.startswith(f"the broadcasts after offset {offset} are no longer kept")
 
 
+def test_expired_sessions_go_when_the_next_is_kept() -> None:
+    store = RecoveryStore()
+    for n in range(1000):
+        store.persist("ch", float(n), 10, f"pid{n}", NONE, b"s")
+    assert store.kept_sessions("ch") == 11  # kept at 989..999: expiring at 999..1009
+    store.persist("ch", 995.0, 10, "pid990", NONE, b"again")  # kept again: to the back
+    store.persist("ch", 1001.5, 10, "late", NONE, b"s")
+    # 989 and 991 expired and are gone; 990, kept again at 995, stays
+    assert store.kept_sessions("ch") == 10
+    offset = store.append("ch", 1001.5, 10, NONE, NONE, b"x")
+    assert store.restore("ch", 1002.0, "pid990", offset).session == b"again"
+    assert store.restore("ch", 1002.0, "pid989", offset).session is None
+    assert store.kept_sessions("other") == 0
+
+
 def test_the_log_size_is_checked() -> None:
     with pytest.raises(ValueError, match="recovery_log_size must be at least 1 broadcast, got 0"):
         RecoveryStore(max_len=0)

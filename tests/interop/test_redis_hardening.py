@@ -775,3 +775,101 @@ async def test_every_broadcast_lost_in_an_outage_is_counted(
         await client.disconnect()
         await factory_a.close()
         await factory_b.close()
+
+
+# -- a stall of the pub/sub link: an outage from the last message heard --------------------------
+
+
+@pytest.mark.parametrize("mode", ["classic", "sharded"])
+async def test_a_stalled_link_is_an_outage_from_the_last_message_heard(
+    mode: str,
+    private_redis: PrivateRedis,
+    serve: ServeFn,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Server B's link to Redis stalls for 3 s (a proxy forwards nothing either way and
+    closes nothing), then resumes, while server A broadcasts numbers. B's subscriber hears
+    nothing, PINGs after health_check_interval, gets no answer and is replaced (not called
+    connected before the link answers again). What Redis sent into the stalled
+    connection is lost, and PUBLISH counted it as delivered (A cannot count it), so B's health
+    reports the outage from the last message it heard: every number B's client missed was sent
+    while B reported an outage, and B's client got the others once, in order."""
+    from test_redis_streams import Balancer
+
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    key = f"t{uuid.uuid4().hex[:12]}"
+    sharded = mode == "sharded"
+    proxy = Balancer()
+    await proxy.start()
+    proxy.target = private_redis.port
+    factory_a = RedisAdapter(private_redis.url, key=key, sharded=sharded)
+    factory_b = RedisAdapter(
+        f"redis://127.0.0.1:{proxy.port}", key=key, sharded=sharded, health_check_interval=0.4
+    )
+    server_a = aiosio.Server(adapter=factory_a)
+    server_b = aiosio.Server(adapter=factory_b)
+    received: list[int] = []
+    client = aiosio.Client(await serve(server_b), reconnection=False)
+    client.on("n", received.append)
+    health = factory_b.health
+    outages: list[list[float]] = []  # [start, end] as B's health says, end seen by polling
+    sent_at: dict[int, float] = {}
+
+    async def watch() -> None:
+        while True:
+            if health.disconnected_since is not None:
+                if not outages or outages[-1][1] != float("inf"):
+                    outages.append([health.disconnected_since, float("inf")])
+                outages[-1][0] = health.disconnected_since
+            elif outages and outages[-1][1] == float("inf"):
+                outages[-1][1] = time.time()
+            await asyncio.sleep(0.005)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        assert await factory_a.ready()
+        assert await factory_b.ready()
+        await client.connect()
+        server_a.emit("n", -1)
+        await until(lambda: received == [-1], 5, "the first broadcast")
+        received.clear()
+        for n in range(300):
+            if n == 50:
+                proxy.stall()
+            if n == 200:
+                proxy.resume()
+                resumed_at = time.time()
+            sent_at[n] = time.time()
+            server_a.emit("n", n)
+            await asyncio.sleep(0.02)
+        await until(lambda: health.connected, 15, "B back")
+        marker = 10_000
+
+        async def marker_arrived() -> bool:
+            nonlocal marker
+            if received and received[-1] >= 10_000:
+                return True
+            marker += 1
+            server_a.emit("n", marker)
+            await asyncio.sleep(0.1)
+            return False
+
+        await until_async(marker_arrived, 15, "a broadcast from A reaches B's client again")
+        delivered = [n for n in received if n < 10_000]
+        assert delivered == sorted(set(delivered))  # in order, each once
+        lost = sorted(set(range(300)) - set(delivered))
+        assert lost  # the stall cost something: pub/sub keeps nothing
+        assert health.reconnects >= 1
+        assert "no answer to PING" in (health.last_error or "")
+        # never called connected while the link was stalled (its new connections unanswered)
+        assert all(end >= resumed_at for _start, end in outages), (outages, resumed_at)
+        assert not [
+            n for n in lost if not any(start <= sent_at[n] <= end for start, end in outages)
+        ], (lost, outages)
+        assert warnings_matching(caplog, r"not those Redis sent into a stalled connection")
+    finally:
+        watcher.cancel()
+        await client.disconnect()
+        await factory_a.close()
+        await factory_b.close()
+        await proxy.close()

@@ -10,7 +10,8 @@
   client, on every server, gets every number exactly once and in order.
 * Recovery across servers: a client behind a proxy (the load balancer) on server X loses its
   connection and comes back through the proxy on server Y: ``recovered`` is true and it gets
-  every broadcast it missed, for X, Y in aiosio and Node both ways.
+  every broadcast it missed (a volatile one too, as Node replays it), for X, Y in aiosio and
+  Node both ways.
 """
 
 from __future__ import annotations
@@ -67,9 +68,12 @@ def make_server(
     *,
     url: str = REDIS_URL,
     recovery: aiosio.Recovery | None = None,
+    read_count: int = 100,
 ) -> Server:
     """An aiosio server of the cluster: the same behaviour as redis_node.mjs."""
-    factory = RedisStreamsAdapter(url, stream_name=key, channel_prefix=key, block_time=1.0)
+    factory = RedisStreamsAdapter(
+        url, stream_name=key, channel_prefix=key, block_time=1.0, read_count=read_count
+    )
     sio = Server(
         adapter=factory, ping_interval=10, ping_timeout=5, connection_state_recovery=recovery
     )
@@ -365,14 +369,24 @@ async def _grew(raw: redis_asyncio.Redis, key: str, length: int) -> bool:
 class Balancer:
     """A TCP proxy in front of the servers: ``target`` is where new connections go; ``cut()``
     closes every connection through it; while ``refusing``, new connections are closed at
-    once (the client retries)."""
+    once (the client retries). ``stall()`` stops forwarding on every connection, either way,
+    without closing anything (what it read is held, what it did not stays in the sockets'
+    buffers) until ``resume()``, or until ``cut()`` drops it all."""
 
     def __init__(self) -> None:
         self.target = 0
         self.refusing = False
         self._pipes: set[asyncio.StreamWriter] = set()
         self._server: asyncio.Server | None = None
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self.port = 0
+
+    def stall(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -388,6 +402,9 @@ class Balancer:
         async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError):
                 while data := await src.read(65536):
+                    await self._flowing.wait()
+                    if dst.is_closing():
+                        break  # cut while stalled: what was held is dropped
                     dst.write(data)
                     await dst.drain()
             dst.close()
@@ -401,6 +418,7 @@ class Balancer:
 
     async def close(self) -> None:
         self.cut()
+        self.resume()  # the pumps held by a stall see the cut and end
         if self._server is not None:
             self._server.close()
 
@@ -429,9 +447,11 @@ async def test_recovery_across_servers(
     await balancer.start()
     balancer.target = ports[first]
 
-    async def emit(origin: str, number: int) -> None:
+    async def emit(origin: str, number: int, *, volatile: bool = False) -> None:
         if origin == "N":
-            await node.call("emit", to="r1", event="n", args=[number])
+            await node.call("emit", to="r1", volatile=volatile, event="n", args=[number])
+        elif volatile:
+            sios[origin].to("r1").volatile.emit("n", number)
         else:
             sios[origin].to("r1").emit("n", number)
 
@@ -464,9 +484,11 @@ async def test_recovery_across_servers(
         balancer.cut()
         await clients.wait(lambda line: line.get("type") == "disconnect", 5)
         await asyncio.sleep(0.3)  # the server that had the client keeps its session
-        for number in (4, 5, 6):  # from both servers, one after the other in the stream
+        # From both servers, one after the other in the stream; 5 is volatile: it is in the
+        # stream too, and Node's restoreSession replays it (it reads no flag), so aiosio does.
+        for number in (4, 5, 6):
             length = await raw.xlen(key)
-            await emit(first if number % 2 else then, number)
+            await emit(first if number % 2 else then, number, volatile=number == 5)
             await until(lambda length=length: _grew(raw, key, length), 5, f"{number} appended")
         balancer.target = ports[then]
         balancer.refusing = False
@@ -483,6 +505,122 @@ async def test_recovery_across_servers(
         await balancer.close()
         for sio in sios.values():
             await sio.close()
+        await raw.delete(key)
+        await raw.aclose()
+
+
+async def test_recovery_while_broadcasts_flow_gives_each_once_in_order(
+    serve: ServeFn,
+    serve_native: ServeFn,
+    spawn: Callable[..., Awaitable[NodeProc]],
+) -> None:
+    """A broadcasts bursts of numbers all along, while its client loses its connection and
+    recovers on B, then on A, then on B. B reads one entry at a time (read_count=1), so its
+    reader is behind after each burst: the entries it has not delivered yet when a session is
+    restored are in the restored packets and must not come again; and the entries a server
+    delivers while it reads the stream for a restore must not be missing from them. The
+    client gets every number once, in order."""
+    key = f"t{uuid.uuid4().hex[:12]}"
+    raw = redis_asyncio.Redis.from_url(REDIS_URL)
+    recovery = aiosio.Recovery(max_disconnection_duration=30.0)
+    sios = {
+        "A": make_server("A", key, [], recovery=recovery),
+        "B": make_server("B", key, [], recovery=recovery, read_count=1),
+    }
+    ports = {
+        "A": int((await serve_native(sios["A"])).rsplit(":", 1)[1]),
+        "B": int((await serve(sios["B"])).rsplit(":", 1)[1]),
+    }
+    for sio in sios.values():
+        assert await factory_of(sio).ready()
+    balancer = Balancer()
+    await balancer.start()
+    balancer.target = ports["A"]
+    sent = 0
+    flowing = True
+
+    async def flow() -> None:
+        nonlocal sent
+        while flowing:
+            for _ in range(20):
+                sent += 1
+                sios["A"].to("r1").emit("n", sent)
+            await asyncio.sleep(0.05)
+
+    try:
+        url = f"http://127.0.0.1:{balancer.port}"
+        spec = {"c": ("A", ["r1"], ["websocket"], False)}
+        clients = await spawn(
+            "redis_clients.mjs", *client_args(spec, {"A": url}, reconnection=True)
+        )
+        await clients.wait(lambda line: line.get("type") == "connect", 10)
+
+        def numbers() -> list[int]:
+            return [
+                py(line["args"])[0]
+                for line in clients.lines
+                if line["type"] == "event" and line["event"] == "n"
+            ]
+
+        flowing_task = asyncio.create_task(flow())
+        await until(lambda: len(numbers()) >= 50, 10, "the flow reaches the client")
+        for _ in range(3):  # three recoveries: A -> B -> A -> B
+            balancer.target = ports["B" if balancer.target == ports["A"] else "A"]
+            connects = sum(1 for line in clients.lines if line["type"] == "connect")
+            balancer.cut()
+            await until(
+                lambda connects=connects: (
+                    sum(1 for line in clients.lines if line["type"] == "connect") > connects
+                ),
+                10,
+                "the client back",
+            )
+            again = [line for line in clients.lines if line["type"] == "connect"][-1]
+            assert again["recovered"] is True, again
+            got = len(numbers())
+            await until(lambda got=got: len(numbers()) >= got + 50, 10, "the flow goes on")
+        flowing = False
+        await flowing_task
+        await until(lambda: numbers()[-1:] == [sent], 30, f"{sent} at the client")
+        got = numbers()
+        assert got == list(range(got[0], sent + 1)), [
+            (i, n) for i, n in enumerate(got) if i and n != got[i - 1] + 1
+        ]
+    finally:
+        flowing = False
+        await balancer.close()
+        for sio in sios.values():
+            await sio.close()
+        await raw.delete(key)
+        await raw.aclose()
+
+
+async def test_with_recovery_local_clients_get_broadcasts_in_the_order_sent(
+    serve_native: ServeFn, clients: Callable[..., aiosio.Client]
+) -> None:
+    """With recovery, a kept broadcast reaches this server's clients once it is in the stream;
+    a volatile one sent right after it waits its turn (the reference awaits every XADD), so
+    the clients get them in the order they were sent."""
+    key = f"t{uuid.uuid4().hex[:12]}"
+    raw = redis_asyncio.Redis.from_url(REDIS_URL)
+    sio = make_server("A", key, [], recovery=aiosio.Recovery(max_disconnection_duration=30.0))
+    try:
+        url = await serve_native(sio)
+        assert await factory_of(sio).ready()
+        client = clients(url, transports=("websocket",))
+        got: list[list[Any]] = []
+        client.on("n", lambda *args: got.append(list(args)))
+        await client.connect()
+        for group in range(10):  # kept, kept, volatile in one go, then a pause
+            sio.emit("n", 3 * group)
+            sio.emit("n", 3 * group + 1)
+            sio.volatile.emit("n", 3 * group + 2)
+            await asyncio.sleep(0.05)
+        await until(lambda: len(got) >= 30, 5, f"30 broadcasts: {got}")
+        assert got == [[n] for n in range(30)]  # the offsets are the client's, not the handler's
+        assert await raw.xlen(key) == 30  # the volatile ones are in the stream too
+    finally:
+        await sio.close()
         await raw.delete(key)
         await raw.aclose()
 
@@ -546,6 +684,68 @@ async def test_network_cut_loses_nothing(
             health.as_dict()["offsets"][c.key]
             == (await c.raw.xrevrange(c.key, count=1))[0][0].decode()
         )
+    finally:
+        await proxy.close()
+        await c.raw.delete(c.key)
+        await c.raw.aclose()
+
+
+async def test_network_stall_loses_nothing_and_shows_in_health(
+    serve: ServeFn, serve_native: ServeFn, spawn: Callable[..., Awaitable[NodeProc]]
+) -> None:
+    """B's link to Redis stalls (nothing forwarded either way, nothing closed) while A and B
+    broadcast numbered messages: for 3 s, then it resumes; then for 3 s again, and then it is
+    cut. B's reads and appends wait on the stalled connections (the stall shows in B's
+    health while it lasts and after), and what was held at the cut is read and appended again
+    on new connections: each client gets each number once, in order."""
+    c, proxy, b = await cut_cluster(REDIS_URL, serve, serve_native, spawn, max_len=10_000)
+    fb = factory_of(b)
+    sent = 0
+
+    async def send(count: int) -> None:
+        nonlocal sent
+        for _ in range(count):
+            sent += 1
+            c.a.emit("n", sent)
+            c.b.emit("m", sent)
+            await asyncio.sleep(0.05)
+
+    def all_arrived() -> bool:
+        return all(c.count(name, event) >= sent for name in c.ids for event in ("n", "m"))
+
+    try:
+        await send(20)
+        await until(all_arrived, 5, "20 numbers of A and B at a1 and b1")
+        assert fb.health.stalled_reads == 0
+
+        proxy.stall()
+        await send(60)  # 3 s
+        during = fb.health.as_dict()
+        assert during["read_overdue_seconds"] >= 1.5, during
+        assert during["queued_publishes"] >= 1, during
+        proxy.resume()
+        await until(all_arrived, 10, "what was sent during the stall")
+        assert fb.health.stalled_reads >= 1
+        assert fb.health.stalled_seconds >= 1.5
+        assert fb.health.as_dict()["read_overdue_seconds"] < 1.0
+
+        proxy.stall()
+        await send(60)
+        proxy.cut()
+        proxy.resume()
+        await until(all_arrived, 20, f"{sent} at every client after the cut")
+        await c.flush("A")
+        await c.flush("B")
+        for name in c.ids:
+            for event in ("n", "m"):
+                got = [args[0] for args in c.events(name, event)]
+                assert got == list(range(1, sent + 1)), (name, event, got)
+        health = fb.health
+        assert health.reconnects >= 1
+        assert health.retried_publishes >= 1  # the XADD held at the cut went through later
+        assert health.dropped_publishes == factory_of(c.a).health.dropped_publishes == 0
+        assert health.trimmed_unread == 0
+        assert health.readers_connected == 1
     finally:
         await proxy.close()
         await c.raw.delete(c.key)

@@ -525,6 +525,95 @@ async def test_recovery_is_bounded_by_the_masters_log(
     assert "--recovery-log-size" in workers.stderr
 
 
+ORDER_APP = textwrap.dedent(
+    """
+    import aiosio
+
+    sio = aiosio.Server(
+        connection_state_recovery=aiosio.Recovery(max_disconnection_duration=60)
+    )
+
+    @sio.on("where")
+    def where(socket):
+        return [socket.conn.id[0], 0]
+
+    @sio.on("mixed")
+    def mixed(socket, start, groups):
+        for n in range(start, start + 3 * groups, 3):
+            sio.emit("o", n)
+            sio.emit("o", n + 1)
+            sio.volatile.emit("o", n + 2)
+        return True
+    """
+)
+
+
+async def test_with_recovery_volatile_broadcasts_keep_their_place(
+    tmp_path: Path, start_workers: list[Workers]
+) -> None:
+    """With recovery, a kept broadcast reaches even its own worker's clients through the
+    master; a volatile one sent right after it waits for it there (it used to overtake it), so
+    the clients of both workers get them in the order they were sent. A volatile broadcast
+    that finds the connection busy is dropped, as volatile means: only the order is checked
+    for those, and every kept one must arrive."""
+    workers = serve(start_workers, tmp_path, app=ORDER_APP)
+    clients = [
+        aiosio.Client(workers.url, reconnection=False, transports=["websocket"]) for _ in "ab"
+    ]
+    got: list[list[int]] = [[], []]
+    try:
+        for client, numbers in zip(clients, got, strict=True):
+            client.on("o", numbers.append)
+            await asyncio.wait_for(client.connect(), TIMEOUT)
+        places = [await c.emit_with_ack("where", timeout=TIMEOUT) for c in clients]
+        assert sorted(place[0] for place in places) == ["A", "B"]
+        for start in range(0, 300, 30):
+            assert await clients[0].emit_with_ack("mixed", start, 10, timeout=TIMEOUT)
+            await asyncio.sleep(0.05)
+        kept = [n for n in range(300) if n % 3 != 2]
+        deadline = asyncio.get_running_loop().time() + TIMEOUT
+        while not all(set(kept) <= set(numbers) for numbers in got):
+            assert asyncio.get_running_loop().time() < deadline, got
+            await asyncio.sleep(0.02)
+        for numbers in got:
+            assert numbers == sorted(set(numbers)), numbers  # in order, each once
+            assert [n for n in numbers if n % 3 != 2] == kept
+    finally:
+        for client in clients:
+            await client.disconnect()
+
+
+FLOW_APP = RECOVERY_APP + textwrap.dedent(
+    """
+    import asyncio
+
+    @sio.on("flow")
+    async def flow(socket, count):
+        for start in range(0, count, 50):
+            for n in range(start, min(start + 50, count)):
+                sio.to("r").emit("n", n)
+            await asyncio.sleep(0.001)
+        return True
+    """
+)
+
+
+async def test_a_client_recovers_while_broadcasts_flow(
+    tmp_path: Path, start_workers: list[Workers]
+) -> None:
+    """Worker A broadcasts bursts of numbers all along; the client loses its connection to
+    worker B and recovers on A, then loses it again and recovers on B. The master's answer
+    to a restore and the broadcasts logged after it come on one connection, in order: none
+    may reach the worker's rooms before the restored socket is in them. Every number once,
+    in order."""
+    workers = serve(start_workers, tmp_path, app=FLOW_APP)
+    (result,) = await run_node("workers_flow.mjs", workers.url, "20000", timeout=90)
+    assert result["recovered"] == [True, True], workers.stderr[-3000:]
+    assert len(set(result["places"])) == 2
+    got = result["got"]
+    assert got == list(range(20000)), [(i, n) for i, n in enumerate(got) if n != i][:5]
+
+
 def test_the_recovery_log_size_is_checked(tmp_path: Path) -> None:
     (tmp_path / "workers_paths_app.py").write_text(APP)
     done = run_master(tmp_path, "workers_paths_app", "--port", "0", "--recovery-log-size", "0")

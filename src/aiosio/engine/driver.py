@@ -140,8 +140,10 @@ class EngineSocket(EventEmitter):
             return
         ws = self.websocket  # the session is on this WebSocket: the message to write came back
         if ws is not None:
-            ws.send(out)  # type: ignore[arg-type]  # not a list: the message
-            if ws.buffered_amount > self.server.max_outbound_buffer:
+            # What send returns may overstate the backlog (WebSocketChannel.send):
+            # _check_backlog reads the exact figure before acting on it.
+            waiting = ws.send(out)  # type: ignore[arg-type]  # not a list: the message
+            if waiting > self.server.max_outbound_buffer:
                 self._check_backlog()
 
     def _check_backlog(self) -> None:

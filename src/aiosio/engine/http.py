@@ -70,8 +70,10 @@ class HttpResponse:
 class WebSocketChannel(Protocol):
     """The sending half of an accepted WebSocket, provided by the HTTP server."""
 
-    def send(self, data: str | bytes) -> None:
-        """Queue one message; never blocks."""
+    def send(self, data: str | bytes) -> int:
+        """Queue one message; never blocks. Returns the bytes waiting for the peer, or more (an
+        upper bound, cheap to know: what the engine compares with ``max_outbound_buffer`` on
+        every send; :attr:`buffered_amount` is exact)."""
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake (or drop the connection if it cannot be done)."""

@@ -165,12 +165,13 @@ def loads(text: str) -> Any:
 
 def has_binary(value: Any, depth: int = 0) -> bool:
     """True when ``value`` holds bytes anywhere (the reference's ``hasBinary``)."""
-    if type(value) in _PLAIN:
-        return False
-    if type(value) is list and depth <= 64:  # the arguments of every emit: no generator
+    kind = type(value)
+    if kind is list and depth <= 64:  # the arguments of every emit: no generator
         for item in value:  # noqa: SIM110 - a loop, not a generator, on the hot path
             if type(item) not in _PLAIN and has_binary(item, depth + 1):
                 return True
+        return False
+    if kind in _PLAIN:
         return False
     if isinstance(value, _BINARY):
         return True
@@ -315,9 +316,11 @@ class Decoder:
             except (ValueError, RecursionError):
                 raise RemoteProtocolError("invalid JSON payload") from None
             max_depth = limits.max_depth
-            if len(text) > 2 * max_depth:  # _check_depth's own first test, without the call
+            # _check_depth's own test first, without the call: a text with fewer opening
+            # brackets than the limit cannot be nested that deep.
+            if len(text) > 2 * max_depth and text.count("[") + text.count("{") > max_depth:
                 _check_depth(data, text, max_depth)
-            if hot.group(1) == "2":
+            if text[0] == "2":  # the type, the regular expression's first group
                 name = data[0] if type(data) is list and data else None
                 if type(name) is not str or name in RESERVED_EVENTS:
                     check_payload(_EVENT, data)  # refuses it, or accepts a numeric name

@@ -105,6 +105,9 @@ def encode_frame(
     125 bytes (section 5.5).
     """
     n = len(payload)
+    if n < 126 and fin and not (rsv1 or mask or opcode & 0x8):
+        # A whole data message of a server, short: what nearly every ack and event is.
+        return bytes((0x80 | opcode, n)) + payload
     if opcode & 0x8 and (n > MAX_CONTROL_PAYLOAD or not fin or rsv1):
         raise ValueError(
             f"invalid {OPCODE_NAMES.get(opcode, 'control')} frame (expected fin, no rsv1 and at "

@@ -438,7 +438,7 @@ class Socket(HandlerRegistry, Targeting):
             if self._middlewares:
                 self._run_middlewares(args[0], args[1:], packet.id, 0)
             else:
-                self._dispatch(args[0], args[1:], packet.id)
+                self._dispatch(args, packet.id)
         elif ptype is PacketType.ACK:
             if packet.id is not None:
                 callback = self._acks.pop(packet.id, None)
@@ -493,7 +493,7 @@ class Socket(HandlerRegistry, Targeting):
             except Exception as exc:  # noqa: BLE001 - a middleware refuses by raising
                 self._emit_error(exc)
                 return
-        self._dispatch(event, args, ack_id)
+        self._dispatch([event, *args], ack_id)
 
     def _resume_middlewares(
         self, event: Any, args: list[Any], ack_id: int | None, i: int, _context: None, _result: Any
@@ -511,11 +511,16 @@ class Socket(HandlerRegistry, Targeting):
         for handler in tuple(handlers):
             self._call_safely(handler, [exc])
 
-    def _dispatch(self, event: Any, args: list[Any], ack_id: int | None) -> None:
-        """Run the namespace's handler of ``event`` (socket, *args) and this socket's own
-        handlers (*args); the first value returned answers the client's acknowledgement."""
+    def _dispatch(self, data: list[Any], ack_id: int | None) -> None:
+        """Run the namespace's handler of the event (socket, *args) and this socket's own
+        handlers (*args); the first value returned answers the client's acknowledgement.
+
+        ``data`` is the event's array, its name then its arguments, which this takes over: the
+        namespace handler's arguments are that list with the socket in the name's place (no
+        copy per event; a handler is called with ``*args``, so it never holds the list)."""
         if self.state is not _CONNECTED:
             return
+        event = data[0]
         name = event if type(event) is str else str(event)
         handler = self.nsp.handlers.events.get(name)
         own = self._handlers.get(name) if self._handlers else None
@@ -523,11 +528,14 @@ class Socket(HandlerRegistry, Targeting):
             if handler is None:
                 if ack_id is not None and not self._any:
                     self.nsp.unhandled_ack(name)  # the client waits for an answer that cannot come
-            elif ack_id is None:
-                self._run(handler, (self, *args), (name, None), ignore, self._handler_failed)
+                return
+            data[0] = self
+            if ack_id is None:
+                self._run(handler, data, (name, None), ignore, self._handler_failed)
             else:
-                self._run(handler, (self, *args), (name, ack_id), self._ack, self._handler_failed)
+                self._run(handler, data, (name, ack_id), self._ack, self._handler_failed)
             return
+        args = data[1:]
         answered = False
 
         def answer(_event: tuple[str, int | None], value: Any) -> None:

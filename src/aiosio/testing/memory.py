@@ -238,8 +238,9 @@ class ServerEnd(_End):
 
     # WebSocketChannel
 
-    def send(self, data: str | bytes) -> None:
+    def send(self, data: str | bytes) -> int:
         self._send_message(data)
+        return 0  # it never fills up (buffered_amount)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         self._send_close(code)

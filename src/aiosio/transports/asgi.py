@@ -125,15 +125,16 @@ class AsgiWebSocket:
         self._abandon_timer: asyncio.TimerHandle | None = None
         self.abandoned = False  # given up on after close_timeout: the receive loop returns
 
-    def send(self, data: str | bytes) -> None:
+    def send(self, data: str | bytes) -> int:
         if self._closed:
-            return
-        self._buffered += len(data)
+            return 0
+        buffered = self._buffered = self._buffered + len(data)
         if isinstance(data, str):
             self._pending.append({"type": "websocket.send", "text": data})
         else:
             self._pending.append({"type": "websocket.send", "bytes": data})
         self._write_soon()
+        return buffered
 
     def _write_soon(self) -> None:
         # The receive loop drains after the message it handles; a send in progress goes on

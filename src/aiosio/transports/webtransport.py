@@ -506,13 +506,14 @@ class _Session:
 
     # -- the channel (aiosio.engine.http.WebSocketChannel) ----------------------------------------
 
-    def send(self, data: str | bytes) -> None:
+    def send(self, data: str | bytes) -> int:
         if self.closed or self.stream_id is None:
-            return
+            return 0
         frame = encode_frame(data)
         self.written += len(frame)
         self.connection.quic.send_stream_data(self.stream_id, frame)
         self.connection.schedule_transmit()
+        return self.buffered_amount
 
     def close(self, code: int = 1000, reason: str = "", *, error: str | None = None) -> None:
         """Close the session with a close capsule stating ``reason`` (the WebSocket code 1000

@@ -291,22 +291,23 @@ class RedisLink:
 
     async def _read(self, pubsub: Any) -> None:
         idle, answer = self._idle, self._answer
-        last = time.monotonic()
+        last = heard = time.monotonic()
         pinged = False
         while True:
             message = await pubsub.get_message(timeout=answer)
             now = time.monotonic()
             if message is not None:
-                last, pinged = now, False
+                last, heard, pinged = now, now, False
                 self._dispatch(message)
                 continue
             if now - last < idle:
                 continue  # an ignored subscribe confirmation, or a short quiet spell
             if pinged:
-                raise ConnectionError(
+                raise Stalled(
                     f"no answer to PING on the subscriber connection within {answer:g}s after "
                     f"{idle:g}s without a message (health_check_interval): a stalled or "
-                    "half-open connection"
+                    "half-open connection",
+                    since=time.time() - (now - heard),
                 )
             # Idle for health_check_interval: PING on the subscriber's own connection (detects
             # half-open links and stalls); the pong arrives as a message.
@@ -347,7 +348,9 @@ class RedisLink:
             health.outage_seconds += outage
             logger.warning(
                 "redis subscription restored after %.1fs (reconnect #%d): messages published by "
-                "other servers during the outage were not received",
+                "other servers during the outage were not received (the publishers count in "
+                "missed_deliveries those published while this server was resubscribing, not "
+                "those Redis sent into a stalled connection: it counted them as delivered)",
                 outage,
                 health.reconnects,
             )
@@ -358,7 +361,10 @@ class RedisLink:
     def _on_lost(self, exc: BaseException) -> None:
         health = self.health
         if health.connected or health.disconnected_since is None:
-            health.disconnected_since = health.disconnected_since or time.time()
+            # A stalled link was deaf from the last thing it heard: the outage starts there
+            # (what Redis sent it since is lost, and PUBLISH counted it as delivered).
+            since = exc.since if isinstance(exc, Stalled) else time.time()
+            health.disconnected_since = health.disconnected_since or since
             logger.error(
                 "redis subscription lost (%s: %s): reconnecting; broadcasts from other servers "
                 "are missed until it is back",
@@ -527,6 +533,15 @@ class RedisLink:
         if not result:
             return 0
         return int(result[0][1])
+
+
+class Stalled(ConnectionError):
+    """The subscriber connection stopped answering: ``since`` (``time.time()``) is when it was
+    last heard from, where the outage began."""
+
+    def __init__(self, message: str, *, since: float) -> None:
+        super().__init__(message)
+        self.since = since
 
 
 def connection_lost(exc: BaseException | None) -> bool:

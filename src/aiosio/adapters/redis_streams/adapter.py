@@ -16,6 +16,7 @@ import asyncio
 import base64
 import logging
 import secrets
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -45,6 +46,16 @@ logger = logging.getLogger("aiosio.adapter.redis_streams")
 
 # The reference reads at most this many XRANGE pages when it restores a session.
 RESTORE_MAX_XRANGE_CALLS = 100
+
+
+# A stream entry id as a comparable value ("<ms>-<seq>" -> (ms, seq)).
+EntryKey = tuple[int, int]
+_START: EntryKey = (0, 0)
+
+
+def _key(entry_id: str) -> EntryKey:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _hash_code(text: str) -> int:
@@ -178,6 +189,13 @@ class StreamsNamespaceAdapter(RedisNamespaceAdapter, ClusterMessageAdapter):
         self.channel = f"{factory.channel_prefix}#{nsp.name}#"
         self.own_channel = f"{self.channel}{self.uid}#"
         self._sessions: set[asyncio.Task[None]] = set()
+        # Where this server's deliveries of the stream are (with recovery): the last entry its
+        # reader passed (its own included: _reader_position), and the last of its own
+        # broadcasts it delivered once appended. A restored socket got every entry up to its
+        # restore's last one: those are not delivered to it again (restored sid -> that entry,
+        # and the last of this server's own entries among them, whose delivery may be to come).
+        self._own_at: EntryKey = _START
+        self._restored_upto: dict[SocketId, tuple[EntryKey, EntryKey]] = {}
         on_message = self._subscriber(
             partial(decode, max_size=self.max_size, limits=factory.limits), self._dispatch
         )
@@ -203,13 +221,39 @@ class StreamsNamespaceAdapter(RedisNamespaceAdapter, ClusterMessageAdapter):
         decoder = partial(decode_entry, max_size=self.max_size, limits=self.limits)
         message = self._receive(self.stream, decoder, fields)
         if message is None:
+            self._forget_restored()
             return
         if isinstance(message, Broadcast) and message.request_id is None:
-            opts = message.opts.to_options()
+            opts = self._not_restored(message.opts.to_options(), entry_id)
             packet = Packet(PacketType.EVENT, self.nsp.name, message.packet.data)
             self.local_broadcast(self._with_offset(packet, opts, entry_id), opts)
+            self._forget_restored()
             return
         self._dispatch(message)
+        self._forget_restored()
+
+    def _not_restored(self, opts: BroadcastOptions, entry_id: str) -> BroadcastOptions:
+        """``opts`` without the restored sockets that got entry ``entry_id`` in their restore."""
+        if not self._restored_upto:
+            return opts
+        key = _key(entry_id)
+        skip = {sid for sid, (upto, _) in self._restored_upto.items() if key <= upto}
+        if not skip:
+            return opts
+        return replace(opts, except_rooms=opts.except_rooms | skip)
+
+    def _reader_position(self) -> EntryKey:
+        """The last entry of this namespace's stream the reader passed (any namespace's)."""
+        offset = self.streams.link_streams.streams_health.offsets.get(self.stream)
+        return _START if offset is None else _key(offset)
+
+    def _forget_restored(self) -> None:
+        """Drop the restore marks both deliveries have passed."""
+        if self._restored_upto:
+            reader, own = self._reader_position(), self._own_at
+            for sid, (upto, own_upto) in list(self._restored_upto.items()):
+                if reader >= upto and own >= own_upto:
+                    del self._restored_upto[sid]
 
     # -- sending ---------------------------------------------------------------------------------
 
@@ -235,22 +279,29 @@ class StreamsNamespaceAdapter(RedisNamespaceAdapter, ClusterMessageAdapter):
 
     def broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
         """To every target: other servers through the stream. With connection state recovery
-        a broadcast that is kept (an EVENT without ack, not volatile) reaches this server's
-        clients once it is in the stream, with its entry id as offset (the reference awaits
-        it too); without, at once."""
+        a broadcast reaches this server's clients once it is in the stream (the reference
+        awaits every ``XADD``), with its entry id as offset when it is kept (an EVENT without
+        ack, not volatile); the others (volatile ones) wait their turn too, so that this
+        server's clients get its broadcasts in the order it sent them. Without recovery, at
+        once."""
         if opts.flags.local:
             self.local_broadcast(packet, opts)
             return
         self._check_outgoing(packet.data)
         message = self._broadcast_message(packet, opts)
-        if not self._keeps(packet, opts):
+        if self.nsp.recovery is None:
             self._publish(message)
             self.local_broadcast(packet, opts)
             return
 
         def appended(entry_id: str | None) -> None:
-            delivered = packet if entry_id is None else self._with_offset(packet, opts, entry_id)
-            self.local_broadcast(delivered, opts)
+            if entry_id is None:
+                self.local_broadcast(packet, opts)
+                return
+            self._own_at = _key(entry_id)
+            targets = self._not_restored(opts, entry_id)
+            self.local_broadcast(self._with_offset(packet, targets, entry_id), targets)
+            self._forget_restored()
 
         fields = entry_fields(message, only_plaintext=self.streams.only_plaintext)
         self.streams.link_streams.append(self.stream, fields, appended)
@@ -309,7 +360,8 @@ class StreamsNamespaceAdapter(RedisNamespaceAdapter, ClusterMessageAdapter):
 
     async def restore_session(self, pid: str, offset: str) -> PersistedSession | None:
         """The session ``pid`` kept by any server, with the broadcasts after ``offset`` its
-        rooms would have received (None: unknown or expired session, unknown offset)."""
+        rooms would have received, volatile ones included as the reference does (None:
+        unknown or expired session, unknown offset)."""
         if OFFSET.fullmatch(offset) is None:
             logger.debug("not restoring session %s: offset %r is not a stream id", pid, offset)
             return None
@@ -333,13 +385,17 @@ class StreamsNamespaceAdapter(RedisNamespaceAdapter, ClusterMessageAdapter):
             session = self._decode_session(raw_session)
             if session is None:
                 return None
-            session.missed_packets = await self._missed(set(session.rooms), offset)
+            session.missed_packets, upto, own_upto = await self._missed(set(session.rooms), offset)
         except Exception as exc:  # noqa: BLE001 - reported: the client connects afresh
             _failed(
                 f"could not restore session {pid} from redis ({type(exc).__name__}: {exc}): the "
                 "client connects as a new socket"
             )
             return None
+        # No await from here to the socket joining its rooms (with skip_middlewares): what
+        # this server delivers from now on is after `upto`, or is not delivered to it again.
+        if self._reader_position() < upto or self._own_at < own_upto:
+            self._restored_upto[session.sid] = (upto, own_upto)
         return session
 
     def _decode_session(self, raw: bytes) -> PersistedSession | None:
@@ -356,15 +412,31 @@ class StreamsNamespaceAdapter(RedisNamespaceAdapter, ClusterMessageAdapter):
             sid=SocketId(sid), pid=pid, rooms=[str(r) for r in rooms], data=data
         )
 
-    async def _missed(self, rooms: set[str], offset: str) -> list[list[Any]]:
+    async def _missed(
+        self, rooms: set[str], offset: str
+    ) -> tuple[list[list[Any]], EntryKey, EntryKey]:
+        """The broadcasts after ``offset`` for ``rooms``, up to the last entry of the stream, and
+        past whatever this server has delivered by the time the answer is read (so that none
+        it delivers before the socket is in its rooms is missing); with that last entry, and
+        the last of this server's own entries among them."""
         missed: list[list[Any]] = []
         decoder = partial(decode_entry, max_size=self.max_size, limits=self.limits)
+        upto, own_upto = _key(offset), _START
+        own = self.uid.encode()
+        empty = False
         for _ in range(RESTORE_MAX_XRANGE_CALLS):
             entries = await self.streams.client.xrange(self.stream, f"({offset}", "+")
             if not entries:
-                break
+                if empty or max(self._reader_position(), self._own_at) <= upto:
+                    break  # (twice empty: the reader started past the last entry left)
+                empty = True
+                continue
+            empty = False
             for raw_id, fields in entries:
                 offset = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+                upto = _key(offset)
+                if fields.get(b"uid") == own:
+                    own_upto = upto
                 if fields.get(b"nsp") != self.nsp.name.encode() or fields.get(b"type") != b"3":
                     continue
                 try:  # this server's own broadcasts too: the client missed them as well
@@ -379,10 +451,11 @@ class StreamsNamespaceAdapter(RedisNamespaceAdapter, ClusterMessageAdapter):
                     continue
                 if not rooms.isdisjoint(opts.except_rooms):
                     continue
-                if opts.flags is not None and opts.flags.volatile:
-                    continue
+                # Volatile broadcasts are in the stream too, and the reference's restoreSession
+                # replays every broadcast entry its rooms match (shouldIncludePacket reads no
+                # flag): so does this one, for a client to recover the same on any server.
                 missed.append([*message.packet.data, offset])
-        return missed
+        return missed, upto, own_upto
 
     async def close(self) -> None:
         self.streams.link_streams.off_entries(self.nsp.name)

@@ -48,18 +48,38 @@ EntryHandler = Callable[[dict[bytes, bytes], str], None]
 Appended = Callable[[str | None], None]
 
 
+# A read that comes back this long after its BLOCK time was held up on the way (a stalled link
+# or a stuck Redis), not waiting for entries: counted in StreamsHealth.stalled_reads.
+STALL_MARGIN = 1.0
+
+
 @dataclass(slots=True)
 class StreamsHealth(RedisHealth):
     """:class:`~aiosio.adapters.redis.RedisHealth` (the pub/sub side and the totals) and the
     streams: ``offsets`` (the id of the last entry read, per stream), ``lag_seconds`` (how old
     the last entry was when it was read), ``trimmed_unread`` (entries trimmed before this server
-    read them: raise ``max_len``), ``appended`` (entries added)."""
+    read them: raise ``max_len``), ``appended`` (entries added), ``readers_connected`` (readers
+    whose last read went through), ``stalled_reads`` and ``stalled_seconds`` (reads that came
+    back more than a second past their BLOCK time, or never: a stalled link or Redis, and the
+    time they were held up), and, in :meth:`as_dict`, ``read_overdue_seconds`` (how far past its
+    BLOCK time the most late read in flight is now: non-zero during a stall)."""
 
     offsets: dict[str, str] = field(default_factory=dict)
     lag_seconds: float | None = None
     trimmed_unread: int = 0
     appended: int = 0
     readers_connected: int = 0
+    stalled_reads: int = 0
+    stalled_seconds: float = 0.0
+    # Per stream, when its read in flight was sent (time.monotonic()), and its BLOCK time.
+    reads_in_flight: dict[str, float] = field(default_factory=dict)
+    block_seconds: float = 0.0
+
+    def read_overdue_seconds(self, now: float | None = None) -> float:
+        """How far past its BLOCK time the latest read in flight is (0: none is late)."""
+        now = time.monotonic() if now is None else now
+        oldest = min(self.reads_in_flight.values(), default=now)
+        return max(now - oldest - self.block_seconds, 0.0)
 
     def as_dict(self) -> dict[str, Any]:
         values = RedisHealth.as_dict(self)
@@ -68,6 +88,10 @@ class StreamsHealth(RedisHealth):
             lag_seconds=None if self.lag_seconds is None else round(self.lag_seconds, 3),
             trimmed_unread=self.trimmed_unread,
             appended=self.appended,
+            readers_connected=self.readers_connected,
+            stalled_reads=self.stalled_reads,
+            stalled_seconds=round(self.stalled_seconds, 3),
+            read_overdue_seconds=round(self.read_overdue_seconds(), 3),
         )
         return values
 
@@ -103,7 +127,7 @@ class StreamsLink:
     ) -> None:
         self.client = client
         self.pubsub = pubsub
-        self.streams_health = StreamsHealth()
+        self.streams_health = StreamsHealth(block_seconds=block_ms / 1000)
         # One health for both sides (the totals add up), typed as the Link interface says.
         self.health: RedisHealth = self.streams_health
         pubsub.health = self.streams_health
@@ -123,6 +147,8 @@ class StreamsLink:
         self._last_added: dict[str, str] = {}
         # Per stream: how many entries were added up to the last one read (its position).
         self._read: dict[str, int] = {}
+        # The streams whose reader's last read went through (StreamsHealth.readers_connected).
+        self._reading: set[str] = set()
         self._closed = False
         self._dropped_logged_at = 0.0
 
@@ -247,9 +273,13 @@ class StreamsLink:
                     lost_at = None
                     delay = self._backoff_min
                 offset = await self._read_once(stream, offset)
+                self._reading.add(stream)
+                self.streams_health.readers_connected = len(self._reading)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - every failure means: read again later
+                self._reading.discard(stream)
+                self.streams_health.readers_connected = len(self._reading)
                 if lost_at is None:
                     lost_at = time.time()
                     self._reader_lost(stream, exc, offset)
@@ -278,10 +308,19 @@ class StreamsLink:
     async def _read_once(self, stream: str, offset: str) -> str:
         # A read that does not come back within its BLOCK time and 5 s is a stalled or
         # half-open connection: the timeout drops that connection, and the read starts again.
-        async with asyncio.timeout(self.block_ms / 1000 + 5.0):
-            response = await self.client.xread(
-                {stream: offset}, count=self.read_count, block=self.block_ms
-            )
+        health = self.streams_health
+        sent = health.reads_in_flight[stream] = time.monotonic()
+        try:
+            async with asyncio.timeout(self.block_ms / 1000 + 5.0):
+                response = await self.client.xread(
+                    {stream: offset}, count=self.read_count, block=self.block_ms
+                )
+        finally:
+            del health.reads_in_flight[stream]
+            held = time.monotonic() - sent - self.block_ms / 1000
+            if held > STALL_MARGIN:
+                health.stalled_reads += 1
+                health.stalled_seconds += held
         if not response:
             return offset
         entries = response[0][1]

@@ -23,6 +23,12 @@ __all__ = ["ChannelHost", "NativeWebSocket", "PlainWebSocket", "WriteBatcher"]
 
 logger = logging.getLogger("aiosio.server.http")
 
+# Read once: on Python 3.11 each ``Opcode.X`` is a descriptor call, and ``A | B`` in an
+# isinstance call builds a union object each time it runs (once per message received).
+_TEXT, _BINARY = ws.Opcode.TEXT, ws.Opcode.BINARY
+_OPEN = ws.State.OPEN
+_MESSAGES = (ws.TextMessage, ws.BinaryMessage)
+
 
 class WriteBatcher(list["NativeWebSocket"]):
     """The channels with frames queued in this turn of the loop, flushed at its end: one write
@@ -120,20 +126,20 @@ class NativeWebSocket:
     def _update_open(self) -> None:
         """Derive :attr:`_open` from the transport and the codec; called wherever either may
         have changed (the codec sent or received a close, the connection was lost)."""
-        self._open = self._transport is not None and self.codec.state is ws.State.OPEN
+        self._open = self._transport is not None and self.codec.state is _OPEN
 
     # channel ------------------------------------------------------------------------------------
 
-    def send(self, data: str | bytes) -> None:
-        """Queue one message for the end of the turn."""
+    def send(self, data: str | bytes) -> int:
+        """Queue one message for the end of the turn; returns what :meth:`_queue_frame` does."""
         if not self._open:
-            return
+            return 0
         codec = self.codec
         if isinstance(data, str):
             codec.send_text(data)
         else:
             codec.send_binary(data)
-        self._queue_frame(codec.data_to_send())
+        return self._queue_frame(codec.data_to_send())
 
     def _queue_frame(self, frame: bytes, data: str | bytes | None = None) -> int:
         """Queue ``frame`` for the end of the turn (not once the channel is closed: 0); returns
@@ -161,11 +167,12 @@ class NativeWebSocket:
         out = self._out
         if not out:
             return
-        self._out = []
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()  # the same list for the next turn: no list made and freed per write
         self._out_size = 0
         transport = self._transport
         if transport is not None:
-            transport.write(out[0] if len(out) == 1 else b"".join(out))
+            transport.write(data)
             self._backlog = transport.get_write_buffer_size()
 
     @property
@@ -215,18 +222,26 @@ class NativeWebSocket:
         not read them is read no more (see ``HttpConnection``)."""
         codec = self.codec
         events = codec.receive_data(data)
-        self._update_open()
+        if codec.state is not _OPEN:  # it closed (the peer's close frame, or a violation)
+            self._update_open()
         handler = self._handler
+        control = False  # a control frame or a violation: the codec may have answers to send
         for event in events:
-            if isinstance(event, ws.TextMessage | ws.BinaryMessage):
+            if isinstance(event, _MESSAGES):
                 if handler is not None:
                     handler.on_message(event.data)
-            elif isinstance(event, ws.CloseReceived):
+                continue
+            control = True
+            if isinstance(event, ws.CloseReceived):
                 self._finish(event.code, None)
             elif isinstance(event, ws.ProtocolViolation):
                 logger.info("websocket from %s closed: %s", self._host.peer, event.reason)
                 self._finish(int(event.code), event.reason)
             # PingReceived is answered by the codec; PongReceived needs nothing.
+        if not control:
+            # Messages alone (the codec answers only control frames and violations, and is
+            # closing only after one): nothing to write here, nothing to close.
+            return False
         transport = self._transport
         if transport is None:
             return False
@@ -262,12 +277,11 @@ class PlainWebSocket(NativeWebSocket):
 
     __slots__ = ()
 
-    def send(self, data: str | bytes) -> None:
+    def send(self, data: str | bytes) -> int:
         if isinstance(data, str):
             # JS_UTF8: a lone surrogate is U+FFFD, as Node writes it (aiosio.protocol.text).
-            self._queue_frame(ws.encode_frame(ws.Opcode.TEXT, data.encode("utf-8", JS_UTF8)))
-        else:
-            self._queue_frame(ws.encode_frame(ws.Opcode.BINARY, data))
+            return self._queue_frame(ws.encode_frame(_TEXT, data.encode("utf-8", JS_UTF8)))
+        return self._queue_frame(ws.encode_frame(_BINARY, data))
 
     # A frame built once for many connections is this connection's frame as it is: the engine's
     # send_frame(frame, data) is the queue itself, so that the broadcast hot path costs one
