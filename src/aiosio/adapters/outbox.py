@@ -49,12 +49,11 @@ class HasHealth(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Words:
-    """How one link's logs and errors name things: ``link`` (``"redis link"``), ``broker``
-    (``"Redis"``), ``factory`` (``"RedisAdapter"``, whose options bound the queue), ``what``
-    is queued (``"broadcast"``), the ``target`` of a message (``"redis channel"``), and the
-    verb of sending, as ``send`` (``"publish"``) and ``sent`` (``"published"``)."""
+    """How one link's logs and errors name things, in this order: the ``broker``
+    (``"Redis"``), the ``factory`` whose options bound the queue (``"RedisAdapter"``), ``what``
+    is queued (``"broadcast"``), the ``target`` of a message (``"redis channel"``), the verb of
+    sending as ``send`` (``"publish"``) and ``sent`` (``"published"``)."""
 
-    link: str
     broker: str
     factory: str
     what: str
@@ -90,12 +89,12 @@ class Outbox(Generic[T]):
         link: HasHealth,
         words: Words,
         logger: logging.Logger,
-        *,
         max_queue: int,
         retry_timeout: float,
         backoff_min: float,
         backoff_max: float,
         first_delay: float = 0.0,
+        /,
     ) -> None:
         if max_queue < 1:
             raise ValueError(
@@ -107,14 +106,9 @@ class Outbox(Generic[T]):
                 f"publish_retry_timeout must be 0 or more seconds, got {retry_timeout}: it bounds "
                 f"how long a {words.what} waits for the {words.broker} connection to come back"
             )
-        self.link = link
-        self.words = words
-        self.log = logger
-        self.max_queue = max_queue
-        self.retry_timeout = retry_timeout
-        self.backoff_min = backoff_min
-        self.backoff_max = backoff_max
-        self.first_delay = first_delay
+        self.link, self.words, self.log = link, words, logger
+        self.max_queue, self.retry_timeout = max_queue, retry_timeout
+        self.backoff = (first_delay, backoff_min, backoff_max)
         self.queue: asyncio.Queue[tuple[T, float]] | None = None
         self.task: asyncio.Task[None] | None = None
         self._dropped_logged_at = 0.0
@@ -166,9 +160,9 @@ class Outbox(Generic[T]):
                 self.link.health.dropped_publishes += left
                 words = self.words
                 self.log.error(
-                    "closing the %s with %d messages not %s within %ss: other servers do not "
-                    "see them; check that %s is reachable",
-                    words.link,
+                    "closing the %s link with %d messages not %s within %ss: other servers do "
+                    "not see them; check that %s is reachable",
+                    words.broker,
                     left,
                     words.sent,
                     wait,
@@ -239,7 +233,7 @@ class Outbox(Generic[T]):
         deadline = queued_at + self.retry_timeout
         health = self.link.health
         attempts = 0
-        delay = self.first_delay
+        delay, backoff_min, backoff_max = self.backoff
         first_error: str | None = None
         while True:
             attempts += 1
@@ -258,7 +252,7 @@ class Outbox(Generic[T]):
                     self.drop(target, error + (hint(exc) if hint is not None else ""))
                     return None
                 await asyncio.sleep(min(delay, left))
-                delay = min(max(delay * 2, self.backoff_min), self.backoff_max)
+                delay = min(max(delay * 2, backoff_min), backoff_max)
                 continue
             health.published += 1
             if attempts > 1:

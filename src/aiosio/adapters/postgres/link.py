@@ -101,14 +101,7 @@ class PostgresLink:
         backoff_max: float = 5.0,
     ) -> None:
         self._outbox: Outbox[Outgoing] = Outbox(
-            self,
-            _WORDS,
-            logger,
-            max_queue=max_queue,
-            retry_timeout=retry_timeout,
-            backoff_min=backoff_min,
-            backoff_max=backoff_max,
-            first_delay=backoff_min,
+            self, _WORDS, logger, max_queue, retry_timeout, backoff_min, backoff_max, backoff_min
         )
         for name, value in (
             ("health_check_interval", health_check_interval),
@@ -504,9 +497,7 @@ def create_table_sql(table_name: str) -> str:
     )
 
 
-_WORDS = Words(
-    "postgres link", "PostgreSQL", "PostgresAdapter", "message", "postgres channel", "send", "sent"
-)
+_WORDS = Words("PostgreSQL", "PostgresAdapter", "message", "postgres channel", "send", "sent")
 
 
 def _unsent(exc: BaseException) -> bool:

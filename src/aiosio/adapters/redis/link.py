@@ -80,13 +80,7 @@ class RedisLink:
     ) -> None:
         # Published messages: (channel, data, sharded, audience).
         self._outbox: Outbox[tuple[str, bytes, bool, str | None]] = Outbox(
-            self,
-            _WORDS,
-            logger,
-            max_queue=max_queue,
-            retry_timeout=retry_timeout,
-            backoff_min=backoff_min,
-            backoff_max=backoff_max,
+            self, _WORDS, logger, max_queue, retry_timeout, backoff_min, backoff_max
         )
         if not health_check_interval > 0:
             raise ValueError(
@@ -402,9 +396,7 @@ class RedisLink:
         return int(result[0][1])
 
 
-_WORDS = Words(
-    "redis link", "Redis", "RedisAdapter", "broadcast", "redis channel", "publish", "published"
-)
+_WORDS = Words("Redis", "RedisAdapter", "broadcast", "redis channel", "publish", "published")
 
 
 def _worth_a_retry(exc: BaseException) -> bool:

@@ -53,15 +53,7 @@ Appended = Callable[[str | None], None]
 # or a stuck Redis), not waiting for entries: counted in StreamsHealth.stalled_reads.
 STALL_MARGIN = 1.0
 
-_WORDS = Words(
-    "redis streams link",
-    "Redis",
-    "RedisStreamsAdapter",
-    "message",
-    "redis stream",
-    "append",
-    "appended",
-)
+_WORDS = Words("Redis", "RedisStreamsAdapter", "message", "redis stream", "append", "appended")
 
 
 @dataclass(slots=True)
@@ -148,13 +140,7 @@ class StreamsLink:
         self.block_ms = block_ms
         # Queued XADDs: (stream, fields, called with the entry id once it is appended).
         self._outbox: Outbox[tuple[str, dict[str, str], Appended]] = Outbox(
-            self,
-            _WORDS,
-            logger,
-            max_queue=max_queue,
-            retry_timeout=retry_timeout,
-            backoff_min=backoff_min,
-            backoff_max=backoff_max,
+            self, _WORDS, logger, max_queue, retry_timeout, backoff_min, backoff_max
         )
         self._backoff_min = backoff_min
         self._backoff_max = backoff_max
