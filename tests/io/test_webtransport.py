@@ -594,7 +594,8 @@ async def test_connection_state_recovery_over_webtransport(running: Callable[...
         await client.emit_with_ack("join", "r", timeout=TIMEOUT)
         before = asyncio.ensure_future(next_event(client, "room"))
         sio.to("r").emit("room", "before")  # the client now has an offset to resume from
-        assert await before == ("before",)
+        # (next_event's handler takes *args: it gets the offset too, as a node handler does)
+        assert (await before)[:1] == ("before",)
         gone = asyncio.ensure_future(next_event(client, "disconnect"))
         back = asyncio.ensure_future(next_event(client, "connect"))
         missed = asyncio.ensure_future(next_event(client, "room"))
@@ -605,6 +606,6 @@ async def test_connection_state_recovery_over_webtransport(running: Callable[...
         await back
         assert client.recovered
         assert client.id == first
-        assert await missed == ("while away",)
+        assert (await missed)[:1] == ("while away",)
     finally:
         await client.disconnect()

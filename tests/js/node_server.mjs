@@ -19,7 +19,7 @@
 //           next(Error("token expired")) and data {code: "EXPIRED"}
 //   admin   namespace "/admin" (same handlers as "/")
 // Commands on stdin, one JSON object per line: {"do":"emit","nsp":NSP,"to":ROOM,"event":E,
-// "args":[...]} emits to a room (prints {type:"emitted"} once done).
+// "args":[...],"volatile":BOOL} emits to a room (prints {type:"emitted"} once done).
 import http from "node:http";
 import readline from "node:readline";
 import { parseArgs } from "node:util";
@@ -128,7 +128,8 @@ if (on.has("secure")) {
 readline.createInterface({ input: process.stdin }).on("line", (line) => {
   const cmd = JSON.parse(line);
   if (cmd.do === "emit") {
-    io.of(cmd.nsp ?? "/").to(cmd.to).emit(cmd.event, ...fromJs(cmd.args));
+    const to = io.of(cmd.nsp ?? "/").to(cmd.to);
+    (cmd.volatile ? to.volatile : to).emit(cmd.event, ...fromJs(cmd.args));
     print({ type: "emitted", nsp: cmd.nsp ?? "/", to: cmd.to, event: cmd.event });
   }
 });

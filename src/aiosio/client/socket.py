@@ -97,6 +97,37 @@ class _Queued:
     pending: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What a handler's signature takes of the arguments that may end with a recovery offset:
+    its required positional parameters, and whether it has ``*args``."""
+
+    required: int
+    rest: bool
+
+    def takes(self, count: int) -> tuple[bool, bool]:
+        """Of ``count`` arguments whose last is a string: whether the handler gets that last
+        one, and whether it gets it as a required parameter (which says it is data)."""
+        data = count <= self.required
+        return data or self.rest, data
+
+
+_UNREAD = _Shape(0, rest=False)  # a signature inspect cannot read: the string is the offset
+
+
+def _shape_of(handler: Callable[..., Any]) -> _Shape:
+    """The :class:`_Shape` of ``handler`` (a typed handler's wrapper exposes the signature of
+    the function it wraps, which is what it passes the arguments on to)."""
+    try:
+        parameters = inspect.signature(handler).parameters.values()
+    except (TypeError, ValueError):  # a builtin or a C callable with no signature to read
+        return _UNREAD
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    required = sum(1 for p in parameters if p.kind in positional and p.default is p.empty)
+    rest = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters)
+    return _Shape(required, rest)
+
+
 class Client:
     """A Socket.IO client for one namespace (the URL's path; ``/`` by default)."""
 
@@ -244,6 +275,9 @@ class Client:
         self._last_offset: str | None = None
         self._handlers: dict[str, list[Callable[..., Any]]] = {}
         self._any: list[Callable[..., Any]] = []
+        # What each handler's signature takes of a trailing string that may be a recovery
+        # offset (see _dispatch), read once at registration: id -> (handler, shape).
+        self._shapes: dict[int, tuple[Callable[..., Any], _Shape]] = {}
         self._any_outgoing: list[Callable[..., Any]] = []
         # Packets emitted before the connection, with their compress flag.
         self._send_buffer: list[tuple[Packet, bool]] = []
@@ -330,6 +364,7 @@ class Client:
                 fn if event in RESERVED_EVENTS else validated(fn, event, 0, self.invalid_payloads)
             )
             self._handlers.setdefault(event, []).append(registered)
+            self._remember(registered)
             return fn
 
         return register if handler is None else register(handler)
@@ -339,9 +374,11 @@ class Client:
             self._handlers.pop(event, None)
         elif handler in self._handlers.get(event, ()):
             self._handlers[event].remove(handler)
+        self._forget()
 
     def on_any(self, handler: Callable[..., Any]) -> Callable[..., Any]:
         self._any.append(handler)
+        self._remember(handler)
         return handler
 
     def on_any_outgoing(self, handler: Callable[..., Any]) -> Callable[..., Any]:
@@ -351,6 +388,7 @@ class Client:
     def prepend_any(self, handler: Callable[..., Any]) -> Callable[..., Any]:
         """:meth:`on_any`, called before the catch-all listeners already added."""
         self._any.insert(0, handler)
+        self._remember(handler)
         return handler
 
     def prepend_any_outgoing(self, handler: Callable[..., Any]) -> Callable[..., Any]:
@@ -361,6 +399,7 @@ class Client:
     def off_any(self, handler: Callable[..., Any] | None = None) -> None:
         """Remove ``handler`` from the catch-all listeners (all of them without one)."""
         self._any = [] if handler is None else [h for h in self._any if h != handler]
+        self._forget()
 
     def off_any_outgoing(self, handler: Callable[..., Any] | None = None) -> None:
         """Remove ``handler`` from the outgoing catch-all listeners (all without one)."""
@@ -375,6 +414,19 @@ class Client:
     def listeners_any_outgoing(self) -> list[Callable[..., Any]]:
         """The catch-all listeners of outgoing events, in calling order."""
         return list(self._any_outgoing)
+
+    def _remember(self, handler: Callable[..., Any]) -> None:
+        self._shapes[id(handler)] = (handler, _shape_of(handler))
+
+    def _forget(self) -> None:
+        """Drop the shapes of the handlers no longer registered."""
+        kept = {id(h) for handlers in self._handlers.values() for h in handlers}
+        kept.update(id(h) for h in self._any)
+        self._shapes = {key: entry for key, entry in self._shapes.items() if key in kept}
+
+    def _shape(self, handler: Callable[..., Any]) -> _Shape:
+        entry = self._shapes.get(id(handler))
+        return entry[1] if entry is not None and entry[0] is handler else _shape_of(handler)
 
     def _emit_local(self, event: str, *args: Any) -> None:
         for handler in tuple(self._handlers.get(event, ())):
@@ -543,19 +595,28 @@ class Client:
 
     def _dispatch(self, packet: Packet) -> None:
         args: list[Any] = list(packet.data)
-        if (
+        event = args[0]
+        name = event if isinstance(event, str) else str(event)
+        # Connection state recovery: the server appends the event's offset to the arguments of
+        # an event without an ack, except a volatile one, and the two look the same here. A
+        # trailing string goes to the handlers whose signature asks for it (a required
+        # positional parameter, or *args, which gets everything as socket.io-client's handlers
+        # do) and is kept from the others; it is the offset to send back on reconnection unless
+        # a handler took it into a required parameter (then it is a volatile event's argument).
+        offset = (
             self._pid is not None
             and packet.id is None  # events with an ack carry no offset
             and len(args) > 1
             and isinstance(args[-1], str)
-        ):
-            # Connection state recovery: the server appends the event's offset; remember it and
-            # keep it from the handlers (socket.io-client passes it on; we do not).
-            self._last_offset = args.pop()
-        event = args[0]
-        name = event if isinstance(event, str) else str(event)
+        )
+        taken = False
         for handler in tuple(self._any):
-            self._call(handler, args, None)
+            if offset:
+                takes, data = self._shape(handler).takes(len(args))
+                taken = taken or data
+                self._call(handler, args if takes else args[:-1], None)
+            else:
+                self._call(handler, args, None)
         answered = False
         ack_id = packet.id
 
@@ -580,8 +641,16 @@ class Client:
                     "%s; its acknowledgement %d is not answered", error, ack_id
                 )
 
+        payload = args[1:]
         for handler in tuple(self._handlers.get(name, ())):
-            self._call(handler, args[1:], answer)
+            if offset:
+                takes, data = self._shape(handler).takes(len(payload))
+                taken = taken or data
+                self._call(handler, payload if takes else payload[:-1], answer)
+            else:
+                self._call(handler, payload, answer)
+        if offset and not taken:
+            self._last_offset = args[-1]
 
     # -- emitting -------------------------------------------------------------------------------
 
