@@ -575,11 +575,16 @@ async def _count_is(sio: Server, count: int) -> bool:
 
 
 async def test_fetch_sockets_fails_as_the_reference_when_a_known_server_does_not_answer(
-    serve: ServeFn, serve_native: ServeFn, spawn: Callable[..., Awaitable[NodeProc]]
+    serve: ServeFn,
+    serve_native: ServeFn,
+    spawn: Callable[..., Awaitable[NodeProc]],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A server that stops answering but is not forgotten yet (its last heartbeat is recent):
     ``fetch_sockets`` raises with the count missing, as the reference rejects, unless asked for
-    what arrived; ``server_side_emit_with_ack`` raises with the replies that did arrive."""
+    what arrived; ``server_side_emit_with_ack`` raises with the replies that did arrive. Each
+    short request is logged, as with the Redis adapters."""
+    caplog.set_level(logging.WARNING, LOGGER)
     cluster = await start_cluster(
         serve, serve_native, spawn, clients={}, options={"heartbeat_timeout": 30.0}
     )
@@ -600,6 +605,8 @@ async def test_fetch_sockets_fails_as_the_reference_when_a_known_server_does_not
         with pytest.raises(AckTimeout, match=r"timeout reached: missing 1 responses") as raised:
             await cluster.a.server_side_emit_with_ack("sse", "x", timeout=0.5)
         assert [r["server"] for r in raised.value.replies] == ["B"]
+        messages = [r.getMessage() for r in caplog.records if r.name == LOGGER]
+        assert messages.count("only 1 of 2 servers answered within 0.5s") == 3, messages
     finally:
         await cluster.n.close()
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiosio.adapters.cluster import ClusterAdapterFactory
 from aiosio.adapters.postgres.link import PostgresHealth, PostgresLink
 from aiosio.adapters.postgres.namespace import PostgresNamespaceAdapter, channel_of
 from aiosio.protocol.socketio import Limits
@@ -25,7 +26,7 @@ from aiosio.server.adapter import NamespaceView
 __all__ = ["PostgresAdapter"]
 
 
-class PostgresAdapter:
+class PostgresAdapter(ClusterAdapterFactory[PostgresNamespaceAdapter]):
     """The adapter factory: ``aiosio.Server(adapter=PostgresAdapter("postgresql://..."))``.
 
     ``dsn`` is what ``asyncpg.connect`` takes (``postgresql://user:password@host:5432/db``);
@@ -92,7 +93,8 @@ class PostgresAdapter:
         if max_message_size < 1:
             raise ValueError(f"max_message_size must be at least 1 byte, got {max_message_size}")
         channel_of(channel_prefix, "/")  # a prefix too long for any namespace fails here
-        self.link = PostgresLink(
+        super().__init__(max_message_size=max_message_size, limits=limits)
+        self.link: PostgresLink = PostgresLink(
             dsn,
             connect_options=connect_options,
             table_name=table_name,
@@ -109,14 +111,9 @@ class PostgresAdapter:
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
         self.requests_timeout = requests_timeout
-        self.max_message_size = max_message_size
-        self.limits = limits or Limits()
-        self.adapters: list[PostgresNamespaceAdapter] = []
 
-    def __call__(self, nsp: NamespaceView) -> PostgresNamespaceAdapter:
-        adapter = PostgresNamespaceAdapter(nsp, self)
-        self.adapters.append(adapter)
-        return adapter
+    def _namespace_adapter(self, nsp: NamespaceView) -> PostgresNamespaceAdapter:
+        return PostgresNamespaceAdapter(nsp, self)
 
     @property
     def health(self) -> PostgresHealth:
@@ -124,15 +121,7 @@ class PostgresAdapter:
         ``dropped_publishes``, ``dropped_messages``, the attachments sent, read and deleted."""
         return self.link.health
 
-    async def ready(self, timeout: float = 5.0) -> bool:
-        """Wait until every namespace's channel is listened to (False when PostgreSQL is
-        unreachable)."""
-        return await self.link.ready(timeout)
-
     async def create_table(self) -> None:
         """Create the attachments table if it does not exist (the reference's schema:
         ``id bigserial UNIQUE, created_at timestamptz DEFAULT NOW(), payload bytea``)."""
         await self.link.create_table()
-
-    async def close(self) -> None:
-        await self.link.close()

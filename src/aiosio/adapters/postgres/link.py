@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 import re
 import time
 from collections import deque
@@ -36,6 +35,8 @@ from functools import partial
 from typing import Any
 
 from aiosio._extras import import_extra
+from aiosio.adapters.health import Backoff, LinkHealth
+from aiosio.adapters.outbox import Outbox, Unsent, Words
 from aiosio.adapters.postgres.messages import Outgoing, encode_header
 from aiosio.adapters.redis.link import set_within
 
@@ -62,54 +63,24 @@ def check_table_name(name: str) -> str:
 
 
 @dataclass(slots=True)
-class PostgresHealth:
+class PostgresHealth(LinkHealth):
     """What an operator needs to know about the cluster link (the same fields as
     :class:`~aiosio.adapters.redis.RedisHealth`, for the logs and the metrics, plus the
-    attachments)."""
+    attachments; ``missed_deliveries`` stays 0: NOTIFY does not say how many listeners got a
+    message, and a listener's outage is in ``reconnects`` and ``outage_seconds``)."""
 
-    connected: bool = False
-    reconnects: int = 0
-    last_error: str | None = None
-    last_error_at: float | None = None
-    disconnected_since: float | None = None
-    outage_seconds: float = 0.0
-    messages_received: int = 0
-    published: int = 0
-    dropped_publishes: int = 0
-    dropped_messages: int = 0  # received and refused (malformed, not allowed, attachment lost)
-    # Always 0: NOTIFY does not say how many listeners got a message (the Redis adapter counts
-    # PUBLISH's shortfall here); a listener's outage is in reconnects and outage_seconds.
-    missed_deliveries: int = 0
-    retried_publishes: int = 0
-    queued_publishes: int = 0
-    last_message_at: float | None = None
-    subscriptions: int = 0
     attachments_published: int = 0
     attachments_received: int = 0
     attachments_deleted: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "connected": self.connected,
-            "reconnects": self.reconnects,
-            "last_error": self.last_error,
-            "outage_seconds": round(self.outage_seconds, 3),
-            "messages_received": self.messages_received,
-            "published": self.published,
-            "dropped_publishes": self.dropped_publishes,
-            "dropped_messages": self.dropped_messages,
-            "missed_deliveries": self.missed_deliveries,
-            "retried_publishes": self.retried_publishes,
-            "queued_publishes": self.queued_publishes,
-            "subscriptions": self.subscriptions,
-            "attachments_published": self.attachments_published,
-            "attachments_received": self.attachments_received,
-            "attachments_deleted": self.attachments_deleted,
-        }
-
-
-class _Unsent(Exception):
-    """The publisher connection was found lost before the command was sent: safe to retry."""
+        values = LinkHealth.as_dict(self)
+        values.update(
+            attachments_published=self.attachments_published,
+            attachments_received=self.attachments_received,
+            attachments_deleted=self.attachments_deleted,
+        )
+        return values
 
 
 class PostgresLink:
@@ -129,16 +100,9 @@ class PostgresLink:
         backoff_min: float = 0.1,
         backoff_max: float = 5.0,
     ) -> None:
-        if max_queue < 1:
-            raise ValueError(
-                f"max_publish_queue must be at least 1 message, got {max_queue}: it bounds the "
-                "messages waiting for PostgreSQL"
-            )
-        if not retry_timeout >= 0:
-            raise ValueError(
-                f"publish_retry_timeout must be 0 or more seconds, got {retry_timeout}: it "
-                "bounds how long a message waits for the PostgreSQL connection to come back"
-            )
+        self._outbox: Outbox[Outgoing] = Outbox(
+            self, _WORDS, logger, max_queue, retry_timeout, backoff_min, backoff_max, backoff_min
+        )
         for name, value in (
             ("health_check_interval", health_check_interval),
             ("cleanup_interval", cleanup_interval),
@@ -153,7 +117,6 @@ class PostgresLink:
         self.health = PostgresHealth()
         self._idle = health_check_interval
         self._command_timeout = command_timeout
-        self._max_queue = max_queue
         self._retry_timeout = retry_timeout
         self._backoff_min = backoff_min
         self._backoff_max = backoff_max
@@ -162,14 +125,12 @@ class PostgresLink:
         self._publisher_conn: Any = None
         self._publisher_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
-        self._queue: asyncio.Queue[tuple[Outgoing, float]] | None = None
         self._ready: asyncio.Event | None = None
         self._inbox: deque[tuple[str, str, str | None]] = deque()
         self.own_uids: set[str] = set()  # this server's adapters: their messages are skipped
         self._reader: asyncio.Task[None] | None = None
         self._on_connected_callbacks: list[Callable[[], None]] = []
         self._closed = False
-        self._dropped_logged_at = 0.0
         # Imported here, not with aiosio: a missing extra is an ImportError at construction.
         self._asyncpg: Any = import_extra("asyncpg", extra="postgres", feature="PostgresAdapter")
 
@@ -184,12 +145,14 @@ class PostgresLink:
         except RuntimeError:
             return False
         self._ready = asyncio.Event()
-        self._queue = asyncio.Queue(self._max_queue)
         self._tasks = [
             loop.create_task(self._listen(), name="aiosio-postgres-listener"),
-            loop.create_task(self._send(), name="aiosio-postgres-publisher"),
             loop.create_task(self._clean(), name="aiosio-postgres-cleanup"),
         ]
+        # The first messages (the adapters' INITIAL_HEARTBEAT) wait for the listener: the
+        # answers they ask for must find it listening.
+        first = partial(set_within, self._ready, self._retry_timeout + self._command_timeout)
+        self._outbox.start(loop, self._publish_one, name="aiosio-postgres-publisher", first=first)
         return True
 
     async def ready(self, timeout: float = 5.0) -> bool:
@@ -217,20 +180,7 @@ class PostgresLink:
         if self._closed:
             return
         self._closed = True
-        queue = self._queue
-        if queue is not None and self._tasks and not self._tasks[1].done():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(self._retry_timeout, 1.0)):
-                    await queue.join()
-            left = queue.qsize()
-            if left:
-                self.health.dropped_publishes += left
-                logger.error(
-                    "closing the postgres link with %d messages not sent within %ss: other "
-                    "servers do not see them; check that PostgreSQL is reachable",
-                    left,
-                    max(self._retry_timeout, 1.0),
-                )
+        await self._outbox.close()
         for task in [*self._tasks, self._reader]:
             if task is not None:
                 task.cancel()
@@ -292,7 +242,7 @@ class PostgresLink:
                 conn.terminate()
 
     async def _listen(self) -> None:
-        delay = self._backoff_min
+        backoff = Backoff(self._backoff_min, self._backoff_max, jitter=True)
         while not self._closed:
             started = time.monotonic()
             conn = None
@@ -316,10 +266,7 @@ class PostgresLink:
                         conn.terminate()
             if self._is_closed():
                 return
-            if time.monotonic() - started > 10 * self._backoff_max:
-                delay = self._backoff_min  # it had been up for a while: start over
-            await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter
-            delay = min(delay * 2, self._backoff_max)
+            await backoff.wait(started)
 
     async def _watch(self, conn: Any, lost: asyncio.Event) -> None:
         """Return (raise) when the listener connection is lost, or when it stays silent past
@@ -343,9 +290,7 @@ class PostgresLink:
                 ) from exc
 
     def _on_notification(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
-        health = self.health
-        health.messages_received += 1
-        health.last_message_at = time.time()
+        self.health.received()
         attachment = attachment_of(payload)
         if attachment is not None and attachment[1] in self.own_uids:
             return  # this server's own message: not even read from the table
@@ -414,19 +359,14 @@ class PostgresLink:
         return bytes(row)
 
     def _on_connected(self) -> None:
-        health = self.health
-        if health.disconnected_since is not None:
-            health.reconnects += 1
-            outage = time.time() - health.disconnected_since
-            health.outage_seconds += outage
+        outage = self.health.up()
+        if outage is not None:
             logger.warning(
                 "postgres LISTEN restored after %.1fs (reconnect #%d): messages published by "
                 "other servers during the outage were not received (NOTIFY keeps nothing)",
                 outage,
-                health.reconnects,
+                self.health.reconnects,
             )
-            health.disconnected_since = None
-        health.connected = True
         assert self._ready is not None
         self._ready.set()
         for callback in self._on_connected_callbacks:
@@ -436,53 +376,22 @@ class PostgresLink:
                 logger.exception("a callback on the postgres reconnection failed")
 
     def _on_lost(self, exc: BaseException) -> None:
-        health = self.health
-        if health.connected or health.disconnected_since is None:
-            health.disconnected_since = health.disconnected_since or time.time()
+        if self.health.down(exc):
             logger.error(
                 "postgres LISTEN connection lost (%s: %s): reconnecting; messages from other "
                 "servers are missed until it is back",
                 type(exc).__name__,
                 exc,
             )
-        health.connected = False
         if self._ready is not None:
             self._ready.clear()
-        health.last_error = f"{type(exc).__name__}: {exc}"
-        health.last_error_at = time.time()
 
     # -- publishing -------------------------------------------------------------------------------
 
     def publish(self, message: Outgoing) -> None:
         """Queue a message; sent in order by one task."""
-        if not self.ensure_started():
-            self._drop(message.channel, "no event loop is running")
-            return
-        assert self._queue is not None
-        try:
-            self._queue.put_nowait((message, time.monotonic()))
-        except asyncio.QueueFull:
-            self._drop(
-                message.channel,
-                f"max_publish_queue={self._max_queue} messages wait already for PostgreSQL",
-            )
-            return
-        self.health.queued_publishes = self._queue.qsize()
-
-    async def _send(self) -> None:
-        assert self._queue is not None
-        assert self._ready is not None
-        queue = self._queue
-        # The first messages (the adapters' INITIAL_HEARTBEAT) wait for the listener: the
-        # answers they ask for must find it listening.
-        await set_within(self._ready, self._retry_timeout + self._command_timeout)
-        while True:
-            message, queued_at = await queue.get()
-            try:
-                await self._publish_one(message, queued_at)
-            finally:
-                queue.task_done()
-            self.health.queued_publishes = queue.qsize()
+        self.ensure_started()
+        self._outbox.put(message.channel, message)
 
     async def _publisher(self) -> Any:
         conn = self._publisher_conn
@@ -492,56 +401,31 @@ class PostgresLink:
         try:
             conn = await self._connect("publisher")
         except Exception as exc:
-            raise _Unsent(f"{type(exc).__name__}: {exc}") from exc
+            raise Unsent(f"{type(exc).__name__}: {exc}") from exc
         self._publisher_conn = conn
         return conn
 
     async def _publish_one(self, message: Outgoing, queued_at: float) -> None:
         """Send one message; when the connection cannot be had, try again until
-        ``retry_timeout`` after it was queued. The queue waits meanwhile: order is kept."""
-        deadline = queued_at + self._retry_timeout
-        attempts = 0
-        delay = self._backoff_min
-        first_error: str | None = None
-        while True:
-            attempts += 1
-            try:
-                async with self._publisher_lock:
-                    conn = await self._publisher()
+        ``retry_timeout`` after it was queued. The queue waits meanwhile: order is kept. A
+        message whose command failed is not sent again (it may have been: at most once)."""
+
+        async def attempt(_deadline: float) -> None:
+            async with self._publisher_lock:
+                conn = await self._publisher()
+                try:
                     await self._notify(conn, message)
-            except asyncio.CancelledError:
-                raise
-            except _Unsent as exc:
-                error = str(exc)
-                self.health.last_error = error
-                first_error = first_error or error
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    if attempts > 1:
-                        error += f" after {attempts} attempts over {self._retry_timeout}s"
-                    self._drop(message.channel, error)
-                    return
-                await asyncio.sleep(min(delay, left))
-                delay = min(delay * 2, self._backoff_max)
-                continue
-            except Exception as exc:  # noqa: BLE001 - sent or not: not again (at most once)
-                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                self.health.last_error = error
-                self._discard_publisher()
-                self._drop(message.channel, error + _hint(exc, self.table_name))
-                return
-            self.health.published += 1
-            if attempts > 1:
-                self.health.retried_publishes += 1
-                logger.info(
-                    "sent to postgres channel %s at attempt %d, %.2fs after it was queued: the "
-                    "connection had been lost (%s) and was opened again; nothing was lost",
-                    message.channel,
-                    attempts,
-                    time.monotonic() - queued_at,
-                    first_error,
-                )
-            return
+                except Exception:
+                    self._discard_publisher()
+                    raise
+
+        await self._outbox.deliver(
+            message.channel,
+            queued_at,
+            attempt,
+            _unsent,
+            partial(_hint, table_name=self.table_name),
+        )
 
     async def _notify(self, conn: Any, message: Outgoing) -> None:
         timeout = self._command_timeout
@@ -563,23 +447,6 @@ class PostgresLink:
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.terminate()
-
-    def _drop(self, channel: str, why: str) -> None:
-        self.health.dropped_publishes += 1
-        now = time.monotonic()
-        if now - self._dropped_logged_at > 5.0:
-            self._dropped_logged_at = now
-            logger.error(
-                "could not send to postgres channel %s (%s): %d messages lost so far; other "
-                "servers do not see them; check that PostgreSQL is reachable (PostgresAdapter's "
-                "publish_retry_timeout=%ss and max_publish_queue=%d bound how long and how many "
-                "messages wait for it)",
-                channel,
-                why,
-                self.health.dropped_publishes,
-                self._retry_timeout,
-                self._max_queue,
-            )
 
     # -- the attachments table --------------------------------------------------------------------
 
@@ -628,6 +495,14 @@ def create_table_sql(table_name: str) -> str:
         "    payload     bytea\n"
         ")"
     )
+
+
+_WORDS = Words("PostgreSQL", "PostgresAdapter", "message", "postgres channel", "send", "sent")
+
+
+def _unsent(exc: BaseException) -> bool:
+    """Worth a retry: no connection could be had (a command that failed is not sent again)."""
+    return isinstance(exc, Unsent)
 
 
 def _set_event(event: asyncio.Event, _conn: Any) -> None:

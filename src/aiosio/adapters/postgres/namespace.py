@@ -18,9 +18,10 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol, assert_never
+from functools import partial
+from typing import Any, Protocol
 
+from aiosio.adapters.cluster import ClusterMessageAdapter, ServerRequest
 from aiosio.adapters.postgres.link import PostgresLink
 from aiosio.adapters.postgres.messages import (
     EMITTER_UID,
@@ -33,44 +34,11 @@ from aiosio.adapters.postgres.messages import (
     decode_notification,
     encode,
 )
-from aiosio.adapters.redis.messages import (
-    DisconnectSockets,
-    EventPacket,
-    FetchSockets,
-    InvalidMessage,
-    MessageError,
-    NotAnEvent,
-    Refused,
-    SocketsJoin,
-    SocketsLeave,
-    UnknownType,
-    WireOptions,
-    WrongShape,
-)
-from aiosio.adapters.redis.namespace import AckRequest, socket_details
-from aiosio.adapters.redis.sharded_messages import (
-    Broadcast,
-    BroadcastAck,
-    BroadcastClientCount,
-    FetchSocketsResponse,
-    ServerSideEmit,
-    ServerSideEmitResponse,
-)
-from aiosio.errors import AckTimeout, FetchSocketsTimeout
-from aiosio.protocol.errors import RemoteProtocolError
-from aiosio.protocol.socketio import Limits, Packet, PacketType, check_event
-from aiosio.server.adapter import (
-    BroadcastOptions,
-    InMemoryAdapter,
-    NamespaceView,
-    Room,
-    SocketId,
-)
-from aiosio.server.remote import RemoteSocket
+from aiosio.adapters.redis.sharded_messages import Message as ClusterMessage
+from aiosio.protocol.socketio import Limits
+from aiosio.server.adapter import NamespaceView
 
 __all__ = ["AdapterSettings", "PostgresNamespaceAdapter", "channel_of"]
-
-logger = logging.getLogger("aiosio.adapter.postgres")
 
 # PostgreSQL names (channels included) are at most 63 bytes (NAMEDATALEN - 1).
 MAX_CHANNEL_BYTES = 63
@@ -103,40 +71,62 @@ def channel_of(prefix: str, nsp: str) -> str:
     return channel
 
 
-class _Gather:
-    """A request that waits for one answer from each server known when it was sent."""
+class KnownServersRequest(ServerRequest):
+    """A request that waits for one answer from each server known when it was sent (the
+    reference's ``missingUids``)."""
 
-    def __init__(self, missing: set[str], responses: list[Any]) -> None:
-        self.missing = missing
-        self.answered: set[str] = set()
-        self.responses = responses
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def __init__(self, servers: set[str]) -> None:
+        super().__init__()
+        self.waiting = servers
+        self.answered_by: set[str] = set()
 
-    def answer(self, uid: str | None, *, forgotten: bool = False) -> None:
-        """``uid`` answered (or, ``forgotten``, left the cluster: no longer waited for)."""
-        if uid is not None and uid in self.missing:
-            self.missing.discard(uid)
+    def add(self, uid: str | None, value: Any) -> None:
+        if self.done.done():
+            return  # every server answered or left: what comes later is not waited for
+        self.responses.append(value)
+        self._answer(uid)
+
+    def forget(self, uid: str) -> None:
+        self._answer(uid, forgotten=True)
+
+    def _answer(self, uid: str | None, *, forgotten: bool = False) -> None:
+        if uid is not None and uid in self.waiting:
+            self.waiting.discard(uid)
             if not forgotten:
-                self.answered.add(uid)
-        if not self.missing and not self.done.done():
-            self.done.set_result(None)
+                self.answered_by.add(uid)
+        if not self.waiting:
+            self._finish()
+
+    @property
+    def expected(self) -> int:
+        return len(self.waiting) + len(self.answered_by)
+
+    @property
+    def answered(self) -> int:
+        return len(self.answered_by)
+
+    def shortfall(self) -> str:
+        return f"timeout reached: missing {len(self.waiting)} responses"
 
 
-class PostgresNamespaceAdapter(InMemoryAdapter):
+class PostgresNamespaceAdapter(ClusterMessageAdapter):
     """One namespace of a server on ``@socket.io/postgres-adapter``'s protocol."""
 
+    log = logging.getLogger("aiosio.adapter.postgres")
+    factory_name = "PostgresAdapter"
+    fetch_carries_timeout = True
+
     def __init__(self, nsp: NamespaceView, factory: AdapterSettings) -> None:
-        super().__init__(nsp)
+        super().__init__(nsp, factory)
         self.factory = factory
-        self.link = factory.link
+        self.link: PostgresLink = factory.link
         self.uid = secrets.token_hex(8)
+        self.envelope = {"uid": self.uid, "nsp": nsp.name}
+        self.requests_timeout = factory.requests_timeout
         self.channel = channel_of(factory.channel_prefix, nsp.name)
         self.nodes: dict[str, float] = {}  # uid -> loop time of its last message
-        self._gathers: dict[str, _Gather] = {}
-        self._acks: dict[str, AckRequest] = {}
         self._heartbeat: asyncio.TimerHandle | None = None
         self._sweeper: asyncio.TimerHandle | None = None
-        self._outgoing_warned: set[str] = set()
         self._closed = False
         self.link.own_uids.add(self.uid)
         self.link.listen(self.channel, self._on_notification)
@@ -152,7 +142,7 @@ class PostgresNamespaceAdapter(InMemoryAdapter):
         """The listener is (again) listening: say so, and keep the cluster view fresh."""
         if self._closed:
             return
-        self._publish(InitialHeartbeat(uid=self.uid, nsp=self.nsp.name))
+        self._publish(InitialHeartbeat(**self.envelope))
         if self._sweeper is None:
             self._sweep()
 
@@ -165,7 +155,7 @@ class PostgresNamespaceAdapter(InMemoryAdapter):
     def _beat(self) -> None:
         self._heartbeat = None
         if not self._closed:
-            self._publish(Heartbeat(uid=self.uid, nsp=self.nsp.name))
+            self._publish(Heartbeat(**self.envelope))
 
     def _sweep(self) -> None:
         """Every second, forget the servers not heard from for ``heartbeat_timeout``."""
@@ -173,7 +163,7 @@ class PostgresNamespaceAdapter(InMemoryAdapter):
         limit = loop.time() - self.factory.heartbeat_timeout
         for uid, seen in list(self.nodes.items()):
             if seen < limit:
-                logger.info(
+                self.log.info(
                     "server %s of namespace %s seems down: nothing from it for %ss "
                     "(heartbeat_timeout)",
                     uid,
@@ -185,11 +175,8 @@ class PostgresNamespaceAdapter(InMemoryAdapter):
 
     def _remove_node(self, uid: str) -> None:
         self.nodes.pop(uid, None)
-        for request_id, gather in list(self._gathers.items()):
-            if uid in gather.missing:
-                gather.answer(uid, forgotten=True)
-                if gather.done.done():
-                    self._gathers.pop(request_id, None)
+        for request in list(self._requests.values()):
+            request.forget(uid)
 
     # -- sending --------------------------------------------------------------------------------
 
@@ -202,69 +189,46 @@ class PostgresNamespaceAdapter(InMemoryAdapter):
         outgoing = encode(message, channel=self.channel, threshold=self.factory.payload_threshold)
         self.link.publish(outgoing)
 
-    @property
-    def _envelope(self) -> dict[str, Any]:
-        return {"uid": self.uid, "nsp": self.nsp.name}
+    def _publish_request(self, message: ClusterMessage) -> None:
+        self._publish(message)
 
-    def _check_outgoing(self, args: Any) -> None:
-        """A broadcast other aiosio servers will refuse still reaches this server's clients: say
-        so here, once per reason."""
-        try:
-            check_event(args, self.factory.limits)
-        except RemoteProtocolError as exc:
-            reason = str(exc)
-            if reason in self._outgoing_warned or len(self._outgoing_warned) >= 16:
-                return
-            self._outgoing_warned.add(reason)
-            logger.warning(
-                "a broadcast on %s reaches this server's clients, but the other aiosio servers "
-                "of the cluster drop it: %s; keep broadcasts within the limits, or give every "
-                "server the same larger PostgresAdapter(limits=aiosio.Limits(...))",
-                self.nsp.name,
-                reason,
-            )
+    def _publish_update(self, message: ClusterMessage) -> None:
+        self._publish(message, request=False)
+
+    def _respond(self, to_uid: str, message: ClusterMessage) -> None:
+        self._publish(message, request=False)
 
     # -- receiving ------------------------------------------------------------------------------
 
+    def _ignores(self, message: Any) -> bool:
+        return getattr(message, "uid", None) == self.uid
+
     def _on_notification(self, channel: str, data: str | bytes) -> None:
-        factory = self.factory
-        try:
-            if isinstance(data, str):
-                decoded = decode_notification(
-                    data,
+        if isinstance(data, str):
+            decoded = self._receive(
+                channel,
+                partial(
+                    decode_notification,
                     nsp=self.nsp.name,
-                    max_size=factory.max_message_size,
-                    limits=factory.limits,
+                    max_size=self.max_size,
+                    limits=self.limits,
                     skip_uid=self.uid,
-                )
-            else:
-                decoded = decode_attachment(
-                    data,
-                    nsp=self.nsp.name,
-                    max_size=factory.max_message_size,
-                    limits=factory.limits,
-                )
-        except Refused as exc:
-            if getattr(exc.message, "uid", None) != self.uid:
-                self.link.health.dropped_messages += 1
-                _log_refused(channel, exc)
-            return
-        except UnknownType as exc:
-            logger.debug("ignored a message of unknown type %r on %s", exc.kind, channel)
-            return
-        except (WrongShape, InvalidMessage) as exc:
-            self.link.health.dropped_messages += 1
-            logger.warning("dropped a malformed message on %s: %s", channel, exc)
-            return
-        except MessageError as exc:  # pragma: no cover - every decoder error is one of the above
-            self.link.health.dropped_messages += 1
-            logger.warning("dropped a message on %s: %s", channel, exc)
-            return
+                ),
+                data,
+            )
+        else:
+            decoded = self._receive(
+                channel,
+                partial(
+                    decode_attachment, nsp=self.nsp.name, max_size=self.max_size, limits=self.limits
+                ),
+                data,
+            )
         if decoded is None:
-            return  # this server's own message
+            return  # dropped, or this server's own message
         if isinstance(decoded, AttachmentHeader):
-            self.link.health.dropped_messages += 1
-            logger.warning(
+            self._dropped()
+            self.log.warning(
                 "dropped a message on %s: its attachment header names no row (%r)",
                 channel,
                 decoded.attachment_id,
@@ -278,249 +242,32 @@ class PostgresNamespaceAdapter(InMemoryAdapter):
             return
         if uid and uid != EMITTER_UID:
             self.nodes[uid] = asyncio.get_running_loop().time()
-        match message:
-            case InitialHeartbeat():
-                self._publish(Heartbeat(**self._envelope))
-                return
-            case Heartbeat():
-                return
-            case AdapterClose():
-                if uid:
-                    self._remove_node(uid)
-                return
-            case _:
-                pass
-        if message.nsp != self.nsp.name:
-            return
-        match message:
-            case Broadcast():
-                self._on_broadcast(message)
-            case SocketsJoin():
-                self.local_add_sockets(message.opts.to_options(), message.rooms)
-            case SocketsLeave():
-                self.local_del_sockets(message.opts.to_options(), message.rooms)
-            case DisconnectSockets():
-                self.local_disconnect_sockets(message.opts.to_options(), message.close)
-            case FetchSockets():
-                sockets = [socket_details(s) for s in self.local_targets(message.opts.to_options())]
-                self._publish(
-                    FetchSocketsResponse(
-                        **self._envelope, request_id=message.request_id, sockets=sockets
-                    ),
-                    request=False,
-                )
-            case ServerSideEmit():
-                self._on_server_side_emit(message)
-            case FetchSocketsResponse():
-                self._answered(message.request_id, uid, message.sockets)
-            case ServerSideEmitResponse():
-                self._answered(message.request_id, uid, [message.packet])
-            case BroadcastClientCount():
-                ack = self._acks.get(message.request_id)
-                if ack is not None:
-                    ack.client_count(message.client_count)
-            case BroadcastAck():
-                ack = self._acks.get(message.request_id)
-                if ack is not None:
-                    ack.ack(message.packet)
-            case _:
-                assert_never(message)
-
-    def _answered(self, request_id: str, uid: str | None, values: list[Any]) -> None:
-        gather = self._gathers.get(request_id)
-        if gather is None:
-            return
-        gather.responses.extend(values)
-        gather.answer(uid)
-        if gather.done.done():
-            self._gathers.pop(request_id, None)
-
-    def _on_broadcast(self, message: Broadcast) -> None:
-        packet = Packet(PacketType.EVENT, self.nsp.name, message.packet.data)
-        request_id = message.request_id
-        if request_id is None:
-            self.local_broadcast(packet, message.opts.to_options())
-            return
-
-        def reply(_sid: SocketId, value: Any) -> None:
-            ack = BroadcastAck(**self._envelope, request_id=request_id, packet=value)
-            self._publish(ack, request=False)
-
-        local = Packet(PacketType.EVENT, self.nsp.name, packet.data, self.nsp.next_ack_id())
-        count = len(
-            self.local_broadcast_with_ack(local, message.opts.to_options(with_flags=False), reply)
-        )
-        self._publish(
-            BroadcastClientCount(**self._envelope, request_id=request_id, client_count=count),
-            request=False,
-        )
-
-    def _on_server_side_emit(self, message: ServerSideEmit) -> None:
-        request_id = message.request_id
-        reply: Callable[[list[Any]], None] | None = None
-        if request_id is not None:
-            answered = False
-
-            def reply(values: list[Any]) -> None:
-                nonlocal answered
-                if answered:
-                    return
-                answered = True
-                response = ServerSideEmitResponse(
-                    **self._envelope, request_id=request_id, packet=values[0] if values else None
-                )
-                self._publish(response, request=False)
-
-        self.nsp.receive_server_side_emit(message.packet, reply)
+        if isinstance(message, InitialHeartbeat):
+            self._publish(Heartbeat(**self.envelope))
+        elif isinstance(message, AdapterClose):
+            if uid:
+                self._remove_node(uid)
+        elif not isinstance(message, Heartbeat) and message.nsp == self.nsp.name:
+            self._dispatch(message)
 
     # -- cluster operations ---------------------------------------------------------------------
 
     async def server_count(self) -> int:
         return 1 + len(self.nodes)
 
-    def broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
-        if not opts.flags.local:
-            self._check_outgoing(packet.data)
-            self._publish(
-                Broadcast(
-                    **self._envelope,
-                    packet=EventPacket(data=packet.data),
-                    opts=WireOptions.of(opts),
-                ),
-                request=False,
-            )
-        self.local_broadcast(packet, opts)
+    async def _new_request(self) -> ServerRequest | None:
+        """A request waits for every server known (none, and nothing sent, when alone)."""
+        return KnownServersRequest(set(self.nodes)) if self.nodes else None
 
-    async def broadcast_with_ack(
-        self, packet: Packet, opts: BroadcastOptions
-    ) -> tuple[list[Any], list[str]]:
-        if opts.flags.local:
-            return await super().broadcast_with_ack(packet, opts)
-        expected_servers = await self.server_count()
-        self._check_outgoing(packet.data)
-        request_id = secrets.token_hex(8)
-        request = AckRequest(expected_servers)
-        self._acks[request_id] = request
-        self._publish(
-            Broadcast(
-                **self._envelope,
-                packet=EventPacket(data=packet.data),
-                request_id=request_id,
-                opts=WireOptions.of(opts, timeout=True),
-            )
+    def _fetch_timeout_hint(self) -> str:
+        return "sio.timeout(seconds).fetch_sockets()"
+
+    def _unanswered(self, request: ServerRequest) -> str:
+        assert isinstance(request, KnownServersRequest)
+        return (
+            f"servers {', '.join(sorted(request.waiting))}; a stopped server is no longer "
+            f"waited for after heartbeat_timeout={self.factory.heartbeat_timeout:g}s"
         )
-        local_pending: set[SocketId] = set()
-
-        def on_local(sid: SocketId, value: Any) -> None:
-            if sid in local_pending:
-                local_pending.discard(sid)
-                request.ack(value)
-
-        targets = self.local_broadcast_with_ack(packet, opts, on_local)
-        local_pending.update(targets)
-        request.client_count(len(targets))
-        try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(request.done), opts.flags.timeout)
-        finally:
-            self._acks.pop(request_id, None)
-        if packet.id is not None and local_pending:
-            self.forget_acks(packet.id, local_pending)
-        missing: list[str] = list(local_pending)
-        remote_missing = request.clients - len(request.replies) - len(local_pending)
-        if remote_missing > 0:
-            missing.append(f"<{remote_missing} socket(s) on other servers>")
-        silent_servers = request.expected_servers - request.servers
-        if silent_servers > 0:
-            missing.append(f"<{silent_servers} server(s) that did not answer>")
-        return request.replies, missing
-
-    async def _gather(self, message: Message, request_id: str, timeout: float) -> _Gather:
-        """Publish a request and wait (at most ``timeout``) for every known server's answer."""
-        gather = _Gather(set(self.nodes), [])
-        self._gathers[request_id] = gather
-        self._publish(message)
-        try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(gather.done), timeout)
-        finally:
-            self._gathers.pop(request_id, None)
-        return gather
-
-    async def fetch_sockets(self, opts: BroadcastOptions) -> list[Any]:
-        local: list[Any] = list(self.local_targets(opts))
-        if opts.flags.local or not self.nodes:
-            return local
-        request_id = secrets.token_hex(8)
-        timeout = opts.flags.timeout or self.factory.requests_timeout
-        request = FetchSockets(
-            **self._envelope, opts=WireOptions.of(opts, timeout=True), request_id=request_id
-        )
-        gather = await self._gather(request, request_id, timeout)
-        sockets = local + self._remote_sockets(gather.responses)
-        if gather.missing and not opts.flags.partial:
-            expected = len(gather.missing) + len(gather.answered)
-            raise FetchSocketsTimeout(
-                f"fetch_sockets on namespace {self.nsp.name}: {len(gather.missing)} of "
-                f"{expected} other server(s) did not answer within {timeout:g}s (servers "
-                f"{', '.join(sorted(gather.missing))}; a stopped server is no longer waited for "
-                f"after heartbeat_timeout={self.factory.heartbeat_timeout:g}s); wait longer with "
-                "sio.timeout(seconds).fetch_sockets(), or take what arrived with "
-                "fetch_sockets(partial=True)",
-                sockets=sockets,
-                answered=len(gather.answered),
-                expected=expected,
-                timeout=timeout,
-            )
-        return sockets
-
-    def _remote_sockets(self, details: list[Any]) -> list[RemoteSocket]:
-        return [
-            RemoteSocket(self, d)
-            for d in details
-            if isinstance(d, dict) and d.get("id") is not None
-        ]
-
-    def add_sockets(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None:
-        self.local_add_sockets(opts, rooms)
-        if not opts.flags.local:
-            wire = WireOptions.of(opts)
-            self._publish(
-                SocketsJoin(**self._envelope, opts=wire, rooms=tuple(rooms)), request=False
-            )
-
-    def del_sockets(self, opts: BroadcastOptions, rooms: Sequence[Room]) -> None:
-        self.local_del_sockets(opts, rooms)
-        if not opts.flags.local:
-            wire = WireOptions.of(opts)
-            self._publish(
-                SocketsLeave(**self._envelope, opts=wire, rooms=tuple(rooms)), request=False
-            )
-
-    def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
-        self.local_disconnect_sockets(opts, close)
-        if not opts.flags.local:
-            wire = WireOptions.of(opts)
-            self._publish(
-                DisconnectSockets(**self._envelope, opts=wire, close=close), request=False
-            )
-
-    def server_side_emit(self, args: list[Any]) -> None:
-        self._publish(ServerSideEmit(**self._envelope, packet=args))
-
-    async def server_side_emit_with_ack(self, args: list[Any], timeout: float | None) -> list[Any]:
-        if not self.nodes:
-            return []
-        request_id = secrets.token_hex(8)
-        limit = timeout if timeout is not None else self.factory.requests_timeout
-        message = ServerSideEmit(**self._envelope, request_id=request_id, packet=args)
-        gather = await self._gather(message, request_id, limit)
-        if gather.missing:
-            raise AckTimeout(
-                f"timeout reached: missing {len(gather.missing)} responses",
-                replies=gather.responses,
-            )
-        return gather.responses
 
     async def close(self) -> None:
         if self._closed:
@@ -529,26 +276,7 @@ class PostgresNamespaceAdapter(InMemoryAdapter):
         for handle in (self._heartbeat, self._sweeper):
             if handle is not None:
                 handle.cancel()
-        self._publish(AdapterClose(**self._envelope), request=False)
+        self._publish(AdapterClose(**self.envelope), request=False)
         self.link.off_connected(self._hello)
         self.link.unlisten(self.channel)
         self.link.own_uids.discard(self.uid)
-
-
-def _log_refused(channel: str, exc: Refused) -> None:
-    if isinstance(exc, NotAnEvent):
-        logger.warning(
-            "dropped a broadcast of packet type %r from another server (expected 2, an EVENT); "
-            "nothing was delivered (the server or emitter that published it sends what no "
-            "socket.io server may: fix it there)",
-            exc.packet_type,
-        )
-        return
-    logger.warning(
-        "dropped a %s from server %r on %s: %s; nothing was delivered (the server or emitter "
-        "that published it sends what no socket.io server may: fix it there)",
-        exc.what,
-        str(exc.sender)[:40],
-        channel,
-        exc,
-    )

@@ -18,6 +18,6 @@ from __future__ import annotations
 
 from aiosio.adapters.redis.adapter import RedisAdapter
 from aiosio.adapters.redis.link import Link, RedisHealth, RedisLink
-from aiosio.adapters.redis.namespace import RemoteSocket
+from aiosio.server.remote import RemoteSocket
 
 __all__ = ["Link", "RedisAdapter", "RedisHealth", "RedisLink", "RemoteSocket"]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiosio.adapters.cluster import ClusterAdapterFactory
 from aiosio.adapters.redis.classic_adapter import ClassicAdapter
 from aiosio.adapters.redis.link import Link, RedisHealth, RedisLink
 from aiosio.adapters.redis.namespace import RedisNamespaceAdapter
@@ -32,10 +33,21 @@ from aiosio.adapters.redis.sharded_adapter import ShardedAdapter
 from aiosio.protocol.socketio import Limits
 from aiosio.server.adapter import NamespaceView
 
-__all__ = ["RedisAdapter"]
+__all__ = ["RedisAdapter", "redis_client"]
 
 
-class RedisAdapter:
+def redis_client(client: Any, *, feature: str) -> Any:
+    """``client``, or the ``redis.asyncio.Redis`` of its URL when it is one (``feature`` names
+    what needs the ``redis`` extra when it is missing)."""
+    if not isinstance(client, str):
+        return client
+    from aiosio._extras import import_extra
+
+    redis_asyncio = import_extra("redis.asyncio", extra="redis", feature=feature)
+    return redis_asyncio.Redis.from_url(client)
+
+
+class RedisAdapter(ClusterAdapterFactory[RedisNamespaceAdapter]):
     """The adapter factory: ``aiosio.Server(adapter=RedisAdapter("redis://127.0.0.1:6379"))``.
 
     ``client`` may be a URL or a ``redis.asyncio.Redis``. ``sharded=True`` speaks the sharded
@@ -78,19 +90,12 @@ class RedisAdapter:
                 "subscription_mode must be 'static', 'dynamic' or 'dynamic-private', got "
                 f"{subscription_mode!r}"
             )
+        super().__init__(max_message_size=max_message_size, limits=limits)
         if link is not None:
             self.link: Link = link  # another transport with the same interface (--workers)
         else:
-            if isinstance(client, str):
-                from aiosio._extras import import_extra
-
-                redis_asyncio = import_extra(
-                    "redis.asyncio", extra="redis", feature="RedisAdapter(url)"
-                )
-
-                client = redis_asyncio.Redis.from_url(client)
             self.link = RedisLink(
-                client,
+                redis_client(client, feature="RedisAdapter(url)"),
                 max_queue=max_publish_queue,
                 retry_timeout=publish_retry_timeout,
                 health_check_interval=health_check_interval,
@@ -100,23 +105,11 @@ class RedisAdapter:
         self.subscription_mode = subscription_mode
         self.requests_timeout = requests_timeout
         self.publish_on_specific_response_channel = publish_on_specific_response_channel
-        self.max_message_size = max_message_size
-        self.limits = limits or Limits()
-        self.adapters: list[RedisNamespaceAdapter] = []
 
-    def __call__(self, nsp: NamespaceView) -> RedisNamespaceAdapter:
+    def _namespace_adapter(self, nsp: NamespaceView) -> RedisNamespaceAdapter:
         cls = ShardedAdapter if self.sharded else ClassicAdapter
-        adapter = cls(nsp, self)
-        self.adapters.append(adapter)
-        return adapter
+        return cls(nsp, self)
 
     @property
     def health(self) -> RedisHealth:
         return self.link.health
-
-    async def ready(self, timeout: float = 5.0) -> bool:
-        """Wait until the subscriptions are active (False when Redis is unreachable)."""
-        return await self.link.ready(timeout)
-
-    async def close(self) -> None:
-        await self.link.close()

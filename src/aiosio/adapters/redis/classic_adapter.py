@@ -8,6 +8,7 @@ import string
 from functools import partial
 from typing import Any, assert_never
 
+from aiosio.adapters.cluster import socket_details
 from aiosio.adapters.redis.classic_messages import (
     AllRoomsRequest,
     AllRoomsResponse,
@@ -34,11 +35,7 @@ from aiosio.adapters.redis.classic_messages import (
     encode,
 )
 from aiosio.adapters.redis.messages import EventPacket, WireOptions
-from aiosio.adapters.redis.namespace import (
-    AdapterSettings,
-    RedisNamespaceAdapter,
-    socket_details,
-)
+from aiosio.adapters.redis.namespace import AdapterSettings, RedisNamespaceAdapter
 from aiosio.protocol.socketio import Packet, PacketType
 from aiosio.server.adapter import BroadcastOptions, NamespaceView
 
@@ -59,6 +56,7 @@ class ClassicAdapter(RedisNamespaceAdapter):
 
     def __init__(self, nsp: NamespaceView, factory: AdapterSettings) -> None:
         super().__init__(nsp, factory)
+        self.publish_on_specific_response_channel = factory.publish_on_specific_response_channel
         self.uid = uid2(6)
         self.envelope = {"uid": self.uid, "nsp": None}  # the channels name the namespace
         self.requests_timeout = factory.requests_timeout
@@ -147,7 +145,7 @@ class ClassicAdapter(RedisNamespaceAdapter):
 
     def _respond(self, request: Request, response: Response) -> None:
         channel = self.response_channel
-        if self.factory.publish_on_specific_response_channel and request.uid:
+        if self.publish_on_specific_response_channel and request.uid:
             channel = f"{self.response_channel}{request.uid}#"
         self._publish(channel, response)
 
@@ -218,7 +216,7 @@ class ClassicAdapter(RedisNamespaceAdapter):
                 | AllRoomsResponse(request_id=request_id, rooms=answer)
                 | ServerSideEmitResponse(request_id=request_id, data=answer)
             ):
-                self._add_response(request_id, answer)
+                self._add_response(request_id, None, answer)
             case UpdateResponse():
                 pass  # this adapter sends no legacy requests: nothing waits for one
             case _:

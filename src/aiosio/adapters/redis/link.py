@@ -21,6 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from aiosio.adapters.health import Backoff, LinkHealth
+from aiosio.adapters.outbox import Outbox, Words, attempt_budget
+
 __all__ = ["Handler", "Link", "RedisHealth", "RedisLink", "connection_lost", "set_within"]
 
 logger = logging.getLogger("aiosio.adapter.redis")
@@ -29,43 +32,11 @@ Handler = Callable[[str, bytes], None]
 
 
 @dataclass(slots=True)
-class RedisHealth:
-    """What an operator needs to know about the cluster link."""
+class RedisHealth(LinkHealth):
+    """What an operator needs to know about the cluster link (``extra``: what another
+    transport adds, the --workers bus's)."""
 
-    connected: bool = False
-    reconnects: int = 0
-    last_error: str | None = None
-    last_error_at: float | None = None
-    disconnected_since: float | None = None
-    outage_seconds: float = 0.0
-    messages_received: int = 0
-    published: int = 0
-    dropped_publishes: int = 0
-    dropped_messages: int = 0  # received from Redis and refused (malformed, not allowed)
-    retried_publishes: int = 0
-    # Deliveries to other servers that Redis reported missing: a broadcast that PUBLISH says
-    # reached fewer subscribers than the servers known to be alive (one per server missed).
-    missed_deliveries: int = 0
-    queued_publishes: int = 0
-    last_message_at: float | None = None
-    subscriptions: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "connected": self.connected,
-            "reconnects": self.reconnects,
-            "last_error": self.last_error,
-            "outage_seconds": round(self.outage_seconds, 3),
-            "messages_received": self.messages_received,
-            "published": self.published,
-            "dropped_publishes": self.dropped_publishes,
-            "dropped_messages": self.dropped_messages,
-            "retried_publishes": self.retried_publishes,
-            "missed_deliveries": self.missed_deliveries,
-            "queued_publishes": self.queued_publishes,
-            "subscriptions": self.subscriptions,
-        }
 
 
 async def set_within(event: asyncio.Event, timeout: float) -> bool:
@@ -107,16 +78,10 @@ class RedisLink:
         backoff_min: float = 0.1,
         backoff_max: float = 5.0,
     ) -> None:
-        if max_queue < 1:
-            raise ValueError(
-                f"max_publish_queue must be at least 1 message, got {max_queue}: it bounds the "
-                "broadcasts waiting for Redis"
-            )
-        if not retry_timeout >= 0:
-            raise ValueError(
-                f"publish_retry_timeout must be 0 or more seconds, got {retry_timeout}: it bounds "
-                "how long a broadcast waits for the Redis connection to come back"
-            )
+        # Published messages: (channel, data, sharded, audience).
+        self._outbox: Outbox[tuple[str, bytes, bool, str | None]] = Outbox(
+            self, _WORDS, logger, max_queue, retry_timeout, backoff_min, backoff_max
+        )
         if not health_check_interval > 0:
             raise ValueError(
                 "health_check_interval must be more than 0 seconds, got "
@@ -133,14 +98,10 @@ class RedisLink:
         self._shard_channels: dict[str, Handler] = {}
         self._pubsub: Any = None
         self._listener: asyncio.Task[None] | None = None
-        self._sender: asyncio.Task[None] | None = None
-        self._queue: asyncio.Queue[tuple[str, bytes, bool, str | None, float]] | None = None
         # audience channel -> (servers known to be alive, when that was last counted)
         self._alive: dict[str, tuple[int, float]] = {}
         self._connected_at = 0.0
         self._missed_logged_at = 0.0
-        self._max_queue = max_queue
-        self._retry_timeout = retry_timeout
         self._backoff_min = backoff_min
         self._backoff_max = backoff_max
         self._ready: asyncio.Event | None = None
@@ -151,7 +112,6 @@ class RedisLink:
             "psubscribe": set(),
             "ssubscribe": set(),
         }
-        self._dropped_logged_at = 0.0
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -164,9 +124,8 @@ class RedisLink:
         except RuntimeError:
             return False
         self._ready = asyncio.Event()
-        self._queue = asyncio.Queue(self._max_queue)
         self._listener = loop.create_task(self._listen(), name="aiosio-redis-listener")
-        self._sender = loop.create_task(self._send(), name="aiosio-redis-publisher")
+        self._outbox.start(loop, self._send, name="aiosio-redis-publisher")
         return True
 
     async def ready(self, timeout: float = 5.0) -> bool:
@@ -179,25 +138,11 @@ class RedisLink:
         """Stop. What is queued is published first, for at most ``retry_timeout`` seconds (one
         at least); what is left then is counted as dropped and logged."""
         self._closed = True
-        queue, sender = self._queue, self._sender
-        if queue is not None and sender is not None and not sender.done():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(self._retry_timeout, 1.0)):
-                    await queue.join()
-            left = queue.qsize()
-            if left:
-                self.health.dropped_publishes += left
-                logger.error(
-                    "closing the redis link with %d messages not published within %ss: other "
-                    "servers do not see them; check that Redis is reachable",
-                    left,
-                    max(self._retry_timeout, 1.0),
-                )
-        for task in (self._listener, self._sender):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        await self._outbox.close()
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
         if self._pubsub is not None:
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()
@@ -262,7 +207,7 @@ class RedisLink:
                 logger.warning("redis subscription update failed: %s", exc)
 
     async def _listen(self) -> None:
-        delay = self._backoff_min
+        backoff = Backoff(self._backoff_min, self._backoff_max)
         while not self._closed:
             started = time.monotonic()
             try:
@@ -284,10 +229,7 @@ class RedisLink:
                         await pubsub.aclose()
             if self._is_closed():
                 return
-            if time.monotonic() - started > 10 * self._backoff_max:
-                delay = self._backoff_min  # it had been up for a while: start over
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self._backoff_max)
+            await backoff.wait(started)
 
     async def _read(self, pubsub: Any) -> None:
         idle, answer = self._idle, self._answer
@@ -333,47 +275,35 @@ class RedisLink:
             handler = self._channels.get(name)
         if handler is None:
             return
-        self.health.messages_received += 1
-        self.health.last_message_at = time.time()
+        self.health.received()
         try:
             handler(name, data)
         except Exception:
             logger.exception("handling a message on %s failed", name)
 
     def _on_connected(self) -> None:
-        health = self.health
-        if health.disconnected_since is not None:
-            health.reconnects += 1
-            outage = time.time() - health.disconnected_since
-            health.outage_seconds += outage
+        outage = self.health.up()
+        if outage is not None:
             logger.warning(
                 "redis subscription restored after %.1fs (reconnect #%d): messages published by "
                 "other servers during the outage were not received (the publishers count in "
                 "missed_deliveries those published while this server was resubscribing, not "
                 "those Redis sent into a stalled connection: it counted them as delivered)",
                 outage,
-                health.reconnects,
+                self.health.reconnects,
             )
-            health.disconnected_since = None
-        health.connected = True
         self._connected_at = time.monotonic()
 
     def _on_lost(self, exc: BaseException) -> None:
-        health = self.health
-        if health.connected or health.disconnected_since is None:
-            # A stalled link was deaf from the last thing it heard: the outage starts there
-            # (what Redis sent it since is lost, and PUBLISH counted it as delivered).
-            since = exc.since if isinstance(exc, Stalled) else time.time()
-            health.disconnected_since = health.disconnected_since or since
+        # A stalled link was deaf from the last thing it heard: the outage starts there (what
+        # Redis sent it since is lost, and PUBLISH counted it as delivered).
+        if self.health.down(exc, since=exc.since if isinstance(exc, Stalled) else None):
             logger.error(
                 "redis subscription lost (%s: %s): reconnecting; broadcasts from other servers "
                 "are missed until it is back",
                 type(exc).__name__,
                 exc,
             )
-        health.connected = False
-        health.last_error = f"{type(exc).__name__}: {exc}"
-        health.last_error_at = time.time()
 
     # -- publishing -----------------------------------------------------------------------------
 
@@ -384,82 +314,30 @@ class RedisLink:
         server of the namespace subscribes to (this one included) when every one of them
         should receive the message: what ``PUBLISH`` answers is then compared with the servers
         known to be alive, and a shortfall counted in ``health.missed_deliveries`` and logged."""
-        if not self.ensure_started():
-            self._drop(channel, "no event loop is running")
-            return
-        assert self._queue is not None
-        try:
-            self._queue.put_nowait((channel, data, sharded, audience, time.monotonic()))
-        except asyncio.QueueFull:
-            self._drop(
-                channel,
-                f"max_publish_queue={self._max_queue} messages wait already for Redis",
-            )
-            return
-        self.health.queued_publishes = self._queue.qsize()
+        self.ensure_started()
+        self._outbox.put(channel, (channel, data, sharded, audience))
 
-    async def _send(self) -> None:
-        assert self._queue is not None
-        queue = self._queue
-        while True:
-            channel, data, sharded, audience, queued_at = await queue.get()
-            try:
-                receivers = await self._publish_one(channel, data, sharded, queued_at)
-                if receivers is not None and audience is not None:
-                    await self._count_receivers(channel, audience, sharded, receivers)
-            finally:
-                queue.task_done()
-            self.health.queued_publishes = queue.qsize()
+    async def _send(self, message: tuple[str, bytes, bool, str | None], queued_at: float) -> None:
+        channel, data, sharded, audience = message
+        receivers = await self._publish_one(channel, data, sharded, queued_at)
+        if receivers is not None and audience is not None:
+            await self._count_receivers(channel, audience, sharded, receivers)
 
     async def _publish_one(
         self, channel: str, data: bytes, sharded: bool, queued_at: float
     ) -> int | None:
         """Publish one message; on a lost connection try again (the client reconnects) until
-        ``retry_timeout`` after it was queued. The queue waits meanwhile: order is kept."""
-        deadline = queued_at + self._retry_timeout
-        attempts = 0
-        delay = 0.0
-        first_error: str | None = None
-        while True:
-            attempts += 1
-            # No attempt waits forever on a stalled connection; one that times out is not
-            # retried (it may have been published: no duplicate).
-            budget = max(deadline - time.monotonic(), 1.0)
-            try:
-                async with asyncio.timeout(budget):
-                    if sharded:
-                        receivers = await self.client.spublish(channel, data)
-                    else:
-                        receivers = await self.client.publish(channel, data)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - retried, or counted and reported
-                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                self.health.last_error = error
-                first_error = first_error or error
-                left = deadline - time.monotonic()
-                if isinstance(exc, TimeoutError):
-                    left = 0.0  # the attempt's own deadline: not retried
-                if not connection_lost(exc) or left <= 0:
-                    if attempts > 1:
-                        error += f" after {attempts} attempts over {self._retry_timeout}s"
-                    self._drop(channel, error)
-                    return None
-                await asyncio.sleep(min(delay, left))
-                delay = min(max(delay * 2, self._backoff_min), self._backoff_max)
-                continue
-            self.health.published += 1
-            if attempts > 1:
-                self.health.retried_publishes += 1
-                logger.info(
-                    "published to redis channel %s at attempt %d, %.2fs after it was queued: the "
-                    "publisher connection had been lost (%s) and was reopened; nothing was lost",
-                    channel,
-                    attempts,
-                    time.monotonic() - queued_at,
-                    first_error,
-                )
-            return int(receivers) if isinstance(receivers, int) else None
+        ``retry_timeout`` after it was queued. An attempt that times out is not retried (it may
+        have been published: no duplicate)."""
+
+        async def attempt(deadline: float) -> Any:
+            async with asyncio.timeout(attempt_budget(deadline)):
+                if sharded:
+                    return await self.client.spublish(channel, data)
+                return await self.client.publish(channel, data)
+
+        receivers = await self._outbox.deliver(channel, queued_at, attempt, _worth_a_retry)
+        return int(receivers) if isinstance(receivers, int) else None
 
     async def _count_receivers(
         self, channel: str, audience: str, sharded: bool, receivers: int
@@ -503,23 +381,6 @@ class RedisLink:
                 self._idle,
             )
 
-    def _drop(self, channel: str, why: str) -> None:
-        self.health.dropped_publishes += 1
-        now = time.monotonic()
-        if now - self._dropped_logged_at > 5.0:
-            self._dropped_logged_at = now
-            logger.error(
-                "could not publish to redis channel %s (%s): %d messages lost so far; other "
-                "servers do not see them; check that Redis is reachable (RedisAdapter's "
-                "publish_retry_timeout=%ss and max_publish_queue=%d bound how long and how many "
-                "broadcasts wait for it)",
-                channel,
-                why,
-                self.health.dropped_publishes,
-                self._retry_timeout,
-                self._max_queue,
-            )
-
     async def numsub(self, channel: str, *, sharded: bool = False) -> int:
         """Subscribers of a channel (the server count of a namespace)."""
         try:
@@ -533,6 +394,14 @@ class RedisLink:
         if not result:
             return 0
         return int(result[0][1])
+
+
+_WORDS = Words("Redis", "RedisAdapter", "broadcast", "redis channel", "publish", "published")
+
+
+def _worth_a_retry(exc: BaseException) -> bool:
+    """A lost connection (the client reconnects at the next command), not a timed-out attempt."""
+    return connection_lost(exc) and not isinstance(exc, TimeoutError)
 
 
 class Stalled(ConnectionError):

@@ -18,28 +18,17 @@ import logging
 import secrets
 from dataclasses import replace
 from functools import partial
-from typing import Any, assert_never
+from typing import Any
 
 import msgpack
 
+from aiosio.adapters.cluster import ClusterAdapterFactory, ClusterMessageAdapter
+from aiosio.adapters.redis.adapter import redis_client
 from aiosio.adapters.redis.codec import encode_msgpack
 from aiosio.adapters.redis.link import Link, RedisLink
-from aiosio.adapters.redis.messages import EventPacket, MessageError, WireOptions
-from aiosio.adapters.redis.namespace import RedisNamespaceAdapter, socket_details
-from aiosio.adapters.redis.sharded_messages import (
-    Broadcast,
-    BroadcastAck,
-    BroadcastClientCount,
-    DisconnectSockets,
-    FetchSockets,
-    FetchSocketsResponse,
-    Message,
-    ServerSideEmit,
-    ServerSideEmitResponse,
-    SocketsJoin,
-    SocketsLeave,
-    decode,
-)
+from aiosio.adapters.redis.messages import MessageError
+from aiosio.adapters.redis.namespace import RedisNamespaceAdapter
+from aiosio.adapters.redis.sharded_messages import Broadcast, Message, decode
 from aiosio.adapters.redis_streams.link import StreamsHealth, StreamsLink
 from aiosio.adapters.redis_streams.messages import (
     OFFSET,
@@ -88,7 +77,7 @@ def stream_of(nsp: str, stream_name: str, stream_count: int) -> str:
     return f"{stream_name}-{index}"
 
 
-class RedisStreamsAdapter:
+class RedisStreamsAdapter(ClusterAdapterFactory["StreamsNamespaceAdapter"]):
     """The adapter factory: ``aiosio.Server(adapter=RedisStreamsAdapter("redis://..."))``.
 
     Options, as the reference names them: ``stream_name`` (``streamName``), ``stream_count``
@@ -137,13 +126,8 @@ class RedisStreamsAdapter:
                 f"block_time must be more than 0 and at most 3600 seconds, got {block_time!r}: "
                 "each XREAD waits this long for new entries"
             )
-        if isinstance(client, str):
-            from aiosio._extras import import_extra
-
-            redis_asyncio = import_extra(
-                "redis.asyncio", extra="redis", feature="RedisStreamsAdapter(url)"
-            )
-            client = redis_asyncio.Redis.from_url(client)
+        super().__init__(max_message_size=max_message_size, limits=limits)
+        client = redis_client(client, feature="RedisStreamsAdapter(url)")
         if type(client).__name__ == "RedisCluster":
             raise TypeError(
                 "RedisStreamsAdapter needs a redis.asyncio.Redis (standalone Redis, or the "
@@ -176,40 +160,23 @@ class RedisStreamsAdapter:
         )
         self.link: Link = self.link_streams
         self.client = client
-        self.key = channel_prefix
         self.channel_prefix = channel_prefix
         self.sharded = use_sharded_pubsub
-        self.subscription_mode = "static"
-        self.requests_timeout = 5.0
-        self.publish_on_specific_response_channel = False
         self.session_key_prefix = session_key_prefix
         self.only_plaintext = only_plaintext
-        self.max_message_size = max_message_size
-        self.limits = limits or Limits()
-        self.adapters: list[StreamsNamespaceAdapter] = []
 
-    def __call__(self, nsp: NamespaceView) -> StreamsNamespaceAdapter:
-        adapter = StreamsNamespaceAdapter(nsp, self)
-        self.adapters.append(adapter)
-        return adapter
+    def _namespace_adapter(self, nsp: NamespaceView) -> StreamsNamespaceAdapter:
+        return StreamsNamespaceAdapter(nsp, self)
 
     @property
     def health(self) -> StreamsHealth:
         return self.link_streams.streams_health
 
-    async def ready(self, timeout: float = 5.0) -> bool:
-        """Wait until the subscriptions are active and the readers know where they start
-        (False when Redis is unreachable)."""
-        return await self.link_streams.ready(timeout)
 
-    async def close(self) -> None:
-        await self.link_streams.close()
-
-
-class StreamsNamespaceAdapter(RedisNamespaceAdapter):
+class StreamsNamespaceAdapter(RedisNamespaceAdapter, ClusterMessageAdapter):
     """The adapter of one namespace (the reference's ``RedisStreamsAdapter`` class)."""
 
-    requests_carry_flags = True
+    factory_name = "RedisStreamsAdapter"
 
     def __init__(self, nsp: NamespaceView, factory: RedisStreamsAdapter) -> None:
         super().__init__(nsp, factory)
@@ -250,11 +217,8 @@ class StreamsNamespaceAdapter(RedisNamespaceAdapter):
 
     # -- receiving -------------------------------------------------------------------------------
 
-    def _ignores(self, message: Message) -> bool:
-        return message.uid == self.uid or message.nsp != self.nsp.name
-
     def _on_entry(self, fields: dict[bytes, bytes], entry_id: str) -> None:
-        decoder = partial(decode_entry, max_size=self.max_size, limits=self.factory.limits)
+        decoder = partial(decode_entry, max_size=self.max_size, limits=self.limits)
         message = self._receive(self.stream, decoder, fields)
         if message is None:
             self._forget_restored()
@@ -291,66 +255,6 @@ class StreamsNamespaceAdapter(RedisNamespaceAdapter):
                 if reader >= upto and own >= own_upto:
                     del self._restored_upto[sid]
 
-    def _dispatch(self, message: Message) -> None:
-        sender = str(message.uid)
-        match message:
-            case Broadcast():
-                self._on_broadcast(sender, message)
-            case SocketsJoin() | SocketsLeave() | DisconnectSockets():
-                self._apply(message)
-            case FetchSockets():
-                sockets = [socket_details(s) for s in self.local_targets(message.opts.to_options())]
-                self._respond(
-                    sender,
-                    FetchSocketsResponse(
-                        **self.envelope, request_id=message.request_id, sockets=sockets
-                    ),
-                )
-            case ServerSideEmit():
-                self._on_server_side_emit(sender, message)
-            case (
-                FetchSocketsResponse(request_id=request_id, sockets=answer)
-                | ServerSideEmitResponse(request_id=request_id, packet=answer)
-            ):
-                self._add_response(request_id, answer)
-            case BroadcastClientCount():
-                self._client_count(message.request_id, message.client_count)
-            case BroadcastAck():
-                self._ack(message.request_id, message.packet)
-            case _:
-                assert_never(message)
-
-    def _on_broadcast(self, sender: str, message: Broadcast) -> None:
-        packet = Packet(PacketType.EVENT, self.nsp.name, message.packet.data)
-        request_id = message.request_id
-        if request_id is None:  # in a stream, normally; on pub/sub from an older sender
-            self.local_broadcast(packet, message.opts.to_options())
-            return
-
-        def reply(value: Any) -> None:
-            self._respond(
-                sender, BroadcastAck(**self.envelope, request_id=request_id, packet=value)
-            )
-
-        count = self._local_ack_broadcast(packet, message.opts.to_options(with_flags=False), reply)
-        self._respond(
-            sender, BroadcastClientCount(**self.envelope, request_id=request_id, client_count=count)
-        )
-
-    def _on_server_side_emit(self, sender: str, message: ServerSideEmit) -> None:
-        request_id = message.request_id
-        reply = None
-        if request_id is not None:
-
-            def respond(value: Any) -> None:
-                response = ServerSideEmitResponse(
-                    **self.envelope, request_id=request_id, packet=value
-                )
-                self._respond(sender, response)
-
-            reply = self._server_side_reply(respond)
-        self._server_side_event(message.packet, reply)
-
     # -- sending ---------------------------------------------------------------------------------
 
     def _publish(self, message: Message, channel: str | None = None) -> None:
@@ -369,33 +273,6 @@ class StreamsNamespaceAdapter(RedisNamespaceAdapter):
 
     def _publish_request(self, message: Message) -> None:
         self._publish(message)
-
-    def _broadcast_message(
-        self, packet: Packet, opts: BroadcastOptions, request_id: str | None = None
-    ) -> Broadcast:
-        return Broadcast(
-            **self.envelope,
-            packet=EventPacket(data=packet.data),
-            opts=WireOptions.of(opts, timeout=request_id is not None),
-            request_id=request_id,
-        )
-
-    def _publish_broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
-        self._publish(self._broadcast_message(packet, opts))
-
-    def _publish_ack_broadcast(
-        self, packet: Packet, opts: BroadcastOptions, request_id: str
-    ) -> None:
-        self._publish(self._broadcast_message(packet, opts, request_id))
-
-    def _publish_server_side_emit(self, args: list[Any], request_id: str | None) -> None:
-        self._publish(ServerSideEmit(**self.envelope, packet=args, request_id=request_id))
-
-    def _fetch_timeout(self, opts: BroadcastOptions) -> float:
-        return opts.flags.timeout or self.requests_timeout
-
-    def _fetch_timeout_hint(self) -> str:
-        return f"sio.timeout(seconds).fetch_sockets() (default {self.requests_timeout:g}s)"
 
     async def server_count(self) -> int:
         return await self.link.numsub(self.channel, sharded=self.streams.sharded)
@@ -543,7 +420,7 @@ class StreamsNamespaceAdapter(RedisNamespaceAdapter):
         it delivers before the socket is in its rooms is missing); with that last entry, and
         the last of this server's own entries among them."""
         missed: list[list[Any]] = []
-        decoder = partial(decode_entry, max_size=self.max_size, limits=self.factory.limits)
+        decoder = partial(decode_entry, max_size=self.max_size, limits=self.limits)
         upto, own_upto = _key(offset), _START
         own = self.uid.encode()
         empty = False

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiosio.adapters.outbox import Outbox, Words, attempt_budget
 from aiosio.adapters.redis.link import Handler, RedisHealth, RedisLink, connection_lost
 
 __all__ = ["EntryHandler", "StreamsHealth", "StreamsLink"]
@@ -51,6 +52,8 @@ Appended = Callable[[str | None], None]
 # A read that comes back this long after its BLOCK time was held up on the way (a stalled link
 # or a stuck Redis), not waiting for entries: counted in StreamsHealth.stalled_reads.
 STALL_MARGIN = 1.0
+
+_WORDS = Words("Redis", "RedisStreamsAdapter", "message", "redis stream", "append", "appended")
 
 
 @dataclass(slots=True)
@@ -141,14 +144,14 @@ class StreamsLink:
         self.max_len = max_len
         self.read_count = read_count
         self.block_ms = block_ms
-        self._max_queue = max_queue
-        self._retry_timeout = retry_timeout
+        # Queued XADDs: (stream, fields, called with the entry id once it is appended).
+        self._outbox: Outbox[tuple[str, dict[str, str], Appended]] = Outbox(
+            self, _WORDS, logger, max_queue, retry_timeout, backoff_min, backoff_max
+        )
         self._backoff_min = backoff_min
         self._backoff_max = backoff_max
         self._handlers: dict[str, EntryHandler] = {}
         self._readers: list[asyncio.Task[None]] = []
-        self._sender: asyncio.Task[None] | None = None
-        self._queue: asyncio.Queue[tuple[str, dict[str, str], Appended, float]] | None = None
         self._started: dict[str, asyncio.Event] = {}
         self._last_added: dict[str, str] = {}
         # Per stream: how many entries were added up to the last one read (its position).
@@ -156,21 +159,19 @@ class StreamsLink:
         # The streams whose reader's last read went through (StreamsHealth.readers_connected).
         self._reading: set[str] = set()
         self._closed = False
-        self._dropped_logged_at = 0.0
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def ensure_started(self) -> bool:
         """Start the tasks if an event loop runs (never before: safe to create before a fork)."""
-        if self._sender is not None or self._closed:
-            return self._sender is not None
+        if self._outbox.task is not None or self._closed:
+            return self._outbox.task is not None
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return False
         self.pubsub.ensure_started()
-        self._queue = asyncio.Queue(self._max_queue)
-        self._sender = loop.create_task(self._send(), name="aiosio-redis-streams-writer")
+        self._outbox.start(loop, self._send, name="aiosio-redis-streams-writer")
         for stream in self.streams:
             self._start_reader(loop, stream)
         return True
@@ -181,7 +182,7 @@ class StreamsLink:
         if stream in self.streams:
             return
         self.streams.append(stream)
-        if self._sender is not None:
+        if self._outbox.task is not None:
             self._start_reader(asyncio.get_running_loop(), stream)
 
     def _start_reader(self, loop: asyncio.AbstractEventLoop, stream: str) -> None:
@@ -210,25 +211,11 @@ class StreamsLink:
         """Stop. What is queued is appended first, for at most ``retry_timeout`` seconds (one
         at least); what is left then is counted as dropped and logged."""
         self._closed = True
-        queue, sender = self._queue, self._sender
-        if queue is not None and sender is not None and not sender.done():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(self._retry_timeout, 1.0)):
-                    await queue.join()
-            left = queue.qsize()
-            if left:
-                self.health.dropped_publishes += left
-                logger.error(
-                    "closing the redis streams link with %d messages not appended within %ss: "
-                    "other servers do not see them; check that Redis is reachable",
-                    left,
-                    max(self._retry_timeout, 1.0),
-                )
-        for task in (*self._readers, self._sender):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        await self._outbox.close()
+        for task in self._readers:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         await self.pubsub.close()
 
     # -- the Link interface, for what travels on pub/sub ----------------------------------------
@@ -414,88 +401,48 @@ class StreamsLink:
 
     def append(self, stream: str, fields: dict[str, str], done: Appended) -> None:
         """Queue an ``XADD``; ``done`` is called in order with the entry id (None: dropped)."""
-        if not self.ensure_started():
-            self._drop(stream, "no event loop is running", done)
-            return
-        assert self._queue is not None
-        try:
-            self._queue.put_nowait((stream, fields, done, time.monotonic()))
-        except asyncio.QueueFull:
-            self._drop(
-                stream, f"max_publish_queue={self._max_queue} messages wait already for Redis", done
-            )
-            return
-        self.health.queued_publishes = self._queue.qsize()
+        self.ensure_started()
+        if not self._outbox.put(stream, (stream, fields, done)):
+            done(None)
 
-    async def _send(self) -> None:
-        assert self._queue is not None
-        queue = self._queue
-        while True:
-            stream, fields, done, queued_at = await queue.get()
-            try:
-                entry_id = await self._append_one(stream, fields, queued_at)
-                try:
-                    done(entry_id)
-                except Exception:
-                    logger.exception("after appending to redis stream %s", stream)
-            finally:
-                queue.task_done()
-            self.health.queued_publishes = queue.qsize()
+    async def _send(self, message: tuple[str, dict[str, str], Appended], queued_at: float) -> None:
+        stream, fields, done = message
+        entry_id = await self._append_one(stream, fields, queued_at)
+        try:
+            done(entry_id)
+        except Exception:
+            logger.exception("after appending to redis stream %s", stream)
 
     async def _append_one(
         self, stream: str, fields: dict[str, str], queued_at: float
     ) -> str | None:
         """``XADD`` one entry: retried on a lost connection until ``retry_timeout`` after it
         was queued (the queue waits: order is kept), and never appended twice."""
-        deadline = queued_at + self._retry_timeout
-        attempts = 0
-        delay = 0.0
         uncertain = False  # an attempt may have been applied before its connection broke
-        first_error: str | None = None
-        while True:
-            attempts += 1
-            budget = max(deadline - time.monotonic(), 1.0)
-            try:
-                async with asyncio.timeout(budget):
-                    entry_id = None
-                    if uncertain:
-                        entry_id = await self._appended_already(stream, fields)
-                    if entry_id is None:
-                        raw = await self.client.xadd(
-                            stream, fields, maxlen=self.max_len, approximate=True
-                        )
-                        entry_id = _text(raw)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - retried, or counted and reported
-                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                self.health.last_error = error
-                first_error = first_error or error
-                lost = connection_lost(exc) or isinstance(exc, TimeoutError)
-                uncertain = uncertain or lost
-                left = deadline - time.monotonic()
-                if not lost or left <= 0:
-                    if attempts > 1:
-                        error += f" after {attempts} attempts over {self._retry_timeout}s"
-                    self._drop(stream, error, None)
-                    return None
-                await asyncio.sleep(min(delay, left))
-                delay = min(max(delay * 2, self._backoff_min), self._backoff_max)
-                continue
+
+        async def attempt(deadline: float) -> str:
+            async with asyncio.timeout(attempt_budget(deadline)):
+                entry_id = None
+                if uncertain:
+                    entry_id = await self._appended_already(stream, fields)
+                if entry_id is None:
+                    raw = await self.client.xadd(
+                        stream, fields, maxlen=self.max_len, approximate=True
+                    )
+                    entry_id = _text(raw)
+                return entry_id
+
+        def retry(exc: BaseException) -> bool:
+            nonlocal uncertain
+            lost = connection_lost(exc) or isinstance(exc, TimeoutError)
+            uncertain = uncertain or lost
+            return lost
+
+        entry_id = await self._outbox.deliver(stream, queued_at, attempt, retry)
+        if entry_id is not None:
             self._last_added[stream] = entry_id
-            self.health.published += 1
             self.streams_health.appended += 1
-            if attempts > 1:
-                self.health.retried_publishes += 1
-                logger.info(
-                    "appended to redis stream %s at attempt %d, %.2fs after it was queued (%s): "
-                    "nothing was lost",
-                    stream,
-                    attempts,
-                    time.monotonic() - queued_at,
-                    first_error,
-                )
-            return entry_id
+        return entry_id
 
     async def _appended_already(self, stream: str, fields: dict[str, str]) -> str | None:
         """The id of the entry an earlier attempt appended, if it was: appends are serial, so
@@ -509,22 +456,3 @@ class StreamsLink:
             if entry == wanted:
                 return _text(raw_id)
         return None
-
-    def _drop(self, stream: str, why: str, done: Appended | None) -> None:
-        self.health.dropped_publishes += 1
-        now = time.monotonic()
-        if now - self._dropped_logged_at > 5.0:
-            self._dropped_logged_at = now
-            logger.error(
-                "could not append to redis stream %s (%s): %d messages lost so far; other servers "
-                "do not see them; check that Redis is reachable (RedisStreamsAdapter's "
-                "publish_retry_timeout=%ss and max_publish_queue=%d bound how long and how many "
-                "messages wait for it)",
-                stream,
-                why,
-                self.health.dropped_publishes,
-                self._retry_timeout,
-                self._max_queue,
-            )
-        if done is not None:
-            done(None)
