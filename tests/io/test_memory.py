@@ -175,16 +175,18 @@ async def test_memory_of_closed_connections_goes_back_to_the_operating_system() 
             # An arena goes back when its last object is freed: one still referenced by a
             # callback the loop has not run yet (a closing transport's) lets go a turn later.
             for _ in range(20):
-                if left[1] - base <= (held - base) // 3:
+                if left[1] - base <= (held - base) // 2:
                     break
                 await asyncio.sleep(0.1)
                 left = await measure()
         taken = held - base
         kept = left[1] - base
         assert taken > 10, f"{count} sessions took only {taken} arenas: nothing measured"
-        # Measured: 2 to 5 of 28 stay (a few objects that live on, and the allocator keeps one
-        # empty arena); without any of the three fixes, 21 to 28 did.
-        assert kept <= taken // 3, f"{kept} of the {taken} arenas stayed after the sessions left"
+        # Measured: 2 to 5 of 28 stay on a quiet machine (a few objects that live on, and the
+        # allocator keeps one empty arena), 10 or 11 in 2 of 9 fresh-clone CI runs on a busy one
+        # (objects of the loaded loop's late callbacks); without any of the three fixes, 21 to 28
+        # did: half tells the two apart.
+        assert kept <= taken // 2, f"{kept} of the {taken} arenas stayed after the sessions left"
     finally:
         if proc.returncode is None:
             proc.stdin.close()
