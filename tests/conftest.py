@@ -116,12 +116,10 @@ async def serve_native() -> AsyncIterator[ServeFn]:
 # -- Node.js -------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for the name ``localhost`` only (not for 127.0.0.1)."""
+def self_signed(folder: Path, *, days: int, common_name: str, alt_names: str) -> tuple[Path, Path]:
+    """An ECDSA P-256 self-signed certificate and its key, written in ``folder`` by openssl."""
     openssl = shutil.which("openssl")
     assert openssl is not None, "needs the openssl command (Debian package openssl)"
-    folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
         [
@@ -134,11 +132,11 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
             "ec_paramgen_curve:prime256v1",
             "-nodes",
             "-days",
-            "1",
+            str(days),
             "-subj",
-            "/CN=localhost",
+            f"/CN={common_name}",
             "-addext",
-            "subjectAltName=DNS:localhost",
+            f"subjectAltName={alt_names}",
             "-keyout",
             str(key),
             "-out",
@@ -152,39 +150,21 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for the name ``localhost`` only (not for 127.0.0.1)."""
+    folder = tmp_path_factory.mktemp("tls")
+    return self_signed(folder, days=1, common_name="localhost", alt_names="DNS:localhost")
+
+
+@pytest.fixture(scope="session")
 def webtransport_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     """A development certificate for WebTransport: ECDSA P-256, 10 days (browsers take a
     certificate by hash for at most 14), for 127.0.0.1 and localhost; with the base64 SHA-256
     of its DER form, what ``serverCertificateHashes`` and the aiosio client's
     ``certificate_hashes`` pin. Made as docs/webtransport.md says."""
-    openssl = shutil.which("openssl")
-    assert openssl is not None, "needs the openssl command (Debian package openssl)"
     folder = tmp_path_factory.mktemp("wt-tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "10",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=30,
+    cert, key = self_signed(
+        folder, days=10, common_name="127.0.0.1", alt_names="IP:127.0.0.1,DNS:localhost"
     )
     der = ssl.PEM_cert_to_DER_cert(cert.read_text())
     return cert, key, base64.b64encode(hashlib.sha256(der).digest()).decode()

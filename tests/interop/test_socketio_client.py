@@ -12,7 +12,6 @@ on the server, then checks what both sides saw.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import os
@@ -22,6 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar
 
 import pytest
+from node_procs import js, py
 
 import aiosio
 from aiosio import Server, Socket
@@ -54,29 +54,6 @@ def transport(request: pytest.FixtureRequest) -> str:
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-def js(value: Any) -> Any:
-    """``value`` as the script's command arguments: bytes become ``{"$bin": base64}`` (the
-    script turns them into Buffers, so the client sends real binary)."""
-    if isinstance(value, bytes):
-        return {"$bin": base64.b64encode(value).decode()}
-    if isinstance(value, list | tuple):
-        return [js(v) for v in value]
-    if isinstance(value, dict):
-        return {k: js(v) for k, v in value.items()}
-    return value
-
-
-def py(value: Any) -> Any:
-    """What the script printed, with ``{"$bin": base64}`` back to bytes."""
-    if isinstance(value, list):
-        return [py(v) for v in value]
-    if isinstance(value, dict):
-        if set(value) == {"$bin"}:
-            return base64.b64decode(value["$bin"])
-        return {k: py(v) for k, v in value.items()}
-    return value
 
 
 def emit_cmd(event: str, *args: Any, ack: bool = False) -> dict[str, Any]:
