@@ -206,5 +206,7 @@ async def test_against_our_server(serve_native: ServeFn) -> None:
 
 @pytest.mark.parametrize("value", [-1, 1.5, "yes", None])
 def test_invalid_per_message_deflate(value: Any) -> None:
-    with pytest.raises(ValueError, match=r"per_message_deflate must be True \(messages of 1024"):
+    with pytest.raises(
+        ValueError, match=r"per_message_deflate must be True \(from 1024 bytes on\)"
+    ):
         aiosio.Client("http://127.0.0.1:9", per_message_deflate=value)

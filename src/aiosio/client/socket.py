@@ -39,6 +39,7 @@ from aiosio._encodable import (
     raise_encoding_error,
     return_value_error,
 )
+from aiosio._options import compression_threshold
 from aiosio.client.errors import PARSER_HINT, ConnectError, Stage
 from aiosio.client.host import ManagerHost, ManagerOptions
 from aiosio.client.http import WebSocketOpener, new_trace
@@ -209,7 +210,7 @@ class Client:
                 f"proxy must be a proxy URL such as 'http://proxy:3128', False (no proxy) or "
                 f"None (HTTP_PROXY/HTTPS_PROXY/NO_PROXY), got {proxy!r}"
             )
-        compress_threshold = _compress_threshold(per_message_deflate)
+        compress_threshold = compression_threshold("per_message_deflate", per_message_deflate)
         secure = scheme in ("https", "wss")
         host = parts.hostname or "localhost"
         port = parts.port or (443 if secure else 80)
@@ -871,20 +872,6 @@ class Client:
         await self.io.wait_closed()
 
     close = disconnect
-
-
-def _compress_threshold(per_message_deflate: bool | int) -> int | None:
-    """The threshold in bytes of ``per_message_deflate``, ``None`` when it is off."""
-    if per_message_deflate is True:
-        return 1024
-    if per_message_deflate is False:
-        return None
-    if isinstance(per_message_deflate, int) and per_message_deflate >= 0:
-        return per_message_deflate
-    raise ValueError(
-        "per_message_deflate must be True (messages of 1024 bytes and more compressed), False "
-        f"(not offered) or a threshold in bytes (>= 0), got {per_message_deflate!r}"
-    )
 
 
 def _check(event: str) -> None:

@@ -377,40 +377,24 @@ async def open_webtransport(
     )
     protocol.datagram = transport
     try:
-        return await _open(
-            protocol,
-            address,
-            host,
-            port,
-            target,
-            headers,
-            sid=sid,
-            timeout=timeout,
-            max_message=max_message,
-            certificate_hashes=certificate_hashes,
-            url=url,
-            open_stream=open_stream,
-        )
+        await _handshake(protocol, address, host, port, url=url, timeout=timeout)
+        if certificate_hashes:
+            _check_pinned(protocol, certificate_hashes, host, port, url)
+        session_id = await _request_session(protocol, target, headers, host, port, url, timeout)
     except BaseException:
         protocol.shut()
         raise
+    conn = WebTransportConnection(protocol, session_id, -1, max_message)
+    protocol.connection = conn
+    if open_stream:
+        conn.open_stream(encode_open(sid))
+    return conn
 
 
-async def _open(
-    protocol: Any,
-    address: Any,
-    host: str,
-    port: int,
-    target: str,
-    headers: dict[str, str],
-    *,
-    sid: str | None,
-    timeout: float,
-    max_message: int,
-    certificate_hashes: Sequence[bytes],
-    url: str,
-    open_stream: bool,
-) -> WebTransportConnection:
+async def _handshake(
+    protocol: Any, address: Any, host: str, port: int, *, url: str, timeout: float
+) -> None:
+    """The QUIC and TLS handshake with the server at ``address``."""
     protocol.connect(address)
     # Half the connect timeout, as for a WebSocket's handshake: "no answer on UDP" is named
     # before the attempt as a whole times out (and try_all_transports has time to go on).
@@ -442,9 +426,19 @@ async def _open(
             description="webtransport error",
             url=url,
         ) from exc
-    if certificate_hashes:
-        _check_pinned(protocol, certificate_hashes, host, port, url)
-    session_id = protocol.quic.get_next_available_stream_id()
+
+
+async def _request_session(
+    protocol: Any,
+    target: str,
+    headers: dict[str, str],
+    host: str,
+    port: int,
+    url: str,
+    timeout: float,
+) -> int:
+    """The HTTP/3 extended CONNECT of the WebTransport session; its stream id once accepted."""
+    session_id: int = protocol.quic.get_next_available_stream_id()
     protocol.session_id = session_id
     authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     request = [
@@ -492,11 +486,7 @@ async def _open(
             description="webtransport error",
             url=url,
         )
-    conn = WebTransportConnection(protocol, session_id, -1, max_message)
-    protocol.connection = conn
-    if open_stream:
-        conn.open_stream(encode_open(sid))
-    return conn
+    return session_id
 
 
 def _varint_size(value: int) -> bytes:

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypedDict
 
+from aiosio._options import compression_threshold
 from aiosio.engine.http import HttpRequest
 from aiosio.protocol.cors import Cors
 from aiosio.protocol.session import EngineConfig
@@ -131,7 +132,11 @@ class EngineOptions:
         if self.cors is not None and not isinstance(self.cors, Cors):
             raise TypeError(f"cors must be an aiosio.Cors(...), got {type(self.cors).__name__}")
         _set(self, "session_cookie", _session_cookie(self.cookie))
-        _set(self, "compression_threshold", _compression_threshold(self.http_compression))
+        _set(
+            self,
+            "compression_threshold",
+            compression_threshold("http_compression", self.http_compression),
+        )
         # The reference's polling.upgradesTo, filtered by the transports offered (socket.ts
         # getAvailableUpgrades); WebSocket and WebTransport sessions announce none.
         upgrades = tuple(
@@ -250,16 +255,3 @@ def _session_cookie(cookie: bool | str | Cookie | None) -> Cookie | None:
     if cookie is None or cookie is False:
         return None
     raise TypeError(f"cookie must be True, a cookie name or aiosio.Cookie(...), got {cookie!r}")
-
-
-def _compression_threshold(http_compression: bool | int) -> int | None:
-    if http_compression is True:
-        return 1024
-    if http_compression is False:
-        return None
-    if isinstance(http_compression, int) and http_compression >= 0:
-        return http_compression
-    raise ValueError(
-        "http_compression must be True, False or a threshold in bytes (>= 0), got "
-        f"{http_compression!r}"
-    )

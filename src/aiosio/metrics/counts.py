@@ -105,35 +105,41 @@ class HandlerStats:
         self.errors = 0
 
 
+class _Timing:
+    """One call timed into a :class:`HandlerStats`: its duration, and an error if it raised
+    an ``Exception`` (a cancellation is no error)."""
+
+    __slots__ = ("start", "stats")
+
+    def __init__(self, stats: HandlerStats) -> None:
+        self.stats = stats
+        self.start = perf_counter()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is not None and issubclass(kind, Exception):
+            self.stats.errors += 1
+        self.stats.duration.observe(perf_counter() - self.start)
+
+
 def timed_handler(callback: Callback, stats: HandlerStats) -> Callable[..., Any]:
     """``callback``'s function, timed into ``stats``: from its call to its return (an async
     handler's whole run, its awaits included); what it raises counts as an error and goes on
     to the server, which logs it as before."""
     fn = callback.fn
-    duration = stats.duration
     if callback.is_async:
 
         async def timed_async(*args: Any) -> Any:
-            start = perf_counter()
-            try:
+            with _Timing(stats):
                 return await fn(*args)
-            except Exception:
-                stats.errors += 1
-                raise
-            finally:
-                duration.observe(perf_counter() - start)
 
         return timed_async
 
     def timed(*args: Any) -> Any:
-        start = perf_counter()
-        try:
+        with _Timing(stats):
             return fn(*args)
-        except Exception:
-            stats.errors += 1
-            raise
-        finally:
-            duration.observe(perf_counter() - start)
 
     return timed
 
