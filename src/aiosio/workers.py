@@ -21,7 +21,6 @@ import logging
 import os
 import re
 import secrets
-import shutil
 import signal
 import socket
 import struct
@@ -584,25 +583,6 @@ async def _master(
     workers: int,
     redis_url: str | None,
     python: str,
-    bus: _Bus,
-    use_uvloop: bool,
-) -> None:
-    directory = tempfile.mkdtemp(prefix="aiosio-workers-")
-    try:
-        await _run_master(
-            target, host, port, workers, redis_url, python, directory, bus, use_uvloop
-        )
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)  # also when the port could not be bound
-
-
-async def _run_master(
-    target: str,
-    host: str,
-    port: int,
-    workers: int,
-    redis_url: str | None,
-    python: str,
     directory: str,
     bus: _Bus,
     use_uvloop: bool,
@@ -697,9 +677,13 @@ def serve_workers(
     if not 1 <= workers <= len(ALPHABET):
         raise ValueError(f"workers must be between 1 and {len(ALPHABET)}, got {workers}")
     bus = _Bus(recovery_log_size)
-    master = _master(target, host, port, workers, redis_url, sys.executable, bus, use_uvloop)
-    with asyncio.Runner(loop_factory=loop_factory(None if use_uvloop else False)) as runner:
-        runner.run(master)
+    python = sys.executable
+    # The directory of the workers' sockets goes in the end, also when the port cannot be bound.
+    with (
+        tempfile.TemporaryDirectory(prefix="aiosio-workers-", ignore_cleanup_errors=True) as path,
+        asyncio.Runner(loop_factory=loop_factory(None if use_uvloop else False)) as runner,
+    ):
+        runner.run(_master(target, host, port, workers, redis_url, python, path, bus, use_uvloop))
 
 
 # -- a worker -----------------------------------------------------------------------------------
