@@ -17,7 +17,6 @@ from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from aiosio._eager import settle
 from aiosio._memory import HeapTrimmer, prime_loop_free_lists
 from aiosio.engine.http import HttpApp, HttpRequest, HttpResponse, register_asgi
 from aiosio.protocol.text import js_text
@@ -25,6 +24,7 @@ from aiosio.transports.webtransport import (
     WebTransport,
     WebTransportServer,
     check_webtransport,
+    close_app,
     serve_webtransport,
 )
 
@@ -420,14 +420,8 @@ class AsgiApp:
         return self._closing
 
     async def _close_app(self) -> None:
-        shutdown = getattr(self.app, "shutdown", None)
-        if shutdown is not None:
-            await settle(shutdown())
-        # After the sessions closed as the others (their last packets, then the close packet):
-        # what is left of the QUIC connections, then the UDP port.
         webtransport, self.webtransport_server = self.webtransport_server, None
-        if webtransport is not None:
-            await webtransport.close()
+        await close_app(self.app, webtransport)
 
     async def _start_webtransport(self) -> None:
         if self.webtransport is not None and self.webtransport_server is None:

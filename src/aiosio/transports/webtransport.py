@@ -27,6 +27,7 @@ from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aiosio._eager import settle
 from aiosio._extras import import_extra
 from aiosio._quic import bounded_windows, static_qpack
 from aiosio.engine.http import HttpRequest, WebSocketHandler
@@ -43,7 +44,13 @@ from aiosio.protocol.webtransport import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["WebTransport", "WebTransportServer", "check_webtransport", "serve_webtransport"]
+__all__ = [
+    "WebTransport",
+    "WebTransportServer",
+    "check_webtransport",
+    "close_app",
+    "serve_webtransport",
+]
 
 logger = logging.getLogger("aiosio.server.webtransport")
 
@@ -301,6 +308,17 @@ class WebTransportServer:
         if endpoint is not None:
             endpoint.close()  # the socket closes on the next loop turn
             await asyncio.sleep(0)
+
+
+async def close_app(app: Any, webtransport: WebTransportServer | None) -> None:
+    """A server's shutdown: the app's own (``app.shutdown()``, which closes the WebTransport
+    sessions as the others: their last packets, then the close packet), then what is left of
+    WebTransport: the QUIC connections, then the UDP endpoint."""
+    shutdown = getattr(app, "shutdown", None)
+    if shutdown is not None:
+        await settle(shutdown())
+    if webtransport is not None:
+        await webtransport.close()
 
 
 async def serve_webtransport(

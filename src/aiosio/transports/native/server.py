@@ -31,6 +31,7 @@ from aiosio.transports.webtransport import (
     WebTransport,
     WebTransportServer,
     check_webtransport,
+    close_app,
     serve_webtransport,
 )
 
@@ -127,14 +128,8 @@ class NativeServer:
         at once, the others when their request completes or ``grace`` seconds pass."""
         if self._server is not None:
             self._server.close()
-        shutdown = getattr(self.app, "shutdown", None)
-        if shutdown is not None:
-            await settle(shutdown())
-        # After the app's shutdown, which closed the WebTransport sessions as the others (their
-        # last packets, then the close packet): what is left, then the UDP endpoint.
         webtransport, self.webtransport = self.webtransport, None
-        if webtransport is not None:
-            await webtransport.close()
+        await close_app(self.app, webtransport)
         deadline = self.loop.time() + grace
         while self.connections and self.loop.time() < deadline:
             for conn in list(self.connections):
