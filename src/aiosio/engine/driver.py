@@ -83,6 +83,10 @@ class EngineSocket(EventEmitter):
         self.server = server
         self.request = request
         self.session = session
+        self.id: str = session.sid
+        """The session id (fixed at the handshake, as :attr:`protocol`)."""
+        self.protocol: int = session.protocol
+        """The Engine.IO protocol revision the client speaks: 4, or 3 (``allow_eio3``)."""
         self.timer_bucket: int | None = None
         self._poll_future: asyncio.Future[PollResponse] | None = None
         # Set when the session's state becomes WEBSOCKET (a direct WebSocket, or Upgraded).
@@ -99,14 +103,6 @@ class EngineSocket(EventEmitter):
         self._opened_at = session.now
 
     # -- public -----------------------------------------------------------------------------------
-
-    @property
-    def id(self) -> str:
-        return self.session.sid
-
-    @property
-    def protocol(self) -> int:
-        return self.session.protocol
 
     @property
     def transport(self) -> TransportName:
