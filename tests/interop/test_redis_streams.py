@@ -30,7 +30,7 @@ import pytest
 import redis
 import redis.asyncio as redis_asyncio
 from node_procs import NodeProc, py, until
-from test_redis_cluster import REDIS_URL, Cluster
+from test_redis_cluster import REDIS_URL, Cluster, next_message
 
 import aiosio
 from aiosio import Server
@@ -357,6 +357,57 @@ async def test_redis_killed_mid_stream_loses_nothing(
         assert factory_of(c.a).health.retried_publishes >= 1
     finally:
         await c.raw.aclose()
+
+
+# -- a member that never answers ------------------------------------------------------------------
+
+
+async def test_a_member_that_never_answers_ends_fetch_sockets_at_its_timeout(
+    serve: ServeFn, serve_native: ServeFn
+) -> None:
+    """A subscriber of the common channel that never answers (PUBSUB NUMSUB counts it, as the
+    reference counts servers): ``fetch_sockets`` raises ``FetchSocketsTimeout`` after the
+    call's timeout, as the sharded and classic Redis adapters do, unless the caller asks for
+    the partial list; the request carries the call's timeout in its flags, as the reference's
+    does."""
+    key = f"t{uuid.uuid4().hex[:12]}"
+    a = make_server("A", key, [])
+    b = make_server("B", key, [])
+    await serve_native(a)
+    url_b = await serve(b)
+    assert await factory_of(a).ready()
+    assert await factory_of(b).ready()
+    client = aiosio.Client(url_b, reconnection=False, transports=["websocket"])
+    raw = redis_asyncio.Redis.from_url(REDIS_URL)
+    mute = raw.pubsub()
+    try:
+        await client.connect()
+        await mute.subscribe(f"{key}#/#")
+        await until(lambda: server_count_is(a, 3), 5, "3 members")
+        with pytest.raises(aiosio.FetchSocketsTimeout) as refused:
+            await a.timeout(1).fetch_sockets()
+        assert str(refused.value) == (
+            "fetch_sockets on namespace /: 1 of 2 other server(s) did not answer within 1s "
+            "(Redis counts the servers, it cannot name them); wait longer with "
+            "sio.timeout(seconds).fetch_sockets() (default 5s), or take what arrived with "
+            "fetch_sockets(partial=True)"
+        )
+        assert (refused.value.answered, refused.value.expected) == (1, 2)
+        assert refused.value.timeout == 1
+        assert [s.id for s in refused.value.sockets] == [client.id]  # what B answered
+        request = await next_message(mute, type_key="type", types={7})
+        assert request["data"]["opts"]["flags"] == {"timeout": 1000}
+        sockets = await a.timeout(1).fetch_sockets(partial=True)
+        assert [s.id for s in sockets] == [client.id]
+    finally:
+        await client.disconnect()
+        await mute.aclose()
+        await raw.delete(key)
+        await raw.aclose()
+
+
+async def server_count_is(sio: Server, n: int) -> bool:
+    return await sio.sockets.adapter.server_count() == n  # type: ignore[misc]
 
 
 # -- recovery across servers behind a load balancer ------------------------------------------------
