@@ -189,11 +189,38 @@ async def _read_frame(reader: asyncio.StreamReader) -> list[Any]:
     return frame
 
 
-class BusLink:
-    """The RedisLink interface over the master's bus: what the sharded adapter needs."""
+# What a worker holds for the master at most, in bytes: the frames sent before its bus
+# connection is up, and what that connection has not written yet (the master does not read it:
+# stopped or hung). Past it a message is refused, counted in health.dropped_publishes and
+# logged: the newest, since what is in the connection's buffer cannot be taken back and the
+# order of what was sent holds (as RedisAdapter's max_publish_queue refuses). A master that
+# reads keeps the buffer far below it.
+MAX_BUS_BACKLOG = 64 * 1024 * 1024
 
-    def __init__(self, path: str) -> None:
+# Frames that carry a message (a broadcast, a cluster request, a session): counted in
+# health.published, or in health.dropped_publishes when refused.
+_MESSAGES = frozenset({"pub", "log", "persist"})
+
+# A refused message is logged at most this often (the count in the health says how many).
+_DROP_LOG_INTERVAL = 5.0
+
+
+def _frame_size(frame: list[Any]) -> int:
+    """About the bytes a frame takes (its strings and bytes, and the framing)."""
+    return 16 + sum(len(part) for part in frame if isinstance(part, bytes | str))
+
+
+class BusLink:
+    """The RedisLink interface over the master's bus: what the sharded adapter needs.
+
+    ``max_backlog`` bounds, in bytes, what waits for the master (:data:`MAX_BUS_BACKLOG`). The
+    master never comes back once this worker's connection to it is lost (or could not be made):
+    from then on every message is refused and counted, and the requests that wait for an
+    answer (the server count, a session to restore) get one at once."""
+
+    def __init__(self, path: str, *, max_backlog: int = MAX_BUS_BACKLOG) -> None:
         self.path = path
+        self.max_backlog = max_backlog
         self.health = RedisHealth()
         self._handlers: dict[str, Callable[[str, bytes], None]] = {}
         self._writer: asyncio.StreamWriter | None = None
@@ -202,7 +229,12 @@ class BusLink:
         self._restores: dict[int, asyncio.Future[list[Any]]] = {}
         self._next = 0
         self._ready: asyncio.Event | None = None
+        # Frames sent before the connection is up, and their size (_frame_size).
         self._backlog: list[list[Any]] = []
+        self._backlog_bytes = 0
+        # Why the master is out of reach for good (None: connecting, or connected).
+        self._gone: str | None = None
+        self._dropped_logged_at = 0.0
         self._out = _FrameWriter()
 
     def ensure_started(self) -> bool:
@@ -217,12 +249,18 @@ class BusLink:
         return True
 
     async def _run(self) -> None:
-        reader, self._writer = await asyncio.open_unix_connection(self.path)
+        try:
+            reader, writer = await asyncio.open_unix_connection(self.path)
+        except OSError as exc:
+            self._lost(f"could not connect to the master process's bus at {self.path} ({exc})")
+            return
+        self._writer = writer
         for channel in self._handlers:
-            self._out.write(self._writer, ["sub", channel])
-        for frame in self._backlog:
-            self._out.write(self._writer, frame)
-        self._backlog = []
+            self._out.write(writer, ["sub", channel])
+        backlog, self._backlog, self._backlog_bytes = self._backlog, [], 0
+        for frame in backlog:
+            self._write(writer, frame)
+        self.health.queued_publishes = 0
         self.health.connected = True
         assert self._ready is not None
         self._ready.set()
@@ -247,21 +285,103 @@ class BusLink:
                         # to that) before any of them is delivered, or it would miss them.
                         await asyncio.sleep(0)
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
-            self.health.connected = False
-            self.health.last_error = f"the master process went away: {exc}"
-            logger.error("lost the connection to the master process: %s", exc)  # noqa: TRY400
+            self._lost(f"lost the connection to the master process ({exc or 'closed'})")
+
+    def _lost(self, why: str) -> None:
+        """The master is out of reach for good: what waits for it is dropped and counted, the
+        requests waiting for its answer are answered."""
+        self._gone = why
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+        dropped = sum(1 for frame in self._backlog if frame[0] in _MESSAGES)
+        self._backlog, self._backlog_bytes = [], 0
+        health = self.health
+        health.connected = False
+        health.last_error = why
+        health.last_error_at = time.time()
+        health.queued_publishes = 0
+        health.dropped_publishes += dropped
+        if self._ready is not None:
+            self._ready.set()  # what waits for the connection learns that it is gone
+        numsub, self._numsub = self._numsub, {}
+        for future in numsub.values():
+            if not future.done():
+                future.set_result(1)
+        restores, self._restores = self._restores, {}
+        for answer in restores.values():
+            if not answer.done():
+                answer.set_result([None, [], why])
+        self._dropped_logged_at = time.monotonic()
+        logger.error(
+            "%s: this worker no longer reaches the other workers (the master does not come "
+            "back): its broadcasts and cluster messages are dropped, %d so far "
+            "(health.dropped_publishes), and it counts itself alone; stop the workers left "
+            "behind and start aiosio serve --workers again",
+            why,
+            health.dropped_publishes,
+        )
 
     async def ready(self, timeout: float = 5.0) -> bool:
+        """Wait until the connection to the master is up (False, without waiting, once it is
+        lost)."""
         self.ensure_started()
         assert self._ready is not None
-        return await set_within(self._ready, timeout)
+        return await set_within(self._ready, timeout) and self._gone is None
 
-    def _send(self, frame: list[Any]) -> None:
-        if self._writer is None:
+    def _send(self, frame: list[Any]) -> str | None:
+        """Send ``frame`` to the master, or keep it until the connection is up; or refuse it
+        (the master is gone, or :attr:`max_backlog` bytes wait for it) and say why."""
+        if self._gone is not None:
+            return self._refuse(frame, self._gone)
+        writer = self._writer
+        if writer is None:
+            size = _frame_size(frame)
+            if self._backlog_bytes + size > self.max_backlog:
+                return self._refuse(
+                    frame,
+                    f"{self._backlog_bytes} bytes wait for the connection to the master already",
+                )
             self._backlog.append(frame)
+            self._backlog_bytes += size
+            self.health.queued_publishes = len(self._backlog)
             self.ensure_started()
-        else:
-            self._out.write(self._writer, frame)
+            return None
+        # What this turn of the loop wrote is counted from the next (the frames of one turn
+        # leave together, at its end).
+        waiting = writer.transport.get_write_buffer_size()
+        if waiting > self.max_backlog:
+            return self._refuse(
+                frame,
+                f"{waiting} bytes wait in the connection to the master: the master process "
+                "does not read it (stopped or hung)",
+            )
+        self._write(writer, frame)
+        return None
+
+    def _write(self, writer: asyncio.StreamWriter, frame: list[Any]) -> None:
+        self._out.write(writer, frame)
+        if frame[0] in _MESSAGES:
+            self.health.published += 1
+
+    def _refuse(self, frame: list[Any], why: str) -> str:
+        """Count a message that is not sent, and say so (at most every 5 s); returns ``why``."""
+        health = self.health
+        if frame[0] in _MESSAGES:
+            health.dropped_publishes += 1
+        now = time.monotonic()
+        if now - self._dropped_logged_at > _DROP_LOG_INTERVAL:
+            self._dropped_logged_at = now
+            logger.error(
+                "could not send a message to the master process: %s; %d messages dropped so far "
+                "(health.dropped_publishes): the other workers do not see them (at most %d bytes "
+                "wait for the master, MAX_BUS_BACKLOG); if the master is stopped or hung, stop "
+                "its workers and start aiosio serve --workers again",
+                why,
+                health.dropped_publishes,
+                self.max_backlog,
+            )
+        return why
 
     def subscribe(self, channel: str, handler: Callable[[str, bytes], None]) -> None:
         self.ssubscribe(channel, handler)
@@ -282,29 +402,34 @@ class BusLink:
         self, channel: str, data: bytes, *, sharded: bool = False, audience: str | None = None
     ) -> None:
         """Publish (``audience`` is not checked: the master loses nothing while it runs)."""
-        self.health.published += 1
         self._send(["pub", channel, data])
 
     async def numsub(self, channel: str, *, sharded: bool = False) -> int:
+        """Subscribers of ``channel`` (1, this worker alone, when the master does not answer
+        within 5 s or is out of reach)."""
         self._next += 1
+        request = self._next
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._numsub[self._next] = future
-        self._send(["numsub", self._next, channel])
+        self._numsub[request] = future
+        if self._send(["numsub", request, channel]) is not None:
+            self._numsub.pop(request, None)
+            return 1
         try:
             async with asyncio.timeout(5.0):
                 return await future
         except TimeoutError:
+            self._numsub.pop(request, None)
             return 1
 
     # -- connection state recovery: the master's store --------------------------------------------
 
     def log(
         self, channel: str, keep: float, rooms: list[str], except_rooms: list[str], payload: bytes
-    ) -> None:
+    ) -> bool:
         """Send a broadcast to be given an offset and delivered by every subscriber of
-        ``channel`` (this worker included), in the master's order."""
-        self.health.published += 1
-        self._send(["log", channel, keep, rooms, except_rooms, payload])
+        ``channel`` (this worker included), in the master's order; False when it was refused
+        (counted and logged: it comes back to no one)."""
+        return self._send(["log", channel, keep, rooms, except_rooms, payload]) is None
 
     def persist(
         self, channel: str, keep: float, pid: str, rooms: list[str], session: bytes
@@ -320,7 +445,10 @@ class BusLink:
         request = self._next
         answer: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self._restores[request] = answer
-        self._send(["restore", channel, request, pid, offset])
+        refused = self._send(["restore", channel, request, pid, offset])
+        if refused is not None:
+            self._restores.pop(request, None)
+            return None, [], refused
         try:
             async with asyncio.timeout(timeout):
                 session, missed, reason = await answer
@@ -395,8 +523,12 @@ class _WorkerAdapter(ShardedAdapter):
         rooms, except_rooms = sorted(opts.rooms), sorted(opts.except_rooms)
         payload = encode_msgpack([self.uid, flags.compress, packet.data, rooms, except_rooms])
         keep = recovery.max_disconnection_duration
-        self._logs_sent += 1
-        self.bus.log(self.log_channel, keep, rooms, except_rooms, payload)
+        if self.bus.log(self.log_channel, keep, rooms, except_rooms, payload):
+            self._logs_sent += 1
+        else:
+            # Refused (the master is gone, or too much waits for it): it will not come back
+            # from the master, so this worker's clients get it now, without an offset.
+            self.local_broadcast(packet, opts)
 
     def _on_logged(self, channel: str, data: bytes) -> None:
         """A recoverable broadcast back from the master with its offset (this worker's own

@@ -261,6 +261,15 @@ EXPECTED: dict[str, tuple[Decoder, Any]] = {
             uid=SUID, nsp="/", opts=WireOptions.of(opts(A)), request_id="38393a3b3c3d3e3f"
         ),
     ),
+    "sharded fetch sockets with a timeout": (
+        sharded_message,
+        sharded.FetchSockets(
+            uid=SUID,
+            nsp="/",
+            opts=WireOptions.of(opts(A, timeout=1.0), timeout=True),
+            request_id="464748494a4b4c4d",
+        ),
+    ),
     "sharded server-side emit": (
         sharded_message,
         sharded.ServerSideEmit(uid=SUID, nsp="/", packet=["sse", 1, {"k": "v"}]),

@@ -813,6 +813,20 @@ async def test_server_count(cluster: Cluster) -> None:
     assert sorted(replies) == ["a1", "a2", "b1", "b2"]
 
 
+async def next_message(pubsub: Any, *, type_key: str, types: set[int]) -> dict[str, Any]:
+    """The next message ``pubsub`` got (JSON or msgpack) whose ``type_key`` is one of
+    ``types``; the others are skipped."""
+    async with asyncio.timeout(5):
+        while True:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+            if message is None:
+                continue
+            data = message["data"]
+            decoded = json.loads(data) if data[:1] == b"{" else msgpack.unpackb(data)
+            if decoded.get(type_key) in types:
+                return dict(decoded)
+
+
 async def _count_is(sio: Server, n: int) -> bool:
     return await server_count(sio) == n
 
@@ -956,6 +970,14 @@ async def test_a_member_that_never_answers(
         assert (refused.value.answered, refused.value.expected) == (1, 2)
         assert refused.value.timeout == waited
         assert refused.value.sockets == []  # B answered: it has no socket
+        # The request as the mute member got it: the sharded one carries the call's flags,
+        # its timeout included (ClusterAdapter's encodeOptions); the classic one no flags.
+        request = await next_message(mute, type_key="type", types={7} if sharded else {5})
+        opts = request["data"]["opts"] if sharded else request["opts"]
+        if sharded:
+            assert opts["flags"] == {"timeout": 1000}
+        else:
+            assert "flags" not in opts
         assert records(caplog, r"only 1 of 2 servers answered"), "a short fetch, not logged"
         sockets = await a.timeout(1).fetch_sockets(partial=True)
         assert sockets == []

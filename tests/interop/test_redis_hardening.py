@@ -576,6 +576,7 @@ class StallingProxy:
         self.stalled: set[int] = set()
         self.count = 0
         self.writers: list[asyncio.StreamWriter] = []
+        self.upstream: dict[int, asyncio.StreamWriter] = {}
 
     async def start(self) -> str:
         self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -584,11 +585,18 @@ class StallingProxy:
     def stall(self) -> None:
         self.stalled.update(range(self.count))
 
+    def drop_stalled(self) -> None:
+        """Close the stalled connections on Redis's side (what TCP keepalive or the pub/sub
+        output buffer limit does to them at last)."""
+        for ident in self.stalled:
+            self.upstream[ident].close()
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         ident = self.count
         self.count += 1
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
         self.writers += [writer, up_writer]
+        self.upstream[ident] = up_writer
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError):
@@ -665,6 +673,78 @@ async def test_stalled_subscriber_is_replaced(
         await client.disconnect()
         await factory_a.close()
         await factory_b.close()
+        await proxy.close()
+
+
+@pytest.mark.parametrize("mode", ["classic", "sharded"])
+async def test_a_stalled_subscriber_left_behind_is_closed_and_counts_no_misses(
+    mode: str, private_redis: PrivateRedis, serve: ServeFn, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Server B's subscriber connection stalls (no FIN, no data) and B replaces it. Redis
+    cannot tell the stalled one is dead: it stayed subscribed, counted by NUMSUB and by what
+    PUBLISH answers, so server A took it for a third server; once it died at last (TCP
+    keepalive, the pub/sub output buffer limit), each of A's broadcasts counted a missed
+    delivery although B's client got it. B now closes its previous subscriber connection
+    (CLIENT KILL ID) before it subscribes again: Redis counts two servers, and A counts missing
+    exactly what B's client missed (a probe sent while B was resubscribing), nothing more."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    key = f"t{uuid.uuid4().hex[:12]}"
+    sharded = mode == "sharded"
+    audience = f"{key}#/#" if sharded else f"{key}-request#/#"
+    proxy = StallingProxy(private_redis.port)
+    factory_a = RedisAdapter(private_redis.url, key=key, sharded=sharded)
+    factory_b = RedisAdapter(
+        await proxy.start(), key=key, sharded=sharded, health_check_interval=0.4
+    )
+    server_a = aiosio.Server(adapter=factory_a)
+    server_b = aiosio.Server(adapter=factory_b)
+    received: list[int] = []
+    client = aiosio.Client(await serve(server_b), reconnection=False)
+    client.on("n", received.append)
+    control = redis_asyncio.Redis.from_url(private_redis.url)
+
+    async def subscribers() -> int:
+        if sharded:
+            return int((await control.pubsub_shardnumsub(audience))[0][1])
+        return int((await control.pubsub_numsub(audience))[0][1])
+
+    try:
+        assert await factory_a.ready()
+        assert await factory_b.ready()
+        await client.connect()
+        server_a.emit("n", 0)
+        await until(lambda: received == [0], 5, "the first broadcast")  # A counted 2 servers
+
+        proxy.stall()
+        await until(lambda: factory_b.health.reconnects >= 1, 10, "B's subscriber replaced")
+        probes = 0
+
+        def arrived() -> bool:
+            nonlocal probes
+            if any(n >= 100 for n in received):
+                return True
+            if probes % 10 == 0:
+                server_a.emit("n", 100 + probes // 10)
+            probes += 1
+            return False
+
+        await until(arrived, 10, "a broadcast after the stall")
+        sent = (probes + 9) // 10
+        assert await subscribers() == 2  # A and B: the stalled connection is gone
+        assert warnings_matching(caplog, r"closed this server's previous redis subscriber")
+
+        proxy.drop_stalled()
+        for n in range(1, 11):
+            server_a.emit("n", n)
+        await until(lambda: received[-1:] == [10], 5, "the broadcasts after the drop")
+        await until(lambda: factory_a.health.queued_publishes == 0, 5, "A's queue drained")
+        missed_probes = sent - sum(1 for n in received if n >= 100)
+        assert factory_a.health.missed_deliveries == missed_probes
+    finally:
+        await client.disconnect()
+        await factory_a.close()
+        await factory_b.close()
+        await control.aclose()
         await proxy.close()
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import shutil
 import time
 import uuid
@@ -30,7 +31,7 @@ import pytest
 import redis
 import redis.asyncio as redis_asyncio
 from node_procs import NodeProc, py, until
-from test_redis_cluster import REDIS_URL, Cluster
+from test_redis_cluster import REDIS_URL, Cluster, next_message
 
 import aiosio
 from aiosio import Server
@@ -38,6 +39,8 @@ from aiosio.adapters.redis_streams import RedisStreamsAdapter, StreamsHealth
 from conftest import ServeFn, free_port
 
 pytestmark = pytest.mark.interop
+
+STREAMS_LOGGER = "aiosio.adapter.redis_streams"
 
 
 @pytest.fixture
@@ -357,6 +360,57 @@ async def test_redis_killed_mid_stream_loses_nothing(
         assert factory_of(c.a).health.retried_publishes >= 1
     finally:
         await c.raw.aclose()
+
+
+# -- a member that never answers ------------------------------------------------------------------
+
+
+async def test_a_member_that_never_answers_ends_fetch_sockets_at_its_timeout(
+    serve: ServeFn, serve_native: ServeFn
+) -> None:
+    """A subscriber of the common channel that never answers (PUBSUB NUMSUB counts it, as the
+    reference counts servers): ``fetch_sockets`` raises ``FetchSocketsTimeout`` after the
+    call's timeout, as the sharded and classic Redis adapters do, unless the caller asks for
+    the partial list; the request carries the call's timeout in its flags, as the reference's
+    does."""
+    key = f"t{uuid.uuid4().hex[:12]}"
+    a = make_server("A", key, [])
+    b = make_server("B", key, [])
+    await serve_native(a)
+    url_b = await serve(b)
+    assert await factory_of(a).ready()
+    assert await factory_of(b).ready()
+    client = aiosio.Client(url_b, reconnection=False, transports=["websocket"])
+    raw = redis_asyncio.Redis.from_url(REDIS_URL)
+    mute = raw.pubsub()
+    try:
+        await client.connect()
+        await mute.subscribe(f"{key}#/#")
+        await until(lambda: server_count_is(a, 3), 5, "3 members")
+        with pytest.raises(aiosio.FetchSocketsTimeout) as refused:
+            await a.timeout(1).fetch_sockets()
+        assert str(refused.value) == (
+            "fetch_sockets on namespace /: 1 of 2 other server(s) did not answer within 1s "
+            "(Redis counts the servers, it cannot name them); wait longer with "
+            "sio.timeout(seconds).fetch_sockets() (default 5s), or take what arrived with "
+            "fetch_sockets(partial=True)"
+        )
+        assert (refused.value.answered, refused.value.expected) == (1, 2)
+        assert refused.value.timeout == 1
+        assert [s.id for s in refused.value.sockets] == [client.id]  # what B answered
+        request = await next_message(mute, type_key="type", types={7})
+        assert request["data"]["opts"]["flags"] == {"timeout": 1000}
+        sockets = await a.timeout(1).fetch_sockets(partial=True)
+        assert [s.id for s in sockets] == [client.id]
+    finally:
+        await client.disconnect()
+        await mute.aclose()
+        await raw.delete(key)
+        await raw.aclose()
+
+
+async def server_count_is(sio: Server, n: int) -> bool:
+    return await sio.sockets.adapter.server_count() == n  # type: ignore[misc]
 
 
 # -- recovery across servers behind a load balancer ------------------------------------------------
@@ -750,6 +804,80 @@ async def test_network_stall_loses_nothing_and_shows_in_health(
         await proxy.close()
         await c.raw.delete(c.key)
         await c.raw.aclose()
+
+
+async def test_an_append_redis_never_answered_is_uncertain_and_found_later(
+    serve_native: ServeFn, caplog: pytest.LogCaptureFixture
+) -> None:
+    """B's link to Redis stalls (a proxy forwards nothing, closes nothing) while B broadcasts:
+    its XADD is sent and never answered within publish_retry_timeout (1 s), so B gives it up;
+    but Redis may yet apply it, so it is counted in uncertain_publishes, not as dropped. The
+    stall ends, the held XADD reaches Redis, A's client gets the broadcast (counting it as
+    dropped was wrong), and B's reader finds the entry in the stream: uncertain_found."""
+    caplog.set_level(logging.INFO, logger=STREAMS_LOGGER)
+    key = f"t{uuid.uuid4().hex[:12]}"
+    proxy = Balancer()
+    await proxy.start()
+    proxy.target = int(REDIS_URL.rsplit(":", 1)[1])
+    options: dict[str, Any] = {"stream_name": key, "channel_prefix": key, "block_time": 0.5}
+    a = Server(adapter=RedisStreamsAdapter(REDIS_URL, **options))
+    fb = RedisStreamsAdapter(
+        f"redis://127.0.0.1:{proxy.port}", publish_retry_timeout=1.0, **options
+    )
+    b = Server(adapter=fb)
+    url_a = await serve_native(a)
+    await serve_native(b)
+    received: list[int] = []
+    client = aiosio.Client(url_a, reconnection=False, transports=["websocket"])
+    client.on("m", received.append)
+    raw = redis_asyncio.Redis.from_url(REDIS_URL)
+    try:
+        assert await factory_of(a).ready()
+        assert await fb.ready()
+        await client.connect()
+        b.emit("m", 0)
+        await until(lambda: received == [0], 5, "B's broadcast at A's client")
+
+        proxy.stall()
+        b.emit("m", 1)
+        await until(lambda: fb.health.uncertain_publishes == 1, 10, "B gives the append up")
+        assert fb.health.dropped_publishes == 0
+        assert fb.health.uncertain_found == 0
+        logged = [r.getMessage() for r in caplog.records if "gave up appending" in r.getMessage()]
+        assert len(logged) == 1
+        assert logged[0].startswith(f"gave up appending to redis stream {key} (TimeoutError")
+        assert (
+            "Redis never answered an XADD that was sent, so the message may be in the stream "
+            "(the other servers then deliver it late) or lost; 1 such messages so far "
+            "(health.uncertain_publishes, not in dropped_publishes" in logged[0]
+        )
+
+        proxy.resume()
+        await until(lambda: received == [0, 1], 10, "the held XADD applied, delivered by A")
+        await until(lambda: fb.health.uncertain_found == 1, 15, "B's reader finds the entry")
+        assert len(await raw.xrange(key)) == 2  # once: nothing appended it again
+        health = fb.health.as_dict()
+        assert (health["uncertain_publishes"], health["uncertain_found"]) == (1, 1)
+        assert health["dropped_publishes"] == 0
+        assert any("Redis applied it after all" in r.getMessage() for r in caplog.records)
+    finally:
+        await client.disconnect()
+        await proxy.close()
+        await raw.delete(key)
+        await raw.aclose()
+
+
+async def test_an_append_that_could_not_be_sent_is_dropped_not_uncertain() -> None:
+    """No connection to Redis could be had: the XADD never left, so the message given up is a
+    drop (dropped_publishes), not one of unknown fate."""
+    factory = RedisStreamsAdapter(f"redis://127.0.0.1:{free_port()}", publish_retry_timeout=0.3)
+    sio = Server(adapter=factory)
+    try:
+        sio.emit("n", 1)
+        await until(lambda: factory.health.dropped_publishes == 1, 10, "the append given up")
+        assert factory.health.uncertain_publishes == 0
+    finally:
+        await factory.close()
 
 
 async def test_entries_trimmed_before_they_were_read_are_counted_and_logged(

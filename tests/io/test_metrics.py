@@ -308,7 +308,7 @@ def test_metric_names_are_the_registrys() -> None:
     redis = {name for name in METRIC_NAMES if name.startswith("aiosio_redis_")}
     streams = {name for name in redis if name.startswith("aiosio_redis_streams_")}
     postgres = {name for name in METRIC_NAMES if name.startswith("aiosio_postgres_")}
-    assert (len(redis), len(streams), len(postgres)) == (10, 3, 9)
+    assert (len(redis), len(streams), len(postgres)) == (12, 5, 9)
     assert by_adapter["redis"] == set(METRIC_NAMES) - streams - postgres
     assert by_adapter["streams"] == set(METRIC_NAMES) - postgres
     assert by_adapter["postgres"] == set(METRIC_NAMES) - redis
@@ -427,6 +427,8 @@ async def test_the_streams_health_is_scraped(serve: Any) -> None:
         assert lag not in samples  # nothing read yet: no lag to tell
         assert value(samples, "aiosio_redis_streams_appended_total") == 0
         assert value(samples, "aiosio_redis_streams_trimmed_unread_total") == 0
+        assert value(samples, "aiosio_redis_streams_uncertain_publishes_total") == 0
+        assert value(samples, "aiosio_redis_streams_uncertain_found_total") == 0
 
         sio.emit("news", 1)
         samples = await eventually_scraped(
@@ -445,6 +447,12 @@ async def test_the_streams_health_is_scraped(serve: Any) -> None:
         )
         assert value(samples, "aiosio_redis_streams_trimmed_unread_total") == 40
         assert value(samples, "aiosio_redis_streams_appended_total") == 1  # the others' are not
+
+        # what the link counts when it gives an append up undecided, and finds it later
+        factory.health.uncertain_publishes, factory.health.uncertain_found = 2, 1
+        samples = await scrape(base)
+        assert value(samples, "aiosio_redis_streams_uncertain_publishes_total") == 2
+        assert value(samples, "aiosio_redis_streams_uncertain_found_total") == 1
     finally:
         await raw.delete(key)
         await raw.aclose()

@@ -9,6 +9,8 @@ Every process is ``python -m aiosio`` in a subprocess: its coverage is measured 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import re
 import shutil
@@ -16,16 +18,19 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import msgpack
 import pytest
+from _eio import eventually
 
 import aiosio
-from aiosio.workers import BusLink, serve_workers
-from conftest import free_port, run_node
+from aiosio.workers import BusLink, WorkersAdapter, serve_workers
+from conftest import ServeFn, free_port, run_node
 
 TIMEOUT = 60.0
 LISTENING = re.compile(r"aiosio listening on http://127\.0\.0\.1:(\d+) with 2 workers")
@@ -395,8 +400,209 @@ def test_the_bus_link_starts_with_the_event_loop() -> None:
     link.publish("channel", b"kept")  # kept, and sent once connected
     link.sunsubscribe("channel")
     link.sunsubscribe("never-subscribed")
-    assert link.health.published == 1
+    assert (link.health.queued_publishes, link.health.published) == (1, 0)
     assert not link.health.connected
+
+
+# -- what waits for the master is bounded ---------------------------------------------------------
+
+
+@pytest.fixture
+def bus_dir() -> Iterator[Path]:
+    """A short directory for a bus socket (a Unix socket's path is at most 107 bytes)."""
+    with tempfile.TemporaryDirectory(prefix="aiosio-bus-") as directory:
+        yield Path(directory)
+
+
+class StandInMaster:
+    """The master's end of the bus on a real Unix socket: it records the frames it reads
+    (``reading=False``: it accepts and never reads, a stopped or hung master)."""
+
+    def __init__(self, *, reading: bool = True) -> None:
+        self.reading = reading
+        self.frames: list[list[object]] = []
+        self.writers: list[asyncio.StreamWriter] = []
+        self.server: asyncio.Server | None = None
+
+    async def start(self, path: Path) -> str:
+        self.server = await asyncio.start_unix_server(self._serve, str(path))
+        return str(path)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.append(writer)
+        if not self.reading:
+            return  # the connection stays open (the writer is kept), nothing is read
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                size = int.from_bytes(await reader.readexactly(4), "big")
+                self.frames.append(msgpack.unpackb(await reader.readexactly(size)))
+
+    def sent(self, op: str) -> list[list[object]]:
+        return [frame for frame in self.frames if frame[0] == op]
+
+    async def close(self) -> None:
+        for writer in self.writers:
+            writer.close()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+def payload(n: int) -> bytes:
+    return n.to_bytes(2, "big") * 500  # 1000 bytes
+
+
+async def test_a_worker_whose_master_is_gone_keeps_nothing_for_it(
+    bus_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No master listens (it died before this worker connected): what was sent before the
+    connection failed and everything after is dropped and counted, never kept; the loss is
+    logged once, with its cause and what to do; what waits for an answer gets one at once."""
+    caplog.set_level(logging.ERROR, logger="aiosio.workers")
+    link = BusLink(str(bus_dir / "bus.sock"))
+    try:
+        for n in range(100):
+            link.publish("channel", payload(n))
+        assert link.health.queued_publishes == 100  # kept until the connection is up
+        assert not await link.ready(5)
+        health = link.health
+        assert (health.queued_publishes, health.dropped_publishes, health.published) == (0, 100, 0)
+        for n in range(10_000):
+            link.publish("channel", payload(n))
+        assert (health.queued_publishes, health.dropped_publishes) == (0, 10_100)
+        assert await link.numsub("channel") == 1  # this worker alone
+        session, missed, reason = await link.restore("aiosio-recovery#/", "pid", "1")
+        assert (session, missed) == (None, [])
+        assert reason is not None
+        assert reason.startswith("could not connect to the master process's bus at ")
+        assert health.last_error == reason
+        logged = [r.getMessage() for r in caplog.records if r.name == "aiosio.workers"]
+        assert len(logged) == 1, logged  # once: the refusals after it are counted, not logged
+        assert logged[0].startswith(reason)
+        assert logged[0].endswith(
+            ": this worker no longer reaches the other workers (the master does not come back): "
+            "its broadcasts and cluster messages are dropped, 100 so far "
+            "(health.dropped_publishes), and it counts itself alone; stop the workers left "
+            "behind and start aiosio serve --workers again"
+        )
+    finally:
+        await link.close()
+
+
+async def test_what_waits_for_the_connection_is_bounded_the_newest_refused(
+    bus_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before the connection to the master is up, at most ``max_backlog`` bytes wait; past it
+    the newest message is refused (counted, logged), so the master gets the first ones, in
+    order."""
+    master = StandInMaster()
+    link = BusLink(await master.start(bus_dir / "bus.sock"), max_backlog=100_000)
+    try:
+        for n in range(200):
+            link.publish("channel", payload(n))
+        kept = link.health.queued_publishes
+        # each frame: 1000 bytes, the channel, the operation and 16 for the framing
+        assert kept == 100_000 // (1000 + len("channel") + len("pub") + 16) == 97
+        assert link.health.dropped_publishes == 200 - kept
+        refused = [r.getMessage() for r in caplog.records if r.name == "aiosio.workers"]
+        assert refused[0].startswith(
+            "could not send a message to the master process: 99522 bytes wait for the "
+            "connection to the master already; 1 messages dropped so far"
+        )
+        assert await link.ready(5)
+        await eventually(lambda: len(master.sent("pub")) == kept)
+        assert [frame[2] for frame in master.sent("pub")] == [payload(n) for n in range(kept)]
+        assert (link.health.queued_publishes, link.health.published) == (0, kept)
+    finally:
+        await link.close()
+        await master.close()
+
+
+async def test_a_master_that_does_not_read_holds_a_bounded_buffer(
+    bus_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The master is connected but reads nothing (stopped, hung): what the connection holds for
+    it grows to ``max_backlog`` bytes and no further; every message past it is refused,
+    counted and logged."""
+    master = StandInMaster(reading=False)
+    link = BusLink(await master.start(bus_dir / "bus.sock"), max_backlog=1_000_000)
+    try:
+        assert await link.ready(5)
+        sent = 0
+        while link.health.dropped_publishes == 0 and sent < 1000:  # 64 MB at most
+            link.publish("channel", b"x" * 65536)
+            sent += 1
+            await asyncio.sleep(0)  # the frames of this turn leave
+        assert link.health.dropped_publishes == 1, f"{sent} messages of 64 KiB all kept"
+        for _ in range(100):
+            link.publish("channel", b"x" * 65536)
+            await asyncio.sleep(0)
+        health = link.health
+        assert health.dropped_publishes == 101
+        assert health.published + health.dropped_publishes == sent + 100
+        assert health.connected  # the master is there, it does not read
+        refused = [r.getMessage() for r in caplog.records if r.name == "aiosio.workers"]
+        assert len(refused) == 1
+        assert re.search(
+            r"^could not send a message to the master process: \d+ bytes wait in the connection "
+            r"to the master: the master process does not read it \(stopped or hung\); 1 messages "
+            r"dropped so far \(health.dropped_publishes\): the other workers do not see them \(at "
+            r"most 1000000 bytes wait for the master, MAX_BUS_BACKLOG\); if the master is stopped "
+            r"or hung, stop its workers and start aiosio serve --workers again$",
+            refused[0],
+        ), refused[0]
+    finally:
+        await link.close()
+        await master.close()
+
+
+async def test_a_master_that_goes_away_answers_what_waits_for_it(bus_dir: Path) -> None:
+    """The master closes the connection: the server count asked just before is answered at
+    once (this worker alone), and what is published after is counted as dropped, not as
+    published into a closed connection."""
+    master = StandInMaster()
+    link = BusLink(await master.start(bus_dir / "bus.sock"))
+    try:
+        assert await link.ready(5)
+        link.publish("channel", b"before")
+        count = asyncio.ensure_future(link.numsub("channel"))
+        await eventually(lambda: bool(master.sent("numsub")))
+        await master.close()
+        assert await count == 1
+        assert not link.health.connected
+        assert link.health.last_error == (
+            "lost the connection to the master process (0 bytes read on a total of 4 expected "
+            "bytes)"
+        )
+        link.publish("channel", b"after")
+        assert (link.health.published, link.health.dropped_publishes) == (1, 1)
+        assert not await link.ready(5)
+    finally:
+        await link.close()
+        await master.close()
+
+
+async def test_with_recovery_a_worker_without_its_master_still_reaches_its_own_clients(
+    bus_dir: Path, serve_native: ServeFn
+) -> None:
+    """With connection state recovery a worker's broadcasts go through the master and come
+    back with an offset; when the master is gone the worker's own clients get them at once
+    (without an offset), and the other workers' share is counted as dropped."""
+    recovery = aiosio.Recovery()
+    link = BusLink(str(bus_dir / "bus.sock"))  # no master
+    sio = aiosio.Server(adapter=WorkersAdapter(link, recovery), connection_state_recovery=recovery)
+    client = aiosio.Client(await serve_native(sio), reconnection=False, transports=["websocket"])
+    got: asyncio.Future[list[object]] = asyncio.get_running_loop().create_future()
+    client.on("n", lambda *args: got.set_result(list(args)))
+    try:
+        await client.connect()
+        assert not await link.ready(5)
+        sio.emit("n", 1)
+        assert await asyncio.wait_for(got, TIMEOUT) == [1]
+        assert link.health.dropped_publishes == 1
+    finally:
+        await client.disconnect()
+        await link.close()
 
 
 # -- the cluster over the master's bus: what every cluster adapter does ---------------------------

@@ -230,6 +230,11 @@ const step = async (name, action) => {
   });
   // Responses to this server: nothing is published; fed so the script fails if Node refuses them.
   respond(JSON.stringify({ type: 11, data: { requestId: "x", clientCount: 1 }, uid: other, nsp: "/" }));
+  // Last, so that the ids drawn above stay what they were: the request carries the call's flags
+  // whole (ClusterAdapter's encodeOptions), its timeout included.
+  await step("sharded fetch sockets with a timeout", () => {
+    io.in("a").timeout(1000).fetchSockets().catch(noop);
+  });
 }
 
 // -- the emitter (@socket.io/redis-emitter) ---------------------------------------------------

@@ -241,10 +241,11 @@ class ClusterNamespaceAdapter(InMemoryAdapter):
     envelope: Envelope
     # How long a request waits for the other servers unless told (Node's requestsTimeout).
     requests_timeout: float
-    # Whether join, leave, disconnect and fetch requests carry the flags, and whether a fetch
-    # carries its timeout among them.
+    # Whether join, leave, disconnect and fetch requests carry the flags (the classic Redis
+    # protocol's carry none). Where they do, a fetch's include its timeout, as the reference's
+    # ClusterAdapter sends the call's flags whole (encodeOptions): the sharded Redis, Redis
+    # Streams and Postgres adapters alike. No receiver reads it: it is the wire, not the wait.
     requests_carry_flags: ClassVar[bool] = True
-    fetch_carries_timeout: ClassVar[bool] = False
     link: ClusterLink
 
     def __init__(self, nsp: NamespaceView, factory: ClusterSettings) -> None:
@@ -526,9 +527,7 @@ class ClusterNamespaceAdapter(InMemoryAdapter):
         local: list[Any] = list(self.local_targets(opts))
         if opts.flags.local:
             return local
-        wire = WireOptions.of(
-            opts, flags=self.requests_carry_flags, timeout=self.fetch_carries_timeout
-        )
+        wire = WireOptions.of(opts, flags=self.requests_carry_flags, timeout=True)
 
         def publish(request_id: str) -> None:
             self._publish_request(FetchSockets(**self.envelope, opts=wire, request_id=request_id))

@@ -225,11 +225,13 @@ class Outbox(Generic[T]):
         attempt: Callable[[float], Awaitable[R]],
         retry: Callable[[BaseException], bool],
         hint: Callable[[BaseException], str] | None = None,
+        undecided: Callable[[str], bool] | None = None,
     ) -> R | None:
         """Send one message: ``attempt(deadline)`` until it succeeds, while ``retry`` says a
         failure is worth another attempt and ``retry_timeout`` after ``queued_at`` has not
-        passed. The queue waits meanwhile: order is kept. None: dropped (counted and logged,
-        with ``hint(exc)`` after the error)."""
+        passed. The queue waits meanwhile: order is kept. None: given up, and dropped (counted
+        and logged, with ``hint(exc)`` after the error) unless ``undecided(error)`` says the
+        link counted it otherwise (an attempt may have been applied: not a drop)."""
         deadline = queued_at + self.retry_timeout
         health = self.link.health
         attempts = 0
@@ -249,7 +251,8 @@ class Outbox(Generic[T]):
                 if not retry(exc) or left <= 0:
                     if attempts > 1:
                         error += f" after {attempts} attempts over {self.retry_timeout}s"
-                    self.drop(target, error + (hint(exc) if hint is not None else ""))
+                    if undecided is None or not undecided(error):
+                        self.drop(target, error + (hint(exc) if hint is not None else ""))
                     return None
                 await asyncio.sleep(min(delay, left))
                 delay = min(max(delay * 2, backoff_min), backoff_max)

@@ -48,6 +48,8 @@ METRIC_NAMES = (
     "aiosio_redis_streams_lag_seconds",
     "aiosio_redis_streams_trimmed_unread",
     "aiosio_redis_streams_appended",
+    "aiosio_redis_streams_uncertain_publishes",
+    "aiosio_redis_streams_uncertain_found",
     "aiosio_postgres_connected",
     "aiosio_postgres_reconnects",
     "aiosio_postgres_published",
@@ -253,7 +255,8 @@ class ServerCollector:
 
     def _streams(self, health: StreamsHealth) -> Iterator[Any]:
         """The streams of the Redis Streams adapter, beside its link's families: how far behind
-        the reading is, what it lost to trimming, what this server added."""
+        the reading is, what it lost to trimming, what this server added, and what it gave up
+        not knowing whether Redis applied it."""
         core = self.core
         lag = core.GaugeMetricFamily(
             "aiosio_redis_streams_lag_seconds",
@@ -273,6 +276,17 @@ class ServerCollector:
             "aiosio_redis_streams_appended",
             "Entries this server appended to the streams (its broadcasts and cluster messages)",
             value=health.appended,
+        )
+        yield core.CounterMetricFamily(
+            "aiosio_redis_streams_uncertain_publishes",
+            "Messages given up after an XADD that was sent and never answered: in the stream "
+            "(delivered late) or lost, not known (not in dropped_publishes)",
+            value=health.uncertain_publishes,
+        )
+        yield core.CounterMetricFamily(
+            "aiosio_redis_streams_uncertain_found",
+            "Of those, the ones this server's reader found in the stream later: applied after all",
+            value=health.uncertain_found,
         )
 
 

@@ -114,7 +114,6 @@ class PostgresNamespaceAdapter(ClusterMessageAdapter):
 
     log = logging.getLogger("aiosio.adapter.postgres")
     factory_name = "PostgresAdapter"
-    fetch_carries_timeout = True
 
     def __init__(self, nsp: NamespaceView, factory: AdapterSettings) -> None:
         super().__init__(nsp, factory)

@@ -2,13 +2,15 @@
 
 The subscriber runs in one task that reconnects with bounded, resetting backoff after Redis
 restarts, ``CLIENT KILL``, idle timeouts and network stalls, and subscribes again to every channel
-and pattern. Publishes go through one ordered, bounded queue drained by one task. A publish that
-fails because the connection was lost (``CLIENT KILL``, Redis's idle ``timeout``, a restart) is
-retried, in order, until ``retry_timeout`` seconds after it was queued: the client reconnects at
-the next command, so a routine reconnection loses nothing. What cannot be published (Redis down
-past the deadline, queue full, a command error) is counted and logged, never dropped silently.
-The health of both sides is :attr:`RedisLink.health`. Nothing starts before it is first needed
-inside a running event loop, so a server can be created before a fork.
+and pattern; before it does, it closes its previous subscriber connection if Redis still has it
+(``CLIENT KILL ID``: a stalled one that Redis cannot tell is dead), so that Redis counts one
+subscriber per server. Publishes go through one ordered, bounded queue drained by one task. A
+publish that fails because the connection was lost (``CLIENT KILL``, Redis's idle ``timeout``, a
+restart) is retried, in order, until ``retry_timeout`` seconds after it was queued: the client
+reconnects at the next command, so a routine reconnection loses nothing. What cannot be published
+(Redis down past the deadline, queue full, a command error) is counted and logged, never dropped
+silently. The health of both sides is :attr:`RedisLink.health`. Nothing starts before it is first
+needed inside a running event loop, so a server can be created before a fork.
 """
 
 from __future__ import annotations
@@ -102,6 +104,10 @@ class RedisLink:
         self._alive: dict[str, tuple[int, float]] = {}
         self._connected_at = 0.0
         self._missed_logged_at = 0.0
+        # The subscriber connection as Redis knows it: (its run_id, the client id) (None: not
+        # known); and whether Redis refused to say or to close one (said once).
+        self._subscriber: tuple[str, int] | None = None
+        self._take_over_refused = False
         self._backoff_min = backoff_min
         self._backoff_max = backoff_max
         self._ready: asyncio.Event | None = None
@@ -212,6 +218,7 @@ class RedisLink:
             started = time.monotonic()
             try:
                 self._pubsub = pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+                await self._take_over(pubsub)
                 self._active = {"subscribe": set(), "psubscribe": set(), "ssubscribe": set()}
                 await self._sync(pubsub, strict=True)
                 self._on_connected()
@@ -230,6 +237,53 @@ class RedisLink:
             if self._is_closed():
                 return
             await backoff.wait(started)
+
+    async def _take_over(self, pubsub: Any) -> None:
+        """On the new subscriber connection, before it subscribes: learn its client id, and
+        close the previous subscriber connection if Redis still has it.
+
+        A subscriber connection replaced because it stalled (no answer to PING: a middlebox
+        that forwards nothing, a half-open link) was closed on this side only: Redis cannot
+        tell, keeps it subscribed until TCP keepalive or the pub/sub output buffer limit ends
+        it (minutes), and counts it in ``PUBSUB NUMSUB`` and in what ``PUBLISH`` answers. Beside
+        the new subscription it was taken for one more server: a message this server missed
+        while resubscribing was counted as delivered to it, and once it died, every publish
+        counted one missed delivery until the publishers counted the servers again. Closed
+        here, this server is counted once, and while it resubscribes, not at all."""
+        await pubsub.connect()
+        connection = pubsub.connection
+        try:
+            # Client ids are unique within one run of Redis only: after a restart (another
+            # run_id) the old id may be another client's, and the old connection is gone anyway.
+            await connection.send_command("INFO", "server")
+            run_id = _run_id(await connection.read_response())
+            stale = self._subscriber  # kept until Redis answers: a lost connection tries again
+            if stale is not None and run_id and stale[0] == run_id:
+                await connection.send_command("CLIENT", "KILL", "ID", str(stale[1]))
+                if await connection.read_response():
+                    logger.warning(
+                        "closed this server's previous redis subscriber connection (client id "
+                        "%d), which Redis still had: stalled or half-open, it counted as a "
+                        "subscriber that receives nothing",
+                        stale[1],
+                    )
+            self._subscriber = None
+            await connection.send_command("CLIENT", "ID")
+            self._subscriber = (run_id, int(await connection.read_response()))
+        except Exception as exc:
+            if connection_lost(exc):
+                raise
+            self._subscriber = None
+            if not self._take_over_refused:
+                self._take_over_refused = True
+                logger.warning(
+                    "redis refused INFO, CLIENT ID or CLIENT KILL on the subscriber connection "
+                    "(%s): a stalled subscriber connection this server replaces stays "
+                    "subscribed until Redis drops it, and the publishers' missed_deliveries may "
+                    "be off by it meanwhile (see docs/deployment.md); allow INFO, CLIENT ID and "
+                    "CLIENT KILL to the adapter's Redis user to avoid it",
+                    exc,
+                )
 
     async def _read(self, pubsub: Any) -> None:
         idle, answer = self._idle, self._answer
@@ -402,6 +456,15 @@ _WORDS = Words("Redis", "RedisAdapter", "broadcast", "redis channel", "publish",
 def _worth_a_retry(exc: BaseException) -> bool:
     """A lost connection (the client reconnects at the next command), not a timed-out attempt."""
     return connection_lost(exc) and not isinstance(exc, TimeoutError)
+
+
+def _run_id(info: Any) -> str:
+    """The ``run_id`` in what ``INFO server`` answers (empty when it is not there)."""
+    text = info.decode() if isinstance(info, bytes) else str(info)
+    for line in text.splitlines():
+        if line.startswith("run_id:"):
+            return line[len("run_id:") :].strip()
+    return ""
 
 
 class Stalled(ConnectionError):

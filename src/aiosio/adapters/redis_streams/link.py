@@ -20,7 +20,11 @@ join, leave and disconnect requests. What waits for an answer (broadcasts with a
   was sent just before the connection broke was applied is read back first (the entries after
   the last id this link appended that carry the same fields): it is appended once, never
   twice. Past the deadline or ``max_queue`` waiting messages, a message is dropped, counted in
-  ``dropped_publishes`` and logged.
+  ``dropped_publishes`` and logged; but one whose ``XADD`` was sent and never answered (Redis
+  stalled, the connection broke after the command left) and that no read-back found may have
+  been applied: it is counted in ``uncertain_publishes`` instead, and logged, and the readers
+  watch for it: found in the stream later (applied after all, so the other servers delivered
+  it), it is counted in ``uncertain_found``.
 
 Nothing starts before it is first needed inside a running event loop, so a server can be
 created before a fork.
@@ -32,6 +36,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +58,15 @@ Appended = Callable[[str | None], None]
 # or a stuck Redis), not waiting for entries: counted in StreamsHealth.stalled_reads.
 STALL_MARGIN = 1.0
 
+# The appends given up undecided that the readers watch for (past it the oldest is no longer
+# watched: it stays in uncertain_publishes), and the entries appended while any is watched that
+# are told apart from them by id (past it none is watched any more).
+MAX_UNDECIDED_WATCHED = 100
+MAX_APPENDED_WHILE_WATCHING = 100_000
+
+# How often an undecided append is logged at most (the health counts every one).
+UNDECIDED_LOG_INTERVAL = 5.0
+
 _WORDS = Words("Redis", "RedisStreamsAdapter", "message", "redis stream", "append", "appended")
 
 
@@ -61,7 +75,11 @@ class StreamsHealth(RedisHealth):
     """:class:`~aiosio.adapters.redis.RedisHealth` (the pub/sub side and the totals) and the
     streams: ``offsets`` (the id of the last entry read, per stream), ``lag_seconds`` (how old
     the last entry was when it was read), ``trimmed_unread`` (entries trimmed before this server
-    read them: raise ``max_len``), ``appended`` (entries added), ``readers_connected`` (readers
+    read them: raise ``max_len``), ``appended`` (entries added), ``uncertain_publishes``
+    (messages given up after an ``XADD`` that was sent and never answered and that no read-back
+    found: each is either in the stream, delivered late by the other servers, or lost; not in
+    ``dropped_publishes``), ``uncertain_found`` (of those, the ones this server's reader later
+    found in the stream: applied after all), ``readers_connected`` (readers
     whose last read went through), ``stalled_reads`` and ``stalled_seconds`` (reads that came
     back more than a second past their BLOCK time, or never: a stalled link or Redis, and the
     time they were held up), and, in :meth:`as_dict`, ``read_overdue_seconds`` (how far past its
@@ -71,6 +89,8 @@ class StreamsHealth(RedisHealth):
     lag_seconds: float | None = None
     trimmed_unread: int = 0
     appended: int = 0
+    uncertain_publishes: int = 0
+    uncertain_found: int = 0
     readers_connected: int = 0
     stalled_reads: int = 0
     stalled_seconds: float = 0.0
@@ -91,6 +111,8 @@ class StreamsHealth(RedisHealth):
             lag_seconds=None if self.lag_seconds is None else round(self.lag_seconds, 3),
             trimmed_unread=self.trimmed_unread,
             appended=self.appended,
+            uncertain_publishes=self.uncertain_publishes,
+            uncertain_found=self.uncertain_found,
             readers_connected=self.readers_connected,
             stalled_reads=self.stalled_reads,
             stalled_seconds=round(self.stalled_seconds, 3),
@@ -112,6 +134,13 @@ def entry_key(entry_id: str) -> tuple[int, int]:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _maybe_sent(exc: BaseException) -> bool:
+    """Whether a failed attempt may have reached Redis: not when no connection could be had
+    (redis-py says ``Error 111 connecting to ...``, ``Timeout connecting to server``); any other
+    lost connection or timeout may have come after the command left."""
+    return "connecting to" not in str(exc)
 
 
 class StreamsLink:
@@ -158,6 +187,12 @@ class StreamsLink:
         self._read: dict[str, int] = {}
         # The streams whose reader's last read went through (StreamsHealth.readers_connected).
         self._reading: set[str] = set()
+        # Appends given up undecided, watched for by the readers: (stream, the key of the last
+        # entry this link had appended when it was sent, its fields as Redis returns them); and
+        # the ids of the entries appended since the first of them (those same fields are not it).
+        self._undecided: deque[tuple[str, tuple[int, int], dict[bytes, bytes]]] = deque()
+        self._appended_while_watching: set[str] = set()
+        self._undecided_logged_at = 0.0
         self._closed = False
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -327,6 +362,8 @@ class StreamsLink:
             self.health.messages_received += 1
             self.health.last_message_at = now_ms / 1000
             self.streams_health.lag_seconds = max(now_ms - entry_ms(entry_id), 0.0) / 1000
+            if self._undecided:
+                self._found(stream, entry_id, fields)
             nsp = fields.get(b"nsp")
             handler = self._handlers.get(_text(nsp)) if nsp else None
             if handler is None:
@@ -435,14 +472,76 @@ class StreamsLink:
         def retry(exc: BaseException) -> bool:
             nonlocal uncertain
             lost = connection_lost(exc) or isinstance(exc, TimeoutError)
-            uncertain = uncertain or lost
+            uncertain = uncertain or (lost and _maybe_sent(exc))
             return lost
 
-        entry_id = await self._outbox.deliver(stream, queued_at, attempt, retry)
+        after = entry_key(self._last_added.get(stream, "0-0"))
+
+        def undecided(error: str) -> bool:
+            if uncertain:
+                self._given_up_undecided(stream, after, fields, error)
+            return uncertain
+
+        entry_id = await self._outbox.deliver(
+            stream, queued_at, attempt, retry, undecided=undecided
+        )
         if entry_id is not None:
             self._last_added[stream] = entry_id
             self.streams_health.appended += 1
+            if self._undecided:
+                self._appended_while_watching.add(entry_id)
+                if len(self._appended_while_watching) > MAX_APPENDED_WHILE_WATCHING:
+                    self._undecided.clear()  # still counted in uncertain_publishes
+                    self._appended_while_watching.clear()
         return entry_id
+
+    def _given_up_undecided(
+        self, stream: str, after: tuple[int, int], fields: dict[str, str], error: str
+    ) -> None:
+        """Count, log and watch for an append given up after an ``XADD`` that may have been
+        applied (sent, never answered, not found by a read-back)."""
+        health = self.streams_health
+        health.uncertain_publishes += 1
+        if len(self._undecided) >= MAX_UNDECIDED_WATCHED:
+            self._undecided.popleft()
+        self._undecided.append((stream, after, {k.encode(): v.encode() for k, v in fields.items()}))
+        now = time.monotonic()
+        if now - self._undecided_logged_at > UNDECIDED_LOG_INTERVAL:
+            self._undecided_logged_at = now
+            logger.error(
+                "gave up appending to redis stream %s (%s): Redis never answered an XADD that "
+                "was sent, so the message may be in the stream (the other servers then deliver "
+                "it late) or lost; %d such messages so far (health.uncertain_publishes, not in "
+                "dropped_publishes; those found in the stream later: health.uncertain_found); "
+                "check that Redis is reachable (RedisStreamsAdapter's publish_retry_timeout=%ss "
+                "bounds how long a message waits for it)",
+                stream,
+                error,
+                health.uncertain_publishes,
+                self._outbox.retry_timeout,
+            )
+
+    def _found(self, stream: str, entry_id: str, fields: dict[bytes, bytes]) -> None:
+        """If entry ``entry_id``, just read, is an append given up undecided, it was applied
+        after all: counted in ``uncertain_found`` and logged."""
+        if entry_id in self._appended_while_watching:
+            return  # appended by this link with an answer: not one given up
+        key = entry_key(entry_id)
+        for index, (watched, after, wanted) in enumerate(self._undecided):
+            if watched == stream and key > after and wanted == fields:
+                del self._undecided[index]
+                if not self._undecided:
+                    self._appended_while_watching.clear()
+                self.streams_health.uncertain_found += 1
+                logger.warning(
+                    "entry %s of redis stream %s is a message this server gave up appending "
+                    "(counted in uncertain_publishes): Redis applied it after all, and the other "
+                    "servers delivered it, after what was appended meanwhile "
+                    "(health.uncertain_found)",
+                    entry_id,
+                    stream,
+                )
+                return
 
     async def _appended_already(self, stream: str, fields: dict[str, str]) -> str | None:
         """The id of the entry an earlier attempt appended, if it was: appends are serial, so
