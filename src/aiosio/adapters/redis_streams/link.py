@@ -15,16 +15,17 @@ join, leave and disconnect requests. What waits for an answer (broadcasts with a
   started (``entries-added``) and how many it read since, and ``entries-added - length`` were
   removed; those past what it read are a loss, counted in
   :attr:`StreamsHealth.trimmed_unread` and logged, never silent.
-* **Appending.** One task appends in order. An ``XADD`` that fails because the connection was
-  lost is retried until ``retry_timeout`` seconds after it was queued; whether a command that
-  was sent just before the connection broke was applied is read back first (the entries after
-  the last id this link appended that carry the same fields): it is appended once, never
-  twice. Past the deadline or ``max_queue`` waiting messages, a message is dropped, counted in
+* **Appending.** One task appends in order. An ``XADD`` that fails because the connection was lost
+  is retried until ``retry_timeout`` seconds after it was queued; whether a command that was sent
+  just before the connection broke was applied is read back first (the entries after the last id
+  this link appended that carry the same fields): one Redis applied is not sent again (one Redis
+  holds unapplied past the read-back and applies later is appended twice: docs/redis-streams.md).
+  Past the deadline or ``max_queue`` waiting messages, a message is dropped, counted in
   ``dropped_publishes`` and logged; but one whose ``XADD`` was sent and never answered (Redis
-  stalled, the connection broke after the command left) and that no read-back found may have
-  been applied: it is counted in ``uncertain_publishes`` instead, and logged, and the readers
-  watch for it: found in the stream later (applied after all, so the other servers delivered
-  it), it is counted in ``uncertain_found``.
+  stalled, the connection broke after the command left) and that no read-back found may have been
+  applied: it is counted in ``uncertain_publishes`` instead, and logged, and the readers watch for
+  it: found in the stream later (applied after all, so the other servers delivered it), it is
+  counted in ``uncertain_found``.
 
 Nothing starts before it is first needed inside a running event loop, so a server can be
 created before a fork.
@@ -454,7 +455,7 @@ class StreamsLink:
         self, stream: str, fields: dict[str, str], queued_at: float
     ) -> str | None:
         """``XADD`` one entry: retried on a lost connection until ``retry_timeout`` after it
-        was queued (the queue waits: order is kept), and never appended twice."""
+        was queued (the queue waits: order is kept), and not sent again once Redis applied it."""
         uncertain = False  # an attempt may have been applied before its connection broke
 
         async def attempt(deadline: float) -> str:
