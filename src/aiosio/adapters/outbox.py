@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-__all__ = ["Outbox", "PublishHealth", "Unsent", "Words", "attempt_budget"]
+__all__ = ["Outbox", "PublishHealth", "Retries", "Unsent", "Words", "attempt_budget"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -45,6 +45,19 @@ class HasHealth(Protocol):
 
     @property
     def health(self) -> PublishHealth: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Retries:
+    """How a link waits for its broker: at most ``max_queue`` messages wait, each for at most
+    ``retry_timeout`` seconds (the adapters' ``max_publish_queue`` and
+    ``publish_retry_timeout``); reconnections back off from ``backoff_min`` (doubled) to
+    ``backoff_max`` seconds."""
+
+    max_queue: int = 10_000
+    retry_timeout: float = 2.0
+    backoff_min: float = 0.1
+    backoff_max: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,22 +93,19 @@ def describe(exc: BaseException) -> str:
 
 
 class Outbox(Generic[T]):
-    """The queue of one link: ``max_queue`` messages at most wait, each for at most
-    ``retry_timeout`` seconds; retries back off from ``first_delay`` (doubled, at least
-    ``backoff_min``) to ``backoff_max``."""
+    """The queue of one link, bounded by ``retries`` (:class:`Retries`); a message's retries back
+    off from ``first_delay`` (doubled, at least ``backoff_min``) to ``backoff_max``."""
 
     def __init__(
         self,
         link: HasHealth,
         words: Words,
         logger: logging.Logger,
-        max_queue: int,
-        retry_timeout: float,
-        backoff_min: float,
-        backoff_max: float,
+        retries: Retries,
         first_delay: float = 0.0,
         /,
     ) -> None:
+        max_queue, retry_timeout = retries.max_queue, retries.retry_timeout
         if max_queue < 1:
             raise ValueError(
                 f"max_publish_queue must be at least 1 message, got {max_queue}: it bounds the "
@@ -108,7 +118,7 @@ class Outbox(Generic[T]):
             )
         self.link, self.words, self.log = link, words, logger
         self.max_queue, self.retry_timeout = max_queue, retry_timeout
-        self.backoff = (first_delay, backoff_min, backoff_max)
+        self.backoff = (first_delay, retries.backoff_min, retries.backoff_max)
         self.queue: asyncio.Queue[tuple[T, float]] | None = None
         self.task: asyncio.Task[None] | None = None
         self._dropped_logged_at = 0.0

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiosio.adapters.cluster import ClusterAdapterFactory
+from aiosio.adapters.outbox import Retries
 from aiosio.adapters.postgres.link import PostgresHealth, PostgresLink
 from aiosio.adapters.postgres.namespace import PostgresNamespaceAdapter, channel_of
 from aiosio.protocol.socketio import Limits
@@ -99,8 +100,7 @@ class PostgresAdapter(ClusterAdapterFactory[PostgresNamespaceAdapter]):
             connect_options=connect_options,
             table_name=table_name,
             cleanup_interval=cleanup_interval,
-            max_queue=max_publish_queue,
-            retry_timeout=publish_retry_timeout,
+            retries=Retries(max_publish_queue, publish_retry_timeout),
             health_check_interval=health_check_interval,
             command_timeout=command_timeout,
         )

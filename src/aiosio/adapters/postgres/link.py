@@ -36,7 +36,7 @@ from typing import Any
 
 from aiosio._extras import import_extra
 from aiosio.adapters.health import Backoff, LinkHealth
-from aiosio.adapters.outbox import Outbox, Unsent, Words
+from aiosio.adapters.outbox import Outbox, Retries, Unsent, Words
 from aiosio.adapters.postgres.messages import Outgoing, encode_header
 from aiosio.adapters.redis.link import set_within
 
@@ -93,16 +93,11 @@ class PostgresLink:
         connect_options: dict[str, Any] | None = None,
         table_name: str = "socket_io_attachments",
         cleanup_interval: float = 30.0,
-        max_queue: int = 10_000,
-        retry_timeout: float = 2.0,
+        retries: Retries,
         health_check_interval: float = 30.0,
         command_timeout: float = 5.0,
-        backoff_min: float = 0.1,
-        backoff_max: float = 5.0,
     ) -> None:
-        self._outbox: Outbox[Outgoing] = Outbox(
-            self, _WORDS, logger, max_queue, retry_timeout, backoff_min, backoff_max, backoff_min
-        )
+        self._outbox: Outbox[Outgoing] = Outbox(self, _WORDS, logger, retries, retries.backoff_min)
         for name, value in (
             ("health_check_interval", health_check_interval),
             ("cleanup_interval", cleanup_interval),
@@ -117,9 +112,7 @@ class PostgresLink:
         self.health = PostgresHealth()
         self._idle = health_check_interval
         self._command_timeout = command_timeout
-        self._retry_timeout = retry_timeout
-        self._backoff_min = backoff_min
-        self._backoff_max = backoff_max
+        self._retries = retries
         self._channels: dict[str, Notification] = {}
         self._listener_conn: Any = None
         self._publisher_conn: Any = None
@@ -151,7 +144,9 @@ class PostgresLink:
         ]
         # The first messages (the adapters' INITIAL_HEARTBEAT) wait for the listener: the
         # answers they ask for must find it listening.
-        first = partial(set_within, self._ready, self._retry_timeout + self._command_timeout)
+        first = partial(
+            set_within, self._ready, self._retries.retry_timeout + self._command_timeout
+        )
         self._outbox.start(loop, self._publish_one, name="aiosio-postgres-publisher", first=first)
         return True
 
@@ -242,7 +237,7 @@ class PostgresLink:
                 conn.terminate()
 
     async def _listen(self) -> None:
-        backoff = Backoff(self._backoff_min, self._backoff_max, jitter=True)
+        backoff = Backoff(self._retries.backoff_min, self._retries.backoff_max, jitter=True)
         while not self._closed:
             started = time.monotonic()
             conn = None

@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiosio.adapters.cluster import ClusterAdapterFactory
+from aiosio.adapters.outbox import Retries
 from aiosio.adapters.redis.classic_adapter import ClassicAdapter
 from aiosio.adapters.redis.link import Link, RedisHealth, RedisLink
 from aiosio.adapters.redis.namespace import RedisNamespaceAdapter
@@ -96,8 +97,7 @@ class RedisAdapter(ClusterAdapterFactory[RedisNamespaceAdapter]):
         else:
             self.link = RedisLink(
                 redis_client(client, feature="RedisAdapter(url)"),
-                max_queue=max_publish_queue,
-                retry_timeout=publish_retry_timeout,
+                retries=Retries(max_publish_queue, publish_retry_timeout),
                 health_check_interval=health_check_interval,
             )
         self.key = key

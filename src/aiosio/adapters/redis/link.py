@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiosio.adapters.health import Backoff, LinkHealth
-from aiosio.adapters.outbox import Outbox, Words, attempt_budget
+from aiosio.adapters.outbox import Outbox, Retries, Words, attempt_budget
 
 __all__ = ["Handler", "Link", "RedisHealth", "RedisLink", "connection_lost", "set_within"]
 
@@ -74,15 +74,12 @@ class RedisLink:
         self,
         client: Any,
         *,
-        max_queue: int = 10_000,
-        retry_timeout: float = 2.0,
+        retries: Retries,
         health_check_interval: float = 30.0,
-        backoff_min: float = 0.1,
-        backoff_max: float = 5.0,
     ) -> None:
         # Published messages: (channel, data, sharded, audience).
         self._outbox: Outbox[tuple[str, bytes, bool, str | None]] = Outbox(
-            self, _WORDS, logger, max_queue, retry_timeout, backoff_min, backoff_max
+            self, _WORDS, logger, retries
         )
         if not health_check_interval > 0:
             raise ValueError(
@@ -108,8 +105,7 @@ class RedisLink:
         # known); and whether Redis refused to say or to close one (said once).
         self._subscriber: tuple[str, int] | None = None
         self._take_over_refused = False
-        self._backoff_min = backoff_min
-        self._backoff_max = backoff_max
+        self._retries = retries
         self._ready: asyncio.Event | None = None
         self._closed = False
         self._sync_lock = asyncio.Lock()
@@ -213,7 +209,7 @@ class RedisLink:
                 logger.warning("redis subscription update failed: %s", exc)
 
     async def _listen(self) -> None:
-        backoff = Backoff(self._backoff_min, self._backoff_max)
+        backoff = Backoff(self._retries.backoff_min, self._retries.backoff_max)
         while not self._closed:
             started = time.monotonic()
             try:

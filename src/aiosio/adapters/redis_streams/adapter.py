@@ -23,6 +23,7 @@ from typing import Any
 import msgpack
 
 from aiosio.adapters.cluster import ClusterAdapterFactory, ClusterMessageAdapter
+from aiosio.adapters.outbox import Retries
 from aiosio.adapters.redis.adapter import redis_client
 from aiosio.adapters.redis.codec import encode_msgpack
 from aiosio.adapters.redis.link import Link, RedisLink
@@ -135,10 +136,10 @@ class RedisStreamsAdapter(ClusterAdapterFactory["StreamsNamespaceAdapter"]):
                 "yet (the server count needs PUBSUB NUMSUB summed over every node, and the "
                 "pub/sub side is untested there); see docs/redis-streams.md, Redis Cluster"
             )
+        retries = Retries(max_publish_queue, publish_retry_timeout)
         pubsub = RedisLink(
             client,
-            max_queue=max_publish_queue,
-            retry_timeout=publish_retry_timeout,
+            retries=retries,
             health_check_interval=health_check_interval,
         )
         self.stream_name = stream_name
@@ -155,8 +156,7 @@ class RedisStreamsAdapter(ClusterAdapterFactory["StreamsNamespaceAdapter"]):
             max_len=max_len,
             read_count=read_count,
             block_ms=max(round(block_time * 1000), 1),
-            max_queue=max_publish_queue,
-            retry_timeout=publish_retry_timeout,
+            retries=retries,
         )
         self.link: Link = self.link_streams
         self.client = client

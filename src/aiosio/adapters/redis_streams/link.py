@@ -42,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiosio.adapters.outbox import Outbox, Words, attempt_budget
+from aiosio.adapters.outbox import Outbox, Retries, Words, attempt_budget
 from aiosio.adapters.redis.link import Handler, RedisHealth, RedisLink, connection_lost
 
 __all__ = ["EntryHandler", "StreamsHealth", "StreamsLink"]
@@ -159,10 +159,7 @@ class StreamsLink:
         max_len: int,
         read_count: int,
         block_ms: int,
-        max_queue: int,
-        retry_timeout: float,
-        backoff_min: float = 0.1,
-        backoff_max: float = 5.0,
+        retries: Retries,
     ) -> None:
         self.client = client
         self.pubsub = pubsub
@@ -176,10 +173,9 @@ class StreamsLink:
         self.block_ms = block_ms
         # Queued XADDs: (stream, fields, called with the entry id once it is appended).
         self._outbox: Outbox[tuple[str, dict[str, str], Appended]] = Outbox(
-            self, _WORDS, logger, max_queue, retry_timeout, backoff_min, backoff_max
+            self, _WORDS, logger, retries
         )
-        self._backoff_min = backoff_min
-        self._backoff_max = backoff_max
+        self._retries = retries
         self._handlers: dict[str, EntryHandler] = {}
         self._readers: list[asyncio.Task[None]] = []
         self._started: dict[str, asyncio.Event] = {}
@@ -287,7 +283,7 @@ class StreamsLink:
 
     async def _read_stream(self, stream: str) -> None:
         offset: str | None = None
-        delay = self._backoff_min
+        delay = self._retries.backoff_min
         lost_at: float | None = None
         while not self._closed:
             try:
@@ -300,7 +296,7 @@ class StreamsLink:
                 if lost_at is not None:
                     self._reader_back(stream, lost_at)
                     lost_at = None
-                    delay = self._backoff_min
+                    delay = self._retries.backoff_min
                 offset = await self._read_once(stream, offset)
                 self._reading.add(stream)
                 self.streams_health.readers_connected = len(self._reading)
@@ -313,7 +309,7 @@ class StreamsLink:
                     lost_at = time.time()
                     self._reader_lost(stream, exc, offset)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self._backoff_max)
+                delay = min(delay * 2, self._retries.backoff_max)
 
     async def _info(self, stream: str) -> dict[str, Any] | None:
         try:
