@@ -1,9 +1,9 @@
 """The Engine.IO options, written once (``aiosio.engine.options``): ``EngineOptions`` declares
 each option's name, type and default; ``EngineServer(**options)`` and ``Server(**engine)`` take
-them as keywords typed by ``EngineKeywords`` and ``SharedEngineKeywords``. These tests hold the
-two declarations together and the constructors' public API as it was when each listed its
-keywords: the same names, defaults and errors, at runtime and for mypy. The checks of each
-value are in tests/io/test_engine_http.py (``test_invalid_option_values``)."""
+them all as keywords typed by ``EngineKeywords``. These tests hold the two declarations together
+and the constructors' public API as it was when each listed its keywords (plus, for ``Server``,
+the two it did not take then): the same names, defaults and errors, at runtime and for mypy.
+The checks of each value are in tests/io/test_engine_http.py (``test_invalid_option_values``)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import aiosio
-from aiosio.engine.options import EngineKeywords, EngineOptions, SharedEngineKeywords
+from aiosio.engine.options import EngineKeywords, EngineOptions
 
 # The keywords of the two constructors before the options were written once: the public API.
 SERVER_ENGINE_KEYWORDS = {
@@ -38,6 +38,7 @@ SERVER_ENGINE_KEYWORDS = {
     "max_outbound_buffer",
     "add_trailing_slash",  # added with the reference's addTrailingSlash (issue 17 item 8)
 }
+# Server took these two only later: every EngineServer option is a Server option too.
 ENGINE_SERVER_KEYWORDS = SERVER_ENGINE_KEYWORDS | {"max_payload_packets", "shutdown_timeout"}
 
 
@@ -51,7 +52,6 @@ def test_the_keywords_are_the_options_with_their_types() -> None:
     # mypy checks the other way round: EngineOptions(**options) with options: EngineKeywords.
     assert typing.get_type_hints(EngineKeywords) == option_fields()
     assert EngineKeywords.__optional_keys__ == ENGINE_SERVER_KEYWORDS
-    assert SharedEngineKeywords.__optional_keys__ == SERVER_ENGINE_KEYWORDS
 
 
 def test_defaults_are_those_of_engine_options() -> None:
@@ -83,16 +83,17 @@ def test_every_keyword_reaches_the_options() -> None:
         "cors": cors,
         "max_outbound_buffer": 8192,
         "add_trailing_slash": True,
+        "max_payload_packets": 7,
+        "shutdown_timeout": 0.5,
     }
-    engine_only = {"max_payload_packets": 7, "shutdown_timeout": 0.5}
-    assert set(given) == SERVER_ENGINE_KEYWORDS
+    assert set(given) == ENGINE_SERVER_KEYWORDS
+    assert {name: getattr(EngineOptions(), name) for name in given} != given  # not the defaults
     from_server = aiosio.Server(**given).engine.options
-    from_engine = aiosio.EngineServer(**given, **engine_only).options
+    from_engine = aiosio.EngineServer(**given).options
     for name, value in given.items():
         assert getattr(from_server, name) == value, name
         assert getattr(from_engine, name) == value, name
-    for name, value in engine_only.items():
-        assert getattr(from_engine, name) == value, name
+    assert from_server == from_engine
 
 
 @pytest.mark.parametrize(
@@ -119,13 +120,20 @@ def test_a_misspelt_socketio_option_of_the_server_is_named_too() -> None:
         aiosio.Server(conect_timeout=1.0)  # type: ignore[call-arg]
 
 
-@pytest.mark.parametrize("keyword", ["max_payload_packets", "shutdown_timeout"])
-def test_the_server_does_not_take_the_engine_only_options(keyword: str) -> None:
-    # aiosio.Server never took them (Server.close does not drain as EngineServer.shutdown does).
-    with pytest.raises(
-        TypeError, match=rf"^Server\.__init__\(\) got an unexpected .* '{keyword}'$"
-    ):
-        aiosio.Server(**{keyword: 1})
+@pytest.mark.parametrize(
+    ("keyword", "value", "error", "message"),
+    [
+        ("max_payload_packets", 0, TypeError, "max_payload_packets must be a positive int"),
+        ("shutdown_timeout", 0, ValueError, "shutdown_timeout must be a positive number"),
+    ],
+)
+def test_the_server_takes_and_validates_what_was_engine_only(
+    keyword: str, value: int, error: type[Exception], message: str
+) -> None:
+    # aiosio.Server refused them before (a TypeError naming them as unexpected).
+    assert getattr(aiosio.Server(**{keyword: 3}).engine.options, keyword) == 3
+    with pytest.raises(error, match=message):
+        aiosio.Server(**{keyword: value})
 
 
 def test_the_options_are_read_on_the_engine_as_before() -> None:
@@ -163,7 +171,8 @@ aiosio.EngineServer(pingInterval=1)  # E: call-arg
 aiosio.EngineServer(ping_interval="1")  # E: arg-type
 aiosio.Server(ping_interval="1")  # E: arg-type
 aiosio.Server(pth="/x")  # E: call-arg
-aiosio.Server(shutdown_timeout=1.0)  # E: call-arg
+aiosio.Server(shutdown_timeout=1.0, max_payload_packets=5)
+aiosio.Server(shutdown_timeout="1")  # E: arg-type
 engine.path = "/y"  # E: assignment
 """
 

@@ -1017,6 +1017,66 @@ async def test_connection_state_recovery_expired(serve: ServeFn) -> None:
     assert second["id"] == again.id != first["id"]
 
 
+async def test_recovery_with_middlewares_loses_nothing_broadcast_while_they_run(
+    serve: ServeFn, transport: str
+) -> None:
+    """Without skip_middlewares a recovered socket waits for them, in its rooms (as in the
+    reference); what is broadcast to them meanwhile reaches socket.io-client after the missed
+    events, before "connect", once each."""
+    recovery = aiosio.Recovery(max_disconnection_duration=5, skip_middlewares=False)
+    sio = Server(connection_state_recovery=recovery)
+    peers = Peers(sio)
+    gate = asyncio.Event()
+    waiting: list[Socket] = []
+
+    @sio.use
+    async def slow(socket: Socket) -> None:
+        if socket.recovered:
+            waiting.append(socket)
+            await gate.wait()
+
+    url = await serve(sio)
+    node = Node(url, *TRANSPORTS[transport], "--reconnection-delay", "200")
+    (s0,) = await node.ready(peers, "c0")
+    sid = s0.id
+    s0.join("room1")
+    s0.emit("before", 1)  # gives the client an offset
+    peers.on_disconnect = lambda _socket, _reason: sio.to("room1").emit("missed", 1)
+    s0.emit("cmd", {"do": "drop"})
+    await node.until(lambda: bool(waiting))
+    peers.on_disconnect = None
+    pending = waiting[0]
+    assert pending.id == sid
+    assert not pending.connected
+    assert pending.rooms == {sid, "room1"}
+    sio.to("room1").emit("during", 1)
+    sio.emit("during", 2, b"\x02")
+    sio.to(sid).emit("during", 3)
+    sio.except_("room1").emit("not-for-c0")
+    gate.set()
+    await node.until(lambda: len(peers.ready) == 2)
+    recovered = peers["c0"]
+    assert recovered is pending
+    assert recovered.recovered is True
+    recovered.emit("after", 2)
+    recovered.emit("cmd", {"do": "disconnect"})
+    lines = await node.done()
+    assert timeline(lines, "c0") == [
+        "connect", "before", "disconnect:forced close",
+        "missed", "during", "during", "during", "connect",
+        "after", "disconnect:io client disconnect",
+    ]  # fmt: skip
+    assert events(lines, "c0", strip_offset=True) == [
+        ["before", 1],
+        ["missed", 1],
+        ["during", 1],
+        ["during", 2, b"\x02"],
+        ["during", 3],
+        ["after", 2],
+    ]
+    assert of(lines, "connect", "c0")[1]["recovered"] is True
+
+
 # -- socket.io-client 2.x (Engine.IO protocol 3) --------------------------------------------------
 
 V2 = ("--client", "v2")

@@ -4,7 +4,9 @@ Over real sockets, on the native server and under uvicorn. A polling session who
 for the client's next GET, or that are held by an upgrade in progress, closes once the client has
 taken them (the next GET takes them, the one after the close; an upgrade that completes gets them on
 the WebSocket, then its close), for at most ``shutdown_timeout``; then what is left is dropped
-and logged. ``close()`` stays the immediate close.
+and logged. ``close()`` stays the immediate close. ``aiosio.Server.shutdown()`` (what the HTTP
+servers call) disconnects its sockets, then drains its engine the same way, within its own
+``shutdown_timeout``.
 """
 
 from __future__ import annotations
@@ -118,3 +120,55 @@ async def test_gives_up_after_shutdown_timeout_and_says_so(
 def test_shutdown_timeout_is_validated() -> None:
     with pytest.raises(ValueError, match="shutdown_timeout must be a positive number"):
         aiosio.EngineServer(shutdown_timeout=0)
+
+
+# -- aiosio.Server: its shutdown (what the HTTP servers call) drains its engine the same way ----
+
+SIO_PATH = "/socket.io/"
+
+
+async def connected_polling_client(c: httpx.AsyncClient, base: str, sio: aiosio.Server) -> str:
+    """A polling session connected to the main namespace; its engine session id."""
+    sid, _, _ = await handshake(c, base, SIO_PATH)
+    response = await c.post(
+        url(base, SIO_PATH, EIO="4", transport="polling", sid=sid), content=b"40"
+    )
+    assert response.status_code == 200
+    assert (await poll(c, base, sid, SIO_PATH)).text.startswith("40{")
+    await eventually(lambda: len(sio.sockets.sockets) == 1)
+    return sid
+
+
+async def test_the_socketio_server_shutdown_delivers_what_was_sent_then_closes(
+    serve: Any,
+) -> None:
+    sio = aiosio.Server()
+    reasons: list[str] = []
+    sio.on("disconnect", lambda _socket, reason, _description: reasons.append(reason))
+    base = await serve(sio)
+    async with client() as c:
+        sid = await connected_polling_client(c, base, sio)
+        sio.emit("bye", 1)  # no GET waits: buffered
+        shutdown = asyncio.create_task(sio.shutdown())
+        await eventually(lambda: sio.engine.shutting_down)
+        assert reasons == ["server shutting down"]
+        assert not shutdown.done()
+        assert (await poll(c, base, sid, SIO_PATH)).text == '42["bye",1]'
+        assert (await poll(c, base, sid, SIO_PATH)).text == "6\x1e1"
+        await asyncio.wait_for(shutdown, TIMEOUT)
+    assert sio.engine.clients_count == 0
+
+
+async def test_the_socketio_server_gives_up_after_its_shutdown_timeout(
+    serve: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    sio = aiosio.Server(shutdown_timeout=0.2)
+    base = await serve(sio)
+    async with client() as c:
+        await connected_polling_client(c, base, sio)
+    sio.emit("never taken")  # the client is gone: no GET will come
+    with caplog.at_level(logging.WARNING, "aiosio.engine"):
+        await asyncio.wait_for(sio.shutdown(), TIMEOUT)
+    assert sio.engine.clients_count == 0
+    [line] = [r.getMessage() for r in caplog.records if "shutdown" in r.getMessage()]
+    assert "gave up after shutdown_timeout=0.2s on 1 session(s)" in line

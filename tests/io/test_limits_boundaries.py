@@ -7,8 +7,8 @@
   over ``max_header_size`` is 414.
 - ``ServerLimits.websocket_close_timeout`` (native): a peer that never answers the server's close
   frame is dropped after it, and not before.
-- ``EngineServer(max_payload_packets=...)``: a POST of exactly that many packets is taken, one more
-  closes the session with ``parse error`` (both servers).
+- ``EngineServer(max_payload_packets=...)``, and ``aiosio.Server``'s: a POST of exactly that many
+  packets is taken, one more closes the session with ``parse error`` (both servers).
 - The client's ``reconnection_attempts``: exactly that many tries, then ``reconnect_failed`` and
   no more.
 """
@@ -30,6 +30,7 @@ from _eio import (
     eventually,
     handshake,
     host_port,
+    poll,
     post,
     recorder,
     request_bytes,
@@ -170,6 +171,36 @@ async def test_max_payload_packets_at_and_past_its_bound(serve: Any) -> None:
     delivered = [m for s, m in rec.messages if s == sid]
     assert delivered == [f"m{i}" for i in range(100)] + [f"n{i}" for i in range(100)]
     await assert_serving(base)
+
+
+async def test_max_payload_packets_through_the_socketio_server(serve: Any) -> None:
+    """``aiosio.Server(max_payload_packets=...)`` reaches its engine: a POST of that many
+    Socket.IO packets is taken, one more closes the session with ``parse error``."""
+    sio = aiosio.Server(max_payload_packets=5)
+    got: list[int] = []
+    reasons: list[str] = []
+    sio.on("m", lambda _socket, n: got.append(n))
+    sio.on("disconnect", lambda _socket, reason, _description: reasons.append(reason))
+    base = await serve(sio)
+    path = "/socket.io/"
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+        sid, _, _ = await handshake(client, base, path)
+        assert (
+            await post(client, base, sid, "40", path, headers={"Content-Type": TEXT})
+        ).is_success
+        assert (await poll(client, base, sid, path)).text.startswith("40{")
+        at_bound = "\x1e".join(f'42["m",{i}]' for i in range(5))
+        response = await post(client, base, sid, at_bound, path, headers={"Content-Type": TEXT})
+        assert response.is_success
+        await eventually(lambda: got == [0, 1, 2, 3, 4])
+        assert reasons == []
+        past = "\x1e".join(f'42["m",{i}]' for i in range(10, 16))
+        response = await post(client, base, sid, past, path, headers={"Content-Type": TEXT})
+        assert response.status_code == 400
+        await eventually(lambda: reasons == ["parse error"])
+    # the packets before the fault are delivered, the 6th is not
+    assert got == [0, 1, 2, 3, 4, 10, 11, 12, 13, 14]
+    await assert_serving(base, path)
 
 
 # -- the client's reconnection_attempts ------------------------------------------------------

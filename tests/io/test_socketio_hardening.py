@@ -618,6 +618,149 @@ async def test_no_joining_the_room_of_a_recoverable_socket(
     await intruder.nothing(0.2)
 
 
+async def recovering_behind_a_gate(
+    serve: Any, clients: Callable[..., Any], auth: dict[str, Any] | None = None, **options: Any
+) -> tuple[aiosio.Server, RawClient, aiosio.Socket, asyncio.Event, list[str]]:
+    """A client recovers its session (id, room ``room1``, the event ``missed`` it missed) on a
+    server whose async middleware holds recovered sockets until the returned gate opens, then
+    refuses it if ``auth`` (added to the recovering CONNECT's) has ``refuse``. Returns the new
+    connection, the waiting socket, the gate and the rooms the middleware saw it in."""
+    recovery = aiosio.Recovery(skip_middlewares=False)
+    sio = aiosio.Server(connection_state_recovery=recovery, **options)
+    gate = asyncio.Event()
+    waiting: list[aiosio.Socket] = []
+    seen: list[str] = []
+
+    @sio.use
+    async def slow(socket: aiosio.Socket) -> None:
+        if not socket.recovered:
+            return
+        seen.extend(sorted(socket.rooms))
+        waiting.append(socket)
+        await gate.wait()
+        if socket.handshake.auth.get("refuse"):
+            raise aiosio.ConnectionRefused("not now")
+
+    sio.on("join", lambda socket, room: socket.join(room))
+    base = await serve(sio)
+    first = await clients(base)
+    await first.send("40")
+    connected = json.loads(str(await first.next())[2:])
+    sid, pid = connected["sid"], connected["pid"]
+    await first.send('421["join","room1"]')
+    assert await first.next() == "431[]"
+    sio.to("room1").emit("tick")  # the client's offset
+    offset = json.loads(str(await first.next())[2:])[-1]
+    await first.close()
+    await eventually(lambda: sid not in sio.sockets.sockets)
+    sio.to("room1").emit("missed", 0)
+    back = await clients(base)
+    await back.send("40" + json.dumps({"pid": pid, "offset": offset, **(auth or {})}))
+    await eventually(lambda: bool(waiting))
+    assert waiting[0].id == sid
+    return sio, back, waiting[0], gate, seen
+
+
+def event_of(frame: str | bytes) -> list[Any]:
+    """``[event, *args]`` of an EVENT frame, the recovery offset left out."""
+    assert isinstance(frame, str)
+    assert frame.startswith("42["), frame
+    data = json.loads(frame[2:])
+    assert isinstance(data[-1], str)  # the offset
+    return list(data[:-1])
+
+
+def broadcast_while_waiting(sio: aiosio.Server, sid: str) -> None:
+    sio.to("room1").emit("during", 1)
+    sio.emit("during", 2)
+    sio.to(sid).emit("during", 3)
+    sio.to("room1").except_("other").emit("during", 4)
+    sio.except_("room1").emit("not-for-it")
+    sio.to("other").emit("for-nobody")
+    sio.to("room1").emit_with_ack("with-ack").close()  # with acks: the connected only
+
+
+async def test_a_recovered_socket_gets_what_is_broadcast_while_its_middlewares_run(
+    serve: Any, clients: Callable[..., Any]
+) -> None:
+    """As the reference, a recovered socket is in its rooms before its middlewares run (they see
+    them); a broadcast to its rooms meanwhile is not lost: it follows the missed packets,
+    before the CONNECT packet. Nothing reaches the client before the middlewares accepted it."""
+    sio, back, socket, gate, seen = await recovering_behind_a_gate(serve, clients)
+    sid = socket.id
+    assert seen == sorted([sid, "room1"])
+    assert not socket.connected
+    assert sid not in sio.sockets.sockets
+    broadcast_while_waiting(sio, sid)
+    await back.nothing(0.2)
+    gate.set()
+    frames = [await back.next() for _ in range(6)]
+    assert [event_of(frame) for frame in frames[:5]] == [
+        ["missed", 0],
+        ["during", 1],
+        ["during", 2],
+        ["during", 3],
+        ["during", 4],
+    ]
+    assert json.loads(str(frames[5])[2:]) == {"sid": sid, "pid": socket.pid}
+    assert str(frames[5]).startswith("40{")
+    sio.to("room1").emit("after", 5)
+    assert event_of(await back.next()) == ["after", 5]
+    await back.nothing(0.1)
+    assert socket.connected
+    assert socket.rooms == {sid, "room1"}
+    assert sio.sockets.pending == {}
+
+
+async def test_a_recovered_socket_refused_by_a_middleware_gets_nothing_and_is_in_no_room(
+    serve: Any, clients: Callable[..., Any]
+) -> None:
+    sio, back, socket, gate, _ = await recovering_behind_a_gate(
+        serve, clients, auth={"refuse": True}
+    )
+    sid = socket.id
+    broadcast_while_waiting(sio, sid)
+    gate.set()
+    assert await back.next() == '44{"message":"not now"}'
+    sio.to("room1").emit("after", 5)
+    await back.nothing(0.2)
+    assert not socket.connected
+    assert socket.rooms == set()
+    adapter = sio.sockets.adapter
+    assert sid not in adapter.sids
+    assert "room1" not in adapter.rooms
+    assert sio.sockets.pending == {}
+    assert sid not in sio.sockets.sockets
+
+
+async def test_what_a_recovered_socket_holds_is_bounded_by_max_outbound_buffer(
+    serve: Any, clients: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Broadcasts held for a recovered socket whose middleware takes its time are bounded as
+    what waits for a client that does not read: past max_outbound_buffer its connection is
+    closed, said at WARNING, and the socket leaves its rooms when the middleware ends."""
+    sio, back, socket, gate, _ = await recovering_behind_a_gate(
+        serve, clients, max_outbound_buffer=10_000
+    )
+    caplog.set_level(logging.WARNING, "aiosio.server")
+    for _ in range(5):
+        sio.to("room1").emit("during", "x" * 1000)
+    await back.nothing(0.1)
+    sio.to("room1").emit("during", "x" * 6000)  # past 10,000 bytes held
+    await back.wait_closed()
+    assert any(
+        "bytes of broadcasts wait for socket " + socket.id in record.getMessage()
+        and "(max_outbound_buffer=10000)" in record.getMessage()
+        for record in caplog.records
+    )
+    assert back.frames.empty()
+    gate.set()
+    await eventually(lambda: not socket.rooms)
+    assert not socket.connected
+    assert "room1" not in sio.sockets.adapter.rooms
+    assert sio.sockets.pending == {}
+
+
 # -- namespaces, acks, handlers ------------------------------------------------------------------
 
 

@@ -1313,3 +1313,192 @@ async def test_no_qpack_dynamic_table_for_a_peer(
         code, _ = await peer.closed()
     assert code == 0x201  # QPACK_ENCODER_STREAM_ERROR
     await until(logged(caplog, "(error code 0x201)"))
+
+
+# -- what a hostile server can make the client hold: bounded, the cause named ------------------
+
+# A HEADERS frame (type 1) announcing a megabyte (a 4-byte varint), never finished.
+HUGE_HEADERS = b"\x01" + (0x80000000 | 1_000_000).to_bytes(4, "big")
+
+
+def hostile_server_class(
+    behaviour: str, connected: asyncio.Queue[Any], *, chunk: int = 4096, chunks: int = 40
+) -> type:
+    """An HTTP/3 server of the test's own (aioquic): ``headers`` answers the session's CONNECT
+    with a HEADERS frame that never ends, trickled ``chunk`` bytes at a time; ``engine`` plays
+    Engine.IO and Socket.IO on the session's stream up to the namespace's CONNECT, then puts
+    itself and the session's stream ids on ``connected``."""
+    from aioquic.asyncio.protocol import QuicConnectionProtocol
+    from aioquic.h3.connection import H3Connection
+    from aioquic.h3.events import HeadersReceived, WebTransportStreamDataReceived
+
+    from aiosio.protocol.webtransport import FrameDecoder
+
+    class Hostile(QuicConnectionProtocol):  # type: ignore[misc]
+        def __init__(self, quic: Any, **kwargs: Any) -> None:
+            super().__init__(quic, **kwargs)
+            self.connection = quic
+            self.http = H3Connection(quic, enable_webtransport=True)
+            self.decoder = FrameDecoder(1_000_000)
+            self.session: int | None = None
+            self.trickling: asyncio.Task[None] | None = None
+
+        def quic_event_received(self, event: Any) -> None:
+            for h3_event in self.http.handle_event(event):
+                if isinstance(h3_event, HeadersReceived) and self.session is None:
+                    self.session = h3_event.stream_id
+                    if behaviour == "headers":
+                        self.trickling = asyncio.ensure_future(self.trickle(h3_event.stream_id))
+                        return
+                    self.http.send_headers(
+                        h3_event.stream_id,
+                        [(b":status", b"200"), (b"sec-webtransport-http3-draft", b"draft02")],
+                    )
+                elif isinstance(h3_event, WebTransportStreamDataReceived):
+                    for message in self.decoder.feed(h3_event.data):
+                        self.answer(h3_event.stream_id, message)
+
+        def answer(self, stream_id: int, message: str | bytes) -> None:
+            if message == "0":  # the client's OPEN: the Engine.IO handshake
+                handshake = (
+                    '0{"sid":"hostile","upgrades":[],"pingInterval":25000,"pingTimeout":20000,'
+                    '"maxPayload":1000000}'
+                )
+                self.write(stream_id, encode_frame(handshake))
+            elif message == "40":
+                self.write(stream_id, encode_frame('40{"sid":"s1"}'))
+                connected.put_nowait((self, stream_id))
+
+        def write(self, stream_id: int, data: bytes) -> None:
+            self.connection.send_stream_data(stream_id, data)
+            self.transmit()
+
+        async def trickle(self, stream_id: int, first: bytes = HUGE_HEADERS) -> None:
+            """What never ends: ``first``, then bytes, a chunk per round trip."""
+            self.write(stream_id, first)
+            for _ in range(chunks):
+                self.write(stream_id, b"x" * chunk)
+                try:
+                    await asyncio.wait_for(self.ping(), TIMEOUT)
+                except ConnectionError:
+                    return  # the client closed the connection
+
+    return Hostile
+
+
+@pytest.fixture
+async def hostile(
+    webtransport_certificate: tuple[Path, Path, str],
+) -> AsyncIterator[Callable[..., Any]]:
+    """``url, digest, connected = await hostile(behaviour)``: a hostile HTTP/3 server."""
+    from aioquic.asyncio.server import serve
+    from aioquic.h3.connection import H3_ALPN
+    from aioquic.quic.configuration import QuicConfiguration
+
+    cert, key, digest = webtransport_certificate
+    servers: list[Any] = []
+
+    async def start(behaviour: str) -> tuple[str, str, asyncio.Queue[Any]]:
+        connected: asyncio.Queue[Any] = asyncio.Queue()
+        configuration = QuicConfiguration(
+            alpn_protocols=H3_ALPN, is_client=False, max_datagram_frame_size=65536
+        )
+        configuration.load_cert_chain(cert, key)
+        port = free_port()
+        servers.append(
+            await serve(
+                "127.0.0.1",
+                port,
+                configuration=configuration,
+                create_protocol=hostile_server_class(behaviour, connected),
+            )
+        )
+        return f"http://127.0.0.1:{port}", digest, connected
+
+    yield start
+    for server in servers:
+        server.close()
+    await asyncio.sleep(0)  # the servers' UDP sockets close on the next loop turn
+
+
+def hostile_client(url: str, digest: str, **options: Any) -> aiosio.Client:
+    return aiosio.Client(
+        url,
+        transports=["webtransport"],
+        reconnection=False,
+        server_certificate_hashes=[digest],
+        timeout=TIMEOUT,
+        **options,
+    )
+
+
+async def test_the_client_bounds_an_answer_that_never_ends(
+    hostile: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server that answers the session request with a HEADERS frame announcing a megabyte and
+    trickles it: aioquic holds a frame until it is whole; the client gives up past
+    MAX_HEAD (64 KiB) bytes, with a connect error that says so."""
+    from aiosio.client.http import MAX_HEAD
+
+    url, digest, _ = await hostile("headers")
+    caplog.set_level(logging.WARNING, "aiosio.client.webtransport")
+    client = hostile_client(url, digest)
+    with pytest.raises(ConnectError) as raised:
+        await asyncio.wait_for(client.connect(), TIMEOUT)
+    error = raised.value
+    assert error.stage is Stage.WEBTRANSPORT
+    assert "bytes of incomplete HTTP/3 frames, over the 65536 the client holds" in error.message
+    held = int(error.message.split("the server sent ")[1].split(" bytes")[0])
+    assert MAX_HEAD < held <= MAX_HEAD + 4096 + len(HUGE_HEADERS)
+    assert logged(caplog, "closing the WebTransport connection: the server sent")()
+    await client.disconnect()
+
+
+async def test_the_client_bounds_a_frame_that_never_ends_once_connected(
+    hostile: Callable[..., Any],
+) -> None:
+    """Once connected, a HEADERS frame that never ends on the session's stream (trailers, as
+    far as HTTP/3 knows): the client closes the connection past MAX_HEAD bytes held and
+    disconnects with "transport error", the description naming the cause."""
+    url, digest, connected = await hostile("engine")
+    client = hostile_client(url, digest)
+    disconnects: list[tuple[Any, ...]] = []
+    client.on("disconnect", lambda *args: disconnects.append(args))
+    await asyncio.wait_for(client.connect(), TIMEOUT)
+    try:
+        server, _stream = await asyncio.wait_for(connected.get(), TIMEOUT)
+        assert server.session is not None
+        await asyncio.wait_for(server.trickle(server.session), TIMEOUT)
+        await until(lambda: bool(disconnects))
+        reason, description = disconnects[0]
+        assert reason == "transport error"
+        assert "bytes of incomplete HTTP/3 frames, over the 65536 the client holds" in str(
+            description
+        )
+        assert server.connection._close_event is not None  # the client closed it
+    finally:
+        await client.disconnect()
+
+
+async def test_the_client_bounds_an_engineio_frame_by_max_http_buffer_size(
+    hostile: Callable[..., Any],
+) -> None:
+    """An Engine.IO frame on the session's stream that announces more than the client's
+    max_http_buffer_size is refused from its header, before anything of it is held (its
+    payload trickled would otherwise be held to the end)."""
+    url, digest, connected = await hostile("engine")
+    client = hostile_client(url, digest, max_http_buffer_size=100_000)
+    disconnects: list[tuple[Any, ...]] = []
+    client.on("disconnect", lambda *args: disconnects.append(args))
+    await asyncio.wait_for(client.connect(), TIMEOUT)
+    try:
+        server, stream = await asyncio.wait_for(connected.get(), TIMEOUT)
+        header = bytes((127,)) + (100_001).to_bytes(8, "big")  # a text frame of 100,001 bytes
+        trickling = asyncio.ensure_future(server.trickle(stream, header))
+        await until(lambda: bool(disconnects))
+        reason, description = disconnects[0]
+        assert reason == "transport error"
+        assert "a frame announces 100001 bytes, over the limit of 100000" in str(description)
+        await asyncio.wait_for(trickling, TIMEOUT)
+    finally:
+        await client.disconnect()

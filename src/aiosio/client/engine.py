@@ -155,6 +155,15 @@ def _query_string(query: Mapping[str, str]) -> str:
 
 
 _NO_TRANSPORT = TransportName("")
+_READY_STATES = {
+    ClientState.OPENING: "opening",
+    ClientState.OPEN: "open",
+    ClientState.PROBING: "open",
+    ClientState.PAUSING: "open",
+    ClientState.CLOSING: "closing",
+    ClientState.CLOSING_UPGRADE: "closing",
+    ClientState.CLOSED: "closed",
+}
 _PONG = Packet(PacketType.PONG)
 
 
@@ -171,9 +180,10 @@ class EngineClient(EventEmitter):
     (everything queued was written), ``close`` (reason, description). With no handler, an
     event costs one test of an empty dict.
 
-    ``state`` is the core's :class:`ClientState` (``PAUSING`` while the upgrade pauses polling);
-    ``transport`` the transport in use, a ``str`` with ``.name`` as the reference's transport
-    object (``""`` before the handshake)."""
+    ``state`` is the core's :class:`ClientState` (``PAUSING`` while the upgrade pauses polling),
+    ``ready_state`` the reference's ``readyState``; ``transport`` the transport in use, a
+    ``str`` with ``.name`` as the reference's transport object (``""`` before the handshake).
+    Once closed it stays readable on ``client.io.engine`` until the next attempt."""
 
     _logger = logging.getLogger("aiosio.client.engine")
 
@@ -217,6 +227,13 @@ class EngineClient(EventEmitter):
     @property
     def state(self) -> ClientState:
         return self.session.state
+
+    @property
+    def ready_state(self) -> str:
+        """engine.io-client's ``readyState``: ``"opening"`` until the handshake, ``"open"`` (an
+        upgrade under way included), ``"closing"`` while the buffer goes out before the close
+        packet, ``"closed"`` (a closed session stays readable on ``client.io.engine``)."""
+        return _READY_STATES[self.session.state]
 
     @property
     def transport(self) -> TransportName:

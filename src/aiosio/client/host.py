@@ -91,9 +91,10 @@ class ManagerHost(Protocol):
 
     @property
     def engine(self) -> EngineClient | None:
-        """The Engine.IO session (Node: ``socket.io.engine``), ``None`` before the first
-        attempt and once closed: its ``transport.name`` and its events (``packet``,
-        ``packetCreate``, ``upgrade``, ``upgradeError``, ``drain``, ``close``)."""
+        """The Engine.IO session of the latest attempt (Node: ``socket.io.engine``), kept once
+        it closed (its ``ready_state`` then ``"closed"``), ``None`` before the first attempt:
+        its ``transport.name`` and its events (``packet``, ``packetCreate``, ``upgrade``,
+        ``upgradeError``, ``drain``, ``close``)."""
         ...
 
     @property

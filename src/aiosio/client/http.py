@@ -28,6 +28,7 @@ from aiosio.client.proxy import Proxy, tunnel
 from aiosio.protocol import websocket as ws
 
 __all__ = [
+    "MAX_HEAD",
     "ClientWebSocket",
     "CookieJar",
     "Endpoint",
@@ -45,7 +46,9 @@ __all__ = [
 logger = logging.getLogger("aiosio.client.http")
 
 USER_AGENT = "aiosio"
-_MAX_HEAD = 64 * 1024
+MAX_HEAD = 64 * 1024
+"""The bytes of a server's answer the client holds before it is whole: an HTTP/1.1 response
+head here, the incomplete HTTP/3 frames of a WebTransport connection (client/webtransport.py)."""
 
 
 @dataclass(slots=True)
@@ -408,7 +411,7 @@ class HttpConnection:
                     description=exc,
                 ) from exc
             response.size += len(chunk)
-            if response.size > self.max_body + _MAX_HEAD:
+            if response.size > self.max_body + MAX_HEAD:
                 raise ConnectError(
                     Stage.PROTOCOL,
                     f"the HTTP answer is larger than {self.max_body} bytes",
@@ -457,11 +460,11 @@ async def _read_handshake_answer(
                 except httptools.HttpParserUpgrade as upgrade:
                     offset = upgrade.args[0] if upgrade.args else len(chunk)
                     leftover = chunk[offset:]
-                if len(buffer) > _MAX_HEAD and not response.headers_done:
+                if len(buffer) > MAX_HEAD and not response.headers_done:
                     raise ConnectError(Stage.WEBSOCKET, "handshake answer too large", url=url)
             if parser.get_status_code() != 101:
                 # Read the (small) body of a refusal for the user to see.
-                while not response.done and len(buffer) < _MAX_HEAD:
+                while not response.done and len(buffer) < MAX_HEAD:
                     chunk = await reader.read(65536)
                     if not chunk:
                         break

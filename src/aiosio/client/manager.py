@@ -127,7 +127,10 @@ class Manager(EventEmitter):
         self.secure = secure
         self.options = options
         self.ssl = ssl
-        self.engine: EngineClient | None = None
+        # The Engine.IO session of the connection that is opening or open (None otherwise),
+        # and the one of the latest attempt, kept once it closed (engine): set together.
+        self._engine: EngineClient | None = None
+        self._latest: EngineClient | None = None
         # A WebSocket opened or upgraded to with this server (for remember_upgrade).
         self.websocket_worked = False
         self.state = ManagerState.IDLE
@@ -141,7 +144,8 @@ class Manager(EventEmitter):
         self._decoder = options.parser.decoder(options.limits)
         self._reconnect_timer: asyncio.TimerHandle | None = None
         self._open_task: asyncio.Task[None] | None = None
-        self._closing: list[EngineClient] = []
+        # One task per closed session, until its last requests end (_keep_until_closed).
+        self._closing: set[asyncio.Task[None]] = set()
 
     @property
     def uri(self) -> str:
@@ -179,12 +183,21 @@ class Manager(EventEmitter):
         return self.state is ManagerState.STOPPED
 
     @property
+    def engine(self) -> EngineClient | None:
+        """The Engine.IO session of the latest connection attempt (Node: ``socket.io.engine``):
+        the one opening or open, or, once it closed or failed, that one still, as the
+        reference keeps it (its ``ready_state`` then ``"closed"``, its events and ``id`` None);
+        ``None`` before the first attempt. Only the latest is kept: the next attempt's replaces
+        it."""
+        return self._latest
+
+    @property
     def writable(self) -> bool:
-        engine = self.engine
+        engine = self._engine
         return engine is not None and engine.writable
 
     def can_send(self) -> bool:
-        engine = self.engine
+        engine = self._engine
         return engine is not None and not engine.ping_expired()
 
     # -- sockets --------------------------------------------------------------------------------
@@ -253,7 +266,7 @@ class Manager(EventEmitter):
                 compress_threshold=o.compress_threshold,
             )
         )
-        self.engine = engine
+        self._engine = self._latest = engine
         try:
             if o.timeout is None:
                 await engine.open()
@@ -302,7 +315,7 @@ class Manager(EventEmitter):
         # reference's _reconnecting): a connect() from a connect_error handler waits for it.
         attempt = self.state is ManagerState.RECONNECTING
         self._set_state(ManagerState.RECONNECT_WAIT if attempt else ManagerState.IDLE)
-        self.engine = None
+        self._engine = None
         self.emit("error", error)
         for socket in list(self.sockets.values()):
             socket.manager_error(error)
@@ -338,7 +351,7 @@ class Manager(EventEmitter):
             socket.manager_packet(packet)
 
     def write(self, packet: Packet, compress: bool = True) -> None:
-        engine = self.engine
+        engine = self._engine
         if engine is None:
             return
         for part in self.options.parser.encode(packet):
@@ -348,12 +361,12 @@ class Manager(EventEmitter):
 
     def _on_close(self, reason: str, description: Any = None) -> None:
         logger.debug("closed due to %s", reason)
-        engine, self.engine = self.engine, None
+        engine, self._engine = self._engine, None
         if engine is not None:
             engine.on_close = lambda reason, description: None
             engine.on_message = lambda data: None
             engine.close()
-            self._closing.append(engine)
+            self._keep_until_closed(engine)
         self.backoff.reset()
         was_open = self.state is ManagerState.OPEN
         if was_open:
@@ -448,8 +461,21 @@ class Manager(EventEmitter):
             self._open_task.cancel()
         self._on_close("forced close", None)
 
+    def _keep_until_closed(self, engine: EngineClient) -> None:
+        """Hold a closed session until its last requests end (the close packet's POST, its
+        WebSocket's closing handshake; bounded by ``timeout``), then let it go: a client that
+        reconnects for days keeps none of the sessions it left (``engine`` keeps the latest)."""
+        task = asyncio.get_running_loop().create_task(engine.wait_closed())
+        self._closing.add(task)
+        task.add_done_callback(self._closed)
+
+    def _closed(self, task: asyncio.Task[None]) -> None:
+        self._closing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.debug("closing a session failed", exc_info=task.exception())
+
     async def wait_closed(self) -> None:
         """Wait until the closed connections' last requests (the close packet) are done."""
-        closing, self._closing = self._closing, []
-        for engine in closing:
-            await engine.wait_closed()
+        closing = list(self._closing)
+        if closing:
+            await asyncio.wait(closing)

@@ -29,6 +29,7 @@ from typing import Any
 from aiosio._extras import import_extra
 from aiosio._quic import bounded_windows, static_qpack
 from aiosio.client.errors import ConnectError, Stage
+from aiosio.client.http import MAX_HEAD
 from aiosio.protocol.webtransport import (
     FrameDecoder,
     FrameError,
@@ -43,6 +44,9 @@ __all__ = ["WebTransportConnection", "open_webtransport", "parse_certificate_has
 logger = logging.getLogger("aiosio.client.webtransport")
 
 _FEATURE = "the client's WebTransport transport (transports=[..., 'webtransport'])"
+# The HTTP/3 error code a connection is closed with when its peer makes it hold too much
+# (RFC 9114 section 8.1), as the server's edge does.
+_H3_EXCESSIVE_LOAD = 0x107
 
 
 def parse_certificate_hash(value: str | bytes) -> bytes:
@@ -223,6 +227,11 @@ def _protocol_class(base: type, h3: Any, h3_events: Any, quic_events: Any) -> ty
             self.tls_failed = False
             # Inside aioquic's datagram_received, which transmits when the events are handled.
             self.receiving = False
+            # Bytes aioquic's HTTP/3 layer holds per stream while a frame is incomplete, and
+            # their sum (bounded by MAX_HEAD), and why the connection was closed past it.
+            self.h3_held: dict[int, int] = {}
+            self.h3_held_total = 0
+            self.overloaded: str | None = None
 
         def datagram_received(self, data: bytes, addr: Any) -> None:
             self.receiving = True
@@ -260,7 +269,40 @@ def _protocol_class(base: type, h3: Any, h3_events: Any, quic_events: Any) -> ty
                 return
             for h3_event in self.http.handle_event(event):
                 self.h3_event(h3_event)
+            if isinstance(event, quic_events.StreamDataReceived) and self.overloaded is None:
+                self.count_held(event.stream_id)
             self.schedule_transmit()
+
+        def count_held(self, stream_id: int) -> None:
+            """Bound what aioquic's HTTP/3 layer buffers for the server: it keeps a HEADERS or
+            SETTINGS frame until it is whole, however large it says it is, so a server that
+            announces a huge one and trickles it would make the client hold it all (aioquic has
+            no public count: its per-stream buffer is read, as on the server's edge, which bounds
+            it by WebTransport.max_header_size). Past MAX_HEAD bytes, the connection closes."""
+            stream = self.http._stream.get(stream_id)
+            held = len(stream.buffer) if stream is not None else 0
+            self.h3_held_total += held - self.h3_held.get(stream_id, 0)
+            if held:
+                self.h3_held[stream_id] = held
+            else:
+                self.h3_held.pop(stream_id, None)
+            if self.h3_held_total > MAX_HEAD:
+                self.overload(
+                    f"the server sent {self.h3_held_total} bytes of incomplete HTTP/3 frames, "
+                    f"over the {MAX_HEAD} the client holds"
+                )
+
+        def overload(self, reason: str) -> None:
+            """Close the QUIC connection for what the server made it hold (``reason``): the
+            session request fails with it, or the open session ends with it."""
+            logger.warning("closing the WebTransport connection: %s", reason)
+            self.overloaded = self.terminated = reason
+            self.quic.close(error_code=_H3_EXCESSIVE_LOAD, reason_phrase=reason)
+            self.schedule_transmit()
+            if self.session_id is not None and not self.answer.done():
+                self.answer.set_exception(ConnectionError(reason))
+            if self.connection is not None:
+                self.connection.peer_closed(None, reason)
 
         def h3_event(self, event: Any) -> None:
             if isinstance(event, h3_events.HeadersReceived) and event.stream_id == self.session_id:
@@ -466,6 +508,15 @@ async def _request_session(
             url=url,
         ) from None
     except ConnectionError as exc:
+        if protocol.overloaded is not None:
+            raise ConnectError(
+                Stage.WEBTRANSPORT,
+                f"the WebTransport session request was given up: {protocol.overloaded}",
+                hint="the server (or a proxy before it) does not answer as an HTTP/3 server "
+                "does: no answer's headers are that large",
+                description="webtransport error",
+                url=url,
+            ) from exc
         raise ConnectError(
             Stage.WEBTRANSPORT,
             f"the QUIC connection closed before the WebTransport session opened: {exc}",

@@ -6,12 +6,12 @@ there and nowhere else. Every check is done at construction, with a message that
 option, what it must be and what was given: a typo or a wrong type fails at startup, never as a
 silently different server.
 
-The two servers take the options as keywords, typed by :class:`EngineKeywords` (and its part
-:class:`SharedEngineKeywords`, what ``aiosio.Server`` passes on): ``**options:
-Unpack[EngineKeywords]``. A ``TypedDict`` cannot be derived from a dataclass, so these list the
-names and types again, with no default and no check; mypy verifies that each is a field of
-:class:`EngineOptions` of the same type where the servers call ``EngineOptions(**options)``, and
-``tests/core/test_engine_options.py`` that no field is missing from them.
+The two servers take the options as keywords, typed by :class:`EngineKeywords`: ``**options:
+Unpack[EngineKeywords]`` (``aiosio.Server`` passes every one of them on to its engine). A
+``TypedDict`` cannot be derived from a dataclass, so it lists the names and types again, with no
+default and no check; mypy verifies that each is a field of :class:`EngineOptions` of the same
+type where the servers call ``EngineOptions(**options)``, and ``tests/core/test_engine_options.py``
+that no field is missing from it.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ __all__ = [
     "Cookie",
     "EngineKeywords",
     "EngineOptions",
-    "SharedEngineKeywords",
     "check_keywords",
     "normalize_path",
 ]
@@ -155,9 +154,9 @@ class EngineOptions:
         _set(self, "session_config", config)
 
 
-class SharedEngineKeywords(TypedDict, total=False):
-    """The options of :class:`EngineOptions` that ``aiosio.Server(...)`` takes too (its
-    ``path`` defaults to ``/socket.io/``): the type of its ``**engine`` keywords."""
+class EngineKeywords(TypedDict, total=False):
+    """Every option of :class:`EngineOptions`: the type of ``EngineServer(**options)`` and of
+    ``aiosio.Server(..., **engine)`` (whose ``path`` defaults to ``/socket.io/``)."""
 
     path: str
     ping_interval: float
@@ -174,11 +173,6 @@ class SharedEngineKeywords(TypedDict, total=False):
     cors: Cors | None
     max_outbound_buffer: int
     add_trailing_slash: bool
-
-
-class EngineKeywords(SharedEngineKeywords, total=False):
-    """Every option of :class:`EngineOptions`: the type of ``EngineServer(**options)``."""
-
     max_payload_packets: int
     shutdown_timeout: float
 

@@ -36,6 +36,7 @@ __all__ = [
     "InMemoryAdapter",
     "LocalSocket",
     "NamespaceView",
+    "PendingSocket",
     "PersistedSession",
     "Recovery",
     "RecoveryAdapter",
@@ -128,6 +129,17 @@ class LocalSocket(Protocol):
     def disconnect(self, close: bool = False) -> None: ...
 
 
+class PendingSocket(Protocol):
+    """A recovered socket of this process whose connection middlewares are running. As in the
+    reference, it is back in its rooms before they run; the broadcasts that reach it meanwhile
+    are held, after the packets it missed, until it is accepted (dropped if it is refused)."""
+
+    def hold(
+        self, packet: Packet, messages: Sequence[PreparedMessage], flags: BroadcastFlags
+    ) -> None:
+        """Keep a broadcast prepared once for every recipient, to write once accepted."""
+
+
 class NamespaceView(Protocol):
     """What an adapter may know of its namespace."""
 
@@ -135,7 +147,13 @@ class NamespaceView(Protocol):
     def name(self) -> str: ...
 
     @property
-    def sockets(self) -> Mapping[SocketId, LocalSocket]: ...
+    def sockets(self) -> Mapping[SocketId, LocalSocket]:
+        """The connected sockets of this process (accepted by the middlewares)."""
+
+    @property
+    def pending(self) -> Mapping[SocketId, PendingSocket]:
+        """The recovered sockets of this process whose middlewares are running: a broadcast
+        reaches them too (:meth:`Adapter.local_broadcast`), nothing else does."""
 
     @property
     def parser(self) -> Parser:
@@ -300,8 +318,30 @@ class Adapter(ABC):
         targets = self.local_targets(opts)
         for socket in targets:
             socket.deliver(packet, messages, flags)
+        pending = self.nsp.pending
+        if pending:
+            self._hold_for_pending(packet, messages, opts, pending)
         if self.broadcast_listener is not None:
             self.broadcast_listener(len(targets))
+
+    def _hold_for_pending(
+        self,
+        packet: Packet,
+        messages: Sequence[PreparedMessage],
+        opts: BroadcastOptions,
+        pending: Mapping[SocketId, PendingSocket],
+    ) -> None:
+        """The recovered sockets still in their middlewares that ``opts`` reaches hold the
+        broadcast: none of it is lost between their restore and their acceptance."""
+        for sid, socket in list(pending.items()):
+            rooms = self.sids.get(sid)
+            if rooms is None:
+                continue
+            if opts.rooms and opts.rooms.isdisjoint(rooms):
+                continue
+            if not opts.except_rooms.isdisjoint(rooms):
+                continue
+            socket.hold(packet, messages, opts.flags)
 
     def _before_broadcast(self, packet: Packet, opts: BroadcastOptions) -> Packet:
         return packet

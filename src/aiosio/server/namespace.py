@@ -7,7 +7,7 @@ from __future__ import annotations
 import inspect
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar, overload
 
 from aiosio._eager import Callback, call_async, invoke, run_eager
@@ -131,6 +131,9 @@ class Namespace(_Registration, Broadcasting):
             handlers.payloads.where = f"namespace {name}"
         self.handlers = handlers
         self.sockets: dict[SocketId, Socket] = {}
+        # Recovered sockets whose middlewares are running: in their rooms, holding what a
+        # broadcast brings them until they are accepted (the adapter reads it: pending).
+        self._pending: dict[SocketId, Socket] = {}
         self._ack_counter = 0
         self._connecting = 0  # CONNECTs being handled (middlewares running)
         # The dynamic namespace that created this one, when it removes its empty children.
@@ -178,6 +181,12 @@ class Namespace(_Registration, Broadcasting):
     @property
     def parser(self) -> Parser:
         return self.server.parser
+
+    @property
+    def pending(self) -> Mapping[SocketId, Socket]:
+        """The recovered sockets whose connection middlewares are running (see
+        :class:`~aiosio.server.adapter.PendingSocket`)."""
+        return self._pending
 
     def next_ack_id(self) -> int:
         ack_id = self._ack_counter
@@ -228,21 +237,28 @@ class Namespace(_Registration, Broadcasting):
 
     async def _connect_socket(self, client: SocketHost, auth: dict[str, Any]) -> None:
         socket = await self._create_socket(client, auth)
-        recovery = self.server.connection_state_recovery
-        if not (recovery is not None and recovery.skip_middlewares and socket.recovered):
-            try:
-                for middleware in self.handlers.middlewares:
-                    await call_async(middleware, socket)
-            except Exception as exc:  # noqa: BLE001 - any middleware error refuses the socket
+        if socket.recovered:
+            self._pending[socket.id] = socket  # in its rooms already (Socket.__init__)
+        try:
+            recovery = self.server.connection_state_recovery
+            if not (recovery is not None and recovery.skip_middlewares and socket.recovered):
+                try:
+                    for middleware in self.handlers.middlewares:
+                        await call_async(middleware, socket)
+                except Exception as exc:  # noqa: BLE001 - any middleware error refuses it
+                    socket.discard()
+                    if client.conn.ready_state == "open":
+                        self._refuse(client, socket, exc)
+                    return
+            if client.conn.ready_state != "open":
                 socket.discard()
-                if client.conn.ready_state == "open":
-                    self._refuse(client, socket, exc)
                 return
-        if client.conn.ready_state != "open":
-            socket.discard()
-            return
-        self.sockets[socket.id] = socket
-        socket.accept()
+            if self._pending.get(socket.id) is socket:
+                del self._pending[socket.id]
+            self.sockets[socket.id] = socket
+            socket.accept()
+        finally:
+            socket.discard()  # cancelled while its middlewares ran: in no room (else a no-op)
 
     async def _create_socket(self, client: SocketHost, auth: dict[str, Any]) -> Socket:
         conn = client.conn
@@ -291,6 +307,8 @@ class Namespace(_Registration, Broadcasting):
         """``socket`` left the namespace."""
         if self.sockets.get(socket.id) is socket:
             del self.sockets[socket.id]
+        elif self._pending.get(socket.id) is socket:
+            del self._pending[socket.id]
         self._remove_if_empty()
 
     def unhandled_ack(self, event: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any, TypeVar, Unpack, overload
 from aiosio._eager import settle
 from aiosio._events import forward_on
 from aiosio.engine.http import AsgiMixin, HttpRequest, HttpResponse, WebSocketAccept
-from aiosio.engine.options import SharedEngineKeywords, check_keywords
+from aiosio.engine.options import EngineKeywords, check_keywords
 from aiosio.engine.server import EngineServer, EngineSocket
 from aiosio.protocol.parser import Parser
 from aiosio.protocol.parsers import resolve_parser
@@ -84,12 +84,12 @@ class Server(AsgiMixin, Broadcasting):
         cleanup_empty_child_namespaces: bool = False,
         max_handlers_per_connection: int = 100,
         parser: str | Parser = "json",
-        **engine: Unpack[SharedEngineKeywords],
+        **engine: Unpack[EngineKeywords],
     ) -> None:
-        """The Socket.IO options are named here; ``engine`` takes those of the Engine.IO server
-        (:class:`~aiosio.engine.options.EngineOptions`) except ``max_payload_packets`` and
-        ``shutdown_timeout``, with ``path`` defaulting to ``/socket.io/``."""
-        check_keywords(Server.__init__, engine, SharedEngineKeywords.__optional_keys__)
+        """The Socket.IO options are named here; ``engine`` takes every option of the Engine.IO
+        server (:class:`~aiosio.engine.options.EngineOptions`, validated there), with ``path``
+        defaulting to ``/socket.io/``."""
+        check_keywords(Server.__init__, engine, EngineKeywords.__optional_keys__)
         if connect_timeout <= 0:
             raise ValueError(f"connect_timeout must be positive seconds, got {connect_timeout!r}")
         if max_namespaces_per_connection < 1:
@@ -331,7 +331,19 @@ class Server(AsgiMixin, Broadcasting):
                 logger.exception("startup listener %r raised", listener)
 
     async def close(self) -> None:
-        """Disconnect every socket (``server shutting down``) and close every session."""
+        """Disconnect every socket (``server shutting down``) and close every session at once,
+        dropping what waits to be sent (:meth:`shutdown` delivers it first)."""
+        await self._close(drain=False)
+
+    async def shutdown(self) -> None:
+        """Called by the HTTP servers when they stop: as :meth:`close`, but the sessions close
+        as :meth:`EngineServer.shutdown <aiosio.engine.server.EngineServer.shutdown>` closes
+        them: what was already sent to a client (a polling client's next GET, an upgrade in
+        progress) reaches it first, for at most ``shutdown_timeout`` seconds, and new sessions
+        are refused (503) meanwhile."""
+        await self._close(drain=True)
+
+    async def _close(self, *, drain: bool) -> None:
         for nsp in list(self._nsps.values()):
             for socket in list(nsp.sockets.values()):
                 socket.handle_close(DisconnectReason.SERVER_SHUTTING_DOWN)
@@ -339,14 +351,13 @@ class Server(AsgiMixin, Broadcasting):
         # their adapter as they went.
         for nsp in list(self._nsps.values()):
             await settle(nsp.adapter.close())
-        self.engine.close()
+        if drain:
+            await self.engine.shutdown()
+        else:
+            self.engine.close()
         closer = getattr(self._adapter_factory, "close", None)
         if closer is not None:
             await settle(closer())
-
-    async def shutdown(self) -> None:
-        """Called by the HTTP servers when they stop."""
-        await self.close()
 
     # -- HTTP app (what the native server and the ASGI app serve) -------------------------------
 

@@ -78,6 +78,10 @@ class SocketState(enum.Enum):
 
 
 _CONNECTED = SocketState.CONNECTED  # read on every packet: Python 3.11 enum access is a call
+_NO_FLAGS = BroadcastFlags()
+# A packet held for a recovered socket until it is accepted: one it missed (encoded when it
+# is written), or a broadcast prepared for every recipient.
+_Held = tuple[Packet, Sequence[PreparedMessage] | None, BroadcastFlags]
 _EVENT = PacketType.EVENT
 # What the socket itself emits to its own handlers (never validated as a client's payload).
 _OWN_EVENTS = frozenset({"disconnecting", "disconnect", "error"})
@@ -125,16 +129,24 @@ class Socket(HandlerRegistry, Targeting):
         self._acks: dict[int, Callable[[list[Any]], None]] = {}
         self._ack_failures: dict[int, Callable[[BaseException], None]] = {}
         self._flags = BroadcastFlags()
-        self._restored_rooms: list[Room] = []
+        # What reaches a recovered socket before it is accepted (see :meth:`hold`); None once
+        # it is accepted or gone, and for a new socket, which nothing reaches before that.
+        self._held: list[_Held] | None = None
+        self._held_size = 0
         if restored is not None:
             self.pid = restored.pid
             self.data = restored.data
-            # Rooms are joined once the socket is accepted (a socket joins no room before
-            # every middleware accepted it), in accept().
-            self._restored_rooms = [room for room in restored.rooms if room != self.id]
-            # The reference writes the missed packets before the CONNECT packet.
-            for data in restored.missed_packets:
-                self._write(Packet(PacketType.EVENT, nsp.name, data), BroadcastFlags())
+            # As the reference (socket.ts constructor), a recovered socket is back in its rooms
+            # at once, before the middlewares run: a broadcast made while they run reaches it
+            # (its restore returned what came before). What reaches it is held, after the
+            # packets it missed, and written before the CONNECT packet when it is accepted
+            # (the reference writes them as they come; the client buffers them until CONNECT);
+            # a refusal drops them, and the socket leaves the rooms (discard).
+            self._held = [
+                (Packet(PacketType.EVENT, nsp.name, data), None, _NO_FLAGS)
+                for data in restored.missed_packets
+            ]
+            nsp.adapter.add_all(sid, [sid, *restored.rooms])
 
     def __repr__(self) -> str:
         return f"<aiosio.Socket {self.id} nsp={self.nsp.name!r} connected={self.connected}>"
@@ -375,10 +387,15 @@ class Socket(HandlerRegistry, Targeting):
         if self.state is not SocketState.CONNECTING:
             return
         self.state = _CONNECTED
-        if self._restored_rooms:
-            self.nsp.adapter.add_all(self.id, self._restored_rooms)
-            self._restored_rooms = []
         self.join(self.id)
+        held, self._held = self._held, None
+        if held:
+            self._held_size = 0
+            for packet, messages, flags in held:
+                if messages is None:
+                    self._write(packet, flags)
+                else:
+                    self.deliver(packet, messages, flags)
         data: dict[str, Any] | None
         if self._conn.protocol == 3:
             data = None
@@ -399,6 +416,7 @@ class Socket(HandlerRegistry, Targeting):
         """The socket was refused, or its connection closed while it was being connected
         (CONNECTING -> DISCONNECTED): it leaves whatever a middleware made it join."""
         if self.state is SocketState.CONNECTING:
+            self._held = None
             self._cleanup()
 
     # -- the server's side: the adapter -----------------------------------------------------------
@@ -417,6 +435,40 @@ class Socket(HandlerRegistry, Targeting):
             conn.send_prepared(message)
         if self._watched:
             self.client.sent([message.data for message in messages])
+
+    def hold(
+        self, packet: Packet, messages: Sequence[PreparedMessage], flags: BroadcastFlags
+    ) -> None:
+        """A broadcast that reaches this recovered socket while its middlewares run: kept, in
+        order, for :meth:`accept` to deliver before the CONNECT packet (dropped if it is
+        refused). Bounded as what waits for a client that does not read: past
+        ``max_outbound_buffer`` bytes the connection is closed."""
+        held = self._held
+        if held is None:
+            return
+        if self._conn.ready_state != "open":
+            held.clear()  # the connection is gone: the socket is discarded once they end
+            self._held_size = 0
+            return
+        self._held_size += sum(len(message.data) for message in messages)
+        limit = self._conn.server.max_outbound_buffer
+        if self._held_size > limit:
+            logger.warning(
+                "closing session %s of %s: %d bytes of broadcasts wait for socket %s of "
+                "namespace %s, recovered, whose middlewares have not accepted it yet "
+                "(max_outbound_buffer=%d)",
+                self._conn.id,
+                self._conn.remote_address or "?",
+                self._held_size,
+                self.id,
+                self.nsp.name,
+                limit,
+            )
+            held.clear()
+            self._held_size = 0
+            self._conn.close()
+            return
+        held.append((packet, messages, flags))
 
     def expect_ack(self, ack_id: int, callback: Callable[[list[Any]], None]) -> None:
         timer = self.nsp.handlers.ack_timer

@@ -392,7 +392,7 @@ class StreamsNamespaceAdapter(RedisNamespaceAdapter, ClusterMessageAdapter):
                 "client connects as a new socket"
             )
             return None
-        # No await from here to the socket joining its rooms (with skip_middlewares): what
+        # No await from here to the socket joining its rooms (in its constructor): what
         # this server delivers from now on is after `upto`, or is not delivered to it again.
         if self._reader_position() < upto or self._own_at < own_upto:
             self._restored_upto[session.sid] = (upto, own_upto)
