@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_COMPRESSION_THRESHOLD", "compression_threshold"]
+__all__ = ["DEFAULT_COMPRESSION_THRESHOLD", "compression_threshold", "require_seconds"]
 
 DEFAULT_COMPRESSION_THRESHOLD = 1024
 """Bytes from which a body or a message is compressed when compression is simply on (as the
@@ -23,3 +23,12 @@ def compression_threshold(option: str, value: bool | int) -> int | None:
         f"{option} must be True (from {DEFAULT_COMPRESSION_THRESHOLD} bytes on), False (off) or a "
         f"threshold in bytes (>= 0), got {value!r}"
     )
+
+
+def require_seconds(**durations: float) -> None:
+    """Check that every duration given by name is more than 0 seconds.
+
+    :raises ValueError: naming the first that is not, and its value."""
+    for name, value in durations.items():
+        if not value > 0:
+            raise ValueError(f"{name} must be more than 0 seconds, got {value}")

@@ -1,6 +1,7 @@
 """What aioquic lets a peer make a WebTransport server or client hold, bounded: QUIC flow control
-that grows only as data is read (:func:`bounded_windows`), and no QPACK dynamic table
-(:func:`static_qpack`).
+that grows only as data is read (:func:`bounded_windows`), no QPACK dynamic table
+(:func:`static_qpack`), and the incomplete HTTP/3 frames it buffers counted
+(:class:`HeldFrames`).
 
 aioquic is imported by the callers (the ``webtransport`` extra); this module only subclasses the
 class it is given.
@@ -10,7 +11,33 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["bounded_windows", "static_qpack"]
+__all__ = ["HeldFrames", "bounded_windows", "static_qpack"]
+
+
+class HeldFrames:
+    """The bytes of incomplete HTTP/3 frames aioquic's HTTP/3 layer holds for a peer: it keeps a
+    HEADERS, SETTINGS or MAX_PUSH_ID frame, or a stream blocked on QPACK, until it is whole,
+    however large the peer says it is. aioquic has no public count, so its per-stream buffer is
+    read after each stream event; the caller closes the connection past its bound."""
+
+    __slots__ = ("by_stream", "total")
+
+    def __init__(self) -> None:
+        self.by_stream: dict[int, int] = {}
+        self.total = 0
+
+    def count(self, http: Any, stream_id: int) -> int:
+        """Read what ``http`` (an aioquic ``H3Connection``) holds of ``stream_id``; the total
+        over every stream."""
+        stream = http._stream.get(stream_id)
+        held = len(stream.buffer) if stream is not None else 0
+        self.total += held - self.by_stream.get(stream_id, 0)
+        if held:
+            self.by_stream[stream_id] = held
+        else:
+            self.by_stream.pop(stream_id, None)
+        return self.total
+
 
 _BOUNDED: dict[type, type] = {}
 

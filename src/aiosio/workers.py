@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from aiosio._once import AtMostEvery
 from aiosio._recovery_log import DEFAULT_LOG_SIZE, RecoveryStore
 from aiosio.adapters.redis.adapter import RedisAdapter
 from aiosio.adapters.redis.codec import decode as decode_value
@@ -234,7 +235,7 @@ class BusLink:
         self._backlog_bytes = 0
         # Why the master is out of reach for good (None: connecting, or connected).
         self._gone: str | None = None
-        self._dropped_logged_at = 0.0
+        self._drop_log = AtMostEvery(_DROP_LOG_INTERVAL)
         self._out = _FrameWriter()
 
     def ensure_started(self) -> bool:
@@ -312,7 +313,7 @@ class BusLink:
         for answer in restores.values():
             if not answer.done():
                 answer.set_result([None, [], why])
-        self._dropped_logged_at = time.monotonic()
+        self._drop_log.reported()
         logger.error(
             "%s: this worker no longer reaches the other workers (the master does not come "
             "back): its broadcasts and cluster messages are dropped, %d so far "
@@ -369,9 +370,7 @@ class BusLink:
         health = self.health
         if frame[0] in _MESSAGES:
             health.dropped_publishes += 1
-        now = time.monotonic()
-        if now - self._dropped_logged_at > _DROP_LOG_INTERVAL:
-            self._dropped_logged_at = now
+        if self._drop_log.due():
             logger.error(
                 "could not send a message to the master process: %s; %d messages dropped so far "
                 "(health.dropped_publishes): the other workers do not see them (at most %d bytes "

@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
+from aiosio._once import AtMostEvery
+
 __all__ = ["Outbox", "PublishHealth", "Retries", "Unsent", "Words", "attempt_budget"]
 
 T = TypeVar("T")
@@ -121,7 +123,7 @@ class Outbox(Generic[T]):
         self.backoff = (first_delay, retries.backoff_min, retries.backoff_max)
         self.queue: asyncio.Queue[tuple[T, float]] | None = None
         self.task: asyncio.Task[None] | None = None
-        self._dropped_logged_at = 0.0
+        self._drop_log = AtMostEvery(DROP_LOG_INTERVAL)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -206,9 +208,7 @@ class Outbox(Generic[T]):
         """Count a message that is not sent, and say so (at most every 5 s)."""
         health = self.link.health
         health.dropped_publishes += 1
-        now = time.monotonic()
-        if now - self._dropped_logged_at > DROP_LOG_INTERVAL:
-            self._dropped_logged_at = now
+        if self._drop_log.due():
             words = self.words
             self.log.error(
                 "could not %s to %s %s (%s): %d messages lost so far; other servers do not see "

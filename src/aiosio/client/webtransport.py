@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiosio._extras import import_extra
-from aiosio._quic import bounded_windows, static_qpack
+from aiosio._quic import HeldFrames, bounded_windows, static_qpack
 from aiosio.client.errors import ConnectError, Stage
 from aiosio.client.http import MAX_HEAD
 from aiosio.protocol.webtransport import (
@@ -229,8 +229,7 @@ def _protocol_class(base: type, h3: Any, h3_events: Any, quic_events: Any) -> ty
             self.receiving = False
             # Bytes aioquic's HTTP/3 layer holds per stream while a frame is incomplete, and
             # their sum (bounded by MAX_HEAD), and why the connection was closed past it.
-            self.h3_held: dict[int, int] = {}
-            self.h3_held_total = 0
+            self.h3_held = HeldFrames()
             self.overloaded: str | None = None
 
         def datagram_received(self, data: bytes, addr: Any) -> None:
@@ -276,19 +275,13 @@ def _protocol_class(base: type, h3: Any, h3_events: Any, quic_events: Any) -> ty
         def count_held(self, stream_id: int) -> None:
             """Bound what aioquic's HTTP/3 layer buffers for the server: it keeps a HEADERS or
             SETTINGS frame until it is whole, however large it says it is, so a server that
-            announces a huge one and trickles it would make the client hold it all (aioquic has
-            no public count: its per-stream buffer is read, as on the server's edge, which bounds
-            it by WebTransport.max_header_size). Past MAX_HEAD bytes, the connection closes."""
-            stream = self.http._stream.get(stream_id)
-            held = len(stream.buffer) if stream is not None else 0
-            self.h3_held_total += held - self.h3_held.get(stream_id, 0)
-            if held:
-                self.h3_held[stream_id] = held
-            else:
-                self.h3_held.pop(stream_id, None)
-            if self.h3_held_total > MAX_HEAD:
+            announces a huge one and trickles it would make the client hold it all (as on the
+            server's edge, which bounds it by WebTransport.max_header_size). Past MAX_HEAD
+            bytes, the connection closes."""
+            held = self.h3_held.count(self.http, stream_id)
+            if held > MAX_HEAD:
                 self.overload(
-                    f"the server sent {self.h3_held_total} bytes of incomplete HTTP/3 frames, "
+                    f"the server sent {held} bytes of incomplete HTTP/3 frames, "
                     f"over the {MAX_HEAD} the client holds"
                 )
 

@@ -129,27 +129,28 @@ class ServerCollector:
             labels=["code", "cause"],
         )
         yield _counted(refusals, counts.refusals)
-        yield core.CounterMetricFamily(
-            "aiosio_engine_upgrades",
-            "Polling sessions upgraded to WebSocket",
-            value=counts.upgrades,
-        )
-        yield core.CounterMetricFamily(
-            "aiosio_engine_slow_clients_closed",
-            "Sessions closed because their client did not read (max_outbound_buffer)",
-            value=counts.slow_clients,
+        yield from self._counters(
+            ("aiosio_engine_upgrades", "Polling sessions upgraded to WebSocket", counts.upgrades),
+            (
+                "aiosio_engine_slow_clients_closed",
+                "Sessions closed because their client did not read (max_outbound_buffer)",
+                counts.slow_clients,
+            ),
         )
 
+    def _counters(self, *families: tuple[str, str, int]) -> Iterator[Any]:
+        """A counter family without labels per ``(name, help, value)``."""
+        for name, doc, value in families:
+            yield self.core.CounterMetricFamily(name, doc, value=value)
+
     def _traffic(self) -> Iterator[Any]:
-        core = self.core
         traffic = self.counts.traffic
-        for name, doc, value in (
+        yield from self._counters(
             ("aiosio_messages_received", "Engine.IO messages received", traffic.received_count),
             ("aiosio_messages_sent", "Engine.IO messages sent", traffic.sent_count),
             ("aiosio_received_bytes", "Bytes of the messages received", traffic.bytes_received),
             ("aiosio_sent_bytes", "Bytes of the messages sent", traffic.bytes_sent),
-        ):
-            yield core.CounterMetricFamily(name, doc, value=value)
+        )
 
     def _namespaces(self) -> Iterator[Any]:
         core = self.core
@@ -201,31 +202,34 @@ class ServerCollector:
         health = getattr(self.sio.adapter_factory, "health", None)
         if isinstance(health, RedisHealth):
             yield from self._link("aiosio_redis", "Redis", health)
-            yield self.core.CounterMetricFamily(
-                "aiosio_redis_missed_deliveries",
-                "Deliveries to other servers that Redis reported missing (PUBLISH reached fewer "
-                "servers than known to be alive)",
-                value=health.missed_deliveries,
+            yield from self._counters(
+                (
+                    "aiosio_redis_missed_deliveries",
+                    "Deliveries to other servers that Redis reported missing (PUBLISH reached "
+                    "fewer servers than known to be alive)",
+                    health.missed_deliveries,
+                )
             )
         if isinstance(health, StreamsHealth):
             yield from self._streams(health)
         if isinstance(health, PostgresHealth):
             yield from self._link("aiosio_postgres", "PostgreSQL", health)
-            core = self.core
-            yield core.CounterMetricFamily(
-                "aiosio_postgres_attachments_published",
-                "Messages sent through the attachments table (binary, or too large for NOTIFY)",
-                value=health.attachments_published,
-            )
-            yield core.CounterMetricFamily(
-                "aiosio_postgres_attachments_received",
-                "Messages read from the attachments table",
-                value=health.attachments_received,
-            )
-            yield core.CounterMetricFamily(
-                "aiosio_postgres_attachments_deleted",
-                "Rows of the attachments table this server's cleanup deleted",
-                value=health.attachments_deleted,
+            yield from self._counters(
+                (
+                    "aiosio_postgres_attachments_published",
+                    "Messages sent through the attachments table (binary, or too large for NOTIFY)",
+                    health.attachments_published,
+                ),
+                (
+                    "aiosio_postgres_attachments_received",
+                    "Messages read from the attachments table",
+                    health.attachments_received,
+                ),
+                (
+                    "aiosio_postgres_attachments_deleted",
+                    "Rows of the attachments table this server's cleanup deleted",
+                    health.attachments_deleted,
+                ),
             )
 
     def _link(self, prefix: str, broker: str, health: LinkHealth) -> Iterator[Any]:
@@ -236,22 +240,25 @@ class ServerCollector:
             f"1 while the {broker} link is connected",
             value=1 if health.connected else 0,
         )
-        for name, doc, value in (
-            ("reconnects", f"Reconnections of the {broker} link", health.reconnects),
-            ("published", f"Messages published to {broker}", health.published),
-            ("messages_received", f"Messages received from {broker}", health.messages_received),
+        yield from self._counters(
+            (f"{prefix}_reconnects", f"Reconnections of the {broker} link", health.reconnects),
+            (f"{prefix}_published", f"Messages published to {broker}", health.published),
             (
-                "dropped_publishes",
+                f"{prefix}_messages_received",
+                f"Messages received from {broker}",
+                health.messages_received,
+            ),
+            (
+                f"{prefix}_dropped_publishes",
                 f"Messages not published to {broker} (link down past its deadline, queue full)",
                 health.dropped_publishes,
             ),
             (
-                "dropped_messages",
+                f"{prefix}_dropped_messages",
                 f"Messages received from {broker} and dropped (malformed, or not allowed)",
                 health.dropped_messages,
             ),
-        ):
-            yield core.CounterMetricFamily(f"{prefix}_{name}", doc, value=value)
+        )
 
     def _streams(self, health: StreamsHealth) -> Iterator[Any]:
         """The streams of the Redis Streams adapter, beside its link's families: how far behind
@@ -266,27 +273,30 @@ class ServerCollector:
         if health.lag_seconds is not None:
             lag.add_metric([], health.lag_seconds)
         yield lag
-        yield core.CounterMetricFamily(
-            "aiosio_redis_streams_trimmed_unread",
-            "Stream entries trimmed (MAXLEN) before this server read them: broadcasts its "
-            "clients did not get (raise RedisStreamsAdapter max_len)",
-            value=health.trimmed_unread,
-        )
-        yield core.CounterMetricFamily(
-            "aiosio_redis_streams_appended",
-            "Entries this server appended to the streams (its broadcasts and cluster messages)",
-            value=health.appended,
-        )
-        yield core.CounterMetricFamily(
-            "aiosio_redis_streams_uncertain_publishes",
-            "Messages given up after an XADD that was sent and never answered: in the stream "
-            "(delivered late) or lost, not known (not in dropped_publishes)",
-            value=health.uncertain_publishes,
-        )
-        yield core.CounterMetricFamily(
-            "aiosio_redis_streams_uncertain_found",
-            "Of those, the ones this server's reader found in the stream later: applied after all",
-            value=health.uncertain_found,
+        yield from self._counters(
+            (
+                "aiosio_redis_streams_trimmed_unread",
+                "Stream entries trimmed (MAXLEN) before this server read them: broadcasts its "
+                "clients did not get (raise RedisStreamsAdapter max_len)",
+                health.trimmed_unread,
+            ),
+            (
+                "aiosio_redis_streams_appended",
+                "Entries this server appended to the streams (its broadcasts and cluster messages)",
+                health.appended,
+            ),
+            (
+                "aiosio_redis_streams_uncertain_publishes",
+                "Messages given up after an XADD that was sent and never answered: in the "
+                "stream (delivered late) or lost, not known (not in dropped_publishes)",
+                health.uncertain_publishes,
+            ),
+            (
+                "aiosio_redis_streams_uncertain_found",
+                "Of those, the ones this server's reader found in the stream later: applied "
+                "after all",
+                health.uncertain_found,
+            ),
         )
 
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiosio._eager import settle
 from aiosio._extras import import_extra
-from aiosio._quic import bounded_windows, static_qpack
+from aiosio._quic import HeldFrames, bounded_windows, static_qpack
 from aiosio.engine.http import HttpRequest, WebSocketHandler
 from aiosio.engine.server import EngineServer
 from aiosio.protocol.webtransport import (
@@ -425,8 +425,7 @@ class _Http3Connection:
         self.closing = False  # closed by the server (abort, shut) or terminated
         # Bytes aioquic's HTTP/3 layer holds per stream while a frame is incomplete, and their
         # sum (WebTransport.max_header_size bounds it).
-        self.h3_held: dict[int, int] = {}
-        self.h3_held_total = 0
+        self.h3_held = HeldFrames()
         self.idle_timer: asyncio.TimerHandle | None = None
         server.connections.add(self)
         self._arm_idle_timer()
@@ -504,20 +503,13 @@ class _Http3Connection:
         return self.closing
 
     def _count_held(self, stream_id: int) -> None:
-        """Bound what aioquic's HTTP/3 layer buffers for the peer: it keeps a HEADERS,
-        SETTINGS or MAX_PUSH_ID frame, or a stream blocked on QPACK, until it is whole, however
-        large it says it is (aioquic has no public count: its per-stream buffer is read)."""
-        stream = self.http._stream.get(stream_id)
-        held = len(stream.buffer) if stream is not None else 0
-        self.h3_held_total += held - self.h3_held.get(stream_id, 0)
-        if held:
-            self.h3_held[stream_id] = held
-        else:
-            self.h3_held.pop(stream_id, None)
+        """Bound what aioquic's HTTP/3 layer buffers for the peer (:class:`HeldFrames`) by
+        ``max_header_size``."""
+        held = self.h3_held.count(self.http, stream_id)
         limit = self.server.config.max_header_size
-        if self.h3_held_total > limit:
+        if held > limit:
             reason = (
-                f"{self.h3_held_total} bytes of incomplete HTTP/3 frames, over "
+                f"{held} bytes of incomplete HTTP/3 frames, over "
                 f"max_header_size={limit} (aiosio.WebTransport(max_header_size=...))"
             )
             logger.warning("closing the QUIC connection of %s: %s", self.address, reason)

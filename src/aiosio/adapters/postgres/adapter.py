@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiosio._options import require_seconds
 from aiosio.adapters.cluster import ClusterAdapterFactory
 from aiosio.adapters.outbox import Retries
 from aiosio.adapters.postgres.link import PostgresHealth, PostgresLink
@@ -78,13 +79,11 @@ class PostgresAdapter(ClusterAdapterFactory[PostgresNamespaceAdapter]):
                 "refuses a NOTIFY payload of 8000 bytes or more; larger messages go through the "
                 "attachments table"
             )
-        for name, value in (
-            ("heartbeat_interval", heartbeat_interval),
-            ("heartbeat_timeout", heartbeat_timeout),
-            ("requests_timeout", requests_timeout),
-        ):
-            if not value > 0:
-                raise ValueError(f"{name} must be more than 0 seconds, got {value}")
+        require_seconds(
+            heartbeat_interval=heartbeat_interval,
+            heartbeat_timeout=heartbeat_timeout,
+            requests_timeout=requests_timeout,
+        )
         if heartbeat_timeout <= heartbeat_interval:
             raise ValueError(
                 f"heartbeat_timeout ({heartbeat_timeout}s) must be longer than "
@@ -105,9 +104,7 @@ class PostgresAdapter(ClusterAdapterFactory[PostgresNamespaceAdapter]):
             command_timeout=command_timeout,
         )
         self.channel_prefix = channel_prefix
-        self.table_name = table_name
         self.payload_threshold = payload_threshold
-        self.cleanup_interval = cleanup_interval
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
         self.requests_timeout = requests_timeout

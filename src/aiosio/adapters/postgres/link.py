@@ -35,6 +35,7 @@ from functools import partial
 from typing import Any
 
 from aiosio._extras import import_extra
+from aiosio._options import require_seconds
 from aiosio.adapters.health import Backoff, LinkHealth
 from aiosio.adapters.outbox import Outbox, Retries, Unsent, Words
 from aiosio.adapters.postgres.messages import Outgoing, encode_header
@@ -98,13 +99,11 @@ class PostgresLink:
         command_timeout: float = 5.0,
     ) -> None:
         self._outbox: Outbox[Outgoing] = Outbox(self, _WORDS, logger, retries, retries.backoff_min)
-        for name, value in (
-            ("health_check_interval", health_check_interval),
-            ("cleanup_interval", cleanup_interval),
-            ("command_timeout", command_timeout),
-        ):
-            if not value > 0:
-                raise ValueError(f"{name} must be more than 0 seconds, got {value}")
+        require_seconds(
+            health_check_interval=health_check_interval,
+            cleanup_interval=cleanup_interval,
+            command_timeout=command_timeout,
+        )
         self.dsn = dsn
         self.connect_options = dict(connect_options or {})
         self.table_name = check_table_name(table_name)

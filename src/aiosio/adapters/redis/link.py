@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from aiosio._once import AtMostEvery
 from aiosio.adapters.health import Backoff, LinkHealth
 from aiosio.adapters.outbox import Outbox, Retries, Words, attempt_budget
 
@@ -100,7 +101,7 @@ class RedisLink:
         # audience channel -> (servers known to be alive, when that was last counted)
         self._alive: dict[str, tuple[int, float]] = {}
         self._connected_at = 0.0
-        self._missed_logged_at = 0.0
+        self._missed_log = AtMostEvery(5.0)
         # The subscriber connection as Redis knows it: (its run_id, the client id) (None: not
         # known); and whether Redis refused to say or to close one (said once).
         self._subscriber: tuple[str, int] | None = None
@@ -415,8 +416,7 @@ class RedisLink:
         if missed <= 0:
             return
         self.health.missed_deliveries += missed
-        if now - self._missed_logged_at > 5.0:
-            self._missed_logged_at = now
+        if self._missed_log.due():
             logger.error(
                 "a message on redis channel %s reached %d subscriber(s) of the %d server(s) "
                 "known to be alive: %d server(s) missed it, probably resubscribing after a "

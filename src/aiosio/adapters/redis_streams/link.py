@@ -42,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiosio._once import AtMostEvery
 from aiosio.adapters.outbox import Outbox, Retries, Words, attempt_budget
 from aiosio.adapters.redis.link import Handler, RedisHealth, RedisLink, connection_lost
 
@@ -189,7 +190,7 @@ class StreamsLink:
         # the ids of the entries appended since the first of them (those same fields are not it).
         self._undecided: deque[tuple[str, tuple[int, int], dict[bytes, bytes]]] = deque()
         self._appended_while_watching: set[str] = set()
-        self._undecided_logged_at = 0.0
+        self._undecided_log = AtMostEvery(UNDECIDED_LOG_INTERVAL)
         self._closed = False
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -502,9 +503,7 @@ class StreamsLink:
         if len(self._undecided) >= MAX_UNDECIDED_WATCHED:
             self._undecided.popleft()
         self._undecided.append((stream, after, {k.encode(): v.encode() for k, v in fields.items()}))
-        now = time.monotonic()
-        if now - self._undecided_logged_at > UNDECIDED_LOG_INTERVAL:
-            self._undecided_logged_at = now
+        if self._undecided_log.due():
             logger.error(
                 "gave up appending to redis stream %s (%s): Redis never answered an XADD that "
                 "was sent, so the message may be in the stream (the other servers then deliver "
