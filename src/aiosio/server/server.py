@@ -7,7 +7,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, TypeVar, Unpack, overload
+from typing import Any, Final, TypeVar, Unpack, overload
 
 from aiosio._eager import settle
 from aiosio._events import forward_on
@@ -111,6 +111,9 @@ class Server(AsgiMixin, Broadcasting):
             )
         engine.setdefault("path", "/socket.io/")
         self.engine = EngineServer(**engine)
+        # What the HTTP servers read of an app, from the engine's options (frozen).
+        self.path: Final[str] = self.engine.path
+        self.max_body_size: Final[int] = self.engine.max_body_size
         self.connect_timeout = connect_timeout
         self.max_namespaces_per_connection = max_namespaces_per_connection
         self.cleanup_empty_child_namespaces = cleanup_empty_child_namespaces
@@ -360,14 +363,6 @@ class Server(AsgiMixin, Broadcasting):
             await settle(closer())
 
     # -- HTTP app (what the native server and the ASGI app serve) -------------------------------
-
-    @property
-    def path(self) -> str:
-        return self.engine.path
-
-    @property
-    def max_body_size(self) -> int:
-        return self.engine.max_body_size
 
     def mount(self, prefix: str, handler: HttpHandler) -> None:
         """Answer the HTTP requests whose path starts with ``prefix`` with ``handler(request)``,
