@@ -3,11 +3,11 @@
 real PostgreSQL (127.0.0.1:5432, user postgres, database ``test``).
 
 A cluster is two aiosio servers (``A`` on the native server, ``B`` under uvicorn) and one Node
-server (``N``, ``tests/js/pg_node.mjs``), on a channel prefix unique to the test, with official
-``socket.io-client`` sockets connected to each (``tests/js/redis_clients.mjs``, which only needs
-URLs). Each client sends ``auth = {name, rooms}``: every server joins the socket to ``rooms`` and
-sets ``socket.data = {name, server}``. Clients answer every acknowledgement request with their
-name (except the silent one, ``q``).
+server (``N``, ``tests/js/cluster_node.mjs --adapter postgres``), on a channel prefix unique to
+the test, with official ``socket.io-client`` sockets connected to each
+(``tests/js/redis_clients.mjs``, which only needs URLs). Each client sends ``auth = {name,
+rooms}``: every server joins the socket to ``rooms`` and sets ``socket.data = {name, server}``.
+Clients answer every acknowledgement request with their name (except the silent one, ``q``).
 
 Delivery checks are exact: after the broadcasts under test, the same origin broadcasts a marker to
 everyone; PostgreSQL delivers one connection's notifications in order, and each server sends on
@@ -103,7 +103,7 @@ def members(room: str) -> set[str]:
 def make_server(
     name: str, prefix: str, server_side: list[tuple[str, list[Any]]], dsn: str = DSN, **options: Any
 ) -> Server:
-    """An aiosio server of the cluster: the same behaviour as pg_node.mjs."""
+    """An aiosio server of the cluster: the same behaviour as cluster_node.mjs."""
     factory = PostgresAdapter(
         dsn,
         channel_prefix=prefix,
@@ -275,7 +275,9 @@ async def start_cluster(
     cluster.urls["B"] = await serve(cluster.b)
     for sio in cluster.sios.values():
         assert await factory_of(sio).ready(), factory_of(sio).health
-    cluster.node = await spawn("pg_node.mjs", "--prefix", prefix, *node_args)
+    cluster.node = await spawn(
+        "cluster_node.mjs", "--adapter", "postgres", "--prefix", prefix, *node_args
+    )
     ready = await cluster.node.wait(lambda line: line["type"] == "ready", 10)
     cluster.urls["N"] = f"http://127.0.0.1:{ready['port']}"
     await formed(cluster)
@@ -517,7 +519,8 @@ async def test_the_npm_postgres_emitter_reaches_aiosio_clients(cluster: Cluster)
         {"do": "serverSideEmit", "args": ["sse", "from-emitter"]},
     ]
     done = await run_node(
-        "pg_emitter.mjs", "--prefix", cluster.prefix, "--actions", json.dumps(actions)
+        "cluster_emitter.mjs",
+        *("--adapter", "postgres", "--prefix", cluster.prefix, "--actions", json.dumps(actions)),
     )
     assert done[-1] == {"type": "done", "actions": len(actions)}
     aiosio_clients = {n for n, spec in CLIENTS.items() if spec[0] in ("A", "B")}

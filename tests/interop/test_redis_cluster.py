@@ -3,9 +3,9 @@
 (``@socket.io/redis-emitter`` and ``aiosio.Emitter``), on a real Redis 7.
 
 A cluster is two aiosio servers (``A`` on the native server, ``B`` under uvicorn) and one Node
-server (``N``, ``tests/js/redis_node.mjs``), all on one Redis key unique to the test, with official
-``socket.io-client`` sockets connected to each (``tests/js/redis_clients.mjs``). Each client
-sends ``auth = {name, rooms}``: every server joins the socket to ``rooms`` and sets
+server (``N``, ``tests/js/cluster_node.mjs --adapter redis``), all on one Redis key unique to the
+test, with official ``socket.io-client`` sockets connected to each (``tests/js/redis_clients.mjs``).
+Each client sends ``auth = {name, rooms}``: every server joins the socket to ``rooms`` and sets
 ``socket.data = {name, server}``. Clients answer every acknowledgement request with their name
 (except the silent one, ``q``).
 
@@ -111,7 +111,7 @@ def make_server(
     url: str = REDIS_URL,
     **adapter_options: Any,
 ) -> Server:
-    """An aiosio server of the cluster: the same behaviour as redis_node.mjs."""
+    """An aiosio server of the cluster: the same behaviour as cluster_node.mjs."""
     factory = RedisAdapter(url, key=key, sharded=sharded, requests_timeout=1.5, **adapter_options)
     sio = Server(adapter=factory, ping_interval=10, ping_timeout=5)
 
@@ -308,10 +308,10 @@ async def start_cluster(
     cluster.urls["B"] = await serve(cluster.b)
     for sio in cluster.sios.values():
         assert await factory_of(sio).ready(), factory_of(sio).health
-    node_args = ["--key", key, "--requests-timeout", "1500", *node_flags]
+    node_args = ["--adapter", "redis", "--key", key, "--requests-timeout", "1500", *node_flags]
     if sharded:
         node_args += ["--sharded", "--mode", mode]
-    cluster.node = await spawn("redis_node.mjs", *node_args)
+    cluster.node = await spawn("cluster_node.mjs", *node_args)
     ready = await cluster.node.wait(lambda line: line["type"] == "ready", 10)
     cluster.urls["N"] = f"http://127.0.0.1:{ready['port']}"
 
@@ -1066,7 +1066,15 @@ async def test_emitters_reach_the_mixed_cluster(classic_cluster: Cluster, emitte
 
 async def run_emitter(kind: str, key: str, actions: list[dict[str, Any]]) -> None:
     if kind == "node":
-        lines = await run_node("redis_emitter.mjs", "--key", key, "--actions", json.dumps(actions))
+        lines = await run_node(
+            "cluster_emitter.mjs",
+            "--adapter",
+            "redis",
+            "--key",
+            key,
+            "--actions",
+            json.dumps(actions),
+        )
         assert lines == [{"type": "done", "actions": len(actions)}]
         return
     emitter = aiosio.Emitter(REDIS_URL, key=key)

@@ -2,9 +2,10 @@
 ``@socket.io/redis-streams-adapter`` 0.3.1, on a real Redis 7.
 
 * The mixed cluster: two aiosio servers (``A`` native, ``B`` under uvicorn) and one Node server
-  (``N``, ``tests/js/redis_node.mjs --streams``) with official ``socket.io-client`` sockets on
-  each (``tests/js/redis_clients.mjs``): broadcasts, rooms, ``fetch_sockets``,
-  ``server_side_emit`` with acks, broadcasts with acks, join requests, from both sides.
+  (``N``, ``tests/js/cluster_node.mjs --adapter redis --streams``) with official
+  ``socket.io-client`` sockets on each (``tests/js/redis_clients.mjs``): broadcasts, rooms,
+  ``fetch_sockets``, ``server_side_emit`` with acks, broadcasts with acks, join requests, from
+  both sides.
 * The outage: Redis (the test's own ``redis-server``, with its append-only file) killed with
   SIGKILL in the middle of a stream of numbered broadcasts and started again 3 s later: every
   client, on every server, gets every number exactly once and in order.
@@ -73,7 +74,7 @@ def make_server(
     recovery: aiosio.Recovery | None = None,
     read_count: int = 100,
 ) -> Server:
-    """An aiosio server of the cluster: the same behaviour as redis_node.mjs."""
+    """An aiosio server of the cluster: the same behaviour as cluster_node.mjs."""
     factory = RedisStreamsAdapter(
         url, stream_name=key, channel_prefix=key, block_time=1.0, read_count=read_count
     )
@@ -150,7 +151,9 @@ async def start_cluster(
     cluster.urls["B"] = await serve(cluster.b)
     for sio in cluster.sios.values():
         assert await factory_of(sio).ready(), factory_of(sio).health
-    cluster.node = await spawn("redis_node.mjs", "--streams", "--key", key, "--redis", url)
+    cluster.node = await spawn(
+        "cluster_node.mjs", "--adapter", "redis", "--streams", "--key", key, "--redis", url
+    )
     ready = await cluster.n.wait(lambda line: line.get("type") == "ready", 10)
     cluster.urls["N"] = f"http://127.0.0.1:{ready['port']}"
     cluster.clients = await spawn("redis_clients.mjs", *client_args(specs, cluster.urls))
@@ -495,7 +498,9 @@ async def test_recovery_across_servers(
     }
     for sio in sios.values():
         assert await factory_of(sio).ready()
-    node = await spawn("redis_node.mjs", "--streams", "--key", key, "--recovery", "30000")
+    node = await spawn(
+        "cluster_node.mjs", "--adapter", "redis", "--streams", "--key", key, "--recovery", "30000"
+    )
     ports["N"] = (await node.wait(lambda line: line.get("type") == "ready", 10))["port"]
     balancer = Balancer()
     await balancer.start()
