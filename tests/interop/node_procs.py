@@ -131,7 +131,7 @@ class NodeProc:
         self.proc.stdin.write((json.dumps(command) + "\n").encode())
 
     async def call(self, do: str, timeout: float = 8.0, **fields: Any) -> Line:
-        """Run a command of redis_node.mjs and return its result line."""
+        """Run a command of cluster_node.mjs and return its result line."""
         self._ids += 1
         ident = self._ids
         self.send({"id": ident, "do": do, **fields})

@@ -39,8 +39,8 @@ from typing import Any
 
 import bcrypt
 import pytest
-import redis
 import redis.asyncio as redis_asyncio
+from cluster_harness import REDIS_URL, skip_unless_redis
 
 import aiosio
 from aiosio import Server, Socket
@@ -50,30 +50,11 @@ from conftest import JS_DIR, ServeFn, _node, free_port
 
 pytestmark = pytest.mark.interop
 
-REDIS_URL = "redis://127.0.0.1:6379"
 TIMEOUT = 10.0
 ISO_DATE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
-def _redis_reachable() -> str | None:
-    try:
-        client = redis.Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-        try:
-            client.ping()
-        finally:
-            client.close()
-    except redis.RedisError as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
-_unreachable = _redis_reachable()
-if _unreachable is not None:
-    pytest.skip(
-        f"Redis is not reachable on 127.0.0.1:6379 ({_unreachable}); start it with "
-        "scripts/services.sh",
-        allow_module_level=True,
-    )
+skip_unless_redis()
 
 
 async def eventually(predicate: Callable[[], bool], what: str) -> None:

@@ -9,34 +9,15 @@ import logging
 import uuid
 
 import pytest
-import redis
 import redis.asyncio as redis_asyncio
+from cluster_harness import REDIS_URL, skip_unless_redis
 
 import aiosio
 from aiosio.adapters.redis import RedisAdapter
 
 pytestmark = pytest.mark.interop
 
-REDIS_URL = "redis://127.0.0.1:6379"
-
-
-def _reachable() -> bool:
-    try:
-        client = redis.Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-        try:
-            client.ping()
-        finally:
-            client.close()
-    except redis.RedisError:
-        return False
-    return True
-
-
-if not _reachable():
-    pytest.skip(
-        "Redis is not reachable on 127.0.0.1:6379; start it with scripts/services.sh",
-        allow_module_level=True,
-    )
+skip_unless_redis()
 
 
 async def test_requests_timeout_ends_requests_to_a_member_that_never_answers(

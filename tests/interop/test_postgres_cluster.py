@@ -2,12 +2,12 @@
 ``@socket.io/postgres-adapter`` 0.5, and reached by ``@socket.io/postgres-emitter`` 0.1.1, on a
 real PostgreSQL (127.0.0.1:5432, user postgres, database ``test``).
 
-A cluster is two aiosio servers (``A`` on the native server, ``B`` under uvicorn) and one Node
-server (``N``, ``tests/js/pg_node.mjs``), on a channel prefix unique to the test, with official
-``socket.io-client`` sockets connected to each (``tests/js/redis_clients.mjs``, which only needs
-URLs). Each client sends ``auth = {name, rooms}``: every server joins the socket to ``rooms`` and
-sets ``socket.data = {name, server}``. Clients answer every acknowledgement request with their
-name (except the silent one, ``q``).
+A cluster (``cluster_harness.py``) is two aiosio servers (``A`` on the native server, ``B`` under
+uvicorn) and one Node server (``N``, ``tests/js/cluster_node.mjs --adapter postgres``), on a
+channel prefix unique to the test, with official ``socket.io-client`` sockets connected to each
+(``tests/js/redis_clients.mjs``, which only needs URLs). Each client sends ``auth = {name,
+rooms}``: every server joins the socket to ``rooms`` and sets ``socket.data = {name, server}``.
+Clients answer every acknowledgement request with their name (except the silent one, ``q``).
 
 Delivery checks are exact: after the broadcasts under test, the same origin broadcasts a marker to
 everyone; PostgreSQL delivers one connection's notifications in order, and each server sends on
@@ -26,15 +26,30 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import pytest
-from node_procs import NodeProc, js, node_procs, py, until
+from cluster_harness import (
+    ALL,
+    ANSWERING,
+    CLIENTS,
+    PostgresCluster,
+    Spawn,
+    Spec,
+    as_member,
+    b_under_uvicorn,  # noqa: F401 (the fixture server_kind)
+    connect_clients,
+    members,
+    node_scripts,  # noqa: F401 (the fixture spawn)
+    serve_members,
+    server_count,
+    server_count_is,
+    start_node,
+)
+from node_procs import js, until
 
-import aiosio
 from aiosio import AckTimeout, FetchSocketsTimeout, Server
 from aiosio.adapters.postgres import PostgresAdapter
 from conftest import ServeFn, free_port, run_node
@@ -70,62 +85,17 @@ def attachments_table() -> None:
     asyncio.run(create())
 
 
-@pytest.fixture
-async def spawn() -> AsyncIterator[Callable[..., Awaitable[NodeProc]]]:
-    async with node_procs() as start:
-        yield start
-
-
-@pytest.fixture
-def server_kind() -> str:
-    # ``serve`` runs server B under uvicorn; server A runs on ``serve_native``.
-    return "asgi"
-
-
-# name: (server, rooms, transports, silent)
-CLIENTS: dict[str, tuple[str, list[str], list[str], bool]] = {
-    "a1": ("A", ["r1"], ["websocket"], False),
-    "a2": ("A", ["r2"], ["polling"], False),
-    "b1": ("B", ["r1"], ["polling"], False),
-    "b2": ("B", ["r2"], ["websocket"], False),
-    "n1": ("N", ["r1"], ["websocket"], False),
-    "n2": ("N", ["r2"], ["polling"], False),
-    "q": ("N", ["quiet"], ["websocket"], True),
-}
-ALL = frozenset(CLIENTS)
-ANSWERING = ALL - {"q"}
-
-
-def members(room: str) -> set[str]:
-    return {n for n, spec in CLIENTS.items() if room in spec[1]}
-
-
 def make_server(
     name: str, prefix: str, server_side: list[tuple[str, list[Any]]], dsn: str = DSN, **options: Any
 ) -> Server:
-    """An aiosio server of the cluster: the same behaviour as pg_node.mjs."""
+    """An aiosio server of the cluster: the same behaviour as cluster_node.mjs."""
     factory = PostgresAdapter(
         dsn,
         channel_prefix=prefix,
         connect_options={"server_settings": {"application_name": f"{prefix}-{name}"}},
         **options,
     )
-    sio = Server(adapter=factory, ping_interval=10, ping_timeout=5)
-
-    @sio.on("connection")
-    def connected(socket: aiosio.Socket) -> None:
-        auth = socket.handshake.auth
-        socket.data = {"name": auth.get("name"), "server": name}
-        rooms = auth.get("rooms") or []
-        if rooms:
-            socket.join(*rooms)
-
-    @sio.on_server_side("sse")
-    def sse(*args: Any) -> dict[str, Any]:
-        server_side.append(("sse", list(args)))
-        return {"server": name, "args": list(args)}
-
-    return sio
+    return as_member(Server(adapter=factory, ping_interval=10, ping_timeout=5), name, server_side)
 
 
 def factory_of(sio: Server) -> PostgresAdapter:
@@ -134,109 +104,7 @@ def factory_of(sio: Server) -> PostgresAdapter:
     return factory
 
 
-async def server_count(sio: Server) -> int:
-    return int(await sio.sockets.adapter.server_count())  # type: ignore[misc]
-
-
-@dataclass
-class Cluster:
-    prefix: str
-    sios: dict[str, Server] = field(default_factory=dict)
-    server_side: dict[str, list[tuple[str, list[Any]]]] = field(default_factory=dict)
-    urls: dict[str, str] = field(default_factory=dict)
-    node: NodeProc | None = None
-    clients: NodeProc | None = None
-    ids: dict[str, str] = field(default_factory=dict)
-    _markers: int = 0
-
-    @property
-    def a(self) -> Server:
-        return self.sios["A"]
-
-    @property
-    def b(self) -> Server:
-        return self.sios["B"]
-
-    @property
-    def n(self) -> NodeProc:
-        assert self.node is not None
-        return self.node
-
-    @property
-    def c(self) -> NodeProc:
-        assert self.clients is not None
-        return self.clients
-
-    def events(self, client: str, event: str) -> list[list[Any]]:
-        return [
-            py(line["args"])
-            for line in self.c.lines
-            if line["type"] == "event" and line["client"] == client and line["event"] == event
-        ]
-
-    def got(self, event: str) -> set[str]:
-        return {
-            line["client"]
-            for line in self.c.lines
-            if line["type"] == "event" and line["event"] == event
-        }
-
-    def count(self, client: str, event: str) -> int:
-        return len(self.events(client, event))
-
-    def disconnected(self) -> dict[str, str]:
-        return {
-            line["client"]: line["reason"] for line in self.c.lines if line["type"] == "disconnect"
-        }
-
-    def connected(self) -> set[str]:
-        return set(self.ids) - set(self.disconnected())
-
-    async def flush(self, origin: str) -> None:
-        """Broadcast a marker to everyone from ``origin`` (A, B or N) and wait until every
-        connected client has it: what ``origin`` broadcast before has arrived too."""
-        self._markers += 1
-        token = f"{origin}-{self._markers}"
-        if origin == "N":
-            await self.n.call("emit", event="marker", args=[token])
-        else:
-            self.sios[origin].emit("marker", token)
-        expected = self.connected()
-        await until(
-            lambda: all([token] in self.events(n, "marker") for n in expected),
-            8,
-            f"marker {token} at {sorted(expected)}",
-        )
-
-    async def wait_event(self, clients: set[str] | frozenset[str], event: str) -> None:
-        await until(
-            lambda: clients <= self.got(event),
-            8,
-            f"{event} at {sorted(clients)} (got {sorted(self.got(event))})",
-        )
-
-    async def fetch_rooms(self) -> dict[str, set[str]]:
-        sockets = await self.a.fetch_sockets()
-        by_id = {s.id: set(s.rooms) for s in sockets}
-        return {name: by_id[sid] for name, sid in self.ids.items() if sid in by_id}
-
-    async def settle(
-        self, expect: dict[str, set[str]], absent: dict[str, set[str]] | None = None
-    ) -> None:
-        """Wait until (seen from A's fetch_sockets) each client is in its ``expect`` rooms and in
-        none of its ``absent`` rooms."""
-        absent = absent or {}
-
-        async def check() -> bool:
-            rooms = await self.fetch_rooms()
-            return all(wanted <= rooms.get(n, set()) for n, wanted in expect.items()) and not any(
-                unwanted & rooms.get(n, set()) for n, unwanted in absent.items()
-            )
-
-        await until(check, 8, f"rooms {expect} / not {absent}")
-
-
-async def formed(cluster: Cluster, count: int = 3) -> None:
+async def formed(cluster: PostgresCluster, count: int = 3) -> None:
     """Wait until every server counts ``count`` servers. The Node one is asked to say hello
     (``adapter.init()``, as the reference's own tests do): socket.io 4.8.1 never calls it, so an
     idle Node server sends no heartbeat until it publishes a request or answers an aiosio
@@ -256,68 +124,43 @@ async def formed(cluster: Cluster, count: int = 3) -> None:
 async def start_cluster(
     serve: ServeFn,
     serve_native: ServeFn,
-    spawn: Callable[..., Awaitable[NodeProc]],
+    spawn: Spawn,
     *,
-    clients: dict[str, tuple[str, list[str], list[str], bool]] = CLIENTS,
+    clients: dict[str, Spec] = CLIENTS,
     a_dsn: str = DSN,
     options: dict[str, Any] | None = None,
     node_args: tuple[str, ...] = (),
-) -> Cluster:
+) -> PostgresCluster:
     prefix = f"t{uuid.uuid4().hex[:12]}"
-    cluster = Cluster(prefix=prefix)
+    cluster = PostgresCluster(prefix=prefix, specs=clients)
     for name in ("A", "B"):
         cluster.server_side[name] = []
         dsn = a_dsn if name == "A" else DSN
         cluster.sios[name] = make_server(
             name, prefix, cluster.server_side[name], dsn, **(options or {})
         )
-    cluster.urls["A"] = await serve_native(cluster.a)
-    cluster.urls["B"] = await serve(cluster.b)
-    for sio in cluster.sios.values():
-        assert await factory_of(sio).ready(), factory_of(sio).health
-    cluster.node = await spawn("pg_node.mjs", "--prefix", prefix, *node_args)
-    ready = await cluster.node.wait(lambda line: line["type"] == "ready", 10)
-    cluster.urls["N"] = f"http://127.0.0.1:{ready['port']}"
+    await serve_members(cluster, serve, serve_native)
+    await start_node(cluster, spawn, "--adapter", "postgres", "--prefix", prefix, *node_args)
     await formed(cluster)
-    specs = []
-    for name, (server, rooms, transports, silent) in clients.items():
-        spec = {
-            "name": name,
-            "url": cluster.urls[server],
-            "auth": {"rooms": rooms},
-            "transports": transports,
-            "silent": silent,
-        }
-        specs += ["--client", json.dumps(spec)]
-    cluster.clients = await spawn("redis_clients.mjs", *specs)
-    for name in clients:
-        line = await cluster.c.wait(
-            lambda line, name=name: (
-                line["type"] in ("connect", "connect_error") and line["client"] == name
-            ),
-            10,
-        )
-        assert line["type"] == "connect", line
-        cluster.ids[name] = line["id"]
-    await cluster.settle({name: {*spec[1], cluster.ids[name]} for name, spec in clients.items()})
+    await connect_clients(cluster, spawn)
+    await cluster.settle_clients()
     return cluster
 
 
 @pytest.fixture
 async def cluster(
-    serve: ServeFn, serve_native: ServeFn, spawn: Callable[..., Awaitable[NodeProc]]
-) -> AsyncIterator[Cluster]:
+    serve: ServeFn, serve_native: ServeFn, spawn: Spawn
+) -> AsyncIterator[PostgresCluster]:
     c = await start_cluster(serve, serve_native, spawn)
     yield c
-    await c.c.close()
-    await c.n.close()
+    await c.close()
 
 
 # -- broadcasts -----------------------------------------------------------------------------------
 
 
 async def test_broadcasts_rooms_and_except_reach_every_server_in_both_directions(
-    cluster: Cluster,
+    cluster: PostgresCluster,
 ) -> None:
     for origin in ("A", "B", "N"):
         event = f"all-{origin}"
@@ -343,7 +186,7 @@ async def test_broadcasts_rooms_and_except_reach_every_server_in_both_directions
 
 
 async def test_binary_and_large_payloads_travel_through_the_attachments_table(
-    cluster: Cluster,
+    cluster: PostgresCluster,
 ) -> None:
     """Binary values (JSON has no bytes) and messages whose JSON is 8000 bytes or more go
     through the attachments table, both ways; exactly one copy arrives."""
@@ -374,7 +217,7 @@ async def test_binary_and_large_payloads_travel_through_the_attachments_table(
 
 
 async def test_a_message_just_under_the_threshold_is_a_notify_and_one_at_it_an_attachment(
-    cluster: Cluster,
+    cluster: PostgresCluster,
 ) -> None:
     """The JSON of a broadcast is 7999 bytes: NOTIFY; 8000 bytes: the attachments table (a NOTIFY
     payload of 8000 bytes is refused by PostgreSQL)."""
@@ -410,7 +253,9 @@ async def test_a_message_just_under_the_threshold_is_a_notify_and_one_at_it_an_a
 # -- requests -----------------------------------------------------------------------------------
 
 
-async def test_fetch_sockets_sees_every_server_s_sockets_with_their_data(cluster: Cluster) -> None:
+async def test_fetch_sockets_sees_every_server_s_sockets_with_their_data(
+    cluster: PostgresCluster,
+) -> None:
     sockets = await cluster.a.fetch_sockets()
     by_id = {s.id: s for s in sockets}
     assert set(by_id) == set(cluster.ids.values())
@@ -428,7 +273,9 @@ async def test_fetch_sockets_sees_every_server_s_sockets_with_their_data(cluster
         assert seen[sid]["local"] == (CLIENTS[name][0] == "N")
 
 
-async def test_remote_sockets_can_be_emitted_to_joined_and_disconnected(cluster: Cluster) -> None:
+async def test_remote_sockets_can_be_emitted_to_joined_and_disconnected(
+    cluster: PostgresCluster,
+) -> None:
     sockets = {s.id: s for s in await cluster.a.fetch_sockets()}
     n1 = sockets[cluster.ids["n1"]]
     # Its acknowledgement comes back through the cluster (a broadcast with acks to one socket).
@@ -451,7 +298,9 @@ async def test_remote_sockets_can_be_emitted_to_joined_and_disconnected(cluster:
     assert cluster.disconnected()["n2"] == "io server disconnect"
 
 
-async def test_sockets_join_leave_and_disconnect_across_the_cluster(cluster: Cluster) -> None:
+async def test_sockets_join_leave_and_disconnect_across_the_cluster(
+    cluster: PostgresCluster,
+) -> None:
     cluster.a.in_("r1").sockets_join("joined")
     await cluster.settle({n: {"joined"} for n in members("r1")})
     await cluster.n.call("socketsLeave", **{"in": ["r1"]}, rooms=["joined"])
@@ -465,7 +314,7 @@ async def test_sockets_join_leave_and_disconnect_across_the_cluster(cluster: Clu
     assert set(cluster.disconnected().values()) == {"io server disconnect"}
 
 
-async def test_server_side_emit_with_acks_in_both_directions(cluster: Cluster) -> None:
+async def test_server_side_emit_with_acks_in_both_directions(cluster: PostgresCluster) -> None:
     replies = await cluster.a.server_side_emit_with_ack("sse", "from-A", 1, timeout=5)
     assert sorted(r["server"] for r in replies) == ["B", "N"]
     assert all(r["args"] == ["from-A", 1] for r in replies)
@@ -483,7 +332,7 @@ async def test_server_side_emit_with_acks_in_both_directions(cluster: Cluster) -
 
 
 async def test_broadcast_with_acks_gathers_every_client_s_reply_in_both_directions(
-    cluster: Cluster,
+    cluster: PostgresCluster,
 ) -> None:
     replies = await cluster.a.except_("quiet").timeout(5).emit_with_ack("ask", 1)
     assert sorted(replies) == sorted(ANSWERING)
@@ -501,7 +350,7 @@ async def test_broadcast_with_acks_gathers_every_client_s_reply_in_both_directio
 # -- the emitter ----------------------------------------------------------------------------------
 
 
-async def test_the_npm_postgres_emitter_reaches_aiosio_clients(cluster: Cluster) -> None:
+async def test_the_npm_postgres_emitter_reaches_aiosio_clients(cluster: PostgresCluster) -> None:
     """``@socket.io/postgres-emitter`` writes no ``nsp`` (the channel names it) and ``uid``
     "emitter": aiosio delivers its broadcasts, binary and large ones (through the attachments
     table) included, and applies its room changes and server-side emits. (The Node adapter 0.5.0
@@ -517,7 +366,8 @@ async def test_the_npm_postgres_emitter_reaches_aiosio_clients(cluster: Cluster)
         {"do": "serverSideEmit", "args": ["sse", "from-emitter"]},
     ]
     done = await run_node(
-        "pg_emitter.mjs", "--prefix", cluster.prefix, "--actions", json.dumps(actions)
+        "cluster_emitter.mjs",
+        *("--adapter", "postgres", "--prefix", cluster.prefix, "--actions", json.dumps(actions)),
     )
     assert done[-1] == {"type": "done", "actions": len(actions)}
     aiosio_clients = {n for n, spec in CLIENTS.items() if spec[0] in ("A", "B")}
@@ -546,7 +396,7 @@ async def test_the_npm_postgres_emitter_reaches_aiosio_clients(cluster: Cluster)
 
 
 async def test_a_closed_server_leaves_the_cluster_at_once_and_a_silent_one_after_the_timeout(
-    serve: ServeFn, serve_native: ServeFn, spawn: Callable[..., Awaitable[NodeProc]]
+    serve: ServeFn, serve_native: ServeFn, spawn: Spawn
 ) -> None:
     options = {"heartbeat_interval": 1.0, "heartbeat_timeout": 4.0}
     cluster = await start_cluster(
@@ -558,11 +408,13 @@ async def test_a_closed_server_leaves_the_cluster_at_once_and_a_silent_one_after
         assert await server_count(cluster.a) == 3
         # ADAPTER_CLOSE: forgotten at once (well before N's heartbeat_timeout would).
         await cluster.n.call("close")
-        await until(lambda: _count_is(cluster.a, 2), 3.0, "A forgot N after its ADAPTER_CLOSE")
+        await until(
+            lambda: server_count_is(cluster.a, 2), 3.0, "A forgot N after its ADAPTER_CLOSE"
+        )
         # B is killed without a word (its link closed under it): A forgets it after the timeout.
         await factory_of(cluster.b).link.close()
         started = time.monotonic()
-        await until(lambda: _count_is(cluster.a, 1), 10.0, "A forgot the silent B")
+        await until(lambda: server_count_is(cluster.a, 1), 10.0, "A forgot the silent B")
         assert time.monotonic() - started >= 2.5
         # Alone, fetch_sockets and server_side_emit with acks do not wait.
         assert await cluster.a.server_side_emit_with_ack("sse", timeout=5) == []
@@ -570,14 +422,10 @@ async def test_a_closed_server_leaves_the_cluster_at_once_and_a_silent_one_after
         await cluster.n.close()
 
 
-async def _count_is(sio: Server, count: int) -> bool:
-    return await server_count(sio) == count
-
-
 async def test_fetch_sockets_fails_as_the_reference_when_a_known_server_does_not_answer(
     serve: ServeFn,
     serve_native: ServeFn,
-    spawn: Callable[..., Awaitable[NodeProc]],
+    spawn: Spawn,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A server that stops answering but is not forgotten yet (its last heartbeat is recent):
@@ -686,7 +534,7 @@ async def proxy() -> AsyncIterator[Proxy]:
 async def test_a_network_cut_is_counted_reported_and_recovered_never_silent(
     serve: ServeFn,
     serve_native: ServeFn,
-    spawn: Callable[..., Awaitable[NodeProc]],
+    spawn: Spawn,
     proxy: Proxy,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -761,7 +609,7 @@ async def test_a_network_cut_is_counted_reported_and_recovered_never_silent(
 async def test_a_stalled_listener_is_found_by_its_health_check_and_replaced(
     serve: ServeFn,
     serve_native: ServeFn,
-    spawn: Callable[..., Awaitable[NodeProc]],
+    spawn: Spawn,
     proxy: Proxy,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -797,7 +645,7 @@ async def test_a_stalled_listener_is_found_by_its_health_check_and_replaced(
 
 
 async def test_pg_terminate_backend_on_the_listener_is_a_reconnection_in_the_log(
-    cluster: Cluster, caplog: pytest.LogCaptureFixture
+    cluster: PostgresCluster, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A's listener connection is terminated by PostgreSQL: A says so, listens again, says
     hello again (the cluster stays whole) and receives what is sent after."""
@@ -830,7 +678,9 @@ async def test_pg_terminate_backend_on_the_listener_is_a_reconnection_in_the_log
 # -- the wire -------------------------------------------------------------------------------------
 
 
-async def test_aiosio_writes_the_same_notify_payloads_as_the_node_adapter(cluster: Cluster) -> None:
+async def test_aiosio_writes_the_same_notify_payloads_as_the_node_adapter(
+    cluster: PostgresCluster,
+) -> None:
     """The same operations on A and on N: the NOTIFY payloads each sends are the same text, once
     the sender's uid and the request ids are set aside (key order, flags, options)."""
     uid_a = cluster.a.sockets.adapter.uid  # type: ignore[attr-defined]
@@ -887,7 +737,7 @@ async def test_aiosio_writes_the_same_notify_payloads_as_the_node_adapter(cluste
 async def test_memory_stays_bounded_while_postgres_is_away(
     serve: ServeFn,
     serve_native: ServeFn,
-    spawn: Callable[..., Awaitable[NodeProc]],
+    spawn: Spawn,
     proxy: Proxy,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -924,7 +774,7 @@ async def test_memory_stays_bounded_while_postgres_is_away(
         await cluster.c.close()
 
 
-async def test_prometheus_reads_the_postgres_adapter_s_health(cluster: Cluster) -> None:
+async def test_prometheus_reads_the_postgres_adapter_s_health(cluster: PostgresCluster) -> None:
     """``aiosio.metrics`` exports the link's health under ``aiosio_postgres_*``."""
     from prometheus_client import CollectorRegistry, generate_latest
 

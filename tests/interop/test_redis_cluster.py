@@ -2,12 +2,12 @@
 ``@socket.io/redis-adapter`` 8.3, in its classic and sharded modes, and with both emitters
 (``@socket.io/redis-emitter`` and ``aiosio.Emitter``), on a real Redis 7.
 
-A cluster is two aiosio servers (``A`` on the native server, ``B`` under uvicorn) and one Node
-server (``N``, ``tests/js/redis_node.mjs``), all on one Redis key unique to the test, with official
-``socket.io-client`` sockets connected to each (``tests/js/redis_clients.mjs``). Each client
-sends ``auth = {name, rooms}``: every server joins the socket to ``rooms`` and sets
-``socket.data = {name, server}``. Clients answer every acknowledgement request with their name
-(except the silent one, ``q``).
+A cluster (``cluster_harness.py``) is two aiosio servers (``A`` on the native server, ``B`` under
+uvicorn) and one Node server (``N``, ``tests/js/cluster_node.mjs --adapter redis``), all on one
+Redis key unique to the test, with official ``socket.io-client`` sockets connected to each
+(``tests/js/redis_clients.mjs``). Each client sends ``auth = {name, rooms}``: every server joins
+the socket to ``rooms`` and sets ``socket.data = {name, server}``. Clients answer every
+acknowledgement request with their name (except the silent one, ``q``).
 
 Delivery checks are exact: after the broadcasts under test, the same origin broadcasts a marker to
 everyone; Redis delivers one publisher's messages in order to each subscriber, so once every
@@ -23,80 +23,49 @@ import asyncio
 import json
 import logging
 import re
-import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgpack
 import pytest
-import redis
 import redis.asyncio as redis_asyncio
-from node_procs import NodeProc, js, node_procs, py, until
+from cluster_harness import (
+    ALL,
+    ANSWERING,
+    CLIENTS,
+    REDIS_URL,
+    WEBSOCKET,
+    RedisCluster,
+    RedisServer,
+    Spawn,
+    Spec,
+    as_member,
+    b_under_uvicorn,  # noqa: F401 (the fixture server_kind)
+    connect_clients,
+    members,
+    next_message,
+    node_scripts,  # noqa: F401 (the fixture spawn)
+    redis_server,
+    serve_members,
+    server_count,
+    server_count_is,
+    skip_unless_redis,
+    start_node,
+)
+from node_procs import js, py, until
 
 import aiosio
 from aiosio import AckTimeout, Server
 from aiosio.adapters.redis import RedisAdapter, RemoteSocket
-from conftest import ROOT, ServeFn, free_port, run_node
+from conftest import ROOT, ServeFn, run_node
 
 pytestmark = pytest.mark.interop
 
-REDIS_URL = "redis://127.0.0.1:6379"
 LOGGER = "aiosio.adapter.redis"
 
-
-def _redis_reachable() -> str | None:
-    try:
-        client = redis.Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-        try:
-            client.ping()
-        finally:
-            client.close()
-    except redis.RedisError as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
-_unreachable = _redis_reachable()
-if _unreachable is not None:
-    pytest.skip(
-        f"Redis is not reachable on 127.0.0.1:6379 ({_unreachable}); start it with "
-        "scripts/services.sh",
-        allow_module_level=True,
-    )
-
-
-@pytest.fixture
-def server_kind() -> str:
-    # ``serve`` runs server B under uvicorn; server A runs on ``serve_native``.
-    return "asgi"
-
-
-# name: (server, rooms, transports, silent)
-CLIENTS: dict[str, tuple[str, list[str], list[str], bool]] = {
-    "a1": ("A", ["r1"], ["websocket"], False),
-    "a2": ("A", ["r2"], ["polling"], False),
-    "b1": ("B", ["r1"], ["polling"], False),
-    "b2": ("B", ["r2"], ["websocket"], False),
-    "n1": ("N", ["r1"], ["websocket"], False),
-    "n2": ("N", ["r2"], ["polling"], False),
-    "q": ("N", ["quiet"], ["websocket"], True),
-}
-ALL = frozenset(CLIENTS)
-ANSWERING = ALL - {"q"}
-WEBSOCKET = frozenset(n for n, spec in CLIENTS.items() if spec[2] == ["websocket"])
-
-
-def members(room: str) -> set[str]:
-    return {n for n, spec in CLIENTS.items() if room in spec[1]}
-
-
-@pytest.fixture
-async def spawn() -> AsyncIterator[Callable[..., Awaitable[NodeProc]]]:
-    async with node_procs() as start:
-        yield start
+skip_unless_redis()
 
 
 # -- the cluster ----------------------------------------------------------------------------------
@@ -111,30 +80,10 @@ def make_server(
     url: str = REDIS_URL,
     **adapter_options: Any,
 ) -> Server:
-    """An aiosio server of the cluster: the same behaviour as redis_node.mjs."""
+    """An aiosio server of the cluster: the same behaviour as cluster_node.mjs; B also answers
+    the server-side event ``sse-b``."""
     factory = RedisAdapter(url, key=key, sharded=sharded, requests_timeout=1.5, **adapter_options)
-    sio = Server(adapter=factory, ping_interval=10, ping_timeout=5)
-
-    @sio.on("connection")
-    def connected(socket: aiosio.Socket) -> None:
-        auth = socket.handshake.auth
-        socket.data = {"name": auth.get("name"), "server": name}
-        rooms = auth.get("rooms") or []
-        if rooms:
-            socket.join(*rooms)
-
-    @sio.on("relay")
-    def relay(_socket: aiosio.Socket, cmd: dict[str, Any]) -> None:
-        op = sio.to(cmd["to"]) if cmd.get("to") else sio.except_()
-        if cmd.get("except"):
-            op = op.except_(cmd["except"])
-        op.emit(cmd["event"], *cmd.get("args", []))
-
-    # Server-side events (the handler's return value answers the ack).
-    @sio.on_server_side("sse")
-    def sse(*args: Any) -> dict[str, Any]:
-        server_side.append(("sse", list(args)))
-        return {"server": name, "args": list(args)}
+    sio = as_member(Server(adapter=factory, ping_interval=10, ping_timeout=5), name, server_side)
 
     if name == "B":
 
@@ -152,237 +101,72 @@ def factory_of(sio: Server) -> RedisAdapter:
     return factory
 
 
-async def server_count(sio: Server) -> int:
-    return int(await sio.sockets.adapter.server_count())  # type: ignore[misc]
-
-
-@dataclass
-class Cluster:
-    key: str
-    sharded: bool
-    raw: redis_asyncio.Redis
-    sios: dict[str, Server] = field(default_factory=dict)
-    server_side: dict[str, list[tuple[str, list[Any]]]] = field(default_factory=dict)
-    urls: dict[str, str] = field(default_factory=dict)
-    node: NodeProc | None = None
-    clients: NodeProc | None = None
-    ids: dict[str, str] = field(default_factory=dict)
-    specs: dict[str, tuple[str, list[str], list[str], bool]] = field(default_factory=dict)
-    mode: str = "dynamic"  # the sharded adapter's subscription mode
-    _markers: int = 0
-
-    @property
-    def a(self) -> Server:
-        return self.sios["A"]
-
-    @property
-    def b(self) -> Server:
-        return self.sios["B"]
-
-    @property
-    def n(self) -> NodeProc:
-        assert self.node is not None
-        return self.node
-
-    @property
-    def c(self) -> NodeProc:
-        assert self.clients is not None
-        return self.clients
-
-    # -- what the clients saw --
-
-    def events(self, client: str, event: str) -> list[list[Any]]:
-        return [
-            py(line["args"])
-            for line in self.c.lines
-            if line["type"] == "event" and line["client"] == client and line["event"] == event
-        ]
-
-    def got(self, event: str) -> set[str]:
-        return {
-            line["client"]
-            for line in self.c.lines
-            if line["type"] == "event" and line["event"] == event
-        }
-
-    def count(self, client: str, event: str) -> int:
-        return len(self.events(client, event))
-
-    def disconnected(self) -> dict[str, str]:
-        return {
-            line["client"]: line["reason"] for line in self.c.lines if line["type"] == "disconnect"
-        }
-
-    def connected(self) -> set[str]:
-        return set(self.ids) - set(self.disconnected())
-
-    # -- barriers --
-
-    async def flush(self, origin: str) -> None:
-        """Broadcast a marker to everyone from ``origin`` (A, B or N) and wait until every
-        connected client has it: what ``origin`` broadcast before has arrived too."""
-        self._markers += 1
-        token = f"{origin}-{self._markers}"
-        if origin == "N":
-            await self.n.call("emit", event="marker", args=[token])
-        else:
-            self.sios[origin].emit("marker", token)
-        await self.wait_marker(token)
-
-    async def wait_marker(self, token: str, timeout: float = 5.0) -> None:
-        expected = self.connected()
-        await until(
-            lambda: all([token] in self.events(n, "marker") for n in expected),
-            timeout,
-            f"marker {token} at {sorted(expected)}: "
-            f"{sorted(n for n in expected if [token] not in self.events(n, 'marker'))} miss it",
-        )
-
-    async def wait_event(self, clients: set[str] | frozenset[str], event: str) -> None:
-        await until(
-            lambda: clients <= self.got(event),
-            5,
-            f"{event} at {sorted(clients)} (got {sorted(self.got(event))})",
-        )
-
-    async def fetch_rooms(self) -> dict[str, set[str]]:
-        sockets = await self.a.fetch_sockets()
-        by_id = {s.id: set(s.rooms) for s in sockets}
-        return {name: by_id[sid] for name, sid in self.ids.items() if sid in by_id}
-
-    async def settle(self, expect: dict[str, set[str]], absent: dict[str, set[str]] | None = None):
-        """Wait until (seen from A's fetch_sockets) each client is in its ``expect`` rooms and in
-        none of its ``absent`` rooms; with the sharded adapter, also until every server with a
-        member in those rooms subscribed to the room's dynamic channel, and no other server
-        (SSUBSCRIBE and SUNSUBSCRIBE are asynchronous in both implementations)."""
-        absent = absent or {}
-
-        async def check() -> bool:
-            rooms = await self.fetch_rooms()
-            for name, wanted in expect.items():
-                if not wanted <= rooms.get(name, set()):
-                    return False
-            for name, unwanted in absent.items():
-                if unwanted & rooms.get(name, set()):
-                    return False
-            if self.sharded and self.mode != "static":
-                watched = set().union(*expect.values(), *absent.values())
-                if self.mode == "dynamic":
-                    watched -= set(self.ids.values())  # socket rooms use the main channel
-                for room in watched:
-                    servers = {self.specs[n][0] for n, r in rooms.items() if room in r}
-                    if await self.shard_subscribers(room) != len(servers):
-                        return False
-            return True
-
-        await until(check, 5, f"rooms {expect} / not {absent}")
-
-    async def shard_subscribers(self, room: str) -> int:
-        channel = f"{self.key}#/#{room}#"
-        result = await self.raw.pubsub_shardnumsub(channel)
-        return int(result[0][1]) if result else 0
-
-
 async def start_cluster(
     sharded: bool,
     serve: ServeFn,
     serve_native: ServeFn,
-    spawn: Callable[..., Awaitable[NodeProc]],
+    spawn: Spawn,
     *,
-    clients: dict[str, tuple[str, list[str], list[str], bool]] = CLIENTS,
+    clients: dict[str, Spec] = CLIENTS,
     mode: str = "dynamic",
     node_flags: tuple[str, ...] = (),
     adapter_options: dict[str, Any] | None = None,
-) -> Cluster:
+) -> RedisCluster:
     key = f"t{uuid.uuid4().hex[:12]}"
-    cluster = Cluster(key=key, sharded=sharded, raw=redis_asyncio.Redis.from_url(REDIS_URL))
-    cluster.specs = clients
-    cluster.mode = mode
+    raw = redis_asyncio.Redis.from_url(REDIS_URL)
+    cluster = RedisCluster(key=key, sharded=sharded, raw=raw, specs=clients, mode=mode)
     options = dict(adapter_options or {})
     if sharded:
         options["subscription_mode"] = mode
     for name in ("A", "B"):
         cluster.server_side[name] = []
         cluster.sios[name] = make_server(name, key, sharded, cluster.server_side[name], **options)
-    cluster.urls["A"] = await serve_native(cluster.a)
-    cluster.urls["B"] = await serve(cluster.b)
-    for sio in cluster.sios.values():
-        assert await factory_of(sio).ready(), factory_of(sio).health
-    node_args = ["--key", key, "--requests-timeout", "1500", *node_flags]
+    await serve_members(cluster, serve, serve_native)
+    node_args = ["--adapter", "redis", "--key", key, "--requests-timeout", "1500", *node_flags]
     if sharded:
         node_args += ["--sharded", "--mode", mode]
-    cluster.node = await spawn("redis_node.mjs", *node_args)
-    ready = await cluster.node.wait(lambda line: line["type"] == "ready", 10)
-    cluster.urls["N"] = f"http://127.0.0.1:{ready['port']}"
+    await start_node(cluster, spawn, *node_args)
 
     async def formed() -> bool:
         return all([await server_count(sio) == 3 for sio in cluster.sios.values()])
 
     await until(formed, 5, "3 servers in the cluster")
-    specs = []
-    for name, (server, rooms, transports, silent) in clients.items():
-        spec = {
-            "name": name,
-            "url": cluster.urls[server],
-            "auth": {"rooms": rooms},
-            "transports": transports,
-            "silent": silent,
-        }
-        specs += ["--client", json.dumps(spec)]
-    cluster.clients = await spawn("redis_clients.mjs", *specs)
-    for name in clients:
-        line = await cluster.c.wait(
-            lambda line, name=name: (
-                line["type"] in ("connect", "connect_error") and line["client"] == name
-            ),
-            10,
-        )
-        assert line["type"] == "connect", line
-        cluster.ids[name] = line["id"]
-    await cluster.settle({name: {*spec[1], cluster.ids[name]} for name, spec in clients.items()})
+    await connect_clients(cluster, spawn)
+    await cluster.settle_clients()
     return cluster
 
 
 @pytest.fixture(params=["classic", "sharded"])
 async def cluster(
-    request: pytest.FixtureRequest,
-    serve: ServeFn,
-    serve_native: ServeFn,
-    spawn: Callable[..., Awaitable[NodeProc]],
-) -> AsyncIterator[Cluster]:
+    request: pytest.FixtureRequest, serve: ServeFn, serve_native: ServeFn, spawn: Spawn
+) -> AsyncIterator[RedisCluster]:
     c = await start_cluster(request.param == "sharded", serve, serve_native, spawn)
     yield c
-    await c.c.close()
-    await c.n.close()
-    await c.raw.aclose()
+    await c.close()
 
 
 @pytest.fixture
 async def classic_cluster(
-    serve: ServeFn, serve_native: ServeFn, spawn: Callable[..., Awaitable[NodeProc]]
-) -> AsyncIterator[Cluster]:
+    serve: ServeFn, serve_native: ServeFn, spawn: Spawn
+) -> AsyncIterator[RedisCluster]:
     c = await start_cluster(False, serve, serve_native, spawn)
     yield c
-    await c.c.close()
-    await c.n.close()
-    await c.raw.aclose()
+    await c.close()
 
 
 @pytest.fixture
 async def sharded_cluster(
-    serve: ServeFn, serve_native: ServeFn, spawn: Callable[..., Awaitable[NodeProc]]
-) -> AsyncIterator[Cluster]:
+    serve: ServeFn, serve_native: ServeFn, spawn: Spawn
+) -> AsyncIterator[RedisCluster]:
     c = await start_cluster(True, serve, serve_native, spawn)
     yield c
-    await c.c.close()
-    await c.n.close()
-    await c.raw.aclose()
+    await c.close()
 
 
 # -- broadcasts -----------------------------------------------------------------------------------
 
 
-async def test_broadcasts_reach_every_server(cluster: Cluster) -> None:
+async def test_broadcasts_reach_every_server(cluster: RedisCluster) -> None:
     c, a, b = cluster, cluster.a, cluster.b
     ids = c.ids
 
@@ -460,7 +244,7 @@ async def test_broadcasts_reach_every_server(cluster: Cluster) -> None:
             assert c.count(name, event) == 1, (name, event)
 
 
-async def test_broadcast_with_acks(cluster: Cluster) -> None:
+async def test_broadcast_with_acks(cluster: RedisCluster) -> None:
     c, a, b = cluster, cluster.a, cluster.b
 
     replies = await a.timeout(3).except_("quiet").emit_with_ack("ask", 1)
@@ -502,7 +286,7 @@ async def test_broadcast_with_acks(cluster: Cluster) -> None:
 # -- fetch_sockets and remote sockets -------------------------------------------------------------
 
 
-async def test_fetch_sockets_and_remote_sockets(cluster: Cluster) -> None:
+async def test_fetch_sockets_and_remote_sockets(cluster: RedisCluster) -> None:
     c, a = cluster, cluster.a
     ids = c.ids
 
@@ -590,7 +374,7 @@ async def test_fetch_sockets_and_remote_sockets(cluster: Cluster) -> None:
     assert {s.id for s in remaining} == {ids[n] for n in ALL - {"n1", "b1", "b2"}}
 
 
-async def test_remote_socket_acknowledgements(cluster: Cluster) -> None:
+async def test_remote_socket_acknowledgements(cluster: RedisCluster) -> None:
     """``remote.timeout(s).emit_with_ack(...)`` (Node's ``remoteSocket.timeout(ms)
     .emitWithAck(...)``): a broadcast with acks to that one socket, answered with its reply,
     whether the socket is on the Node server or on the other aiosio server."""
@@ -634,7 +418,7 @@ async def test_remote_socket_acknowledgements(cluster: Cluster) -> None:
 # -- server-side events ---------------------------------------------------------------------------
 
 
-async def test_server_side_emit(cluster: Cluster) -> None:
+async def test_server_side_emit(cluster: RedisCluster) -> None:
     c, a = cluster, cluster.a
 
     def node_got(args: list[Any]) -> bool:
@@ -685,7 +469,7 @@ async def test_server_side_emit(cluster: Cluster) -> None:
     ]
 
 
-async def test_a_client_event_and_a_server_side_event_of_one_name(cluster: Cluster) -> None:
+async def test_a_client_event_and_a_server_side_event_of_one_name(cluster: RedisCluster) -> None:
     """One name, two events, as a mixed cluster has them (Node: ``socket.on("sse")`` for what a
     client sends, ``io.on("sse")`` for what another server sends): ``on`` gets the client's,
     called with the socket, ``on_server_side`` the servers', called with the arguments."""
@@ -717,7 +501,7 @@ async def test_a_client_event_and_a_server_side_event_of_one_name(cluster: Clust
 
 
 async def test_a_server_side_event_sent_to_an_on_handler_still_runs_with_a_warning(
-    classic_cluster: Cluster, caplog: pytest.LogCaptureFixture
+    classic_cluster: RedisCluster, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Applications written before ``on_server_side`` keep working: a server-side event with
     no ``on_server_side`` handler runs the ``on`` handler of its name, as before (called with
@@ -750,7 +534,7 @@ async def test_a_server_side_event_sent_to_an_on_handler_still_runs_with_a_warni
 # -- rooms of other servers' sockets, disconnections, server count -------------------------------
 
 
-async def test_sockets_join_leave_disconnect(cluster: Cluster) -> None:
+async def test_sockets_join_leave_disconnect(cluster: RedisCluster) -> None:
     c, a, b = cluster, cluster.a, cluster.b
 
     a.in_("r1").sockets_join("r1x")
@@ -793,7 +577,7 @@ async def test_sockets_join_leave_disconnect(cluster: Cluster) -> None:
     assert (await c.n.call("serverCount"))["count"] == 3
 
 
-async def test_server_count(cluster: Cluster) -> None:
+async def test_server_count(cluster: RedisCluster) -> None:
     c, a, b = cluster, cluster.a, cluster.b
     assert await server_count(a) == 3
     assert await server_count(b) == 3
@@ -805,30 +589,12 @@ async def test_server_count(cluster: Cluster) -> None:
 
     # The Node server leaves: the cluster has two servers, acks need no timeout to complete.
     await c.n.kill()
-    await until(lambda: _count_is(a, 2), 5, "A counts 2 servers")
+    await until(lambda: server_count_is(a, 2), 5, "A counts 2 servers")
     assert await server_count(b) == 2
     await until(lambda: not ({"n1", "n2", "q"} & c.connected()), 5, "Node clients gone")
     # no AckTimeout: no reply is awaited from the server that left
     replies = await a.timeout(3).emit_with_ack("ask")
     assert sorted(replies) == ["a1", "a2", "b1", "b2"]
-
-
-async def next_message(pubsub: Any, *, type_key: str, types: set[int]) -> dict[str, Any]:
-    """The next message ``pubsub`` got (JSON or msgpack) whose ``type_key`` is one of
-    ``types``; the others are skipped."""
-    async with asyncio.timeout(5):
-        while True:
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
-            if message is None:
-                continue
-            data = message["data"]
-            decoded = json.loads(data) if data[:1] == b"{" else msgpack.unpackb(data)
-            if decoded.get(type_key) in types:
-                return dict(decoded)
-
-
-async def _count_is(sio: Server, n: int) -> bool:
-    return await server_count(sio) == n
 
 
 # -- adapter options -------------------------------------------------------------------------------
@@ -839,7 +605,7 @@ async def test_sharded_subscription_modes(
     mode: str,
     serve: ServeFn,
     serve_native: ServeFn,
-    spawn: Callable[..., Awaitable[NodeProc]],
+    spawn: Spawn,
 ) -> None:
     """Every server of the cluster in the same subscription mode (the default, "dynamic", is
     what the other sharded tests use): single-room broadcasts, to named rooms and to socket ids,
@@ -876,13 +642,11 @@ async def test_sharded_subscription_modes(
         replies = await c.b.timeout(3).except_("quiet").emit_with_ack("ask")
         assert sorted(replies) == sorted(ANSWERING)
     finally:
-        await c.c.close()
-        await c.n.close()
-        await c.raw.aclose()
+        await c.close()
 
 
 async def test_classic_specific_response_channel(
-    serve: ServeFn, serve_native: ServeFn, spawn: Callable[..., Awaitable[NodeProc]]
+    serve: ServeFn, serve_native: ServeFn, spawn: Spawn
 ) -> None:
     """``publishOnSpecificResponseChannel`` on every server: responses go to
     ``<key>-response#/#<requester uid>#`` (server-side emit replies stay on the common one)."""
@@ -912,9 +676,7 @@ async def test_classic_specific_response_channel(
         assert result["err"] is None
         assert sorted(r["server"] for r in result["responses"]) == ["A", "B"]
     finally:
-        await c.c.close()
-        await c.n.close()
-        await c.raw.aclose()
+        await c.close()
 
 
 @pytest.mark.parametrize(
@@ -950,7 +712,7 @@ async def test_a_member_that_never_answers(
             await mute.ssubscribe(f"{key}#/#")
         else:
             await mute.subscribe(f"{key}-request#/#")
-        await until(lambda: _count_is(a, 3), 5, "3 members")
+        await until(lambda: server_count_is(a, 3), 5, "3 members")
         started = time.monotonic()
         with pytest.raises(aiosio.FetchSocketsTimeout) as refused:
             await a.timeout(1).fetch_sockets()
@@ -996,7 +758,9 @@ async def test_a_member_that_never_answers(
 
 
 @pytest.mark.parametrize("emitter", ["node", "python"])
-async def test_emitters_reach_the_mixed_cluster(classic_cluster: Cluster, emitter: str) -> None:
+async def test_emitters_reach_the_mixed_cluster(
+    classic_cluster: RedisCluster, emitter: str
+) -> None:
     c = classic_cluster
     ids = c.ids
     # One action list, published in order on one connection: a join lands before the room emit.
@@ -1066,7 +830,15 @@ async def test_emitters_reach_the_mixed_cluster(classic_cluster: Cluster, emitte
 
 async def run_emitter(kind: str, key: str, actions: list[dict[str, Any]]) -> None:
     if kind == "node":
-        lines = await run_node("redis_emitter.mjs", "--key", key, "--actions", json.dumps(actions))
+        lines = await run_node(
+            "cluster_emitter.mjs",
+            "--adapter",
+            "redis",
+            "--key",
+            key,
+            "--actions",
+            json.dumps(actions),
+        )
         assert lines == [{"type": "done", "actions": len(actions)}]
         return
     emitter = aiosio.Emitter(REDIS_URL, key=key)
@@ -1096,7 +868,7 @@ async def run_emitter(kind: str, key: str, actions: list[dict[str, Any]]) -> Non
         await emitter.close()
 
 
-async def test_python_emitter_sharded_broadcasts(sharded_cluster: Cluster) -> None:
+async def test_python_emitter_sharded_broadcasts(sharded_cluster: RedisCluster) -> None:
     """``aiosio.Emitter(sharded=True)`` broadcasts to a sharded cluster (the Node emitter has no
     sharded mode; Node's sharded adapter accepts these messages)."""
     c = sharded_cluster
@@ -1117,7 +889,7 @@ async def test_python_emitter_sharded_broadcasts(sharded_cluster: Cluster) -> No
     assert c.got("se-sid") == {"n2"}
 
 
-async def test_python_emitter_sharded_requests(sharded_cluster: Cluster) -> None:
+async def test_python_emitter_sharded_requests(sharded_cluster: RedisCluster) -> None:
     c = sharded_cluster
     emitter = aiosio.Emitter(REDIS_URL, key=c.key, sharded=True)
     try:
@@ -1136,59 +908,11 @@ async def test_python_emitter_sharded_requests(sharded_cluster: Cluster) -> None
 # -- Redis goes away and comes back ---------------------------------------------------------------
 
 
-class PrivateRedis:
-    """A redis-server of this test on a free port, to kill -9 and start again."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}"
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.skip("redis-server is not installed")
-        self.proc = await asyncio.create_subprocess_exec(
-            binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        client = redis_asyncio.Redis.from_url(self.url)
-        try:
-            deadline = time.monotonic() + 5
-            while True:
-                try:
-                    await client.ping()
-                    return
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline or self.proc.returncode is not None:
-                        raise
-                    await asyncio.sleep(0.02)
-        finally:
-            await client.aclose()
-
-    async def kill(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()  # SIGKILL: no goodbye to the clients
-            await self.proc.wait()
-
-
 @pytest.fixture
-async def private_redis() -> AsyncIterator[PrivateRedis]:
-    server = PrivateRedis()
-    await server.start()
-    yield server
-    await server.kill()
+async def private_redis() -> AsyncIterator[RedisServer]:
+    """A redis-server of this test on a free port, to kill -9 and start again."""
+    async with redis_server() as server:
+        yield server
 
 
 def records(caplog: pytest.LogCaptureFixture, pattern: str) -> list[logging.LogRecord]:
@@ -1198,16 +922,16 @@ def records(caplog: pytest.LogCaptureFixture, pattern: str) -> list[logging.LogR
 @pytest.mark.parametrize("mode", ["classic", "sharded"])
 async def test_redis_killed_and_restarted(
     mode: str,
-    private_redis: PrivateRedis,
+    private_redis: RedisServer,
     serve: ServeFn,
     serve_native: ServeFn,
-    spawn: Callable[..., Awaitable[NodeProc]],
+    spawn: Spawn,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
     key = f"t{uuid.uuid4().hex[:12]}"
     sharded = mode == "sharded"
-    c = Cluster(key=key, sharded=sharded, raw=redis_asyncio.Redis.from_url(private_redis.url))
+    c = RedisCluster(key=key, sharded=sharded, raw=redis_asyncio.Redis.from_url(private_redis.url))
     try:
         c.specs = {
             "a1": ("A", ["r1"], ["websocket"], False),
@@ -1218,33 +942,9 @@ async def test_redis_killed_and_restarted(
             c.sios[name] = make_server(
                 name, key, sharded, c.server_side[name], url=private_redis.url
             )
-        c.urls["A"] = await serve_native(c.a)
-        c.urls["B"] = await serve(c.b)
+        await serve_members(c, serve, serve_native)
         fa, fb = factory_of(c.a), factory_of(c.b)
-        assert await fa.ready()
-        assert await fb.ready()
-        c.clients = await spawn(
-            "redis_clients.mjs",
-            *[
-                arg
-                for name, (server, rooms, transports, _s) in c.specs.items()
-                for arg in (
-                    "--client",
-                    json.dumps(
-                        {
-                            "name": name,
-                            "url": c.urls[server],
-                            "auth": {"rooms": rooms},
-                            "transports": transports,
-                        }
-                    ),
-                )
-            ],
-        )
-        for name in c.specs:
-            line = await c.c.wait(lambda line, name=name: line.get("client") == name)
-            assert line["type"] == "connect", line
-            c.ids[name] = line["id"]
+        await connect_clients(c, spawn)
         await c.settle({"a1": {"r1"}, "b1": {"r1"}})
         c.a.emit("before")
         await c.flush("A")
@@ -1340,9 +1040,7 @@ async def ping_calls(url: str) -> int:
     return int(stats.get("cmdstat_ping", {}).get("calls", 0))
 
 
-async def test_link_pings_only_when_idle(
-    private_redis: PrivateRedis, serve_native: ServeFn
-) -> None:
+async def test_link_pings_only_when_idle(private_redis: RedisServer, serve_native: ServeFn) -> None:
     before = await ping_calls(private_redis.url)
     sio = make_server("A", f"t{uuid.uuid4().hex[:12]}", True, [], url=private_redis.url)
     await serve_native(sio)
@@ -1353,7 +1051,7 @@ async def test_link_pings_only_when_idle(
 
 
 async def test_redis_restart_is_one_outage(
-    private_redis: PrivateRedis, serve_native: ServeFn, caplog: pytest.LogCaptureFixture
+    private_redis: RedisServer, serve_native: ServeFn, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
     sio = make_server("A", f"t{uuid.uuid4().hex[:12]}", False, [], url=private_redis.url)
@@ -1378,38 +1076,26 @@ async def test_redis_restart_is_one_outage(
 
 
 async def test_room_joined_while_resubscribing(
-    private_redis: PrivateRedis,
+    private_redis: RedisServer,
     serve: ServeFn,
     serve_native: ServeFn,
-    spawn: Callable[..., Awaitable[NodeProc]],
+    spawn: Spawn,
 ) -> None:
     key = f"t{uuid.uuid4().hex[:12]}"
-    c = Cluster(key=key, sharded=True, raw=redis_asyncio.Redis.from_url(private_redis.url))
+    c = RedisCluster(key=key, sharded=True, raw=redis_asyncio.Redis.from_url(private_redis.url))
     try:
         sockets: dict[str, aiosio.Socket] = {}
         for name in ("A", "B"):
             c.server_side[name] = []
             c.sios[name] = make_server(name, key, True, c.server_side[name], url=private_redis.url)
         c.a.on("ready", lambda socket, name: sockets.__setitem__(name, socket))
-        c.urls["A"] = await serve_native(c.a)
-        c.urls["B"] = await serve(c.b)
+        await serve_members(c, serve, serve_native)
         fa = factory_of(c.a)
-        assert await fa.ready()
-        assert await factory_of(c.b).ready()
         c.specs = {
             "a1": ("A", [], ["websocket"], False),
             "b1": ("B", ["late"], ["websocket"], False),
         }
-        c.clients = await spawn(
-            "redis_clients.mjs",
-            "--client",
-            json.dumps({"name": "a1", "url": c.urls["A"]}),
-            "--client",
-            json.dumps({"name": "b1", "url": c.urls["B"], "auth": {"rooms": ["late"]}}),
-        )
-        for name in ("a1", "b1"):
-            line = await c.c.wait(lambda line, name=name: line.get("client") == name)
-            c.ids[name] = line["id"]
+        await connect_clients(c, spawn)
         c.c.send({"do": "emit", "client": "a1", "event": "ready", "args": ["a1"]})
         await until(lambda: "a1" in sockets, 5, "a1 ready")
 
@@ -1454,13 +1140,13 @@ async def test_malformed_messages_are_dropped(
     mode: str,
     serve: ServeFn,
     serve_native: ServeFn,
-    spawn: Callable[..., Awaitable[NodeProc]],
+    spawn: Spawn,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
     sharded = mode == "sharded"
     key = f"t{uuid.uuid4().hex[:12]}"
-    c = Cluster(key=key, sharded=sharded, raw=redis_asyncio.Redis.from_url(REDIS_URL))
+    c = RedisCluster(key=key, sharded=sharded, raw=redis_asyncio.Redis.from_url(REDIS_URL))
     try:
         limit = 64_000
         for name in ("A", "B"):
@@ -1468,29 +1154,12 @@ async def test_malformed_messages_are_dropped(
             c.sios[name] = make_server(
                 name, key, sharded, c.server_side[name], max_message_size=limit
             )
-        c.urls["A"] = await serve_native(c.a)
-        c.urls["B"] = await serve(c.b)
-        fa = factory_of(c.a)
-        assert await fa.ready()
-        assert await factory_of(c.b).ready()
+        await serve_members(c, serve, serve_native)
         c.specs = {
             "a1": ("A", ["r1"], ["websocket"], False),
             "b1": ("B", ["r1"], ["websocket"], False),
         }
-        c.clients = await spawn(
-            "redis_clients.mjs",
-            *[
-                arg
-                for name, (server, rooms, _t, _s) in c.specs.items()
-                for arg in (
-                    "--client",
-                    json.dumps({"name": name, "url": c.urls[server], "auth": {"rooms": rooms}}),
-                )
-            ],
-        )
-        for name in c.specs:
-            line = await c.c.wait(lambda line, name=name: line.get("client") == name)
-            c.ids[name] = line["id"]
+        await connect_clients(c, spawn)
         await c.settle({"a1": {"r1"}, "b1": {"r1"}})
 
         adapter_a = c.a.sockets.adapter

@@ -17,55 +17,34 @@ import contextlib
 import json
 import logging
 import re
-import shutil
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgpack
 import pytest
 import redis
 import redis.asyncio as redis_asyncio
+from cluster_harness import (
+    REDIS_URL,
+    Balancer,
+    RedisServer,
+    redis_server,
+    skip_unless_redis,
+)
+from node_procs import until
 
 import aiosio
 from aiosio.adapters.redis import RedisAdapter
-from conftest import ServeFn, free_port, run_node
+from conftest import ServeFn, run_node
 
 pytestmark = pytest.mark.interop
 
-REDIS_URL = "redis://127.0.0.1:6379"
 LOGGER = "aiosio.adapter.redis"
 
-
-def _redis_reachable() -> str | None:
-    try:
-        client = redis.Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-        try:
-            client.ping()
-        finally:
-            client.close()
-    except redis.RedisError as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
-_unreachable = _redis_reachable()
-if _unreachable is not None:
-    pytest.skip(
-        f"Redis is not reachable on 127.0.0.1:6379 ({_unreachable}); start it with "
-        "scripts/services.sh",
-        allow_module_level=True,
-    )
-
-
-async def until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout}s: {what}")
-        await asyncio.sleep(0.02)
+skip_unless_redis()
 
 
 @pytest.fixture
@@ -246,60 +225,12 @@ async def test_crafted_messages_from_other_servers_reach_no_client(
 # -- the publisher connection dropped while Redis stays up ---------------------------------------
 
 
-class PrivateRedis:
+@pytest.fixture
+async def private_redis() -> AsyncIterator[RedisServer]:
     """A redis-server of this test on a free port: its settings (``timeout``) and its clients
     are the test's own, whatever else runs on the machine."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}"
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.skip("redis-server is not installed")
-        self.proc = await asyncio.create_subprocess_exec(
-            binary,
-            *("--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
-            *("--appendonly", "no", "--daemonize", "no"),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        client = redis_asyncio.Redis.from_url(self.url)
-        try:
-            deadline = time.monotonic() + 5
-            while True:
-                try:
-                    await client.ping()
-                    return
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline or self.proc.returncode is not None:
-                        raise
-                    await asyncio.sleep(0.02)
-        finally:
-            await client.aclose()
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
-
-
-@pytest.fixture
-async def private_redis() -> AsyncIterator[PrivateRedis]:
-    server = PrivateRedis()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-async def until_async(predicate: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout}s: {what}")
-        await asyncio.sleep(0.02)
+    async with redis_server() as server:
+        yield server
 
 
 async def publisher_blocked(control: redis_asyncio.Redis, name: str) -> bool:
@@ -324,7 +255,7 @@ async def publisher_ids(control: redis_asyncio.Redis, name: str) -> list[str]:
 async def test_publisher_connection_lost_loses_nothing(
     mode: str,
     drop: str,
-    private_redis: PrivateRedis,
+    private_redis: RedisServer,
     serve: ServeFn,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -364,7 +295,7 @@ async def test_publisher_connection_lost_loses_nothing(
             await control.client_pause(30_000, all=False)
             try:
                 server_a.emit("n", 1)
-                await until_async(
+                await until(
                     lambda: publisher_blocked(control, name), 10, "the publish held by Redis"
                 )
                 for ident in await publisher_ids(control, name):
@@ -407,7 +338,7 @@ async def test_publisher_connection_lost_loses_nothing(
 
 
 async def test_publish_bounds_while_redis_is_down(
-    private_redis: PrivateRedis, caplog: pytest.LogCaptureFixture
+    private_redis: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Redis down: what waits for it is bounded by max_publish_queue (beyond it, dropped at
     once) and by publish_retry_timeout (then dropped); each drop is counted and logged with the
@@ -422,7 +353,7 @@ async def test_publish_bounds_while_redis_is_down(
     sio = aiosio.Server(adapter=factory)
     try:
         assert await factory.ready()
-        await private_redis.stop()
+        await private_redis.kill()
         await until(lambda: not factory.health.connected, 5, "the link down")
         for n in range(5):  # no await between them: two wait in the queue, three do not fit
             sio.emit("n", n)
@@ -526,7 +457,7 @@ async def test_broadcast_past_the_limits_is_reported_where_it_is_sent(
 
 @pytest.mark.parametrize("mode", ["classic", "sharded"])
 async def test_emitter_connection_killed_loses_nothing(
-    mode: str, private_redis: PrivateRedis, serve: ServeFn
+    mode: str, private_redis: RedisServer, serve: ServeFn
 ) -> None:
     """aiosio.Emitter (another process's publisher): its connection killed between two emits,
     the second still reaches the client, with no error at the call."""
@@ -619,7 +550,7 @@ class StallingProxy:
 @pytest.mark.parametrize("mode", ["classic", "sharded"])
 async def test_stalled_subscriber_is_replaced(
     mode: str,
-    private_redis: PrivateRedis,
+    private_redis: RedisServer,
     serve: ServeFn,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -678,7 +609,7 @@ async def test_stalled_subscriber_is_replaced(
 
 @pytest.mark.parametrize("mode", ["classic", "sharded"])
 async def test_a_stalled_subscriber_left_behind_is_closed_and_counts_no_misses(
-    mode: str, private_redis: PrivateRedis, serve: ServeFn, caplog: pytest.LogCaptureFixture
+    mode: str, private_redis: RedisServer, serve: ServeFn, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Server B's subscriber connection stalls (no FIN, no data) and B replaces it. Redis
     cannot tell the stalled one is dead: it stayed subscribed, counted by NUMSUB and by what
@@ -786,7 +717,7 @@ async def test_close_publishes_what_is_queued(serve: ServeFn) -> None:
 @pytest.mark.parametrize("mode", ["classic", "sharded"])
 async def test_every_broadcast_lost_in_an_outage_is_counted(
     mode: str,
-    private_redis: PrivateRedis,
+    private_redis: RedisServer,
     serve: ServeFn,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -815,7 +746,7 @@ async def test_every_broadcast_lost_in_an_outage_is_counted(
         received.clear()
         for n in range(total):
             if n == 100:
-                await private_redis.stop()
+                await private_redis.kill()
             if n == 200:
                 await private_redis.start()
             server_a.emit("n", n)
@@ -835,7 +766,7 @@ async def test_every_broadcast_lost_in_an_outage_is_counted(
             await asyncio.sleep(0.1)
             return False
 
-        await until_async(marker_arrived, 15, "a broadcast from A reaches B's client again")
+        await until(marker_arrived, 15, "a broadcast from A reaches B's client again")
         markers = marker - 10_000
         delivered = [n for n in received if n < 10_000]
         assert delivered == sorted(set(delivered))  # in order, each once
@@ -863,7 +794,7 @@ async def test_every_broadcast_lost_in_an_outage_is_counted(
 @pytest.mark.parametrize("mode", ["classic", "sharded"])
 async def test_a_stalled_link_is_an_outage_from_the_last_message_heard(
     mode: str,
-    private_redis: PrivateRedis,
+    private_redis: RedisServer,
     serve: ServeFn,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -874,8 +805,6 @@ async def test_a_stalled_link_is_an_outage_from_the_last_message_heard(
     connection is lost, and PUBLISH counted it as delivered (A cannot count it), so B's health
     reports the outage from the last message it heard: every number B's client missed was sent
     while B reported an outage, and B's client got the others once, in order."""
-    from test_redis_streams import Balancer
-
     caplog.set_level(logging.INFO, logger=LOGGER)
     key = f"t{uuid.uuid4().hex[:12]}"
     sharded = mode == "sharded"
@@ -934,7 +863,7 @@ async def test_a_stalled_link_is_an_outage_from_the_last_message_heard(
             await asyncio.sleep(0.1)
             return False
 
-        await until_async(marker_arrived, 15, "a broadcast from A reaches B's client again")
+        await until(marker_arrived, 15, "a broadcast from A reaches B's client again")
         delivered = [n for n in received if n < 10_000]
         assert delivered == sorted(set(delivered))  # in order, each once
         lost = sorted(set(range(300)) - set(delivered))

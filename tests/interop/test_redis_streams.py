@@ -1,10 +1,11 @@
 """aiosio's ``RedisStreamsAdapter`` in one cluster with the official socket.io 4.8 server on
 ``@socket.io/redis-streams-adapter`` 0.3.1, on a real Redis 7.
 
-* The mixed cluster: two aiosio servers (``A`` native, ``B`` under uvicorn) and one Node server
-  (``N``, ``tests/js/redis_node.mjs --streams``) with official ``socket.io-client`` sockets on
-  each (``tests/js/redis_clients.mjs``): broadcasts, rooms, ``fetch_sockets``,
-  ``server_side_emit`` with acks, broadcasts with acks, join requests, from both sides.
+* The mixed cluster (``cluster_harness.py``): two aiosio servers (``A`` native, ``B`` under
+  uvicorn) and one Node server (``N``, ``tests/js/cluster_node.mjs --adapter redis --streams``)
+  with official ``socket.io-client`` sockets on each (``tests/js/redis_clients.mjs``):
+  broadcasts, rooms, ``fetch_sockets``, ``server_side_emit`` with acks, broadcasts with acks,
+  join requests, from both sides.
 * The outage: Redis (the test's own ``redis-server``, with its append-only file) killed with
   SIGKILL in the middle of a stream of numbered broadcasts and started again 3 s later: every
   client, on every server, gets every number exactly once and in order.
@@ -17,21 +18,36 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
-import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 import redis.asyncio as redis_asyncio
-from node_procs import NodeProc, py, until
-from test_redis_cluster import REDIS_URL, Cluster, next_message
+from cluster_harness import CLIENTS as ALL_CLIENTS
+from cluster_harness import (
+    REDIS_URL,
+    Balancer,
+    RedisCluster,
+    RedisServer,
+    Spawn,
+    Spec,
+    as_member,
+    b_under_uvicorn,  # noqa: F401 (the fixture server_kind)
+    client_args,
+    connect_clients,
+    next_message,
+    node_scripts,  # noqa: F401 (the fixture spawn)
+    redis_server,
+    serve_members,
+    server_count_is,
+    skip_unless_redis,
+    start_node,
+)
+from node_procs import py, until
 
 import aiosio
 from aiosio import Server
@@ -42,26 +58,7 @@ pytestmark = pytest.mark.interop
 
 STREAMS_LOGGER = "aiosio.adapter.redis_streams"
 
-
-@pytest.fixture
-def server_kind() -> str:
-    # ``serve`` runs server B under uvicorn; server A runs on ``serve_native``.
-    return "asgi"
-
-
-@pytest.fixture
-async def spawn() -> AsyncIterator[Callable[..., Awaitable[NodeProc]]]:
-    """``start(script, *args)``: a script of tests/js, closed at the end of the test."""
-    running: list[NodeProc] = []
-
-    async def start(script: str, *args: str) -> NodeProc:
-        proc = NodeProc(script, *args)
-        running.append(proc)
-        return await proc.start()
-
-    yield start
-    for proc in reversed(running):
-        await proc.close()
+skip_unless_redis()
 
 
 def make_server(
@@ -73,28 +70,14 @@ def make_server(
     recovery: aiosio.Recovery | None = None,
     read_count: int = 100,
 ) -> Server:
-    """An aiosio server of the cluster: the same behaviour as redis_node.mjs."""
+    """An aiosio server of the cluster: the same behaviour as cluster_node.mjs."""
     factory = RedisStreamsAdapter(
         url, stream_name=key, channel_prefix=key, block_time=1.0, read_count=read_count
     )
     sio = Server(
         adapter=factory, ping_interval=10, ping_timeout=5, connection_state_recovery=recovery
     )
-
-    @sio.on("connection")
-    def connected(socket: aiosio.Socket) -> None:
-        auth = socket.handshake.auth
-        socket.data = {"name": auth.get("name"), "server": name}
-        rooms = auth.get("rooms") or []
-        if rooms and not socket.recovered:
-            socket.join(*rooms)
-
-    @sio.on_server_side("sse")
-    def sse(*args: Any) -> dict[str, Any]:
-        server_side.append(("sse", list(args)))
-        return {"server": name, "args": list(args)}
-
-    return sio
+    return as_member(sio, name, server_side)
 
 
 def factory_of(sio: Server) -> RedisStreamsAdapter:
@@ -103,66 +86,33 @@ def factory_of(sio: Server) -> RedisStreamsAdapter:
     return factory
 
 
-CLIENTS: dict[str, tuple[str, list[str], list[str], bool]] = {
-    "a1": ("A", ["r1"], ["websocket"], False),
-    "a2": ("A", ["r2"], ["polling"], False),
-    "b1": ("B", ["r1"], ["polling"], False),
-    "b2": ("B", ["r2"], ["websocket"], False),
-    "n1": ("N", ["r1"], ["websocket"], False),
-    "n2": ("N", ["r2"], ["polling"], False),
-}
-
-
-def client_args(specs: dict[str, Any], urls: dict[str, str], **extra: Any) -> list[str]:
-    return [
-        arg
-        for name, (server, rooms, transports, _silent) in specs.items()
-        for arg in (
-            "--client",
-            json.dumps(
-                {
-                    "name": name,
-                    "url": urls[server],
-                    "auth": {"rooms": rooms},
-                    "transports": transports,
-                    **extra,
-                }
-            ),
-        )
-    ]
+# The harness's clients but the silent one.
+CLIENTS: dict[str, Spec] = {name: spec for name, spec in ALL_CLIENTS.items() if not spec[3]}
 
 
 async def start_cluster(
     serve: ServeFn,
     serve_native: ServeFn,
-    spawn: Callable[..., Awaitable[NodeProc]],
+    spawn: Spawn,
     *,
     url: str = REDIS_URL,
-    specs: dict[str, tuple[str, list[str], list[str], bool]] = CLIENTS,
-) -> Cluster:
+    specs: dict[str, Spec] = CLIENTS,
+) -> RedisCluster:
     key = f"t{uuid.uuid4().hex[:12]}"
-    cluster = Cluster(key=key, sharded=False, raw=redis_asyncio.Redis.from_url(url))
-    cluster.specs = specs
+    cluster = RedisCluster(key=key, raw=redis_asyncio.Redis.from_url(url), specs=specs)
     for name in ("A", "B"):
         cluster.server_side[name] = []
         cluster.sios[name] = make_server(name, key, cluster.server_side[name], url=url)
-    cluster.urls["A"] = await serve_native(cluster.a)
-    cluster.urls["B"] = await serve(cluster.b)
-    for sio in cluster.sios.values():
-        assert await factory_of(sio).ready(), factory_of(sio).health
-    cluster.node = await spawn("redis_node.mjs", "--streams", "--key", key, "--redis", url)
-    ready = await cluster.n.wait(lambda line: line.get("type") == "ready", 10)
-    cluster.urls["N"] = f"http://127.0.0.1:{ready['port']}"
-    cluster.clients = await spawn("redis_clients.mjs", *client_args(specs, cluster.urls))
-    for name in specs:
-        line = await cluster.c.wait(lambda line, name=name: line.get("client") == name, 10)
-        assert line["type"] == "connect", line
-        cluster.ids[name] = line["id"]
+    await serve_members(cluster, serve, serve_native)
+    await start_node(
+        cluster, spawn, "--adapter", "redis", "--streams", "--key", key, "--redis", url
+    )
+    await connect_clients(cluster, spawn)
     await warm_up(cluster)
     return cluster
 
 
-async def warm_up(cluster: Cluster) -> None:
+async def warm_up(cluster: RedisCluster) -> None:
     """Node's readers start at ``$`` once their connection is up, which it does not tell: A
     broadcasts until every client has one (after that, nothing A appends is missed)."""
     deadline = time.monotonic() + 10
@@ -174,15 +124,15 @@ async def warm_up(cluster: Cluster) -> None:
 
 @pytest.fixture
 async def cluster(
-    serve: ServeFn, serve_native: ServeFn, spawn: Callable[..., Awaitable[NodeProc]]
-) -> AsyncIterator[Cluster]:
+    serve: ServeFn, serve_native: ServeFn, spawn: Spawn
+) -> AsyncIterator[RedisCluster]:
     c = await start_cluster(serve, serve_native, spawn)
     yield c
     await c.raw.delete(c.key)
-    await c.raw.aclose()
+    await c.close()
 
 
-async def test_broadcasts_both_ways(cluster: Cluster) -> None:
+async def test_broadcasts_both_ways(cluster: RedisCluster) -> None:
     c = cluster
     c.a.emit("from-a", 1, {"x": [1, 2]})
     c.b.to("r1").emit("from-b", "r1 only")
@@ -204,7 +154,7 @@ async def test_broadcasts_both_ways(cluster: Cluster) -> None:
     assert all(c.count(name, "from-a") == 1 for name in every)
 
 
-async def test_fetch_sockets_and_server_count(cluster: Cluster) -> None:
+async def test_fetch_sockets_and_server_count(cluster: RedisCluster) -> None:
     c = cluster
     assert await c.a.sockets.adapter.server_count() == 3  # type: ignore[misc]
     assert (await c.n.call("serverCount"))["count"] == 3
@@ -222,7 +172,7 @@ async def test_fetch_sockets_and_server_count(cluster: Cluster) -> None:
     assert not described[c.ids["a1"]]["local"]
 
 
-async def test_server_side_emit_with_acks_both_ways(cluster: Cluster) -> None:
+async def test_server_side_emit_with_acks_both_ways(cluster: RedisCluster) -> None:
     c = cluster
     replies = await c.a.server_side_emit_with_ack("sse", 1, "two", timeout=3)
     assert sorted(r["server"] for r in replies) == ["B", "N"]
@@ -239,7 +189,7 @@ async def test_server_side_emit_with_acks_both_ways(cluster: Cluster) -> None:
     assert node_saw["acked"] is False
 
 
-async def test_broadcast_with_acks_both_ways(cluster: Cluster) -> None:
+async def test_broadcast_with_acks_both_ways(cluster: RedisCluster) -> None:
     c = cluster
     replies = await c.a.timeout(3).emit_with_ack("question", 1)
     assert sorted(replies) == sorted(c.ids)
@@ -250,7 +200,7 @@ async def test_broadcast_with_acks_both_ways(cluster: Cluster) -> None:
     assert sorted(to_r1) == ["a1", "b1", "n1"]
 
 
-async def test_joins_and_disconnects_across_servers(cluster: Cluster) -> None:
+async def test_joins_and_disconnects_across_servers(cluster: RedisCluster) -> None:
     c = cluster
     c.a.in_("r1").sockets_join("joined")
     await c.settle({n: {"joined"} for n in ("a1", "b1", "n1")})
@@ -268,60 +218,19 @@ async def test_joins_and_disconnects_across_servers(cluster: Cluster) -> None:
 # -- Redis killed in the middle of a stream of broadcasts ------------------------------------------
 
 
-class DurableRedis:
+@pytest.fixture
+async def durable_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
     """A redis-server of this test on a free port, with an append-only file written before each
     reply (what it acknowledged survives a SIGKILL), to kill and start again."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}"
-        self.directory = directory
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is needed: run scripts/install.sh")
-        self.proc = await asyncio.create_subprocess_exec(
-            binary,
-            *("--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
-            *("--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory)),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        client = redis_asyncio.Redis.from_url(self.url)
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    await client.ping()
-                    return
-                except redis.RedisError:  # connection refused, or loading the AOF
-                    assert self.proc.returncode is None, "redis-server exited"
-                    assert time.monotonic() < deadline, "redis-server did not answer in 10 s"
-                    await asyncio.sleep(0.02)
-        finally:
-            await client.aclose()
-
-    async def kill(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()  # SIGKILL: no goodbye to the clients
-            await self.proc.wait()
-
-
-@pytest.fixture
-async def durable_redis(tmp_path: Path) -> AsyncIterator[DurableRedis]:
-    server = DurableRedis(tmp_path)
-    await server.start()
-    yield server
-    await server.kill()
+    async with redis_server(tmp_path, required=True) as server:
+        yield server
 
 
 async def test_redis_killed_mid_stream_loses_nothing(
-    durable_redis: DurableRedis,
+    durable_redis: RedisServer,
     serve: ServeFn,
     serve_native: ServeFn,
-    spawn: Callable[..., Awaitable[NodeProc]],
+    spawn: Spawn,
 ) -> None:
     c = await start_cluster(serve, serve_native, spawn, url=durable_redis.url)
     try:
@@ -409,72 +318,11 @@ async def test_a_member_that_never_answers_ends_fetch_sockets_at_its_timeout(
         await raw.aclose()
 
 
-async def server_count_is(sio: Server, n: int) -> bool:
-    return await sio.sockets.adapter.server_count() == n  # type: ignore[misc]
-
-
 # -- recovery across servers behind a load balancer ------------------------------------------------
 
 
 async def _grew(raw: redis_asyncio.Redis, key: str, length: int) -> bool:
     return int(await raw.xlen(key)) > length
-
-
-class Balancer:
-    """A TCP proxy in front of the servers: ``target`` is where new connections go; ``cut()``
-    closes every connection through it; while ``refusing``, new connections are closed at
-    once (the client retries). ``stall()`` stops forwarding on every connection, either way,
-    without closing anything (what it read is held, what it did not stays in the sockets'
-    buffers) until ``resume()``, or until ``cut()`` drops it all."""
-
-    def __init__(self) -> None:
-        self.target = 0
-        self.refusing = False
-        self._pipes: set[asyncio.StreamWriter] = set()
-        self._server: asyncio.Server | None = None
-        self._flowing = asyncio.Event()
-        self._flowing.set()
-        self.port = 0
-
-    def stall(self) -> None:
-        self._flowing.clear()
-
-    def resume(self) -> None:
-        self._flowing.set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.refusing:
-            writer.close()
-            return
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
-        self._pipes.update((writer, up_writer))
-
-        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError):
-                while data := await src.read(65536):
-                    await self._flowing.wait()
-                    if dst.is_closing():
-                        break  # cut while stalled: what was held is dropped
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
-        self._pipes.difference_update((writer, up_writer))
-
-    def cut(self) -> None:
-        for writer in list(self._pipes):
-            writer.close()
-
-    async def close(self) -> None:
-        self.cut()
-        self.resume()  # the pumps held by a stall see the cut and end
-        if self._server is not None:
-            self._server.close()
 
 
 @pytest.mark.parametrize(("first", "then"), [("A", "N"), ("N", "A"), ("A", "B")])
@@ -483,7 +331,7 @@ async def test_recovery_across_servers(
     then: str,
     serve: ServeFn,
     serve_native: ServeFn,
-    spawn: Callable[..., Awaitable[NodeProc]],
+    spawn: Spawn,
 ) -> None:
     key = f"t{uuid.uuid4().hex[:12]}"
     raw = redis_asyncio.Redis.from_url(REDIS_URL)
@@ -495,7 +343,9 @@ async def test_recovery_across_servers(
     }
     for sio in sios.values():
         assert await factory_of(sio).ready()
-    node = await spawn("redis_node.mjs", "--streams", "--key", key, "--recovery", "30000")
+    node = await spawn(
+        "cluster_node.mjs", "--adapter", "redis", "--streams", "--key", key, "--recovery", "30000"
+    )
     ports["N"] = (await node.wait(lambda line: line.get("type") == "ready", 10))["port"]
     balancer = Balancer()
     await balancer.start()
@@ -566,7 +416,7 @@ async def test_recovery_across_servers(
 async def test_recovery_while_broadcasts_flow_gives_each_once_in_order(
     serve: ServeFn,
     serve_native: ServeFn,
-    spawn: Callable[..., Awaitable[NodeProc]],
+    spawn: Spawn,
 ) -> None:
     """A broadcasts bursts of numbers all along, while its client loses its connection and
     recovers on B, then on A, then on B. B reads one entry at a time (read_count=1), so its
@@ -684,7 +534,7 @@ async def test_with_recovery_local_clients_get_broadcasts_in_the_order_sent(
 
 async def cut_cluster(
     redis_url: str, serve: ServeFn, serve_native: ServeFn, spawn: Any, *, max_len: int
-) -> tuple[Cluster, Balancer, Server]:
+) -> tuple[RedisCluster, Balancer, Server]:
     """A (native) on Redis directly, B (uvicorn) on Redis through a proxy that the test cuts,
     one client on each."""
     port = int(redis_url.rsplit(":", 1)[1])
@@ -692,7 +542,7 @@ async def cut_cluster(
     await proxy.start()
     proxy.target = port
     key = f"t{uuid.uuid4().hex[:12]}"
-    c = Cluster(key=key, sharded=False, raw=redis_asyncio.Redis.from_url(redis_url))
+    c = RedisCluster(key=key, raw=redis_asyncio.Redis.from_url(redis_url))
     c.specs = {"a1": ("A", [], ["websocket"], False), "b1": ("B", [], ["websocket"], False)}
     for name, url in (("A", redis_url), ("B", f"redis://127.0.0.1:{proxy.port}")):
         c.server_side[name] = []
@@ -700,20 +550,13 @@ async def cut_cluster(
             url, stream_name=key, channel_prefix=key, block_time=0.5, max_len=max_len
         )
         c.sios[name] = Server(adapter=factory)
-    c.urls["A"] = await serve_native(c.a)
-    c.urls["B"] = await serve(c.b)
-    for sio in c.sios.values():
-        assert await factory_of(sio).ready()
-    c.clients = await spawn("redis_clients.mjs", *client_args(c.specs, c.urls))
-    for name in c.specs:
-        line = await c.c.wait(lambda line, name=name: line.get("client") == name, 10)
-        assert line["type"] == "connect", line
-        c.ids[name] = line["id"]
+    await serve_members(c, serve, serve_native)
+    await connect_clients(c, spawn)
     return c, proxy, c.b
 
 
 async def test_network_cut_loses_nothing(
-    serve: ServeFn, serve_native: ServeFn, spawn: Callable[..., Awaitable[NodeProc]]
+    serve: ServeFn, serve_native: ServeFn, spawn: Spawn
 ) -> None:
     c, proxy, b = await cut_cluster(REDIS_URL, serve, serve_native, spawn, max_len=10_000)
     try:
@@ -745,7 +588,7 @@ async def test_network_cut_loses_nothing(
 
 
 async def test_network_stall_loses_nothing_and_shows_in_health(
-    serve: ServeFn, serve_native: ServeFn, spawn: Callable[..., Awaitable[NodeProc]]
+    serve: ServeFn, serve_native: ServeFn, spawn: Spawn
 ) -> None:
     """B's link to Redis stalls (nothing forwarded either way, nothing closed) while A and B
     broadcast numbered messages: for 3 s, then it resumes; then for 3 s again, and then it is
@@ -883,7 +726,7 @@ async def test_an_append_that_could_not_be_sent_is_dropped_not_uncertain() -> No
 async def test_entries_trimmed_before_they_were_read_are_counted_and_logged(
     serve: ServeFn,
     serve_native: ServeFn,
-    spawn: Callable[..., Awaitable[NodeProc]],
+    spawn: Spawn,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # MAXLEN ~ trims whole nodes of the stream (100 entries by default): 1000 entries added
@@ -953,7 +796,7 @@ def test_options_at_their_bounds_are_accepted() -> None:
     ]
 
 
-async def test_node_entries_decode_and_encode_to_the_same_fields(cluster: Cluster) -> None:
+async def test_node_entries_decode_and_encode_to_the_same_fields(cluster: RedisCluster) -> None:
     """What the Node adapter appends, decoded and written again by aiosio, is the same fields,
     character for character (JSON and base64 msgpack data)."""
     from aiosio.adapters.redis_streams.messages import decode_entry, entry_fields

@@ -1,5 +1,5 @@
-// Official socket.io-client 4.8 sockets connected to the servers of a cluster, for
-// tests/interop/test_redis_cluster.py. One process, any number of clients, each with its own
+// Official socket.io-client 4.8 sockets connected to the servers of a cluster, for the cluster
+// tests (tests/interop/cluster_harness.py). One process, any number of clients, each with its own
 // Manager (Engine.IO connection), no reconnection. Prints one JSON object per line.
 //
 //   node redis_clients.mjs --client JSON [--client JSON ...]
