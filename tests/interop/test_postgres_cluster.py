@@ -751,7 +751,14 @@ async def test_memory_stays_bounded_while_postgres_is_away(
         spawn,
         clients={"b1": ("B", [], ["websocket"], False)},
         a_dsn=f"postgresql://postgres@127.0.0.1:{proxy.port}/test",
-        options={"max_publish_queue": 3, "publish_retry_timeout": 8.0},
+        # No heartbeat while the link is cut: dropped, it would count with the ten (the
+        # assertion below is about them alone).
+        options={
+            "max_publish_queue": 3,
+            "publish_retry_timeout": 8.0,
+            "heartbeat_interval": 60.0,
+            "heartbeat_timeout": 120.0,
+        },
     )
     try:
         health = factory_of(cluster.a).health
