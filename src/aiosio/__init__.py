@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from aiosio._compiled import compiled_modules
 from aiosio._debug import configure_debug
 from aiosio.client.errors import ConnectError, Stage
 from aiosio.client.socket import Client
@@ -18,7 +19,7 @@ from aiosio.errors import (
     FetchSocketsTimeout,
 )
 from aiosio.protocol.cors import Cors
-from aiosio.protocol.socketio import Limits
+from aiosio.protocol.limits import Limits
 from aiosio.server.broadcast import BroadcastOperator
 from aiosio.server.namespace import Namespace
 from aiosio.server.remote import RemoteSocket
@@ -59,11 +60,15 @@ __all__ = [
     "Stage",
     "SyncClient",
     "WebTransport",
+    "__mypyc__",
     "__version__",
     "run",
     "serve",
 ]
 
 __version__ = "0.1.0"
+#: The modules this installation runs compiled by mypyc (a wheel built where mypyc and a C
+#: compiler were at hand: docs/performance.md, "The compiled build"); ``()`` when pure Python.
+__mypyc__: tuple[str, ...] = compiled_modules()
 
 configure_debug()

@@ -222,7 +222,7 @@ def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
 
     On a command's parser their default is SUPPRESS, so that an option given before the command is
     not overwritten by the command's default."""
-    from aiosio import __version__
+    from aiosio import __mypyc__, __version__
 
     parser.add_argument(
         "--log-level",
@@ -233,7 +233,8 @@ def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
         else argparse.SUPPRESS,
         help="the level of the log lines on stderr (default: info, or $AIOSIO_LOG_LEVEL)",
     )
-    parser.add_argument("--version", action="version", version=f"aiosio {__version__}")
+    build = f"{len(__mypyc__)} modules compiled with mypyc" if __mypyc__ else "pure Python"
+    parser.add_argument("--version", action="version", version=f"aiosio {__version__} ({build})")
 
 
 def _worker_parser() -> argparse.ArgumentParser:

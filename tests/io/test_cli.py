@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 import aiosio
+from aiosio._compiled import MYPYC_MODULES
 from aiosio.cli import main
 
 LISTENING = re.compile(r"aiosio listening on http://127\.0\.0\.1:(\d+)")
@@ -125,7 +126,12 @@ def test_version(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         main(argv)
     assert exited.value.code == 0
-    assert capsys.readouterr().out.strip() == f"aiosio {aiosio.__version__}"
+    out = capsys.readouterr().out.strip()
+    if aiosio.__mypyc__:  # an install of the compiled wheel (tests/packaging)
+        compiled = len(MYPYC_MODULES)  # all of them, or the build is broken
+        assert out == f"aiosio {aiosio.__version__} ({compiled} modules compiled with mypyc)"
+    else:
+        assert out == f"aiosio {aiosio.__version__} (pure Python)"
 
 
 @pytest.mark.parametrize(

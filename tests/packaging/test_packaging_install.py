@@ -1,6 +1,7 @@
-"""What a user gets from ``pip install aiosio``: the sdist and the wheel are built once, the wheel
-is installed into fresh virtual environments (no extra, then each extra alone), and each one runs
-what its extra promises with the installed package only (never this checkout).
+"""What a user gets from ``pip install aiosio``: the sdist and the pure-Python wheel
+(``AIOSIO_PURE_PYTHON=1``; the wheel compiled with mypyc is test_packaging_compiled.py's) are built
+once, the wheel is installed into fresh virtual environments (no extra, then each extra alone), and
+each one runs what its extra promises with the installed package only (never this checkout).
 
 - no extra: every module imports or names the extra it needs; ``aiosio serve`` (the demo, on
   asyncio's loop since uvloop is absent) answers a client's ``emit_with_ack``, and so does
@@ -53,17 +54,30 @@ LISTENING = re.compile(r"aiosio listening on http://127\.0\.0\.1:(\d+)")
 pytestmark = pytest.mark.timeout(1500)
 
 
-def _env() -> dict[str, str]:
-    """The environment of a user's shell: nothing that points Python at this checkout."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+def _env(**extra: str) -> dict[str, str]:
+    """The environment of a user's shell: nothing that points Python at this checkout (and no
+    choice of the build's: ``extra`` makes one)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PYTHON", "VIRTUAL_ENV", "COVERAGE_", "AIOSIO_PURE_PYTHON"))
+    }
     env.pop("COV_CORE_SOURCE", None)
-    env.update(PYTHONDONTWRITEBYTECODE="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    env.update(PYTHONDONTWRITEBYTECODE="1", PIP_DISABLE_PIP_VERSION_CHECK="1", **extra)
     return env
 
 
-def _run(argv: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+def _run(
+    argv: list[str], cwd: Path, timeout: float, **extra: str
+) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        argv, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout, check=False
+        argv,
+        cwd=cwd,
+        env=_env(**extra),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     if done.returncode != 0:
         pytest.fail(f"{' '.join(argv)} exited with {done.returncode}:\n{done.stdout}{done.stderr}")
@@ -86,8 +100,13 @@ class Installed:
 
 @pytest.fixture(scope="session")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # The pure-Python wheel, the one every platform can install (the compiled one, mypyc's:
+    # test_packaging_compiled.py).
     out = tmp_path_factory.mktemp("dist")
-    _run([sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)], ROOT, 600)
+    argv = [sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)]
+    built = _run(argv, ROOT, 600, AIOSIO_PURE_PYTHON="1")
+    log = built.stdout + built.stderr
+    assert "aiosio: building pure Python (AIOSIO_PURE_PYTHON is set)" in log, log
     return out
 
 

@@ -47,6 +47,7 @@ from aiosio.protocol.engineio import (
     encode_payload,
 )
 from aiosio.protocol.errors import LocalProtocolError, RemoteProtocolError
+from aiosio.protocol.transport_names import TRANSPORT_NAMES, TransportKind, TransportName
 
 __all__ = [
     "TRANSPORT_NAMES",
@@ -82,30 +83,6 @@ def earliest(*deadlines: float | None) -> float | None:
         if t is not None and (best is None or t < best):
             best = t
     return best
-
-
-class TransportKind(enum.Enum):
-    POLLING = "polling"
-    WEBSOCKET = "websocket"
-    # A WebTransport bidirectional stream carries the same messages as a WebSocket (framed by
-    # aiosio.protocol.webtransport), so a session on it is in the WEBSOCKET state: that state
-    # means "on a message transport", and ``transport`` says which one.
-    WEBTRANSPORT = "webtransport"
-
-
-class TransportName(str):
-    """A transport's name that reads as the reference's transport object too: ``str`` for every
-    comparison aiosio and its users make (``conn.transport == "websocket"``), ``.name`` as Node's
-    ``socket.conn.transport.name`` (server) and ``socket.io.engine.transport.name`` (client)."""
-
-    __slots__ = ()
-
-    @property
-    def name(self) -> str:
-        return str(self)
-
-
-TRANSPORT_NAMES = {kind: TransportName(kind.value) for kind in TransportKind}
 
 
 class State(enum.Enum):
@@ -265,24 +242,31 @@ class EngineSession:
     config: EngineConfig
     now: float
     supports_binary: bool = True
+    # The fields below are set in __post_init__, not by defaults: compiled by mypyc (setup.py),
+    # an instance does not see the class's default of a field that is not an argument.
     state: State = field(init=False)
     # Packets waiting for a GET (polling) or for the upgrade to complete.
-    _buffer: list[Packet] = field(init=False, default_factory=list)
-    _poll_waiting: bool = field(init=False, default=False)
-    _buffered_size: int = field(init=False, default=0)
-    _ping_at: float | None = field(init=False, default=None)
-    _heartbeat_deadline: float | None = field(init=False, default=None)
-    _upgrade_deadline: float | None = field(init=False, default=None)
-    _close_deadline: float | None = field(init=False, default=None)
+    _buffer: list[Packet] = field(init=False)
+    _poll_waiting: bool = field(init=False)
+    _buffered_size: int = field(init=False)
+    _ping_at: float | None = field(init=False)
+    _heartbeat_deadline: float | None = field(init=False)
+    _upgrade_deadline: float | None = field(init=False)
+    _close_deadline: float | None = field(init=False)
     # The transport of the probe attached for an upgrade (WebSocket or WebTransport).
-    _probe_kind: TransportKind = field(init=False, default=TransportKind.WEBSOCKET)
+    _probe_kind: TransportKind = field(init=False)
 
     def __post_init__(self) -> None:
         polling = self.transport is TransportKind.POLLING
         self.state = State.POLLING if polling else State.WEBSOCKET
-        self._buffer.append(
-            Packet(PacketType.OPEN, self.config.handshake(self.sid, self.transport))
-        )
+        self._buffer = [Packet(PacketType.OPEN, self.config.handshake(self.sid, self.transport))]
+        self._poll_waiting = False
+        self._buffered_size = 0
+        self._ping_at = None
+        self._heartbeat_deadline = None
+        self._upgrade_deadline = None
+        self._close_deadline = None
+        self._probe_kind = TransportKind.WEBSOCKET
         if self.protocol == 3:
             # Revision 3: the client pings, the server answers and expects the next ping in time.
             self._heartbeat_deadline = (

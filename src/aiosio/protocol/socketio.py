@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from aiosio.protocol.errors import ParserMismatch, RemoteProtocolError
+from aiosio.protocol.limits import Limits
 
 __all__ = [
     "EVENT_VALUES",
@@ -95,16 +96,6 @@ class Packet:
     id: int | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Limits:
-    """Bounds on what a peer may send; each is an option of the server and the client."""
-
-    max_attachments: int = 10
-    max_depth: int = 32
-    max_namespace_length: int = 256
-    max_ack_id: int = 2**53 - 1  # JavaScript's Number.MAX_SAFE_INTEGER
-
-
 _DEFAULT_LIMITS = Limits()
 _MAX_QUERY_KEYS = 1000
 _DIGITS = re.compile(r"[0-9]+")
@@ -126,13 +117,28 @@ def dumps(value: Any) -> str:
         return json.dumps(_finite(value), separators=(",", ":"), ensure_ascii=True)
 
 
-def _finite(value: Any) -> Any:
+# How deep the encoder's own walks (_finite, _deconstruct) go before they raise RecursionError,
+# as the interpreter does for a value nested too deep or containing itself. Compiled with mypyc
+# (setup.py), a call between these functions is a C call that Python's recursion limit does not
+# count: without this bound such a value would overflow the C stack and crash the process.
+# Interpreted, each level takes two frames (the comprehension is one): at 200 this bound, not the
+# interpreter's limit of 1000 frames, is what both builds raise. orjson itself stops at 255.
+_MAX_WALK_DEPTH = 200
+
+
+def _too_deep() -> RecursionError:
+    return RecursionError(f"value nested deeper than {_MAX_WALK_DEPTH} (or containing itself)")
+
+
+def _finite(value: Any, depth: int = 0) -> Any:
+    if depth > _MAX_WALK_DEPTH:
+        raise _too_deep()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [_finite(v, depth + 1) for v in value]
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: _finite(v, depth + 1) for k, v in value.items()}
     return value
 
 
@@ -186,14 +192,16 @@ def has_binary(value: Any, depth: int = 0) -> bool:
     return any(type(item) not in _PLAIN and has_binary(item, depth + 1) for item in items)
 
 
-def _deconstruct(value: Any, buffers: list[bytes]) -> Any:
+def _deconstruct(value: Any, buffers: list[bytes], depth: int = 0) -> Any:
+    if depth > _MAX_WALK_DEPTH:
+        raise _too_deep()
     if isinstance(value, bytes | bytearray | memoryview):
         buffers.append(bytes(value))
         return {"_placeholder": True, "num": len(buffers) - 1}
     if isinstance(value, list | tuple):
-        return [_deconstruct(v, buffers) for v in value]
+        return [_deconstruct(v, buffers, depth + 1) for v in value]
     if isinstance(value, dict):
-        return {k: _deconstruct(v, buffers) for k, v in value.items()}
+        return {k: _deconstruct(v, buffers, depth + 1) for k, v in value.items()}
     return value
 
 
@@ -269,7 +277,7 @@ class Decoder:
         self._expected = 0
         self._attachments = []
 
-    def feed(self, message: str | bytes) -> Packet | None:
+    def feed(self, message: str | bytes | bytearray) -> Packet | None:
         if isinstance(message, str):
             if self._header is not None:
                 self.reset()

@@ -1,11 +1,11 @@
 """The native server's WebSocket: the channel the engine writes to once a connection is upgraded,
 and the write batcher that sends what the channels queued in one turn of the loop.
 
-Sending is the broadcast hot path: one :meth:`PlainWebSocket.send_frame` per recipient, with
-thousands of recipients per message. So there the channel reads nothing but itself: whether it
-is open, its transport and the transport's backlog are its own fields, not read through the
-connection and the codec (each one more object, with thousands of recipients one more cache
-miss per recipient). Each is set at one place, named where it is declared.
+Sending is the broadcast hot path: one call of :meth:`PlainWebSocket.frame_writer`'s answer per
+recipient, with thousands of recipients per message. So there the channel reads nothing but
+itself: whether it is open, its transport and the transport's backlog are its own fields, not
+read through the connection and the codec (each one more object, with thousands of recipients
+one more cache miss per recipient). Each is set at one place, named where it is declared.
 """
 
 from __future__ import annotations
@@ -30,29 +30,30 @@ _OPEN = ws.State.OPEN
 _MESSAGES = (ws.TextMessage, ws.BinaryMessage)
 
 
-class WriteBatcher(list["NativeWebSocket"]):
+class WriteBatcher:
     """The channels with frames queued in this turn of the loop, flushed at its end: one write
     (one system call) per connection per turn, however many messages it got (a burst of acks,
     successive broadcasts), and one loop callback per turn for all of them. One per
     :class:`~aiosio.transports.native.server.NativeServer`.
 
-    A list that a channel appends itself to (``NativeWebSocket._queue_frame``), calling
+    A channel appends itself to :attr:`channels` (``NativeWebSocket._queue_frame``), calling
     :meth:`schedule` when it is the first: on the broadcast hot path, where every recipient
-    joins, that is one call of ``list.append`` per recipient and no Python call."""
+    joins, that is one call of ``list.append`` per recipient and no Python call. (Not a subclass
+    of ``list``, which mypyc cannot compile: see setup.py.)"""
 
-    __slots__ = ("_loop",)
+    __slots__ = ("_loop", "channels")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__()
         self._loop = loop
+        self.channels: list[NativeWebSocket] = []
 
     def schedule(self) -> None:
         """Flush at the end of this turn (call before adding the first channel)."""
         self._loop.call_soon(self._flush_all)
 
     def _flush_all(self) -> None:
-        channels = self[:]
-        self.clear()
+        channels = self.channels[:]
+        self.channels.clear()
         for channel in channels:
             channel.flush()
 
@@ -147,16 +148,17 @@ class NativeWebSocket:
         is exact). The one way out to the peer but for control frames, on the hot paths: it
         reads nothing but this object and appends to two lists.
 
-        ``data``, the message ``frame`` carries, is not read: it is the second argument of
-        :meth:`PlainWebSocket.send_frame`, which is this method."""
+        ``data``, the message ``frame`` carries, is not read: it is the second argument of the
+        engine's frame writer, which is this method (:meth:`PlainWebSocket.frame_writer`)."""
         if not self._open:
             return 0
         out = self._out
         if not out:
             batcher = self._batcher
-            if not batcher:
+            channels = batcher.channels
+            if not channels:
                 batcher.schedule()
-            batcher.append(self)
+            channels.append(self)
         out.append(frame)
         size = self._out_size = self._out_size + len(frame)
         return size + self._backlog
@@ -271,9 +273,9 @@ class NativeWebSocket:
 
 class PlainWebSocket(NativeWebSocket):
     """A WebSocket with no extension: a message's frame is the same for every recipient, so a
-    broadcast builds it once and hands it to each (:meth:`send_frame`, the engine's
-    :meth:`frame_writer`; a :class:`NativeWebSocket` with deflate has none, and the engine
-    sends it each message as to a single connection)."""
+    broadcast builds it once and hands it to each (the engine's :meth:`frame_writer`; a
+    :class:`NativeWebSocket` with deflate has none, and the engine sends it each message as to a
+    single connection)."""
 
     __slots__ = ()
 
@@ -283,11 +285,9 @@ class PlainWebSocket(NativeWebSocket):
             return self._queue_frame(ws.encode_frame(_TEXT, data.encode("utf-8", JS_UTF8)))
         return self._queue_frame(ws.encode_frame(_BINARY, data))
 
-    # A frame built once for many connections is this connection's frame as it is: the engine's
-    # send_frame(frame, data) is the queue itself, so that the broadcast hot path costs one
-    # Python call per recipient (``data`` serves channels that encode each message themselves;
-    # those have no send_frame).
-    send_frame = NativeWebSocket._queue_frame
-
     def frame_writer(self) -> Callable[[bytes, str | bytes], int] | None:
-        return self.send_frame
+        # A frame built once for many connections is this connection's frame as it is: the
+        # engine's send_frame(frame, data) is the queue itself, so that the broadcast hot path
+        # costs one Python call per recipient (``data`` serves channels that encode each message
+        # themselves; those have no frame writer).
+        return self._queue_frame
