@@ -232,7 +232,7 @@ _NOOP = Packet(PacketType.NOOP)
 _PONG_PROBE = Packet(PacketType.PONG, "probe")
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class EngineSession:
     """One Engine.IO session on the server. See the module docstring for the state diagram."""
 
