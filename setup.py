@@ -54,7 +54,8 @@ def mypyc_modules() -> list[str]:
 
 def compiler_problem() -> str | None:
     """Why no C extension can be built here (no compiler, or no Python headers), or None."""
-    from distutils import ccompiler, sysconfig  # setuptools' own copy, once setuptools is imported
+    from distutils import ccompiler  # setuptools' own copy, once setuptools is imported
+    from distutils import sysconfig  # setuptools' own copy, once setuptools is imported
 
     try:
         compiler: Any = ccompiler.new_compiler()

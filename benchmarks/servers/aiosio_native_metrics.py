@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import sys
 
-from aiosio_native import ready, sio  # the same handlers; its own __main__ does not run
+from aiosio_native import ready  # the same handlers; its own __main__ does not run
+from aiosio_native import sio  # the same handlers; its own __main__ does not run
 
 import aiosio
 from aiosio.metrics import instrument

@@ -4,29 +4,37 @@ from __future__ import annotations
 
 from aiosio._compiled import compiled_modules
 from aiosio._debug import configure_debug
-from aiosio.client.errors import ConnectError, Stage
+from aiosio.client.errors import ConnectError
+from aiosio.client.errors import Stage
 from aiosio.client.socket import Client
 from aiosio.client.sync import SyncClient
 from aiosio.emitter import Emitter
-from aiosio.engine.http import HttpRequest, HttpResponse
-from aiosio.engine.server import ConnectionRejected, Cookie, EngineServer, EngineSocket
-from aiosio.errors import (
-    AckTimeout,
-    AiosioError,
-    ConnectionRefused,
-    Disconnected,
-    EncodingError,
-    FetchSocketsTimeout,
-)
+from aiosio.engine.http import HttpRequest
+from aiosio.engine.http import HttpResponse
+from aiosio.engine.server import ConnectionRejected
+from aiosio.engine.server import Cookie
+from aiosio.engine.server import EngineServer
+from aiosio.engine.server import EngineSocket
+from aiosio.errors import AckTimeout
+from aiosio.errors import AiosioError
+from aiosio.errors import ConnectionRefused
+from aiosio.errors import Disconnected
+from aiosio.errors import EncodingError
+from aiosio.errors import FetchSocketsTimeout
 from aiosio.protocol.cors import Cors
 from aiosio.protocol.limits import Limits
 from aiosio.server.broadcast import BroadcastOperator
 from aiosio.server.namespace import Namespace
 from aiosio.server.remote import RemoteSocket
-from aiosio.server.server import Recovery, Server
-from aiosio.server.socket import Handshake, Socket
+from aiosio.server.server import Recovery
+from aiosio.server.server import Server
+from aiosio.server.socket import Handshake
+from aiosio.server.socket import Socket
 from aiosio.transports.asgi import AsgiApp
-from aiosio.transports.native import NativeServer, ServerLimits, run, serve
+from aiosio.transports.native import NativeServer
+from aiosio.transports.native import ServerLimits
+from aiosio.transports.native import run
+from aiosio.transports.native import serve
 from aiosio.transports.webtransport import WebTransport
 
 __all__ = [

@@ -20,9 +20,12 @@ import asyncio
 import functools
 import inspect
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable
+from collections.abc import Coroutine
+from collections.abc import Sequence
 from types import CoroutineType
-from typing import Any, TypeVar
+from typing import Any
+from typing import TypeVar
 
 __all__ = ["Callback", "call_async", "ignore", "invoke", "is_async", "run_eager", "settle"]
 

@@ -10,10 +10,13 @@ raises or logs that instead.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any
+from typing import NoReturn
 
 from aiosio.errors import EncodingError
-from aiosio.protocol.socketio import Packet, PacketType, encode
+from aiosio.protocol.socketio import Packet
+from aiosio.protocol.socketio import PacketType
+from aiosio.protocol.socketio import encode
 
 __all__ = [
     "ENCODE_ERRORS",

@@ -12,10 +12,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar, overload
+from typing import Any
+from typing import Protocol
+from typing import TypeVar
+from typing import overload
 
-from aiosio._eager import Callback, ignore, invoke
-from aiosio.typed import InvalidPayloads, validated
+from aiosio._eager import Callback
+from aiosio._eager import ignore
+from aiosio._eager import invoke
+from aiosio.typed import InvalidPayloads
+from aiosio.typed import validated
 
 __all__ = ["EventEmitter", "HandlerRegistry", "On", "forward_on"]
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import gc
-from collections.abc import Callable, Sized
+from collections.abc import Callable
+from collections.abc import Sized
 from typing import cast
 
 __all__ = [

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import secrets
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 
 __all__ = ["DEFAULT_LOG_SIZE", "RecoveryStore", "Restored"]
 

@@ -23,12 +23,15 @@ from __future__ import annotations
 import inspect
 import logging
 import re
-from collections.abc import Callable, Iterable
-from typing import Any, get_type_hints
+from collections.abc import Callable
+from collections.abc import Iterable
+from typing import Any
+from typing import get_type_hints
 from urllib.parse import urlsplit
 
 from aiosio._extras import import_extra
-from aiosio.server.namespace import DynamicNamespace, Namespace
+from aiosio.server.namespace import DynamicNamespace
+from aiosio.server.namespace import Namespace
 from aiosio.server.server import Server
 
 __all__ = ["asyncapi_document"]

@@ -7,7 +7,8 @@ import logging
 import os
 import ssl
 import sys
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
+from typing import Literal
 
 from aiosio._recovery_log import DEFAULT_LOG_SIZE
 from aiosio.loader import load_app
@@ -173,7 +174,8 @@ def _doctor(args: argparse.Namespace) -> int:
     import asyncio
     import json
 
-    from aiosio.doctor.checks import DoctorOptions, diagnose
+    from aiosio.doctor.checks import DoctorOptions
+    from aiosio.doctor.checks import diagnose
 
     trace = None
     if args.verbose:
@@ -222,7 +224,8 @@ def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
 
     On a command's parser their default is SUPPRESS, so that an option given before the command is
     not overwritten by the command's default."""
-    from aiosio import __mypyc__, __version__
+    from aiosio import __mypyc__
+    from aiosio import __version__
 
     parser.add_argument(
         "--log-level",

@@ -21,7 +21,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from aiosio.engine.server import EngineServer, EngineSocket
+from aiosio.engine.server import EngineServer
+from aiosio.engine.server import EngineSocket
 from aiosio.protocol.cors import Cors
 from aiosio.server.server import Server
 from aiosio.server.socket import Socket

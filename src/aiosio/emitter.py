@@ -18,9 +18,11 @@ from typing import Any
 from aiosio._rooms import named_rooms
 from aiosio.adapters.redis import classic_messages as classic
 from aiosio.adapters.redis import sharded_messages as sharded
-from aiosio.adapters.redis.codec import encode_json, encode_msgpack
+from aiosio.adapters.redis.codec import encode_json
+from aiosio.adapters.redis.codec import encode_msgpack
 from aiosio.adapters.redis.link import connection_lost
-from aiosio.adapters.redis.messages import NO_FLAGS, WireOptions
+from aiosio.adapters.redis.messages import NO_FLAGS
+from aiosio.adapters.redis.messages import WireOptions
 from aiosio.protocol.socketio import RESERVED_EVENTS
 
 __all__ = ["Emitter"]

@@ -31,17 +31,17 @@ import dataclasses
 import inspect
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Hashable
-from typing import (
-    Annotated,
-    Any,
-    Protocol,
-    TypeVar,
-    get_args,
-    get_origin,
-    get_type_hints,
-    is_typeddict,
-)
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import Hashable
+from typing import Annotated
+from typing import Any
+from typing import Protocol
+from typing import TypeVar
+from typing import get_args
+from typing import get_origin
+from typing import get_type_hints
+from typing import is_typeddict
 
 from aiosio._eager import is_async
 from aiosio._extras import import_extra

@@ -30,29 +30,32 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
 import msgpack
 
 from aiosio._once import AtMostEvery
-from aiosio._recovery_log import DEFAULT_LOG_SIZE, RecoveryStore
+from aiosio._recovery_log import DEFAULT_LOG_SIZE
+from aiosio._recovery_log import RecoveryStore
 from aiosio.adapters.redis.adapter import RedisAdapter
 from aiosio.adapters.redis.codec import decode as decode_value
 from aiosio.adapters.redis.codec import encode_msgpack
-from aiosio.adapters.redis.link import RedisHealth, set_within
+from aiosio.adapters.redis.link import RedisHealth
+from aiosio.adapters.redis.link import set_within
 from aiosio.adapters.redis.namespace import RedisNamespaceAdapter
 from aiosio.adapters.redis.sharded_adapter import ShardedAdapter
 from aiosio.protocol.errors import RemoteProtocolError
 from aiosio.protocol.packing import PackerPool
-from aiosio.protocol.socketio import Packet, PacketType, check_event
-from aiosio.server.adapter import (
-    BroadcastFlags,
-    BroadcastOptions,
-    NamespaceView,
-    PersistedSession,
-    Recovery,
-    SocketId,
-)
+from aiosio.protocol.socketio import Packet
+from aiosio.protocol.socketio import PacketType
+from aiosio.protocol.socketio import check_event
+from aiosio.server.adapter import BroadcastFlags
+from aiosio.server.adapter import BroadcastOptions
+from aiosio.server.adapter import NamespaceView
+from aiosio.server.adapter import PersistedSession
+from aiosio.server.adapter import Recovery
+from aiosio.server.adapter import SocketId
 
 if TYPE_CHECKING:
     from aiosio.transports.native import NativeServer
@@ -833,7 +836,9 @@ def worker_main(
     unless ``use_uvloop`` is False (``--no-uvloop``, passed on by the master)."""
     from aiosio.loader import load_app
     from aiosio.server.server import Server
-    from aiosio.transports.native import NativeServer, ServerLimits, loop_factory
+    from aiosio.transports.native import NativeServer
+    from aiosio.transports.native import ServerLimits
+    from aiosio.transports.native import loop_factory
 
     # Tells the application it runs in a worker (as NODE_UNIQUE_ID does Node's cluster.isWorker):
     # the Admin UI then names this server "host#pid" rather than the host alone.

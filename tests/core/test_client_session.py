@@ -12,30 +12,32 @@ from collections.abc import Callable
 
 import pytest
 
-from aiosio.protocol.client_session import (
-    TRANSITIONS,
-    ClientConfig,
-    ClientEvent,
-    ClientSession,
-    ClientState,
-    Closed,
-    CloseReason,
-    MessageReceived,
-    PingReceived,
-    Poll,
-    Post,
-    PostClose,
-    ProbeClose,
-    ProbeSend,
-    StartProbe,
-    TransportClose,
-    TransportKind,
-    Upgraded,
-    WebSocketSend,
-    check_transition,
-)
-from aiosio.protocol.engineio import Packet, PacketType, decode_payload, encode_payload
-from aiosio.protocol.errors import LocalProtocolError, RemoteProtocolError
+from aiosio.protocol.client_session import TRANSITIONS
+from aiosio.protocol.client_session import ClientConfig
+from aiosio.protocol.client_session import ClientEvent
+from aiosio.protocol.client_session import ClientSession
+from aiosio.protocol.client_session import ClientState
+from aiosio.protocol.client_session import Closed
+from aiosio.protocol.client_session import CloseReason
+from aiosio.protocol.client_session import MessageReceived
+from aiosio.protocol.client_session import PingReceived
+from aiosio.protocol.client_session import Poll
+from aiosio.protocol.client_session import Post
+from aiosio.protocol.client_session import PostClose
+from aiosio.protocol.client_session import ProbeClose
+from aiosio.protocol.client_session import ProbeSend
+from aiosio.protocol.client_session import StartProbe
+from aiosio.protocol.client_session import TransportClose
+from aiosio.protocol.client_session import TransportKind
+from aiosio.protocol.client_session import Upgraded
+from aiosio.protocol.client_session import WebSocketSend
+from aiosio.protocol.client_session import check_transition
+from aiosio.protocol.engineio import Packet
+from aiosio.protocol.engineio import PacketType
+from aiosio.protocol.engineio import decode_payload
+from aiosio.protocol.engineio import encode_payload
+from aiosio.protocol.errors import LocalProtocolError
+from aiosio.protocol.errors import RemoteProtocolError
 
 POLLING = TransportKind.POLLING
 WEBSOCKET = TransportKind.WEBSOCKET

@@ -16,22 +16,20 @@ import pytest
 
 from aiosio.protocol.engineio import TEXT_CONTENT_TYPE
 from aiosio.protocol.errors import LocalProtocolError
-from aiosio.protocol.session import (
-    Closed,
-    EngineConfig,
-    EngineSession,
-    PollRejected,
-    PollResponse,
-    ProbeClose,
-    ProbeSend,
-    SessionId,
-    State,
-    TransportKind,
-    Upgraded,
-    UpgradeStarted,
-    WebSocketClose,
-    WebSocketSend,
-)
+from aiosio.protocol.session import Closed
+from aiosio.protocol.session import EngineConfig
+from aiosio.protocol.session import EngineSession
+from aiosio.protocol.session import PollRejected
+from aiosio.protocol.session import PollResponse
+from aiosio.protocol.session import ProbeClose
+from aiosio.protocol.session import ProbeSend
+from aiosio.protocol.session import SessionId
+from aiosio.protocol.session import State
+from aiosio.protocol.session import TransportKind
+from aiosio.protocol.session import Upgraded
+from aiosio.protocol.session import UpgradeStarted
+from aiosio.protocol.session import WebSocketClose
+from aiosio.protocol.session import WebSocketSend
 
 CONFIG = EngineConfig(
     ping_interval=25.0, ping_timeout=20.0, upgrade_timeout=10.0, close_timeout=30.0

@@ -15,7 +15,10 @@ import pytest
 
 import aiosio
 from aiosio._compiled import MYPYC_MODULES
-from aiosio.protocol.socketio import Packet, PacketType, dumps, encode
+from aiosio.protocol.socketio import Packet
+from aiosio.protocol.socketio import PacketType
+from aiosio.protocol.socketio import dumps
+from aiosio.protocol.socketio import encode
 
 
 def _public_packages() -> list[str]:

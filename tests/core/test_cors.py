@@ -13,13 +13,16 @@ import ast
 import asyncio
 import inspect
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from aiosio.protocol import cors as cors_module
-from aiosio.protocol.cors import PREFLIGHT_STATUS, Cors, is_preflight
+from aiosio.protocol.cors import PREFLIGHT_STATUS
+from aiosio.protocol.cors import Cors
+from aiosio.protocol.cors import is_preflight
 
 ALLOW_ORIGIN = "Access-Control-Allow-Origin"
 VARY = "Vary"

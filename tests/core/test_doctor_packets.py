@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from aiosio.doctor import packets
-from aiosio.protocol.socketio import Decoder, PacketType
+from aiosio.protocol.socketio import Decoder
+from aiosio.protocol.socketio import PacketType
 
 HANDSHAKE = b'0{"sid":"abc","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":20000}'
 

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 import aiosio
-from aiosio.engine.options import EngineKeywords, EngineOptions
+from aiosio.engine.options import EngineKeywords
+from aiosio.engine.options import EngineOptions
 
 # The keywords of the two constructors before the options were written once: the public API.
 SERVER_ENGINE_KEYWORDS = {

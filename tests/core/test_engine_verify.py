@@ -14,14 +14,12 @@ from aiosio.engine.driver import EngineSocket
 from aiosio.engine.ended import EndedSessions
 from aiosio.engine.http import HttpRequest
 from aiosio.engine.options import EngineOptions
-from aiosio.engine.verify import (
-    Handshake,
-    Rejection,
-    SessionRequest,
-    Verdict,
-    protocol_of,
-    verify,
-)
+from aiosio.engine.verify import Handshake
+from aiosio.engine.verify import Rejection
+from aiosio.engine.verify import SessionRequest
+from aiosio.engine.verify import Verdict
+from aiosio.engine.verify import protocol_of
+from aiosio.engine.verify import verify
 
 
 def request(query: str, method: str = "GET", **headers: str) -> HttpRequest:

@@ -11,22 +11,22 @@ the server then closes the session with reason ``parse error``), we expect
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 
-from aiosio.protocol.engineio import (
-    BINARY_CONTENT_TYPE,
-    TEXT_CONTENT_TYPE,
-    Packet,
-    PacketType,
-    PayloadError,
-    decode_packet,
-    decode_payload,
-    encode_packet,
-    encode_payload,
-    utf16_length,
-)
-from aiosio.protocol.errors import ProtocolError, RemoteProtocolError
+from aiosio.protocol.engineio import BINARY_CONTENT_TYPE
+from aiosio.protocol.engineio import TEXT_CONTENT_TYPE
+from aiosio.protocol.engineio import Packet
+from aiosio.protocol.engineio import PacketType
+from aiosio.protocol.engineio import PayloadError
+from aiosio.protocol.engineio import decode_packet
+from aiosio.protocol.engineio import decode_payload
+from aiosio.protocol.engineio import encode_packet
+from aiosio.protocol.engineio import encode_payload
+from aiosio.protocol.engineio import utf16_length
+from aiosio.protocol.errors import ProtocolError
+from aiosio.protocol.errors import RemoteProtocolError
 
 T = PacketType
 ALL_TYPES = list(PacketType)

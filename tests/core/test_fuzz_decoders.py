@@ -39,26 +39,32 @@ from typing import Any
 
 import msgpack
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 
 from aiosio.adapters.redis.codec import decode as redis_decode
-from aiosio.adapters.redis.codec import encode_json, encode_msgpack
+from aiosio.adapters.redis.codec import encode_json
+from aiosio.adapters.redis.codec import encode_msgpack
 from aiosio.client.errors import ConnectError
-from aiosio.client.http import Endpoint, HttpConnection, HttpResult, WebSocketConnection
+from aiosio.client.http import Endpoint
+from aiosio.client.http import HttpConnection
+from aiosio.client.http import HttpResult
+from aiosio.client.http import WebSocketConnection
 from aiosio.engine.ended import EndedSessions
-from aiosio.protocol import engineio, socketio
+from aiosio.protocol import engineio
+from aiosio.protocol import socketio
 from aiosio.protocol import websocket as ws
-from aiosio.protocol.cors import Cors, is_preflight
+from aiosio.protocol.cors import Cors
+from aiosio.protocol.cors import is_preflight
 from aiosio.protocol.errors import RemoteProtocolError
-from aiosio.protocol.session import (
-    Closed,
-    EngineConfig,
-    EngineSession,
-    SessionId,
-    State,
-    TransportKind,
-)
+from aiosio.protocol.session import Closed
+from aiosio.protocol.session import EngineConfig
+from aiosio.protocol.session import EngineSession
+from aiosio.protocol.session import SessionId
+from aiosio.protocol.session import State
+from aiosio.protocol.session import TransportKind
 from aiosio.protocol.socketio import Limits
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -14,7 +14,9 @@ import ast
 import functools
 from pathlib import Path
 
-from test_layers import FOREIGN_PRIVATE_OK, defined_names, library_modules
+from test_layers import FOREIGN_PRIVATE_OK
+from test_layers import defined_names
+from test_layers import library_modules
 
 TESTS_ROOT = Path(__file__).parent.parent
 

@@ -11,15 +11,27 @@ from typing import Any
 
 import msgpack
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 
 import aiosio
-from aiosio.protocol.errors import ParserMismatch, RemoteProtocolError
-from aiosio.protocol.msgpack_parser import MSGPACK, MsgpackParser
-from aiosio.protocol.parser import JSON, JsonParser, Parser
-from aiosio.protocol.parsers import PARSER_MISMATCH, mismatch_reply, mismatch_text, resolve_parser
-from aiosio.protocol.socketio import Decoder, Limits, Packet, PacketType
+from aiosio.protocol.errors import ParserMismatch
+from aiosio.protocol.errors import RemoteProtocolError
+from aiosio.protocol.msgpack_parser import MSGPACK
+from aiosio.protocol.msgpack_parser import MsgpackParser
+from aiosio.protocol.parser import JSON
+from aiosio.protocol.parser import JsonParser
+from aiosio.protocol.parser import Parser
+from aiosio.protocol.parsers import PARSER_MISMATCH
+from aiosio.protocol.parsers import mismatch_reply
+from aiosio.protocol.parsers import mismatch_text
+from aiosio.protocol.parsers import resolve_parser
+from aiosio.protocol.socketio import Decoder
+from aiosio.protocol.socketio import Limits
+from aiosio.protocol.socketio import Packet
+from aiosio.protocol.socketio import PacketType
 
 UTC = datetime.UTC
 LIMITS = Limits()

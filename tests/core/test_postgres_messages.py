@@ -13,21 +13,20 @@ import pytest
 
 from aiosio import Limits
 from aiosio.adapters.postgres import PostgresAdapter
-from aiosio.adapters.postgres.messages import (
-    AttachmentHeader,
-    Heartbeat,
-    InitialHeartbeat,
-    decode_attachment,
-    decode_notification,
-    encode,
-    encode_header,
-)
-from aiosio.adapters.redis.messages import EventPacket, Refused, WireOptions, WrongShape
-from aiosio.adapters.redis.sharded_messages import (
-    Broadcast,
-    FetchSocketsResponse,
-    ServerSideEmit,
-)
+from aiosio.adapters.postgres.messages import AttachmentHeader
+from aiosio.adapters.postgres.messages import Heartbeat
+from aiosio.adapters.postgres.messages import InitialHeartbeat
+from aiosio.adapters.postgres.messages import decode_attachment
+from aiosio.adapters.postgres.messages import decode_notification
+from aiosio.adapters.postgres.messages import encode
+from aiosio.adapters.postgres.messages import encode_header
+from aiosio.adapters.redis.messages import EventPacket
+from aiosio.adapters.redis.messages import Refused
+from aiosio.adapters.redis.messages import WireOptions
+from aiosio.adapters.redis.messages import WrongShape
+from aiosio.adapters.redis.sharded_messages import Broadcast
+from aiosio.adapters.redis.sharded_messages import FetchSocketsResponse
+from aiosio.adapters.redis.sharded_messages import ServerSideEmit
 from aiosio.server.adapter import BroadcastOptions
 
 CHANNEL = "socket.io#/"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from aiosio.protocol.prepared import PreparedMessage
-from aiosio.protocol.websocket import Opcode, encode_frame
+from aiosio.protocol.websocket import Opcode
+from aiosio.protocol.websocket import encode_frame
 
 
 def test_text_frame_per_revision_built_once() -> None:

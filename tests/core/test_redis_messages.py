@@ -17,25 +17,25 @@ from typing import Any
 
 import msgpack
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 
 from aiosio import Emitter
 from aiosio.adapters.redis import classic_messages as classic
 from aiosio.adapters.redis import sharded_messages as sharded
-from aiosio.adapters.redis.messages import (
-    EventPacket,
-    InvalidMessage,
-    MessageError,
-    NotAnEvent,
-    Refused,
-    UnknownType,
-    WireFlags,
-    WireOptions,
-    WrongShape,
-)
+from aiosio.adapters.redis.messages import EventPacket
+from aiosio.adapters.redis.messages import InvalidMessage
+from aiosio.adapters.redis.messages import MessageError
+from aiosio.adapters.redis.messages import NotAnEvent
+from aiosio.adapters.redis.messages import Refused
+from aiosio.adapters.redis.messages import UnknownType
+from aiosio.adapters.redis.messages import WireFlags
+from aiosio.adapters.redis.messages import WireOptions
+from aiosio.adapters.redis.messages import WrongShape
 from aiosio.protocol.socketio import Limits
-from aiosio.server.adapter import BroadcastFlags, BroadcastOptions
+from aiosio.server.adapter import BroadcastFlags
+from aiosio.server.adapter import BroadcastOptions
 
 GOLDEN = Path(__file__).resolve().parent.parent / "js" / "redis_wire.golden.jsonl"
 LIMITS = Limits()

@@ -9,10 +9,15 @@ import msgpack
 import pytest
 
 from aiosio import Limits
-from aiosio.adapters.redis.messages import InvalidMessage, Refused, UnknownType, WrongShape
+from aiosio.adapters.redis.messages import InvalidMessage
+from aiosio.adapters.redis.messages import Refused
+from aiosio.adapters.redis.messages import UnknownType
+from aiosio.adapters.redis.messages import WrongShape
 from aiosio.adapters.redis.sharded_messages import Broadcast
 from aiosio.adapters.redis_streams import stream_of
-from aiosio.adapters.redis_streams.messages import decode_entry, entry_fields, in_stream
+from aiosio.adapters.redis_streams.messages import decode_entry
+from aiosio.adapters.redis_streams.messages import entry_fields
+from aiosio.adapters.redis_streams.messages import in_stream
 
 LIMITS = Limits()
 

@@ -16,45 +16,40 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import (
-    RuleBasedStateMachine,
-    initialize,
-    invariant,
-    precondition,
-    rule,
-)
+from hypothesis.stateful import RuleBasedStateMachine
+from hypothesis.stateful import initialize
+from hypothesis.stateful import invariant
+from hypothesis.stateful import precondition
+from hypothesis.stateful import rule
 
 import aiosio.protocol
-from aiosio.protocol.engineio import (
-    BINARY_CONTENT_TYPE,
-    TEXT_CONTENT_TYPE,
-    Packet,
-    PacketType,
-    decode_packet,
-    decode_payload,
-    encode_packet,
-    encode_payload,
-)
-from aiosio.protocol.errors import LocalProtocolError, RemoteProtocolError
-from aiosio.protocol.session import (
-    Closed,
-    EngineConfig,
-    EngineSession,
-    Event,
-    MessageReceived,
-    PollRejected,
-    PollResponse,
-    ProbeClose,
-    ProbeSend,
-    SessionId,
-    State,
-    TransportKind,
-    Upgraded,
-    UpgradeStarted,
-    WebSocketClose,
-    WebSocketSend,
-    earliest,
-)
+from aiosio.protocol.engineio import BINARY_CONTENT_TYPE
+from aiosio.protocol.engineio import TEXT_CONTENT_TYPE
+from aiosio.protocol.engineio import Packet
+from aiosio.protocol.engineio import PacketType
+from aiosio.protocol.engineio import decode_packet
+from aiosio.protocol.engineio import decode_payload
+from aiosio.protocol.engineio import encode_packet
+from aiosio.protocol.engineio import encode_payload
+from aiosio.protocol.errors import LocalProtocolError
+from aiosio.protocol.errors import RemoteProtocolError
+from aiosio.protocol.session import Closed
+from aiosio.protocol.session import EngineConfig
+from aiosio.protocol.session import EngineSession
+from aiosio.protocol.session import Event
+from aiosio.protocol.session import MessageReceived
+from aiosio.protocol.session import PollRejected
+from aiosio.protocol.session import PollResponse
+from aiosio.protocol.session import ProbeClose
+from aiosio.protocol.session import ProbeSend
+from aiosio.protocol.session import SessionId
+from aiosio.protocol.session import State
+from aiosio.protocol.session import TransportKind
+from aiosio.protocol.session import Upgraded
+from aiosio.protocol.session import UpgradeStarted
+from aiosio.protocol.session import WebSocketClose
+from aiosio.protocol.session import WebSocketSend
+from aiosio.protocol.session import earliest
 
 SID = SessionId("sid1")
 CONFIG = EngineConfig(

@@ -19,24 +19,25 @@ import math
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 
 from aiosio import Limits
 from aiosio.protocol.errors import RemoteProtocolError
-from aiosio.protocol.reasons import RECOVERABLE, DisconnectReason
-from aiosio.protocol.socketio import (
-    RESERVED_EVENTS,
-    Decoder,
-    Packet,
-    PacketType,
-    check_event_name,
-    dumps,
-    encode,
-    encode_parts,
-    has_binary,
-    loads,
-)
+from aiosio.protocol.reasons import RECOVERABLE
+from aiosio.protocol.reasons import DisconnectReason
+from aiosio.protocol.socketio import RESERVED_EVENTS
+from aiosio.protocol.socketio import Decoder
+from aiosio.protocol.socketio import Packet
+from aiosio.protocol.socketio import PacketType
+from aiosio.protocol.socketio import check_event_name
+from aiosio.protocol.socketio import dumps
+from aiosio.protocol.socketio import encode
+from aiosio.protocol.socketio import encode_parts
+from aiosio.protocol.socketio import has_binary
+from aiosio.protocol.socketio import loads
 
 T = PacketType
 

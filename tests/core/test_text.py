@@ -9,10 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aiosio.protocol.engineio import Packet, PacketType, encode_payload
+from aiosio.protocol.engineio import Packet
+from aiosio.protocol.engineio import PacketType
+from aiosio.protocol.engineio import encode_payload
 from aiosio.protocol.prepared import PreparedMessage
-from aiosio.protocol.text import encode_text, js_text
-from aiosio.protocol.websocket import Side, WebSocketProtocol
+from aiosio.protocol.text import encode_text
+from aiosio.protocol.text import js_text
+from aiosio.protocol.websocket import Side
+from aiosio.protocol.websocket import WebSocketProtocol
 
 REPLACEMENT = "\ufffd".encode()
 

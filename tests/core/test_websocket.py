@@ -12,37 +12,37 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 
 import aiosio.protocol.websocket as ws_module
-from aiosio.protocol.errors import LocalProtocolError, RemoteProtocolError
-from aiosio.protocol.websocket import (
-    GUID,
-    BinaryMessage,
-    CloseCode,
-    CloseReceived,
-    DeflateParams,
-    Event,
-    HandshakeError,
-    InvalidState,
-    Opcode,
-    PingReceived,
-    PongReceived,
-    ProtocolViolation,
-    Side,
-    State,
-    TextMessage,
-    WebSocketProtocol,
-    accept_deflate_response,
-    accept_key,
-    check_client_handshake,
-    check_server_handshake,
-    client_deflate_offer,
-    encode_frame,
-    negotiate_deflate,
-    new_client_key,
-)
+from aiosio.protocol.errors import LocalProtocolError
+from aiosio.protocol.errors import RemoteProtocolError
+from aiosio.protocol.websocket import GUID
+from aiosio.protocol.websocket import BinaryMessage
+from aiosio.protocol.websocket import CloseCode
+from aiosio.protocol.websocket import CloseReceived
+from aiosio.protocol.websocket import DeflateParams
+from aiosio.protocol.websocket import Event
+from aiosio.protocol.websocket import HandshakeError
+from aiosio.protocol.websocket import InvalidState
+from aiosio.protocol.websocket import Opcode
+from aiosio.protocol.websocket import PingReceived
+from aiosio.protocol.websocket import PongReceived
+from aiosio.protocol.websocket import ProtocolViolation
+from aiosio.protocol.websocket import Side
+from aiosio.protocol.websocket import State
+from aiosio.protocol.websocket import TextMessage
+from aiosio.protocol.websocket import WebSocketProtocol
+from aiosio.protocol.websocket import accept_deflate_response
+from aiosio.protocol.websocket import accept_key
+from aiosio.protocol.websocket import check_client_handshake
+from aiosio.protocol.websocket import check_server_handshake
+from aiosio.protocol.websocket import client_deflate_offer
+from aiosio.protocol.websocket import encode_frame
+from aiosio.protocol.websocket import negotiate_deflate
+from aiosio.protocol.websocket import new_client_key
 from aiosio.protocol.websocket_frames import close_payload
 
 RFC_KEY = "dGhlIHNhbXBsZSBub25jZQ=="

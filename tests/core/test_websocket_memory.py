@@ -10,7 +10,10 @@ import tracemalloc
 
 import pytest
 
-from aiosio.protocol.websocket import BinaryMessage, Side, TextMessage, WebSocketProtocol
+from aiosio.protocol.websocket import BinaryMessage
+from aiosio.protocol.websocket import Side
+from aiosio.protocol.websocket import TextMessage
+from aiosio.protocol.websocket import WebSocketProtocol
 
 
 def masked_head(opcode: int, size: int, key: bytes) -> bytes:

@@ -9,29 +9,28 @@ import struct
 import pytest
 
 from aiosio.engine.options import EngineOptions
-from aiosio.protocol.client_session import ClientConfig, ClientSession, StartProbe
-from aiosio.protocol.engineio import Packet, PacketType
-from aiosio.protocol.session import (
-    EngineSession,
-    ProbeSend,
-    SessionId,
-    TransportKind,
-    Upgraded,
-    WebSocketSend,
-)
-from aiosio.protocol.webtransport import (
-    MAX_CLOSE_REASON,
-    MAX_SAFE_LENGTH,
-    FrameDecoder,
-    FrameError,
-    NewSession,
-    UpgradeSession,
-    decode_close_capsule,
-    encode_close_capsule,
-    encode_frame,
-    encode_open,
-    opening,
-)
+from aiosio.protocol.client_session import ClientConfig
+from aiosio.protocol.client_session import ClientSession
+from aiosio.protocol.client_session import StartProbe
+from aiosio.protocol.engineio import Packet
+from aiosio.protocol.engineio import PacketType
+from aiosio.protocol.session import EngineSession
+from aiosio.protocol.session import ProbeSend
+from aiosio.protocol.session import SessionId
+from aiosio.protocol.session import TransportKind
+from aiosio.protocol.session import Upgraded
+from aiosio.protocol.session import WebSocketSend
+from aiosio.protocol.webtransport import MAX_CLOSE_REASON
+from aiosio.protocol.webtransport import MAX_SAFE_LENGTH
+from aiosio.protocol.webtransport import FrameDecoder
+from aiosio.protocol.webtransport import FrameError
+from aiosio.protocol.webtransport import NewSession
+from aiosio.protocol.webtransport import UpgradeSession
+from aiosio.protocol.webtransport import decode_close_capsule
+from aiosio.protocol.webtransport import encode_close_capsule
+from aiosio.protocol.webtransport import encode_frame
+from aiosio.protocol.webtransport import encode_open
+from aiosio.protocol.webtransport import opening
 
 
 def test_headers_as_the_reference_writes_them() -> None:

@@ -20,11 +20,14 @@ import os
 import time
 import zlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 from aiosio.client.http import WebSocketConnection
-from conftest import JS_DIR, _node, free_port
+from conftest import JS_DIR
+from conftest import _node
+from conftest import free_port
 
 CLIENT_TO_SERVER = ">"
 SERVER_TO_CLIENT = "<"

@@ -16,8 +16,11 @@ import contextlib
 import json
 import shutil
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from collections.abc import Awaitable
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +28,16 @@ import msgpack
 import pytest
 import redis
 import redis.asyncio as redis_asyncio
-from node_procs import Line, NodeProc, node_procs, py, until
+from node_procs import Line
+from node_procs import NodeProc
+from node_procs import node_procs
+from node_procs import py
+from node_procs import until
 
 import aiosio
 from aiosio import Server
-from conftest import ServeFn, free_port
+from conftest import ServeFn
+from conftest import free_port
 
 REDIS_URL = "redis://127.0.0.1:6379"
 

@@ -10,12 +10,15 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
+from collections.abc import Awaitable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from conftest import JS_DIR, _node
+from conftest import JS_DIR
+from conftest import _node
 
 Line = dict[str, Any]
 

@@ -19,8 +19,12 @@ import pytest
 
 import aiosio
 from aiosio import Server
-from aiosio.admin import BasicAuth, instrument
-from conftest import JS_DIR, _node, chromium, run_node
+from aiosio.admin import BasicAuth
+from aiosio.admin import instrument
+from conftest import JS_DIR
+from conftest import _node
+from conftest import chromium
+from conftest import run_node
 
 pytestmark = pytest.mark.interop
 

@@ -33,20 +33,29 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
+from collections.abc import Awaitable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import bcrypt
 import pytest
 import redis.asyncio as redis_asyncio
-from cluster_harness import REDIS_URL, skip_unless_redis
+from cluster_harness import REDIS_URL
+from cluster_harness import skip_unless_redis
 
 import aiosio
-from aiosio import Server, Socket
+from aiosio import Server
+from aiosio import Socket
 from aiosio.adapters.redis import RedisAdapter
-from aiosio.admin import BasicAuth, RedisStore, instrument
-from conftest import JS_DIR, ServeFn, _node, free_port
+from aiosio.admin import BasicAuth
+from aiosio.admin import RedisStore
+from aiosio.admin import instrument
+from conftest import JS_DIR
+from conftest import ServeFn
+from conftest import _node
+from conftest import free_port
 
 pytestmark = pytest.mark.interop
 

@@ -24,9 +24,13 @@ import bcrypt
 import pytest
 
 import aiosio
-from aiosio import Server, Socket
-from aiosio.admin import BasicAuth, instrument
-from conftest import JS_DIR, _node, run_node
+from aiosio import Server
+from aiosio import Socket
+from aiosio.admin import BasicAuth
+from aiosio.admin import instrument
+from conftest import JS_DIR
+from conftest import _node
+from conftest import run_node
 
 pytestmark = pytest.mark.interop
 

@@ -21,17 +21,24 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import aiosio
 from aiosio.client.http import WebSocketConnection
-from aiosio.client.manager import Backoff, ManagerState
+from aiosio.client.manager import Backoff
+from aiosio.client.manager import ManagerState
 from aiosio.client.socket import SocketState
 from aiosio.protocol.client_session import ClientState
-from conftest import JS_DIR, ServeFn, _node, free_port
+from conftest import JS_DIR
+from conftest import ServeFn
+from conftest import _node
+from conftest import free_port
 
 pytestmark = pytest.mark.interop
 

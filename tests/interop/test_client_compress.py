@@ -12,14 +12,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from _wire import (
-    CLIENT_TO_SERVER,
-    SERVER_TO_CLIENT,
-    FrameRelay,
-    node_engine_server,
-    relay,
-    websockets_closed,
-)
+from _wire import CLIENT_TO_SERVER
+from _wire import SERVER_TO_CLIENT
+from _wire import FrameRelay
+from _wire import node_engine_server
+from _wire import relay
+from _wire import websockets_closed
 
 import aiosio
 from conftest import ServeFn

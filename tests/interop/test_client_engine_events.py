@@ -7,16 +7,20 @@ reference's debugging advice uses them, against the official socket.io 4.8 serve
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from _wire import node_engine_server, relay, websockets_closed
+from _wire import node_engine_server
+from _wire import relay
+from _wire import websockets_closed
 
 import aiosio
 from aiosio.client.engine import EngineClient
 from aiosio.client.errors import UpgradeError
-from aiosio.protocol.engineio import Packet, PacketType
+from aiosio.protocol.engineio import Packet
+from aiosio.protocol.engineio import PacketType
 
 pytestmark = pytest.mark.interop
 

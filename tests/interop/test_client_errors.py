@@ -16,7 +16,10 @@ import logging
 import ssl
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +29,11 @@ from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed
 
 import aiosio
-from aiosio import ConnectError, Stage
+from aiosio import ConnectError
+from aiosio import Stage
 from aiosio.client.http import WebSocketConnection
-from conftest import ServeFn, free_port
+from conftest import ServeFn
+from conftest import free_port
 
 pytestmark = pytest.mark.interop
 

@@ -13,7 +13,10 @@ import asyncio
 from typing import Any
 
 import pytest
-from test_close_during_upgrade_js import TRIES, WAIT_MS, contention, disconnecting_server
+from test_close_during_upgrade_js import TRIES
+from test_close_during_upgrade_js import WAIT_MS
+from test_close_during_upgrade_js import contention
+from test_close_during_upgrade_js import disconnecting_server
 
 import aiosio
 from conftest import ServeFn

@@ -27,7 +27,9 @@ from typing import Any
 import pytest
 
 import aiosio
-from conftest import JS_DIR, ServeFn, _node
+from conftest import JS_DIR
+from conftest import ServeFn
+from conftest import _node
 
 pytestmark = pytest.mark.interop
 

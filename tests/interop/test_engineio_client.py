@@ -11,14 +11,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from aiosio import EngineServer, EngineSocket, HttpRequest
-from conftest import ServeFn, run_node
+from aiosio import EngineServer
+from aiosio import EngineSocket
+from aiosio import HttpRequest
+from conftest import ServeFn
+from conftest import run_node
 
 pytestmark = pytest.mark.interop
 

@@ -10,7 +10,8 @@ import uuid
 
 import pytest
 import redis.asyncio as redis_asyncio
-from cluster_harness import REDIS_URL, skip_unless_redis
+from cluster_harness import REDIS_URL
+from cluster_harness import skip_unless_redis
 
 import aiosio
 from aiosio.adapters.redis import RedisAdapter

@@ -11,13 +11,18 @@ import base64
 import datetime
 import json
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import aiosio
-from conftest import JS_DIR, ServeFn, _node, free_port, run_node
+from conftest import JS_DIR
+from conftest import ServeFn
+from conftest import _node
+from conftest import free_port
+from conftest import run_node
 
 pytestmark = pytest.mark.interop
 

@@ -31,28 +31,31 @@ from typing import Any
 
 import asyncpg
 import pytest
-from cluster_harness import (
-    ALL,
-    ANSWERING,
-    CLIENTS,
-    PostgresCluster,
-    Spawn,
-    Spec,
-    as_member,
-    b_under_uvicorn,  # noqa: F401 (the fixture server_kind)
-    connect_clients,
-    members,
-    node_scripts,  # noqa: F401 (the fixture spawn)
-    serve_members,
-    server_count,
-    server_count_is,
-    start_node,
-)
-from node_procs import js, until
+from cluster_harness import ALL
+from cluster_harness import ANSWERING
+from cluster_harness import CLIENTS
+from cluster_harness import PostgresCluster
+from cluster_harness import Spawn
+from cluster_harness import Spec
+from cluster_harness import as_member
+from cluster_harness import b_under_uvicorn  # noqa: F401 (the fixture server_kind)
+from cluster_harness import connect_clients
+from cluster_harness import members
+from cluster_harness import node_scripts  # noqa: F401 (the fixture spawn)
+from cluster_harness import serve_members
+from cluster_harness import server_count
+from cluster_harness import server_count_is
+from cluster_harness import start_node
+from node_procs import js
+from node_procs import until
 
-from aiosio import AckTimeout, FetchSocketsTimeout, Server
+from aiosio import AckTimeout
+from aiosio import FetchSocketsTimeout
+from aiosio import Server
 from aiosio.adapters.postgres import PostgresAdapter
-from conftest import ServeFn, free_port, run_node
+from conftest import ServeFn
+from conftest import free_port
+from conftest import run_node
 
 pytestmark = pytest.mark.interop
 
@@ -783,7 +786,8 @@ async def test_memory_stays_bounded_while_postgres_is_away(
 
 async def test_prometheus_reads_the_postgres_adapter_s_health(cluster: PostgresCluster) -> None:
     """``aiosio.metrics`` exports the link's health under ``aiosio_postgres_*``."""
-    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client import CollectorRegistry
+    from prometheus_client import generate_latest
 
     from aiosio.metrics import instrument
 

@@ -31,35 +31,39 @@ from typing import Any
 import msgpack
 import pytest
 import redis.asyncio as redis_asyncio
-from cluster_harness import (
-    ALL,
-    ANSWERING,
-    CLIENTS,
-    REDIS_URL,
-    WEBSOCKET,
-    RedisCluster,
-    RedisServer,
-    Spawn,
-    Spec,
-    as_member,
-    b_under_uvicorn,  # noqa: F401 (the fixture server_kind)
-    connect_clients,
-    members,
-    next_message,
-    node_scripts,  # noqa: F401 (the fixture spawn)
-    redis_server,
-    serve_members,
-    server_count,
-    server_count_is,
-    skip_unless_redis,
-    start_node,
-)
-from node_procs import js, py, until
+from cluster_harness import ALL
+from cluster_harness import ANSWERING
+from cluster_harness import CLIENTS
+from cluster_harness import REDIS_URL
+from cluster_harness import WEBSOCKET
+from cluster_harness import RedisCluster
+from cluster_harness import RedisServer
+from cluster_harness import Spawn
+from cluster_harness import Spec
+from cluster_harness import as_member
+from cluster_harness import b_under_uvicorn  # noqa: F401 (the fixture server_kind)
+from cluster_harness import connect_clients
+from cluster_harness import members
+from cluster_harness import next_message
+from cluster_harness import node_scripts  # noqa: F401 (the fixture spawn)
+from cluster_harness import redis_server
+from cluster_harness import serve_members
+from cluster_harness import server_count
+from cluster_harness import server_count_is
+from cluster_harness import skip_unless_redis
+from cluster_harness import start_node
+from node_procs import js
+from node_procs import py
+from node_procs import until
 
 import aiosio
-from aiosio import AckTimeout, Server
-from aiosio.adapters.redis import RedisAdapter, RemoteSocket
-from conftest import ROOT, ServeFn, run_node
+from aiosio import AckTimeout
+from aiosio import Server
+from aiosio.adapters.redis import RedisAdapter
+from aiosio.adapters.redis import RemoteSocket
+from conftest import ROOT
+from conftest import ServeFn
+from conftest import run_node
 
 pytestmark = pytest.mark.interop
 

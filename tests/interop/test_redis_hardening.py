@@ -27,18 +27,17 @@ import msgpack
 import pytest
 import redis
 import redis.asyncio as redis_asyncio
-from cluster_harness import (
-    REDIS_URL,
-    Balancer,
-    RedisServer,
-    redis_server,
-    skip_unless_redis,
-)
+from cluster_harness import REDIS_URL
+from cluster_harness import Balancer
+from cluster_harness import RedisServer
+from cluster_harness import redis_server
+from cluster_harness import skip_unless_redis
 from node_procs import until
 
 import aiosio
 from aiosio.adapters.redis import RedisAdapter
-from conftest import ServeFn, run_node
+from conftest import ServeFn
+from conftest import run_node
 
 pytestmark = pytest.mark.interop
 

@@ -21,38 +21,40 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as redis_asyncio
 from cluster_harness import CLIENTS as ALL_CLIENTS
-from cluster_harness import (
-    REDIS_URL,
-    Balancer,
-    RedisCluster,
-    RedisServer,
-    Spawn,
-    Spec,
-    as_member,
-    b_under_uvicorn,  # noqa: F401 (the fixture server_kind)
-    client_args,
-    connect_clients,
-    next_message,
-    node_scripts,  # noqa: F401 (the fixture spawn)
-    redis_server,
-    serve_members,
-    server_count_is,
-    skip_unless_redis,
-    start_node,
-)
-from node_procs import py, until
+from cluster_harness import REDIS_URL
+from cluster_harness import Balancer
+from cluster_harness import RedisCluster
+from cluster_harness import RedisServer
+from cluster_harness import Spawn
+from cluster_harness import Spec
+from cluster_harness import as_member
+from cluster_harness import b_under_uvicorn  # noqa: F401 (the fixture server_kind)
+from cluster_harness import client_args
+from cluster_harness import connect_clients
+from cluster_harness import next_message
+from cluster_harness import node_scripts  # noqa: F401 (the fixture spawn)
+from cluster_harness import redis_server
+from cluster_harness import serve_members
+from cluster_harness import server_count_is
+from cluster_harness import skip_unless_redis
+from cluster_harness import start_node
+from node_procs import py
+from node_procs import until
 
 import aiosio
 from aiosio import Server
-from aiosio.adapters.redis_streams import RedisStreamsAdapter, StreamsHealth
-from conftest import ServeFn, free_port
+from aiosio.adapters.redis_streams import RedisStreamsAdapter
+from aiosio.adapters.redis_streams import StreamsHealth
+from conftest import ServeFn
+from conftest import free_port
 
 pytestmark = pytest.mark.interop
 
@@ -799,7 +801,8 @@ def test_options_at_their_bounds_are_accepted() -> None:
 async def test_node_entries_decode_and_encode_to_the_same_fields(cluster: RedisCluster) -> None:
     """What the Node adapter appends, decoded and written again by aiosio, is the same fields,
     character for character (JSON and base64 msgpack data)."""
-    from aiosio.adapters.redis_streams.messages import decode_entry, entry_fields
+    from aiosio.adapters.redis_streams.messages import decode_entry
+    from aiosio.adapters.redis_streams.messages import entry_fields
 
     c = cluster
     await c.n.call("emit", to="r1", event="plain", args=[1, {"k": "é"}])

@@ -10,7 +10,8 @@ import json
 
 import pytest
 
-from conftest import JS_DIR, run_node
+from conftest import JS_DIR
+from conftest import run_node
 
 pytestmark = pytest.mark.interop
 

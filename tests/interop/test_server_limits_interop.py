@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 import aiosio
-from conftest import ServeFn, run_node
+from conftest import ServeFn
+from conftest import run_node
 
 pytestmark = pytest.mark.interop
 

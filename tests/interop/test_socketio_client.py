@@ -17,15 +17,21 @@ import json
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any, ClassVar
+from collections.abc import AsyncIterator
+from collections.abc import Callable
+from typing import Any
+from typing import ClassVar
 
 import pytest
-from node_procs import js, py
+from node_procs import js
+from node_procs import py
 
 import aiosio
-from aiosio import Server, Socket
-from conftest import JS_DIR, ServeFn, _node
+from aiosio import Server
+from aiosio import Socket
+from conftest import JS_DIR
+from conftest import ServeFn
+from conftest import _node
 
 pytestmark = pytest.mark.interop
 

@@ -18,8 +18,10 @@ import pytest
 
 import aiosio
 from aiosio.protocol.errors import RemoteProtocolError
-from aiosio.protocol.socketio import Decoder, split_v4_namespace
-from conftest import ServeFn, run_node
+from aiosio.protocol.socketio import Decoder
+from aiosio.protocol.socketio import split_v4_namespace
+from conftest import ServeFn
+from conftest import run_node
 
 pytestmark = pytest.mark.interop
 

@@ -18,7 +18,9 @@ from typing import Any
 import pytest
 
 import aiosio
-from conftest import JS_DIR, chromium, run_node
+from conftest import JS_DIR
+from conftest import chromium
+from conftest import run_node
 
 pytestmark = pytest.mark.interop
 

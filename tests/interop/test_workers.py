@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from conftest import JS_DIR, _node, free_port
+from conftest import JS_DIR
+from conftest import _node
+from conftest import free_port
 
 pytestmark = pytest.mark.interop
 

@@ -18,9 +18,12 @@ import bcrypt
 import pytest
 
 import aiosio
-from aiosio import Server, Socket
-from aiosio.admin import BasicAuth, instrument
-from aiosio.server.adapter import InMemoryAdapter, NamespaceView
+from aiosio import Server
+from aiosio import Socket
+from aiosio.admin import BasicAuth
+from aiosio.admin import instrument
+from aiosio.server.adapter import InMemoryAdapter
+from aiosio.server.adapter import NamespaceView
 
 HASH = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
 

@@ -20,8 +20,14 @@ import bcrypt
 import pytest
 
 import aiosio
-from aiosio import ConnectError, Server, Socket, Stage
-from aiosio.admin import Admin, BasicAuth, RedisStore, instrument
+from aiosio import ConnectError
+from aiosio import Server
+from aiosio import Socket
+from aiosio import Stage
+from aiosio.admin import Admin
+from aiosio.admin import BasicAuth
+from aiosio.admin import RedisStore
+from aiosio.admin import instrument
 from conftest import free_port
 
 TIMEOUT = 10.0

@@ -18,7 +18,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 import aiosio
-from conftest import _Uvicorn, free_port
+from conftest import _Uvicorn
+from conftest import free_port
 
 
 async def _post_partial(port: int, announced: int, sent: bytes) -> bytes:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import tracemalloc
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable
+from collections.abc import Coroutine
+from collections.abc import Iterator
 from typing import Any
 
 import pytest

@@ -11,7 +11,8 @@ import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
-from starlette.routing import Mount, Route
+from starlette.routing import Mount
+from starlette.routing import Route
 from websockets.asyncio.client import connect
 
 import aiosio

@@ -17,9 +17,12 @@ import httpx
 import pytest
 
 from aiosio import Server
-from aiosio.engine.http import HttpRequest, HttpResponse
+from aiosio.engine.http import HttpRequest
+from aiosio.engine.http import HttpResponse
 from aiosio.server.client_files import CLIENT_FILES
-from conftest import JS_DIR, chromium, run_node
+from conftest import JS_DIR
+from conftest import chromium
+from conftest import run_node
 
 PACKAGE = JS_DIR / "node_modules" / "socket.io-client"
 DIST = PACKAGE / "dist"

@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 
 import aiosio
-from aiosio import AckTimeout, ConnectError, Stage
+from aiosio import AckTimeout
+from aiosio import ConnectError
+from aiosio import Stage
 from conftest import ServeFn
 
 TIMEOUT = 10.0

@@ -10,7 +10,8 @@ import contextlib
 import shutil
 import ssl
 import subprocess
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,11 @@ import pytest
 import aiosio
 from aiosio.cli import main
 from aiosio.client.errors import Stage
-from aiosio.client.proxy import Proxy, bypassed, proxy_for
-from aiosio.doctor.checks import DoctorOptions, diagnose
+from aiosio.client.proxy import Proxy
+from aiosio.client.proxy import bypassed
+from aiosio.client.proxy import proxy_for
+from aiosio.doctor.checks import DoctorOptions
+from aiosio.doctor.checks import diagnose
 from conftest import free_port
 
 pytestmark = pytest.mark.interop

@@ -11,12 +11,14 @@ emitted returns once the client handled those events, so no test waits for time 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
+from typing import Any
 
 import pydantic
 
 import aiosio
-from aiosio.testing import TestClient, connect
+from aiosio.testing import TestClient
+from aiosio.testing import connect
 from aiosio.typed import Validate
 
 TIMEOUT = 10.0

@@ -11,13 +11,16 @@ import base64
 import contextlib
 import hashlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
+from collections.abc import Awaitable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import aiosio
-from aiosio import ConnectError, Stage
+from aiosio import ConnectError
+from aiosio import Stage
 
 TIMEOUT = 15.0
 WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455, section 1.3

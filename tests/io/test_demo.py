@@ -15,7 +15,8 @@ import urllib.request
 from typing import Any
 
 import aiosio
-from aiosio.demo import create_demo_server, create_echo_server
+from aiosio.demo import create_demo_server
+from aiosio.demo import create_echo_server
 from conftest import ServeFn
 
 TIMEOUT = 10.0

@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
+from collections.abc import Awaitable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,10 +18,13 @@ from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
+from websockets.http11 import Request
+from websockets.http11 import Response
 
 import aiosio
-from aiosio.doctor.checks import CHECKS, DoctorOptions, diagnose
+from aiosio.doctor.checks import CHECKS
+from aiosio.doctor.checks import DoctorOptions
+from aiosio.doctor.checks import diagnose
 from aiosio.doctor.checks.cors import check_cors
 from aiosio.doctor.checks.handshake import check_handshake
 from aiosio.doctor.checks.namespace import check_namespace
@@ -30,7 +35,9 @@ from aiosio.doctor.checks.soak import check_soak
 from aiosio.doctor.checks.sticky import check_sticky
 from aiosio.doctor.checks.websocket import check_websocket
 from aiosio.doctor.diagnosis import Diagnosis
-from aiosio.doctor.findings import Finding, Report, Verdict
+from aiosio.doctor.findings import Finding
+from aiosio.doctor.findings import Report
+from aiosio.doctor.findings import Verdict
 from aiosio.doctor.target import Target
 from conftest import free_port
 

@@ -14,8 +14,10 @@ import pytest
 
 import aiosio
 from aiosio.cli import main
-from aiosio.doctor.checks import DoctorOptions, diagnose
-from aiosio.doctor.findings import Report, Verdict
+from aiosio.doctor.checks import DoctorOptions
+from aiosio.doctor.checks import diagnose
+from aiosio.doctor.findings import Report
+from aiosio.doctor.findings import Verdict
 from conftest import free_port
 
 

@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 
 import aiosio
-from aiosio.doctor.checks import DoctorOptions, diagnose
+from aiosio.doctor.checks import DoctorOptions
+from aiosio.doctor.checks import diagnose
 from aiosio.doctor.checks.handshake import check_handshake
 from aiosio.doctor.checks.network import check_network
 from aiosio.doctor.diagnosis import Diagnosis
-from aiosio.doctor.findings import Report, Verdict
+from aiosio.doctor.findings import Report
+from aiosio.doctor.findings import Verdict
 from aiosio.doctor.target import Target
 
 

@@ -20,23 +20,22 @@ from typing import Any
 
 import httpx
 import pytest
-from _eio import (
-    TIMEOUT,
-    RawConnection,
-    Recorder,
-    assert_serving,
-    decode_payload,
-    eventually,
-    handshake,
-    poll,
-    post,
-    recorder,
-    recv,
-    request_bytes,
-    url,
-    ws_connect,
-)
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from _eio import TIMEOUT
+from _eio import RawConnection
+from _eio import Recorder
+from _eio import assert_serving
+from _eio import decode_payload
+from _eio import eventually
+from _eio import handshake
+from _eio import poll
+from _eio import post
+from _eio import recorder
+from _eio import recv
+from _eio import request_bytes
+from _eio import url
+from _eio import ws_connect
+from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import InvalidStatus
 
 import aiosio
 

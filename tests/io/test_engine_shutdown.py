@@ -17,7 +17,15 @@ from typing import Any
 
 import httpx
 import pytest
-from _eio import TIMEOUT, Recorder, eventually, handshake, poll, recorder, recv, url, ws_connect
+from _eio import TIMEOUT
+from _eio import Recorder
+from _eio import eventually
+from _eio import handshake
+from _eio import poll
+from _eio import recorder
+from _eio import recv
+from _eio import url
+from _eio import ws_connect
 
 import aiosio
 

@@ -11,7 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from _eio import TIMEOUT, eventually, handshake, recorder, recv, ws_connect
+from _eio import TIMEOUT
+from _eio import eventually
+from _eio import handshake
+from _eio import recorder
+from _eio import recv
+from _eio import ws_connect
 from websockets.exceptions import ConnectionClosedOK
 
 import aiosio

@@ -17,11 +17,14 @@ from typing import Any
 
 import httpx
 import pytest
-from _eio import TIMEOUT, eventually
+from _eio import TIMEOUT
+from _eio import eventually
 
 # loop_errors is autouse: imported, it fails each test here too if anything reaches the event
 # loop's exception handler (HARDENING 14)
-from test_socketio_hardening import BAD, loop_errors, start  # noqa: F401
+from test_socketio_hardening import BAD
+from test_socketio_hardening import loop_errors  # noqa: F401
+from test_socketio_hardening import start
 
 import aiosio
 from conftest import ServeFn

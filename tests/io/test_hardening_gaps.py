@@ -23,11 +23,15 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from _eio import TIMEOUT, eventually, recv, ws_connect
+from _eio import TIMEOUT
+from _eio import eventually
+from _eio import recv
+from _eio import ws_connect
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 

@@ -23,18 +23,16 @@ from typing import Any
 
 import httpx
 import pytest
-from _eio import (
-    TIMEOUT,
-    RawConnection,
-    assert_serving,
-    eventually,
-    handshake,
-    host_port,
-    poll,
-    post,
-    recorder,
-    request_bytes,
-)
+from _eio import TIMEOUT
+from _eio import RawConnection
+from _eio import assert_serving
+from _eio import eventually
+from _eio import handshake
+from _eio import host_port
+from _eio import poll
+from _eio import post
+from _eio import recorder
+from _eio import request_bytes
 
 import aiosio
 

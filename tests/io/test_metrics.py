@@ -23,7 +23,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 import aiosio
-from aiosio.metrics import METRIC_NAMES, instrument, metrics_app
+from aiosio.metrics import METRIC_NAMES
+from aiosio.metrics import instrument
+from aiosio.metrics import metrics_app
 
 TIMEOUT = 10.0
 DASHBOARD = Path(__file__).parents[2] / "docs" / "grafana-dashboard.json"

@@ -12,7 +12,9 @@ from typing import Any
 
 import msgpack
 import pytest
-from _eio import TIMEOUT, recv, ws_connect
+from _eio import TIMEOUT
+from _eio import recv
+from _eio import ws_connect
 from websockets.exceptions import ConnectionClosed
 
 import aiosio

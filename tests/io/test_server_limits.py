@@ -22,7 +22,10 @@ from typing import Any
 
 import httpx
 import pytest
-from _eio import TIMEOUT, eventually, host_port, url
+from _eio import TIMEOUT
+from _eio import eventually
+from _eio import host_port
+from _eio import url
 
 import aiosio
 

@@ -19,12 +19,16 @@ import logging
 import os
 import re
 import socket
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 import pytest
-from _eio import TIMEOUT, eventually, ws_connect
+from _eio import TIMEOUT
+from _eio import eventually
+from _eio import ws_connect
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 

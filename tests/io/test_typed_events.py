@@ -20,14 +20,17 @@ import sys
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Annotated
+from typing import Any
+from typing import Protocol
 
 import pydantic
 import pytest
 from typing_extensions import TypedDict  # pydantic needs it on Python 3.11
 
 import aiosio
-from aiosio.typed import Validate, emitter
+from aiosio.typed import Validate
+from aiosio.typed import emitter
 from conftest import ServeFn
 
 TIMEOUT = 10.0

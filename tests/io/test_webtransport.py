@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,13 +20,13 @@ from typing import Any
 import pytest
 
 import aiosio
-from aiosio import ConnectError, Stage
-from aiosio.client.webtransport import (
-    WebTransportConnection,
-    open_webtransport,
-    parse_certificate_hash,
-)
-from aiosio.doctor.checks import DoctorOptions, diagnose
+from aiosio import ConnectError
+from aiosio import Stage
+from aiosio.client.webtransport import WebTransportConnection
+from aiosio.client.webtransport import open_webtransport
+from aiosio.client.webtransport import parse_certificate_hash
+from aiosio.doctor.checks import DoctorOptions
+from aiosio.doctor.checks import diagnose
 from aiosio.protocol.webtransport import encode_frame
 from conftest import free_port
 
@@ -608,7 +609,8 @@ def quic_peer_class() -> type:
     not: CONNECTs by hand, incomplete frames, nothing at all."""
     from aioquic.asyncio.protocol import QuicConnectionProtocol
     from aioquic.h3.connection import H3Connection
-    from aioquic.h3.events import DataReceived, HeadersReceived
+    from aioquic.h3.events import DataReceived
+    from aioquic.h3.events import HeadersReceived
     from aioquic.quic.connection import QuicConnection
     from aioquic.quic.events import ConnectionTerminated
 
@@ -922,7 +924,8 @@ async def test_retry_keeps_nothing_for_a_first_packet(running: Callable[..., Any
     """retry=True: a first packet is answered with a Retry and the server holds no connection
     for it (a forged address never gets further); a real client connects as before."""
     from aioquic.buffer import Buffer
-    from aioquic.quic.packet import QuicPacketType, pull_quic_header
+    from aioquic.quic.packet import QuicPacketType
+    from aioquic.quic.packet import pull_quic_header
 
     run = await running(webtransport={"retry": True})
     answers = Answers()
@@ -1150,8 +1153,10 @@ async def test_the_client_bounds_what_a_server_sends_out_of_order(
     session's stream does not make them grow (aioquic alone doubled them each time)."""
     from aioquic.asyncio.protocol import QuicConnectionProtocol
     from aioquic.asyncio.server import serve
-    from aioquic.h3.connection import H3_ALPN, H3Connection
-    from aioquic.h3.events import HeadersReceived, WebTransportStreamDataReceived
+    from aioquic.h3.connection import H3_ALPN
+    from aioquic.h3.connection import H3Connection
+    from aioquic.h3.events import HeadersReceived
+    from aioquic.h3.events import WebTransportStreamDataReceived
     from aioquic.quic.configuration import QuicConfiguration
 
     cert, key, digest = webtransport_certificate
@@ -1330,7 +1335,8 @@ def hostile_server_class(
     itself and the session's stream ids on ``connected``."""
     from aioquic.asyncio.protocol import QuicConnectionProtocol
     from aioquic.h3.connection import H3Connection
-    from aioquic.h3.events import HeadersReceived, WebTransportStreamDataReceived
+    from aioquic.h3.events import HeadersReceived
+    from aioquic.h3.events import WebTransportStreamDataReceived
 
     from aiosio.protocol.webtransport import FrameDecoder
 

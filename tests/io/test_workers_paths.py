@@ -21,7 +21,8 @@ import sys
 import tempfile
 import textwrap
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgpack
@@ -29,8 +30,12 @@ import pytest
 from _eio import eventually
 
 import aiosio
-from aiosio.workers import BusLink, WorkersAdapter, serve_workers
-from conftest import ServeFn, free_port, run_node
+from aiosio.workers import BusLink
+from aiosio.workers import WorkersAdapter
+from aiosio.workers import serve_workers
+from conftest import ServeFn
+from conftest import free_port
+from conftest import run_node
 
 TIMEOUT = 60.0
 LISTENING = re.compile(r"aiosio listening on http://127\.0\.0\.1:(\d+) with 2 workers")

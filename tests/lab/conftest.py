@@ -21,8 +21,11 @@ import shutil
 import ssl
 import subprocess
 import textwrap
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from collections.abc import Awaitable
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,9 +35,13 @@ from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 
 import aiosio
-from aiosio.doctor.checks import DoctorOptions, diagnose
+from aiosio.doctor.checks import DoctorOptions
+from aiosio.doctor.checks import diagnose
 from aiosio.doctor.findings import Report
-from conftest import JS_DIR, _node, chromium, free_port
+from conftest import JS_DIR
+from conftest import _node
+from conftest import chromium
+from conftest import free_port
 
 LAB_TIMEOUT = 15.0  # the longest any component may take to start
 

@@ -16,9 +16,16 @@ from typing import Any
 
 import pytest
 
-from aiosio.doctor.findings import Report, Verdict
-from conftest import free_port, run_node
-from lab.conftest import Lab, Proxy, ServerSpec, chromium_binary, doctor, rendered
+from aiosio.doctor.findings import Report
+from aiosio.doctor.findings import Verdict
+from conftest import free_port
+from conftest import run_node
+from lab.conftest import Lab
+from lab.conftest import Proxy
+from lab.conftest import ServerSpec
+from lab.conftest import chromium_binary
+from lab.conftest import doctor
+from lab.conftest import rendered
 
 
 async def browser(page_port: int, url: str, *, credentials: bool) -> dict[str, Any]:

@@ -19,10 +19,16 @@ from typing import Any
 import pytest
 
 import aiosio
-from aiosio.doctor.checks import DoctorOptions, diagnose
+from aiosio.doctor.checks import DoctorOptions
+from aiosio.doctor.checks import diagnose
 from aiosio.doctor.findings import Verdict
 from conftest import free_port
-from lab.conftest import Lab, Proxy, ServerSpec, assert_primary, doctor, rendered
+from lab.conftest import Lab
+from lab.conftest import Proxy
+from lab.conftest import ServerSpec
+from lab.conftest import assert_primary
+from lab.conftest import doctor
+from lab.conftest import rendered
 
 ORIGIN = "http://127.0.0.1:8089"  # a page's origin that is not the server's
 

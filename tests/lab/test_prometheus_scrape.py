@@ -15,7 +15,8 @@ import pytest
 
 import aiosio
 from aiosio.metrics import instrument
-from conftest import debian_binary, free_port
+from conftest import debian_binary
+from conftest import free_port
 
 
 async def query(http: httpx.AsyncClient, expression: str) -> list[dict[str, Any]]:

@@ -14,7 +14,9 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
+from collections.abc import Awaitable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +25,13 @@ import pytest_asyncio
 
 import aiosio
 import aiosio.testing
-from aiosio import ConnectError, ConnectionRefused, Disconnected, Stage
-from aiosio.testing import Received, TestClient, WaitTimeout
+from aiosio import ConnectError
+from aiosio import ConnectionRefused
+from aiosio import Disconnected
+from aiosio import Stage
+from aiosio.testing import Received
+from aiosio.testing import TestClient
+from aiosio.testing import WaitTimeout
 from aiosio.testing.pytest_plugin import aiosio_clients
 from conftest import ServeFn
 

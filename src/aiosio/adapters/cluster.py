@@ -20,46 +20,51 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from abc import ABC
+from abc import abstractmethod
+from collections.abc import Callable
+from collections.abc import Sequence
 from functools import partial
-from typing import Any, ClassVar, Generic, Protocol, TypeVar, assert_never
+from typing import Any
+from typing import ClassVar
+from typing import Generic
+from typing import Protocol
+from typing import TypeVar
+from typing import assert_never
 
-from aiosio.adapters.redis.messages import (
-    Change,
-    DisconnectSockets,
-    Envelope,
-    EventPacket,
-    FetchSockets,
-    InvalidMessage,
-    MessageError,
-    NotAnEvent,
-    Refused,
-    SocketsJoin,
-    SocketsLeave,
-    UnknownType,
-    WireOptions,
-    WrongShape,
-)
-from aiosio.adapters.redis.sharded_messages import (
-    Broadcast,
-    BroadcastAck,
-    BroadcastClientCount,
-    FetchSocketsResponse,
-    Message,
-    ServerSideEmit,
-    ServerSideEmitResponse,
-)
-from aiosio.errors import AckTimeout, FetchSocketsTimeout
+from aiosio.adapters.redis.messages import Change
+from aiosio.adapters.redis.messages import DisconnectSockets
+from aiosio.adapters.redis.messages import Envelope
+from aiosio.adapters.redis.messages import EventPacket
+from aiosio.adapters.redis.messages import FetchSockets
+from aiosio.adapters.redis.messages import InvalidMessage
+from aiosio.adapters.redis.messages import MessageError
+from aiosio.adapters.redis.messages import NotAnEvent
+from aiosio.adapters.redis.messages import Refused
+from aiosio.adapters.redis.messages import SocketsJoin
+from aiosio.adapters.redis.messages import SocketsLeave
+from aiosio.adapters.redis.messages import UnknownType
+from aiosio.adapters.redis.messages import WireOptions
+from aiosio.adapters.redis.messages import WrongShape
+from aiosio.adapters.redis.sharded_messages import Broadcast
+from aiosio.adapters.redis.sharded_messages import BroadcastAck
+from aiosio.adapters.redis.sharded_messages import BroadcastClientCount
+from aiosio.adapters.redis.sharded_messages import FetchSocketsResponse
+from aiosio.adapters.redis.sharded_messages import Message
+from aiosio.adapters.redis.sharded_messages import ServerSideEmit
+from aiosio.adapters.redis.sharded_messages import ServerSideEmitResponse
+from aiosio.errors import AckTimeout
+from aiosio.errors import FetchSocketsTimeout
 from aiosio.protocol.errors import RemoteProtocolError
-from aiosio.protocol.socketio import Limits, Packet, PacketType, check_event
-from aiosio.server.adapter import (
-    BroadcastOptions,
-    InMemoryAdapter,
-    NamespaceView,
-    Room,
-    SocketId,
-)
+from aiosio.protocol.socketio import Limits
+from aiosio.protocol.socketio import Packet
+from aiosio.protocol.socketio import PacketType
+from aiosio.protocol.socketio import check_event
+from aiosio.server.adapter import BroadcastOptions
+from aiosio.server.adapter import InMemoryAdapter
+from aiosio.server.adapter import NamespaceView
+from aiosio.server.adapter import Room
+from aiosio.server.adapter import SocketId
 from aiosio.server.remote import RemoteSocket
 
 __all__ = [

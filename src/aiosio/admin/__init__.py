@@ -12,8 +12,12 @@ See ``docs/admin.md``.
 from __future__ import annotations
 
 from aiosio.admin.auth import BasicAuth
-from aiosio.admin.instrument import Admin, Mode, instrument
-from aiosio.admin.stores import InMemoryStore, RedisStore, SessionStore
+from aiosio.admin.instrument import Admin
+from aiosio.admin.instrument import Mode
+from aiosio.admin.instrument import instrument
+from aiosio.admin.stores import InMemoryStore
+from aiosio.admin.stores import RedisStore
+from aiosio.admin.stores import SessionStore
 
 __all__ = [
     "Admin",

@@ -27,21 +27,29 @@ import os
 import socket as _socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, TypedDict, Unpack
+from typing import Any
+from typing import Literal
+from typing import TypedDict
+from typing import Unpack
 
-from aiosio.admin.auth import BasicAuth, Credentials, basic_auth_from
-from aiosio.admin.serialize import (
-    ADMIN_KEY,
-    ObservedData,
-    js_now,
-    serialize_data,
-    serialize_socket,
-)
-from aiosio.admin.stats import AggregatedEvents, Connections, Traffic, server_stats
-from aiosio.admin.stores import InMemoryStore, SessionStore
+from aiosio.admin.auth import BasicAuth
+from aiosio.admin.auth import Credentials
+from aiosio.admin.auth import basic_auth_from
+from aiosio.admin.serialize import ADMIN_KEY
+from aiosio.admin.serialize import ObservedData
+from aiosio.admin.serialize import js_now
+from aiosio.admin.serialize import serialize_data
+from aiosio.admin.serialize import serialize_socket
+from aiosio.admin.stats import AggregatedEvents
+from aiosio.admin.stats import Connections
+from aiosio.admin.stats import Traffic
+from aiosio.admin.stats import server_stats
+from aiosio.admin.stores import InMemoryStore
+from aiosio.admin.stores import SessionStore
 from aiosio.admin.ui import UiFiles
 from aiosio.engine.server import EngineSocket
-from aiosio.server.adapter import InMemoryAdapter, RecoveryAdapter
+from aiosio.server.adapter import InMemoryAdapter
+from aiosio.server.adapter import RecoveryAdapter
 from aiosio.server.broadcast import BroadcastOperator
 from aiosio.server.namespace import Namespace
 from aiosio.server.server import Server

@@ -4,8 +4,11 @@ a ``Proxy``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Mapping
+from datetime import UTC
+from datetime import datetime
 from typing import Any
 
 __all__ = ["ADMIN_KEY", "ObservedData", "js_now", "plain", "serialize_data", "serialize_socket"]

@@ -6,7 +6,8 @@ the reference's ``RedisStore`` included (same keys, ``<prefix>#<session id>``)."
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from typing import Any
+from typing import Protocol
 
 from aiosio._extras import import_extra
 

@@ -19,8 +19,10 @@ import mimetypes
 import re
 from pathlib import Path
 
-from aiosio.engine.http import HttpRequest, HttpResponse
-from aiosio.engine.static import StaticFile, StaticFiles
+from aiosio.engine.http import HttpRequest
+from aiosio.engine.http import HttpResponse
+from aiosio.engine.static import StaticFile
+from aiosio.engine.static import StaticFiles
 
 __all__ = ["UiFiles", "find_ui_dir"]
 

@@ -19,55 +19,57 @@ import logging
 import secrets
 import ssl as ssl_module
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, assert_never
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import assert_never
 from urllib.parse import quote
 
 from aiosio._events import EventEmitter
-from aiosio.client.errors import ConnectError, Stage, UpgradeError, hint_for_http
-from aiosio.client.http import (
-    ClientWebSocket,
-    CookieJar,
-    Endpoint,
-    HttpConnection,
-    HttpResult,
-    Trace,
-    WebSocketConnection,
-    WebSocketOpener,
-)
+from aiosio.client.errors import ConnectError
+from aiosio.client.errors import Stage
+from aiosio.client.errors import UpgradeError
+from aiosio.client.errors import hint_for_http
+from aiosio.client.http import ClientWebSocket
+from aiosio.client.http import CookieJar
+from aiosio.client.http import Endpoint
+from aiosio.client.http import HttpConnection
+from aiosio.client.http import HttpResult
+from aiosio.client.http import Trace
+from aiosio.client.http import WebSocketConnection
+from aiosio.client.http import WebSocketOpener
 from aiosio.client.proxy import Proxy
 from aiosio.client.webtransport import open_webtransport
-from aiosio.protocol.client_session import (
-    ClientConfig,
-    ClientEvent,
-    ClientSession,
-    ClientState,
-    Closed,
-    CloseReason,
-    MessageReceived,
-    PingReceived,
-    Poll,
-    Post,
-    PostClose,
-    ProbeClose,
-    ProbeSend,
-    StartProbe,
-    TransportClose,
-    TransportKind,
-    Upgraded,
-    WebSocketSend,
-)
-from aiosio.protocol.engineio import (
-    BINARY_CONTENT_TYPE,
-    Packet,
-    PacketType,
-    PayloadError,
-    decode_packet,
-    decode_payload,
-)
+from aiosio.protocol.client_session import ClientConfig
+from aiosio.protocol.client_session import ClientEvent
+from aiosio.protocol.client_session import ClientSession
+from aiosio.protocol.client_session import ClientState
+from aiosio.protocol.client_session import Closed
+from aiosio.protocol.client_session import CloseReason
+from aiosio.protocol.client_session import MessageReceived
+from aiosio.protocol.client_session import PingReceived
+from aiosio.protocol.client_session import Poll
+from aiosio.protocol.client_session import Post
+from aiosio.protocol.client_session import PostClose
+from aiosio.protocol.client_session import ProbeClose
+from aiosio.protocol.client_session import ProbeSend
+from aiosio.protocol.client_session import StartProbe
+from aiosio.protocol.client_session import TransportClose
+from aiosio.protocol.client_session import TransportKind
+from aiosio.protocol.client_session import Upgraded
+from aiosio.protocol.client_session import WebSocketSend
+from aiosio.protocol.engineio import BINARY_CONTENT_TYPE
+from aiosio.protocol.engineio import Packet
+from aiosio.protocol.engineio import PacketType
+from aiosio.protocol.engineio import PayloadError
+from aiosio.protocol.engineio import decode_packet
+from aiosio.protocol.engineio import decode_payload
 from aiosio.protocol.errors import RemoteProtocolError
-from aiosio.protocol.session import TRANSPORT_NAMES, TransportName
+from aiosio.protocol.session import TRANSPORT_NAMES
+from aiosio.protocol.session import TransportName
 
 __all__ = ["ClientState", "EngineClient", "EngineOptions"]
 

@@ -9,16 +9,24 @@ module imports the other: the socket depends on :class:`ManagerHost`, the manage
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, overload
+from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import Protocol
+from typing import TypeVar
+from typing import overload
 
 from aiosio.client.engine import EngineClient
 from aiosio.client.errors import ConnectError
-from aiosio.client.http import Trace, WebSocketOpener
+from aiosio.client.http import Trace
+from aiosio.client.http import WebSocketOpener
 from aiosio.client.proxy import ProxyOption
-from aiosio.protocol.parser import JSON, Parser
-from aiosio.protocol.socketio import Limits, Packet
+from aiosio.protocol.parser import JSON
+from aiosio.protocol.parser import Parser
+from aiosio.protocol.socketio import Limits
+from aiosio.protocol.socketio import Packet
 
 __all__ = ["ManagerHost", "ManagerOptions", "NamespaceSocket"]
 

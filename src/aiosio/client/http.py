@@ -16,15 +16,20 @@ import contextlib
 import logging
 import socket
 import ssl as ssl_module
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Mapping
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from typing import Protocol
 
 import httptools
 
-from aiosio.client.errors import ConnectError, Stage
-from aiosio.client.proxy import Proxy, tunnel
+from aiosio.client.errors import ConnectError
+from aiosio.client.errors import Stage
+from aiosio.client.proxy import Proxy
+from aiosio.client.proxy import tunnel
 from aiosio.protocol import websocket as ws
 
 __all__ = [

@@ -31,11 +31,18 @@ from collections.abc import Callable
 from typing import Any
 
 from aiosio._events import EventEmitter
-from aiosio.client.engine import EngineClient, EngineOptions
-from aiosio.client.errors import CLOSED_BEFORE_CONNECT_HINT, PARSER_HINT, ConnectError, Stage
-from aiosio.client.host import ManagerOptions, NamespaceSocket
+from aiosio.client.engine import EngineClient
+from aiosio.client.engine import EngineOptions
+from aiosio.client.errors import CLOSED_BEFORE_CONNECT_HINT
+from aiosio.client.errors import PARSER_HINT
+from aiosio.client.errors import ConnectError
+from aiosio.client.errors import Stage
+from aiosio.client.host import ManagerOptions
+from aiosio.client.host import NamespaceSocket
 from aiosio.client.proxy import proxy_for
-from aiosio.protocol.errors import LocalProtocolError, ParserMismatch, RemoteProtocolError
+from aiosio.protocol.errors import LocalProtocolError
+from aiosio.protocol.errors import ParserMismatch
+from aiosio.protocol.errors import RemoteProtocolError
 from aiosio.protocol.parsers import mismatch_text
 from aiosio.protocol.socketio import Packet
 

@@ -15,7 +15,8 @@ import asyncio
 import ssl as ssl_module
 import weakref
 
-from aiosio.client.host import ManagerHost, ManagerOptions
+from aiosio.client.host import ManagerHost
+from aiosio.client.host import ManagerOptions
 from aiosio.client.manager import Manager
 from aiosio.protocol.parser import Parser
 

@@ -20,9 +20,11 @@ import re
 import urllib.request
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
+from urllib.parse import urlsplit
 
-from aiosio.client.errors import ConnectError, Stage
+from aiosio.client.errors import ConnectError
+from aiosio.client.errors import Stage
 
 __all__ = ["Proxy", "ProxyOption", "bypassed", "proxy_for", "tunnel"]
 

@@ -26,32 +26,47 @@ import enum
 import inspect
 import logging
 import ssl as ssl_module
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar, overload
-from urllib.parse import parse_qsl, urlsplit
+from typing import Any
+from typing import TypeVar
+from typing import overload
+from urllib.parse import parse_qsl
+from urllib.parse import urlsplit
 
 from aiosio._acks import wait_ack
 from aiosio._eager import run_eager
-from aiosio._encodable import (
-    ENCODE_ERRORS,
-    check_encodable,
-    raise_encoding_error,
-    return_value_error,
-)
+from aiosio._encodable import ENCODE_ERRORS
+from aiosio._encodable import check_encodable
+from aiosio._encodable import raise_encoding_error
+from aiosio._encodable import return_value_error
 from aiosio._options import compression_threshold
-from aiosio.client.errors import PARSER_HINT, ConnectError, Stage
-from aiosio.client.host import ManagerHost, ManagerOptions
-from aiosio.client.http import WebSocketOpener, new_trace
+from aiosio.client.errors import PARSER_HINT
+from aiosio.client.errors import ConnectError
+from aiosio.client.errors import Stage
+from aiosio.client.host import ManagerHost
+from aiosio.client.host import ManagerOptions
+from aiosio.client.http import WebSocketOpener
+from aiosio.client.http import new_trace
 from aiosio.client.multiplex import manager_for
-from aiosio.client.proxy import Proxy, ProxyOption
+from aiosio.client.proxy import Proxy
+from aiosio.client.proxy import ProxyOption
 from aiosio.client.webtransport import parse_certificate_hash
-from aiosio.errors import AckTimeout, Disconnected
+from aiosio.errors import AckTimeout
+from aiosio.errors import Disconnected
 from aiosio.protocol.errors import LocalProtocolError
 from aiosio.protocol.parser import Parser
-from aiosio.protocol.parsers import PARSER_MISMATCH, resolve_parser
-from aiosio.protocol.socketio import RESERVED_EVENTS, Limits, Packet, PacketType
-from aiosio.typed import InvalidPayloads, validated
+from aiosio.protocol.parsers import PARSER_MISMATCH
+from aiosio.protocol.parsers import resolve_parser
+from aiosio.protocol.socketio import RESERVED_EVENTS
+from aiosio.protocol.socketio import Limits
+from aiosio.protocol.socketio import Packet
+from aiosio.protocol.socketio import PacketType
+from aiosio.typed import InvalidPayloads
+from aiosio.typed import validated
 
 __all__ = ["TRANSITIONS", "Auth", "Client", "SocketState"]
 

@@ -23,21 +23,23 @@ import hashlib
 import logging
 import socket
 import ssl as ssl_module
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
 from aiosio._extras import import_extra
-from aiosio._quic import HeldFrames, bounded_windows, static_qpack
-from aiosio.client.errors import ConnectError, Stage
+from aiosio._quic import HeldFrames
+from aiosio._quic import bounded_windows
+from aiosio._quic import static_qpack
+from aiosio.client.errors import ConnectError
+from aiosio.client.errors import Stage
 from aiosio.client.http import MAX_HEAD
-from aiosio.protocol.webtransport import (
-    FrameDecoder,
-    FrameError,
-    decode_close_capsule,
-    encode_close_capsule,
-    encode_frame,
-    encode_open,
-)
+from aiosio.protocol.webtransport import FrameDecoder
+from aiosio.protocol.webtransport import FrameError
+from aiosio.protocol.webtransport import decode_close_capsule
+from aiosio.protocol.webtransport import encode_close_capsule
+from aiosio.protocol.webtransport import encode_frame
+from aiosio.protocol.webtransport import encode_open
 
 __all__ = ["WebTransportConnection", "open_webtransport", "parse_certificate_hash"]
 
@@ -98,7 +100,7 @@ class WebTransportConnection:
         if self.closed:
             return
         try:
-            messages = self.decoder.feed(data) if data else []
+            messages = self.decoder.feed(data)
         except FrameError as exc:
             self.fail(exc.reason)
             return

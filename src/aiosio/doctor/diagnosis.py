@@ -3,7 +3,8 @@ that later ones use (the handshake, whether CORS was already judged, round trips
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 from aiosio.doctor.findings import Report

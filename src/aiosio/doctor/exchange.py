@@ -9,8 +9,11 @@ import secrets
 from typing import Any
 from urllib.parse import parse_qs
 
-from aiosio.client.errors import ConnectError, Stage, engine_error
-from aiosio.client.http import HttpResult, WebSocketConnection
+from aiosio.client.errors import ConnectError
+from aiosio.client.errors import Stage
+from aiosio.client.errors import engine_error
+from aiosio.client.http import HttpResult
+from aiosio.client.http import WebSocketConnection
 from aiosio.doctor import packets
 from aiosio.doctor.target import Target
 

@@ -6,8 +6,11 @@ import enum
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass, field
-from typing import Any, TextIO
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import TextIO
 
 __all__ = ["Finding", "Report", "Verdict"]
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import ssl as ssl_module
 from urllib.parse import urlsplit
 
-from aiosio.client.http import Endpoint, HttpConnection, authority
+from aiosio.client.http import Endpoint
+from aiosio.client.http import HttpConnection
+from aiosio.client.http import authority
 from aiosio.client.proxy import proxy_for
 from aiosio.doctor.options import DoctorOptions
 

@@ -13,32 +13,34 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
-from typing import Protocol, assert_never
+from collections.abc import Callable
+from collections.abc import Iterable
+from typing import Protocol
+from typing import assert_never
 
 from aiosio._events import EventEmitter
-from aiosio.engine.http import HttpRequest, WebSocketChannel, WebSocketHandler
+from aiosio.engine.http import HttpRequest
+from aiosio.engine.http import WebSocketChannel
+from aiosio.engine.http import WebSocketHandler
 from aiosio.engine.timers import TimerWheel
 from aiosio.protocol.prepared import PreparedMessage
-from aiosio.protocol.session import (
-    TRANSPORT_NAMES,
-    Closed,
-    EngineConfig,
-    EngineSession,
-    Event,
-    MessageReceived,
-    PollRejected,
-    PollResponse,
-    ProbeClose,
-    ProbeSend,
-    State,
-    TransportKind,
-    TransportName,
-    Upgraded,
-    UpgradeStarted,
-    WebSocketClose,
-    WebSocketSend,
-)
+from aiosio.protocol.session import TRANSPORT_NAMES
+from aiosio.protocol.session import Closed
+from aiosio.protocol.session import EngineConfig
+from aiosio.protocol.session import EngineSession
+from aiosio.protocol.session import Event
+from aiosio.protocol.session import MessageReceived
+from aiosio.protocol.session import PollRejected
+from aiosio.protocol.session import PollResponse
+from aiosio.protocol.session import ProbeClose
+from aiosio.protocol.session import ProbeSend
+from aiosio.protocol.session import State
+from aiosio.protocol.session import TransportKind
+from aiosio.protocol.session import TransportName
+from aiosio.protocol.session import Upgraded
+from aiosio.protocol.session import UpgradeStarted
+from aiosio.protocol.session import WebSocketClose
+from aiosio.protocol.session import WebSocketSend
 
 __all__ = ["EngineSocket", "SessionHost", "TransportName"]
 

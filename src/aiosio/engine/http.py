@@ -9,8 +9,10 @@ engine, and write back the :class:`HttpResponse` or run the WebSocket it accepte
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import Protocol
 from urllib.parse import parse_qsl
 
 __all__ = [

@@ -18,9 +18,14 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass, field
-from typing import Literal, TypedDict
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import Collection
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Literal
+from typing import TypedDict
 
 from aiosio._options import compression_threshold
 from aiosio.engine.http import HttpRequest

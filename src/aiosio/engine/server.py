@@ -20,52 +20,59 @@ import logging
 import secrets
 import zlib
 from collections.abc import Callable
-from typing import Generic, Never, TypeVar, Unpack, assert_never, overload
+from typing import Generic
+from typing import Never
+from typing import TypeVar
+from typing import Unpack
+from typing import assert_never
+from typing import overload
 
 from aiosio._events import EventEmitter
 from aiosio._once import OncePer
 from aiosio.engine.driver import EngineSocket
 from aiosio.engine.ended import EndedSessions
-from aiosio.engine.http import (
-    AsgiMixin,
-    HttpRequest,
-    HttpResponse,
-    WebSocketAccept,
-    WebSocketChannel,
-    WebSocketHandler,
-)
-from aiosio.engine.options import (
-    TRANSPORTS,
-    AllowRequest,
-    Cookie,
-    EngineKeywords,
-    EngineOptions,
-    check_keywords,
-    normalize_path,
-)
+from aiosio.engine.http import AsgiMixin
+from aiosio.engine.http import HttpRequest
+from aiosio.engine.http import HttpResponse
+from aiosio.engine.http import WebSocketAccept
+from aiosio.engine.http import WebSocketChannel
+from aiosio.engine.http import WebSocketHandler
+from aiosio.engine.options import TRANSPORTS
+from aiosio.engine.options import AllowRequest
+from aiosio.engine.options import Cookie
+from aiosio.engine.options import EngineKeywords
+from aiosio.engine.options import EngineOptions
+from aiosio.engine.options import check_keywords
+from aiosio.engine.options import normalize_path
 from aiosio.engine.timers import TimerWheel
-from aiosio.engine.verify import (
-    BAD_REQUEST,
-    ERROR_MESSAGES,
-    FORBIDDEN,
-    UNKNOWN_SID,
-    UNKNOWN_TRANSPORT,
-    ConnectionRejected,
-    ErrorCode,
-    Handshake,
-    Rejection,
-    SessionRequest,
-    protocol_of,
-    rejection,
-    run_allow_request,
-    verify,
-)
-from aiosio.protocol.cors import Cors, is_preflight
+from aiosio.engine.verify import BAD_REQUEST
+from aiosio.engine.verify import ERROR_MESSAGES
+from aiosio.engine.verify import FORBIDDEN
+from aiosio.engine.verify import UNKNOWN_SID
+from aiosio.engine.verify import UNKNOWN_TRANSPORT
+from aiosio.engine.verify import ConnectionRejected
+from aiosio.engine.verify import ErrorCode
+from aiosio.engine.verify import Handshake
+from aiosio.engine.verify import Rejection
+from aiosio.engine.verify import SessionRequest
+from aiosio.engine.verify import protocol_of
+from aiosio.engine.verify import rejection
+from aiosio.engine.verify import run_allow_request
+from aiosio.engine.verify import verify
+from aiosio.protocol.cors import Cors
+from aiosio.protocol.cors import is_preflight
 
 # Re-exported for the modules that import it from here (server/socket.py, server/adapter.py).
 from aiosio.protocol.prepared import PreparedMessage
-from aiosio.protocol.session import EngineSession, PollResponse, SessionId, State, TransportKind
-from aiosio.protocol.webtransport import FrameError, NewSession, UpgradeSession, opening
+from aiosio.protocol.session import EngineSession
+from aiosio.protocol.session import PollResponse
+from aiosio.protocol.session import SessionId
+from aiosio.protocol.session import State
+from aiosio.protocol.session import TransportKind
+from aiosio.protocol.webtransport import FrameError
+from aiosio.protocol.webtransport import NewSession
+from aiosio.protocol.webtransport import UpgradeSession
+from aiosio.protocol.webtransport import opening
 
 __all__ = [
     "TRANSPORTS",

@@ -13,7 +13,8 @@ import gzip
 import zlib
 from dataclasses import dataclass
 
-from aiosio.engine.http import HttpRequest, HttpResponse
+from aiosio.engine.http import HttpRequest
+from aiosio.engine.http import HttpResponse
 
 __all__ = ["StaticFile", "StaticFiles", "accepted_encoding", "etag_matches"]
 

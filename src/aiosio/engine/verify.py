@@ -12,13 +12,21 @@ from __future__ import annotations
 import inspect
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import Generic
+from typing import Literal
+from typing import Protocol
+from typing import TypeVar
 
 from aiosio.engine.ended import EndedSessions
 from aiosio.engine.http import HttpRequest
-from aiosio.engine.options import KNOWN_TRANSPORTS, EngineOptions
+from aiosio.engine.options import KNOWN_TRANSPORTS
+from aiosio.engine.options import EngineOptions
 
 __all__ = [
     "BAD_REQUEST",

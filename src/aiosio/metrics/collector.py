@@ -4,8 +4,11 @@ namespace, sessions per transport, the cluster link's health)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Any, Protocol, TypeVar
+from collections.abc import Iterator
+from collections.abc import Mapping
+from typing import Any
+from typing import Protocol
+from typing import TypeVar
 
 from aiosio._extras import import_extra
 from aiosio.adapters.postgres.link import PostgresHealth

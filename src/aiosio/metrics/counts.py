@@ -6,7 +6,8 @@ change, which a single-threaded event loop does not need."""
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 from time import perf_counter
 from typing import Any
 

@@ -22,18 +22,19 @@ from typing import Any
 
 from aiosio._eager import Callback
 from aiosio._extras import import_extra
-from aiosio.engine.http import HttpRequest, HttpResponse
-from aiosio.engine.server import ConnectionRejected, EngineSocket
+from aiosio.engine.http import HttpRequest
+from aiosio.engine.http import HttpResponse
+from aiosio.engine.server import ConnectionRejected
+from aiosio.engine.server import EngineSocket
 from aiosio.metrics.collector import ServerCollector
-from aiosio.metrics.counts import (
-    ACK_BUCKETS,
-    HandlerStats,
-    Histogram,
-    ServerCounts,
-    ack_timer,
-    timed_handler,
-)
-from aiosio.metrics.labels import family_label, namespace_label
+from aiosio.metrics.counts import ACK_BUCKETS
+from aiosio.metrics.counts import HandlerStats
+from aiosio.metrics.counts import Histogram
+from aiosio.metrics.counts import ServerCounts
+from aiosio.metrics.counts import ack_timer
+from aiosio.metrics.counts import timed_handler
+from aiosio.metrics.labels import family_label
+from aiosio.metrics.labels import namespace_label
 from aiosio.server.handlers import Handlers
 from aiosio.server.namespace import Namespace
 from aiosio.server.server import Server

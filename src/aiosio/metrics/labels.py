@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from aiosio.server.namespace import DynamicNamespace, Namespace
+from aiosio.server.namespace import DynamicNamespace
+from aiosio.server.namespace import Namespace
 from aiosio.server.server import Server
 
 __all__ = ["family_label", "namespace_label"]

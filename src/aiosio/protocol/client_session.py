@@ -42,18 +42,21 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
 
-from aiosio.protocol.engineio import (
-    Packet,
-    PacketType,
-    decode_packet,
-    encode_packet,
-    encode_payload,
-)
-from aiosio.protocol.errors import LocalProtocolError, RemoteProtocolError
-from aiosio.protocol.session import TransportKind, earliest
+from aiosio.protocol.engineio import Packet
+from aiosio.protocol.engineio import PacketType
+from aiosio.protocol.engineio import decode_packet
+from aiosio.protocol.engineio import encode_packet
+from aiosio.protocol.engineio import encode_payload
+from aiosio.protocol.errors import LocalProtocolError
+from aiosio.protocol.errors import RemoteProtocolError
+from aiosio.protocol.session import TransportKind
+from aiosio.protocol.session import earliest
 
 # The transports that carry one message at a time (a WebTransport stream carries the same
 # messages as a WebSocket, framed): the session behaves the same on either.

@@ -18,7 +18,8 @@ from __future__ import annotations
 import binascii
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 
 from aiosio.protocol.errors import RemoteProtocolError
 from aiosio.protocol.text import encode_text

@@ -29,17 +29,16 @@ from typing import Any
 
 import msgpack
 
-from aiosio.protocol.errors import ParserMismatch, RemoteProtocolError
+from aiosio.protocol.errors import ParserMismatch
+from aiosio.protocol.errors import RemoteProtocolError
 from aiosio.protocol.packing import PackerPool
 from aiosio.protocol.parser import Parser
-from aiosio.protocol.socketio import (
-    Limits,
-    Packet,
-    PacketType,
-    ValueRules,
-    check_payload,
-    check_values,
-)
+from aiosio.protocol.socketio import Limits
+from aiosio.protocol.socketio import Packet
+from aiosio.protocol.socketio import PacketType
+from aiosio.protocol.socketio import ValueRules
+from aiosio.protocol.socketio import check_payload
+from aiosio.protocol.socketio import check_values
 
 __all__ = ["MSGPACK", "MsgpackDecoder", "MsgpackParser"]
 

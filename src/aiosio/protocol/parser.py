@@ -28,10 +28,17 @@ reason. Messages are already bounded in size by ``max_http_buffer_size``.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from typing import Any, Protocol
+from abc import ABC
+from abc import abstractmethod
+from typing import Any
+from typing import Protocol
 
-from aiosio.protocol.socketio import Decoder, Limits, Packet, PacketType, encode, encode_parts
+from aiosio.protocol.socketio import Decoder
+from aiosio.protocol.socketio import Limits
+from aiosio.protocol.socketio import Packet
+from aiosio.protocol.socketio import PacketType
+from aiosio.protocol.socketio import encode
+from aiosio.protocol.socketio import encode_parts
 
 __all__ = ["JSON", "JsonParser", "PacketDecoder", "Parser"]
 

@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
-from aiosio.protocol.errors import ParserMismatch, RemoteProtocolError
-from aiosio.protocol.parser import JSON, Parser
-from aiosio.protocol.socketio import Limits, Packet, PacketType
+from aiosio.protocol.errors import ParserMismatch
+from aiosio.protocol.errors import RemoteProtocolError
+from aiosio.protocol.parser import JSON
+from aiosio.protocol.parser import Parser
+from aiosio.protocol.socketio import Limits
+from aiosio.protocol.socketio import Packet
+from aiosio.protocol.socketio import PacketType
 
 __all__ = ["PARSER_MISMATCH", "mismatch_reply", "mismatch_text", "resolve_parser"]
 

@@ -8,9 +8,12 @@ engine sends it.
 
 from __future__ import annotations
 
-from aiosio.protocol.engineio import Packet, PacketType, encode_packet
+from aiosio.protocol.engineio import Packet
+from aiosio.protocol.engineio import PacketType
+from aiosio.protocol.engineio import encode_packet
 from aiosio.protocol.text import encode_text
-from aiosio.protocol.websocket import Opcode, encode_frame
+from aiosio.protocol.websocket import Opcode
+from aiosio.protocol.websocket import encode_frame
 
 __all__ = ["PreparedMessage"]
 

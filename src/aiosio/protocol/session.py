@@ -33,21 +33,24 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
 from typing import NewType
 
-from aiosio.protocol.engineio import (
-    Packet,
-    PacketType,
-    PayloadError,
-    decode_packet,
-    decode_payload,
-    encode_packet,
-    encode_payload,
-)
-from aiosio.protocol.errors import LocalProtocolError, RemoteProtocolError
-from aiosio.protocol.transport_names import TRANSPORT_NAMES, TransportKind, TransportName
+from aiosio.protocol.engineio import Packet
+from aiosio.protocol.engineio import PacketType
+from aiosio.protocol.engineio import PayloadError
+from aiosio.protocol.engineio import decode_packet
+from aiosio.protocol.engineio import decode_payload
+from aiosio.protocol.engineio import encode_packet
+from aiosio.protocol.engineio import encode_payload
+from aiosio.protocol.errors import LocalProtocolError
+from aiosio.protocol.errors import RemoteProtocolError
+from aiosio.protocol.transport_names import TRANSPORT_NAMES
+from aiosio.protocol.transport_names import TransportKind
+from aiosio.protocol.transport_names import TransportName
 
 __all__ = [
     "TRANSPORT_NAMES",

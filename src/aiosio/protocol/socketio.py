@@ -27,7 +27,8 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from aiosio.protocol.errors import ParserMismatch, RemoteProtocolError
+from aiosio.protocol.errors import ParserMismatch
+from aiosio.protocol.errors import RemoteProtocolError
 from aiosio.protocol.limits import Limits
 
 __all__ = [

@@ -29,38 +29,33 @@ import enum
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Final, TypeAlias
+from typing import Final
+from typing import TypeAlias
 
 from aiosio.protocol.errors import LocalProtocolError
 from aiosio.protocol.text import encode_text
-from aiosio.protocol.websocket_deflate import (
-    DeflateParams,
-    accept_deflate_response,
-    client_deflate_offer,
-    negotiate_deflate,
-)
-from aiosio.protocol.websocket_frames import (
-    FIN,
-    MASK_BIT,
-    MAX_CONTROL_PAYLOAD,
-    OPCODE_NAMES,
-    RSV1,
-    RSV23,
-    CloseCode,
-    Opcode,
-    apply_mask,
-    close_payload,
-    encode_frame,
-)
-from aiosio.protocol.websocket_handshake import (
-    GUID,
-    HandshakeError,
-    accept_key,
-    check_client_handshake,
-    check_server_handshake,
-    new_client_key,
-    shorten,
-)
+from aiosio.protocol.websocket_deflate import DeflateParams
+from aiosio.protocol.websocket_deflate import accept_deflate_response
+from aiosio.protocol.websocket_deflate import client_deflate_offer
+from aiosio.protocol.websocket_deflate import negotiate_deflate
+from aiosio.protocol.websocket_frames import FIN
+from aiosio.protocol.websocket_frames import MASK_BIT
+from aiosio.protocol.websocket_frames import MAX_CONTROL_PAYLOAD
+from aiosio.protocol.websocket_frames import OPCODE_NAMES
+from aiosio.protocol.websocket_frames import RSV1
+from aiosio.protocol.websocket_frames import RSV23
+from aiosio.protocol.websocket_frames import CloseCode
+from aiosio.protocol.websocket_frames import Opcode
+from aiosio.protocol.websocket_frames import apply_mask
+from aiosio.protocol.websocket_frames import close_payload
+from aiosio.protocol.websocket_frames import encode_frame
+from aiosio.protocol.websocket_handshake import GUID
+from aiosio.protocol.websocket_handshake import HandshakeError
+from aiosio.protocol.websocket_handshake import accept_key
+from aiosio.protocol.websocket_handshake import check_client_handshake
+from aiosio.protocol.websocket_handshake import check_server_handshake
+from aiosio.protocol.websocket_handshake import new_client_key
+from aiosio.protocol.websocket_handshake import shorten
 
 __all__ = [
     "GUID",

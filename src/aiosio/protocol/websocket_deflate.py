@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from aiosio.protocol.websocket_handshake import HandshakeError, shorten
+from aiosio.protocol.websocket_handshake import HandshakeError
+from aiosio.protocol.websocket_handshake import shorten
 
 __all__ = [
     "DeflateParams",

@@ -9,7 +9,8 @@ import enum
 import os
 import struct
 from collections.abc import Callable
-from typing import Final, Literal
+from typing import Final
+from typing import Literal
 
 __all__ = [
     "FIN",

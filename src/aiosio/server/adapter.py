@@ -19,15 +19,27 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NewType, Protocol, TypeVar, overload
+from abc import ABC
+from abc import abstractmethod
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import NewType
+from typing import Protocol
+from typing import TypeVar
+from typing import overload
 
-from aiosio._events import EventEmitter, forward_on
+from aiosio._events import EventEmitter
+from aiosio._events import forward_on
 from aiosio.engine.server import PreparedMessage
 from aiosio.protocol.parser import Parser
-from aiosio.protocol.socketio import Packet, PacketType
+from aiosio.protocol.socketio import Packet
+from aiosio.protocol.socketio import PacketType
 
 __all__ = [
     "Adapter",

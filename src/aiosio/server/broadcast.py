@@ -6,15 +6,23 @@ Immutable like the reference's ``BroadcastOperator``: every modifier returns a n
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import ABC
+from abc import abstractmethod
 from dataclasses import replace
 from typing import Any
 
-from aiosio._encodable import ENCODE_ERRORS, check_encodable, raise_encoding_error
+from aiosio._encodable import ENCODE_ERRORS
+from aiosio._encodable import check_encodable
+from aiosio._encodable import raise_encoding_error
 from aiosio._rooms import named_rooms
 from aiosio.errors import AckTimeout
-from aiosio.protocol.socketio import Packet, PacketType, check_event_name
-from aiosio.server.adapter import Adapter, BroadcastFlags, BroadcastOptions, Room
+from aiosio.protocol.socketio import Packet
+from aiosio.protocol.socketio import PacketType
+from aiosio.protocol.socketio import check_event_name
+from aiosio.server.adapter import Adapter
+from aiosio.server.adapter import BroadcastFlags
+from aiosio.server.adapter import BroadcastOptions
+from aiosio.server.adapter import Room
 
 __all__ = ["BroadcastOperator", "Broadcasting", "Targeting"]
 

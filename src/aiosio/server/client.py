@@ -11,11 +11,16 @@ from typing import Any
 
 from aiosio._eager import run_eager
 from aiosio.engine.server import EngineSocket
-from aiosio.protocol.errors import ParserMismatch, RemoteProtocolError
-from aiosio.protocol.parsers import mismatch_reply, mismatch_text
+from aiosio.protocol.errors import ParserMismatch
+from aiosio.protocol.errors import RemoteProtocolError
+from aiosio.protocol.parsers import mismatch_reply
+from aiosio.protocol.parsers import mismatch_text
 from aiosio.protocol.reasons import DisconnectReason
-from aiosio.protocol.socketio import Packet, PacketType, split_v4_namespace
-from aiosio.server.interfaces import ClientHost, HostedSocket
+from aiosio.protocol.socketio import Packet
+from aiosio.protocol.socketio import PacketType
+from aiosio.protocol.socketio import split_v4_namespace
+from aiosio.server.interfaces import ClientHost
+from aiosio.server.interfaces import HostedSocket
 
 __all__ = ["Client"]
 

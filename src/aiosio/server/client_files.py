@@ -21,8 +21,10 @@ import json
 import logging
 from pathlib import Path
 
-from aiosio.engine.http import HttpRequest, HttpResponse
-from aiosio.engine.static import StaticFile, StaticFiles
+from aiosio.engine.http import HttpRequest
+from aiosio.engine.http import HttpResponse
+from aiosio.engine.static import StaticFile
+from aiosio.engine.static import StaticFiles
 from aiosio.protocol.cors import Cors
 
 __all__ = ["CDN_VERSION", "CLIENT_FILES", "ClientFiles", "find_client_dist"]

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 from aiosio._eager import Callback
-from aiosio.typed import InvalidPayloads, validated
+from aiosio.typed import InvalidPayloads
+from aiosio.typed import validated
 
 __all__ = ["LIFECYCLE", "AckTimer", "EventWrapper", "Handlers"]
 

@@ -21,12 +21,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
+from typing import Protocol
 
 from aiosio.engine.server import EngineSocket
 from aiosio.protocol.parser import Parser
-from aiosio.protocol.socketio import Limits, Packet
-from aiosio.server.adapter import Adapter, LocalSocket, NamespaceView, Recovery
+from aiosio.protocol.socketio import Limits
+from aiosio.protocol.socketio import Packet
+from aiosio.server.adapter import Adapter
+from aiosio.server.adapter import LocalSocket
+from aiosio.server.adapter import NamespaceView
+from aiosio.server.adapter import Recovery
 from aiosio.server.handlers import Handlers
 
 __all__ = [

@@ -7,18 +7,32 @@ from __future__ import annotations
 import inspect
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar, overload
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import Mapping
+from typing import Any
+from typing import TypeVar
+from typing import overload
 
-from aiosio._eager import Callback, call_async, invoke, run_eager
+from aiosio._eager import Callback
+from aiosio._eager import call_async
+from aiosio._eager import invoke
+from aiosio._eager import run_eager
 from aiosio._once import OncePer
 from aiosio.errors import ConnectionRefused
 from aiosio.protocol.parser import Parser
-from aiosio.protocol.socketio import Packet, PacketType
-from aiosio.server.adapter import Adapter, LocalSocket, Recovery, SocketId, new_pid
-from aiosio.server.broadcast import Broadcasting, BroadcastOperator
+from aiosio.protocol.socketio import Packet
+from aiosio.protocol.socketio import PacketType
+from aiosio.server.adapter import Adapter
+from aiosio.server.adapter import LocalSocket
+from aiosio.server.adapter import Recovery
+from aiosio.server.adapter import SocketId
+from aiosio.server.adapter import new_pid
+from aiosio.server.broadcast import Broadcasting
+from aiosio.server.broadcast import BroadcastOperator
 from aiosio.server.handlers import Handlers
-from aiosio.server.interfaces import NamespaceOwner, SocketHost
+from aiosio.server.interfaces import NamespaceOwner
+from aiosio.server.interfaces import SocketHost
 from aiosio.server.socket import Socket
 from aiosio.typed import InvalidPayloads
 

@@ -15,8 +15,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from aiosio.errors import AckTimeout, Disconnected
-from aiosio.server.adapter import Adapter, BroadcastFlags, BroadcastOptions, Room, SocketId
+from aiosio.errors import AckTimeout
+from aiosio.errors import Disconnected
+from aiosio.server.adapter import Adapter
+from aiosio.server.adapter import BroadcastFlags
+from aiosio.server.adapter import BroadcastOptions
+from aiosio.server.adapter import Room
+from aiosio.server.adapter import SocketId
 from aiosio.server.broadcast import BroadcastOperator
 
 __all__ = ["RemoteSocket"]

@@ -4,32 +4,44 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, TypeVar, Unpack, overload
+from typing import Any
+from typing import Final
+from typing import TypeVar
+from typing import Unpack
+from typing import overload
 
 from aiosio._eager import settle
 from aiosio._events import forward_on
-from aiosio.engine.http import AsgiMixin, HttpRequest, HttpResponse, WebSocketAccept
-from aiosio.engine.options import EngineKeywords, check_keywords
-from aiosio.engine.server import EngineServer, EngineSocket
+from aiosio.engine.http import AsgiMixin
+from aiosio.engine.http import HttpRequest
+from aiosio.engine.http import HttpResponse
+from aiosio.engine.http import WebSocketAccept
+from aiosio.engine.options import EngineKeywords
+from aiosio.engine.options import check_keywords
+from aiosio.engine.server import EngineServer
+from aiosio.engine.server import EngineSocket
 from aiosio.protocol.parser import Parser
 from aiosio.protocol.parsers import resolve_parser
 from aiosio.protocol.reasons import DisconnectReason
 from aiosio.protocol.socketio import Limits
-from aiosio.server.adapter import (
-    Adapter,
-    InMemoryAdapter,
-    NamespaceView,
-    Recovery,
-    RecoveryAdapter,
-)
-from aiosio.server.broadcast import Broadcasting, BroadcastOperator
+from aiosio.server.adapter import Adapter
+from aiosio.server.adapter import InMemoryAdapter
+from aiosio.server.adapter import NamespaceView
+from aiosio.server.adapter import Recovery
+from aiosio.server.adapter import RecoveryAdapter
+from aiosio.server.broadcast import Broadcasting
+from aiosio.server.broadcast import BroadcastOperator
 from aiosio.server.client import Client
 from aiosio.server.client_files import ClientFiles
 from aiosio.server.interfaces import PacketListener
-from aiosio.server.namespace import DynamicNamespace, Namespace, NamespaceMatcher
+from aiosio.server.namespace import DynamicNamespace
+from aiosio.server.namespace import Namespace
+from aiosio.server.namespace import NamespaceMatcher
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -7,28 +7,40 @@ import enum
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import TypeVar
 
 from aiosio._acks import wait_ack
-from aiosio._eager import Callback, ignore, invoke
-from aiosio._encodable import ENCODE_ERRORS, raise_encoding_error, return_value_error
+from aiosio._eager import Callback
+from aiosio._eager import ignore
+from aiosio._eager import invoke
+from aiosio._encodable import ENCODE_ERRORS
+from aiosio._encodable import raise_encoding_error
+from aiosio._encodable import return_value_error
 from aiosio._events import HandlerRegistry
 from aiosio.engine.http import HttpRequest
-from aiosio.engine.server import EngineSocket, PreparedMessage
+from aiosio.engine.server import EngineSocket
+from aiosio.engine.server import PreparedMessage
 from aiosio.errors import Disconnected
-from aiosio.protocol.reasons import RECOVERABLE, DisconnectReason
-from aiosio.protocol.socketio import Packet, PacketType, check_event_name
-from aiosio.server.adapter import (
-    BroadcastFlags,
-    BroadcastOptions,
-    PersistedSession,
-    Room,
-    SocketId,
-)
-from aiosio.server.broadcast import BroadcastOperator, Targeting
-from aiosio.server.interfaces import NamespaceHost, SocketHost
+from aiosio.protocol.reasons import RECOVERABLE
+from aiosio.protocol.reasons import DisconnectReason
+from aiosio.protocol.socketio import Packet
+from aiosio.protocol.socketio import PacketType
+from aiosio.protocol.socketio import check_event_name
+from aiosio.server.adapter import BroadcastFlags
+from aiosio.server.adapter import BroadcastOptions
+from aiosio.server.adapter import PersistedSession
+from aiosio.server.adapter import Room
+from aiosio.server.adapter import SocketId
+from aiosio.server.broadcast import BroadcastOperator
+from aiosio.server.broadcast import Targeting
+from aiosio.server.interfaces import NamespaceHost
+from aiosio.server.interfaces import SocketHost
 from aiosio.typed import InvalidPayloads
 
 __all__ = ["Handshake", "Socket", "SocketState"]

@@ -10,15 +10,14 @@ nothing beyond aiosio's own dependencies (pytest only in the plugin). See docs/t
 
 from __future__ import annotations
 
-from aiosio.testing.client import (
-    ClientFactory,
-    Received,
-    TestClient,
-    WaitTimeout,
-    connect,
-    open_client,
-)
-from aiosio.testing.memory import MemoryPipe, ServerOpener
+from aiosio.testing.client import ClientFactory
+from aiosio.testing.client import Received
+from aiosio.testing.client import TestClient
+from aiosio.testing.client import WaitTimeout
+from aiosio.testing.client import connect
+from aiosio.testing.client import open_client
+from aiosio.testing.memory import MemoryPipe
+from aiosio.testing.memory import ServerOpener
 
 __all__ = [
     "ClientFactory",

@@ -6,13 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, NamedTuple, ParamSpec
+from collections.abc import AsyncIterator
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import Mapping
+from typing import Any
+from typing import NamedTuple
+from typing import ParamSpec
 
-from aiosio.client.errors import ConnectError, Stage
-from aiosio.client.socket import Auth, Client
+from aiosio.client.errors import ConnectError
+from aiosio.client.errors import Stage
+from aiosio.client.socket import Auth
+from aiosio.client.socket import Client
 from aiosio.engine.http import HttpApp
-from aiosio.errors import AiosioError, Disconnected
+from aiosio.errors import AiosioError
+from aiosio.errors import Disconnected
 from aiosio.testing.memory import ServerOpener
 
 __all__ = ["ClientFactory", "Received", "TestClient", "WaitTimeout", "connect", "open_client"]

@@ -35,19 +35,20 @@ import logging
 import secrets
 from base64 import b64encode
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from aiosio.client.errors import ConnectError, Stage
-from aiosio.client.http import ClientWebSocket, HttpResult
-from aiosio.engine.http import (
-    HttpApp,
-    HttpRequest,
-    HttpResponse,
-    WebSocketAccept,
-    WebSocketHandler,
-)
+from aiosio.client.errors import ConnectError
+from aiosio.client.errors import Stage
+from aiosio.client.http import ClientWebSocket
+from aiosio.client.http import HttpResult
+from aiosio.engine.http import HttpApp
+from aiosio.engine.http import HttpRequest
+from aiosio.engine.http import HttpResponse
+from aiosio.engine.http import WebSocketAccept
+from aiosio.engine.http import WebSocketHandler
 
 __all__ = ["ClientEnd", "MemoryPipe", "ServerEnd", "ServerOpener"]
 

@@ -19,7 +19,9 @@ import types
 from collections.abc import AsyncIterator
 from typing import Any
 
-from aiosio.testing.client import ClientFactory, TestClient, open_client
+from aiosio.testing.client import ClientFactory
+from aiosio.testing.client import TestClient
+from aiosio.testing.client import open_client
 
 __all__ = ["aiosio_clients", "pytest_configure"]
 

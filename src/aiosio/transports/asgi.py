@@ -14,19 +14,23 @@ import logging
 import signal
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import MutableMapping
 from typing import Any
 
-from aiosio._memory import HeapTrimmer, prime_loop_free_lists
-from aiosio.engine.http import HttpApp, HttpRequest, HttpResponse, register_asgi
+from aiosio._memory import HeapTrimmer
+from aiosio._memory import prime_loop_free_lists
+from aiosio.engine.http import HttpApp
+from aiosio.engine.http import HttpRequest
+from aiosio.engine.http import HttpResponse
+from aiosio.engine.http import register_asgi
 from aiosio.protocol.text import js_text
-from aiosio.transports.webtransport import (
-    WebTransport,
-    WebTransportServer,
-    check_webtransport,
-    close_app,
-    serve_webtransport,
-)
+from aiosio.transports.webtransport import WebTransport
+from aiosio.transports.webtransport import WebTransportServer
+from aiosio.transports.webtransport import check_webtransport
+from aiosio.transports.webtransport import close_app
+from aiosio.transports.webtransport import serve_webtransport
 
 __all__ = ["AsgiApp", "AsgiWebSocket"]
 

@@ -23,23 +23,26 @@ import asyncio
 import logging
 import ssl as ssl_module
 from collections import deque
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from typing import Any
 
 from aiosio._eager import settle
 from aiosio._extras import import_extra
-from aiosio._quic import HeldFrames, bounded_windows, static_qpack
-from aiosio.engine.http import HttpRequest, WebSocketHandler
+from aiosio._quic import HeldFrames
+from aiosio._quic import bounded_windows
+from aiosio._quic import static_qpack
+from aiosio.engine.http import HttpRequest
+from aiosio.engine.http import WebSocketHandler
 from aiosio.engine.server import EngineServer
-from aiosio.protocol.webtransport import (
-    MAX_CLOSE_REASON,
-    FrameDecoder,
-    FrameError,
-    decode_close_capsule,
-    encode_close_capsule,
-    encode_frame,
-)
+from aiosio.protocol.webtransport import MAX_CLOSE_REASON
+from aiosio.protocol.webtransport import FrameDecoder
+from aiosio.protocol.webtransport import FrameError
+from aiosio.protocol.webtransport import decode_close_capsule
+from aiosio.protocol.webtransport import encode_close_capsule
+from aiosio.protocol.webtransport import encode_frame
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -779,7 +782,7 @@ class _Session:
         if self.closed:
             return
         try:
-            messages = self.decoder.feed(data) if data else []
+            messages = self.decoder.feed(data)
         except FrameError as exc:
             self._fail(exc.reason, parse=True)
             return

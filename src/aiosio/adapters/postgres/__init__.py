@@ -14,6 +14,7 @@ Needs ``asyncpg`` (``pip install "aiosio[postgres]"``), imported when an adapter
 from __future__ import annotations
 
 from aiosio.adapters.postgres.adapter import PostgresAdapter
-from aiosio.adapters.postgres.link import PostgresHealth, PostgresLink
+from aiosio.adapters.postgres.link import PostgresHealth
+from aiosio.adapters.postgres.link import PostgresLink
 
 __all__ = ["PostgresAdapter", "PostgresHealth", "PostgresLink"]

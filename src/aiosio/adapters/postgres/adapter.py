@@ -20,8 +20,10 @@ from typing import Any
 from aiosio._options import require_seconds
 from aiosio.adapters.cluster import ClusterAdapterFactory
 from aiosio.adapters.outbox import Retries
-from aiosio.adapters.postgres.link import PostgresHealth, PostgresLink
-from aiosio.adapters.postgres.namespace import PostgresNamespaceAdapter, channel_of
+from aiosio.adapters.postgres.link import PostgresHealth
+from aiosio.adapters.postgres.link import PostgresLink
+from aiosio.adapters.postgres.namespace import PostgresNamespaceAdapter
+from aiosio.adapters.postgres.namespace import channel_of
 from aiosio.protocol.socketio import Limits
 from aiosio.server.adapter import NamespaceView
 

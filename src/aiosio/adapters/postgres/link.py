@@ -36,9 +36,14 @@ from typing import Any
 
 from aiosio._extras import import_extra
 from aiosio._options import require_seconds
-from aiosio.adapters.health import Backoff, LinkHealth
-from aiosio.adapters.outbox import Outbox, Retries, Unsent, Words
-from aiosio.adapters.postgres.messages import Outgoing, encode_header
+from aiosio.adapters.health import Backoff
+from aiosio.adapters.health import LinkHealth
+from aiosio.adapters.outbox import Outbox
+from aiosio.adapters.outbox import Retries
+from aiosio.adapters.outbox import Unsent
+from aiosio.adapters.outbox import Words
+from aiosio.adapters.postgres.messages import Outgoing
+from aiosio.adapters.postgres.messages import encode_header
 from aiosio.adapters.redis.link import set_within
 
 __all__ = ["Notification", "PostgresHealth", "PostgresLink", "check_table_name"]

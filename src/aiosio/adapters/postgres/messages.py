@@ -23,20 +23,22 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
+from typing import ClassVar
 
-from aiosio.adapters.redis.codec import encode_json, encode_msgpack
-from aiosio.adapters.redis.messages import (
-    InvalidMessage,
-    MessageType,
-    WireMessage,
-    WrongShape,
-    optional_str,
-    payload,
-)
+from aiosio.adapters.redis.codec import encode_json
+from aiosio.adapters.redis.codec import encode_msgpack
+from aiosio.adapters.redis.messages import InvalidMessage
+from aiosio.adapters.redis.messages import MessageType
+from aiosio.adapters.redis.messages import WireMessage
+from aiosio.adapters.redis.messages import WrongShape
+from aiosio.adapters.redis.messages import optional_str
+from aiosio.adapters.redis.messages import payload
 from aiosio.adapters.redis.sharded_messages import Message as ClusterMessage
-from aiosio.adapters.redis.sharded_messages import from_wire, to_wire
-from aiosio.protocol.socketio import Limits, has_binary
+from aiosio.adapters.redis.sharded_messages import from_wire
+from aiosio.adapters.redis.sharded_messages import to_wire
+from aiosio.protocol.socketio import Limits
+from aiosio.protocol.socketio import has_binary
 
 __all__ = [
     "EMITTER_UID",

@@ -19,21 +19,21 @@ import contextlib
 import logging
 import secrets
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
+from typing import Protocol
 
-from aiosio.adapters.cluster import ClusterMessageAdapter, ServerRequest
+from aiosio.adapters.cluster import ClusterMessageAdapter
+from aiosio.adapters.cluster import ServerRequest
 from aiosio.adapters.postgres.link import PostgresLink
-from aiosio.adapters.postgres.messages import (
-    EMITTER_UID,
-    AdapterClose,
-    AttachmentHeader,
-    Heartbeat,
-    InitialHeartbeat,
-    Message,
-    decode_attachment,
-    decode_notification,
-    encode,
-)
+from aiosio.adapters.postgres.messages import EMITTER_UID
+from aiosio.adapters.postgres.messages import AdapterClose
+from aiosio.adapters.postgres.messages import AttachmentHeader
+from aiosio.adapters.postgres.messages import Heartbeat
+from aiosio.adapters.postgres.messages import InitialHeartbeat
+from aiosio.adapters.postgres.messages import Message
+from aiosio.adapters.postgres.messages import decode_attachment
+from aiosio.adapters.postgres.messages import decode_notification
+from aiosio.adapters.postgres.messages import encode
 from aiosio.adapters.redis.sharded_messages import Message as ClusterMessage
 from aiosio.protocol.socketio import Limits
 from aiosio.server.adapter import NamespaceView

@@ -17,7 +17,9 @@ The modules of this package, from the bytes up:
 from __future__ import annotations
 
 from aiosio.adapters.redis.adapter import RedisAdapter
-from aiosio.adapters.redis.link import Link, RedisHealth, RedisLink
+from aiosio.adapters.redis.link import Link
+from aiosio.adapters.redis.link import RedisHealth
+from aiosio.adapters.redis.link import RedisLink
 from aiosio.server.remote import RemoteSocket
 
 __all__ = ["Link", "RedisAdapter", "RedisHealth", "RedisLink", "RemoteSocket"]

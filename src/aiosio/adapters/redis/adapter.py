@@ -28,7 +28,9 @@ from typing import Any
 from aiosio.adapters.cluster import ClusterAdapterFactory
 from aiosio.adapters.outbox import Retries
 from aiosio.adapters.redis.classic_adapter import ClassicAdapter
-from aiosio.adapters.redis.link import Link, RedisHealth, RedisLink
+from aiosio.adapters.redis.link import Link
+from aiosio.adapters.redis.link import RedisHealth
+from aiosio.adapters.redis.link import RedisLink
 from aiosio.adapters.redis.namespace import RedisNamespaceAdapter
 from aiosio.adapters.redis.sharded_adapter import ShardedAdapter
 from aiosio.protocol.socketio import Limits

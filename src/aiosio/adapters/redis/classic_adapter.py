@@ -6,38 +6,41 @@ from __future__ import annotations
 import secrets
 import string
 from functools import partial
-from typing import Any, assert_never
+from typing import Any
+from typing import assert_never
 
 from aiosio.adapters.cluster import socket_details
-from aiosio.adapters.redis.classic_messages import (
-    AllRoomsRequest,
-    AllRoomsResponse,
-    Broadcast,
-    BroadcastAck,
-    BroadcastClientCount,
-    BroadcastRequest,
-    DisconnectSockets,
-    FetchSockets,
-    LegacyUpdate,
-    Message,
-    Request,
-    Response,
-    ServerSideEmit,
-    ServerSideEmitResponse,
-    SocketsJoin,
-    SocketsLeave,
-    SocketsRequest,
-    SocketsResponse,
-    UpdateResponse,
-    decode_broadcast,
-    decode_request,
-    decode_response,
-    encode,
-)
-from aiosio.adapters.redis.messages import EventPacket, WireOptions
-from aiosio.adapters.redis.namespace import AdapterSettings, RedisNamespaceAdapter
-from aiosio.protocol.socketio import Packet, PacketType
-from aiosio.server.adapter import BroadcastOptions, NamespaceView
+from aiosio.adapters.redis.classic_messages import AllRoomsRequest
+from aiosio.adapters.redis.classic_messages import AllRoomsResponse
+from aiosio.adapters.redis.classic_messages import Broadcast
+from aiosio.adapters.redis.classic_messages import BroadcastAck
+from aiosio.adapters.redis.classic_messages import BroadcastClientCount
+from aiosio.adapters.redis.classic_messages import BroadcastRequest
+from aiosio.adapters.redis.classic_messages import DisconnectSockets
+from aiosio.adapters.redis.classic_messages import FetchSockets
+from aiosio.adapters.redis.classic_messages import LegacyUpdate
+from aiosio.adapters.redis.classic_messages import Message
+from aiosio.adapters.redis.classic_messages import Request
+from aiosio.adapters.redis.classic_messages import Response
+from aiosio.adapters.redis.classic_messages import ServerSideEmit
+from aiosio.adapters.redis.classic_messages import ServerSideEmitResponse
+from aiosio.adapters.redis.classic_messages import SocketsJoin
+from aiosio.adapters.redis.classic_messages import SocketsLeave
+from aiosio.adapters.redis.classic_messages import SocketsRequest
+from aiosio.adapters.redis.classic_messages import SocketsResponse
+from aiosio.adapters.redis.classic_messages import UpdateResponse
+from aiosio.adapters.redis.classic_messages import decode_broadcast
+from aiosio.adapters.redis.classic_messages import decode_request
+from aiosio.adapters.redis.classic_messages import decode_response
+from aiosio.adapters.redis.classic_messages import encode
+from aiosio.adapters.redis.messages import EventPacket
+from aiosio.adapters.redis.messages import WireOptions
+from aiosio.adapters.redis.namespace import AdapterSettings
+from aiosio.adapters.redis.namespace import RedisNamespaceAdapter
+from aiosio.protocol.socketio import Packet
+from aiosio.protocol.socketio import PacketType
+from aiosio.server.adapter import BroadcastOptions
+from aiosio.server.adapter import NamespaceView
 
 __all__ = ["ClassicAdapter"]
 

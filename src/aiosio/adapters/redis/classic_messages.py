@@ -17,35 +17,36 @@ requests and ``BROADCAST_ACK`` responses, JSON for the rest), keys in Node's ord
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, assert_never
+from typing import Any
+from typing import ClassVar
+from typing import assert_never
 
-from aiosio.adapters.redis.codec import encode_json, encode_msgpack
-from aiosio.adapters.redis.messages import (
-    ENVELOPE,
-    BroadcastAck,
-    BroadcastClientCount,
-    Change,
-    DisconnectSockets,
-    EventPacket,
-    FetchSockets,
-    RequestType,
-    SocketsJoin,
-    SocketsLeave,
-    UnknownType,
-    WireMessage,
-    WireOptions,
-    WrongShape,
-    array,
-    check_broadcast,
-    check_server_side,
-    declared,
-    known,
-    optional_str,
-    payload,
-    required_str,
-    rooms,
-    wire_object,
-)
+from aiosio.adapters.redis.codec import encode_json
+from aiosio.adapters.redis.codec import encode_msgpack
+from aiosio.adapters.redis.messages import ENVELOPE
+from aiosio.adapters.redis.messages import BroadcastAck
+from aiosio.adapters.redis.messages import BroadcastClientCount
+from aiosio.adapters.redis.messages import Change
+from aiosio.adapters.redis.messages import DisconnectSockets
+from aiosio.adapters.redis.messages import EventPacket
+from aiosio.adapters.redis.messages import FetchSockets
+from aiosio.adapters.redis.messages import RequestType
+from aiosio.adapters.redis.messages import SocketsJoin
+from aiosio.adapters.redis.messages import SocketsLeave
+from aiosio.adapters.redis.messages import UnknownType
+from aiosio.adapters.redis.messages import WireMessage
+from aiosio.adapters.redis.messages import WireOptions
+from aiosio.adapters.redis.messages import WrongShape
+from aiosio.adapters.redis.messages import array
+from aiosio.adapters.redis.messages import check_broadcast
+from aiosio.adapters.redis.messages import check_server_side
+from aiosio.adapters.redis.messages import declared
+from aiosio.adapters.redis.messages import known
+from aiosio.adapters.redis.messages import optional_str
+from aiosio.adapters.redis.messages import payload
+from aiosio.adapters.redis.messages import required_str
+from aiosio.adapters.redis.messages import rooms
+from aiosio.adapters.redis.messages import wire_object
 from aiosio.protocol.socketio import Limits
 
 __all__ = [

@@ -20,12 +20,18 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+from typing import Protocol
 
 from aiosio._once import AtMostEvery
-from aiosio.adapters.health import Backoff, LinkHealth
-from aiosio.adapters.outbox import Outbox, Retries, Words, attempt_budget
+from aiosio.adapters.health import Backoff
+from aiosio.adapters.health import LinkHealth
+from aiosio.adapters.outbox import Outbox
+from aiosio.adapters.outbox import Retries
+from aiosio.adapters.outbox import Words
+from aiosio.adapters.outbox import attempt_budget
 
 __all__ = ["Handler", "Link", "RedisHealth", "RedisLink", "connection_lost", "set_within"]
 

@@ -29,14 +29,21 @@ from Node's bytes encodes back to the same bytes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from dataclasses import fields
 from enum import IntEnum
-from typing import Any, ClassVar, Self, TypedDict, TypeVar
+from typing import Any
+from typing import ClassVar
+from typing import Self
+from typing import TypedDict
+from typing import TypeVar
 
 from aiosio.adapters.redis.codec import decode
 from aiosio.protocol.errors import RemoteProtocolError
-from aiosio.protocol.socketio import Limits, check_event
-from aiosio.server.adapter import BroadcastFlags, BroadcastOptions
+from aiosio.protocol.socketio import Limits
+from aiosio.protocol.socketio import check_event
+from aiosio.server.adapter import BroadcastFlags
+from aiosio.server.adapter import BroadcastOptions
 
 T = TypeVar("T", bound=IntEnum)
 

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import Protocol
+from typing import TypeVar
 
-from aiosio.adapters.cluster import ClusterNamespaceAdapter, ServerRequest
-from aiosio.adapters.redis.link import Handler, Link
+from aiosio.adapters.cluster import ClusterNamespaceAdapter
+from aiosio.adapters.cluster import ServerRequest
+from aiosio.adapters.redis.link import Handler
+from aiosio.adapters.redis.link import Link
 from aiosio.protocol.socketio import Limits
 from aiosio.server.adapter import NamespaceView
 

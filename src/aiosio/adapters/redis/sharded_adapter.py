@@ -9,9 +9,14 @@ import secrets
 from functools import partial
 
 from aiosio.adapters.cluster import ClusterMessageAdapter
-from aiosio.adapters.redis.namespace import AdapterSettings, RedisNamespaceAdapter
-from aiosio.adapters.redis.sharded_messages import Broadcast, Message, decode, encode
-from aiosio.server.adapter import NamespaceView, Room
+from aiosio.adapters.redis.namespace import AdapterSettings
+from aiosio.adapters.redis.namespace import RedisNamespaceAdapter
+from aiosio.adapters.redis.sharded_messages import Broadcast
+from aiosio.adapters.redis.sharded_messages import Message
+from aiosio.adapters.redis.sharded_messages import decode
+from aiosio.adapters.redis.sharded_messages import encode
+from aiosio.server.adapter import NamespaceView
+from aiosio.server.adapter import Room
 
 __all__ = ["ShardedAdapter"]
 

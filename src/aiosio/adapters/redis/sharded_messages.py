@@ -10,34 +10,36 @@ them as the Node adapter does: msgpack when a type that may carry binary does, J
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, assert_never
+from typing import Any
+from typing import ClassVar
+from typing import assert_never
 
-from aiosio.adapters.redis.codec import encode_json, encode_msgpack
-from aiosio.adapters.redis.messages import (
-    ENVELOPE,
-    BroadcastAck,
-    BroadcastClientCount,
-    DisconnectSockets,
-    EventPacket,
-    FetchSockets,
-    MessageType,
-    SocketsJoin,
-    SocketsLeave,
-    UnknownType,
-    WireMessage,
-    WireOptions,
-    WrongShape,
-    array,
-    check_broadcast,
-    check_server_side,
-    declared,
-    known,
-    optional_str,
-    payload,
-    request_id_of,
-    wire_object,
-)
-from aiosio.protocol.socketio import Limits, has_binary
+from aiosio.adapters.redis.codec import encode_json
+from aiosio.adapters.redis.codec import encode_msgpack
+from aiosio.adapters.redis.messages import ENVELOPE
+from aiosio.adapters.redis.messages import BroadcastAck
+from aiosio.adapters.redis.messages import BroadcastClientCount
+from aiosio.adapters.redis.messages import DisconnectSockets
+from aiosio.adapters.redis.messages import EventPacket
+from aiosio.adapters.redis.messages import FetchSockets
+from aiosio.adapters.redis.messages import MessageType
+from aiosio.adapters.redis.messages import SocketsJoin
+from aiosio.adapters.redis.messages import SocketsLeave
+from aiosio.adapters.redis.messages import UnknownType
+from aiosio.adapters.redis.messages import WireMessage
+from aiosio.adapters.redis.messages import WireOptions
+from aiosio.adapters.redis.messages import WrongShape
+from aiosio.adapters.redis.messages import array
+from aiosio.adapters.redis.messages import check_broadcast
+from aiosio.adapters.redis.messages import check_server_side
+from aiosio.adapters.redis.messages import declared
+from aiosio.adapters.redis.messages import known
+from aiosio.adapters.redis.messages import optional_str
+from aiosio.adapters.redis.messages import payload
+from aiosio.adapters.redis.messages import request_id_of
+from aiosio.adapters.redis.messages import wire_object
+from aiosio.protocol.socketio import Limits
+from aiosio.protocol.socketio import has_binary
 
 __all__ = [
     "Broadcast",

@@ -14,7 +14,8 @@ The modules, from the bytes up:
 
 from __future__ import annotations
 
-from aiosio.adapters.redis_streams.adapter import RedisStreamsAdapter, stream_of
+from aiosio.adapters.redis_streams.adapter import RedisStreamsAdapter
+from aiosio.adapters.redis_streams.adapter import stream_of
 from aiosio.adapters.redis_streams.link import StreamsHealth
 
 __all__ = ["RedisStreamsAdapter", "StreamsHealth", "stream_of"]

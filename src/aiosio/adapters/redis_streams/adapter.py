@@ -22,24 +22,32 @@ from typing import Any
 
 import msgpack
 
-from aiosio.adapters.cluster import ClusterAdapterFactory, ClusterMessageAdapter
+from aiosio.adapters.cluster import ClusterAdapterFactory
+from aiosio.adapters.cluster import ClusterMessageAdapter
 from aiosio.adapters.outbox import Retries
 from aiosio.adapters.redis.adapter import redis_client
 from aiosio.adapters.redis.codec import encode_msgpack
-from aiosio.adapters.redis.link import Link, RedisLink
+from aiosio.adapters.redis.link import Link
+from aiosio.adapters.redis.link import RedisLink
 from aiosio.adapters.redis.messages import MessageError
 from aiosio.adapters.redis.namespace import RedisNamespaceAdapter
-from aiosio.adapters.redis.sharded_messages import Broadcast, Message, decode
-from aiosio.adapters.redis_streams.link import StreamsHealth, StreamsLink
-from aiosio.adapters.redis_streams.messages import (
-    OFFSET,
-    decode_entry,
-    encode_pubsub,
-    entry_fields,
-    in_stream,
-)
-from aiosio.protocol.socketio import Limits, Packet, PacketType
-from aiosio.server.adapter import BroadcastOptions, NamespaceView, PersistedSession, SocketId
+from aiosio.adapters.redis.sharded_messages import Broadcast
+from aiosio.adapters.redis.sharded_messages import Message
+from aiosio.adapters.redis.sharded_messages import decode
+from aiosio.adapters.redis_streams.link import StreamsHealth
+from aiosio.adapters.redis_streams.link import StreamsLink
+from aiosio.adapters.redis_streams.messages import OFFSET
+from aiosio.adapters.redis_streams.messages import decode_entry
+from aiosio.adapters.redis_streams.messages import encode_pubsub
+from aiosio.adapters.redis_streams.messages import entry_fields
+from aiosio.adapters.redis_streams.messages import in_stream
+from aiosio.protocol.socketio import Limits
+from aiosio.protocol.socketio import Packet
+from aiosio.protocol.socketio import PacketType
+from aiosio.server.adapter import BroadcastOptions
+from aiosio.server.adapter import NamespaceView
+from aiosio.server.adapter import PersistedSession
+from aiosio.server.adapter import SocketId
 
 __all__ = ["RedisStreamsAdapter", "StreamsNamespaceAdapter", "stream_of"]
 

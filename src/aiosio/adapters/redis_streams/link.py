@@ -39,12 +39,19 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 from aiosio._once import AtMostEvery
-from aiosio.adapters.outbox import Outbox, Retries, Words, attempt_budget
-from aiosio.adapters.redis.link import Handler, RedisHealth, RedisLink, connection_lost
+from aiosio.adapters.outbox import Outbox
+from aiosio.adapters.outbox import Retries
+from aiosio.adapters.outbox import Words
+from aiosio.adapters.outbox import attempt_budget
+from aiosio.adapters.redis.link import Handler
+from aiosio.adapters.redis.link import RedisHealth
+from aiosio.adapters.redis.link import RedisLink
+from aiosio.adapters.redis.link import connection_lost
 
 __all__ = ["EntryHandler", "StreamsHealth", "StreamsLink"]
 

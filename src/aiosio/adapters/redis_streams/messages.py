@@ -21,15 +21,19 @@ import binascii
 import re
 from typing import Any
 
-from aiosio.adapters.redis.codec import decode, encode_json, encode_msgpack
-from aiosio.adapters.redis.messages import InvalidMessage, MessageType, UnknownType, WrongShape
-from aiosio.adapters.redis.sharded_messages import (
-    Broadcast,
-    Message,
-    from_wire,
-    to_wire,
-)
-from aiosio.protocol.socketio import Limits, has_binary
+from aiosio.adapters.redis.codec import decode
+from aiosio.adapters.redis.codec import encode_json
+from aiosio.adapters.redis.codec import encode_msgpack
+from aiosio.adapters.redis.messages import InvalidMessage
+from aiosio.adapters.redis.messages import MessageType
+from aiosio.adapters.redis.messages import UnknownType
+from aiosio.adapters.redis.messages import WrongShape
+from aiosio.adapters.redis.sharded_messages import Broadcast
+from aiosio.adapters.redis.sharded_messages import Message
+from aiosio.adapters.redis.sharded_messages import from_wire
+from aiosio.adapters.redis.sharded_messages import to_wire
+from aiosio.protocol.socketio import Limits
+from aiosio.protocol.socketio import has_binary
 
 __all__ = [
     "OFFSET",

@@ -8,7 +8,8 @@ It works against Node socket.io, python-socketio and aiosio servers alike. One m
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiosio.doctor.checks.cors import check_cors
@@ -21,7 +22,8 @@ from aiosio.doctor.checks.settings import check_settings
 from aiosio.doctor.checks.soak import check_soak
 from aiosio.doctor.checks.sticky import check_sticky
 from aiosio.doctor.checks.websocket import check_websocket
-from aiosio.doctor.checks.webtransport import check_webtransport, offers_webtransport
+from aiosio.doctor.checks.webtransport import check_webtransport
+from aiosio.doctor.checks.webtransport import offers_webtransport
 from aiosio.doctor.diagnosis import Diagnosis
 from aiosio.doctor.exchange import close_sessions
 from aiosio.doctor.findings import Report

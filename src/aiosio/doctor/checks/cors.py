@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from aiosio.client.errors import ConnectError
 from aiosio.client.http import HttpResult
-from aiosio.doctor.advice import websocket_only, with_credentials
+from aiosio.doctor.advice import websocket_only
+from aiosio.doctor.advice import with_credentials
 from aiosio.doctor.diagnosis import Diagnosis
-from aiosio.doctor.exchange import describe, polling_query, try_request
-from aiosio.doctor.findings import Finding, Verdict
+from aiosio.doctor.exchange import describe
+from aiosio.doctor.exchange import polling_query
+from aiosio.doctor.exchange import try_request
+from aiosio.doctor.findings import Finding
+from aiosio.doctor.findings import Verdict
 from aiosio.doctor.target import Target
 
 __all__ = ["check_cors"]

@@ -4,22 +4,25 @@ not Socket.IO), the first that explains it giving the finding."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
+from collections.abc import Callable
 from dataclasses import replace
 
 from aiosio.client.errors import ConnectError
-from aiosio.client.http import HttpResult, WebSocketConnection
+from aiosio.client.http import HttpResult
+from aiosio.client.http import WebSocketConnection
 from aiosio.doctor.advice import path_option
-from aiosio.doctor.exchange import (
-    describe,
-    engine_error,
-    handshake_of,
-    polling_query,
-    try_request,
-)
-from aiosio.doctor.findings import Finding, Report, Verdict
+from aiosio.doctor.exchange import describe
+from aiosio.doctor.exchange import engine_error
+from aiosio.doctor.exchange import handshake_of
+from aiosio.doctor.exchange import polling_query
+from aiosio.doctor.exchange import try_request
+from aiosio.doctor.findings import Finding
+from aiosio.doctor.findings import Report
+from aiosio.doctor.findings import Verdict
 from aiosio.doctor.packets import is_v3_handshake
-from aiosio.doctor.target import Target, norm_path
+from aiosio.doctor.target import Target
+from aiosio.doctor.target import norm_path
 
 __all__ = ["explain_handshake_failure"]
 

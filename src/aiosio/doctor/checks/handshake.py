@@ -5,13 +5,19 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from aiosio.client.errors import ConnectError, Stage
+from aiosio.client.errors import ConnectError
+from aiosio.client.errors import Stage
 from aiosio.client.http import HttpResult
 from aiosio.doctor.checks.endpoint import explain_handshake_failure
 from aiosio.doctor.checks.network import speaks_tls
 from aiosio.doctor.diagnosis import Diagnosis
-from aiosio.doctor.exchange import describe, handshake_of, polling_query, request, try_request
-from aiosio.doctor.findings import Finding, Verdict
+from aiosio.doctor.exchange import describe
+from aiosio.doctor.exchange import handshake_of
+from aiosio.doctor.exchange import polling_query
+from aiosio.doctor.exchange import request
+from aiosio.doctor.exchange import try_request
+from aiosio.doctor.findings import Finding
+from aiosio.doctor.findings import Verdict
 
 __all__ = ["POLLING_REFUSED", "check_handshake"]
 

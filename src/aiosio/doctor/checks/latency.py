@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiosio.doctor.checks.upgrade import ProbeOutcome, probe
+from aiosio.doctor.checks.upgrade import ProbeOutcome
+from aiosio.doctor.checks.upgrade import probe
 from aiosio.doctor.diagnosis import Diagnosis
-from aiosio.doctor.findings import Finding, Verdict
-from aiosio.doctor.packets import PROBE_PING, PROBE_PONG
+from aiosio.doctor.findings import Finding
+from aiosio.doctor.findings import Verdict
+from aiosio.doctor.packets import PROBE_PING
+from aiosio.doctor.packets import PROBE_PONG
 
 __all__ = ["check_latency"]
 

@@ -7,14 +7,22 @@ import json
 from typing import Any
 
 from aiosio.client.errors import ConnectError
-from aiosio.client.http import HttpConnection, HttpResult
+from aiosio.client.http import HttpConnection
+from aiosio.client.http import HttpResult
 from aiosio.doctor.advice import fresh_auth
 from aiosio.doctor.diagnosis import Diagnosis
-from aiosio.doctor.exchange import POST_HEADERS, describe, open_session, polling_query
-from aiosio.doctor.findings import Finding, Verdict
-from aiosio.doctor.packets import connect_message, is_message_payload, namespace_answers
+from aiosio.doctor.exchange import POST_HEADERS
+from aiosio.doctor.exchange import describe
+from aiosio.doctor.exchange import open_session
+from aiosio.doctor.exchange import polling_query
+from aiosio.doctor.findings import Finding
+from aiosio.doctor.findings import Verdict
+from aiosio.doctor.packets import connect_message
+from aiosio.doctor.packets import is_message_payload
+from aiosio.doctor.packets import namespace_answers
 from aiosio.doctor.target import Target
-from aiosio.protocol.socketio import Decoder, PacketType
+from aiosio.protocol.socketio import Decoder
+from aiosio.protocol.socketio import PacketType
 
 __all__ = ["check_namespace"]
 

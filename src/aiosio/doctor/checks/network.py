@@ -8,10 +8,12 @@ import ssl as ssl_module
 import time
 from dataclasses import replace
 
-from aiosio.client.errors import ConnectError, Stage
+from aiosio.client.errors import ConnectError
+from aiosio.client.errors import Stage
 from aiosio.client.http import open_stream
 from aiosio.doctor.diagnosis import Diagnosis
-from aiosio.doctor.findings import Finding, Verdict
+from aiosio.doctor.findings import Finding
+from aiosio.doctor.findings import Verdict
 from aiosio.doctor.target import Target
 
 __all__ = ["check_network", "speaks_tls"]

@@ -4,8 +4,11 @@ on POST sizes (a proxy's body limit below the server's maxPayload shows here).""
 from __future__ import annotations
 
 from aiosio.doctor.diagnosis import Diagnosis
-from aiosio.doctor.exchange import close_session, open_session, post
-from aiosio.doctor.findings import Finding, Verdict
+from aiosio.doctor.exchange import close_session
+from aiosio.doctor.exchange import open_session
+from aiosio.doctor.exchange import post
+from aiosio.doctor.findings import Finding
+from aiosio.doctor.findings import Verdict
 from aiosio.doctor.packets import message_payload
 from aiosio.doctor.target import Target
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from aiosio.doctor.diagnosis import Diagnosis
-from aiosio.doctor.findings import Finding, Verdict
+from aiosio.doctor.findings import Finding
+from aiosio.doctor.findings import Verdict
 
 __all__ = ["check_settings"]
 

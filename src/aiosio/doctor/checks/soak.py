@@ -8,9 +8,12 @@ import time
 from typing import Any
 
 from aiosio.doctor.diagnosis import Diagnosis
-from aiosio.doctor.exchange import open_websocket, websocket_query
-from aiosio.doctor.findings import Finding, Verdict
-from aiosio.doctor.packets import PONG, is_ping
+from aiosio.doctor.exchange import open_websocket
+from aiosio.doctor.exchange import websocket_query
+from aiosio.doctor.findings import Finding
+from aiosio.doctor.findings import Verdict
+from aiosio.doctor.packets import PONG
+from aiosio.doctor.packets import is_ping
 
 __all__ = ["check_soak"]
 

@@ -3,21 +3,23 @@ connection, as a load balancer sees different clients' requests?"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 
 from aiosio.client.http import HttpResult
 from aiosio.doctor.advice import websocket_only
 from aiosio.doctor.diagnosis import Diagnosis
-from aiosio.doctor.exchange import (
-    describe,
-    engine_error,
-    open_session,
-    polling_query,
-    post,
-    request_quiet,
-)
-from aiosio.doctor.findings import Finding, Verdict
-from aiosio.doctor.packets import CLOSE_PAYLOAD, NOOP_PAYLOAD, connect_payload
+from aiosio.doctor.exchange import describe
+from aiosio.doctor.exchange import engine_error
+from aiosio.doctor.exchange import open_session
+from aiosio.doctor.exchange import polling_query
+from aiosio.doctor.exchange import post
+from aiosio.doctor.exchange import request_quiet
+from aiosio.doctor.findings import Finding
+from aiosio.doctor.findings import Verdict
+from aiosio.doctor.packets import CLOSE_PAYLOAD
+from aiosio.doctor.packets import NOOP_PAYLOAD
+from aiosio.doctor.packets import connect_payload
 from aiosio.doctor.target import Target
 
 __all__ = ["check_sticky"]

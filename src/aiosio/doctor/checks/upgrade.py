@@ -11,9 +11,17 @@ from typing import assert_never
 
 from aiosio.client.http import WebSocketConnection
 from aiosio.doctor.diagnosis import Diagnosis
-from aiosio.doctor.exchange import describe, open_session, open_websocket, websocket_query
-from aiosio.doctor.findings import Finding, Verdict
-from aiosio.doctor.packets import CLOSE, PROBE_PING, UPGRADE, is_noop, is_probe_pong
+from aiosio.doctor.exchange import describe
+from aiosio.doctor.exchange import open_session
+from aiosio.doctor.exchange import open_websocket
+from aiosio.doctor.exchange import websocket_query
+from aiosio.doctor.findings import Finding
+from aiosio.doctor.findings import Verdict
+from aiosio.doctor.packets import CLOSE
+from aiosio.doctor.packets import PROBE_PING
+from aiosio.doctor.packets import UPGRADE
+from aiosio.doctor.packets import is_noop
+from aiosio.doctor.packets import is_probe_pong
 from aiosio.doctor.target import Target
 
 __all__ = ["Probe", "ProbeOutcome", "check_upgrade", "probe"]

@@ -11,14 +11,13 @@ from aiosio.doctor.advice import websocket_only
 from aiosio.doctor.checks.handshake import POLLING_REFUSED
 from aiosio.doctor.checks.upgrade import check_upgrade
 from aiosio.doctor.diagnosis import Diagnosis
-from aiosio.doctor.exchange import (
-    describe,
-    engine_error,
-    handshake_of,
-    open_websocket,
-    websocket_query,
-)
-from aiosio.doctor.findings import Finding, Verdict
+from aiosio.doctor.exchange import describe
+from aiosio.doctor.exchange import engine_error
+from aiosio.doctor.exchange import handshake_of
+from aiosio.doctor.exchange import open_websocket
+from aiosio.doctor.exchange import websocket_query
+from aiosio.doctor.findings import Finding
+from aiosio.doctor.findings import Verdict
 from aiosio.doctor.packets import is_handshake_message
 
 __all__ = ["check_websocket"]

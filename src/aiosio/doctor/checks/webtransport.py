@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import asyncio
 
-from aiosio.client.errors import ConnectError, Stage
-from aiosio.client.webtransport import (
-    WebTransportConnection,
-    open_webtransport,
-    parse_certificate_hash,
-)
+from aiosio.client.errors import ConnectError
+from aiosio.client.errors import Stage
+from aiosio.client.webtransport import WebTransportConnection
+from aiosio.client.webtransport import open_webtransport
+from aiosio.client.webtransport import parse_certificate_hash
 from aiosio.doctor.diagnosis import Diagnosis
-from aiosio.doctor.findings import Finding, Verdict
+from aiosio.doctor.findings import Finding
+from aiosio.doctor.findings import Verdict
 from aiosio.doctor.packets import is_handshake_message
 
 __all__ = ["check_webtransport", "offers_webtransport"]

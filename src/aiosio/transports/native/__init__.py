@@ -9,9 +9,13 @@
 - :mod:`.limits`: :class:`ServerLimits`.
 """
 
-from aiosio.transports.native.http import Handoff, HttpConnection
+from aiosio.transports.native.http import Handoff
+from aiosio.transports.native.http import HttpConnection
 from aiosio.transports.native.limits import ServerLimits
-from aiosio.transports.native.server import NativeServer, loop_factory, run, serve
+from aiosio.transports.native.server import NativeServer
+from aiosio.transports.native.server import loop_factory
+from aiosio.transports.native.server import run
+from aiosio.transports.native.server import serve
 
 __all__ = [
     "Handoff",

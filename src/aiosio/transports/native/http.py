@@ -19,15 +19,22 @@ import logging
 import os
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any, Protocol, cast
+from typing import Any
+from typing import Protocol
+from typing import cast
 
 import httptools
 
 from aiosio._memory import HeapTrimmer
-from aiosio.engine.http import HttpApp, HttpRequest, HttpResponse, WebSocketAccept
+from aiosio.engine.http import HttpApp
+from aiosio.engine.http import HttpRequest
+from aiosio.engine.http import HttpResponse
+from aiosio.engine.http import WebSocketAccept
 from aiosio.protocol import websocket as ws
 from aiosio.transports.native.limits import ServerLimits
-from aiosio.transports.native.websocket import NativeWebSocket, PlainWebSocket, WriteBatcher
+from aiosio.transports.native.websocket import NativeWebSocket
+from aiosio.transports.native.websocket import PlainWebSocket
+from aiosio.transports.native.websocket import WriteBatcher
 
 __all__ = ["ConnectionServer", "Handoff", "HttpConnection"]
 

@@ -17,23 +17,25 @@ import logging
 import signal
 import socket
 import ssl as ssl_module
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
+from collections.abc import Callable
 from typing import Any
 
 from aiosio._eager import settle
-from aiosio._memory import HeapTrimmer, prime_loop_free_lists
+from aiosio._memory import HeapTrimmer
+from aiosio._memory import prime_loop_free_lists
 from aiosio.engine.http import HttpApp
-from aiosio.transports.native.http import Handoff, HttpConnection
+from aiosio.transports.native.http import Handoff
+from aiosio.transports.native.http import HttpConnection
 from aiosio.transports.native.limits import ServerLimits
-from aiosio.transports.native.tls import TlsAccept, describe_tls_failure
+from aiosio.transports.native.tls import TlsAccept
+from aiosio.transports.native.tls import describe_tls_failure
 from aiosio.transports.native.websocket import WriteBatcher
-from aiosio.transports.webtransport import (
-    WebTransport,
-    WebTransportServer,
-    check_webtransport,
-    close_app,
-    serve_webtransport,
-)
+from aiosio.transports.webtransport import WebTransport
+from aiosio.transports.webtransport import WebTransportServer
+from aiosio.transports.webtransport import check_webtransport
+from aiosio.transports.webtransport import close_app
+from aiosio.transports.webtransport import serve_webtransport
 
 __all__ = ["NativeServer", "run", "serve"]
 

@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as ssl_module
-from typing import Protocol, cast
+from typing import Protocol
+from typing import cast
 
-from aiosio.transports.native.http import ConnectionServer, HttpConnection
+from aiosio.transports.native.http import ConnectionServer
+from aiosio.transports.native.http import HttpConnection
 
 __all__ = ["TlsAccept", "TlsServer", "describe_tls_failure"]
 
