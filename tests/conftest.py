@@ -33,6 +33,13 @@ JS_DIR = ROOT / "tests" / "js"
 ServeFn = Callable[..., Awaitable[str]]
 
 
+async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait until ``predicate()`` holds, checking every 10 ms; TimeoutError past ``timeout``."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

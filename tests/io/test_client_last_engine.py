@@ -4,7 +4,6 @@ attempt replaces it; and only that one is kept, whatever the number of reconnect
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import weakref
 from typing import Any
@@ -14,14 +13,7 @@ import pytest
 import aiosio
 from aiosio.client.engine import EngineClient
 from conftest import free_port
-
-TIMEOUT = 10.0
-
-
-async def until(predicate: Any) -> None:
-    async with asyncio.timeout(TIMEOUT):
-        while not predicate():
-            await asyncio.sleep(0.01)
+from conftest import until
 
 
 @pytest.mark.parametrize("transport", ["polling", "websocket"])

@@ -13,14 +13,9 @@ from typing import Any
 import pytest
 
 import aiosio
+from conftest import until
 
 TIMEOUT = 10.0
-
-
-async def until(predicate: Any) -> None:
-    async with asyncio.timeout(TIMEOUT):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 @pytest.mark.parametrize("transport", ["polling", "websocket"])
